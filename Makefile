@@ -1,0 +1,117 @@
+# tandem: one Makefile, no autotools.
+#
+# Modules are found by directory: every .c file under src/<module>/ goes
+# into build/libtandem.a; src/tools/*.c make bin/tandem; each
+# tests/unit/test_*.c is one unit-test binary; each tests/fuzz/fuzz_*.c is
+# one fuzz target (libFuzzer with clang, corpus replay with gcc).
+#
+# Targets:
+#   all      bin/tandem (and later bin/tandemd)
+#   check    deps + build + unit tests (plain and ASan+UBSan) + fuzz corpus
+#            replay + integration tests; ends with "check: N passed, N failed"
+#   demo     a throwaway instance in ./demo, mail delivered and listed
+#   bench    benchmarks; results go to docs/benchmarks.md
+#   fuzz     runs each libFuzzer target for FUZZ_SECONDS (default 60)
+#   clean
+
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+PKGS     := sqlite3 openssl zlib
+OPT      ?= -O2
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wno-unused-parameter
+BASEFLAGS := -std=c11 -D_GNU_SOURCE -Isrc -g $(WARN)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt
+CFLAGS   ?= $(OPT)
+ALL_CFLAGS = $(BASEFLAGS) $(CFLAGS) $(PKG_CFLAGS)
+SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/conf/*.c src/chlog/*.c src/store/*.c \
+                               src/proto/*/*.c src/sync/*.c))
+TOOL_SRCS := $(sort $(wildcard src/tools/*.c))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+
+LIB_OBJS  := $(LIB_SRCS:%.c=build/obj/%.o)
+TOOL_OBJS := $(TOOL_SRCS:%.c=build/obj/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit/%)
+ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit-asan/%)
+REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/replay/%)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz clean
+.SUFFIXES:
+
+all: deps bin/tandem
+
+deps:
+	@scripts/deps.sh build
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+build/libtandem.a: $(LIB_OBJS)
+	@mkdir -p build
+	rm -f $@ && ar rcs $@ $^
+
+build/libtandem-asan.a: $(ASAN_LIB_OBJS)
+	@mkdir -p build
+	rm -f $@ && ar rcs $@ $^
+
+bin/tandem: $(TOOL_OBJS) build/libtandem.a
+	@mkdir -p bin
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJS) build/libtandem.a $(PKG_LIBS)
+
+build/unit/%: tests/unit/%.c tests/unit/test.h build/libtandem.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itests/unit -o $@ $< build/libtandem.a $(PKG_LIBS)
+
+build/unit-asan/%: tests/unit/%.c tests/unit/test.h build/libtandem-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< build/libtandem-asan.a $(PKG_LIBS)
+
+# Corpus replay: the fuzz target linked with a small main() that feeds it
+# every file of tests/fuzz/corpus/<target>/, under ASan+UBSan.
+build/replay/%: tests/fuzz/%.c tests/fuzz/replay_main.c build/libtandem-asan.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASEFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -o $@ $< tests/fuzz/replay_main.c build/libtandem-asan.a $(PKG_LIBS)
+
+build/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -Isrc -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) \
+	  -o $@ $< $(LIB_SRCS) $(PKG_LIBS)
+
+unit: $(UNIT_BINS)
+unit-asan: $(ASAN_UNIT_BINS)
+fuzz-replay: $(REPLAY_BINS)
+
+check: all
+	@scripts/deps.sh check
+	$(MAKE) --no-print-directory unit unit-asan fuzz-replay
+	@tests/run.sh
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); mkdir -p build/fuzz-corpus/$$n; \
+	  echo "fuzz: $$n for $${FUZZ_SECONDS:-60}s"; \
+	  $$f -max_total_time=$${FUZZ_SECONDS:-60} build/fuzz-corpus/$$n tests/fuzz/corpus/$$n || exit 1; done
+
+demo: all
+	@scripts/deps.sh demo
+	@scripts/demo.sh
+
+bench: all
+	@scripts/deps.sh bench
+	@bench/run.sh
+
+clean:
+	rm -rf build bin
+
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d)

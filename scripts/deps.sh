@@ -1,0 +1,28 @@
+#!/bin/sh
+# Installs the Debian packages a target needs, only when one is missing.
+# Usage: scripts/deps.sh build|check|demo|bench
+# Runs apt-get (as root) at most once per call; prints nothing when all is there.
+set -eu
+build="gcc make pkg-config libsqlite3-dev libssl-dev zlib1g-dev libcrypt-dev openssl python3"
+check="$build clang libclang-rt-14-dev"
+case "${1:-build}" in
+  build) want="$build" ;;
+  check) want="$check" ;;
+  demo)  want="$build" ;;
+  bench) want="$check" ;;
+  *) echo "deps.sh: unknown target '$1'" >&2; exit 2 ;;
+esac
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "deps.sh: missing Debian packages:$missing (run as root, or install them)" >&2
+  exit 1
+fi
+echo "deps.sh: installing$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,143 @@
+/* limits.h: every size and count limit of tandem, each with its reason.
+ *
+ * A limit protects memory, disk or CPU from a client or peer, or matches a
+ * limit of Cyrus 3.6 that a peer relies on. Code compares against these
+ * names, never against a bare number. Pre-authentication IMAP state gets
+ * its own, smaller values (IMAP_PREAUTH_*). Operators can lower some of
+ * them in the config (the option named in the comment); none can be raised
+ * past the value here.
+ */
+#ifndef TANDEM_LIMITS_H
+#define TANDEM_LIMITS_H
+
+/* ---- names ---------------------------------------------------------- */
+
+/* Internal mailbox name, in bytes: Cyrus's MAX_MAILBOX_NAME (490), so
+ * every name a Cyrus peer sends fits and every name we send fits it. */
+#define MAX_MBOXNAME 490
+/* A userid (with @domain), bytes: fits inside a mailbox name with room
+ * for "example.com!user." and a folder. */
+#define MAX_USERID 255
+/* One hierarchy level of a mailbox name, bytes: a filesystem name limit
+ * (255) is the tightest place such a component may end up. */
+#define MAX_MBOX_COMPONENT 255
+/* Hierarchy depth of a mailbox name: deep trees are a DoS on LIST. */
+#define MAX_MBOX_DEPTH 64
+/* User flags (keywords) per mailbox: Cyrus's MAX_USER_FLAGS (128); a
+ * replica must accept every flag a Cyrus master can hold. */
+#define MAX_USER_FLAGS 128
+/* One flag name, bytes: IMAP atoms in practice are short; 255 bounds the
+ * per-record flag list. */
+#define MAX_FLAG_NAME 255
+/* Annotation entry name, bytes. */
+#define MAX_ANNOT_ENTRY 1024
+/* Annotation value, bytes: Cyrus's default annotation_maxsize is 64 KiB... */
+#define MAX_ANNOT_VALUE (64 * 1024)
+/* Sieve script, bytes: Cyrus's sieve_maxscriptsize default is 32 KiB;
+ * we accept 4x so nothing a Cyrus master holds is refused. */
+#define MAX_SIEVE_SCRIPT (128 * 1024)
+
+/* ---- messages --------------------------------------------------------- */
+
+/* Largest message accepted, bytes (config: maxmessagesize may lower it).
+ * 100 MiB: above what mainstream MTAs relay; a sync file literal can carry
+ * up to 4 GiB, so a Cyrus master with larger mail must raise nothing here
+ * but will see those messages refused by APPLY with a clear error. */
+#define MAX_MESSAGE_SIZE (100L * 1024 * 1024)
+/* Longest header section line we parse for IMAP ENVELOPE etc.: longer
+ * lines are still stored byte for byte, only not parsed. */
+#define MAX_HEADER_LINE (64 * 1024)
+
+/* ---- configuration ------------------------------------------------------ */
+
+/* One config line, bytes: imapd.conf lines are short; a long line is a
+ * mistake (or a binary file given by error). */
+#define MAX_CONF_LINE 8192
+/* Config file, bytes. */
+#define MAX_CONF_FILE (1024 * 1024)
+/* Channels per instance: each is one log file per change and one sync
+ * client process. */
+#define MAX_CHANNELS 32
+/* Channel name, bytes: it is a directory name and a key prefix. */
+#define MAX_CHANNEL_NAME 64
+
+/* ---- change log (sync_log) ------------------------------------------------ */
+
+/* One change-log line, bytes: a keyword and two arguments, each at most a
+ * quoted internal mailbox name with every byte escaped. */
+#define MAX_CHLOG_LINE (16 + 2 * (2 * MAX_MBOXNAME + 2) + 4)
+/* Attempts to append when the log keeps being rotated under the writer
+ * (Cyrus uses 64). */
+#define CHLOG_APPEND_TRIES 64
+
+/* ---- sync protocol (DLIST) -------------------------------------------------- */
+
+/* A command word / atom / quoted string, bytes: Cyrus's maxword and
+ * maxquoted (131072); a 3.6 peer never sends longer. */
+#define DLIST_MAX_ATOM (128 * 1024)
+/* A {N} or {N+} literal, bytes: the 3.6.5+/Debian maxliteral; larger is
+ * refused by Cyrus, so no well-behaved peer sends it. */
+#define DLIST_MAX_LITERAL (128 * 1024)
+/* A file literal %{part guid size}: the message size limit. */
+#define DLIST_MAX_FILE MAX_MESSAGE_SIZE
+/* Nesting of ( ) and %( ): a MAILBOX is 4 deep; 16 leaves room and
+ * bounds recursion. */
+#define DLIST_MAX_DEPTH 16
+/* Total items in one command: 10k records x ~10 keys each with room;
+ * bounds memory for one APPLY. */
+#define DLIST_MAX_ITEMS (4 * 1024 * 1024)
+/* Memory for one parsed command excluding file literals, bytes. */
+#define DLIST_MAX_COMMAND_BYTES (256L * 1024 * 1024)
+/* GUIDs per APPLY RESERVE we send (Cyrus client splits at 8192+1). */
+#define SYNC_MAX_RESERVE_GUIDS 8192
+/* File literals per APPLY MESSAGE we send (Cyrus client splits at 1024). */
+#define SYNC_MAX_MESSAGE_FILES 1024
+
+/* ---- IMAP -------------------------------------------------------------- */
+
+/* Command line (outside literals), bytes: RFC 7162 asks servers to accept
+ * at least 8192; a UID set of a large folder needs more. */
+#define IMAP_MAX_LINE (64 * 1024)
+/* Before login: LOGIN/AUTHENTICATE/STARTTLS/CAPABILITY need little. */
+#define IMAP_PREAUTH_MAX_LINE 8192
+/* A literal other than APPEND's message, bytes. */
+#define IMAP_MAX_LITERAL (64 * 1024)
+/* Before login a literal carries a user name or password at most. */
+#define IMAP_PREAUTH_MAX_LITERAL 1024
+/* Parenthesised nesting in a command (SEARCH, FETCH BODY[...]): bounds
+ * parser recursion. */
+#define IMAP_MAX_NESTING 32
+/* Arguments/items in one command: bounds parser memory. */
+#define IMAP_MAX_ARGS 4096
+/* Bad commands in a row before the server disconnects (Dovecot: 20). */
+#define IMAP_MAX_BAD_COMMANDS 20
+/* Before login (Dovecot imap-login: 3). */
+#define IMAP_PREAUTH_MAX_BAD_COMMANDS 3
+/* Idle timeout after login, seconds: RFC 3501 says at least 30 minutes. */
+#define IMAP_IDLE_TIMEOUT 1800
+/* Before login, seconds: a client that has not logged in by then is gone. */
+#define IMAP_PREAUTH_TIMEOUT 60
+
+/* ---- LMTP -------------------------------------------------------------- */
+
+/* Command line, bytes: RFC 5321 4.5.3.1.4 says 512 incl. CRLF; we allow
+ * extensions' parameters. */
+#define LMTP_MAX_LINE 2048
+/* Text line in DATA, bytes: RFC 5321 allows 1000; real mail breaks that,
+ * so we only bound memory. */
+#define LMTP_MAX_DATA_LINE (1024 * 1024)
+/* Recipients per transaction: RFC 5321 4.5.3.1.8 requires at least 100. */
+#define LMTP_MAX_RCPTS 1000
+/* Bad commands in a row before disconnect. */
+#define LMTP_MAX_BAD_COMMANDS 20
+/* Idle timeout, seconds: RFC 5321 4.5.3.2 suggests 5 minutes. */
+#define LMTP_IDLE_TIMEOUT 300
+
+/* ---- authentication ---------------------------------------------------- */
+
+/* Password, bytes: hashing cost is linear in it. */
+#define MAX_PASSWORD 1024
+/* Pause after a failed login, milliseconds (Cyrus failedloginpause 3s). */
+#define AUTH_FAIL_PAUSE_MS 3000
+
+#endif
