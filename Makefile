@@ -28,8 +28,9 @@ CFLAGS   ?= $(OPT)
 ALL_CFLAGS = $(BASEFLAGS) $(CFLAGS) $(PKG_CFLAGS)
 SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-LIB_SRCS  := $(sort $(wildcard src/lib/*.c src/conf/*.c src/chlog/*.c src/store/*.c \
-                               src/proto/*/*.c src/sync/*.c))
+# Every module directory goes into the library except the programs' own mains.
+PROG_DIRS := src/tools src/tandemd
+LIB_SRCS  := $(sort $(filter-out $(PROG_DIRS:%=%/%), $(wildcard src/*/*.c src/proto/*/*.c)))
 TOOL_SRCS := $(sort $(wildcard src/tools/*.c))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
