@@ -46,7 +46,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 .PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz clean
 .SUFFIXES:
 
-all: deps bin/tandem
+all: deps bin/tandem bin/tandemd
 
 deps:
 	@scripts/deps.sh build
@@ -66,6 +66,13 @@ build/libtandem.a: $(LIB_OBJS)
 build/libtandem-asan.a: $(ASAN_LIB_OBJS)
 	@mkdir -p build
 	rm -f $@ && ar rcs $@ $^
+
+DAEMON_SRCS := $(sort $(wildcard src/tandemd/*.c))
+DAEMON_OBJS := $(DAEMON_SRCS:%.c=build/obj/%.o)
+
+bin/tandemd: $(DAEMON_OBJS) build/libtandem.a
+	@mkdir -p bin
+	$(CC) $(ALL_CFLAGS) -o $@ $(DAEMON_OBJS) build/libtandem.a $(PKG_LIBS)
 
 bin/tandem: $(TOOL_OBJS) build/libtandem.a
 	@mkdir -p bin
@@ -115,4 +122,4 @@ bench: all
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d)

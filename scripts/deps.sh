@@ -5,11 +5,12 @@
 set -eu
 build="gcc make pkg-config libsqlite3-dev libssl-dev zlib1g-dev libcrypt-dev openssl python3"
 check="$build clang libclang-rt-14-dev"
+bench_pkgs="$check strace"
 case "${1:-build}" in
   build) want="$build" ;;
   check) want="$check" ;;
   demo)  want="$build" ;;
-  bench) want="$check" ;;
+  bench) want="$bench_pkgs" ;;
   *) echo "deps.sh: unknown target '$1'" >&2; exit 2 ;;
 esac
 missing=""

@@ -47,6 +47,22 @@
 /* Longest header section line we parse for IMAP ENVELOPE etc.: longer
  * lines are still stored byte for byte, only not parsed. */
 #define MAX_HEADER_LINE (64 * 1024)
+/* MIME container nesting (multipart and message/rfc822 inside each
+ * other): real mail stays under ~8; this bounds parser recursion and the
+ * parenthesis depth of BODYSTRUCTURE that clients must parse. Deeper
+ * containers are served as application/octet-stream leaves. */
+#define MIME_MAX_DEPTH 32
+/* MIME parts in one message (Dovecot's default too): bounds the part tree
+ * (~250 bytes each) and the BODYSTRUCTURE size; further parts stay in
+ * their parent's epilogue, unparsed. */
+#define MIME_MAX_PARTS 10000
+/* Parameters of one Content-Type/Content-Disposition field, and tags of
+ * one Content-Language: RFC 2231 continuation merging is quadratic. */
+#define MIME_MAX_PARAMS 256
+/* Bytes of one address field (To:, Cc: ...) read for ENVELOPE, cut at
+ * a comma: a 20 MB To: would cost seconds, hundreds of MB of tokens and
+ * a 40 MB ENVELOPE; 10k recipients take about 300 KB. */
+#define MIME_MAX_ADDRESS_LIST (1024 * 1024)
 
 /* ---- configuration ------------------------------------------------------ */
 
@@ -109,6 +125,15 @@
 #define IMAP_MAX_NESTING 32
 /* Arguments/items in one command: bounds parser memory. */
 #define IMAP_MAX_ARGS 4096
+/* One command's line text plus all its literals except APPEND's message,
+ * bytes: many literals of IMAP_MAX_LITERAL each would otherwise be
+ * unbounded parser memory. */
+#define IMAP_MAX_COMMAND_SIZE (1024 * 1024)
+/* Before login: LOGIN's two literals plus a line. */
+#define IMAP_PREAUTH_MAX_COMMAND_SIZE (16 * 1024)
+/* A literal header "%{partition guid size}" at the end of a SYNC* line,
+ * bytes: partition name, a 40-hex GUID and a 10-digit size fit easily. */
+#define IMAP_SYNC_MAX_FILE_HEADER 512
 /* Bad commands in a row before the server disconnects (Dovecot: 20). */
 #define IMAP_MAX_BAD_COMMANDS 20
 /* Before login (Dovecot imap-login: 3). */
@@ -132,6 +157,13 @@
 #define LMTP_MAX_BAD_COMMANDS 20
 /* Idle timeout, seconds: RFC 5321 4.5.3.2 suggests 5 minutes. */
 #define LMTP_IDLE_TIMEOUT 300
+
+/* ---- server ---------------------------------------------------------------- */
+
+/* Session processes per tandemd: each is a process with its own SQLite
+ * handles; past this, new connections are closed (and logged) instead of
+ * exhausting memory or file descriptors. */
+#define MAX_SESSIONS 2000
 
 /* ---- authentication ---------------------------------------------------- */
 

@@ -1,7 +1,209 @@
-/* tandem.c: placeholder main, replaced by the admin command table. */
+/* tandem.c: the admin command: global options, the command table, and
+ * opening the instance (config, change log, store) for the commands that
+ * need it. */
+#include "tools/tools.h"
+
+#include "chlog/chlog.h"
+#include "conf/conf.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "store/store.h"
+
+#include <errno.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_CONF "/etc/tandem.conf"
+
+struct command {
+	const char *name;
+	int (*run)(struct tool *t, int argc, char **argv);
+	int needs_store;
+	const char *summary;
+};
+
+static const struct command commands[] = {
+	{ "init", cmd_init, 0, "create a new instance in a directory" },
+	{ "user", cmd_user, 1, "add, delete, list users; set passwords" },
+	{ "mailbox", cmd_mailbox, 1, "create, rename, delete, list mailboxes" },
+	{ "deliver", cmd_deliver, 1, "deliver a message from standard input" },
+	{ "message", cmd_message, 1, "list messages, change flags, expunge" },
+	{ "dump", cmd_dump, 1, "print a mailbox as the sync protocol sends it" },
+	{ "synclog", cmd_synclog, 1, "add a line to the change log by hand" },
+	{ "check", cmd_check, 1, "check the store's consistency" },
+	{ "config", cmd_config, 0, "check the configuration and print every option" },
+};
+
+static void usage_all(FILE *f)
 {
-	puts("tandem");
+	fprintf(f, "usage: tandem [-C CONFIG] [-v] COMMAND [ARGS]\n\n"
+		   "  -C CONFIG  configuration file (default $TANDEM_CONF, else %s)\n"
+		   "  -v         log debug lines to standard error\n\ncommands:\n", DEFAULT_CONF);
+	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'tandem COMMAND --help' describes one command. Exit status: 0 done,\n"
+		   "1 the operation failed, 2 bad usage or configuration.\n");
+}
+
+int tool_fail(const struct terr *err)
+{
+	fprintf(stderr, "tandem: %s\n", err->msg);
+	return err->code == TE_CONFIG ? EXIT_USAGE : EXIT_FAIL;
+}
+
+int tool_help(int argc, char **argv, const char *usage)
+{
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			fputs(usage, stdout);
+			return 1;
+		}
 	return 0;
+}
+
+int tool_usage(const char *usage)
+{
+	fprintf(stderr, "%s", usage);
+	return EXIT_USAGE;
+}
+
+int tool_open_chlog(struct conf *conf, struct chlog **log_r, struct terr *err)
+{
+	*log_r = NULL;
+	if (!conf_bool(conf, "sync_log"))
+		return 0;
+	const char *const *names;
+	size_t n = conf_channels(conf, &names);
+	static const char *const def[] = { "" };
+	if (n == 0) {
+		names = def;
+		n = 1;
+	}
+	*log_r = chlog_open(conf_str(conf, "configdirectory"), names, n);
+	if (!*log_r)
+		return terr_set(err, TE_IO, "cannot open the change log");
+	return 0;
+}
+
+int tool_mailbox_arg(struct tool *t, const char *arg, struct buf *internal_r)
+{
+	struct terr err;
+	if (mboxname_from_admin(&t->ns, arg, internal_r, &err) < 0) {
+		fprintf(stderr, "tandem: mailbox '%s': %s\n", arg, err.msg);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+int tool_read_stdin(size_t max, struct buf *out, struct terr *err)
+{
+	for (;;) {
+		buf_reserve(out, 65536);
+		ssize_t n = read(0, out->ptr + out->len, 65536);
+		if (n < 0)
+			return terr_errno(err, errno, "read standard input");
+		if (n == 0)
+			return 0;
+		out->len += (size_t)n;
+		out->ptr[out->len] = '\0';
+		if (out->len > max)
+			return terr_set(err, TE_TOOBIG, "input is over the limit of %zu bytes", max);
+	}
+}
+
+int tool_read_password(struct buf *out, struct terr *err)
+{
+	if (tool_read_stdin(MAX_PASSWORD + 2, out, err) < 0)
+		return -1;
+	char *nl = memchr(out->ptr ? out->ptr : "", '\n', out->len);
+	if (nl)
+		buf_truncate(out, (size_t)(nl - out->ptr));
+	if (out->len && out->ptr[out->len - 1] == '\r')
+		buf_truncate(out, out->len - 1);
+	if (out->len == 0)
+		return terr_set(err, TE_INVALID, "empty password on standard input");
+	if (out->len > MAX_PASSWORD)
+		return terr_set(err, TE_INVALID, "password longer than %d bytes", MAX_PASSWORD);
+	return 0;
+}
+
+static int open_instance(struct tool *t, struct terr *err)
+{
+	if (conf_load(t->conf_path, &t->conf, err) < 0) {
+		err->code = TE_CONFIG;
+		return -1;
+	}
+	t->ns.sep = conf_bool(t->conf, "unixhierarchysep") ? '/' : '.';
+	t->ns.virtdomains = strcmp(conf_str(t->conf, "virtdomains"), "off") != 0;
+	if (tool_open_chlog(t->conf, &t->chlog, err) < 0)
+		return -1;
+	const char *part = conf_str(t->conf, "defaultpartition");
+	const char *path = conf_partition(t->conf, part);
+	if (!path)
+		return terr_set(err, TE_CONFIG, "%s: partition-%s is not set", t->conf_path, part);
+	struct store_opts so = {
+		.configdir = conf_str(t->conf, "configdirectory"),
+		.partition = part,
+		.partition_path = path,
+		.chlog = t->chlog,
+		.maxmessagesize = conf_int(t->conf, "maxmessagesize"),
+		.virtdomains = t->ns.virtdomains,
+	};
+	return store_open(&so, &t->st, err);
+}
+
+int main(int argc, char **argv)
+{
+	struct tool t = { 0 };
+	t.conf_path = getenv("TANDEM_CONF") ? getenv("TANDEM_CONF") : DEFAULT_CONF;
+	enum log_level lvl = LOG_LVL_WARN;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (!strcmp(argv[i], "-C") && i + 1 < argc)
+			t.conf_path = argv[++i];
+		else if (!strcmp(argv[i], "-v"))
+			lvl = LOG_LVL_DEBUG;
+		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			usage_all(stdout);
+			return EXIT_OK;
+		} else {
+			fprintf(stderr, "tandem: unknown option '%s'\n", argv[i]);
+			usage_all(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	log_open("tandem", 0, lvl);
+	if (i >= argc) {
+		usage_all(stderr);
+		return EXIT_USAGE;
+	}
+	const struct command *cmd = NULL;
+	for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+		if (!strcmp(argv[i], commands[k].name))
+			cmd = &commands[k];
+	if (!cmd) {
+		fprintf(stderr, "tandem: unknown command '%s'\n", argv[i]);
+		usage_all(stderr);
+		return EXIT_USAGE;
+	}
+	int wants_help = 0;
+	for (int k = i + 1; k < argc; k++)
+		if (!strcmp(argv[k], "--help") || !strcmp(argv[k], "-h"))
+			wants_help = 1;
+	struct terr err = { 0 };
+	if (cmd->needs_store && !wants_help && open_instance(&t, &err) < 0) {
+		int rc = tool_fail(&err);
+		store_close(&t.st);
+		chlog_close(&t.chlog);
+		conf_free(&t.conf);
+		return rc;
+	}
+	int rc = cmd->run(&t, argc - i, argv + i);
+	store_close(&t.st);
+	chlog_close(&t.chlog);
+	conf_free(&t.conf);
+	return rc;
 }

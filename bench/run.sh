@@ -1,0 +1,14 @@
+#!/bin/sh
+# bench/run.sh (make bench): runs the benchmarks and writes their figures
+# to docs/benchmarks.md (between the markers of each section) and the raw
+# JSON lines to build/bench/results.jsonl. Benchmarks are not tests: they
+# never fail on a number. Run them on a quiet machine.
+set -eu
+cd "$(dirname "$0")/.."
+mkdir -p build/bench
+out=build/bench/results.jsonl
+: > "$out"
+echo "bench: local durable delivery (tandem deliver, 1,000 messages, 3 repetitions)"
+python3 bench/bench_deliver.py | tee -a "$out"
+python3 bench/report.py "$out" docs/benchmarks.md
+echo "bench: figures written to docs/benchmarks.md"

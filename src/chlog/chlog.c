@@ -1,0 +1,343 @@
+/* chlog.c: see chlog.h. */
+#include "chlog/chlog.h"
+
+#include "lib/fsutil.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct chlog {
+	char *configdir;
+	char **channels;
+	size_t n;
+};
+
+static const char *const keywords[] = {
+	"USER", "UNUSER", "META", "SIEVE", "APPEND", "MAILBOX", "DOUBLEMAILBOX", "RENAME",
+	"UNMAILBOX", "QUOTA", "ANNOTATION", "SEEN", "SUB", "UNSUB",
+};
+
+static int keyword_known(const char *k)
+{
+	for (size_t i = 0; i < sizeof keywords / sizeof keywords[0]; i++)
+		if (!strcmp(k, keywords[i]))
+			return 1;
+	return 0;
+}
+
+void chlog_path(const char *configdir, const char *channel, const char *file, struct buf *out)
+{
+	buf_reset(out);
+	if (channel && *channel)
+		buf_printf(out, "%s/sync/%s/%s", configdir, channel, file);
+	else
+		buf_printf(out, "%s/sync/%s", configdir, file);
+}
+
+struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels)
+{
+	if (nchannels == 0 || nchannels > MAX_CHANNELS)
+		return NULL;
+	struct chlog *l = xcalloc(1, sizeof *l);
+	l->configdir = xstrdup(configdir);
+	l->channels = xcalloc(nchannels, sizeof *l->channels);
+	l->n = nchannels;
+	for (size_t i = 0; i < nchannels; i++)
+		l->channels[i] = xstrdup(channels[i] ? channels[i] : "");
+	return l;
+}
+
+void chlog_close(struct chlog **lp)
+{
+	struct chlog *l = *lp;
+	if (!l)
+		return;
+	for (size_t i = 0; i < l->n; i++)
+		free(l->channels[i]);
+	free(l->channels);
+	free(l->configdir);
+	free(l);
+	*lp = NULL;
+}
+
+static int format_arg(struct buf *out, const char *a, struct terr *err)
+{
+	if (!a || !*a) {
+		buf_appends(out, "\"\"");
+		return 0;
+	}
+	int quote = 0;
+	for (const char *p = a; *p; p++) {
+		if (*p == '\r' || *p == '\n')
+			return terr_set(err, TE_INVALID, "line break in a change-log argument");
+		if (strchr("\\\"{} \t()", *p))
+			quote = 1;
+	}
+	if (quote)
+		buf_putc(out, '"');
+	for (const char *p = a; *p; p++) {
+		if (strchr("\\\"{}", *p))
+			buf_putc(out, '\\');
+		buf_putc(out, *p);
+	}
+	if (quote)
+		buf_putc(out, '"');
+	return 0;
+}
+
+int chlog_format(struct buf *out, const char *keyword, const char *arg1, const char *arg2,
+		 struct terr *err)
+{
+	if (!keyword_known(keyword))
+		return terr_set(err, TE_INVALID, "unknown change-log keyword '%s'", keyword);
+	size_t start = out->len;
+	buf_appends(out, keyword);
+	buf_putc(out, ' ');
+	if (format_arg(out, arg1, err) < 0)
+		goto fail;
+	if (arg2) {
+		buf_putc(out, ' ');
+		if (format_arg(out, arg2, err) < 0)
+			goto fail;
+	}
+	if (out->len - start > MAX_CHLOG_LINE) {
+		terr_set(err, TE_INVALID, "change-log line over %d bytes", MAX_CHLOG_LINE);
+		goto fail;
+	}
+	buf_putc(out, '\n');
+	return 0;
+fail:
+	buf_truncate(out, start);
+	return -1;
+}
+
+static int lock_fd(int fd, short type)
+{
+	struct flock fl = { 0 };
+	fl.l_type = type;
+	fl.l_whence = SEEK_SET;
+	while (fcntl(fd, F_SETLKW, &fl) < 0) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+static int append_one(const char *configdir, const char *channel, const char *lines, size_t len,
+		      struct terr *err)
+{
+	struct buf path = BUF_INIT;
+	chlog_path(configdir, channel, "log", &path);
+	int rc = -1;
+	for (int attempt = 0; attempt < CHLOG_APPEND_TRIES; attempt++) {
+		int fd = open(path.ptr, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		if (fd < 0 && errno == ENOENT) {
+			char *slash = strrchr(path.ptr, '/');
+			*slash = '\0';
+			int mk = fs_mkdir_p(path.ptr, 0750, err);
+			*slash = '/';
+			if (mk < 0)
+				goto out;
+			fd = open(path.ptr, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		}
+		if (fd < 0) {
+			terr_errno(err, errno, "open change log %s", path.ptr);
+			goto out;
+		}
+		if (lock_fd(fd, F_WRLCK) < 0) {
+			terr_errno(err, errno, "lock change log %s", path.ptr);
+			close(fd);
+			goto out;
+		}
+		struct stat a, b;
+		if (fstat(fd, &a) < 0 || stat(path.ptr, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+			close(fd);	/* renamed to log-run under us: use the new log */
+			continue;
+		}
+		if (fs_write_all(fd, lines, len, path.ptr, err) < 0 || fs_fsync(fd, path.ptr, err) < 0) {
+			/* do not leave half a line behind */
+			if (ftruncate(fd, a.st_size) == 0)
+				(void)fsync(fd);
+			close(fd);
+			goto out;
+		}
+		close(fd);
+		/* a new file's directory entry must be durable too */
+		if (a.st_size == 0 && fs_fsync_parent(path.ptr, err) < 0)
+			goto out;
+		rc = 0;
+		goto out;
+	}
+	terr_set(err, TE_BUSY, "change log %s kept being rotated", path.ptr);
+out:
+	buf_free(&path);
+	return rc;
+}
+
+int chlog_append(struct chlog *l, const char *lines, size_t len, struct terr *err)
+{
+	if (!l || len == 0)
+		return 0;
+	for (size_t i = 0; i < l->n; i++)
+		if (append_one(l->configdir, l->channels[i], lines, len, err) < 0)
+			return -1;
+	return 0;
+}
+
+int chlog_take(const char *configdir, const char *channel, struct terr *err)
+{
+	struct buf run = BUF_INIT, log = BUF_INIT;
+	chlog_path(configdir, channel, "log-run", &run);
+	chlog_path(configdir, channel, "log", &log);
+	int rc = 1;
+	if (access(run.ptr, F_OK) == 0)
+		goto out;	/* leftover of an interrupted run: process it first */
+	if (rename(log.ptr, run.ptr) < 0) {
+		rc = errno == ENOENT ? 0 : terr_errno(err, errno, "rename %s", log.ptr);
+		goto out;
+	}
+	if (fs_fsync_parent(run.ptr, err) < 0) {
+		rc = -1;
+		goto out;
+	}
+	/* wait for writers that locked the old inode before the rename */
+	int fd = open(run.ptr, O_RDWR | O_CLOEXEC);
+	if (fd >= 0) {
+		lock_fd(fd, F_WRLCK);
+		close(fd);
+	}
+out:
+	buf_free(&run);
+	buf_free(&log);
+	return rc;
+}
+
+int chlog_done(const char *configdir, const char *channel, struct terr *err)
+{
+	struct buf run = BUF_INIT;
+	chlog_path(configdir, channel, "log-run", &run);
+	int rc = 0;
+	if (unlink(run.ptr) < 0 && errno != ENOENT)
+		rc = terr_errno(err, errno, "unlink %s", run.ptr);
+	else
+		rc = fs_fsync_parent(run.ptr, err);
+	buf_free(&run);
+	return rc;
+}
+
+/* One astring: atom (to whitespace, '(' ')' '"') or quoted with \ escapes. */
+static int parse_arg(const char **pp, const char *end, struct buf *out)
+{
+	const char *p = *pp;
+	buf_reset(out);
+	if (p < end && *p == '"') {
+		p++;
+		while (p < end && *p != '"') {
+			if (*p == '\\' && p + 1 < end)
+				p++;
+			buf_putc(out, *p++);
+		}
+		if (p >= end)
+			return -1;
+		p++;
+	} else {
+		while (p < end && !strchr(" \t()\"", *p))
+			buf_putc(out, *p++);
+		if (out->len == 0)
+			return -1;
+	}
+	*pp = p;
+	return 0;
+}
+
+int chlog_parse_line(const char *line, size_t len, struct chlog_entry *e, struct terr *err)
+{
+	memset(e->keyword, 0, sizeof e->keyword);
+	buf_reset(&e->arg1);
+	buf_reset(&e->arg2);
+	e->nargs = 0;
+	if (len && line[len - 1] == '\r')
+		len--;
+	const char *p = line, *end = line + len;
+	size_t k = 0;
+	while (p < end && *p != ' ' && *p != '\t') {
+		if (k + 1 >= sizeof e->keyword)
+			return terr_set(err, TE_INVALID, "keyword too long");
+		e->keyword[k++] = (char)toupper((unsigned char)*p++);
+	}
+	if (!keyword_known(e->keyword))
+		return terr_set(err, TE_INVALID, "unknown keyword '%s'", e->keyword);
+	if (p >= end || *p != ' ')
+		return terr_set(err, TE_INVALID, "%s without an argument", e->keyword);
+	p++;
+	if (parse_arg(&p, end, &e->arg1) < 0)
+		return terr_set(err, TE_INVALID, "bad argument of %s", e->keyword);
+	e->nargs = 1;
+	if (p < end && *p == ' ') {
+		p++;
+		if (parse_arg(&p, end, &e->arg2) < 0)
+			return terr_set(err, TE_INVALID, "bad second argument of %s", e->keyword);
+		e->nargs = 2;
+	}
+	if (p != end)
+		return terr_set(err, TE_INVALID, "trailing bytes after %s", e->keyword);
+	return 0;
+}
+
+void chlog_entry_free(struct chlog_entry *e)
+{
+	buf_free(&e->arg1);
+	buf_free(&e->arg2);
+}
+
+void chlog_entries_free(struct chlog_entry *entries, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		chlog_entry_free(&entries[i]);
+	free(entries);
+}
+
+int chlog_read_file(const char *path, struct chlog_entry **entries_r, size_t *bad_r, struct terr *err)
+{
+	struct buf data = BUF_INIT;
+	*entries_r = NULL;
+	*bad_r = 0;
+	if (fs_read_file(path, (size_t)1 << 31, &data, err) < 0) {
+		buf_free(&data);
+		return -1;
+	}
+	size_t n = 0, cap = 64, lineno = 0;
+	struct chlog_entry *es = xcalloc(cap, sizeof *es);
+	const char *p = data.ptr ? data.ptr : "", *end = p + data.len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *le = nl ? nl : end;
+		lineno++;
+		if (le > p && !(le - p == 1 && *p == '\r')) {
+			if (n == cap) {
+				es = xrealloc(es, (cap *= 2) * sizeof *es);
+				memset(es + n, 0, (cap - n) * sizeof *es);
+			}
+			struct terr e2;
+			if (chlog_parse_line(p, (size_t)(le - p), &es[n], &e2) == 0) {
+				n++;
+			} else {
+				chlog_entry_free(&es[n]);
+				(*bad_r)++;
+				log_warn("event=chlog_bad_line file=%s line=%zu error=\"%s\"", path, lineno, e2.msg);
+			}
+		}
+		p = nl ? nl + 1 : end;
+	}
+	buf_free(&data);
+	*entries_r = es;
+	return (int)n;
+}

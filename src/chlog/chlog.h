@@ -1,0 +1,64 @@
+/* chlog.h: the per-channel change log (Cyrus's sync_log, reference §7).
+ *
+ * Files: the default channel "" is <configdir>/sync/log, a named channel
+ * <configdir>/sync/<channel>/log; the reader works on log-run beside it.
+ * A line is "KEYWORD arg [arg2]\n" with Cyrus's quoting (§7.2).
+ *
+ * Writer protocol (§7.4), per channel and append: open O_APPEND|O_CREAT,
+ * take an exclusive fcntl lock on the whole file, check the path still
+ * names the inode we opened (a reader may have renamed it to log-run:
+ * then retry), write, fsync, unlock, close. Unlike Cyrus, a failure is
+ * returned to the caller, which fails its operation: a change the
+ * replicas would never hear of is never committed. Lines already written
+ * to some channels before a failure are harmless: replay is idempotent.
+ *
+ * Reader protocol (§7.5): chlog_take makes log-run ready (a leftover
+ * log-run first, else rename log -> log-run and wait for writers that
+ * locked the old inode), the consumer processes it, chlog_done removes it
+ * once the replica has committed all it describes.
+ */
+#ifndef TANDEM_CHLOG_H
+#define TANDEM_CHLOG_H
+
+#include <stddef.h>
+
+#include "lib/buf.h"
+#include "lib/err.h"
+
+struct chlog;
+
+/* A writer for channels (""= default); NULL only when nchannels is 0 or
+ * over MAX_CHANNELS. Files are opened per append. */
+struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels);
+void chlog_close(struct chlog **log);
+/* Appends one formatted line (with '\n') to out. arg2 may be NULL.
+ * TE_INVALID for an unknown keyword or CR/LF in an argument. */
+int chlog_format(struct buf *out, const char *keyword, const char *arg1, const char *arg2,
+		 struct terr *err);
+/* Appends lines (complete, from chlog_format) to every channel's log and
+ * fsyncs them. 0 only when every channel has them on disk. */
+int chlog_append(struct chlog *log, const char *lines, size_t len, struct terr *err);
+/* Path of a channel's "log" or "log-run". */
+void chlog_path(const char *configdir, const char *channel, const char *file, struct buf *out);
+
+/* Reader: 1 when log-run is ready, 0 when there is nothing to do. */
+int chlog_take(const char *configdir, const char *channel, struct terr *err);
+/* Removes log-run (and fsyncs its directory). */
+int chlog_done(const char *configdir, const char *channel, struct terr *err);
+
+struct chlog_entry {
+	char keyword[16];	/* upper-cased */
+	struct buf arg1, arg2;
+	int nargs;		/* 1 or 2 */
+};
+/* Parses one line without its '\n' (a trailing CR is tolerated). */
+int chlog_parse_line(const char *line, size_t len, struct chlog_entry *e, struct terr *err);
+void chlog_entry_free(struct chlog_entry *e);
+
+/* Reads a whole log file into entries; bad lines are skipped and each
+ * counted in *bad_r (and logged with its line number), as Cyrus does.
+ * Returns the number of entries or -1. Free with chlog_entries_free. */
+int chlog_read_file(const char *path, struct chlog_entry **entries_r, size_t *bad_r, struct terr *err);
+void chlog_entries_free(struct chlog_entry *entries, size_t n);
+
+#endif

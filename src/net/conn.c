@@ -1,0 +1,330 @@
+/* conn.c: see conn.h. */
+#include "net/conn.h"
+
+#include "lib/xalloc.h"
+
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+struct conn {
+	int fd;
+	SSL *ssl;
+	int compressed;
+	z_stream zin, zout;
+	struct buf out;		/* plain bytes queued */
+	struct buf zbuf;	/* compressed input not yet inflated */
+	struct conn_stats stats;
+};
+
+struct conn *conn_new(int fd)
+{
+	struct conn *c = xcalloc(1, sizeof *c);
+	c->fd = fd;
+	return c;
+}
+
+void conn_free(struct conn **cp)
+{
+	struct conn *c = *cp;
+	if (!c)
+		return;
+	if (c->ssl) {
+		SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+	}
+	if (c->compressed) {
+		inflateEnd(&c->zin);
+		deflateEnd(&c->zout);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	buf_free(&c->out);
+	buf_free(&c->zbuf);
+	free(c);
+	*cp = NULL;
+}
+
+int conn_fd(const struct conn *c)
+{
+	return c->fd;
+}
+
+static int ssl_err(struct terr *err, const char *what)
+{
+	char msg[256];
+	unsigned long e = ERR_get_error();
+	if (e)
+		ERR_error_string_n(e, msg, sizeof msg);
+	else
+		snprintf(msg, sizeof msg, "%s", strerror(errno));
+	ERR_clear_error();
+	return terr_set(err, TE_IO, "%s: %s", what, msg);
+}
+
+/* Reads raw bytes from the socket or TLS: >0 bytes, 0 EOF, -1 error. */
+static ssize_t wire_read(struct conn *c, void *p, size_t n, int timeout_ms, struct terr *err)
+{
+	for (;;) {
+		if (!c->ssl || SSL_pending(c->ssl) == 0) {
+			struct pollfd pf = { c->fd, POLLIN, 0 };
+			int pr = poll(&pf, 1, timeout_ms);
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr < 0)
+				return terr_errno(err, errno, "poll");
+			if (pr == 0)
+				return terr_set(err, TE_BUSY, "timed out after %d ms", timeout_ms);
+		}
+		if (c->ssl) {
+			int r = SSL_read(c->ssl, p, (int)(n > 1 << 30 ? 1 << 30 : n));
+			if (r > 0)
+				return r;
+			int e = SSL_get_error(c->ssl, r);
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				continue;
+			if (e == SSL_ERROR_ZERO_RETURN)
+				return 0;
+			if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0)
+				return 0;	/* peer closed without close_notify */
+			return ssl_err(err, "TLS read");
+		}
+		ssize_t r = read(c->fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return terr_errno(err, errno, "read");
+		return r;
+	}
+}
+
+static int wire_write(struct conn *c, const void *p, size_t n, struct terr *err)
+{
+	const char *q = p;
+	while (n > 0) {
+		if (c->ssl) {
+			int w = SSL_write(c->ssl, q, (int)(n > 1 << 30 ? 1 << 30 : n));
+			if (w <= 0) {
+				int e = SSL_get_error(c->ssl, w);
+				if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+					continue;
+				return ssl_err(err, "TLS write");
+			}
+			q += w;
+			n -= (size_t)w;
+			c->stats.wire_out += (uint64_t)w;
+			continue;
+		}
+		ssize_t w = write(c->fd, q, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return terr_errno(err, errno, "write");
+		q += w;
+		n -= (size_t)w;
+		c->stats.wire_out += (uint64_t)w;
+	}
+	return 0;
+}
+
+ssize_t conn_read(struct conn *c, struct buf *in, int timeout_ms, struct terr *err)
+{
+	char raw[65536];
+	if (!c->compressed) {
+		ssize_t r = wire_read(c, raw, sizeof raw, timeout_ms, err);
+		if (r > 0) {
+			buf_append(in, raw, (size_t)r);
+			c->stats.wire_in += (uint64_t)r;
+			c->stats.plain_in += (uint64_t)r;
+		}
+		return r;
+	}
+	for (;;) {
+		if (c->zbuf.len) {
+			size_t before = in->len;
+			c->zin.next_in = (Bytef *)c->zbuf.ptr;
+			c->zin.avail_in = (uInt)c->zbuf.len;
+			int zr;
+			do {
+				buf_reserve(in, 65536);
+				c->zin.next_out = (Bytef *)in->ptr + in->len;
+				c->zin.avail_out = 65536;
+				zr = inflate(&c->zin, Z_SYNC_FLUSH);
+				in->len += 65536 - c->zin.avail_out;
+				in->ptr[in->len] = '\0';
+			} while (zr == Z_OK && c->zin.avail_out == 0);
+			if (zr != Z_OK && zr != Z_BUF_ERROR)
+				return terr_set(err, TE_INVALID, "bad compressed data from the peer (zlib %d)", zr);
+			buf_consume(&c->zbuf, c->zbuf.len - c->zin.avail_in);
+			if (in->len > before) {
+				c->stats.plain_in += in->len - before;
+				return (ssize_t)(in->len - before);
+			}
+		}
+		ssize_t r = wire_read(c, raw, sizeof raw, timeout_ms, err);
+		if (r <= 0)
+			return r;
+		c->stats.wire_in += (uint64_t)r;
+		buf_append(&c->zbuf, raw, (size_t)r);
+	}
+}
+
+void conn_write(struct conn *c, const void *data, size_t len)
+{
+	buf_append(&c->out, data, len);
+}
+
+void conn_puts(struct conn *c, const char *s)
+{
+	buf_appends(&c->out, s);
+}
+
+void conn_printf(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&c->out, fmt, ap);
+	va_end(ap);
+}
+
+int conn_flush(struct conn *c, struct terr *err)
+{
+	if (!c->out.len)
+		return 0;
+	c->stats.plain_out += c->out.len;
+	c->stats.flushes++;
+	int rc;
+	if (!c->compressed) {
+		rc = wire_write(c, c->out.ptr, c->out.len, err);
+	} else {
+		unsigned char z[65536];
+		c->zout.next_in = (Bytef *)c->out.ptr;
+		c->zout.avail_in = (uInt)c->out.len;
+		rc = 0;
+		do {
+			c->zout.next_out = z;
+			c->zout.avail_out = sizeof z;
+			int zr = deflate(&c->zout, Z_SYNC_FLUSH);
+			if (zr != Z_OK && zr != Z_BUF_ERROR) {
+				rc = terr_set(err, TE_INTERNAL, "deflate failed (zlib %d)", zr);
+				break;
+			}
+			rc = wire_write(c, z, sizeof z - c->zout.avail_out, err);
+		} while (rc == 0 && c->zout.avail_out == 0);
+	}
+	buf_reset(&c->out);
+	return rc;
+}
+
+static int tls_start(struct conn *c, SSL_CTX *ctx, int server, const char *servername, struct terr *err)
+{
+	if (c->ssl)
+		return terr_set(err, TE_INVALID, "TLS is already on");
+	if (c->compressed)
+		return terr_set(err, TE_INVALID, "TLS cannot start after compression");
+	c->ssl = SSL_new(ctx);
+	if (!c->ssl)
+		return ssl_err(err, "SSL_new");
+	SSL_set_fd(c->ssl, c->fd);
+	if (servername && !server)
+		SSL_set_tlsext_host_name(c->ssl, servername);
+	int r = server ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+	if (r != 1) {
+		int rc = ssl_err(err, "TLS handshake");
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		return rc;
+	}
+	return 0;
+}
+
+int conn_tls_server(struct conn *c, SSL_CTX *ctx, struct terr *err)
+{
+	return tls_start(c, ctx, 1, NULL, err);
+}
+
+int conn_tls_client(struct conn *c, SSL_CTX *ctx, const char *servername, struct terr *err)
+{
+	return tls_start(c, ctx, 0, servername, err);
+}
+
+int conn_is_tls(const struct conn *c)
+{
+	return c->ssl != NULL;
+}
+
+int conn_compress(struct conn *c, struct terr *err)
+{
+	if (c->compressed)
+		return terr_set(err, TE_INVALID, "compression is already on");
+	memset(&c->zin, 0, sizeof c->zin);
+	memset(&c->zout, 0, sizeof c->zout);
+	if (inflateInit2(&c->zin, -15) != Z_OK)
+		return terr_set(err, TE_INTERNAL, "inflateInit2 failed");
+	if (deflateInit2(&c->zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+		inflateEnd(&c->zin);
+		return terr_set(err, TE_INTERNAL, "deflateInit2 failed");
+	}
+	c->compressed = 1;
+	return 0;
+}
+
+int conn_is_compressed(const struct conn *c)
+{
+	return c->compressed;
+}
+
+void conn_get_stats(const struct conn *c, struct conn_stats *out)
+{
+	*out = c->stats;
+}
+
+SSL_CTX *tls_server_ctx(const char *certfile, const char *keyfile, struct terr *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		ssl_err(err, "SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+	if (SSL_CTX_use_certificate_chain_file(ctx, certfile) != 1) {
+		ssl_err(err, certfile);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_err(err, keyfile);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+SSL_CTX *tls_client_ctx(const char *cafile, struct terr *err)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	if (!ctx) {
+		ssl_err(err, "SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	if (cafile && *cafile) {
+		if (SSL_CTX_load_verify_locations(ctx, cafile, NULL) != 1) {
+			ssl_err(err, cafile);
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	} else {
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	}
+	return ctx;
+}

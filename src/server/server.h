@@ -1,0 +1,37 @@
+/* server.h: what tandemd hands each session process.
+ *
+ * tandemd forks one process per connection and calls the service's
+ * session function with a service_env and the connection. Sessions keep
+ * their state in their own struct; the only process-wide state is the
+ * stop request set by SIGTERM (server_stop_requested), which a session
+ * checks between commands so work in progress (a delivery) finishes.
+ */
+#ifndef TANDEM_SERVER_H
+#define TANDEM_SERVER_H
+
+#include <signal.h>
+
+#include "lib/buf.h"
+#include "net/conn.h"
+
+struct conf;
+
+struct service_env {
+	const struct conf *conf;
+	const char *conf_path;
+	const char *service;	/* "imap", "imaps", "lmtp", "sync" */
+	SSL_CTX *tls;		/* NULL when no certificate is configured */
+	int implicit_tls;	/* imaps: TLS already on when the session starts */
+	char session_id[32];	/* <servername-free> "<pid hex>-<counter hex>" */
+	char peer[80];
+};
+
+typedef int service_session_fn(const struct service_env *env, struct conn *c);
+
+/* Set by SIGTERM in a session process. */
+extern volatile sig_atomic_t server_stop_requested;
+/* Installs the session process's SIGTERM handler (sets the flag, does not
+ * interrupt a write in progress). */
+void server_session_signals(void);
+
+#endif

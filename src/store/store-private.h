@@ -1,0 +1,111 @@
+/* store-private.h: internals shared by the src/store/ files; nothing
+ * outside src/store/ includes it.
+ *
+ * Transaction states of a user database (struct utx):
+ *   IDLE --utx_begin--> OPEN (BEGIN IMMEDIATE: the user's write lock)
+ *   OPEN --utx_log-->   OPEN (change-log lines collected in memory)
+ *   OPEN --utx_commit-> IDLE: lines appended + fsynced to every channel,
+ *                             then COMMIT; a failure of either rolls back
+ *   OPEN --utx_rollback-> IDLE
+ * Invariants: (1) no COMMIT without its change-log lines on disk first;
+ * (2) every message file a committed record names was fsynced (file and
+ * directory) before the transaction began writing its row; (3) modseqs
+ * come from the user's counter (meta.modseq), one per transaction.
+ */
+#ifndef TANDEM_STORE_PRIVATE_H
+#define TANDEM_STORE_PRIVATE_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+struct ustore {
+	char *owner;		/* userid, "" for shared mailboxes */
+	char *dir;		/* <partition>/user/<enc> or <partition>/shared */
+	sqlite3 *db;
+	struct ustore *next;
+};
+
+struct store {
+	char *configdir;
+	char *partition;
+	char *partition_path;
+	struct chlog *chlog;
+	long long maxmessagesize;
+	int virtdomains;
+	sqlite3 *usersdb;
+	struct ustore *users;	/* open user databases (small cache) */
+	unsigned ncached;
+	unsigned long tmpcounter;
+};
+
+struct utx {
+	struct store *st;
+	struct ustore *u;
+	struct buf log;		/* change-log lines to append before COMMIT */
+	uint64_t modseq;	/* 0 until utx_modseq() was called */
+	int open;
+};
+
+/* store.c */
+int store_sql_exec(sqlite3 *db, const char *sql, struct terr *err);
+int store_sql_fail(sqlite3 *db, const char *what, struct terr *err);
+sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err);
+/* Opens (or returns the cached) database of an owner. create: make the
+ * directory and schema when missing; else TE_NOTFOUND when missing. */
+int store_ustore(struct store *st, const char *owner, int create, struct ustore **u_r,
+		 struct terr *err);
+/* The owner of a mailbox name ("" for shared); TE_INVALID for a bad name. */
+int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err);
+int store_ustore_for_mailbox(struct store *st, const char *mboxname, int create,
+			     struct ustore **u_r, struct terr *err);
+int utx_begin(struct utx *tx, struct store *st, struct ustore *u, struct terr *err);
+int utx_log(struct utx *tx, const char *keyword, const char *arg1, const char *arg2,
+	    struct terr *err);
+/* The transaction's modseq (allocated on first call). */
+int utx_modseq(struct utx *tx, uint64_t *modseq_r, struct terr *err);
+/* Raises the user's modseq counter to at least v (replicas). */
+int utx_modseq_atleast(struct utx *tx, uint64_t v, struct terr *err);
+int utx_commit(struct utx *tx, struct terr *err);
+void utx_rollback(struct utx *tx);
+int64_t store_now(void);
+/* 24 lowercase alphanumerics, like Cyrus 3.6 mailbox uniqueids. */
+void store_random_uniqueid(char out[25]);
+/* store_mailbox_create with create_owner: make the owner's database when
+ * missing (user creation, replicas). */
+int store_mailbox_create_owner(struct store *st, const char *name,
+			       const struct store_mailbox_create_opts *opts, int create_owner,
+			       struct terr *err);
+
+/* store_blob.c */
+int store_blob_path(struct ustore *u, const char *guid, struct buf *path_r);
+/* Writes data as a message file of u (no-op if it exists). */
+int store_blob_write(struct store *st, struct ustore *u, const void *data, size_t len,
+		     const char *guid, struct terr *err);
+/* Makes the file of `guid` of `from` a file of `to` (hard link; copy
+ * across file systems). */
+int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, const char *guid,
+		    struct terr *err);
+/* Unlinks files of u no record references any more. */
+int store_blob_gc(struct store *st, struct ustore *u, struct terr *err);
+
+/* store_mailbox.c */
+struct mbox_row {
+	int64_t id;
+	uint32_t last_uid;
+	uint64_t highestmodseq;
+	uint32_t sync_crc;
+	uint32_t sync_crc_annot;
+	char quotaroot[512];
+	char uniqueid[64];
+};
+/* TE_NOTFOUND if missing. */
+int store_mbox_row(struct ustore *u, const char *name, struct mbox_row *row_r, struct terr *err);
+int store_mbox_update_counters(struct utx *tx, const struct mbox_row *row, struct terr *err);
+/* Quota root of a (new or renamed) mailbox name in u: longest root that
+ * is the name or a parent of it; "" if none. */
+int store_quotaroot_for(struct ustore *u, const char *name, struct buf *root_r, struct terr *err);
+int store_quota_charge(struct utx *tx, const char *root, int64_t bytes, int64_t messages,
+		       int check, struct terr *err);
+
+#endif

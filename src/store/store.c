@@ -1,0 +1,591 @@
+/* store.c: opening an instance's store, user databases, transactions and
+ * users (see store.h and store-private.h). */
+#include "store/store-private.h"
+
+#include "chlog/chlog.h"
+#include "lib/fsutil.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "names/mboxname.h"
+
+#include <crypt.h>
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define USTORE_CACHE_MAX 64
+#define SQL_BUSY_MS 30000
+
+static const char user_schema[] =
+	"CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+	"INSERT OR IGNORE INTO meta VALUES('schema', 1), ('modseq', 0), ('uidvalidity', 0);"
+	"CREATE TABLE IF NOT EXISTS mailboxes("
+	" id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, uniqueid TEXT NOT NULL UNIQUE,"
+	" mboxtype TEXT NOT NULL DEFAULT '', sync_crc INTEGER NOT NULL DEFAULT 0,"
+	" sync_crc_annot INTEGER NOT NULL, last_uid INTEGER NOT NULL DEFAULT 0,"
+	" highestmodseq INTEGER NOT NULL, recentuid INTEGER NOT NULL DEFAULT 0,"
+	" recenttime INTEGER NOT NULL DEFAULT 0, last_appenddate INTEGER NOT NULL DEFAULT 0,"
+	" pop3_last_login INTEGER NOT NULL DEFAULT 0, pop3_show_after INTEGER NOT NULL DEFAULT 0,"
+	" xconvmodseq INTEGER NOT NULL DEFAULT 0, raclmodseq INTEGER NOT NULL DEFAULT 0,"
+	" uidvalidity INTEGER NOT NULL, partition TEXT NOT NULL, acl TEXT NOT NULL,"
+	" options TEXT NOT NULL DEFAULT '', quotaroot TEXT NOT NULL DEFAULT '',"
+	" createdmodseq INTEGER NOT NULL, foldermodseq INTEGER NOT NULL,"
+	" exists_count INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE IF NOT EXISTS keywords(mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id)"
+	" ON DELETE CASCADE, slot INTEGER NOT NULL, name TEXT NOT NULL,"
+	" PRIMARY KEY(mailbox_id, slot)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS records(mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id)"
+	" ON DELETE CASCADE, uid INTEGER NOT NULL, modseq INTEGER NOT NULL,"
+	" last_updated INTEGER NOT NULL, sysflags INTEGER NOT NULL, keywords TEXT NOT NULL DEFAULT '',"
+	" internaldate INTEGER NOT NULL, size INTEGER NOT NULL, guid TEXT NOT NULL,"
+	" savedate INTEGER NOT NULL DEFAULT 0, createdmodseq INTEGER NOT NULL DEFAULT 0,"
+	" thrid INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE INDEX IF NOT EXISTS records_modseq ON records(mailbox_id, modseq);"
+	"CREATE INDEX IF NOT EXISTS records_guid ON records(guid);"
+	"CREATE TABLE IF NOT EXISTS annotations(mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id)"
+	" ON DELETE CASCADE, uid INTEGER NOT NULL, entry TEXT NOT NULL, userid TEXT NOT NULL,"
+	" value BLOB NOT NULL, modseq INTEGER NOT NULL,"
+	" PRIMARY KEY(mailbox_id, uid, entry, userid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS seen(uniqueid TEXT PRIMARY KEY, lastread INTEGER NOT NULL,"
+	" lastuid INTEGER NOT NULL, lastchange INTEGER NOT NULL, seenuids TEXT NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS subs(mboxname TEXT PRIMARY KEY);"
+	"CREATE TABLE IF NOT EXISTS sieve(name TEXT PRIMARY KEY, script BLOB NOT NULL,"
+	" active INTEGER NOT NULL DEFAULT 0, modified INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS quota(root TEXT PRIMARY KEY, storage_limit INTEGER NOT NULL,"
+	" message_limit INTEGER NOT NULL, storage_used INTEGER NOT NULL DEFAULT 0,"
+	" message_used INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS tombstones(name TEXT NOT NULL, uniqueid TEXT NOT NULL,"
+	" modseq INTEGER NOT NULL, deleted_at INTEGER NOT NULL, PRIMARY KEY(name, uniqueid));";
+
+static const char users_schema[] =
+	"CREATE TABLE IF NOT EXISTS users(userid TEXT PRIMARY KEY, pwhash TEXT,"
+	" created INTEGER NOT NULL);";
+
+int64_t store_now(void)
+{
+	return (int64_t)time(NULL);
+}
+
+int store_sql_fail(sqlite3 *db, const char *what, struct terr *err)
+{
+	int code = sqlite3_extended_errcode(db);
+	enum terr_code tc = TE_IO;
+	if ((code & 0xff) == SQLITE_FULL)
+		tc = TE_NOSPACE;
+	else if ((code & 0xff) == SQLITE_BUSY || (code & 0xff) == SQLITE_LOCKED)
+		tc = TE_BUSY;
+	else if ((code & 0xff) == SQLITE_CORRUPT || (code & 0xff) == SQLITE_NOTADB)
+		tc = TE_CORRUPT;
+	else if ((code & 0xff) == SQLITE_CONSTRAINT)
+		tc = TE_EXISTS;
+	return terr_set(err, tc, "%s: %s", what, sqlite3_errmsg(db));
+}
+
+int store_sql_exec(sqlite3 *db, const char *sql, struct terr *err)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		sqlite3_free(msg);
+		return store_sql_fail(db, "sql", err);
+	}
+	return 0;
+}
+
+sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err)
+{
+	sqlite3_stmt *s = NULL;
+	if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
+		store_sql_fail(db, "prepare", err);
+		return NULL;
+	}
+	return s;
+}
+
+static int open_db(const char *path, sqlite3 **db_r, struct terr *err)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				 SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		terr_set(err, rc == SQLITE_CANTOPEN ? TE_IO : TE_CORRUPT, "open %s: %s", path,
+			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		sqlite3_close(db);
+		return -1;
+	}
+	sqlite3_busy_timeout(db, SQL_BUSY_MS);
+	if (store_sql_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+			       " PRAGMA foreign_keys=ON;", err) < 0) {
+		sqlite3_close(db);
+		return -1;
+	}
+	*db_r = db;
+	return 0;
+}
+
+/* Userid -> a safe directory name: [A-Za-z0-9._@+-] kept (no leading
+ * dot), every other byte as %XX. */
+static void encode_owner(const char *owner, struct buf *out)
+{
+	for (const unsigned char *p = (const unsigned char *)owner; *p; p++) {
+		int keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			   (*p >= '0' && *p <= '9') || *p == '_' || *p == '@' || *p == '+' ||
+			   *p == '-' || (*p == '.' && p != (const unsigned char *)owner);
+		if (keep)
+			buf_putc(out, (char)*p);
+		else
+			buf_printf(out, "%%%02X", *p);
+	}
+}
+
+static void owner_dir(const struct store *st, const char *owner, struct buf *out)
+{
+	buf_reset(out);
+	if (!*owner) {
+		buf_printf(out, "%s/shared", st->partition_path);
+		return;
+	}
+	buf_printf(out, "%s/user/", st->partition_path);
+	encode_owner(owner, out);
+}
+
+int store_open(const struct store_opts *o, struct store **st_r, struct terr *err)
+{
+	if (!o->configdir || !o->partition_path || !o->partition)
+		return terr_set(err, TE_CONFIG, "store: configdirectory and a partition are required");
+	if (fs_mkdir_p(o->configdir, 0750, err) < 0 || fs_mkdir_p(o->partition_path, 0750, err) < 0)
+		return -1;
+	struct store *st = xcalloc(1, sizeof *st);
+	st->configdir = xstrdup(o->configdir);
+	st->partition = xstrdup(o->partition);
+	st->partition_path = xstrdup(o->partition_path);
+	st->chlog = o->chlog;
+	st->maxmessagesize = o->maxmessagesize > 0 ? o->maxmessagesize : MAX_MESSAGE_SIZE;
+	st->virtdomains = o->virtdomains;
+	struct buf path = BUF_INIT;
+	buf_printf(&path, "%s/users.db", st->configdir);
+	int rc = open_db(path.ptr, &st->usersdb, err);
+	buf_free(&path);
+	if (rc < 0 || store_sql_exec(st->usersdb, users_schema, err) < 0) {
+		store_close(&st);
+		return -1;
+	}
+	*st_r = st;
+	return 0;
+}
+
+static void ustore_free(struct ustore *u)
+{
+	sqlite3_close(u->db);
+	free(u->owner);
+	free(u->dir);
+	free(u);
+}
+
+void store_close(struct store **stp)
+{
+	struct store *st = *stp;
+	if (!st)
+		return;
+	while (st->users) {
+		struct ustore *u = st->users;
+		st->users = u->next;
+		ustore_free(u);
+	}
+	sqlite3_close(st->usersdb);
+	free(st->configdir);
+	free(st->partition);
+	free(st->partition_path);
+	free(st);
+	*stp = NULL;
+}
+
+struct chlog *store_set_chlog(struct store *st, struct chlog *log)
+{
+	struct chlog *old = st->chlog;
+	st->chlog = log;
+	return old;
+}
+
+static void ustore_forget(struct store *st, const char *owner)
+{
+	for (struct ustore **pp = &st->users; *pp; pp = &(*pp)->next) {
+		if (!strcmp((*pp)->owner, owner)) {
+			struct ustore *u = *pp;
+			*pp = u->next;
+			ustore_free(u);
+			st->ncached--;
+			return;
+		}
+	}
+}
+
+int store_ustore(struct store *st, const char *owner, int create, struct ustore **u_r,
+		 struct terr *err)
+{
+	for (struct ustore **pp = &st->users; *pp; pp = &(*pp)->next) {
+		if (!strcmp((*pp)->owner, owner)) {
+			struct ustore *u = *pp;
+			*pp = u->next;	/* move to front */
+			u->next = st->users;
+			st->users = u;
+			*u_r = u;
+			return 0;
+		}
+	}
+	struct buf dir = BUF_INIT, dbpath = BUF_INIT;
+	owner_dir(st, owner, &dir);
+	buf_printf(&dbpath, "%s/meta.db", dir.ptr);
+	struct stat sb;
+	int exists = stat(dbpath.ptr, &sb) == 0;
+	if (!exists && !create) {
+		buf_free(&dir);
+		buf_free(&dbpath);
+		return terr_set(err, TE_NOTFOUND, "no store for '%s'", *owner ? owner : "(shared)");
+	}
+	struct ustore *u = xcalloc(1, sizeof *u);
+	u->owner = xstrdup(owner);
+	u->dir = buf_release(&dir);
+	if (!exists) {
+		struct buf sub = BUF_INIT;
+		buf_printf(&sub, "%s/tmp", u->dir);
+		int rc = fs_mkdir_p(u->dir, 0750, err) < 0 || fs_mkdir_p(sub.ptr, 0750, err) < 0;
+		buf_free(&sub);
+		if (rc) {
+			ustore_free(u);
+			buf_free(&dbpath);
+			return -1;
+		}
+	}
+	if (open_db(dbpath.ptr, &u->db, err) < 0) {
+		u->db = NULL;
+		ustore_free(u);
+		buf_free(&dbpath);
+		return -1;
+	}
+	buf_free(&dbpath);
+	if (!exists) {
+		if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0 ||
+		    store_sql_exec(u->db, user_schema, err) < 0 ||
+		    store_sql_exec(u->db, "COMMIT;", err) < 0 || fs_fsync_dir(u->dir, err) < 0) {
+			ustore_free(u);
+			return -1;
+		}
+	}
+	if (st->ncached >= USTORE_CACHE_MAX) {
+		struct ustore **pp = &st->users;
+		while ((*pp)->next)
+			pp = &(*pp)->next;
+		ustore_free(*pp);
+		*pp = NULL;
+		st->ncached--;
+	}
+	u->next = st->users;
+	st->users = u;
+	st->ncached++;
+	*u_r = u;
+	return 0;
+}
+
+int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err)
+{
+	if (mboxname_validate(mboxname, err) < 0)
+		return -1;
+	if (mboxname_owner(mboxname, owner_r, err) < 0)
+		return -1;
+	return 0;
+}
+
+int store_ustore_for_mailbox(struct store *st, const char *mboxname, int create,
+			     struct ustore **u_r, struct terr *err)
+{
+	struct buf owner = BUF_INIT;
+	int rc = store_name_owner(mboxname, &owner, err);
+	if (rc == 0) {
+		rc = store_ustore(st, buf_cstr(&owner), create, u_r, err);
+		if (rc < 0 && err && err->code == TE_NOTFOUND)
+			terr_set(err, TE_NOTFOUND, "mailbox '%s' does not exist", mboxname);
+	}
+	buf_free(&owner);
+	return rc;
+}
+
+/* ---- transactions ------------------------------------------------------ */
+
+int utx_begin(struct utx *tx, struct store *st, struct ustore *u, struct terr *err)
+{
+	memset(tx, 0, sizeof *tx);
+	tx->st = st;
+	tx->u = u;
+	if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0)
+		return -1;
+	tx->open = 1;
+	return 0;
+}
+
+int utx_log(struct utx *tx, const char *keyword, const char *arg1, const char *arg2,
+	    struct terr *err)
+{
+	if (!tx->st->chlog)
+		return 0;
+	return chlog_format(&tx->log, keyword, arg1, arg2, err);
+}
+
+int utx_modseq(struct utx *tx, uint64_t *modseq_r, struct terr *err)
+{
+	if (!tx->modseq) {
+		sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+			"UPDATE meta SET value = value + 1 WHERE key = 'modseq' RETURNING value;", err);
+		if (!s)
+			return -1;
+		if (sqlite3_step(s) != SQLITE_ROW) {
+			store_sql_fail(tx->u->db, "modseq", err);
+			sqlite3_finalize(s);
+			return -1;
+		}
+		tx->modseq = (uint64_t)sqlite3_column_int64(s, 0);
+		sqlite3_finalize(s);
+	}
+	*modseq_r = tx->modseq;
+	return 0;
+}
+
+int utx_modseq_atleast(struct utx *tx, uint64_t v, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+		"UPDATE meta SET value = max(value, ?) WHERE key = 'modseq';", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)v);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "modseq", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int utx_commit(struct utx *tx, struct terr *err)
+{
+	if (tx->log.len && chlog_append(tx->st->chlog, tx->log.ptr, tx->log.len, err) < 0) {
+		log_err("event=chlog_fail owner=%s error=\"%s\"", tx->u->owner, err ? err->msg : "");
+		utx_rollback(tx);
+		return -1;
+	}
+	if (store_sql_exec(tx->u->db, "COMMIT;", err) < 0) {
+		utx_rollback(tx);
+		return -1;
+	}
+	tx->open = 0;
+	buf_free(&tx->log);
+	return 0;
+}
+
+void utx_rollback(struct utx *tx)
+{
+	if (tx->open)
+		sqlite3_exec(tx->u->db, "ROLLBACK;", NULL, NULL, NULL);
+	tx->open = 0;
+	buf_free(&tx->log);
+}
+
+/* ---- users ------------------------------------------------------------ */
+
+static int hash_password(const char *password, struct buf *out, struct terr *err)
+{
+	if (strlen(password) > MAX_PASSWORD)
+		return terr_set(err, TE_INVALID, "password longer than %d bytes", MAX_PASSWORD);
+	/* yescrypt, libxcrypt's default and stronger than SHA-512 crypt */
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	if (!crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof salt))
+		return terr_errno(err, errno, "crypt_gensalt");
+	struct crypt_data *cd = xcalloc(1, sizeof *cd);
+	const char *h = crypt_r(password, salt, cd);
+	int rc = 0;
+	if (!h || h[0] == '*')
+		rc = terr_set(err, TE_INTERNAL, "crypt failed");
+	else
+		buf_appends(out, h);
+	OPENSSL_cleanse(cd, sizeof *cd);
+	free(cd);
+	return rc;
+}
+
+static int users_row_exists(struct store *st, const char *userid, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT 1 FROM users WHERE userid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE)
+		return 0;
+	return store_sql_fail(st->usersdb, "users", err);
+}
+
+int store_user_exists(struct store *st, const char *userid, struct terr *err)
+{
+	return users_row_exists(st, userid, err);
+}
+
+int store_user_create(struct store *st, const char *userid, const char *password, struct terr *err)
+{
+	if (userid_validate(userid, st->virtdomains, err) < 0)
+		return -1;
+	int ex = users_row_exists(st, userid, err);
+	if (ex < 0)
+		return -1;
+	if (ex)
+		return terr_set(err, TE_EXISTS, "user '%s' already exists", userid);
+	struct buf hash = BUF_INIT, inbox = BUF_INIT;
+	if (password && hash_password(password, &hash, err) < 0)
+		goto fail;
+	if (mboxname_user_inbox(userid, &inbox, err) < 0)
+		goto fail;
+	/* A store left behind by an interrupted delete is removed first. */
+	ustore_forget(st, userid);
+	struct buf dir = BUF_INIT;
+	owner_dir(st, userid, &dir);
+	int rc = fs_remove_tree(dir.ptr, err);
+	buf_free(&dir);
+	if (rc < 0)
+		goto fail;
+	struct store_mailbox_create_opts mo = { 0 };
+	if (store_mailbox_create_owner(st, inbox.ptr, &mo, 1, err) < 0)
+		goto fail;
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
+		"INSERT INTO users(userid, pwhash, created) VALUES(?, ?, ?);", err);
+	if (!s)
+		goto fail;
+	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	if (password)
+		sqlite3_bind_text(s, 2, hash.ptr, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 3, store_now());
+	rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
+	sqlite3_finalize(s);
+	if (rc < 0)
+		goto fail;
+	log_info("event=user_create user=%s", userid);
+	buf_free(&hash);
+	buf_free(&inbox);
+	return 0;
+fail:
+	buf_free(&hash);
+	buf_free(&inbox);
+	return -1;
+}
+
+int store_user_delete(struct store *st, const char *userid, struct terr *err)
+{
+	int ex = users_row_exists(st, userid, err);
+	if (ex < 0)
+		return -1;
+	if (!ex)
+		return terr_set(err, TE_NOTFOUND, "user '%s' does not exist", userid);
+	/* The change-log line goes first: a crash after it leaves a replayable
+	 * UNUSER for a user that may still exist, which the sync client checks. */
+	if (st->chlog) {
+		struct buf line = BUF_INIT;
+		int rc = chlog_format(&line, "UNUSER", userid, NULL, err);
+		if (rc == 0)
+			rc = chlog_append(st->chlog, line.ptr, line.len, err);
+		buf_free(&line);
+		if (rc < 0)
+			return -1;
+	}
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "DELETE FROM users WHERE userid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "delete user", err);
+	sqlite3_finalize(s);
+	if (rc < 0)
+		return -1;
+	ustore_forget(st, userid);
+	struct buf dir = BUF_INIT;
+	owner_dir(st, userid, &dir);
+	rc = fs_remove_tree(dir.ptr, err);
+	if (rc == 0)
+		rc = fs_fsync_parent(dir.ptr, err);
+	buf_free(&dir);
+	if (rc == 0)
+		log_info("event=user_delete user=%s", userid);
+	return rc;
+}
+
+int store_user_passwd(struct store *st, const char *userid, const char *password, struct terr *err)
+{
+	struct buf hash = BUF_INIT;
+	if (hash_password(password, &hash, err) < 0) {
+		buf_free(&hash);
+		return -1;
+	}
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "UPDATE users SET pwhash = ? WHERE userid = ?;", err);
+	int rc = -1;
+	if (s) {
+		sqlite3_bind_text(s, 1, hash.ptr, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 2, userid, -1, SQLITE_STATIC);
+		if (sqlite3_step(s) != SQLITE_DONE)
+			store_sql_fail(st->usersdb, "passwd", err);
+		else if (sqlite3_changes(st->usersdb) == 0)
+			terr_set(err, TE_NOTFOUND, "user '%s' does not exist", userid);
+		else
+			rc = 0;
+		sqlite3_finalize(s);
+	}
+	buf_free(&hash);
+	return rc;
+}
+
+int store_user_check_password(struct store *st, const char *userid, const char *password,
+			      struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT pwhash FROM users WHERE userid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	int ok = 0;
+	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT &&
+	    strlen(password) <= MAX_PASSWORD) {
+		const char *h = (const char *)sqlite3_column_text(s, 0);
+		struct crypt_data *cd = xcalloc(1, sizeof *cd);
+		const char *got = crypt_r(password, h, cd);
+		ok = got && got[0] != '*' && strlen(got) == strlen(h) &&
+		     CRYPTO_memcmp(got, h, strlen(h)) == 0;
+		OPENSSL_cleanse(cd, sizeof *cd);
+		free(cd);
+	}
+	sqlite3_finalize(s);
+	return ok;
+}
+
+int store_user_list(struct store *st, store_user_cb *cb, void *rock, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT userid FROM users ORDER BY userid;", err);
+	if (!s)
+		return -1;
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if (cb((const char *)sqlite3_column_text(s, 0), rock))
+			break;
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_fail(st->usersdb, "list users", err);
+	return 0;
+}
+
+void store_random_uniqueid(char out[25])
+{
+	static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	unsigned char r[24];
+	if (RAND_bytes(r, sizeof r) != 1)
+		fatal("event=rand_fail");
+	for (int i = 0; i < 24; i++)
+		out[i] = alphabet[r[i] % 36];
+	out[24] = '\0';
+}

@@ -1,0 +1,283 @@
+/* store.h: the mail store of one tandem instance.
+ *
+ * Layout (docs/store.md has the full picture):
+ *   <configdir>/users.db                 users and their password hashes
+ *   <partition>/user/<enc-userid>/meta.db   one SQLite database per user
+ *                                           (WAL): mailboxes, records,
+ *                                           flags, annotations, seen, subs,
+ *                                           sieve, quota, tombstones
+ *   <partition>/user/<enc-userid>/blobs/xx/GUID   message files, named by
+ *                                           the SHA-1 of their exact bytes
+ *   <partition>/shared/...               the same for shared mailboxes
+ *
+ * Every mutating call is one transaction with the durability rule of
+ * tandem:
+ *   1. the message file is written to a temp file, fsynced, renamed to
+ *      its GUID name, and its directory fsynced;
+ *   2. BEGIN IMMEDIATE on the owner's meta.db, rows changed;
+ *   3. the change-log lines are appended to every channel and fsynced;
+ *      if that fails the transaction is rolled back and the call fails;
+ *   4. COMMIT (WAL, synchronous=FULL: fsynced).
+ * A crash before 4 leaves at most an unreferenced file and/or a change-log
+ * line for a change that did not happen (replay is idempotent: harmless);
+ * a crash after 4 leaves the whole change. There is never a metadata row
+ * without its file, nor a committed change the replicas will not hear of.
+ *
+ * Mailbox names are internal names (src/names/mboxname.h). UIDs and
+ * modseqs only grow: each user has one modseq counter shared by all its
+ * mailboxes. Return convention: 0 on success, -1 with *err set, unless a
+ * function says otherwise.
+ */
+#ifndef TANDEM_STORE_H
+#define TANDEM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "lib/buf.h"
+#include "lib/err.h"
+#include "store/synccrc.h"
+
+struct chlog;
+struct store;
+
+struct store_opts {
+	const char *configdir;
+	const char *partition;		/* partition name, "default" */
+	const char *partition_path;
+	struct chlog *chlog;		/* NULL: changes are not logged (sync_log off) */
+	long long maxmessagesize;	/* 0 = MAX_MESSAGE_SIZE */
+	int virtdomains;
+};
+
+int store_open(const struct store_opts *opts, struct store **st_r, struct terr *err);
+void store_close(struct store **st);
+/* Replace the change log (NULL: suppress logging, as a replica without
+ * sync_log_chain does). Returns the previous one. */
+struct chlog *store_set_chlog(struct store *st, struct chlog *log);
+
+/* ---- users --------------------------------------------------------- */
+
+/* Creates the user and its INBOX. password NULL: no login possible. */
+int store_user_create(struct store *st, const char *userid, const char *password, struct terr *err);
+/* Removes the user, all its mailboxes, messages, seen state and subs. */
+int store_user_delete(struct store *st, const char *userid, struct terr *err);
+/* 1 if the user exists (has a store), 0 if not, -1 on error. */
+int store_user_exists(struct store *st, const char *userid, struct terr *err);
+int store_user_passwd(struct store *st, const char *userid, const char *password, struct terr *err);
+/* 1 if the password is right, 0 if wrong or no such user, -1 on error. */
+int store_user_check_password(struct store *st, const char *userid, const char *password,
+			      struct terr *err);
+typedef int store_user_cb(const char *userid, void *rock);
+/* Calls cb for each user in userid order; a non-zero cb return stops. */
+int store_user_list(struct store *st, store_user_cb *cb, void *rock, struct terr *err);
+
+/* ---- mailboxes ----------------------------------------------------- */
+
+/* Every MAILBOX key of the sync protocol (reference §4.5). Strings are
+ * owned by the struct; free with store_mailbox_info_free. */
+struct store_mailbox_info {
+	char *uniqueid;
+	char *name;
+	char *mboxtype;		/* "" for plain email */
+	uint32_t sync_crc;
+	uint32_t sync_crc_annot;
+	uint32_t last_uid;
+	uint64_t highestmodseq;
+	uint32_t recentuid;
+	int64_t recenttime;
+	int64_t last_appenddate;
+	int64_t pop3_last_login;
+	int64_t pop3_show_after;
+	uint64_t xconvmodseq;
+	uint64_t raclmodseq;
+	uint32_t uidvalidity;
+	char *partition;
+	char *acl;
+	char *options;
+	char *quotaroot;	/* "" if none */
+	uint64_t createdmodseq;
+	uint64_t foldermodseq;
+	uint32_t exists;	/* non-expunged records (not a sync key) */
+};
+void store_mailbox_info_free(struct store_mailbox_info *mi);
+
+struct store_mailbox_create_opts {
+	const char *uniqueid;	/* NULL: a new random one */
+	uint32_t uidvalidity;	/* 0: a new one */
+	const char *acl;	/* NULL: the default for the name */
+	const char *mboxtype;	/* NULL: "" */
+};
+/* Creates a mailbox (its owner must exist, parents need not). */
+int store_mailbox_create(struct store *st, const char *name,
+			 const struct store_mailbox_create_opts *opts, struct terr *err);
+/* TE_NOTFOUND if there is no such mailbox. */
+int store_mailbox_get(struct store *st, const char *name, struct store_mailbox_info *mi_r,
+		      struct terr *err);
+/* Renames a mailbox (and its children when `children`); uniqueid, UIDs
+ * and UIDVALIDITY are kept. Both names must belong to the same owner. */
+int store_mailbox_rename(struct store *st, const char *oldname, const char *newname, int children,
+			 struct terr *err);
+/* Deletes a mailbox and its records; its messages' files go when no
+ * other mailbox of the owner uses them. A user's INBOX is deleted only
+ * with the user. */
+int store_mailbox_delete(struct store *st, const char *name, struct terr *err);
+typedef int store_mailbox_cb(const struct store_mailbox_info *mi, void *rock);
+/* All mailboxes of owner (userid, "" for shared ones) in name order, or of
+ * every owner when owner is NULL. */
+int store_mailbox_list(struct store *st, const char *owner, store_mailbox_cb *cb, void *rock,
+		       struct terr *err);
+/* Recomputes both CRCs from the records and compares them with the kept
+ * values: 1 equal, 0 different (then *crc_r and *annot_r hold the computed
+ * ones), -1 error. */
+int store_mailbox_verify_crc(struct store *st, const char *name, uint32_t *crc_r,
+			     uint32_t *annot_r, struct terr *err);
+
+/* ---- messages ------------------------------------------------------ */
+
+/* A message record (reference §4.6.1). */
+struct store_record {
+	uint32_t uid;
+	uint64_t modseq;
+	int64_t last_updated;
+	unsigned sysflags;	/* SYSFLAG_* from synccrc.h, incl. SYSFLAG_EXPUNGED */
+	char *keywords;		/* space-separated user flags, "" if none */
+	int64_t internaldate;
+	uint32_t size;
+	char guid[41];
+	int64_t savedate;
+	uint64_t createdmodseq;
+	uint64_t thrid;
+};
+void store_record_free(struct store_record *r);
+
+struct store_append_opts {
+	unsigned sysflags;	/* initial system flags */
+	const char *keywords;	/* initial user flags, space-separated, or NULL */
+	int64_t internaldate;	/* 0: now */
+};
+
+/* Appends one message; *uid_r gets its UID. The bytes are stored exactly
+ * as given. TE_TOOBIG over maxmessagesize, TE_OVERQUOTA over a quota,
+ * TE_NOSPACE on a full disk, TE_NOTFOUND without the mailbox. */
+int store_append(struct store *st, const char *mboxname, const void *data, size_t len,
+		 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err);
+
+/* One delivery to several mailboxes (of one or several users): the file
+ * is written and fsynced once and hard-linked for the other owners. Each
+ * target succeeds or fails on its own: results[i] is 0 or -1 with errs[i];
+ * uids[i] gets the UID. Returns 0 if at least one target succeeded. */
+int store_deliver(struct store *st, const char *const *mboxnames, size_t n, const void *data,
+		  size_t len, const struct store_append_opts *opts, uint32_t *uids,
+		  struct terr *errs, struct terr *err);
+
+enum store_flag_op { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
+/* Changes flags on the given UIDs (missing or expunged UIDs are skipped).
+ * keywords: space-separated user flags or NULL. Records that change get a
+ * new modseq. unchangedsince: 0 = always, else CONDSTORE's rule: records
+ * whose modseq is above it are left alone and their UIDs put in
+ * failed_r (may be NULL). */
+int store_set_flags(struct store *st, const char *mboxname, const uint32_t *uids, size_t nuids,
+		    enum store_flag_op op, unsigned sysflags, const char *keywords,
+		    uint64_t unchangedsince, struct buf *failed_r, struct terr *err);
+/* Expunges the given UIDs (all \Deleted ones when uids is NULL). The
+ * records stay, marked SYSFLAG_EXPUNGED with a new modseq. *count_r gets
+ * how many were expunged (may be NULL). */
+int store_expunge(struct store *st, const char *mboxname, const uint32_t *uids, size_t nuids,
+		  size_t *count_r, struct terr *err);
+
+typedef int store_record_cb(const struct store_record *r, void *rock);
+/* Records of a mailbox in UID order, expunged ones included only when
+ * with_expunged; only those with modseq > since_modseq. */
+int store_records(struct store *st, const char *mboxname, uint64_t since_modseq, int with_expunged,
+		  store_record_cb *cb, void *rock, struct terr *err);
+/* Path of a message file of the mailbox's owner (it need not exist). */
+int store_message_path(struct store *st, const char *mboxname, const char *guid, struct buf *path_r,
+		       struct terr *err);
+/* Reads a message's bytes and checks their SHA-1 against the GUID
+ * (TE_CORRUPT if they differ). */
+int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,
+		       struct terr *err);
+
+/* Parses a flag list ("\\Seen $Label1", parentheses allowed) into
+ * system flags and space-separated keywords. TE_INVALID for an unknown
+ * \\-flag or a bad keyword. \\Recent is accepted and ignored. */
+int store_flags_parse(const char *list, unsigned *sysflags_r, struct buf *keywords_r,
+		      struct terr *err);
+/* Appends the flags in Cyrus's order (\\Deleted \\Answered \\Flagged
+ * \\Draft \\Expunged \\Seen, then keywords), space-separated. */
+void store_flags_format(unsigned sysflags, const char *keywords, struct buf *out);
+
+/* ---- per-user state ----------------------------------------------- */
+
+/* Subscriptions of userid (internal names). */
+int store_subscribe(struct store *st, const char *userid, const char *mboxname, int on,
+		    struct terr *err);
+typedef int store_name_cb(const char *name, void *rock);
+int store_subs_list(struct store *st, const char *userid, store_name_cb *cb, void *rock,
+		    struct terr *err);
+
+/* Seen state of a user on another user's (or a shared) mailbox, by the
+ * mailbox's uniqueid (reference §4.3.11). */
+struct store_seen {
+	int64_t lastread;
+	uint32_t lastuid;
+	int64_t lastchange;
+	char *seenuids;		/* sequence set, "" if none */
+};
+int store_seen_set(struct store *st, const char *userid, const char *uniqueid,
+		   const struct store_seen *seen, struct terr *err);
+/* TE_NOTFOUND if none. */
+int store_seen_get(struct store *st, const char *userid, const char *uniqueid,
+		   struct store_seen *seen_r, struct terr *err);
+
+/* Annotations: uid 0 = on the mailbox. userid "" = shared. An empty value
+ * deletes the annotation. */
+int store_annot_set(struct store *st, const char *mboxname, uint32_t uid, const char *entry,
+		    const char *userid, const void *value, size_t len, struct terr *err);
+typedef int store_annot_cb(uint32_t uid, const char *entry, const char *userid, const void *value,
+			   size_t len, uint64_t modseq, void *rock);
+int store_annot_list(struct store *st, const char *mboxname, int64_t uid /* -1 = all */,
+		     store_annot_cb *cb, void *rock, struct terr *err);
+
+/* Quota roots. A root is a mailbox name; it covers that mailbox and its
+ * children. Limits: storage in KiB and message count, -1 = unlimited. */
+struct store_quota {
+	char *root;
+	int64_t storage_limit;	/* KiB, -1 none */
+	int64_t message_limit;	/* -1 none */
+	int64_t storage_used;	/* bytes */
+	int64_t message_used;
+	uint64_t modseq;
+};
+int store_quota_set(struct store *st, const char *root, int64_t storage_kib, int64_t messages,
+		    struct terr *err);
+int store_quota_delete(struct store *st, const char *root, struct terr *err);
+int store_quota_get(struct store *st, const char *root, struct store_quota *q_r, struct terr *err);
+void store_quota_free(struct store_quota *q);
+
+/* Sieve scripts of a user; at most one is active. */
+int store_sieve_put(struct store *st, const char *userid, const char *name, const void *script,
+		    size_t len, struct terr *err);
+int store_sieve_delete(struct store *st, const char *userid, const char *name, struct terr *err);
+/* name NULL: deactivate all. */
+int store_sieve_activate(struct store *st, const char *userid, const char *name, struct terr *err);
+typedef int store_sieve_cb(const char *name, const void *script, size_t len, int active,
+			   int64_t modified, void *rock);
+int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, void *rock,
+		     struct terr *err);
+
+/* ---- checks --------------------------------------------------------- */
+
+/* Checks a user's store: every record's file exists with its size (and,
+ * with bodies, its SHA-1), UIDs <= last_uid, modseqs <= highestmodseq,
+ * kept CRCs equal to recomputed ones. Each problem found is appended to
+ * report as one line; returns the number of problems, -1 on error. */
+int store_check_user(struct store *st, const char *userid, int bodies, struct buf *report,
+		     struct terr *err);
+
+/* Hex SHA-1 of bytes (41 chars with NUL). */
+void store_sha1_hex(const void *data, size_t len, char out[41]);
+
+#endif

@@ -1,0 +1,678 @@
+/* store_message.c: append, delivery to several mailboxes, flags,
+ * expunge and reading records. Every change keeps the mailbox's
+ * SYNC_CRC / SYNC_CRC_ANNOT current by XORing the record's old
+ * contribution out and its new one in (synccrc.h). */
+#include "store/store-private.h"
+
+#include "lib/fsutil.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+static const struct { unsigned bit; const char *name; } sysflag_names[] = {
+	{ SYSFLAG_DELETED, "\\Deleted" }, { SYSFLAG_ANSWERED, "\\Answered" },
+	{ SYSFLAG_FLAGGED, "\\Flagged" }, { SYSFLAG_DRAFT, "\\Draft" },
+	{ SYSFLAG_EXPUNGED, "\\Expunged" }, { SYSFLAG_SEEN, "\\Seen" },
+};
+
+static int keyword_valid(const char *k, size_t n)
+{
+	if (n == 0 || n > MAX_FLAG_NAME)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)k[i];
+		if (c <= ' ' || c >= 0x7f || strchr("(){%*\"\\]", c))
+			return 0;
+	}
+	return 1;
+}
+
+int store_flags_parse(const char *list, unsigned *sysflags_r, struct buf *keywords_r,
+		      struct terr *err)
+{
+	*sysflags_r = 0;
+	buf_reset(keywords_r);
+	for (const char *p = list ? list : ""; *p;) {
+		while (*p == ' ' || *p == '(' || *p == ')')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ' && *e != '(' && *e != ')')
+			e++;
+		size_t n = (size_t)(e - p);
+		if (n == 0)
+			break;
+		if (*p == '\\') {
+			unsigned bit = 0;
+			for (size_t i = 0; i < sizeof sysflag_names / sizeof sysflag_names[0]; i++)
+				if (strlen(sysflag_names[i].name) == n && !strncasecmp(p, sysflag_names[i].name, n))
+					bit = sysflag_names[i].bit;
+			if (!bit && !(n == 7 && !strncasecmp(p, "\\Recent", 7)))
+				return terr_set(err, TE_INVALID, "unknown system flag '%.*s'", (int)n, p);
+			*sysflags_r |= bit;
+		} else {
+			if (!keyword_valid(p, n))
+				return terr_set(err, TE_INVALID, "bad flag name '%.*s'", (int)n, p);
+			if (keywords_r->len)
+				buf_putc(keywords_r, ' ');
+			buf_append(keywords_r, p, n);
+		}
+		p = e;
+	}
+	return 0;
+}
+
+void store_flags_format(unsigned sysflags, const char *keywords, struct buf *out)
+{
+	size_t start = out->len;
+	for (size_t i = 0; i < sizeof sysflag_names / sizeof sysflag_names[0]; i++) {
+		if (!(sysflags & sysflag_names[i].bit))
+			continue;
+		if (out->len > start)
+			buf_putc(out, ' ');
+		buf_appends(out, sysflag_names[i].name);
+	}
+	if (keywords && *keywords) {
+		if (out->len > start)
+			buf_putc(out, ' ');
+		buf_appends(out, keywords);
+	}
+}
+
+void store_record_free(struct store_record *r)
+{
+	free(r->keywords);
+	r->keywords = NULL;
+}
+
+/* ---- keyword sets (space-separated, case-insensitive) ------------------ */
+
+static int kw_has(const char *set, const char *k, size_t n)
+{
+	for (const char *p = set; p && *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		if ((size_t)(e - p) == n && n && !strncasecmp(p, k, n))
+			return 1;
+		p = e;
+	}
+	return 0;
+}
+
+/* out = a op b, keeping a's order then b's. */
+static void kw_combine(const char *a, const char *b, enum store_flag_op op, struct buf *out)
+{
+	buf_reset(out);
+	const char *first = op == STORE_FLAGS_SET ? b : a;
+	for (const char *p = first; p && *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		size_t n = (size_t)(e - p);
+		int keep = n > 0 && !(op == STORE_FLAGS_REMOVE && kw_has(b, p, n)) && !kw_has(out->ptr, p, n);
+		if (keep) {
+			if (out->len)
+				buf_putc(out, ' ');
+			buf_append(out, p, n);
+		}
+		p = e;
+	}
+	if (op != STORE_FLAGS_ADD)
+		return;
+	for (const char *p = b; p && *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		size_t n = (size_t)(e - p);
+		if (n && !kw_has(out->ptr, p, n)) {
+			if (out->len)
+				buf_putc(out, ' ');
+			buf_append(out, p, n);
+		}
+		p = e;
+	}
+}
+
+/* Replaces each keyword by the mailbox flag table's spelling, adding new
+ * ones to the table (at most MAX_USER_FLAGS). */
+static int kw_canonical(struct ustore *u, int64_t mailbox_id, const char *in, struct buf *out,
+			struct terr *err)
+{
+	buf_reset(out);
+	for (const char *p = in; p && *p;) {
+		while (*p == ' ')
+			p++;
+		const char *e = p;
+		while (*e && *e != ' ')
+			e++;
+		size_t n = (size_t)(e - p);
+		if (n == 0)
+			break;
+		if (!keyword_valid(p, n))
+			return terr_set(err, TE_INVALID, "bad flag name '%.*s'", (int)n, p);
+		sqlite3_stmt *s = store_sql_prepare(u->db,
+			"SELECT name FROM keywords WHERE mailbox_id = ? AND name = ? COLLATE NOCASE;", err);
+		if (!s)
+			return -1;
+		sqlite3_bind_int64(s, 1, mailbox_id);
+		sqlite3_bind_text(s, 2, p, (int)n, SQLITE_STATIC);
+		struct buf name = BUF_INIT;
+		if (sqlite3_step(s) == SQLITE_ROW)
+			buf_appends(&name, (const char *)sqlite3_column_text(s, 0));
+		sqlite3_finalize(s);
+		if (!name.len) {
+			s = store_sql_prepare(u->db,
+				"INSERT INTO keywords(mailbox_id, slot, name) SELECT ?1, count(*), ?2"
+				" FROM keywords WHERE mailbox_id = ?1 RETURNING slot;", err);
+			if (!s)
+				return -1;
+			sqlite3_bind_int64(s, 1, mailbox_id);
+			sqlite3_bind_text(s, 2, p, (int)n, SQLITE_STATIC);
+			int rc = sqlite3_step(s);
+			int slot = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
+			sqlite3_finalize(s);
+			if (rc != SQLITE_ROW)
+				return store_sql_fail(u->db, "keyword", err);
+			if (slot >= MAX_USER_FLAGS)
+				return terr_set(err, TE_INVALID, "too many user flags in the mailbox (limit %d)",
+						MAX_USER_FLAGS);
+			buf_append(&name, p, n);
+		}
+		if (!kw_has(out->ptr, name.ptr, name.len)) {
+			if (out->len)
+				buf_putc(out, ' ');
+			buf_append(out, name.ptr, name.len);
+		}
+		buf_free(&name);
+		p = e;
+	}
+	return 0;
+}
+
+/* ---- append -------------------------------------------------------------- */
+
+static int check_message(struct store *st, size_t len, struct terr *err)
+{
+	if (len == 0)
+		return terr_set(err, TE_INVALID, "empty message");
+	if ((long long)len > st->maxmessagesize)
+		return terr_set(err, TE_TOOBIG, "message of %zu bytes is over the limit of %lld bytes", len,
+				st->maxmessagesize);
+	return 0;
+}
+
+/* The part of an append that runs under the user's lock. The message
+ * file must already be durable in u's blob directory. */
+static int append_locked(struct store *st, struct ustore *u, const char *mboxname,
+			 const void *data, size_t len, const char *guid,
+			 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err)
+{
+	struct utx tx;
+	struct buf kw = BUF_INIT, path = BUF_INIT;
+	int rc = -1;
+	if (utx_begin(&tx, st, u, err) < 0)
+		return -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, mboxname, &row, err) < 0)
+		goto out;
+	/* The file was written before the lock: make sure a concurrent gc did
+	 * not take it (it spares young files; this is the belt to its braces). */
+	store_blob_path(u, guid, &path);
+	struct stat sb;
+	if (stat(path.ptr, &sb) < 0 && store_blob_write(st, u, data, len, guid, err) < 0)
+		goto out;
+	if (kw_canonical(u, row.id, opts ? opts->keywords : NULL, &kw, err) < 0)
+		goto out;
+	uint64_t modseq;
+	if (utx_modseq(&tx, &modseq, err) < 0)
+		goto out;
+	if (store_quota_charge(&tx, row.quotaroot, (int64_t)len, 1, 1, err) < 0)
+		goto out;
+	int64_t now = store_now();
+	uint32_t uid = row.last_uid + 1;
+	unsigned sysflags = opts ? opts->sysflags & ~(unsigned)SYSFLAG_EXPUNGED : 0;
+	int64_t internaldate = opts && opts->internaldate ? opts->internaldate : now;
+	sqlite3_stmt *s = store_sql_prepare(u->db,
+		"INSERT INTO records(mailbox_id, uid, modseq, last_updated, sysflags, keywords,"
+		" internaldate, size, guid, savedate, createdmodseq) VALUES(?,?,?,?,?,?,?,?,?,?,?);", err);
+	if (!s)
+		goto out;
+	sqlite3_bind_int64(s, 1, row.id);
+	sqlite3_bind_int64(s, 2, uid);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(s, 4, now);
+	sqlite3_bind_int64(s, 5, sysflags);
+	sqlite3_bind_text(s, 6, buf_cstr(&kw), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, internaldate);
+	sqlite3_bind_int64(s, 8, (sqlite3_int64)len);
+	sqlite3_bind_text(s, 9, guid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 10, now);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
+	int sr = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (sr != SQLITE_DONE) {
+		store_sql_fail(u->db, "insert record", err);
+		goto out;
+	}
+	row.last_uid = uid;
+	row.highestmodseq = modseq;
+	row.sync_crc ^= synccrc_record(uid, modseq, now, sysflags, buf_cstr(&kw), internaldate, guid);
+	row.sync_crc_annot ^= synccrc_annot_virtual(uid, 0, now, modseq);
+	if (store_mbox_update_counters(&tx, &row, err) < 0)
+		goto out;
+	s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count = exists_count + 1,"
+				     " last_appenddate = ? WHERE id = ?;", err);
+	if (!s)
+		goto out;
+	sqlite3_bind_int64(s, 1, now);
+	sqlite3_bind_int64(s, 2, row.id);
+	sr = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (sr != SQLITE_DONE) {
+		store_sql_fail(u->db, "update mailbox", err);
+		goto out;
+	}
+	if (utx_log(&tx, "APPEND", mboxname, NULL, err) < 0 ||
+	    utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0 || utx_commit(&tx, err) < 0)
+		goto out;
+	if (uid_r)
+		*uid_r = uid;
+	char q[LOGQ_MAX];
+	log_info("event=append mailbox=%s uid=%u size=%zu guid=%s modseq=%llu", logq(q, mboxname), uid,
+		 len, guid, (unsigned long long)modseq);
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	buf_free(&kw);
+	buf_free(&path);
+	return rc;
+}
+
+int store_append(struct store *st, const char *mboxname, const void *data, size_t len,
+		 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err)
+{
+	if (check_message(st, len, err) < 0)
+		return -1;
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, mboxname, &row, err) < 0)	/* fail before writing a file */
+		return -1;
+	char guid[41];
+	store_sha1_hex(data, len, guid);
+	if (store_blob_write(st, u, data, len, guid, err) < 0)
+		return -1;
+	return append_locked(st, u, mboxname, data, len, guid, opts, uid_r, err);
+}
+
+int store_deliver(struct store *st, const char *const *mboxnames, size_t n, const void *data,
+		  size_t len, const struct store_append_opts *opts, uint32_t *uids,
+		  struct terr *errs, struct terr *err)
+{
+	if (check_message(st, len, err) < 0) {
+		for (size_t i = 0; i < n; i++)
+			errs[i] = *err;
+		return -1;
+	}
+	char guid[41];
+	store_sha1_hex(data, len, guid);
+	struct ustore *written = NULL;	/* an owner that has the file already */
+	int ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct ustore *u;
+		struct mbox_row row;
+		terr_clear(&errs[i]);
+		uids[i] = 0;
+		if (store_ustore_for_mailbox(st, mboxnames[i], 0, &u, &errs[i]) < 0 ||
+		    store_mbox_row(u, mboxnames[i], &row, &errs[i]) < 0)
+			continue;
+		int rc;
+		if (!written)
+			rc = store_blob_write(st, u, data, len, guid, &errs[i]);
+		else
+			rc = store_blob_link(st, written, u, guid, &errs[i]);
+		if (rc < 0)
+			continue;
+		/* `written` may be evicted from the cache by later opens: keep
+		 * the latest owner that has the file. */
+		written = u;
+		if (append_locked(st, u, mboxnames[i], data, len, guid, opts, &uids[i], &errs[i]) == 0)
+			ok++;
+	}
+	if (!ok)
+		return terr_set(err, n ? errs[0].code : TE_INVALID, "%s", n ? errs[0].msg : "no recipients");
+	return 0;
+}
+
+/* ---- flags and expunge --------------------------------------------------- */
+
+struct rec_row {
+	uint32_t uid;
+	uint64_t modseq;
+	int64_t last_updated;
+	unsigned sysflags;
+	char *keywords;
+	int64_t internaldate;
+	uint32_t size;
+	char guid[41];
+	int64_t savedate;
+	uint64_t createdmodseq;
+	uint64_t thrid;
+};
+
+static const char rec_cols[] = "uid, modseq, last_updated, sysflags, keywords, internaldate, size,"
+			       " guid, savedate, createdmodseq, thrid";
+
+static void rec_from_stmt(sqlite3_stmt *s, struct store_record *r)
+{
+	r->uid = (uint32_t)sqlite3_column_int64(s, 0);
+	r->modseq = (uint64_t)sqlite3_column_int64(s, 1);
+	r->last_updated = sqlite3_column_int64(s, 2);
+	r->sysflags = (unsigned)sqlite3_column_int64(s, 3);
+	r->keywords = xstrdup((const char *)sqlite3_column_text(s, 4));
+	r->internaldate = sqlite3_column_int64(s, 5);
+	r->size = (uint32_t)sqlite3_column_int64(s, 6);
+	snprintf(r->guid, sizeof r->guid, "%s", (const char *)sqlite3_column_text(s, 7));
+	r->savedate = sqlite3_column_int64(s, 8);
+	r->createdmodseq = (uint64_t)sqlite3_column_int64(s, 9);
+	r->thrid = (uint64_t)sqlite3_column_int64(s, 10);
+}
+
+static uint32_t rec_crc(const struct store_record *r)
+{
+	return synccrc_record(r->uid, r->modseq, r->last_updated, r->sysflags, r->keywords,
+			      r->internaldate, r->guid);
+}
+
+/* Real per-record annotations' CRC contribution of one UID. */
+static int rec_annot_crc(struct ustore *u, int64_t mailbox_id, uint32_t uid, uint32_t *crc_r,
+			 struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT entry, userid, value FROM annotations"
+						   " WHERE mailbox_id = ? AND uid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mailbox_id);
+	sqlite3_bind_int64(s, 2, uid);
+	uint32_t crc = 0;
+	while (sqlite3_step(s) == SQLITE_ROW)
+		crc ^= synccrc_annot_entry(uid, (const char *)sqlite3_column_text(s, 0),
+					   (const char *)sqlite3_column_text(s, 1), sqlite3_column_blob(s, 2),
+					   (size_t)sqlite3_column_bytes(s, 2));
+	sqlite3_finalize(s);
+	*crc_r = crc;
+	return 0;
+}
+
+static int rec_update(struct ustore *u, int64_t mailbox_id, const struct store_record *r,
+		      struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db,
+		"UPDATE records SET modseq = ?, last_updated = ?, sysflags = ?, keywords = ?"
+		" WHERE mailbox_id = ? AND uid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)r->modseq);
+	sqlite3_bind_int64(s, 2, r->last_updated);
+	sqlite3_bind_int64(s, 3, r->sysflags);
+	sqlite3_bind_text(s, 4, r->keywords, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, mailbox_id);
+	sqlite3_bind_int64(s, 6, r->uid);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "update record", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Loads the records to change: the given UIDs, or (uids NULL) those with
+ * \Deleted. Expunged records are never returned. */
+static int load_records(struct ustore *u, int64_t mailbox_id, const uint32_t *uids, size_t nuids,
+			struct store_record **recs_r, size_t *n_r, struct terr *err)
+{
+	struct buf sql = BUF_INIT;
+	buf_printf(&sql, "SELECT %s FROM records WHERE mailbox_id = ? AND (sysflags & %d) = 0 AND %s"
+			 " ORDER BY uid;", rec_cols, SYSFLAG_EXPUNGED,
+		   uids ? "uid IN (SELECT value FROM json_each(?))" : "(sysflags & 1) = 1");
+	sqlite3_stmt *s = store_sql_prepare(u->db, sql.ptr, err);
+	buf_free(&sql);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mailbox_id);
+	struct buf js = BUF_INIT;
+	if (uids) {
+		buf_putc(&js, '[');
+		for (size_t i = 0; i < nuids; i++)
+			buf_printf(&js, "%s%u", i ? "," : "", uids[i]);
+		buf_putc(&js, ']');
+		sqlite3_bind_text(s, 2, js.ptr, (int)js.len, SQLITE_STATIC);
+	}
+	size_t n = 0, cap = 16;
+	struct store_record *recs = xmalloc(cap * sizeof *recs);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (n == cap)
+			recs = xrealloc(recs, (cap *= 2) * sizeof *recs);
+		rec_from_stmt(s, &recs[n++]);
+	}
+	sqlite3_finalize(s);
+	buf_free(&js);
+	if (rc != SQLITE_DONE) {
+		for (size_t i = 0; i < n; i++)
+			store_record_free(&recs[i]);
+		free(recs);
+		return store_sql_fail(u->db, "records", err);
+	}
+	*recs_r = recs;
+	*n_r = n;
+	return 0;
+}
+
+static void free_records(struct store_record *recs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		store_record_free(&recs[i]);
+	free(recs);
+}
+
+int store_set_flags(struct store *st, const char *mboxname, const uint32_t *uids, size_t nuids,
+		    enum store_flag_op op, unsigned sysflags, const char *keywords,
+		    uint64_t unchangedsince, struct buf *failed_r, struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	if (!uids)
+		return terr_set(err, TE_INVALID, "no UIDs given");
+	sysflags &= ~(unsigned)SYSFLAG_EXPUNGED;
+	struct utx tx;
+	if (utx_begin(&tx, st, u, err) < 0)
+		return -1;
+	struct store_record *recs = NULL;
+	size_t n = 0, changed = 0;
+	struct buf kw = BUF_INIT, nk = BUF_INIT;
+	int rc = -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, mboxname, &row, err) < 0 ||
+	    kw_canonical(u, row.id, keywords, &kw, err) < 0 ||
+	    load_records(u, row.id, uids, nuids, &recs, &n, err) < 0)
+		goto out;
+	int64_t now = store_now();
+	for (size_t i = 0; i < n; i++) {
+		struct store_record *r = &recs[i];
+		unsigned nf = op == STORE_FLAGS_SET ? sysflags :
+			      op == STORE_FLAGS_ADD ? r->sysflags | sysflags : r->sysflags & ~sysflags;
+		kw_combine(r->keywords, kw.ptr, op, &nk);
+		if (nf == r->sysflags && !strcmp(buf_cstr(&nk), r->keywords))
+			continue;
+		if (unchangedsince && r->modseq > unchangedsince) {
+			if (failed_r)
+				buf_printf(failed_r, "%s%u", failed_r->len ? "," : "", r->uid);
+			continue;
+		}
+		uint64_t modseq;
+		if (utx_modseq(&tx, &modseq, err) < 0)
+			goto out;
+		row.sync_crc ^= rec_crc(r);
+		r->sysflags = nf;
+		free(r->keywords);
+		r->keywords = xstrdup(buf_cstr(&nk));
+		r->modseq = modseq;
+		r->last_updated = now;
+		row.sync_crc ^= rec_crc(r);
+		row.highestmodseq = modseq;
+		if (rec_update(u, row.id, r, err) < 0)
+			goto out;
+		changed++;
+	}
+	if (changed) {
+		if (store_mbox_update_counters(&tx, &row, err) < 0 ||
+		    utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0 || utx_commit(&tx, err) < 0)
+			goto out;
+		char q[LOGQ_MAX];
+		log_info("event=flags mailbox=%s changed=%zu modseq=%llu", logq(q, mboxname), changed,
+			 (unsigned long long)row.highestmodseq);
+	}
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	free_records(recs, n);
+	buf_free(&kw);
+	buf_free(&nk);
+	return rc;
+}
+
+int store_expunge(struct store *st, const char *mboxname, const uint32_t *uids, size_t nuids,
+		  size_t *count_r, struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	struct utx tx;
+	if (utx_begin(&tx, st, u, err) < 0)
+		return -1;
+	struct store_record *recs = NULL;
+	size_t n = 0;
+	int rc = -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, mboxname, &row, err) < 0 ||
+	    load_records(u, row.id, uids, nuids, &recs, &n, err) < 0)
+		goto out;
+	int64_t now = store_now(), bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct store_record *r = &recs[i];
+		uint64_t modseq;
+		uint32_t acrc;
+		if (utx_modseq(&tx, &modseq, err) < 0 || rec_annot_crc(u, row.id, r->uid, &acrc, err) < 0)
+			goto out;
+		row.sync_crc ^= rec_crc(r);
+		row.sync_crc_annot ^= acrc ^ synccrc_annot_virtual(r->uid, r->thrid, r->savedate,
+								   r->createdmodseq);
+		r->sysflags |= SYSFLAG_EXPUNGED;
+		r->modseq = modseq;
+		r->last_updated = now;
+		row.highestmodseq = modseq;
+		bytes += r->size;
+		if (rec_update(u, row.id, r, err) < 0)
+			goto out;
+	}
+	if (n) {
+		sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count ="
+							   " exists_count - ? WHERE id = ?;", err);
+		if (!s)
+			goto out;
+		sqlite3_bind_int64(s, 1, (sqlite3_int64)n);
+		sqlite3_bind_int64(s, 2, row.id);
+		int sr = sqlite3_step(s);
+		sqlite3_finalize(s);
+		if (sr != SQLITE_DONE) {
+			store_sql_fail(u->db, "expunge", err);
+			goto out;
+		}
+		if (store_quota_charge(&tx, row.quotaroot, -bytes, -(int64_t)n, 0, err) < 0 ||
+		    store_mbox_update_counters(&tx, &row, err) < 0 ||
+		    utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0 || utx_commit(&tx, err) < 0)
+			goto out;
+		char q[LOGQ_MAX];
+		log_info("event=expunge mailbox=%s count=%zu modseq=%llu", logq(q, mboxname), n,
+			 (unsigned long long)row.highestmodseq);
+	}
+	if (count_r)
+		*count_r = n;
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	free_records(recs, n);
+	return rc;
+}
+
+int store_records(struct store *st, const char *mboxname, uint64_t since_modseq, int with_expunged,
+		  store_record_cb *cb, void *rock, struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, mboxname, &row, err) < 0)
+		return -1;
+	struct buf sql = BUF_INIT;
+	buf_printf(&sql, "SELECT %s FROM records WHERE mailbox_id = ? AND modseq > ? %s ORDER BY uid;",
+		   rec_cols, with_expunged ? "" : "AND (sysflags & 32) = 0");
+	sqlite3_stmt *s = store_sql_prepare(u->db, sql.ptr, err);
+	buf_free(&sql);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, row.id);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)since_modseq);
+	int rc;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		struct store_record r;
+		rec_from_stmt(s, &r);
+		int stop = cb(&r, rock);
+		store_record_free(&r);
+		if (stop)
+			break;
+	}
+	sqlite3_finalize(s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_fail(u->db, "records", err);
+	return 0;
+}
+
+int store_message_path(struct store *st, const char *mboxname, const char *guid, struct buf *path_r,
+		       struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	return store_blob_path(u, guid, path_r);
+}
+
+int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,
+		       struct terr *err)
+{
+	struct buf path = BUF_INIT;
+	if (store_message_path(st, mboxname, guid, &path, err) < 0)
+		return -1;
+	size_t start = out->len;
+	int rc = fs_read_file(path.ptr, (size_t)st->maxmessagesize, out, err);
+	buf_free(&path);
+	if (rc < 0)
+		return -1;
+	char got[41];
+	store_sha1_hex(out->ptr + start, out->len - start, got);
+	if (strcmp(got, guid) != 0)
+		return terr_set(err, TE_CORRUPT, "message file %s has SHA-1 %s", guid, got);
+	return 0;
+}

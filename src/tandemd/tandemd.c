@@ -1,0 +1,359 @@
+/* tandemd.c: the master process of one tandem instance.
+ *
+ * States of the master:
+ *   START -> RUNNING: config loaded, every listener open, pid file written
+ *   RUNNING: accept -> fork a session process per connection
+ *            SIGHUP -> config re-read (listeners stay), logs reopened
+ *            SIGCHLD -> children reaped
+ *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, SIGTERM sent to
+ *            every session (each finishes its current command: a delivery
+ *            in progress completes), wait up to shutdown_timeout, then
+ *            SIGKILL what is left, remove the pid file, exit 0.
+ * A session that crashes takes only itself down: the master logs the
+ * child's status and goes on.
+ */
+#include "conf/conf.h"
+#include "lib/fsutil.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "net/conn.h"
+#include "net/net.h"
+#include "server/server.h"
+#include "tandemd/services.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_LISTENERS 64
+/* Seconds SIGTERM waits for sessions to finish before SIGKILL. */
+#define SHUTDOWN_TIMEOUT_S 30
+
+struct listener {
+	int fd;
+	const struct service *svc;
+	char addr[256];
+};
+
+struct master {
+	const char *conf_path;
+	struct conf *conf;
+	SSL_CTX *tls;
+	struct listener ls[MAX_LISTENERS];
+	int nls;
+	int nchildren;
+	unsigned long counter;
+	char pidfile[4096];
+};
+
+static int sigpipe_fds[2] = { -1, -1 };
+
+static void on_signal(int sig)
+{
+	int saved = errno;
+	unsigned char b = (unsigned char)sig;
+	if (write(sigpipe_fds[1], &b, 1) < 0) {
+		/* the pipe is full: a signal of each kind is already queued */
+	}
+	errno = saved;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: tandemd [-C CONFIG] [-f] [-n]\n"
+		   "  -C CONFIG  configuration file (default $TANDEM_CONF, else /etc/tandem.conf)\n"
+		   "  -f         stay in the foreground (for systemd)\n"
+		   "  -n         check the configuration and the listeners' syntax, then exit\n");
+}
+
+static void open_logs(struct conf *conf)
+{
+	const char *lvl = conf_str(conf, "loglevel");
+	enum log_level l = LOG_LVL_INFO;
+	static const char *const names[] = { "debug", "info", "notice", "warn", "error" };
+	for (int i = 0; i < 5; i++)
+		if (lvl && !strcmp(lvl, names[i]))
+			l = (enum log_level)i;
+	const char *ident = conf_str(conf, "syslog_prefix");
+	log_open(ident && *ident ? ident : "tandemd", conf_bool(conf, "syslog"), l);
+}
+
+static int open_listeners(struct master *m, int check_only, struct terr *err)
+{
+	for (size_t s = 0; s < nservices; s++) {
+		const struct service *svc = &services[s];
+		const char *const *addrs;
+		size_t n = conf_list(m->conf, svc->listen_key, &addrs);
+		for (size_t i = 0; i < n; i++) {
+			if (svc->implicit_tls && !m->tls && !check_only)
+				return terr_set(err, TE_CONFIG, "%s is set but tls_server_cert/tls_server_key are not",
+						svc->listen_key);
+			if (check_only)
+				continue;
+			int fds[8], nf = 0;
+			if (net_listen(addrs[i], fds, &nf, 8, err) < 0)
+				return -1;
+			for (int k = 0; k < nf; k++) {
+				if (m->nls >= MAX_LISTENERS)
+					return terr_set(err, TE_CONFIG, "more than %d listening sockets", MAX_LISTENERS);
+				struct listener *l = &m->ls[m->nls++];
+				l->fd = fds[k];
+				l->svc = svc;
+				snprintf(l->addr, sizeof l->addr, "%s", addrs[i]);
+				log_info("event=listen service=%s addr=%s port=%d", svc->name, addrs[i],
+					 net_local_port(fds[k]));
+			}
+		}
+	}
+	if (!check_only && m->nls == 0)
+		return terr_set(err, TE_CONFIG, "no listener configured (imap_listen, imaps_listen, lmtp_listen,"
+				" sync_listen)");
+	return 0;
+}
+
+static int load_tls(struct master *m, struct terr *err)
+{
+	const char *cert = conf_str(m->conf, "tls_server_cert");
+	const char *key = conf_str(m->conf, "tls_server_key");
+	if (!cert || !*cert)
+		return 0;
+	m->tls = tls_server_ctx(cert, key && *key ? key : cert, err);
+	return m->tls ? 0 : -1;
+}
+
+static void run_session(struct master *m, struct listener *l, int fd)
+{
+	for (int i = 0; i < m->nls; i++)
+		close(m->ls[i].fd);
+	close(sigpipe_fds[0]);
+	close(sigpipe_fds[1]);
+	server_session_signals();
+	struct service_env env = { 0 };
+	env.conf = m->conf;
+	env.conf_path = m->conf_path;
+	env.service = l->svc->name;
+	env.tls = m->tls;
+	env.implicit_tls = l->svc->implicit_tls;
+	snprintf(env.session_id, sizeof env.session_id, "%lx-%lx", (unsigned long)getppid(), m->counter);
+	struct buf peer = BUF_INIT;
+	net_peer_name(fd, &peer);
+	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
+	buf_free(&peer);
+	struct conn *c = conn_new(fd);
+	int rc = l->svc->session(&env, c);
+	conn_free(&c);
+	_exit(rc == 0 ? 0 : 1);
+}
+
+static void reap(struct master *m)
+{
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		m->nchildren--;
+		if (WIFSIGNALED(status))
+			log_warn("event=session_crash pid=%ld signal=%d", (long)pid, WTERMSIG(status));
+	}
+}
+
+static void accept_one(struct master *m, struct listener *l)
+{
+	int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0) {
+		if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+			log_warn("event=accept_fail service=%s error=\"%s\"", l->svc->name, strerror(errno));
+		return;
+	}
+	if (m->nchildren >= MAX_SESSIONS) {
+		log_warn("event=session_refused service=%s reason=too_many_sessions limit=%d", l->svc->name,
+			 MAX_SESSIONS);
+		close(fd);
+		return;
+	}
+	m->counter++;
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_err("event=fork_fail error=\"%s\"", strerror(errno));
+		close(fd);
+		return;
+	}
+	if (pid == 0)
+		run_session(m, l, fd);
+	m->nchildren++;
+	close(fd);
+}
+
+static int write_pidfile(struct master *m, struct terr *err)
+{
+	const char *p = conf_str(m->conf, "pidfile");
+	if (p && *p)
+		snprintf(m->pidfile, sizeof m->pidfile, "%s", p);
+	else
+		snprintf(m->pidfile, sizeof m->pidfile, "%s/tandemd.pid", conf_str(m->conf, "configdirectory"));
+	char line[32];
+	int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
+	return fs_write_atomic(m->pidfile, line, (size_t)n, 0644, err);
+}
+
+static void reload(struct master *m)
+{
+	struct conf *nc = NULL;
+	struct terr err;
+	if (conf_load(m->conf_path, &nc, &err) < 0) {
+		log_err("event=reload_fail error=\"%s\" action=kept_old_config", err.msg);
+		return;
+	}
+	conf_free(&m->conf);
+	m->conf = nc;
+	open_logs(m->conf);
+	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
+}
+
+static void stop(struct master *m)
+{
+	log_notice("event=stopping sessions=%d", m->nchildren);
+	for (int i = 0; i < m->nls; i++)
+		close(m->ls[i].fd);
+	m->nls = 0;
+	signal(SIGCHLD, SIG_DFL);
+	kill(0, SIGTERM);
+	time_t deadline = time(NULL) + SHUTDOWN_TIMEOUT_S;
+	while (m->nchildren > 0 && time(NULL) < deadline) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+		if (pid > 0)
+			m->nchildren--;
+		else if (pid < 0 && errno == ECHILD)
+			m->nchildren = 0;
+		else
+			usleep(20000);
+	}
+	if (m->nchildren > 0) {
+		log_warn("event=stop_kill sessions=%d after_s=%d", m->nchildren, SHUTDOWN_TIMEOUT_S);
+		kill(0, SIGKILL);
+	}
+	unlink(m->pidfile);
+	log_notice("event=stopped");
+}
+
+int main(int argc, char **argv)
+{
+	struct master m = { 0 };
+	m.conf_path = getenv("TANDEM_CONF") ? getenv("TANDEM_CONF") : "/etc/tandem.conf";
+	int foreground = 0, check = 0, opt;
+	while ((opt = getopt(argc, argv, "C:fnh")) != -1) {
+		switch (opt) {
+		case 'C': m.conf_path = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'n': check = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	struct terr err = { 0 };
+	if (conf_load(m.conf_path, &m.conf, &err) < 0) {
+		fprintf(stderr, "tandemd: %s\n", err.msg);
+		return 2;
+	}
+	if (load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
+		fprintf(stderr, "tandemd: %s\n", err.msg);
+		return 2;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		conf_free(&m.conf);
+		return 0;
+	}
+	if (!foreground) {
+		pid_t pid = fork();
+		if (pid < 0) {
+			perror("tandemd: fork");
+			return 1;
+		}
+		if (pid > 0)
+			_exit(0);
+		setsid();
+		int null = open("/dev/null", O_RDWR);
+		if (null >= 0) {
+			dup2(null, 0);
+			dup2(null, 1);
+			if (conf_bool(m.conf, "syslog"))
+				dup2(null, 2);
+			if (null > 2)
+				close(null);
+		}
+	} else if (getpgrp() != getpid()) {
+		/* our own process group, so stop() signals only our sessions */
+		setpgid(0, 0);
+	}
+	open_logs(m.conf);
+	if (pipe2(sigpipe_fds, O_CLOEXEC | O_NONBLOCK) < 0) {
+		log_err("event=start_fail error=\"pipe: %s\"", strerror(errno));
+		return 1;
+	}
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGCHLD, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (write_pidfile(&m, &err) < 0) {
+		log_err("event=start_fail error=\"%s\"", err.msg);
+		return 1;
+	}
+	log_notice("event=started config=%s pid=%ld listeners=%d", m.conf_path, (long)getpid(), m.nls);
+	int running = 1;
+	while (running) {
+		struct pollfd pf[MAX_LISTENERS + 1];
+		pf[0].fd = sigpipe_fds[0];
+		pf[0].events = POLLIN;
+		for (int i = 0; i < m.nls; i++) {
+			pf[i + 1].fd = m.ls[i].fd;
+			pf[i + 1].events = POLLIN;
+		}
+		int n = poll(pf, (nfds_t)m.nls + 1, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			log_err("event=poll_fail error=\"%s\"", strerror(errno));
+			break;
+		}
+		if (pf[0].revents & POLLIN) {
+			unsigned char sigs[64];
+			ssize_t k = read(sigpipe_fds[0], sigs, sizeof sigs);
+			for (ssize_t i = 0; i < k; i++) {
+				if (sigs[i] == SIGTERM || sigs[i] == SIGINT)
+					running = 0;
+				else if (sigs[i] == SIGHUP)
+					reload(&m);
+				else if (sigs[i] == SIGCHLD)
+					reap(&m);
+			}
+		}
+		for (int i = 0; running && i < m.nls; i++)
+			if (pf[i + 1].revents & POLLIN)
+				accept_one(&m, &m.ls[i]);
+	}
+	stop(&m);
+	if (m.tls)
+		SSL_CTX_free(m.tls);
+	conf_free(&m.conf);
+	return 0;
+}

@@ -1,0 +1,55 @@
+/* tools.h: shared pieces of the `tandem` admin command.
+ *
+ * Each subcommand is one entry of the table in tandem.c: name, handler,
+ * one-line summary, usage text, and whether it needs an open instance
+ * (config, change log and store). Handlers return the exit status:
+ * 0 done, 1 the operation failed, 2 bad usage or configuration.
+ */
+#ifndef TANDEM_TOOLS_H
+#define TANDEM_TOOLS_H
+
+#include "lib/buf.h"
+#include "lib/err.h"
+#include "names/mboxname.h"
+
+struct conf;
+struct chlog;
+struct store;
+
+struct tool {
+	struct conf *conf;	/* NULL for commands that need no instance */
+	struct chlog *chlog;	/* NULL when sync_log is off */
+	struct store *st;
+	struct mboxname_ns ns;
+	const char *conf_path;
+};
+
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+
+/* Prints "tandem: <msg>" to stderr; returns EXIT_FAIL (or code for usage). */
+int tool_fail(const struct terr *err);
+int tool_usage(const char *usage);
+/* Internal name of an admin-namespace mailbox argument, or EXIT_USAGE. */
+int tool_mailbox_arg(struct tool *t, const char *arg, struct buf *internal_r);
+/* Reads all of standard input, up to max bytes (TE_TOOBIG above). */
+int tool_read_stdin(size_t max, struct buf *out, struct terr *err);
+/* Reads one line from standard input (the password of user add/passwd),
+ * without its line end. */
+int tool_read_password(struct buf *out, struct terr *err);
+/* Opens the change log for the configured channels (when sync_log is on). */
+int tool_open_chlog(struct conf *conf, struct chlog **log_r, struct terr *err);
+
+/* 1 (after printing usage to stdout) when argv holds --help or -h. */
+int tool_help(int argc, char **argv, const char *usage);
+
+int cmd_init(struct tool *t, int argc, char **argv);
+int cmd_user(struct tool *t, int argc, char **argv);
+int cmd_mailbox(struct tool *t, int argc, char **argv);
+int cmd_deliver(struct tool *t, int argc, char **argv);
+int cmd_message(struct tool *t, int argc, char **argv);
+int cmd_dump(struct tool *t, int argc, char **argv);
+int cmd_synclog(struct tool *t, int argc, char **argv);
+int cmd_check(struct tool *t, int argc, char **argv);
+int cmd_config(struct tool *t, int argc, char **argv);
+
+#endif

@@ -1,0 +1,139 @@
+"""tlib.py: the integration tests' harness (Python standard library only).
+
+Starts nothing by itself: it makes instances in temp dirs, runs the real
+`tandem` binary, and counts checks. Each test file does
+
+    t = Suite("name")
+    with t.case("what"):
+        t.check(cond, "message")
+    t.done()            # prints RESULT passed=N failed=M, exits 0/1
+
+A case passes when none of its checks failed and it raised nothing.
+"""
+import contextlib
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+
+TOP = os.environ.get("TANDEM_TOP") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.environ.get("TANDEM_BIN") or os.path.join(TOP, "bin")
+TANDEM = os.path.join(BIN, "tandem")
+
+
+class Suite:
+    def __init__(self, name):
+        self.name = name
+        self.passed = 0
+        self.failed = 0
+        self._case_failed = False
+        seed = os.environ.get("TANDEM_SEED")
+        self.seed = int(seed) if seed else random.randrange(1 << 30)
+        self.rng = random.Random(self.seed)
+        print(f"{name}: seed {self.seed} (rerun with TANDEM_SEED={self.seed})")
+
+    @contextlib.contextmanager
+    def case(self, what):
+        self._case_failed = False
+        try:
+            yield
+        except Exception:
+            self._case_failed = True
+            print(f"  exception in {what}:\n" + traceback.format_exc())
+        if self._case_failed:
+            self.failed += 1
+            print(f"FAIL {what}")
+        else:
+            self.passed += 1
+            print(f"PASS {what}")
+
+    def check(self, cond, msg):
+        if not cond:
+            self._case_failed = True
+            print(f"  check failed: {msg}")
+        return cond
+
+    def eq(self, got, want, msg):
+        return self.check(got == want, f"{msg}: got {got!r}, want {want!r}")
+
+    def done(self):
+        print(f"RESULT passed={self.passed} failed={self.failed}")
+        sys.exit(1 if self.failed else 0)
+
+
+class Instance:
+    """A tandem instance made with `tandem init` in a temp dir."""
+
+    def __init__(self, root=None, channels=None, extra_conf=""):
+        self.own_root = root is None
+        self.root = root or tempfile.mkdtemp(prefix="tandem-it-")
+        self.dir = os.path.join(self.root, "inst")
+        args = ["init", "--servername", "test.example"]
+        if channels:
+            args += ["--channels", channels]
+        r = self.run(args + [self.dir], conf=False)
+        if r.returncode != 0:
+            raise RuntimeError(f"tandem init failed: {r.stderr}")
+        self.conf = os.path.join(self.dir, "tandem.conf")
+        if extra_conf:
+            with open(self.conf, "a") as f:
+                f.write(extra_conf)
+
+    def run(self, args, stdin=b"", conf=True, timeout=60):
+        cmd = [TANDEM] + (["-C", self.conf] if conf else []) + list(args)
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
+        return _run(cmd, stdin, timeout)
+
+    def ok(self, args, stdin=b""):
+        r = self.run(args, stdin)
+        if r.returncode != 0:
+            raise RuntimeError(f"tandem {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r.stdout
+
+    def messages(self, mailbox, expunged=False):
+        """[(uid, modseq, flags, internaldate, size, guid)] of a mailbox."""
+        args = ["message", "list"] + (["--expunged"] if expunged else []) + [mailbox]
+        out = self.ok(args)
+        rows = []
+        for line in out.splitlines():
+            uid, modseq, flags, idate, size, guid = line.split("\t")
+            rows.append((int(uid), int(modseq), flags.strip("()"), int(idate), int(size), guid))
+        return rows
+
+    def cleanup(self):
+        if self.own_root:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+class Result:
+    def __init__(self, rc, out, err):
+        self.returncode, self.stdout, self.stderr = rc, out, err
+
+
+def _run(cmd, stdin, timeout):
+    p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return Result(p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace"))
+
+
+def make_message(rng, i, size=None):
+    """A deterministic RFC 5322 message (CRLF) of about `size` bytes."""
+    size = size or rng.randint(200, 4000)
+    head = (f"From: sender{i}@example.net\r\nTo: rcpt@example.com\r\n"
+            f"Subject: test message {i}\r\nDate: Mon, 1 Jan 2024 00:00:00 +0000\r\n"
+            f"Message-ID: <{i}.{rng.randrange(1 << 40)}@example.net>\r\n\r\n")
+    body = []
+    n = len(head)
+    while n < size:
+        line = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(70)) + "\r\n"
+        body.append(line)
+        n += len(line)
+    return (head + "".join(body)).encode()
+
+
+def sha1(data):
+    return hashlib.sha1(data).hexdigest()

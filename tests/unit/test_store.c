@@ -1,0 +1,420 @@
+/* test_store.c: the store's invariants with a real SQLite and a real
+ * change log in a temp directory. */
+#include "chlog/chlog.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "store/store.h"
+#include "test.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct fixture {
+	char *dir;
+	char conf[4096], spool[4096];
+	struct chlog *log;
+	struct store *st;
+};
+
+static void fx_open(struct fixture *fx, long long maxsize)
+{
+	memset(fx, 0, sizeof *fx);
+	fx->dir = test_tmpdir();
+	snprintf(fx->conf, sizeof fx->conf, "%s/conf", fx->dir);
+	snprintf(fx->spool, sizeof fx->spool, "%s/spool", fx->dir);
+	static const char *const chans[] = { "repl1", "repl2" };
+	fx->log = chlog_open(fx->conf, chans, 2);
+	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0 };
+	struct terr err;
+	if (store_open(&o, &fx->st, &err) < 0) {
+		printf("store_open: %s\n", err.msg);
+		exit(2);
+	}
+}
+
+static void fx_close(struct fixture *fx)
+{
+	store_close(&fx->st);
+	chlog_close(&fx->log);
+	struct terr err;
+	fs_remove_tree(fx->dir, &err);
+	free(fx->dir);
+}
+
+static const char msg1[] = "From: a@example.com\r\nTo: fred@example.com\r\nSubject: hello\r\n"
+			   "Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n"
+			   "\r\nHello world\r\n";
+
+static uint32_t append(struct fixture *fx, const char *mbox, const char *data)
+{
+	uint32_t uid = 0;
+	struct terr err;
+	struct store_append_opts o = { 0, NULL, 1704067200 };
+	if (store_append(fx->st, mbox, data, strlen(data), &o, &uid, &err) < 0)
+		printf("  append: %s\n", err.msg);
+	return uid;
+}
+
+static int crc_ok(struct fixture *fx, const char *mbox)
+{
+	uint32_t c, a;
+	struct terr err;
+	int rc = store_mailbox_verify_crc(fx->st, mbox, &c, &a, &err);
+	if (rc != 1)
+		printf("  crc of %s: rc=%d computed %u/%u\n", mbox, rc, c, a);
+	return rc == 1;
+}
+
+TEST(user_create_makes_inbox)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", "secret", &err), 0);
+	CHECK_INT(store_user_create(fx.st, "alice", "secret", &err), -1);
+	CHECK_INT(err.code, TE_EXISTS);
+	CHECK_INT(store_user_exists(fx.st, "alice", &err), 1);
+	CHECK_INT(store_user_exists(fx.st, "bob", &err), 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_INT(strlen(mi.uniqueid), 24);
+	CHECK(mi.uidvalidity > 0);
+	CHECK_INT(mi.sync_crc, 0);
+	CHECK_U64(mi.sync_crc_annot, SYNCCRC_ANNOT_START);
+	CHECK_STR(mi.partition, "default");
+	CHECK_STR(mi.acl, "alice\tlrswipkxtecdan\t");
+	store_mailbox_info_free(&mi);
+	CHECK_INT(store_user_check_password(fx.st, "alice", "secret", &err), 1);
+	CHECK_INT(store_user_check_password(fx.st, "alice", "wrong", &err), 0);
+	CHECK_INT(store_user_check_password(fx.st, "nobody", "secret", &err), 0);
+	CHECK_INT(store_user_passwd(fx.st, "alice", "new", &err), 0);
+	CHECK_INT(store_user_check_password(fx.st, "alice", "new", &err), 1);
+	CHECK_INT(store_user_create(fx.st, "bad user", NULL, &err), -1);
+	CHECK_INT(err.code, TE_INVALID);
+	fx_close(&fx);
+}
+
+TEST(append_uids_modseqs_crc)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	CHECK_INT(append(&fx, "user.alice", msg1), 1);
+	CHECK_INT(append(&fx, "user.alice", "Subject: two\r\n\r\nx\r\n"), 2);
+	CHECK_INT(append(&fx, "user.alice", msg1), 3);	/* same bytes again: a new UID */
+	CHECK(crc_ok(&fx, "user.alice"));
+	struct store_mailbox_info mi;
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK_INT(mi.last_uid, 3);
+	CHECK_INT(mi.exists, 3);
+	uint64_t ms = mi.highestmodseq;
+	store_mailbox_info_free(&mi);
+	/* the file is named by its SHA-1 (reference §3.5 example) and stored once */
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	store_message_path(fx.st, "user.alice", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", &path, &err);
+	struct stat sb;
+	CHECK_INT(stat(path.ptr, &sb), 0);
+	CHECK_INT(sb.st_size, 141);
+	CHECK_INT(store_message_read(fx.st, "user.alice", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", &data, &err), 0);
+	CHECK_MEM(data.ptr, data.len, msg1, strlen(msg1));
+	/* flags: modseq grows, CRC follows, keyword spelling from the table */
+	uint32_t two = 2;
+	CHECK_INT(store_set_flags(fx.st, "user.alice", &two, 1, STORE_FLAGS_ADD, SYSFLAG_SEEN, "$Label1", 0,
+				  NULL, &err), 0);
+	CHECK_INT(store_set_flags(fx.st, "user.alice", &two, 1, STORE_FLAGS_ADD, 0, "$LABEL1 Work", 0, NULL,
+				  &err), 0);
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK(mi.highestmodseq > ms);
+	store_mailbox_info_free(&mi);
+	CHECK(crc_ok(&fx, "user.alice"));
+	buf_free(&path);
+	buf_free(&data);
+	fx_close(&fx);
+}
+
+struct collect {
+	char lines[2048];
+};
+
+static int collect_rec(const struct store_record *r, void *rock)
+{
+	struct collect *c = rock;
+	char one[256];
+	struct buf fl = BUF_INIT;
+	store_flags_format(r->sysflags, r->keywords, &fl);
+	snprintf(one, sizeof one, "%u(%s);", r->uid, buf_cstr(&fl));
+	strncat(c->lines, one, sizeof c->lines - strlen(c->lines) - 1);
+	buf_free(&fl);
+	return 0;
+}
+
+TEST(flags_and_expunge)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	for (int i = 0; i < 4; i++)
+		append(&fx, "user.alice", i % 2 ? msg1 : "Subject: x\r\n\r\ny\r\n");
+	uint32_t uids[] = { 2, 4 };
+	CHECK_INT(store_set_flags(fx.st, "user.alice", uids, 2, STORE_FLAGS_ADD, SYSFLAG_DELETED, "$Label1", 0,
+				  NULL, &err), 0);
+	uint32_t one = 1;
+	CHECK_INT(store_set_flags(fx.st, "user.alice", &one, 1, STORE_FLAGS_SET, SYSFLAG_FLAGGED, NULL, 0, NULL,
+				  &err), 0);
+	struct collect c = { "" };
+	store_records(fx.st, "user.alice", 0, 0, collect_rec, &c, &err);
+	CHECK_STR(c.lines, "1(\\Flagged);2(\\Deleted $Label1);3();4(\\Deleted $Label1);");
+	size_t n = 0;
+	CHECK_INT(store_expunge(fx.st, "user.alice", NULL, 0, &n, &err), 0);
+	CHECK_INT(n, 2);
+	memset(&c, 0, sizeof c);
+	store_records(fx.st, "user.alice", 0, 0, collect_rec, &c, &err);
+	CHECK_STR(c.lines, "1(\\Flagged);3();");
+	memset(&c, 0, sizeof c);
+	store_records(fx.st, "user.alice", 0, 1, collect_rec, &c, &err);
+	CHECK_STR(c.lines, "1(\\Flagged);2(\\Deleted \\Expunged $Label1);3();4(\\Deleted \\Expunged $Label1);");
+	CHECK(crc_ok(&fx, "user.alice"));
+	/* UIDs only grow: the expunged 4 is never reused */
+	CHECK_INT(append(&fx, "user.alice", msg1), 5);
+	/* UNCHANGEDSINCE: a record changed after it is left alone */
+	struct buf failed = BUF_INIT;
+	CHECK_INT(store_set_flags(fx.st, "user.alice", &one, 1, STORE_FLAGS_ADD, SYSFLAG_SEEN, NULL, 1, &failed,
+				  &err), 0);
+	CHECK_STR(buf_cstr(&failed), "1");
+	buf_free(&failed);
+	fx_close(&fx);
+}
+
+TEST(rename_keeps_identity)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	CHECK_INT(store_mailbox_create(fx.st, "user.alice.Work", NULL, &err), 0);
+	CHECK_INT(store_mailbox_create(fx.st, "user.alice.Work.Old", NULL, &err), 0);
+	CHECK_INT(store_mailbox_create(fx.st, "user.alice.Work", NULL, &err), -1);
+	CHECK_INT(err.code, TE_EXISTS);
+	append(&fx, "user.alice.Work", msg1);
+	struct store_mailbox_info a, b;
+	store_mailbox_get(fx.st, "user.alice.Work", &a, &err);
+	CHECK_INT(store_mailbox_rename(fx.st, "user.alice.Work", "user.alice.Jobs", 1, &err), 0);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice.Work", &b, &err), -1);
+	CHECK_INT(err.code, TE_NOTFOUND);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice.Jobs", &b, &err), 0);
+	CHECK_STR(b.uniqueid, a.uniqueid);
+	CHECK_INT(b.uidvalidity, a.uidvalidity);
+	CHECK_INT(b.last_uid, 1);
+	CHECK(b.highestmodseq > a.highestmodseq);
+	store_mailbox_info_free(&a);
+	store_mailbox_info_free(&b);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice.Jobs.Old", &b, &err), 0);
+	store_mailbox_info_free(&b);
+	CHECK_INT(store_mailbox_rename(fx.st, "user.alice", "user.alice.X", 1, &err), -1);
+	CHECK_INT(store_mailbox_delete(fx.st, "user.alice.Jobs.Old", &err), 0);
+	CHECK_INT(store_mailbox_delete(fx.st, "user.alice", &err), -1);
+	CHECK_INT(store_mailbox_create(fx.st, "user.bob.X", NULL, &err), -1);
+	CHECK_INT(err.code, TE_NOTFOUND);
+	fx_close(&fx);
+}
+
+TEST(limits_quota_and_size)
+{
+	struct fixture fx;
+	fx_open(&fx, 100);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	char big[200];
+	memset(big, 'x', sizeof big - 1);
+	big[sizeof big - 1] = '\0';
+	uint32_t uid = 0;
+	CHECK_INT(store_append(fx.st, "user.alice", big, strlen(big), NULL, &uid, &err), -1);
+	CHECK_INT(err.code, TE_TOOBIG);
+	fx_close(&fx);
+
+	fx_open(&fx, 0);
+	store_user_create(fx.st, "alice", NULL, &err);
+	CHECK_INT(store_quota_set(fx.st, "user.alice", 1, -1, &err), 0);	/* 1 KiB */
+	char *m = malloc(3000);
+	memset(m, 'y', 2999);
+	m[2999] = '\0';
+	CHECK_INT(store_append(fx.st, "user.alice", m, strlen(m), NULL, &uid, &err), -1);
+	CHECK_INT(err.code, TE_OVERQUOTA);
+	CHECK_INT(append(&fx, "user.alice", "Subject: s\r\n\r\nsmall\r\n"), 1);
+	struct store_quota q;
+	CHECK_INT(store_quota_get(fx.st, "user.alice", &q, &err), 0);
+	CHECK_INT(q.message_used, 1);
+	store_quota_free(&q);
+	struct store_mailbox_info mi;
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK_INT(mi.last_uid, 1);	/* the refused message took no UID */
+	CHECK_STR(mi.quotaroot, "user.alice");
+	store_mailbox_info_free(&mi);
+	free(m);
+	fx_close(&fx);
+}
+
+static int count_lines(const char *path, const char *needle)
+{
+	struct buf b = BUF_INIT;
+	struct terr err;
+	int n = 0;
+	if (fs_read_file(path, 1 << 20, &b, &err) == 0)
+		for (const char *p = b.ptr; (p = strstr(p, needle)) != NULL; p++)
+			n++;
+	buf_free(&b);
+	return n;
+}
+
+TEST(change_log_lines_and_failure)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	append(&fx, "user.alice", msg1);
+	char l1[4200], l2[4200];
+	snprintf(l1, sizeof l1, "%s/sync/repl1/log", fx.conf);
+	snprintf(l2, sizeof l2, "%s/sync/repl2/log", fx.conf);
+	CHECK_INT(count_lines(l1, "APPEND user.alice\n"), 1);
+	CHECK_INT(count_lines(l2, "APPEND user.alice\n"), 1);
+	CHECK(count_lines(l1, "MAILBOX user.alice\n") >= 2);
+	/* A change log that cannot be written fails the operation and
+	 * changes nothing: replace repl2's log by a directory. */
+	unlink(l2);
+	CHECK_INT(mkdir(l2, 0700), 0);
+	uint32_t uid = 0;
+	CHECK_INT(store_append(fx.st, "user.alice", msg1, strlen(msg1), NULL, &uid, &err), -1);
+	struct store_mailbox_info mi;
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK_INT(mi.last_uid, 1);
+	store_mailbox_info_free(&mi);
+	rmdir(l2);
+	CHECK_INT(append(&fx, "user.alice", msg1), 2);
+	fx_close(&fx);
+}
+
+TEST(deliver_to_many_writes_once)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err, errs[3];
+	store_user_create(fx.st, "alice", NULL, &err);
+	store_user_create(fx.st, "bob", NULL, &err);
+	const char *to[] = { "user.alice", "user.bob", "user.nobody" };
+	uint32_t uids[3];
+	CHECK_INT(store_deliver(fx.st, to, 3, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
+	CHECK_INT(uids[0], 1);
+	CHECK_INT(uids[1], 1);
+	CHECK_INT(uids[2], 0);
+	CHECK_INT(errs[2].code, TE_NOTFOUND);
+	struct buf p = BUF_INIT;
+	store_message_path(fx.st, "user.bob", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", &p, &err);
+	struct stat sb;
+	CHECK_INT(stat(p.ptr, &sb), 0);
+	CHECK_INT(sb.st_nlink, 2);	/* one file, two names */
+	buf_free(&p);
+	fx_close(&fx);
+}
+
+TEST(annotations_seen_subs_sieve)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	store_user_create(fx.st, "bob", NULL, &err);
+	append(&fx, "user.alice", msg1);
+	CHECK_INT(store_annot_set(fx.st, "user.alice", 1, "/comment", "alice", "hello", 5, &err), 0);
+	CHECK(crc_ok(&fx, "user.alice"));
+	CHECK_INT(store_annot_set(fx.st, "user.alice", 1, "/comment", "alice", "bye!", 4, &err), 0);
+	CHECK(crc_ok(&fx, "user.alice"));
+	CHECK_INT(store_annot_set(fx.st, "user.alice", 0, "/comment", "", "box", 3, &err), 0);
+	CHECK_INT(store_annot_set(fx.st, "user.alice", 1, "/comment", "alice", "", 0, &err), 0);
+	CHECK(crc_ok(&fx, "user.alice"));
+	struct store_seen s = { 1700000000, 3, 1700000001, "1:3" }, g;
+	CHECK_INT(store_seen_set(fx.st, "bob", "abcdef", &s, &err), 0);
+	CHECK_INT(store_seen_get(fx.st, "bob", "abcdef", &g, &err), 0);
+	CHECK_STR(g.seenuids, "1:3");
+	free(g.seenuids);
+	CHECK_INT(store_subscribe(fx.st, "bob", "user.alice", 1, &err), 0);
+	CHECK_INT(store_sieve_put(fx.st, "bob", "main", "keep;", 5, &err), 0);
+	CHECK_INT(store_sieve_activate(fx.st, "bob", "main", &err), 0);
+	fx_close(&fx);
+}
+
+/* A random workload: the kept CRCs always equal the recomputed ones and
+ * the store checks clean. */
+TEST(random_workload_keeps_crcs)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	unsigned seed = (unsigned)getpid();
+	srand(seed);
+	store_user_create(fx.st, "alice", NULL, &err);
+	store_mailbox_create(fx.st, "user.alice.A", NULL, &err);
+	const char *boxes[] = { "user.alice", "user.alice.A" };
+	static const char *kws[] = { NULL, "$Label1", "work", "$Label1 urgent" };
+	for (int i = 0; i < 200; i++) {
+		const char *mb = boxes[rand() % 2];
+		int op = rand() % 4;
+		char body[64];
+		snprintf(body, sizeof body, "Subject: %d\r\n\r\n%d\r\n", i, rand());
+		if (op == 0 || op == 1) {
+			append(&fx, mb, body);
+		} else if (op == 2) {
+			uint32_t u = (uint32_t)(rand() % 20 + 1);
+			store_set_flags(fx.st, mb, &u, 1, (enum store_flag_op)(rand() % 3),
+					(unsigned)(rand() % 32), kws[rand() % 4], 0, NULL, &err);
+		} else {
+			uint32_t u = (uint32_t)(rand() % 20 + 1);
+			store_expunge(fx.st, mb, &u, 1, NULL, &err);
+		}
+	}
+	CHECK(crc_ok(&fx, "user.alice"));
+	CHECK(crc_ok(&fx, "user.alice.A"));
+	struct buf rep = BUF_INIT;
+	CHECK_INT(store_check_user(fx.st, "alice", 1, &rep, &err), 0);
+	if (rep.len)
+		printf("seed %u: %s", seed, rep.ptr);
+	buf_free(&rep);
+	fx_close(&fx);
+}
+
+TEST(user_delete_removes_everything)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	append(&fx, "user.alice", msg1);
+	CHECK_INT(store_user_delete(fx.st, "alice", &err), 0);
+	CHECK_INT(store_user_exists(fx.st, "alice", &err), 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), -1);
+	char l1[4200];
+	snprintf(l1, sizeof l1, "%s/sync/repl1/log", fx.conf);
+	CHECK_INT(count_lines(l1, "UNUSER alice\n"), 1);
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	CHECK_INT(append(&fx, "user.alice", msg1), 1);
+	fx_close(&fx);
+}
+
+int main(void)
+{
+	log_open("test_store", 0, LOG_LVL_ERR);
+	RUN(user_create_makes_inbox);
+	RUN(append_uids_modseqs_crc);
+	RUN(flags_and_expunge);
+	RUN(rename_keeps_identity);
+	RUN(limits_quota_and_size);
+	RUN(change_log_lines_and_failure);
+	RUN(deliver_to_many_writes_once);
+	RUN(annotations_seen_subs_sieve);
+	RUN(random_workload_keeps_crcs);
+	RUN(user_delete_removes_everything);
+	return test_done();
+}
