@@ -1,0 +1,274 @@
+/* imap_cmd.c: the command table and the small typed grammars.
+ *
+ * One row per command: name, id, flags (allowed before login, allowed
+ * after UID, passed raw) and the grammar that fills the struct imap_cmd
+ * union from the argument tree. Larger grammars live in imap_cmd_*.c.
+ */
+#include <string.h>
+
+#include "proto/imap/imap_private.h"
+
+static int parse_login(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	if (imap_get_astring(cp, &a, "user name", &cmd->u.login.user) < 0 ||
+	    imap_get_astring(cp, &a, "password", &cmd->u.login.password) < 0)
+		return -1;
+	return imap_get_end(cp, a);
+}
+
+static int base64_valid(const char *s, size_t len)
+{
+	if (len == 1 && s[0] == '=')
+		return 1;	/* empty initial response (RFC 4959) */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		      (c >= '0' && c <= '9') || c == '+' || c == '/' || c == '='))
+			return 0;
+	}
+	return 1;
+}
+
+static int parse_authenticate(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	const char *mech;
+	if (imap_get_atom(cp, &a, "mechanism", &mech) < 0)
+		return -1;
+	cmd->u.authenticate.mech = imap_cp_upper(cp, mech);
+	if (a) {
+		const struct imap_arg *x = a;
+		if (imap_get_atom(cp, &a, "initial response", &cmd->u.authenticate.ir) < 0)
+			return -1;
+		if (!base64_valid(x->str, x->len))
+			return imap_cp_fail(cp, x, "initial response is not base64");
+	}
+	return imap_get_end(cp, a);
+}
+
+/* DELETE SUBSCRIBE UNSUBSCRIBE GETQUOTAROOT GETACL MYRIGHTS */
+static int parse_mailbox(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	if (imap_get_astring(cp, &a, "mailbox", &cmd->u.mailbox.mailbox) < 0)
+		return -1;
+	return imap_get_end(cp, a);
+}
+
+static int parse_rename(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	if (imap_get_astring(cp, &a, "mailbox", &cmd->u.rename.from) < 0 ||
+	    imap_get_astring(cp, &a, "new mailbox name", &cmd->u.rename.to) < 0)
+		return -1;
+	return imap_get_end(cp, a);
+}
+
+static int parse_select(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	const struct imap_arg *params;
+	if (imap_get_astring(cp, &a, "mailbox", &cmd->u.select.mailbox) < 0)
+		return -1;
+	if (a && a->type == IMAP_ARG_LIST) {
+		if (imap_get_list(cp, &a, "parameters", &params) < 0)
+			return -1;
+		for (const struct imap_arg *x = params; x; x = x->next) {
+			if (!imap_arg_is_atom(x, "CONDSTORE"))
+				return imap_cp_fail(cp, x, "unsupported parameter");
+			cmd->u.select.condstore = 1;
+		}
+	}
+	return imap_get_end(cp, a);
+}
+
+static int parse_create(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	const struct imap_arg *params;
+	if (imap_get_astring(cp, &a, "mailbox", &cmd->u.create.mailbox) < 0)
+		return -1;
+	if (a && a->type == IMAP_ARG_LIST) {
+		if (imap_get_list(cp, &a, "parameters", &params) < 0)
+			return -1;
+		for (const struct imap_arg *x = params; x;) {
+			if (!imap_arg_is_atom(x, "USE"))
+				return imap_cp_fail(cp, x, "unsupported parameter");
+			x = x->next;
+			if (!x || x->type != IMAP_ARG_LIST)
+				return imap_cp_fail(cp, x, "USE needs a list of special-use flags");
+			if (imap_get_flags(cp, &x, 0, &cmd->u.create.use) < 0)
+				return -1;
+			for (size_t i = 0; i < cmd->u.create.use.count; i++)
+				if (cmd->u.create.use.v[i][0] != '\\')
+					return imap_cp_fail(cp, params, "USE takes \\flags only");
+		}
+	}
+	return imap_get_end(cp, a);
+}
+
+/* APPEND mailbox [flags] [date-time], up to (not including) stop. */
+static int append_head(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg **a,
+		       const struct imap_arg *stop)
+{
+	struct imap_append *ap = &cmd->u.append;
+	if (*a == stop)
+		return imap_cp_fail(cp, stop, "missing mailbox");
+	if (imap_get_astring(cp, a, "mailbox", &ap->mailbox) < 0)
+		return -1;
+	if (*a != stop && (*a)->type == IMAP_ARG_LIST) {
+		ap->has_flags = 1;
+		if (imap_get_flags(cp, a, 0, &ap->flags) < 0)
+			return -1;
+	}
+	if (*a != stop && (*a)->type == IMAP_ARG_QUOTED) {
+		if (imap_datetime_parse((*a)->str, (*a)->len, &ap->date, &ap->date_tzoff) < 0)
+			return imap_cp_fail(cp, *a, "invalid date-time");
+		ap->has_date = 1;
+		*a = (*a)->next;
+	}
+	if (*a != stop)
+		return imap_cp_fail(cp, *a, "expected flags, date-time or the message literal");
+	return 0;
+}
+
+int imap_cmd_append_precheck(struct imap_parser *p)
+{
+	struct imap_cp cp = { p, "APPEND", p->end_pos };
+	struct imap_cmd scratch;
+	const struct imap_arg *a = p->tok.root.child;
+	memset(&scratch, 0, sizeof(scratch));
+	return append_head(&cp, &scratch, &a, imap_tok_last(p));
+}
+
+static int parse_append(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	/* the message: the first top-level literal after the mailbox */
+	const struct imap_arg *msg = a ? a->next : NULL;
+	while (msg && msg->type != IMAP_ARG_LITERAL)
+		msg = msg->next;
+	if (!msg)
+		return imap_cp_fail(cp, NULL, "missing message literal");
+	if (append_head(cp, cmd, &a, msg) < 0)
+		return -1;
+	struct imap_append *ap = &cmd->u.append;
+	const struct imap_pending *pd = &cp->p->pending;
+	ap->size = msg->len;
+	ap->nonsync = pd->is_message ? pd->nonsync : 0;
+	ap->message = msg->str;
+	return imap_get_end(cp, msg->next);
+}
+
+static int parse_copy(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	if (imap_get_seqset(cp, &a, &cmd->u.copy.set) < 0 ||
+	    imap_get_astring(cp, &a, "mailbox", &cmd->u.copy.mailbox) < 0)
+		return -1;
+	return imap_get_end(cp, a);
+}
+
+static int parse_expunge(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	if (cmd->uid && imap_get_seqset(cp, &a, &cmd->u.expunge.set) < 0)
+		return -1;
+	return imap_get_end(cp, a);
+}
+
+static int parse_compress(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
+{
+	const char *mech;
+	if (imap_get_atom(cp, &a, "mechanism", &mech) < 0)
+		return -1;
+	cmd->u.compress.mech = imap_cp_upper(cp, mech);
+	return imap_get_end(cp, a);
+}
+
+#define PRE IMAP_CMDF_PREAUTH
+#define UID IMAP_CMDF_UID
+
+static const struct imap_cmd_def cmd_table[] = {
+	{ "CAPABILITY", IMAP_CMD_CAPABILITY, PRE, NULL },
+	{ "NOOP", IMAP_CMD_NOOP, PRE, NULL },
+	{ "LOGOUT", IMAP_CMD_LOGOUT, PRE, NULL },
+	{ "STARTTLS", IMAP_CMD_STARTTLS, PRE, NULL },
+	{ "AUTHENTICATE", IMAP_CMD_AUTHENTICATE, PRE, parse_authenticate },
+	{ "LOGIN", IMAP_CMD_LOGIN, PRE, parse_login },
+	{ "ID", IMAP_CMD_ID, PRE, imap_parse_id },
+	{ "ENABLE", IMAP_CMD_ENABLE, 0, imap_parse_enable },
+	{ "SELECT", IMAP_CMD_SELECT, 0, parse_select },
+	{ "EXAMINE", IMAP_CMD_EXAMINE, 0, parse_select },
+	{ "CREATE", IMAP_CMD_CREATE, 0, parse_create },
+	{ "DELETE", IMAP_CMD_DELETE, 0, parse_mailbox },
+	{ "RENAME", IMAP_CMD_RENAME, 0, parse_rename },
+	{ "SUBSCRIBE", IMAP_CMD_SUBSCRIBE, 0, parse_mailbox },
+	{ "UNSUBSCRIBE", IMAP_CMD_UNSUBSCRIBE, 0, parse_mailbox },
+	{ "LIST", IMAP_CMD_LIST, 0, imap_parse_list },
+	{ "LSUB", IMAP_CMD_LSUB, 0, imap_parse_lsub },
+	{ "NAMESPACE", IMAP_CMD_NAMESPACE, 0, NULL },
+	{ "STATUS", IMAP_CMD_STATUS, 0, imap_parse_status },
+	{ "APPEND", IMAP_CMD_APPEND, 0, parse_append },
+	{ "IDLE", IMAP_CMD_IDLE, 0, NULL },
+	{ "CHECK", IMAP_CMD_CHECK, 0, NULL },
+	{ "CLOSE", IMAP_CMD_CLOSE, 0, NULL },
+	{ "UNSELECT", IMAP_CMD_UNSELECT, 0, NULL },
+	{ "EXPUNGE", IMAP_CMD_EXPUNGE, UID, parse_expunge },
+	{ "SEARCH", IMAP_CMD_SEARCH, UID, imap_parse_search },
+	{ "FETCH", IMAP_CMD_FETCH, UID, imap_parse_fetch },
+	{ "STORE", IMAP_CMD_STORE, UID, imap_parse_store },
+	{ "COPY", IMAP_CMD_COPY, UID, parse_copy },
+	{ "MOVE", IMAP_CMD_MOVE, UID, parse_copy },
+	{ "GETQUOTA", IMAP_CMD_GETQUOTA, 0, imap_parse_getquota },
+	{ "GETQUOTAROOT", IMAP_CMD_GETQUOTAROOT, 0, parse_mailbox },
+	{ "SETQUOTA", IMAP_CMD_SETQUOTA, 0, imap_parse_setquota },
+	{ "GETACL", IMAP_CMD_GETACL, 0, parse_mailbox },
+	{ "SETACL", IMAP_CMD_SETACL, 0, imap_parse_acl },
+	{ "DELETEACL", IMAP_CMD_DELETEACL, 0, imap_parse_acl },
+	{ "LISTRIGHTS", IMAP_CMD_LISTRIGHTS, 0, imap_parse_acl },
+	{ "MYRIGHTS", IMAP_CMD_MYRIGHTS, 0, parse_mailbox },
+	{ "GETMETADATA", IMAP_CMD_GETMETADATA, 0, imap_parse_getmetadata },
+	{ "SETMETADATA", IMAP_CMD_SETMETADATA, 0, imap_parse_setmetadata },
+	{ "COMPRESS", IMAP_CMD_COMPRESS, 0, parse_compress },
+	{ "SYNCGET", IMAP_CMD_SYNCGET, IMAP_CMDF_RAW, NULL },
+	{ "SYNCAPPLY", IMAP_CMD_SYNCAPPLY, IMAP_CMDF_RAW, NULL },
+	{ "SYNCRESTORE", IMAP_CMD_SYNCRESTORE, IMAP_CMDF_RAW, NULL },
+	{ "SYNCRESTART", IMAP_CMD_SYNCRESTART, 0, NULL },
+};
+
+#undef PRE
+#undef UID
+
+const struct imap_cmd_def *imap_cmd_lookup(const char *name, size_t len, int uid)
+{
+	for (size_t i = 0; i < sizeof(cmd_table) / sizeof(cmd_table[0]); i++) {
+		const struct imap_cmd_def *d = &cmd_table[i];
+		if (!imap_word_eq(name, len, d->name))
+			continue;
+		if (uid && !(d->flags & IMAP_CMDF_UID))
+			return NULL;
+		if (!uid && (d->flags & IMAP_CMDF_ONLY_UID))
+			return NULL;
+		return d;
+	}
+	return NULL;
+}
+
+const char *imap_cmd_name(enum imap_cmd_id id)
+{
+	for (size_t i = 0; i < sizeof(cmd_table) / sizeof(cmd_table[0]); i++)
+		if (cmd_table[i].id == id)
+			return cmd_table[i].name;
+	return "?";
+}
+
+int imap_cmd_build(struct imap_parser *p)
+{
+	const struct imap_cmd_def *def = p->def;
+	struct imap_cp cp = { p, def->name, p->end_pos };
+	struct imap_cmd *cmd = &p->cmd;
+	const struct imap_arg *args = p->tok.root.child;
+
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->tag = p->tag;
+	cmd->id = def->id;
+	cmd->name = def->name;
+	cmd->uid = p->uid;
+	cmd->args = args;
+	if (!def->parse)
+		return imap_get_end(&cp, args);
+	return def->parse(&cp, cmd, args);
+}
