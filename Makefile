@@ -46,7 +46,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 .PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz clean
 .SUFFIXES:
 
-all: deps bin/tandem bin/tandemd
+all: deps bin/tandem
 
 deps:
 	@scripts/deps.sh build

@@ -47,7 +47,6 @@ int cmd_user(struct tool *t, int argc, char **argv);
 int cmd_mailbox(struct tool *t, int argc, char **argv);
 int cmd_deliver(struct tool *t, int argc, char **argv);
 int cmd_message(struct tool *t, int argc, char **argv);
-int cmd_dump(struct tool *t, int argc, char **argv);
 int cmd_synclog(struct tool *t, int argc, char **argv);
 int cmd_check(struct tool *t, int argc, char **argv);
 int cmd_config(struct tool *t, int argc, char **argv);

@@ -13,7 +13,7 @@ try:
         r = inst.run(["--help"], conf=False)
         t.eq(r.returncode, 0, "tandem --help")
         t.check("deliver" in r.stdout, "help lists commands")
-        for cmd in ["init", "user", "mailbox", "deliver", "message", "dump", "synclog", "check", "config"]:
+        for cmd in ["init", "user", "mailbox", "deliver", "message", "synclog", "check", "config"]:
             r = inst.run([cmd, "--help"])
             t.eq(r.returncode, 0, f"{cmd} --help")
             t.check("usage:" in r.stdout, f"{cmd} --help prints usage")

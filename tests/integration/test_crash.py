@@ -38,12 +38,16 @@ try:
                     p.stdin.close()
                     time.sleep(kill_after)
                     p.send_signal(signal.SIGKILL)
-                    out, _ = p.communicate()
+                    p.wait()
+                    out = p.stdout.read()
+                    p.stdout.close()
+                    p.stderr.close()
                     killed += 1
                 else:
                     out, _ = p.communicate(data)
             except BrokenPipeError:
-                out, _ = p.communicate()
+                p.wait()
+                out = p.stdout.read()
             if p.returncode == 0 and data:
                 t.check(b"delivered" in out, f"round {i}: exit 0 says delivered")
                 acked[sha1(m)] = m

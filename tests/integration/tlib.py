@@ -137,3 +137,62 @@ def make_message(rng, i, size=None):
 
 def sha1(data):
     return hashlib.sha1(data).hexdigest()
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Daemon:
+    """A running `tandemd -f` for an Instance, on free loopback ports.
+
+    d = Daemon(inst, services=("imap", "lmtp")); d.port["imap"]; d.stop()
+    Its log (stderr) is in d.logfile; d.log() returns it.
+    """
+
+    def __init__(self, inst, services=("imap", "imaps", "lmtp"), extra_conf=""):
+        import time
+        self.inst = inst
+        self.port = {}
+        lines = []
+        for s in services:
+            self.port[s] = free_port()
+            lines.append(f"{s}_listen: 127.0.0.1:{self.port[s]}")
+        with open(inst.conf, "a") as f:
+            f.write("\n".join(lines) + "\nallowplaintext: yes\n" + extra_conf)
+        self.logfile = os.path.join(inst.root, f"tandemd-{len(os.listdir(inst.root))}.log")
+        self.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", inst.conf, "-f"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.logfile, "w"))
+        deadline = time.time() + 10
+        import socket
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tandemd exited {self.proc.returncode}: {self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port[services[0]]), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("tandemd did not start listening: " + self.log())
+
+    def log(self):
+        try:
+            return open(self.logfile).read()
+        except OSError:
+            return ""
+
+    def stop(self, timeout=30):
+        import signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
