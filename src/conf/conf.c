@@ -198,12 +198,14 @@ static int check_value(const struct conf_option *o, const char *v, char *why, si
 			return -1;
 		}
 		return 0;
-	case CT_INT:
-		if (parse_uint(&v, &n) < 0 || *v) {
+	case CT_INT: {
+		const char *q = v;
+		if (parse_uint(&q, &n) < 0 || *q) {
 			snprintf(why, whylen, "bad number '%s'", v);
 			return -1;
 		}
 		break;
+	}
 	case CT_BYTES:
 		if (parse_bytes(v, &n) < 0) {
 			snprintf(why, whylen, "bad size '%s' (a number with an optional K, M or G)", v);
