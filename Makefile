@@ -46,7 +46,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 .PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz clean
 .SUFFIXES:
 
-all: deps bin/tandem
+all: deps bin/tandem bin/tandemd
 
 deps:
 	@scripts/deps.sh build

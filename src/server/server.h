@@ -12,6 +12,7 @@
 #include <signal.h>
 
 #include "lib/buf.h"
+#include "lib/err.h"
 #include "net/conn.h"
 
 struct conf;
@@ -33,5 +34,15 @@ extern volatile sig_atomic_t server_stop_requested;
 /* Installs the session process's SIGTERM handler (sets the flag, does not
  * interrupt a write in progress). */
 void server_session_signals(void);
+
+
+struct store;
+struct chlog;
+struct mboxname_ns;
+/* Opens the instance's store as the config says (partition, limits, the
+ * change log when sync_log is on) and fills the mailbox namespace.
+ * Close with store_close and chlog_close. */
+int server_open_store(const struct conf *conf, struct store **st_r, struct chlog **log_r,
+		      struct mboxname_ns *ns_r, struct terr *err);
 
 #endif

@@ -23,6 +23,7 @@
 #include "tandemd/services.h"
 
 #include <errno.h>
+#include <openssl/ssl.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -268,6 +269,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
 	}
+	if (!check)
+		open_logs(m.conf);
 	if (load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;

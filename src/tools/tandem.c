@@ -8,6 +8,7 @@
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "server/server.h"
 #include "store/store.h"
 
 #include <errno.h>
@@ -69,24 +70,6 @@ int tool_usage(const char *usage)
 	return EXIT_USAGE;
 }
 
-int tool_open_chlog(struct conf *conf, struct chlog **log_r, struct terr *err)
-{
-	*log_r = NULL;
-	if (!conf_bool(conf, "sync_log"))
-		return 0;
-	const char *const *names;
-	size_t n = conf_channels(conf, &names);
-	static const char *const def[] = { "" };
-	if (n == 0) {
-		names = def;
-		n = 1;
-	}
-	*log_r = chlog_open(conf_str(conf, "configdirectory"), names, n);
-	if (!*log_r)
-		return terr_set(err, TE_IO, "cannot open the change log");
-	return 0;
-}
-
 int tool_mailbox_arg(struct tool *t, const char *arg, struct buf *internal_r)
 {
 	struct terr err;
@@ -135,23 +118,7 @@ static int open_instance(struct tool *t, struct terr *err)
 		err->code = TE_CONFIG;
 		return -1;
 	}
-	t->ns.sep = conf_bool(t->conf, "unixhierarchysep") ? '/' : '.';
-	t->ns.virtdomains = strcmp(conf_str(t->conf, "virtdomains"), "off") != 0;
-	if (tool_open_chlog(t->conf, &t->chlog, err) < 0)
-		return -1;
-	const char *part = conf_str(t->conf, "defaultpartition");
-	const char *path = conf_partition(t->conf, part);
-	if (!path)
-		return terr_set(err, TE_CONFIG, "%s: partition-%s is not set", t->conf_path, part);
-	struct store_opts so = {
-		.configdir = conf_str(t->conf, "configdirectory"),
-		.partition = part,
-		.partition_path = path,
-		.chlog = t->chlog,
-		.maxmessagesize = conf_int(t->conf, "maxmessagesize"),
-		.virtdomains = t->ns.virtdomains,
-	};
-	return store_open(&so, &t->st, err);
+	return server_open_store(t->conf, &t->st, &t->chlog, &t->ns, err);
 }
 
 int main(int argc, char **argv)

@@ -36,9 +36,6 @@ int tool_read_stdin(size_t max, struct buf *out, struct terr *err);
 /* Reads one line from standard input (the password of user add/passwd),
  * without its line end. */
 int tool_read_password(struct buf *out, struct terr *err);
-/* Opens the change log for the configured channels (when sync_log is on). */
-int tool_open_chlog(struct conf *conf, struct chlog **log_r, struct terr *err);
-
 /* 1 (after printing usage to stdout) when argv holds --help or -h. */
 int tool_help(int argc, char **argv, const char *usage);
 

@@ -1,0 +1,49 @@
+/* server_store.c: opening an instance's store from its config. */
+#include "server/server.h"
+
+#include "chlog/chlog.h"
+#include "conf/conf.h"
+#include "names/mboxname.h"
+#include "store/store.h"
+
+#include <string.h>
+
+int server_open_store(const struct conf *conf, struct store **st_r, struct chlog **log_r,
+		      struct mboxname_ns *ns_r, struct terr *err)
+{
+	*st_r = NULL;
+	*log_r = NULL;
+	ns_r->sep = conf_bool(conf, "unixhierarchysep") ? '/' : '.';
+	ns_r->virtdomains = strcmp(conf_str(conf, "virtdomains"), "off") != 0;
+	if (conf_bool(conf, "sync_log")) {
+		const char *const *names;
+		size_t n = conf_channels(conf, &names);
+		static const char *const def[] = { "" };
+		if (n == 0) {
+			names = def;
+			n = 1;
+		}
+		*log_r = chlog_open(conf_str(conf, "configdirectory"), names, n);
+		if (!*log_r)
+			return terr_set(err, TE_CONFIG, "cannot open the change log of %zu channels", n);
+	}
+	const char *part = conf_str(conf, "defaultpartition");
+	const char *path = conf_partition(conf, part);
+	if (!path) {
+		chlog_close(log_r);
+		return terr_set(err, TE_CONFIG, "%s: partition-%s is not set", conf_path(conf), part);
+	}
+	struct store_opts so = {
+		.configdir = conf_str(conf, "configdirectory"),
+		.partition = part,
+		.partition_path = path,
+		.chlog = *log_r,
+		.maxmessagesize = conf_int(conf, "maxmessagesize"),
+		.virtdomains = ns_r->virtdomains,
+	};
+	if (store_open(&so, st_r, err) < 0) {
+		chlog_close(log_r);
+		return -1;
+	}
+	return 0;
+}
