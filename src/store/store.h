@@ -277,7 +277,4 @@ int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, v
 int store_check_user(struct store *st, const char *userid, int bodies, struct buf *report,
 		     struct terr *err);
 
-/* Hex SHA-1 of bytes (41 chars with NUL). */
-void store_sha1_hex(const void *data, size_t len, char out[41]);
-
 #endif

@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -27,16 +26,6 @@
 
 /* Seconds a file must exist before gc may remove it (see store_blob_gc). */
 #define BLOB_GC_MIN_AGE 3600
-
-void store_sha1_hex(const void *data, size_t len, char out[41])
-{
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
-	EVP_Digest(data, len, md, &mdlen, EVP_sha1(), NULL);
-	for (unsigned i = 0; i < 20; i++)
-		snprintf(out + 2 * i, 3, "%02x", md[i]);
-	out[40] = '\0';
-}
 
 int store_blob_path(struct ustore *u, const char *guid, struct buf *path_r)
 {

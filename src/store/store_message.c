@@ -4,6 +4,8 @@
  * contribution out and its new one in (synccrc.h). */
 #include "store/store-private.h"
 
+#include "lib/sha1.h"
+
 #include "lib/fsutil.h"
 #include "lib/limits.h"
 #include "lib/log.h"
@@ -312,7 +314,7 @@ int store_append(struct store *st, const char *mboxname, const void *data, size_
 	if (store_mbox_row(u, mboxname, &row, err) < 0)	/* fail before writing a file */
 		return -1;
 	char guid[41];
-	store_sha1_hex(data, len, guid);
+	sha1_hex(data, len, guid);
 	if (store_blob_write(st, u, data, len, guid, err) < 0)
 		return -1;
 	return append_locked(st, u, mboxname, data, len, guid, opts, uid_r, err);
@@ -328,7 +330,7 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 		return -1;
 	}
 	char guid[41];
-	store_sha1_hex(data, len, guid);
+	sha1_hex(data, len, guid);
 	struct ustore *written = NULL;	/* an owner that has the file already */
 	int ok = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -671,7 +673,7 @@ int store_message_read(struct store *st, const char *mboxname, const char *guid,
 	if (rc < 0)
 		return -1;
 	char got[41];
-	store_sha1_hex(out->ptr + start, out->len - start, got);
+	sha1_hex(out->ptr + start, out->len - start, got);
 	if (strcmp(got, guid) != 0)
 		return terr_set(err, TE_CORRUPT, "message file %s has SHA-1 %s", guid, got);
 	return 0;

@@ -4,6 +4,8 @@
  * with its change-log line, like every other store change. */
 #include "store/store-private.h"
 
+#include "lib/sha1.h"
+
 #include "lib/fsutil.h"
 #include "lib/limits.h"
 #include "lib/log.h"
@@ -574,7 +576,7 @@ int store_check_user(struct store *st, const char *userid, int bodies, struct bu
 					buf_printf(report, "mailbox=%s uid=%u guid=%s problem=unreadable error=\"%s\"\n",
 						   name, uid, guid, e2.msg);
 					problems++;
-				} else if (store_sha1_hex(data.ptr, data.len, got), strcmp(got, guid)) {
+				} else if (sha1_hex(data.ptr, data.len, got), strcmp(got, guid)) {
 					buf_printf(report, "mailbox=%s uid=%u guid=%s problem=sha1_mismatch sha1=%s\n",
 						   name, uid, guid, got);
 					problems++;
