@@ -57,6 +57,8 @@ const char *terr_code_name(enum terr_code code)
 	case TE_PERM: return "perm";
 	case TE_CONFIG: return "config";
 	case TE_CHANGED: return "changed";
+	case TE_CHECKSUM: return "checksum";
+	case TE_MOVED: return "moved";
 	}
 	return "unknown";
 }

@@ -23,6 +23,8 @@ enum terr_code {
 	TE_PERM,	/* not allowed */
 	TE_CONFIG,	/* configuration error */
 	TE_CHANGED,	/* precondition failed: state changed meanwhile */
+	TE_CHECKSUM,	/* replicated state does not match (sync CRC, stale or split brain) */
+	TE_MOVED,	/* a mailbox has another name or uniqueid than expected */
 };
 
 struct terr {

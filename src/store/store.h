@@ -268,6 +268,57 @@ typedef int store_sieve_cb(const char *name, const void *script, size_t len, int
 int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, void *rock,
 		     struct terr *err);
 
+/* ---- replication: applying a master's mailbox state (reference §4.3.5) */
+
+struct store_apply_record {
+	uint32_t uid;
+	uint64_t modseq;
+	int64_t last_updated;
+	unsigned sysflags;	/* incl. SYSFLAG_EXPUNGED */
+	const char *keywords;	/* space-separated */
+	int64_t internaldate;
+	uint32_t size;
+	char guid[41];
+	int64_t savedate;
+	uint64_t createdmodseq;
+	uint64_t thrid;
+};
+
+/* A message body for a new record: 0 with data/len, or -1 if this
+ * connection never received it. */
+typedef int store_body_fn(void *rock, const char *guid, const void **data_r, size_t *len_r);
+
+struct store_apply {
+	const char *uniqueid, *name, *mboxtype, *partition, *acl, *options;
+	uint32_t last_uid, recentuid, uidvalidity;
+	uint64_t highestmodseq, createdmodseq, foldermodseq, xconvmodseq, raclmodseq;
+	int64_t recenttime, last_appenddate, pop3_last_login, pop3_show_after;
+	int has_since;
+	uint64_t since_modseq;
+	uint32_t since_crc, since_crc_annot;
+	uint32_t sync_crc, sync_crc_annot;	/* 0: not checked */
+	const struct store_apply_record *recs;	/* ascending UIDs */
+	size_t nrecs;
+	int force;
+	store_body_fn *body;
+	void *body_rock;
+};
+
+/* Creates or updates a mailbox to the master's state, as Cyrus's APPLY
+ * MAILBOX does: TE_MOVED (uniqueid/name conflict), TE_CHANGED (SINCE_*
+ * precondition), TE_CHECKSUM (stale state, split brain, CRC mismatch
+ * after applying), TE_NOTFOUND (a new record's body was not sent),
+ * TE_CORRUPT (a body does not hash to its GUID). Everything is checked
+ * before anything is changed, except the final CRC check (as in Cyrus,
+ * the changes then stay and the client repairs with a full update). The
+ * owner's store and user entry are created when missing. */
+int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err);
+/* Removes a mailbox completely (APPLY UNMAILBOX); TE_NOTFOUND if missing.
+ * Unlike store_mailbox_delete, an INBOX may go. */
+int store_apply_unmailbox(struct store *st, const char *name, struct terr *err);
+/* Creates the user entry (no password) if missing (replicas). */
+int store_user_ensure(struct store *st, const char *userid, struct terr *err);
+
 /* ---- checks --------------------------------------------------------- */
 
 /* Checks a user's store: every record's file exists with its size (and,

@@ -492,7 +492,7 @@ out:
 	return rc;
 }
 
-int store_mailbox_delete(struct store *st, const char *name, struct terr *err)
+static int mailbox_delete(struct store *st, const char *name, int allow_inbox, struct terr *err)
 {
 	struct buf owner = BUF_INIT, inbox = BUF_INIT;
 	struct utx tx = { 0 };
@@ -500,7 +500,8 @@ int store_mailbox_delete(struct store *st, const char *name, struct terr *err)
 	int rc = -1;
 	if (store_name_owner(name, &owner, err) < 0)
 		goto out;
-	if (*owner.ptr && mboxname_user_inbox(owner.ptr, &inbox, err) == 0 && !strcmp(inbox.ptr, name)) {
+	if (!allow_inbox && *owner.ptr && mboxname_user_inbox(owner.ptr, &inbox, err) == 0 &&
+	    !strcmp(inbox.ptr, name)) {
 		terr_set(err, TE_INVALID, "a user's INBOX goes only with the user (tandem user del)");
 		goto out;
 	}
@@ -561,6 +562,16 @@ out:
 	buf_free(&owner);
 	buf_free(&inbox);
 	return rc;
+}
+
+int store_mailbox_delete(struct store *st, const char *name, struct terr *err)
+{
+	return mailbox_delete(st, name, 0, err);
+}
+
+int store_apply_unmailbox(struct store *st, const char *name, struct terr *err)
+{
+	return mailbox_delete(st, name, 1, err);
 }
 
 int store_mailbox_verify_crc(struct store *st, const char *name, uint32_t *crc_r,

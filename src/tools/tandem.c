@@ -32,7 +32,10 @@ static const struct command commands[] = {
 	{ "mailbox", cmd_mailbox, 1, "create, rename, delete, list mailboxes" },
 	{ "deliver", cmd_deliver, 1, "deliver a message from standard input" },
 	{ "message", cmd_message, 1, "list messages, change flags, expunge" },
+	{ "dump", cmd_dump, 1, "print a mailbox as the sync protocol sends it" },
 	{ "synclog", cmd_synclog, 1, "add a line to the change log by hand" },
+	{ "sync", cmd_sync, 1, "replicate to a replica (Cyrus's sync_client)" },
+	{ "compare", cmd_compare, 1, "compare this master with its replica" },
 	{ "check", cmd_check, 1, "check the store's consistency" },
 	{ "config", cmd_config, 0, "check the configuration and print every option" },
 };

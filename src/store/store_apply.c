@@ -1,0 +1,406 @@
+/* store_apply.c: a replica applying a master's mailbox state (Cyrus's
+ * APPLY MAILBOX, reference §4.3.5), with the same checks and the same
+ * idempotency: replaying an identical apply changes nothing.
+ *
+ * Order: (1) every new record's body is written and fsynced as a message
+ * file, its SHA-1 checked against its GUID; (2) one transaction on the
+ * owner's database: create the mailbox when new, check SINCE_*, check the
+ * master is not stale, dry-run every record (nothing written if one
+ * fails), then rewrite/append the records keeping the master's UIDs and
+ * modseqs, set the header, log (when this replica logs), commit;
+ * (3) compare the resulting CRCs with the master's.
+ */
+#include "store/store-private.h"
+
+#include "lib/log.h"
+#include "lib/sha1.h"
+#include "lib/xalloc.h"
+#include "names/mboxname.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int store_user_ensure(struct store *st, const char *userid, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
+		"INSERT OR IGNORE INTO users(userid, pwhash, created) VALUES(?, NULL, ?);", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, store_now());
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+/* Is (crc, annot) "matching" (ours): zero on either side matches (§5.4). */
+static int crc_match(uint32_t a, uint32_t b)
+{
+	return a == 0 || b == 0 || a == b;
+}
+
+struct rrec {
+	int found;
+	uint64_t modseq;
+	int64_t last_updated;
+	unsigned sysflags;
+	char keywords[2048];
+	int64_t internaldate;
+	uint32_t size;
+	char guid[41];
+	int64_t savedate;
+	uint64_t createdmodseq;
+	uint64_t thrid;
+};
+
+static int load_rrec(struct ustore *u, int64_t mbox_id, uint32_t uid, struct rrec *r, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db,
+		"SELECT modseq, last_updated, sysflags, keywords, internaldate, size, guid, savedate, createdmodseq,"
+		" thrid FROM records WHERE mailbox_id = ? AND uid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbox_id);
+	sqlite3_bind_int64(s, 2, uid);
+	memset(r, 0, sizeof *r);
+	if (sqlite3_step(s) == SQLITE_ROW) {
+		r->found = 1;
+		r->modseq = (uint64_t)sqlite3_column_int64(s, 0);
+		r->last_updated = sqlite3_column_int64(s, 1);
+		r->sysflags = (unsigned)sqlite3_column_int64(s, 2);
+		snprintf(r->keywords, sizeof r->keywords, "%s", (const char *)sqlite3_column_text(s, 3));
+		r->internaldate = sqlite3_column_int64(s, 4);
+		r->size = (uint32_t)sqlite3_column_int64(s, 5);
+		snprintf(r->guid, sizeof r->guid, "%s", (const char *)sqlite3_column_text(s, 6));
+		r->savedate = sqlite3_column_int64(s, 7);
+		r->createdmodseq = (uint64_t)sqlite3_column_int64(s, 8);
+		r->thrid = (uint64_t)sqlite3_column_int64(s, 9);
+	}
+	sqlite3_finalize(s);
+	return 0;
+}
+
+static uint32_t crc_of(uint32_t uid, const struct rrec *r)
+{
+	return synccrc_record(uid, r->modseq, r->last_updated, r->sysflags, r->keywords, r->internaldate, r->guid);
+}
+
+static uint32_t annot_of(uint32_t uid, const struct rrec *r)
+{
+	if (r->sysflags & SYSFLAG_EXPUNGED)
+		return 0;
+	return synccrc_annot_virtual(uid, r->thrid, r->savedate, r->createdmodseq);
+}
+
+static void rrec_from_apply(struct rrec *r, const struct store_apply_record *a)
+{
+	r->found = 1;
+	r->modseq = a->modseq;
+	r->last_updated = a->last_updated;
+	r->sysflags = a->sysflags;
+	snprintf(r->keywords, sizeof r->keywords, "%s", a->keywords ? a->keywords : "");
+	r->internaldate = a->internaldate;
+	r->size = a->size;
+	memcpy(r->guid, a->guid, sizeof r->guid);
+	r->savedate = a->savedate;
+	r->createdmodseq = a->createdmodseq;
+	r->thrid = a->thrid;
+}
+
+/* Writes the message files new records need (step 1). */
+static int write_bodies(struct store *st, struct ustore *u, const struct store_apply *a, struct terr *err)
+{
+	struct buf path = BUF_INIT;
+	int rc = 0;
+	for (size_t i = 0; i < a->nrecs && rc == 0; i++) {
+		const struct store_apply_record *r = &a->recs[i];
+		if (r->sysflags & SYSFLAG_EXPUNGED)
+			continue;
+		store_blob_path(u, r->guid, &path);
+		struct stat sb;
+		if (stat(path.ptr, &sb) == 0)
+			continue;
+		const void *data;
+		size_t len;
+		if (!a->body || a->body(a->body_rock, r->guid, &data, &len) < 0) {
+			/* fine if the record already exists on the replica: checked in the dry run */
+			continue;
+		}
+		char got[41];
+		sha1_hex(data, len, got);
+		if (strcmp(got, r->guid) != 0) {
+			rc = terr_set(err, TE_CORRUPT, "message body for %s hashes to %s", r->guid, got);
+			break;
+		}
+		rc = store_blob_write(st, u, data, len, r->guid, err);
+	}
+	buf_free(&path);
+	return rc;
+}
+
+static int create_row(struct utx *tx, const struct store_apply *a, int64_t *id_r, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+		"INSERT INTO mailboxes(name, uniqueid, mboxtype, sync_crc_annot, highestmodseq, uidvalidity, partition,"
+		" acl, options, createdmodseq, foldermodseq) VALUES(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING id;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, a->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 2, a->uniqueid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 3, a->mboxtype ? a->mboxtype : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 4, SYNCCRC_ANNOT_START);
+	sqlite3_bind_int64(s, 5, a->uidvalidity);
+	sqlite3_bind_text(s, 6, tx->st->partition, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 7, a->acl ? a->acl : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 8, a->options ? a->options : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 9, (sqlite3_int64)a->createdmodseq);
+	sqlite3_bind_int64(s, 10, (sqlite3_int64)(a->foldermodseq ? a->foldermodseq : a->highestmodseq));
+	int rc = sqlite3_step(s) == SQLITE_ROW ? 0 : store_sql_fail(tx->u->db, "create mailbox", err);
+	if (rc == 0)
+		*id_r = sqlite3_column_int64(s, 0);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int delete_row(struct utx *tx, int64_t id, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(tx->u->db, "DELETE FROM mailboxes WHERE id = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, id);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "delete mailbox", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+static int write_record(struct ustore *u, int64_t mbox_id, uint32_t uid, const struct rrec *r, int insert,
+			struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db, insert ?
+		"INSERT INTO records(modseq, last_updated, sysflags, keywords, internaldate, size, guid, savedate,"
+		" createdmodseq, thrid, mailbox_id, uid) VALUES(?,?,?,?,?,?,?,?,?,?,?,?);" :
+		"UPDATE records SET modseq = ?, last_updated = ?, sysflags = ?, keywords = ?, internaldate = ?, size = ?,"
+		" guid = ?, savedate = ?, createdmodseq = ?, thrid = ? WHERE mailbox_id = ? AND uid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)r->modseq);
+	sqlite3_bind_int64(s, 2, r->last_updated);
+	sqlite3_bind_int64(s, 3, r->sysflags);
+	sqlite3_bind_text(s, 4, r->keywords, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 5, r->internaldate);
+	sqlite3_bind_int64(s, 6, r->size);
+	sqlite3_bind_text(s, 7, r->guid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 8, r->savedate);
+	sqlite3_bind_int64(s, 9, (sqlite3_int64)r->createdmodseq);
+	sqlite3_bind_int64(s, 10, (sqlite3_int64)r->thrid);
+	sqlite3_bind_int64(s, 11, mbox_id);
+	sqlite3_bind_int64(s, 12, uid);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "write record", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err)
+{
+	struct buf owner = BUF_INIT;
+	struct ustore *u;
+	struct utx tx = { 0 };
+	int rc = -1;
+	char q[LOGQ_MAX];
+	if (!a->uniqueid || !a->name || !*a->uniqueid) {
+		terr_set(err, TE_INVALID, "UNIQUEID and MBOXNAME are required");
+		goto out;
+	}
+	if (store_name_owner(a->name, &owner, err) < 0)
+		goto out;
+	if (*owner.ptr && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
+		goto out;
+	if (store_ustore(st, owner.ptr, 1, &u, err) < 0)
+		goto out;
+	for (size_t i = 1; i < a->nrecs; i++)
+		if (a->recs[i].uid <= a->recs[i - 1].uid) {
+			terr_set(err, TE_INVALID, "records not in ascending UID order");
+			goto out;
+		}
+	if (write_bodies(st, u, a, err) < 0)
+		goto out;
+	if (utx_begin(&tx, st, u, err) < 0)
+		goto out;
+	struct mbox_row row;
+	struct terr e2;
+	int exists = store_mbox_row(u, a->name, &row, &e2) == 0;
+	if (exists && strcmp(row.uniqueid, a->uniqueid) != 0) {
+		if (!a->force && row.last_uid != 0) {
+			terr_set(err, TE_MOVED, "mailbox %s exists with uniqueid %s, not %s", a->name, row.uniqueid,
+				 a->uniqueid);
+			goto out;
+		}
+		if (delete_row(&tx, row.id, err) < 0)
+			goto out;
+		exists = 0;
+	}
+	if (!exists) {
+		sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT name FROM mailboxes WHERE uniqueid = ?;", err);
+		if (!s)
+			goto out;
+		sqlite3_bind_text(s, 1, a->uniqueid, -1, SQLITE_STATIC);
+		int other = sqlite3_step(s) == SQLITE_ROW;
+		sqlite3_finalize(s);
+		if (other) {
+			terr_set(err, TE_MOVED, "uniqueid %s belongs to another mailbox than %s", a->uniqueid, a->name);
+			goto out;
+		}
+		memset(&row, 0, sizeof row);
+		if (create_row(&tx, a, &row.id, err) < 0)
+			goto out;
+		row.sync_crc_annot = SYNCCRC_ANNOT_START;
+		if (store_quotaroot_for(u, a->name, &owner, err) < 0)	/* owner buf reused for the root */
+			goto out;
+		snprintf(row.quotaroot, sizeof row.quotaroot, "%s", buf_cstr(&owner));
+	} else {
+		if (a->has_since && a->since_modseq &&
+		    (a->since_modseq != row.highestmodseq || !crc_match(a->since_crc, row.sync_crc) ||
+		     !crc_match(a->since_crc_annot, row.sync_crc_annot))) {
+			terr_set(err, TE_CHANGED, "%s changed since the master's last sync (modseq %llu, master based on %llu)",
+				 a->name, (unsigned long long)row.highestmodseq, (unsigned long long)a->since_modseq);
+			goto out;
+		}
+		if (!a->force && (a->highestmodseq < row.highestmodseq || a->last_uid < row.last_uid)) {
+			terr_set(err, TE_CHECKSUM, "%s: the master's state is older than the replica's (modseq %llu < %llu or"
+				 " last_uid %u < %u)", a->name, (unsigned long long)a->highestmodseq,
+				 (unsigned long long)row.highestmodseq, a->last_uid, row.last_uid);
+			goto out;
+		}
+	}
+	/* Dry run: nothing is written if any record conflicts. */
+	uint32_t replica_last = row.last_uid;
+	for (size_t i = 0; i < a->nrecs; i++) {
+		const struct store_apply_record *m = &a->recs[i];
+		struct rrec r;
+		if (load_rrec(u, row.id, m->uid, &r, err) < 0)
+			goto out;
+		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
+		if (r.found) {
+			int rexp = (r.sysflags & SYSFLAG_EXPUNGED) != 0;
+			if (mexp && rexp)
+				continue;
+			if (strcmp(r.guid, m->guid) != 0) {
+				terr_set(err, TE_CHECKSUM, "%s uid %u: GUID %s on the replica, %s on the master", a->name, m->uid,
+					 r.guid, m->guid);
+				goto out;
+			}
+			if (!a->force && r.modseq > m->modseq) {
+				terr_set(err, TE_CHECKSUM, "%s uid %u: replica's record is newer", a->name, m->uid);
+				goto out;
+			}
+			if (rexp && !mexp) {
+				terr_set(err, TE_CHECKSUM, "%s uid %u: expunged on the replica only", a->name, m->uid);
+				goto out;
+			}
+		} else if (m->uid <= replica_last) {
+			if (!mexp) {
+				terr_set(err, TE_CHECKSUM, "%s uid %u: missing on the replica below its last UID", a->name, m->uid);
+				goto out;
+			}
+		} else if (!mexp) {
+			struct buf p = BUF_INIT;
+			store_blob_path(u, m->guid, &p);
+			struct stat sb;
+			int have = stat(p.ptr, &sb) == 0;
+			buf_free(&p);
+			if (!have) {
+				terr_set(err, TE_NOTFOUND, "%s uid %u: the body of %s was not sent", a->name, m->uid, m->guid);
+				goto out;
+			}
+		}
+	}
+	/* Real pass. */
+	int64_t bytes = 0, msgs = 0;
+	int appended = 0;
+	for (size_t i = 0; i < a->nrecs; i++) {
+		const struct store_apply_record *m = &a->recs[i];
+		struct rrec r, n;
+		if (load_rrec(u, row.id, m->uid, &r, err) < 0)
+			goto out;
+		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
+		if (r.found && mexp && (r.sysflags & SYSFLAG_EXPUNGED))
+			continue;
+		if (!r.found && m->uid <= replica_last)
+			continue;	/* expunged on the master and unknown here */
+		rrec_from_apply(&n, m);
+		if (r.found) {
+			row.sync_crc ^= crc_of(m->uid, &r) ^ crc_of(m->uid, &n);
+			row.sync_crc_annot ^= annot_of(m->uid, &r) ^ annot_of(m->uid, &n);
+			if (!(r.sysflags & SYSFLAG_EXPUNGED) && mexp) {
+				bytes -= r.size;
+				msgs--;
+			}
+		} else {
+			row.sync_crc ^= crc_of(m->uid, &n);
+			row.sync_crc_annot ^= annot_of(m->uid, &n);
+			if (!mexp) {
+				bytes += n.size;
+				msgs++;
+				appended = 1;
+			}
+		}
+		if (write_record(u, row.id, m->uid, &n, !r.found, err) < 0)
+			goto out;
+	}
+	if (store_quota_charge(&tx, row.quotaroot, bytes, msgs, 0, err) < 0)
+		goto out;
+	sqlite3_stmt *s = store_sql_prepare(u->db,
+		"UPDATE mailboxes SET last_uid = ?, highestmodseq = ?, recentuid = ?, recenttime = ?, last_appenddate = ?,"
+		" pop3_last_login = ?, pop3_show_after = ?, uidvalidity = max(uidvalidity, ?), acl = ?, options = ?,"
+		" createdmodseq = ?, foldermodseq = ?, xconvmodseq = ?, raclmodseq = ?, sync_crc = ?, sync_crc_annot = ?,"
+		" exists_count = exists_count + ?, mboxtype = ? WHERE id = ?;", err);
+	if (!s)
+		goto out;
+	sqlite3_bind_int64(s, 1, a->last_uid > row.last_uid ? a->last_uid : row.last_uid);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)a->highestmodseq);
+	sqlite3_bind_int64(s, 3, a->recentuid);
+	sqlite3_bind_int64(s, 4, a->recenttime);
+	sqlite3_bind_int64(s, 5, a->last_appenddate);
+	sqlite3_bind_int64(s, 6, a->pop3_last_login);
+	sqlite3_bind_int64(s, 7, a->pop3_show_after);
+	sqlite3_bind_int64(s, 8, a->uidvalidity);
+	sqlite3_bind_text(s, 9, a->acl ? a->acl : "", -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 10, a->options ? a->options : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)a->createdmodseq);
+	sqlite3_bind_int64(s, 12, (sqlite3_int64)(a->foldermodseq ? a->foldermodseq : a->highestmodseq));
+	sqlite3_bind_int64(s, 13, (sqlite3_int64)a->xconvmodseq);
+	sqlite3_bind_int64(s, 14, (sqlite3_int64)a->raclmodseq);
+	sqlite3_bind_int64(s, 15, row.sync_crc);
+	sqlite3_bind_int64(s, 16, row.sync_crc_annot);
+	sqlite3_bind_int64(s, 17, msgs);
+	sqlite3_bind_text(s, 18, a->mboxtype ? a->mboxtype : "", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 19, row.id);
+	int sr = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (sr != SQLITE_DONE) {
+		store_sql_fail(u->db, "update mailbox", err);
+		goto out;
+	}
+	if (utx_modseq_atleast(&tx, a->highestmodseq, err) < 0)
+		goto out;
+	if ((appended && utx_log(&tx, "APPEND", a->name, NULL, err) < 0) ||
+	    utx_log(&tx, "MAILBOX", a->name, NULL, err) < 0 || utx_commit(&tx, err) < 0)
+		goto out;
+	log_info("event=apply_mailbox mailbox=%s records=%zu modseq=%llu crc=%u", logq(q, a->name), a->nrecs,
+		 (unsigned long long)a->highestmodseq, row.sync_crc);
+	if (!crc_match(a->sync_crc, row.sync_crc) || !crc_match(a->sync_crc_annot, row.sync_crc_annot)) {
+		uint32_t c, an;
+		store_mailbox_verify_crc(st, a->name, &c, &an, NULL);
+		if (!crc_match(a->sync_crc, c) || !crc_match(a->sync_crc_annot, an)) {
+			terr_set(err, TE_CHECKSUM, "%s: CRC %u/%u after applying, the master has %u/%u", a->name, c, an,
+				 a->sync_crc, a->sync_crc_annot);
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	buf_free(&owner);
+	return rc;
+}

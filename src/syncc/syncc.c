@@ -1,0 +1,1140 @@
+/* syncc.c: the sync client (see syncc.h).
+ *
+ * Mailbox batch (reference §6.2-6.4):
+ *   GET MAILBOXES (names) -> the replica's state of each;
+ *   a local mailbox whose uniqueid the replica has under another name of
+ *     the batch -> APPLY RENAME first;
+ *   a name gone locally but present on the replica -> APPLY UNMAILBOX;
+ *   same header and CRCs -> nothing to send;
+ *   else incremental: records with modseq > the replica's HIGHESTMODSEQ,
+ *     bodies of new records via APPLY RESERVE + APPLY MESSAGE, then
+ *     APPLY MAILBOX with SINCE_MODSEQ/SINCE_CRC*; a refusal
+ *     (IMAP_SYNC_CHECKSUM / IMAP_SYNC_CHANGED) -> a full update with every
+ *     record.
+ */
+#include "syncc/syncc.h"
+
+#include "chlog/chlog.h"
+#include "conf/conf.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "names/mboxname.h"
+#include "net/conn.h"
+#include "net/net.h"
+#include "proto/sync/dlist.h"
+#include "store/store.h"
+#include "sync/sync.h"
+
+#include <errno.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Bytes of message bodies per APPLY MESSAGE: bounds the replica's memory
+ * for one command. */
+#define SYNCC_MESSAGE_BATCH_BYTES (32L * 1024 * 1024)
+
+struct syncc {
+	const struct conf *conf;
+	struct store *st;
+	struct syncc_opts o;
+	char channel[MAX_CHANNEL_NAME + 1];
+	struct conn *c;
+	SSL_CTX *tls;
+	struct buf in, out;
+	struct syncc_stats stats;
+	int cap_starttls, cap_compress, cap_sieve;
+};
+
+struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o)
+{
+	struct syncc *sc = xcalloc(1, sizeof *sc);
+	sc->conf = conf;
+	sc->st = st;
+	sc->o = *o;
+	snprintf(sc->channel, sizeof sc->channel, "%s", o->channel ? o->channel : "");
+	return sc;
+}
+
+void syncc_disconnect(struct syncc *sc)
+{
+	conn_free(&sc->c);
+	buf_reset(&sc->in);
+}
+
+void syncc_free(struct syncc **scp)
+{
+	struct syncc *sc = *scp;
+	if (!sc)
+		return;
+	syncc_disconnect(sc);
+	if (sc->tls)
+		SSL_CTX_free(sc->tls);
+	buf_free(&sc->in);
+	buf_free(&sc->out);
+	free(sc);
+	*scp = NULL;
+}
+
+void syncc_get_stats(const struct syncc *sc, struct syncc_stats *out)
+{
+	*out = sc->stats;
+}
+
+/* ---- wire ---------------------------------------------------------------------------- */
+
+/* Reads one framed response line into *line (owned by the caller). */
+static int read_line(struct syncc *sc, struct dlist **line_r, struct buf *raw, struct terr *err)
+{
+	struct dlist_frame f;
+	dlist_frame_init(&f);
+	long long timeout = conf_duration_ms(sc->conf, "sync_timeout");
+	for (;;) {
+		long long n = dlist_frame_scan(&f, sc->in.ptr ? sc->in.ptr : "", sc->in.len, err);
+		if (n < 0)
+			return -1;
+		if (n > 0) {
+			buf_reset(raw);
+			buf_append(raw, sc->in.ptr, (size_t)n);
+			buf_consume(&sc->in, (size_t)n);
+			return dlist_parse(raw->ptr, raw->len, line_r, err);
+		}
+		ssize_t r = conn_read(sc->c, &sc->in, (int)timeout, err);
+		if (r == 0)
+			return terr_set(err, TE_IO, "the replica closed the connection");
+		if (r < 0)
+			return -1;
+	}
+}
+
+/* Sends sc->out as one command and reads its response: data lines go to
+ * data_cb; returns 0 on OK, -1 with err (TE_CHECKSUM, TE_CHANGED,
+ * TE_MOVED, TE_NOTFOUND from the NO code; TE_IO on the connection). */
+typedef void data_fn(void *rock, struct dlist *kv);
+
+static int roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
+{
+	if (sc->o.verbose)
+		log_debug("event=sync_send channel=%s bytes=%zu command=\"%.120s\"", sc->channel, sc->out.len,
+			  buf_cstr(&sc->out));
+	conn_write(sc->c, sc->out.ptr, sc->out.len);
+	sc->stats.bytes_sent += sc->out.len;
+	sc->stats.commands++;
+	buf_reset(&sc->out);
+	if (conn_flush(sc->c, err) < 0)
+		return -1;
+	struct buf raw = BUF_INIT;
+	int rc = -1;
+	for (;;) {
+		struct dlist *line = NULL;
+		if (read_line(sc, &line, &raw, err) < 0)
+			break;
+		const char *w = line->n ? dlist_cstr(line->items[0]) : "";
+		if (w && !strcmp(w, "*")) {
+			struct dlist *kv = dlist_take_keyed(line, 1);
+			if (kv && cb)
+				cb(rock, kv);
+			dlist_free(&kv);
+			dlist_free(&line);
+			continue;
+		}
+		dlist_free(&line);
+		const char *text = raw.ptr;
+		if (!strncmp(text, "OK", 2)) {
+			rc = 0;
+		} else {
+			enum terr_code code = TE_IO;
+			if (strstr(text, "IMAP_SYNC_CHECKSUM"))
+				code = TE_CHECKSUM;
+			else if (strstr(text, "IMAP_SYNC_CHANGED"))
+				code = TE_CHANGED;
+			else if (strstr(text, "IMAP_MAILBOX_MOVED"))
+				code = TE_MOVED;
+			else if (strstr(text, "IMAP_MAILBOX_NONEXISTENT"))
+				code = TE_NOTFOUND;
+			else if (!strncmp(text, "NO", 2))
+				code = TE_PERM;
+			size_t l = raw.len;
+			while (l && (text[l - 1] == '\r' || text[l - 1] == '\n'))
+				l--;
+			terr_set(err, code, "replica: %.*s", (int)l, text);
+		}
+		break;
+	}
+	buf_free(&raw);
+	return rc;
+}
+
+static void cmd_begin(struct syncc *sc, const char *verb)
+{
+	buf_reset(&sc->out);
+	buf_appends(&sc->out, verb);
+	buf_putc(&sc->out, ' ');
+}
+
+static void cmd_dlist(struct syncc *sc, const char *verb, const struct dlist *d)
+{
+	cmd_begin(sc, verb);
+	dlist_print(&sc->out, d, DLIST_LIT_CLIENT);
+	buf_appends(&sc->out, "\r\n");
+}
+
+static int simple(struct syncc *sc, const char *line, struct terr *err)
+{
+	buf_reset(&sc->out);
+	buf_appends(&sc->out, line);
+	buf_appends(&sc->out, "\r\n");
+	return roundtrip(sc, NULL, NULL, err);
+}
+
+/* ---- connecting ------------------------------------------------------------------------ */
+
+/* Banner lines are plain text ("* STARTTLS"), not DLIST. */
+static int read_plain_line(struct syncc *sc, struct buf *raw, struct terr *err)
+{
+	long long timeout = conf_duration_ms(sc->conf, "sync_timeout");
+	for (;;) {
+		const char *nl = sc->in.len ? memchr(sc->in.ptr, '\n', sc->in.len) : NULL;
+		if (nl) {
+			buf_reset(raw);
+			buf_append(raw, sc->in.ptr, (size_t)(nl - sc->in.ptr) + 1);
+			buf_consume(&sc->in, raw->len);
+			return 0;
+		}
+		if (sc->in.len > 2048)
+			return terr_set(err, TE_IO, "greeting line over 2048 bytes");
+		ssize_t r = conn_read(sc->c, &sc->in, (int)timeout, err);
+		if (r == 0)
+			return terr_set(err, TE_IO, "the replica closed the connection");
+		if (r < 0)
+			return -1;
+	}
+}
+
+static int read_banner(struct syncc *sc, struct terr *err)
+{
+	sc->cap_starttls = sc->cap_compress = sc->cap_sieve = 0;
+	struct buf raw = BUF_INIT;
+	int rc = -1;
+	for (;;) {
+		if (read_plain_line(sc, &raw, err) < 0)
+			break;
+		if (!strncmp(raw.ptr, "* OK", 4)) {
+			if (strstr(raw.ptr, "IMAP")) {
+				terr_set(err, TE_CONFIG, "the replica answers IMAP, not csync: point sync_port at its"
+							 " sync_listen port (the IMAP transport is not implemented yet)");
+				break;
+			}
+			rc = 0;
+			break;
+		}
+		if (!strncasecmp(raw.ptr, "* STARTTLS", 10))
+			sc->cap_starttls = 1;
+		else if (!strncasecmp(raw.ptr, "* COMPRESS DEFLATE", 18))
+			sc->cap_compress = 1;
+		else if (!strncasecmp(raw.ptr, "* SIEVE-MAILBOX", 15))
+			sc->cap_sieve = 1;
+		else if (raw.ptr[0] != '*') {
+			terr_set(err, TE_IO, "unexpected greeting from the replica: %.80s", raw.ptr);
+			break;
+		}
+	}
+	buf_free(&raw);
+	return rc;
+}
+
+/* host, host:port, host:port/tls, /unix/path -> address, tls flag. */
+static int replica_address(struct syncc *sc, struct buf *addr, int *tls, struct terr *err)
+{
+	const char *host = sc->o.server ? sc->o.server : conf_chan_str(sc->conf, sc->channel, "sync_host");
+	const char *port = conf_chan_str(sc->conf, sc->channel, "sync_port");
+	if (!host || !*host)
+		return terr_set(err, TE_CONFIG, "no replica for channel '%s': set %s%ssync_host or use -S",
+				sc->channel, sc->channel, *sc->channel ? "_" : "");
+	buf_reset(addr);
+	*tls = 0;
+	const char *slash = host[0] == '/' ? NULL : strchr(host, '/');
+	size_t hl = slash ? (size_t)(slash - host) : strlen(host);
+	if (slash && !strncmp(slash, "/tls", 4))
+		*tls = 1;
+	buf_append(addr, host, hl);
+	int has_port;
+	if (host[0] == '/')
+		has_port = 1;	/* a unix socket */
+	else if (host[0] == '[')
+		has_port = strstr(addr->ptr, "]:") != NULL;
+	else
+		has_port = strchr(addr->ptr, ':') != NULL;
+	if (!has_port)
+		buf_printf(addr, ":%s", port && *port ? port : "2005");
+	return 0;
+}
+
+static int connect_once(struct syncc *sc, struct terr *err)
+{
+	struct buf addr = BUF_INIT;
+	int tls = 0, fd = -1;
+	if (replica_address(sc, &addr, &tls, err) < 0 ||
+	    net_connect(addr.ptr, (int)conf_duration_ms(sc->conf, "client_timeout"), &fd, err) < 0) {
+		buf_free(&addr);
+		return -1;
+	}
+	sc->c = conn_new(fd);
+	int rc = -1;
+	if (read_banner(sc, err) < 0)
+		goto out;
+	if (tls) {
+		if (!sc->cap_starttls) {
+			terr_set(err, TE_CONFIG, "%s: /tls asked for but the replica offers no STARTTLS", addr.ptr);
+			goto out;
+		}
+		if (!sc->tls && !(sc->tls = tls_client_ctx(conf_str(sc->conf, "tls_client_ca_file"), err)))
+			goto out;
+		if (simple(sc, "STARTTLS", err) < 0 || conn_tls_client(sc->c, sc->tls, NULL, err) < 0 ||
+		    read_banner(sc, err) < 0)
+			goto out;
+	}
+	const char *user = conf_chan_str(sc->conf, sc->channel, "sync_authname");
+	const char *pw = conf_chan_str(sc->conf, sc->channel, "sync_password");
+	if (!user || !pw) {
+		terr_set(err, TE_CONFIG, "sync_authname and sync_password are needed for channel '%s'", sc->channel);
+		goto out;
+	}
+	struct buf plain = BUF_INIT;
+	buf_putc(&plain, '\0');
+	buf_appends(&plain, user);
+	buf_putc(&plain, '\0');
+	buf_appends(&plain, pw);
+	unsigned char b64[2 * (MAX_USERID + MAX_PASSWORD) + 16];
+	int bl = plain.len * 4 / 3 + 8 < sizeof b64 ? EVP_EncodeBlock(b64, (unsigned char *)plain.ptr, (int)plain.len) : -1;
+	memset(plain.ptr, 0, plain.len);
+	buf_free(&plain);
+	if (bl < 0) {
+		terr_set(err, TE_CONFIG, "sync_authname or sync_password too long");
+		goto out;
+	}
+	buf_reset(&sc->out);
+	buf_printf(&sc->out, "AUTHENTICATE PLAIN %.*s\r\n", bl, b64);
+	memset(b64, 0, sizeof b64);
+	if (roundtrip(sc, NULL, NULL, err) < 0)
+		goto out;
+	if (sc->cap_compress) {
+		if (simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress(sc->c, err) < 0)
+			goto out;
+	} else if (sc->o.require_compress) {
+		terr_set(err, TE_CONFIG, "compression required (-z) but the replica does not offer it");
+		goto out;
+	}
+	if (sc->cap_sieve && simple(sc, "APPLY CAPABILITIES (SIEVE-MAILBOX)", err) < 0)
+		goto out;
+	log_info("event=sync_connect channel=%s replica=%s tls=%d compress=%d", sc->channel, addr.ptr,
+		 conn_is_tls(sc->c), conn_is_compressed(sc->c));
+	rc = 0;
+out:
+	if (rc < 0)
+		syncc_disconnect(sc);
+	buf_free(&addr);
+	return rc;
+}
+
+int syncc_connect(struct syncc *sc, struct terr *err)
+{
+	long long wait = conf_chan_duration_ms(sc->conf, sc->channel, "sync_reconnect_minwait");
+	long long cap = conf_duration_ms(sc->conf, "sync_reconnect_maxwait");
+	if (wait < 100)
+		wait = 100;
+	for (;;) {
+		if (connect_once(sc, err) == 0)
+			return 0;
+		if (sc->o.connect_once || err->code == TE_CONFIG)
+			return -1;
+		log_warn("event=sync_connect_fail channel=%s error=\"%s\" retry_ms=%lld", sc->channel, err->msg, wait);
+		usleep((useconds_t)(wait * 1000));
+		wait *= 2;
+		if (cap > 0 && wait > cap)
+			wait = cap;
+	}
+}
+
+/* ---- mailboxes ---------------------------------------------------------------------------- */
+
+struct remote {
+	char *name;
+	struct dlist *kv;
+};
+
+struct remotes {
+	struct remote *r;
+	size_t n;
+};
+
+static void collect_remote(void *rock, struct dlist *kv)
+{
+	struct remotes *rs = rock;
+	const char *name;
+	if (strcasecmp(kv->key, "MAILBOX") || dlist_get_str(kv, "MBOXNAME", &name) < 0)
+		return;
+	rs->r = xrealloc(rs->r, (rs->n + 1) * sizeof *rs->r);
+	rs->r[rs->n].name = xstrdup(name);
+	/* keep the kvlist: move it out of the caller's ownership */
+	struct dlist *copy = dlist_new(DL_KVLIST, "MAILBOX");
+	copy->items = kv->items;
+	copy->n = kv->n;
+	copy->cap = kv->cap;
+	kv->items = NULL;
+	kv->n = kv->cap = 0;
+	rs->r[rs->n++].kv = copy;
+}
+
+static void remotes_free(struct remotes *rs)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		free(rs->r[i].name);
+		dlist_free(&rs->r[i].kv);
+	}
+	free(rs->r);
+	rs->r = NULL;
+	rs->n = 0;
+}
+
+static const struct dlist *remote_by_name(const struct remotes *rs, const char *name)
+{
+	for (size_t i = 0; i < rs->n; i++)
+		if (!strcmp(rs->r[i].name, name))
+			return rs->r[i].kv;
+	return NULL;
+}
+
+static const char *remote_by_uniqueid(const struct remotes *rs, const char *uniqueid)
+{
+	for (size_t i = 0; i < rs->n; i++) {
+		const char *u;
+		if (dlist_get_str(rs->r[i].kv, "UNIQUEID", &u) == 0 && !strcmp(u, uniqueid))
+			return rs->r[i].name;
+	}
+	return NULL;
+}
+
+/* Uploads the bodies of the records the replica may lack: RESERVE, then
+ * MESSAGE for what it reports missing. */
+struct missing {
+	char **guids;
+	size_t n;
+};
+
+static void collect_missing(void *rock, struct dlist *kv)
+{
+	struct missing *m = rock;
+	if (strcasecmp(kv->key, "MISSING") || kv->type != DL_LIST)
+		return;
+	for (size_t i = 0; i < kv->n; i++) {
+		const char *g = dlist_cstr(kv->items[i]);
+		if (g) {
+			m->guids = xrealloc(m->guids, (m->n + 1) * sizeof *m->guids);
+			m->guids[m->n++] = xstrdup(g);
+		}
+	}
+}
+
+static int upload_bodies(struct syncc *sc, const char *name, const struct dlist *records, uint32_t above_uid,
+			 struct terr *err)
+{
+	struct dlist *res = dlist_new(DL_KVLIST, "RESERVE");
+	dlist_add_str(res, "PARTITION", "default");
+	dlist_add_str(dlist_add_list(res, "MBOXNAME"), NULL, name);
+	struct dlist *guids = dlist_add_list(res, "GUID");
+	for (size_t i = 0; i < records->n; i++) {
+		const struct dlist *r = records->items[i];
+		uint32_t uid;
+		char g[41];
+		const struct dlist *fl = dlist_get_list(r, "FLAGS");
+		int expunged = 0;
+		for (size_t k = 0; fl && k < fl->n; k++)
+			if (dlist_cstr(fl->items[k]) && !strcasecmp(dlist_cstr(fl->items[k]), "\\Expunged"))
+				expunged = 1;
+		if (expunged || dlist_get_num32(r, "UID", &uid) < 0 || uid <= above_uid || dlist_get_guid(r, "GUID", g) < 0)
+			continue;
+		dlist_add_str(guids, NULL, g);
+	}
+	int rc = 0;
+	if (guids->n) {
+		struct missing m = { NULL, 0 };
+		cmd_dlist(sc, "APPLY", res);
+		rc = roundtrip(sc, collect_missing, &m, err);
+		struct dlist *msg = NULL;
+		size_t bytes = 0;
+		struct buf data = BUF_INIT;
+		for (size_t i = 0; rc == 0 && i <= m.n; i++) {
+			if (msg && (i == m.n || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES)) {
+				cmd_dlist(sc, "APPLY", msg);
+				dlist_free(&msg);
+				bytes = 0;
+				rc = roundtrip(sc, NULL, NULL, err);
+			}
+			if (i == m.n || rc < 0)
+				break;
+			buf_reset(&data);
+			if (store_message_read(sc->st, name, m.guids[i], &data, err) < 0) {
+				rc = -1;
+				break;
+			}
+			if (!msg)
+				msg = dlist_new(DL_LIST, "MESSAGE");
+			dlist_add_file(msg, NULL, "default", m.guids[i], data.ptr, data.len);
+			bytes += data.len;
+			sc->stats.messages++;
+		}
+		dlist_free(&msg);
+		buf_free(&data);
+		for (size_t i = 0; i < m.n; i++)
+			free(m.guids[i]);
+		free(m.guids);
+	}
+	dlist_free(&res);
+	return rc;
+}
+
+static int header_equal(const struct dlist *local, const struct dlist *remote)
+{
+	static const char *const keys[] = { "UNIQUEID", "LAST_UID", "HIGHESTMODSEQ", "UIDVALIDITY", "SYNC_CRC",
+					    "SYNC_CRC_ANNOT", "ACL", "RECENTUID", "OPTIONS" };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const char *a = dlist_cstr(dlist_get(local, keys[i])), *b = dlist_cstr(dlist_get(remote, keys[i]));
+		if (!a || !b || strcmp(a, b))
+			return 0;
+	}
+	return 1;
+}
+
+/* Sends one mailbox: incremental when `remote` is given and compatible,
+ * else (or when refused) full. */
+static int sync_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+{
+	struct dlist *mb = NULL;
+	uint64_t rms = 0;
+	uint32_t rlast = 0, rcrc = 0, rannot = 0;
+	int incremental = remote != NULL;
+	if (remote) {
+		const char *lu, *ru;
+		if (sync_mailbox_dlist(sc->st, name, 0, 0, &mb, err) < 0)
+			return -1;
+		int same = dlist_get_str(mb, "UNIQUEID", &lu) == 0 && dlist_get_str(remote, "UNIQUEID", &ru) == 0 &&
+			   !strcmp(lu, ru);
+		int equal = same && header_equal(mb, remote);
+		dlist_free(&mb);
+		if (equal)
+			return 0;
+		incremental = same;
+		dlist_get_num64(remote, "HIGHESTMODSEQ", &rms);
+		dlist_get_num32(remote, "LAST_UID", &rlast);
+		dlist_get_num32(remote, "SYNC_CRC", &rcrc);
+		dlist_get_num32(remote, "SYNC_CRC_ANNOT", &rannot);
+	}
+	for (int full = !incremental; full <= 1; full++) {
+		if (sync_mailbox_dlist(sc->st, name, 1, full ? 0 : rms, &mb, err) < 0)
+			return -1;
+		if (!full) {
+			dlist_add_num(mb, "SINCE_MODSEQ", rms);
+			dlist_add_num(mb, "SINCE_CRC", rcrc);
+			dlist_add_num(mb, "SINCE_CRC_ANNOT", rannot);
+		}
+		const struct dlist *records = dlist_get_list(mb, "RECORD");
+		int rc = upload_bodies(sc, name, records, full ? 0 : rlast, err);
+		if (rc == 0) {
+			/* RECORD must be last, after SINCE_*: move it to the end */
+			for (size_t i = 0; i + 1 < mb->n; i++)
+				if (mb->items[i] == records) {
+					memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
+					mb->items[mb->n - 1] = (struct dlist *)records;
+					break;
+				}
+			cmd_dlist(sc, "APPLY", mb);
+			rc = roundtrip(sc, NULL, NULL, err);
+		}
+		dlist_free(&mb);
+		if (rc == 0) {
+			sc->stats.mailboxes++;
+			return 0;
+		}
+		if (full || (err->code != TE_CHECKSUM && err->code != TE_CHANGED))
+			return -1;
+		char q[LOGQ_MAX];
+		log_notice("event=sync_full_update channel=%s mailbox=%s reason=\"%s\"", sc->channel, logq(q, name),
+			   err->msg);
+	}
+	return -1;
+}
+
+/* Syncs a batch of mailbox names (present locally or not). */
+static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err)
+{
+	if (n == 0)
+		return 0;
+	struct dlist *get = dlist_new(DL_LIST, "MAILBOXES");
+	for (size_t i = 0; i < n; i++)
+		dlist_add_str(get, NULL, names[i]);
+	struct remotes rs = { NULL, 0 };
+	cmd_dlist(sc, "GET", get);
+	dlist_free(&get);
+	int rc = roundtrip(sc, collect_remote, &rs, err);
+	int failed = 0;
+	char q[LOGQ_MAX];
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		struct store_mailbox_info mi;
+		struct terr e2 = { 0 };
+		if (store_mailbox_get(sc->st, names[i], &mi, &e2) < 0) {
+			if (e2.code != TE_NOTFOUND) {
+				*err = e2;
+				failed = 1;
+				continue;
+			}
+			if (remote_by_name(&rs, names[i])) {
+				/* gone here: remove it there, unless it was renamed (same uniqueid elsewhere locally) */
+				struct dlist *un = dlist_new(DL_STR, "UNMAILBOX");
+				buf_appends(&un->s, names[i]);
+				cmd_dlist(sc, "APPLY", un);
+				dlist_free(&un);
+				if (roundtrip(sc, NULL, NULL, &e2) < 0 && e2.code != TE_NOTFOUND) {
+					*err = e2;
+					failed = 1;
+				}
+			}
+			continue;
+		}
+		const struct dlist *remote = remote_by_name(&rs, names[i]);
+		const char *elsewhere = remote_by_uniqueid(&rs, mi.uniqueid);
+		if (elsewhere && strcmp(elsewhere, names[i]) && !remote) {
+			struct dlist *rn = dlist_new(DL_KVLIST, "RENAME");
+			dlist_add_str(rn, "OLDMBOXNAME", elsewhere);
+			dlist_add_str(rn, "NEWMBOXNAME", names[i]);
+			dlist_add_str(rn, "PARTITION", "default");
+			dlist_add_num(rn, "UIDVALIDITY", mi.uidvalidity);
+			cmd_dlist(sc, "APPLY", rn);
+			dlist_free(&rn);
+			if (roundtrip(sc, NULL, NULL, &e2) == 0) {
+				/* the renamed mailbox is now the remote state of this name */
+				for (size_t k = 0; k < rs.n; k++)
+					if (!strcmp(rs.r[k].name, elsewhere)) {
+						free(rs.r[k].name);
+						rs.r[k].name = xstrdup(names[i]);
+					}
+				remote = remote_by_name(&rs, names[i]);
+			}
+		}
+		if (sync_one(sc, names[i], remote, &e2) < 0) {
+			log_warn("event=sync_mailbox_fail channel=%s mailbox=%s error=\"%s\"", sc->channel,
+				 logq(q, names[i]), e2.msg);
+			*err = e2;
+			failed = 1;
+			if (e2.code == TE_IO)
+				rc = -1;
+		}
+		store_mailbox_info_free(&mi);
+	}
+	remotes_free(&rs);
+	return rc < 0 || failed ? -1 : 0;
+}
+
+/* ---- names and work lists ---------------------------------------------------------------- */
+
+struct names {
+	char **v;
+	size_t n;
+};
+
+static void names_add(struct names *ns, const char *s)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		if (!strcmp(ns->v[i], s))
+			return;
+	ns->v = xrealloc(ns->v, (ns->n + 1) * sizeof *ns->v);
+	ns->v[ns->n++] = xstrdup(s);
+}
+
+static void names_free(struct names *ns)
+{
+	for (size_t i = 0; i < ns->n; i++)
+		free(ns->v[i]);
+	free(ns->v);
+	ns->v = NULL;
+	ns->n = 0;
+}
+
+static int list_cb(const struct store_mailbox_info *mi, void *rock)
+{
+	names_add(rock, mi->name);
+	return 0;
+}
+
+static void collect_names(void *rock, struct dlist *kv)
+{
+	const char *name;
+	if (!strcasecmp(kv->key, "MAILBOX") && dlist_get_str(kv, "MBOXNAME", &name) == 0)
+		names_add(rock, name);
+}
+
+static int subs_cb(const char *name, void *rock)
+{
+	names_add(rock, name);
+	return 0;
+}
+
+static void collect_lsub(void *rock, struct dlist *kv)
+{
+	if (strcasecmp(kv->key, "LSUB") || kv->type != DL_LIST)
+		return;
+	for (size_t i = 0; i < kv->n; i++)
+		if (dlist_cstr(kv->items[i]))
+			names_add(rock, dlist_cstr(kv->items[i]));
+}
+
+static int send_sub(struct syncc *sc, const char *user, const char *mbox, int on, struct terr *err)
+{
+	struct dlist *kv = dlist_new(DL_KVLIST, on ? "SUB" : "UNSUB");
+	dlist_add_str(kv, "USERID", user);
+	dlist_add_str(kv, "MBOXNAME", mbox);
+	cmd_dlist(sc, "APPLY", kv);
+	dlist_free(&kv);
+	return roundtrip(sc, NULL, NULL, err);
+}
+
+/* A whole user: every mailbox (and the replica's extra ones removed),
+ * subscriptions; a user gone locally is removed (APPLY UNUSER). */
+static int sync_user(struct syncc *sc, const char *user, struct terr *err)
+{
+	int ex = store_user_exists(sc->st, user, err);
+	if (ex < 0)
+		return -1;
+	if (!ex) {
+		struct dlist *un = dlist_new(DL_STR, "UNUSER");
+		buf_appends(&un->s, user);
+		cmd_dlist(sc, "APPLY", un);
+		dlist_free(&un);
+		return roundtrip(sc, NULL, NULL, err);
+	}
+	struct names all = { NULL, 0 }, rsubs = { NULL, 0 }, lsubs = { NULL, 0 };
+	struct dlist *get = dlist_new(DL_STR, "USER");
+	buf_appends(&get->s, user);
+	cmd_dlist(sc, "GET", get);
+	dlist_free(&get);
+	struct terr e2 = { 0 };
+	int rc = roundtrip(sc, collect_names, &all, err);
+	if (rc == 0)
+		rc = store_mailbox_list(sc->st, user, list_cb, &all, err);
+	if (rc == 0)
+		rc = sync_batch(sc, all.v, all.n, err);
+	/* subscriptions: the replica's LSUB against ours */
+	if (rc == 0) {
+		get = dlist_new(DL_STR, "META");
+		buf_appends(&get->s, user);
+		cmd_dlist(sc, "GET", get);
+		dlist_free(&get);
+		if (roundtrip(sc, collect_lsub, &rsubs, &e2) == 0 && store_subs_list(sc->st, user, subs_cb, &lsubs, &e2) == 0) {
+			for (size_t i = 0; rc == 0 && i < lsubs.n; i++) {
+				int there = 0;
+				for (size_t k = 0; k < rsubs.n; k++)
+					there |= !strcmp(rsubs.v[k], lsubs.v[i]);
+				if (!there)
+					rc = send_sub(sc, user, lsubs.v[i], 1, err);
+			}
+			for (size_t i = 0; rc == 0 && i < rsubs.n; i++) {
+				int here = 0;
+				for (size_t k = 0; k < lsubs.n; k++)
+					here |= !strcmp(rsubs.v[i], lsubs.v[k]);
+				if (!here)
+					rc = send_sub(sc, user, rsubs.v[i], 0, err);
+			}
+		}
+	}
+	names_free(&all);
+	names_free(&rsubs);
+	names_free(&lsubs);
+	return rc;
+}
+
+int syncc_users(struct syncc *sc, const char *const *users, size_t n, struct terr *err)
+{
+	int failed = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct terr e2 = { 0 };
+		if (sync_user(sc, users[i], &e2) < 0) {
+			log_warn("event=sync_user_fail channel=%s user=%s error=\"%s\"", sc->channel, users[i], e2.msg);
+			*err = e2;
+			failed = 1;
+			if (e2.code == TE_IO)
+				return -1;
+		}
+	}
+	return failed ? -1 : 0;
+}
+
+int syncc_mailboxes(struct syncc *sc, const char *const *names, size_t n, struct terr *err)
+{
+	return sync_batch(sc, (char **)names, n, err);
+}
+
+static int all_users_cb(const char *userid, void *rock)
+{
+	names_add(rock, userid);
+	return 0;
+}
+
+int syncc_all(struct syncc *sc, struct terr *err)
+{
+	struct names users = { NULL, 0 }, shared = { NULL, 0 };
+	int rc = store_user_list(sc->st, all_users_cb, &users, err);
+	if (rc == 0)
+		rc = syncc_users(sc, (const char *const *)users.v, users.n, err);
+	if (rc == 0 && store_mailbox_list(sc->st, "", list_cb, &shared, err) == 0)
+		rc = sync_batch(sc, shared.v, shared.n, err);
+	names_free(&users);
+	names_free(&shared);
+	return rc;
+}
+
+/* ---- change logs ---------------------------------------------------------------------------- */
+
+/* Reduces and runs the entries of one log (reference §7.6). */
+static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n, struct terr *err)
+{
+	struct names mboxes = { NULL, 0 }, users = { NULL, 0 }, unusers = { NULL, 0 }, unmboxes = { NULL, 0 };
+	struct names subs = { NULL, 0 }, seen = { NULL, 0 }, quotas = { NULL, 0 };
+	for (size_t i = 0; i < n; i++) {
+		const char *k = es[i].keyword, *a1 = buf_cstr(&es[i].arg1), *a2 = buf_cstr(&es[i].arg2);
+		if (!strcmp(k, "APPEND") || !strcmp(k, "MAILBOX"))
+			names_add(&mboxes, a1);
+		else if (!strcmp(k, "DOUBLEMAILBOX") || !strcmp(k, "RENAME")) {
+			names_add(&mboxes, a1);
+			if (es[i].nargs > 1)
+				names_add(&mboxes, a2);
+		} else if (!strcmp(k, "UNMAILBOX"))
+			names_add(&unmboxes, a1);
+		else if (!strcmp(k, "USER") || !strcmp(k, "META") || !strcmp(k, "SIEVE"))
+			names_add(&users, a1);
+		else if (!strcmp(k, "UNUSER"))
+			names_add(&unusers, a1);
+		else if ((!strcmp(k, "SUB") || !strcmp(k, "UNSUB")) && es[i].nargs > 1) {
+			char pair[2 * MAX_MBOXNAME + 2];
+			snprintf(pair, sizeof pair, "%s%c%s", a1, '\x01', a2);
+			names_add(&subs, pair);
+		} else if (!strcmp(k, "SEEN") && es[i].nargs > 1) {
+			char pair[2 * MAX_MBOXNAME + 2];
+			snprintf(pair, sizeof pair, "%s%c%s", a1, '\x01', a2);
+			names_add(&seen, pair);
+		} else if (!strcmp(k, "QUOTA"))
+			names_add(&quotas, a1);
+		else if (!strcmp(k, "ANNOTATION") && *a1)
+			names_add(&mboxes, a1);
+	}
+	int failed = 0;
+	struct terr e2 = { 0 };
+	/* mailboxes, in batches by owner (renames within a user need both names in one batch) */
+	if (mboxes.n && sync_batch(sc, mboxes.v, mboxes.n, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	for (size_t i = 0; i < quotas.n && !failed; i++) {
+		struct store_quota q;
+		if (store_quota_get(sc->st, quotas.v[i], &q, &e2) == 0) {
+			struct dlist *kv = dlist_new(DL_KVLIST, "QUOTA");
+			dlist_add_str(kv, "ROOT", q.root);
+			dlist_add_num(kv, "LIMIT", q.storage_limit < 0 ? 0 : (uint64_t)q.storage_limit);
+			if (q.storage_limit >= 0)
+				dlist_add_num(kv, "STORAGE", (uint64_t)q.storage_limit);
+			if (q.message_limit >= 0)
+				dlist_add_num(kv, "MESSAGE", (uint64_t)q.message_limit);
+			cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+			store_quota_free(&q);
+		} else {
+			struct dlist *kv = dlist_new(DL_STR, "UNQUOTA");
+			buf_appends(&kv->s, quotas.v[i]);
+			cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+		}
+		if (roundtrip(sc, NULL, NULL, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+		}
+	}
+	for (size_t i = 0; i < seen.n && !failed; i++) {
+		char *sep = strchr(seen.v[i], '\x01');
+		*sep = '\0';
+		struct store_seen sv;
+		if (store_seen_get(sc->st, seen.v[i], sep + 1, &sv, &e2) == 0) {
+			struct dlist *kv = dlist_new(DL_KVLIST, "SEEN");
+			dlist_add_str(kv, "USERID", seen.v[i]);
+			dlist_add_str(kv, "UNIQUEID", sep + 1);
+			dlist_add_num(kv, "LASTREAD", (uint64_t)sv.lastread);
+			dlist_add_num(kv, "LASTUID", sv.lastuid);
+			dlist_add_num(kv, "LASTCHANGE", (uint64_t)sv.lastchange);
+			dlist_add_str(kv, "SEENUIDS", sv.seenuids);
+			free(sv.seenuids);
+			cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+			if (roundtrip(sc, NULL, NULL, &e2) < 0) {
+				*err = e2;
+				failed = 1;
+			}
+		}
+		*sep = '\x01';
+	}
+	for (size_t i = 0; i < subs.n && !failed; i++) {
+		char *sep = strchr(subs.v[i], '\x01');
+		*sep = '\0';
+		struct names mine = { NULL, 0 };
+		int on = 0;
+		if (store_subs_list(sc->st, subs.v[i], subs_cb, &mine, &e2) == 0)
+			for (size_t k = 0; k < mine.n; k++)
+				on |= !strcmp(mine.v[k], sep + 1);
+		names_free(&mine);
+		if (send_sub(sc, subs.v[i], sep + 1, on, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+		}
+		*sep = '\x01';
+	}
+	if (!failed && unmboxes.n && sync_batch(sc, unmboxes.v, unmboxes.n, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	if (!failed && users.n && syncc_users(sc, (const char *const *)users.v, users.n, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	if (!failed && unusers.n && syncc_users(sc, (const char *const *)unusers.v, unusers.n, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	names_free(&mboxes);
+	names_free(&users);
+	names_free(&unusers);
+	names_free(&unmboxes);
+	names_free(&subs);
+	names_free(&seen);
+	names_free(&quotas);
+	if (!failed)
+		simple(sc, "RESTART", &e2);
+	return failed ? -1 : 0;
+}
+
+int syncc_logfile(struct syncc *sc, const char *path, struct terr *err)
+{
+	struct chlog_entry *es = NULL;
+	size_t bad = 0;
+	int n = chlog_read_file(path, &es, &bad, err);
+	if (n < 0)
+		return -1;
+	int rc = run_entries(sc, es, (size_t)n, err);
+	chlog_entries_free(es, (size_t)n);
+	return rc;
+}
+
+int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
+{
+	const char *configdir = conf_str(sc->conf, "configdirectory");
+	const char *shutdown = conf_chan_str(sc->conf, sc->channel, "sync_shutdown_file");
+	long long interval = conf_chan_duration_ms(sc->conf, sc->channel, "sync_repeat_interval");
+	struct buf run = BUF_INIT;
+	chlog_path(configdir, sc->channel, "log-run", &run);
+	int rc = 0;
+	for (;;) {
+		if (shutdown && *shutdown && access(shutdown, F_OK) == 0) {
+			unlink(shutdown);
+			log_notice("event=sync_shutdown channel=%s reason=shutdown_file", sc->channel);
+			break;
+		}
+		if (!sc->c && syncc_connect(sc, err) < 0) {
+			rc = -1;
+			break;
+		}
+		int t = chlog_take(configdir, sc->channel, err);
+		if (t < 0) {
+			rc = -1;
+			break;
+		}
+		if (t == 1) {
+			struct timespec t0, t1;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			struct terr e2 = { 0 };
+			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
+				if (chlog_done(configdir, sc->channel, err) < 0) {
+					rc = -1;
+					break;
+				}
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				log_info("event=sync_pass channel=%s ms=%ld commands=%lu", sc->channel,
+					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
+					 sc->stats.commands);
+			} else {
+				/* log-run stays: it is replayed after a reconnect */
+				log_warn("event=sync_pass_fail channel=%s error=\"%s\"", sc->channel, e2.msg);
+				*err = e2;
+				syncc_disconnect(sc);
+				if (one_pass) {
+					rc = -1;
+					break;
+				}
+				usleep(1000000);
+				continue;
+			}
+			if (one_pass)
+				break;
+			continue;	/* more may have been logged meanwhile */
+		}
+		if (one_pass)
+			break;
+		usleep((useconds_t)(interval > 0 ? interval * 1000 : 100000));
+	}
+	buf_free(&run);
+	return rc;
+}
+
+/* ---- compare ------------------------------------------------------------------------------------ */
+
+static void compare_fetch(void *rock, struct dlist *kv)
+{
+	struct dlist **out = rock;
+	if (!strcasecmp(kv->key, "MAILBOX") && !*out) {
+		struct dlist *copy = dlist_new(DL_KVLIST, "MAILBOX");
+		copy->items = kv->items;
+		copy->n = kv->n;
+		copy->cap = kv->cap;
+		kv->items = NULL;
+		kv->n = kv->cap = 0;
+		*out = copy;
+	}
+}
+
+static const char *rec_text(const struct dlist *r, struct buf *b)
+{
+	buf_reset(b);
+	static const char *const keys[] = { "UID", "MODSEQ", "LAST_UPDATED", "INTERNALDATE", "SIZE", "GUID" };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const char *v = dlist_cstr(dlist_get(r, keys[i]));
+		buf_printf(b, "%s=%s ", keys[i], v ? v : "-");
+	}
+	const struct dlist *fl = dlist_get_list(r, "FLAGS");
+	buf_appends(b, "FLAGS=(");
+	for (size_t i = 0; fl && i < fl->n; i++)
+		buf_printf(b, "%s%s", i ? " " : "", dlist_cstr(fl->items[i]) ? dlist_cstr(fl->items[i]) : "?");
+	buf_putc(b, ')');
+	return b->ptr;
+}
+
+static int compare_mailbox(struct syncc *sc, const char *name, struct buf *report, int *ndiff, struct terr *err)
+{
+	struct dlist *local = NULL, *remote = NULL;
+	struct terr e2 = { 0 };
+	int have_local = sync_mailbox_dlist(sc->st, name, 1, 0, &local, &e2) == 0;
+	if (!have_local && e2.code != TE_NOTFOUND) {
+		*err = e2;
+		return -1;
+	}
+	struct dlist *get = dlist_new(DL_STR, "FULLMAILBOX");
+	buf_appends(&get->s, name);
+	cmd_dlist(sc, "GET", get);
+	dlist_free(&get);
+	if (roundtrip(sc, compare_fetch, &remote, &e2) < 0 && e2.code != TE_NOTFOUND) {
+		dlist_free(&local);
+		*err = e2;
+		return -1;
+	}
+	char q[LOGQ_MAX];
+	if (!have_local || !remote) {
+		if (have_local || remote) {
+			buf_printf(report, "mailbox=%s difference=%s\n", logq(q, name),
+				   have_local ? "missing_on_replica" : "only_on_replica");
+			(*ndiff)++;
+		}
+		dlist_free(&local);
+		dlist_free(&remote);
+		return 0;
+	}
+	static const char *const keys[] = { "UNIQUEID", "MBOXTYPE", "SYNC_CRC", "SYNC_CRC_ANNOT", "LAST_UID",
+					    "HIGHESTMODSEQ", "RECENTUID", "UIDVALIDITY", "ACL", "OPTIONS" };
+	for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+		const char *a = dlist_cstr(dlist_get(local, keys[i])), *b = dlist_cstr(dlist_get(remote, keys[i]));
+		if ((a || b) && (!a || !b || strcmp(a, b))) {
+			buf_printf(report, "mailbox=%s difference=header key=%s master=%s replica=%s\n", logq(q, name),
+				   keys[i], a ? a : "-", b ? b : "-");
+			(*ndiff)++;
+		}
+	}
+	const struct dlist *lr = dlist_get_list(local, "RECORD"), *rr = dlist_get_list(remote, "RECORD");
+	size_t i = 0, k = 0;
+	struct buf ta = BUF_INIT, tb = BUF_INIT;
+	while (lr && rr && (i < lr->n || k < rr->n)) {
+		uint32_t ua = UINT32_MAX, ub = UINT32_MAX;
+		if (i < lr->n)
+			dlist_get_num32(lr->items[i], "UID", &ua);
+		if (k < rr->n)
+			dlist_get_num32(rr->items[k], "UID", &ub);
+		if (ua < ub) {
+			buf_printf(report, "mailbox=%s uid=%u difference=record_missing_on_replica master=\"%s\"\n", logq(q, name),
+				   ua, rec_text(lr->items[i], &ta));
+			(*ndiff)++;
+			i++;
+		} else if (ub < ua) {
+			buf_printf(report, "mailbox=%s uid=%u difference=record_only_on_replica replica=\"%s\"\n", logq(q, name),
+				   ub, rec_text(rr->items[k], &tb));
+			(*ndiff)++;
+			k++;
+		} else {
+			if (strcmp(rec_text(lr->items[i], &ta), rec_text(rr->items[k], &tb))) {
+				buf_printf(report, "mailbox=%s uid=%u difference=record master=\"%s\" replica=\"%s\"\n",
+					   logq(q, name), ua, ta.ptr, tb.ptr);
+				(*ndiff)++;
+			}
+			i++;
+			k++;
+		}
+	}
+	buf_free(&ta);
+	buf_free(&tb);
+	dlist_free(&local);
+	dlist_free(&remote);
+	return 0;
+}
+
+int syncc_compare(struct syncc *sc, const char *const *users, size_t nusers, struct buf *report, int *ndiff,
+		  struct terr *err)
+{
+	struct names who = { NULL, 0 };
+	*ndiff = 0;
+	if (nusers)
+		for (size_t i = 0; i < nusers; i++)
+			names_add(&who, users[i]);
+	else if (store_user_list(sc->st, all_users_cb, &who, err) < 0)
+		return -1;
+	int rc = 0;
+	for (size_t u = 0; u < who.n && rc == 0; u++) {
+		struct names mb = { NULL, 0 };
+		struct dlist *get = dlist_new(DL_STR, "USER");
+		buf_appends(&get->s, who.v[u]);
+		cmd_dlist(sc, "GET", get);
+		dlist_free(&get);
+		rc = roundtrip(sc, collect_names, &mb, err);
+		struct terr e2;
+		if (rc == 0 && store_mailbox_list(sc->st, who.v[u], list_cb, &mb, &e2) < 0 && e2.code != TE_NOTFOUND)
+			rc = -1;
+		for (size_t i = 0; rc == 0 && i < mb.n; i++)
+			rc = compare_mailbox(sc, mb.v[i], report, ndiff, err);
+		names_free(&mb);
+	}
+	if (rc == 0 && !nusers) {
+		struct names shared = { NULL, 0 };
+		store_mailbox_list(sc->st, "", list_cb, &shared, err);
+		for (size_t i = 0; rc == 0 && i < shared.n; i++)
+			rc = compare_mailbox(sc, shared.v[i], report, ndiff, err);
+		names_free(&shared);
+	}
+	names_free(&who);
+	return rc;
+}

@@ -1,0 +1,62 @@
+/* syncc.h: the sync client: pushes a master's changes to one replica over
+ * the Cyrus 3.6 csync protocol (reference §2, §4, §6, §7).
+ *
+ * A struct syncc is one channel's client: its connection (with SASL
+ * PLAIN, optional STARTTLS, COMPRESS DEFLATE) and the work: users,
+ * mailboxes, a whole change-log file, or rolling replication of the
+ * channel's log. Every change-log entry is consumed (log-run removed)
+ * only after the replica answered OK for all the work it names.
+ */
+#ifndef TANDEM_SYNCC_H
+#define TANDEM_SYNCC_H
+
+#include <stddef.h>
+
+#include "lib/err.h"
+
+struct conf;
+struct store;
+struct syncc;
+
+struct syncc_opts {
+	const char *channel;	/* NULL or "" = the default channel */
+	const char *server;	/* -S: overrides <channel>_sync_host */
+	int verbose;		/* -v: log each command */
+	int require_compress;	/* -z */
+	int connect_once;	/* -o: give up instead of retrying the connection */
+};
+
+struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o);
+void syncc_free(struct syncc **sc);
+
+/* Connects (with backoff unless connect_once) and authenticates. */
+int syncc_connect(struct syncc *sc, struct terr *err);
+void syncc_disconnect(struct syncc *sc);
+
+/* One-shot work; each returns 0, or -1 when something failed (the rest
+ * is still done). */
+int syncc_users(struct syncc *sc, const char *const *users, size_t n, struct terr *err);
+int syncc_mailboxes(struct syncc *sc, const char *const *names, size_t n, struct terr *err);
+int syncc_all(struct syncc *sc, struct terr *err);
+/* Replays a change-log file (never renamed or removed). */
+int syncc_logfile(struct syncc *sc, const char *path, struct terr *err);
+
+/* Rolling replication of the channel's log until the shutdown file
+ * appears (or once with one_pass). Returns 0 on a clean stop. */
+int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err);
+
+/* Compares every mailbox of the given users (all users and shared
+ * mailboxes when n is 0) with the replica: header keys and every record
+ * (UID, MODSEQ, dates, size, GUID, flags). One line per difference in
+ * report; *ndiff counts them. */
+struct buf;
+int syncc_compare(struct syncc *sc, const char *const *users, size_t n, struct buf *report, int *ndiff,
+		  struct terr *err);
+
+/* Counters for logs and benchmarks. */
+struct syncc_stats {
+	unsigned long commands, mailboxes, messages, bytes_sent;
+};
+void syncc_get_stats(const struct syncc *sc, struct syncc_stats *out);
+
+#endif

@@ -1,0 +1,570 @@
+/* syncs.c: the replica's sync server, one csync connection (Cyrus 3.6
+ * sync_server protocol, reference §2 and §4).
+ *
+ * States: BANNER (capabilities + "* OK") -> UNAUTH (AUTHENTICATE,
+ * STARTTLS, COMPRESS, NOOP, EXIT) -> AUTH (GET / APPLY, RESTART, NOOP,
+ * EXIT). Only admins may authenticate. Message bodies received with
+ * APPLY MESSAGE or found by APPLY RESERVE are staged for this connection
+ * until RESTART or the end; APPLY MAILBOX takes new records' bodies from
+ * there, checks each SHA-1, and commits durably before "OK success".
+ * A bad command gets an error reply and changes nothing.
+ */
+#include "syncs/syncs.h"
+
+#include "chlog/chlog.h"
+#include "conf/conf.h"
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/sha1.h"
+#include "lib/xalloc.h"
+#include "names/mboxname.h"
+#include "proto/sync/dlist.h"
+#include "store/store.h"
+#include "sync/sync.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+struct staged {
+	char guid[41];
+	struct buf data;
+};
+
+struct syncs {
+	const struct service_env *env;
+	struct conn *c;
+	struct store *st;
+	struct chlog *log;
+	struct mboxname_ns ns;
+	char user[MAX_USERID + 1];
+	int authed;
+	int sieve_mailbox;
+	struct staged *staged;
+	size_t nstaged;
+	struct buf in;
+	struct buf out;
+	unsigned long commands;
+};
+
+static void send_line(struct syncs *s, const char *line)
+{
+	conn_puts(s->c, line);
+	conn_puts(s->c, "\r\n");
+}
+
+static void banner(struct syncs *s)
+{
+	int plain_ok = conn_is_tls(s->c) || conf_bool(s->env->conf, "allowplaintext");
+	if (plain_ok)
+		send_line(s, "* SASL PLAIN");
+	if (s->env->tls && !conn_is_tls(s->c))
+		send_line(s, "* STARTTLS");
+	if (!conn_is_compressed(s->c) && !conn_is_tls(s->c))
+		send_line(s, "* COMPRESS DEFLATE");
+	send_line(s, "* SIEVE-MAILBOX");
+	conn_printf(s->c, "* OK %s Cyrus sync server 3.6 (tandem)\r\n", conf_str(s->env->conf, "servername"));
+}
+
+static void unstage_all(struct syncs *s)
+{
+	for (size_t i = 0; i < s->nstaged; i++)
+		buf_free(&s->staged[i].data);
+	free(s->staged);
+	s->staged = NULL;
+	s->nstaged = 0;
+}
+
+static struct staged *find_staged(struct syncs *s, const char *guid)
+{
+	for (size_t i = 0; i < s->nstaged; i++)
+		if (!strcmp(s->staged[i].guid, guid))
+			return &s->staged[i];
+	return NULL;
+}
+
+static void stage(struct syncs *s, const char *guid, const void *data, size_t len)
+{
+	if (find_staged(s, guid))
+		return;
+	s->staged = xrealloc(s->staged, (s->nstaged + 1) * sizeof *s->staged);
+	struct staged *g = &s->staged[s->nstaged++];
+	memset(g, 0, sizeof *g);
+	snprintf(g->guid, sizeof g->guid, "%s", guid);
+	buf_append(&g->data, data, len);
+}
+
+static int body_cb(void *rock, const char *guid, const void **data_r, size_t *len_r)
+{
+	struct staged *g = find_staged(rock, guid);
+	if (!g)
+		return -1;
+	*data_r = g->data.ptr ? g->data.ptr : "";
+	*len_r = g->data.len;
+	return 0;
+}
+
+/* ---- authentication ------------------------------------------------------------ */
+
+static int is_admin(const struct conf *conf, const char *user)
+{
+	const char *const *admins;
+	size_t n = conf_list(conf, "admins", &admins);
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(admins[i], user))
+			return 1;
+	return 0;
+}
+
+static void do_authenticate(struct syncs *s, const struct dlist *line)
+{
+	const char *mech = line->n > 1 ? dlist_cstr(line->items[1]) : NULL;
+	const char *resp = line->n > 2 ? dlist_cstr(line->items[2]) : NULL;
+	if (s->authed) {
+		send_line(s, "BAD Already authenticated");
+		return;
+	}
+	if (!mech || strcasecmp(mech, "PLAIN") || !resp) {
+		send_line(s, "NO unsupported mechanism (PLAIN with an initial response only)");
+		return;
+	}
+	if (!conn_is_tls(s->c) && !conf_bool(s->env->conf, "allowplaintext")) {
+		send_line(s, "NO Plaintext authentication is not allowed without TLS");
+		return;
+	}
+	unsigned char dec[1600];
+	size_t rl = strlen(resp);
+	if (rl > 2000 || rl % 4) {
+		send_line(s, "BAD Invalid base64");
+		return;
+	}
+	int n = EVP_DecodeBlock(dec, (const unsigned char *)resp, (int)rl);
+	if (n < 0) {
+		send_line(s, "BAD Invalid base64");
+		return;
+	}
+	while (rl && resp[rl - 1] == '=') {
+		rl--;
+		n--;
+	}
+	/* authzid \0 authcid \0 password */
+	const unsigned char *p1 = memchr(dec, 0, (size_t)n);
+	const unsigned char *p2 = p1 ? memchr(p1 + 1, 0, (size_t)(dec + n - p1 - 1)) : NULL;
+	if (!p1 || !p2) {
+		send_line(s, "BAD Invalid PLAIN response");
+		return;
+	}
+	char authcid[MAX_USERID + 1], authzid[MAX_USERID + 1], pw[MAX_PASSWORD + 1];
+	snprintf(authzid, sizeof authzid, "%.*s", (int)(p1 - dec), (const char *)dec);
+	snprintf(authcid, sizeof authcid, "%.*s", (int)(p2 - p1 - 1), (const char *)p1 + 1);
+	snprintf(pw, sizeof pw, "%.*s", (int)(dec + n - p2 - 1), (const char *)p2 + 1);
+	struct terr err;
+	int ok = store_user_check_password(s->st, authcid, pw, &err) == 1 && is_admin(s->env->conf, authcid) &&
+		 (!authzid[0] || !strcmp(authzid, authcid));
+	memset(pw, 0, sizeof pw);
+	memset(dec, 0, sizeof dec);
+	if (!ok) {
+		log_warn("event=login_fail service=sync session=%s user=%s peer=%s", s->env->session_id, authcid,
+			 s->env->peer);
+		conn_flush(s->c, &err);
+		usleep((useconds_t)conf_duration_ms(s->env->conf, "failedloginpause") * 1000);
+		send_line(s, "NO Login failed");
+		return;
+	}
+	snprintf(s->user, sizeof s->user, "%s", authcid);
+	s->authed = 1;
+	log_info("event=login service=sync session=%s user=%s peer=%s tls=%d", s->env->session_id, authcid,
+		 s->env->peer, conn_is_tls(s->c));
+	send_line(s, "OK Success (no protection)");
+}
+
+/* ---- GET ---------------------------------------------------------------------------- */
+
+static void send_data(struct syncs *s, const struct dlist *d)
+{
+	buf_reset(&s->out);
+	buf_appends(&s->out, "* ");
+	dlist_print(&s->out, d, DLIST_LIT_SERVER);
+	buf_appends(&s->out, "\r\n");
+	conn_write(s->c, s->out.ptr, s->out.len);
+}
+
+static void send_mailbox(struct syncs *s, const char *name, int records)
+{
+	struct dlist *mb = NULL;
+	struct terr err;
+	if (sync_mailbox_dlist(s->st, name, records, 0, &mb, &err) == 0) {
+		send_data(s, mb);
+		dlist_free(&mb);
+	}
+}
+
+struct user_rock {
+	struct syncs *s;
+};
+
+static int user_mailbox_cb(const struct store_mailbox_info *mi, void *rock)
+{
+	struct syncs *s = rock;
+	send_mailbox(s, mi->name, 0);
+	return 0;
+}
+
+static int sub_cb(const char *name, void *rock)
+{
+	dlist_add_str(rock, NULL, name);
+	return 0;
+}
+
+static const char *do_get(struct syncs *s, const struct dlist *kv)
+{
+	struct terr err = { 0 };
+	if (!strcasecmp(kv->key, "MAILBOXES")) {
+		if (kv->type != DL_LIST)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		for (size_t i = 0; i < kv->n; i++) {
+			const char *name = dlist_cstr(kv->items[i]);
+			if (name && mboxname_validate(name, &err) == 0)
+				send_mailbox(s, name, 0);
+		}
+		return "OK success";
+	}
+	if (!strcasecmp(kv->key, "FULLMAILBOX")) {
+		const char *name = dlist_cstr(kv);
+		struct dlist *mb = NULL;
+		if (!name || mboxname_validate(name, &err) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (sync_mailbox_dlist(s->st, name, 1, 0, &mb, &err) < 0)
+			return sync_no_text(&err);
+		send_data(s, mb);
+		dlist_free(&mb);
+		return "OK success";
+	}
+	if (!strcasecmp(kv->key, "USER") || !strcasecmp(kv->key, "META")) {
+		const char *user = dlist_cstr(kv);
+		if (!user)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (userid_validate(user, 1, &err) < 0 || store_user_exists(s->st, user, &err) != 1)
+			return "OK success";
+		if (!strcasecmp(kv->key, "USER"))
+			store_mailbox_list(s->st, user, user_mailbox_cb, s, &err);
+		struct dlist *lsub = dlist_new(DL_LIST, "LSUB");
+		if (store_subs_list(s->st, user, sub_cb, lsub, &err) == 0 && lsub->n)
+			send_data(s, lsub);
+		dlist_free(&lsub);
+		return "OK success";
+	}
+	return "NO IMAP_PROTOCOL_ERROR Protocol error";
+}
+
+/* ---- APPLY ---------------------------------------------------------------------------- */
+
+static const char *apply_reserve(struct syncs *s, const struct dlist *kv)
+{
+	const struct dlist *names = dlist_get_list(kv, "MBOXNAME"), *guids = dlist_get_list(kv, "GUID");
+	const char *part;
+	if (!names || !guids || dlist_get_str(kv, "PARTITION", &part) < 0)
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	struct dlist *missing = dlist_new(DL_LIST, "MISSING");
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	struct terr err;
+	for (size_t g = 0; g < guids->n; g++) {
+		const char *guid = dlist_cstr(guids->items[g]);
+		if (!guid || strlen(guid) != 40)
+			continue;
+		if (find_staged(s, guid))
+			continue;
+		int found = 0;
+		for (size_t m = 0; m < names->n && !found; m++) {
+			const char *name = dlist_cstr(names->items[m]);
+			buf_reset(&data);
+			if (name && mboxname_validate(name, &err) == 0 &&
+			    store_message_read(s->st, name, guid, &data, &err) == 0) {
+				stage(s, guid, data.ptr, data.len);
+				found = 1;
+			}
+		}
+		if (!found)
+			dlist_add_str(missing, NULL, guid);
+	}
+	if (missing->n)
+		send_data(s, missing);
+	dlist_free(&missing);
+	buf_free(&path);
+	buf_free(&data);
+	return "OK success";
+}
+
+static const char *apply_message(struct syncs *s, const struct dlist *kv)
+{
+	if (kv->type != DL_LIST)
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	for (size_t i = 0; i < kv->n; i++) {
+		const struct dlist *f = kv->items[i];
+		if (f->type != DL_FILE)
+			continue;
+		/* the SHA-1 is checked when a record uses it; staging keeps it as sent */
+		stage(s, f->guid, f->s.ptr ? f->s.ptr : "", f->s.len);
+	}
+	return "OK success";
+}
+
+static const char *apply_mailbox(struct syncs *s, const struct dlist *kv)
+{
+	struct store_apply a;
+	struct terr err = { 0 };
+	if (kv->type != DL_KVLIST || sync_apply_from_dlist(kv, &a, &err) < 0) {
+		log_warn("event=apply_fail session=%s error=\"%s\"", s->env->session_id, err.msg);
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	}
+	a.body = body_cb;
+	a.body_rock = s;
+	int rc = store_apply_mailbox(s->st, &a, &err);
+	char q[LOGQ_MAX];
+	if (rc < 0)
+		log_warn("event=apply_fail session=%s mailbox=%s code=%s error=\"%s\"", s->env->session_id,
+			 logq(q, a.name), terr_code_name(err.code), err.msg);
+	sync_apply_free(&a);
+	if (rc < 0)
+		return err.code == TE_CORRUPT ? "NO IMAP_SYNC_CHECKSUM Checksum Failure" :
+		       err.code == TE_NOTFOUND ? "NO IMAP_PROTOCOL_ERROR Message body was not sent" : sync_no_text(&err);
+	return "OK success";
+}
+
+static const char *do_apply(struct syncs *s, const struct dlist *kv)
+{
+	struct terr err = { 0 };
+	const char *k = kv->key;
+	if (!strcasecmp(k, "CAPABILITIES")) {
+		struct dlist *en = dlist_new(DL_LIST, "ENABLED");
+		for (size_t i = 0; kv->type == DL_LIST && i < kv->n; i++) {
+			const char *cap = dlist_cstr(kv->items[i]);
+			if (cap && !strcasecmp(cap, "SIEVE-MAILBOX")) {
+				s->sieve_mailbox = 1;
+				dlist_add_str(en, NULL, "SIEVE-MAILBOX");
+			}
+		}
+		send_data(s, en);
+		dlist_free(&en);
+		return "OK success";
+	}
+	if (!strcasecmp(k, "RESERVE"))
+		return apply_reserve(s, kv);
+	if (!strcasecmp(k, "MESSAGE"))
+		return apply_message(s, kv);
+	if (!strcasecmp(k, "MAILBOX") || !strcasecmp(k, "LOCAL_MAILBOX"))
+		return apply_mailbox(s, kv);
+	if (!strcasecmp(k, "UNMAILBOX") || !strcasecmp(k, "LOCAL_UNMAILBOX")) {
+		const char *name = dlist_cstr(kv);
+		if (!name || mboxname_validate(name, &err) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		return store_apply_unmailbox(s->st, name, &err) < 0 ? sync_no_text(&err) : "OK success";
+	}
+	if (!strcasecmp(k, "RENAME") || !strcasecmp(k, "LOCAL_RENAME")) {
+		const char *o, *n;
+		if (dlist_get_str(kv, "OLDMBOXNAME", &o) < 0 || dlist_get_str(kv, "NEWMBOXNAME", &n) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (!strcmp(o, n))
+			return "OK success";	/* a partition move: one partition here */
+		if (store_mailbox_rename(s->st, o, n, 0, &err) < 0)
+			return err.code == TE_NOTFOUND ? sync_no_text(&err) : "NO Unknown error";
+		return "OK success";
+	}
+	if (!strcasecmp(k, "UNUSER") || !strcasecmp(k, "LOCAL_UNUSER")) {
+		const char *u = dlist_cstr(kv);
+		if (!u)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (*u && store_user_exists(s->st, u, &err) == 1 && store_user_delete(s->st, u, &err) < 0)
+			return "NO Unknown error";
+		return "OK success";
+	}
+	if (!strcasecmp(k, "SUB") || !strcasecmp(k, "UNSUB")) {
+		const char *u, *m;
+		if (dlist_get_str(kv, "USERID", &u) < 0 || dlist_get_str(kv, "MBOXNAME", &m) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (userid_validate(u, 1, &err) < 0 || store_user_ensure(s->st, u, &err) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		return store_subscribe(s->st, u, m, !strcasecmp(k, "SUB"), &err) < 0 ? "NO Unknown error" : "OK success";
+	}
+	if (!strcasecmp(k, "SEEN")) {
+		const char *u, *uid, *seen;
+		uint64_t lr, lc;
+		uint32_t lu;
+		if (dlist_get_str(kv, "USERID", &u) < 0 || dlist_get_str(kv, "UNIQUEID", &uid) < 0 ||
+		    dlist_get_num64(kv, "LASTREAD", &lr) < 0 || dlist_get_num32(kv, "LASTUID", &lu) < 0 ||
+		    dlist_get_num64(kv, "LASTCHANGE", &lc) < 0 || dlist_get_str(kv, "SEENUIDS", &seen) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		struct store_seen sv = { (int64_t)lr, lu, (int64_t)lc, (char *)seen };
+		return store_seen_set(s->st, u, uid, &sv, &err) < 0 ? "NO Unknown error" : "OK success";
+	}
+	if (!strcasecmp(k, "QUOTA")) {
+		const char *root;
+		uint64_t storage = 0, msgs = 0;
+		if (dlist_get_str(kv, "ROOT", &root) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		int64_t sl = dlist_get_num64(kv, "STORAGE", &storage) == 0 || dlist_get_num64(kv, "LIMIT", &storage) == 0 ?
+			     (int64_t)storage : -1;
+		int64_t ml = dlist_get_num64(kv, "MESSAGE", &msgs) == 0 ? (int64_t)msgs : -1;
+		return store_quota_set(s->st, root, sl, ml, &err) < 0 ? sync_no_text(&err) : "OK success";
+	}
+	if (!strcasecmp(k, "UNQUOTA")) {
+		const char *root = dlist_cstr(kv);
+		if (root)
+			store_quota_delete(s->st, root, &err);
+		return "OK success";
+	}
+	if (!strcasecmp(k, "ANNOTATION") || !strcasecmp(k, "UNANNOTATION")) {
+		const char *m, *e, *u;
+		const struct dlist *v = dlist_get(kv, "VALUE");
+		if (dlist_get_str(kv, "MBOXNAME", &m) < 0 || dlist_get_str(kv, "ENTRY", &e) < 0 ||
+		    dlist_get_str(kv, "USERID", &u) < 0 || (!strcasecmp(k, "ANNOTATION") && !v))
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (!*m)
+			return "OK success";	/* server annotations: not kept by tandem yet */
+		const void *val = v && v->type == DL_STR ? v->s.ptr : "";
+		size_t vl = v && v->type == DL_STR ? v->s.len : 0;
+		return store_annot_set(s->st, m, 0, e, u, val ? val : "", vl, &err) < 0 ? sync_no_text(&err) : "OK success";
+	}
+	return "NO IMAP_PROTOCOL_ERROR Protocol error";
+}
+
+/* ---- the session ---------------------------------------------------------------------- */
+
+/* Runs one framed command; 0 to go on, 1 to end the session. */
+static int do_command(struct syncs *s, const char *cmd, size_t len)
+{
+	struct dlist *line = NULL;
+	struct terr err = { 0 };
+	if (dlist_parse(cmd, len, &line, &err) < 0) {
+		char verb[16];
+		size_t vl = strcspn(cmd, " \r\n");
+		snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), cmd);
+		for (char *p = verb; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		log_warn("event=bad_command service=sync session=%s error=\"%s\"", s->env->session_id, err.msg);
+		conn_printf(s->c, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line\r\n", verb);
+		return 0;
+	}
+	s->commands++;
+	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
+	int end = 0;
+	if (!verb || !*verb) {
+		send_line(s, "BAD Null command");
+	} else if (!strcasecmp(verb, "NOOP")) {
+		send_line(s, line->n > 1 ? "BAD Unexpected extra arguments to Noop" : "OK Noop completed");
+	} else if (!strcasecmp(verb, "EXIT")) {
+		send_line(s, "OK Finished");
+		end = 1;
+	} else if (!strcasecmp(verb, "RESTART")) {
+		unstage_all(s);
+		send_line(s, "OK Restarting");
+	} else if (!strcasecmp(verb, "AUTHENTICATE")) {
+		do_authenticate(s, line);
+	} else if (!strcasecmp(verb, "STARTTLS") && s->env->tls && !conn_is_tls(s->c) && !s->authed) {
+		if (s->in.len) {
+			send_line(s, "BAD Command pipelined after STARTTLS");
+			end = 1;
+		} else {
+			send_line(s, "OK Begin TLS negotiation now");
+			if (conn_flush(s->c, &err) < 0 || conn_tls_server(s->c, s->env->tls, &err) < 0) {
+				log_warn("event=starttls_fail service=sync session=%s error=\"%s\"", s->env->session_id, err.msg);
+				end = 1;
+			} else {
+				banner(s);
+			}
+		}
+	} else if (!strcasecmp(verb, "COMPRESS")) {
+		const char *arg = line->n > 1 ? dlist_cstr(line->items[1]) : NULL;
+		if (!arg)
+			send_line(s, "BAD Missing required argument to Compress");
+		else if (strcasecmp(arg, "DEFLATE") || conn_is_compressed(s->c) || conn_is_tls(s->c))
+			send_line(s, "NO Compression not available");
+		else {
+			send_line(s, "OK DEFLATE active");
+			if (conn_flush(s->c, &err) < 0 || conn_compress(s->c, &err) < 0)
+				end = 1;
+		}
+	} else if (!strcasecmp(verb, "GET") || !strcasecmp(verb, "APPLY") || !strcasecmp(verb, "RESTORE")) {
+		if (!s->authed) {
+			send_line(s, "NO Please authenticate first");
+		} else {
+			struct dlist *kv = dlist_take_keyed(line, 1);
+			if (!kv)
+				conn_printf(s->c, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line\r\n", verb);
+			else if (!strcasecmp(verb, "GET"))
+				send_line(s, do_get(s, kv));
+			else if (!strcasecmp(verb, "APPLY"))
+				send_line(s, do_apply(s, kv));
+			else
+				send_line(s, "NO IMAP_PROTOCOL_ERROR Protocol error");
+			dlist_free(&kv);
+		}
+	} else {
+		send_line(s, "BAD IMAP_PROTOCOL_ERROR Unrecognized command");
+	}
+	dlist_free(&line);
+	return end;
+}
+
+int syncs_session(const struct service_env *env, struct conn *c)
+{
+	struct syncs s = { 0 };
+	s.env = env;
+	s.c = c;
+	struct terr err = { 0 };
+	if (env->implicit_tls && conn_tls_server(c, env->tls, &err) < 0)
+		return 1;
+	if (server_open_store(env->conf, &s.st, &s.log, &s.ns, &err) < 0) {
+		log_err("event=store_fail service=sync session=%s error=\"%s\"", env->session_id, err.msg);
+		return 1;
+	}
+	/* A replica logs what it applies only to feed a further replica. */
+	if (!conf_bool(env->conf, "sync_log_chain")) {
+		store_set_chlog(s.st, NULL);
+		chlog_close(&s.log);
+	}
+	log_info("event=connect service=sync session=%s peer=%s", env->session_id, env->peer);
+	banner(&s);
+	long long timeout_ms = conf_duration_ms(env->conf, "sync_timeout");
+	struct dlist_frame f;
+	dlist_frame_init(&f);
+	for (;;) {
+		long long n = dlist_frame_scan(&f, s.in.ptr ? s.in.ptr : "", s.in.len, &err);
+		if (n < 0) {
+			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
+			conn_printf(c, "* BYE %s\r\n", err.msg);
+			break;
+		}
+		if (n > 0) {
+			char *cmd = xmemdup(s.in.ptr, (size_t)n);
+			buf_consume(&s.in, (size_t)n);
+			dlist_frame_init(&f);
+			int end = do_command(&s, cmd, (size_t)n);
+			free(cmd);
+			if (end)
+				break;
+			continue;
+		}
+		if (conn_flush(c, &err) < 0)
+			break;
+		if (server_stop_requested) {
+			send_line(&s, "BYE shutting down");
+			break;
+		}
+		ssize_t r = conn_read(c, &s.in, (int)(timeout_ms > 0 ? timeout_ms : -1), &err);
+		if (r <= 0)
+			break;
+	}
+	conn_flush(c, &err);
+	log_info("event=disconnect service=sync session=%s user=%s commands=%lu", env->session_id, s.user,
+		 s.commands);
+	unstage_all(&s);
+	buf_free(&s.in);
+	buf_free(&s.out);
+	store_close(&s.st);
+	chlog_close(&s.log);
+	return 0;
+}
