@@ -155,13 +155,13 @@ class Daemon:
     Its log (stderr) is in d.logfile; d.log() returns it.
     """
 
-    def __init__(self, inst, services=("imap", "imaps", "lmtp"), extra_conf=""):
+    def __init__(self, inst, services=("imap", "imaps", "lmtp"), extra_conf="", ports=None):
         import time
         self.inst = inst
         self.port = {}
         lines = []
         for s in services:
-            self.port[s] = free_port()
+            self.port[s] = (ports or {}).get(s) or free_port()
             lines.append(f"{s}_listen: 127.0.0.1:{self.port[s]}")
         with open(inst.conf, "a") as f:
             f.write("\n".join(lines) + "\nallowplaintext: yes\n" + extra_conf)
@@ -196,3 +196,60 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+class Pair:
+    """A master Instance and a replica Instance (with its tandemd serving
+    the sync port), wired as channel `channel` of the master."""
+
+    def __init__(self, channel="repl1", extra_master=""):
+        import tempfile
+        self.root = tempfile.mkdtemp(prefix="tandem-pair-")
+        self.channel = channel
+        self.port = free_port()
+        os.makedirs(os.path.join(self.root, "m"))
+        os.makedirs(os.path.join(self.root, "r"))
+        self.master = Instance(root=os.path.join(self.root, "m"), channels=channel,
+                               extra_conf=f"{channel}_sync_host: 127.0.0.1:{self.port}\nsync_authname: repl\n"
+                                          f"sync_password: replpw\nsync_repeat_interval: 0\n"
+                                          f"{channel}_sync_shutdown_file: {self.root}/shutdown\n" + extra_master)
+        self.replica = Instance(root=os.path.join(self.root, "r"))
+        text = open(self.replica.conf).read().replace("admins: admin\n", "admins: admin repl\n")
+        open(self.replica.conf, "w").write(text)
+        self.replica.ok(["user", "add", "repl"], "replpw\n")
+        self.daemon = None
+        self.start_replica()
+
+    def start_replica(self):
+        if self.daemon is None:
+            self.daemon = Daemon(self.replica, services=("sync",), ports={"sync": self.port})
+        else:
+            self._restart()
+
+    def _restart(self):
+        import time
+        self.daemon.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", self.replica.conf, "-f"],
+                                            stdout=subprocess.DEVNULL, stderr=open(self.daemon.logfile, "a"))
+        import socket
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        return self.daemon
+
+    def stop_replica(self):
+        if self.daemon:
+            self.daemon.stop()
+
+    def sync(self, *args, timeout=120):
+        return self.master.run(["sync", "-n", self.channel, "-o"] + list(args), timeout=timeout)
+
+    def compare(self):
+        r = self.master.run(["compare", "-n", self.channel, "-o"])
+        return r.returncode, r.stdout + r.stderr
+
+    def cleanup(self):
+        self.stop_replica()
+        shutil.rmtree(self.root, ignore_errors=True)
