@@ -547,9 +547,18 @@ fail:
 			return NULL;
 		}
 		*sp1 = *sp2 = '\0';
+		int ok = strlen(sp1 + 1) == 40 && strlen(h) <= 64;
+		for (const char *q = h; ok && *q; q++)
+			ok = isalnum((unsigned char)*q) || *q == '-' || *q == '_' || *q == '.';
+		for (const char *q = sp1 + 1; ok && *q; q++)
+			ok = isxdigit((unsigned char)*q);
+		if (!ok) {
+			perr(P, "bad file literal header (want a partition name and a 40-digit hex GUID)");
+			return NULL;
+		}
 		d = dlist_new(DL_FILE, NULL);
 		d->part = xstrdup(h);
-		for (size_t i = 0; i < 40 && sp1[1 + i]; i++)
+		for (size_t i = 0; i < 40; i++)
 			d->guid[i] = (char)tolower((unsigned char)sp1[1 + i]);
 		buf_append(&d->s, P->in + P->p, (size_t)size);
 		P->p += (size_t)size;
@@ -661,9 +670,7 @@ void dlist_print_value(struct buf *out, const struct dlist *d, enum dlist_litera
 		buf_putc(out, ')');
 		break;
 	case DL_FILE:
-		buf_appends(out, "%{");
-		print_string(out, d->part ? d->part : "default", strlen(d->part ? d->part : "default"), lit);
-		buf_printf(out, " %s %zu}\r\n", d->guid, d->s.len);
+		buf_printf(out, "%%{%s %s %zu}\r\n", d->part ? d->part : "default", d->guid, d->s.len);
 		buf_append(out, d->s.ptr ? d->s.ptr : "", d->s.len);
 		break;
 	}
