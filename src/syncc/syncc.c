@@ -352,10 +352,11 @@ int syncc_connect(struct syncc *sc, struct terr *err)
 	for (;;) {
 		if (connect_once(sc, err) == 0)
 			return 0;
-		if (sc->o.connect_once || err->code == TE_CONFIG)
+		if (sc->o.connect_once || err->code == TE_CONFIG || (sc->o.stop && *sc->o.stop))
 			return -1;
 		log_warn("event=sync_connect_fail channel=%s error=\"%s\" retry_ms=%lld", sc->channel, err->msg, wait);
-		usleep((useconds_t)(wait * 1000));
+		for (long long slept = 0; slept < wait && !(sc->o.stop && *sc->o.stop); slept += 100)
+			usleep(100000);
 		wait *= 2;
 		if (cap > 0 && wait > cap)
 			wait = cap;
@@ -944,7 +945,13 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	struct buf run = BUF_INIT;
 	chlog_path(configdir, sc->channel, "log-run", &run);
 	int rc = 0;
+	int draining = 0;
 	for (;;) {
+		if (sc->o.stop && *sc->o.stop && !draining) {
+			log_notice("event=sync_drain channel=%s", sc->channel);
+			draining = 1;
+			one_pass = 1;	/* send what is logged, then stop */
+		}
 		if (shutdown && *shutdown && access(shutdown, F_OK) == 0) {
 			unlink(shutdown);
 			log_notice("event=sync_shutdown channel=%s reason=shutdown_file", sc->channel);
@@ -990,7 +997,11 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 		}
 		if (one_pass)
 			break;
-		usleep((useconds_t)(interval > 0 ? interval * 1000 : 100000));
+		long long waited = 0, step = interval > 0 && interval < 100 ? interval : 100;
+		do {
+			usleep((useconds_t)(step * 1000));
+			waited += step;
+		} while (waited < interval && !(sc->o.stop && *sc->o.stop));
 	}
 	buf_free(&run);
 	return rc;

@@ -24,6 +24,9 @@ struct syncc_opts {
 	int verbose;		/* -v: log each command */
 	int require_compress;	/* -z */
 	int connect_once;	/* -o: give up instead of retrying the connection */
+	/* Rolling mode: when *stop becomes non-zero (tandemd's SIGTERM), the
+	 * client sends what is logged so far (one last pass) and returns. */
+	volatile int *stop;
 };
 
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o);

@@ -20,6 +20,10 @@
 #include "net/conn.h"
 #include "net/net.h"
 #include "server/server.h"
+#include "store/store.h"
+#include "chlog/chlog.h"
+#include "names/mboxname.h"
+#include "syncc/syncc.h"
 #include "tandemd/services.h"
 
 #include <errno.h>
@@ -45,6 +49,17 @@ struct listener {
 	char addr[256];
 };
 
+/* One rolling sync client per channel that has a replica configured. */
+struct syncer {
+	char channel[MAX_CHANNEL_NAME + 1];
+	pid_t pid;		/* 0 while not running */
+	time_t restart_at;
+	int failures;
+};
+
+/* Cap of the restart backoff of a sync client that keeps exiting, seconds. */
+#define SYNCER_BACKOFF_MAX_S 60
+
 struct master {
 	const char *conf_path;
 	struct conf *conf;
@@ -54,6 +69,9 @@ struct master {
 	int nchildren;
 	unsigned long counter;
 	char pidfile[4096];
+	struct syncer syncers[MAX_CHANNELS];
+	int nsyncers;
+	pid_t *sessions;	/* pids of session processes, for the final SIGKILL */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -115,9 +133,9 @@ static int open_listeners(struct master *m, int check_only, struct terr *err)
 			}
 		}
 	}
-	if (!check_only && m->nls == 0)
+	if (!check_only && m->nls == 0 && !conf_bool(m->conf, "sync_log"))
 		return terr_set(err, TE_CONFIG, "no listener configured (imap_listen, imaps_listen, lmtp_listen,"
-				" sync_listen)");
+				" sync_listen) and no replication channel");
 	return 0;
 }
 
@@ -155,11 +173,111 @@ static void run_session(struct master *m, struct listener *l, int fd)
 	_exit(rc == 0 ? 0 : 1);
 }
 
+static void find_syncers(struct master *m)
+{
+	m->nsyncers = 0;
+	if (!conf_bool(m->conf, "sync_log"))
+		return;
+	const char *const *chans;
+	size_t n = conf_channels(m->conf, &chans);
+	for (size_t i = 0; i < n && m->nsyncers < MAX_CHANNELS; i++) {
+		const char *host = conf_chan_str(m->conf, chans[i], "sync_host");
+		if (!host || !*host)
+			continue;
+		struct syncer *sy = &m->syncers[m->nsyncers++];
+		memset(sy, 0, sizeof *sy);
+		snprintf(sy->channel, sizeof sy->channel, "%s", chans[i]);
+		sy->restart_at = time(NULL);
+	}
+}
+
+static void run_syncer(struct master *m, struct syncer *sy)
+{
+	for (int i = 0; i < m->nls; i++)
+		close(m->ls[i].fd);
+	close(sigpipe_fds[0]);
+	close(sigpipe_fds[1]);
+	server_session_signals();
+	struct store *st = NULL;
+	struct chlog *log = NULL;
+	struct mboxname_ns ns;
+	struct terr err = { 0 };
+	if (server_open_store(m->conf, &st, &log, &ns, &err) < 0) {
+		log_err("event=sync_client_fail channel=%s error=\"%s\"", sy->channel, err.msg);
+		_exit(1);
+	}
+	struct syncc_opts o = { .channel = sy->channel, .stop = (volatile int *)&server_stop_requested };
+	struct syncc *sc = syncc_new(m->conf, st, &o);
+	int rc = syncc_rolling(sc, 0, &err);
+	if (rc < 0)
+		log_err("event=sync_client_fail channel=%s error=\"%s\"", sy->channel, err.msg);
+	syncc_free(&sc);
+	store_close(&st);
+	chlog_close(&log);
+	_exit(rc < 0 ? 1 : 0);
+}
+
+static void start_due_syncers(struct master *m)
+{
+	time_t now = time(NULL);
+	for (int i = 0; i < m->nsyncers; i++) {
+		struct syncer *sy = &m->syncers[i];
+		if (sy->pid || sy->restart_at > now)
+			continue;
+		pid_t pid = fork();
+		if (pid < 0) {
+			log_err("event=fork_fail error=\"%s\"", strerror(errno));
+			sy->restart_at = now + 1;
+			continue;
+		}
+		if (pid == 0)
+			run_syncer(m, sy);
+		sy->pid = pid;
+		log_info("event=sync_client_start channel=%s pid=%ld", sy->channel, (long)pid);
+	}
+}
+
+/* Milliseconds until the next sync client is due, or -1 for none. */
+static int next_syncer_ms(const struct master *m)
+{
+	int best = -1;
+	time_t now = time(NULL);
+	for (int i = 0; i < m->nsyncers; i++) {
+		if (m->syncers[i].pid)
+			continue;
+		int ms = m->syncers[i].restart_at > now ? (int)(m->syncers[i].restart_at - now) * 1000 : 0;
+		if (best < 0 || ms < best)
+			best = ms;
+	}
+	return best;
+}
+
 static void reap(struct master *m)
 {
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		int was_syncer = 0;
+		for (int i = 0; i < m->nsyncers; i++) {
+			struct syncer *sy = &m->syncers[i];
+			if (sy->pid != pid)
+				continue;
+			was_syncer = 1;
+			sy->pid = 0;
+			int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+			sy->failures = ok ? 0 : sy->failures + 1;
+			int wait = sy->failures ? 1 << (sy->failures < 6 ? sy->failures : 6) : 1;
+			if (wait > SYNCER_BACKOFF_MAX_S)
+				wait = SYNCER_BACKOFF_MAX_S;
+			sy->restart_at = time(NULL) + wait;
+			log_warn("event=sync_client_exit channel=%s pid=%ld status=%d restart_in_s=%d", sy->channel, (long)pid,
+				 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), wait);
+		}
+		if (was_syncer)
+			continue;
+		for (int i = 0; i < MAX_SESSIONS; i++)
+			if (m->sessions[i] == pid)
+				m->sessions[i] = 0;
 		m->nchildren--;
 		if (WIFSIGNALED(status))
 			log_warn("event=session_crash pid=%ld signal=%d", (long)pid, WTERMSIG(status));
@@ -189,6 +307,11 @@ static void accept_one(struct master *m, struct listener *l)
 	}
 	if (pid == 0)
 		run_session(m, l, fd);
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		if (m->sessions[i] == 0) {
+			m->sessions[i] = pid;
+			break;
+		}
 	m->nchildren++;
 	close(fd);
 }
@@ -226,21 +349,42 @@ static void stop(struct master *m)
 		close(m->ls[i].fd);
 	m->nls = 0;
 	signal(SIGCHLD, SIG_DFL);
+	int nsync = 0;
+	for (int i = 0; i < m->nsyncers; i++)
+		nsync += m->syncers[i].pid != 0;
 	kill(0, SIGTERM);
-	time_t deadline = time(NULL) + SHUTDOWN_TIMEOUT_S;
-	while (m->nchildren > 0 && time(NULL) < deadline) {
+	long long drain = conf_duration_ms(m->conf, "sync_drain_timeout") / 1000;
+	time_t deadline = time(NULL) + (nsync && drain > SHUTDOWN_TIMEOUT_S ? drain : SHUTDOWN_TIMEOUT_S);
+	int left = m->nchildren + nsync;
+	while (left > 0 && time(NULL) < deadline) {
 		int status;
 		pid_t pid = waitpid(-1, &status, WNOHANG);
-		if (pid > 0)
-			m->nchildren--;
-		else if (pid < 0 && errno == ECHILD)
-			m->nchildren = 0;
-		else
+		if (pid > 0) {
+			left--;
+			for (int i = 0; i < m->nsyncers; i++)
+				if (m->syncers[i].pid == pid) {
+					m->syncers[i].pid = 0;
+					log_notice("event=sync_client_stopped channel=%s status=%d", m->syncers[i].channel,
+						   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+				}
+		} else if (pid < 0 && errno == ECHILD) {
+			left = 0;
+		} else {
 			usleep(20000);
+		}
 	}
-	if (m->nchildren > 0) {
-		log_warn("event=stop_kill sessions=%d after_s=%d", m->nchildren, SHUTDOWN_TIMEOUT_S);
-		kill(0, SIGKILL);
+	if (left > 0) {
+		for (int i = 0; i < m->nsyncers; i++)
+			if (m->syncers[i].pid)
+				log_warn("event=drain_incomplete channel=%s note=\"change log kept; it is sent at the next start\"",
+					 m->syncers[i].channel);
+		log_warn("event=stop_kill processes=%d", left);
+		for (int i = 0; i < MAX_SESSIONS; i++)
+			if (m->sessions[i])
+				kill(m->sessions[i], SIGKILL);
+		for (int i = 0; i < m->nsyncers; i++)
+			if (m->syncers[i].pid)
+				kill(m->syncers[i].pid, SIGKILL);
 	}
 	unlink(m->pidfile);
 	log_notice("event=stopped");
@@ -249,6 +393,7 @@ static void stop(struct master *m)
 int main(int argc, char **argv)
 {
 	struct master m = { 0 };
+	m.sessions = xcalloc(MAX_SESSIONS, sizeof *m.sessions);
 	m.conf_path = getenv("TANDEM_CONF") ? getenv("TANDEM_CONF") : "/etc/tandem.conf";
 	int foreground = 0, check = 0, opt;
 	while ((opt = getopt(argc, argv, "C:fnh")) != -1) {
@@ -321,7 +466,9 @@ int main(int argc, char **argv)
 		log_err("event=start_fail error=\"%s\"", err.msg);
 		return 1;
 	}
-	log_notice("event=started config=%s pid=%ld listeners=%d", m.conf_path, (long)getpid(), m.nls);
+	find_syncers(&m);
+	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
+		   m.nsyncers);
 	int running = 1;
 	while (running) {
 		struct pollfd pf[MAX_LISTENERS + 1];
@@ -331,7 +478,8 @@ int main(int argc, char **argv)
 			pf[i + 1].fd = m.ls[i].fd;
 			pf[i + 1].events = POLLIN;
 		}
-		int n = poll(pf, (nfds_t)m.nls + 1, -1);
+		start_due_syncers(&m);
+		int n = poll(pf, (nfds_t)m.nls + 1, next_syncer_ms(&m));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
