@@ -131,7 +131,9 @@ static int lock_fd(int fd, short type)
 	return 0;
 }
 
-static int append_one(const char *configdir, const char *channel, const char *lines, size_t len,
+/* Appends to one channel; with fd_r, the file stays open and locked and
+ * its fd is returned. */
+static int append_one(const char *configdir, const char *channel, const char *lines, size_t len, int *fd_r,
 		      struct terr *err)
 {
 	struct buf path = BUF_INIT;
@@ -169,10 +171,15 @@ static int append_one(const char *configdir, const char *channel, const char *li
 			close(fd);
 			goto out;
 		}
-		close(fd);
 		/* a new file's directory entry must be durable too */
-		if (a.st_size == 0 && fs_fsync_parent(path.ptr, err) < 0)
+		if (a.st_size == 0 && fs_fsync_parent(path.ptr, err) < 0) {
+			close(fd);
 			goto out;
+		}
+		if (fd_r)
+			*fd_r = fd;
+		else
+			close(fd);
 		rc = 0;
 		goto out;
 	}
@@ -187,9 +194,33 @@ int chlog_append(struct chlog *l, const char *lines, size_t len, struct terr *er
 	if (!l || len == 0)
 		return 0;
 	for (size_t i = 0; i < l->n; i++)
-		if (append_one(l->configdir, l->channels[i], lines, len, err) < 0)
+		if (append_one(l->configdir, l->channels[i], lines, len, NULL, err) < 0)
 			return -1;
 	return 0;
+}
+
+int chlog_append_hold(struct chlog *l, const char *lines, size_t len, struct chlog_hold *hold,
+		      struct terr *err)
+{
+	hold->n = 0;
+	if (!l || len == 0)
+		return 0;
+	for (size_t i = 0; i < l->n; i++) {
+		int fd;
+		if (append_one(l->configdir, l->channels[i], lines, len, &fd, err) < 0) {
+			chlog_release(hold);
+			return -1;
+		}
+		hold->fds[hold->n++] = fd;
+	}
+	return 0;
+}
+
+void chlog_release(struct chlog_hold *hold)
+{
+	for (size_t i = 0; i < hold->n; i++)
+		close(hold->fds[i]);	/* closing drops the lock */
+	hold->n = 0;
 }
 
 int chlog_take(const char *configdir, const char *channel, struct terr *err)

@@ -24,6 +24,7 @@
 
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "lib/limits.h"
 
 struct chlog;
 
@@ -38,6 +39,17 @@ int chlog_format(struct buf *out, const char *keyword, const char *arg1, const c
 /* Appends lines (complete, from chlog_format) to every channel's log and
  * fsyncs them. 0 only when every channel has them on disk. */
 int chlog_append(struct chlog *log, const char *lines, size_t len, struct terr *err);
+/* The same, keeping each channel's log locked until chlog_release: the
+ * store holds the locks across its COMMIT, so a reader (which takes the
+ * lock after renaming log to log-run) never sees a line before the
+ * change it names is committed. */
+struct chlog_hold {
+	int fds[MAX_CHANNELS];
+	size_t n;
+};
+int chlog_append_hold(struct chlog *log, const char *lines, size_t len, struct chlog_hold *hold,
+		      struct terr *err);
+void chlog_release(struct chlog_hold *hold);
 /* Path of a channel's "log" or "log-run". */
 void chlog_path(const char *configdir, const char *channel, const char *file, struct buf *out);
 

@@ -373,12 +373,18 @@ int utx_modseq_atleast(struct utx *tx, uint64_t v, struct terr *err)
 
 int utx_commit(struct utx *tx, struct terr *err)
 {
-	if (tx->log.len && chlog_append(tx->st->chlog, tx->log.ptr, tx->log.len, err) < 0) {
+	/* The change-log lines go to disk first and their locks are held
+	 * across COMMIT: a sync client cannot read them before the change is
+	 * committed (it locks log-run after renaming it). */
+	struct chlog_hold hold = { .n = 0 };
+	if (tx->log.len && chlog_append_hold(tx->st->chlog, tx->log.ptr, tx->log.len, &hold, err) < 0) {
 		log_err("event=chlog_fail owner=%s error=\"%s\"", tx->u->owner, err ? err->msg : "");
 		utx_rollback(tx);
 		return -1;
 	}
-	if (store_sql_exec(tx->u->db, "COMMIT;", err) < 0) {
+	int rc = store_sql_exec(tx->u->db, "COMMIT;", err);
+	chlog_release(&hold);
+	if (rc < 0) {
 		utx_rollback(tx);
 		return -1;
 	}
@@ -493,23 +499,30 @@ int store_user_delete(struct store *st, const char *userid, struct terr *err)
 		return terr_set(err, TE_NOTFOUND, "user '%s' does not exist", userid);
 	/* The change-log line goes first: a crash after it leaves a replayable
 	 * UNUSER for a user that may still exist, which the sync client checks. */
+	/* The line is written first and its lock held until the user is gone,
+	 * so a sync client never sees UNUSER while the user still exists. */
+	struct chlog_hold hold = { .n = 0 };
 	if (st->chlog) {
 		struct buf line = BUF_INIT;
 		int rc = chlog_format(&line, "UNUSER", userid, NULL, err);
 		if (rc == 0)
-			rc = chlog_append(st->chlog, line.ptr, line.len, err);
+			rc = chlog_append_hold(st->chlog, line.ptr, line.len, &hold, err);
 		buf_free(&line);
 		if (rc < 0)
 			return -1;
 	}
 	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "DELETE FROM users WHERE userid = ?;", err);
-	if (!s)
+	if (!s) {
+		chlog_release(&hold);
 		return -1;
+	}
 	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "delete user", err);
 	sqlite3_finalize(s);
-	if (rc < 0)
+	if (rc < 0) {
+		chlog_release(&hold);
 		return -1;
+	}
 	ustore_forget(st, userid);
 	struct buf dir = BUF_INIT;
 	owner_dir(st, userid, &dir);
@@ -517,6 +530,7 @@ int store_user_delete(struct store *st, const char *userid, struct terr *err)
 	if (rc == 0)
 		rc = fs_fsync_parent(dir.ptr, err);
 	buf_free(&dir);
+	chlog_release(&hold);
 	if (rc == 0)
 		log_info("event=user_delete user=%s", userid);
 	return rc;

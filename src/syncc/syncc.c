@@ -16,6 +16,7 @@
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"
+#include "lib/fsutil.h"
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
@@ -32,6 +33,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <poll.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -942,8 +945,18 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	const char *configdir = conf_str(sc->conf, "configdirectory");
 	const char *shutdown = conf_chan_str(sc->conf, sc->channel, "sync_shutdown_file");
 	long long interval = conf_chan_duration_ms(sc->conf, sc->channel, "sync_repeat_interval");
-	struct buf run = BUF_INIT;
+	struct buf run = BUF_INIT, dir = BUF_INIT;
 	chlog_path(configdir, sc->channel, "log-run", &run);
+	chlog_path(configdir, sc->channel, "", &dir);
+	/* Wake up as soon as a writer touches the log (inotify); the
+	 * repeat interval is only the fallback poll. */
+	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	struct terr e0;
+	if (ino >= 0 && (fs_mkdir_p(dir.ptr, 0750, &e0) < 0 ||
+			 inotify_add_watch(ino, dir.ptr, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0)) {
+		close(ino);
+		ino = -1;
+	}
 	int rc = 0;
 	int draining = 0;
 	for (;;) {
@@ -998,12 +1011,27 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 		if (one_pass)
 			break;
 		long long waited = 0, step = interval > 0 && interval < 100 ? interval : 100;
+		if (interval <= 0)
+			interval = 100;
 		do {
-			usleep((useconds_t)(step * 1000));
+			if (ino >= 0) {
+				struct pollfd pf = { ino, POLLIN, 0 };
+				if (poll(&pf, 1, (int)step) > 0) {
+					char evbuf[4096];
+					while (read(ino, evbuf, sizeof evbuf) > 0)
+						;
+					break;	/* something was logged: go */
+				}
+			} else {
+				usleep((useconds_t)(step * 1000));
+			}
 			waited += step;
 		} while (waited < interval && !(sc->o.stop && *sc->o.stop));
 	}
+	if (ino >= 0)
+		close(ino);
 	buf_free(&run);
+	buf_free(&dir);
 	return rc;
 }
 
