@@ -10,5 +10,7 @@ out=build/bench/results.jsonl
 : > "$out"
 echo "bench: local durable delivery (tandem deliver, 1,000 messages, 3 repetitions)"
 python3 bench/bench_deliver.py | tee -a "$out"
+echo "bench: LMTP delivery, initial sync, rolling latency, round trips per APPEND"
+python3 bench/bench_sync.py | tee -a "$out"
 python3 bench/report.py "$out" docs/benchmarks.md
 echo "bench: figures written to docs/benchmarks.md"

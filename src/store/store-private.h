@@ -82,6 +82,13 @@ int store_blob_path(struct ustore *u, const char *guid, struct buf *path_r);
 /* Writes data as a message file of u (no-op if it exists). */
 int store_blob_write(struct store *st, struct ustore *u, const void *data, size_t len,
 		     const char *guid, struct terr *err);
+/* The same; durable 0 skips the fsyncs: the caller makes a whole batch
+ * durable with store_blob_sync_all before it commits anything. */
+int store_blob_write2(struct store *st, struct ustore *u, const void *data, size_t len,
+		      const char *guid, int durable, struct terr *err);
+/* syncfs() of the file system holding u's files: every file written and
+ * renamed before it is durable when it returns. */
+int store_blob_sync_all(struct ustore *u, struct terr *err);
 /* Makes the file of `guid` of `from` a file of `to` (hard link; copy
  * across file systems). */
 int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, const char *guid,

@@ -37,6 +37,27 @@ int store_blob_path(struct ustore *u, const char *guid, struct buf *path_r)
 int store_blob_write(struct store *st, struct ustore *u, const void *data, size_t len,
 		     const char *guid, struct terr *err)
 {
+	return store_blob_write2(st, u, data, len, guid, 1, err);
+}
+
+int store_blob_sync_all(struct ustore *u, struct terr *err)
+{
+	int fd = open(u->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return terr_errno(err, errno, "open %s", u->dir);
+	uint64_t t0 = fs_now_ns();
+	int rc = syncfs(fd);
+	(void)t0;
+	int e = errno;
+	close(fd);
+	if (rc < 0)
+		return terr_errno(err, e, "syncfs %s", u->dir);
+	return 0;
+}
+
+int store_blob_write2(struct store *st, struct ustore *u, const void *data, size_t len,
+		      const char *guid, int durable, struct terr *err)
+{
 	struct buf path = BUF_INIT, tmp = BUF_INIT;
 	store_blob_path(u, guid, &path);
 	struct stat sb;
@@ -56,7 +77,7 @@ int store_blob_write(struct store *st, struct ustore *u, const void *data, size_
 		terr_errno(err, errno, "create %s", tmp.ptr);
 		goto out;
 	}
-	if (fs_write_all(fd, data, len, tmp.ptr, err) < 0 || fs_fsync(fd, tmp.ptr, err) < 0)
+	if (fs_write_all(fd, data, len, tmp.ptr, err) < 0 || (durable && fs_fsync(fd, tmp.ptr, err) < 0))
 		goto out;
 	if (close(fd) < 0) {
 		fd = -1;
@@ -68,7 +89,7 @@ int store_blob_write(struct store *st, struct ustore *u, const void *data, size_
 		terr_errno(err, errno, "rename %s", path.ptr);
 		goto out;
 	}
-	if (fs_fsync_parent(path.ptr, err) < 0)
+	if (durable && fs_fsync_parent(path.ptr, err) < 0)
 		goto out;
 	rc = 0;
 out:

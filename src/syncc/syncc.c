@@ -981,6 +981,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 		}
 		if (t == 1) {
 			struct timespec t0, t1;
+			unsigned long c0 = sc->stats.commands;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
 			struct terr e2 = { 0 };
 			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
@@ -991,7 +992,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				clock_gettime(CLOCK_MONOTONIC, &t1);
 				log_info("event=sync_pass channel=%s ms=%ld commands=%lu", sc->channel,
 					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
-					 sc->stats.commands);
+					 sc->stats.commands - c0);
 			} else {
 				/* log-run stays: it is replayed after a reconnect */
 				log_warn("event=sync_pass_fail channel=%s error=\"%s\"", sc->channel, e2.msg);

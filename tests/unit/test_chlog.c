@@ -4,6 +4,7 @@
 #include "lib/fsutil.h"
 #include "test.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -174,8 +175,52 @@ TEST(writer_races_reader)
 	free(dir);
 }
 
+/* A held append keeps the reader out: chlog_take renames the log but
+ * cannot finish before the writer releases (the store holds the lock
+ * across its COMMIT, so no line is read before its change commits). */
+TEST(reader_waits_for_held_lines)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct chlog *l = chlog_open(dir, ch, 1);
+	struct terr err;
+	struct buf line = BUF_INIT;
+	chlog_format(&line, "APPEND", "user.a", NULL, &err);
+	struct chlog_hold hold;
+	CHECK_INT(chlog_append_hold(l, line.ptr, line.len, &hold, &err), 0);
+	CHECK_INT(hold.n, 1);
+	int pfd[2];
+	CHECK_INT(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct terr e2;
+		int t = chlog_take(dir, "c", &e2);
+		char c = (char)('0' + t);
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	usleep(200000);
+	char c = 0;
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+	CHECK_INT(read(pfd[0], &c, 1), -1);	/* still waiting for the lock */
+	chlog_release(&hold);
+	fcntl(pfd[0], F_SETFL, 0);
+	CHECK_INT(read(pfd[0], &c, 1), 1);
+	CHECK_INT(c, '1');
+	int status;
+	waitpid(pid, &status, 0);
+	close(pfd[0]);
+	close(pfd[1]);
+	chlog_close(&l);
+	buf_free(&line);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 int main(void)
 {
+	RUN(reader_waits_for_held_lines);
 	RUN(format_reference_examples);
 	RUN(parse_lines);
 	RUN(channels_take_done);

@@ -1,0 +1,251 @@
+"""bench_sync.py: LMTP delivery, initial replication and rolling latency.
+
+1. LMTP delivery rate into a tandemd master (bench/workload.py messages,
+   seed 1), on 1 connection and on 4 concurrent connections.
+2. Initial sync: `tandem sync -A` of the delivered messages into an empty
+   replica (a fresh tandemd each repetition): wall time, messages/s, MB/s,
+   CPU seconds of the sync client and of the replica's tandemd tree.
+3. Rolling latency: the master's tandemd runs the channel's sync client;
+   200 messages delivered one at a time over LMTP (seeded pauses of 0-1 s
+   as in the Cyrus reference run, shortened by BENCH_PAUSE_MAX); latency =
+   LMTP 250 until the replica's mailbox has the new UID (read from its
+   SQLite database every 2 ms).
+4. Round trips and bytes per replicated APPEND (the client's counters).
+Prints JSON lines. Sizes: BENCH_SYNC_N (default 1000).
+"""
+import json
+import os
+import random
+import shutil
+import smtplib
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import workload  # noqa: E402
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BIN = os.path.join(TOP, "bin")
+TANDEM = os.path.join(BIN, "tandem")
+N = int(os.environ.get("BENCH_SYNC_N", "1000"))
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+LAT_N = int(os.environ.get("BENCH_LAT_N", "200"))
+PAUSE_MAX = float(os.environ.get("BENCH_PAUSE_MAX", "1.0"))
+
+
+def port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def run(*args, **kw):
+    return subprocess.run(list(args), check=True, capture_output=True, **kw)
+
+
+def wait_port(p, proc):
+    for _ in range(400):
+        if proc.poll() is not None:
+            raise RuntimeError("tandemd exited")
+        try:
+            socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.025)
+    raise RuntimeError("no listener")
+
+
+def tree_cpu(pid):
+    """CPU seconds (user+sys, incl. reaped children) of a process and its live children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in f[11:15]) / tick
+        except OSError:
+            pass
+    return total
+
+
+class Inst:
+    def __init__(self, root, name, extra):
+        self.dir = os.path.join(root, name)
+        run(TANDEM, "init", "--servername", name, self.dir)
+        self.conf = os.path.join(self.dir, "tandem.conf")
+        text = open(self.conf).read().replace("admins: admin\n", "admins: admin repl\n")
+        open(self.conf, "w").write(text + extra)
+        self.proc = None
+
+    def start(self, listen_port):
+        self.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", self.conf, "-f"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.dir + ".log", "a"))
+        wait_port(listen_port, self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+
+def deliver_lmtp(p, msgs, conns):
+    chunks = [msgs[i::conns] for i in range(conns)]
+
+    def worker(chunk):
+        l = smtplib.LMTP("127.0.0.1", p)
+        for user, folder, data in chunk:
+            l.sendmail("bench@example.net", [user + ("+" + folder if folder else "")], data)
+        l.quit()
+
+    t0 = time.monotonic()
+    th = [threading.Thread(target=worker, args=(c,)) for c in chunks]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join()
+    return time.monotonic() - t0
+
+
+def make_pair(root, lmtp_port, sync_port, extra_master=""):
+    master = Inst(root, "master", f"lmtp_listen: 127.0.0.1:{lmtp_port}\nsync_authname: repl\nsync_password: replpw\n"
+                                  "sync_log_channels: repl1\n"
+                                  f"repl1_sync_host: 127.0.0.1:{sync_port}\n{extra_master}")
+    replica = Inst(root, "replica", f"sync_listen: 127.0.0.1:{sync_port}\nallowplaintext: yes\n")
+    run(TANDEM, "-C", replica.conf, "user", "add", "repl", input=b"replpw\n")
+    for u in workload.USERS:
+        run(TANDEM, "-C", master.conf, "user", "add", "--no-password", u)
+        for f in workload.FOLDERS[1:]:
+            run(TANDEM, "-C", master.conf, "mailbox", "create", f"user.{u}.{f}")
+    return master, replica
+
+
+def main():
+    base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
+    os.makedirs(base, exist_ok=True)
+    msgs = [workload.message(1, i) for i in range(N)]
+    total = sum(len(m[2]) for m in msgs)
+    root = tempfile.mkdtemp(prefix="bench-sync-", dir=base)
+    results = []
+    try:
+        lp, sp = port(), port()
+        # sync_log off on the master while loading, so the initial sync is measured alone
+        master, replica = make_pair(root, lp, sp, "sync_log: no\n")
+        master.start(lp)
+        rate1 = deliver_lmtp(lp, msgs[: N // 2], 1)
+        rate4 = deliver_lmtp(lp, msgs[N // 2:], 4)
+        master.stop()
+        results.append({"bench": "lmtp", "messages_1conn": N // 2, "s_1conn": round(rate1, 3),
+                        "msgs_per_s_1conn": round((N // 2) / rate1, 1), "messages_4conn": N - N // 2,
+                        "s_4conn": round(rate4, 3), "msgs_per_s_4conn": round((N - N // 2) / rate4, 1)})
+        print(json.dumps(results[-1]), flush=True)
+        stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
+                     os.walk(os.path.join(master.dir, "spool")) for f in fs if len(f) == 40)
+        walls, ccpu, rcpu = [], [], []
+        for _ in range(REPS):
+            shutil.rmtree(os.path.join(replica.dir, "spool"))
+            shutil.rmtree(os.path.join(replica.dir, "conf"))
+            os.makedirs(os.path.join(replica.dir, "spool"))
+            os.makedirs(os.path.join(replica.dir, "conf"))
+            run(TANDEM, "-C", replica.conf, "user", "add", "repl", input=b"replpw\n")
+            replica.start(sp)
+            c0 = os.times()
+            r0 = tree_cpu(replica.proc.pid)
+            t0 = time.monotonic()
+            run(TANDEM, "-C", master.conf, "sync", "-n", "repl1", "-o", "-A")
+            walls.append(time.monotonic() - t0)
+            c1 = os.times()
+            ccpu.append(c1.children_user + c1.children_system - c0.children_user - c0.children_system)
+            rcpu.append(tree_cpu(replica.proc.pid) - r0)
+            cmp_ = subprocess.run([TANDEM, "-C", master.conf, "compare", "-n", "repl1", "-o"], capture_output=True)
+            replica.stop()
+            if cmp_.returncode != 0:
+                raise RuntimeError("replica differs after initial sync: " + cmp_.stdout.decode()[-500:])
+        med = statistics.median(walls)
+        results.append({"bench": "initial_sync", "messages": N, "bytes": stored, "reps": REPS,
+                         "wall_s": [round(w, 3) for w in walls], "median_wall_s": round(med, 3),
+                         "msgs_per_s": round(N / med, 1), "mb_per_s": round(stored / med / 1e6, 2),
+                         "client_cpu_s": round(statistics.median(ccpu), 3),
+                         "replica_cpu_s": round(statistics.median(rcpu), 3), "equal": True})
+        print(json.dumps(results[-1]), flush=True)
+        # rolling latency: logging on, the master's tandemd runs the client
+        text = open(master.conf).read().replace("sync_log: no\n", "sync_log: yes\n")
+        open(master.conf, "w").write(text)
+        replica.start(sp)
+        master.start(lp)
+        rng = random.Random(7)
+        dbpath = os.path.join(replica.dir, "spool", "user", "user00", "meta.db")
+        time.sleep(1.0)
+        lat = []
+        l = smtplib.LMTP("127.0.0.1", lp)
+        for i in range(LAT_N):
+            time.sleep(rng.random() * PAUSE_MAX)
+            _, _, data = workload.message(2, i)
+            before = None
+            try:
+                db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+                before = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+            except Exception:
+                db = None
+            l.sendmail("bench@example.net", ["user00"], data)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 10:
+                try:
+                    if db is None:
+                        db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+                    now = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+                    if before is None or now > before:
+                        break
+                except Exception:
+                    pass
+                time.sleep(0.002)
+            lat.append(time.monotonic() - t0)
+            if db:
+                db.close()
+        l.quit()
+        lat.sort()
+        logtext = open(master.dir + ".log").read()
+        passes = [line for line in logtext.splitlines() if "event=sync_pass" in line]
+        master.stop()
+        replica.stop()
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+        results.append({"bench": "latency", "n": LAT_N, "pause_max_s": PAUSE_MAX, "p50_s": round(q(0.5), 4),
+                        "p95_s": round(q(0.95), 4), "max_s": round(lat[-1], 4), "passes": len(passes)})
+        print(json.dumps(results[-1]), flush=True)
+        # round trips per APPEND: one delivery, one pass, the client's command counter
+        master.start(lp)
+        replica.start(sp)
+        time.sleep(1.0)
+        n0 = open(master.dir + ".log").read().count("event=sync_pass")
+        l = smtplib.LMTP("127.0.0.1", lp)
+        l.sendmail("bench@example.net", ["user01"], workload.message(3, 0)[2])
+        l.quit()
+        time.sleep(1.0)
+        lines = [x for x in open(master.dir + ".log").read().splitlines() if "event=sync_pass" in x]
+        master.stop()
+        replica.stop()
+        cmds = [int(x.split("commands=")[1].split()[0]) for x in lines]
+        per_append = cmds[-1] if len(lines) > n0 else None
+        results.append({"bench": "append_round_trips", "commands_per_append": per_append,
+                        "note": "GET MAILBOXES, APPLY RESERVE, APPLY MESSAGE, APPLY MAILBOX, RESTART"})
+        print(json.dumps(results[-1]), flush=True)
+    finally:
+        for inst in ("master", "replica"):
+            pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
