@@ -361,20 +361,6 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 
 /* ---- flags and expunge --------------------------------------------------- */
 
-struct rec_row {
-	uint32_t uid;
-	uint64_t modseq;
-	int64_t last_updated;
-	unsigned sysflags;
-	char *keywords;
-	int64_t internaldate;
-	uint32_t size;
-	char guid[41];
-	int64_t savedate;
-	uint64_t createdmodseq;
-	uint64_t thrid;
-};
-
 static const char rec_cols[] = "uid, modseq, last_updated, sysflags, keywords, internaldate, size,"
 			       " guid, savedate, createdmodseq, thrid";
 
