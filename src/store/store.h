@@ -284,6 +284,15 @@ struct store_apply_record {
 	uint64_t thrid;
 };
 
+/* An annotation carried by replication: uid 0 = on the mailbox. */
+struct store_apply_annot {
+	uint32_t uid;
+	const char *entry;
+	const char *userid;	/* "" = shared */
+	const void *value;
+	size_t len;
+};
+
 /* A message body for a new record: 0 with data/len, or -1 if this
  * connection never received it. */
 typedef int store_body_fn(void *rock, const char *guid, const void **data_r, size_t *len_r);
@@ -299,6 +308,12 @@ struct store_apply {
 	uint32_t sync_crc, sync_crc_annot;	/* 0: not checked */
 	const struct store_apply_record *recs;	/* ascending UIDs */
 	size_t nrecs;
+	/* Real annotations, authoritative like Cyrus's: each applied record
+	 * gets exactly those with its UID; the mailbox exactly those with
+	 * UID 0 (replaced only when has_mbox_annots). */
+	const struct store_apply_annot *annots;
+	size_t nannots;
+	int has_mbox_annots;
 	int force;
 	store_body_fn *body;
 	void *body_rock;

@@ -179,6 +179,55 @@ static int delete_row(struct utx *tx, int64_t id, struct terr *err)
 	return rc;
 }
 
+/* Replaces the real annotations of one UID (0: the mailbox) with those
+ * of the apply; returns the CRC contribution removed XOR added (for a
+ * live record; 0 for the mailbox). */
+static int replace_annots(struct utx *tx, int64_t mbox_id, uint32_t uid, int old_live, int new_live,
+			  const struct store_apply *a, uint64_t modseq, uint32_t *crc_delta, struct terr *err)
+{
+	struct ustore *u = tx->u;
+	uint32_t delta = 0;
+	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT entry, userid, value FROM annotations WHERE mailbox_id = ?"
+						   " AND uid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbox_id);
+	sqlite3_bind_int64(s, 2, uid);
+	while (sqlite3_step(s) == SQLITE_ROW)
+		if (uid && old_live)
+			delta ^= synccrc_annot_entry(uid, (const char *)sqlite3_column_text(s, 0),
+						     (const char *)sqlite3_column_text(s, 1), sqlite3_column_blob(s, 2),
+						     (size_t)sqlite3_column_bytes(s, 2));
+	sqlite3_finalize(s);
+	s = store_sql_prepare(u->db, "DELETE FROM annotations WHERE mailbox_id = ? AND uid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbox_id);
+	sqlite3_bind_int64(s, 2, uid);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "annotations", err);
+	sqlite3_finalize(s);
+	for (size_t i = 0; rc == 0 && i < a->nannots; i++) {
+		const struct store_apply_annot *an = &a->annots[i];
+		if (an->uid != uid || an->len == 0)
+			continue;
+		s = store_sql_prepare(u->db, "INSERT OR REPLACE INTO annotations VALUES(?, ?, ?, ?, ?, ?);", err);
+		if (!s)
+			return -1;
+		sqlite3_bind_int64(s, 1, mbox_id);
+		sqlite3_bind_int64(s, 2, uid);
+		sqlite3_bind_text(s, 3, an->entry, -1, SQLITE_STATIC);
+		sqlite3_bind_text(s, 4, an->userid, -1, SQLITE_STATIC);
+		sqlite3_bind_blob(s, 5, an->value, (int)an->len, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 6, (sqlite3_int64)modseq);
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "annotations", err);
+		sqlite3_finalize(s);
+		if (uid && new_live)
+			delta ^= synccrc_annot_entry(uid, an->entry, an->userid, an->value, an->len);
+	}
+	*crc_delta = delta;
+	return rc;
+}
+
 static int write_record(struct ustore *u, int64_t mbox_id, uint32_t uid, const struct rrec *r, int insert,
 			struct terr *err)
 {
@@ -351,6 +400,16 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			}
 		}
 		if (write_record(u, row.id, m->uid, &n, !r.found, err) < 0)
+			goto out;
+		uint32_t adelta;
+		int old_live = r.found && !(r.sysflags & SYSFLAG_EXPUNGED);
+		if (replace_annots(&tx, row.id, m->uid, old_live, !mexp, a, m->modseq, &adelta, err) < 0)
+			goto out;
+		row.sync_crc_annot ^= adelta;
+	}
+	if (a->has_mbox_annots) {
+		uint32_t unused;
+		if (replace_annots(&tx, row.id, 0, 0, 0, a, a->foldermodseq, &unused, err) < 0)
 			goto out;
 	}
 	if (store_quota_charge(&tx, row.quotaroot, bytes, msgs, 0, err) < 0)

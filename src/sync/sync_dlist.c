@@ -7,11 +7,49 @@
 #include <string.h>
 #include <strings.h>
 
+struct annot {
+	uint32_t uid;
+	char *entry, *userid;
+	struct buf value;
+	uint64_t modseq;
+};
+
 struct rec_rock {
 	struct dlist *list;
 	struct store *st;
 	const char *name;
+	struct annot *an;
+	size_t nan;
 };
+
+static int collect_annot(uint32_t uid, const char *entry, const char *userid, const void *value, size_t len,
+			 uint64_t modseq, void *rock)
+{
+	struct rec_rock *rr = rock;
+	rr->an = xrealloc(rr->an, (rr->nan + 1) * sizeof *rr->an);
+	struct annot *a = &rr->an[rr->nan++];
+	memset(a, 0, sizeof *a);
+	a->uid = uid;
+	a->entry = xstrdup(entry);
+	a->userid = xstrdup(userid);
+	buf_append(&a->value, value, len);
+	a->modseq = modseq;
+	return 0;
+}
+
+static void add_annots(struct dlist *list, const struct rec_rock *rr, uint32_t uid)
+{
+	for (size_t i = 0; i < rr->nan; i++) {
+		const struct annot *a = &rr->an[i];
+		if (a->uid != uid)
+			continue;
+		struct dlist *kv = dlist_add_kvlist(list, NULL);
+		dlist_add_str(kv, "ENTRY", a->entry);
+		dlist_add_str(kv, "USERID", a->userid);
+		dlist_add_num(kv, "MODSEQ", uid ? a->modseq : 0);
+		dlist_add_bytes(kv, "VALUE", a->value.ptr ? a->value.ptr : "", a->value.len);
+	}
+}
 
 static int add_record(const struct store_record *r, void *rock)
 {
@@ -62,6 +100,7 @@ static int add_record(const struct store_record *r, void *rock)
 		dlist_add_num(a, "MODSEQ", 0);
 		dlist_add_num(a, "VALUE", r->createdmodseq);
 	}
+	add_annots(an, rr, r->uid);
 	if (an->n == 0) {	/* no ANNOTATIONS key when there are none */
 		kv->n--;
 		dlist_free(&kv->items[kv->n]);
@@ -103,11 +142,23 @@ int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uin
 		dlist_add_num(kv, "CREATEDMODSEQ", mi.createdmodseq);
 	if (mi.foldermodseq)
 		dlist_add_num(kv, "FOLDERMODSEQ", mi.foldermodseq);
-	int rc = 0;
-	if (with_records) {
-		struct rec_rock rr = { dlist_add_list(kv, "RECORD"), st, name };
+	struct rec_rock rr = { NULL, st, name, NULL, 0 };
+	int rc = store_annot_list(st, name, -1, collect_annot, &rr, err);
+	size_t nmbox = 0;
+	for (size_t i = 0; i < rr.nan; i++)
+		nmbox += rr.an[i].uid == 0;
+	if (rc == 0 && nmbox)
+		add_annots(dlist_add_list(kv, "ANNOTATIONS"), &rr, 0);
+	if (rc == 0 && with_records) {
+		rr.list = dlist_add_list(kv, "RECORD");
 		rc = store_records(st, name, since_modseq, 1, add_record, &rr, err);
 	}
+	for (size_t i = 0; i < rr.nan; i++) {
+		free(rr.an[i].entry);
+		free(rr.an[i].userid);
+		buf_free(&rr.an[i].value);
+	}
+	free(rr.an);
 	store_mailbox_info_free(&mi);
 	if (rc < 0) {
 		dlist_free(&kv);
@@ -162,10 +213,25 @@ int sync_apply_from_dlist(const struct dlist *mb, struct store_apply *a, struct 
 	struct store_apply_record *rs = xcalloc(recs->n ? recs->n : 1, sizeof *rs);
 	a->recs = rs;
 	a->nrecs = recs->n;
+	size_t acap = 0;
+	struct store_apply_annot *as = NULL;
+	const struct dlist *mban = dlist_get_list(mb, "ANNOTATIONS");
+	a->has_mbox_annots = 1;	/* authoritative: absent = none (reference §4.3.5 step 12) */
+	for (size_t k = 0; mban && k < mban->n; k++) {
+		const char *entry, *userid;
+		const struct dlist *val = dlist_get(mban->items[k], "VALUE");
+		if (dlist_get_str(mban->items[k], "ENTRY", &entry) < 0 || dlist_get_str(mban->items[k], "USERID", &userid) < 0 ||
+		    !val || val->type != DL_STR)
+			continue;
+		if (a->nannots == acap)
+			as = xrealloc(as, (acap = acap ? acap * 2 : 8) * sizeof *as);
+		as[a->nannots++] = (struct store_apply_annot){ 0, entry, userid, val->s.ptr ? val->s.ptr : "", val->s.len };
+	}
 	for (size_t i = 0; i < recs->n; i++) {
 		const struct dlist *r = recs->items[i];
 		struct store_apply_record *o = &rs[i];
 		const struct dlist *flags = dlist_get_list(r, "FLAGS");
+		a->annots = as;
 		if (r->type != DL_KVLIST || dlist_get_num32(r, "UID", &o->uid) < 0 ||
 		    dlist_get_num64(r, "MODSEQ", &o->modseq) < 0 || dlist_get_num64(r, "LAST_UPDATED", &v) < 0 ||
 		    (o->last_updated = (int64_t)v, dlist_get_num64(r, "INTERNALDATE", &v) < 0) ||
@@ -199,13 +265,27 @@ int sync_apply_from_dlist(const struct dlist *mb, struct store_apply *a, struct 
 				dlist_get_num64(an->items[k], "VALUE", &o->createdmodseq);
 			else if (!strcmp(entry, "/vendor/cmu/cyrus-imapd/thrid"))
 				dlist_get_hex64(an->items[k], "VALUE", &o->thrid);
+			else {
+				const char *userid;
+				const struct dlist *val = dlist_get(an->items[k], "VALUE");
+				if (dlist_get_str(an->items[k], "USERID", &userid) < 0 || !val || val->type != DL_STR)
+					continue;
+				if (a->nannots == acap)
+					as = xrealloc(as, (acap = acap ? acap * 2 : 8) * sizeof *as);
+				as[a->nannots++] = (struct store_apply_annot){ o->uid, entry, userid,
+										val->s.ptr ? val->s.ptr : "", val->s.len };
+			}
 		}
 	}
+	a->annots = as;
 	return 0;
 }
 
 void sync_apply_free(struct store_apply *a)
 {
+	free((void *)a->annots);
+	a->annots = NULL;
+	a->nannots = 0;
 	struct store_apply_record *rs = (struct store_apply_record *)a->recs;
 	for (size_t i = 0; i < a->nrecs; i++)
 		free((char *)rs[i].keywords);

@@ -16,10 +16,13 @@ static const char usage[] =
 	"       tandem message flag MAILBOX UID[,UID...] (+|-|=)FLAGS\n"
 	"       tandem message expunge MAILBOX [UID[,UID...]]\n"
 	"       tandem message fetch MAILBOX UID\n"
+	"       tandem message annotate MAILBOX UID ENTRY USERID VALUE\n"
 	"\n'list' prints UID, modseq, flags, internal date, size and GUID per message.\n"
 	"'flag' adds (+), removes (-) or sets (=) flags, e.g. '+\\Seen $Label1'.\n"
 	"'expunge' without UIDs expunges the messages flagged \\Deleted.\n"
-	"'fetch' writes the message's bytes to standard output (SHA-1 checked).\n";
+	"'fetch' writes the message's bytes to standard output (SHA-1 checked).\n"
+	"'annotate' sets an annotation (UID 0: on the mailbox; USERID '' shared;\n"
+	"VALUE '' deletes it), e.g. annotate user.alice 3 /comment '' 'a note'.\n";
 
 static int print_record(const struct store_record *r, void *rock)
 {
@@ -106,6 +109,14 @@ int cmd_message(struct tool *t, int argc, char **argv)
 			else
 				printf("%zu expunged\n", count);
 		}
+	} else if (!strcmp(sub, "annotate") && argc == 7) {
+		char *end;
+		unsigned long uid = strtoul(argv[3], &end, 10);
+		if (*end || uid > 0xffffffffUL)
+			rc = tool_usage(usage);
+		else if ((rc = tool_mailbox_arg(t, argv[2], &mb)) == 0 &&
+			 store_annot_set(t->st, mb.ptr, (uint32_t)uid, argv[4], argv[5], argv[6], strlen(argv[6]), &err) < 0)
+			rc = tool_fail(&err);
 	} else if (!strcmp(sub, "fetch") && argc == 4) {
 		if (parse_uids(argv[3], &uids, &nuids) < 0 || nuids != 1)
 			rc = tool_usage(usage);

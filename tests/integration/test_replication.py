@@ -114,6 +114,22 @@ try:
         t.check(not os.path.exists(run), "log-run consumed")
         equal("after the kill")
 
+    with t.case("annotations: on messages (in the annotation CRC) and on mailboxes"):
+        m.ok(["message", "annotate", "user.alice", "2", "/comment", "alice", "private note"])
+        m.ok(["message", "annotate", "user.alice", "2", "/comment", "", "shared\r\nmulti-line"])
+        m.ok(["message", "annotate", "user.alice", "0", "/comment", "", "Alice's inbox"])
+        r = pair.sync("-r", "-1")
+        t.eq(r.returncode, 0, f"pass: {r.stderr[-400:]}")
+        equal("after annotations")
+        dump = pair.replica.ok(["dump", "user.alice"])
+        t.check("private note" in dump and "Alice's inbox" in dump, "replica holds both annotations")
+        m.ok(["message", "annotate", "user.alice", "2", "/comment", "alice", ""])
+        m.ok(["message", "annotate", "user.alice", "0", "/comment", "", ""])
+        t.eq(pair.sync("-r", "-1").returncode, 0, "pass after removing")
+        dump = pair.replica.ok(["dump", "user.alice"])
+        t.check("private note" not in dump and "Alice's inbox" not in dump, "removals replicated")
+        equal("after removing annotations")
+
     with t.case("randomized workload"):
         boxes = ["user.alice", "user.bob", "user.alice.Lists", "user.alice.Jobs"]
         for i in range(80):
