@@ -43,8 +43,21 @@
  * for one command. */
 #define SYNCC_MESSAGE_BATCH_BYTES (32L * 1024 * 1024)
 
+/* A mailbox that failed to replicate (not a connection problem). */
+struct failed {
+	char *name;
+	char *error;
+	int attempts;
+	long long next_retry;	/* epoch seconds */
+};
+
+/* Backoff cap of a failing mailbox's retries, seconds. */
+#define SYNCC_RETRY_MAX_S 3600
+
 struct syncc {
 	const struct conf *conf;
+	struct failed *failed;	/* failures of the current pass */
+	size_t nfailed;
 	struct store *st;
 	struct syncc_opts o;
 	char channel[MAX_CHANNEL_NAME + 1];
@@ -635,9 +648,13 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err
 			log_warn("event=sync_mailbox_fail channel=%s mailbox=%s error=\"%s\"", sc->channel,
 				 logq(q, names[i]), e2.msg);
 			*err = e2;
-			failed = 1;
-			if (e2.code == TE_IO)
+			if (e2.code == TE_IO) {
 				rc = -1;
+			} else {
+				/* isolated: recorded for retry, the rest of the channel goes on */
+				sc->failed = xrealloc(sc->failed, (sc->nfailed + 1) * sizeof *sc->failed);
+				sc->failed[sc->nfailed++] = (struct failed){ xstrdup(names[i]), xstrdup(e2.msg), 0, 0 };
+			}
 		}
 		store_mailbox_info_free(&mi);
 	}
@@ -802,6 +819,187 @@ int syncc_all(struct syncc *sc, struct terr *err)
 	return rc;
 }
 
+/* ---- failed mailboxes: <configdir>/sync/<channel>/failed ---------------------------- */
+
+static void failed_path(const struct syncc *sc, struct buf *out)
+{
+	chlog_path(conf_str(sc->conf, "configdirectory"), sc->channel, "failed", out);
+}
+
+static void failed_free(struct failed *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].error);
+	}
+	free(v);
+}
+
+/* Lines "name TAB attempts TAB next_retry TAB error". */
+static int failed_load(const struct syncc *sc, struct failed **v_r, size_t *n_r, struct terr *err)
+{
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	failed_path(sc, &path);
+	*v_r = NULL;
+	*n_r = 0;
+	struct terr e2;
+	int rc = fs_read_file(path.ptr, 16 << 20, &data, &e2);
+	buf_free(&path);
+	if (rc < 0) {
+		buf_free(&data);
+		return e2.code == TE_NOTFOUND ? 0 : (err ? (*err = e2, -1) : -1);
+	}
+	for (char *line = data.ptr; line && *line;) {
+		char *nl = strchr(line, '\n');
+		if (nl)
+			*nl = '\0';
+		char *f[4] = { line, NULL, NULL, NULL };
+		for (int k = 1; k < 4 && f[k - 1]; k++) {
+			char *tab = strchr(f[k - 1], '\t');
+			if (tab) {
+				*tab = '\0';
+				f[k] = tab + 1;
+			}
+		}
+		if (f[3]) {
+			*v_r = xrealloc(*v_r, (*n_r + 1) * sizeof **v_r);
+			(*v_r)[(*n_r)++] = (struct failed){ xstrdup(f[0]), xstrdup(f[3]), atoi(f[1]), atoll(f[2]) };
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	buf_free(&data);
+	return 0;
+}
+
+static int failed_save(const struct syncc *sc, const struct failed *v, size_t n, struct terr *err)
+{
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	failed_path(sc, &path);
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&data, "%s\t%d\t%lld\t", v[i].name, v[i].attempts, v[i].next_retry);
+		for (const char *e = v[i].error; *e; e++)
+			buf_putc(&data, *e == '\t' || *e == '\n' || *e == '\r' ? ' ' : *e);
+		buf_putc(&data, '\n');
+	}
+	int rc;
+	if (n == 0) {
+		rc = unlink(path.ptr) == 0 || errno == ENOENT ? 0 : terr_errno(err, errno, "unlink %s", path.ptr);
+	} else {
+		char *slash = strrchr(path.ptr, '/');
+		*slash = '\0';
+		rc = fs_mkdir_p(path.ptr, 0750, err);
+		*slash = '/';
+		if (rc == 0)
+			rc = fs_write_atomic(path.ptr, data.ptr, data.len, 0640, err);
+	}
+	buf_free(&path);
+	buf_free(&data);
+	return rc;
+}
+
+/* Merges this pass's failures into the state: retried with exponential
+ * backoff (2 s, 4 s, ... SYNCC_RETRY_MAX_S); names that succeeded
+ * (listed in ok) leave it. */
+static int failed_merge(struct syncc *sc, char **ok, size_t nok, struct terr *err)
+{
+	struct failed *v;
+	size_t n;
+	if (failed_load(sc, &v, &n, err) < 0)
+		return -1;
+	long long now = (long long)time(NULL);
+	for (size_t k = 0; k < nok; k++)
+		for (size_t i = 0; i < n; i++)
+			if (v[i].name && !strcmp(v[i].name, ok[k])) {
+				int gone = 1;
+				for (size_t f = 0; f < sc->nfailed; f++)
+					gone &= strcmp(sc->failed[f].name, ok[k]) != 0;
+				if (gone) {
+					log_notice("event=sync_mailbox_recovered channel=%s mailbox=%s attempts=%d", sc->channel,
+						   v[i].name, v[i].attempts);
+					free(v[i].name);
+					free(v[i].error);
+					v[i] = v[--n];
+					i--;
+				}
+			}
+	for (size_t f = 0; f < sc->nfailed; f++) {
+		size_t i = 0;
+		while (i < n && strcmp(v[i].name, sc->failed[f].name))
+			i++;
+		if (i == n) {
+			v = xrealloc(v, (n + 1) * sizeof *v);
+			v[n++] = (struct failed){ xstrdup(sc->failed[f].name), xstrdup(""), 0, 0 };
+		}
+		free(v[i].error);
+		v[i].error = xstrdup(sc->failed[f].error);
+		v[i].attempts++;
+		long long wait = 1LL << (v[i].attempts < 12 ? v[i].attempts : 12);
+		v[i].next_retry = now + (wait > SYNCC_RETRY_MAX_S ? SYNCC_RETRY_MAX_S : wait);
+	}
+	failed_free(sc->failed, sc->nfailed);
+	sc->failed = NULL;
+	sc->nfailed = 0;
+	int rc = failed_save(sc, v, n, err);
+	failed_free(v, n);
+	return rc;
+}
+
+/* Retries the failed mailboxes that are due. */
+static int failed_retry(struct syncc *sc, struct terr *err)
+{
+	struct failed *v;
+	size_t n;
+	if (failed_load(sc, &v, &n, err) < 0)
+		return -1;
+	long long now = (long long)time(NULL);
+	char **due = NULL;
+	size_t ndue = 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].next_retry <= now) {
+			due = xrealloc(due, (ndue + 1) * sizeof *due);
+			due[ndue++] = v[i].name;
+		}
+	int rc = 0;
+	if (ndue) {
+		rc = sync_batch(sc, due, ndue, err);
+		if (rc == 0)
+			rc = failed_merge(sc, due, ndue, err);
+	}
+	free(due);
+	failed_free(v, n);
+	return rc;
+}
+
+int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err)
+{
+	struct syncc sc = { 0 };
+	sc.conf = conf;
+	snprintf(sc.channel, sizeof sc.channel, "%s", channel ? channel : "");
+	const char *configdir = conf_str(conf, "configdirectory");
+	struct buf p = BUF_INIT, data = BUF_INIT;
+	size_t lines = 0;
+	for (int k = 0; k < 2; k++) {
+		chlog_path(configdir, sc.channel, k ? "log-run" : "log", &p);
+		buf_reset(&data);
+		struct terr e2;
+		if (fs_read_file(p.ptr, (size_t)1 << 31, &data, &e2) == 0)
+			for (size_t i = 0; i < data.len; i++)
+				lines += data.ptr[i] == '\n';
+	}
+	buf_printf(out, "channel=%s pending_lines=%zu\n", *sc.channel ? sc.channel : "\"\"", lines);
+	struct failed *v;
+	size_t n;
+	int rc = failed_load(&sc, &v, &n, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		buf_printf(out, "channel=%s mailbox=%s state=failed attempts=%d next_retry=%lld error=\"%s\"\n",
+			   *sc.channel ? sc.channel : "\"\"", v[i].name, v[i].attempts, v[i].next_retry, v[i].error);
+	if (rc == 0)
+		failed_free(v, n);
+	buf_free(&p);
+	buf_free(&data);
+	return rc;
+}
+
 /* ---- change logs ---------------------------------------------------------------------------- */
 
 /* Reduces and runs the entries of one log (reference §7.6). */
@@ -928,6 +1126,20 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 	return failed ? -1 : 0;
 }
 
+/* One-shot modes report isolated mailbox failures as a failure. */
+int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err)
+{
+	if (rc == 0 && sc->nfailed) {
+		terr_set(err, TE_PERM, "%zu mailbox%s failed, first %s: %s", sc->nfailed, sc->nfailed == 1 ? "" : "es",
+			 sc->failed[0].name, sc->failed[0].error);
+		rc = -1;
+	}
+	failed_free(sc->failed, sc->nfailed);
+	sc->failed = NULL;
+	sc->nfailed = 0;
+	return rc;
+}
+
 int syncc_logfile(struct syncc *sc, const char *path, struct terr *err)
 {
 	struct chlog_entry *es = NULL;
@@ -985,6 +1197,11 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			clock_gettime(CLOCK_MONOTONIC, &t0);
 			struct terr e2 = { 0 };
 			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
+				/* mailboxes that failed are recorded before the log goes */
+				if (sc->nfailed && failed_merge(sc, NULL, 0, err) < 0) {
+					rc = -1;
+					break;
+				}
 				if (chlog_done(configdir, sc->channel, err) < 0) {
 					rc = -1;
 					break;
@@ -1008,6 +1225,10 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			if (one_pass)
 				break;
 			continue;	/* more may have been logged meanwhile */
+		}
+		if (failed_retry(sc, err) < 0 && err->code == TE_IO) {
+			syncc_disconnect(sc);
+			continue;
 		}
 		if (one_pass)
 			break;

@@ -56,6 +56,14 @@ struct buf;
 int syncc_compare(struct syncc *sc, const char *const *users, size_t n, struct buf *report, int *ndiff,
 		  struct terr *err);
 
+/* After one-shot work (-u/-m/-A/-f): mailboxes that failed (isolated
+ * during the run so the others went on) turn rc into -1 with err. */
+int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err);
+/* The channel's state: pending change-log lines, and the mailboxes that
+ * failed to replicate (state file <configdir>/sync/<channel>/failed,
+ * retried with backoff by the rolling client). One key=value line each. */
+int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err);
+
 /* Counters for logs and benchmarks. */
 struct syncc_stats {
 	unsigned long commands, mailboxes, messages, bytes_sent;

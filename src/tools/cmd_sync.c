@@ -113,6 +113,8 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 	case 'f': r = syncc_logfile(sc, file, &err); break;
 	default: r = syncc_rolling(sc, one_pass, &err); break;
 	}
+	if (mode != 'r')
+		r = syncc_oneshot_result(sc, r, &err);
 	struct syncc_stats stats;
 	syncc_get_stats(sc, &stats);
 	log_info("event=sync_done channel=%s mode=%c ok=%d commands=%lu mailboxes=%lu messages=%lu bytes=%lu",
@@ -143,4 +145,36 @@ int cmd_compare(struct tool *t, int argc, char **argv)
 	if (tool_help(argc, argv, compare_usage))
 		return EXIT_OK;
 	return run(t, argc, argv, 1);
+}
+
+static const char status_usage[] =
+	"usage: tandem status [-n CHANNEL]...\n"
+	"\nFor each channel (all configured ones by default): the change-log lines not\n"
+	"yet replicated, and every mailbox that failed to replicate, with its error,\n"
+	"attempts and next retry (the rolling client retries it with backoff; fix the\n"
+	"cause and run tandem sync -n CHANNEL -m MAILBOX to replicate it by hand).\n";
+
+int cmd_status(struct tool *t, int argc, char **argv)
+{
+	if (tool_help(argc, argv, status_usage))
+		return EXIT_OK;
+	const char *const *chans;
+	size_t n = conf_channels(t->conf, &chans);
+	const char *one[1];
+	if (argc == 3 && !strcmp(argv[1], "-n")) {
+		one[0] = argv[2];
+		chans = one;
+		n = 1;
+	} else if (argc != 1) {
+		return tool_usage(status_usage);
+	}
+	struct buf out = BUF_INIT;
+	struct terr err = { 0 };
+	int rc = EXIT_OK;
+	for (size_t i = 0; i < n; i++)
+		if (syncc_status(t->conf, chans[i], &out, &err) < 0)
+			rc = tool_fail(&err);
+	fputs(buf_cstr(&out), stdout);
+	buf_free(&out);
+	return rc;
 }

@@ -36,6 +36,7 @@ static const struct command commands[] = {
 	{ "synclog", cmd_synclog, 1, "add a line to the change log by hand" },
 	{ "sync", cmd_sync, 1, "replicate to a replica (Cyrus's sync_client)" },
 	{ "compare", cmd_compare, 1, "compare this master with its replica" },
+	{ "status", cmd_status, 1, "replication state: pending changes, failed mailboxes" },
 	{ "check", cmd_check, 1, "check the store's consistency" },
 	{ "config", cmd_config, 0, "check the configuration and print every option" },
 };

@@ -47,6 +47,7 @@ int cmd_message(struct tool *t, int argc, char **argv);
 int cmd_dump(struct tool *t, int argc, char **argv);
 int cmd_sync(struct tool *t, int argc, char **argv);
 int cmd_compare(struct tool *t, int argc, char **argv);
+int cmd_status(struct tool *t, int argc, char **argv);
 int cmd_synclog(struct tool *t, int argc, char **argv);
 int cmd_check(struct tool *t, int argc, char **argv);
 int cmd_config(struct tool *t, int argc, char **argv);
