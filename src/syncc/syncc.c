@@ -18,6 +18,7 @@
 #include "conf/conf.h"
 #include "lib/fsutil.h"
 #include "lib/limits.h"
+#include "lib/sha1.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "names/mboxname.h"
@@ -66,6 +67,7 @@ struct syncc {
 	struct buf in, out;
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
+	int compare_bodies;
 };
 
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o)
@@ -1289,6 +1291,64 @@ static const char *rec_text(const struct dlist *r, struct buf *b)
 	return b->ptr;
 }
 
+struct fetch_rock {
+	int got;		/* 1 file, -1 NIL */
+	char sha[41];
+};
+
+static void fetch_cb(void *rock, struct dlist *kv)
+{
+	struct fetch_rock *fr = rock;
+	if (strcasecmp(kv->key, "MESSAGE"))
+		return;
+	if (kv->type == DL_FILE) {
+		fr->got = 1;
+		sha1_hex(kv->s.ptr ? kv->s.ptr : "", kv->s.len, fr->sha);
+	} else {
+		fr->got = -1;
+	}
+}
+
+/* Fetches every live record's body from the replica and checks its SHA-1. */
+static int compare_bodies(struct syncc *sc, const char *name, const struct dlist *remote, struct buf *report,
+			  int *ndiff, struct terr *err)
+{
+	const struct dlist *recs = dlist_get_list(remote, "RECORD");
+	const char *uniqueid = dlist_cstr(dlist_get(remote, "UNIQUEID"));
+	char q[LOGQ_MAX];
+	for (size_t i = 0; recs && i < recs->n; i++) {
+		const struct dlist *r = recs->items[i];
+		const struct dlist *fl = dlist_get_list(r, "FLAGS");
+		int expunged = 0;
+		for (size_t k = 0; fl && k < fl->n; k++)
+			expunged |= dlist_cstr(fl->items[k]) && !strcasecmp(dlist_cstr(fl->items[k]), "\\Expunged");
+		char guid[41];
+		uint32_t uid;
+		if (expunged || dlist_get_guid(r, "GUID", guid) < 0 || dlist_get_num32(r, "UID", &uid) < 0)
+			continue;
+		struct dlist *f = dlist_new(DL_KVLIST, "FETCH");
+		dlist_add_str(f, "MBOXNAME", name);
+		dlist_add_str(f, "PARTITION", "default");
+		dlist_add_str(f, "UNIQUEID", uniqueid ? uniqueid : "");
+		dlist_add_str(f, "GUID", guid);
+		dlist_add_num(f, "UID", uid);
+		cmd_dlist(sc, "GET", f);
+		dlist_free(&f);
+		struct fetch_rock fr = { 0, "" };
+		struct terr e2 = { 0 };
+		if (roundtrip(sc, fetch_cb, &fr, &e2) < 0 && e2.code == TE_IO) {
+			*err = e2;
+			return -1;
+		}
+		if (fr.got != 1 || strcmp(fr.sha, guid)) {
+			buf_printf(report, "mailbox=%s uid=%u guid=%s difference=replica_body %s\n", logq(q, name), uid, guid,
+				   fr.got == 1 ? "sha1_mismatch" : fr.got == -1 ? "damaged" : "missing");
+			(*ndiff)++;
+		}
+	}
+	return 0;
+}
+
 static int compare_mailbox(struct syncc *sc, const char *name, struct buf *report, int *ndiff, struct terr *err)
 {
 	struct dlist *local = NULL, *remote = NULL;
@@ -1359,9 +1419,15 @@ static int compare_mailbox(struct syncc *sc, const char *name, struct buf *repor
 	}
 	buf_free(&ta);
 	buf_free(&tb);
+	int rc = sc->compare_bodies ? compare_bodies(sc, name, remote, report, ndiff, err) : 0;
 	dlist_free(&local);
 	dlist_free(&remote);
-	return 0;
+	return rc;
+}
+
+void syncc_compare_bodies(struct syncc *sc, int on)
+{
+	sc->compare_bodies = on;
 }
 
 int syncc_compare(struct syncc *sc, const char *const *users, size_t nusers, struct buf *report, int *ndiff,

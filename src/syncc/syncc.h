@@ -53,6 +53,9 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err);
  * (UID, MODSEQ, dates, size, GUID, flags). One line per difference in
  * report; *ndiff counts them. */
 struct buf;
+/* With on, compare also fetches every live message body from the
+ * replica (GET FETCH) and checks its SHA-1 against its GUID. */
+void syncc_compare_bodies(struct syncc *sc, int on);
 int syncc_compare(struct syncc *sc, const char *const *users, size_t n, struct buf *report, int *ndiff,
 		  struct terr *err);
 

@@ -219,6 +219,43 @@ static int sub_cb(const char *name, void *rock)
 	return 0;
 }
 
+struct uid_rock {
+	struct syncs *s;
+	const struct dlist *wanted;
+};
+
+static int uniqueid_cb(const struct store_mailbox_info *mi, void *rock)
+{
+	struct uid_rock *ur = rock;
+	for (size_t i = 0; i < ur->wanted->n; i++) {
+		const char *u = dlist_cstr(ur->wanted->items[i]);
+		if (u && !strcmp(u, mi->uniqueid))
+			send_mailbox(ur->s, mi->name, 0);
+	}
+	return 0;
+}
+
+struct annot_rock {
+	struct syncs *s;
+	const char *name;
+};
+
+static int annot_cb(uint32_t uid, const char *entry, const char *userid, const void *value, size_t len,
+		    uint64_t modseq, void *rock)
+{
+	struct annot_rock *ar = rock;
+	if (uid != 0)
+		return 0;
+	struct dlist *d = dlist_new(DL_KVLIST, "ANNOTATION");
+	dlist_add_str(d, "MBOXNAME", ar->name);
+	dlist_add_str(d, "ENTRY", entry);
+	dlist_add_str(d, "USERID", userid);
+	dlist_add_bytes(d, "VALUE", value, len);
+	send_data(ar->s, d);
+	dlist_free(&d);
+	return 0;
+}
+
 static const char *do_get(struct syncs *s, const struct dlist *kv)
 {
 	struct terr err = { 0 };
@@ -255,6 +292,68 @@ static const char *do_get(struct syncs *s, const struct dlist *kv)
 		if (store_subs_list(s->st, user, sub_cb, lsub, &err) == 0 && lsub->n)
 			send_data(s, lsub);
 		dlist_free(&lsub);
+		return "OK success";
+	}
+	if (!strcasecmp(kv->key, "UNIQUEIDS")) {
+		if (kv->type != DL_LIST)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		struct uid_rock ur = { s, kv };
+		store_mailbox_list(s->st, NULL, uniqueid_cb, &ur, &err);
+		return "OK success";
+	}
+	if (!strcasecmp(kv->key, "QUOTA")) {
+		const char *root = dlist_cstr(kv);
+		struct store_quota q;
+		if (!root)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (mboxname_validate(root, &err) == 0 && store_quota_get(s->st, root, &q, &err) == 0) {
+			struct dlist *d = dlist_new(DL_KVLIST, "QUOTA");
+			dlist_add_str(d, "ROOT", q.root);
+			dlist_add_num(d, "LIMIT", q.storage_limit < 0 ? 4294967295u : (uint64_t)q.storage_limit);
+			if (q.storage_limit >= 0)
+				dlist_add_num(d, "STORAGE", (uint64_t)q.storage_limit);
+			if (q.message_limit >= 0)
+				dlist_add_num(d, "MESSAGE", (uint64_t)q.message_limit);
+			dlist_add_num(d, "MODSEQ", q.modseq);
+			send_data(s, d);
+			dlist_free(&d);
+			store_quota_free(&q);
+		}
+		return "OK success";
+	}
+	if (!strcasecmp(kv->key, "ANNOTATION")) {
+		const char *name = dlist_cstr(kv);
+		if (!name)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		if (*name && mboxname_validate(name, &err) == 0) {
+			struct annot_rock ar = { s, name };
+			store_annot_list(s->st, name, 0, annot_cb, &ar, &err);
+		}
+		return "OK success";
+	}
+	if (!strcasecmp(kv->key, "FETCH")) {
+		const char *name;
+		char guid[41];
+		if (kv->type != DL_KVLIST || dlist_get_str(kv, "MBOXNAME", &name) < 0 || dlist_get_guid(kv, "GUID", guid) < 0 ||
+		    mboxname_validate(name, &err) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		struct buf data = BUF_INIT;
+		int rc = store_message_read(s->st, name, guid, &data, &err);
+		struct dlist *d;
+		if (rc == 0) {
+			d = dlist_new(DL_FILE, "MESSAGE");
+			d->part = xstrdup("default");
+			memcpy(d->guid, guid, sizeof d->guid);
+			buf_append(&d->s, data.ptr ? data.ptr : "", data.len);
+		} else if (err.code == TE_CORRUPT) {
+			d = dlist_new(DL_NIL, "MESSAGE");	/* the file does not hash to its GUID */
+		} else {
+			buf_free(&data);
+			return "NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox";
+		}
+		send_data(s, d);
+		dlist_free(&d);
+		buf_free(&data);
 		return "OK success";
 	}
 	return "NO IMAP_PROTOCOL_ERROR Protocol error";

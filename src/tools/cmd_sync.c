@@ -75,6 +75,7 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 		}
 		struct buf report = BUF_INIT;
 		int ndiff = 0;
+		syncc_compare_bodies(sc, bodies);
 		if (syncc_compare(sc, (const char *const *)argv + i, (size_t)(argc - i), &report, &ndiff, &err) < 0) {
 			rc = tool_fail(&err);
 		} else {
@@ -137,7 +138,8 @@ static const char compare_usage[] =
 	"\nCompares this instance (the master) with the channel's replica over the\n"
 	"replication protocol: every mailbox of the users (all, with the shared ones,\n"
 	"when none is given): header keys, CRCs and every record (UID, modseq, dates,\n"
-	"size, GUID, flags). --bodies also re-hashes every local message file.\n"
+	"size, GUID, flags). --bodies also fetches every message body from the replica\n"
+	"(GET FETCH) and checks its SHA-1, and re-hashes the local files of the users given.\n"
 	"Prints one line per difference; exit 0 when equal, 1 when not.\n";
 
 int cmd_compare(struct tool *t, int argc, char **argv)

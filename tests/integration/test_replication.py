@@ -130,6 +130,21 @@ try:
         t.check("private note" not in dump and "Alice's inbox" not in dump, "removals replicated")
         equal("after removing annotations")
 
+    with t.case("compare --bodies finds a damaged message file on the replica"):
+        r = m.run(["compare", "-n", "repl1", "-o", "--bodies", "alice"])
+        t.eq(r.returncode, 0, f"clean: {r.stdout}")
+        uid, guid = [(l.split("\t")[0], l.split("\t")[5]) for l in pair.replica.ok(["message", "list", "user.alice"]).splitlines()][0]
+        path = os.path.join(pair.replica.dir, "spool", "user", "alice", "blobs", guid[:2], guid)
+        good = open(path, "rb").read()
+        with open(path, "wb") as f:
+            f.write(good[:-3] + b"XYZ")
+        r = m.run(["compare", "-n", "repl1", "-o", "--bodies", "alice"])
+        t.eq(r.returncode, 1, "difference found")
+        t.check(f"uid={uid} guid={guid} difference=replica_body damaged" in r.stdout, r.stdout)
+        with open(path, "wb") as f:
+            f.write(good)
+        t.eq(m.run(["compare", "-n", "repl1", "-o", "--bodies", "alice"]).returncode, 0, "clean again")
+
     with t.case("randomized workload"):
         boxes = ["user.alice", "user.bob", "user.alice.Lists", "user.alice.Jobs"]
         for i in range(80):
