@@ -328,6 +328,8 @@ struct store_apply {
  * the changes then stay and the client repairs with a full update). The
  * owner's store and user entry are created when missing. */
 int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err);
+/* Renames one mailbox keeping its modseqs (APPLY RENAME). */
+int store_apply_rename(struct store *st, const char *oldname, const char *newname, struct terr *err);
 /* Removes a mailbox completely (APPLY UNMAILBOX); TE_NOTFOUND if missing.
  * Unlike store_mailbox_delete, an INBOX may go. */
 int store_apply_unmailbox(struct store *st, const char *name, struct terr *err);

@@ -360,9 +360,26 @@ int store_mailbox_list(struct store *st, const char *owner, store_mailbox_cb *cb
 	return 0;
 }
 
-/* Renames within one owner's database. */
+/* Renames within one owner's database. bump: give the renamed mailboxes a
+ * new HIGHESTMODSEQ/FOLDERMODSEQ (a local rename); 0 keeps them (a
+ * replica applying its master's rename, whose next APPLY MAILBOX carries
+ * the master's modseqs). */
+static int mailbox_rename(struct store *st, const char *oldname, const char *newname, int children, int bump,
+			  struct terr *err);
+
 int store_mailbox_rename(struct store *st, const char *oldname, const char *newname, int children,
 			 struct terr *err)
+{
+	return mailbox_rename(st, oldname, newname, children, 1, err);
+}
+
+int store_apply_rename(struct store *st, const char *oldname, const char *newname, struct terr *err)
+{
+	return mailbox_rename(st, oldname, newname, 0, 0, err);
+}
+
+static int mailbox_rename(struct store *st, const char *oldname, const char *newname, int children, int bump,
+			  struct terr *err)
 {
 	struct buf o1 = BUF_INIT, o2 = BUF_INIT, qroot = BUF_INIT, nn = BUF_INIT;
 	struct utx tx = { 0 };
@@ -431,14 +448,21 @@ int store_mailbox_rename(struct store *st, const char *oldname, const char *newn
 			terr_set(err, TE_EXISTS, "mailbox '%s' already exists", nn.ptr);
 			break;
 		}
-		s = store_sql_prepare(u->db, "UPDATE mailboxes SET name = ?, foldermodseq = ?,"
-					     " highestmodseq = ? WHERE name = ?;", err);
+		s = store_sql_prepare(u->db, bump ? "UPDATE mailboxes SET name = ?, foldermodseq = ?,"
+						    " highestmodseq = ? WHERE name = ?;" :
+						    "UPDATE mailboxes SET name = ? WHERE name = ? AND ? AND ?;", err);
 		if (!s)
 			break;
 		sqlite3_bind_text(s, 1, nn.ptr, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(s, 2, (sqlite3_int64)modseq);
-		sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
-		sqlite3_bind_text(s, 4, names[i], -1, SQLITE_STATIC);
+		if (bump) {
+			sqlite3_bind_int64(s, 2, (sqlite3_int64)modseq);
+			sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
+			sqlite3_bind_text(s, 4, names[i], -1, SQLITE_STATIC);
+		} else {
+			sqlite3_bind_text(s, 2, names[i], -1, SQLITE_STATIC);
+			sqlite3_bind_int(s, 3, 1);
+			sqlite3_bind_int(s, 4, 1);
+		}
 		int sr = sqlite3_step(s);
 		sqlite3_finalize(s);
 		if (sr != SQLITE_DONE) {

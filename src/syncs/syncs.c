@@ -468,7 +468,7 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
 		if (!strcmp(o, n))
 			return "OK success";	/* a partition move: one partition here */
-		if (store_mailbox_rename(s->st, o, n, 0, &err) < 0)
+		if (store_apply_rename(s->st, o, n, &err) < 0)
 			return err.code == TE_NOTFOUND ? sync_no_text(&err) : "NO Unknown error";
 		return "OK success";
 	}
