@@ -4,7 +4,7 @@
 # Runs apt-get (as root) at most once per call; prints nothing when all is there.
 set -eu
 build="gcc make pkg-config libsqlite3-dev libssl-dev zlib1g-dev libcrypt-dev openssl python3"
-check="$build clang libclang-rt-14-dev swaks isync sqlite3 procps"
+check="$build clang libclang-rt-14-dev swaks isync sqlite3 procps cyrus-imapd cyrus-replication sasl2-bin"
 bench_pkgs="$check strace"
 case "${1:-build}" in
   build) want="$build" ;;
@@ -24,6 +24,15 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps.sh: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+# Installing cyrus-imapd must not start a system Cyrus (the interop tests run
+# their own throwaway instances): deny service starts during the install.
+guard=""
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && guard=1
+fi
+rc=0
+apt-get update -qq || rc=$?
 # shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing
+[ "$rc" = 0 ] && { apt-get install -y -qq --no-install-recommends $missing || rc=$?; }
+[ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
+exit $rc

@@ -165,6 +165,9 @@ int store_quota_charge(struct utx *tx, const char *root, int64_t bytes, int64_t 
 	return rc;
 }
 
+/* New mailboxes get OPTIONS "P" (POP3 new-style UIDLs), as Cyrus 3.6 gives
+ * them by default: a Cyrus replica keeps it, so a tandem master must
+ * agree for the pair to compare equal. */
 static void default_acl(const char *owner, struct buf *acl)
 {
 	if (*owner)
@@ -234,8 +237,8 @@ int store_mailbox_create_owner(struct store *st, const char *name,
 		goto out;
 	sqlite3_stmt *s = store_sql_prepare(u->db,
 		"INSERT INTO mailboxes(name, uniqueid, mboxtype, sync_crc_annot, highestmodseq,"
-		" uidvalidity, partition, acl, quotaroot, createdmodseq, foldermodseq)"
-		" VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?);", err);
+		" uidvalidity, partition, acl, quotaroot, createdmodseq, foldermodseq, options)"
+		" VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'P');", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
