@@ -26,7 +26,10 @@ if not cyrus.available() or os.geteuid() != 0:
     print("SKIP: Cyrus 3.6 is not installed or not root (make check installs it: scripts/deps.sh check)")
     t.done()
 
-root = tempfile.mkdtemp(prefix="tandem-cyrus-")
+# Cyrus runs as the cyrus user: its directories must be reachable by it, so
+# not under the test runner's private (0700) TMPDIR.
+root = tempfile.mkdtemp(prefix="tandem-cyrus-", dir="/tmp")
+os.chmod(root, 0o755)
 started = []
 
 
