@@ -125,6 +125,21 @@ try:
     tm = Instance(root=os.path.join(root, "tm"), channels="cy",
                   extra_conf=f"cy_sync_host: 127.0.0.1:{cr.sync_port}\nsync_authname: repl\nsync_password: replpw\n")
 
+    with t.case("round trip: Cyrus -> tandem -> a second Cyrus loses nothing"):
+        with open(rep.conf, "a") as f:
+            f.write("sync_authname: repl\nsync_password: replpw\n")
+        r = rep.run(["sync", "-S", f"127.0.0.1:{cr.sync_port}", "-o", "-u", "alice", "bob"])
+        t.eq(r.returncode, 0, f"tandem -> second Cyrus: {r.stderr[-500:]}")
+        for mb in boxes:
+            t.eq(cyrus_state(cr, mb), cyrus_state(cm, mb), f"the two Cyrus instances agree on {mb}")
+        im1, im2 = cm.imap(), cr.imap()
+        for mb in boxes:
+            a = im1.status(mb, "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES)")[1][0]
+            b = im2.status(mb, "(UIDVALIDITY UIDNEXT HIGHESTMODSEQ MESSAGES)")[1][0]
+            t.eq(b, a, f"STATUS of {mb} (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, MESSAGES)")
+        im1.logout()
+        im2.logout()
+
     with t.case("tandem sync -A into Cyrus sync_server"):
         for u in ["carol", "dave"]:
             tm.ok(["user", "add", "--no-password", u])
