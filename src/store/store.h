@@ -328,6 +328,10 @@ struct store_apply {
  * the changes then stay and the client repairs with a full update). The
  * owner's store and user entry are created when missing. */
 int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err);
+/* Marks UIDs expunged without new modseqs (APPLY EXPUNGE, after a full
+ * update); the mailbox's uniqueid must match (TE_MOVED). */
+int store_apply_expunge(struct store *st, const char *name, const char *uniqueid, const uint32_t *uids,
+			size_t n, struct terr *err);
 /* Renames one mailbox keeping its modseqs (APPLY RENAME). */
 int store_apply_rename(struct store *st, const char *oldname, const char *newname, struct terr *err);
 /* Removes a mailbox completely (APPLY UNMAILBOX); TE_NOTFOUND if missing.

@@ -468,3 +468,64 @@ out:
 	buf_free(&owner);
 	return rc;
 }
+
+int store_apply_expunge(struct store *st, const char *name, const char *uniqueid, const uint32_t *uids,
+			size_t n, struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, name, 0, &u, err) < 0)
+		return -1;
+	struct utx tx;
+	if (utx_begin(&tx, st, u, err) < 0)
+		return -1;
+	int rc = -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, name, &row, err) < 0)
+		goto out;
+	if (strcmp(row.uniqueid, uniqueid) != 0) {
+		terr_set(err, TE_MOVED, "%s has uniqueid %s, not %s", name, row.uniqueid, uniqueid);
+		goto out;
+	}
+	int64_t bytes = 0, msgs = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct rrec r;
+		if (load_rrec(u, row.id, uids[i], &r, err) < 0)
+			goto out;
+		if (!r.found || (r.sysflags & SYSFLAG_EXPUNGED))
+			continue;
+		/* expunged without a new modseq, so the next incremental sync matches */
+		struct rrec e = r;
+		e.sysflags |= SYSFLAG_EXPUNGED;
+		uint32_t adelta;
+		struct store_apply none = { 0 };
+		row.sync_crc ^= crc_of(uids[i], &r);
+		row.sync_crc_annot ^= annot_of(uids[i], &r);
+		if (write_record(u, row.id, uids[i], &e, 0, err) < 0 ||
+		    replace_annots(&tx, row.id, uids[i], 1, 0, &none, r.modseq, &adelta, err) < 0)
+			goto out;
+		row.sync_crc_annot ^= adelta;
+		bytes -= r.size;
+		msgs--;
+	}
+	sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET sync_crc = ?, sync_crc_annot = ?,"
+						   " exists_count = exists_count + ? WHERE id = ?;", err);
+	if (!s)
+		goto out;
+	sqlite3_bind_int64(s, 1, row.sync_crc);
+	sqlite3_bind_int64(s, 2, row.sync_crc_annot);
+	sqlite3_bind_int64(s, 3, msgs);
+	sqlite3_bind_int64(s, 4, row.id);
+	int sr = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (sr != SQLITE_DONE) {
+		store_sql_fail(u->db, "expunge", err);
+		goto out;
+	}
+	if (store_quota_charge(&tx, row.quotaroot, bytes, msgs, 0, err) < 0 ||
+	    utx_log(&tx, "MAILBOX", name, NULL, err) < 0 || utx_commit(&tx, err) < 0)
+		goto out;
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	return rc;
+}

@@ -456,6 +456,23 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 		return apply_message(s, kv);
 	if (!strcasecmp(k, "MAILBOX") || !strcasecmp(k, "LOCAL_MAILBOX"))
 		return apply_mailbox(s, kv);
+	if (!strcasecmp(k, "EXPUNGE")) {
+		const char *m, *uid;
+		const struct dlist *list = dlist_get_list(kv, "UID");
+		if (dlist_get_str(kv, "MBOXNAME", &m) < 0 || dlist_get_str(kv, "UNIQUEID", &uid) < 0 || !list ||
+		    mboxname_validate(m, &err) < 0)
+			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+		uint32_t *uids = xcalloc(list->n ? list->n : 1, sizeof *uids);
+		size_t n = 0;
+		for (size_t i = 0; i < list->n; i++) {
+			uint64_t v;
+			if (dlist_num64(list->items[i], &v) == 0 && v && v <= UINT32_MAX)
+				uids[n++] = (uint32_t)v;
+		}
+		int rc = store_apply_expunge(s->st, m, uid, uids, n, &err);
+		free(uids);
+		return rc < 0 ? sync_no_text(&err) : "OK success";
+	}
 	if (!strcasecmp(k, "UNMAILBOX") || !strcasecmp(k, "LOCAL_UNMAILBOX")) {
 		const char *name = dlist_cstr(kv);
 		if (!name || mboxname_validate(name, &err) < 0)
@@ -632,6 +649,29 @@ int syncs_session(const struct service_env *env, struct conn *c)
 	dlist_frame_init(&f);
 	for (;;) {
 		long long n = dlist_frame_scan(&f, s.in.ptr ? s.in.ptr : "", s.in.len, &err);
+		if (n < 0 && err.code == TE_INVALID) {
+			/* a syntax error: skip to the end of the line, answer BAD, go on
+			 * (over a size limit there is no way to resynchronise: drop) */
+			const char *nl = memchr(s.in.ptr + f.pos, '\n', s.in.len - f.pos);
+			if (!nl) {
+				if (s.in.len > DLIST_MAX_ATOM)
+					break;
+				ssize_t r = conn_read(c, &s.in, (int)(timeout_ms > 0 ? timeout_ms : -1), &err);
+				if (r <= 0)
+					break;
+				continue;	/* the scanner stays where it failed */
+			}
+			char verb[16];
+			size_t vl = strcspn(s.in.ptr, " \r\n");
+			snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), s.in.ptr);
+			for (char *p = verb; *p; p++)
+				*p = (char)toupper((unsigned char)*p);
+			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
+			conn_printf(c, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line\r\n", verb);
+			buf_consume(&s.in, (size_t)(nl - s.in.ptr) + 1);
+			dlist_frame_init(&f);
+			continue;
+		}
 		if (n < 0) {
 			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
 			conn_printf(c, "* BYE %s\r\n", err.msg);
