@@ -142,6 +142,12 @@
 #define IMAP_IDLE_TIMEOUT 1800
 /* Before login, seconds: a client that has not logged in by then is gone. */
 #define IMAP_PREAUTH_TIMEOUT 60
+/* A LIST/LSUB pattern (reference + mailbox), bytes: twice the longest
+ * mailbox name leaves room for wildcards; matching costs pattern x name. */
+#define IMAP_MAX_LIST_PATTERN (2 * MAX_MBOXNAME)
+/* Mailboxes one LIST walks: bounds the work and the memory of one LIST
+ * (every user's folders, when an admin lists "*"). */
+#define IMAP_MAX_LIST_MAILBOXES 100000
 
 /* ---- LMTP -------------------------------------------------------------- */
 

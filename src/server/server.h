@@ -22,7 +22,7 @@ struct service_env {
 	const char *conf_path;
 	const char *service;	/* "imap", "imaps", "lmtp", "sync" */
 	SSL_CTX *tls;		/* NULL when no certificate is configured */
-	int implicit_tls;	/* imaps: TLS already on when the session starts */
+	int implicit_tls;	/* imaps: the session starts TLS before its greeting */
 	char session_id[32];	/* <servername-free> "<pid hex>-<counter hex>" */
 	char peer[80];
 };

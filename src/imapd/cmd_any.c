@@ -1,0 +1,86 @@
+/* cmd_any.c: CAPABILITY, NOOP, CHECK, LOGOUT, ID (RFC 2971), ENABLE
+ * (RFC 5161) and the SYNC* commands (refused here: replication is served
+ * on the sync port). */
+#include "imapd/imapd-private.h"
+
+#include "lib/log.h"
+#include "proto/imap/imap_write.h"
+
+#include <string.h>
+#include <strings.h>
+
+int imapd_cmd_capability(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	struct buf caps = BUF_INIT;
+	imapd_capabilities(s, &caps);
+	imapd_printf(s, "* CAPABILITY %s\r\n", caps.ptr);
+	buf_free(&caps);
+	return 0;
+}
+
+/* NOOP and CHECK do nothing themselves: the dispatcher sends the updates. */
+int imapd_cmd_noop(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)s;
+	(void)cmd;
+	return 0;
+}
+
+int imapd_cmd_check(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)s;
+	(void)cmd;
+	return 0;
+}
+
+int imapd_cmd_logout(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	imapd_printf(s, "* BYE %s logging out\r\n", s->servername);
+	if (s->user)
+		imapd_log_event(s, "logout", s->sel ? s->sel->name : NULL, "commands=%lu", s->ncommands);
+	return 1;
+}
+
+int imapd_cmd_id(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	struct buf b = BUF_INIT, q = BUF_INIT;
+	/* log what the client says it is (name, version), one line */
+	for (size_t i = 0; i + 1 < cmd->u.id.params.count; i += 2) {
+		const char *k = cmd->u.id.params.v[i], *v = cmd->u.id.params.v[i + 1];
+		if (!v || (strcasecmp(k, "name") && strcasecmp(k, "version")))
+			continue;
+		char lq[LOGQ_MAX];
+		buf_printf(&q, " client_%s=%s", !strcasecmp(k, "name") ? "name" : "version", logq(lq, v));
+	}
+	if (q.len)
+		log_info("event=id session=%s%s", s->env->session_id, q.ptr);
+	buf_appends(&b, "* ID (\"name\" \"tandem\" \"vendor\" \"tandem\" \"support-url\" NIL)\r\n");
+	buf_append(&s->out, b.ptr, b.len);
+	buf_free(&b);
+	buf_free(&q);
+	return 0;
+}
+
+int imapd_cmd_enable(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	struct buf on = BUF_INIT;
+	for (size_t i = 0; i < cmd->u.enable.count; i++) {
+		const char *c = cmd->u.enable.v[i];
+		if (!strcasecmp(c, "CONDSTORE") && !s->condstore) {
+			s->condstore = 1;
+			buf_appends(&on, " CONDSTORE");
+		}
+	}
+	imapd_printf(s, "* ENABLED%s\r\n", buf_cstr(&on));
+	buf_free(&on);
+	return 0;
+}
+
+int imapd_cmd_sync(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	imapd_no(s, "CANNOT", "Replication is served on the sync port, not over IMAP");
+	return 0;
+}

@@ -1,0 +1,89 @@
+/* cmd_select.c: SELECT, EXAMINE (with CONDSTORE, RFC 7162), CLOSE and
+ * UNSELECT (RFC 3691). \Recent is not kept: RECENT is always 0. */
+#include "imapd/imapd-private.h"
+
+#include "lib/xalloc.h"
+#include "store/store.h"
+
+#include <string.h>
+
+static void write_flag_lists(struct imapd_session *s, const struct imapd_view *v)
+{
+	const char *kw = buf_cstr(&v->keywords), *sp = *kw ? " " : "";
+	imapd_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)\r\n", sp, kw);
+	if (v->readonly)
+		imapd_printf(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+	else
+		imapd_printf(s, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s%s)] Ok\r\n",
+			     sp, kw, (v->rights & IMAPD_R_WRITE) ? " \\*" : "");
+}
+
+int imapd_cmd_select(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	int examine = cmd->id == IMAP_CMD_EXAMINE;
+	struct buf name = BUF_INIT;
+	struct store_mailbox_info mi = { 0 };
+	struct terr err = { 0 };
+	unsigned rights = 0;
+	/* a SELECT, even a failing one, leaves the selected state first */
+	imapd_view_free(&s->sel);
+	imapd_loaded_clear(&s->cur);
+	if (imapd_mailbox_get(s, cmd->u.select.mailbox, IMAPD_R_READ, &name, &mi, &rights) < 0)
+		goto out;
+	if (cmd->u.select.condstore)
+		s->condstore = 1;
+	int readonly = examine ||
+		       !(rights & (IMAPD_R_SEEN | IMAPD_R_WRITE | IMAPD_R_DELETE_MSG | IMAPD_R_EXPUNGE));
+	struct imapd_view *v;
+	if (imapd_view_open(s, &mi, readonly, rights, &v, &err) < 0) {
+		imapd_no_err(s, "select", &err);
+		goto out;
+	}
+	s->sel = v;
+	write_flag_lists(s, v);
+	imapd_printf(s, "* %zu EXISTS\r\n* 0 RECENT\r\n", v->n);
+	for (size_t i = 0; i < v->n; i++)
+		if (!(v->msgs[i].sysflags & SYSFLAG_SEEN)) {
+			imapd_printf(s, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);
+			break;
+		}
+	imapd_printf(s, "* OK [UIDVALIDITY %u] Ok\r\n* OK [UIDNEXT %u] Ok\r\n", v->uidvalidity, v->last_uid + 1);
+	imapd_printf(s, "* OK [HIGHESTMODSEQ %llu] Ok\r\n", (unsigned long long)v->highestmodseq);
+	imapd_ok(s, readonly ? "READ-ONLY" : "READ-WRITE", "%s completed", examine ? "EXAMINE" : "SELECT");
+	imapd_log_event(s, examine ? "examine" : "select", v->name, "exists=%zu", v->n);
+out:
+	store_mailbox_info_free(&mi);
+	buf_free(&name);
+	return 0;
+}
+
+int imapd_cmd_close(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	struct imapd_view *v = s->sel;
+	struct terr err = { 0 };
+	if (!v->readonly && (v->rights & IMAPD_R_EXPUNGE)) {
+		/* expunge silently (no EXPUNGE responses after CLOSE) */
+		uint32_t *uids = xmalloc((v->n ? v->n : 1) * sizeof *uids);
+		size_t n = 0, count = 0;
+		for (size_t i = 0; i < v->n; i++)
+			if (!v->msgs[i].gone && (v->msgs[i].sysflags & SYSFLAG_DELETED))
+				uids[n++] = v->msgs[i].uid;
+		if (n && store_expunge(s->st, v->name, uids, n, &count, &err) < 0)
+			imapd_no_err(s, "close_expunge", &err);
+		else if (count)
+			imapd_log_event(s, "expunge", v->name, "count=%zu via=close", count);
+		free(uids);
+	}
+	imapd_view_free(&s->sel);
+	imapd_loaded_clear(&s->cur);
+	return 0;
+}
+
+int imapd_cmd_unselect(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	imapd_view_free(&s->sel);
+	imapd_loaded_clear(&s->cur);
+	return 0;
+}

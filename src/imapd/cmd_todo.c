@@ -1,0 +1,27 @@
+/* cmd_todo.c: temporary stubs (being replaced). */
+#include "imapd/imapd-private.h"
+
+#define STUB(fn) int fn(struct imapd_session *s, const struct imap_cmd *cmd) { (void)cmd; imapd_no(s, "CANNOT", "Not implemented yet"); return 0; }
+STUB(imapd_cmd_create)
+STUB(imapd_cmd_delete)
+STUB(imapd_cmd_rename)
+STUB(imapd_cmd_subscribe)
+STUB(imapd_cmd_list)
+STUB(imapd_cmd_lsub)
+STUB(imapd_cmd_namespace)
+STUB(imapd_cmd_status)
+STUB(imapd_cmd_append)
+STUB(imapd_cmd_idle)
+STUB(imapd_cmd_expunge)
+STUB(imapd_cmd_search)
+STUB(imapd_cmd_store)
+STUB(imapd_cmd_copy)
+STUB(imapd_cmd_getquota)
+STUB(imapd_cmd_getquotaroot)
+STUB(imapd_cmd_setquota)
+STUB(imapd_cmd_getacl)
+STUB(imapd_cmd_setacl)
+STUB(imapd_cmd_listrights)
+STUB(imapd_cmd_myrights)
+STUB(imapd_cmd_getmetadata)
+STUB(imapd_cmd_setmetadata)
