@@ -1,10 +1,11 @@
 /* cmd_any.c: CAPABILITY, NOOP, CHECK, LOGOUT, ID (RFC 2971), ENABLE
- * (RFC 5161) and the SYNC* commands (refused here: replication is served
- * on the sync port). */
+ * (RFC 5161) and the SYNC* commands (replication over IMAP, for admins:
+ * the engine is the sync server's, src/syncs). */
 #include "imapd/imapd-private.h"
 
 #include "lib/log.h"
 #include "proto/imap/imap_write.h"
+#include "syncs/syncs.h"
 
 #include <string.h>
 #include <strings.h>
@@ -78,9 +79,38 @@ int imapd_cmd_enable(struct imapd_session *s, const struct imap_cmd *cmd)
 	return 0;
 }
 
+/* SYNCGET, SYNCAPPLY, SYNCRESTORE, SYNCRESTART: the replication protocol
+ * carried over IMAP (reference §2.10), for admins. The engine writes the
+ * data lines itself; the completion becomes the tagged reply. */
 int imapd_cmd_sync(struct imapd_session *s, const struct imap_cmd *cmd)
 {
-	(void)cmd;
-	imapd_no(s, "CANNOT", "Replication is served on the sync port, not over IMAP");
+	if (!s->isadmin) {
+		imapd_bad(s, NULL, "Unrecognized command");
+		return 0;
+	}
+	if (s->data_overflow) {
+		imapd_no(s, NULL, "IMAP_PROTOCOL_ERROR Command too long");
+		return 0;
+	}
+	struct terr err = { 0 };
+	if (!s->sync && !(s->sync = syncs_imap_new(s->env, s->c, s->user, &err))) {
+		imapd_no_err(s, "sync_open", &err);
+		return 0;
+	}
+	const char *verb = cmd->id == IMAP_CMD_SYNCGET ? "GET" : cmd->id == IMAP_CMD_SYNCAPPLY ? "APPLY" :
+			   cmd->id == IMAP_CMD_SYNCRESTORE ? "RESTORE" : "RESTART";
+	const char *raw = cmd->u.sync.raw ? cmd->u.sync.raw : s->appendmsg.ptr ? s->appendmsg.ptr : "";
+	size_t len = cmd->u.sync.raw ? (size_t)cmd->u.sync.len : s->appendmsg.len;
+	if (imapd_flush(s) < 0)
+		return -1;
+	const char *res = syncs_imap_command(s->sync, verb, raw, len);
+	size_t rl = strcspn(res, " ");
+	const char *text = res[rl] ? res + rl + 1 : "";
+	if (!strncmp(res, "OK", rl))
+		imapd_ok(s, NULL, "%s", text);
+	else if (!strncmp(res, "NO", rl))
+		imapd_no(s, NULL, "%s", text);
+	else
+		imapd_bad(s, NULL, "%s", text);
 	return 0;
 }

@@ -32,6 +32,7 @@
 struct store;
 struct chlog;
 struct mime_message;
+struct syncs;
 struct store_mailbox_info;
 
 /* How often IDLE looks at the selected mailbox's HIGHESTMODSEQ, ms. */
@@ -171,7 +172,10 @@ struct imapd_session {
 	int condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
 	int tls_pending_check;
 	struct imapd_view *sel;
-	struct buf appendmsg;	/* APPEND's message, gathered from IMAP_DATA */
+	struct buf appendmsg;	/* APPEND's message or a SYNC* command's DLIST,
+				 * gathered from IMAP_DATA */
+	int data_overflow;	/* a SYNC* DLIST over DLIST_MAX_COMMAND_BYTES */
+	struct syncs *sync;	/* the replication engine (admins, on first use) */
 	struct imapd_result res;
 	struct imapd_loaded cur;
 	/* from the config */

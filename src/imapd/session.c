@@ -20,6 +20,7 @@
 #include "proto/imap/imap_write.h"
 #include "proto/mime/mime.h"
 #include "store/store.h"
+#include "syncs/syncs.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -225,6 +226,7 @@ static void session_free(struct imapd_session *s)
 {
 	imapd_view_free(&s->sel);
 	imapd_loaded_clear(&s->cur);
+	syncs_imap_free(&s->sync);
 	imap_parser_free(&s->p);
 	buf_free(&s->in);
 	buf_free(&s->out);
@@ -266,6 +268,7 @@ static int on_event(struct imapd_session *s, int ev)
 	case IMAP_COMMAND: {
 		int r = imapd_dispatch(s, imap_parser_command(s->p));
 		buf_reset(&s->appendmsg);
+		s->data_overflow = 0;
 		if (r != 0)
 			return -1;
 		break;
@@ -276,14 +279,26 @@ static int on_event(struct imapd_session *s, int ev)
 	case IMAP_DATA: {
 		const void *d;
 		size_t n;
-		if (imap_parser_data(s->p, &d, &n) == IMAP_DATA_MESSAGE)
+		enum imap_data_kind kind = imap_parser_data(s->p, &d, &n);
+		if (kind == IMAP_DATA_MESSAGE)
 			buf_append(&s->appendmsg, d, n);
+		else if (s->isadmin && !s->data_overflow) {
+			/* replication commands are for admins only: others' bytes
+			 * are dropped, and the command gets BAD */
+			if (s->appendmsg.len + n > DLIST_MAX_COMMAND_BYTES) {
+				s->data_overflow = 1;
+				buf_free(&s->appendmsg);
+			} else {
+				buf_append(&s->appendmsg, d, n);
+			}
+		}
 		break;
 	}
 	case IMAP_ERROR: {
 		const struct imap_error *e = imap_parser_error(s->p);
 		imap_write_error(&s->out, e);
 		buf_reset(&s->appendmsg);
+		s->data_overflow = 0;
 		s->bad++;
 		if (e->fatal)
 			return -1;

@@ -68,6 +68,12 @@ struct syncc {
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
 	int compare_bodies;
+	/* the IMAP transport (reference §2.10): the replica's imapd speaks
+	 * the protocol inside SYNCGET/SYNCAPPLY; tags S0, S1, ... */
+	int imap;
+	int cap_sasl_ir, cap_replication;
+	unsigned long tagn;
+	char tag[24];
 };
 
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o)
@@ -136,12 +142,47 @@ static int read_line(struct syncc *sc, struct dlist **line_r, struct buf *raw, s
  * TE_MOVED, TE_NOTFOUND from the NO code; TE_IO on the connection). */
 typedef void data_fn(void *rock, struct dlist *kv);
 
+/* Writes sc->out as the IMAP transport's command: "GET x" becomes
+ * "S<n> SYNCGET x", RESTART "S<n> SYNCRESTART", NOOP "N01 NOOP", EXIT
+ * "Q01 LOGOUT"; AUTHENTICATE/STARTTLS/CAPABILITY get A01/S01/C01 (the
+ * fixed tags of Cyrus's client). sc->tag gets the tag to expect. */
+static void imap_wrap(struct syncc *sc)
+{
+	static const struct { const char *verb, *tag, *imap; } fixed[] = {
+		{ "NOOP", "N01", "NOOP" }, { "EXIT", "Q01", "LOGOUT" },
+		{ "AUTHENTICATE", "A01", "AUTHENTICATE" }, { "STARTTLS", "S01", "STARTTLS" },
+		{ "CAPABILITY", "C01", "CAPABILITY" },
+	};
+	size_t vl = strcspn(sc->out.ptr, " \r\n");
+	const char *rest = sc->out.ptr + vl;
+	const char *imapverb = NULL;
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (strlen(fixed[i].verb) == vl && !strncmp(sc->out.ptr, fixed[i].verb, vl)) {
+			snprintf(sc->tag, sizeof sc->tag, "%s", fixed[i].tag);
+			imapverb = fixed[i].imap;
+		}
+	char head[64];
+	if (imapverb) {
+		snprintf(head, sizeof head, "%s %s", sc->tag, imapverb);
+	} else {
+		snprintf(sc->tag, sizeof sc->tag, "S%lu", sc->tagn++);
+		snprintf(head, sizeof head, "%s SYNC%.*s", sc->tag, (int)vl, sc->out.ptr);
+	}
+	conn_puts(sc->c, head);
+	conn_write(sc->c, rest, sc->out.len - vl);
+}
+
 static int roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
 {
 	if (sc->o.verbose)
 		log_debug("event=sync_send channel=%s bytes=%zu command=\"%.120s\"", sc->channel, sc->out.len,
 			  buf_cstr(&sc->out));
-	conn_write(sc->c, sc->out.ptr, sc->out.len);
+	if (sc->imap) {
+		imap_wrap(sc);
+	} else {
+		sc->tag[0] = '\0';
+		conn_write(sc->c, sc->out.ptr, sc->out.len);
+	}
 	sc->stats.bytes_sent += sc->out.len;
 	sc->stats.commands++;
 	buf_reset(&sc->out);
@@ -154,6 +195,10 @@ static int roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err
 		if (read_line(sc, &line, &raw, err) < 0)
 			break;
 		const char *w = line->n ? dlist_cstr(line->items[0]) : "";
+		if (sc->imap && w && !strcmp(w, "+")) {
+			dlist_free(&line);	/* a continuation: nothing waits for one */
+			continue;
+		}
 		if (w && !strcmp(w, "*")) {
 			struct dlist *kv = dlist_take_keyed(line, 1);
 			if (kv && cb)
@@ -164,6 +209,14 @@ static int roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err
 		}
 		dlist_free(&line);
 		const char *text = raw.ptr;
+		size_t tl = strlen(sc->tag);
+		if (tl) {
+			if (strncmp(text, sc->tag, tl) || text[tl] != ' ') {
+				terr_set(err, TE_IO, "replica: unexpected line: %.80s", text);
+				break;
+			}
+			text += tl + 1;
+		}
 		if (!strncmp(text, "OK", 2)) {
 			rc = 0;
 		} else {
@@ -178,7 +231,7 @@ static int roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err
 				code = TE_NOTFOUND;
 			else if (!strncmp(text, "NO", 2))
 				code = TE_PERM;
-			size_t l = raw.len;
+			size_t l = raw.len - (size_t)(text - raw.ptr);
 			while (l && (text[l - 1] == '\r' || text[l - 1] == '\n'))
 				l--;
 			terr_set(err, code, "replica: %.*s", (int)l, text);
@@ -235,20 +288,85 @@ static int read_plain_line(struct syncc *sc, struct buf *raw, struct terr *err)
 	}
 }
 
+/* Capabilities from an IMAP "[CAPABILITY ...]" code or "* CAPABILITY"
+ * line (space-delimited words; no code: nothing changes). */
+static void imap_caps(struct syncc *sc, const char *line)
+{
+	const char *p = strstr(line, "CAPABILITY ");
+	if (!p)
+		return;
+	sc->cap_starttls = sc->cap_sasl_ir = sc->cap_replication = sc->cap_sieve = 0;
+	sc->cap_compress = 0;	/* never on the IMAP transport (reference §2.10) */
+	p += 11;
+	while (*p && *p != ']' && *p != '\r' && *p != '\n') {
+		size_t n = strcspn(p, " ]\r\n");
+		if (n == 8 && !strncasecmp(p, "STARTTLS", n))
+			sc->cap_starttls = 1;
+		else if (n == 7 && !strncasecmp(p, "SASL-IR", n))
+			sc->cap_sasl_ir = 1;
+		else if (n == 13 && !strncasecmp(p, "X-REPLICATION", n))
+			sc->cap_replication = 1;
+		else if (n == 14 && !strncasecmp(p, "X-SIEVE-MAILBOX", n))
+			sc->cap_sieve = 1;
+		p += n;
+		while (*p == ' ')
+			p++;
+	}
+}
+
+/* Sends an IMAP command with a fixed tag and reads to its completion,
+ * taking capabilities from "* CAPABILITY" lines and the [CAPABILITY]
+ * code (cmd NULL: only reads). 0 on OK. */
+static int imap_simple(struct syncc *sc, const char *tag, const char *cmd, struct terr *err)
+{
+	if (cmd)
+		conn_printf(sc->c, "%s %s\r\n", tag, cmd);
+	if (conn_flush(sc->c, err) < 0)
+		return -1;
+	struct buf raw = BUF_INIT;
+	size_t tl = strlen(tag);
+	int rc = -1;
+	for (;;) {
+		if (read_plain_line(sc, &raw, err) < 0)
+			break;
+		if (!strncmp(raw.ptr, "* CAPABILITY ", 13)) {
+			imap_caps(sc, raw.ptr);
+			continue;
+		}
+		if (raw.ptr[0] == '*')
+			continue;
+		if (strncmp(raw.ptr, tag, tl) || raw.ptr[tl] != ' ') {
+			terr_set(err, TE_IO, "replica: unexpected line: %.80s", raw.ptr);
+			break;
+		}
+		if (strncmp(raw.ptr + tl + 1, "OK", 2)) {
+			size_t l = raw.len;
+			while (l && (raw.ptr[l - 1] == '\r' || raw.ptr[l - 1] == '\n'))
+				l--;
+			terr_set(err, TE_PERM, "replica: %.*s", (int)l, raw.ptr);
+			break;
+		}
+		imap_caps(sc, raw.ptr);
+		rc = 0;
+		break;
+	}
+	buf_free(&raw);
+	return rc;
+}
+
 static int read_banner(struct syncc *sc, struct terr *err)
 {
 	sc->cap_starttls = sc->cap_compress = sc->cap_sieve = 0;
+	sc->imap = 0;
 	struct buf raw = BUF_INIT;
 	int rc = -1;
 	for (;;) {
 		if (read_plain_line(sc, &raw, err) < 0)
 			break;
 		if (!strncmp(raw.ptr, "* OK", 4)) {
-			if (strstr(raw.ptr, "IMAP")) {
-				terr_set(err, TE_CONFIG, "the replica answers IMAP, not csync: point sync_port at its"
-							 " sync_listen port (the IMAP transport is not implemented yet)");
-				break;
-			}
+			sc->imap = strstr(raw.ptr, "IMAP") != NULL;
+			if (sc->imap)
+				imap_caps(sc, raw.ptr);
 			rc = 0;
 			break;
 		}
@@ -267,8 +385,12 @@ static int read_banner(struct syncc *sc, struct terr *err)
 	return rc;
 }
 
-/* host, host:port, host:port/tls, /unix/path -> address, tls flag. */
-static int replica_address(struct syncc *sc, struct buf *addr, int *tls, struct terr *err)
+/* host, host:port, host:port/tls, /unix/path -> address, tls flag.
+ * Without a port in the host or sync_port: the IMAP port first when
+ * sync_try_imap is on (attempt 0), then csync's 2005 (attempt 1), as
+ * Cyrus's client does; *attempts_r says how many there are. */
+static int replica_address(struct syncc *sc, int attempt, struct buf *addr, int *tls, int *attempts_r,
+			   struct terr *err)
 {
 	const char *host = sc->o.server ? sc->o.server : conf_chan_str(sc->conf, sc->channel, "sync_host");
 	const char *port = conf_chan_str(sc->conf, sc->channel, "sync_port");
@@ -277,6 +399,7 @@ static int replica_address(struct syncc *sc, struct buf *addr, int *tls, struct 
 				sc->channel, sc->channel, *sc->channel ? "_" : "");
 	buf_reset(addr);
 	*tls = 0;
+	*attempts_r = 1;
 	const char *slash = host[0] == '/' ? NULL : strchr(host, '/');
 	size_t hl = slash ? (size_t)(slash - host) : strlen(host);
 	if (slash && !strncmp(slash, "/tls", 4))
@@ -289,24 +412,69 @@ static int replica_address(struct syncc *sc, struct buf *addr, int *tls, struct 
 		has_port = strstr(addr->ptr, "]:") != NULL;
 	else
 		has_port = strchr(addr->ptr, ':') != NULL;
-	if (!has_port)
-		buf_printf(addr, ":%s", port && *port ? port : "2005");
+	if (!has_port && port && *port) {
+		buf_printf(addr, ":%s", port);
+	} else if (!has_port) {
+		int try_imap = conf_chan_bool(sc->conf, sc->channel, "sync_try_imap");
+		*attempts_r = try_imap ? 2 : 1;
+		buf_appends(addr, try_imap && attempt == 0 ? ":143" : ":2005");
+	}
 	return 0;
 }
 
-static int connect_once(struct syncc *sc, struct terr *err)
+/* AUTHENTICATE PLAIN over the IMAP transport (initial response inline
+ * with SASL-IR, else after the "+" continuation). */
+static int imap_login(struct syncc *sc, const char *b64, int bl, struct terr *err)
+{
+	struct buf cmd = BUF_INIT;
+	int rc;
+	if (sc->cap_sasl_ir) {
+		buf_printf(&cmd, "AUTHENTICATE PLAIN %.*s", bl, b64);
+		rc = imap_simple(sc, "A01", cmd.ptr, err);
+	} else {
+		struct buf raw = BUF_INIT;
+		conn_puts(sc->c, "A01 AUTHENTICATE PLAIN\r\n");
+		rc = conn_flush(sc->c, err) < 0 || read_plain_line(sc, &raw, err) < 0 ? -1 : 0;
+		if (rc == 0 && raw.ptr[0] != '+')
+			rc = terr_set(err, TE_PERM, "replica: %.80s", raw.ptr);
+		buf_free(&raw);
+		if (rc == 0) {
+			conn_write(sc->c, b64, (size_t)bl);
+			conn_puts(sc->c, "\r\n");
+			rc = imap_simple(sc, "A01", NULL, err);
+		}
+	}
+	if (cmd.ptr)
+		memset(cmd.ptr, 0, cmd.len);
+	buf_free(&cmd);
+	if (rc == 0 && !sc->cap_replication)
+		rc = imap_simple(sc, "C01", "CAPABILITY", err);
+	if (rc == 0 && !sc->cap_replication)
+		rc = terr_set(err, TE_PERM, "the replica's IMAP server does not offer X-REPLICATION (is"
+				" sync_authname an admin there?)");
+	return rc;
+}
+
+static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struct terr *err)
 {
 	struct buf addr = BUF_INIT;
 	int tls = 0, fd = -1;
-	if (replica_address(sc, &addr, &tls, err) < 0 ||
+	if (replica_address(sc, attempt, &addr, &tls, attempts_r, err) < 0 ||
 	    net_connect(addr.ptr, (int)conf_duration_ms(sc->conf, "client_timeout"), &fd, err) < 0) {
 		buf_free(&addr);
 		return -1;
 	}
 	sc->c = conn_new(fd);
+	sc->tagn = 0;
+	sc->tag[0] = '\0';
 	int rc = -1;
 	if (read_banner(sc, err) < 0)
 		goto out;
+	if (sc->imap && !conf_chan_bool(sc->conf, sc->channel, "sync_try_imap")) {
+		terr_set(err, TE_CONFIG, "%s answers IMAP but sync_try_imap is off: point sync_port at the"
+					 " replica's csync port, or turn sync_try_imap on", addr.ptr);
+		goto out;
+	}
 	if (tls) {
 		if (!sc->cap_starttls) {
 			terr_set(err, TE_CONFIG, "%s: /tls asked for but the replica offers no STARTTLS", addr.ptr);
@@ -314,9 +482,15 @@ static int connect_once(struct syncc *sc, struct terr *err)
 		}
 		if (!sc->tls && !(sc->tls = tls_client_ctx(conf_str(sc->conf, "tls_client_ca_file"), err)))
 			goto out;
-		if (simple(sc, "STARTTLS", err) < 0 || conn_tls_client(sc->c, sc->tls, NULL, err) < 0 ||
-		    read_banner(sc, err) < 0)
+		if (sc->imap) {
+			if (imap_simple(sc, "S01", "STARTTLS", err) < 0 ||
+			    conn_tls_client(sc->c, sc->tls, NULL, err) < 0 ||
+			    imap_simple(sc, "C01", "CAPABILITY", err) < 0)
+				goto out;
+		} else if (simple(sc, "STARTTLS", err) < 0 || conn_tls_client(sc->c, sc->tls, NULL, err) < 0 ||
+			   read_banner(sc, err) < 0) {
 			goto out;
+		}
 	}
 	const char *user = conf_chan_str(sc->conf, sc->channel, "sync_authname");
 	const char *pw = conf_chan_str(sc->conf, sc->channel, "sync_password");
@@ -337,28 +511,47 @@ static int connect_once(struct syncc *sc, struct terr *err)
 		terr_set(err, TE_CONFIG, "sync_authname or sync_password too long");
 		goto out;
 	}
-	buf_reset(&sc->out);
-	buf_printf(&sc->out, "AUTHENTICATE PLAIN %.*s\r\n", bl, b64);
+	int arc;
+	if (sc->imap) {
+		arc = imap_login(sc, (const char *)b64, bl, err);
+	} else {
+		buf_reset(&sc->out);
+		buf_printf(&sc->out, "AUTHENTICATE PLAIN %.*s\r\n", bl, b64);
+		arc = roundtrip(sc, NULL, NULL, err);
+	}
 	memset(b64, 0, sizeof b64);
-	if (roundtrip(sc, NULL, NULL, err) < 0)
+	if (arc < 0)
 		goto out;
 	if (sc->cap_compress) {
 		if (simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress(sc->c, err) < 0)
 			goto out;
 	} else if (sc->o.require_compress) {
-		terr_set(err, TE_CONFIG, "compression required (-z) but the replica does not offer it");
+		terr_set(err, TE_CONFIG, "compression required (-z) but the replica does not offer it%s",
+			 sc->imap ? " (never over the IMAP transport)" : "");
 		goto out;
 	}
 	if (sc->cap_sieve && simple(sc, "APPLY CAPABILITIES (SIEVE-MAILBOX)", err) < 0)
 		goto out;
-	log_info("event=sync_connect channel=%s replica=%s tls=%d compress=%d", sc->channel, addr.ptr,
-		 conn_is_tls(sc->c), conn_is_compressed(sc->c));
+	log_info("event=sync_connect channel=%s replica=%s transport=%s tls=%d compress=%d", sc->channel, addr.ptr,
+		 sc->imap ? "imap" : "csync", conn_is_tls(sc->c), conn_is_compressed(sc->c));
 	rc = 0;
 out:
 	if (rc < 0)
 		syncc_disconnect(sc);
 	buf_free(&addr);
 	return rc;
+}
+
+static int connect_once(struct syncc *sc, struct terr *err)
+{
+	int attempts = 1;
+	for (int i = 0; i < attempts; i++) {
+		if (connect_attempt(sc, i, &attempts, err) == 0)
+			return 0;
+		if (err->code == TE_CONFIG)
+			return -1;
+	}
+	return -1;
 }
 
 int syncc_connect(struct syncc *sc, struct terr *err)

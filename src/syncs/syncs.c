@@ -707,3 +707,71 @@ int syncs_session(const struct service_env *env, struct conn *c)
 	chlog_close(&s.log);
 	return 0;
 }
+
+/* ---- the IMAP transport (reference §2.10) -------------------------------------------- */
+
+struct syncs *syncs_imap_new(const struct service_env *env, struct conn *c, const char *user,
+			     struct terr *err)
+{
+	struct syncs *s = xcalloc(1, sizeof *s);
+	s->env = env;
+	s->c = c;
+	if (server_open_store(env->conf, &s->st, &s->log, &s->ns, err) < 0) {
+		free(s);
+		return NULL;
+	}
+	if (!conf_bool(env->conf, "sync_log_chain")) {
+		store_set_chlog(s->st, NULL);
+		chlog_close(&s->log);
+	}
+	snprintf(s->user, sizeof s->user, "%s", user);
+	s->authed = 1;
+	return s;
+}
+
+const char *syncs_imap_command(struct syncs *s, const char *verb, const char *raw, size_t len)
+{
+	if (!strcasecmp(verb, "RESTART")) {
+		unstage_all(s);
+		return "OK Restarting";
+	}
+	const char *fail = !strcasecmp(verb, "GET") ? "BAD Replication parse failure in Syncget" :
+			   !strcasecmp(verb, "APPLY") ? "BAD Replication parse failure in Syncapply" :
+							"BAD Replication parse failure in Syncrestore";
+	struct buf line = BUF_INIT;
+	buf_printf(&line, "%s ", verb);
+	buf_append(&line, raw, len);
+	struct dlist *dl = NULL;
+	struct terr err = { 0 };
+	const char *res = fail;
+	if (dlist_parse(line.ptr, line.len, &dl, &err) < 0) {
+		log_warn("event=bad_command service=imap-sync session=%s error=\"%s\"", s->env->session_id, err.msg);
+	} else {
+		struct dlist *kv = dlist_take_keyed(dl, 1);
+		s->commands++;
+		if (kv && !strcasecmp(verb, "GET"))
+			res = do_get(s, kv);
+		else if (kv && !strcasecmp(verb, "APPLY"))
+			res = do_apply(s, kv);
+		else if (kv)
+			res = "NO IMAP_PROTOCOL_ERROR Protocol error";
+		dlist_free(&kv);
+	}
+	dlist_free(&dl);
+	buf_free(&line);
+	return res;
+}
+
+void syncs_imap_free(struct syncs **sp)
+{
+	struct syncs *s = *sp;
+	if (!s)
+		return;
+	unstage_all(s);
+	buf_free(&s->in);
+	buf_free(&s->out);
+	store_close(&s->st);
+	chlog_close(&s->log);
+	free(s);
+	*sp = NULL;
+}

@@ -1,5 +1,6 @@
 """test_cyrus_interop.py: tandem and a real Cyrus IMAP 3.6 (Debian's
-packages) replicate to each other over csync.
+packages) replicate to each other, over csync and over IMAP (SYNCGET /
+SYNCAPPLY, reference §2.10).
 
 1. Cyrus master -> tandem replica: Cyrus's own sync_client (-A, then
    rolling -R -1 after renames, flag changes and new mail) into tandem's
@@ -11,12 +12,17 @@ packages) replicate to each other over csync.
    into Cyrus's sync_server; Cyrus accepts every command, and `tandem
    compare --bodies` (GET FULLMAILBOX + GET FETCH from Cyrus) finds no
    difference.
+3. Both directions again over the IMAP transport: Cyrus's sync_client with
+   sync_try_imap into tandem's imapd, and tandem's sync client into Cyrus's
+   imapd, with the same equality checks.
 """
 import hashlib
 import os
 import re
 import shutil
 import tempfile
+
+import subprocess
 
 import cyrus
 from tlib import Daemon, Instance, Suite, free_port, make_message
@@ -119,6 +125,29 @@ try:
         t.check(any("user.alice.Jobs" in l for l in rep.ok(["mailbox", "list", "alice"]).splitlines()),
                 "renamed mailbox present on tandem")
 
+    with t.case("Cyrus sync_client -A over IMAP into tandem's imapd"):
+        rep2 = Instance(root=os.path.join(root, "t2"))
+        text = open(rep2.conf).read().replace("admins: admin\n", "admins: admin repl\n")
+        open(rep2.conf, "w").write(text)
+        rep2.ok(["user", "add", "repl"], "replpw\n")
+        d2 = Daemon(rep2, services=("imap",))
+        started.append(d2)
+        # the same Cyrus master, with a config that points its client at
+        # tandem's IMAP port and lets it use the IMAP transport
+        alt = os.path.join(cm.dir, "imapd-via-imap.conf")
+        text = open(cm.conf).read().replace(f"sync_port: {sport}", f"sync_port: {d2.port['imap']}")
+        open(alt, "w").write(text.replace("sync_try_imap: 0", "sync_try_imap: 1"))
+        subprocess.run(["chown", "cyrus:mail", alt], check=True)
+        r = cyrus.as_cyrus([os.path.join(cyrus.LIBEXEC, "sync_client"), "-C", alt, "-v", "-A"], cwd=cm.dir,
+                           capture_output=True, text=True, timeout=120)
+        t.eq(r.returncode, 0, f"sync_client -A over IMAP: {r.stdout[-300:]} {r.stderr[-300:]}")
+        for mb in boxes:
+            t.eq(tandem_state(rep2, mb), cyrus_state(cm, mb), f"over IMAP: {mb} (UIDVALIDITY, records)")
+        log = d2.log()
+        t.check("event=login" in log and "user=repl" in log and "admin=1" in log,
+                "Cyrus's client logged in to tandem's imapd as an admin")
+        t.eq([l for l in log.splitlines() if "event=apply_fail" in l], [], "tandem refused nothing")
+
     # ---- 2. tandem master -> Cyrus replica ---------------------------------------------------
     cr = cyrus.Cyrus(root, "cyrus-replica", sync_server=True, admins="admin repl")
     started.append(cr)
@@ -170,6 +199,25 @@ try:
         t.check(any("user.carol.Archive" in n for n in names) and not any("user.dave.Tmp" in n for n in names),
                 f"Cyrus shows the rename and the delete: {names}")
         im.logout()
+    with t.case("tandem sync -A over IMAP into Cyrus imapd"):
+        tm2 = Instance(root=os.path.join(root, "tm2"), channels="cyi",
+                       extra_conf=f"cyi_sync_host: 127.0.0.1:{cr.imap_port}\nsync_authname: repl\n"
+                                  "sync_password: replpw\n")
+        tm2.ok(["user", "add", "--no-password", "erin"])
+        tm2.ok(["mailbox", "create", "user.erin.Projects"])
+        for i in range(5):
+            tm2.ok(["deliver", t.rng.choice(["erin", "erin+Projects"])], make_message(t.rng, 300 + i))
+        tm2.ok(["message", "flag", "user.erin", "1", "+\\Flagged $Label2"])
+        r = tm2.run(["sync", "-n", "cyi", "-o", "-A"])
+        t.eq(r.returncode, 0, f"tandem sync -A over IMAP: {r.stderr[-500:]}")
+        t.check("transport=imap" in r.stderr, "the IMAP transport was used")
+        tm2.ok(["deliver", "erin"], make_message(t.rng, 310))
+        tm2.ok(["mailbox", "rename", "user.erin.Projects", "user.erin.Done"])
+        r = tm2.run(["sync", "-n", "cyi", "-o", "-r", "-1"])
+        t.eq(r.returncode, 0, f"rolling pass over IMAP: {r.stderr[-500:]}")
+        r = tm2.run(["compare", "-n", "cyi", "-o", "--bodies", "erin"])
+        t.eq(r.returncode, 0, f"compare with Cyrus over IMAP: {r.stdout[-800:]}")
+
 finally:
     for s in reversed(started):
         s.stop()

@@ -200,12 +200,14 @@ class Daemon:
 
 class Pair:
     """A master Instance and a replica Instance (with its tandemd serving
-    the sync port), wired as channel `channel` of the master."""
+    the sync port, or with transport="imap" its IMAP port: the SYNC*
+    commands), wired as channel `channel` of the master."""
 
-    def __init__(self, channel="repl1", extra_master=""):
+    def __init__(self, channel="repl1", extra_master="", transport="csync"):
         import tempfile
         self.root = tempfile.mkdtemp(prefix="tandem-pair-")
         self.channel = channel
+        self.service = "imap" if transport == "imap" else "sync"
         self.port = free_port()
         os.makedirs(os.path.join(self.root, "m"))
         os.makedirs(os.path.join(self.root, "r"))
@@ -222,7 +224,7 @@ class Pair:
 
     def start_replica(self):
         if self.daemon is None:
-            self.daemon = Daemon(self.replica, services=("sync",), ports={"sync": self.port})
+            self.daemon = Daemon(self.replica, services=(self.service,), ports={self.service: self.port})
         else:
             self._restart()
 
