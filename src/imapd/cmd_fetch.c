@@ -247,6 +247,10 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 	}
 	if (f->has_changedsince)
 		s->condstore = 1;
+	if (!cmd->uid && !imapd_view_seq_valid(v, &f->set)) {
+		imapd_bad(s, NULL, "Invalid message sequence number");
+		return 0;
+	}
 	size_t *idx;
 	size_t n = imapd_view_resolve(v, &f->set, cmd->uid, &idx);
 	if (seen && !v->readonly && (v->rights & IMAPD_R_SEEN))

@@ -269,6 +269,10 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
  * (caller frees *idx_r). uid: the set holds UIDs. Gone messages are
  * included only for sequence numbers (they still have one). */
 size_t imapd_view_resolve(const struct imapd_view *v, const struct imap_seqset *set, int uid, size_t **idx_r);
+/* 0 when a sequence-number set names a number above the EXISTS the
+ * client knows (FETCH, STORE, COPY answer BAD then, as RFC 3501 9's
+ * seq-number says), else 1. */
+int imapd_view_seq_valid(const struct imapd_view *v, const struct imap_seqset *set);
 /* Index of uid, or -1. */
 long imapd_view_find(const struct imapd_view *v, uint32_t uid);
 /* Sends "* N EXPUNGE" for the given indexes (any order) and removes them. */
@@ -284,19 +288,13 @@ void imapd_loaded_clear(struct imapd_loaded *l);
 /* "* STATUS name (...)" for IMAP_STATUS_* items. -1 (NO set) on error. */
 int imapd_status_write(struct imapd_session *s, const char *internal, const char *external, unsigned items);
 
-/* ---- annotations (cmd_metadata.c) ------------------------------------------------- */
+/* ---- special-use (specialuse.c) ------------------------------------------------- */
 
 /* The "/specialuse" shared annotation of a mailbox, appended to out ("" if none). */
 void imapd_specialuse_get(struct imapd_session *s, const char *internal, struct buf *out);
 /* Checks a special-use list ("\Sent \Junk") and normalises its case;
  * -1 when a flag is not one of RFC 6154's. */
 int imapd_specialuse_check(const char *const *flags, size_t n, struct buf *out);
-
-/* ---- a store call the store does not have yet (store_acl.c) ----------------------- */
-
-/* Sets a mailbox's ACL string, bumping its modseq and logging MAILBOX to
- * the change log. To move into src/store as store_mailbox_set_acl. */
-int imapd_store_set_acl(struct store *st, const char *mboxname, const char *acl, struct terr *err);
 
 /* ---- command handlers (cmd_*.c) --------------------------------------------------- */
 

@@ -300,6 +300,16 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 	buf_free(&line);
 }
 
+int imapd_view_seq_valid(const struct imapd_view *v, const struct imap_seqset *set)
+{
+	for (size_t r = 0; !set->saved && r < set->count; r++) {
+		uint32_t lo = set->ranges[r].lo, hi = set->ranges[r].hi;
+		if ((lo != IMAP_SEQ_STAR && lo > v->announced) || (hi != IMAP_SEQ_STAR && hi > v->announced))
+			return 0;
+	}
+	return 1;
+}
+
 size_t imapd_view_resolve(const struct imapd_view *v, const struct imap_seqset *set, int uid, size_t **idx_r)
 {
 	*idx_r = NULL;

@@ -112,6 +112,10 @@ struct store_mailbox_create_opts {
 /* Creates a mailbox (its owner must exist, parents need not). */
 int store_mailbox_create(struct store *st, const char *name,
 			 const struct store_mailbox_create_opts *opts, struct terr *err);
+/* Replaces a mailbox's ACL string (Cyrus form "id\trights\t..."): new
+ * HIGHESTMODSEQ and FOLDERMODSEQ and a MAILBOX change-log line, so the
+ * replicas hear of it. TE_INVALID for CR/LF in the ACL. */
+int store_mailbox_set_acl(struct store *st, const char *name, const char *acl, struct terr *err);
 /* TE_NOTFOUND if there is no such mailbox. */
 int store_mailbox_get(struct store *st, const char *name, struct store_mailbox_info *mi_r,
 		      struct terr *err);

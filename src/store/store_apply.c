@@ -268,7 +268,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	}
 	if (store_name_owner(a->name, &owner, err) < 0)
 		goto out;
-	if (*owner.ptr && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
+	if (*buf_cstr(&owner) && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
 		goto out;
 	if (store_ustore(st, owner.ptr, 1, &u, err) < 0)
 		goto out;

@@ -200,7 +200,7 @@ int store_mailbox_create_owner(struct store *st, const char *name,
 	int rc = -1;
 	if (store_name_owner(name, &owner, err) < 0)
 		goto out;
-	if (*owner.ptr && !create_owner) {
+	if (*buf_cstr(&owner) && !create_owner) {
 		int ex = store_user_exists(st, owner.ptr, err);
 		if (ex <= 0) {
 			if (ex == 0)
@@ -527,7 +527,7 @@ static int mailbox_delete(struct store *st, const char *name, int allow_inbox, s
 	int rc = -1;
 	if (store_name_owner(name, &owner, err) < 0)
 		goto out;
-	if (!allow_inbox && *owner.ptr && mboxname_user_inbox(owner.ptr, &inbox, err) == 0 &&
+	if (!allow_inbox && *buf_cstr(&owner) && mboxname_user_inbox(owner.ptr, &inbox, err) == 0 &&
 	    !strcmp(inbox.ptr, name)) {
 		terr_set(err, TE_INVALID, "a user's INBOX goes only with the user (tandem user del)");
 		goto out;

@@ -506,5 +506,6 @@ int main(int argc, char **argv)
 	if (m.tls)
 		SSL_CTX_free(m.tls);
 	conf_free(&m.conf);
+	free(m.sessions);
 	return 0;
 }

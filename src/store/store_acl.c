@@ -1,0 +1,61 @@
+/* store_acl.c: replacing a mailbox's ACL string, the one mailbox field
+ * the IMAP ACL commands (SETACL, DELETEACL) change.
+ *
+ * Like every mutation it is one transaction: the mailbox gets a new
+ * modseq (highestmodseq and foldermodseq, as Cyrus bumps both when an ACL
+ * changes) and a MAILBOX change-log line, so replicas hear of it.
+ */
+#include "store/store-private.h"
+
+#include "lib/log.h"
+
+#include <string.h>
+
+static int acl_valid(const char *acl)
+{
+	for (const char *p = acl; *p; p++)
+		if (*p == '\r' || *p == '\n')
+			return 0;
+	return 1;
+}
+
+static int update_acl(struct utx *tx, int64_t id, const char *acl, uint64_t modseq, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+		"UPDATE mailboxes SET acl = ?, highestmodseq = ?, foldermodseq = ? WHERE id = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, acl, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 2, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(s, 4, id);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "set acl", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_mailbox_set_acl(struct store *st, const char *name, const char *acl, struct terr *err)
+{
+	if (!acl || !acl_valid(acl))
+		return terr_set(err, TE_INVALID, "bad ACL string");
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, name, 0, &u, err) < 0)
+		return -1;
+	struct utx tx = { 0 };
+	if (utx_begin(&tx, st, u, err) < 0)
+		return -1;
+	int rc = -1;
+	struct mbox_row row;
+	uint64_t modseq;
+	if (store_mbox_row(u, name, &row, err) < 0 || utx_modseq(&tx, &modseq, err) < 0 ||
+	    update_acl(&tx, row.id, acl, modseq, err) < 0)
+		goto out;
+	if (utx_log(&tx, "MAILBOX", name, NULL, err) < 0 || utx_commit(&tx, err) < 0)
+		goto out;
+	char q[LOGQ_MAX];
+	log_info("event=mailbox_acl mailbox=%s modseq=%llu", logq(q, name), (unsigned long long)modseq);
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	return rc;
+}
