@@ -222,7 +222,14 @@ static void mark_seen(struct imapd_session *s, const size_t *idx, size_t n)
 			uids[k++] = m->uid;
 	}
 	struct terr err = { 0 };
-	if (k && store_set_flags(s->st, v->name, uids, k, STORE_FLAGS_ADD, SYSFLAG_SEEN, NULL, 0, NULL, &err) == 0) {
+	if (k && v->seen_private) {
+		/* another user's \Seen: their seen state (seen.c) */
+		if (imapd_seen_change(s, idx, n, 1, &err) < 0)
+			imapd_log_event(s, "seen_fail", v->name, "error=\"%s\"", err.msg);
+		for (size_t j = 0; j < n; j++)
+			if (!v->msgs[idx[j]].gone)
+				v->msgs[idx[j]].seen_fetch = 1;
+	} else if (k && store_set_flags(s->st, v->name, uids, k, STORE_FLAGS_ADD, SYSFLAG_SEEN, NULL, 0, NULL, &err) == 0) {
 		imapd_view_poll(s);
 		for (size_t j = 0; j < k; j++) {
 			long i = imapd_view_find(v, uids[j]);

@@ -378,6 +378,8 @@ static void list_entry(struct ltable *t, const struct lreq *q, size_t i, struct 
 	if (q->lsub) {
 		if (!e->exists || !me)
 			add_attr(attrs, "\\Noselect");
+		else if (*entry_specialuse(t, e))
+			add_attr(attrs, entry_specialuse(t, e));	/* as Cyrus 3.6 does */
 	} else {
 		if (!e->exists)
 			add_attr(attrs, q->extended ? "\\NonExistent" : "\\Noselect");

@@ -141,7 +141,11 @@ static int create_one(struct imapd_session *s, const char *internal, int inherit
 static int create_set_use(struct imapd_session *s, const char *internal, const struct buf *use)
 {
 	struct terr err = { 0 };
-	if (store_annot_set(s->st, internal, 0, "/specialuse", "", use->ptr, use->len, &err) == 0)
+	struct buf owner = BUF_INIT;
+	imapd_specialuse_userid(internal, &owner);
+	int rc = store_annot_set(s->st, internal, 0, "/specialuse", buf_cstr(&owner), use->ptr, use->len, &err);
+	buf_free(&owner);
+	if (rc == 0)
 		return 0;
 	imapd_no_err(s, "create_specialuse", &err);
 	struct terr e2 = { 0 };

@@ -4,8 +4,8 @@
  * without case, kept lower-cased). They are stored as the mailbox
  * annotation "/<e>" (store_annot_set with uid 0) with userid "" for
  * /shared and the session's user for /private. One exception: the
- * special-use list, shown as "/private/specialuse", is the shared
- * "/specialuse" annotation (one list per mailbox). Reading /shared needs
+ * special-use list, shown as "/private/specialuse", is the owner's
+ * "/specialuse" annotation (one list per mailbox, as Cyrus keeps it). Reading /shared needs
  * 'r', writing it 'n'; /private needs 'l'; /private/specialuse needs 'a'.
  * The special-use helpers themselves are in specialuse.c.
  * Server entries (mailbox "") have no storage yet: none are returned and
@@ -101,7 +101,7 @@ static int entry_from_store(const struct imapd_session *s, unsigned rights, cons
 			    const char *userid, struct buf *out)
 {
 	buf_reset(out);
-	if (!*userid && !strcmp(entry, SPECIALUSE_ENTRY)) {
+	if (!strcmp(entry, SPECIALUSE_ENTRY)) {
 		buf_appends(out, SPECIALUSE_EXT);
 		return 0;
 	}
@@ -109,7 +109,7 @@ static int entry_from_store(const struct imapd_session *s, unsigned rights, cons
 		if (!(rights & IMAPD_R_READ))
 			return -1;
 		buf_appends(out, "/shared");
-	} else if (!strcmp(userid, s->user) && strcmp(entry, SPECIALUSE_ENTRY) != 0) {
+	} else if (!strcmp(userid, s->user)) {
 		buf_appends(out, "/private");
 	} else {
 		return -1;
@@ -306,14 +306,18 @@ static int set_check(struct imapd_session *s, unsigned rights, const struct imap
 static int set_apply(struct imapd_session *s, const char *internal, struct set_item *items, size_t n)
 {
 	struct terr err = { 0 };
+	struct buf owner = BUF_INIT;
+	imapd_specialuse_userid(internal, &owner);
 	for (size_t i = 0; i < n; i++) {
-		if (store_annot_set(s->st, internal, 0, items[i].entry, items[i].userid, items[i].v, items[i].len,
-				    &err) < 0) {
+		const char *userid = items[i].specialuse ? buf_cstr(&owner) : items[i].userid;
+		if (store_annot_set(s->st, internal, 0, items[i].entry, userid, items[i].v, items[i].len, &err) < 0) {
+			buf_free(&owner);
 			imapd_no_err(s, "setmetadata", &err);
 			return -1;
 		}
 		imapd_log_event(s, "setmetadata", internal, "entry=%s size=%zu", items[i].lc.ptr, items[i].len);
 	}
+	buf_free(&owner);
 	return 0;
 }
 

@@ -233,7 +233,23 @@ int imapd_cmd_store(struct imapd_session *s, const struct imap_cmd *cmd)
 	else if (st->op == IMAP_STORE_REMOVE)
 		rq.op = STORE_FLAGS_REMOVE;
 	int rc = 0;
-	if (nu == 0) {
+	if (v->seen_private && (allowed & SYSFLAG_SEEN)) {
+		/* this user's \Seen is their seen state (seen.c); the records'
+		 * \Seen is the owner's and stays as it is */
+		int touch = rq.op == STORE_FLAGS_SET || (sys & SYSFLAG_SEEN);
+		int on = rq.op != STORE_FLAGS_REMOVE && (sys & SYSFLAG_SEEN);
+		struct terr err = { 0 };
+		if (touch && imapd_seen_change(s, live, nu, on, &err) < 0) {
+			imapd_no_err(s, "store_seen", &err);
+			rc = -1;
+		}
+		allowed &= ~(unsigned)SYSFLAG_SEEN;
+		sys &= ~(unsigned)SYSFLAG_SEEN;
+		rq.sysflags = sys;
+		if (rq.op != STORE_FLAGS_SET && !sys && !kw.len)
+			nu = 0;	/* nothing left for the records */
+	}
+	if (rc < 0 || nu == 0) {
 		/* nothing to change */
 	} else if (rq.op == STORE_FLAGS_SET && allowed != ALL_SYSFLAGS) {
 		rc = store_set_partial(s, &rq, uids, live, nu, allowed);

@@ -130,6 +130,8 @@ struct imapd_view {
 	size_t announced;	/* EXISTS the client knows */
 	struct buf keywords;	/* every keyword seen, space-separated (FLAGS) */
 	size_t nkeywords_sent;	/* keywords in the last FLAGS response */
+	int seen_private;	/* \Seen is the user's seen state, not the
+				 * records' flag (not the owner: seen.c) */
 };
 
 /* ---- the session ------------------------------------------------------------ */
@@ -283,6 +285,18 @@ void imapd_view_expunge_now(struct imapd_session *s, const size_t *idx, size_t n
 int imapd_load(struct imapd_session *s, const char *mailbox, const struct imapd_msg *m, int parse);
 void imapd_loaded_clear(struct imapd_loaded *l);
 
+/* ---- another user's \Seen (seen.c) --------------------------------------------- */
+
+/* 1 when the session user's \Seen on this mailbox is kept in their seen
+ * state (they are not its owner), 0 when it is the records' flag. */
+int imapd_seen_private(const struct imapd_session *s, const char *internal);
+/* For a seen_private view: sets SYSFLAG_SEEN of every message from the
+ * user's seen state, marking changed ones dirty unless initial. */
+void imapd_seen_overlay(struct imapd_session *s, int initial);
+/* Sets (on) or clears \Seen of the messages idx in the user's seen
+ * state; they become dirty. 0, or -1 with err. */
+int imapd_seen_change(struct imapd_session *s, const size_t *idx, size_t n, int on, struct terr *err);
+
 /* ---- status (cmd_status.c) -------------------------------------------------------- */
 
 /* "* STATUS name (...)" for IMAP_STATUS_* items. -1 (NO set) on error. */
@@ -292,6 +306,9 @@ int imapd_status_write(struct imapd_session *s, const char *internal, const char
 
 /* The "/specialuse" shared annotation of a mailbox, appended to out ("" if none). */
 void imapd_specialuse_get(struct imapd_session *s, const char *internal, struct buf *out);
+/* The USERID the "/specialuse" annotation of a mailbox is kept under:
+ * its owner, "" for a shared mailbox (as Cyrus 3.6). */
+void imapd_specialuse_userid(const char *internal, struct buf *out);
 /* Checks a special-use list ("\Sent \Junk") and normalises its case;
  * -1 when a flag is not one of RFC 6154's. */
 int imapd_specialuse_check(const char *const *flags, size_t n, struct buf *out);

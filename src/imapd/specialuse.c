@@ -1,6 +1,7 @@
-/* specialuse.c: special-use mailbox attributes (RFC 6154). As in Cyrus,
- * they are the shared mailbox annotation "/specialuse", a space-separated
- * list such as "\Sent" or "\Archive \Flagged". */
+/* specialuse.c: special-use mailbox attributes (RFC 6154). As in Cyrus
+ * 3.6, they are the mailbox annotation "/specialuse" private to the
+ * mailbox's owner (USERID <owner> in the sync protocol; "" for a shared
+ * mailbox), a space-separated list such as "\Sent" or "\Archive \Flagged". */
 #include "imapd/imapd-private.h"
 
 #include "store/store.h"
@@ -17,7 +18,8 @@ static int annot_cb(uint32_t uid, const char *entry, const char *userid, const v
 		    uint64_t modseq, void *rock)
 {
 	(void)modseq;
-	if (uid == 0 && !strcmp(entry, "/specialuse") && !*userid)
+	(void)userid;	/* the owner's (or "" from older tandem versions) */
+	if (uid == 0 && !strcmp(entry, "/specialuse"))
 		buf_append(rock, value, len);
 	return 0;
 }
@@ -28,6 +30,13 @@ void imapd_specialuse_get(struct imapd_session *s, const char *internal, struct 
 	size_t start = out->len;
 	if (store_annot_list(s->st, internal, 0, annot_cb, out, &err) < 0)
 		buf_truncate(out, start);
+}
+
+void imapd_specialuse_userid(const char *internal, struct buf *out)
+{
+	buf_reset(out);
+	if (mboxname_owner(internal, out, NULL) != 1)
+		buf_reset(out);
 }
 
 /* Index of flag in specialuse_flags, -1 if it is not one. */

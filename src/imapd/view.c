@@ -120,7 +120,14 @@ int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi
 	}
 	v->announced = v->n;
 	v->nkeywords_sent = kw_count(&v->keywords);
+	v->seen_private = imapd_seen_private(s, v->name);
 	*v_r = v;
+	if (v->seen_private) {
+		struct imapd_view *keep = s->sel;
+		s->sel = v;
+		imapd_seen_overlay(s, 1);
+		s->sel = keep;
+	}
 	return 0;
 }
 
@@ -238,6 +245,7 @@ int imapd_view_poll(struct imapd_session *s)
 	}
 	if (live_count(v) != mi.exists && full_compare(s, &err) < 0)
 		log_warn("event=poll_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name, err.msg);
+	imapd_seen_overlay(s, 0);
 out:
 	store_mailbox_info_free(&mi);
 	return rc;

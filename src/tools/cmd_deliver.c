@@ -16,7 +16,7 @@
 static const char usage[] =
 	"usage: tandem deliver [--flags FLAGS] [--date EPOCH] USER[+folder]... < message\n"
 	"\nDelivers the message on standard input to each recipient: USER's INBOX, or\n"
-	"its folder with USER+folder (e.g. alice+Lists/cyrus). Bare LF line ends are\n"
+	"its folder with USER+folder (e.g. alice+Lists.cyrus, with the hierarchy separator). Bare LF line ends are\n"
 	"stored as CRLF, as LMTP stores them. FLAGS: e.g. '\\Seen $Label1'.\n"
 	"Prints one line per recipient; exit 0 when every recipient got the message.\n";
 

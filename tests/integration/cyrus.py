@@ -70,10 +70,16 @@ class Cyrus:
                 time.sleep(0.1)
         raise RuntimeError(f"Cyrus {name} did not start")
 
-    def imap(self):
+    def imap(self, user="admin", password="adminpw"):
         im = imaplib.IMAP4("127.0.0.1", self.imap_port)
-        im.login("admin", "adminpw")
+        im.login(user, password)
         return im
+
+    def add_login(self, user, password):
+        """A SASL password for a mail user (the mailbox is created apart)."""
+        subprocess.run(["saslpasswd2", "-p", "-c", "-f", f"{self.dir}/sasldb2", "-u", self.name, user],
+                       input=password.encode(), check=True)
+        subprocess.run(["chown", "cyrus:mail", f"{self.dir}/sasldb2"], check=True)
 
     def deliver(self, rcpt, msg):
         l = smtplib.LMTP("127.0.0.1", self.lmtp_port)
