@@ -12,5 +12,11 @@ echo "bench: local durable delivery (tandem deliver, 1,000 messages, 3 repetitio
 python3 bench/bench_deliver.py | tee -a "$out"
 echo "bench: LMTP delivery, initial sync, rolling latency, round trips per APPEND"
 python3 bench/bench_sync.py | tee -a "$out"
+if [ "$(id -u)" = 0 ] && [ -x /usr/lib/cyrus/bin/master ] && [ -x /usr/lib/cyrus/bin/sync_client ]; then
+	echo "bench: tandem vs Cyrus 3.6 on the same data (LMTP, IMAP FETCH, initial sync)"
+	python3 bench/bench_cyrus.py | tee -a "$out"
+else
+	echo "bench: skipping tandem vs Cyrus (Cyrus 3.6 not installed or not root; scripts/deps.sh check installs it)"
+fi
 python3 bench/report.py "$out" docs/benchmarks.md
 echo "bench: figures written to docs/benchmarks.md"
