@@ -16,8 +16,12 @@
 
 struct chlog {
 	char *configdir;
-	char **channels;
+	char **base;		/* the channels it was opened with */
+	size_t nbase;
+	char **channels;	/* base + those of sync/channels */
 	size_t n;
+	unsigned gen;		/* bumped when channels changes */
+	struct stat list_st;	/* sync/channels as last read (st_ino 0: none) */
 };
 
 static const char *const keywords[] = {
@@ -42,16 +46,83 @@ void chlog_path(const char *configdir, const char *channel, const char *file, st
 		buf_printf(out, "%s/sync/%s", configdir, file);
 }
 
+static int has_channel(char *const *v, size_t n, const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i], name))
+			return 1;
+	return 0;
+}
+
+static void free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int name_ok(const char *s, size_t n)
+{
+	if (n > MAX_CHANNEL_NAME)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && s[i] != '_' && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+/* Re-reads sync/channels when it changed (one stat per append). */
+static void refresh(struct chlog *l)
+{
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	struct stat st;
+	buf_printf(&path, "%s/sync/channels", l->configdir);
+	int exists = stat(path.ptr, &st) == 0;
+	if (!exists)
+		memset(&st, 0, sizeof st);
+	if (st.st_ino == l->list_st.st_ino && st.st_dev == l->list_st.st_dev && st.st_size == l->list_st.st_size &&
+	    st.st_mtim.tv_sec == l->list_st.st_mtim.tv_sec && st.st_mtim.tv_nsec == l->list_st.st_mtim.tv_nsec)
+		goto out;
+	struct terr err = { 0 };
+	if (exists && fs_read_file(path.ptr, 64 * 1024, &data, &err) < 0)
+		goto out;	/* keep the list we have; the next append tries again */
+	char **v = xcalloc(MAX_CHANNELS, sizeof *v);
+	size_t n = 0;
+	for (size_t i = 0; i < l->nbase; i++)
+		v[n++] = xstrdup(l->base[i]);
+	for (const char *p = data.ptr; p && p < data.ptr + data.len;) {
+		const char *nl = memchr(p, '\n', (size_t)(data.ptr + data.len - p));
+		size_t len = nl ? (size_t)(nl - p) : (size_t)(data.ptr + data.len - p);
+		char *name = xstrndup(p, len);
+		if (len && name_ok(name, len) && n < MAX_CHANNELS && !has_channel(v, n, name))
+			v[n++] = name;
+		else
+			free(name);
+		p += len + 1;
+	}
+	free_list(l->channels, l->n);
+	l->channels = v;
+	l->n = n;
+	l->gen++;
+	l->list_st = st;
+out:
+	buf_free(&path);
+	buf_free(&data);
+}
+
 struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels)
 {
-	if (nchannels == 0 || nchannels > MAX_CHANNELS)
+	if (nchannels > MAX_CHANNELS)
 		return NULL;
 	struct chlog *l = xcalloc(1, sizeof *l);
 	l->configdir = xstrdup(configdir);
-	l->channels = xcalloc(nchannels, sizeof *l->channels);
-	l->n = nchannels;
+	l->base = xcalloc(nchannels ? nchannels : 1, sizeof *l->base);
+	l->nbase = nchannels;
 	for (size_t i = 0; i < nchannels; i++)
-		l->channels[i] = xstrdup(channels[i] ? channels[i] : "");
+		l->base[i] = xstrdup(channels[i] ? channels[i] : "");
+	l->channels = xcalloc(1, sizeof *l->channels);
+	l->list_st.st_ino = (ino_t)-1;	/* forces the first read */
+	refresh(l);
 	return l;
 }
 
@@ -60,12 +131,27 @@ void chlog_close(struct chlog **lp)
 	struct chlog *l = *lp;
 	if (!l)
 		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->channels[i]);
-	free(l->channels);
+	free_list(l->base, l->nbase);
+	free_list(l->channels, l->n);
 	free(l->configdir);
 	free(l);
 	*lp = NULL;
+}
+
+int chlog_write_channels(const char *configdir, const char *const *channels, size_t n, struct terr *err)
+{
+	struct buf path = BUF_INIT, data = BUF_INIT;
+	buf_printf(&path, "%s/sync", configdir);
+	int rc = fs_mkdir_p(path.ptr, 0750, err);
+	buf_appends(&path, "/channels");
+	for (size_t i = 0; i < n; i++)
+		if (channels[i] && *channels[i])
+			buf_printf(&data, "%s\n", channels[i]);
+	if (rc == 0)
+		rc = fs_write_atomic(path.ptr, data.ptr ? data.ptr : "", data.len, 0640, err);
+	buf_free(&path);
+	buf_free(&data);
+	return rc;
 }
 
 static int format_arg(struct buf *out, const char *a, struct terr *err)
@@ -193,6 +279,7 @@ int chlog_append(struct chlog *l, const char *lines, size_t len, struct terr *er
 {
 	if (!l || len == 0)
 		return 0;
+	refresh(l);
 	for (size_t i = 0; i < l->n; i++)
 		if (append_one(l->configdir, l->channels[i], lines, len, NULL, err) < 0)
 			return -1;
@@ -203,8 +290,12 @@ int chlog_append_hold(struct chlog *l, const char *lines, size_t len, struct chl
 		      struct terr *err)
 {
 	hold->n = 0;
+	hold->nchans = 0;
+	hold->log = NULL;
+	hold->lines = NULL;
 	if (!l || len == 0)
 		return 0;
+	refresh(l);
 	for (size_t i = 0; i < l->n; i++) {
 		int fd;
 		if (append_one(l->configdir, l->channels[i], lines, len, &fd, err) < 0) {
@@ -212,15 +303,39 @@ int chlog_append_hold(struct chlog *l, const char *lines, size_t len, struct chl
 			return -1;
 		}
 		hold->fds[hold->n++] = fd;
+		snprintf(hold->chans[hold->nchans++], sizeof hold->chans[0], "%s", l->channels[i]);
 	}
+	hold->log = l;
+	hold->gen = l->gen;
+	hold->lines = xmemdup(lines, len);
+	hold->len = len;
 	return 0;
 }
 
 void chlog_release(struct chlog_hold *hold)
 {
+	struct chlog *l = hold->log;
+	if (l && hold->lines) {
+		/* a channel added while the change was being committed gets
+		 * its lines too (before the locks go: readers of the others
+		 * are not affected) */
+		refresh(l);
+		for (size_t i = 0; l->gen != hold->gen && i < l->n; i++) {
+			int known = 0;
+			for (size_t k = 0; k < hold->nchans && !known; k++)
+				known = !strcmp(hold->chans[k], l->channels[i]);
+			struct terr err = { 0 };
+			if (!known && append_one(l->configdir, l->channels[i], hold->lines, hold->len, NULL, &err) < 0)
+				log_err("event=chlog_fail channel=%s error=\"%s\" note=\"added channel missed a change:"
+					" run a full sync of it\"", l->channels[i], err.msg);
+		}
+	}
 	for (size_t i = 0; i < hold->n; i++)
 		close(hold->fds[i]);	/* closing drops the lock */
 	hold->n = 0;
+	free(hold->lines);
+	hold->lines = NULL;
+	hold->log = NULL;
 }
 
 int chlog_take(const char *configdir, const char *channel, struct terr *err)

@@ -12,6 +12,14 @@
  * replicas would never hear of is never committed. Lines already written
  * to some channels before a failure are harmless: replay is idempotent.
  *
+ * The channels a writer logs to are those it was opened with (its config)
+ * and those listed in <configdir>/sync/channels, which tandemd rewrites
+ * from its config at start and on SIGHUP: a channel added to a running
+ * master is logged to by every process from its next change on, without
+ * a restart. A writer checks that file again after its COMMIT (in
+ * chlog_release) and appends the lines to a channel that appeared in
+ * between, so a full sync started after the reload misses nothing.
+ *
  * Reader protocol (§7.5): chlog_take makes log-run ready (a leftover
  * log-run first, else rename log -> log-run and wait for writers that
  * locked the old inode), the consumer processes it, chlog_done removes it
@@ -46,10 +54,19 @@ int chlog_append(struct chlog *log, const char *lines, size_t len, struct terr *
 struct chlog_hold {
 	int fds[MAX_CHANNELS];
 	size_t n;
+	/* for chlog_release's check of the channel list */
+	struct chlog *log;
+	unsigned gen;
+	char *lines;
+	size_t len;
+	char chans[MAX_CHANNELS][MAX_CHANNEL_NAME + 1];
+	size_t nchans;
 };
 int chlog_append_hold(struct chlog *log, const char *lines, size_t len, struct chlog_hold *hold,
 		      struct terr *err);
 void chlog_release(struct chlog_hold *hold);
+/* Writes <configdir>/sync/channels (atomically): the live channel list. */
+int chlog_write_channels(const char *configdir, const char *const *channels, size_t n, struct terr *err);
 /* Path of a channel's "log" or "log-run". */
 void chlog_path(const char *configdir, const char *channel, const char *file, struct buf *out);
 

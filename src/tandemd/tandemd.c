@@ -3,7 +3,9 @@
  * States of the master:
  *   START -> RUNNING: config loaded, every listener open, pid file written
  *   RUNNING: accept -> fork a session process per connection
- *            SIGHUP -> config re-read (listeners stay), logs reopened
+ *            SIGHUP -> config re-read (listeners stay), logs reopened,
+ *                      sync clients restarted with the new config: one
+ *                      started for a channel added, stopped for one removed
  *            SIGCHLD -> children reaped
  *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, SIGTERM sent to
  *            every session (each finishes its current command: a delivery
@@ -71,6 +73,8 @@ struct master {
 	char pidfile[4096];
 	struct syncer syncers[MAX_CHANNELS];
 	int nsyncers;
+	struct syncer retired[MAX_CHANNELS];	/* of removed channels, until reaped */
+	int nretired;
 	pid_t *sessions;	/* pids of session processes, for the final SIGKILL */
 };
 
@@ -191,6 +195,56 @@ static void find_syncers(struct master *m)
 	}
 }
 
+/* Tells every process that writes the change log which channels are
+ * live (chlog.h): a channel added by a reload is logged from now on. */
+static void publish_channels(struct master *m)
+{
+	if (!conf_bool(m->conf, "sync_log"))
+		return;
+	const char *const *chans;
+	size_t n = conf_channels(m->conf, &chans);
+	struct terr err = { 0 };
+	if (chlog_write_channels(conf_str(m->conf, "configdirectory"), chans, n, &err) < 0)
+		log_err("event=channels_fail error=\"%s\"", err.msg);
+}
+
+/* After a reload: the running clients are restarted (with the new
+ * config), a client is started for a channel that appeared, and the
+ * client of a channel that went away is stopped. */
+static void reload_syncers(struct master *m)
+{
+	struct syncer old[MAX_CHANNELS];
+	int nold = m->nsyncers;
+	memcpy(old, m->syncers, sizeof old);
+	find_syncers(m);
+	for (int i = 0; i < m->nsyncers; i++) {
+		struct syncer *sy = &m->syncers[i];
+		for (int j = 0; j < nold; j++) {
+			if (!old[j].channel[0] || strcmp(old[j].channel, sy->channel))
+				continue;
+			*sy = old[j];
+			old[j].channel[0] = '\0';
+			if (sy->pid) {
+				kill(sy->pid, SIGTERM);
+				log_info("event=sync_client_restart channel=%s pid=%ld reason=reload", sy->channel,
+					 (long)sy->pid);
+			}
+			break;
+		}
+		if (!sy->pid && !sy->restart_at)
+			sy->restart_at = time(NULL);
+	}
+	for (int j = 0; j < nold; j++) {
+		if (!old[j].channel[0])
+			continue;
+		log_notice("event=channel_removed channel=%s pid=%ld", old[j].channel, (long)old[j].pid);
+		if (old[j].pid && m->nretired < MAX_CHANNELS) {
+			kill(old[j].pid, SIGTERM);
+			m->retired[m->nretired++] = old[j];
+		}
+	}
+}
+
 static void run_syncer(struct master *m, struct syncer *sy)
 {
 	for (int i = 0; i < m->nls; i++)
@@ -273,6 +327,14 @@ static void reap(struct master *m)
 			log_warn("event=sync_client_exit channel=%s pid=%ld status=%d restart_in_s=%d", sy->channel, (long)pid,
 				 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), wait);
 		}
+		for (int i = 0; !was_syncer && i < m->nretired; i++) {
+			if (m->retired[i].pid != pid)
+				continue;
+			was_syncer = 1;
+			log_notice("event=sync_client_stopped channel=%s reason=channel_removed status=%d",
+				   m->retired[i].channel, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			m->retired[i] = m->retired[--m->nretired];
+		}
 		if (was_syncer)
 			continue;
 		for (int i = 0; i < MAX_SESSIONS; i++)
@@ -340,6 +402,8 @@ static void reload(struct master *m)
 	m->conf = nc;
 	open_logs(m->conf);
 	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
+	publish_channels(m);
+	reload_syncers(m);
 }
 
 static void stop(struct master *m)
@@ -352,6 +416,7 @@ static void stop(struct master *m)
 	int nsync = 0;
 	for (int i = 0; i < m->nsyncers; i++)
 		nsync += m->syncers[i].pid != 0;
+	nsync += m->nretired;
 	kill(0, SIGTERM);
 	long long drain = conf_duration_ms(m->conf, "sync_drain_timeout") / 1000;
 	time_t deadline = time(NULL) + (nsync && drain > SHUTDOWN_TIMEOUT_S ? drain : SHUTDOWN_TIMEOUT_S);
@@ -385,6 +450,8 @@ static void stop(struct master *m)
 		for (int i = 0; i < m->nsyncers; i++)
 			if (m->syncers[i].pid)
 				kill(m->syncers[i].pid, SIGKILL);
+		for (int i = 0; i < m->nretired; i++)
+			kill(m->retired[i].pid, SIGKILL);
 	}
 	unlink(m->pidfile);
 	log_notice("event=stopped");
@@ -466,6 +533,7 @@ int main(int argc, char **argv)
 		log_err("event=start_fail error=\"%s\"", err.msg);
 		return 1;
 	}
+	publish_channels(&m);
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);

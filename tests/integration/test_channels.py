@@ -1,0 +1,141 @@
+"""test_channels.py: replicas added to and removed from a running master.
+
+A second replica is added while mail keeps arriving (LMTP deliveries and
+an IMAP session that was open before the change): the channel goes into
+the config, tandemd gets SIGHUP (it publishes the live channel list and
+starts the new channel's rolling client), and `tandem sync -A` fills the
+new replica. No window loses a change: at the end both replicas equal the
+master. Then the first replica is removed the same way, and the second
+keeps replicating.
+"""
+import imaplib
+import os
+import signal
+import smtplib
+import threading
+import time
+
+from tlib import Daemon, Instance, Suite, free_port, make_message
+
+t = Suite("channels")
+started = []
+
+
+def replica(root, name):
+    inst = Instance(root=os.path.join(root, name))
+    text = open(inst.conf).read().replace("admins: admin\n", "admins: admin repl\n")
+    open(inst.conf, "w").write(text)
+    inst.ok(["user", "add", "repl"], "replpw\n")
+    port = free_port()
+    d = Daemon(inst, services=("sync",), ports={"sync": port})
+    started.append(d)
+    return inst, port
+
+
+def set_channels(conf, chans, hosts):
+    """Rewrites the channel lines of a master's config."""
+    lines = [l for l in open(conf).read().splitlines()
+             if not l.startswith("sync_log_channels:") and "_sync_host:" not in l]
+    lines.append("sync_log_channels: " + " ".join(chans))
+    lines += [f"{c}_sync_host: 127.0.0.1:{hosts[c]}" for c in chans]
+    open(conf, "w").write("\n".join(lines) + "\n")
+
+
+def compare(m, chan):
+    r = m.run(["compare", "-n", chan, "-o"])
+    return r.returncode, r.stdout + r.stderr
+
+
+def wait_equal(m, chan, timeout=30):
+    deadline = time.time() + timeout
+    out = ""
+    while time.time() < deadline:
+        rc, out = compare(m, chan)
+        if rc == 0:
+            return True, out
+        time.sleep(0.3)
+    return False, out
+
+
+import tempfile
+root = tempfile.mkdtemp(prefix="tandem-chan-")
+try:
+    r1, p1 = replica(root, "r1")
+    r2, p2 = replica(root, "r2")
+    m = Instance(root=os.path.join(root, "m"), channels="one",
+                 extra_conf="sync_authname: repl\nsync_password: replpw\nsync_repeat_interval: 0\n")
+    set_channels(m.conf, ["one"], {"one": p1})
+    for u in ["alice", "bob"]:
+        m.ok(["user", "add", u], "pw\n")
+    d = Daemon(m, services=("lmtp", "imap"))
+    started.append(d)
+    sent = []
+    stop = threading.Event()
+    errors = []
+
+    def deliver_loop():
+        i = 0
+        while not stop.is_set():
+            try:
+                l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+                l.sendmail("s@example.net", ["alice", "bob"], make_message(t.rng, 1000 + i))
+                l.quit()
+                sent.append(i)
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            i += 1
+            time.sleep(0.01)
+
+    with t.case("a second replica added to a running master misses nothing"):
+        # an IMAP session opened before the change, writing through it
+        im = imaplib.IMAP4("127.0.0.1", d.port["imap"])
+        im.login("alice", "pw")
+        im.select("INBOX")
+        th = threading.Thread(target=deliver_loop)
+        th.start()
+        time.sleep(0.5)
+        set_channels(m.conf, ["one", "two"], {"one": p1, "two": p2})
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        r = m.run(["sync", "-n", "two", "-o", "-A"], timeout=120)
+        t.eq(r.returncode, 0, f"sync -A of the new replica: {r.stderr[-400:]}")
+        # changes through the old session after the reload, and more mail
+        for k in range(5):
+            im.append("INBOX", "(\\Flagged)", None, make_message(t.rng, 500 + k))
+        im.store("1:3", "+FLAGS", "(\\Seen)")
+        im.create("INBOX.Added")
+        time.sleep(0.5)
+        stop.set()
+        th.join()
+        im.logout()
+        t.eq(errors, [], "every delivery was accepted")
+        t.check(len(sent) > 5, f"deliveries went on during the change ({len(sent)})")
+        for chan in ["one", "two"]:
+            ok, out = wait_equal(m, chan)
+            t.check(ok, f"replica of channel {chan} equals the master: {out[-600:]}")
+        log = d.log()
+        t.check("event=sync_client_start channel=two" in log, "tandemd started the new channel's client")
+
+    with t.case("a replica removed: its client stops, the other goes on"):
+        set_channels(m.conf, ["two"], {"two": p2})
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 20
+        while time.time() < deadline and "reason=channel_removed" not in d.log():
+            time.sleep(0.1)
+        t.check("event=channel_removed channel=one" in d.log(), "the removal is logged")
+        t.check("reason=channel_removed" in d.log(), "the removed channel's client stopped")
+        for i in range(5):
+            l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+            l.sendmail("s@example.net", ["bob"], make_message(t.rng, 2000 + i))
+            l.quit()
+        ok, out = wait_equal(m, "two")
+        t.check(ok, f"the remaining replica keeps up: {out[-600:]}")
+        confdir = [l.split(":", 1)[1].strip() for l in open(m.conf) if l.startswith("configdirectory:")][0]
+        t.eq(open(os.path.join(confdir, "sync", "channels")).read().split(), ["two"],
+             "the published channel list")
+finally:
+    for s in reversed(started):
+        s.stop()
+    import shutil
+    shutil.rmtree(root, ignore_errors=True)
+t.done()
