@@ -32,7 +32,7 @@ int imapd_cmd_select(struct imapd_session *s, const struct imap_cmd *cmd)
 		goto out;
 	if (cmd->u.select.condstore)
 		s->condstore = 1;
-	int readonly = examine ||
+	int readonly = examine || server_role_refuses_writes(s->env->conf) ||
 		       !(rights & (IMAPD_R_SEEN | IMAPD_R_WRITE | IMAPD_R_DELETE_MSG | IMAPD_R_EXPUNGE));
 	struct imapd_view *v;
 	if (imapd_view_open(s, &mi, readonly, rights, &v, &err) < 0) {

@@ -19,6 +19,7 @@ enum {
 	PREAUTH_ONLY = 1 << 2,	/* only before login */
 	NO_EXPUNGE = 1 << 3,	/* FETCH, STORE, SEARCH: no EXPUNGE after the non-UID form (RFC 3501 7.4.1) */
 	NO_UPDATES = 1 << 4,	/* no untagged updates after it */
+	WRITES = 1 << 5,	/* changes mail or state: refused on a replica */
 };
 
 struct imapd_command {
@@ -38,36 +39,36 @@ static const struct imapd_command commands[] = {
 	{ IMAP_CMD_ENABLE, imapd_cmd_enable, NEEDS_AUTH },
 	{ IMAP_CMD_SELECT, imapd_cmd_select, NEEDS_AUTH | NO_UPDATES },
 	{ IMAP_CMD_EXAMINE, imapd_cmd_select, NEEDS_AUTH | NO_UPDATES },
-	{ IMAP_CMD_CREATE, imapd_cmd_create, NEEDS_AUTH },
-	{ IMAP_CMD_DELETE, imapd_cmd_delete, NEEDS_AUTH },
-	{ IMAP_CMD_RENAME, imapd_cmd_rename, NEEDS_AUTH },
-	{ IMAP_CMD_SUBSCRIBE, imapd_cmd_subscribe, NEEDS_AUTH },
-	{ IMAP_CMD_UNSUBSCRIBE, imapd_cmd_subscribe, NEEDS_AUTH },
+	{ IMAP_CMD_CREATE, imapd_cmd_create, NEEDS_AUTH | WRITES },
+	{ IMAP_CMD_DELETE, imapd_cmd_delete, NEEDS_AUTH | WRITES },
+	{ IMAP_CMD_RENAME, imapd_cmd_rename, NEEDS_AUTH | WRITES },
+	{ IMAP_CMD_SUBSCRIBE, imapd_cmd_subscribe, NEEDS_AUTH | WRITES },
+	{ IMAP_CMD_UNSUBSCRIBE, imapd_cmd_subscribe, NEEDS_AUTH | WRITES },
 	{ IMAP_CMD_LIST, imapd_cmd_list, NEEDS_AUTH },
 	{ IMAP_CMD_LSUB, imapd_cmd_lsub, NEEDS_AUTH },
 	{ IMAP_CMD_NAMESPACE, imapd_cmd_namespace, NEEDS_AUTH },
 	{ IMAP_CMD_STATUS, imapd_cmd_status, NEEDS_AUTH },
-	{ IMAP_CMD_APPEND, imapd_cmd_append, NEEDS_AUTH },
+	{ IMAP_CMD_APPEND, imapd_cmd_append, NEEDS_AUTH | WRITES },
 	{ IMAP_CMD_IDLE, imapd_cmd_idle, NEEDS_AUTH },
 	{ IMAP_CMD_CHECK, imapd_cmd_check, NEEDS_AUTH | NEEDS_SELECTED },
 	{ IMAP_CMD_CLOSE, imapd_cmd_close, NEEDS_AUTH | NEEDS_SELECTED | NO_UPDATES },
 	{ IMAP_CMD_UNSELECT, imapd_cmd_unselect, NEEDS_AUTH | NEEDS_SELECTED | NO_UPDATES },
-	{ IMAP_CMD_EXPUNGE, imapd_cmd_expunge, NEEDS_AUTH | NEEDS_SELECTED },
+	{ IMAP_CMD_EXPUNGE, imapd_cmd_expunge, NEEDS_AUTH | NEEDS_SELECTED | WRITES },
 	{ IMAP_CMD_SEARCH, imapd_cmd_search, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
 	{ IMAP_CMD_FETCH, imapd_cmd_fetch, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
-	{ IMAP_CMD_STORE, imapd_cmd_store, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
-	{ IMAP_CMD_COPY, imapd_cmd_copy, NEEDS_AUTH | NEEDS_SELECTED },
-	{ IMAP_CMD_MOVE, imapd_cmd_copy, NEEDS_AUTH | NEEDS_SELECTED },
+	{ IMAP_CMD_STORE, imapd_cmd_store, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE | WRITES },
+	{ IMAP_CMD_COPY, imapd_cmd_copy, NEEDS_AUTH | NEEDS_SELECTED | WRITES },
+	{ IMAP_CMD_MOVE, imapd_cmd_copy, NEEDS_AUTH | NEEDS_SELECTED | WRITES },
 	{ IMAP_CMD_GETQUOTA, imapd_cmd_getquota, NEEDS_AUTH },
 	{ IMAP_CMD_GETQUOTAROOT, imapd_cmd_getquotaroot, NEEDS_AUTH },
-	{ IMAP_CMD_SETQUOTA, imapd_cmd_setquota, NEEDS_AUTH },
+	{ IMAP_CMD_SETQUOTA, imapd_cmd_setquota, NEEDS_AUTH | WRITES },
 	{ IMAP_CMD_GETACL, imapd_cmd_getacl, NEEDS_AUTH },
-	{ IMAP_CMD_SETACL, imapd_cmd_setacl, NEEDS_AUTH },
-	{ IMAP_CMD_DELETEACL, imapd_cmd_setacl, NEEDS_AUTH },
+	{ IMAP_CMD_SETACL, imapd_cmd_setacl, NEEDS_AUTH | WRITES },
+	{ IMAP_CMD_DELETEACL, imapd_cmd_setacl, NEEDS_AUTH | WRITES },
 	{ IMAP_CMD_LISTRIGHTS, imapd_cmd_listrights, NEEDS_AUTH },
 	{ IMAP_CMD_MYRIGHTS, imapd_cmd_myrights, NEEDS_AUTH },
 	{ IMAP_CMD_GETMETADATA, imapd_cmd_getmetadata, NEEDS_AUTH },
-	{ IMAP_CMD_SETMETADATA, imapd_cmd_setmetadata, NEEDS_AUTH },
+	{ IMAP_CMD_SETMETADATA, imapd_cmd_setmetadata, NEEDS_AUTH | WRITES },
 	{ IMAP_CMD_COMPRESS, imapd_cmd_compress, NEEDS_AUTH | NO_UPDATES },
 	{ IMAP_CMD_SYNCGET, imapd_cmd_sync, NEEDS_AUTH | NO_UPDATES },
 	{ IMAP_CMD_SYNCAPPLY, imapd_cmd_sync, NEEDS_AUTH | NO_UPDATES },
@@ -103,6 +104,8 @@ int imapd_dispatch(struct imapd_session *s, const struct imap_cmd *cmd)
 		imapd_bad(s, NULL, "Already logged in");
 	else if ((row->flags & NEEDS_SELECTED) && !s->sel)
 		imapd_bad(s, NULL, "No mailbox selected");
+	else if ((row->flags & WRITES) && server_role_refuses_writes(s->env->conf))
+		imapd_no(s, "UNAVAILABLE", "This server is a replica: changes are made on the master");
 	else
 		rc = row->fn(s, cmd);
 	cmd = NULL;

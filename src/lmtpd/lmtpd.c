@@ -263,6 +263,12 @@ static int do_command(struct lmtp_session *s, const char *line, size_t len)
 			reply(s, 452, "4.5.3", "Too many recipients");
 			break;
 		}
+		if (server_role_refuses_writes(s->env->conf)) {
+			/* a replica (server_role.c): the MTA retries, at the master */
+			reply(s, 451, "4.3.0", "This server is a replica; deliver to the master");
+			log_info("event=rcpt_refused session=%s rcpt=%s reason=replica", s->env->session_id, cmd.arg.ptr);
+			break;
+		}
 		struct buf mb = BUF_INIT;
 		if (resolve_rcpt(s, cmd.arg.ptr, &mb) == 0) {
 			s->rcpts = xrealloc(s->rcpts, (s->nrcpts + 1) * sizeof *s->rcpts);

@@ -36,6 +36,15 @@ extern volatile sig_atomic_t server_stop_requested;
 void server_session_signals(void);
 
 
+/* The instance's role in a failover pair (server_role.c): the file
+ * <configdir>/role, written by `tandem failover`. */
+enum server_role { ROLE_STANDALONE, ROLE_MASTER, ROLE_DRAINING, ROLE_REPLICA };
+enum server_role server_role_get(const struct conf *conf);
+int server_role_set(const struct conf *conf, enum server_role r, struct terr *err);
+const char *server_role_name(enum server_role r);
+/* 1 when clients' changes must be refused (replica or draining). */
+int server_role_refuses_writes(const struct conf *conf);
+
 struct store;
 struct chlog;
 struct mboxname_ns;

@@ -13,6 +13,7 @@
  *     record.
  */
 #include "syncc/syncc.h"
+#include "syncc/syncc-private.h"
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"
@@ -29,6 +30,7 @@
 #include "sync/sync.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -43,38 +45,6 @@
 /* Bytes of message bodies per APPLY MESSAGE: bounds the replica's memory
  * for one command. */
 #define SYNCC_MESSAGE_BATCH_BYTES (32L * 1024 * 1024)
-
-/* A mailbox that failed to replicate (not a connection problem). */
-struct failed {
-	char *name;
-	char *error;
-	int attempts;
-	long long next_retry;	/* epoch seconds */
-};
-
-/* Backoff cap of a failing mailbox's retries, seconds. */
-#define SYNCC_RETRY_MAX_S 3600
-
-struct syncc {
-	const struct conf *conf;
-	struct failed *failed;	/* failures of the current pass */
-	size_t nfailed;
-	struct store *st;
-	struct syncc_opts o;
-	char channel[MAX_CHANNEL_NAME + 1];
-	struct conn *c;
-	SSL_CTX *tls;
-	struct buf in, out;
-	struct syncc_stats stats;
-	int cap_starttls, cap_compress, cap_sieve;
-	int compare_bodies;
-	/* the IMAP transport (reference §2.10): the replica's imapd speaks
-	 * the protocol inside SYNCGET/SYNCAPPLY; tags S0, S1, ... */
-	int imap;
-	int cap_sasl_ir, cap_replication;
-	unsigned long tagn;
-	char tag[24];
-};
 
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o)
 {
@@ -102,6 +72,13 @@ void syncc_free(struct syncc **scp)
 		SSL_CTX_free(sc->tls);
 	buf_free(&sc->in);
 	buf_free(&sc->out);
+	syncc_items_free(&sc->diffs);
+	syncc_items_free(&sc->copied);
+	syncc_items_free(&sc->renumbered);
+	syncc_items_free(&sc->repaired);
+	syncc_items_free(&sc->kept);
+	syncc_items_free(&sc->renamed);
+	syncc_items_free(&sc->remaining);
 	free(sc);
 	*scp = NULL;
 }
@@ -140,7 +117,6 @@ static int read_line(struct syncc *sc, struct dlist **line_r, struct buf *raw, s
 /* Sends sc->out as one command and reads its response: data lines go to
  * data_cb; returns 0 on OK, -1 with err (TE_CHECKSUM, TE_CHANGED,
  * TE_MOVED, TE_NOTFOUND from the NO code; TE_IO on the connection). */
-typedef void data_fn(void *rock, struct dlist *kv);
 
 /* Writes sc->out as the IMAP transport's command: "GET x" becomes
  * "S<n> SYNCGET x", RESTART "S<n> SYNCRESTART", NOOP "N01 NOOP", EXIT
@@ -172,7 +148,7 @@ static void imap_wrap(struct syncc *sc)
 	conn_write(sc->c, rest, sc->out.len - vl);
 }
 
-static int roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
+int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
 {
 	if (sc->o.verbose)
 		log_debug("event=sync_send channel=%s bytes=%zu command=\"%.120s\"", sc->channel, sc->out.len,
@@ -249,7 +225,7 @@ static void cmd_begin(struct syncc *sc, const char *verb)
 	buf_putc(&sc->out, ' ');
 }
 
-static void cmd_dlist(struct syncc *sc, const char *verb, const struct dlist *d)
+void syncc_cmd_dlist(struct syncc *sc, const char *verb, const struct dlist *d)
 {
 	cmd_begin(sc, verb);
 	dlist_print(&sc->out, d, DLIST_LIT_CLIENT);
@@ -261,7 +237,7 @@ static int simple(struct syncc *sc, const char *line, struct terr *err)
 	buf_reset(&sc->out);
 	buf_appends(&sc->out, line);
 	buf_appends(&sc->out, "\r\n");
-	return roundtrip(sc, NULL, NULL, err);
+	return syncc_roundtrip(sc, NULL, NULL, err);
 }
 
 /* ---- connecting ------------------------------------------------------------------------ */
@@ -517,7 +493,7 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 	} else {
 		buf_reset(&sc->out);
 		buf_printf(&sc->out, "AUTHENTICATE PLAIN %.*s\r\n", bl, b64);
-		arc = roundtrip(sc, NULL, NULL, err);
+		arc = syncc_roundtrip(sc, NULL, NULL, err);
 	}
 	memset(b64, 0, sizeof b64);
 	if (arc < 0)
@@ -677,17 +653,17 @@ static int upload_bodies(struct syncc *sc, const char *name, const struct dlist 
 	int rc = 0;
 	if (guids->n) {
 		struct missing m = { NULL, 0 };
-		cmd_dlist(sc, "APPLY", res);
-		rc = roundtrip(sc, collect_missing, &m, err);
+		syncc_cmd_dlist(sc, "APPLY", res);
+		rc = syncc_roundtrip(sc, collect_missing, &m, err);
 		struct dlist *msg = NULL;
 		size_t bytes = 0;
 		struct buf data = BUF_INIT;
 		for (size_t i = 0; rc == 0 && i <= m.n; i++) {
 			if (msg && (i == m.n || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES)) {
-				cmd_dlist(sc, "APPLY", msg);
+				syncc_cmd_dlist(sc, "APPLY", msg);
 				dlist_free(&msg);
 				bytes = 0;
-				rc = roundtrip(sc, NULL, NULL, err);
+				rc = syncc_roundtrip(sc, NULL, NULL, err);
 			}
 			if (i == m.n || rc < 0)
 				break;
@@ -724,15 +700,57 @@ static int header_equal(const struct dlist *local, const struct dlist *remote)
 	return 1;
 }
 
-/* Sends one mailbox: incremental when `remote` is given and compatible,
- * else (or when refused) full. */
-static int sync_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+/* One APPLY MAILBOX of name: full (every record) or incremental (records
+ * above the replica's HIGHESTMODSEQ, with SINCE_*). */
+static int push_mailbox(struct syncc *sc, const char *name, int full, const struct dlist *remote, struct terr *err)
 {
 	struct dlist *mb = NULL;
 	uint64_t rms = 0;
 	uint32_t rlast = 0, rcrc = 0, rannot = 0;
-	int incremental = remote != NULL;
 	if (remote) {
+		dlist_get_num64(remote, "HIGHESTMODSEQ", &rms);
+		dlist_get_num32(remote, "LAST_UID", &rlast);
+		dlist_get_num32(remote, "SYNC_CRC", &rcrc);
+		dlist_get_num32(remote, "SYNC_CRC_ANNOT", &rannot);
+	}
+	if (sync_mailbox_dlist(sc->st, name, 1, full ? 0 : rms, &mb, err) < 0)
+		return -1;
+	if (!full) {
+		dlist_add_num(mb, "SINCE_MODSEQ", rms);
+		dlist_add_num(mb, "SINCE_CRC", rcrc);
+		dlist_add_num(mb, "SINCE_CRC_ANNOT", rannot);
+	}
+	const struct dlist *records = dlist_get_list(mb, "RECORD");
+	int rc = upload_bodies(sc, name, records, full ? 0 : rlast, err);
+	if (rc == 0) {
+		/* RECORD must be last, after SINCE_*: move it to the end */
+		for (size_t i = 0; i + 1 < mb->n; i++)
+			if (mb->items[i] == records) {
+				memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
+				mb->items[mb->n - 1] = (struct dlist *)records;
+				break;
+			}
+		syncc_cmd_dlist(sc, "APPLY", mb);
+		rc = syncc_roundtrip(sc, NULL, NULL, err);
+	}
+	dlist_free(&mb);
+	if (rc == 0)
+		sc->stats.mailboxes++;
+	return rc;
+}
+
+/* Sends one mailbox: incremental when `remote` is given and compatible,
+ * else (or when refused) full. A full update the replica refuses as a
+ * split brain (IMAP_SYNC_CHECKSUM) is reconciled first (the replica's
+ * own messages are copied back, syncc_reconcile) and sent again; in
+ * repair mode a same-name mailbox with another uniqueid is renamed aside
+ * on the replica first. */
+int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+{
+	int incremental = remote != NULL && !sc->repair;
+	int other_uniqueid = 0;
+	if (remote) {
+		struct dlist *mb = NULL;
 		const char *lu, *ru;
 		if (sync_mailbox_dlist(sc->st, name, 0, 0, &mb, err) < 0)
 			return -1;
@@ -740,51 +758,49 @@ static int sync_one(struct syncc *sc, const char *name, const struct dlist *remo
 			   !strcmp(lu, ru);
 		int equal = same && header_equal(mb, remote);
 		dlist_free(&mb);
-		if (equal)
+		if (equal && !sc->repair)
 			return 0;
-		incremental = same;
-		dlist_get_num64(remote, "HIGHESTMODSEQ", &rms);
-		dlist_get_num32(remote, "LAST_UID", &rlast);
-		dlist_get_num32(remote, "SYNC_CRC", &rcrc);
-		dlist_get_num32(remote, "SYNC_CRC_ANNOT", &rannot);
+		incremental = incremental && same;
+		other_uniqueid = !same;
 	}
-	for (int full = !incremental; full <= 1; full++) {
-		if (sync_mailbox_dlist(sc->st, name, 1, full ? 0 : rms, &mb, err) < 0)
-			return -1;
-		if (!full) {
-			dlist_add_num(mb, "SINCE_MODSEQ", rms);
-			dlist_add_num(mb, "SINCE_CRC", rcrc);
-			dlist_add_num(mb, "SINCE_CRC_ANNOT", rannot);
-		}
-		const struct dlist *records = dlist_get_list(mb, "RECORD");
-		int rc = upload_bodies(sc, name, records, full ? 0 : rlast, err);
-		if (rc == 0) {
-			/* RECORD must be last, after SINCE_*: move it to the end */
-			for (size_t i = 0; i + 1 < mb->n; i++)
-				if (mb->items[i] == records) {
-					memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
-					mb->items[mb->n - 1] = (struct dlist *)records;
-					break;
-				}
-			cmd_dlist(sc, "APPLY", mb);
-			rc = roundtrip(sc, NULL, NULL, err);
-		}
-		dlist_free(&mb);
-		if (rc == 0) {
-			sc->stats.mailboxes++;
+	char q[LOGQ_MAX];
+	if (incremental) {
+		if (push_mailbox(sc, name, 0, remote, err) == 0)
 			return 0;
-		}
-		if (full || (err->code != TE_CHECKSUM && err->code != TE_CHANGED))
+		if (err->code != TE_CHECKSUM && err->code != TE_CHANGED)
 			return -1;
-		char q[LOGQ_MAX];
 		log_notice("event=sync_full_update channel=%s mailbox=%s reason=\"%s\"", sc->channel, logq(q, name),
 			   err->msg);
+	}
+	if (push_mailbox(sc, name, 1, remote, err) == 0)
+		return 0;
+	struct terr e2 = { 0 };
+	if (err->code == TE_CHECKSUM) {
+		int r = syncc_reconcile(sc, name, &e2);
+		if (r < 0) {
+			terr_set(err, e2.code == TE_IO ? TE_IO : TE_CHECKSUM, "split brain not reconciled: %s", e2.msg);
+			return -1;
+		}
+		if (r == 0)
+			return push_mailbox(sc, name, 1, NULL, err);
+		return -1;
+	}
+	if (err->code == TE_MOVED && sc->repair && other_uniqueid) {
+		if (syncc_rename_aside(sc, name, remote, &e2) < 0) {
+			*err = e2;
+			return -1;
+		}
+		return push_mailbox(sc, name, 1, NULL, err);
 	}
 	return -1;
 }
 
-/* Syncs a batch of mailbox names (present locally or not). */
-static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err)
+/* Syncs a batch of mailbox names (present locally or not). A name gone
+ * here but present on the replica is removed there only with unmailbox
+ * (an UNMAILBOX line: the master deleted it); otherwise it is kept and
+ * reported as a replica-only mailbox (a rename in the batch is matched by
+ * uniqueid first, as Cyrus's folder pass does). */
+static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, struct terr *err)
 {
 	if (n == 0)
 		return 0;
@@ -792,11 +808,13 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err
 	for (size_t i = 0; i < n; i++)
 		dlist_add_str(get, NULL, names[i]);
 	struct remotes rs = { NULL, 0 };
-	cmd_dlist(sc, "GET", get);
+	syncc_cmd_dlist(sc, "GET", get);
 	dlist_free(&get);
-	int rc = roundtrip(sc, collect_remote, &rs, err);
+	int rc = syncc_roundtrip(sc, collect_remote, &rs, err);
 	int failed = 0;
 	char q[LOGQ_MAX];
+	char **gone = xcalloc(n, sizeof *gone);
+	size_t ngone = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct store_mailbox_info mi;
 		struct terr e2 = { 0 };
@@ -806,17 +824,7 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err
 				failed = 1;
 				continue;
 			}
-			if (remote_by_name(&rs, names[i])) {
-				/* gone here: remove it there, unless it was renamed (same uniqueid elsewhere locally) */
-				struct dlist *un = dlist_new(DL_STR, "UNMAILBOX");
-				buf_appends(&un->s, names[i]);
-				cmd_dlist(sc, "APPLY", un);
-				dlist_free(&un);
-				if (roundtrip(sc, NULL, NULL, &e2) < 0 && e2.code != TE_NOTFOUND) {
-					*err = e2;
-					failed = 1;
-				}
-			}
+			gone[ngone++] = names[i];	/* after the renames of the batch */
 			continue;
 		}
 		const struct dlist *remote = remote_by_name(&rs, names[i]);
@@ -827,9 +835,9 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err
 			dlist_add_str(rn, "NEWMBOXNAME", names[i]);
 			dlist_add_str(rn, "PARTITION", "default");
 			dlist_add_num(rn, "UIDVALIDITY", mi.uidvalidity);
-			cmd_dlist(sc, "APPLY", rn);
+			syncc_cmd_dlist(sc, "APPLY", rn);
 			dlist_free(&rn);
-			if (roundtrip(sc, NULL, NULL, &e2) == 0) {
+			if (syncc_roundtrip(sc, NULL, NULL, &e2) == 0) {
 				/* the renamed mailbox is now the remote state of this name */
 				for (size_t k = 0; k < rs.n; k++)
 					if (!strcmp(rs.r[k].name, elsewhere)) {
@@ -839,7 +847,7 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err
 				remote = remote_by_name(&rs, names[i]);
 			}
 		}
-		if (sync_one(sc, names[i], remote, &e2) < 0) {
+		if (syncc_sync_one(sc, names[i], remote, &e2) < 0) {
 			log_warn("event=sync_mailbox_fail channel=%s mailbox=%s error=\"%s\"", sc->channel,
 				 logq(q, names[i]), e2.msg);
 			*err = e2;
@@ -853,6 +861,26 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, struct terr *err
 		}
 		store_mailbox_info_free(&mi);
 	}
+	for (size_t i = 0; rc == 0 && i < ngone; i++) {
+		struct terr e2 = { 0 };
+		if (!remote_by_name(&rs, gone[i]))
+			continue;	/* not there, or renamed to a name of the batch */
+		if (!unmailbox) {
+			syncc_note_replica_only(sc, gone[i]);
+			continue;
+		}
+		struct dlist *un = dlist_new(DL_STR, "UNMAILBOX");
+		buf_appends(&un->s, gone[i]);
+		syncc_cmd_dlist(sc, "APPLY", un);
+		dlist_free(&un);
+		if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0 && e2.code != TE_NOTFOUND) {
+			*err = e2;
+			failed = 1;
+			if (e2.code == TE_IO)
+				rc = -1;
+		}
+	}
+	free(gone);
 	remotes_free(&rs);
 	return rc < 0 || failed ? -1 : 0;
 }
@@ -915,9 +943,9 @@ static int send_sub(struct syncc *sc, const char *user, const char *mbox, int on
 	struct dlist *kv = dlist_new(DL_KVLIST, on ? "SUB" : "UNSUB");
 	dlist_add_str(kv, "USERID", user);
 	dlist_add_str(kv, "MBOXNAME", mbox);
-	cmd_dlist(sc, "APPLY", kv);
+	syncc_cmd_dlist(sc, "APPLY", kv);
 	dlist_free(&kv);
-	return roundtrip(sc, NULL, NULL, err);
+	return syncc_roundtrip(sc, NULL, NULL, err);
 }
 
 /* A whole user: every mailbox (and the replica's extra ones removed),
@@ -930,28 +958,28 @@ static int sync_user(struct syncc *sc, const char *user, struct terr *err)
 	if (!ex) {
 		struct dlist *un = dlist_new(DL_STR, "UNUSER");
 		buf_appends(&un->s, user);
-		cmd_dlist(sc, "APPLY", un);
+		syncc_cmd_dlist(sc, "APPLY", un);
 		dlist_free(&un);
-		return roundtrip(sc, NULL, NULL, err);
+		return syncc_roundtrip(sc, NULL, NULL, err);
 	}
 	struct names all = { NULL, 0 }, rsubs = { NULL, 0 }, lsubs = { NULL, 0 };
 	struct dlist *get = dlist_new(DL_STR, "USER");
 	buf_appends(&get->s, user);
-	cmd_dlist(sc, "GET", get);
+	syncc_cmd_dlist(sc, "GET", get);
 	dlist_free(&get);
 	struct terr e2 = { 0 };
-	int rc = roundtrip(sc, collect_names, &all, err);
+	int rc = syncc_roundtrip(sc, collect_names, &all, err);
 	if (rc == 0)
 		rc = store_mailbox_list(sc->st, user, list_cb, &all, err);
 	if (rc == 0)
-		rc = sync_batch(sc, all.v, all.n, err);
+		rc = sync_batch(sc, all.v, all.n, 0, err);
 	/* subscriptions: the replica's LSUB against ours */
 	if (rc == 0) {
 		get = dlist_new(DL_STR, "META");
 		buf_appends(&get->s, user);
-		cmd_dlist(sc, "GET", get);
+		syncc_cmd_dlist(sc, "GET", get);
 		dlist_free(&get);
-		if (roundtrip(sc, collect_lsub, &rsubs, &e2) == 0 && store_subs_list(sc->st, user, subs_cb, &lsubs, &e2) == 0) {
+		if (syncc_roundtrip(sc, collect_lsub, &rsubs, &e2) == 0 && store_subs_list(sc->st, user, subs_cb, &lsubs, &e2) == 0) {
 			for (size_t i = 0; rc == 0 && i < lsubs.n; i++) {
 				int there = 0;
 				for (size_t k = 0; k < rsubs.n; k++)
@@ -992,7 +1020,7 @@ int syncc_users(struct syncc *sc, const char *const *users, size_t n, struct ter
 
 int syncc_mailboxes(struct syncc *sc, const char *const *names, size_t n, struct terr *err)
 {
-	return sync_batch(sc, (char **)names, n, err);
+	return sync_batch(sc, (char **)names, n, 0, err);
 }
 
 static int all_users_cb(const char *userid, void *rock)
@@ -1008,7 +1036,7 @@ int syncc_all(struct syncc *sc, struct terr *err)
 	if (rc == 0)
 		rc = syncc_users(sc, (const char *const *)users.v, users.n, err);
 	if (rc == 0 && store_mailbox_list(sc->st, "", list_cb, &shared, err) == 0)
-		rc = sync_batch(sc, shared.v, shared.n, err);
+		rc = sync_batch(sc, shared.v, shared.n, 0, err);
 	names_free(&users);
 	names_free(&shared);
 	return rc;
@@ -1156,7 +1184,7 @@ static int failed_retry(struct syncc *sc, struct terr *err)
 		}
 	int rc = 0;
 	if (ndue) {
-		rc = sync_batch(sc, due, ndue, err);
+		rc = sync_batch(sc, due, ndue, 0, err);
 		if (rc == 0)
 			rc = failed_merge(sc, due, ndue, err);
 	}
@@ -1190,6 +1218,7 @@ int syncc_status(const struct conf *conf, const char *channel, struct buf *out, 
 			   *sc.channel ? sc.channel : "\"\"", v[i].name, v[i].attempts, v[i].next_retry, v[i].error);
 	if (rc == 0)
 		failed_free(v, n);
+	syncc_splitbrain_status(conf, sc.channel, out);
 	buf_free(&p);
 	buf_free(&data);
 	return rc;
@@ -1229,10 +1258,19 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 		else if (!strcmp(k, "ANNOTATION") && *a1)
 			names_add(&mboxes, a1);
 	}
+	/* a name also deleted in this log is handled by the UNMAILBOX batch
+	 * alone (synced if it exists again, removed there if not) */
+	for (size_t i = 0; i < mboxes.n; i++)
+		for (size_t k = 0; k < unmboxes.n; k++)
+			if (!strcmp(mboxes.v[i], unmboxes.v[k])) {
+				free(mboxes.v[i]);
+				mboxes.v[i--] = mboxes.v[--mboxes.n];
+				break;
+			}
 	int failed = 0;
 	struct terr e2 = { 0 };
 	/* mailboxes, in batches by owner (renames within a user need both names in one batch) */
-	if (mboxes.n && sync_batch(sc, mboxes.v, mboxes.n, &e2) < 0) {
+	if (mboxes.n && sync_batch(sc, mboxes.v, mboxes.n, 0, &e2) < 0) {
 		*err = e2;
 		failed = 1;
 	}
@@ -1246,16 +1284,16 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 				dlist_add_num(kv, "STORAGE", (uint64_t)q.storage_limit);
 			if (q.message_limit >= 0)
 				dlist_add_num(kv, "MESSAGE", (uint64_t)q.message_limit);
-			cmd_dlist(sc, "APPLY", kv);
+			syncc_cmd_dlist(sc, "APPLY", kv);
 			dlist_free(&kv);
 			store_quota_free(&q);
 		} else {
 			struct dlist *kv = dlist_new(DL_STR, "UNQUOTA");
 			buf_appends(&kv->s, quotas.v[i]);
-			cmd_dlist(sc, "APPLY", kv);
+			syncc_cmd_dlist(sc, "APPLY", kv);
 			dlist_free(&kv);
 		}
-		if (roundtrip(sc, NULL, NULL, &e2) < 0) {
+		if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0) {
 			*err = e2;
 			failed = 1;
 		}
@@ -1273,9 +1311,9 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 			dlist_add_num(kv, "LASTCHANGE", (uint64_t)sv.lastchange);
 			dlist_add_str(kv, "SEENUIDS", sv.seenuids);
 			free(sv.seenuids);
-			cmd_dlist(sc, "APPLY", kv);
+			syncc_cmd_dlist(sc, "APPLY", kv);
 			dlist_free(&kv);
-			if (roundtrip(sc, NULL, NULL, &e2) < 0) {
+			if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0) {
 				*err = e2;
 				failed = 1;
 			}
@@ -1297,7 +1335,7 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 		}
 		*sep = '\x01';
 	}
-	if (!failed && unmboxes.n && sync_batch(sc, unmboxes.v, unmboxes.n, &e2) < 0) {
+	if (!failed && unmboxes.n && sync_batch(sc, unmboxes.v, unmboxes.n, 1, &e2) < 0) {
 		*err = e2;
 		failed = 1;
 	}
@@ -1454,6 +1492,21 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 
 /* ---- compare ------------------------------------------------------------------------------------ */
 
+/* A difference as a structured item too (for --json). */
+static void note_diff(struct syncc *sc, const char *name, const char *kind, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void note_diff(struct syncc *sc, const char *name, const char *kind, const char *fmt, ...)
+{
+	struct buf d = BUF_INIT;
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&d, fmt, ap);
+	va_end(ap);
+	syncc_items_add(&sc->diffs, name, kind, buf_cstr(&d));
+	buf_free(&d);
+}
+
 static void compare_fetch(void *rock, struct dlist *kv)
 {
 	struct dlist **out = rock;
@@ -1482,6 +1535,15 @@ static const char *rec_text(const struct dlist *r, struct buf *b)
 		buf_printf(b, "%s%s", i ? " " : "", dlist_cstr(fl->items[i]) ? dlist_cstr(fl->items[i]) : "?");
 	buf_putc(b, ')');
 	return b->ptr;
+}
+
+static int rec_expunged(const struct dlist *r)
+{
+	const struct dlist *fl = dlist_get_list(r, "FLAGS");
+	for (size_t k = 0; fl && k < fl->n; k++)
+		if (dlist_cstr(fl->items[k]) && !strcasecmp(dlist_cstr(fl->items[k]), "\\Expunged"))
+			return 1;
+	return 0;
 }
 
 struct fetch_rock {
@@ -1525,24 +1587,26 @@ static int compare_bodies(struct syncc *sc, const char *name, const struct dlist
 		dlist_add_str(f, "UNIQUEID", uniqueid ? uniqueid : "");
 		dlist_add_str(f, "GUID", guid);
 		dlist_add_num(f, "UID", uid);
-		cmd_dlist(sc, "GET", f);
+		syncc_cmd_dlist(sc, "GET", f);
 		dlist_free(&f);
 		struct fetch_rock fr = { 0, "" };
 		struct terr e2 = { 0 };
-		if (roundtrip(sc, fetch_cb, &fr, &e2) < 0 && e2.code == TE_IO) {
+		if (syncc_roundtrip(sc, fetch_cb, &fr, &e2) < 0 && e2.code == TE_IO) {
 			*err = e2;
 			return -1;
 		}
 		if (fr.got != 1 || strcmp(fr.sha, guid)) {
 			buf_printf(report, "mailbox=%s uid=%u guid=%s difference=replica_body %s\n", logq(q, name), uid, guid,
 				   fr.got == 1 ? "sha1_mismatch" : fr.got == -1 ? "damaged" : "missing");
+			note_diff(sc, name, "replica_body", "uid=%u guid=%s %s", uid, guid,
+				  fr.got == 1 ? "sha1_mismatch" : fr.got == -1 ? "damaged" : "missing");
 			(*ndiff)++;
 		}
 	}
 	return 0;
 }
 
-static int compare_mailbox(struct syncc *sc, const char *name, struct buf *report, int *ndiff, struct terr *err)
+int syncc_compare_mailbox(struct syncc *sc, const char *name, struct buf *report, int *ndiff, struct terr *err)
 {
 	struct dlist *local = NULL, *remote = NULL;
 	struct terr e2 = { 0 };
@@ -1553,9 +1617,9 @@ static int compare_mailbox(struct syncc *sc, const char *name, struct buf *repor
 	}
 	struct dlist *get = dlist_new(DL_STR, "FULLMAILBOX");
 	buf_appends(&get->s, name);
-	cmd_dlist(sc, "GET", get);
+	syncc_cmd_dlist(sc, "GET", get);
 	dlist_free(&get);
-	if (roundtrip(sc, compare_fetch, &remote, &e2) < 0 && e2.code != TE_NOTFOUND) {
+	if (syncc_roundtrip(sc, compare_fetch, &remote, &e2) < 0 && e2.code != TE_NOTFOUND) {
 		dlist_free(&local);
 		*err = e2;
 		return -1;
@@ -1565,6 +1629,7 @@ static int compare_mailbox(struct syncc *sc, const char *name, struct buf *repor
 		if (have_local || remote) {
 			buf_printf(report, "mailbox=%s difference=%s\n", logq(q, name),
 				   have_local ? "missing_on_replica" : "only_on_replica");
+			note_diff(sc, name, have_local ? "missing_on_replica" : "only_on_replica", "%s", "");
 			(*ndiff)++;
 		}
 		dlist_free(&local);
@@ -1578,6 +1643,7 @@ static int compare_mailbox(struct syncc *sc, const char *name, struct buf *repor
 		if ((a || b) && (!a || !b || strcmp(a, b))) {
 			buf_printf(report, "mailbox=%s difference=header key=%s master=%s replica=%s\n", logq(q, name),
 				   keys[i], a ? a : "-", b ? b : "-");
+			note_diff(sc, name, "header", "key=%s master=%s replica=%s", keys[i], a ? a : "-", b ? b : "-");
 			(*ndiff)++;
 		}
 	}
@@ -1593,17 +1659,25 @@ static int compare_mailbox(struct syncc *sc, const char *name, struct buf *repor
 		if (ua < ub) {
 			buf_printf(report, "mailbox=%s uid=%u difference=record_missing_on_replica master=\"%s\"\n", logq(q, name),
 				   ua, rec_text(lr->items[i], &ta));
+			note_diff(sc, name, "record_missing_on_replica", "uid=%u master=%s", ua, ta.ptr);
 			(*ndiff)++;
 			i++;
 		} else if (ub < ua) {
 			buf_printf(report, "mailbox=%s uid=%u difference=record_only_on_replica replica=\"%s\"\n", logq(q, name),
 				   ub, rec_text(rr->items[k], &tb));
+			note_diff(sc, name, "record_only_on_replica", "uid=%u replica=%s", ub, tb.ptr);
 			(*ndiff)++;
+			k++;
+		} else if (rec_expunged(lr->items[i]) && rec_expunged(rr->items[k])) {
+			/* expunged on both sides: nothing left to replicate (an APPLY
+			 * MAILBOX leaves such records alone), whatever else differs */
+			i++;
 			k++;
 		} else {
 			if (strcmp(rec_text(lr->items[i], &ta), rec_text(rr->items[k], &tb))) {
 				buf_printf(report, "mailbox=%s uid=%u difference=record master=\"%s\" replica=\"%s\"\n",
 					   logq(q, name), ua, ta.ptr, tb.ptr);
+				note_diff(sc, name, "record", "uid=%u master=%s replica=%s", ua, ta.ptr, tb.ptr);
 				(*ndiff)++;
 			}
 			i++;
@@ -1638,21 +1712,21 @@ int syncc_compare(struct syncc *sc, const char *const *users, size_t nusers, str
 		struct names mb = { NULL, 0 };
 		struct dlist *get = dlist_new(DL_STR, "USER");
 		buf_appends(&get->s, who.v[u]);
-		cmd_dlist(sc, "GET", get);
+		syncc_cmd_dlist(sc, "GET", get);
 		dlist_free(&get);
-		rc = roundtrip(sc, collect_names, &mb, err);
+		rc = syncc_roundtrip(sc, collect_names, &mb, err);
 		struct terr e2;
 		if (rc == 0 && store_mailbox_list(sc->st, who.v[u], list_cb, &mb, &e2) < 0 && e2.code != TE_NOTFOUND)
 			rc = -1;
 		for (size_t i = 0; rc == 0 && i < mb.n; i++)
-			rc = compare_mailbox(sc, mb.v[i], report, ndiff, err);
+			rc = syncc_compare_mailbox(sc, mb.v[i], report, ndiff, err);
 		names_free(&mb);
 	}
 	if (rc == 0 && !nusers) {
 		struct names shared = { NULL, 0 };
 		store_mailbox_list(sc->st, "", list_cb, &shared, err);
 		for (size_t i = 0; rc == 0 && i < shared.n; i++)
-			rc = compare_mailbox(sc, shared.v[i], report, ndiff, err);
+			rc = syncc_compare_mailbox(sc, shared.v[i], report, ndiff, err);
 		names_free(&shared);
 	}
 	names_free(&who);

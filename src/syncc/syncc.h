@@ -67,6 +67,37 @@ int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err);
  * retried with backoff by the rolling client). One key=value line each. */
 int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err);
 
+/* Repair (tandem repair): makes the replica equal to the master for the
+ * users, mailboxes (internal names) or everything (all) named. Each
+ * mailbox that compares different gets a full update; what only the
+ * replica holds is copied back first (never deleted); a same-name mailbox
+ * with another uniqueid on the replica is renamed aside there; a mailbox
+ * only on the replica is kept and reported, or copied to the master with
+ * copy_mailboxes. bodies: also fetch and check every replica body (a
+ * damaged one is sent again). Returns 0 when everything found was
+ * repaired (kept replica-only mailboxes do not count), -1 otherwise. */
+struct syncc_repair_opts {
+	const char *const *users;
+	size_t nusers;
+	const char *const *mailboxes;
+	size_t nmailboxes;
+	int all;
+	int copy_mailboxes;
+	int bodies;
+	int dry_run;		/* only compare and report */
+};
+int syncc_repair(struct syncc *sc, const struct syncc_repair_opts *ro, struct terr *err);
+
+/* One JSON document of what compare/repair found and did:
+ * {"equal": bool, "differences": [{"mailbox","kind","detail"}],
+ *  "repaired": [...], "remaining": [...], "kept": [...], "renamed": [...],
+ *  "copied_back": [{"mailbox","replica_uid","new_uid","guid"}],
+ *  "renumbered": [{"mailbox","old_uid","new_uid","guid"}]}. */
+void syncc_report_json(const struct syncc *sc, int equal, struct buf *out);
+/* After syncc_repair: 1 when nothing is left different or kept (after a
+ * dry run: when nothing was found). */
+int syncc_report_equal(const struct syncc *sc, int dry_run);
+
 /* Counters for logs and benchmarks. */
 struct syncc_stats {
 	unsigned long commands, mailboxes, messages, bytes_sent;

@@ -361,6 +361,25 @@ static const char *do_get(struct syncs *s, const struct dlist *kv)
 
 /* ---- APPLY ---------------------------------------------------------------------------- */
 
+/* A damaged message file (its bytes no longer hash to its GUID) is moved
+ * aside to <file>.damaged, so that the client's copy (it is reported
+ * MISSING) is written in its place by the next APPLY MAILBOX (tandem
+ * repair; a file already there is never rewritten). */
+static void quarantine(struct syncs *s, const char *name, const char *guid)
+{
+	struct buf path = BUF_INIT, aside = BUF_INIT;
+	struct terr err;
+	char q[LOGQ_MAX];
+	if (store_message_path(s->st, name, guid, &path, &err) == 0) {
+		buf_printf(&aside, "%s.damaged", path.ptr);
+		if (rename(path.ptr, aside.ptr) == 0)
+			log_warn("event=sync_damaged_body session=%s mailbox=%s guid=%s moved_to=%s", s->env->session_id,
+				 logq(q, name), guid, aside.ptr);
+	}
+	buf_free(&path);
+	buf_free(&aside);
+}
+
 static const char *apply_reserve(struct syncs *s, const struct dlist *kv)
 {
 	const struct dlist *names = dlist_get_list(kv, "MBOXNAME"), *guids = dlist_get_list(kv, "GUID");
@@ -384,6 +403,8 @@ static const char *apply_reserve(struct syncs *s, const struct dlist *kv)
 			    store_message_read(s->st, name, guid, &data, &err) == 0) {
 				stage(s, guid, data.ptr, data.len);
 				found = 1;
+			} else if (name && err.code == TE_CORRUPT) {
+				quarantine(s, name, guid);
 			}
 		}
 		if (!found)
@@ -437,6 +458,12 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 {
 	struct terr err = { 0 };
 	const char *k = kv->key;
+	if (strcasecmp(k, "CAPABILITIES") && server_role_get(s->env->conf) == ROLE_MASTER) {
+		/* promoted by `tandem failover`: an old master that comes back
+		 * must not overwrite what was accepted here since */
+		log_warn("event=apply_refused service=sync session=%s reason=this_is_the_master", s->env->session_id);
+		return "NO IMAP_PROTOCOL_ERROR This server is the master now (tandem failover): demote the sender";
+	}
 	if (!strcasecmp(k, "CAPABILITIES")) {
 		struct dlist *en = dlist_new(DL_LIST, "ENABLED");
 		for (size_t i = 0; kv->type == DL_LIST && i < kv->n; i++) {

@@ -182,6 +182,10 @@ static void find_syncers(struct master *m)
 	m->nsyncers = 0;
 	if (!conf_bool(m->conf, "sync_log"))
 		return;
+	/* a replica (tandem failover) sends nothing, unless it is a link of
+	 * a chain */
+	if (server_role_get(m->conf) == ROLE_REPLICA && !conf_bool(m->conf, "sync_log_chain"))
+		return;
 	const char *const *chans;
 	size_t n = conf_channels(m->conf, &chans);
 	for (size_t i = 0; i < n && m->nsyncers < MAX_CHANNELS; i++) {

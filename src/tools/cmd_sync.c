@@ -1,4 +1,4 @@
-/* cmd_sync.c: tandem sync (Cyrus's sync_client) and tandem compare. */
+/* cmd_sync.c: tandem sync (Cyrus's sync_client), compare, repair and status. */
 #include "tools/tools.h"
 
 #include "conf/conf.h"
@@ -31,7 +31,7 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 	struct syncc_opts o = { 0 };
 	char mode = 0;
 	const char *file = NULL;
-	int one_pass = 0, bodies = 0;
+	int one_pass = 0, bodies = 0, json = 0;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
@@ -54,6 +54,8 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 			one_pass = 1;
 		else if (!strcmp(a, "--bodies"))
 			bodies = 1;
+		else if (compare && !strcmp(a, "--json"))
+			json = 1;
 		else if (strlen(a) == 2 && strchr("umArR", a[1]) && !compare)
 			mode = a[1] == 'R' ? 'r' : a[1];
 		else if (compare && !strcmp(a, "-u"))
@@ -79,7 +81,8 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 		if (syncc_compare(sc, (const char *const *)argv + i, (size_t)(argc - i), &report, &ndiff, &err) < 0) {
 			rc = tool_fail(&err);
 		} else {
-			fputs(buf_cstr(&report), stdout);
+			if (!json)
+				fputs(buf_cstr(&report), stdout);
 			if (bodies) {
 				struct buf chk = BUF_INIT;
 				int problems = 0;
@@ -91,7 +94,14 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 				ndiff += problems;
 				buf_free(&chk);
 			}
-			printf("%d difference%s\n", ndiff, ndiff == 1 ? "" : "s");
+			if (json) {
+				struct buf js = BUF_INIT;
+				syncc_report_json(sc, ndiff == 0, &js);
+				fputs(buf_cstr(&js), stdout);
+				buf_free(&js);
+			} else {
+				printf("%d difference%s\n", ndiff, ndiff == 1 ? "" : "s");
+			}
 			rc = ndiff ? EXIT_FAIL : EXIT_OK;
 		}
 		buf_free(&report);
@@ -134,19 +144,111 @@ int cmd_sync(struct tool *t, int argc, char **argv)
 }
 
 static const char compare_usage[] =
-	"usage: tandem compare [-n CHANNEL] [-S HOST] [--bodies] [USER...]\n"
+	"usage: tandem compare [-n CHANNEL] [-S HOST] [--bodies] [--json] [USER...]\n"
 	"\nCompares this instance (the master) with the channel's replica over the\n"
 	"replication protocol: every mailbox of the users (all, with the shared ones,\n"
 	"when none is given): header keys, CRCs and every record (UID, modseq, dates,\n"
 	"size, GUID, flags). --bodies also fetches every message body from the replica\n"
 	"(GET FETCH) and checks its SHA-1, and re-hashes the local files of the users given.\n"
-	"Prints one line per difference; exit 0 when equal, 1 when not.\n";
+	"Prints one line per difference; exit 0 when equal, 1 when not. --json prints\n"
+	"one JSON document instead: {\"equal\": bool, \"differences\": [{\"mailbox\",\n"
+	"\"kind\", \"detail\"}], ...} (see tandem repair --help).\n";
 
 int cmd_compare(struct tool *t, int argc, char **argv)
 {
 	if (tool_help(argc, argv, compare_usage))
 		return EXIT_OK;
 	return run(t, argc, argv, 1);
+}
+
+static const char repair_usage[] =
+	"usage: tandem repair [-n CHANNEL] [-S HOST] [-o] [-v] [--json] [--bodies] [--dry-run]\n"
+	"                     [--copy-back-mailboxes] (-u USER... | -m MAILBOX... | -A)\n"
+	"\nMakes the channel's replica equal to this master for the users, mailboxes\n"
+	"(internal names) or everything named. Each mailbox that compares different\n"
+	"gets a full update. Nothing that exists only on the replica is deleted:\n"
+	"  - its messages (a UID the master never had, above the master's last UID,\n"
+	"    or holding another message than the master's) are copied back into the\n"
+	"    master under new UIDs (flags and dates kept) before the update;\n"
+	"  - a mailbox of the same name with another uniqueid is renamed aside on the\n"
+	"    replica to NAME-splitbrain-XXXXXXXX (its uniqueid's first 8 characters);\n"
+	"  - a mailbox only on the replica is kept and reported, or copied to the\n"
+	"    master with --copy-back-mailboxes.\n"
+	"--bodies also checks every replica body (GET FETCH) and sends damaged ones\n"
+	"again. --dry-run only compares. Every copy-back is logged\n"
+	"(event=splitbrain_copyback) and listed by tandem status.\n"
+	"--json prints one JSON document: {\"equal\": bool, \"differences\": [...found],\n"
+	"\"repaired\": [...], \"remaining\": [...], \"kept\": [...], \"renamed\": [...],\n"
+	"\"copied_back\": [{\"mailbox\", \"replica_uid\", \"new_uid\", \"guid\"}],\n"
+	"\"renumbered\": [{\"mailbox\", \"old_uid\", \"new_uid\", \"guid\"}]}.\n"
+	"Exit 0 when everything found was repaired (kept replica-only mailboxes do\n"
+	"not count), 1 when something is left, 2 bad usage.\n";
+
+
+int cmd_repair(struct tool *t, int argc, char **argv)
+{
+	if (tool_help(argc, argv, repair_usage))
+		return EXIT_OK;
+	struct syncc_opts o = { 0 };
+	struct syncc_repair_opts ro = { 0 };
+	int json = 0;
+	char mode = 0;
+	int i = 1;
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "-n") && i + 1 < argc)
+			o.channel = argv[++i];
+		else if (!strcmp(a, "-S") && i + 1 < argc)
+			o.server = argv[++i];
+		else if (!strcmp(a, "-o"))
+			o.connect_once = 1;
+		else if (!strcmp(a, "-v"))
+			o.verbose = 1;
+		else if (!strcmp(a, "--json"))
+			json = 1;
+		else if (!strcmp(a, "--bodies"))
+			ro.bodies = 1;
+		else if (!strcmp(a, "--dry-run"))
+			ro.dry_run = 1;
+		else if (!strcmp(a, "--copy-back-mailboxes"))
+			ro.copy_mailboxes = 1;
+		else if (!strcmp(a, "-u") || !strcmp(a, "-m") || !strcmp(a, "-A"))
+			mode = a[1];
+		else
+			return tool_usage(repair_usage);
+	}
+	if (!mode || (mode != 'A' && i >= argc) || (mode == 'A' && i < argc))
+		return tool_usage(repair_usage);
+	if (mode == 'u') {
+		ro.users = (const char *const *)argv + i;
+		ro.nusers = (size_t)(argc - i);
+	} else if (mode == 'm') {
+		ro.mailboxes = (const char *const *)argv + i;
+		ro.nmailboxes = (size_t)(argc - i);
+	} else {
+		ro.all = 1;
+	}
+	log_set_level(o.verbose ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	struct terr err = { 0 };
+	struct syncc *sc = syncc_new(t->conf, t->st, &o);
+	if (syncc_connect(sc, &err) < 0) {
+		syncc_free(&sc);
+		return tool_fail(&err);
+	}
+	int r = syncc_repair(sc, &ro, &err);
+	if (!ro.dry_run)
+		r = syncc_oneshot_result(sc, r, &err);
+	struct buf js = BUF_INIT;
+	if (json) {
+		syncc_report_json(sc, syncc_report_equal(sc, ro.dry_run), &js);
+		fputs(buf_cstr(&js), stdout);
+	}
+	buf_free(&js);
+	int rc = EXIT_OK;
+	if (r < 0)
+		rc = tool_fail(&err);
+	syncc_free(&sc);
+	return rc;
 }
 
 static const char status_usage[] =

@@ -19,6 +19,7 @@
 
 #define DEFAULT_CONF "/etc/tandem.conf"
 
+
 struct command {
 	const char *name;
 	int (*run)(struct tool *t, int argc, char **argv);
@@ -36,7 +37,9 @@ static const struct command commands[] = {
 	{ "synclog", cmd_synclog, 1, "add a line to the change log by hand" },
 	{ "sync", cmd_sync, 1, "replicate to a replica (Cyrus's sync_client)" },
 	{ "compare", cmd_compare, 1, "compare this master with its replica" },
+	{ "repair", cmd_repair, 1, "make the replica equal to this master, copying back what only it holds" },
 	{ "status", cmd_status, 1, "replication state: pending changes, failed mailboxes" },
+	{ "failover", cmd_failover, 1, "switch master and replica roles cleanly" },
 	{ "check", cmd_check, 1, "check the store's consistency" },
 	{ "config", cmd_config, 0, "check the configuration and print every option" },
 };
