@@ -1,14 +1,20 @@
 /* cmd_fetch.c: FETCH and UID FETCH (RFC 3501 6.4.5), with CHANGEDSINCE
  * and MODSEQ (RFC 7162).
  *
- * Items that read the message (ENVELOPE, BODY[...], BODYSTRUCTURE ...)
- * load it once per message; BODY[] and RFC822.SIZE need no parse. Items
- * that read the body without .PEEK set \Seen first (one store call for
- * the whole set), and those messages' responses carry the new FLAGS.
+ * When no item needs the message bytes (only UID FLAGS INTERNALDATE
+ * RFC822.SIZE MODSEQ ENVELOPE BODYSTRUCTURE BODY), ENVELOPE/BODY/
+ * BODYSTRUCTURE come from the store's message cache: one query per run
+ * of up to FETCH_CACHE_RUN messages, no message file opened. A message
+ * without a cache row is read and parsed as below, and its row is filled
+ * (one transaction per run). Other items load the message once per
+ * message; BODY[] and RFC822.SIZE need no parse. Items that read the body
+ * without .PEEK set \Seen first (one store call for the whole set), and
+ * those messages' responses carry the new FLAGS.
  */
 #include "imapd/imapd-private.h"
 
 #include "lib/xalloc.h"
+#include "msgcache/msgcache.h"
 #include "proto/imap/imap_write.h"
 #include "proto/mime/mime.h"
 #include "store/store.h"
@@ -121,9 +127,161 @@ static void write_part(struct buf *b, const char *name, const struct imapd_loade
 	imap_write_literal(b, l->data.ptr + off, len);
 }
 
-/* One message's response into b; -1 when it could not be read. */
+/* ---- the message cache --------------------------------------------------- */
+
+/* Messages per cache query (bounds the memory of one run). */
+#define FETCH_CACHE_RUN 1024
+/* A UID gap above this starts a new query (sparse sets scan no more
+ * records than they name, roughly). */
+#define FETCH_CACHE_GAP 64
+
+enum { FC_ENVELOPE, FC_BODYSTRUCTURE, FC_BODY, FC_N };
+
+/* The cached strings of one message of a run. */
+struct fetch_cached {
+	int have;			/* off/len valid (from the cache) */
+	size_t off[FC_N], len[FC_N];	/* into fetch_cache.arena */
+	int computed;			/* own holds them (read from the file) */
+	struct store_cache_strings own;
+};
+
+struct fetch_cache {
+	const struct imapd_view *v;
+	const size_t *idx;		/* the run's messages */
+	size_t n, pos;
+	struct fetch_cached *e;		/* [n] */
+	struct buf arena;
+};
+
+/* 1 when every item can be answered from the record or the cache, and
+ * one of them needs the cache. */
+static int cache_usable(const struct imap_fetch *f)
+{
+	int want = 0;
+	for (size_t k = 0; k < f->natts; k++) {
+		switch (f->atts[k].item) {
+		case IMAP_FETCH_ENVELOPE:
+		case IMAP_FETCH_BODYSTRUCTURE:
+		case IMAP_FETCH_BODY:
+			want = 1;
+			break;
+		case IMAP_FETCH_UID:
+		case IMAP_FETCH_FLAGS:
+		case IMAP_FETCH_INTERNALDATE:
+		case IMAP_FETCH_RFC822_SIZE:
+		case IMAP_FETCH_MODSEQ:
+			break;
+		default:
+			return 0;
+		}
+	}
+	return want;
+}
+
+/* End (exclusive) of the run starting at idx[j]. */
+static size_t run_end(const struct imapd_view *v, const size_t *idx, size_t j, size_t n)
+{
+	size_t e = j + 1;
+	while (e < n && e - j < FETCH_CACHE_RUN && v->msgs[idx[e]].uid - v->msgs[idx[e - 1]].uid <= FETCH_CACHE_GAP)
+		e++;
+	return e;
+}
+
+static void arena_put(struct fetch_cache *fc, struct fetch_cached *c, int which, const char *p, size_t len)
+{
+	c->off[which] = fc->arena.len;
+	c->len[which] = len;
+	buf_append(&fc->arena, p, len);
+}
+
+static int cache_row_cb(const struct store_cache_row *row, void *rock)
+{
+	struct fetch_cache *fc = rock;
+	while (fc->pos < fc->n && fc->v->msgs[fc->idx[fc->pos]].uid < row->uid)
+		fc->pos++;
+	for (size_t p = fc->pos; p < fc->n && fc->v->msgs[fc->idx[p]].uid == row->uid; p++) {
+		struct fetch_cached *c = &fc->e[p];
+		if (!row->envelope || !row->bodystructure || !row->body ||
+		    strcmp(row->guid, fc->v->msgs[fc->idx[p]].guid) != 0)
+			continue;
+		arena_put(fc, c, FC_ENVELOPE, row->envelope, row->envelope_len);
+		arena_put(fc, c, FC_BODYSTRUCTURE, row->bodystructure, row->bodystructure_len);
+		arena_put(fc, c, FC_BODY, row->body, row->body_len);
+		c->have = 1;
+	}
+	return fc->pos >= fc->n;
+}
+
+/* Reads the cache rows of the run idx[0, n) (one query). */
+static void cache_load(struct imapd_session *s, const size_t *idx, size_t n, struct fetch_cache *fc)
+{
+	struct imapd_view *v = s->sel;
+	fc->v = v;
+	fc->idx = idx;
+	fc->n = n;
+	fc->pos = 0;
+	fc->e = xcalloc(n, sizeof *fc->e);
+	buf_reset(&fc->arena);
+	struct terr err = { 0 };
+	if (store_cache_range(s->st, v->name, v->msgs[idx[0]].uid, v->msgs[idx[n - 1]].uid, cache_row_cb, fc,
+			      &err) < 0)
+		imapd_log_event(s, "cache_read_fail", v->name, "error=\"%s\"", err.msg);
+}
+
+/* A message without a cache row: its strings from the file. */
+static int cache_miss(struct imapd_session *s, size_t i, struct fetch_cached *c)
+{
+	if (imapd_load(s, s->sel->name, &s->sel->msgs[i], 1) < 0)
+		return -1;
+	msgcache_from_mime(s->cur.mime, &c->own);
+	c->computed = 1;
+	return 0;
+}
+
+/* Writes the computed rows of live messages to the cache, frees the run. */
+static void cache_done(struct imapd_session *s, struct fetch_cache *fc)
+{
+	const char **guids = xcalloc(fc->n ? fc->n : 1, sizeof *guids);
+	struct store_cache_strings *strs = xcalloc(fc->n ? fc->n : 1, sizeof *strs);
+	size_t k = 0;
+	for (size_t p = 0; p < fc->n; p++) {
+		const struct imapd_msg *m = &fc->v->msgs[fc->idx[p]];
+		if (fc->e[p].computed && !m->gone) {
+			guids[k] = m->guid;
+			strs[k++] = fc->e[p].own;
+		}
+	}
+	struct terr err = { 0 };
+	if (k && store_cache_put(s->st, fc->v->name, guids, strs, k, &err) < 0)
+		imapd_log_event(s, "cache_fill_fail", fc->v->name, "error=\"%s\"", err.msg);
+	else if (k)
+		imapd_log_event(s, "cache_fill", fc->v->name, "messages=%zu", k);
+	for (size_t p = 0; p < fc->n; p++)
+		store_cache_strings_free(&fc->e[p].own);
+	free(guids);
+	free(strs);
+	free(fc->e);
+	fc->e = NULL;
+	fc->n = 0;
+}
+
+/* Appends one cached string of c. */
+static void put_cached(struct buf *b, const struct fetch_cache *fc, const struct fetch_cached *c, int which)
+{
+	if (c->computed) {
+		const struct buf *o = which == FC_ENVELOPE ? &c->own.envelope :
+				      which == FC_BODYSTRUCTURE ? &c->own.bodystructure : &c->own.body;
+		buf_append(b, o->ptr ? o->ptr : "", o->len);
+		return;
+	}
+	if (c->len[which])
+		buf_append(b, fc->arena.ptr + c->off[which], c->len[which]);
+}
+
+/* One message's response into b; -1 when it could not be read. With c
+ * (cache_usable items only), ENVELOPE/BODY/BODYSTRUCTURE come from it. */
 static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch *f, int uid_cmd, struct buf *b,
-		     struct buf *scratch)
+		     struct buf *scratch, const struct fetch_cache *fc, const struct fetch_cached *c)
 {
 	struct imapd_view *v = s->sel;
 	struct imapd_msg *m = &v->msgs[i];
@@ -135,7 +293,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		has_flags |= f->atts[k].item == IMAP_FETCH_FLAGS;
 		has_modseq |= f->atts[k].item == IMAP_FETCH_MODSEQ;
 	}
-	if (load && imapd_load(s, v->name, m, parse) < 0)
+	if (load && !c && imapd_load(s, v->name, m, parse) < 0)
 		return -1;
 	buf_printf(b, "* %zu FETCH (", i + 1);
 	int first = 1;
@@ -151,7 +309,10 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		switch (a->item) {
 		case IMAP_FETCH_ENVELOPE:
 			buf_appends(b, "ENVELOPE ");
-			mime_envelope_write(s->cur.mime, b);
+			if (c)
+				put_cached(b, fc, c, FC_ENVELOPE);
+			else
+				mime_envelope_write(s->cur.mime, b);
 			break;
 		case IMAP_FETCH_FLAGS:
 			buf_appends(b, "FLAGS ");
@@ -176,11 +337,17 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 			break;
 		case IMAP_FETCH_BODY:
 			buf_appends(b, "BODY ");
-			mime_bodystructure_write(s->cur.mime, 0, b);
+			if (c)
+				put_cached(b, fc, c, FC_BODY);
+			else
+				mime_bodystructure_write(s->cur.mime, 0, b);
 			break;
 		case IMAP_FETCH_BODYSTRUCTURE:
 			buf_appends(b, "BODYSTRUCTURE ");
-			mime_bodystructure_write(s->cur.mime, 1, b);
+			if (c)
+				put_cached(b, fc, c, FC_BODYSTRUCTURE);
+			else
+				mime_bodystructure_write(s->cur.mime, 1, b);
 			break;
 		case IMAP_FETCH_UID:
 			buf_printf(b, "UID %u", m->uid);
@@ -264,18 +431,32 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 		mark_seen(s, idx, n);
 	struct buf b = BUF_INIT, scratch = BUF_INIT;
 	size_t failed = 0;
-	for (size_t j = 0; j < n && !s->dead; j++) {
-		struct imapd_msg *m = &v->msgs[idx[j]];
-		if (f->has_changedsince && m->modseq <= f->changedsince)
-			continue;
-		buf_reset(&b);
-		if (fetch_one(s, idx[j], f, cmd->uid, &b, &scratch) < 0) {
-			failed++;
-			continue;
+	int use_cache = cache_usable(f);
+	struct fetch_cache fc;
+	memset(&fc, 0, sizeof fc);
+	for (size_t j = 0; j < n && !s->dead;) {
+		size_t end = use_cache ? run_end(v, idx, j, n) : n;
+		if (use_cache)
+			cache_load(s, idx + j, end - j, &fc);
+		for (size_t k = j; k < end && !s->dead; k++) {
+			struct imapd_msg *m = &v->msgs[idx[k]];
+			if (f->has_changedsince && m->modseq <= f->changedsince)
+				continue;
+			struct fetch_cached *c = use_cache ? &fc.e[k - j] : NULL;
+			buf_reset(&b);
+			if ((c && !c->have && cache_miss(s, idx[k], c) < 0) ||
+			    fetch_one(s, idx[k], f, cmd->uid, &b, &scratch, &fc, c) < 0) {
+				failed++;
+				continue;
+			}
+			buf_append(&s->out, b.ptr, b.len);
+			imapd_maybe_flush(s);
 		}
-		buf_append(&s->out, b.ptr, b.len);
-		imapd_maybe_flush(s);
+		if (use_cache)
+			cache_done(s, &fc);
+		j = end;
 	}
+	buf_free(&fc.arena);
 	buf_free(&b);
 	buf_free(&scratch);
 	free(idx);

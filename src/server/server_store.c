@@ -1,8 +1,10 @@
-/* server_store.c: opening an instance's store from its config. */
+/* server_store.c: opening an instance's store from its config (with the
+ * message cache of src/msgcache). */
 #include "server/server.h"
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"
+#include "msgcache/msgcache.h"
 #include "names/mboxname.h"
 #include "store/store.h"
 
@@ -40,6 +42,9 @@ int server_open_store(const struct conf *conf, struct store **st_r, struct chlog
 		.chlog = *log_r,
 		.maxmessagesize = conf_int(conf, "maxmessagesize"),
 		.virtdomains = ns_r->virtdomains,
+		/* LMTP, IMAP APPEND/COPY, the sync server and tandem deliver
+		 * all store through here: they all fill the message cache */
+		.cache_fn = msgcache_compute,
 	};
 	if (store_open(&so, st_r, err) < 0) {
 		chlog_close(log_r);

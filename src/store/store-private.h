@@ -33,6 +33,7 @@ struct store {
 	struct chlog *chlog;
 	long long maxmessagesize;
 	int virtdomains;
+	store_cache_fn *cache_fn;
 	sqlite3 *usersdb;
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;
@@ -95,6 +96,18 @@ int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, co
 		    struct terr *err);
 /* Unlinks files of u no record references any more. */
 int store_blob_gc(struct store *st, struct ustore *u, struct terr *err);
+
+/* store_cache.c */
+/* The CREATE TABLE of the cache (run on every open: old stores gain it). */
+extern const char store_cache_schema[];
+/* Inside an open transaction of u: writes the cache row of guid unless
+ * there is one or the store has no cache_fn. data NULL: the bytes are
+ * read from u's message file. A message that cannot be read gets no row
+ * (FETCH then reads the file as before): only SQL errors fail. */
+int store_cache_add(struct store *st, struct ustore *u, const char *guid, const void *data, size_t len,
+		    struct terr *err);
+/* Deletes cache rows no record references (after store_blob_gc). */
+int store_cache_gc(struct ustore *u, struct terr *err);
 
 /* store_mailbox.c */
 struct mbox_row {

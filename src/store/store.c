@@ -171,6 +171,7 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 	st->chlog = o->chlog;
 	st->maxmessagesize = o->maxmessagesize > 0 ? o->maxmessagesize : MAX_MESSAGE_SIZE;
 	st->virtdomains = o->virtdomains;
+	st->cache_fn = o->cache_fn;
 	struct buf path = BUF_INIT;
 	buf_printf(&path, "%s/users.db", st->configdir);
 	int rc = open_db(path.ptr, &st->usersdb, err);
@@ -276,10 +277,15 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 	if (!exists) {
 		if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0 ||
 		    store_sql_exec(u->db, user_schema, err) < 0 ||
+		    store_sql_exec(u->db, store_cache_schema, err) < 0 ||
 		    store_sql_exec(u->db, "COMMIT;", err) < 0 || fs_fsync_dir(u->dir, err) < 0) {
 			ustore_free(u);
 			return -1;
 		}
+	} else if (store_sql_exec(u->db, store_cache_schema, err) < 0) {
+		/* a store made before the cache existed gains its table */
+		ustore_free(u);
+		return -1;
 	}
 	if (st->ncached >= USTORE_CACHE_MAX) {
 		struct ustore **pp = &st->users;

@@ -5,7 +5,8 @@
  *   <partition>/user/<enc-userid>/meta.db   one SQLite database per user
  *                                           (WAL): mailboxes, records,
  *                                           flags, annotations, seen, subs,
- *                                           sieve, quota, tombstones
+ *                                           sieve, quota, tombstones,
+ *                                           cache (FETCH strings per GUID)
  *   <partition>/user/<enc-userid>/blobs/xx/GUID   message files, named by
  *                                           the SHA-1 of their exact bytes
  *   <partition>/shared/...               the same for shared mailboxes
@@ -42,6 +43,19 @@
 struct chlog;
 struct store;
 
+/* The message cache: strings FETCH answers with, derived from a message's
+ * bytes once when it is stored (ENVELOPE, BODYSTRUCTURE, and BODY, the
+ * non-extensible form). The store does not know how they are made: the
+ * opener passes a function (src/msgcache/msgcache.h has tandem's). */
+struct store_cache_strings {
+	struct buf envelope;
+	struct buf bodystructure;
+	struct buf body;
+};
+/* Appends the three strings of the message data[0, len) to out. */
+typedef void store_cache_fn(const void *data, size_t len, struct store_cache_strings *out);
+void store_cache_strings_free(struct store_cache_strings *cs);
+
 struct store_opts {
 	const char *configdir;
 	const char *partition;		/* partition name, "default" */
@@ -49,6 +63,7 @@ struct store_opts {
 	struct chlog *chlog;		/* NULL: changes are not logged (sync_log off) */
 	long long maxmessagesize;	/* 0 = MAX_MESSAGE_SIZE */
 	int virtdomains;
+	store_cache_fn *cache_fn;	/* NULL: no message cache is written */
 };
 
 int store_open(const struct store_opts *opts, struct store **st_r, struct terr *err);
@@ -203,6 +218,29 @@ int store_message_path(struct store *st, const char *mboxname, const char *guid,
  * (TE_CORRUPT if they differ). */
 int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,
 		       struct terr *err);
+
+/* ---- the message cache (derived data: the table may be emptied) ---- */
+
+/* One live record with its cached strings; a string is NULL (length 0)
+ * when the message has no cache row (stored without a cache_fn, or
+ * before the cache existed). Valid only during the callback. */
+struct store_cache_row {
+	uint32_t uid;
+	const char *guid;
+	const char *envelope, *bodystructure, *body;
+	size_t envelope_len, bodystructure_len, body_len;
+};
+typedef int store_cache_cb(const struct store_cache_row *row, void *rock);
+/* Live records of a mailbox with uid_lo <= UID <= uid_hi in UID order,
+ * joined with their cache rows: one SQL statement, no message file is
+ * opened. A non-zero cb return stops. */
+int store_cache_range(struct store *st, const char *mboxname, uint32_t uid_lo, uint32_t uid_hi,
+		      store_cache_cb *cb, void *rock, struct terr *err);
+/* Fills missing cache rows of n messages of the mailbox's owner in one
+ * transaction (for messages stored before the cache existed); rows that
+ * exist are left alone. */
+int store_cache_put(struct store *st, const char *mboxname, const char *const *guids,
+		    const struct store_cache_strings *strs, size_t n, struct terr *err);
 
 /* Parses a flag list ("\\Seen $Label1", parentheses allowed) into
  * system flags and space-separated keywords. TE_INVALID for an unknown

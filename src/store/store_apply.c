@@ -144,6 +144,18 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 	return rc;
 }
 
+/* The cache row of a new live record, from the body sent with the apply
+ * or else from the message file already here. */
+static int cache_new_record(struct store *st, struct ustore *u, const struct store_apply *a, const char *guid,
+			    struct terr *err)
+{
+	const void *data = NULL;
+	size_t len = 0;
+	if (a->body && a->body(a->body_rock, guid, &data, &len) < 0)
+		data = NULL;
+	return store_cache_add(st, u, guid, data, len, err);
+}
+
 static int create_row(struct utx *tx, const struct store_apply *a, int64_t *id_r, struct terr *err)
 {
 	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
@@ -400,6 +412,8 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			}
 		}
 		if (write_record(u, row.id, m->uid, &n, !r.found, err) < 0)
+			goto out;
+		if (!r.found && !mexp && cache_new_record(st, u, a, m->guid, err) < 0)
 			goto out;
 		uint32_t adelta;
 		int old_live = r.found && !(r.sysflags & SYSFLAG_EXPUNGED);

@@ -187,5 +187,7 @@ int store_blob_gc(struct store *st, struct ustore *u, struct terr *err)
 	sqlite3_finalize(q);
 	buf_free(&top);
 	buf_free(&sub);
+	if (rc == 0)
+		rc = store_cache_gc(u, err);
 	return rc;
 }

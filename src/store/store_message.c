@@ -268,6 +268,8 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 		store_sql_fail(u->db, "insert record", err);
 		goto out;
 	}
+	if (store_cache_add(st, u, guid, data, len, err) < 0)
+		goto out;
 	row.last_uid = uid;
 	row.highestmodseq = modseq;
 	row.sync_crc ^= synccrc_record(uid, modseq, now, sysflags, buf_cstr(&kw), internaldate, guid);

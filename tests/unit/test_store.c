@@ -2,6 +2,7 @@
  * change log in a temp directory. */
 #include "chlog/chlog.h"
 #include "lib/fsutil.h"
+#include "lib/sha1.h"
 #include "lib/log.h"
 #include "store/store.h"
 #include "test.h"
@@ -16,7 +17,7 @@ struct fixture {
 	struct store *st;
 };
 
-static void fx_open(struct fixture *fx, long long maxsize)
+static void fx_open_cache(struct fixture *fx, long long maxsize, store_cache_fn *cache_fn)
 {
 	memset(fx, 0, sizeof *fx);
 	fx->dir = test_tmpdir();
@@ -24,12 +25,17 @@ static void fx_open(struct fixture *fx, long long maxsize)
 	snprintf(fx->spool, sizeof fx->spool, "%s/spool", fx->dir);
 	static const char *const chans[] = { "repl1", "repl2" };
 	fx->log = chlog_open(fx->conf, chans, 2);
-	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0 };
+	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0, cache_fn };
 	struct terr err;
 	if (store_open(&o, &fx->st, &err) < 0) {
 		printf("store_open: %s\n", err.msg);
 		exit(2);
 	}
+}
+
+static void fx_open(struct fixture *fx, long long maxsize)
+{
+	fx_open_cache(fx, maxsize, NULL);
 }
 
 static void fx_close(struct fixture *fx)
@@ -403,6 +409,129 @@ TEST(user_delete_removes_everything)
 	fx_close(&fx);
 }
 
+/* ---- the message cache ---- */
+
+static int cache_calls;
+
+/* A stand-in for msgcache: the store must not care what the strings are. */
+static void fake_cache(const void *data, size_t len, struct store_cache_strings *out)
+{
+	cache_calls++;
+	buf_printf(&out->envelope, "env%zu", len);
+	buf_printf(&out->bodystructure, "bs%c", len ? ((const char *)data)[0] : '-');
+	buf_appends(&out->body, "body");
+}
+
+struct cache_seen {
+	size_t n;
+	uint32_t uids[16];
+	char env[16][32];
+	int null[16];
+};
+
+static int cache_cb(const struct store_cache_row *row, void *rock)
+{
+	struct cache_seen *cs = rock;
+	if (cs->n >= 16)
+		return 1;
+	cs->uids[cs->n] = row->uid;
+	cs->null[cs->n] = !row->envelope || !row->bodystructure || !row->body;
+	snprintf(cs->env[cs->n], sizeof cs->env[0], "%.*s", (int)row->envelope_len,
+		 row->envelope ? row->envelope : "");
+	cs->n++;
+	return 0;
+}
+
+static struct cache_seen cache_range(struct fixture *fx, const char *mbox, uint32_t lo, uint32_t hi)
+{
+	struct cache_seen cs;
+	memset(&cs, 0, sizeof cs);
+	struct terr err;
+	if (store_cache_range(fx->st, mbox, lo, hi, cache_cb, &cs, &err) < 0)
+		printf("  cache range: %s\n", err.msg);
+	return cs;
+}
+
+static const char msg2[] = "Subject: two\r\n\r\nsecond\r\n";
+static const char msg3[] = "Subject: three\r\n\r\nthird message\r\n";
+
+static int apply_body(void *rock, const char *guid, const void **data_r, size_t *len_r)
+{
+	*data_r = rock;
+	*len_r = strlen(rock);
+	return 0;
+}
+
+TEST(message_cache)
+{
+	struct fixture fx;
+	fx_open_cache(&fx, 0, fake_cache);
+	struct terr err, errs[2];
+	store_user_create(fx.st, "alice", NULL, &err);
+	store_user_create(fx.st, "bob", NULL, &err);
+	cache_calls = 0;
+	CHECK_INT(append(&fx, "user.alice", msg1), 1);
+	CHECK_INT(append(&fx, "user.alice", msg2), 2);
+	CHECK_INT(append(&fx, "user.alice", msg1), 3);	/* same GUID: one row */
+	CHECK_INT(cache_calls, 2);
+	struct cache_seen cs = cache_range(&fx, "user.alice", 1, UINT32_MAX);
+	CHECK_INT(cs.n, 3);
+	CHECK_INT(cs.uids[1], 2);
+	CHECK_INT(cs.null[0] + cs.null[1] + cs.null[2], 0);
+	char want[32];
+	snprintf(want, sizeof want, "env%zu", strlen(msg2));
+	CHECK_STR(cs.env[1], want);
+	cs = cache_range(&fx, "user.alice", 2, 2);
+	CHECK_INT(cs.n, 1);
+	CHECK_INT(cs.uids[0], 2);
+	/* expunged records are not listed */
+	uint32_t two = 2;
+	CHECK_INT(store_expunge(fx.st, "user.alice", &two, 1, NULL, &err), 0);
+	cs = cache_range(&fx, "user.alice", 1, 10);
+	CHECK_INT(cs.n, 2);
+	CHECK_INT(cs.uids[1], 3);
+	/* delivery to several owners: each owner's database has the row */
+	const char *to[] = { "user.alice", "user.bob" };
+	uint32_t uids[2];
+	CHECK_INT(store_deliver(fx.st, to, 2, msg3, strlen(msg3), NULL, uids, errs, &err), 0);
+	cs = cache_range(&fx, "user.bob", 1, 10);
+	CHECK_INT(cs.n, 1);
+	CHECK_INT(cs.null[0], 0);
+	/* a mailbox made by a replica's apply (body sent) gets rows */
+	struct store_apply_record rec = { .uid = 7, .modseq = 5, .last_updated = 1, .keywords = "",
+					  .internaldate = 1704067200, .size = (uint32_t)strlen(msg2) };
+	sha1_hex(msg2, strlen(msg2), rec.guid);
+	struct store_apply a = { .uniqueid = "abcdefghijklmnopqrstuvwx", .name = "user.carol",
+				 .last_uid = 7, .highestmodseq = 5, .uidvalidity = 42, .createdmodseq = 1,
+				 .recs = &rec, .nrecs = 1, .body = apply_body, .body_rock = (void *)msg2 };
+	CHECK_INT(store_apply_mailbox(fx.st, &a, &err), 0);
+	cs = cache_range(&fx, "user.carol", 1, 10);
+	CHECK_INT(cs.n, 1);
+	CHECK_INT(cs.uids[0], 7);
+	CHECK_INT(cs.null[0], 0);
+	CHECK_STR(cs.env[0], want);
+	/* stored without a cache function: NULL strings; store_cache_put fills */
+	store_close(&fx.st);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(append(&fx, "user.bob", msg1), 2);
+	cs = cache_range(&fx, "user.bob", 1, 10);
+	CHECK_INT(cs.n, 2);
+	CHECK_INT(cs.null[1], 1);
+	const char *guids[1] = { "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae" };
+	struct store_cache_strings strs[1];
+	memset(strs, 0, sizeof strs);
+	fake_cache(msg1, strlen(msg1), &strs[0]);
+	CHECK_INT(store_cache_put(fx.st, "user.bob", guids, strs, 1, &err), 0);
+	store_cache_strings_free(&strs[0]);
+	cs = cache_range(&fx, "user.bob", 1, 10);
+	CHECK_INT(cs.null[1], 0);
+	snprintf(want, sizeof want, "env%zu", strlen(msg1));
+	CHECK_STR(cs.env[1], want);
+	CHECK(crc_ok(&fx, "user.bob"));
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store", 0, LOG_LVL_ERR);
@@ -416,5 +545,6 @@ int main(void)
 	RUN(annotations_seen_subs_sieve);
 	RUN(random_workload_keeps_crcs);
 	RUN(user_delete_removes_everything);
+	RUN(message_cache);
 	return test_done();
 }
