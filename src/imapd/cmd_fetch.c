@@ -13,6 +13,8 @@
  */
 #include "imapd/imapd-private.h"
 
+#include "lib/limits.h"
+
 #include "lib/xalloc.h"
 #include "msgcache/msgcache.h"
 #include "proto/imap/imap_write.h"
@@ -129,11 +131,7 @@ static void write_part(struct buf *b, const char *name, const struct imapd_loade
 
 /* ---- the message cache --------------------------------------------------- */
 
-/* Messages per cache query (bounds the memory of one run). */
-#define FETCH_CACHE_RUN 1024
-/* A UID gap above this starts a new query (sparse sets scan no more
- * records than they name, roughly). */
-#define FETCH_CACHE_GAP 64
+/* FETCH_CACHE_RUN and FETCH_CACHE_GAP are in lib/limits.h. */
 
 enum { FC_ENVELOPE, FC_BODYSTRUCTURE, FC_BODY, FC_N };
 

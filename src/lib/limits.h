@@ -148,6 +148,12 @@
 /* Mailboxes one LIST walks: bounds the work and the memory of one LIST
  * (every user's folders, when an admin lists "*"). */
 #define IMAP_MAX_LIST_MAILBOXES 100000
+/* Messages per query of the message cache in one FETCH: bounds the
+ * memory of one run of cached ENVELOPE/BODYSTRUCTURE strings. */
+#define FETCH_CACHE_RUN 1024
+/* A UID gap above this starts a new cache query, so a sparse set scans
+ * about as many records as it names. */
+#define FETCH_CACHE_GAP 64
 
 /* ---- LMTP -------------------------------------------------------------- */
 
