@@ -74,8 +74,11 @@ for r in results:
     elif r["bench"] == "append_round_trips":
         lines.append("### Round trips per replicated APPEND")
         lines.append("")
-        lines.append(f"{r['commands_per_append']} commands ({r['note']}). " +
-                     cy.format("4 work round trips + RESTART: the same"))
+        lines.append(f"Median over {r.get('passes')} rolling passes of one delivery each, after a warm-up: "
+                     f"{r.get('round_trips_per_append')} round trip(s), {r['commands_per_append']} commands "
+                     f"({r['note']}), {r.get('bytes_per_append')} bytes sent for a "
+                     f"{r.get('message_bytes_median')}-byte message. " +
+                     cy.format("5 round trips per APPEND, 4 with its sync cache"))
         lines.append("")
 cyr = [r for r in results if r["bench"].startswith("cyrus_")]
 if cyr:

@@ -20,6 +20,13 @@ struct failed {
 	long long next_retry;	/* epoch seconds */
 };
 
+/* Commands one pipelined write may hold (MESSAGE batches, MAILBOXes,
+ * RESTART); more go in the next round trip. */
+#define SYNCC_MAX_PIPELINE 64
+/* Mailboxes in the sync cache; past it the cache starts again (a miss
+ * costs one GET MAILBOXES). */
+#define SYNCC_RCACHE_MAX 100000
+
 /* Backoff cap of a failing mailbox's retries, seconds. */
 #define SYNCC_RETRY_MAX_S 3600
 
@@ -57,6 +64,19 @@ struct syncc {
 	/* repair mode: full updates only, and a same-name mailbox with
 	 * another uniqueid is renamed aside on the replica */
 	int repair;
+	/* pipelining: the tags of commands sent and not answered yet, in
+	 * order ("" on csync) */
+	char ptags[SYNCC_MAX_PIPELINE][24];
+	size_t pfirst, pcount;
+	unsigned long since_restart;	/* commands sent since the last RESTART */
+	/* the sync cache: each mailbox's header as the replica holds it
+	 * after our last APPLY MAILBOX it accepted; lets a rolling pass skip
+	 * GET MAILBOXES and RESERVE and send one pipelined round trip */
+	struct syncc_rstate {
+		char *name;
+		struct dlist *hdr;
+	} *rcache;
+	size_t nrcache;
 	/* what compare, copy-back and repair found and did */
 	struct syncc_items diffs, copied, renumbered, repaired, kept, renamed, remaining;
 };
@@ -67,6 +87,14 @@ typedef void data_fn(void *rock, struct dlist *kv);
  * cb; 0 on OK, -1 with err (TE_CHECKSUM, TE_CHANGED, TE_MOVED,
  * TE_NOTFOUND from the NO code, TE_IO on the connection). */
 int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err);
+/* The same in two halves, for pipelining: send queues sc->out (not
+ * flushed) and remembers its tag; recv reads the response of the oldest
+ * command not answered yet. */
+void syncc_send(struct syncc *sc);
+int syncc_recv(struct syncc *sc, data_fn *cb, void *rock, struct terr *err);
+/* The sync cache (see struct syncc): forget one mailbox, or all. */
+void syncc_rcache_drop(struct syncc *sc, const char *name);
+void syncc_rcache_clear(struct syncc *sc);
 /* Puts "<verb> <dlist>\r\n" in sc->out. */
 void syncc_cmd_dlist(struct syncc *sc, const char *verb, const struct dlist *d);
 /* One mailbox: incremental when remote allows, else full; copy-back of a

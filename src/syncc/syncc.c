@@ -58,6 +58,7 @@ struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct 
 
 void syncc_disconnect(struct syncc *sc)
 {
+	sc->pcount = 0;
 	conn_free(&sc->c);
 	buf_reset(&sc->in);
 }
@@ -79,6 +80,7 @@ void syncc_free(struct syncc **scp)
 	syncc_items_free(&sc->kept);
 	syncc_items_free(&sc->renamed);
 	syncc_items_free(&sc->remaining);
+	syncc_rcache_clear(sc);
 	free(sc);
 	*scp = NULL;
 }
@@ -148,7 +150,7 @@ static void imap_wrap(struct syncc *sc)
 	conn_write(sc->c, rest, sc->out.len - vl);
 }
 
-int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
+void syncc_send(struct syncc *sc)
 {
 	if (sc->o.verbose)
 		log_debug("event=sync_send channel=%s bytes=%zu command=\"%.120s\"", sc->channel, sc->out.len,
@@ -159,11 +161,24 @@ int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
 		sc->tag[0] = '\0';
 		conn_write(sc->c, sc->out.ptr, sc->out.len);
 	}
+	if (sc->pcount < SYNCC_MAX_PIPELINE) {
+		size_t slot = (sc->pfirst + sc->pcount++) % SYNCC_MAX_PIPELINE;
+		snprintf(sc->ptags[slot], sizeof sc->ptags[slot], "%s", sc->tag);
+	}
+	sc->since_restart = !strncmp(sc->out.ptr, "RESTART", 7) ? 0 : sc->since_restart + 1;
 	sc->stats.bytes_sent += sc->out.len;
 	sc->stats.commands++;
 	buf_reset(&sc->out);
-	if (conn_flush(sc->c, err) < 0)
-		return -1;
+}
+
+int syncc_recv(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
+{
+	char tag[24] = "";
+	if (sc->pcount) {
+		snprintf(tag, sizeof tag, "%s", sc->ptags[sc->pfirst]);
+		sc->pfirst = (sc->pfirst + 1) % SYNCC_MAX_PIPELINE;
+		sc->pcount--;
+	}
 	struct buf raw = BUF_INIT;
 	int rc = -1;
 	for (;;) {
@@ -185,9 +200,9 @@ int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
 		}
 		dlist_free(&line);
 		const char *text = raw.ptr;
-		size_t tl = strlen(sc->tag);
+		size_t tl = strlen(tag);
 		if (tl) {
-			if (strncmp(text, sc->tag, tl) || text[tl] != ' ') {
+			if (strncmp(text, tag, tl) || text[tl] != ' ') {
 				terr_set(err, TE_IO, "replica: unexpected line: %.80s", text);
 				break;
 			}
@@ -215,7 +230,20 @@ int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
 		break;
 	}
 	buf_free(&raw);
+	if (rc < 0 && err->code == TE_IO)
+		sc->pcount = 0;	/* the connection is lost with what was in flight */
 	return rc;
+}
+
+int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
+{
+	syncc_send(sc);
+	if (conn_flush(sc->c, err) < 0) {
+		sc->pcount = 0;
+		return -1;
+	}
+	sc->stats.roundtrips++;
+	return syncc_recv(sc, cb, rock, err);
 }
 
 static void cmd_begin(struct syncc *sc, const char *verb)
@@ -688,6 +716,8 @@ static int upload_bodies(struct syncc *sc, const char *name, const struct dlist 
 	return rc;
 }
 
+static void rcache_put(struct syncc *sc, const char *name, const struct dlist *mb);
+
 static int header_equal(const struct dlist *local, const struct dlist *remote)
 {
 	static const char *const keys[] = { "UNIQUEID", "LAST_UID", "HIGHESTMODSEQ", "UIDVALIDITY", "SYNC_CRC",
@@ -730,9 +760,12 @@ static int push_mailbox(struct syncc *sc, const char *name, int full, const stru
 				mb->items[mb->n - 1] = (struct dlist *)records;
 				break;
 			}
+		syncc_rcache_drop(sc, name);
 		syncc_cmd_dlist(sc, "APPLY", mb);
 		rc = syncc_roundtrip(sc, NULL, NULL, err);
 	}
+	if (rc == 0)
+		rcache_put(sc, name, mb);
 	dlist_free(&mb);
 	if (rc == 0)
 		sc->stats.mailboxes++;
@@ -758,8 +791,10 @@ int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remot
 			   !strcmp(lu, ru);
 		int equal = same && header_equal(mb, remote);
 		dlist_free(&mb);
-		if (equal && !sc->repair)
+		if (equal && !sc->repair) {
+			rcache_put(sc, name, remote);
 			return 0;
+		}
 		incremental = incremental && same;
 		other_uniqueid = !same;
 	}
@@ -795,6 +830,281 @@ int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remot
 	return -1;
 }
 
+/* ---- the sync cache and the one-round-trip pass ------------------------------------------ */
+
+/* Header keys kept per mailbox: what header_equal and an incremental
+ * APPLY MAILBOX (SINCE_*) need. */
+static const char *const rcache_keys[] = { "UNIQUEID", "LAST_UID", "HIGHESTMODSEQ", "UIDVALIDITY", "SYNC_CRC",
+					   "SYNC_CRC_ANNOT", "ACL", "RECENTUID", "OPTIONS" };
+
+static struct syncc_rstate *rcache_find(struct syncc *sc, const char *name)
+{
+	for (size_t i = 0; i < sc->nrcache; i++)
+		if (!strcmp(sc->rcache[i].name, name))
+			return &sc->rcache[i];
+	return NULL;
+}
+
+void syncc_rcache_drop(struct syncc *sc, const char *name)
+{
+	struct syncc_rstate *r = rcache_find(sc, name);
+	if (!r)
+		return;
+	free(r->name);
+	dlist_free(&r->hdr);
+	*r = sc->rcache[--sc->nrcache];
+}
+
+void syncc_rcache_clear(struct syncc *sc)
+{
+	for (size_t i = 0; i < sc->nrcache; i++) {
+		free(sc->rcache[i].name);
+		dlist_free(&sc->rcache[i].hdr);
+	}
+	free(sc->rcache);
+	sc->rcache = NULL;
+	sc->nrcache = 0;
+}
+
+/* After the replica accepted mb (an APPLY MAILBOX): its header is now the
+ * replica's. */
+static void rcache_put(struct syncc *sc, const char *name, const struct dlist *mb)
+{
+	if (sc->nrcache >= SYNCC_RCACHE_MAX)
+		syncc_rcache_clear(sc);	/* crude, but a cache miss only costs a GET */
+	struct dlist *hdr = dlist_new(DL_KVLIST, "MAILBOX");
+	for (size_t i = 0; i < sizeof rcache_keys / sizeof rcache_keys[0]; i++) {
+		const char *v = dlist_cstr(dlist_get(mb, rcache_keys[i]));
+		if (!v) {
+			dlist_free(&hdr);
+			syncc_rcache_drop(sc, name);
+			return;
+		}
+		dlist_add_str(hdr, rcache_keys[i], v);
+	}
+	struct syncc_rstate *r = rcache_find(sc, name);
+	if (!r) {
+		sc->rcache = xrealloc(sc->rcache, (sc->nrcache + 1) * sizeof *sc->rcache);
+		r = &sc->rcache[sc->nrcache++];
+		r->name = xstrdup(name);
+	} else {
+		dlist_free(&r->hdr);
+	}
+	r->hdr = hdr;
+}
+
+static int rec_is_expunged(const struct dlist *r)
+{
+	const struct dlist *fl = dlist_get_list(r, "FLAGS");
+	for (size_t k = 0; fl && k < fl->n; k++)
+		if (dlist_cstr(fl->items[k]) && !strcasecmp(dlist_cstr(fl->items[k]), "\\Expunged"))
+			return 1;
+	return 0;
+}
+
+struct fast_item {
+	char *name;
+	struct dlist *mb;	/* the APPLY MAILBOX to send */
+	int ok;
+};
+
+struct guidset {
+	char (*g)[41];
+	char **owner_mbox;	/* a mailbox of the body's owner, to read it */
+	size_t n;
+};
+
+static int guidset_has(const struct guidset *gs, const char *g)
+{
+	for (size_t i = 0; i < gs->n; i++)
+		if (!strcmp(gs->g[i], g))
+			return 1;
+	return 0;
+}
+
+static void guidset_add(struct guidset *gs, const char *g, const char *mbox)
+{
+	gs->g = xrealloc(gs->g, (gs->n + 1) * sizeof *gs->g);
+	gs->owner_mbox = xrealloc(gs->owner_mbox, (gs->n + 1) * sizeof *gs->owner_mbox);
+	snprintf(gs->g[gs->n], sizeof gs->g[0], "%s", g);
+	gs->owner_mbox[gs->n++] = (char *)mbox;
+}
+
+static void guidset_free(struct guidset *gs)
+{
+	free(gs->g);
+	free(gs->owner_mbox);
+	memset(gs, 0, sizeof *gs);
+}
+
+/* Prepares the incremental APPLY MAILBOX of a mailbox whose replica
+ * state is cached: 1 prepared, 0 nothing to send (equal), -1 not for
+ * the fast path (no cache entry, gone, another uniqueid, an error). */
+static int fast_prepare(struct syncc *sc, const char *name, struct fast_item *it, struct guidset *known,
+			struct guidset *fresh)
+{
+	struct syncc_rstate *r = rcache_find(sc, name);
+	if (!r)
+		return -1;
+	struct terr err = { 0 };
+	struct dlist *local = NULL;
+	if (sync_mailbox_dlist(sc->st, name, 0, 0, &local, &err) < 0)
+		return -1;
+	const char *lu = dlist_cstr(dlist_get(local, "UNIQUEID")), *ru = dlist_cstr(dlist_get(r->hdr, "UNIQUEID"));
+	int same = lu && ru && !strcmp(lu, ru);
+	int equal = same && header_equal(local, r->hdr);
+	dlist_free(&local);
+	if (!same)
+		return -1;
+	if (equal)
+		return 0;
+	uint64_t rms = 0;
+	uint32_t rlast = 0, rcrc = 0, rannot = 0;
+	dlist_get_num64(r->hdr, "HIGHESTMODSEQ", &rms);
+	dlist_get_num32(r->hdr, "LAST_UID", &rlast);
+	dlist_get_num32(r->hdr, "SYNC_CRC", &rcrc);
+	dlist_get_num32(r->hdr, "SYNC_CRC_ANNOT", &rannot);
+	struct dlist *mb = NULL;
+	if (sync_mailbox_dlist(sc->st, name, 1, rms, &mb, &err) < 0)
+		return -1;
+	dlist_add_num(mb, "SINCE_MODSEQ", rms);
+	dlist_add_num(mb, "SINCE_CRC", rcrc);
+	dlist_add_num(mb, "SINCE_CRC_ANNOT", rannot);
+	const struct dlist *records = dlist_get_list(mb, "RECORD");
+	for (size_t i = 0; records && i + 1 < mb->n; i++)
+		if (mb->items[i] == records) {	/* RECORD goes last, after SINCE_* */
+			memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
+			mb->items[mb->n - 1] = (struct dlist *)records;
+			break;
+		}
+	for (size_t i = 0; records && i < records->n; i++) {
+		const struct dlist *rec = records->items[i];
+		uint32_t uid;
+		char g[41];
+		if (dlist_get_num32(rec, "UID", &uid) < 0 || dlist_get_guid(rec, "GUID", g) < 0)
+			continue;
+		if (uid <= rlast) {
+			/* the replica had this record, so it has its body */
+			if (!guidset_has(known, g))
+				guidset_add(known, g, it->name);
+		} else if (!rec_is_expunged(rec) && !guidset_has(fresh, g)) {
+			guidset_add(fresh, g, it->name);
+		}
+	}
+	it->mb = mb;
+	return 1;
+}
+
+/* The rolling pass's fast path: every mailbox of names whose replica
+ * state is cached goes in one pipelined write (the new bodies in APPLY
+ * MESSAGE, one APPLY MAILBOX each, and RESTART) and one wait: one round
+ * trip, where the general path needs GET MAILBOXES, RESERVE, MESSAGE
+ * and MAILBOX. A body the replica has already (a copy or move of a
+ * message it holds) is not sent again: its GUID is among the records
+ * the replica had. Names that cannot go this way, or that the replica
+ * refuses (its state was not what the cache said), are returned in
+ * slow[] for the general path. -1 only when the connection failed. */
+static int fast_batch(struct syncc *sc, char **names, size_t n, char **slow, size_t *nslow, struct terr *err)
+{
+	struct fast_item *items = xcalloc(n ? n : 1, sizeof *items);
+	struct guidset known = { 0 }, fresh = { 0 };
+	size_t nitems = 0;
+	*nslow = 0;
+	for (size_t i = 0; i < n; i++) {
+		items[nitems].name = names[i];
+		int r = fast_prepare(sc, names[i], &items[nitems], &known, &fresh);
+		if (r < 0)
+			slow[(*nslow)++] = names[i];
+		else if (r > 0)
+			nitems++;
+	}
+	int rc = 0;
+	if (!nitems)
+		goto out;
+	/* the bodies, in APPLY MESSAGE batches */
+	size_t nsent = 0, nmsgcmds = 0;
+	struct buf data = BUF_INIT;
+	struct dlist *msg = NULL;
+	size_t bytes = 0;
+	for (size_t i = 0; i <= fresh.n; i++) {
+		if (msg && (i == fresh.n || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES ||
+			    nmsgcmds + nitems + 2 >= SYNCC_MAX_PIPELINE)) {
+			syncc_cmd_dlist(sc, "APPLY", msg);
+			syncc_send(sc);
+			nmsgcmds++;
+			dlist_free(&msg);
+			bytes = 0;
+		}
+		if (i == fresh.n)
+			break;
+		if (guidset_has(&known, fresh.g[i]))
+			continue;
+		buf_reset(&data);
+		struct terr e2 = { 0 };
+		if (store_message_read(sc->st, fresh.owner_mbox[i], fresh.g[i], &data, &e2) < 0)
+			continue;	/* its mailbox's APPLY fails: the general path reports it */
+		if (!msg)
+			msg = dlist_new(DL_LIST, "MESSAGE");
+		dlist_add_file(msg, NULL, "default", fresh.g[i], data.ptr, data.len);
+		bytes += data.len;
+		nsent++;
+	}
+	buf_free(&data);
+	for (size_t i = 0; i < nitems; i++) {
+		syncc_rcache_drop(sc, items[i].name);	/* until the replica says OK */
+		syncc_cmd_dlist(sc, "APPLY", items[i].mb);
+		syncc_send(sc);
+	}
+	buf_reset(&sc->out);
+	buf_appends(&sc->out, "RESTART\r\n");
+	syncc_send(sc);
+	if (conn_flush(sc->c, err) < 0) {
+		sc->pcount = 0;
+		rc = -1;
+		goto out;
+	}
+	sc->stats.roundtrips++;
+	/* the answers, in order */
+	for (size_t i = 0; i < nmsgcmds; i++) {
+		struct terr e2 = { 0 };
+		if (syncc_recv(sc, NULL, NULL, &e2) < 0 && e2.code == TE_IO) {
+			*err = e2;
+			rc = -1;
+			goto out;
+		}
+	}
+	sc->stats.messages += nsent;
+	char q[LOGQ_MAX];
+	for (size_t i = 0; i < nitems; i++) {
+		struct terr e2 = { 0 };
+		if (syncc_recv(sc, NULL, NULL, &e2) == 0) {
+			rcache_put(sc, items[i].name, items[i].mb);
+			sc->stats.mailboxes++;
+			continue;
+		}
+		if (e2.code == TE_IO) {
+			*err = e2;
+			rc = -1;
+			goto out;
+		}
+		log_notice("event=sync_cache_miss channel=%s mailbox=%s reason=\"%s\"", sc->channel,
+			   logq(q, items[i].name), e2.msg);
+		slow[(*nslow)++] = items[i].name;
+	}
+	struct terr e3 = { 0 };
+	if (syncc_recv(sc, NULL, NULL, &e3) < 0 && e3.code == TE_IO) {
+		*err = e3;
+		rc = -1;
+	}
+out:
+	for (size_t i = 0; i < nitems; i++)
+		dlist_free(&items[i].mb);
+	free(items);
+	guidset_free(&known);
+	guidset_free(&fresh);
+	return rc;
+}
+
 /* Syncs a batch of mailbox names (present locally or not). A name gone
  * here but present on the replica is removed there only with unmailbox
  * (an UNMAILBOX line: the master deleted it); otherwise it is kept and
@@ -804,6 +1114,21 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 {
 	if (n == 0)
 		return 0;
+	char **slow = NULL;
+	if (!unmailbox && !sc->repair && sc->nrcache) {
+		slow = xcalloc(n, sizeof *slow);
+		size_t nslow = 0;
+		if (fast_batch(sc, names, n, slow, &nslow, err) < 0) {
+			free(slow);
+			return -1;
+		}
+		names = slow;
+		n = nslow;
+		if (n == 0) {
+			free(slow);
+			return 0;
+		}
+	}
 	struct dlist *get = dlist_new(DL_LIST, "MAILBOXES");
 	for (size_t i = 0; i < n; i++)
 		dlist_add_str(get, NULL, names[i]);
@@ -835,6 +1160,8 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 			dlist_add_str(rn, "NEWMBOXNAME", names[i]);
 			dlist_add_str(rn, "PARTITION", "default");
 			dlist_add_num(rn, "UIDVALIDITY", mi.uidvalidity);
+			syncc_rcache_drop(sc, elsewhere);
+			syncc_rcache_drop(sc, names[i]);
 			syncc_cmd_dlist(sc, "APPLY", rn);
 			dlist_free(&rn);
 			if (syncc_roundtrip(sc, NULL, NULL, &e2) == 0) {
@@ -871,6 +1198,7 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 		}
 		struct dlist *un = dlist_new(DL_STR, "UNMAILBOX");
 		buf_appends(&un->s, gone[i]);
+		syncc_rcache_drop(sc, gone[i]);
 		syncc_cmd_dlist(sc, "APPLY", un);
 		dlist_free(&un);
 		if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0 && e2.code != TE_NOTFOUND) {
@@ -882,6 +1210,7 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 	}
 	free(gone);
 	remotes_free(&rs);
+	free(slow);
 	return rc < 0 || failed ? -1 : 0;
 }
 
@@ -956,6 +1285,7 @@ static int sync_user(struct syncc *sc, const char *user, struct terr *err)
 	if (ex < 0)
 		return -1;
 	if (!ex) {
+		syncc_rcache_clear(sc);
 		struct dlist *un = dlist_new(DL_STR, "UNUSER");
 		buf_appends(&un->s, user);
 		syncc_cmd_dlist(sc, "APPLY", un);
@@ -1354,7 +1684,7 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 	names_free(&subs);
 	names_free(&seen);
 	names_free(&quotas);
-	if (!failed)
+	if (!failed && sc->since_restart)
 		simple(sc, "RESTART", &e2);
 	return failed ? -1 : 0;
 }
@@ -1426,7 +1756,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 		}
 		if (t == 1) {
 			struct timespec t0, t1;
-			unsigned long c0 = sc->stats.commands;
+			unsigned long c0 = sc->stats.commands, r0 = sc->stats.roundtrips, b0 = sc->stats.bytes_sent;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
 			struct terr e2 = { 0 };
 			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
@@ -1440,9 +1770,10 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 					break;
 				}
 				clock_gettime(CLOCK_MONOTONIC, &t1);
-				log_info("event=sync_pass channel=%s ms=%ld commands=%lu", sc->channel,
+				log_info("event=sync_pass channel=%s ms=%ld commands=%lu roundtrips=%lu bytes=%lu",
+					 sc->channel,
 					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
-					 sc->stats.commands - c0);
+					 sc->stats.commands - c0, sc->stats.roundtrips - r0, sc->stats.bytes_sent - b0);
 			} else {
 				/* log-run stays: it is replayed after a reconnect */
 				log_warn("event=sync_pass_fail channel=%s error=\"%s\"", sc->channel, e2.msg);

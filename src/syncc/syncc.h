@@ -101,6 +101,7 @@ int syncc_report_equal(const struct syncc *sc, int dry_run);
 /* Counters for logs and benchmarks. */
 struct syncc_stats {
 	unsigned long commands, mailboxes, messages, bytes_sent;
+	unsigned long roundtrips;	/* writes the client waited on */
 };
 void syncc_get_stats(const struct syncc *sc, struct syncc_stats *out);
 
