@@ -25,8 +25,13 @@ struct copy_job {
 static int get_target(struct imapd_session *s, const char *external, struct buf *name,
 		      struct store_mailbox_info *mi)
 {
-	if (imapd_mailbox_get(s, external, IMAPD_R_INSERT, name, mi, NULL) == 0)
-		return 0;
+	if (imapd_mailbox_get(s, external, IMAPD_R_INSERT, name, mi, NULL) == 0) {
+		if (!mi->mboxtype || !*mi->mboxtype)
+			return 0;
+		store_mailbox_info_free(mi);
+		imapd_no(s, "CANNOT", "Invalid mailbox type");	/* a #sieve folder is not mail */
+		return -1;
+	}
 	if (buf_eq(&s->res.code, "NONEXISTENT"))
 		imapd_no(s, "TRYCREATE", "Mailbox does not exist");
 	return -1;

@@ -139,6 +139,8 @@ static int add_mailbox(const struct store_mailbox_info *mi, void *rock)
 		return 1;
 	if (!s->isadmin && is_deleted_copy(mi->name))
 		return 0;
+	if (mi->mboxtype && *mi->mboxtype)
+		return 0;	/* not mail (a #sieve folder): hidden, as Cyrus does */
 	unsigned r = imapd_rights(s, mi->name, mi->acl);
 	if (!(r & IMAPD_R_LOOKUP))
 		return 0;

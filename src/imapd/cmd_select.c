@@ -30,6 +30,10 @@ int imapd_cmd_select(struct imapd_session *s, const struct imap_cmd *cmd)
 	imapd_loaded_clear(&s->cur);
 	if (imapd_mailbox_get(s, cmd->u.select.mailbox, IMAPD_R_READ, &name, &mi, &rights) < 0)
 		goto out;
+	if (mi.mboxtype && *mi.mboxtype) {
+		imapd_no(s, "CANNOT", "Invalid mailbox type");	/* a #sieve folder is not mail */
+		goto out;
+	}
 	if (cmd->u.select.condstore)
 		s->condstore = 1;
 	int readonly = examine || server_role_refuses_writes(s->env->conf) ||

@@ -107,10 +107,10 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	}
 	struct store_mailbox_info mi = { 0 };
 	int have_folder = detail.len && mboxname_user_folder(&s->ns, user.ptr, detail.ptr, mailbox, &err) == 0 &&
-			  store_mailbox_get(s->st, mailbox->ptr, &mi, &err) == 0;
+			  store_mailbox_get(s->st, mailbox->ptr, &mi, &err) == 0 && (!mi.mboxtype || !*mi.mboxtype);
 	store_mailbox_info_free(&mi);
 	if (!have_folder) {
-		/* no such folder: deliver to the INBOX */
+		/* no such folder (or not a mail folder, like #sieve): the INBOX */
 		if (mboxname_user_inbox(user.ptr, mailbox, &err) < 0) {
 			reply(s, 550, "5.1.1", "No such user");
 			goto out;

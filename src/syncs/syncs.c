@@ -192,12 +192,226 @@ static void send_data(struct syncs *s, const struct dlist *d)
 	conn_write(s->c, s->out.ptr, s->out.len);
 }
 
+/* ---- Sieve (reference §2.8, §4.2.5, §4.2.9, §4.3.15, §6.9) -------------------------------
+ *
+ * With SIEVE-MAILBOX enabled on the connection, scripts travel as the
+ * user.<u>.#sieve mailbox (MBOXTYPE f, one message per script, the active
+ * one \Flagged), replicated like any mailbox. Without it they travel one
+ * by one, as "<name>.script" files (and "<name>.bc" for the active one's
+ * bytecode), kept in the store's sieve table; the GUID of a script is the
+ * SHA-1 of its bytes, as Cyrus 3.6's content id. */
+
+#define SIEVE_SCRIPT_SUFFIX ".script"
+#define SIEVE_BC_SUFFIX ".bc"
+#define SIEVE_NULL_GUID "0000000000000000000000000000000000000000"
+
+/* 1 and the script name in out if fname is "<name><suffix>", else 0. */
+static int sieve_basename(const char *fname, const char *suffix, char *out, size_t outsz)
+{
+	size_t fl = strlen(fname), sl = strlen(suffix);
+	if (fl < sl || strcmp(fname + fl - sl, suffix) || fl - sl >= outsz)
+		return 0;
+	memcpy(out, fname, fl - sl);
+	out[fl - sl] = '\0';
+	return 1;
+}
+
+/* A #sieve mailbox (MBOXTYPE f) is not shown to a client that has not
+ * enabled SIEVE-MAILBOX: it gets the SIEVE lines instead. */
+static int sieve_mailbox_hidden(const struct syncs *s, const struct dlist *mb)
+{
+	const char *type;
+	return !s->sieve_mailbox && dlist_get_str(mb, "MBOXTYPE", &type) == 0 && type[0] == 'f';
+}
+
+/* Cyrus 3.6 refuses a #sieve mailbox on a connection without SIEVE-MAILBOX. */
+static int sieve_mailbox_refused(const struct syncs *s, const struct dlist *kv)
+{
+	return sieve_mailbox_hidden(s, kv);
+}
+
+static void sieve_line(struct syncs *s, const char *name, const char *suffix, int64_t last_update,
+		       const char *guid, int active)
+{
+	char fname[300];
+	snprintf(fname, sizeof fname, "%s%s", name, suffix);
+	struct dlist *d = dlist_new(DL_KVLIST, "SIEVE");
+	dlist_add_str(d, "FILENAME", fname);
+	dlist_add_num(d, "LAST_UPDATE", last_update > 0 ? (uint64_t)last_update : 0);
+	dlist_add_str(d, "GUID", guid);
+	dlist_add_num(d, "ISACTIVE", (uint64_t)active);
+	send_data(s, d);
+	dlist_free(&d);
+}
+
+static int sieve_meta_cb(const char *name, const void *script, size_t len, int active, int64_t modified,
+			 void *rock)
+{
+	char guid[41];
+	sha1_hex(script, len, guid);
+	sieve_line(rock, name, SIEVE_SCRIPT_SUFFIX, modified, guid, 0);
+	if (active)
+		sieve_line(rock, name, SIEVE_BC_SUFFIX, 0, SIEVE_NULL_GUID, 1);
+	return 0;
+}
+
+/* GET META / GET USER: one SIEVE line per script (and one for the active
+ * one's bytecode), only without SIEVE-MAILBOX. */
+static void sieve_send_meta(struct syncs *s, const char *user)
+{
+	struct terr err;
+	if (!s->sieve_mailbox)
+		store_sieve_list(s->st, user, sieve_meta_cb, s, &err);
+}
+
+struct sieve_find {
+	const char *name;
+	int found;
+	struct buf script;
+};
+
+static int sieve_find_cb(const char *name, const void *script, size_t len, int active, int64_t modified,
+			 void *rock)
+{
+	struct sieve_find *f = rock;
+	(void)active;
+	(void)modified;
+	if (strcmp(name, f->name))
+		return 0;
+	f->found = 1;
+	buf_append(&f->script, script, len);
+	return 1;
+}
+
+/* 1 if user has a script called name (its bytes in script_r if not NULL),
+ * 0 if not (or no such user). */
+static int sieve_find(struct syncs *s, const char *user, const char *name, struct buf *script_r)
+{
+	struct sieve_find f = { name, 0, BUF_INIT };
+	struct terr err;
+	if (store_user_exists(s->st, user, &err) == 1)
+		store_sieve_list(s->st, user, sieve_find_cb, &f, &err);
+	if (script_r && f.found)
+		buf_append(script_r, f.script.ptr ? f.script.ptr : "", f.script.len);
+	buf_free(&f.script);
+	return f.found;
+}
+
+/* GET FETCH_SIEVE %(USERID u FILENAME <name>.script) */
+static const char *get_fetch_sieve(struct syncs *s, const struct dlist *kv)
+{
+	const char *user, *fname;
+	char name[260];
+	struct terr err;
+	if (kv->type != DL_KVLIST || dlist_get_str(kv, "USERID", &user) < 0 || dlist_get_str(kv, "FILENAME", &fname) < 0)
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	struct buf script = BUF_INIT;
+	if (userid_validate(user, 1, &err) < 0 || !sieve_basename(fname, SIEVE_SCRIPT_SUFFIX, name, sizeof name) ||
+	    !sieve_find(s, user, name, &script)) {
+		buf_free(&script);
+		return "NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox";
+	}
+	struct dlist *d = dlist_new(DL_KVLIST, "SIEVE");
+	dlist_add_str(d, "USERID", user);
+	dlist_add_str(d, "FILENAME", fname);
+	dlist_add_bytes(d, "CONTENT", script.ptr ? script.ptr : "", script.len);
+	send_data(s, d);
+	dlist_free(&d);
+	buf_free(&script);
+	return "OK success";
+}
+
+static void sieve_log(struct syncs *s, const char *op, const char *user, const char *name)
+{
+	char q[LOGQ_MAX];
+	log_info("event=apply_sieve session=%s user=%s op=%s script=%s", s->env->session_id, user, op,
+		 logq(q, name ? name : ""));
+}
+
+/* APPLY SIEVE %(USERID u FILENAME <name>.script LAST_UPDATE t CONTENT bytes):
+ * other file names are accepted and ignored; LAST_UPDATE is not kept (the
+ * replica timestamps the script, as Cyrus 3.6). Replaying it changes
+ * nothing but the timestamp. */
+static const char *apply_sieve_put(struct syncs *s, const char *user, const char *fname, const struct dlist *kv)
+{
+	uint64_t lu;
+	char name[260];
+	struct terr err = { 0 };
+	const struct dlist *content = dlist_get(kv, "CONTENT");
+	if (dlist_get_num64(kv, "LAST_UPDATE", &lu) < 0 || !content || content->type != DL_STR)
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	if (!sieve_basename(fname, SIEVE_SCRIPT_SUFFIX, name, sizeof name))
+		return "OK success";
+	if (store_user_ensure(s->st, user, &err) < 0 ||
+	    store_sieve_put(s->st, user, name, content->s.ptr ? content->s.ptr : "", content->s.len, &err) < 0) {
+		log_warn("event=apply_fail session=%s user=%s script=%s error=\"%s\"", s->env->session_id, user, name,
+			 err.msg);
+		return sync_no_text(&err);
+	}
+	sieve_log(s, "put", user, name);
+	return "OK success";
+}
+
+/* APPLY UNSIEVE %(USERID u FILENAME <name>.script): a script that is not
+ * there is already deleted (a replay answers OK). */
+static const char *apply_sieve_delete(struct syncs *s, const char *user, const char *fname)
+{
+	char name[260];
+	struct terr err = { 0 };
+	if (!sieve_basename(fname, SIEVE_SCRIPT_SUFFIX, name, sizeof name) || !sieve_find(s, user, name, NULL))
+		return "OK success";
+	if (store_sieve_delete(s->st, user, name, &err) < 0 && err.code != TE_NOTFOUND)
+		return sync_no_text(&err);
+	sieve_log(s, "delete", user, name);
+	return "OK success";
+}
+
+/* APPLY ACTIVATE_SIEVE %(USERID u FILENAME <name>.bc), or UNACTIVATE_SIEVE
+ * (fname NULL). An unknown script is refused and changes nothing. */
+static const char *apply_sieve_activate(struct syncs *s, const char *user, const char *fname)
+{
+	char name[260];
+	struct terr err = { 0 };
+	if (!fname) {
+		if (store_user_exists(s->st, user, &err) == 1 && store_sieve_activate(s->st, user, NULL, &err) < 0)
+			return sync_no_text(&err);
+		sieve_log(s, "deactivate", user, NULL);
+		return "OK success";
+	}
+	if (!sieve_basename(fname, SIEVE_BC_SUFFIX, name, sizeof name) || !sieve_find(s, user, name, NULL))
+		return "NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox";
+	if (store_sieve_activate(s->st, user, name, &err) < 0)
+		return sync_no_text(&err);
+	sieve_log(s, "activate", user, name);
+	return "OK success";
+}
+
+/* The legacy per-script APPLY commands (§4.3.15); NULL if k is not one. */
+static const char *apply_sieve(struct syncs *s, const char *k, const struct dlist *kv)
+{
+	const char *user, *fname = NULL;
+	struct terr err;
+	int put = !strcasecmp(k, "SIEVE"), del = !strcasecmp(k, "UNSIEVE");
+	int act = !strcasecmp(k, "ACTIVATE_SIEVE"), unact = !strcasecmp(k, "UNACTIVATE_SIEVE");
+	if (!put && !del && !act && !unact)
+		return NULL;
+	if (kv->type != DL_KVLIST || dlist_get_str(kv, "USERID", &user) < 0 ||
+	    (!unact && dlist_get_str(kv, "FILENAME", &fname) < 0) || userid_validate(user, 1, &err) < 0)
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	if (put)
+		return apply_sieve_put(s, user, fname, kv);
+	if (del)
+		return apply_sieve_delete(s, user, fname);
+	return apply_sieve_activate(s, user, unact ? NULL : fname);
+}
+
 static void send_mailbox(struct syncs *s, const char *name, int records)
 {
 	struct dlist *mb = NULL;
 	struct terr err;
 	if (sync_mailbox_dlist(s->st, name, records, 0, &mb, &err) == 0) {
-		send_data(s, mb);
+		if (!sieve_mailbox_hidden(s, mb))
+			send_data(s, mb);
 		dlist_free(&mb);
 	}
 }
@@ -292,6 +506,7 @@ static const char *do_get(struct syncs *s, const struct dlist *kv)
 		if (store_subs_list(s->st, user, sub_cb, lsub, &err) == 0 && lsub->n)
 			send_data(s, lsub);
 		dlist_free(&lsub);
+		sieve_send_meta(s, user);
 		return "OK success";
 	}
 	if (!strcasecmp(kv->key, "UNIQUEIDS")) {
@@ -356,6 +571,8 @@ static const char *do_get(struct syncs *s, const struct dlist *kv)
 		buf_free(&data);
 		return "OK success";
 	}
+	if (!strcasecmp(kv->key, "FETCH_SIEVE"))
+		return get_fetch_sieve(s, kv);
 	return "NO IMAP_PROTOCOL_ERROR Protocol error";
 }
 
@@ -436,6 +653,8 @@ static const char *apply_mailbox(struct syncs *s, const struct dlist *kv)
 {
 	struct store_apply a;
 	struct terr err = { 0 };
+	if (kv->type == DL_KVLIST && sieve_mailbox_refused(s, kv))
+		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
 	if (kv->type != DL_KVLIST || sync_apply_from_dlist(kv, &a, &err) < 0) {
 		log_warn("event=apply_fail session=%s error=\"%s\"", s->env->session_id, err.msg);
 		return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
@@ -477,6 +696,9 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 		dlist_free(&en);
 		return "OK success";
 	}
+	const char *sieve_res = apply_sieve(s, k, kv);
+	if (sieve_res)
+		return sieve_res;
 	if (!strcasecmp(k, "RESERVE"))
 		return apply_reserve(s, kv);
 	if (!strcasecmp(k, "MESSAGE"))
