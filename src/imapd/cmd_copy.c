@@ -78,6 +78,35 @@ static int copy_all(struct imapd_session *s, const size_t *idx, size_t n, struct
 	return rc;
 }
 
+/* COPY and MOVE within one owner's mailboxes: one store transaction
+ * (store_copy), so a crash leaves the whole copy (and, for MOVE, the
+ * expunge) or none of it. *atomic_r is 0 when the owners differ: the
+ * caller then copies message by message. 0 done, -1 failed (NO set). */
+static int copy_same_owner(struct imapd_session *s, const size_t *idx, size_t n, struct copy_job *job, int move,
+			   int *atomic_r)
+{
+	uint32_t *uids = xmalloc((n ? n : 1) * sizeof *uids);
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		if (!s->sel->msgs[idx[i]].gone)
+			uids[k++] = s->sel->msgs[idx[i]].uid;
+	struct terr err = { 0 };
+	size_t count = 0;
+	int rc = k ? store_copy(s->st, s->sel->name, uids, k, job->target, move, job->src, job->dst, &count, &err) : 0;
+	free(uids);
+	if (rc < 0 && err.code == TE_INVALID) {
+		*atomic_r = 0;	/* another owner */
+		return -1;
+	}
+	*atomic_r = 1;
+	if (rc < 0) {
+		imapd_no_err(s, move ? "move" : "copy", &err);
+		return -1;
+	}
+	job->n = count;
+	return 0;
+}
+
 static void copyuid_code(const struct copy_job *job, uint32_t uidvalidity, struct buf *code)
 {
 	buf_printf(code, "COPYUID %u ", uidvalidity);
@@ -127,11 +156,21 @@ int imapd_cmd_copy(struct imapd_session *s, const struct imap_cmd *cmd)
 	size_t n = imapd_view_resolve(v, &cmd->u.copy.set, cmd->uid, &idx);
 	struct copy_job job = { name.ptr, xmalloc((n ? n : 1) * sizeof *job.src),
 				xmalloc((n ? n : 1) * sizeof *job.dst), 0 };
-	if (copy_all(s, idx, n, &job) == 0) {
+	int atomic = 0;
+	int crc = copy_same_owner(s, idx, n, &job, move, &atomic);
+	if (crc == 0 || (!atomic && copy_all(s, idx, n, &job) == 0)) {
 		if (job.n)
 			copyuid_code(&job, mi.uidvalidity, &code);
 		imapd_log_event(s, move ? "move" : "copy", v->name, "target=%s count=%zu", name.ptr, job.n);
-		if (move) {
+		if (move && atomic) {
+			/* copied and expunged in one transaction: announce it */
+			if (job.n)
+				imapd_printf(s, "* OK [%s] Moved\r\n", code.ptr);
+			if (imapd_view_poll(s) == 0)
+				imapd_view_announce(s, 1, cmd->uid);
+			if (!s->res.resp)
+				imapd_ok(s, NULL, "%sMOVE completed", cmd->uid ? "UID " : "");
+		} else if (move) {
 			finish_move(s, &job, job.n ? code.ptr : NULL, cmd->uid);
 			if (!s->res.resp)
 				imapd_ok(s, NULL, "%sMOVE completed", cmd->uid ? "UID " : "");

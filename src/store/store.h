@@ -206,6 +206,15 @@ int store_set_flags(struct store *st, const char *mboxname, const uint32_t *uids
 int store_expunge(struct store *st, const char *mboxname, const uint32_t *uids, size_t nuids,
 		  size_t *count_r, struct terr *err);
 
+/* Copies the live records of the given UIDs into dst (same owner) with
+ * their flags and internal dates, and with move marks the sources
+ * expunged, all in ONE transaction: a crash leaves all of it or none.
+ * src_uids_r/dst_uids_r (room for nuids, may be NULL) get the pairs in
+ * ascending source order; *count_r how many. TE_INVALID when the owners
+ * differ (copy message by message then). TE_OVERQUOTA over a quota. */
+int store_copy(struct store *st, const char *src, const uint32_t *uids, size_t nuids, const char *dst, int move,
+	       uint32_t *src_uids_r, uint32_t *dst_uids_r, size_t *count_r, struct terr *err);
+
 typedef int store_record_cb(const struct store_record *r, void *rock);
 /* Records of a mailbox in UID order, expunged ones included only when
  * with_expunged; only those with modseq > since_modseq. */

@@ -8,8 +8,14 @@
  * owner's database: create the mailbox when new, check SINCE_*, check the
  * master is not stale, dry-run every record (nothing written if one
  * fails), then rewrite/append the records keeping the master's UIDs and
- * modseqs, set the header, log (when this replica logs), commit;
- * (3) compare the resulting CRCs with the master's.
+ * modseqs, set the header, log (when this replica logs); (3) compare
+ * the resulting CRCs with the master's, still inside the transaction,
+ * then commit. A CRC mismatch of an incremental apply (SINCE_MODSEQ)
+ * rolls everything back: the master's picture of the replica was wrong
+ * (e.g. the replica changed on its own and its HIGHESTMODSEQ is no point
+ * of the master's history, so records at or below it were not sent), and
+ * keeping the header would move LAST_UID past records never written. A
+ * full update's changes stay despite a mismatch, as in Cyrus.
  */
 #include "store/store-private.h"
 
@@ -267,6 +273,23 @@ static int write_record(struct ustore *u, int64_t mbox_id, uint32_t uid, const s
 	return rc;
 }
 
+/* Step (3), inside the still open transaction: do the mailbox's CRCs
+ * now match the master's? Recomputed from the records before saying no.
+ * Returns 1 when they match, 0 (err set) when not. */
+static int final_crc_check(struct store *st, const struct store_apply *a, const struct mbox_row *row,
+			   struct terr *err)
+{
+	if (crc_match(a->sync_crc, row->sync_crc) && crc_match(a->sync_crc_annot, row->sync_crc_annot))
+		return 1;
+	uint32_t c = row->sync_crc, an = row->sync_crc_annot;
+	store_mailbox_verify_crc(st, a->name, &c, &an, NULL);
+	if (crc_match(a->sync_crc, c) && crc_match(a->sync_crc_annot, an))
+		return 1;
+	terr_set(err, TE_CHECKSUM, "%s: CRC %u/%u after applying, the master has %u/%u", a->name, c, an, a->sync_crc,
+		 a->sync_crc_annot);
+	return 0;
+}
+
 int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err)
 {
 	struct buf owner = BUF_INIT;
@@ -462,20 +485,21 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	}
 	if (utx_modseq_atleast(&tx, a->highestmodseq, err) < 0)
 		goto out;
+	int crc_ok = final_crc_check(st, a, &row, err);
+	if (!crc_ok && a->has_since && a->since_modseq) {
+		/* an incremental apply is all or nothing: the master's picture
+		 * of this mailbox was wrong, it follows with a full update */
+		log_notice("event=apply_mailbox_rolled_back mailbox=%s records=%zu reason=crc", logq(q, a->name),
+			   a->nrecs);
+		goto out;
+	}
 	if ((appended && utx_log(&tx, "APPEND", a->name, NULL, err) < 0) ||
 	    utx_log(&tx, "MAILBOX", a->name, NULL, err) < 0 || utx_commit(&tx, err) < 0)
 		goto out;
 	log_info("event=apply_mailbox mailbox=%s records=%zu modseq=%llu crc=%u", logq(q, a->name), a->nrecs,
 		 (unsigned long long)a->highestmodseq, row.sync_crc);
-	if (!crc_match(a->sync_crc, row.sync_crc) || !crc_match(a->sync_crc_annot, row.sync_crc_annot)) {
-		uint32_t c, an;
-		store_mailbox_verify_crc(st, a->name, &c, &an, NULL);
-		if (!crc_match(a->sync_crc, c) || !crc_match(a->sync_crc_annot, an)) {
-			terr_set(err, TE_CHECKSUM, "%s: CRC %u/%u after applying, the master has %u/%u", a->name, c, an,
-				 a->sync_crc, a->sync_crc_annot);
-			goto out;
-		}
-	}
+	if (!crc_ok)
+		goto out;	/* a full update's changes stay, as in Cyrus */
 	rc = 0;
 out:
 	utx_rollback(&tx);

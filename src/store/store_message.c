@@ -607,6 +607,141 @@ out:
 	return rc;
 }
 
+/* Inserts a copy of r as uid in the mailbox of row (same owner: the file
+ * and its cache row are shared). */
+static int copy_insert(struct utx *tx, struct mbox_row *row, const struct store_record *r, uint32_t uid,
+		       uint64_t modseq, int64_t now, struct terr *err)
+{
+	struct ustore *u = tx->u;
+	struct buf kw = BUF_INIT;
+	int rc = -1;
+	if (kw_canonical(u, row->id, r->keywords, &kw, err) < 0)
+		goto out;
+	unsigned sysflags = r->sysflags & ~(unsigned)SYSFLAG_EXPUNGED;
+	sqlite3_stmt *s = store_sql_prepare(u->db,
+		"INSERT INTO records(mailbox_id, uid, modseq, last_updated, sysflags, keywords,"
+		" internaldate, size, guid, savedate, createdmodseq) VALUES(?,?,?,?,?,?,?,?,?,?,?);", err);
+	if (!s)
+		goto out;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, uid);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(s, 4, now);
+	sqlite3_bind_int64(s, 5, sysflags);
+	sqlite3_bind_text(s, 6, buf_cstr(&kw), -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, r->internaldate);
+	sqlite3_bind_int64(s, 8, r->size);
+	sqlite3_bind_text(s, 9, r->guid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 10, now);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
+	int sr = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (sr != SQLITE_DONE) {
+		store_sql_fail(u->db, "insert record", err);
+		goto out;
+	}
+	row->last_uid = uid;
+	row->highestmodseq = modseq;
+	row->sync_crc ^= synccrc_record(uid, modseq, now, sysflags, buf_cstr(&kw), r->internaldate, r->guid);
+	row->sync_crc_annot ^= synccrc_annot_virtual(uid, 0, now, modseq);
+	rc = 0;
+out:
+	buf_free(&kw);
+	return rc;
+}
+
+static int add_exists(struct ustore *u, int64_t id, int64_t delta, int appended, int64_t now, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db, appended ?
+		"UPDATE mailboxes SET exists_count = exists_count + ?, last_appenddate = ? WHERE id = ?;" :
+		"UPDATE mailboxes SET exists_count = exists_count + ? WHERE id = ? OR ? = 0;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, delta);
+	sqlite3_bind_int64(s, 2, appended ? now : id);
+	sqlite3_bind_int64(s, 3, appended ? id : 1);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "update mailbox", err);
+	sqlite3_finalize(s);
+	return rc;
+}
+
+int store_copy(struct store *st, const char *src, const uint32_t *uids, size_t nuids, const char *dst, int move,
+	       uint32_t *src_uids_r, uint32_t *dst_uids_r, size_t *count_r, struct terr *err)
+{
+	struct ustore *u, *ud;
+	*count_r = 0;
+	if (store_ustore_for_mailbox(st, src, 0, &u, err) < 0 || store_ustore_for_mailbox(st, dst, 0, &ud, err) < 0)
+		return -1;
+	if (u != ud)
+		return terr_set(err, TE_INVALID, "copy between owners is not one transaction");
+	if (!strcmp(src, dst) && move)
+		return terr_set(err, TE_INVALID, "move into the same mailbox");
+	struct utx tx;
+	if (utx_begin(&tx, st, u, err) < 0)
+		return -1;
+	struct store_record *recs = NULL;
+	size_t n = 0;
+	int rc = -1;
+	struct mbox_row srow, drow;
+	if (store_mbox_row(u, src, &srow, err) < 0 || store_mbox_row(u, dst, &drow, err) < 0 ||
+	    load_records(u, srow.id, uids, nuids, &recs, &n, err) < 0)
+		goto out;
+	int64_t now = store_now(), bytes = 0;
+	uint64_t modseq;
+	if (n && utx_modseq(&tx, &modseq, err) < 0)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		bytes += recs[i].size;
+	if (n && store_quota_charge(&tx, drow.quotaroot, bytes, (int64_t)n, 1, err) < 0)
+		goto out;
+	int same = !strcmp(src, dst);
+	for (size_t i = 0; i < n; i++) {
+		struct store_record *r = &recs[i];
+		uint32_t uid = (same ? srow.last_uid : drow.last_uid) + 1;
+		if (copy_insert(&tx, same ? &srow : &drow, r, uid, modseq, now, err) < 0)
+			goto out;
+		if (src_uids_r)
+			src_uids_r[i] = r->uid;
+		if (dst_uids_r)
+			dst_uids_r[i] = uid;
+		if (!move)
+			continue;
+		uint32_t acrc;
+		if (rec_annot_crc(u, srow.id, r->uid, &acrc, err) < 0)
+			goto out;
+		srow.sync_crc ^= rec_crc(r);
+		srow.sync_crc_annot ^= acrc ^ synccrc_annot_virtual(r->uid, r->thrid, r->savedate, r->createdmodseq);
+		r->sysflags |= SYSFLAG_EXPUNGED;
+		r->modseq = modseq;
+		r->last_updated = now;
+		srow.highestmodseq = modseq;
+		if (rec_update(u, srow.id, r, err) < 0)
+			goto out;
+	}
+	if (n) {
+		if (add_exists(u, (same ? srow : drow).id, (int64_t)n, 1, now, err) < 0)
+			goto out;
+		if (move && (add_exists(u, srow.id, -(int64_t)n, 0, now, err) < 0 ||
+			     store_quota_charge(&tx, srow.quotaroot, -bytes, -(int64_t)n, 0, err) < 0))
+			goto out;
+		if ((!same && store_mbox_update_counters(&tx, &drow, err) < 0) ||
+		    ((move || same) && store_mbox_update_counters(&tx, &srow, err) < 0))
+			goto out;
+		if (utx_log(&tx, "APPEND", dst, NULL, err) < 0 || utx_log(&tx, "MAILBOX", dst, NULL, err) < 0 ||
+		    (move && utx_log(&tx, "MAILBOX", src, NULL, err) < 0) || utx_commit(&tx, err) < 0)
+			goto out;
+		char q1[LOGQ_MAX], q2[LOGQ_MAX];
+		log_info("event=%s mailbox=%s target=%s count=%zu modseq=%llu", move ? "move" : "copy", logq(q1, src),
+			 logq(q2, dst), n, (unsigned long long)modseq);
+	}
+	*count_r = n;
+	rc = 0;
+out:
+	utx_rollback(&tx);
+	free_records(recs, n);
+	return rc;
+}
+
 int store_records(struct store *st, const char *mboxname, uint64_t since_modseq, int with_expunged,
 		  store_record_cb *cb, void *rock, struct terr *err)
 {

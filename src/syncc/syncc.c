@@ -310,7 +310,7 @@ static void imap_caps(struct syncc *sc, const char *line)
 			sc->cap_sasl_ir = 1;
 		else if (n == 13 && !strncasecmp(p, "X-REPLICATION", n))
 			sc->cap_replication = 1;
-		else if (n == 14 && !strncasecmp(p, "X-SIEVE-MAILBOX", n))
+		else if (n == 15 && !strncasecmp(p, "X-SIEVE-MAILBOX", n))
 			sc->cap_sieve = 1;
 		p += n;
 		while (*p == ' ')
@@ -1937,6 +1937,13 @@ static int compare_bodies(struct syncc *sc, const char *name, const struct dlist
 	return 0;
 }
 
+/* Records are paired by UID. Not differences: a record expunged on both
+ * sides, and a record expunged on one side and absent on the other
+ * (absent_expunged): a replica never needs the history of a message it
+ * never saw live, an APPLY MAILBOX does not write an expunged record below
+ * the replica's LAST_UID, and the sync CRCs leave expunged records out
+ * (Cyrus's too). So compare, repair (which acts on compare's differences)
+ * and the sync itself agree on what "equal" means. */
 int syncc_compare_mailbox(struct syncc *sc, const char *name, struct buf *report, int *ndiff, struct terr *err)
 {
 	struct dlist *local = NULL, *remote = NULL;
@@ -1987,7 +1994,11 @@ int syncc_compare_mailbox(struct syncc *sc, const char *name, struct buf *report
 			dlist_get_num32(lr->items[i], "UID", &ua);
 		if (k < rr->n)
 			dlist_get_num32(rr->items[k], "UID", &ub);
-		if (ua < ub) {
+		if (ua < ub && rec_expunged(lr->items[i])) {
+			i++;	/* expunged here, never on the replica: see absent_expunged */
+		} else if (ub < ua && rec_expunged(rr->items[k])) {
+			k++;
+		} else if (ua < ub) {
 			buf_printf(report, "mailbox=%s uid=%u difference=record_missing_on_replica master=\"%s\"\n", logq(q, name),
 				   ua, rec_text(lr->items[i], &ta));
 			note_diff(sc, name, "record_missing_on_replica", "uid=%u master=%s", ua, ta.ptr);

@@ -14,7 +14,15 @@
  *     or lacks below its LAST_UID, is renumbered (copied to a new UID, the
  *     old one expunged);
  *   - same message, expunged on one side: expunged on both (the user's
- *     expunge wins, as in Cyrus); flags changed later on the replica win;
+ *     expunge wins, as in Cyrus);
+ *   - same message, flags (or dates) differ: Cyrus's rule for "more
+ *     recent on replica": the replica's record wins when its MODSEQ is
+ *     higher AND its LAST_UPDATED is not older than the master's; in every
+ *     other case the master's wins. Either way the winner is written to
+ *     the master under a MODSEQ above both sides', so the full update that
+ *     follows carries it to the replica. (A replica record with a lower
+ *     MODSEQ is left to that full update, which overwrites it: the same
+ *     rule, the master wins);
  *   - the master's HIGHESTMODSEQ and LAST_UID are raised above the
  *     replica's so the following full update is accepted.
  * The master's side is written with one store_apply_mailbox (force) on the
@@ -396,9 +404,10 @@ static void pair_both(struct merge *m, const struct store_apply_record *lr, cons
 	if (rr->modseq == lr->modseq && rr->sysflags == lr->sysflags && !strcmp(rr->keywords, lr->keywords) &&
 	    rr->internaldate == lr->internaldate)
 		return;
-	/* changed on the replica after the master's last change: its flags
-	 * win when it is also the later update (Cyrus's rule); either way the
-	 * master's record gets a modseq above the replica's */
+	/* changed on the replica: its flags win when its record has the
+	 * higher modseq and is not the older update (Cyrus's rule, see the
+	 * file comment); either way the master's record gets a modseq above
+	 * both sides' */
 	int theirs = rr->modseq > lr->modseq && rr->last_updated >= lr->last_updated;
 	put(m, 0, theirs ? m->R : m->L, theirs ? rr : lr, lr->uid, 0);
 }

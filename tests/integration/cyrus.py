@@ -155,7 +155,10 @@ class Cyrus:
         replica config (replica_config first), as the cyrus user, -d with
         the same pid file. With syslog_socket (a bound AF_UNIX datagram
         socket), master and its children run in their own mount namespace
-        where that socket is /dev/log, so the caller reads Cyrus's syslog."""
+        whose /dev is a tmpfs of links to the real /dev (bound under the
+        instance dir, in that namespace only) plus /dev/log -> the socket,
+        so the caller reads Cyrus's syslog whether or not the host has a
+        /dev/log."""
         import shlex
         master = ["setpriv", "--reuid=cyrus", "--regid=mail", "--init-groups",
                   os.path.join(LIBEXEC, "master"), "-C", self.replica_conf, "-M", self.replica_cyrus_conf,
@@ -163,7 +166,12 @@ class Cyrus:
         cmd = "cd %s && %s" % (shlex.quote(self.dir), " ".join(shlex.quote(a) for a in master))
         if not syslog_socket:
             return cmd
-        inner = "mount --bind %s /dev/log && %s" % (shlex.quote(syslog_socket), cmd)
+        realdev = os.path.join(self.dir, "realdev")
+        os.makedirs(realdev, exist_ok=True)
+        q = shlex.quote(realdev)
+        inner = ("mount --rbind /dev %s && mount -t tmpfs -o mode=755 tmpfs /dev && "
+                 "for f in %s/*; do ln -s \"$f\" /dev/; done && ln -sf %s /dev/log && %s"
+                 % (q, q, shlex.quote(syslog_socket), cmd))
         return "unshare --mount --propagation private sh -c %s" % shlex.quote(inner)
 
     def wait_listening(self, port, timeout=20):

@@ -116,6 +116,33 @@ try:
         equal(pair, "both")
         pair.cleanup()
 
+    with t.case("replica flag change + master delivery, rolling: merged, the new UID kept"):
+        # The replica's own change bumps its HIGHESTMODSEQ to the modseq the
+        # master gives its new message: the incremental update (records
+        # above the replica's modseq) misses it and fails the CRC check; it
+        # must leave the replica untouched (no LAST_UID without the record),
+        # so the master's message is not renumbered.
+        pair = fresh()
+        m, r = pair.master, pair.replica
+        t.eq(pair.sync("-r", "-1").returncode, 0, "log consumed")
+        r.ok(["message", "flag", "user.alice", "3", "+$behind"])
+        new = make_message(t.rng, 900)
+        m.ok(["deliver", "alice"], new)
+        print("  modseqs before: master", [(x[0], x[1]) for x in m.messages("user.alice", expunged=True)],
+              "replica", [(x[0], x[1]) for x in r.messages("user.alice", expunged=True)])
+        res = pair.sync("-r", "-1")
+        t.eq(res.returncode, 0, f"rolling pass: {res.stderr[-800:]}")
+        t.check("event=splitbrain_renumber" not in res.stderr, f"nothing renumbered: {res.stderr[-1200:]}")
+        for side, inst in (("master", m), ("replica", r)):
+            rows = {x[0]: x for x in inst.messages("user.alice", expunged=True)}
+            t.eq(sorted(rows), [1, 2, 3, 4], f"{side}: UIDs 1-4, no expunged copy: {rows}")
+            t.eq(rows.get(4, (0,) * 6)[5], sha1(new), f"{side}: the new message keeps UID 4")
+            t.check("$behind" in rows.get(3, (0, 0, ""))[2], f"{side}: the replica's flag merged: {rows.get(3)}")
+        equal(pair, "replica flag change")
+        t.eq(pair.sync("-r", "-1").returncode, 0, "next pass")
+        equal(pair, "still equal")
+        pair.cleanup()
+
     with t.case("same name, different uniqueid: renamed aside on the replica by repair"):
         pair = fresh()
         m, r = pair.master, pair.replica
