@@ -55,10 +55,14 @@ struct listener {
 struct syncer {
 	char channel[MAX_CHANNEL_NAME + 1];
 	pid_t pid;		/* 0 while not running */
+	time_t started;
 	time_t restart_at;
 	int failures;
 };
 
+/* A sync client that ran this long, seconds, counts as having started
+ * well: its next failure starts the restart backoff over. */
+#define SYNCER_STABLE_S 60
 /* Cap of the restart backoff of a sync client that keeps exiting, seconds. */
 #define SYNCER_BACKOFF_MAX_S 60
 
@@ -291,6 +295,7 @@ static void start_due_syncers(struct master *m)
 		if (pid == 0)
 			run_syncer(m, sy);
 		sy->pid = pid;
+		sy->started = now;
 		log_info("event=sync_client_start channel=%s pid=%ld", sy->channel, (long)pid);
 	}
 }
@@ -323,7 +328,10 @@ static void reap(struct master *m)
 			was_syncer = 1;
 			sy->pid = 0;
 			int ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-			sy->failures = ok ? 0 : sy->failures + 1;
+			/* a client that ran a while before dying starts the backoff
+			 * over: only quick repeated failures wait longer and longer */
+			int ran_long = time(NULL) - sy->started >= SYNCER_STABLE_S;
+			sy->failures = ok || ran_long ? (ok ? 0 : 1) : sy->failures + 1;
 			int wait = sy->failures ? 1 << (sy->failures < 6 ? sy->failures : 6) : 1;
 			if (wait > SYNCER_BACKOFF_MAX_S)
 				wait = SYNCER_BACKOFF_MAX_S;

@@ -38,7 +38,8 @@ static const char usage[] =
 	"--timeout seconds (default sync_drain_timeout); each replica is compared with\n"
 	"this instance; then this instance becomes a replica and tandemd stops its\n"
 	"sync clients. If anything is left unsent, failed or different, it says what\n"
-	"and takes changes again (exit 1), unless --force.\n"
+	"and takes changes again (exit 1). --force skips the drain and the compare and\n"
+	"contacts no replica: it only sets the role (what is left unsent is listed).\n"
 	"promote, on the replica: it becomes the master, refuses changes from any\n"
 	"other master, and tandemd starts its sync clients (configure this instance's\n"
 	"channels to point at the old master). Refused when it is the master already.\n";
@@ -136,6 +137,16 @@ static int demote(struct tool *t, const char *const *chans, size_t n, long long 
 	for (size_t i = 0; i < n; i++) {
 		long pending = 0;
 		int failed = 0;
+		if (force) {
+			/* no pass, no compare: the peer is not contacted at all (it
+			 * may be a master this instance is to follow) */
+			buf_reset(&text);
+			channel_work(t->conf, chans[i], &pending, &failed, &text);
+			if (pending || failed)
+				printf("channel=%s left_unsent=%ld failed_mailboxes=%d note=forced\n", chans[i], pending,
+				       failed);
+			continue;
+		}
 		if (!daemon)
 			one_pass(t, chans[i], &text);
 		time_t deadline = time(NULL) + timeout_s;
