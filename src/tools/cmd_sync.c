@@ -1,14 +1,18 @@
 /* cmd_sync.c: tandem sync (Cyrus's sync_client), compare, repair and status. */
 #include "tools/tools.h"
 
+#include "chlog/chlog.h"
 #include "conf/conf.h"
 #include "lib/log.h"
 #include "store/store.h"
 #include "syncc/syncc.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char usage[] =
@@ -251,10 +255,37 @@ int cmd_repair(struct tool *t, int argc, char **argv)
 	return rc;
 }
 
+/* Age, seconds, of the oldest change not yet replicated on a channel:
+ * the birth of its log-run (being replicated) or else of its log, when
+ * not empty; 0 when nothing is pending, -1 when the file system does
+ * not keep birth times. */
+static long long oldest_pending_s(const struct conf *conf, const char *chan)
+{
+	static const char *const files[] = { "log-run", "log" };
+	struct buf path = BUF_INIT;
+	long long age = 0;
+	for (size_t i = 0; i < 2 && !age; i++) {
+		chlog_path(conf_str(conf, "configdirectory"), chan, files[i], &path);
+		struct statx sx;
+		if (statx(AT_FDCWD, path.ptr, 0, STATX_BTIME | STATX_SIZE, &sx) < 0 || sx.stx_size == 0)
+			continue;
+		if (!(sx.stx_mask & STATX_BTIME)) {
+			age = -1;
+			break;
+		}
+		long long now = (long long)time(NULL);
+		age = now > sx.stx_btime.tv_sec ? now - sx.stx_btime.tv_sec : 1;
+	}
+	buf_free(&path);
+	return age;
+}
+
 static const char status_usage[] =
 	"usage: tandem status [-n CHANNEL]...\n"
 	"\nFor each channel (all configured ones by default): the change-log lines not\n"
-	"yet replicated, and every mailbox that failed to replicate, with its error,\n"
+	"yet replicated, the age in seconds of the oldest of them (oldest_pending_s: the\n"
+	"replication lag; -1 when the file system keeps no birth times), and every\n"
+	"mailbox that failed to replicate, with its error,\n"
 	"attempts and next retry (the rolling client retries it with backoff; fix the\n"
 	"cause and run tandem sync -n CHANNEL -m MAILBOX to replicate it by hand).\n";
 
@@ -275,9 +306,12 @@ int cmd_status(struct tool *t, int argc, char **argv)
 	struct buf out = BUF_INIT;
 	struct terr err = { 0 };
 	int rc = EXIT_OK;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
 		if (syncc_status(t->conf, chans[i], &out, &err) < 0)
 			rc = tool_fail(&err);
+		buf_printf(&out, "channel=%s oldest_pending_s=%lld\n", *chans[i] ? chans[i] : "\"\"",
+			   oldest_pending_s(t->conf, chans[i]));
+	}
 	fputs(buf_cstr(&out), stdout);
 	buf_free(&out);
 	return rc;

@@ -62,6 +62,11 @@ try:
         down_log = os.path.join(m.dir, "conf", "sync", "down")
         files = os.listdir(down_log)
         t.check("log" in files or "log-run" in files, f"down channel's log kept: {files}")
+        st = dict((l.split()[0], l) for l in m.ok(["status"]).splitlines() if "oldest_pending_s=" in l)
+        lag_down = int(st["channel=down"].split("oldest_pending_s=")[1])
+        lag_repl1 = int(st["channel=repl1"].split("oldest_pending_s=")[1])
+        t.check(lag_down >= 1 or lag_down == -1, f"status shows the down channel's lag: {st}")
+        t.eq(lag_repl1, 0, "and none on the live one")
 
     with t.case("a killed sync client is restarted"):
         out = subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout.split()
