@@ -378,10 +378,15 @@ static void list_entry(struct ltable *t, const struct lreq *q, size_t i, struct 
 		return;
 	buf_reset(attrs);
 	if (q->lsub) {
-		if (!e->exists || !me)
+		if (!e->exists || !me) {
 			add_attr(attrs, "\\Noselect");
-		else if (*entry_specialuse(t, e))
-			add_attr(attrs, entry_specialuse(t, e));	/* as Cyrus 3.6 does */
+		} else {
+			/* as Cyrus 3.6 does: \HasChildren and special-use on LSUB too */
+			if (k.exist)
+				add_attr(attrs, "\\HasChildren");
+			if (*entry_specialuse(t, e))
+				add_attr(attrs, entry_specialuse(t, e));
+		}
 	} else {
 		if (!e->exists)
 			add_attr(attrs, q->extended ? "\\NonExistent" : "\\Noselect");

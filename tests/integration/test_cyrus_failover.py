@@ -135,10 +135,7 @@ def answers(im, folders):
     """Subscriptions, folders, special-use, quota, and per folder: flags,
     bodies, metadata; the ACL of INBOX.Work."""
     a = {}
-    # LSUB without the child attributes: Cyrus 3.6 adds \\HasChildren to LSUB
-    # lines, tandem only to LIST lines (compared below with them)
-    a["lsub"] = sorted(re.sub(r" ?\\Has(No)?Children", "", x.decode()).replace("( ", "(")
-                       for x in im.lsub('""', "*")[1] if x)
+    a["lsub"] = sorted(x.decode() for x in im.lsub('""', "*")[1] if x)
     a["list"] = sorted(x.decode() for x in im.list('""', "*")[1] if x)
     typ, data = im.getquotaroot("INBOX")
     a["quota"] = [x.decode() if isinstance(x, bytes) else str(x) for x in data if x] if typ == "OK" else typ
