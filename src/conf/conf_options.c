@@ -104,6 +104,8 @@ const struct conf_option conf_options[] = {
 	  "Network inactivity timeout of sync client and server." },
 	{ "sync_reconnect_maxwait", CT_DURATION, "20m", 0, 0, MS(86400), NULL,
 	  "Cap of the reconnect backoff (0: no cap)." },
+	{ "sync_retry_maxwait", CT_DURATION, "5m", CF_CHANNEL, MS(1), MS(86400), NULL,
+	  "tandem only: cap of the retry backoff of a mailbox that failed to replicate." },
 	{ "sync_batchsize", CT_INT, "8192", 0, 1, 1000000, NULL,
 	  "Messages per partial mailbox update." },
 	{ "sync_rightnow_channel", CT_STRING, NULL, 0, 0, 0, NULL,

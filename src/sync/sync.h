@@ -20,7 +20,14 @@ int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uin
 int sync_apply_from_dlist(const struct dlist *mb, struct store_apply *a, struct terr *err);
 void sync_apply_free(struct store_apply *a);
 
-/* Cyrus's completion line for an error ("NO IMAP_SYNC_CHECKSUM ..."). */
+/* Cyrus's completion line for an error: its token first, as Cyrus's
+ * client parses it ("NO IMAP_SYNC_CHECKSUM Checksum Failure"). Errors of
+ * the replica itself (I/O, disk full, a damaged database, quota, ...)
+ * carry err's message after the token ("NO IMAP_IOERROR System I/O
+ * error: <cause>", at most SYNC_NO_CAUSE_MAX characters, one line) so the
+ * master's status shows the real cause. The text may live in a static
+ * buffer: valid until the next call. */
+#define SYNC_NO_CAUSE_MAX 400
 const char *sync_no_text(const struct terr *err);
 
 #endif

@@ -294,15 +294,39 @@ void sync_apply_free(struct store_apply *a)
 	a->nrecs = 0;
 }
 
+/* "NO <token> <text>: <cause>" in buf: the cause on one line, bounded. */
+static const char *no_with_cause(char *buf, size_t size, const char *token_text, const char *cause)
+{
+	int n = snprintf(buf, size, "NO %s: ", token_text);
+	size_t at = n > 0 && (size_t)n < size ? (size_t)n : 0;
+	for (const unsigned char *p = (const unsigned char *)cause; *p && at + 1 < size && at < SYNC_NO_CAUSE_MAX; p++)
+		buf[at++] = *p < 0x20 || *p == 0x7f ? ' ' : (char)*p;
+	buf[at] = '\0';
+	while (at > 0 && buf[at - 1] == ' ')
+		buf[--at] = '\0';
+	return buf;
+}
+
 const char *sync_no_text(const struct terr *err)
 {
+	static char buf[SYNC_NO_CAUSE_MAX + 64];
+	const char *cause = err->msg[0] ? err->msg : terr_code_name(err->code);
 	switch (err->code) {
+	/* the protocol's own conditions: Cyrus's exact lines */
 	case TE_NOTFOUND: return "NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox";
 	case TE_MOVED: return "NO IMAP_MAILBOX_MOVED Mailbox exists with another name or uniqueid";
 	case TE_CHECKSUM: return "NO IMAP_SYNC_CHECKSUM Checksum Failure";
 	case TE_CHANGED: return "NO IMAP_SYNC_CHANGED Changed since last sync";
-	case TE_BUSY: return "NO IMAP_MAILBOX_LOCKED Mailbox locked";
 	case TE_INVALID: return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
-	default: return "NO Unknown error";
+	/* the replica's own trouble: Cyrus's token, then the real cause */
+	case TE_BUSY: return no_with_cause(buf, sizeof buf, "IMAP_MAILBOX_LOCKED Mailbox locked", cause);
+	case TE_IO:
+	case TE_NOSPACE:
+	case TE_CORRUPT: return no_with_cause(buf, sizeof buf, "IMAP_IOERROR System I/O error", cause);
+	case TE_OVERQUOTA: return no_with_cause(buf, sizeof buf, "IMAP_QUOTA_EXCEEDED Over quota", cause);
+	case TE_TOOBIG: return no_with_cause(buf, sizeof buf, "IMAP_MESSAGE_TOO_LARGE Message too large", cause);
+	case TE_PERM: return no_with_cause(buf, sizeof buf, "IMAP_PERMISSION_DENIED Permission denied", cause);
+	case TE_EXISTS: return no_with_cause(buf, sizeof buf, "IMAP_MAILBOX_EXISTS Mailbox already exists", cause);
+	default: return no_with_cause(buf, sizeof buf, "IMAP_INTERNAL Internal error", cause);
 	}
 }

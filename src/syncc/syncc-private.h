@@ -12,12 +12,17 @@
 #include "proto/sync/dlist.h"
 #include "syncc/syncc.h"
 
-/* A mailbox that failed to replicate (not a connection problem). */
+/* A mailbox that failed to replicate (not a connection problem). In the
+ * channel's state file: every failed try counts in attempts (a rolling
+ * pass that touches the mailbox is a try too); wait is the backoff step,
+ * doubled only by a try that fails when the retry was due, so passes
+ * touching the mailbox early do not push it to the cap. */
 struct failed {
 	char *name;
 	char *error;
 	int attempts;
-	long long next_retry;	/* epoch seconds */
+	long long next_retry;	/* epoch seconds: the last failure + wait */
+	long long wait;		/* seconds */
 };
 
 /* Commands one pipelined write may hold (MESSAGE batches, MAILBOXes,
@@ -27,8 +32,9 @@ struct failed {
  * costs one GET MAILBOXES). */
 #define SYNCC_RCACHE_MAX 100000
 
-/* Backoff cap of a failing mailbox's retries, seconds. */
-#define SYNCC_RETRY_MAX_S 3600
+/* First backoff step of a failing mailbox's retries, seconds; the cap
+ * is the option sync_retry_maxwait. */
+#define SYNCC_RETRY_MIN_S 2
 
 /* One reported item of compare/repair/split brain (see syncc_report_json). */
 struct syncc_item {
@@ -46,6 +52,8 @@ struct syncc {
 	const struct conf *conf;
 	struct failed *failed;	/* failures of the current pass */
 	size_t nfailed;
+	char **synced;		/* mailboxes the current pass replicated (or found equal) */
+	size_t nsynced;
 	struct store *st;
 	struct syncc_opts o;
 	char channel[MAX_CHANNEL_NAME + 1];

@@ -30,6 +30,7 @@
 #include "sync/sync.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -37,6 +38,7 @@
 #include <string.h>
 #include <strings.h>
 #include <poll.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -45,6 +47,11 @@
 /* Bytes of message bodies per APPLY MESSAGE: bounds the replica's memory
  * for one command. */
 #define SYNCC_MESSAGE_BATCH_BYTES (32L * 1024 * 1024)
+
+/* The current work's results (see failed_merge). */
+static void note_synced(struct syncc *sc, const char *name);
+static void note_failed(struct syncc *sc, const char *name, const char *error);
+static void work_clear(struct syncc *sc);
 
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o)
 {
@@ -81,6 +88,7 @@ void syncc_free(struct syncc **scp)
 	syncc_items_free(&sc->renamed);
 	syncc_items_free(&sc->remaining);
 	syncc_rcache_clear(sc);
+	work_clear(sc);
 	free(sc);
 	*scp = NULL;
 }
@@ -778,7 +786,69 @@ static int push_mailbox(struct syncc *sc, const char *name, int full, const stru
  * own messages are copied back, syncc_reconcile) and sent again; in
  * repair mode a same-name mailbox with another uniqueid is renamed aside
  * on the replica first. */
+static int sync_one(struct syncc *sc, const char *name, const struct dlist *remote, int follow, struct terr *err);
+
 int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+{
+	return sync_one(sc, name, remote, 1, err);
+}
+
+/* APPLY RENAME from -> to on the replica (the sync cache forgets both). */
+static int replica_rename(struct syncc *sc, const char *from, const char *to, uint32_t uidvalidity, struct terr *err)
+{
+	struct dlist *rn = dlist_new(DL_KVLIST, "RENAME");
+	dlist_add_str(rn, "OLDMBOXNAME", from);
+	dlist_add_str(rn, "NEWMBOXNAME", to);
+	dlist_add_str(rn, "PARTITION", "default");
+	dlist_add_num(rn, "UIDVALIDITY", uidvalidity);
+	syncc_rcache_drop(sc, from);
+	syncc_rcache_drop(sc, to);
+	syncc_cmd_dlist(sc, "APPLY", rn);
+	dlist_free(&rn);
+	int rc = syncc_roundtrip(sc, NULL, NULL, err);
+	char q[LOGQ_MAX], q2[LOGQ_MAX];
+	if (rc == 0)
+		log_notice("event=sync_rename channel=%s mailbox=%s newname=%s", sc->channel, logq(q, from), logq(q2, to));
+	return rc;
+}
+
+/* The replica refused name with IMAP_MAILBOX_MOVED and holds no mailbox
+ * of that name: it may hold our uniqueid under another name (a rename
+ * whose old name was replicated in an earlier pass). GET UNIQUEIDS finds
+ * it; it is renamed to name there and name is synced again. -1 (with err
+ * untouched) when that is not the case. */
+static int sync_moved(struct syncc *sc, const char *name, struct terr *err)
+{
+	struct store_mailbox_info mi;
+	struct terr e2 = { 0 };
+	if (store_mailbox_get(sc->st, name, &mi, &e2) < 0)
+		return -1;
+	struct dlist *get = dlist_new(DL_LIST, "UNIQUEIDS");
+	dlist_add_str(get, NULL, mi.uniqueid);
+	syncc_cmd_dlist(sc, "GET", get);
+	dlist_free(&get);
+	struct remotes rs = { NULL, 0 };
+	int rc = -1;
+	if (syncc_roundtrip(sc, collect_remote, &rs, &e2) < 0) {
+		if (e2.code == TE_IO)
+			*err = e2;
+		goto out;
+	}
+	const char *old = remote_by_uniqueid(&rs, mi.uniqueid);
+	if (!old || !strcmp(old, name))
+		goto out;
+	if (replica_rename(sc, old, name, mi.uidvalidity, &e2) < 0) {
+		*err = e2;
+		goto out;
+	}
+	rc = sync_one(sc, name, remote_by_name(&rs, old), 0, err);
+out:
+	remotes_free(&rs);
+	store_mailbox_info_free(&mi);
+	return rc;
+}
+
+static int sync_one(struct syncc *sc, const char *name, const struct dlist *remote, int follow, struct terr *err)
 {
 	int incremental = remote != NULL && !sc->repair;
 	int other_uniqueid = 0;
@@ -827,6 +897,8 @@ int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remot
 		}
 		return push_mailbox(sc, name, 1, NULL, err);
 	}
+	if (err->code == TE_MOVED && !other_uniqueid && follow)
+		return sync_moved(sc, name, err);
 	return -1;
 }
 
@@ -1017,6 +1089,8 @@ static int fast_batch(struct syncc *sc, char **names, size_t n, char **slow, siz
 			slow[(*nslow)++] = names[i];
 		else if (r > 0)
 			nitems++;
+		else
+			note_synced(sc, names[i]);
 	}
 	int rc = 0;
 	if (!nitems)
@@ -1080,6 +1154,7 @@ static int fast_batch(struct syncc *sc, char **names, size_t n, char **slow, siz
 		if (syncc_recv(sc, NULL, NULL, &e2) == 0) {
 			rcache_put(sc, items[i].name, items[i].mb);
 			sc->stats.mailboxes++;
+			note_synced(sc, items[i].name);
 			continue;
 		}
 		if (e2.code == TE_IO) {
@@ -1102,6 +1177,74 @@ out:
 	free(items);
 	guidset_free(&known);
 	guidset_free(&fresh);
+	return rc;
+}
+
+/* sync_one, with the outcome noted for the failed list: a failure other
+ * than the connection's is isolated (recorded for retry, the rest of the
+ * channel goes on). */
+static int sync_one_noted(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+{
+	if (sync_one(sc, name, remote, 1, err) == 0) {
+		note_synced(sc, name);
+		return 0;
+	}
+	char q[LOGQ_MAX];
+	log_warn("event=sync_mailbox_fail channel=%s mailbox=%s error=\"%s\"", sc->channel, logq(q, name), err->msg);
+	if (err->code != TE_IO)
+		note_failed(sc, name, err->msg);
+	return -1;
+}
+
+struct uid_find {
+	const char *uniqueid;
+	char *name;
+	uint32_t uidvalidity;
+};
+
+static int uid_find_cb(const struct store_mailbox_info *mi, void *rock)
+{
+	struct uid_find *uf = rock;
+	if (!uf->name && !strcmp(mi->uniqueid, uf->uniqueid)) {
+		uf->name = xstrdup(mi->name);
+		uf->uidvalidity = mi->uidvalidity;
+	}
+	return 0;
+}
+
+/* A name gone here that the replica holds (`remote`): when its uniqueid
+ * is one of our mailboxes under another name (of the same owner), the
+ * mailbox was renamed and the new name's change was (or will be) in
+ * another pass. The replica's copy is renamed to our name (never kept as
+ * replica-only, never deleted) and synced. 1 done (or failed and
+ * recorded), 0 not a rename, -1 the connection failed. */
+static int follow_uniqueid(struct syncc *sc, const char *gone, const struct dlist *remote, struct terr *err)
+{
+	const char *ru = dlist_cstr(dlist_get(remote, "UNIQUEID"));
+	struct buf owner = BUF_INIT;
+	struct terr e2 = { 0 };
+	struct uid_find uf = { ru, NULL, 0 };
+	if (!ru || mboxname_owner(gone, &owner, &e2) < 0 || !strncmp(gone, "DELETED.", 8) ||
+	    store_mailbox_list(sc->st, buf_cstr(&owner), uid_find_cb, &uf, &e2) < 0 || !uf.name ||
+	    !strcmp(uf.name, gone)) {
+		buf_free(&owner);
+		free(uf.name);
+		return 0;
+	}
+	buf_free(&owner);
+	int rc = 1;
+	if (replica_rename(sc, gone, uf.name, uf.uidvalidity, &e2) < 0) {
+		/* our name is taken there (another uniqueid): left to the
+		 * sync of that name (and to repair) */
+		rc = e2.code == TE_IO ? (*err = e2, -1) : 0;
+	} else {
+		note_synced(sc, gone);
+		if (sync_one_noted(sc, uf.name, remote, &e2) < 0 && e2.code == TE_IO) {
+			*err = e2;
+			rc = -1;
+		}
+	}
+	free(uf.name);
 	return rc;
 }
 
@@ -1137,7 +1280,6 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 	dlist_free(&get);
 	int rc = syncc_roundtrip(sc, collect_remote, &rs, err);
 	int failed = 0;
-	char q[LOGQ_MAX];
 	char **gone = xcalloc(n, sizeof *gone);
 	size_t ngone = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1155,16 +1297,7 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 		const struct dlist *remote = remote_by_name(&rs, names[i]);
 		const char *elsewhere = remote_by_uniqueid(&rs, mi.uniqueid);
 		if (elsewhere && strcmp(elsewhere, names[i]) && !remote) {
-			struct dlist *rn = dlist_new(DL_KVLIST, "RENAME");
-			dlist_add_str(rn, "OLDMBOXNAME", elsewhere);
-			dlist_add_str(rn, "NEWMBOXNAME", names[i]);
-			dlist_add_str(rn, "PARTITION", "default");
-			dlist_add_num(rn, "UIDVALIDITY", mi.uidvalidity);
-			syncc_rcache_drop(sc, elsewhere);
-			syncc_rcache_drop(sc, names[i]);
-			syncc_cmd_dlist(sc, "APPLY", rn);
-			dlist_free(&rn);
-			if (syncc_roundtrip(sc, NULL, NULL, &e2) == 0) {
+			if (replica_rename(sc, elsewhere, names[i], mi.uidvalidity, &e2) == 0) {
 				/* the renamed mailbox is now the remote state of this name */
 				for (size_t k = 0; k < rs.n; k++)
 					if (!strcmp(rs.r[k].name, elsewhere)) {
@@ -1174,26 +1307,32 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 				remote = remote_by_name(&rs, names[i]);
 			}
 		}
-		if (syncc_sync_one(sc, names[i], remote, &e2) < 0) {
-			log_warn("event=sync_mailbox_fail channel=%s mailbox=%s error=\"%s\"", sc->channel,
-				 logq(q, names[i]), e2.msg);
+		if (sync_one_noted(sc, names[i], remote, &e2) < 0) {
 			*err = e2;
-			if (e2.code == TE_IO) {
+			if (e2.code == TE_IO)
 				rc = -1;
-			} else {
-				/* isolated: recorded for retry, the rest of the channel goes on */
-				sc->failed = xrealloc(sc->failed, (sc->nfailed + 1) * sizeof *sc->failed);
-				sc->failed[sc->nfailed++] = (struct failed){ xstrdup(names[i]), xstrdup(e2.msg), 0, 0 };
-			}
 		}
 		store_mailbox_info_free(&mi);
 	}
 	for (size_t i = 0; rc == 0 && i < ngone; i++) {
 		struct terr e2 = { 0 };
-		if (!remote_by_name(&rs, gone[i]))
+		const struct dlist *remote = remote_by_name(&rs, gone[i]);
+		if (!remote) {
+			note_synced(sc, gone[i]);
 			continue;	/* not there, or renamed to a name of the batch */
+		}
+		int r = follow_uniqueid(sc, gone[i], remote, &e2);
+		if (r != 0) {
+			if (r < 0) {
+				*err = e2;
+				if (e2.code == TE_IO)
+					rc = -1;
+			}
+			continue;
+		}
 		if (!unmailbox) {
 			syncc_note_replica_only(sc, gone[i]);
+			note_synced(sc, gone[i]);
 			continue;
 		}
 		struct dlist *un = dlist_new(DL_STR, "UNMAILBOX");
@@ -1206,6 +1345,8 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 			failed = 1;
 			if (e2.code == TE_IO)
 				rc = -1;
+		} else {
+			note_synced(sc, gone[i]);
 		}
 	}
 	free(gone);
@@ -1388,7 +1529,8 @@ static void failed_free(struct failed *v, size_t n)
 	free(v);
 }
 
-/* Lines "name TAB attempts TAB next_retry TAB error". */
+/* Lines "name TAB attempts TAB next_retry TAB wait TAB error" (files of
+ * older versions have no wait field: it is taken from attempts). */
 static int failed_load(const struct syncc *sc, struct failed **v_r, size_t *n_r, struct terr *err)
 {
 	struct buf path = BUF_INIT, data = BUF_INIT;
@@ -1406,8 +1548,8 @@ static int failed_load(const struct syncc *sc, struct failed **v_r, size_t *n_r,
 		char *nl = strchr(line, '\n');
 		if (nl)
 			*nl = '\0';
-		char *f[4] = { line, NULL, NULL, NULL };
-		for (int k = 1; k < 4 && f[k - 1]; k++) {
+		char *f[5] = { line, NULL, NULL, NULL, NULL };
+		for (int k = 1; k < 5 && f[k - 1]; k++) {
 			char *tab = strchr(f[k - 1], '\t');
 			if (tab) {
 				*tab = '\0';
@@ -1415,8 +1557,11 @@ static int failed_load(const struct syncc *sc, struct failed **v_r, size_t *n_r,
 			}
 		}
 		if (f[3]) {
+			int attempts = atoi(f[1]);
+			long long wait = f[4] ? atoll(f[3]) : 1LL << (attempts > 0 && attempts < 20 ? attempts : 1);
 			*v_r = xrealloc(*v_r, (*n_r + 1) * sizeof **v_r);
-			(*v_r)[(*n_r)++] = (struct failed){ xstrdup(f[0]), xstrdup(f[3]), atoi(f[1]), atoll(f[2]) };
+			(*v_r)[(*n_r)++] = (struct failed){ xstrdup(f[0]), xstrdup(f[4] ? f[4] : f[3]), attempts, atoll(f[2]),
+							    wait };
 		}
 		line = nl ? nl + 1 : NULL;
 	}
@@ -1429,7 +1574,7 @@ static int failed_save(const struct syncc *sc, const struct failed *v, size_t n,
 	struct buf path = BUF_INIT, data = BUF_INIT;
 	failed_path(sc, &path);
 	for (size_t i = 0; i < n; i++) {
-		buf_printf(&data, "%s\t%d\t%lld\t", v[i].name, v[i].attempts, v[i].next_retry);
+		buf_printf(&data, "%s\t%d\t%lld\t%lld\t", v[i].name, v[i].attempts, v[i].next_retry, v[i].wait);
 		for (const char *e = v[i].error; *e; e++)
 			buf_putc(&data, *e == '\t' || *e == '\n' || *e == '\r' ? ' ' : *e);
 		buf_putc(&data, '\n');
@@ -1450,49 +1595,154 @@ static int failed_save(const struct syncc *sc, const struct failed *v, size_t n,
 	return rc;
 }
 
-/* Merges this pass's failures into the state: retried with exponential
- * backoff (2 s, 4 s, ... SYNCC_RETRY_MAX_S); names that succeeded
- * (listed in ok) leave it. */
-static int failed_merge(struct syncc *sc, char **ok, size_t nok, struct terr *err)
+/* The state file is read, changed and written under an exclusive lock on
+ * "failed.lock": the rolling client and a hand-run `tandem sync` may both
+ * update it. -1 when the lock cannot be had (the update goes on unlocked). */
+static int failed_lock(const struct syncc *sc)
 {
+	struct buf path = BUF_INIT;
+	failed_path(sc, &path);
+	buf_appends(&path, ".lock");
+	char *slash = strrchr(path.ptr, '/');
+	struct terr e;
+	*slash = '\0';
+	int ok = fs_mkdir_p(path.ptr, 0750, &e) == 0;
+	*slash = '/';
+	int fd = ok ? open(path.ptr, O_RDWR | O_CREAT | O_CLOEXEC, 0640) : -1;
+	buf_free(&path);
+	if (fd >= 0 && flock(fd, LOCK_EX) < 0) {
+		close(fd);
+		fd = -1;
+	}
+	return fd;
+}
+
+static void failed_unlock(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+static int is_failed_now(const struct syncc *sc, const char *name)
+{
+	for (size_t f = 0; f < sc->nfailed; f++)
+		if (!strcmp(sc->failed[f].name, name))
+			return 1;
+	return 0;
+}
+
+/* Marks name as replicated (or found equal) by the current work. */
+static void note_synced(struct syncc *sc, const char *name)
+{
+	sc->synced = xrealloc(sc->synced, (sc->nsynced + 1) * sizeof *sc->synced);
+	sc->synced[sc->nsynced++] = xstrdup(name);
+}
+
+/* Records a mailbox that failed (isolated: the rest goes on). */
+static void note_failed(struct syncc *sc, const char *name, const char *error)
+{
+	for (size_t f = 0; f < sc->nfailed; f++)
+		if (!strcmp(sc->failed[f].name, name)) {
+			free(sc->failed[f].error);
+			sc->failed[f].error = xstrdup(error);
+			return;
+		}
+	sc->failed = xrealloc(sc->failed, (sc->nfailed + 1) * sizeof *sc->failed);
+	sc->failed[sc->nfailed++] = (struct failed){ xstrdup(name), xstrdup(error), 0, 0, 0 };
+}
+
+static void work_clear(struct syncc *sc)
+{
+	failed_free(sc->failed, sc->nfailed);
+	sc->failed = NULL;
+	sc->nfailed = 0;
+	for (size_t i = 0; i < sc->nsynced; i++)
+		free(sc->synced[i]);
+	free(sc->synced);
+	sc->synced = NULL;
+	sc->nsynced = 0;
+}
+
+/* The backoff step after a try of f that failed at now: the first
+ * failure waits SYNCC_RETRY_MIN_S; a try made when the retry was due
+ * doubles the step; an earlier try (a rolling pass touched the mailbox)
+ * keeps it. Capped by sync_retry_maxwait. */
+static long long failed_next_wait(const struct syncc *sc, const struct failed *f, int is_new, long long now)
+{
+	long long cap = conf_chan_duration_ms(sc->conf, sc->channel, "sync_retry_maxwait") / 1000;
+	long long wait = f->wait > 0 ? f->wait : SYNCC_RETRY_MIN_S;
+	if (cap < 1)
+		cap = 1;
+	if (!is_new && now >= f->next_retry)
+		wait *= 2;
+	if (wait < SYNCC_RETRY_MIN_S)
+		wait = SYNCC_RETRY_MIN_S;
+	return wait > cap ? cap : wait;
+}
+
+/* Merges the current work's results into the channel's state: mailboxes
+ * replicated leave it; failures are added or updated (attempts + 1, the
+ * next retry from now: see failed_next_wait). With record 0 (one-shot
+ * runs) failures are only reported to the caller, never added: the list
+ * and its backoff belong to the rolling client. Clears the work. */
+static int failed_merge(struct syncc *sc, int record, struct terr *err)
+{
+	if (!sc->nfailed || !record) {
+		/* nothing to add: nothing to do unless the list exists (the
+		 * common case of a rolling pass: no lock, no read) */
+		struct buf path = BUF_INIT;
+		failed_path(sc, &path);
+		int exists = access(path.ptr, F_OK) == 0;
+		buf_free(&path);
+		if (!exists) {
+			work_clear(sc);
+			return 0;
+		}
+	}
+	int lock = failed_lock(sc);
 	struct failed *v;
 	size_t n;
-	if (failed_load(sc, &v, &n, err) < 0)
+	if (failed_load(sc, &v, &n, err) < 0) {
+		failed_unlock(lock);
+		work_clear(sc);
 		return -1;
+	}
+	size_t n0 = n;
+	int changed = 0;
 	long long now = (long long)time(NULL);
-	for (size_t k = 0; k < nok; k++)
-		for (size_t i = 0; i < n; i++)
-			if (v[i].name && !strcmp(v[i].name, ok[k])) {
-				int gone = 1;
-				for (size_t f = 0; f < sc->nfailed; f++)
-					gone &= strcmp(sc->failed[f].name, ok[k]) != 0;
-				if (gone) {
-					log_notice("event=sync_mailbox_recovered channel=%s mailbox=%s attempts=%d", sc->channel,
-						   v[i].name, v[i].attempts);
-					free(v[i].name);
-					free(v[i].error);
-					v[i] = v[--n];
-					i--;
-				}
-			}
-	for (size_t f = 0; f < sc->nfailed; f++) {
+	char q[LOGQ_MAX];
+	for (size_t i = 0; i < n; i++) {
+		int ok = 0;
+		for (size_t k = 0; k < sc->nsynced && !ok; k++)
+			ok = !strcmp(v[i].name, sc->synced[k]);
+		if (!ok || is_failed_now(sc, v[i].name))
+			continue;
+		log_notice("event=sync_mailbox_recovered channel=%s mailbox=%s attempts=%d", sc->channel,
+			   logq(q, v[i].name), v[i].attempts);
+		free(v[i].name);
+		free(v[i].error);
+		v[i--] = v[--n];
+		changed = 1;
+	}
+	for (size_t f = 0; record && f < sc->nfailed; f++) {
 		size_t i = 0;
 		while (i < n && strcmp(v[i].name, sc->failed[f].name))
 			i++;
-		if (i == n) {
+		int is_new = i == n;
+		if (is_new) {
 			v = xrealloc(v, (n + 1) * sizeof *v);
-			v[n++] = (struct failed){ xstrdup(sc->failed[f].name), xstrdup(""), 0, 0 };
+			v[n++] = (struct failed){ xstrdup(sc->failed[f].name), xstrdup(""), 0, 0, 0 };
 		}
 		free(v[i].error);
 		v[i].error = xstrdup(sc->failed[f].error);
 		v[i].attempts++;
-		long long wait = 1LL << (v[i].attempts < 12 ? v[i].attempts : 12);
-		v[i].next_retry = now + (wait > SYNCC_RETRY_MAX_S ? SYNCC_RETRY_MAX_S : wait);
+		v[i].wait = failed_next_wait(sc, &v[i], is_new, now);
+		v[i].next_retry = now + v[i].wait;
+		changed = 1;
 	}
-	failed_free(sc->failed, sc->nfailed);
-	sc->failed = NULL;
-	sc->nfailed = 0;
-	int rc = failed_save(sc, v, n, err);
+	work_clear(sc);
+	int rc = changed || n != n0 ? failed_save(sc, v, n, err) : 0;
+	failed_unlock(lock);
 	failed_free(v, n);
 	return rc;
 }
@@ -1514,9 +1764,15 @@ static int failed_retry(struct syncc *sc, struct terr *err)
 		}
 	int rc = 0;
 	if (ndue) {
+		log_info("event=sync_retry channel=%s mailboxes=%zu", sc->channel, ndue);
 		rc = sync_batch(sc, due, ndue, 0, err);
-		if (rc == 0)
-			rc = failed_merge(sc, due, ndue, err);
+		if (rc == 0 && sc->since_restart)
+			simple(sc, "RESTART", err);
+		struct terr e2 = { 0 };
+		if (failed_merge(sc, 1, &e2) < 0 && rc == 0) {
+			*err = e2;
+			rc = -1;
+		}
 	}
 	free(due);
 	failed_free(v, n);
@@ -1697,9 +1953,10 @@ int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err)
 			 sc->failed[0].name, sc->failed[0].error);
 		rc = -1;
 	}
-	failed_free(sc->failed, sc->nfailed);
-	sc->failed = NULL;
-	sc->nfailed = 0;
+	/* what replicated leaves the channel's failed list */
+	struct terr e2 = { 0 };
+	if (failed_merge(sc, 0, &e2) < 0)
+		log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e2.msg);
 	return rc;
 }
 
@@ -1760,8 +2017,9 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			clock_gettime(CLOCK_MONOTONIC, &t0);
 			struct terr e2 = { 0 };
 			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
-				/* mailboxes that failed are recorded before the log goes */
-				if (sc->nfailed && failed_merge(sc, NULL, 0, err) < 0) {
+				/* mailboxes that failed are recorded before the log
+				 * goes; those replicated leave the list */
+				if (failed_merge(sc, 1, err) < 0) {
 					rc = -1;
 					break;
 				}
@@ -1775,8 +2033,12 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
 					 sc->stats.commands - c0, sc->stats.roundtrips - r0, sc->stats.bytes_sent - b0);
 			} else {
-				/* log-run stays: it is replayed after a reconnect */
+				/* log-run stays: it is replayed after a reconnect;
+				 * what this pass did is kept */
 				log_warn("event=sync_pass_fail channel=%s error=\"%s\"", sc->channel, e2.msg);
+				struct terr e3 = { 0 };
+				if (failed_merge(sc, 1, &e3) < 0)
+					log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e3.msg);
 				*err = e2;
 				syncc_disconnect(sc);
 				if (one_pass) {

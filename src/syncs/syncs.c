@@ -649,6 +649,26 @@ static const char *apply_message(struct syncs *s, const struct dlist *kv)
 	return "OK success";
 }
 
+/* After a TE_CORRUPT apply: was it a staged body that does not hash to
+ * its record's GUID (Cyrus's IMAP_SYNC_CHECKSUM), rather than the
+ * replica's own damaged database (an I/O error, with its cause)? */
+static int staged_body_bad(struct syncs *s, const struct dlist *kv)
+{
+	const struct dlist *recs = dlist_get_list(kv, "RECORD");
+	for (size_t i = 0; recs && i < recs->n; i++) {
+		char guid[41], got[41];
+		if (dlist_get_guid(recs->items[i], "GUID", guid) < 0)
+			continue;
+		const struct staged *g = find_staged(s, guid);
+		if (!g)
+			continue;
+		sha1_hex(g->data.ptr ? g->data.ptr : "", g->data.len, got);
+		if (strcmp(got, guid))
+			return 1;
+	}
+	return 0;
+}
+
 static const char *apply_mailbox(struct syncs *s, const struct dlist *kv)
 {
 	struct store_apply a;
@@ -668,7 +688,7 @@ static const char *apply_mailbox(struct syncs *s, const struct dlist *kv)
 			 logq(q, a.name), terr_code_name(err.code), err.msg);
 	sync_apply_free(&a);
 	if (rc < 0)
-		return err.code == TE_CORRUPT ? "NO IMAP_SYNC_CHECKSUM Checksum Failure" :
+		return err.code == TE_CORRUPT && staged_body_bad(s, kv) ? "NO IMAP_SYNC_CHECKSUM Checksum Failure" :
 		       err.code == TE_NOTFOUND ? "NO IMAP_PROTOCOL_ERROR Message body was not sent" : sync_no_text(&err);
 	return "OK success";
 }
@@ -735,7 +755,7 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 		if (!strcmp(o, n))
 			return "OK success";	/* a partition move: one partition here */
 		if (store_apply_rename(s->st, o, n, &err) < 0)
-			return err.code == TE_NOTFOUND ? sync_no_text(&err) : "NO Unknown error";
+			return sync_no_text(&err);
 		return "OK success";
 	}
 	if (!strcasecmp(k, "UNUSER") || !strcasecmp(k, "LOCAL_UNUSER")) {
@@ -743,7 +763,7 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 		if (!u)
 			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
 		if (*u && store_user_exists(s->st, u, &err) == 1 && store_user_delete(s->st, u, &err) < 0)
-			return "NO Unknown error";
+			return sync_no_text(&err);
 		return "OK success";
 	}
 	if (!strcasecmp(k, "SUB") || !strcasecmp(k, "UNSUB")) {
@@ -752,7 +772,7 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
 		if (userid_validate(u, 1, &err) < 0 || store_user_ensure(s->st, u, &err) < 0)
 			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
-		return store_subscribe(s->st, u, m, !strcasecmp(k, "SUB"), &err) < 0 ? "NO Unknown error" : "OK success";
+		return store_subscribe(s->st, u, m, !strcasecmp(k, "SUB"), &err) < 0 ? sync_no_text(&err) : "OK success";
 	}
 	if (!strcasecmp(k, "SEEN")) {
 		const char *u, *uid, *seen;
@@ -763,7 +783,7 @@ static const char *do_apply(struct syncs *s, const struct dlist *kv)
 		    dlist_get_num64(kv, "LASTCHANGE", &lc) < 0 || dlist_get_str(kv, "SEENUIDS", &seen) < 0)
 			return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
 		struct store_seen sv = { (int64_t)lr, lu, (int64_t)lc, (char *)seen };
-		return store_seen_set(s->st, u, uid, &sv, &err) < 0 ? "NO Unknown error" : "OK success";
+		return store_seen_set(s->st, u, uid, &sv, &err) < 0 ? sync_no_text(&err) : "OK success";
 	}
 	if (!strcasecmp(k, "QUOTA")) {
 		const char *root;
