@@ -5,11 +5,14 @@
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "names/mboxname.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -17,8 +20,10 @@
 struct chlog {
 	char *configdir;
 	char **base;		/* the channels it was opened with */
+	unsigned *bshards;	/* their shard counts */
 	size_t nbase;
 	char **channels;	/* base + those of sync/channels */
+	unsigned *shards;	/* their shard counts (the published list wins) */
 	size_t n;
 	unsigned gen;		/* bumped when channels changes */
 	struct stat list_st;	/* sync/channels as last read (st_ino 0: none) */
@@ -46,12 +51,31 @@ void chlog_path(const char *configdir, const char *channel, const char *file, st
 		buf_printf(out, "%s/sync/%s", configdir, file);
 }
 
-static int has_channel(char *const *v, size_t n, const char *name)
+void chlog_shard_path(const char *configdir, const char *channel, int shard, const char *file, struct buf *out)
+{
+	if (shard < 0) {
+		chlog_path(configdir, channel, file, out);
+		return;
+	}
+	buf_reset(out);
+	if (channel && *channel)
+		buf_printf(out, "%s/sync/%s/%d/%s", configdir, channel, shard, file);
+	else
+		buf_printf(out, "%s/sync/%d/%s", configdir, shard, file);
+}
+
+static unsigned clamp_shards(long long n)
+{
+	return n < 1 ? 1 : n > CHLOG_MAX_SHARDS ? CHLOG_MAX_SHARDS : (unsigned)n;
+}
+
+/* Index of name in v, or -1. */
+static int find_channel(char *const *v, size_t n, const char *name)
 {
 	for (size_t i = 0; i < n; i++)
 		if (!strcmp(v[i], name))
-			return 1;
-	return 0;
+			return (int)i;
+	return -1;
 }
 
 static void free_list(char **v, size_t n)
@@ -71,6 +95,38 @@ static int name_ok(const char *s, size_t n)
 	return 1;
 }
 
+/* One line of sync/channels: "name", "name N" or "\"\" N" (the default
+ * channel). 0 with name_r (malloced) and *shards_r, -1 for a bad line. */
+static int parse_channel_line(const char *p, size_t len, char **name_r, unsigned *shards_r)
+{
+	const char *sp = memchr(p, ' ', len);
+	size_t nlen = sp ? (size_t)(sp - p) : len;
+	*shards_r = 1;
+	if (sp) {
+		char *end;
+		char num[16];
+		size_t k = len - nlen - 1;
+		if (k == 0 || k >= sizeof num)
+			return -1;
+		memcpy(num, sp + 1, k);
+		num[k] = '\0';
+		long v = strtol(num, &end, 10);
+		if (*end || v < 1)
+			return -1;
+		*shards_r = clamp_shards(v);
+	}
+	if (nlen == 2 && p[0] == '"' && p[1] == '"') {
+		if (!sp)
+			return -1;
+		*name_r = xstrdup("");
+		return 0;
+	}
+	if (!nlen || !name_ok(p, nlen))
+		return -1;
+	*name_r = xstrndup(p, nlen);
+	return 0;
+}
+
 /* Re-reads sync/channels when it changed (one stat per append). */
 static void refresh(struct chlog *l)
 {
@@ -87,21 +143,35 @@ static void refresh(struct chlog *l)
 	if (exists && fs_read_file(path.ptr, 64 * 1024, &data, &err) < 0)
 		goto out;	/* keep the list we have; the next append tries again */
 	char **v = xcalloc(MAX_CHANNELS, sizeof *v);
+	unsigned *sh = xcalloc(MAX_CHANNELS, sizeof *sh);
 	size_t n = 0;
-	for (size_t i = 0; i < l->nbase; i++)
-		v[n++] = xstrdup(l->base[i]);
+	for (size_t i = 0; i < l->nbase; i++) {
+		v[n] = xstrdup(l->base[i]);
+		sh[n++] = l->bshards[i];
+	}
 	for (const char *p = data.ptr; p && p < data.ptr + data.len;) {
 		const char *nl = memchr(p, '\n', (size_t)(data.ptr + data.len - p));
 		size_t len = nl ? (size_t)(nl - p) : (size_t)(data.ptr + data.len - p);
-		char *name = xstrndup(p, len);
-		if (len && name_ok(name, len) && n < MAX_CHANNELS && !has_channel(v, n, name))
-			v[n++] = name;
-		else
-			free(name);
+		char *name;
+		unsigned shards;
+		if (len && parse_channel_line(p, len, &name, &shards) == 0) {
+			int at = find_channel(v, n, name);
+			if (at >= 0) {
+				sh[at] = shards;	/* the live count wins */
+				free(name);
+			} else if (n < MAX_CHANNELS && *name) {
+				v[n] = name;
+				sh[n++] = shards;
+			} else {
+				free(name);
+			}
+		}
 		p += len + 1;
 	}
 	free_list(l->channels, l->n);
+	free(l->shards);
 	l->channels = v;
+	l->shards = sh;
 	l->n = n;
 	l->gen++;
 	l->list_st = st;
@@ -110,20 +180,38 @@ out:
 	buf_free(&data);
 }
 
-struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels)
+struct chlog *chlog_open_shards(const char *configdir, const char *const *channels, const unsigned *shards,
+				size_t nchannels)
 {
 	if (nchannels > MAX_CHANNELS)
 		return NULL;
 	struct chlog *l = xcalloc(1, sizeof *l);
 	l->configdir = xstrdup(configdir);
 	l->base = xcalloc(nchannels ? nchannels : 1, sizeof *l->base);
+	l->bshards = xcalloc(nchannels ? nchannels : 1, sizeof *l->bshards);
 	l->nbase = nchannels;
-	for (size_t i = 0; i < nchannels; i++)
+	for (size_t i = 0; i < nchannels; i++) {
 		l->base[i] = xstrdup(channels[i] ? channels[i] : "");
+		l->bshards[i] = clamp_shards(shards ? shards[i] : 1);
+	}
 	l->channels = xcalloc(1, sizeof *l->channels);
 	l->list_st.st_ino = (ino_t)-1;	/* forces the first read */
 	refresh(l);
 	return l;
+}
+
+struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels)
+{
+	return chlog_open_shards(configdir, channels, NULL, nchannels);
+}
+
+unsigned chlog_channel_shards(struct chlog *l, const char *channel)
+{
+	if (!l)
+		return 1;
+	refresh(l);
+	int at = find_channel(l->channels, l->n, channel ? channel : "");
+	return at < 0 ? 1 : l->shards[at];
 }
 
 void chlog_close(struct chlog **lp)
@@ -133,6 +221,8 @@ void chlog_close(struct chlog **lp)
 		return;
 	free_list(l->base, l->nbase);
 	free_list(l->channels, l->n);
+	free(l->bshards);
+	free(l->shards);
 	free(l->configdir);
 	free(l);
 	*lp = NULL;
@@ -140,13 +230,27 @@ void chlog_close(struct chlog **lp)
 
 int chlog_write_channels(const char *configdir, const char *const *channels, size_t n, struct terr *err)
 {
+	return chlog_write_channels_shards(configdir, channels, NULL, n, err);
+}
+
+/* A one-shard named channel is a name alone (as older versions wrote and
+ * read it); the default channel is listed only with shards. */
+int chlog_write_channels_shards(const char *configdir, const char *const *channels, const unsigned *shards,
+				size_t n, struct terr *err)
+{
 	struct buf path = BUF_INIT, data = BUF_INIT;
 	buf_printf(&path, "%s/sync", configdir);
 	int rc = fs_mkdir_p(path.ptr, 0750, err);
 	buf_appends(&path, "/channels");
-	for (size_t i = 0; i < n; i++)
-		if (channels[i] && *channels[i])
+	for (size_t i = 0; i < n; i++) {
+		unsigned k = clamp_shards(shards ? shards[i] : 1);
+		if (channels[i] && *channels[i] && k == 1)
 			buf_printf(&data, "%s\n", channels[i]);
+		else if (channels[i] && *channels[i])
+			buf_printf(&data, "%s %u\n", channels[i], k);
+		else if (shards)
+			buf_printf(&data, "\"\" %u\n", k);
+	}
 	if (rc == 0)
 		rc = fs_write_atomic(path.ptr, data.ptr ? data.ptr : "", data.len, 0640, err);
 	buf_free(&path);
@@ -217,13 +321,13 @@ static int lock_fd(int fd, short type)
 	return 0;
 }
 
-/* Appends to one channel; with fd_r, the file stays open and locked and
- * its fd is returned. */
-static int append_one(const char *configdir, const char *channel, const char *lines, size_t len, int *fd_r,
-		      struct terr *err)
+/* Appends to one channel's log (shard < 0) or one shard's; with fd_r,
+ * the file stays open and locked and its fd is returned. */
+static int append_one(const char *configdir, const char *channel, int shard, const char *lines, size_t len,
+		      int *fd_r, struct terr *err)
 {
 	struct buf path = BUF_INIT;
-	chlog_path(configdir, channel, "log", &path);
+	chlog_shard_path(configdir, channel, shard, "log", &path);
 	int rc = -1;
 	for (int attempt = 0; attempt < CHLOG_APPEND_TRIES; attempt++) {
 		int fd = open(path.ptr, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -275,35 +379,170 @@ out:
 	return rc;
 }
 
+/* ---- routing lines to shards ---- */
+
+static int user_keyword(const char *k)
+{
+	static const char *const u[] = { "USER", "UNUSER", "META", "SIEVE", "SUB", "UNSUB", "SEEN" };
+	for (size_t i = 0; i < sizeof u / sizeof u[0]; i++)
+		if (!strcmp(k, u[i]))
+			return 1;
+	return 0;
+}
+
+static void mailbox_owner(const char *name, struct buf *owner)
+{
+	struct terr err;
+	if (mboxname_owner(name, owner, &err) < 0)
+		buf_reset(owner);
+}
+
+void chlog_line_owner(const char *line, size_t len, struct buf *owner, struct buf *owner2)
+{
+	struct chlog_entry e = { 0 };
+	struct terr err;
+	buf_reset(owner);
+	if (owner2)
+		buf_reset(owner2);
+	if (chlog_parse_line(line, len, &e, &err) == 0) {
+		if (user_keyword(e.keyword)) {
+			buf_appends(owner, buf_cstr(&e.arg1));
+		} else {
+			mailbox_owner(buf_cstr(&e.arg1), owner);
+			/* RENAME and DOUBLEMAILBOX name two mailboxes */
+			if (owner2 && e.nargs == 2)
+				mailbox_owner(buf_cstr(&e.arg2), owner2);
+		}
+	}
+	buf_cstr(owner);
+	chlog_entry_free(&e);
+}
+
+unsigned chlog_shard_of(const char *owner, unsigned nshards)
+{
+	uint32_t h = 2166136261u;
+	for (const unsigned char *p = (const unsigned char *)owner; *p; p++) {
+		h ^= *p;
+		h *= 16777619u;
+	}
+	return nshards > 1 ? h % nshards : 0;
+}
+
+unsigned chlog_line_shards(const char *line, size_t len, unsigned nshards)
+{
+	if (nshards <= 1)
+		return 1;
+	struct buf o1 = BUF_INIT, o2 = BUF_INIT;
+	chlog_line_owner(line, len, &o1, &o2);
+	unsigned mask = 1u << chlog_shard_of(buf_cstr(&o1), nshards);
+	if (o2.len)
+		mask |= 1u << chlog_shard_of(buf_cstr(&o2), nshards);
+	buf_free(&o1);
+	buf_free(&o2);
+	return mask;
+}
+
+/* The lines of each shard, in their order. */
+static void split_lines(const char *lines, size_t len, unsigned nshards, struct buf *parts)
+{
+	for (const char *p = lines, *end = lines + len; p < end;) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t ll = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		unsigned mask = chlog_line_shards(p, nl ? ll - 1 : ll, nshards);
+		for (unsigned k = 0; k < nshards; k++)
+			if (mask & (1u << k))
+				buf_append(&parts[k], p, ll);
+		p += ll;
+	}
+}
+
+static void hold_fd(struct chlog_hold *hold, int fd)
+{
+	if (hold->n == hold->cap) {
+		hold->cap = hold->cap ? hold->cap * 2 : 8;
+		hold->fds = xrealloc(hold->fds, hold->cap * sizeof *hold->fds);
+	}
+	hold->fds[hold->n++] = fd;
+}
+
+/* Appends lines to one channel of nshards, each line to its shard's log
+ * (ascending shard order); with hold, the files stay locked in it. */
+static int append_channel(const char *configdir, const char *channel, unsigned nshards, const char *lines,
+			  size_t len, struct chlog_hold *hold, struct terr *err)
+{
+	if (nshards <= 1) {
+		int fd;
+		if (append_one(configdir, channel, -1, lines, len, hold ? &fd : NULL, err) < 0)
+			return -1;
+		if (hold)
+			hold_fd(hold, fd);
+		return 0;
+	}
+	struct buf parts[CHLOG_MAX_SHARDS];
+	for (unsigned k = 0; k < nshards; k++)
+		parts[k] = (struct buf)BUF_INIT;
+	split_lines(lines, len, nshards, parts);
+	int rc = 0;
+	for (unsigned k = 0; k < nshards && rc == 0; k++) {
+		int fd;
+		if (!parts[k].len)
+			continue;
+		rc = append_one(configdir, channel, (int)k, parts[k].ptr, parts[k].len, hold ? &fd : NULL, err);
+		if (rc == 0 && hold)
+			hold_fd(hold, fd);
+	}
+	for (unsigned k = 0; k < nshards; k++)
+		buf_free(&parts[k]);
+	return rc;
+}
+
+/* The channels in name order: every writer locks files in one order. */
+static void sorted_channels(const struct chlog *l, size_t *order)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		size_t j = i;
+		for (; j > 0 && strcmp(l->channels[order[j - 1]], l->channels[i]) > 0; j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+}
+
 int chlog_append(struct chlog *l, const char *lines, size_t len, struct terr *err)
 {
 	if (!l || len == 0)
 		return 0;
 	refresh(l);
-	for (size_t i = 0; i < l->n; i++)
-		if (append_one(l->configdir, l->channels[i], lines, len, NULL, err) < 0)
+	size_t order[MAX_CHANNELS];
+	sorted_channels(l, order);
+	for (size_t i = 0; i < l->n; i++) {
+		size_t c = order[i];
+		if (append_channel(l->configdir, l->channels[c], l->shards[c], lines, len, NULL, err) < 0)
 			return -1;
+	}
 	return 0;
 }
 
 int chlog_append_hold(struct chlog *l, const char *lines, size_t len, struct chlog_hold *hold,
 		      struct terr *err)
 {
-	hold->n = 0;
+	hold->fds = NULL;
+	hold->n = hold->cap = 0;
 	hold->nchans = 0;
 	hold->log = NULL;
 	hold->lines = NULL;
 	if (!l || len == 0)
 		return 0;
 	refresh(l);
+	size_t order[MAX_CHANNELS];
+	sorted_channels(l, order);
 	for (size_t i = 0; i < l->n; i++) {
-		int fd;
-		if (append_one(l->configdir, l->channels[i], lines, len, &fd, err) < 0) {
+		size_t c = order[i];
+		if (append_channel(l->configdir, l->channels[c], l->shards[c], lines, len, hold, err) < 0) {
 			chlog_release(hold);
 			return -1;
 		}
-		hold->fds[hold->n++] = fd;
-		snprintf(hold->chans[hold->nchans++], sizeof hold->chans[0], "%s", l->channels[i]);
+		snprintf(hold->chans[hold->nchans], sizeof hold->chans[0], "%s", l->channels[c]);
+		hold->shards[hold->nchans++] = l->shards[c];
 	}
 	hold->log = l;
 	hold->gen = l->gen;
@@ -316,23 +555,26 @@ void chlog_release(struct chlog_hold *hold)
 {
 	struct chlog *l = hold->log;
 	if (l && hold->lines) {
-		/* a channel added while the change was being committed gets
-		 * its lines too (before the locks go: readers of the others
-		 * are not affected) */
+		/* a channel added (or resharded) while the change was being
+		 * committed gets its lines too (before the locks go: readers
+		 * of the others are not affected); a duplicate is harmless */
 		refresh(l);
 		for (size_t i = 0; l->gen != hold->gen && i < l->n; i++) {
 			int known = 0;
 			for (size_t k = 0; k < hold->nchans && !known; k++)
-				known = !strcmp(hold->chans[k], l->channels[i]);
+				known = !strcmp(hold->chans[k], l->channels[i]) && hold->shards[k] == l->shards[i];
 			struct terr err = { 0 };
-			if (!known && append_one(l->configdir, l->channels[i], hold->lines, hold->len, NULL, &err) < 0)
+			if (!known && append_channel(l->configdir, l->channels[i], l->shards[i], hold->lines, hold->len,
+						     NULL, &err) < 0)
 				log_err("event=chlog_fail channel=%s error=\"%s\" note=\"added channel missed a change:"
 					" run a full sync of it\"", l->channels[i], err.msg);
 		}
 	}
 	for (size_t i = 0; i < hold->n; i++)
 		close(hold->fds[i]);	/* closing drops the lock */
-	hold->n = 0;
+	free(hold->fds);
+	hold->fds = NULL;
+	hold->n = hold->cap = 0;
 	free(hold->lines);
 	hold->lines = NULL;
 	hold->log = NULL;
@@ -340,9 +582,19 @@ void chlog_release(struct chlog_hold *hold)
 
 int chlog_take(const char *configdir, const char *channel, struct terr *err)
 {
+	return chlog_take_shard(configdir, channel, -1, err);
+}
+
+int chlog_done(const char *configdir, const char *channel, struct terr *err)
+{
+	return chlog_done_shard(configdir, channel, -1, err);
+}
+
+int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err)
+{
 	struct buf run = BUF_INIT, log = BUF_INIT;
-	chlog_path(configdir, channel, "log-run", &run);
-	chlog_path(configdir, channel, "log", &log);
+	chlog_shard_path(configdir, channel, shard, "log-run", &run);
+	chlog_shard_path(configdir, channel, shard, "log", &log);
 	int rc = 1;
 	if (access(run.ptr, F_OK) == 0)
 		goto out;	/* leftover of an interrupted run: process it first */
@@ -366,10 +618,10 @@ out:
 	return rc;
 }
 
-int chlog_done(const char *configdir, const char *channel, struct terr *err)
+int chlog_done_shard(const char *configdir, const char *channel, int shard, struct terr *err)
 {
 	struct buf run = BUF_INIT;
-	chlog_path(configdir, channel, "log-run", &run);
+	chlog_shard_path(configdir, channel, shard, "log-run", &run);
 	int rc = 0;
 	if (unlink(run.ptr) < 0 && errno != ENOENT)
 		rc = terr_errno(err, errno, "unlink %s", run.ptr);

@@ -20,6 +20,18 @@
  * chlog_release) and appends the lines to a channel that appeared in
  * between, so a full sync started after the reload misses nothing.
  *
+ * Sharded channels (<channel>_sync_shards N > 1): every line goes to
+ * sync/<channel>/<k>/log (sync/<k>/log for the default channel), k the
+ * FNV-1a hash of the line's owner mod N (chlog_line_shards): one user's
+ * changes stay in order in one log, each shard has its own rolling
+ * client. A RENAME between two owners goes to both owners' shards. With
+ * N = 1 the layout is the plain one above. The published list carries
+ * each channel's shard count ("name N" lines, `"" N` for the default
+ * channel; a line with a name only means 1), and it wins over a
+ * writer's own config, so every writer routes the same way after a
+ * reload. Logs of several (channel, shard) files are locked in the
+ * order of their paths, so two writers never wait on each other.
+ *
  * Reader protocol (§7.5): chlog_take makes log-run ready (a leftover
  * log-run first, else rename log -> log-run and wait for writers that
  * locked the old inode), the consumer processes it, chlog_done removes it
@@ -36,9 +48,19 @@
 
 struct chlog;
 
+/* CHLOG_MAX_SHARDS is MAX_SYNC_SHARDS of lib/limits.h. */
+#define CHLOG_MAX_SHARDS MAX_SYNC_SHARDS
+
 /* A writer for channels (""= default); NULL only when nchannels is 0 or
- * over MAX_CHANNELS. Files are opened per append. */
+ * over MAX_CHANNELS. Files are opened per append. Every channel has one
+ * shard. */
 struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels);
+/* The same with each channel's shard count (NULL: all 1; 0 counts as 1,
+ * more than CHLOG_MAX_SHARDS as CHLOG_MAX_SHARDS). */
+struct chlog *chlog_open_shards(const char *configdir, const char *const *channels, const unsigned *shards,
+				size_t nchannels);
+/* The shard count a writer uses for channel now (1 for an unknown one). */
+unsigned chlog_channel_shards(struct chlog *log, const char *channel);
 void chlog_close(struct chlog **log);
 /* Appends one formatted line (with '\n') to out. arg2 may be NULL.
  * TE_INVALID for an unknown keyword or CR/LF in an argument. */
@@ -52,28 +74,47 @@ int chlog_append(struct chlog *log, const char *lines, size_t len, struct terr *
  * lock after renaming log to log-run) never sees a line before the
  * change it names is committed. */
 struct chlog_hold {
-	int fds[MAX_CHANNELS];
-	size_t n;
+	int *fds;		/* one per (channel, shard) file written */
+	size_t n, cap;
 	/* for chlog_release's check of the channel list */
 	struct chlog *log;
 	unsigned gen;
 	char *lines;
 	size_t len;
 	char chans[MAX_CHANNELS][MAX_CHANNEL_NAME + 1];
+	unsigned shards[MAX_CHANNELS];
 	size_t nchans;
 };
 int chlog_append_hold(struct chlog *log, const char *lines, size_t len, struct chlog_hold *hold,
 		      struct terr *err);
 void chlog_release(struct chlog_hold *hold);
-/* Writes <configdir>/sync/channels (atomically): the live channel list. */
+/* Writes <configdir>/sync/channels (atomically): the live channel list,
+ * with each channel's shard count (shards NULL: all 1). */
 int chlog_write_channels(const char *configdir, const char *const *channels, size_t n, struct terr *err);
+int chlog_write_channels_shards(const char *configdir, const char *const *channels, const unsigned *shards,
+				size_t n, struct terr *err);
 /* Path of a channel's "log" or "log-run". */
 void chlog_path(const char *configdir, const char *channel, const char *file, struct buf *out);
+/* The same in one shard's directory; shard < 0: chlog_path. */
+void chlog_shard_path(const char *configdir, const char *channel, int shard, const char *file, struct buf *out);
+
+/* The owner of one change-log line (without '\n'): the userid of a
+ * USER/UNUSER/META/SIEVE/SUB/UNSUB/SEEN line, the owner of the mailbox
+ * of the others ("" for a shared mailbox or a bad line). With two, the
+ * second owner (a RENAME between users) goes to owner2 (else ""). */
+void chlog_line_owner(const char *line, size_t len, struct buf *owner, struct buf *owner2);
+/* FNV-1a (32 bit) of owner mod nshards. */
+unsigned chlog_shard_of(const char *owner, unsigned nshards);
+/* The shards (bit k = shard k) a line goes to among nshards. */
+unsigned chlog_line_shards(const char *line, size_t len, unsigned nshards);
 
 /* Reader: 1 when log-run is ready, 0 when there is nothing to do. */
 int chlog_take(const char *configdir, const char *channel, struct terr *err);
 /* Removes log-run (and fsyncs its directory). */
 int chlog_done(const char *configdir, const char *channel, struct terr *err);
+/* The same for one shard (shard < 0: the unsharded log). */
+int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err);
+int chlog_done_shard(const char *configdir, const char *channel, int shard, struct terr *err);
 
 struct chlog_entry {
 	char keyword[16];	/* upper-cased */

@@ -76,6 +76,10 @@
 #define MAX_CHANNELS 32
 /* Channel name, bytes: it is a directory name and a key prefix. */
 #define MAX_CHANNEL_NAME 64
+/* Shards of one channel (<channel>_sync_shards): each is a change log and
+ * a sync client process; the cap bounds tandemd's processes and the files
+ * one change may lock (one per shard it touches). */
+#define MAX_SYNC_SHARDS 16
 
 /* ---- change log (sync_log) ------------------------------------------------ */
 

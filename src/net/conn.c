@@ -261,13 +261,18 @@ int conn_is_tls(const struct conn *c)
 
 int conn_compress(struct conn *c, struct terr *err)
 {
+	return conn_compress_level(c, Z_DEFAULT_COMPRESSION, err);
+}
+
+int conn_compress_level(struct conn *c, int level, struct terr *err)
+{
 	if (c->compressed)
 		return terr_set(err, TE_INVALID, "compression is already on");
 	memset(&c->zin, 0, sizeof c->zin);
 	memset(&c->zout, 0, sizeof c->zout);
 	if (inflateInit2(&c->zin, -15) != Z_OK)
 		return terr_set(err, TE_INTERNAL, "inflateInit2 failed");
-	if (deflateInit2(&c->zout, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
+	if (deflateInit2(&c->zout, level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) {
 		inflateEnd(&c->zin);
 		return terr_set(err, TE_INTERNAL, "deflateInit2 failed");
 	}

@@ -52,6 +52,11 @@ int conn_tls_client(struct conn *c, SSL_CTX *ctx, const char *servername, struct
 int conn_is_tls(const struct conn *c);
 /* Starts DEFLATE in both directions from the next byte on. */
 int conn_compress(struct conn *c, struct terr *err);
+/* The same with a zlib level for what this side sends (1 fastest, 9
+ * smallest; conn_compress uses zlib's default, 6). The sync client uses
+ * 1: replication pushes megabytes and at level 6 deflate is most of its
+ * CPU, while level 1 still saves most of the bytes on a slow link. */
+int conn_compress_level(struct conn *c, int level, struct terr *err);
 int conn_is_compressed(const struct conn *c);
 void conn_get_stats(const struct conn *c, struct conn_stats *out);
 

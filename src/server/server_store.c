@@ -25,7 +25,10 @@ int server_open_store(const struct conf *conf, struct store **st_r, struct chlog
 			names = def;
 			n = 1;
 		}
-		*log_r = chlog_open(conf_str(conf, "configdirectory"), names, n);
+		unsigned shards[MAX_CHANNELS];
+		for (size_t i = 0; i < n && i < MAX_CHANNELS; i++)
+			shards[i] = (unsigned)conf_chan_int(conf, names[i], "sync_shards");
+		*log_r = chlog_open_shards(conf_str(conf, "configdirectory"), names, shards, n);
 		if (!*log_r)
 			return terr_set(err, TE_CONFIG, "cannot open the change log of %zu channels", n);
 	}

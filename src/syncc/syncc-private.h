@@ -28,6 +28,9 @@ struct failed {
 /* Commands one pipelined write may hold (MESSAGE batches, MAILBOXes,
  * RESTART); more go in the next round trip. */
 #define SYNCC_MAX_PIPELINE 64
+/* zlib level of what the client sends under COMPRESS DEFLATE: 1, the
+ * fastest (see conn_compress_level in src/net/conn.h). */
+#define SYNCC_DEFLATE_LEVEL 1
 /* Mailboxes in the sync cache; past it the cache starts again (a miss
  * costs one GET MAILBOXES). */
 #define SYNCC_RCACHE_MAX 100000

@@ -535,7 +535,7 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 	if (arc < 0)
 		goto out;
 	if (sc->cap_compress) {
-		if (simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress(sc->c, err) < 0)
+		if (simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress_level(sc->c, SYNCC_DEFLATE_LEVEL, err) < 0)
 			goto out;
 	} else if (sc->o.require_compress) {
 		terr_set(err, TE_CONFIG, "compression required (-z) but the replica does not offer it%s",
@@ -780,6 +780,618 @@ static int push_mailbox(struct syncc *sc, const char *name, int full, const stru
 	return rc;
 }
 
+/* ---- streamed updates: partial APPLY MAILBOX parts, pipelined ------------------------ */
+
+/* A mailbox's update is sent in parts (Cyrus's partial updates,
+ * reference §6.6): each part is a consistent state, its LAST_UID and
+ * HIGHESTMODSEQ capped so that they cover every record it holds
+ * (SYNC_CRC 0: "anything"); the replica checks and commits it durably
+ * like any APPLY MAILBOX, and the next part is an incremental update
+ * from it (SINCE_MODSEQ); the last one carries the real header and CRCs.
+ * A part holds at most sync_batchsize new messages and about
+ * SYNCC_PART_BYTES of new bodies.
+ *
+ * Pipelining: the bodies of part k+1 (APPLY MESSAGE, only staged by the
+ * replica) are read, compressed and sent while the replica applies part
+ * k; the APPLY MAILBOX of part k+1 is sent once part k is answered (one
+ * APPLY MAILBOX in flight, so a refused part is never followed by
+ * another). Several mailboxes go through one stream the same way. */
+
+/* New bodies per part: small enough that the replica's apply of one part
+ * overlaps the reading and compressing of the next. */
+#define SYNCC_PART_BYTES (1024L * 1024)
+#define SYNCC_PART_BYTES_MIN (128L * 1024)
+
+/* A set of GUIDs (open addressing; the table doubles at half full). */
+struct gset {
+	char (*g)[41];
+	size_t n, cap;
+};
+
+static size_t gset_slot(const struct gset *s, const char *g)
+{
+	size_t h = 5381;
+	for (const char *p = g; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	size_t i = h & (s->cap - 1);
+	while (s->g[i][0] && strcmp(s->g[i], g))
+		i = (i + 1) & (s->cap - 1);
+	return i;
+}
+
+static int gset_has(const struct gset *s, const char *g)
+{
+	return s->cap && s->g[gset_slot(s, g)][0];
+}
+
+static void gset_add(struct gset *s, const char *g)
+{
+	if (2 * (s->n + 1) > s->cap) {
+		struct gset big = { NULL, 0, s->cap ? 2 * s->cap : 256 };
+		big.g = xcalloc(big.cap, sizeof *big.g);
+		for (size_t i = 0; i < s->cap; i++)
+			if (s->g[i][0])
+				memcpy(big.g[gset_slot(&big, s->g[i])], s->g[i], 41);
+		big.n = s->n;
+		free(s->g);
+		*s = big;
+	}
+	size_t i = gset_slot(s, g);
+	if (!s->g[i][0]) {
+		snprintf(s->g[i], sizeof s->g[i], "%s", g);
+		s->n++;
+	}
+}
+
+static void gset_free(struct gset *s)
+{
+	free(s->g);
+	memset(s, 0, sizeof *s);
+}
+
+/* One record of a snapshot, as the planning needs it. */
+struct prec {
+	uint32_t uid;
+	uint64_t modseq;
+	uint32_t size;
+	int expunged;
+	char guid[41];
+	struct dlist *modseq_item;	/* its MODSEQ value, capped in place while a part is printed */
+};
+
+/* Where a part ends: the records up to index end - 1, the state
+ * (last_uid, modseq). The last part is the snapshot itself. */
+struct cut {
+	size_t end;
+	uint32_t last_uid;
+	uint64_t modseq;
+};
+
+static int rec_is_expunged(const struct dlist *r);
+
+static struct prec *snapshot_records(const struct dlist *records, size_t *n_r)
+{
+	size_t n = records ? records->n : 0;
+	struct prec *v = xcalloc(n ? n : 1, sizeof *v);
+	for (size_t i = 0; i < n; i++) {
+		struct dlist *r = records->items[i];
+		dlist_get_num32(r, "UID", &v[i].uid);
+		dlist_get_num64(r, "MODSEQ", &v[i].modseq);
+		dlist_get_num32(r, "SIZE", &v[i].size);
+		if (dlist_get_guid(r, "GUID", v[i].guid) < 0)
+			v[i].guid[0] = '\0';
+		v[i].expunged = rec_is_expunged(r);
+		for (size_t k = 0; k < r->n; k++)
+			if (!strcmp(r->items[k]->key, "MODSEQ"))
+				v[i].modseq_item = r->items[k];
+	}
+	*n_r = n;
+	return v;
+}
+
+/* The parts of an update from the replica's (rlast, rms) to a snapshot
+ * whose records (ascending UID, modseq > rms) are v[0..n) and whose
+ * HIGHESTMODSEQ is hms: a cut after every `batch` new records (or
+ * SYNCC_PART_BYTES of new bodies), at (LAST_UID, MODSEQ) = (the UID of
+ * its last record, the least modseq of the records after it - 1), so
+ * every later record is above the cut in both; the cut's modseq must be
+ * above the previous one and below hms (else the cut moves on; when no
+ * cut is possible the rest is one part). Returns the number of cuts. */
+static size_t plan_cuts(const struct prec *v, size_t n, uint32_t rlast, uint64_t rms, uint64_t hms, size_t batch,
+			struct cut **cuts_r)
+{
+	uint64_t *sufmin = xcalloc(n + 1, sizeof *sufmin);
+	sufmin[n] = UINT64_MAX;
+	for (size_t i = n; i-- > 0;)
+		sufmin[i] = v[i].modseq < sufmin[i + 1] ? v[i].modseq : sufmin[i + 1];
+	struct cut *cuts = NULL;
+	size_t ncuts = 0, p = 0;
+	uint64_t base = rms;
+	while (p < n && v[p].uid <= rlast)
+		p++;
+	size_t left = 0;	/* new bodies from p on */
+	for (size_t i = p; i < n; i++)
+		left += v[i].expunged ? 0 : v[i].size;
+	for (size_t part = 0;; part++) {
+		/* the first parts grow from SYNCC_PART_BYTES_MIN and the last
+		 * ones shrink to it: the replica starts early, and the client
+		 * waits little for the last apply */
+		size_t budget = (size_t)SYNCC_PART_BYTES_MIN << (part < 16 ? part : 16);
+		if (budget > left / 2)
+			budget = left / 2;
+		if (budget > (size_t)SYNCC_PART_BYTES)
+			budget = SYNCC_PART_BYTES;
+		if (budget < (size_t)SYNCC_PART_BYTES_MIN)
+			budget = left <= 2 * (size_t)SYNCC_PART_BYTES_MIN ? SIZE_MAX : SYNCC_PART_BYTES_MIN;
+		size_t k = 0, bytes = 0, j = p;
+		while (j < n && k < batch && bytes < budget) {
+			bytes += v[j].expunged ? 0 : v[j].size;
+			k++;
+			j++;
+		}
+		if (j >= n)
+			break;
+		size_t e = j;	/* the part is v[..e) */
+		while (e < n && !(sufmin[e] - 1 > base && sufmin[e] - 1 < hms))
+			e++;
+		if (e >= n)
+			break;
+		cuts = xrealloc(cuts, (ncuts + 1) * sizeof *cuts);
+		cuts[ncuts++] = (struct cut){ e, v[e - 1].uid, sufmin[e] - 1 };
+		for (size_t i = p; i < e; i++)
+			left -= v[i].expunged ? 0 : v[i].size;
+		base = sufmin[e] - 1;
+		p = e;
+	}
+	free(sufmin);
+	*cuts_r = cuts;
+	return ncuts;
+}
+
+static void kv_set_num(struct dlist *kv, const char *key, uint64_t v)
+{
+	struct dlist *d = (struct dlist *)dlist_get(kv, key);
+	if (!d)
+		d = dlist_add_num(kv, key, v);
+	buf_reset(&d->s);
+	buf_printf(&d->s, "%llu", (unsigned long long)v);
+}
+
+/* Moves RECORD to the end of a MAILBOX kvlist (after SINCE_*). */
+static void record_last(struct dlist *mb)
+{
+	const struct dlist *records = dlist_get_list(mb, "RECORD");
+	for (size_t i = 0; records && i + 1 < mb->n; i++)
+		if (mb->items[i] == records) {
+			memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
+			mb->items[mb->n - 1] = (struct dlist *)records;
+			break;
+		}
+}
+
+/* Header keys a part changes, restored for the last part: the first
+ * PART_KEYS_REPLICA are the replica's (0 for a new mailbox), as in
+ * Cyrus's partial update; the others are the part's state. */
+static const char *const part_keys[] = { "RECENTUID", "RECENTTIME", "POP3_LAST_LOGIN", "POP3_SHOW_AFTER",
+					 "XCONVMODSEQ", "RACLMODSEQ", "LAST_UID", "HIGHESTMODSEQ", "SYNC_CRC",
+					 "SYNC_CRC_ANNOT", "LAST_APPENDDATE" };
+#define NPART_KEYS (sizeof part_keys / sizeof part_keys[0])
+#define PART_KEYS_REPLICA 6
+
+enum spend_kind { SP_MESSAGE, SP_MAILBOX, SP_OTHER };
+
+struct sitem {
+	char *name;
+	struct dlist *mb;	/* the snapshot; after the last part its header is the replica's */
+	int state;		/* 0 going, 1 done, -1 failed */
+	struct terr err;
+	unsigned parts;
+};
+
+/* A command in flight. SP_OTHER: data lines go to cb; its failure goes
+ * to *oerr (when set and still clear); *done is set once answered. */
+struct spend {
+	enum spend_kind kind;
+	size_t item;
+	int last;
+	data_fn *cb;
+	void *rock;
+	struct terr *oerr;
+	int *done;
+};
+
+struct stream {
+	struct syncc *sc;
+	struct spend q[SYNCC_MAX_PIPELINE];
+	size_t qfirst, qn, mb_inflight;
+	struct gset sent;	/* bodies staged on the replica by this stream */
+	struct sitem *it;
+	size_t nit;
+	unsigned long bodies, bodies_staged;	/* sent; sent since the last RESTART */
+};
+
+/* Reads the answer of the oldest command in flight. -1 only when the
+ * connection failed (err set). */
+static int stream_recv(struct stream *s, struct terr *err)
+{
+	struct syncc *sc = s->sc;
+	size_t slot = s->qfirst;
+	s->qfirst = (s->qfirst + 1) % SYNCC_MAX_PIPELINE;
+	s->qn--;
+	struct spend *pe = &s->q[slot];
+	struct terr e2 = { 0 };
+	int r = syncc_recv(sc, pe->cb, pe->rock, &e2);
+	if (r < 0 && e2.code == TE_IO) {
+		*err = e2;
+		return -1;
+	}
+	if (pe->done)
+		*pe->done = 1;
+	if (pe->kind == SP_MAILBOX)
+		s->mb_inflight--;
+	if (pe->kind == SP_OTHER) {
+		if (r < 0 && pe->oerr && !pe->oerr->code)
+			*pe->oerr = e2;
+		return 0;
+	}
+	struct sitem *it = &s->it[pe->item];
+	if (r < 0) {
+		if (it->state == 0) {
+			it->state = -1;
+			it->err = e2;
+		}
+	} else if (pe->kind == SP_MAILBOX && pe->last && it->state == 0) {
+		it->state = 1;
+		rcache_put(sc, it->name, it->mb);
+		dlist_free(&it->mb);
+		sc->stats.mailboxes++;
+	}
+	return 0;
+}
+
+/* Sends sc->out now (flushed: the replica starts on it) and remembers it. */
+static int stream_send_pe(struct stream *s, const struct spend *pe, struct terr *err)
+{
+	while (s->qn + 1 >= SYNCC_MAX_PIPELINE)
+		if (stream_recv(s, err) < 0)
+			return -1;
+	syncc_send(s->sc);
+	if (conn_flush(s->sc->c, err) < 0) {
+		s->sc->pcount = 0;
+		return -1;
+	}
+	s->q[(s->qfirst + s->qn++) % SYNCC_MAX_PIPELINE] = *pe;
+	if (pe->kind == SP_MAILBOX)
+		s->mb_inflight++;
+	return 0;
+}
+
+static int stream_send(struct stream *s, enum spend_kind kind, size_t item, int last, struct terr *err)
+{
+	struct spend pe = { kind, item, last, NULL, NULL, NULL, NULL };
+	return stream_send_pe(s, &pe, err);
+}
+
+static int stream_drain(struct stream *s, struct terr *err)
+{
+	if (s->qn)
+		s->sc->stats.roundtrips++;
+	while (s->qn)
+		if (stream_recv(s, err) < 0)
+			return -1;
+	return 0;
+}
+
+/* APPLY MESSAGE for the bodies of v[lo..hi) that the replica needs (not
+ * staged by this stream; with need, only those RESERVE reported missing).
+ * A body that cannot be read fails the mailbox. */
+static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_t lo, size_t hi,
+		       const struct gset *need, struct terr *err)
+{
+	struct syncc *sc = s->sc;
+	struct sitem *it = &s->it[idx];
+	struct dlist *msg = NULL;
+	size_t bytes = 0;
+	struct buf data = BUF_INIT;
+	int rc = 0;
+	for (size_t i = lo; i <= hi && rc == 0; i++) {
+		if (msg && (i == hi || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES)) {
+			syncc_cmd_dlist(sc, "APPLY", msg);
+			dlist_free(&msg);
+			bytes = 0;
+			rc = stream_send(s, SP_MESSAGE, idx, 0, err);
+		}
+		if (i == hi || rc < 0)
+			break;
+		if (v[i].expunged || !v[i].guid[0] || gset_has(&s->sent, v[i].guid) ||
+		    (need && !gset_has(need, v[i].guid)))
+			continue;
+		buf_reset(&data);
+		if (store_message_read(sc->st, it->name, v[i].guid, &data, &it->err) < 0) {
+			it->state = -1;
+			break;
+		}
+		if (!msg)
+			msg = dlist_new(DL_LIST, "MESSAGE");
+		dlist_add_file(msg, NULL, "default", v[i].guid, data.ptr, data.len);
+		bytes += data.len;
+		gset_add(&s->sent, v[i].guid);
+		s->bodies++;
+		s->bodies_staged++;
+	}
+	dlist_free(&msg);
+	buf_free(&data);
+	return rc;
+}
+
+/* APPLY RESERVE of the new bodies of an incremental update (outside the
+ * pipeline): the GUIDs the replica lacks go to need. */
+static int stream_reserve(struct stream *s, const char *name, const struct prec *v, size_t n, uint32_t rlast,
+			  struct gset *need, struct terr *err)
+{
+	struct dlist *res = dlist_new(DL_KVLIST, "RESERVE");
+	dlist_add_str(res, "PARTITION", "default");
+	dlist_add_str(dlist_add_list(res, "MBOXNAME"), NULL, name);
+	struct dlist *guids = dlist_add_list(res, "GUID");
+	for (size_t i = 0; i < n; i++)
+		if (v[i].uid > rlast && !v[i].expunged && v[i].guid[0] && !gset_has(&s->sent, v[i].guid))
+			dlist_add_str(guids, NULL, v[i].guid);
+	int rc = 0;
+	if (guids->n) {
+		struct missing m = { NULL, 0 };
+		syncc_cmd_dlist(s->sc, "APPLY", res);
+		rc = stream_drain(s, err) < 0 ? -1 : syncc_roundtrip(s->sc, collect_missing, &m, err);
+		for (size_t i = 0; i < m.n; i++) {
+			gset_add(need, m.guids[i]);
+			free(m.guids[i]);
+		}
+		free(m.guids);
+	}
+	dlist_free(&res);
+	return rc;
+}
+
+/* Prints a part into sc->out: the records of v[..end) with a modseq
+ * above base (the replica's state before it), except records the replica
+ * had (before lo) changed after this part's state (top): a later part
+ * sends them; modseqs above top capped to it (records new in this part
+ * changed later: the next part sends the real one). mb's header is the
+ * part's state. */
+static void print_part(struct syncc *sc, struct dlist *mb, struct prec *v, size_t lo, size_t end, uint64_t base,
+		       uint64_t top)
+{
+	struct dlist *records = (struct dlist *)dlist_get_list(mb, "RECORD");
+	struct dlist **sel = xcalloc(end ? end : 1, sizeof *sel);
+	struct buf *saved = xcalloc(end ? end : 1, sizeof *saved);
+	size_t nsel = 0;
+	for (size_t i = 0; i < end; i++) {
+		if (v[i].modseq <= base || (v[i].modseq > top && i < lo))
+			continue;
+		if (v[i].modseq > top && v[i].modseq_item) {
+			saved[i] = v[i].modseq_item->s;
+			memset(&v[i].modseq_item->s, 0, sizeof v[i].modseq_item->s);
+			buf_printf(&v[i].modseq_item->s, "%llu", (unsigned long long)top);
+		}
+		sel[nsel++] = records->items[i];
+	}
+	struct dlist **all = records->items;
+	size_t alln = records->n;
+	records->items = sel;
+	records->n = nsel;
+	syncc_cmd_dlist(sc, "APPLY", mb);
+	records->items = all;
+	records->n = alln;
+	for (size_t i = 0; i < end; i++)
+		if (saved[i].ptr) {
+			buf_free(&v[i].modseq_item->s);
+			v[i].modseq_item->s = saved[i];
+		}
+	free(saved);
+	free(sel);
+}
+
+/* Streams one mailbox's update from the replica state `remote` (NULL:
+ * the replica has no such mailbox). Failures are left in the item. -1
+ * only when the connection failed. */
+static int stream_mailbox(struct stream *s, size_t idx, const struct dlist *remote, struct terr *err)
+{
+	struct syncc *sc = s->sc;
+	struct sitem *it = &s->it[idx];
+	uint64_t rms = 0;
+	uint32_t rlast = 0, rcrc = 0, rannot = 0;
+	if (remote) {
+		dlist_get_num64(remote, "HIGHESTMODSEQ", &rms);
+		dlist_get_num32(remote, "LAST_UID", &rlast);
+		dlist_get_num32(remote, "SYNC_CRC", &rcrc);
+		dlist_get_num32(remote, "SYNC_CRC_ANNOT", &rannot);
+	}
+	if (sync_mailbox_dlist(sc->st, it->name, 1, rms, &it->mb, &it->err) < 0) {
+		it->state = -1;
+		return 0;
+	}
+	struct dlist *mb = it->mb;
+	uint64_t hms = 0;
+	dlist_get_num64(mb, "HIGHESTMODSEQ", &hms);
+	size_t n;
+	struct prec *v = snapshot_records(dlist_get_list(mb, "RECORD"), &n);
+	long long batch = conf_int(sc->conf, "sync_batchsize");
+	struct cut *cuts = NULL;
+	size_t ncuts = plan_cuts(v, n, rlast, rms, hms, batch > 0 ? (size_t)batch : 8192, &cuts);
+	struct gset need = { 0 };
+	int rc = 0;
+	syncc_rcache_drop(sc, it->name);
+	if (remote && stream_reserve(s, it->name, v, n, rlast, &need, &it->err) < 0) {
+		rc = it->err.code == TE_IO ? (*err = it->err, -1) : 0;
+		it->state = -1;
+	}
+	/* the full header, restored for the last part */
+	char *orig[NPART_KEYS];
+	for (size_t k = 0; k < NPART_KEYS; k++) {
+		const char *val = dlist_cstr(dlist_get(mb, part_keys[k]));
+		orig[k] = val ? xstrdup(val) : NULL;
+	}
+	uint64_t base = rms;
+	size_t lo = 0;
+	while (lo < n && v[lo].uid <= rlast)
+		lo++;
+	for (size_t j = 0; rc == 0 && it->state == 0 && j <= ncuts; j++) {
+		size_t hi = j < ncuts ? cuts[j].end : n;
+		if (send_bodies(s, idx, v, lo, hi, remote ? &need : NULL, err) < 0) {
+			rc = -1;
+			break;
+		}
+		/* one APPLY MAILBOX in flight: the previous part's answer first */
+		while (rc == 0 && s->mb_inflight)
+			rc = stream_recv(s, err);
+		if (rc < 0 || it->state != 0)
+			break;
+		if (j < ncuts) {
+			for (size_t k = 0; k < PART_KEYS_REPLICA; k++) {
+				uint64_t rv = 0;
+				if (!orig[k])
+					continue;
+				if (remote)
+					dlist_get_num64(remote, part_keys[k], &rv);
+				kv_set_num(mb, part_keys[k], rv);
+			}
+			kv_set_num(mb, "LAST_UID", cuts[j].last_uid);
+			kv_set_num(mb, "HIGHESTMODSEQ", cuts[j].modseq);
+			kv_set_num(mb, "SYNC_CRC", 0);
+			kv_set_num(mb, "SYNC_CRC_ANNOT", 0);
+			kv_set_num(mb, "LAST_APPENDDATE", 0);
+		} else {
+			for (size_t k = 0; k < NPART_KEYS; k++) {
+				struct dlist *d = (struct dlist *)dlist_get(mb, part_keys[k]);
+				if (d && orig[k]) {
+					buf_reset(&d->s);
+					buf_appends(&d->s, orig[k]);
+				}
+			}
+		}
+		if (remote || j > 0) {
+			kv_set_num(mb, "SINCE_MODSEQ", base);
+			kv_set_num(mb, "SINCE_CRC", j ? 0 : rcrc);
+			kv_set_num(mb, "SINCE_CRC_ANNOT", j ? 0 : rannot);
+		}
+		record_last(mb);
+		print_part(sc, mb, v, lo, hi, base, j < ncuts ? cuts[j].modseq : UINT64_MAX);
+		it->parts++;
+		if (stream_send(s, SP_MAILBOX, idx, j == ncuts, err) < 0) {
+			rc = -1;
+			break;
+		}
+		if (j < ncuts) {
+			base = cuts[j].modseq;
+			lo = hi;
+		}
+	}
+	for (size_t k = 0; k < NPART_KEYS; k++)
+		free(orig[k]);
+	if (it->parts > 1 && rc == 0)
+		log_debug("event=sync_parts channel=%s mailbox=%s parts=%u", sc->channel, it->name, it->parts);
+	gset_free(&need);
+	free(cuts);
+	free(v);
+	return rc;
+}
+
+static size_t stream_add(struct stream *s, const char *name)
+{
+	s->it = xrealloc(s->it, (s->nit + 1) * sizeof *s->it);
+	memset(&s->it[s->nit], 0, sizeof *s->it);
+	s->it[s->nit].name = xstrdup(name);
+	return s->nit++;
+}
+
+static void stream_init(struct stream *s, struct syncc *sc, char **names, size_t n)
+{
+	memset(s, 0, sizeof *s);
+	s->sc = sc;
+	for (size_t i = 0; i < n; i++)
+		stream_add(s, names[i]);
+}
+
+/* RESTART in the stream when bodies were staged since the last one: the
+ * replica frees them (its staging area stays small and quick to search). */
+static int stream_restart(struct stream *s, struct terr *err)
+{
+	if (!s->bodies_staged)
+		return 0;
+	buf_reset(&s->sc->out);
+	buf_appends(&s->sc->out, "RESTART\r\n");
+	s->bodies_staged = 0;
+	gset_free(&s->sent);
+	return stream_send(s, SP_OTHER, 0, 0, err);
+}
+
+/* The end of a stream: RESTART when needed, every answer read. */
+static int stream_finish(struct stream *s, struct terr *err)
+{
+	int rc = stream_restart(s, err);
+	if (rc == 0)
+		rc = stream_drain(s, err);
+	s->sc->stats.messages += s->bodies;
+	s->bodies = 0;
+	return rc;
+}
+
+static void stream_free(struct stream *s)
+{
+	for (size_t i = 0; i < s->nit; i++) {
+		free(s->it[i].name);
+		dlist_free(&s->it[i].mb);
+	}
+	free(s->it);
+	gset_free(&s->sent);
+}
+
+/* One mailbox's update in parts (incremental from remote, or the whole
+ * mailbox when remote is NULL: the replica has none). */
+static int stream_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+{
+	struct stream s;
+	char *names[1] = { (char *)name };
+	stream_init(&s, sc, names, 1);
+	int rc = stream_mailbox(&s, 0, remote, err);
+	if (rc == 0)
+		rc = stream_finish(&s, err);
+	if (rc == 0 && s.it[0].state != 1) {
+		*err = s.it[0].err;
+		rc = -1;
+	}
+	stream_free(&s);
+	return rc;
+}
+
+/* Mailboxes the replica does not have, all in one stream. Those that
+ * fail (a refusal, a body that cannot be read) go to retry[] for the
+ * general path, which knows what to do about each refusal. -1 only when
+ * the connection failed. */
+static int stream_new_mailboxes(struct syncc *sc, char **names, size_t n, char **retry, size_t *nretry,
+				struct terr *err)
+{
+	struct stream s;
+	stream_init(&s, sc, names, n);
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = stream_mailbox(&s, i, NULL, err);
+	if (rc == 0)
+		rc = stream_finish(&s, err);
+	*nretry = 0;
+	char q[LOGQ_MAX];
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (s.it[i].state == 1) {
+			note_synced(sc, names[i]);
+			continue;
+		}
+		log_notice("event=sync_stream_retry channel=%s mailbox=%s reason=\"%s\"", sc->channel,
+			   logq(q, names[i]), s.it[i].err.msg);
+		retry[(*nretry)++] = names[i];
+	}
+	stream_free(&s);
+	return rc;
+}
+
 /* Sends one mailbox: incremental when `remote` is given and compatible,
  * else (or when refused) full. A full update the replica refuses as a
  * split brain (IMAP_SYNC_CHECKSUM) is reconciled first (the replica's
@@ -869,10 +1481,11 @@ static int sync_one(struct syncc *sc, const char *name, const struct dlist *remo
 		other_uniqueid = !same;
 	}
 	char q[LOGQ_MAX];
-	if (incremental) {
-		if (push_mailbox(sc, name, 0, remote, err) == 0)
+	if (incremental || (!remote && !sc->repair)) {
+		/* in parts (sync_batchsize), pipelined; a new mailbox needs no RESERVE */
+		if (stream_one(sc, name, remote, err) == 0)
 			return 0;
-		if (err->code != TE_CHECKSUM && err->code != TE_CHANGED)
+		if (err->code != TE_CHECKSUM && err->code != TE_CHANGED && err->code != TE_MOVED)
 			return -1;
 		log_notice("event=sync_full_update channel=%s mailbox=%s reason=\"%s\"", sc->channel, logq(q, name),
 			   err->msg);
@@ -1043,6 +1656,15 @@ static int fast_prepare(struct syncc *sc, const char *name, struct fast_item *it
 	dlist_add_num(mb, "SINCE_CRC", rcrc);
 	dlist_add_num(mb, "SINCE_CRC_ANNOT", rannot);
 	const struct dlist *records = dlist_get_list(mb, "RECORD");
+	size_t nnew = 0;
+	for (size_t i = 0; records && i < records->n; i++) {
+		uint32_t uid;
+		nnew += dlist_get_num32(records->items[i], "UID", &uid) == 0 && uid > rlast;
+	}
+	if ((long long)nnew > conf_int(sc->conf, "sync_batchsize")) {
+		dlist_free(&mb);	/* in parts: the general path */
+		return -1;
+	}
 	for (size_t i = 0; records && i + 1 < mb->n; i++)
 		if (mb->items[i] == records) {	/* RECORD goes last, after SINCE_* */
 			memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
@@ -1253,7 +1875,16 @@ static int follow_uniqueid(struct syncc *sc, const char *gone, const struct dlis
  * (an UNMAILBOX line: the master deleted it); otherwise it is kept and
  * reported as a replica-only mailbox (a rename in the batch is matched by
  * uniqueid first, as Cyrus's folder pass does). */
+static int sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, int nostream, struct terr *err);
+
 static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, struct terr *err)
+{
+	return sync_batch_x(sc, names, n, unmailbox, 0, err);
+}
+
+/* nostream: mailboxes the replica lacks go one by one (sync_one), not
+ * streamed together (the retry of those a stream could not send). */
+static int sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, int nostream, struct terr *err)
 {
 	if (n == 0)
 		return 0;
@@ -1280,8 +1911,8 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 	dlist_free(&get);
 	int rc = syncc_roundtrip(sc, collect_remote, &rs, err);
 	int failed = 0;
-	char **gone = xcalloc(n, sizeof *gone);
-	size_t ngone = 0;
+	char **gone = xcalloc(n, sizeof *gone), **fresh = xcalloc(n, sizeof *fresh);
+	size_t ngone = 0, nfresh = 0;
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		struct store_mailbox_info mi;
 		struct terr e2 = { 0 };
@@ -1307,13 +1938,29 @@ static int sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, s
 				remote = remote_by_name(&rs, names[i]);
 			}
 		}
-		if (sync_one_noted(sc, names[i], remote, &e2) < 0) {
+		if (!remote && !sc->repair && !nostream) {
+			fresh[nfresh++] = names[i];	/* streamed together below */
+		} else if (sync_one_noted(sc, names[i], remote, &e2) < 0) {
 			*err = e2;
 			if (e2.code == TE_IO)
 				rc = -1;
 		}
 		store_mailbox_info_free(&mi);
 	}
+	if (rc == 0 && nfresh) {
+		size_t nretry = 0;
+		struct terr e2 = { 0 };
+		if (stream_new_mailboxes(sc, fresh, nfresh, fresh, &nretry, &e2) < 0) {
+			*err = e2;
+			rc = -1;
+		} else if (nretry && sync_batch_x(sc, fresh, nretry, 0, 1, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+			if (e2.code == TE_IO)
+				rc = -1;
+		}
+	}
+	free(fresh);
 	for (size_t i = 0; rc == 0 && i < ngone; i++) {
 		struct terr e2 = { 0 };
 		const struct dlist *remote = remote_by_name(&rs, gone[i]);
@@ -1473,8 +2120,227 @@ static int sync_user(struct syncc *sc, const char *user, struct terr *err)
 	return rc;
 }
 
+/* ---- users, pipelined: the next user's GET USER and mailboxes go out while the replica
+ * applies the previous user's ---------------------------------------------------------------- */
+
+/* The replica's view of one user (its GET USER): the state of each of
+ * its mailboxes (as GET MAILBOXES gives it) and its subscriptions. */
+struct uview {
+	struct remotes rs;
+	struct names lsub;
+	int got_lsub;
+	int done;		/* answered */
+	int sent;
+	struct terr err;	/* of the GET */
+	struct terr uerr;	/* the user's first failure */
+};
+
+static void collect_user(void *rock, struct dlist *kv)
+{
+	struct uview *uv = rock;
+	if (!strcasecmp(kv->key, "MAILBOX")) {
+		collect_remote(&uv->rs, kv);
+	} else if (!strcasecmp(kv->key, "LSUB")) {
+		uv->got_lsub = 1;
+		collect_lsub(&uv->lsub, kv);
+	}
+}
+
+static int send_get_user(struct stream *s, const char *user, struct uview *uv, struct terr *err)
+{
+	struct dlist *get = dlist_new(DL_STR, "USER");
+	buf_appends(&get->s, user);
+	syncc_cmd_dlist(s->sc, "GET", get);
+	dlist_free(&get);
+	struct spend pe = { SP_OTHER, 0, 0, collect_user, uv, &uv->err, &uv->done };
+	uv->sent = 1;
+	return stream_send_pe(s, &pe, err);
+}
+
+/* Subscriptions: ours against the replica's LSUB (APPLY SUB / UNSUB go
+ * in the stream; a failure lands in *uerr). */
+static int stream_subs(struct stream *s, const char *user, struct uview *uv, struct terr *uerr, struct terr *err)
+{
+	struct syncc *sc = s->sc;
+	struct names lsubs = { NULL, 0 };
+	struct terr e2 = { 0 };
+	if (store_subs_list(sc->st, user, subs_cb, &lsubs, &e2) < 0) {
+		names_free(&lsubs);
+		return 0;
+	}
+	int rc = 0;
+	if (!uv->got_lsub && !uv->rs.n && lsubs.n) {
+		/* a Cyrus replica leaves LSUB out of GET USER when the user has
+		 * no mailbox there: ask for it (GET META) */
+		struct dlist *get = dlist_new(DL_STR, "META");
+		buf_appends(&get->s, user);
+		syncc_cmd_dlist(sc, "GET", get);
+		dlist_free(&get);
+		int done = 0;
+		struct spend pe = { SP_OTHER, 0, 0, collect_lsub, &uv->lsub, uerr, &done };
+		rc = stream_send_pe(s, &pe, err);
+		while (rc == 0 && !done)
+			rc = stream_recv(s, err);
+	}
+	for (int on = 1; on >= 0 && rc == 0; on--) {
+		const struct names *a = on ? &lsubs : &uv->lsub, *b = on ? &uv->lsub : &lsubs;
+		for (size_t i = 0; rc == 0 && i < a->n; i++) {
+			int there = 0;
+			for (size_t k = 0; k < b->n; k++)
+				there |= !strcmp(a->v[i], b->v[k]);
+			if (there)
+				continue;
+			struct dlist *kv = dlist_new(DL_KVLIST, on ? "SUB" : "UNSUB");
+			dlist_add_str(kv, "USERID", user);
+			dlist_add_str(kv, "MBOXNAME", a->v[i]);
+			syncc_cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+			struct spend pe = { SP_OTHER, 0, 0, NULL, NULL, uerr, NULL };
+			rc = stream_send_pe(s, &pe, err);
+		}
+	}
+	names_free(&lsubs);
+	return rc;
+}
+
+/* One user of users_streamed, its GET USER answered: the mailboxes the
+ * replica has (or has under another name, or only it has) go the general
+ * way (sync_batch, after the stream is drained); those it lacks are
+ * streamed. */
+static int user_streamed(struct stream *s, const char *user, struct uview *uv, struct uview *next,
+			 const char *next_user, struct terr *err)
+{
+	struct terr *uerr = &uv->uerr;
+	struct syncc *sc = s->sc;
+	struct names local = { NULL, 0 }, general = { NULL, 0 }, fresh = { NULL, 0 };
+	int rc = 0;
+	if (store_mailbox_list(sc->st, user, list_cb, &local, uerr) < 0) {
+		names_free(&local);
+		return 0;
+	}
+	for (size_t i = 0; i < local.n; i++) {
+		struct store_mailbox_info mi;
+		struct terr e2 = { 0 };
+		int known = remote_by_name(&uv->rs, local.v[i]) != NULL;
+		if (!known && store_mailbox_get(sc->st, local.v[i], &mi, &e2) == 0) {
+			known = remote_by_uniqueid(&uv->rs, mi.uniqueid) != NULL;
+			store_mailbox_info_free(&mi);
+		}
+		names_add(known ? &general : &fresh, local.v[i]);
+	}
+	for (size_t i = 0; i < uv->rs.n; i++)
+		names_add(&general, uv->rs.r[i].name);
+	if (general.n) {
+		struct terr e2 = { 0 };
+		rc = stream_drain(s, err);
+		if (rc == 0 && sync_batch(sc, general.v, general.n, 0, &e2) < 0) {
+			if (!uerr->code)
+				*uerr = e2;
+			if (e2.code == TE_IO) {
+				*err = e2;
+				rc = -1;
+			}
+		}
+	}
+	if (rc == 0)
+		rc = stream_subs(s, user, uv, uerr, err);
+	if (rc == 0 && next_user)
+		rc = send_get_user(s, next_user, next, err);
+	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
+		rc = stream_mailbox(s, stream_add(s, fresh.v[i]), NULL, err);
+	if (rc == 0)
+		rc = stream_restart(s, err);
+	names_free(&local);
+	names_free(&general);
+	names_free(&fresh);
+	return rc;
+}
+
+/* Whole users in one stream. The replica applies user k's last part
+ * while the client reads and sends user k+1's first bodies: GET USER
+ * k+1 goes out before user k's mailboxes, and its answer (the replica's
+ * mailbox states, so no GET MAILBOXES nor GET META) comes back ahead of
+ * theirs. Streamed mailboxes the replica refused are retried the
+ * general way at the end. */
+static int users_streamed(struct syncc *sc, const char *const *users, size_t n, struct terr *err)
+{
+	struct stream s;
+	stream_init(&s, sc, NULL, 0);
+	struct uview *uvs = xcalloc(n ? n : 1, sizeof *uvs);
+	int rc = 0, failed = 0;
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		struct terr *uerr = &uvs[k].uerr;
+		int ex = store_user_exists(sc->st, users[k], uerr);
+		if (ex > 0 && !uvs[k].sent)
+			rc = send_get_user(&s, users[k], &uvs[k], err);
+		while (rc == 0 && uvs[k].sent && !uvs[k].done)
+			rc = stream_recv(&s, err);
+		if (rc < 0)
+			break;
+		if (ex == 0) {	/* gone here: APPLY UNUSER */
+			rc = stream_drain(&s, err);
+			if (rc == 0 && sync_user(sc, users[k], uerr) < 0 && uerr->code == TE_IO) {
+				*err = *uerr;
+				rc = -1;
+			}
+		} else if (ex > 0 && !uvs[k].err.code) {
+			rc = user_streamed(&s, users[k], &uvs[k], k + 1 < n ? &uvs[k + 1] : NULL,
+					   k + 1 < n ? users[k + 1] : NULL, err);
+		} else if (ex > 0) {
+			*uerr = uvs[k].err;
+		}
+	}
+	if (rc == 0)
+		rc = stream_finish(&s, err);
+	for (size_t k = 0; k < n; k++)
+		if (uvs[k].uerr.code) {
+			log_warn("event=sync_user_fail channel=%s user=%s error=\"%s\"", sc->channel, users[k],
+				 uvs[k].uerr.msg);
+			if (rc == 0)
+				*err = uvs[k].uerr;
+			failed = 1;
+		}
+	struct names retry = { NULL, 0 };
+	char q[LOGQ_MAX];
+	for (size_t i = 0; rc == 0 && i < s.nit; i++) {
+		if (s.it[i].state == 1) {
+			note_synced(sc, s.it[i].name);
+			continue;
+		}
+		log_notice("event=sync_stream_retry channel=%s mailbox=%s reason=\"%s\"", sc->channel,
+			   logq(q, s.it[i].name), s.it[i].err.msg);
+		names_add(&retry, s.it[i].name);
+	}
+	if (rc == 0 && retry.n) {
+		struct terr e2 = { 0 };
+		if (sync_batch_x(sc, retry.v, retry.n, 0, 1, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+			rc = e2.code == TE_IO ? -1 : 0;
+		}
+	}
+	names_free(&retry);
+	for (size_t k = 0; k < n; k++) {
+		remotes_free(&uvs[k].rs);
+		names_free(&uvs[k].lsub);
+	}
+	free(uvs);
+	stream_free(&s);
+	return rc < 0 || failed ? -1 : 0;
+}
+
 int syncc_users(struct syncc *sc, const char *const *users, size_t n, struct terr *err)
 {
+	if (!sc->repair) {
+		/* each user once: a second pass would stream again what the
+		 * replica was just asked about */
+		struct names uniq = { NULL, 0 };
+		for (size_t i = 0; i < n; i++)
+			names_add(&uniq, users[i]);
+		int rc = users_streamed(sc, (const char *const *)uniq.v, uniq.n, err);
+		names_free(&uniq);
+		return rc;
+	}
 	int failed = 0;
 	for (size_t i = 0; i < n; i++) {
 		struct terr e2 = { 0 };
@@ -1515,9 +2381,30 @@ int syncc_all(struct syncc *sc, struct terr *err)
 
 /* ---- failed mailboxes: <configdir>/sync/<channel>/failed ---------------------------- */
 
+int syncc_channel_shards(const struct conf *conf, const char *channel)
+{
+	long long n = conf_chan_int(conf, channel, "sync_shards");
+	return n < 1 ? 1 : n > CHLOG_MAX_SHARDS ? CHLOG_MAX_SHARDS : (int)n;
+}
+
+int syncc_shard_dir(const struct conf *conf, const char *channel, int shard)
+{
+	int n = syncc_channel_shards(conf, channel);
+	if (n <= 1)
+		return -1;
+	return shard < 0 ? 0 : shard >= n ? n - 1 : shard;
+}
+
+/* A file of this client's directory: the channel's, or its shard's. */
+static void shard_path(const struct syncc *sc, const char *file, struct buf *out)
+{
+	chlog_shard_path(conf_str(sc->conf, "configdirectory"), sc->channel,
+			 syncc_shard_dir(sc->conf, sc->channel, sc->o.shard), file, out);
+}
+
 static void failed_path(const struct syncc *sc, struct buf *out)
 {
-	chlog_path(conf_str(sc->conf, "configdirectory"), sc->channel, "failed", out);
+	shard_path(sc, "failed", out);
 }
 
 static void failed_free(struct failed *v, size_t n)
@@ -1684,8 +2571,9 @@ static long long failed_next_wait(const struct syncc *sc, const struct failed *f
  * replicated leave it; failures are added or updated (attempts + 1, the
  * next retry from now: see failed_next_wait). With record 0 (one-shot
  * runs) failures are only reported to the caller, never added: the list
- * and its backoff belong to the rolling client. Clears the work. */
-static int failed_merge(struct syncc *sc, int record, struct terr *err)
+ * and its backoff belong to the rolling client. Clears the work unless
+ * keep. */
+static int failed_merge_dir(struct syncc *sc, int record, int keep, struct terr *err)
 {
 	if (!sc->nfailed || !record) {
 		/* nothing to add: nothing to do unless the list exists (the
@@ -1695,7 +2583,8 @@ static int failed_merge(struct syncc *sc, int record, struct terr *err)
 		int exists = access(path.ptr, F_OK) == 0;
 		buf_free(&path);
 		if (!exists) {
-			work_clear(sc);
+			if (!keep)
+				work_clear(sc);
 			return 0;
 		}
 	}
@@ -1704,7 +2593,8 @@ static int failed_merge(struct syncc *sc, int record, struct terr *err)
 	size_t n;
 	if (failed_load(sc, &v, &n, err) < 0) {
 		failed_unlock(lock);
-		work_clear(sc);
+		if (!keep)
+			work_clear(sc);
 		return -1;
 	}
 	size_t n0 = n;
@@ -1740,10 +2630,29 @@ static int failed_merge(struct syncc *sc, int record, struct terr *err)
 		v[i].next_retry = now + v[i].wait;
 		changed = 1;
 	}
-	work_clear(sc);
+	if (!keep)
+		work_clear(sc);
 	int rc = changed || n != n0 ? failed_save(sc, v, n, err) : 0;
 	failed_unlock(lock);
 	failed_free(v, n);
+	return rc;
+}
+
+/* The state of this client's shard; one-shot work (record 0) on a
+ * sharded channel takes what it replicated off every shard's list. */
+static int failed_merge(struct syncc *sc, int record, struct terr *err)
+{
+	int n = syncc_channel_shards(sc->conf, sc->channel);
+	if (record || n <= 1)
+		return failed_merge_dir(sc, record, 0, err);
+	int saved = sc->o.shard, rc = 0;
+	for (int k = 0; k < n; k++) {
+		sc->o.shard = k;
+		if (failed_merge_dir(sc, 0, 1, err) < 0)
+			rc = -1;
+	}
+	sc->o.shard = saved;
+	work_clear(sc);
 	return rc;
 }
 
@@ -1779,34 +2688,104 @@ static int failed_retry(struct syncc *sc, struct terr *err)
 	return rc;
 }
 
-int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err)
+/* Lines in a log directory's log and log-run (shard < 0: the channel's). */
+static size_t pending_lines(const char *configdir, const char *channel, int shard)
 {
-	struct syncc sc = { 0 };
-	sc.conf = conf;
-	snprintf(sc.channel, sizeof sc.channel, "%s", channel ? channel : "");
-	const char *configdir = conf_str(conf, "configdirectory");
 	struct buf p = BUF_INIT, data = BUF_INIT;
 	size_t lines = 0;
 	for (int k = 0; k < 2; k++) {
-		chlog_path(configdir, sc.channel, k ? "log-run" : "log", &p);
+		chlog_shard_path(configdir, channel, shard, k ? "log-run" : "log", &p);
 		buf_reset(&data);
 		struct terr e2;
 		if (fs_read_file(p.ptr, (size_t)1 << 31, &data, &e2) == 0)
 			for (size_t i = 0; i < data.len; i++)
 				lines += data.ptr[i] == '\n';
 	}
-	buf_printf(out, "channel=%s pending_lines=%zu\n", *sc.channel ? sc.channel : "\"\"", lines);
+	buf_free(&p);
+	buf_free(&data);
+	return lines;
+}
+
+/* Log directories of the channel outside its current layout (left by a
+ * change of its shard count): the unsharded one when sharded, shards
+ * past the count. A directory that is another channel's (a channel
+ * named "3" beside the default channel) is not one. */
+static int orphan_dirs(const struct conf *conf, const char *channel, int *dirs)
+{
+	int n = syncc_channel_shards(conf, channel), nd = 0;
+	const char *const *chans;
+	size_t nc = conf_channels(conf, &chans);
+	if (n > 1)
+		dirs[nd++] = -1;
+	for (int k = n > 1 ? n : 0; k < CHLOG_MAX_SHARDS; k++) {
+		char name[16];
+		snprintf(name, sizeof name, "%d", k);
+		int taken = 0;
+		for (size_t i = 0; !*channel && i < nc && !taken; i++)
+			taken = !strcmp(chans[i], name);
+		if (!taken)
+			dirs[nd++] = k;
+	}
+	return nd;
+}
+
+/* One shard's (or the channel's, shard < 0) pending lines and failed
+ * mailboxes; *lines_r gets the count. */
+static int status_one(const struct conf *conf, const char *channel, int shard, struct buf *out, size_t *lines_r,
+		      struct terr *err)
+{
+	struct syncc sc = { 0 };
+	sc.conf = conf;
+	sc.o.shard = shard;
+	snprintf(sc.channel, sizeof sc.channel, "%s", channel ? channel : "");
+	const char *qc = *sc.channel ? sc.channel : "\"\"";
+	char sh[32] = "";
+	if (shard >= 0)
+		snprintf(sh, sizeof sh, " shard=%d", shard);
+	*lines_r = pending_lines(conf_str(conf, "configdirectory"), sc.channel, shard);
+	if (shard >= 0)
+		buf_printf(out, "channel=%s%s pending_lines=%zu\n", qc, sh, *lines_r);
 	struct failed *v;
 	size_t n;
 	int rc = failed_load(&sc, &v, &n, err);
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		buf_printf(out, "channel=%s mailbox=%s state=failed attempts=%d next_retry=%lld error=\"%s\"\n",
-			   *sc.channel ? sc.channel : "\"\"", v[i].name, v[i].attempts, v[i].next_retry, v[i].error);
+		buf_printf(out, "channel=%s%s mailbox=%s state=failed attempts=%d next_retry=%lld error=\"%s\"\n", qc, sh,
+			   v[i].name, v[i].attempts, v[i].next_retry, v[i].error);
 	if (rc == 0)
 		failed_free(v, n);
-	syncc_splitbrain_status(conf, sc.channel, out);
-	buf_free(&p);
-	buf_free(&data);
+	return rc;
+}
+
+int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err)
+{
+	const char *chan = channel ? channel : "";
+	const char *qc = *chan ? chan : "\"\"";
+	const char *configdir = conf_str(conf, "configdirectory");
+	int nshards = syncc_channel_shards(conf, chan);
+	int dirs[CHLOG_MAX_SHARDS + 1];
+	int nd = orphan_dirs(conf, chan, dirs);
+	size_t orphans = 0;
+	for (int i = 0; i < nd; i++)
+		orphans += pending_lines(configdir, chan, dirs[i]);
+	struct buf body = BUF_INIT;
+	size_t total = 0, lines;
+	int rc = 0;
+	for (int k = 0; k < nshards; k++) {
+		int dir = nshards > 1 ? k : -1;
+		if (status_one(conf, chan, dir, &body, &lines, err) < 0)
+			rc = -1;
+		total += lines;
+	}
+	/* the total first: parsers that read one pending_lines= see it */
+	buf_printf(out, "channel=%s pending_lines=%zu", qc, total + orphans);
+	if (nshards > 1)
+		buf_printf(out, " shards=%d", nshards);
+	if (orphans)
+		buf_printf(out, " old_layout_lines=%zu", orphans);
+	buf_putc(out, '\n');
+	buf_append(out, body.ptr, body.len);
+	buf_free(&body);
+	syncc_splitbrain_status(conf, chan, out);
 	return rc;
 }
 
@@ -1972,14 +2951,54 @@ int syncc_logfile(struct syncc *sc, const char *path, struct terr *err)
 	return rc;
 }
 
+/* Shard 0's client (the only one of an unsharded channel) also replays
+ * what is left in log directories of another layout after a change of
+ * the shard count (orphan_dirs), each as one pass. */
+static int drain_old_layout(struct syncc *sc, struct terr *err)
+{
+	if (syncc_shard_dir(sc->conf, sc->channel, sc->o.shard) > 0)
+		return 0;
+	const char *configdir = conf_str(sc->conf, "configdirectory");
+	int dirs[CHLOG_MAX_SHARDS + 1];
+	int nd = orphan_dirs(sc->conf, sc->channel, dirs);
+	struct buf run = BUF_INIT;
+	int rc = 0;
+	for (int i = 0; i < nd && rc == 0; i++) {
+		struct terr e2 = { 0 };
+		int t = chlog_take_shard(configdir, sc->channel, dirs[i], &e2);
+		if (t <= 0) {
+			if (t < 0)
+				log_warn("event=sync_old_layout_fail channel=%s dir=%d error=\"%s\"", sc->channel, dirs[i],
+					 e2.msg);
+			continue;
+		}
+		chlog_shard_path(configdir, sc->channel, dirs[i], "log-run", &run);
+		log_notice("event=sync_old_layout channel=%s file=%s", sc->channel, run.ptr);
+		if (syncc_logfile(sc, run.ptr, err) < 0) {
+			struct terr e3 = { 0 };
+			failed_merge(sc, 1, &e3);
+			rc = -1;
+		} else if (failed_merge(sc, 1, err) < 0 || chlog_done_shard(configdir, sc->channel, dirs[i], err) < 0) {
+			rc = -1;
+		}
+	}
+	buf_free(&run);
+	return rc;
+}
+
 int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 {
 	const char *configdir = conf_str(sc->conf, "configdirectory");
+	int shard = syncc_shard_dir(sc->conf, sc->channel, sc->o.shard);
+	char sl[24] = "";	/* " shard=K" in the logs of a sharded channel */
+	if (shard >= 0)
+		snprintf(sl, sizeof sl, " shard=%d", shard);
 	const char *shutdown = conf_chan_str(sc->conf, sc->channel, "sync_shutdown_file");
-	long long interval = conf_chan_duration_ms(sc->conf, sc->channel, "sync_repeat_interval");
+	long long interval = sc->o.delay_set ? sc->o.delay_ms :
+			     conf_chan_duration_ms(sc->conf, sc->channel, "sync_repeat_interval");
 	struct buf run = BUF_INIT, dir = BUF_INIT;
-	chlog_path(configdir, sc->channel, "log-run", &run);
-	chlog_path(configdir, sc->channel, "", &dir);
+	shard_path(sc, "log-run", &run);
+	shard_path(sc, "", &dir);
 	/* Wake up as soon as a writer touches the log (inotify); the
 	 * repeat interval is only the fallback poll. */
 	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
@@ -1993,7 +3012,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	int draining = 0;
 	for (;;) {
 		if (sc->o.stop && *sc->o.stop && !draining) {
-			log_notice("event=sync_drain channel=%s", sc->channel);
+			log_notice("event=sync_drain channel=%s%s", sc->channel, sl);
 			draining = 1;
 			one_pass = 1;	/* send what is logged, then stop */
 		}
@@ -2006,7 +3025,19 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			rc = -1;
 			break;
 		}
-		int t = chlog_take(configdir, sc->channel, err);
+		struct terr eo = { 0 };
+		if (drain_old_layout(sc, &eo) < 0) {
+			log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, eo.msg);
+			*err = eo;
+			syncc_disconnect(sc);
+			if (one_pass) {
+				rc = -1;
+				break;
+			}
+			usleep(1000000);
+			continue;
+		}
+		int t = chlog_take_shard(configdir, sc->channel, shard, err);
 		if (t < 0) {
 			rc = -1;
 			break;
@@ -2023,19 +3054,19 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 					rc = -1;
 					break;
 				}
-				if (chlog_done(configdir, sc->channel, err) < 0) {
+				if (chlog_done_shard(configdir, sc->channel, shard, err) < 0) {
 					rc = -1;
 					break;
 				}
 				clock_gettime(CLOCK_MONOTONIC, &t1);
-				log_info("event=sync_pass channel=%s ms=%ld commands=%lu roundtrips=%lu bytes=%lu",
-					 sc->channel,
+				log_info("event=sync_pass channel=%s%s ms=%ld commands=%lu roundtrips=%lu bytes=%lu",
+					 sc->channel, sl,
 					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
 					 sc->stats.commands - c0, sc->stats.roundtrips - r0, sc->stats.bytes_sent - b0);
 			} else {
 				/* log-run stays: it is replayed after a reconnect;
 				 * what this pass did is kept */
-				log_warn("event=sync_pass_fail channel=%s error=\"%s\"", sc->channel, e2.msg);
+				log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, e2.msg);
 				struct terr e3 = { 0 };
 				if (failed_merge(sc, 1, &e3) < 0)
 					log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e3.msg);

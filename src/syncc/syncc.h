@@ -24,6 +24,12 @@ struct syncc_opts {
 	int verbose;		/* -v: log each command */
 	int require_compress;	/* -z */
 	int connect_once;	/* -o: give up instead of retrying the connection */
+	int delay_set;		/* -d: delay_ms replaces sync_repeat_interval */
+	long long delay_ms;
+	/* The shard (0 .. <channel>_sync_shards - 1) a rolling client
+	 * replicates; its log, log-run and failed list are in
+	 * sync/<channel>/<shard>/. Ignored when the channel has 1 shard. */
+	int shard;
 	/* Rolling mode: when *stop becomes non-zero (tandemd's SIGTERM), the
 	 * client sends what is logged so far (one last pass) and returns. */
 	volatile int *stop;
@@ -66,6 +72,15 @@ int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err);
  * failed to replicate (state file <configdir>/sync/<channel>/failed,
  * retried with backoff by the rolling client). One key=value line each. */
 int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err);
+/* A sharded channel's status has one line per shard ("channel=C shard=K
+ * pending_lines=N", its failed mailboxes with shard=K) after the total
+ * ("channel=C pending_lines=T shards=N", with logs left in another
+ * layout by a change of the shard count). */
+/* <channel>_sync_shards, 1 .. 16. */
+int syncc_channel_shards(const struct conf *conf, const char *channel);
+/* The directory index of a client's shard: -1 when the channel has one
+ * shard (the plain layout), else shard (for chlog_shard_path). */
+int syncc_shard_dir(const struct conf *conf, const char *channel, int shard);
 
 /* Repair (tandem repair): makes the replica equal to the master for the
  * users, mailboxes (internal names) or everything (all) named. Each

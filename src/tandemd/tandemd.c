@@ -6,6 +6,10 @@
  *            SIGHUP -> config re-read (listeners stay), logs reopened,
  *                      sync clients restarted with the new config: one
  *                      started for a channel added, stopped for one removed
+ *                      (a channel of N shards has N clients, one per
+ *                      shard, each restarted on its own; a shard gone by
+ *                      a lower count is stopped like a removed channel:
+ *                      it drains its log first)
  *            SIGCHLD -> children reaped
  *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, SIGTERM sent to
  *            every session (each finishes its current command: a delivery
@@ -51,9 +55,14 @@ struct listener {
 	char addr[256];
 };
 
-/* One rolling sync client per channel that has a replica configured. */
+/* One rolling sync client per channel that has a replica configured,
+ * or per shard of a sharded channel (<channel>_sync_shards). */
 struct syncer {
 	char channel[MAX_CHANNEL_NAME + 1];
+	int shard;		/* 0 .. nshards - 1 */
+	int nshards;
+	char label[24];		/* "" or " shard=K", for the logs */
+	int removed;		/* reload_syncers: matched (or not to keep) */
 	pid_t pid;		/* 0 while not running */
 	time_t started;
 	time_t restart_at;
@@ -65,6 +74,8 @@ struct syncer {
 #define SYNCER_STABLE_S 60
 /* Cap of the restart backoff of a sync client that keeps exiting, seconds. */
 #define SYNCER_BACKOFF_MAX_S 60
+/* Sync clients of one instance at most. */
+#define MAX_SYNCERS (MAX_CHANNELS * CHLOG_MAX_SHARDS)
 
 struct master {
 	const char *conf_path;
@@ -75,9 +86,9 @@ struct master {
 	int nchildren;
 	unsigned long counter;
 	char pidfile[4096];
-	struct syncer syncers[MAX_CHANNELS];
+	struct syncer syncers[MAX_SYNCERS];
 	int nsyncers;
-	struct syncer retired[MAX_CHANNELS];	/* of removed channels, until reaped */
+	struct syncer retired[MAX_SYNCERS];	/* of removed channels and shards, until reaped */
 	int nretired;
 	pid_t *sessions;	/* pids of session processes, for the final SIGKILL */
 };
@@ -192,14 +203,21 @@ static void find_syncers(struct master *m)
 		return;
 	const char *const *chans;
 	size_t n = conf_channels(m->conf, &chans);
-	for (size_t i = 0; i < n && m->nsyncers < MAX_CHANNELS; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const char *host = conf_chan_str(m->conf, chans[i], "sync_host");
 		if (!host || !*host)
 			continue;
-		struct syncer *sy = &m->syncers[m->nsyncers++];
-		memset(sy, 0, sizeof *sy);
-		snprintf(sy->channel, sizeof sy->channel, "%s", chans[i]);
-		sy->restart_at = time(NULL);
+		int nshards = syncc_channel_shards(m->conf, chans[i]);
+		for (int k = 0; k < nshards && m->nsyncers < MAX_SYNCERS; k++) {
+			struct syncer *sy = &m->syncers[m->nsyncers++];
+			memset(sy, 0, sizeof *sy);
+			snprintf(sy->channel, sizeof sy->channel, "%s", chans[i]);
+			sy->shard = k;
+			sy->nshards = nshards;
+			if (nshards > 1)
+				snprintf(sy->label, sizeof sy->label, " shard=%d", k);
+			sy->restart_at = time(NULL);
+		}
 	}
 }
 
@@ -211,31 +229,52 @@ static void publish_channels(struct master *m)
 		return;
 	const char *const *chans;
 	size_t n = conf_channels(m->conf, &chans);
+	static const char *const def[] = { "" };
+	if (n == 0) {
+		chans = def;	/* as server_open_store: the default channel */
+		n = 1;
+	}
+	unsigned shards[MAX_CHANNELS];
+	for (size_t i = 0; i < n && i < MAX_CHANNELS; i++)
+		shards[i] = (unsigned)syncc_channel_shards(m->conf, chans[i]);
 	struct terr err = { 0 };
-	if (chlog_write_channels(conf_str(m->conf, "configdirectory"), chans, n, &err) < 0)
+	if (chlog_write_channels_shards(conf_str(m->conf, "configdirectory"), chans, shards,
+					n < MAX_CHANNELS ? n : MAX_CHANNELS, &err) < 0)
 		log_err("event=channels_fail error=\"%s\"", err.msg);
 }
 
 /* After a reload: the running clients are restarted (with the new
- * config), a client is started for a channel that appeared, and the
- * client of a channel that went away is stopped. */
+ * config), a client is started for a channel (or shard) that appeared,
+ * and the client of a channel (or shard) that went away is stopped: on
+ * SIGTERM it sends what its log holds, then exits. A changed shard count
+ * is "drain then change" (docs/replication.md): shard 0's client replays
+ * whatever the old layout still holds. */
 static void reload_syncers(struct master *m)
 {
-	struct syncer old[MAX_CHANNELS];
+	static struct syncer old[MAX_SYNCERS];
 	int nold = m->nsyncers;
 	memcpy(old, m->syncers, sizeof old);
 	find_syncers(m);
 	for (int i = 0; i < m->nsyncers; i++) {
 		struct syncer *sy = &m->syncers[i];
 		for (int j = 0; j < nold; j++) {
-			if (!old[j].channel[0] || strcmp(old[j].channel, sy->channel))
+			if (old[j].removed || strcmp(old[j].channel, sy->channel) || old[j].shard != sy->shard)
 				continue;
+			if (old[j].nshards != sy->nshards && sy->shard == 0)
+				log_notice("event=channel_reshard channel=%s shards=%d old_shards=%d", sy->channel,
+					   sy->nshards, old[j].nshards);
+			int shard = sy->shard, nshards = sy->nshards;
+			char label[sizeof sy->label];
+			memcpy(label, sy->label, sizeof label);
 			*sy = old[j];
-			old[j].channel[0] = '\0';
+			sy->shard = shard;
+			sy->nshards = nshards;
+			memcpy(sy->label, label, sizeof label);
+			old[j].removed = 1;
 			if (sy->pid) {
 				kill(sy->pid, SIGTERM);
-				log_info("event=sync_client_restart channel=%s pid=%ld reason=reload", sy->channel,
-					 (long)sy->pid);
+				log_info("event=sync_client_restart channel=%s pid=%ld%s reason=reload", sy->channel,
+					 (long)sy->pid, sy->label);
 			}
 			break;
 		}
@@ -243,10 +282,14 @@ static void reload_syncers(struct master *m)
 			sy->restart_at = time(NULL);
 	}
 	for (int j = 0; j < nold; j++) {
-		if (!old[j].channel[0])
+		if (old[j].removed)
 			continue;
-		log_notice("event=channel_removed channel=%s pid=%ld", old[j].channel, (long)old[j].pid);
-		if (old[j].pid && m->nretired < MAX_CHANNELS) {
+		if (old[j].shard == 0)
+			log_notice("event=channel_removed channel=%s pid=%ld", old[j].channel, (long)old[j].pid);
+		else
+			log_notice("event=shard_removed channel=%s pid=%ld%s", old[j].channel, (long)old[j].pid,
+				   old[j].label);
+		if (old[j].pid && m->nretired < MAX_SYNCERS) {
 			kill(old[j].pid, SIGTERM);
 			m->retired[m->nretired++] = old[j];
 		}
@@ -265,14 +308,15 @@ static void run_syncer(struct master *m, struct syncer *sy)
 	struct mboxname_ns ns;
 	struct terr err = { 0 };
 	if (server_open_store(m->conf, &st, &log, &ns, &err) < 0) {
-		log_err("event=sync_client_fail channel=%s error=\"%s\"", sy->channel, err.msg);
+		log_err("event=sync_client_fail channel=%s%s error=\"%s\"", sy->channel, sy->label, err.msg);
 		_exit(1);
 	}
-	struct syncc_opts o = { .channel = sy->channel, .stop = (volatile int *)&server_stop_requested };
+	struct syncc_opts o = { .channel = sy->channel, .shard = sy->shard,
+				.stop = (volatile int *)&server_stop_requested };
 	struct syncc *sc = syncc_new(m->conf, st, &o);
 	int rc = syncc_rolling(sc, 0, &err);
 	if (rc < 0)
-		log_err("event=sync_client_fail channel=%s error=\"%s\"", sy->channel, err.msg);
+		log_err("event=sync_client_fail channel=%s%s error=\"%s\"", sy->channel, sy->label, err.msg);
 	syncc_free(&sc);
 	store_close(&st);
 	chlog_close(&log);
@@ -296,7 +340,7 @@ static void start_due_syncers(struct master *m)
 			run_syncer(m, sy);
 		sy->pid = pid;
 		sy->started = now;
-		log_info("event=sync_client_start channel=%s pid=%ld", sy->channel, (long)pid);
+		log_info("event=sync_client_start channel=%s pid=%ld%s", sy->channel, (long)pid, sy->label);
 	}
 }
 
@@ -336,15 +380,16 @@ static void reap(struct master *m)
 			if (wait > SYNCER_BACKOFF_MAX_S)
 				wait = SYNCER_BACKOFF_MAX_S;
 			sy->restart_at = time(NULL) + wait;
-			log_warn("event=sync_client_exit channel=%s pid=%ld status=%d restart_in_s=%d", sy->channel, (long)pid,
-				 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), wait);
+			log_warn("event=sync_client_exit channel=%s pid=%ld%s status=%d restart_in_s=%d", sy->channel,
+				 (long)pid, sy->label, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
+				 wait);
 		}
 		for (int i = 0; !was_syncer && i < m->nretired; i++) {
 			if (m->retired[i].pid != pid)
 				continue;
 			was_syncer = 1;
-			log_notice("event=sync_client_stopped channel=%s reason=channel_removed status=%d",
-				   m->retired[i].channel, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+			log_notice("event=sync_client_stopped channel=%s%s reason=channel_removed status=%d",
+				   m->retired[i].channel, m->retired[i].label, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 			m->retired[i] = m->retired[--m->nretired];
 		}
 		if (was_syncer)
@@ -441,8 +486,8 @@ static void stop(struct master *m)
 			for (int i = 0; i < m->nsyncers; i++)
 				if (m->syncers[i].pid == pid) {
 					m->syncers[i].pid = 0;
-					log_notice("event=sync_client_stopped channel=%s status=%d", m->syncers[i].channel,
-						   WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+					log_notice("event=sync_client_stopped channel=%s%s status=%d", m->syncers[i].channel,
+						   m->syncers[i].label, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 				}
 		} else if (pid < 0 && errno == ECHILD) {
 			left = 0;
@@ -453,8 +498,8 @@ static void stop(struct master *m)
 	if (left > 0) {
 		for (int i = 0; i < m->nsyncers; i++)
 			if (m->syncers[i].pid)
-				log_warn("event=drain_incomplete channel=%s note=\"change log kept; it is sent at the next start\"",
-					 m->syncers[i].channel);
+				log_warn("event=drain_incomplete channel=%s%s note=\"change log kept; it is sent at the next"
+					 " start\"", m->syncers[i].channel, m->syncers[i].label);
 		log_warn("event=stop_kill processes=%d", left);
 		for (int i = 0; i < MAX_SESSIONS; i++)
 			if (m->sessions[i])

@@ -64,7 +64,9 @@ static int signal_tandemd(const struct conf *conf)
 	return sent;
 }
 
-/* Pending lines and failed mailboxes of a channel, from syncc_status. */
+/* Pending lines and failed mailboxes of a channel, from syncc_status: a
+ * sharded channel's total line (the one without shard=) counts every
+ * shard's lines; every failed mailbox is on one line. */
 static int channel_work(const struct conf *conf, const char *chan, long *pending, int *failed, struct buf *text)
 {
 	struct buf out = BUF_INIT;
@@ -79,7 +81,8 @@ static int channel_work(const struct conf *conf, const char *chan, long *pending
 	for (const char *l = buf_cstr(&out); *l;) {
 		const char *q = strstr(l, "pending_lines=");
 		const char *nl = strchr(l, '\n');
-		if (q && (!nl || q < nl))
+		const char *sh = strstr(l, " shard=");
+		if (q && (!nl || q < nl) && !(sh && (!nl || sh < nl)))
 			*pending += strtol(q + 14, NULL, 10);
 		if (strstr(l, "state=failed") && (!nl || strstr(l, "state=failed") < nl))
 			(*failed)++;
@@ -107,15 +110,23 @@ static int compare_channel(struct tool *t, const char *chan, struct buf *text)
 	return rc < 0 || ndiff ? -1 : 0;
 }
 
+/* One pass over each shard's log (without tandemd). */
 static int one_pass(struct tool *t, const char *chan, struct buf *text)
 {
-	struct syncc_opts o = { .channel = chan, .connect_once = 1 };
-	struct syncc *sc = syncc_new(t->conf, t->st, &o);
-	struct terr err = { 0 };
-	int rc = syncc_rolling(sc, 1, &err);
-	if (rc < 0)
-		buf_printf(text, "channel=%s sync_failed error=\"%s\"\n", chan, err.msg);
-	syncc_free(&sc);
+	int rc = 0, n = syncc_channel_shards(t->conf, chan);
+	for (int k = 0; k < n; k++) {
+		struct syncc_opts o = { .channel = chan, .connect_once = 1, .shard = k };
+		struct syncc *sc = syncc_new(t->conf, t->st, &o);
+		struct terr err = { 0 };
+		if (syncc_rolling(sc, 1, &err) < 0) {
+			rc = -1;
+			if (n > 1)
+				buf_printf(text, "channel=%s shard=%d sync_failed error=\"%s\"\n", chan, k, err.msg);
+			else
+				buf_printf(text, "channel=%s sync_failed error=\"%s\"\n", chan, err.msg);
+		}
+		syncc_free(&sc);
+	}
 	return rc;
 }
 

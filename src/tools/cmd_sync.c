@@ -23,6 +23,8 @@ static const char usage[] =
 	"  -f FILE         replay a change-log file (it is neither renamed nor removed)\n"
 	"  -r | -R         rolling: replicate the channel's change log until sync_shutdown_file appears\n"
 	"  -1              with -r: one pass over the log, then exit\n"
+	"  -d SECONDS      with -r: wait between passes while the log is empty (overrides\n"
+	"                  sync_repeat_interval; a write to the log starts the next pass at once)\n"
 	"  -n CHANNEL      channel (its log and <channel>_sync_* options); default: the default channel\n"
 	"  -S HOST         replica (overrides sync_host): host[:port][/tls] or /unix/path\n"
 	"  -z              require compression\n"
@@ -54,7 +56,15 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 			o.require_compress = 1;
 		else if (!strcmp(a, "-o"))
 			o.connect_once = 1;
-		else if (!strcmp(a, "-1"))
+		else if (!strcmp(a, "-d") && i + 1 < argc && !compare) {
+			/* Cyrus's -d: seconds between rolling passes */
+			char *end;
+			double secs = strtod(argv[++i], &end);
+			if (end == argv[i] || *end || !(secs >= 0 && secs <= 3600))
+				return tool_usage(usage);
+			o.delay_set = 1;
+			o.delay_ms = (long long)(secs * 1000);
+		} else if (!strcmp(a, "-1"))
 			one_pass = 1;
 		else if (!strcmp(a, "--bodies"))
 			bodies = 1;
@@ -259,13 +269,13 @@ int cmd_repair(struct tool *t, int argc, char **argv)
  * the birth of its log-run (being replicated) or else of its log, when
  * not empty; 0 when nothing is pending, -1 when the file system does
  * not keep birth times. */
-static long long oldest_pending_s(const struct conf *conf, const char *chan)
+static long long oldest_pending_s(const struct conf *conf, const char *chan, int shard)
 {
 	static const char *const files[] = { "log-run", "log" };
 	struct buf path = BUF_INIT;
 	long long age = 0;
 	for (size_t i = 0; i < 2 && !age; i++) {
-		chlog_path(conf_str(conf, "configdirectory"), chan, files[i], &path);
+		chlog_shard_path(conf_str(conf, "configdirectory"), chan, shard, files[i], &path);
 		struct statx sx;
 		if (statx(AT_FDCWD, path.ptr, 0, STATX_BTIME | STATX_SIZE, &sx) < 0 || sx.stx_size == 0)
 			continue;
@@ -285,9 +295,12 @@ static const char status_usage[] =
 	"\nFor each channel (all configured ones by default): the change-log lines not\n"
 	"yet replicated, the age in seconds of the oldest of them (oldest_pending_s: the\n"
 	"replication lag; -1 when the file system keeps no birth times), and every\n"
-	"mailbox that failed to replicate, with its error,\n"
-	"attempts and next retry (the rolling client retries it with backoff; fix the\n"
-	"cause and run tandem sync -n CHANNEL -m MAILBOX to replicate it by hand).\n";
+	"mailbox that failed to replicate, with its error, attempts and next retry (the\n"
+	"rolling client retries it with backoff; fix the cause and run\n"
+	"tandem sync -n CHANNEL -m MAILBOX to replicate it by hand).\n"
+	"A sharded channel (<channel>_sync_shards) also has a line per shard (shard=K)\n"
+	"for pending lines and lag; the channel's lines give the total and the largest\n"
+	"lag; each failed mailbox is listed with its shard.\n";
 
 int cmd_status(struct tool *t, int argc, char **argv)
 {
@@ -309,8 +322,17 @@ int cmd_status(struct tool *t, int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		if (syncc_status(t->conf, chans[i], &out, &err) < 0)
 			rc = tool_fail(&err);
-		buf_printf(&out, "channel=%s oldest_pending_s=%lld\n", *chans[i] ? chans[i] : "\"\"",
-			   oldest_pending_s(t->conf, chans[i]));
+		const char *qc = *chans[i] ? chans[i] : "\"\"";
+		int nshards = syncc_channel_shards(t->conf, chans[i]);
+		long long lag = nshards > 1 ? 0 : oldest_pending_s(t->conf, chans[i], -1);
+		for (int k = 0; nshards > 1 && k < nshards; k++) {
+			long long a = oldest_pending_s(t->conf, chans[i], k);
+			buf_printf(&out, "channel=%s shard=%d oldest_pending_s=%lld\n", qc, k, a);
+			if (a < 0 || (lag >= 0 && a > lag))
+				lag = a < 0 ? -1 : a;
+		}
+		/* the total last: readers keyed on the channel keep this one */
+		buf_printf(&out, "channel=%s oldest_pending_s=%lld\n", qc, lag);
 	}
 	fputs(buf_cstr(&out), stdout);
 	buf_free(&out);

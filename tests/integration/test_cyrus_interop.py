@@ -11,7 +11,8 @@ SYNCAPPLY, reference §2.10).
 2. tandem master -> Cyrus replica: tandem's sync client (-A, then rolling)
    into Cyrus's sync_server; Cyrus accepts every command, and `tandem
    compare --bodies` (GET FULLMAILBOX + GET FETCH from Cyrus) finds no
-   difference.
+   difference; with sync_batchsize 100 a 300-message mailbox goes in
+   parts (partial APPLY MAILBOX states, reference §6.6) that Cyrus takes.
 3. Both directions again over the IMAP transport: Cyrus's sync_client with
    sync_try_imap into tandem's imapd, and tandem's sync client into Cyrus's
    imapd, with the same equality checks.
@@ -148,6 +149,23 @@ try:
                 "Cyrus's client logged in to tandem's imapd as an admin")
         t.eq([l for l in log.splitlines() if "event=apply_fail" in l], [], "tandem refused nothing")
 
+    with t.case("Cyrus sync_client rolling (-R -1) over IMAP into tandem's imapd"):
+        im = cm.imap()
+        im.select("user.alice")
+        im.store("1", "+FLAGS", "(\\Seen $Label2)")
+        im.logout()
+        cm.deliver("bob", make_message(t.rng, 60))
+        cm.deliver("alice", make_message(t.rng, 61))
+        # the rolling pass consumes the log both replicas' changes are in;
+        # the csync replica catches up with -u afterwards
+        r = cyrus.as_cyrus([os.path.join(cyrus.LIBEXEC, "sync_client"), "-C", alt, "-R", "-1"], cwd=cm.dir,
+                           capture_output=True, text=True, timeout=120)
+        t.eq(r.returncode, 0, f"sync_client -R -1 over IMAP: {r.stdout[-300:]} {r.stderr[-300:]}")
+        for mb in boxes:
+            t.eq(tandem_state(rep2, mb), cyrus_state(cm, mb), f"rolling over IMAP: {mb}")
+        r = cm.sync_client("-u", "alice", "bob")
+        t.eq(r.returncode, 0, f"sync_client -u to the csync replica: {r.stderr[-300:]}")
+
     # ---- 2. tandem master -> Cyrus replica ---------------------------------------------------
     cr = cyrus.Cyrus(root, "cyrus-replica", sync_server=True, admins="admin repl")
     started.append(cr)
@@ -199,6 +217,35 @@ try:
         t.check(any("user.carol.Archive" in n for n in names) and not any("user.dave.Tmp" in n for n in names),
                 f"Cyrus shows the rename and the delete: {names}")
         im.logout()
+    with t.case("tandem sync_batchsize 100 into Cyrus: 300 messages in 3+ APPLY MAILBOX parts, then 250 more"):
+        tb = Instance(root=os.path.join(root, "tb"), channels="cyb",
+                      extra_conf=f"cyb_sync_host: 127.0.0.1:{cr.sync_port}\nsync_authname: repl\n"
+                                 "sync_password: replpw\nsync_batchsize: 100\n")
+        tb.ok(["user", "add", "--no-password", "frank"])
+
+        def parts(stderr):
+            return sum(1 for l in stderr.splitlines() if "event=sync_send" in l and 'command="APPLY MAILBOX' in l)
+        for i in range(300):
+            tb.ok(["deliver", "frank"], make_message(t.rng, 400 + i, size=t.rng.randint(300, 2000)))
+        tb.ok(["message", "flag", "user.frank", "20", "+\\Flagged $Work"])
+        tb.ok(["message", "flag", "user.frank", "30", "+\\Deleted"])
+        tb.ok(["message", "expunge", "user.frank"])
+        r = tb.run(["sync", "-n", "cyb", "-o", "-v", "-u", "frank"], timeout=300)
+        t.eq(r.returncode, 0, f"tandem sync -u in parts: {r.stderr[-500:]}")
+        t.check(parts(r.stderr) >= 3, f"APPLY MAILBOX commands: {parts(r.stderr)}, want 3 or more")
+        t.check("sync_full_update" not in r.stderr, "Cyrus accepted every part (no full update)")
+        r = tb.run(["compare", "-n", "cyb", "-o", "--bodies", "frank"], timeout=300)
+        t.eq(r.returncode, 0, f"compare with Cyrus: {r.stdout[-800:]}")
+        for i in range(250):
+            tb.ok(["deliver", "frank"], make_message(t.rng, 800 + i, size=t.rng.randint(300, 2000)))
+        tb.ok(["message", "flag", "user.frank", "5", "+\\Answered"])
+        r = tb.run(["sync", "-n", "cyb", "-o", "-v", "-u", "frank"], timeout=300)
+        t.eq(r.returncode, 0, f"incremental sync in parts: {r.stderr[-500:]}")
+        t.check(parts(r.stderr) >= 3, f"APPLY MAILBOX commands: {parts(r.stderr)}, want 3 or more")
+        t.check("sync_full_update" not in r.stderr, "Cyrus accepted every incremental part")
+        r = tb.run(["compare", "-n", "cyb", "-o", "--bodies", "frank"], timeout=300)
+        t.eq(r.returncode, 0, f"compare with Cyrus: {r.stdout[-800:]}")
+
     with t.case("tandem sync -A over IMAP into Cyrus imapd"):
         tm2 = Instance(root=os.path.join(root, "tm2"), channels="cyi",
                        extra_conf=f"cyi_sync_host: 127.0.0.1:{cr.imap_port}\nsync_authname: repl\n"

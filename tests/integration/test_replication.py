@@ -102,12 +102,16 @@ try:
     with t.case("sync client killed mid-batch, restarted: converges"):
         for i in range(150):
             m.ok(["deliver", t.rng.choice(["alice", "bob", "alice+Lists"])], make_message(t.rng, 400 + i, 20000))
+        run = os.path.join(m.dir, "conf", "sync", "repl1", "log-run")
         proc = subprocess.Popen([TANDEM, "-C", m.conf, "sync", "-n", "repl1", "-r", "-1"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.15)
+        # kill it as soon as it has taken the log (mid-work: 150 messages
+        # take far longer than the poll)
+        deadline = time.time() + 10
+        while not os.path.exists(run) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.0005)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        run = os.path.join(m.dir, "conf", "sync", "repl1", "log-run")
         t.check(os.path.exists(run), "log-run kept after the kill")
         r = pair.sync("-r", "-1")
         t.eq(r.returncode, 0, f"restarted pass: {r.stderr[-500:]}")

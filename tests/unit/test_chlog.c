@@ -1,5 +1,6 @@
 /* test_chlog.c: the change log: line format (reference §7.2 examples),
- * parsing, channels, rotation, and a writer racing the reader. */
+ * parsing, channels, rotation, a writer racing the reader, and sharded
+ * channels (owner of a line, routing, the published list). */
 #include "chlog/chlog.h"
 #include "lib/fsutil.h"
 #include "test.h"
@@ -218,8 +219,180 @@ TEST(reader_waits_for_held_lines)
 	free(dir);
 }
 
+static const char *owner_of(const char *line, int second)
+{
+	static struct buf o1, o2;
+	chlog_line_owner(line, strlen(line), &o1, &o2);
+	return buf_cstr(second ? &o2 : &o1);
+}
+
+TEST(line_owners)
+{
+	CHECK_STR(owner_of("USER alice", 0), "alice");
+	CHECK_STR(owner_of("UNUSER bob@example.com", 0), "bob@example.com");
+	CHECK_STR(owner_of("SEEN carol p603xvbfqrngduw72ylfjqki", 0), "carol");
+	CHECK_STR(owner_of("SUB dave user.erin.Shared", 0), "dave");
+	CHECK_STR(owner_of("SIEVE frank", 0), "frank");
+	CHECK_STR(owner_of("APPEND user.alice.Sent", 0), "alice");
+	CHECK_STR(owner_of("MAILBOX user.john^doe", 0), "john.doe");
+	CHECK_STR(owner_of("MAILBOX example.com!user.bob.Lists", 0), "bob@example.com");
+	CHECK_STR(owner_of("UNMAILBOX DELETED.user.alice.Old.5F3A", 0), "alice");
+	CHECK_STR(owner_of("QUOTA user.alice", 0), "alice");
+	CHECK_STR(owner_of("MAILBOX shared.news", 0), "");
+	CHECK_STR(owner_of("ANNOTATION \"\"", 0), "");
+	CHECK_STR(owner_of("RENAME user.a.X user.b.X", 0), "a");
+	CHECK_STR(owner_of("RENAME user.a.X user.b.X", 1), "b");
+	CHECK_STR(owner_of("RENAME user.a.X user.a.Y", 1), "a");
+	CHECK_STR(owner_of("GARBAGE x", 0), "");
+	/* FNV-1a: fixed values, so every version routes alike */
+	CHECK_INT(chlog_shard_of("", 4), 2166136261u % 4);
+	CHECK_INT(chlog_shard_of("a", 16), 0xe40c292cu % 16);
+	CHECK_INT(chlog_shard_of("alice", 1), 0);
+	CHECK_INT(chlog_line_shards("USER alice", 10, 1), 1);
+	const char *ren = "RENAME user.a.X user.b.X";
+	unsigned both = (1u << chlog_shard_of("a", 7)) | (1u << chlog_shard_of("b", 7));
+	CHECK_INT(chlog_line_shards(ren, strlen(ren), 7), both);
+	/* a user's mailboxes and user lines share a shard */
+	for (unsigned n = 2; n <= CHLOG_MAX_SHARDS; n++) {
+		const char *a = "APPEND user.zed.Trash", *b = "META zed";
+		CHECK_INT(chlog_line_shards(a, strlen(a), n), chlog_line_shards(b, strlen(b), n));
+	}
+}
+
+static size_t count_lines(const char *path, struct buf *data)
+{
+	struct terr err;
+	buf_reset(data);
+	if (fs_read_file(path, 1 << 20, data, &err) < 0)
+		return 0;
+	size_t n = 0;
+	for (size_t i = 0; i < data->len; i++)
+		n += data->ptr[i] == '\n';
+	return n;
+}
+
+/* Lines of 20 users into a channel of 4 shards: each line is in its
+ * owner's shard, in order; the unsharded channel beside it has all. */
+TEST(sharded_append)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "", "s" };
+	static const unsigned shards[] = { 1, 4 };
+	struct chlog *l = chlog_open_shards(dir, ch, shards, 2);
+	CHECK_INT(chlog_channel_shards(l, "s"), 4);
+	CHECK_INT(chlog_channel_shards(l, ""), 1);
+	struct terr err;
+	struct buf lines = BUF_INIT, p = BUF_INIT, data = BUF_INIT, name = BUF_INIT;
+	size_t expect[4] = { 0 };
+	for (int i = 0; i < 20; i++) {
+		char u[16];
+		snprintf(u, sizeof u, "u%d", i);
+		buf_reset(&name);
+		buf_printf(&name, "user.%s.Sent", u);
+		chlog_format(&lines, "USER", u, NULL, &err);
+		chlog_format(&lines, "APPEND", buf_cstr(&name), NULL, &err);
+		expect[chlog_shard_of(u, 4)] += 2;
+	}
+	chlog_format(&lines, "MAILBOX", "shared.news", NULL, &err);
+	expect[chlog_shard_of("", 4)]++;
+	CHECK_INT(chlog_append(l, lines.ptr, lines.len, &err), 0);
+	chlog_path(dir, "", "log", &p);
+	CHECK_INT(count_lines(p.ptr, &data), 41);
+	chlog_path(dir, "s", "log", &p);
+	CHECK_INT(access(p.ptr, F_OK), -1);	/* no unsharded log */
+	size_t total = 0;
+	for (int k = 0; k < 4; k++) {
+		chlog_shard_path(dir, "s", k, "log", &p);
+		CHECK_INT(count_lines(p.ptr, &data), expect[k]);
+		total += expect[k];
+		/* every line of the file belongs to shard k */
+		for (const char *q = buf_cstr(&data); *q;) {
+			const char *nl = strchr(q, '\n');
+			CHECK_INT(chlog_line_shards(q, (size_t)(nl - q), 4), 1u << k);
+			q = nl + 1;
+		}
+	}
+	CHECK_INT(total, 41);
+	chlog_shard_path(dir, "", 3, "log", &p);	/* the default channel's shards */
+	buf_reset(&data);
+	buf_printf(&data, "%s/sync/3/log", dir);
+	CHECK_STR(buf_cstr(&p), buf_cstr(&data));
+	chlog_shard_path(dir, "s", -1, "log-run", &p);
+	buf_reset(&data);
+	buf_printf(&data, "%s/sync/s/log-run", dir);
+	CHECK_STR(buf_cstr(&p), buf_cstr(&data));
+	/* take/done per shard */
+	CHECK_INT(chlog_take_shard(dir, "s", 1, &err), expect[1] ? 1 : 0);
+	CHECK_INT(chlog_done_shard(dir, "s", 1, &err), 0);
+	CHECK_INT(chlog_take_shard(dir, "s", 1, &err), 0);
+	/* a held append over several shards locks each file once */
+	struct chlog_hold hold = { .n = 0 };
+	CHECK_INT(chlog_append_hold(l, lines.ptr, lines.len, &hold, &err), 0);
+	size_t files = 1;
+	for (int k = 0; k < 4; k++)
+		files += expect[k] > 0;
+	CHECK_INT(hold.n, files);
+	chlog_release(&hold);
+	CHECK_INT(hold.n, 0);
+	chlog_close(&l);
+	buf_free(&lines);
+	buf_free(&p);
+	buf_free(&data);
+	buf_free(&name);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* The published list: "name N" lines add channels with their shards and
+ * override a writer's own count; one-name lines (older versions) mean 1;
+ * the default channel's count comes from a "\"\" N" line. */
+TEST(published_shards)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "", "s" };
+	static const unsigned shards[] = { 1, 4 };
+	struct chlog *l = chlog_open_shards(dir, ch, shards, 2);
+	struct terr err;
+	static const char *const pub[] = { "", "s", "p", "old" };
+	static const unsigned pubsh[] = { 3, 2, 5, 1 };
+	CHECK_INT(chlog_write_channels_shards(dir, pub, pubsh, 4, &err), 0);
+	struct buf p = BUF_INIT, data = BUF_INIT;
+	buf_printf(&p, "%s/sync/channels", dir);
+	CHECK_INT(fs_read_file(p.ptr, 4096, &data, &err), 0);
+	CHECK_STR(buf_cstr(&data), "\"\" 3\ns 2\np 5\nold\n");
+	usleep(20000);
+	CHECK_INT(chlog_channel_shards(l, ""), 3);
+	CHECK_INT(chlog_channel_shards(l, "s"), 2);
+	CHECK_INT(chlog_channel_shards(l, "p"), 5);
+	CHECK_INT(chlog_channel_shards(l, "old"), 1);
+	CHECK_INT(chlog_channel_shards(l, "nope"), 1);
+	/* an older file (names only) and bad lines */
+	const char *text = "x\nbad name\ny 0\nz 99\n\"\"\n";
+	fs_write_atomic(p.ptr, text, strlen(text), 0640, &err);
+	usleep(20000);
+	CHECK_INT(chlog_channel_shards(l, "x"), 1);
+	CHECK_INT(chlog_channel_shards(l, "y"), 1);	/* skipped: not listed */
+	CHECK_INT(chlog_channel_shards(l, "z"), CHLOG_MAX_SHARDS);
+	CHECK_INT(chlog_channel_shards(l, "s"), 4);	/* back to its own */
+	CHECK_INT(chlog_channel_shards(l, ""), 1);
+	/* the one-name writer (chlog_write_channels) is what it was */
+	static const char *const plain[] = { "", "a", "b" };
+	CHECK_INT(chlog_write_channels(dir, plain, 3, &err), 0);
+	buf_reset(&data);
+	CHECK_INT(fs_read_file(p.ptr, 4096, &data, &err), 0);
+	CHECK_STR(buf_cstr(&data), "a\nb\n");
+	chlog_close(&l);
+	buf_free(&p);
+	buf_free(&data);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 int main(void)
 {
+	RUN(line_owners);
+	RUN(sharded_append);
+	RUN(published_shards);
 	RUN(reader_waits_for_held_lines);
 	RUN(format_reference_examples);
 	RUN(parse_lines);
