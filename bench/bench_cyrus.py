@@ -181,6 +181,7 @@ class RawImap:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.quickack = quickack and hasattr(socket, "TCP_QUICKACK")
         self.buf = b""
+        self.pos = 0
         self.n = 0
         self.readline()
 
@@ -190,22 +191,30 @@ class RawImap:
         chunk = self.sock.recv(1 << 18)
         if not chunk:
             raise RuntimeError("connection closed")
+        # keep what is unread and append: no copy of the whole buffer per
+        # line (that would cost the client time proportional to the size
+        # of the server's writes, and favour servers that write small)
+        if self.pos:
+            self.buf = self.buf[self.pos:]
+            self.pos = 0
         self.buf += chunk
 
     def readline(self):
         while True:
-            i = self.buf.find(b"\n")
+            i = self.buf.find(b"\n", self.pos)
             if i >= 0:
-                line, self.buf = self.buf[:i + 1], self.buf[i + 1:]
+                line = self.buf[self.pos:i + 1]
+                self.pos = i + 1
                 return line
             self._more()
 
     def skip(self, n):
-        while len(self.buf) < n:
-            n -= len(self.buf)
+        while len(self.buf) - self.pos < n:
+            n -= len(self.buf) - self.pos
             self.buf = b""
+            self.pos = 0
             self._more()
-        self.buf = self.buf[n:]
+        self.pos += n
 
     def cmd(self, text):
         """Sends one command; returns (tagged line, untagged FETCH count, bytes read)."""
