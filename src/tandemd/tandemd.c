@@ -463,6 +463,22 @@ static void reload(struct master *m)
 	reload_syncers(m);
 }
 
+/* The change-log lines of a channel not replicated yet (all shards), -1
+ * if unknown: what a drain that timed out leaves for the next start. */
+static long pending_lines(struct master *m, const char *channel)
+{
+	struct buf out = BUF_INIT;
+	struct terr err = { 0 };
+	long n = -1;
+	if (syncc_status(m->conf, channel, &out, &err) == 0) {
+		const char *q = strstr(buf_cstr(&out), "pending_lines=");
+		if (q)
+			n = strtol(q + 14, NULL, 10);
+	}
+	buf_free(&out);
+	return n;
+}
+
 static void stop(struct master *m)
 {
 	log_notice("event=stopping sessions=%d", m->nchildren);
@@ -496,10 +512,6 @@ static void stop(struct master *m)
 		}
 	}
 	if (left > 0) {
-		for (int i = 0; i < m->nsyncers; i++)
-			if (m->syncers[i].pid)
-				log_warn("event=drain_incomplete channel=%s%s note=\"change log kept; it is sent at the next"
-					 " start\"", m->syncers[i].channel, m->syncers[i].label);
 		log_warn("event=stop_kill processes=%d", left);
 		for (int i = 0; i < MAX_SESSIONS; i++)
 			if (m->sessions[i])
@@ -509,6 +521,17 @@ static void stop(struct master *m)
 				kill(m->syncers[i].pid, SIGKILL);
 		for (int i = 0; i < m->nretired; i++)
 			kill(m->retired[i].pid, SIGKILL);
+	}
+	/* what the drain could not send (a replica down, the timeout): said
+	 * once per channel; it stays in the log for the next start */
+	for (int i = 0; i < m->nsyncers; i++) {
+		int seen = 0;
+		for (int k = 0; k < i && !seen; k++)
+			seen = !strcmp(m->syncers[k].channel, m->syncers[i].channel);
+		long n = seen ? 0 : pending_lines(m, m->syncers[i].channel);
+		if (n > 0)
+			log_warn("event=drain_incomplete channel=%s pending_lines=%ld note=\"change log kept; it is sent"
+				 " at the next start\"", m->syncers[i].channel, n);
 	}
 	unlink(m->pidfile);
 	log_notice("event=stopped");

@@ -14,7 +14,8 @@ from tlib import Daemon, Pair, Suite, free_port, make_message
 t = Suite("tandemd-sync")
 dead_port = free_port()
 pair = Pair(extra_master=f"sync_log_channels: repl1 down\ndown_sync_host: 127.0.0.1:{dead_port}\n"
-                         "sync_reconnect_minwait: 200ms\nsync_reconnect_maxwait: 1s\n")
+                         "sync_reconnect_minwait: 200ms\nsync_reconnect_maxwait: 1s\n"
+                         "sync_drain_timeout: 3s\n")
 # Pair wrote "sync_log_channels" through tandem init; drop that first line
 conf = open(pair.master.conf).read()
 first = conf.index("sync_log_channels: repl1\n")
@@ -92,6 +93,10 @@ try:
         t.eq(d.proc.wait(60), 0, "tandemd exit status")
         t.eq(pair.compare()[0], 0, "everything logged was sent before exit")
         t.check("event=sync_drain channel=repl1" in d.log(), "drain logged")
+        # the down channel could not drain: tandemd says what it leaves behind
+        left = [l for l in d.log().splitlines() if "event=drain_incomplete channel=down" in l]
+        t.check(left and int(left[0].split("pending_lines=")[1].split()[0]) > 0,
+                f"what was left unsent is logged: {left}")
 finally:
     if d:
         d.stop()
