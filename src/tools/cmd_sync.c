@@ -3,6 +3,7 @@
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"
+#include "lib/limits.h"
 #include "lib/log.h"
 #include "store/store.h"
 #include "syncc/syncc.h"
@@ -23,6 +24,7 @@ static const char usage[] =
 	"  -f FILE         replay a change-log file (it is neither renamed nor removed)\n"
 	"  -r | -R         rolling: replicate the channel's change log until sync_shutdown_file appears\n"
 	"  -1              with -r: one pass over the log, then exit\n"
+	"  --shard K       with -r: shard K of a sharded channel (<channel>_sync_shards); default 0\n"
 	"  -d SECONDS      with -r: wait between passes while the log is empty (overrides\n"
 	"                  sync_repeat_interval; a write to the log starts the next pass at once)\n"
 	"  -n CHANNEL      channel (its log and <channel>_sync_* options); default: the default channel\n"
@@ -64,6 +66,13 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 				return tool_usage(usage);
 			o.delay_set = 1;
 			o.delay_ms = (long long)(secs * 1000);
+		} else if (!strcmp(a, "--shard") && i + 1 < argc && !compare) {
+			/* one shard of a sharded channel, by hand */
+			char *end;
+			long k = strtol(argv[++i], &end, 10);
+			if (end == argv[i] || *end || k < 0 || k >= MAX_SYNC_SHARDS)
+				return tool_usage(usage);
+			o.shard = (int)k;
 		} else if (!strcmp(a, "-1"))
 			one_pass = 1;
 		else if (!strcmp(a, "--bodies"))

@@ -239,6 +239,17 @@ try:
 
     d.stop()
     d = None
+
+    with t.case("tandem sync -r -1 --shard K replicates one shard by hand"):
+        for i, u in enumerate(USERS[:8]):
+            m.ok(["deliver", u], make_message(t.rng, 900 + i))
+        t.check(total_pending(m) > 0, "lines pending with no tandemd")
+        for k in range(NSHARDS):
+            r = m.run(["sync", "-n", "sh", "-o", "-r", "-1", "--shard", str(k)])
+            t.eq(r.returncode, 0, f"shard {k} by hand: {r.stderr[-300:]}")
+        t.eq(total_pending(m), 0, "every shard's log consumed")
+        ok, out = wait_equal(pair, 20)
+        t.check(ok, f"equal after the hand passes: {out[-400:]}")
 finally:
     if d:
         d.stop()
