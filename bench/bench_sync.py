@@ -37,6 +37,8 @@ N = int(os.environ.get("BENCH_SYNC_N", "1000"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))
 LAT_N = int(os.environ.get("BENCH_LAT_N", "200"))
 PAUSE_MAX = float(os.environ.get("BENCH_PAUSE_MAX", "1.0"))
+# "initial": only the initial sync (bench/run.sh's 10,000-message run)
+ONLY = os.environ.get("BENCH_SYNC_ONLY", "")
 
 
 def port():
@@ -150,7 +152,8 @@ def main():
         results.append({"bench": "lmtp", "messages_1conn": N // 2, "s_1conn": round(rate1, 3),
                         "msgs_per_s_1conn": round((N // 2) / rate1, 1), "messages_4conn": N - N // 2,
                         "s_4conn": round(rate4, 3), "msgs_per_s_4conn": round((N - N // 2) / rate4, 1)})
-        print(json.dumps(results[-1]), flush=True)
+        if ONLY != "initial":
+            print(json.dumps(results[-1]), flush=True)
         stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                      os.walk(os.path.join(master.dir, "spool")) for f in fs if len(f) == 40)
         walls, ccpu, rcpu = [], [], []
@@ -180,6 +183,8 @@ def main():
                          "client_cpu_s": round(statistics.median(ccpu), 3),
                          "replica_cpu_s": round(statistics.median(rcpu), 3), "equal": True})
         print(json.dumps(results[-1]), flush=True)
+        if ONLY == "initial":
+            return
         # rolling latency: logging on, the master's tandemd runs the client
         text = open(master.conf).read().replace("sync_log: no\n", "sync_log: yes\n")
         open(master.conf, "w").write(text)

@@ -12,6 +12,8 @@ echo "bench: local durable delivery (tandem deliver, 1,000 messages, 3 repetitio
 python3 bench/bench_deliver.py | tee -a "$out"
 echo "bench: LMTP delivery, initial sync, rolling latency, round trips per APPEND"
 python3 bench/bench_sync.py | tee -a "$out"
+echo "bench: initial sync of 10,000 messages"
+BENCH_SYNC_N=10000 BENCH_SYNC_ONLY=initial python3 bench/bench_sync.py | tee -a "$out"
 if [ "$(id -u)" = 0 ] && [ -x /usr/lib/cyrus/bin/master ] && [ -x /usr/lib/cyrus/bin/sync_client ]; then
 	echo "bench: tandem vs Cyrus 3.6 on the same data (LMTP, IMAP FETCH, initial sync)"
 	python3 bench/bench_cyrus.py | tee -a "$out"
