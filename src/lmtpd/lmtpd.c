@@ -401,11 +401,13 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 			reply(&s, 421, "4.3.2", "Server shutting down");
 			break;
 		}
-		ssize_t n = conn_read(c, &s.in, LMTP_IDLE_TIMEOUT * 1000, &err);
+		ssize_t n = server_idle_read(c, &s.in, LMTP_IDLE_TIMEOUT * 1000LL, &err);
 		if (n == 0)
 			break;
 		if (n < 0) {
-			if (err.code == TE_BUSY)
+			if (err.code == TE_BUSY && server_stop_requested)
+				reply(&s, 421, "4.3.2", "Server shutting down");
+			else if (err.code == TE_BUSY)
 				reply(&s, 421, "4.4.2", "Idle timeout, closing");
 			break;
 		}

@@ -22,3 +22,21 @@ void server_session_signals(void)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGCHLD, SIG_DFL);
 }
+
+ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, struct terr *err)
+{
+	long long waited = 0;
+	for (;;) {
+		long long slice = SERVER_STOP_POLL_MS;
+		if (timeout_ms >= 0 && timeout_ms - waited < slice)
+			slice = timeout_ms - waited;
+		ssize_t r = conn_read(c, in, (int)slice, err);
+		if (r >= 0 || err->code != TE_BUSY)
+			return r;
+		waited += slice;
+		if (server_stop_requested)
+			return terr_set(err, TE_BUSY, "shutting down");
+		if (timeout_ms >= 0 && waited >= timeout_ms)
+			return terr_set(err, TE_BUSY, "timed out after %lld ms", timeout_ms);
+	}
+}

@@ -31,6 +31,14 @@ typedef int service_session_fn(const struct service_env *env, struct conn *c);
 
 /* Set by SIGTERM in a session process. */
 extern volatile sig_atomic_t server_stop_requested;
+/* How often a session waiting for its client's next command looks at
+ * server_stop_requested, ms: a SIGTERM ends idle sessions this quickly
+ * (the read itself is not interrupted: a write in progress finishes). */
+#define SERVER_STOP_POLL_MS 500
+/* conn_read for a session waiting between commands: returns as soon as
+ * data arrives, or -1 with TE_BUSY after timeout_ms (< 0: none) or when a
+ * stop is requested (then server_stop_requested is set). */
+ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, struct terr *err);
 /* Installs the session process's SIGTERM handler (sets the flag, does not
  * interrupt a write in progress). */
 void server_session_signals(void);

@@ -962,7 +962,9 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			send_line(&s, "BYE shutting down");
 			break;
 		}
-		ssize_t r = conn_read(c, &s.in, (int)(timeout_ms > 0 ? timeout_ms : -1), &err);
+		ssize_t r = server_idle_read(c, &s.in, timeout_ms > 0 ? timeout_ms : -1, &err);
+		if (r < 0 && server_stop_requested)
+			send_line(&s, "BYE shutting down");
 		if (r <= 0)
 			break;
 	}

@@ -121,7 +121,10 @@ try:
         t.eq(len(B.messages("user.alice")), 13, "B did not take A's stray message")
 
     with t.case("demote with changes left unsent is refused and changes nothing"):
+        t0 = time.time()
         da.stop()
+        # B's sync client was connected, idle: A's session ends at once
+        t.check(time.time() - t0 < 10, f"A stopped in {time.time() - t0:.1f} s with an idle sync session open")
         for i in range(3):
             t.eq(deliver(db, "alice", make_message(t.rng, 300 + i)), 250, "delivery to B while A is down")
         r = B.run(["failover", "demote", "--timeout", "2"])

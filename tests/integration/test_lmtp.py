@@ -143,6 +143,14 @@ try:
             f.readline()
         s.sendall(b"Subject: during shutdown\r\n\r\nfirst half\r\n")
         n_before = len(inst.messages("user.alice"))
+        # and a second client, idle between commands: told at once
+        idle = socket.create_connection(("127.0.0.1", port), timeout=10)
+        fi = idle.makefile("rb")
+        fi.readline()
+        idle.sendall(b"LHLO y\r\n")
+        while not fi.readline().startswith(b"250 "):
+            pass
+        t0 = time.time()
         d.proc.send_signal(15)
         time.sleep(0.3)
         s.sendall(b"second half\r\n.\r\n")
@@ -152,6 +160,9 @@ try:
         t.check(b"421" in rest, f"then 421 shutting down: {rest!r}")
         s.close()
         t.eq(d.proc.wait(15), 0, "tandemd exited 0")
+        t.check(time.time() - t0 < 5, f"stopped in {time.time() - t0:.1f} s with an idle client")
+        t.check(fi.readline().startswith(b"421"), "the idle client got 421")
+        idle.close()
         t.eq(len(inst.messages("user.alice")), n_before + 1, "the message is stored")
         t.check("event=stopped" in d.log(), "stop logged")
 
