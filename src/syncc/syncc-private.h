@@ -1,6 +1,7 @@
-/* syncc-private.h: the sync client's state and wire helpers, shared by
- * syncc.c (replication, compare) and syncc_split.c (split-brain copy-back,
- * repair, reports). Not for use outside src/syncc/. */
+/* syncc-private.h: the sync client's state and helpers, shared by the
+ * files of src/syncc/ (syncc.c, syncc_*.c: wire, connect, mailbox, bulk,
+ * cache, users, failed, rolling, compare, split). Not for use outside
+ * src/syncc/. */
 #ifndef TANDEM_SYNCC_PRIVATE_H
 #define TANDEM_SYNCC_PRIVATE_H
 
@@ -11,6 +12,8 @@
 #include "lib/limits.h"
 #include "proto/sync/dlist.h"
 #include "syncc/syncc.h"
+
+struct store_mailbox_info;
 
 /* A mailbox that failed to replicate (not a connection problem). In the
  * channel's state file: every failed try counts in attempts (a rolling
@@ -114,7 +117,180 @@ int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remot
 /* Compares one mailbox (differences to report and to sc->diffs). */
 int syncc_compare_mailbox(struct syncc *sc, const char *name, struct buf *report, int *ndiff, struct terr *err);
 
+/* ---- shared between the files of the split client (syncc_*.c) ---- */
+
+/* Bytes of message bodies per APPLY MESSAGE: bounds the replica's memory
+ * for one command. */
+#define SYNCC_MESSAGE_BATCH_BYTES (32L * 1024 * 1024)
+
+/* The replica's state of one mailbox (GET MAILBOXES, GET USER). */
+struct remote {
+	char *name;
+	struct dlist *kv;
+};
+
+/* The replica's state of several mailboxes. */
+struct remotes {
+	struct remote *r;
+	size_t n;
+};
+
+/* GUIDs the replica reports missing (RESERVE). */
+struct missing {
+	char **guids;
+	size_t n;
+};
+
+/* Names (mailboxes, users, subscriptions), each once. */
+struct names {
+	char **v;
+	size_t n;
+};
+
+/* A set of GUIDs (open addressing; the table doubles at half full). */
+struct gset {
+	char (*g)[41];
+	size_t n, cap;
+};
+
+/* What a command in a stream is (struct spend). */
+enum spend_kind { SP_MESSAGE, SP_MAILBOX, SP_OTHER };
+
+/* One mailbox of a stream and its outcome. */
+struct sitem {
+	char *name;
+	struct dlist *mb;	/* the snapshot; after the last part its header is the replica's */
+	int state;		/* 0 going, 1 done, -1 failed */
+	struct terr err;
+	unsigned parts;
+};
+
+/* A command in flight. SP_OTHER: data lines go to cb; its failure goes
+ * to *oerr (when set and still clear); *done is set once answered. */
+struct spend {
+	enum spend_kind kind;
+	size_t item;
+	int last;
+	data_fn *cb;
+	void *rock;
+	struct terr *oerr;
+	int *done;
+};
+
+/* A pipelined stream of commands over several mailboxes (syncc_bulk.c). */
+struct stream {
+	struct syncc *sc;
+	struct spend q[SYNCC_MAX_PIPELINE];
+	size_t qfirst, qn, mb_inflight;
+	struct gset sent;	/* bodies staged on the replica by this stream */
+	struct sitem *it;
+	size_t nit;
+	unsigned long bodies, bodies_staged;	/* sent; sent since the last RESTART */
+};
+
+/* syncc_wire.c */
+/* Sends one plain command line and waits for its OK. */
+int syncc_simple(struct syncc *sc, const char *line, struct terr *err);
+
+/* syncc_mailbox.c */
+/* data_fn: each MAILBOX line of a GET into a struct remotes. */
+void syncc_collect_remote(void *rock, struct dlist *kv);
+/* Frees a struct remotes. */
+void syncc_remotes_free(struct remotes *rs);
+/* The replica's state of the mailbox name, or NULL. */
+const struct dlist *syncc_remote_by_name(const struct remotes *rs, const char *name);
+/* The replica's name of the mailbox with this uniqueid, or NULL. */
+const char *syncc_remote_by_uniqueid(const struct remotes *rs, const char *uniqueid);
+/* data_fn: the GUIDs of a MISSING line into a struct missing. */
+void syncc_collect_missing(void *rock, struct dlist *kv);
+/* 1 when the local and the replica's headers say the same state. */
+int syncc_header_equal(const struct dlist *local, const struct dlist *remote);
+/* Syncs a batch of mailbox names (see syncc_sync_batch_x, nostream 0). */
+int syncc_sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, struct terr *err);
+/* A batch; unmailbox: names gone here go on the replica; nostream: new ones one by one. */
+int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, int nostream, struct terr *err);
+
+/* syncc_bulk.c */
+/* Reads the answer of the oldest command in flight; -1: the connection failed. */
+int syncc_stream_recv(struct stream *s, struct terr *err);
+/* Sends sc->out now (flushed) and remembers it as pe. */
+int syncc_stream_send_pe(struct stream *s, const struct spend *pe, struct terr *err);
+/* Reads every answer still due in the stream. */
+int syncc_stream_drain(struct stream *s, struct terr *err);
+/* Streams one mailbox's update in parts from the replica's state remote (or NULL). */
+int syncc_stream_mailbox(struct stream *s, size_t idx, const struct dlist *remote, struct terr *err);
+/* Adds an item (a mailbox) to the stream; returns its index. */
+size_t syncc_stream_add(struct stream *s, const char *name);
+/* Starts a stream over sc with one item per name. */
+void syncc_stream_init(struct stream *s, struct syncc *sc, char **names, size_t n);
+/* RESTART in the stream when bodies were staged since the last one. */
+int syncc_stream_restart(struct stream *s, struct terr *err);
+/* The end of a stream: RESTART when needed, every answer read. */
+int syncc_stream_finish(struct stream *s, struct terr *err);
+/* Frees a stream's items and state. */
+void syncc_stream_free(struct stream *s);
+/* One mailbox's update in parts, incremental from remote or whole when NULL. */
+int syncc_stream_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err);
+/* Mailboxes the replica lacks, in one stream; failures go to retry[]. */
+int syncc_stream_new_mailboxes(struct syncc *sc, char **names, size_t n, char **retry, size_t *nretry,
+			       struct terr *err);
+
+/* syncc_cache.c */
+/* The sync cache: after the replica accepted mb, its header is the replica's. */
+void syncc_rcache_put(struct syncc *sc, const char *name, const struct dlist *mb);
+/* 1 when a record's FLAGS hold \Expunged. */
+int syncc_rec_is_expunged(const struct dlist *r);
+/* The one-round-trip pass from the sync cache; the rest goes to slow[]. */
+int syncc_fast_batch(struct syncc *sc, char **names, size_t n, char **slow, size_t *nslow, struct terr *err);
+
+/* syncc_users.c */
+/* Adds s to the list unless it is there already. */
+void syncc_names_add(struct names *ns, const char *s);
+/* Frees a struct names. */
+void syncc_names_free(struct names *ns);
+/* store_mailbox_list callback: each name into a struct names. */
+int syncc_list_cb(const struct store_mailbox_info *mi, void *rock);
+/* data_fn: each MAILBOX line's MBOXNAME into a struct names. */
+void syncc_collect_names(void *rock, struct dlist *kv);
+/* store_subs_list callback: each name into a struct names. */
+int syncc_subs_cb(const char *name, void *rock);
+/* APPLY SUB (on) or UNSUB of mbox for user on the replica. */
+int syncc_send_sub(struct syncc *sc, const char *user, const char *mbox, int on, struct terr *err);
+/* store_user_list callback: each userid into a struct names. */
+int syncc_all_users_cb(const char *userid, void *rock);
+
+/* syncc_failed.c */
+/* Marks name as replicated (or found equal) by the current work. */
+void syncc_note_synced(struct syncc *sc, const char *name);
+/* Records a mailbox that failed (isolated: the rest goes on). */
+void syncc_note_failed(struct syncc *sc, const char *name, const char *error);
+/* Forgets the current work's results. */
+void syncc_work_clear(struct syncc *sc);
+/* Frees a failed list. */
+void syncc_failed_free(struct failed *v, size_t n);
+/* Reads the failed list of this client's directory. */
+int syncc_failed_load(const struct syncc *sc, struct failed **v_r, size_t *n_r, struct terr *err);
+/* Merges the current work's results into the failed list (record 0: failures not added). */
+int syncc_failed_merge(struct syncc *sc, int record, struct terr *err);
+/* Retries the failed mailboxes that are due. */
+int syncc_failed_retry(struct syncc *sc, struct terr *err);
+
+/* syncc_rolling.c */
+/* A file of this client's directory: the channel's, or its shard's. */
+void syncc_shard_path(const struct syncc *sc, const char *file, struct buf *out);
+
+/* syncc_mailbox.c */
+/* The numbers of a replica's MAILBOX header an update starts from (0
+ * when remote is NULL: the replica has no such mailbox). */
+struct rstate_nums {
+	uint64_t modseq;
+	uint32_t last_uid, crc, crc_annot;
+};
+void syncc_remote_nums(const struct dlist *remote, struct rstate_nums *n);
+
 /* syncc_split.c */
+/* A data_fn: the first MAILBOX data line, kept in *(struct dlist **)rock. */
+void syncc_take_mailbox(void *rock, struct dlist *kv);
 void syncc_items_add(struct syncc_items *it, const char *mailbox, const char *kind, const char *detail);
 void syncc_items_free(struct syncc_items *it);
 /* Split brain: merges the replica's records the master lacks into the

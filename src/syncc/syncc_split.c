@@ -180,18 +180,12 @@ void syncc_note_replica_only(struct syncc *sc, const char *name)
 
 /* ---- reading the replica ---------------------------------------------------------------- */
 
-static void take_mailbox(void *rock, struct dlist *kv)
+void syncc_take_mailbox(void *rock, struct dlist *kv)
 {
 	struct dlist **out = rock;
 	if (strcasecmp(kv->key, "MAILBOX") || *out)
 		return;
-	struct dlist *copy = dlist_new(DL_KVLIST, "MAILBOX");
-	copy->items = kv->items;
-	copy->n = kv->n;
-	copy->cap = kv->cap;
-	kv->items = NULL;
-	kv->n = kv->cap = 0;
-	*out = copy;
+	*out = dlist_take_items(kv, "MAILBOX");
 }
 
 /* GET FULLMAILBOX: *mb_r NULL when the replica has no such mailbox. */
@@ -202,7 +196,7 @@ static int get_full(struct syncc *sc, const char *name, struct dlist **mb_r, str
 	buf_appends(&get->s, name);
 	syncc_cmd_dlist(sc, "GET", get);
 	dlist_free(&get);
-	if (syncc_roundtrip(sc, take_mailbox, mb_r, err) < 0) {
+	if (syncc_roundtrip(sc, syncc_take_mailbox, mb_r, err) < 0) {
 		dlist_free(mb_r);
 		return err->code == TE_NOTFOUND ? 0 : -1;
 	}
@@ -661,50 +655,15 @@ out:
 
 /* ---- repair ------------------------------------------------------------------------------- */
 
-struct namelist {
-	char **v;
-	size_t n;
-};
-
-static void nl_add(struct namelist *l, const char *s)
-{
-	for (size_t i = 0; i < l->n; i++)
-		if (!strcmp(l->v[i], s))
-			return;
-	l->v = xrealloc(l->v, (l->n + 1) * sizeof *l->v);
-	l->v[l->n++] = xstrdup(s);
-}
-
-static void nl_free(struct namelist *l)
-{
-	for (size_t i = 0; i < l->n; i++)
-		free(l->v[i]);
-	free(l->v);
-	l->v = NULL;
-	l->n = 0;
-}
-
-static int nl_mbox_cb(const struct store_mailbox_info *mi, void *rock)
-{
-	nl_add(rock, mi->name);
-	return 0;
-}
-
-static int nl_user_cb(const char *userid, void *rock)
-{
-	nl_add(rock, userid);
-	return 0;
-}
-
 static void nl_remote_cb(void *rock, struct dlist *kv)
 {
 	const char *name;
 	if (!strcasecmp(kv->key, "MAILBOX") && dlist_get_str(kv, "MBOXNAME", &name) == 0 && strncmp(name, "DELETED.", 8))
-		nl_add(rock, name);
+		syncc_names_add(rock, name);
 }
 
 /* Every mailbox of a user, here and on the replica. */
-static int user_mailboxes(struct syncc *sc, const char *user, struct namelist *out, struct terr *err)
+static int user_mailboxes(struct syncc *sc, const char *user, struct names *out, struct terr *err)
 {
 	struct dlist *get = dlist_new(DL_STR, "USER");
 	buf_appends(&get->s, user);
@@ -713,7 +672,7 @@ static int user_mailboxes(struct syncc *sc, const char *user, struct namelist *o
 	if (syncc_roundtrip(sc, nl_remote_cb, out, err) < 0)
 		return -1;
 	struct terr e2;
-	if (store_mailbox_list(sc->st, user, nl_mbox_cb, out, &e2) < 0 && e2.code != TE_NOTFOUND) {
+	if (store_mailbox_list(sc->st, user, syncc_list_cb, out, &e2) < 0 && e2.code != TE_NOTFOUND) {
 		*err = e2;
 		return -1;
 	}
@@ -787,16 +746,16 @@ static int repair_mailbox(struct syncc *sc, const struct syncc_repair_opts *ro, 
 
 int syncc_repair(struct syncc *sc, const struct syncc_repair_opts *ro, struct terr *err)
 {
-	struct namelist mb = { NULL, 0 }, users = { NULL, 0 };
+	struct names mb = { NULL, 0 }, users = { NULL, 0 };
 	int rc = 0;
 	syncc_compare_bodies(sc, ro->bodies);
 	for (size_t i = 0; i < ro->nmailboxes; i++)
-		nl_add(&mb, ro->mailboxes[i]);
+		syncc_names_add(&mb, ro->mailboxes[i]);
 	for (size_t i = 0; i < ro->nusers; i++)
-		nl_add(&users, ro->users[i]);
+		syncc_names_add(&users, ro->users[i]);
 	if (ro->all) {
-		rc = store_user_list(sc->st, nl_user_cb, &users, err);
-		if (rc == 0 && store_mailbox_list(sc->st, "", nl_mbox_cb, &mb, err) < 0)
+		rc = store_user_list(sc->st, syncc_all_users_cb, &users, err);
+		if (rc == 0 && store_mailbox_list(sc->st, "", syncc_list_cb, &mb, err) < 0)
 			rc = -1;
 	}
 	for (size_t u = 0; rc == 0 && u < users.n; u++)
@@ -816,8 +775,8 @@ int syncc_repair(struct syncc *sc, const struct syncc_repair_opts *ro, struct te
 			rc = -1;
 		}
 	}
-	nl_free(&mb);
-	nl_free(&users);
+	syncc_names_free(&mb);
+	syncc_names_free(&users);
 	if (rc == 0 && sc->remaining.n) {
 		size_t real = 0;
 		for (size_t i = 0; i < sc->remaining.n; i++)

@@ -684,3 +684,14 @@ void dlist_print(struct buf *out, const struct dlist *d, enum dlist_literal lit)
 	}
 	dlist_print_value(out, d, lit);
 }
+
+struct dlist *dlist_take_items(struct dlist *kv, const char *key)
+{
+	struct dlist *copy = dlist_new(DL_KVLIST, key);
+	copy->items = kv->items;
+	copy->n = kv->n;
+	copy->cap = kv->cap;
+	kv->items = NULL;
+	kv->n = kv->cap = 0;
+	return copy;
+}

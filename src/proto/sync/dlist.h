@@ -98,6 +98,9 @@ int dlist_parse(const char *in, size_t len, struct dlist **list_r, struct terr *
  * out of the line (NULL if there are fewer than two values or the key is
  * not a string). */
 struct dlist *dlist_take_keyed(struct dlist *line, size_t i);
+/* A new KVLIST with key that takes over kv's items (kv is left empty):
+ * keeps a data line's value beyond the callback that received it. */
+struct dlist *dlist_take_items(struct dlist *kv, const char *key);
 
 /* ---- writing ------------------------------------------------------------------------- */
 

@@ -1,0 +1,298 @@
+/* syncc_cache.c: the sync cache (each mailbox's header as the replica
+ * holds it) and the one-round-trip pass it allows (fast_batch). */
+#include "syncc/syncc.h"
+#include "syncc/syncc-private.h"
+
+#include "conf/conf.h"
+#include "lib/log.h"
+#include "lib/xalloc.h"
+#include "net/conn.h"
+#include "store/store.h"
+#include "sync/sync.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* Header keys kept per mailbox: what syncc_header_equal and an incremental
+ * APPLY MAILBOX (SINCE_*) need. */
+static const char *const rcache_keys[] = { "UNIQUEID", "LAST_UID", "HIGHESTMODSEQ", "UIDVALIDITY", "SYNC_CRC",
+					   "SYNC_CRC_ANNOT", "ACL", "RECENTUID", "OPTIONS" };
+
+static struct syncc_rstate *rcache_find(struct syncc *sc, const char *name)
+{
+	for (size_t i = 0; i < sc->nrcache; i++)
+		if (!strcmp(sc->rcache[i].name, name))
+			return &sc->rcache[i];
+	return NULL;
+}
+
+void syncc_rcache_drop(struct syncc *sc, const char *name)
+{
+	struct syncc_rstate *r = rcache_find(sc, name);
+	if (!r)
+		return;
+	free(r->name);
+	dlist_free(&r->hdr);
+	*r = sc->rcache[--sc->nrcache];
+}
+
+void syncc_rcache_clear(struct syncc *sc)
+{
+	for (size_t i = 0; i < sc->nrcache; i++) {
+		free(sc->rcache[i].name);
+		dlist_free(&sc->rcache[i].hdr);
+	}
+	free(sc->rcache);
+	sc->rcache = NULL;
+	sc->nrcache = 0;
+}
+
+/* After the replica accepted mb (an APPLY MAILBOX): its header is now the
+ * replica's. */
+void syncc_rcache_put(struct syncc *sc, const char *name, const struct dlist *mb)
+{
+	if (sc->nrcache >= SYNCC_RCACHE_MAX)
+		syncc_rcache_clear(sc);	/* crude, but a cache miss only costs a GET */
+	struct dlist *hdr = dlist_new(DL_KVLIST, "MAILBOX");
+	for (size_t i = 0; i < sizeof rcache_keys / sizeof rcache_keys[0]; i++) {
+		const char *v = dlist_cstr(dlist_get(mb, rcache_keys[i]));
+		if (!v) {
+			dlist_free(&hdr);
+			syncc_rcache_drop(sc, name);
+			return;
+		}
+		dlist_add_str(hdr, rcache_keys[i], v);
+	}
+	struct syncc_rstate *r = rcache_find(sc, name);
+	if (!r) {
+		sc->rcache = xrealloc(sc->rcache, (sc->nrcache + 1) * sizeof *sc->rcache);
+		r = &sc->rcache[sc->nrcache++];
+		r->name = xstrdup(name);
+	} else {
+		dlist_free(&r->hdr);
+	}
+	r->hdr = hdr;
+}
+
+int syncc_rec_is_expunged(const struct dlist *r)
+{
+	const struct dlist *fl = dlist_get_list(r, "FLAGS");
+	for (size_t k = 0; fl && k < fl->n; k++)
+		if (dlist_cstr(fl->items[k]) && !strcasecmp(dlist_cstr(fl->items[k]), "\\Expunged"))
+			return 1;
+	return 0;
+}
+
+struct fast_item {
+	char *name;
+	struct dlist *mb;	/* the APPLY MAILBOX to send */
+	int ok;
+};
+
+struct guidset {
+	char (*g)[41];
+	char **owner_mbox;	/* a mailbox of the body's owner, to read it */
+	size_t n;
+};
+
+static int guidset_has(const struct guidset *gs, const char *g)
+{
+	for (size_t i = 0; i < gs->n; i++)
+		if (!strcmp(gs->g[i], g))
+			return 1;
+	return 0;
+}
+
+static void guidset_add(struct guidset *gs, const char *g, const char *mbox)
+{
+	gs->g = xrealloc(gs->g, (gs->n + 1) * sizeof *gs->g);
+	gs->owner_mbox = xrealloc(gs->owner_mbox, (gs->n + 1) * sizeof *gs->owner_mbox);
+	snprintf(gs->g[gs->n], sizeof gs->g[0], "%s", g);
+	gs->owner_mbox[gs->n++] = (char *)mbox;
+}
+
+static void guidset_free(struct guidset *gs)
+{
+	free(gs->g);
+	free(gs->owner_mbox);
+	memset(gs, 0, sizeof *gs);
+}
+
+/* Prepares the incremental APPLY MAILBOX of a mailbox whose replica
+ * state is cached: 1 prepared, 0 nothing to send (equal), -1 not for
+ * the fast path (no cache entry, gone, another uniqueid, an error). */
+static int fast_prepare(struct syncc *sc, const char *name, struct fast_item *it, struct guidset *known,
+			struct guidset *fresh)
+{
+	struct syncc_rstate *r = rcache_find(sc, name);
+	if (!r)
+		return -1;
+	struct terr err = { 0 };
+	struct dlist *local = NULL;
+	if (sync_mailbox_dlist(sc->st, name, 0, 0, &local, &err) < 0)
+		return -1;
+	const char *lu = dlist_cstr(dlist_get(local, "UNIQUEID")), *ru = dlist_cstr(dlist_get(r->hdr, "UNIQUEID"));
+	int same = lu && ru && !strcmp(lu, ru);
+	int equal = same && syncc_header_equal(local, r->hdr);
+	dlist_free(&local);
+	if (!same)
+		return -1;
+	if (equal)
+		return 0;
+	struct rstate_nums rn;
+	syncc_remote_nums(r->hdr, &rn);
+	uint64_t rms = rn.modseq;
+	uint32_t rlast = rn.last_uid, rcrc = rn.crc, rannot = rn.crc_annot;
+	struct dlist *mb = NULL;
+	if (sync_mailbox_dlist(sc->st, name, 1, rms, &mb, &err) < 0)
+		return -1;
+	dlist_add_num(mb, "SINCE_MODSEQ", rms);
+	dlist_add_num(mb, "SINCE_CRC", rcrc);
+	dlist_add_num(mb, "SINCE_CRC_ANNOT", rannot);
+	const struct dlist *records = dlist_get_list(mb, "RECORD");
+	size_t nnew = 0;
+	for (size_t i = 0; records && i < records->n; i++) {
+		uint32_t uid;
+		nnew += dlist_get_num32(records->items[i], "UID", &uid) == 0 && uid > rlast;
+	}
+	if ((long long)nnew > conf_int(sc->conf, "sync_batchsize")) {
+		dlist_free(&mb);	/* in parts: the general path */
+		return -1;
+	}
+	for (size_t i = 0; records && i + 1 < mb->n; i++)
+		if (mb->items[i] == records) {	/* RECORD goes last, after SINCE_* */
+			memmove(&mb->items[i], &mb->items[i + 1], (mb->n - i - 1) * sizeof *mb->items);
+			mb->items[mb->n - 1] = (struct dlist *)records;
+			break;
+		}
+	for (size_t i = 0; records && i < records->n; i++) {
+		const struct dlist *rec = records->items[i];
+		uint32_t uid;
+		char g[41];
+		if (dlist_get_num32(rec, "UID", &uid) < 0 || dlist_get_guid(rec, "GUID", g) < 0)
+			continue;
+		if (uid <= rlast) {
+			/* the replica had this record, so it has its body */
+			if (!guidset_has(known, g))
+				guidset_add(known, g, it->name);
+		} else if (!syncc_rec_is_expunged(rec) && !guidset_has(fresh, g)) {
+			guidset_add(fresh, g, it->name);
+		}
+	}
+	it->mb = mb;
+	return 1;
+}
+
+/* The rolling pass's fast path: every mailbox of names whose replica
+ * state is cached goes in one pipelined write (the new bodies in APPLY
+ * MESSAGE, one APPLY MAILBOX each, and RESTART) and one wait: one round
+ * trip, where the general path needs GET MAILBOXES, RESERVE, MESSAGE
+ * and MAILBOX. A body the replica has already (a copy or move of a
+ * message it holds) is not sent again: its GUID is among the records
+ * the replica had. Names that cannot go this way, or that the replica
+ * refuses (its state was not what the cache said), are returned in
+ * slow[] for the general path. -1 only when the connection failed. */
+int syncc_fast_batch(struct syncc *sc, char **names, size_t n, char **slow, size_t *nslow, struct terr *err)
+{
+	struct fast_item *items = xcalloc(n ? n : 1, sizeof *items);
+	struct guidset known = { 0 }, fresh = { 0 };
+	size_t nitems = 0;
+	*nslow = 0;
+	for (size_t i = 0; i < n; i++) {
+		items[nitems].name = names[i];
+		int r = fast_prepare(sc, names[i], &items[nitems], &known, &fresh);
+		if (r < 0)
+			slow[(*nslow)++] = names[i];
+		else if (r > 0)
+			nitems++;
+		else
+			syncc_note_synced(sc, names[i]);
+	}
+	int rc = 0;
+	if (!nitems)
+		goto out;
+	/* the bodies, in APPLY MESSAGE batches */
+	size_t nsent = 0, nmsgcmds = 0;
+	struct buf data = BUF_INIT;
+	struct dlist *msg = NULL;
+	size_t bytes = 0;
+	for (size_t i = 0; i <= fresh.n; i++) {
+		if (msg && (i == fresh.n || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES ||
+			    nmsgcmds + nitems + 2 >= SYNCC_MAX_PIPELINE)) {
+			syncc_cmd_dlist(sc, "APPLY", msg);
+			syncc_send(sc);
+			nmsgcmds++;
+			dlist_free(&msg);
+			bytes = 0;
+		}
+		if (i == fresh.n)
+			break;
+		if (guidset_has(&known, fresh.g[i]))
+			continue;
+		buf_reset(&data);
+		struct terr e2 = { 0 };
+		if (store_message_read(sc->st, fresh.owner_mbox[i], fresh.g[i], &data, &e2) < 0)
+			continue;	/* its mailbox's APPLY fails: the general path reports it */
+		if (!msg)
+			msg = dlist_new(DL_LIST, "MESSAGE");
+		dlist_add_file(msg, NULL, "default", fresh.g[i], data.ptr, data.len);
+		bytes += data.len;
+		nsent++;
+	}
+	buf_free(&data);
+	for (size_t i = 0; i < nitems; i++) {
+		syncc_rcache_drop(sc, items[i].name);	/* until the replica says OK */
+		syncc_cmd_dlist(sc, "APPLY", items[i].mb);
+		syncc_send(sc);
+	}
+	buf_reset(&sc->out);
+	buf_appends(&sc->out, "RESTART\r\n");
+	syncc_send(sc);
+	if (conn_flush(sc->c, err) < 0) {
+		sc->pcount = 0;
+		rc = -1;
+		goto out;
+	}
+	sc->stats.roundtrips++;
+	/* the answers, in order */
+	for (size_t i = 0; i < nmsgcmds; i++) {
+		struct terr e2 = { 0 };
+		if (syncc_recv(sc, NULL, NULL, &e2) < 0 && e2.code == TE_IO) {
+			*err = e2;
+			rc = -1;
+			goto out;
+		}
+	}
+	sc->stats.messages += nsent;
+	char q[LOGQ_MAX];
+	for (size_t i = 0; i < nitems; i++) {
+		struct terr e2 = { 0 };
+		if (syncc_recv(sc, NULL, NULL, &e2) == 0) {
+			syncc_rcache_put(sc, items[i].name, items[i].mb);
+			sc->stats.mailboxes++;
+			syncc_note_synced(sc, items[i].name);
+			continue;
+		}
+		if (e2.code == TE_IO) {
+			*err = e2;
+			rc = -1;
+			goto out;
+		}
+		log_notice("event=sync_cache_miss channel=%s mailbox=%s reason=\"%s\"", sc->channel,
+			   logq(q, items[i].name), e2.msg);
+		slow[(*nslow)++] = items[i].name;
+	}
+	struct terr e3 = { 0 };
+	if (syncc_recv(sc, NULL, NULL, &e3) < 0 && e3.code == TE_IO) {
+		*err = e3;
+		rc = -1;
+	}
+out:
+	for (size_t i = 0; i < nitems; i++)
+		dlist_free(&items[i].mb);
+	free(items);
+	guidset_free(&known);
+	guidset_free(&fresh);
+	return rc;
+}

@@ -1,0 +1,463 @@
+/* syncc_rolling.c: replication from the change logs: shards, running a
+ * log's entries, logfile replay, one-shot results, rolling mode, and
+ * the channel's status. */
+#include "syncc/syncc.h"
+#include "syncc/syncc-private.h"
+
+#include "chlog/chlog.h"
+#include "conf/conf.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "store/store.h"
+#include "sync/sync.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+int syncc_channel_shards(const struct conf *conf, const char *channel)
+{
+	long long n = conf_chan_int(conf, channel, "sync_shards");
+	return n < 1 ? 1 : n > CHLOG_MAX_SHARDS ? CHLOG_MAX_SHARDS : (int)n;
+}
+
+int syncc_shard_dir(const struct conf *conf, const char *channel, int shard)
+{
+	int n = syncc_channel_shards(conf, channel);
+	if (n <= 1)
+		return -1;
+	return shard < 0 ? 0 : shard >= n ? n - 1 : shard;
+}
+
+/* A file of this client's directory: the channel's, or its shard's. */
+void syncc_shard_path(const struct syncc *sc, const char *file, struct buf *out)
+{
+	chlog_shard_path(conf_str(sc->conf, "configdirectory"), sc->channel,
+			 syncc_shard_dir(sc->conf, sc->channel, sc->o.shard), file, out);
+}
+/* Lines in a log directory's log and log-run (shard < 0: the channel's). */
+static size_t pending_lines(const char *configdir, const char *channel, int shard)
+{
+	struct buf p = BUF_INIT, data = BUF_INIT;
+	size_t lines = 0;
+	for (int k = 0; k < 2; k++) {
+		chlog_shard_path(configdir, channel, shard, k ? "log-run" : "log", &p);
+		buf_reset(&data);
+		struct terr e2;
+		if (fs_read_file(p.ptr, (size_t)1 << 31, &data, &e2) == 0)
+			for (size_t i = 0; i < data.len; i++)
+				lines += data.ptr[i] == '\n';
+	}
+	buf_free(&p);
+	buf_free(&data);
+	return lines;
+}
+
+/* Log directories of the channel outside its current layout (left by a
+ * change of its shard count): the unsharded one when sharded, shards
+ * past the count. A directory that is another channel's (a channel
+ * named "3" beside the default channel) is not one. */
+static int orphan_dirs(const struct conf *conf, const char *channel, int *dirs)
+{
+	int n = syncc_channel_shards(conf, channel), nd = 0;
+	const char *const *chans;
+	size_t nc = conf_channels(conf, &chans);
+	if (n > 1)
+		dirs[nd++] = -1;
+	for (int k = n > 1 ? n : 0; k < CHLOG_MAX_SHARDS; k++) {
+		char name[16];
+		snprintf(name, sizeof name, "%d", k);
+		int taken = 0;
+		for (size_t i = 0; !*channel && i < nc && !taken; i++)
+			taken = !strcmp(chans[i], name);
+		if (!taken)
+			dirs[nd++] = k;
+	}
+	return nd;
+}
+
+/* One shard's (or the channel's, shard < 0) pending lines and failed
+ * mailboxes; *lines_r gets the count. */
+static int status_one(const struct conf *conf, const char *channel, int shard, struct buf *out, size_t *lines_r,
+		      struct terr *err)
+{
+	struct syncc sc = { 0 };
+	sc.conf = conf;
+	sc.o.shard = shard;
+	snprintf(sc.channel, sizeof sc.channel, "%s", channel ? channel : "");
+	const char *qc = *sc.channel ? sc.channel : "\"\"";
+	char sh[32] = "";
+	if (shard >= 0)
+		snprintf(sh, sizeof sh, " shard=%d", shard);
+	*lines_r = pending_lines(conf_str(conf, "configdirectory"), sc.channel, shard);
+	if (shard >= 0)
+		buf_printf(out, "channel=%s%s pending_lines=%zu\n", qc, sh, *lines_r);
+	struct failed *v;
+	size_t n;
+	int rc = syncc_failed_load(&sc, &v, &n, err);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		buf_printf(out, "channel=%s%s mailbox=%s state=failed attempts=%d next_retry=%lld error=\"%s\"\n", qc, sh,
+			   v[i].name, v[i].attempts, v[i].next_retry, v[i].error);
+	if (rc == 0)
+		syncc_failed_free(v, n);
+	return rc;
+}
+
+int syncc_status(const struct conf *conf, const char *channel, struct buf *out, struct terr *err)
+{
+	const char *chan = channel ? channel : "";
+	const char *qc = *chan ? chan : "\"\"";
+	const char *configdir = conf_str(conf, "configdirectory");
+	int nshards = syncc_channel_shards(conf, chan);
+	int dirs[CHLOG_MAX_SHARDS + 1];
+	int nd = orphan_dirs(conf, chan, dirs);
+	size_t orphans = 0;
+	for (int i = 0; i < nd; i++)
+		orphans += pending_lines(configdir, chan, dirs[i]);
+	struct buf body = BUF_INIT;
+	size_t total = 0, lines;
+	int rc = 0;
+	for (int k = 0; k < nshards; k++) {
+		int dir = nshards > 1 ? k : -1;
+		if (status_one(conf, chan, dir, &body, &lines, err) < 0)
+			rc = -1;
+		total += lines;
+	}
+	/* the total first: parsers that read one pending_lines= see it */
+	buf_printf(out, "channel=%s pending_lines=%zu", qc, total + orphans);
+	if (nshards > 1)
+		buf_printf(out, " shards=%d", nshards);
+	if (orphans)
+		buf_printf(out, " old_layout_lines=%zu", orphans);
+	buf_putc(out, '\n');
+	buf_append(out, body.ptr, body.len);
+	buf_free(&body);
+	syncc_splitbrain_status(conf, chan, out);
+	return rc;
+}
+
+/* Reduces and runs the entries of one log (reference §7.6). */
+static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n, struct terr *err)
+{
+	struct names mboxes = { NULL, 0 }, users = { NULL, 0 }, unusers = { NULL, 0 }, unmboxes = { NULL, 0 };
+	struct names subs = { NULL, 0 }, seen = { NULL, 0 }, quotas = { NULL, 0 };
+	for (size_t i = 0; i < n; i++) {
+		const char *k = es[i].keyword, *a1 = buf_cstr(&es[i].arg1), *a2 = buf_cstr(&es[i].arg2);
+		if (!strcmp(k, "APPEND") || !strcmp(k, "MAILBOX"))
+			syncc_names_add(&mboxes, a1);
+		else if (!strcmp(k, "DOUBLEMAILBOX") || !strcmp(k, "RENAME")) {
+			syncc_names_add(&mboxes, a1);
+			if (es[i].nargs > 1)
+				syncc_names_add(&mboxes, a2);
+		} else if (!strcmp(k, "UNMAILBOX"))
+			syncc_names_add(&unmboxes, a1);
+		else if (!strcmp(k, "USER") || !strcmp(k, "META") || !strcmp(k, "SIEVE"))
+			syncc_names_add(&users, a1);
+		else if (!strcmp(k, "UNUSER"))
+			syncc_names_add(&unusers, a1);
+		else if ((!strcmp(k, "SUB") || !strcmp(k, "UNSUB")) && es[i].nargs > 1) {
+			char pair[2 * MAX_MBOXNAME + 2];
+			snprintf(pair, sizeof pair, "%s%c%s", a1, '\x01', a2);
+			syncc_names_add(&subs, pair);
+		} else if (!strcmp(k, "SEEN") && es[i].nargs > 1) {
+			char pair[2 * MAX_MBOXNAME + 2];
+			snprintf(pair, sizeof pair, "%s%c%s", a1, '\x01', a2);
+			syncc_names_add(&seen, pair);
+		} else if (!strcmp(k, "QUOTA"))
+			syncc_names_add(&quotas, a1);
+		else if (!strcmp(k, "ANNOTATION") && *a1)
+			syncc_names_add(&mboxes, a1);
+	}
+	/* a name also deleted in this log is handled by the UNMAILBOX batch
+	 * alone (synced if it exists again, removed there if not) */
+	for (size_t i = 0; i < mboxes.n; i++)
+		for (size_t k = 0; k < unmboxes.n; k++)
+			if (!strcmp(mboxes.v[i], unmboxes.v[k])) {
+				free(mboxes.v[i]);
+				mboxes.v[i--] = mboxes.v[--mboxes.n];
+				break;
+			}
+	int failed = 0;
+	struct terr e2 = { 0 };
+	/* mailboxes, in batches by owner (renames within a user need both names in one batch) */
+	if (mboxes.n && syncc_sync_batch(sc, mboxes.v, mboxes.n, 0, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	for (size_t i = 0; i < quotas.n && !failed; i++) {
+		struct store_quota q;
+		if (store_quota_get(sc->st, quotas.v[i], &q, &e2) == 0) {
+			struct dlist *kv = dlist_new(DL_KVLIST, "QUOTA");
+			dlist_add_str(kv, "ROOT", q.root);
+			dlist_add_num(kv, "LIMIT", q.storage_limit < 0 ? 0 : (uint64_t)q.storage_limit);
+			if (q.storage_limit >= 0)
+				dlist_add_num(kv, "STORAGE", (uint64_t)q.storage_limit);
+			if (q.message_limit >= 0)
+				dlist_add_num(kv, "MESSAGE", (uint64_t)q.message_limit);
+			syncc_cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+			store_quota_free(&q);
+		} else {
+			struct dlist *kv = dlist_new(DL_STR, "UNQUOTA");
+			buf_appends(&kv->s, quotas.v[i]);
+			syncc_cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+		}
+		if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+		}
+	}
+	for (size_t i = 0; i < seen.n && !failed; i++) {
+		char *sep = strchr(seen.v[i], '\x01');
+		*sep = '\0';
+		struct store_seen sv;
+		if (store_seen_get(sc->st, seen.v[i], sep + 1, &sv, &e2) == 0) {
+			struct dlist *kv = dlist_new(DL_KVLIST, "SEEN");
+			dlist_add_str(kv, "USERID", seen.v[i]);
+			dlist_add_str(kv, "UNIQUEID", sep + 1);
+			dlist_add_num(kv, "LASTREAD", (uint64_t)sv.lastread);
+			dlist_add_num(kv, "LASTUID", sv.lastuid);
+			dlist_add_num(kv, "LASTCHANGE", (uint64_t)sv.lastchange);
+			dlist_add_str(kv, "SEENUIDS", sv.seenuids);
+			free(sv.seenuids);
+			syncc_cmd_dlist(sc, "APPLY", kv);
+			dlist_free(&kv);
+			if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0) {
+				*err = e2;
+				failed = 1;
+			}
+		}
+		*sep = '\x01';
+	}
+	for (size_t i = 0; i < subs.n && !failed; i++) {
+		char *sep = strchr(subs.v[i], '\x01');
+		*sep = '\0';
+		struct names mine = { NULL, 0 };
+		int on = 0;
+		if (store_subs_list(sc->st, subs.v[i], syncc_subs_cb, &mine, &e2) == 0)
+			for (size_t k = 0; k < mine.n; k++)
+				on |= !strcmp(mine.v[k], sep + 1);
+		syncc_names_free(&mine);
+		if (syncc_send_sub(sc, subs.v[i], sep + 1, on, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+		}
+		*sep = '\x01';
+	}
+	if (!failed && unmboxes.n && syncc_sync_batch(sc, unmboxes.v, unmboxes.n, 1, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	if (!failed && users.n && syncc_users(sc, (const char *const *)users.v, users.n, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	if (!failed && unusers.n && syncc_users(sc, (const char *const *)unusers.v, unusers.n, &e2) < 0) {
+		*err = e2;
+		failed = 1;
+	}
+	syncc_names_free(&mboxes);
+	syncc_names_free(&users);
+	syncc_names_free(&unusers);
+	syncc_names_free(&unmboxes);
+	syncc_names_free(&subs);
+	syncc_names_free(&seen);
+	syncc_names_free(&quotas);
+	if (!failed && sc->since_restart)
+		syncc_simple(sc, "RESTART", &e2);
+	return failed ? -1 : 0;
+}
+
+/* One-shot modes report isolated mailbox failures as a failure. */
+int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err)
+{
+	if (rc == 0 && sc->nfailed) {
+		terr_set(err, TE_PERM, "%zu mailbox%s failed, first %s: %s", sc->nfailed, sc->nfailed == 1 ? "" : "es",
+			 sc->failed[0].name, sc->failed[0].error);
+		rc = -1;
+	}
+	/* what replicated leaves the channel's failed list */
+	struct terr e2 = { 0 };
+	if (syncc_failed_merge(sc, 0, &e2) < 0)
+		log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e2.msg);
+	return rc;
+}
+
+int syncc_logfile(struct syncc *sc, const char *path, struct terr *err)
+{
+	struct chlog_entry *es = NULL;
+	size_t bad = 0;
+	int n = chlog_read_file(path, &es, &bad, err);
+	if (n < 0)
+		return -1;
+	int rc = run_entries(sc, es, (size_t)n, err);
+	chlog_entries_free(es, (size_t)n);
+	return rc;
+}
+
+/* Shard 0's client (the only one of an unsharded channel) also replays
+ * what is left in log directories of another layout after a change of
+ * the shard count (orphan_dirs), each as one pass. */
+static int drain_old_layout(struct syncc *sc, struct terr *err)
+{
+	if (syncc_shard_dir(sc->conf, sc->channel, sc->o.shard) > 0)
+		return 0;
+	const char *configdir = conf_str(sc->conf, "configdirectory");
+	int dirs[CHLOG_MAX_SHARDS + 1];
+	int nd = orphan_dirs(sc->conf, sc->channel, dirs);
+	struct buf run = BUF_INIT;
+	int rc = 0;
+	for (int i = 0; i < nd && rc == 0; i++) {
+		struct terr e2 = { 0 };
+		int t = chlog_take_shard(configdir, sc->channel, dirs[i], &e2);
+		if (t <= 0) {
+			if (t < 0)
+				log_warn("event=sync_old_layout_fail channel=%s dir=%d error=\"%s\"", sc->channel, dirs[i],
+					 e2.msg);
+			continue;
+		}
+		chlog_shard_path(configdir, sc->channel, dirs[i], "log-run", &run);
+		log_notice("event=sync_old_layout channel=%s file=%s", sc->channel, run.ptr);
+		if (syncc_logfile(sc, run.ptr, err) < 0) {
+			struct terr e3 = { 0 };
+			syncc_failed_merge(sc, 1, &e3);
+			rc = -1;
+		} else if (syncc_failed_merge(sc, 1, err) < 0 || chlog_done_shard(configdir, sc->channel, dirs[i], err) < 0) {
+			rc = -1;
+		}
+	}
+	buf_free(&run);
+	return rc;
+}
+
+int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
+{
+	const char *configdir = conf_str(sc->conf, "configdirectory");
+	int shard = syncc_shard_dir(sc->conf, sc->channel, sc->o.shard);
+	char sl[24] = "";	/* " shard=K" in the logs of a sharded channel */
+	if (shard >= 0)
+		snprintf(sl, sizeof sl, " shard=%d", shard);
+	const char *shutdown = conf_chan_str(sc->conf, sc->channel, "sync_shutdown_file");
+	long long interval = sc->o.delay_set ? sc->o.delay_ms :
+			     conf_chan_duration_ms(sc->conf, sc->channel, "sync_repeat_interval");
+	struct buf run = BUF_INIT, dir = BUF_INIT;
+	syncc_shard_path(sc, "log-run", &run);
+	syncc_shard_path(sc, "", &dir);
+	/* Wake up as soon as a writer touches the log (inotify); the
+	 * repeat interval is only the fallback poll. */
+	int ino = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	struct terr e0;
+	if (ino >= 0 && (fs_mkdir_p(dir.ptr, 0750, &e0) < 0 ||
+			 inotify_add_watch(ino, dir.ptr, IN_MODIFY | IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE) < 0)) {
+		close(ino);
+		ino = -1;
+	}
+	int rc = 0;
+	int draining = 0;
+	for (;;) {
+		if (sc->o.stop && *sc->o.stop && !draining) {
+			log_notice("event=sync_drain channel=%s%s", sc->channel, sl);
+			draining = 1;
+			one_pass = 1;	/* send what is logged, then stop */
+		}
+		if (shutdown && *shutdown && access(shutdown, F_OK) == 0) {
+			unlink(shutdown);
+			log_notice("event=sync_shutdown channel=%s reason=shutdown_file", sc->channel);
+			break;
+		}
+		if (!sc->c && syncc_connect(sc, err) < 0) {
+			rc = -1;
+			break;
+		}
+		struct terr eo = { 0 };
+		if (drain_old_layout(sc, &eo) < 0) {
+			log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, eo.msg);
+			*err = eo;
+			syncc_disconnect(sc);
+			if (one_pass) {
+				rc = -1;
+				break;
+			}
+			usleep(1000000);
+			continue;
+		}
+		int t = chlog_take_shard(configdir, sc->channel, shard, err);
+		if (t < 0) {
+			rc = -1;
+			break;
+		}
+		if (t == 1) {
+			struct timespec t0, t1;
+			unsigned long c0 = sc->stats.commands, r0 = sc->stats.roundtrips, b0 = sc->stats.bytes_sent;
+			clock_gettime(CLOCK_MONOTONIC, &t0);
+			struct terr e2 = { 0 };
+			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
+				/* mailboxes that failed are recorded before the log
+				 * goes; those replicated leave the list */
+				if (syncc_failed_merge(sc, 1, err) < 0) {
+					rc = -1;
+					break;
+				}
+				if (chlog_done_shard(configdir, sc->channel, shard, err) < 0) {
+					rc = -1;
+					break;
+				}
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				log_info("event=sync_pass channel=%s%s ms=%ld commands=%lu roundtrips=%lu bytes=%lu",
+					 sc->channel, sl,
+					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
+					 sc->stats.commands - c0, sc->stats.roundtrips - r0, sc->stats.bytes_sent - b0);
+			} else {
+				/* log-run stays: it is replayed after a reconnect;
+				 * what this pass did is kept */
+				log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, e2.msg);
+				struct terr e3 = { 0 };
+				if (syncc_failed_merge(sc, 1, &e3) < 0)
+					log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e3.msg);
+				*err = e2;
+				syncc_disconnect(sc);
+				if (one_pass) {
+					rc = -1;
+					break;
+				}
+				usleep(1000000);
+				continue;
+			}
+			if (one_pass)
+				break;
+			continue;	/* more may have been logged meanwhile */
+		}
+		if (syncc_failed_retry(sc, err) < 0 && err->code == TE_IO) {
+			syncc_disconnect(sc);
+			continue;
+		}
+		if (one_pass)
+			break;
+		long long waited = 0, step = interval > 0 && interval < 100 ? interval : 100;
+		if (interval <= 0)
+			interval = 100;
+		do {
+			if (ino >= 0) {
+				struct pollfd pf = { ino, POLLIN, 0 };
+				if (poll(&pf, 1, (int)step) > 0) {
+					char evbuf[4096];
+					while (read(ino, evbuf, sizeof evbuf) > 0)
+						;
+					break;	/* something was logged: go */
+				}
+			} else {
+				usleep((useconds_t)(step * 1000));
+			}
+			waited += step;
+		} while (waited < interval && !(sc->o.stop && *sc->o.stop));
+	}
+	if (ino >= 0)
+		close(ino);
+	buf_free(&run);
+	buf_free(&dir);
+	return rc;
+}
