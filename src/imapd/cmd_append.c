@@ -42,22 +42,6 @@ static int append_flags(struct imapd_session *s, const struct imap_append *a, un
 	return 0;
 }
 
-/* Looks the target up (needs i); a missing one gets NO [TRYCREATE]. */
-static int append_target(struct imapd_session *s, const char *external, struct buf *name,
-			 struct store_mailbox_info *mi, unsigned *rights_r)
-{
-	if (imapd_mailbox_get(s, external, IMAPD_R_INSERT, name, mi, rights_r) == 0) {
-		if (!mi->mboxtype || !*mi->mboxtype)
-			return 0;
-		store_mailbox_info_free(mi);
-		imapd_no(s, "CANNOT", "Invalid mailbox type");	/* a #sieve folder is not mail */
-		return -1;
-	}
-	if (buf_eq(&s->res.code, "NONEXISTENT"))
-		imapd_no(s, "TRYCREATE", "Mailbox does not exist");
-	return -1;
-}
-
 int imapd_cmd_append(struct imapd_session *s, const struct imap_cmd *cmd)
 {
 	const struct imap_append *a = &cmd->u.append;
@@ -65,7 +49,7 @@ int imapd_cmd_append(struct imapd_session *s, const struct imap_cmd *cmd)
 	struct store_mailbox_info mi = { 0 };
 	struct terr err = { 0 };
 	unsigned rights = 0, sys = 0;
-	if (append_target(s, a->mailbox, &name, &mi, &rights) < 0 || append_flags(s, a, rights, &sys, &kw) < 0)
+	if (imapd_target_get(s, a->mailbox, &name, &mi, &rights) < 0 || append_flags(s, a, rights, &sys, &kw) < 0)
 		goto out;
 	const char *data = a->message ? a->message : s->appendmsg.ptr;
 	size_t len = a->message ? (size_t)a->size : s->appendmsg.len;

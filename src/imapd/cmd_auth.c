@@ -9,6 +9,8 @@
  */
 #include "imapd/imapd-private.h"
 
+#include "lib/base64.h"
+
 #include "conf/conf.h"
 #include "lib/limits.h"
 #include "lib/log.h"
@@ -152,7 +154,7 @@ int imapd_cmd_authenticate(struct imapd_session *s, const struct imap_cmd *cmd)
 	}
 	/* authzid NUL authcid NUL password */
 	const char *z = NULL, *c = NULL, *p = NULL;
-	if (imapd_base64_decode(b64.ptr ? b64.ptr : "", b64.len, &dec) == 0 && dec.len) {
+	if (base64_decode_strict(b64.ptr ? b64.ptr : "", b64.len, &dec) == 0 && dec.len) {
 		const char *end = dec.ptr + dec.len;
 		const char *n1 = memchr(dec.ptr, '\0', dec.len);
 		const char *n2 = n1 ? memchr(n1 + 1, '\0', (size_t)(end - n1 - 1)) : NULL;

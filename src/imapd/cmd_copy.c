@@ -21,22 +21,6 @@ struct copy_job {
 	size_t n;
 };
 
-/* Looks the target up (needs i); a missing one gets NO [TRYCREATE]. */
-static int get_target(struct imapd_session *s, const char *external, struct buf *name,
-		      struct store_mailbox_info *mi)
-{
-	if (imapd_mailbox_get(s, external, IMAPD_R_INSERT, name, mi, NULL) == 0) {
-		if (!mi->mboxtype || !*mi->mboxtype)
-			return 0;
-		store_mailbox_info_free(mi);
-		imapd_no(s, "CANNOT", "Invalid mailbox type");	/* a #sieve folder is not mail */
-		return -1;
-	}
-	if (buf_eq(&s->res.code, "NONEXISTENT"))
-		imapd_no(s, "TRYCREATE", "Mailbox does not exist");
-	return -1;
-}
-
 /* Appends one message of the selected mailbox to the target. */
 static int copy_one(struct imapd_session *s, const struct imapd_msg *m, const char *target, struct buf *data,
 		    uint32_t *uid_r, struct terr *err)
@@ -143,7 +127,7 @@ int imapd_cmd_copy(struct imapd_session *s, const struct imap_cmd *cmd)
 	}
 	struct buf name = BUF_INIT, code = BUF_INIT;
 	struct store_mailbox_info mi = { 0 };
-	if (get_target(s, cmd->u.copy.mailbox, &name, &mi) < 0)
+	if (imapd_target_get(s, cmd->u.copy.mailbox, &name, &mi, NULL) < 0)
 		goto out;
 	/* the flags to copy are the store's current ones */
 	if (imapd_view_poll(s) < 0)

@@ -96,12 +96,6 @@ void imapd_acl_each(const char *acl, imapd_acl_cb *cb, void *rock);
  * Patterns longer than IMAP_MAX_LIST_PATTERN match nothing. */
 int imapd_pattern_match(const char *pat, size_t plen, const char *name, size_t nlen, char sep);
 
-/* ---- base64 (SASL) -------------------------------------------------------- */
-
-/* Decodes RFC 4648 base64 (padding optional, no whitespace) appending to
- * out. Returns 0, or -1 on a bad character or length. */
-int imapd_base64_decode(const char *s, size_t len, struct buf *out);
-
 /* ---- the selected mailbox ------------------------------------------------ */
 
 struct imapd_msg {
@@ -249,6 +243,11 @@ unsigned imapd_rights(const struct imapd_session *s, const char *internal, const
  * (may be NULL) set; -1 with a NO set. */
 int imapd_mailbox_get(struct imapd_session *s, const char *external, unsigned need, struct buf *internal_r,
 		      struct store_mailbox_info *mi_r, unsigned *rights_r);
+/* The target of APPEND, COPY or MOVE (needs i): a missing one gets NO
+ * [TRYCREATE], a mailbox that is not mail (#sieve) NO [CANNOT]. 0 with
+ * *mi (free it), or -1 with the NO set. */
+int imapd_target_get(struct imapd_session *s, const char *external, struct buf *name,
+		     struct store_mailbox_info *mi, unsigned *rights_r);
 /* Appends "(\Seen $Foo)" for a message's flags. */
 void imapd_write_flags(struct buf *b, unsigned sysflags, const char *keywords);
 

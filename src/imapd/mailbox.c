@@ -74,6 +74,21 @@ int imapd_mailbox_get(struct imapd_session *s, const char *external, unsigned ne
 	return 0;
 }
 
+int imapd_target_get(struct imapd_session *s, const char *external, struct buf *name,
+		     struct store_mailbox_info *mi, unsigned *rights_r)
+{
+	if (imapd_mailbox_get(s, external, IMAPD_R_INSERT, name, mi, rights_r) == 0) {
+		if (!mi->mboxtype || !*mi->mboxtype)
+			return 0;
+		store_mailbox_info_free(mi);
+		imapd_no(s, "CANNOT", "Invalid mailbox type");	/* a #sieve folder is not mail */
+		return -1;
+	}
+	if (buf_eq(&s->res.code, "NONEXISTENT"))
+		imapd_no(s, "TRYCREATE", "Mailbox does not exist");
+	return -1;
+}
+
 void imapd_write_flags(struct buf *b, unsigned sysflags, const char *keywords)
 {
 	buf_putc(b, '(');

@@ -54,13 +54,14 @@ static int next_range(const char **p, uint32_t *lo, uint32_t *hi)
 	return 1;
 }
 
-static int in_set(const char *set, uint32_t uid)
-{
+struct range {
 	uint32_t lo, hi;
-	for (const char *p = set; next_range(&p, &lo, &hi);)
-		if (uid >= lo && uid <= hi)
-			return 1;
-	return 0;
+};
+
+static int cmp_range(const void *a, const void *b)
+{
+	const struct range *x = a, *y = b;
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
 }
 
 void imapd_seen_overlay(struct imapd_session *s, int initial)
@@ -73,17 +74,35 @@ void imapd_seen_overlay(struct imapd_session *s, int initial)
 	const char *set = "";
 	if (store_seen_get(s->st, s->user, v->uniqueid, &seen, &err) == 0)
 		set = seen.seenuids ? seen.seenuids : "";
-	/* sets are short and sorted in practice: a linear scan per message
-	 * is bounded by the set's ranges */
+	/* the set's ranges in order, then one walk along the messages
+	 * (ascending UIDs): O(messages + ranges) per poll */
+	size_t n = 0, cap = 0;
+	struct range *r = NULL;
+	uint32_t lo, hi;
+	for (const char *p = set; next_range(&p, &lo, &hi);) {
+		if (n == cap)
+			r = xrealloc(r, (cap = cap ? 2 * cap : 16) * sizeof *r);
+		r[n++] = (struct range){ lo, hi };
+	}
+	if (n > 1)
+		qsort(r, n, sizeof *r, cmp_range);
+	size_t k = 0;
+	uint32_t reach = 0;	/* highest UID covered by the ranges passed so far */
 	for (size_t i = 0; i < v->n; i++) {
 		struct imapd_msg *m = &v->msgs[i];
-		unsigned want = in_set(set, m->uid) ? SYSFLAG_SEEN : 0;
+		while (k < n && r[k].lo <= m->uid) {
+			if (r[k].hi > reach)
+				reach = r[k].hi;
+			k++;
+		}
+		unsigned want = k && m->uid <= reach ? SYSFLAG_SEEN : 0;
 		if ((m->sysflags & SYSFLAG_SEEN) == want)
 			continue;
 		m->sysflags = (m->sysflags & ~(unsigned)SYSFLAG_SEEN) | want;
 		if (!initial && !m->gone)
 			m->dirty = 1;
 	}
+	free(r);
 	free(seen.seenuids);
 }
 

@@ -52,6 +52,9 @@ struct utx {
 int store_sql_exec(sqlite3 *db, const char *sql, struct terr *err);
 int store_sql_fail(sqlite3 *db, const char *what, struct terr *err);
 sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err);
+/* Runs a one-parameter query ("SELECT 1 FROM t WHERE k = ?"): 1 when it
+ * returns a row, 0 when not, -1 on error (what names it in err). */
+int store_sql_exists(sqlite3 *db, const char *sql, const char *param, const char *what, struct terr *err);
 /* Opens (or returns the cached) database of an owner. create: make the
  * directory and schema when missing; else TE_NOTFOUND when missing. */
 int store_ustore(struct store *st, const char *owner, int create, struct ustore **u_r,

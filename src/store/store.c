@@ -429,19 +429,24 @@ static int hash_password(const char *password, struct buf *out, struct terr *err
 	return rc;
 }
 
-static int users_row_exists(struct store *st, const char *userid, struct terr *err)
+int store_sql_exists(sqlite3 *db, const char *sql, const char *param, const char *what, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT 1 FROM users WHERE userid = ?;", err);
+	sqlite3_stmt *s = store_sql_prepare(db, sql, err);
 	if (!s)
 		return -1;
-	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	sqlite3_bind_text(s, 1, param, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (rc == SQLITE_ROW)
 		return 1;
 	if (rc == SQLITE_DONE)
 		return 0;
-	return store_sql_fail(st->usersdb, "users", err);
+	return store_sql_fail(db, what, err);
+}
+
+static int users_row_exists(struct store *st, const char *userid, struct terr *err)
+{
+	return store_sql_exists(st->usersdb, "SELECT 1 FROM users WHERE userid = ?;", userid, "users", err);
 }
 
 int store_user_exists(struct store *st, const char *userid, struct terr *err)

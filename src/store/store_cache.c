@@ -26,17 +26,7 @@ void store_cache_strings_free(struct store_cache_strings *cs)
 
 static int cache_has(struct ustore *u, const char *guid, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT 1 FROM cache WHERE guid = ?;", err);
-	if (!s)
-		return -1;
-	sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_sql_fail(u->db, "cache", err);
+	return store_sql_exists(u->db, "SELECT 1 FROM cache WHERE guid = ?;", guid, "cache", err);
 }
 
 static void bind_buf(sqlite3_stmt *s, int col, const struct buf *b)

@@ -215,6 +215,40 @@ static int check_message(struct store *st, size_t len, struct terr *err)
 	return 0;
 }
 
+/* Inserts a live record into the mailbox of row and brings the row's
+ * LAST_UID, HIGHESTMODSEQ and both CRCs along (the caller writes the row
+ * back with store_mbox_update_counters). kw must be canonical. */
+static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, uint64_t modseq, int64_t now,
+			 unsigned sysflags, const char *kw, int64_t internaldate, uint32_t size, const char *guid,
+			 struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db,
+		"INSERT INTO records(mailbox_id, uid, modseq, last_updated, sysflags, keywords,"
+		" internaldate, size, guid, savedate, createdmodseq) VALUES(?,?,?,?,?,?,?,?,?,?,?);", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, row->id);
+	sqlite3_bind_int64(s, 2, uid);
+	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
+	sqlite3_bind_int64(s, 4, now);
+	sqlite3_bind_int64(s, 5, sysflags);
+	sqlite3_bind_text(s, 6, kw, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 7, internaldate);
+	sqlite3_bind_int64(s, 8, size);
+	sqlite3_bind_text(s, 9, guid, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 10, now);
+	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
+	int sr = sqlite3_step(s);
+	sqlite3_finalize(s);
+	if (sr != SQLITE_DONE)
+		return store_sql_fail(u->db, "insert record", err);
+	row->last_uid = uid;
+	row->highestmodseq = modseq;
+	row->sync_crc ^= synccrc_record(uid, modseq, now, sysflags, kw, internaldate, guid);
+	row->sync_crc_annot ^= synccrc_annot_virtual(uid, 0, now, modseq);
+	return 0;
+}
+
 /* The part of an append that runs under the user's lock. The message
  * file must already be durable in u's blob directory. */
 static int append_locked(struct store *st, struct ustore *u, const char *mboxname,
@@ -246,43 +280,20 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 	uint32_t uid = row.last_uid + 1;
 	unsigned sysflags = opts ? opts->sysflags & ~(unsigned)SYSFLAG_EXPUNGED : 0;
 	int64_t internaldate = opts && opts->internaldate ? opts->internaldate : now;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
-		"INSERT INTO records(mailbox_id, uid, modseq, last_updated, sysflags, keywords,"
-		" internaldate, size, guid, savedate, createdmodseq) VALUES(?,?,?,?,?,?,?,?,?,?,?);", err);
-	if (!s)
+	if (record_insert(u, &row, uid, modseq, now, sysflags, buf_cstr(&kw), internaldate, (uint32_t)len, guid,
+			  err) < 0)
 		goto out;
-	sqlite3_bind_int64(s, 1, row.id);
-	sqlite3_bind_int64(s, 2, uid);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
-	sqlite3_bind_int64(s, 4, now);
-	sqlite3_bind_int64(s, 5, sysflags);
-	sqlite3_bind_text(s, 6, buf_cstr(&kw), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 7, internaldate);
-	sqlite3_bind_int64(s, 8, (sqlite3_int64)len);
-	sqlite3_bind_text(s, 9, guid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 10, now);
-	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
-	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (sr != SQLITE_DONE) {
-		store_sql_fail(u->db, "insert record", err);
-		goto out;
-	}
 	if (store_cache_add(st, u, guid, data, len, err) < 0)
 		goto out;
-	row.last_uid = uid;
-	row.highestmodseq = modseq;
-	row.sync_crc ^= synccrc_record(uid, modseq, now, sysflags, buf_cstr(&kw), internaldate, guid);
-	row.sync_crc_annot ^= synccrc_annot_virtual(uid, 0, now, modseq);
 	if (store_mbox_update_counters(&tx, &row, err) < 0)
 		goto out;
-	s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count = exists_count + 1,"
+	sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count = exists_count + 1,"
 				     " last_appenddate = ? WHERE id = ?;", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_int64(s, 1, now);
 	sqlite3_bind_int64(s, 2, row.id);
-	sr = sqlite3_step(s);
+	int sr = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "update mailbox", err);
@@ -612,40 +623,11 @@ out:
 static int copy_insert(struct utx *tx, struct mbox_row *row, const struct store_record *r, uint32_t uid,
 		       uint64_t modseq, int64_t now, struct terr *err)
 {
-	struct ustore *u = tx->u;
 	struct buf kw = BUF_INIT;
-	int rc = -1;
-	if (kw_canonical(u, row->id, r->keywords, &kw, err) < 0)
-		goto out;
-	unsigned sysflags = r->sysflags & ~(unsigned)SYSFLAG_EXPUNGED;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
-		"INSERT INTO records(mailbox_id, uid, modseq, last_updated, sysflags, keywords,"
-		" internaldate, size, guid, savedate, createdmodseq) VALUES(?,?,?,?,?,?,?,?,?,?,?);", err);
-	if (!s)
-		goto out;
-	sqlite3_bind_int64(s, 1, row->id);
-	sqlite3_bind_int64(s, 2, uid);
-	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
-	sqlite3_bind_int64(s, 4, now);
-	sqlite3_bind_int64(s, 5, sysflags);
-	sqlite3_bind_text(s, 6, buf_cstr(&kw), -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 7, r->internaldate);
-	sqlite3_bind_int64(s, 8, r->size);
-	sqlite3_bind_text(s, 9, r->guid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 10, now);
-	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
-	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (sr != SQLITE_DONE) {
-		store_sql_fail(u->db, "insert record", err);
-		goto out;
-	}
-	row->last_uid = uid;
-	row->highestmodseq = modseq;
-	row->sync_crc ^= synccrc_record(uid, modseq, now, sysflags, buf_cstr(&kw), r->internaldate, r->guid);
-	row->sync_crc_annot ^= synccrc_annot_virtual(uid, 0, now, modseq);
-	rc = 0;
-out:
+	int rc = kw_canonical(tx->u, row->id, r->keywords, &kw, err);
+	if (rc == 0)
+		rc = record_insert(tx->u, row, uid, modseq, now, r->sysflags & ~(unsigned)SYSFLAG_EXPUNGED,
+				   buf_cstr(&kw), r->internaldate, r->size, r->guid, err);
 	buf_free(&kw);
 	return rc;
 }

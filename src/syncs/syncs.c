@@ -13,6 +13,7 @@
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"
+#include "lib/base64.h"
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/sha1.h"
@@ -23,7 +24,7 @@
 #include "sync/sync.h"
 
 #include <ctype.h>
-#include <openssl/evp.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -135,25 +136,21 @@ static void do_authenticate(struct syncs *s, const struct dlist *line)
 		send_line(s, "NO Plaintext authentication is not allowed without TLS");
 		return;
 	}
-	unsigned char dec[1600];
 	size_t rl = strlen(resp);
-	if (rl > 2000 || rl % 4) {
+	struct buf decoded = BUF_INIT;
+	if (rl > 2000 || base64_decode_strict(resp, rl, &decoded) < 0) {
+		buf_free(&decoded);
 		send_line(s, "BAD Invalid base64");
 		return;
 	}
-	int n = EVP_DecodeBlock(dec, (const unsigned char *)resp, (int)rl);
-	if (n < 0) {
-		send_line(s, "BAD Invalid base64");
-		return;
-	}
-	while (rl && resp[rl - 1] == '=') {
-		rl--;
-		n--;
-	}
+	const unsigned char *dec = (const unsigned char *)buf_cstr(&decoded);
+	size_t n = decoded.len;
 	/* authzid \0 authcid \0 password */
-	const unsigned char *p1 = memchr(dec, 0, (size_t)n);
+	const unsigned char *p1 = memchr(dec, 0, n);
 	const unsigned char *p2 = p1 ? memchr(p1 + 1, 0, (size_t)(dec + n - p1 - 1)) : NULL;
 	if (!p1 || !p2) {
+		OPENSSL_cleanse(decoded.ptr, decoded.len);
+		buf_free(&decoded);
 		send_line(s, "BAD Invalid PLAIN response");
 		return;
 	}
@@ -164,8 +161,9 @@ static void do_authenticate(struct syncs *s, const struct dlist *line)
 	struct terr err;
 	int ok = store_user_check_password(s->st, authcid, pw, &err) == 1 && is_admin(s->env->conf, authcid) &&
 		 (!authzid[0] || !strcmp(authzid, authcid));
-	memset(pw, 0, sizeof pw);
-	memset(dec, 0, sizeof dec);
+	OPENSSL_cleanse(pw, sizeof pw);
+	OPENSSL_cleanse(decoded.ptr, decoded.len);
+	buf_free(&decoded);
 	if (!ok) {
 		log_warn("event=login_fail service=sync session=%s user=%s peer=%s", s->env->session_id, authcid,
 			 s->env->peer);

@@ -1,6 +1,7 @@
 /* test_imapd.c: the pure parts of the IMAP server: rights letters, Cyrus
  * ACL strings, LIST pattern matching, SASL base64. */
 #include "imapd/imapd-private.h"
+#include "lib/base64.h"
 #include "test.h"
 
 static unsigned rights(const char *s)
@@ -106,7 +107,7 @@ static const char *b64(const char *in)
 {
 	static struct buf out;
 	buf_reset(&out);
-	if (imapd_base64_decode(in, strlen(in), &out) < 0)
+	if (base64_decode_strict(in, strlen(in), &out) < 0)
 		return "ERROR";
 	for (size_t i = 0; i < out.len; i++)
 		if (!out.ptr[i])

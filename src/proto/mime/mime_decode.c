@@ -4,23 +4,10 @@
  * '=' that starts no valid escape is kept as is. */
 #include "proto/mime/mime-private.h"
 
+#include "lib/base64.h"
+
 #include <string.h>
 #include <strings.h>
-
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
 void mime_base64_decode(const char *s, size_t len, struct buf *out)
 {
@@ -30,7 +17,7 @@ void mime_base64_decode(const char *s, size_t len, struct buf *out)
 	out->ptr[out->len] = '\0';	/* reserve does not terminate */
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
-		int v = b64val(c);
+		int v = base64_value(c);
 		if (v < 0) {
 			if (c == '=' && n > 0) {
 				/* padding ends this group; flush what it holds */

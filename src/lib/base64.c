@@ -1,7 +1,7 @@
-/* base64.c: RFC 4648 base64 decoding for SASL responses. */
-#include "imapd/imapd-private.h"
+/* base64.c: see base64.h. */
+#include "lib/base64.h"
 
-static int val(unsigned char c)
+int base64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -16,7 +16,7 @@ static int val(unsigned char c)
 	return -1;
 }
 
-int imapd_base64_decode(const char *s, size_t len, struct buf *out)
+int base64_decode_strict(const char *s, size_t len, struct buf *out)
 {
 	while (len && s[len - 1] == '=')
 		len--;
@@ -25,7 +25,7 @@ int imapd_base64_decode(const char *s, size_t len, struct buf *out)
 	unsigned acc = 0;
 	int bits = 0;
 	for (size_t i = 0; i < len; i++) {
-		int v = val((unsigned char)s[i]);
+		int v = base64_value((unsigned char)s[i]);
 		if (v < 0)
 			return -1;
 		acc = (acc << 6) | (unsigned)v;
