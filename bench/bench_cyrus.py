@@ -42,6 +42,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import workload  # noqa: E402
 import cyrus  # noqa: E402
+from benchlib import free_port, run, wait_port  # noqa: E402
 
 BIN = os.path.join(TOP, "bin")
 TANDEM = os.path.join(BIN, "tandem")
@@ -53,30 +54,6 @@ READER, READER_PW = "reader", "readerpw"
 FETCHES = [("list", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)"),
            ("bodystructure", "(BODYSTRUCTURE)"),
            ("full", "BODY.PEEK[]")]
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def run(*args, **kw):
-    return subprocess.run(list(args), check=True, capture_output=True, **kw)
-
-
-def wait_port(p, proc):
-    for _ in range(400):
-        if proc.poll() is not None:
-            raise RuntimeError("tandemd exited")
-        try:
-            socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.025)
-    raise RuntimeError("no listener")
 
 
 def ratio(t, c):

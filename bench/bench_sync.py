@@ -29,6 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import workload  # noqa: E402
+from benchlib import free_port, run, wait_port  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BIN = os.path.join(TOP, "bin")
@@ -39,30 +40,6 @@ LAT_N = int(os.environ.get("BENCH_LAT_N", "200"))
 PAUSE_MAX = float(os.environ.get("BENCH_PAUSE_MAX", "1.0"))
 # "initial": only the initial sync (bench/run.sh's 10,000-message run)
 ONLY = os.environ.get("BENCH_SYNC_ONLY", "")
-
-
-def port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def run(*args, **kw):
-    return subprocess.run(list(args), check=True, capture_output=True, **kw)
-
-
-def wait_port(p, proc):
-    for _ in range(400):
-        if proc.poll() is not None:
-            raise RuntimeError("tandemd exited")
-        try:
-            socket.create_connection(("127.0.0.1", p), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.025)
-    raise RuntimeError("no listener")
 
 
 def tree_cpu(pid):
@@ -142,7 +119,7 @@ def main():
     root = tempfile.mkdtemp(prefix="bench-sync-", dir=base)
     results = []
     try:
-        lp, sp = port(), port()
+        lp, sp = free_port(), free_port()
         # sync_log off on the master while loading, so the initial sync is measured alone
         master, replica = make_pair(root, lp, sp, "sync_log: no\n")
         master.start(lp)

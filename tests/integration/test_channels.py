@@ -15,7 +15,7 @@ import smtplib
 import threading
 import time
 
-from tlib import Daemon, Instance, Suite, free_port, make_message
+from tlib import Daemon, Instance, Suite, free_port, make_message, wait_equal
 
 t = Suite("channels")
 started = []
@@ -39,22 +39,6 @@ def set_channels(conf, chans, hosts):
     lines.append("sync_log_channels: " + " ".join(chans))
     lines += [f"{c}_sync_host: 127.0.0.1:{hosts[c]}" for c in chans]
     open(conf, "w").write("\n".join(lines) + "\n")
-
-
-def compare(m, chan):
-    r = m.run(["compare", "-n", chan, "-o"])
-    return r.returncode, r.stdout + r.stderr
-
-
-def wait_equal(m, chan, timeout=30):
-    deadline = time.time() + timeout
-    out = ""
-    while time.time() < deadline:
-        rc, out = compare(m, chan)
-        if rc == 0:
-            return True, out
-        time.sleep(0.3)
-    return False, out
 
 
 import tempfile

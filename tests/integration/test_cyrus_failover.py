@@ -30,7 +30,8 @@ import threading
 import time
 
 import cyrus
-from tlib import BIN, TOP, Daemon, Instance, Suite, free_port, make_message
+from imapview import bodies_of, flags_of, metadata_pairs
+from tlib import BIN, TOP, Daemon, Instance, Suite, free_port, lmtp_send, make_message, wait_equal
 
 t = Suite("cyrus-failover")
 if not cyrus.available() or os.geteuid() != 0:
@@ -84,53 +85,6 @@ def namespaces_work():
 
 
 # ---- what a user sees (as test_cyrus_state.py) ---------------------------------
-def flags_of(im, mailbox):
-    """{uid: sorted flags} of a mailbox as this login sees it."""
-    typ, _ = im.select(mailbox, readonly=True)
-    if typ != "OK":
-        return None
-    typ, data = im.uid("FETCH", "1:*", "(UID FLAGS)")
-    out = {}
-    for d in data:
-        if not d:
-            continue
-        line = d.decode() if isinstance(d, bytes) else d[0].decode()
-        m = re.search(r"UID (\d+)", line)
-        f = re.search(r"FLAGS \(([^)]*)\)", line)
-        if m and f:
-            out[int(m.group(1))] = sorted(x for x in f.group(1).split() if x != "\\Recent")
-    im.close()
-    return out
-
-
-def bodies_of(im, mailbox):
-    """{uid: body bytes} of a mailbox."""
-    typ, _ = im.select(mailbox, readonly=True)
-    if typ != "OK":
-        return None
-    typ, data = im.uid("FETCH", "1:*", "(UID BODY.PEEK[])")
-    out = {}
-    for d in data:
-        if isinstance(d, tuple):
-            out[int(re.search(r"UID (\d+)", d[0].decode()).group(1))] = d[1]
-    im.close()
-    return out
-
-
-def metadata_pairs(data):
-    out = {}
-    for x in data:
-        if not x:
-            continue
-        text = x.decode() if isinstance(x, bytes) else " ".join(p.decode() for p in x if isinstance(p, bytes))
-        inner = text[text.index("(") + 1:text.rindex(")")]
-        toks = re.findall(r'"((?:[^"\\]|\\.)*)"|(\S+)', inner)
-        vals = [q if q or not a else a for q, a in toks]
-        for k, v in zip(vals[0::2], vals[1::2]):
-            out[k] = None if v == "NIL" else v
-    return out
-
-
 def answers(im, folders):
     """Subscriptions, folders, special-use, quota, and per folder: flags,
     bodies, metadata; the ACL of INBOX.Work."""
@@ -170,29 +124,6 @@ def compare_users(cy, tandem_port, what):
          f"{what}: bob's view (his own \\Seen) of user.alice.Work")
     ci.logout()
     ti.logout()
-
-
-def lmtp(port, rcpt, msg):
-    l = smtplib.LMTP("127.0.0.1", port)
-    try:
-        l.sendmail("s@example.net", [rcpt], msg)
-        return 250
-    except smtplib.SMTPRecipientsRefused as e:
-        return list(e.recipients.values())[0][0]
-    finally:
-        l.close()
-
-
-def wait_equal(inst, chan, timeout=30):
-    deadline = time.time() + timeout
-    out = ""
-    while time.time() < deadline:
-        r = inst.run(["compare", "-n", chan, "-o"])
-        out = r.stdout + r.stderr
-        if r.returncode == 0:
-            return True, out
-        time.sleep(0.3)
-    return False, out
 
 
 def drill(transport):
@@ -266,7 +197,7 @@ def drill(transport):
         bo.store("2", "+FLAGS", "(\\Seen)")
         bo.logout()
         t.check(os.path.getsize(os.path.join(cm.dir, "config", "sync", "log")) > 0, "Cyrus's sync log holds changes")
-        t.eq(lmtp(d.port["lmtp"], "alice", make_message(t.rng, 90)), 451, "tandem, a replica, answers LMTP 451")
+        t.eq(lmtp_send(d.port["lmtp"], "alice", make_message(t.rng, 90)), 451, "tandem, a replica, answers LMTP 451")
 
     env = dict(os.environ, TANDEM=os.path.join(BIN, "tandem"), TANDEM_CONF=rep.conf, CHANNEL="cy",
                CYRUS_CSYNC_PORT=str(csport), CYRUS_IMAP_PORT=str(cm.imap_port), CYRUS_CONF=cm.conf,
@@ -335,7 +266,7 @@ def drill(transport):
 
     with t.case(f"{transport}: tandem takes LMTP and IMAP changes; Cyrus, its replica, follows"):
         for i in range(20, 26):
-            t.eq(lmtp(d.port["lmtp"], ["alice", "alice+Work", "bob"][i % 3], make_message(t.rng, i)), 250,
+            t.eq(lmtp_send(d.port["lmtp"], ["alice", "alice+Work", "bob"][i % 3], make_message(t.rng, i)), 250,
                  "LMTP delivery to tandem")
         al = tandem_imap(d.port["imap"], "alice", "alicepw")
         t.eq(al.create("INBOX.Later.Sub")[0], "OK", "CREATE on tandem")

@@ -15,7 +15,7 @@ import smtplib
 import tempfile
 import time
 
-from tlib import Daemon, Instance, Suite, free_port, make_message
+from tlib import Daemon, Instance, Suite, free_port, lmtp_send, make_message, wait_equal
 
 t = Suite("failover")
 root = tempfile.mkdtemp(prefix="tandem-failover-")
@@ -32,29 +32,6 @@ def instance(name, peer_chan, peer_port, own_port):
     inst.ok(["user", "add", "repl"], "replpw\n")
     inst.sync_port = own_port
     return inst
-
-
-def deliver(d, rcpt, msg):
-    l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
-    try:
-        l.sendmail("s@example.net", [rcpt], msg)
-        return 250
-    except smtplib.SMTPRecipientsRefused as e:
-        return list(e.recipients.values())[0][0]
-    finally:
-        l.close()
-
-
-def wait_equal(inst, chan, timeout=30):
-    deadline = time.time() + timeout
-    out = ""
-    while time.time() < deadline:
-        r = inst.run(["compare", "-n", chan, "-o"])
-        out = r.stdout + r.stderr
-        if r.returncode == 0:
-            return True, out
-        time.sleep(0.3)
-    return False, out
 
 
 def start(inst):
@@ -80,7 +57,7 @@ try:
 
     with t.case("master A replicates to B; B refuses clients' changes"):
         for i in range(8):
-            t.eq(deliver(da, "alice", make_message(t.rng, i)), 250, "delivery to A")
+            t.eq(lmtp_send(da.port["lmtp"], "alice", make_message(t.rng, i)), 250, "delivery to A")
         im = imaplib.IMAP4("127.0.0.1", da.port["imap"])
         im.login("alice", "pw")
         im.select("INBOX")
@@ -88,7 +65,7 @@ try:
         im.logout()
         ok, out = wait_equal(A, "tob")
         t.check(ok, f"B equals A: {out[-500:]}")
-        t.eq(deliver(db, "alice", make_message(t.rng, 99)), 451, "LMTP to the replica: 451")
+        t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 99)), 451, "LMTP to the replica: 451")
         im = imaplib.IMAP4("127.0.0.1", db.port["imap"])
         im.login("alice", "pw")
         typ, data = im.append("INBOX", None, None, make_message(t.rng, 98))
@@ -105,9 +82,9 @@ try:
         r = B.run(["failover", "promote"])
         t.eq(r.returncode, 0, f"promote B: {r.stdout}{r.stderr}")
         time.sleep(0.5)
-        t.eq(deliver(da, "alice", make_message(t.rng, 97)), 451, "LMTP to the demoted A: 451")
+        t.eq(lmtp_send(da.port["lmtp"], "alice", make_message(t.rng, 97)), 451, "LMTP to the demoted A: 451")
         for i in range(5):
-            t.eq(deliver(db, "alice", make_message(t.rng, 200 + i)), 250, "delivery to the new master B")
+            t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 200 + i)), 250, "delivery to the new master B")
         ok, out = wait_equal(B, "toa")
         t.check(ok, f"A equals B after the switch: {out[-500:]}")
         t.eq(len(A.messages("user.alice")), 13, "A has every message")
@@ -126,12 +103,12 @@ try:
         # B's sync client was connected, idle: A's session ends at once
         t.check(time.time() - t0 < 10, f"A stopped in {time.time() - t0:.1f} s with an idle sync session open")
         for i in range(3):
-            t.eq(deliver(db, "alice", make_message(t.rng, 300 + i)), 250, "delivery to B while A is down")
+            t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 300 + i)), 250, "delivery to B while A is down")
         r = B.run(["failover", "demote", "--timeout", "2"])
         t.eq(r.returncode, 1, f"demote refused: {r.stdout}")
         t.check("left_unsent=" in r.stdout, "it says what is left")
         t.eq(B.run(["failover", "status"]).stdout.splitlines()[0], "role=master", "B is still the master")
-        t.eq(deliver(db, "alice", make_message(t.rng, 310)), 250, "B takes mail again")
+        t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 310)), 250, "B takes mail again")
         da = start(A)
         ok, out = wait_equal(B, "toa")
         t.check(ok, f"A catches up once back: {out[-500:]}")

@@ -25,7 +25,7 @@ import socket
 import tempfile
 
 import cyrus
-from tlib import Daemon, Instance, Suite, free_port
+from tlib import CsyncConn as Conn, Daemon, Instance, Suite, free_port
 
 t = Suite("sieve")
 
@@ -35,59 +35,6 @@ def cyrus_uid():
     return pwd.getpwnam("cyrus").pw_uid
 
 
-class Conn:
-    """A raw csync connection; replies are lists of lines, a literal's bytes
-    kept inside its line."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
-        self.buf = b""
-        self.banner = []
-        while True:
-            line = self.line()
-            self.banner.append(line)
-            if line.startswith(b"* OK"):
-                break
-
-    def _raw_line(self):
-        while b"\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line + b"\n"
-
-    def _take(self, n):
-        while len(self.buf) < n:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        data, self.buf = self.buf[:n], self.buf[n:]
-        return data
-
-    def line(self):
-        out = b""
-        while True:
-            part = self._raw_line()
-            m = re.search(rb"\{(\d+)\+?\}\r?\n$", part)
-            if not m:
-                return (out + part).rstrip(b"\r\n")
-            out += part + self._take(int(m.group(1)))
-
-    def cmd(self, data):
-        self.s.sendall(data if data.endswith(b"\r\n") else data + b"\r\n")
-        out = []
-        while True:
-            line = self.line()
-            out.append(line)
-            if not line.startswith(b"*"):
-                return out
-
-    def auth(self, user, pw):
-        tok = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode())
-        return self.cmd(b"AUTHENTICATE PLAIN " + tok)[-1]
 
 
 def lit(data):

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import socket
 
-from tlib import Daemon, Instance, Suite
+from tlib import CsyncConn as Conn, Daemon, Instance, Suite
 
 t = Suite("sync-server")
 inst = Instance()
@@ -18,38 +18,6 @@ inst.ok(["user", "add", "plain"], "plainpw\n")
 d = Daemon(inst, services=("sync",))
 
 
-class Conn:
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-        self.banner = []
-        while True:
-            line = self.line()
-            self.banner.append(line)
-            if line.startswith(b"* OK"):
-                break
-
-    def line(self):
-        while b"\n" not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise EOFError
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return line.rstrip(b"\r")
-
-    def cmd(self, data):
-        self.s.sendall(data if data.endswith(b"\r\n") else data + b"\r\n")
-        out = []
-        while True:
-            line = self.line()
-            out.append(line)
-            if not line.startswith(b"*"):
-                return out
-
-    def auth(self, user, pw):
-        tok = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode())
-        return self.cmd(b"AUTHENTICATE PLAIN " + tok)[-1]
 
 
 msg = b"From: a@example.com\r\nSubject: raw\r\n\r\nhello over csync\r\n"

@@ -10,11 +10,14 @@ Starts nothing by itself: it makes instances in temp dirs, runs the real
 
 A case passes when none of its checks failed and it raised nothing.
 """
+import base64
 import contextlib
 import hashlib
 import os
 import random
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -255,3 +258,87 @@ class Pair:
     def cleanup(self):
         self.stop_replica()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+class CsyncConn:
+    """A raw csync connection; replies are lists of lines, a literal's bytes
+    kept inside its line."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+        self.banner = []
+        while True:
+            line = self.line()
+            self.banner.append(line)
+            if line.startswith(b"* OK"):
+                break
+
+    def _raw_line(self):
+        while b"\n" not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return line + b"\n"
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def line(self):
+        out = b""
+        while True:
+            part = self._raw_line()
+            m = re.search(rb"\{(\d+)\+?\}\r?\n$", part)
+            if not m:
+                return (out + part).rstrip(b"\r\n")
+            out += part + self._take(int(m.group(1)))
+
+    def cmd(self, data):
+        self.s.sendall(data if data.endswith(b"\r\n") else data + b"\r\n")
+        out = []
+        while True:
+            line = self.line()
+            out.append(line)
+            if not line.startswith(b"*"):
+                return out
+
+    def auth(self, user, pw):
+        tok = base64.b64encode(b"\0" + user.encode() + b"\0" + pw.encode())
+        return self.cmd(b"AUTHENTICATE PLAIN " + tok)[-1]
+
+
+def lmtp_send(port, rcpt, msg):
+    """Delivers msg to one recipient over LMTP; the reply code (250, or
+    the refusal's code)."""
+    import smtplib
+    l = smtplib.LMTP("127.0.0.1", port)
+    try:
+        l.sendmail("s@example.net", [rcpt], msg)
+        return 250
+    except smtplib.SMTPRecipientsRefused as e:
+        return list(e.recipients.values())[0][0]
+    finally:
+        l.close()
+
+
+def wait_equal(inst, chan, timeout=30):
+    """Polls `tandem compare -n chan` on a master until it reports the
+    replica equal: (True, output), or (False, the last output)."""
+    import time
+    deadline = time.time() + timeout
+    out = ""
+    while time.time() < deadline:
+        r = inst.run(["compare", "-n", chan, "-o"])
+        out = r.stdout + r.stderr
+        if r.returncode == 0:
+            return True, out
+        time.sleep(0.3)
+    return False, out
