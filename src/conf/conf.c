@@ -650,6 +650,17 @@ size_t conf_channels(const struct conf *c, const char *const **names_r)
 	return conf_list(c, "sync_log_channels", names_r);
 }
 
+size_t conf_log_channels(const struct conf *c, const char *const **names_r)
+{
+	static const char *const def[] = { "" };
+	size_t n = conf_channels(c, names_r);
+	if (n == 0) {
+		*names_r = def;
+		n = 1;
+	}
+	return n;
+}
+
 const char *conf_partition(const struct conf *c, const char *name)
 {
 	char key[256];

@@ -53,6 +53,10 @@ long long conf_chan_duration_ms(const struct conf *c, const char *channel, const
 
 /* sync_log_channels ("" = the default channel). */
 size_t conf_channels(const struct conf *c, const char *const **names_r);
+/* The channels the change log is written to: sync_log_channels, or with
+ * none the default (unnamed) channel "" (one entry), as Cyrus's
+ * replication guide sets a master up (sync_log + sync_host). */
+size_t conf_log_channels(const struct conf *c, const char *const **names_r);
 /* The path of partition-<name>, or NULL. */
 const char *conf_partition(const struct conf *c, const char *name);
 

@@ -19,12 +19,7 @@ int server_open_store(const struct conf *conf, struct store **st_r, struct chlog
 	ns_r->virtdomains = strcmp(conf_str(conf, "virtdomains"), "off") != 0;
 	if (conf_bool(conf, "sync_log")) {
 		const char *const *names;
-		size_t n = conf_channels(conf, &names);
-		static const char *const def[] = { "" };
-		if (n == 0) {
-			names = def;
-			n = 1;
-		}
+		size_t n = conf_log_channels(conf, &names);
 		unsigned shards[MAX_CHANNELS];
 		for (size_t i = 0; i < n && i < MAX_CHANNELS; i++)
 			shards[i] = (unsigned)conf_chan_int(conf, names[i], "sync_shards");

@@ -305,7 +305,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 		goto out;
 	if (*buf_cstr(&owner) && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
 		goto out;
-	if (store_ustore(st, owner.ptr, 1, &u, err) < 0)
+	if (store_ustore(st, buf_cstr(&owner), 1, &u, err) < 0)
 		goto out;
 	for (size_t i = 1; i < a->nrecs; i++)
 		if (a->recs[i].uid <= a->recs[i - 1].uid) {

@@ -202,7 +202,7 @@ static void find_syncers(struct master *m)
 	if (server_role_get(m->conf) == ROLE_REPLICA && !conf_bool(m->conf, "sync_log_chain"))
 		return;
 	const char *const *chans;
-	size_t n = conf_channels(m->conf, &chans);
+	size_t n = conf_log_channels(m->conf, &chans);
 	for (size_t i = 0; i < n; i++) {
 		const char *host = conf_chan_str(m->conf, chans[i], "sync_host");
 		if (!host || !*host)
@@ -228,12 +228,7 @@ static void publish_channels(struct master *m)
 	if (!conf_bool(m->conf, "sync_log"))
 		return;
 	const char *const *chans;
-	size_t n = conf_channels(m->conf, &chans);
-	static const char *const def[] = { "" };
-	if (n == 0) {
-		chans = def;	/* as server_open_store: the default channel */
-		n = 1;
-	}
+	size_t n = conf_log_channels(m->conf, &chans);
 	unsigned shards[MAX_CHANNELS];
 	for (size_t i = 0; i < n && i < MAX_CHANNELS; i++)
 		shards[i] = (unsigned)syncc_channel_shards(m->conf, chans[i]);
@@ -617,6 +612,10 @@ int main(int argc, char **argv)
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);
+	const char *rightnow = conf_str(m.conf, "sync_rightnow_channel");
+	if (rightnow && *rightnow)
+		log_warn("event=config_unsupported option=sync_rightnow_channel channel=%s note=\"not implemented yet:"
+			 " the channel is replicated by its rolling client\"", rightnow);
 	int running = 1;
 	while (running) {
 		struct pollfd pf[MAX_LISTENERS + 1];

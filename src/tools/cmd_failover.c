@@ -237,7 +237,7 @@ int cmd_failover(struct tool *t, int argc, char **argv)
 	if (!strcmp(what, "status")) {
 		printf("role=%s\n", server_role_name(server_role_get(t->conf)));
 		const char *const *all;
-		size_t na = conf_channels(t->conf, &all);
+		size_t na = conf_log_channels(t->conf, &all);
 		struct buf text = BUF_INIT;
 		for (size_t i = 0; i < na; i++) {
 			long pending;
@@ -254,7 +254,7 @@ int cmd_failover(struct tool *t, int argc, char **argv)
 		return tool_usage(usage);
 	if (!n) {
 		const char *const *all;
-		size_t na = conf_channels(t->conf, &all);
+		size_t na = conf_log_channels(t->conf, &all);
 		for (size_t i = 0; i < na && n < MAX_CHANNELS; i++)
 			if (conf_chan_str(t->conf, all[i], "sync_host"))
 				chans[n++] = all[i];

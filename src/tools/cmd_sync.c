@@ -316,7 +316,7 @@ int cmd_status(struct tool *t, int argc, char **argv)
 	if (tool_help(argc, argv, status_usage))
 		return EXIT_OK;
 	const char *const *chans;
-	size_t n = conf_channels(t->conf, &chans);
+	size_t n = conf_log_channels(t->conf, &chans);
 	const char *one[1];
 	if (argc == 3 && !strcmp(argv[1], "-n")) {
 		one[0] = argv[2];
