@@ -244,12 +244,15 @@ static int user_streamed(struct stream *s, const char *user, struct uview *uv, s
 			}
 		}
 	}
-	if (rc == 0)
-		rc = stream_subs(s, user, uv, uerr, err);
 	if (rc == 0 && next_user)
 		rc = send_get_user(s, next_user, next, err);
 	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
 		rc = syncc_stream_mailbox(s, syncc_stream_add(s, fresh.v[i]), NULL, err);
+	/* a user's parts in Cyrus's order: mailboxes, then subscriptions (a
+	 * Cyrus replica files a SUB that comes before the user's INBOX exists
+	 * where its IMAP server never reads it) */
+	if (rc == 0)
+		rc = stream_subs(s, user, uv, uerr, err);
 	if (rc == 0)
 		rc = syncc_stream_restart(s, err);
 	syncc_names_free(&local);
