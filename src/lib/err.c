@@ -59,6 +59,7 @@ const char *terr_code_name(enum terr_code code)
 	case TE_CHANGED: return "changed";
 	case TE_CHECKSUM: return "checksum";
 	case TE_MOVED: return "moved";
+	case TE_PROTOCOL: return "protocol";
 	}
 	return "unknown";
 }

@@ -25,6 +25,7 @@ enum terr_code {
 	TE_CHANGED,	/* precondition failed: state changed meanwhile */
 	TE_CHECKSUM,	/* replicated state does not match (sync CRC, stale or split brain) */
 	TE_MOVED,	/* a mailbox has another name or uniqueid than expected */
+	TE_PROTOCOL,	/* a request the protocol does not allow here (unknown, out of order) */
 };
 
 struct terr {

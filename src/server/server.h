@@ -52,6 +52,17 @@ int server_role_set(const struct conf *conf, enum server_role r, struct terr *er
 const char *server_role_name(enum server_role r);
 /* 1 when clients' changes must be refused (replica or draining). */
 int server_role_refuses_writes(const struct conf *conf);
+/* The role as a long-lived session sees it: a stat of the file per call,
+ * the file read again only when it changed (another inode, mtime or
+ * size). Zero-initialise, set conf. */
+struct server_role_cache {
+	const struct conf *conf;
+	int valid;
+	unsigned long long dev, ino, size;
+	long long mtime_ns;
+	enum server_role role;
+};
+enum server_role server_role_cached(struct server_role_cache *c);
 
 struct store;
 struct chlog;

@@ -67,3 +67,27 @@ int server_role_refuses_writes(const struct conf *conf)
 	enum server_role r = server_role_get(conf);
 	return r == ROLE_REPLICA || r == ROLE_DRAINING;
 }
+
+enum server_role server_role_cached(struct server_role_cache *c)
+{
+	struct buf path = BUF_INIT;
+	struct stat sb;
+	role_path(c->conf, &path);
+	int there = stat(path.ptr, &sb) == 0;
+	buf_free(&path);
+	if (!there) {
+		c->valid = 0;
+		return ROLE_STANDALONE;
+	}
+	long long mt = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+	if (!c->valid || c->dev != (unsigned long long)sb.st_dev || c->ino != (unsigned long long)sb.st_ino ||
+	    c->size != (unsigned long long)sb.st_size || c->mtime_ns != mt) {
+		c->role = server_role_get(c->conf);
+		c->dev = (unsigned long long)sb.st_dev;
+		c->ino = (unsigned long long)sb.st_ino;
+		c->size = (unsigned long long)sb.st_size;
+		c->mtime_ns = mt;
+		c->valid = 1;
+	}
+	return c->role;
+}

@@ -326,15 +326,17 @@ static int list_owner(struct store *st, const char *owner, struct list_ctx *lc, 
 	buf_free(&sql);
 	if (!s)
 		return -1;
-	int rc;
+	int rc = SQLITE_DONE;
 	while (!lc->stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_mailbox_info mi;
 		info_from_row(s, &mi);
 		lc->stop = lc->cb(&mi, lc->rock);
 		store_mailbox_info_free(&mi);
 	}
+	/* a database error is an error, never a shorter list */
+	int failed = !lc->stop && rc != SQLITE_DONE ? store_sql_fail(u->db, "list mailboxes", err) : 0;
 	sqlite3_finalize(s);
-	return 0;
+	return failed;
 }
 
 static int list_user_cb(const char *userid, void *rock)

@@ -318,6 +318,10 @@ const char *sync_no_text(const struct terr *err)
 	case TE_CHECKSUM: return "NO IMAP_SYNC_CHECKSUM Checksum Failure";
 	case TE_CHANGED: return "NO IMAP_SYNC_CHANGED Changed since last sync";
 	case TE_INVALID: return "NO IMAP_PROTOCOL_BAD_PARAMETERS";
+	case TE_PROTOCOL:
+		snprintf(buf, sizeof buf, "NO IMAP_PROTOCOL_ERROR %.*s", SYNC_NO_CAUSE_MAX,
+			 err->msg[0] ? err->msg : "Protocol error");
+		return buf;
 	/* the replica's own trouble: Cyrus's token, then the real cause */
 	case TE_BUSY: return no_with_cause(buf, sizeof buf, "IMAP_MAILBOX_LOCKED Mailbox locked", cause);
 	case TE_IO:

@@ -1,0 +1,506 @@
+/* sync_replica.c: the replica engine (sync_replica.h): the command
+ * table, staged bodies, the APPLY commands, and the one place where an
+ * error becomes a reply line. */
+#include "sync/sync_replica-private.h"
+
+#include "lib/limits.h"
+#include "lib/log.h"
+#include "lib/sha1.h"
+#include "lib/xalloc.h"
+#include "names/mboxname.h"
+#include "store/store.h"
+#include "sync/sync.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- staged bodies --------------------------------------------------------------------- */
+
+const struct rstaged *replica_staged(const struct sync_replica *r, const char *guid)
+{
+	for (size_t i = 0; i < r->nstaged; i++)
+		if (!strcmp(r->staged[i].guid, guid))
+			return &r->staged[i];
+	return NULL;
+}
+
+void replica_stage(struct sync_replica *r, const char *guid, const void *data, size_t len)
+{
+	if (replica_staged(r, guid))
+		return;
+	r->staged = xrealloc(r->staged, (r->nstaged + 1) * sizeof *r->staged);
+	struct rstaged *g = &r->staged[r->nstaged++];
+	memset(g, 0, sizeof *g);
+	snprintf(g->guid, sizeof g->guid, "%s", guid);
+	buf_append(&g->data, data, len);
+}
+
+static void unstage_all(struct sync_replica *r)
+{
+	for (size_t i = 0; i < r->nstaged; i++)
+		buf_free(&r->staged[i].data);
+	free(r->staged);
+	r->staged = NULL;
+	r->nstaged = 0;
+}
+
+static int body_cb(void *rock, const char *guid, const void **data_r, size_t *len_r)
+{
+	const struct rstaged *g = replica_staged(rock, guid);
+	if (!g)
+		return -1;
+	*data_r = g->data.ptr ? g->data.ptr : "";
+	*len_r = g->data.len;
+	return 0;
+}
+
+void replica_data(struct sync_replica *r, const struct dlist *d)
+{
+	if (r->data)
+		r->data(r->data_rock, d);
+}
+
+/* ---- APPLY ------------------------------------------------------------------------------ */
+
+/* APPLY CAPABILITIES (cap ...): SIEVE-MAILBOX is the one tandem knows. */
+static int apply_capabilities(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	(void)err;
+	struct dlist *en = dlist_new(DL_LIST, "ENABLED");
+	for (size_t i = 0; kv->type == DL_LIST && i < kv->n; i++) {
+		const char *cap = dlist_cstr(kv->items[i]);
+		if (cap && !strcasecmp(cap, "SIEVE-MAILBOX")) {
+			r->sieve_mailbox = 1;
+			dlist_add_str(en, NULL, "SIEVE-MAILBOX");
+		}
+	}
+	replica_data(r, en);
+	dlist_free(&en);
+	return 0;
+}
+
+/* A damaged message file (its bytes no longer hash to its GUID) is moved
+ * aside to <file>.damaged, so that the client's copy (it is reported
+ * MISSING) is written in its place by the next APPLY MAILBOX (tandem
+ * repair; a file already there is never rewritten). */
+static void quarantine(struct sync_replica *r, const char *name, const char *guid)
+{
+	struct buf path = BUF_INIT, aside = BUF_INIT;
+	struct terr err;
+	char q[LOGQ_MAX];
+	if (store_message_path(r->st, name, guid, &path, &err) == 0) {
+		buf_printf(&aside, "%s.damaged", path.ptr);
+		if (rename(path.ptr, aside.ptr) == 0)
+			log_warn("event=sync_damaged_body session=%s mailbox=%s guid=%s moved_to=%s", r->o.session_id,
+				 logq(q, name), guid, aside.ptr);
+	}
+	buf_free(&path);
+	buf_free(&aside);
+}
+
+/* APPLY RESERVE %(PARTITION p MBOXNAME (m ...) GUID (g ...)): the bodies
+ * found in those mailboxes are staged; the others are answered MISSING. */
+static int apply_reserve(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const struct dlist *names = dlist_get_list(kv, "MBOXNAME"), *guids = dlist_get_list(kv, "GUID");
+	const char *part;
+	if (!names || !guids || dlist_get_str(kv, "PARTITION", &part) < 0)
+		return terr_set(err, TE_INVALID, "APPLY RESERVE wants PARTITION, MBOXNAME and GUID");
+	struct dlist *missing = dlist_new(DL_LIST, "MISSING");
+	struct buf data = BUF_INIT;
+	struct terr e2;
+	for (size_t g = 0; g < guids->n; g++) {
+		const char *guid = dlist_cstr(guids->items[g]);
+		if (!guid || strlen(guid) != 40 || replica_staged(r, guid))
+			continue;
+		int found = 0;
+		for (size_t m = 0; m < names->n && !found; m++) {
+			const char *name = dlist_cstr(names->items[m]);
+			buf_reset(&data);
+			if (name && mboxname_validate(name, &e2) == 0 &&
+			    store_message_read(r->st, name, guid, &data, &e2) == 0) {
+				replica_stage(r, guid, data.ptr, data.len);
+				found = 1;
+			} else if (name && e2.code == TE_CORRUPT) {
+				quarantine(r, name, guid);
+			}
+		}
+		if (!found)
+			dlist_add_str(missing, NULL, guid);
+	}
+	if (missing->n)
+		replica_data(r, missing);
+	dlist_free(&missing);
+	buf_free(&data);
+	return 0;
+}
+
+/* APPLY MESSAGE (%{part guid size} ...): staged as sent; the SHA-1 is
+ * checked when a record uses the body. */
+static int apply_message(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	if (kv->type != DL_LIST)
+		return terr_set(err, TE_INVALID, "APPLY MESSAGE wants a list");
+	for (size_t i = 0; i < kv->n; i++) {
+		const struct dlist *f = kv->items[i];
+		if (f->type == DL_FILE)
+			replica_stage(r, f->guid, f->s.ptr ? f->s.ptr : "", f->s.len);
+	}
+	return 0;
+}
+
+/* After a TE_CORRUPT apply: was it a staged body that does not hash to
+ * its record's GUID (Cyrus's IMAP_SYNC_CHECKSUM), rather than the
+ * replica's own damaged database (an I/O error, with its cause)? */
+static int staged_body_bad(const struct sync_replica *r, const struct dlist *kv)
+{
+	const struct dlist *recs = dlist_get_list(kv, "RECORD");
+	for (size_t i = 0; recs && i < recs->n; i++) {
+		char guid[41], got[41];
+		if (dlist_get_guid(recs->items[i], "GUID", guid) < 0)
+			continue;
+		const struct rstaged *g = replica_staged(r, guid);
+		if (!g)
+			continue;
+		sha1_hex(g->data.ptr ? g->data.ptr : "", g->data.len, got);
+		if (strcmp(got, guid))
+			return 1;
+	}
+	return 0;
+}
+
+/* APPLY MAILBOX %(...): the whole state (or, with SINCE_MODSEQ, the
+ * changes) of one mailbox; the store checks everything before it changes
+ * anything (store_apply_mailbox). */
+static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	struct store_apply a;
+	if (kv->type != DL_KVLIST)
+		return terr_set(err, TE_INVALID, "APPLY MAILBOX wants a kvlist");
+	if (replica_sieve_hidden(r, kv))	/* Cyrus 3.6 refuses a #sieve mailbox without SIEVE-MAILBOX */
+		return terr_set(err, TE_INVALID, "a #sieve mailbox without SIEVE-MAILBOX");
+	if (sync_apply_from_dlist(kv, &a, err) < 0) {
+		err->code = TE_INVALID;
+		return -1;
+	}
+	a.body = body_cb;
+	a.body_rock = r;
+	int rc = store_apply_mailbox(r->st, &a, err);
+	sync_apply_free(&a);
+	if (rc < 0 && err->code == TE_CORRUPT && staged_body_bad(r, kv))
+		return terr_set(err, TE_CHECKSUM, "a message body does not hash to its GUID");
+	if (rc < 0 && err->code == TE_NOTFOUND)
+		return terr_set(err, TE_PROTOCOL, "Message body was not sent");
+	return rc;
+}
+
+/* APPLY EXPUNGE %(MBOXNAME m UNIQUEID u UID (n ...)) */
+static int apply_expunge(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *m, *uid;
+	const struct dlist *list = dlist_get_list(kv, "UID");
+	if (dlist_get_str(kv, "MBOXNAME", &m) < 0 || dlist_get_str(kv, "UNIQUEID", &uid) < 0 || !list ||
+	    mboxname_validate(m, err) < 0)
+		return terr_set(err, TE_INVALID, "APPLY EXPUNGE wants MBOXNAME, UNIQUEID and UID");
+	uint32_t *uids = xcalloc(list->n ? list->n : 1, sizeof *uids);
+	size_t n = 0;
+	for (size_t i = 0; i < list->n; i++) {
+		uint64_t v;
+		if (dlist_num64(list->items[i], &v) == 0 && v && v <= UINT32_MAX)
+			uids[n++] = (uint32_t)v;
+	}
+	int rc = store_apply_expunge(r->st, m, uid, uids, n, err);
+	free(uids);
+	return rc;
+}
+
+/* APPLY UNMAILBOX name (LOCAL_UNMAILBOX the same here) */
+static int apply_unmailbox(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *name = dlist_cstr(kv);
+	if (!name || mboxname_validate(name, err) < 0)
+		return terr_set(err, TE_INVALID, "APPLY UNMAILBOX wants a mailbox name");
+	return store_apply_unmailbox(r->st, name, err);
+}
+
+/* APPLY RENAME %(OLDMBOXNAME o NEWMBOXNAME n ...) */
+static int apply_rename(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *o, *n;
+	if (dlist_get_str(kv, "OLDMBOXNAME", &o) < 0 || dlist_get_str(kv, "NEWMBOXNAME", &n) < 0)
+		return terr_set(err, TE_INVALID, "APPLY RENAME wants OLDMBOXNAME and NEWMBOXNAME");
+	if (!strcmp(o, n))
+		return 0;	/* a partition move: one partition here */
+	return store_apply_rename(r->st, o, n, err);
+}
+
+/* APPLY UNUSER userid: a user that is not there is already gone. */
+static int apply_unuser(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *u = dlist_cstr(kv);
+	if (!u)
+		return terr_set(err, TE_INVALID, "APPLY UNUSER wants a userid");
+	if (!*u)
+		return 0;
+	int ex = store_user_exists(r->st, u, err);
+	if (ex <= 0)
+		return ex;
+	return store_user_delete(r->st, u, err);
+}
+
+/* APPLY SUB / UNSUB %(USERID u MBOXNAME m) */
+static int apply_sub_or_unsub(struct sync_replica *r, const struct dlist *kv, int on, struct terr *err)
+{
+	const char *u, *m;
+	struct terr e2;
+	if (dlist_get_str(kv, "USERID", &u) < 0 || dlist_get_str(kv, "MBOXNAME", &m) < 0 ||
+	    userid_validate(u, 1, &e2) < 0)
+		return terr_set(err, TE_INVALID, "APPLY SUB wants USERID and MBOXNAME");
+	if (store_user_ensure(r->st, u, err) < 0)
+		return -1;
+	return store_subscribe(r->st, u, m, on, err);
+}
+
+static int apply_sub(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	return apply_sub_or_unsub(r, kv, 1, err);
+}
+
+static int apply_unsub(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	return apply_sub_or_unsub(r, kv, 0, err);
+}
+
+/* APPLY SEEN %(USERID u UNIQUEID m LASTREAD t LASTUID n LASTCHANGE t SEENUIDS s):
+ * another user's seen state of a mailbox. */
+static int apply_seen(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *u, *uid, *seen;
+	uint64_t lr, lc;
+	uint32_t lu;
+	if (dlist_get_str(kv, "USERID", &u) < 0 || dlist_get_str(kv, "UNIQUEID", &uid) < 0 ||
+	    dlist_get_num64(kv, "LASTREAD", &lr) < 0 || dlist_get_num32(kv, "LASTUID", &lu) < 0 ||
+	    dlist_get_num64(kv, "LASTCHANGE", &lc) < 0 || dlist_get_str(kv, "SEENUIDS", &seen) < 0)
+		return terr_set(err, TE_INVALID, "APPLY SEEN wants USERID UNIQUEID LASTREAD LASTUID LASTCHANGE SEENUIDS");
+	struct store_seen sv = { (int64_t)lr, lu, (int64_t)lc, (char *)seen };
+	return store_seen_set(r->st, u, uid, &sv, err);
+}
+
+/* APPLY QUOTA %(ROOT r [STORAGE n | LIMIT n] [MESSAGE n]) */
+static int apply_quota(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *root;
+	uint64_t storage = 0, msgs = 0;
+	if (dlist_get_str(kv, "ROOT", &root) < 0)
+		return terr_set(err, TE_INVALID, "APPLY QUOTA wants ROOT");
+	int64_t sl = dlist_get_num64(kv, "STORAGE", &storage) == 0 || dlist_get_num64(kv, "LIMIT", &storage) == 0 ?
+			     (int64_t)storage : -1;
+	int64_t ml = dlist_get_num64(kv, "MESSAGE", &msgs) == 0 ? (int64_t)msgs : -1;
+	return store_quota_set(r->st, root, sl, ml, err);
+}
+
+/* APPLY UNQUOTA root: a root that is not there is already gone. */
+static int apply_unquota(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	const char *root = dlist_cstr(kv);
+	struct terr e2 = { 0 };
+	if (!root)
+		return terr_set(err, TE_INVALID, "APPLY UNQUOTA wants a root");
+	if (store_quota_delete(r->st, root, &e2) < 0 && e2.code != TE_NOTFOUND) {
+		*err = e2;
+		return -1;
+	}
+	return 0;
+}
+
+/* APPLY ANNOTATION / UNANNOTATION %(MBOXNAME m ENTRY e USERID u [VALUE v]):
+ * a mailbox annotation (server annotations, MBOXNAME "", are not kept). */
+static int apply_annotation_x(struct sync_replica *r, const struct dlist *kv, int set, struct terr *err)
+{
+	const char *m, *e, *u;
+	const struct dlist *v = dlist_get(kv, "VALUE");
+	if (dlist_get_str(kv, "MBOXNAME", &m) < 0 || dlist_get_str(kv, "ENTRY", &e) < 0 ||
+	    dlist_get_str(kv, "USERID", &u) < 0 || (set && !v))
+		return terr_set(err, TE_INVALID, "APPLY ANNOTATION wants MBOXNAME ENTRY USERID VALUE");
+	if (!*m)
+		return 0;
+	const void *val = set && v->type == DL_STR && v->s.ptr ? v->s.ptr : "";
+	size_t vl = set && v->type == DL_STR ? v->s.len : 0;
+	return store_annot_set(r->st, m, 0, e, u, val, vl, err);
+}
+
+static int apply_annotation(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	return apply_annotation_x(r, kv, 1, err);
+}
+
+static int apply_unannotation(struct sync_replica *r, const struct dlist *kv, struct terr *err)
+{
+	return apply_annotation_x(r, kv, 0, err);
+}
+
+/* ---- the table ---------------------------------------------------------------------------- */
+
+enum { CMD_WRITES = 1 };	/* refused while this server is the master */
+
+struct sync_cmd {
+	const char *verb, *key;
+	sync_cmd_fn *fn;
+	int flags;
+};
+
+static const struct sync_cmd cmds[] = {
+	{ "GET", "MAILBOXES", get_mailboxes, 0 },
+	{ "GET", "FULLMAILBOX", get_fullmailbox, 0 },
+	{ "GET", "USER", get_user, 0 },
+	{ "GET", "META", get_meta, 0 },
+	{ "GET", "UNIQUEIDS", get_uniqueids, 0 },
+	{ "GET", "QUOTA", get_quota, 0 },
+	{ "GET", "ANNOTATION", get_annotation, 0 },
+	{ "GET", "FETCH", get_fetch, 0 },
+	{ "GET", "FETCH_SIEVE", get_fetch_sieve, 0 },
+	{ "APPLY", "CAPABILITIES", apply_capabilities, 0 },
+	{ "APPLY", "RESERVE", apply_reserve, CMD_WRITES },
+	{ "APPLY", "MESSAGE", apply_message, CMD_WRITES },
+	{ "APPLY", "MAILBOX", apply_mailbox, CMD_WRITES },
+	{ "APPLY", "LOCAL_MAILBOX", apply_mailbox, CMD_WRITES },
+	{ "APPLY", "EXPUNGE", apply_expunge, CMD_WRITES },
+	{ "APPLY", "UNMAILBOX", apply_unmailbox, CMD_WRITES },
+	{ "APPLY", "LOCAL_UNMAILBOX", apply_unmailbox, CMD_WRITES },
+	{ "APPLY", "RENAME", apply_rename, CMD_WRITES },
+	{ "APPLY", "LOCAL_RENAME", apply_rename, CMD_WRITES },
+	{ "APPLY", "UNUSER", apply_unuser, CMD_WRITES },
+	{ "APPLY", "LOCAL_UNUSER", apply_unuser, CMD_WRITES },
+	{ "APPLY", "SUB", apply_sub, CMD_WRITES },
+	{ "APPLY", "UNSUB", apply_unsub, CMD_WRITES },
+	{ "APPLY", "SEEN", apply_seen, CMD_WRITES },
+	{ "APPLY", "QUOTA", apply_quota, CMD_WRITES },
+	{ "APPLY", "UNQUOTA", apply_unquota, CMD_WRITES },
+	{ "APPLY", "ANNOTATION", apply_annotation, CMD_WRITES },
+	{ "APPLY", "UNANNOTATION", apply_unannotation, CMD_WRITES },
+	{ "APPLY", "SIEVE", apply_sieve, CMD_WRITES },
+	{ "APPLY", "UNSIEVE", apply_unsieve, CMD_WRITES },
+	{ "APPLY", "ACTIVATE_SIEVE", apply_activate_sieve, CMD_WRITES },
+	{ "APPLY", "UNACTIVATE_SIEVE", apply_unactivate_sieve, CMD_WRITES },
+};
+
+/* ---- the engine ---------------------------------------------------------------------------- */
+
+struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
+{
+	struct sync_replica *r = xcalloc(1, sizeof *r);
+	r->o = *o;
+	r->st = o->st;
+	if (!r->o.session_id)
+		r->o.session_id = "-";
+	return r;
+}
+
+void sync_replica_free(struct sync_replica **rp)
+{
+	struct sync_replica *r = *rp;
+	if (!r)
+		return;
+	unstage_all(r);
+	free(r);
+	*rp = NULL;
+}
+
+unsigned long sync_replica_commands(const struct sync_replica *r)
+{
+	return r->commands;
+}
+
+int sync_replica_verb(const char *verb)
+{
+	return !strcasecmp(verb, "GET") || !strcasecmp(verb, "APPLY") || !strcasecmp(verb, "RESTORE") ||
+	       !strcasecmp(verb, "RESTART");
+}
+
+/* The reply line of a finished command: the one place errors become
+ * Cyrus's lines. */
+static const char *reply(struct sync_replica *r, const char *verb, const char *key, int rc, const struct terr *err)
+{
+	if (rc == 0)
+		return "OK success";
+	const char *line = sync_no_text(err);
+	char q[LOGQ_MAX];
+	log_warn("event=%s_fail session=%s command=%s code=%s error=%s", !strcasecmp(verb, "APPLY") ? "apply" : "sync",
+		 r->o.session_id, key, terr_code_name(err->code), logq(q, err->msg[0] ? err->msg : line));
+	snprintf(r->reply, sizeof r->reply, "%s", line);
+	return r->reply;
+}
+
+const char *sync_replica_exec(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
+			      void *rock)
+{
+	struct terr err = { 0 };
+	r->commands++;
+	if (!strcasecmp(verb, "RESTART")) {
+		unstage_all(r);
+		return "OK Restarting";
+	}
+	if (!kv || !kv->key)
+		return "BAD IMAP_PROTOCOL_ERROR Protocol error";
+	const struct sync_cmd *cmd = NULL;
+	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0] && !cmd; i++)
+		if (!strcasecmp(cmds[i].verb, verb) && !strcasecmp(cmds[i].key, kv->key))
+			cmd = &cmds[i];
+	if (!cmd) {
+		/* RESTORE (backups) is not served: a clear refusal that changes nothing */
+		terr_set(&err, TE_PROTOCOL, "Protocol error");
+		return reply(r, verb, kv->key, -1, &err);
+	}
+	if ((cmd->flags & CMD_WRITES) && r->o.is_master && r->o.is_master(r->o.is_master_rock)) {
+		terr_set(&err, TE_PROTOCOL, "This server is the master now (tandem failover): demote the sender");
+		return reply(r, verb, cmd->key, -1, &err);
+	}
+	r->data = data;
+	r->data_rock = rock;
+	int rc = cmd->fn(r, kv, &err);
+	r->data = NULL;
+	r->data_rock = NULL;
+	if (rc < 0 && !err.code)
+		terr_set(&err, TE_INTERNAL, "%s %s failed without a cause", verb, cmd->key);
+	return reply(r, verb, cmd->key, rc, &err);
+}
+
+const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
+				  void *rock)
+{
+	struct dlist *line = NULL;
+	struct terr err = { 0 };
+	if (dlist_parse(cmd, len, &line, &err) < 0) {
+		char verb[16];
+		size_t vl = strcspn(cmd, " \r\n");
+		snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), cmd);
+		for (char *p = verb; *p; p++)
+			*p = (char)toupper((unsigned char)*p);
+		log_warn("event=bad_command session=%s error=\"%s\"", r->o.session_id, err.msg);
+		snprintf(r->reply, sizeof r->reply, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line", verb);
+		return r->reply;
+	}
+	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
+	const char *res;
+	if (!verb || !sync_replica_verb(verb)) {
+		res = "BAD IMAP_PROTOCOL_ERROR Unrecognized command";
+	} else if (!strcasecmp(verb, "RESTART")) {
+		res = sync_replica_exec(r, verb, NULL, data, rock);
+	} else {
+		struct dlist *kv = dlist_take_keyed(line, 1);
+		if (!kv) {
+			snprintf(r->reply, sizeof r->reply, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line", verb);
+			res = r->reply;
+		} else {
+			/* copy the verb: it lives in line */
+			char v[16];
+			snprintf(v, sizeof v, "%s", verb);
+			res = sync_replica_exec(r, v, kv, data, rock);
+		}
+		dlist_free(&kv);
+	}
+	dlist_free(&line);
+	return res;
+}

@@ -1,0 +1,66 @@
+/* sync_replica.h: the replica side of the replication engine.
+ *
+ * A struct sync_replica applies what a master sends (Cyrus 3.6 GET,
+ * APPLY, RESTORE and RESTART commands, reference §4) to a store. It does
+ * no I/O: a transport hands it one command at a time and writes out what
+ * it answers. The csync service (src/syncs), SYNC* inside IMAP (imapd)
+ * and the in-process pipe of the tests (sync_pipe.h) all drive this one
+ * engine, so a replica behaves the same whatever carries the protocol.
+ *
+ * The durability rule is the store's (store.h): "OK" is returned only
+ * after what the command changed is on disk (bodies fsynced, change log
+ * fsynced when the replica logs for a chain, SQLite COMMIT). A command
+ * that fails changes nothing and gets Cyrus's error line ("NO
+ * IMAP_SYNC_CHECKSUM ...", see sync_no_text).
+ *
+ * Message bodies received with APPLY MESSAGE or found by APPLY RESERVE
+ * are staged in the engine until RESTART or its end; APPLY MAILBOX takes
+ * new records' bodies from there and checks each SHA-1.
+ */
+#ifndef TANDEM_SYNC_REPLICA_H
+#define TANDEM_SYNC_REPLICA_H
+
+#include <stddef.h>
+
+#include "proto/sync/dlist.h"
+
+struct store;
+struct sync_replica;
+
+/* A data line of an answer ("* <kvlist>"): d is only valid during the call. */
+typedef void sync_data_fn(void *rock, const struct dlist *d);
+
+struct sync_replica_opts {
+	struct store *st;		/* borrowed; changes go through it */
+	const char *session_id;		/* for the logs */
+	/* 1 when this server must refuse APPLY (promoted to master by
+	 * `tandem failover`: an old master coming back must not overwrite
+	 * it); NULL: never. Asked once per APPLY. */
+	int (*is_master)(void *rock);
+	void *is_master_rock;
+};
+
+struct sync_replica *sync_replica_new(const struct sync_replica_opts *o);
+void sync_replica_free(struct sync_replica **rp);
+
+/* Runs one command: verb "GET", "APPLY", "RESTORE" or "RESTART" (any
+ * case) and kv the keyed DLIST that follows it (NULL for RESTART). Data
+ * lines go to data (may be NULL). Returns the completion line without
+ * CRLF ("OK success", "NO IMAP_... text"); it stays valid until the next
+ * call on r. */
+const char *sync_replica_exec(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
+			      void *rock);
+
+/* The same for one framed command as it came off the wire ("APPLY
+ * MAILBOX %(...)\r\n", literals included). A command that does not parse
+ * gets "BAD IMAP_PROTOCOL_ERROR Failed to parse <VERB> line". */
+const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
+				  void *rock);
+
+/* 1 for the verbs the engine runs (GET, APPLY, RESTORE, RESTART). */
+int sync_replica_verb(const char *verb);
+
+/* Commands run so far (for the session's closing log line). */
+unsigned long sync_replica_commands(const struct sync_replica *r);
+
+#endif
