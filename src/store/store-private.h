@@ -51,6 +51,11 @@ struct utx {
 /* store.c */
 int store_sql_exec(sqlite3 *db, const char *sql, struct terr *err);
 int store_sql_fail(sqlite3 *db, const char *what, struct terr *err);
+/* Ends a statement's row loop: finalizes s; rc is the last sqlite3_step
+ * result (SQLITE_DONE, or SQLITE_ROW when the caller stopped early: both
+ * fine). Any other is an error (TE_IO, TE_BUSY, ...), never a shorter
+ * answer. */
+int store_sql_done(sqlite3 *db, sqlite3_stmt *s, int rc, const char *what, struct terr *err);
 sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err);
 /* Runs a one-parameter query ("SELECT 1 FROM t WHERE k = ?"): 1 when it
  * returns a row, 0 when not, -1 on error (what names it in err). */

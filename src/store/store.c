@@ -72,6 +72,13 @@ int64_t store_now(void)
 	return (int64_t)time(NULL);
 }
 
+int store_sql_done(sqlite3 *db, sqlite3_stmt *s, int rc, const char *what, struct terr *err)
+{
+	int failed = rc != SQLITE_DONE && rc != SQLITE_ROW ? store_sql_fail(db, what, err) : 0;
+	sqlite3_finalize(s);
+	return failed;
+}
+
 int store_sql_fail(sqlite3 *db, const char *what, struct terr *err)
 {
 	int code = sqlite3_extended_errcode(db);

@@ -388,7 +388,8 @@ int store_apply_rename(struct store *st, const char *oldname, const char *newnam
 /* Removes a mailbox completely (APPLY UNMAILBOX); TE_NOTFOUND if missing.
  * Unlike store_mailbox_delete, an INBOX may go. */
 int store_apply_unmailbox(struct store *st, const char *name, struct terr *err);
-/* Creates the user entry (no password) if missing (replicas). */
+/* Creates the user entry (no password) and its empty database if missing
+ * (replicas: seen state, subscriptions or Sieve may come before a mailbox). */
 int store_user_ensure(struct store *st, const char *userid, struct terr *err);
 
 /* ---- checks --------------------------------------------------------- */

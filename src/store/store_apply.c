@@ -38,6 +38,11 @@ int store_user_ensure(struct store *st, const char *userid, struct terr *err)
 	sqlite3_bind_int64(s, 2, store_now());
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
 	sqlite3_finalize(s);
+	/* and its (maybe empty) database: seen state, subscriptions and
+	 * Sieve scripts can come before any mailbox, as on Cyrus */
+	struct ustore *u;
+	if (rc == 0)
+		rc = store_ustore(st, userid, 1, &u, err);
 	return rc;
 }
 

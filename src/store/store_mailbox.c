@@ -114,14 +114,16 @@ int store_quotaroot_for(struct ustore *u, const char *name, struct buf *root_r, 
 	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT root FROM quota;", err);
 	if (!s)
 		return -1;
-	while (sqlite3_step(s) == SQLITE_ROW) {
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW) {
 		const char *root = (const char *)sqlite3_column_text(s, 0);
 		if (name_covers(root, name) && strlen(root) > root_r->len) {
 			buf_reset(root_r);
 			buf_appends(root_r, root);
 		}
 	}
-	sqlite3_finalize(s);
+	if (store_sql_done(u->db, s, step, "find quota root", err) < 0)
+		return -1;
 	return 0;
 }
 

@@ -81,10 +81,12 @@ int store_subs_list(struct store *st, const char *userid, store_name_cb *cb, voi
 	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT mboxname FROM subs ORDER BY mboxname;", err);
 	if (!s)
 		return -1;
-	while (sqlite3_step(s) == SQLITE_ROW)
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW)
 		if (cb((const char *)sqlite3_column_text(s, 0), rock))
 			break;
-	sqlite3_finalize(s);
+	if (store_sql_done(u->db, s, step, "list subscriptions", err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -131,7 +133,8 @@ int store_seen_get(struct store *st, const char *userid, const char *uniqueid,
 		seen_r->lastchange = sqlite3_column_int64(s, 2);
 		seen_r->seenuids = xstrdup((const char *)sqlite3_column_text(s, 3));
 	}
-	sqlite3_finalize(s);
+	if (store_sql_done(u->db, s, rc, "get seen state", err) < 0)
+		return -1;	/* BUSY or an I/O error is not "no seen state" */
 	if (rc == SQLITE_ROW)
 		return 0;
 	return terr_set(err, TE_NOTFOUND, "no seen state of '%s' for %s", userid, uniqueid);
@@ -287,12 +290,14 @@ int store_annot_list(struct store *st, const char *mboxname, int64_t uid, store_
 	sqlite3_bind_int64(s, 1, row.id);
 	sqlite3_bind_int64(s, 2, uid);
 	sqlite3_bind_int64(s, 3, uid);
-	while (sqlite3_step(s) == SQLITE_ROW)
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW)
 		if (cb((uint32_t)sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
 		       (const char *)sqlite3_column_text(s, 2), sqlite3_column_blob(s, 3),
 		       (size_t)sqlite3_column_bytes(s, 3), (uint64_t)sqlite3_column_int64(s, 4), rock))
 			break;
-	sqlite3_finalize(s);
+	if (store_sql_done(u->db, s, step, "list annotations", err) < 0)
+		return -1;
 	return 0;
 }
 
@@ -423,7 +428,8 @@ int store_quota_get(struct store *st, const char *root, struct store_quota *q, s
 		q->message_used = sqlite3_column_int64(s, 3);
 		q->modseq = (uint64_t)sqlite3_column_int64(s, 4);
 	}
-	sqlite3_finalize(s);
+	if (store_sql_done(u->db, s, rc, "get quota", err) < 0)
+		return -1;	/* BUSY or an I/O error is not "no quota" */
 	if (rc == SQLITE_ROW)
 		return 0;
 	return terr_set(err, TE_NOTFOUND, "no quota root '%s'", root);
@@ -502,12 +508,14 @@ int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, v
 						   " ORDER BY name;", err);
 	if (!s)
 		return -1;
-	while (sqlite3_step(s) == SQLITE_ROW)
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW)
 		if (cb((const char *)sqlite3_column_text(s, 0), sqlite3_column_blob(s, 1),
 		       (size_t)sqlite3_column_bytes(s, 1), sqlite3_column_int(s, 2),
 		       sqlite3_column_int64(s, 3), rock))
 			break;
-	sqlite3_finalize(s);
+	if (store_sql_done(u->db, s, step, "list sieve scripts", err) < 0)
+		return -1;
 	return 0;
 }
 

@@ -285,6 +285,11 @@ static int apply_seen(struct sync_replica *r, const struct dlist *kv, struct ter
 	    dlist_get_num64(kv, "LASTCHANGE", &lc) < 0 || dlist_get_str(kv, "SEENUIDS", &seen) < 0)
 		return terr_set(err, TE_INVALID, "APPLY SEEN wants USERID UNIQUEID LASTREAD LASTUID LASTCHANGE SEENUIDS");
 	struct store_seen sv = { (int64_t)lr, lu, (int64_t)lc, (char *)seen };
+	struct terr e2;
+	if (userid_validate(u, 1, &e2) < 0)
+		return terr_set(err, TE_INVALID, "APPLY SEEN: bad USERID");
+	if (store_user_ensure(r->st, u, err) < 0)
+		return -1;
 	return store_seen_set(r->st, u, uid, &sv, err);
 }
 

@@ -63,25 +63,18 @@ struct syncc {
 	struct store *st;
 	struct syncc_opts o;
 	char channel[MAX_CHANNEL_NAME + 1];
-	struct conn *c;
+	struct sync_transport *t;	/* NULL: not connected */
 	SSL_CTX *tls;
-	struct buf in, out;
+	struct buf out;
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
 	int compare_bodies;
-	/* the IMAP transport (reference §2.10): the replica's imapd speaks
-	 * the protocol inside SYNCGET/SYNCAPPLY; tags S0, S1, ... */
+	/* the replica speaks the protocol inside IMAP (reference §2.10) */
 	int imap;
 	int cap_sasl_ir, cap_replication;
-	unsigned long tagn;
-	char tag[24];
 	/* repair mode: full updates only, and a same-name mailbox with
 	 * another uniqueid is renamed aside on the replica */
 	int repair;
-	/* pipelining: the tags of commands sent and not answered yet, in
-	 * order ("" on csync) */
-	char ptags[SYNCC_MAX_PIPELINE][24];
-	size_t pfirst, pcount;
 	unsigned long since_restart;	/* commands sent since the last RESTART */
 	/* the sync cache: each mailbox's header as the replica holds it
 	 * after our last APPLY MAILBOX it accepted; lets a rolling pass skip
@@ -105,6 +98,8 @@ int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
  * flushed) and remembers its tag; recv reads the response of the oldest
  * command not answered yet. */
 void syncc_send(struct syncc *sc);
+/* Writes what syncc_send queued (-1 with err TE_IO: the connection is lost). */
+int syncc_flush(struct syncc *sc, struct terr *err);
 int syncc_recv(struct syncc *sc, data_fn *cb, void *rock, struct terr *err);
 /* The sync cache (see struct syncc): forget one mailbox, or all. */
 void syncc_rcache_drop(struct syncc *sc, const char *name);

@@ -5,7 +5,7 @@
 #include "syncc/syncc-private.h"
 
 #include "lib/xalloc.h"
-#include "net/conn.h"
+#include "sync/sync_transport.h"
 
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -22,9 +22,7 @@ struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct 
 
 void syncc_disconnect(struct syncc *sc)
 {
-	sc->pcount = 0;
-	conn_free(&sc->c);
-	buf_reset(&sc->in);
+	sync_transport_close(&sc->t);
 }
 
 void syncc_free(struct syncc **scp)
@@ -35,7 +33,6 @@ void syncc_free(struct syncc **scp)
 	syncc_disconnect(sc);
 	if (sc->tls)
 		SSL_CTX_free(sc->tls);
-	buf_free(&sc->in);
 	buf_free(&sc->out);
 	syncc_items_free(&sc->diffs);
 	syncc_items_free(&sc->copied);

@@ -17,6 +17,7 @@
 struct conf;
 struct store;
 struct syncc;
+struct sync_transport;
 
 struct syncc_opts {
 	const char *channel;	/* NULL or "" = the default channel */
@@ -33,6 +34,11 @@ struct syncc_opts {
 	/* Rolling mode: when *stop becomes non-zero (tandemd's SIGTERM), the
 	 * client sends what is logged so far (one last pass) and returns. */
 	volatile int *stop;
+	/* Instead of the network: a function that returns a connected
+	 * transport (an in-process replica: tests, sync_pipe_new), or NULL
+	 * with err. */
+	struct sync_transport *(*connect)(void *rock, struct terr *err);
+	void *connect_rock;
 };
 
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o);

@@ -248,10 +248,8 @@ int syncc_stream_send_pe(struct stream *s, const struct spend *pe, struct terr *
 		if (syncc_stream_recv(s, err) < 0)
 			return -1;
 	syncc_send(s->sc);
-	if (conn_flush(s->sc->c, err) < 0) {
-		s->sc->pcount = 0;
+	if (syncc_flush(s->sc, err) < 0)
 		return -1;
-	}
 	s->q[(s->qfirst + s->qn++) % SYNCC_MAX_PIPELINE] = *pe;
 	if (pe->kind == SP_MAILBOX)
 		s->mb_inflight++;

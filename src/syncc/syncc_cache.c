@@ -249,8 +249,7 @@ int syncc_fast_batch(struct syncc *sc, char **names, size_t n, char **slow, size
 	buf_reset(&sc->out);
 	buf_appends(&sc->out, "RESTART\r\n");
 	syncc_send(sc);
-	if (conn_flush(sc->c, err) < 0) {
-		sc->pcount = 0;
+	if (syncc_flush(sc, err) < 0) {
 		rc = -1;
 		goto out;
 	}

@@ -8,27 +8,40 @@
 #include "lib/log.h"
 #include "net/conn.h"
 #include "net/net.h"
+#include "sync/sync_transport.h"
 
 #include <openssl/evp.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
+/* Before the first command the client works on the transport's
+ * connection and read buffer directly. */
+static struct conn *conn_of(struct syncc *sc)
+{
+	return sync_transport_conn(sc->t);
+}
+
+static struct buf *in_of(struct syncc *sc)
+{
+	return sync_transport_inbuf(sc->t);
+}
+
 /* Banner lines are plain text ("* STARTTLS"), not DLIST. */
 static int read_plain_line(struct syncc *sc, struct buf *raw, struct terr *err)
 {
 	long long timeout = conf_duration_ms(sc->conf, "sync_timeout");
 	for (;;) {
-		const char *nl = sc->in.len ? memchr(sc->in.ptr, '\n', sc->in.len) : NULL;
+		const char *nl = in_of(sc)->len ? memchr(in_of(sc)->ptr, '\n', in_of(sc)->len) : NULL;
 		if (nl) {
 			buf_reset(raw);
-			buf_append(raw, sc->in.ptr, (size_t)(nl - sc->in.ptr) + 1);
-			buf_consume(&sc->in, raw->len);
+			buf_append(raw, in_of(sc)->ptr, (size_t)(nl - in_of(sc)->ptr) + 1);
+			buf_consume(in_of(sc), raw->len);
 			return 0;
 		}
-		if (sc->in.len > 2048)
+		if (in_of(sc)->len > 2048)
 			return terr_set(err, TE_IO, "greeting line over 2048 bytes");
-		ssize_t r = conn_read(sc->c, &sc->in, (int)timeout, err);
+		ssize_t r = conn_read(conn_of(sc), in_of(sc), (int)timeout, err);
 		if (r == 0)
 			return terr_set(err, TE_IO, "the replica closed the connection");
 		if (r < 0)
@@ -68,8 +81,8 @@ static void imap_caps(struct syncc *sc, const char *line)
 static int imap_simple(struct syncc *sc, const char *tag, const char *cmd, struct terr *err)
 {
 	if (cmd)
-		conn_printf(sc->c, "%s %s\r\n", tag, cmd);
-	if (conn_flush(sc->c, err) < 0)
+		conn_printf(conn_of(sc), "%s %s\r\n", tag, cmd);
+	if (conn_flush(conn_of(sc), err) < 0)
 		return -1;
 	struct buf raw = BUF_INIT;
 	size_t tl = strlen(tag);
@@ -113,8 +126,10 @@ static int read_banner(struct syncc *sc, struct terr *err)
 			break;
 		if (!strncmp(raw.ptr, "* OK", 4)) {
 			sc->imap = strstr(raw.ptr, "IMAP") != NULL;
-			if (sc->imap)
+			if (sc->imap) {
+				sync_transport_conn_imap(sc->t);
 				imap_caps(sc, raw.ptr);
+			}
 			rc = 0;
 			break;
 		}
@@ -181,14 +196,14 @@ static int imap_login(struct syncc *sc, const char *b64, int bl, struct terr *er
 		rc = imap_simple(sc, "A01", cmd.ptr, err);
 	} else {
 		struct buf raw = BUF_INIT;
-		conn_puts(sc->c, "A01 AUTHENTICATE PLAIN\r\n");
-		rc = conn_flush(sc->c, err) < 0 || read_plain_line(sc, &raw, err) < 0 ? -1 : 0;
+		conn_puts(conn_of(sc), "A01 AUTHENTICATE PLAIN\r\n");
+		rc = conn_flush(conn_of(sc), err) < 0 || read_plain_line(sc, &raw, err) < 0 ? -1 : 0;
 		if (rc == 0 && raw.ptr[0] != '+')
 			rc = terr_set(err, TE_PERM, "replica: %.80s", raw.ptr);
 		buf_free(&raw);
 		if (rc == 0) {
-			conn_write(sc->c, b64, (size_t)bl);
-			conn_puts(sc->c, "\r\n");
+			conn_write(conn_of(sc), b64, (size_t)bl);
+			conn_puts(conn_of(sc), "\r\n");
 			rc = imap_simple(sc, "A01", NULL, err);
 		}
 	}
@@ -212,9 +227,7 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 		buf_free(&addr);
 		return -1;
 	}
-	sc->c = conn_new(fd);
-	sc->tagn = 0;
-	sc->tag[0] = '\0';
+	sc->t = sync_transport_conn_new(conn_new(fd), conf_duration_ms(sc->conf, "sync_timeout"));
 	int rc = -1;
 	if (read_banner(sc, err) < 0)
 		goto out;
@@ -232,10 +245,10 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 			goto out;
 		if (sc->imap) {
 			if (imap_simple(sc, "S01", "STARTTLS", err) < 0 ||
-			    conn_tls_client(sc->c, sc->tls, NULL, err) < 0 ||
+			    conn_tls_client(conn_of(sc), sc->tls, NULL, err) < 0 ||
 			    imap_simple(sc, "C01", "CAPABILITY", err) < 0)
 				goto out;
-		} else if (syncc_simple(sc, "STARTTLS", err) < 0 || conn_tls_client(sc->c, sc->tls, NULL, err) < 0 ||
+		} else if (syncc_simple(sc, "STARTTLS", err) < 0 || conn_tls_client(conn_of(sc), sc->tls, NULL, err) < 0 ||
 			   read_banner(sc, err) < 0) {
 			goto out;
 		}
@@ -271,7 +284,7 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 	if (arc < 0)
 		goto out;
 	if (sc->cap_compress) {
-		if (syncc_simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress_level(sc->c, SYNCC_DEFLATE_LEVEL, err) < 0)
+		if (syncc_simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress_level(conn_of(sc), SYNCC_DEFLATE_LEVEL, err) < 0)
 			goto out;
 	} else if (sc->o.require_compress) {
 		terr_set(err, TE_CONFIG, "compression required (-z) but the replica does not offer it%s",
@@ -281,7 +294,7 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 	if (sc->cap_sieve && syncc_simple(sc, "APPLY CAPABILITIES (SIEVE-MAILBOX)", err) < 0)
 		goto out;
 	log_info("event=sync_connect channel=%s replica=%s transport=%s tls=%d compress=%d", sc->channel, addr.ptr,
-		 sc->imap ? "imap" : "csync", conn_is_tls(sc->c), conn_is_compressed(sc->c));
+		 sc->imap ? "imap" : "csync", conn_is_tls(conn_of(sc)), conn_is_compressed(conn_of(sc)));
 	rc = 0;
 out:
 	if (rc < 0)
@@ -292,6 +305,14 @@ out:
 
 static int connect_once(struct syncc *sc, struct terr *err)
 {
+	if (sc->o.connect) {
+		/* an in-process replica (tests): no address, banner or login */
+		sc->t = sc->o.connect(sc->o.connect_rock, err);
+		if (!sc->t)
+			return -1;
+		sc->cap_sieve = 1;
+		return sc->cap_sieve && syncc_simple(sc, "APPLY CAPABILITIES (SIEVE-MAILBOX)", err) < 0 ? -1 : 0;
+	}
 	int attempts = 1;
 	for (int i = 0; i < attempts; i++) {
 		if (connect_attempt(sc, i, &attempts, err) == 0)

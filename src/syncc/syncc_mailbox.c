@@ -430,6 +430,30 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 	syncc_cmd_dlist(sc, "GET", get);
 	dlist_free(&get);
 	int rc = syncc_roundtrip(sc, syncc_collect_remote, &rs, err);
+	if (rc < 0 && err->code != TE_IO) {
+		/* the replica cannot tell the state of one of them (a damaged
+		 * database, ...): asked one by one, only that one fails and the
+		 * rest goes on */
+		syncc_remotes_free(&rs);
+		if (n == 1) {
+			char q[LOGQ_MAX];
+			log_warn("event=sync_mailbox_fail channel=%s mailbox=%s error=\"%s\"", sc->channel, logq(q, names[0]),
+				 err->msg);
+			syncc_note_failed(sc, names[0], err->msg);
+			rc = 0;
+		} else {
+			rc = 0;
+			for (size_t i = 0; i < n && rc == 0; i++) {
+				struct terr e2 = { 0 };
+				if (syncc_sync_batch_x(sc, &names[i], 1, unmailbox, nostream, &e2) < 0 && e2.code == TE_IO) {
+					*err = e2;
+					rc = -1;
+				}
+			}
+		}
+		free(slow);
+		return rc;
+	}
 	int failed = 0;
 	char **gone = xcalloc(n, sizeof *gone), **fresh = xcalloc(n, sizeof *fresh);
 	size_t ngone = 0, nfresh = 0;

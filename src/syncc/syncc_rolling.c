@@ -200,6 +200,10 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 			syncc_cmd_dlist(sc, "APPLY", kv);
 			dlist_free(&kv);
 			store_quota_free(&q);
+		} else if (e2.code != TE_NOTFOUND) {
+			*err = e2;	/* not "absent": the replica's quota must not be deleted */
+			failed = 1;
+			break;
 		} else {
 			struct dlist *kv = dlist_new(DL_STR, "UNQUOTA");
 			buf_appends(&kv->s, quotas.v[i]);
@@ -230,6 +234,9 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 				*err = e2;
 				failed = 1;
 			}
+		} else if (e2.code != TE_NOTFOUND) {
+			*err = e2;
+			failed = 1;
 		}
 		*sep = '\x01';
 	}
@@ -237,12 +244,14 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 		char *sep = strchr(subs.v[i], '\x01');
 		*sep = '\0';
 		struct names mine = { NULL, 0 };
-		int on = 0;
-		if (store_subs_list(sc->st, subs.v[i], syncc_subs_cb, &mine, &e2) == 0)
-			for (size_t k = 0; k < mine.n; k++)
-				on |= !strcmp(mine.v[k], sep + 1);
+		int on = 0, lrc = store_subs_list(sc->st, subs.v[i], syncc_subs_cb, &mine, &e2);
+		for (size_t k = 0; lrc == 0 && k < mine.n; k++)
+			on |= !strcmp(mine.v[k], sep + 1);
 		syncc_names_free(&mine);
-		if (syncc_send_sub(sc, subs.v[i], sep + 1, on, &e2) < 0) {
+		if (lrc < 0 && e2.code != TE_NOTFOUND) {
+			*err = e2;	/* not "unsubscribed" */
+			failed = 1;
+		} else if (syncc_send_sub(sc, subs.v[i], sep + 1, on, &e2) < 0) {
 			*err = e2;
 			failed = 1;
 		}
@@ -369,7 +378,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			log_notice("event=sync_shutdown channel=%s reason=shutdown_file", sc->channel);
 			break;
 		}
-		if (!sc->c && syncc_connect(sc, err) < 0) {
+		if (!sc->t && syncc_connect(sc, err) < 0) {
 			rc = -1;
 			break;
 		}
