@@ -460,7 +460,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 		"UPDATE mailboxes SET last_uid = ?, highestmodseq = ?, recentuid = ?, recenttime = ?, last_appenddate = ?,"
 		" pop3_last_login = ?, pop3_show_after = ?, uidvalidity = max(uidvalidity, ?), acl = ?, options = ?,"
 		" createdmodseq = ?, foldermodseq = ?, xconvmodseq = ?, raclmodseq = ?, sync_crc = ?, sync_crc_annot = ?,"
-		" exists_count = exists_count + ?, mboxtype = ? WHERE id = ?;", err);
+		" exists_count = exists_count + ?, mboxtype = ?, quotaroot = ? WHERE id = ?;", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_int64(s, 1, a->last_uid > row.last_uid ? a->last_uid : row.last_uid);
@@ -481,7 +481,10 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	sqlite3_bind_int64(s, 16, row.sync_crc_annot);
 	sqlite3_bind_int64(s, 17, msgs);
 	sqlite3_bind_text(s, 18, a->mboxtype ? a->mboxtype : "", -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 19, row.id);
+	/* a new mailbox's root was found above (the replica's own quota roots
+	 * decide, as they do for its charges) */
+	sqlite3_bind_text(s, 19, row.quotaroot, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(s, 20, row.id);
 	int sr = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (sr != SQLITE_DONE) {

@@ -258,6 +258,12 @@ static int apply_sub_or_unsub(struct sync_replica *r, const struct dlist *kv, in
 	if (dlist_get_str(kv, "USERID", &u) < 0 || dlist_get_str(kv, "MBOXNAME", &m) < 0 ||
 	    userid_validate(u, 1, &e2) < 0)
 		return terr_set(err, TE_INVALID, "APPLY SUB wants USERID and MBOXNAME");
+	if (!on) {
+		/* a user that is not here is subscribed to nothing */
+		int ex = store_user_exists(r->st, u, err);
+		if (ex <= 0)
+			return ex;
+	}
 	if (store_user_ensure(r->st, u, err) < 0)
 		return -1;
 	return store_subscribe(r->st, u, m, on, err);

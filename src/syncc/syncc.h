@@ -44,7 +44,8 @@ struct syncc_opts {
 struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct syncc_opts *o);
 void syncc_free(struct syncc **sc);
 
-/* Connects (with backoff unless connect_once) and authenticates. */
+/* Connects (with backoff unless connect_once) and authenticates; a
+ * client that is connected stays as it is. */
 int syncc_connect(struct syncc *sc, struct terr *err);
 void syncc_disconnect(struct syncc *sc);
 

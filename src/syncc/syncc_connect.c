@@ -325,6 +325,8 @@ static int connect_once(struct syncc *sc, struct terr *err)
 
 int syncc_connect(struct syncc *sc, struct terr *err)
 {
+	if (sc->t)
+		return 0;	/* connected already */
 	long long wait = conf_chan_duration_ms(sc->conf, sc->channel, "sync_reconnect_minwait");
 	long long cap = conf_duration_ms(sc->conf, "sync_reconnect_maxwait");
 	if (wait < 100)

@@ -8,6 +8,7 @@
 #include "conf/conf.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
+#include "names/mboxname.h"
 #include "store/store.h"
 #include "sync/sync.h"
 
@@ -139,6 +140,52 @@ int syncc_status(const struct conf *conf, const char *channel, struct buf *out, 
 	return rc;
 }
 
+/* A user the log says was deleted. Gone here: APPLY UNUSER. Made again
+ * since (the same log, or a later one already replicated): when the
+ * replica's INBOX is another incarnation (another uniqueid), the replica
+ * drops that one first (APPLY UNUSER) and the whole user is sent again
+ * (added to users); when it is this one, only the whole-user sync. This
+ * runs before the log's mailboxes, so a new INBOX never meets the old. */
+static int unuser_first(struct syncc *sc, const char *user, struct names *users, struct terr *err)
+{
+	int ex = store_user_exists(sc->st, user, err);
+	if (ex < 0)
+		return -1;
+	int drop = !ex;
+	if (ex) {
+		struct buf inbox = BUF_INIT;
+		struct store_mailbox_info mi;
+		struct terr e2 = { 0 };
+		if (mboxname_user_inbox(user, &inbox, &e2) == 0 && store_mailbox_get(sc->st, inbox.ptr, &mi, &e2) == 0) {
+			struct remotes rs = { NULL, 0 };
+			struct dlist *get = dlist_new(DL_LIST, "MAILBOXES");
+			dlist_add_str(get, NULL, inbox.ptr);
+			syncc_cmd_dlist(sc, "GET", get);
+			dlist_free(&get);
+			int rc = syncc_roundtrip(sc, syncc_collect_remote, &rs, err);
+			const struct dlist *remote = rc == 0 ? syncc_remote_by_name(&rs, inbox.ptr) : NULL;
+			const char *ruid;
+			drop = remote && dlist_get_str(remote, "UNIQUEID", &ruid) == 0 && strcmp(ruid, mi.uniqueid) != 0;
+			syncc_remotes_free(&rs);
+			store_mailbox_info_free(&mi);
+			if (rc < 0) {
+				buf_free(&inbox);
+				return -1;
+			}
+		}
+		buf_free(&inbox);
+		syncc_names_add(users, user);
+	}
+	if (!drop)
+		return 0;
+	syncc_rcache_clear(sc);
+	struct dlist *un = dlist_new(DL_STR, "UNUSER");
+	buf_appends(&un->s, user);
+	syncc_cmd_dlist(sc, "APPLY", un);
+	dlist_free(&un);
+	return syncc_roundtrip(sc, NULL, NULL, err);
+}
+
 /* Reduces and runs the entries of one log (reference §7.6). */
 static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n, struct terr *err)
 {
@@ -182,8 +229,13 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 			}
 	int failed = 0;
 	struct terr e2 = { 0 };
+	for (size_t i = 0; i < unusers.n && !failed; i++)
+		if (unuser_first(sc, unusers.v[i], &users, &e2) < 0) {
+			*err = e2;
+			failed = 1;
+		}
 	/* mailboxes, in batches by owner (renames within a user need both names in one batch) */
-	if (mboxes.n && syncc_sync_batch(sc, mboxes.v, mboxes.n, 0, &e2) < 0) {
+	if (!failed && mboxes.n && syncc_sync_batch(sc, mboxes.v, mboxes.n, 0, &e2) < 0) {
 		*err = e2;
 		failed = 1;
 	}
@@ -192,9 +244,11 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 		if (store_quota_get(sc->st, quotas.v[i], &q, &e2) == 0) {
 			struct dlist *kv = dlist_new(DL_KVLIST, "QUOTA");
 			dlist_add_str(kv, "ROOT", q.root);
-			dlist_add_num(kv, "LIMIT", q.storage_limit < 0 ? 0 : (uint64_t)q.storage_limit);
-			if (q.storage_limit >= 0)
+			/* no limit is no key (LIMIT 0 would be a quota of nothing) */
+			if (q.storage_limit >= 0) {
+				dlist_add_num(kv, "LIMIT", (uint64_t)q.storage_limit);
 				dlist_add_num(kv, "STORAGE", (uint64_t)q.storage_limit);
+			}
 			if (q.message_limit >= 0)
 				dlist_add_num(kv, "MESSAGE", (uint64_t)q.message_limit);
 			syncc_cmd_dlist(sc, "APPLY", kv);
@@ -251,6 +305,8 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 		if (lrc < 0 && e2.code != TE_NOTFOUND) {
 			*err = e2;	/* not "unsubscribed" */
 			failed = 1;
+		} else if (lrc < 0) {
+			/* no such user here (any more): its UNUSER is in a log */
 		} else if (syncc_send_sub(sc, subs.v[i], sep + 1, on, &e2) < 0) {
 			*err = e2;
 			failed = 1;
@@ -262,10 +318,6 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 		failed = 1;
 	}
 	if (!failed && users.n && syncc_users(sc, (const char *const *)users.v, users.n, &e2) < 0) {
-		*err = e2;
-		failed = 1;
-	}
-	if (!failed && unusers.n && syncc_users(sc, (const char *const *)unusers.v, unusers.n, &e2) < 0) {
 		*err = e2;
 		failed = 1;
 	}

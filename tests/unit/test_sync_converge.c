@@ -1,0 +1,692 @@
+/* test_sync_converge.c: the replication engine converges, whatever the
+ * sequence of changes, the connection cuts and the replays.
+ *
+ * Model-based and randomized: for each seed, a master store and a replica
+ * store in a temp dir, the master's sync client (src/syncc, rolling
+ * passes over the channel's change log) joined to a replica engine
+ * (src/sync/sync_replica) by the in-process pipe (sync_pipe). A seeded
+ * random sequence of every operation the store has is applied to the
+ * master (deliveries to several users, appends, copies and moves, flags
+ * with user flags, expunges, creates, renames at any level with their
+ * children, deletes, subscriptions, another user's seen state,
+ * annotations, ACLs, quotas, Sieve scripts, users added and deleted,
+ * shared mailboxes); passes run at random points, and the pipe is cut at
+ * random command boundaries (before the replica runs a command, or after
+ * with its answer lost), then reconnected and the pass run again.
+ *
+ * At the end the master and the replica must be equal twice over: by an
+ * independent dump of both stores through the store API (users, each
+ * mailbox's sync keys, live records, annotations, quotas, seen states,
+ * subscriptions, Sieve), and by the engine's own compare with bodies
+ * (what `tandem compare --bodies` runs). Then the whole change log is
+ * replayed twice: nothing may fail and nothing may change.
+ *
+ * TANDEM_SEEDS=N runs N seeds (default 40; `make soak` runs many more),
+ * TANDEM_SEED=S runs that one seed; a failure prints its seed.
+ */
+#include "test.h"
+
+#include "chlog/chlog.h"
+#include "conf/conf.h"
+#include "lib/buf.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/sha1.h"
+#include "store/store.h"
+#include "store/synccrc.h"
+#include "sync/sync_replica.h"
+#include "sync/sync_transport.h"
+#include "syncc/syncc.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- a small PRNG (splitmix64): the same seed, the same run ---- */
+
+static uint64_t rng_state;
+
+static uint64_t rnd(void)
+{
+	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+static unsigned pick(unsigned n)
+{
+	return n ? (unsigned)(rnd() % n) : 0;
+}
+
+/* ---- the world of one seed ---- */
+
+struct world {
+	char *dir;
+	struct buf mdir, rdir;
+	struct conf *conf;
+	struct store *m, *r;
+	struct chlog *log;
+	struct syncc *sc;
+	struct sync_replica *rep;
+	int cut_percent;	/* chance that a new connection gets cut */
+	unsigned long cuts, connects, passes;
+	struct buf history;	/* every change-log line replicated */
+	char failure[600];
+};
+
+static struct world *W;
+
+static struct sync_transport *pipe_connect(void *rock, struct terr *err)
+{
+	struct world *w = rock;
+	(void)err;
+	sync_replica_free(&w->rep);
+	struct sync_replica_opts o = { w->r, "test", NULL, NULL };
+	w->rep = sync_replica_new(&o);
+	struct sync_transport *t = sync_pipe_new(w->rep);
+	w->connects++;
+	if ((int)pick(100) < w->cut_percent) {
+		sync_pipe_cut(t, 1 + pick(25), (int)pick(2));
+		w->cuts++;
+	}
+	return t;
+}
+
+static int open_world(struct world *w, struct terr *err)
+{
+	memset(w, 0, sizeof *w);
+	w->dir = test_tmpdir();
+	buf_printf(&w->mdir, "%s/m", w->dir);
+	buf_printf(&w->rdir, "%s/r", w->dir);
+	struct buf text = BUF_INIT;
+	buf_printf(&text,
+		   "configdirectory: %s/conf\npartition-default: %s/spool\nsync_log: yes\nsync_log_channels: r\n"
+		   "r_sync_host: pipe\nsync_authname: repl\nsync_password: x\nsync_batchsize: 3\n",
+		   w->mdir.ptr, w->mdir.ptr);
+	struct conf_parser *p = conf_parser_new("test.conf");
+	int rc = conf_parser_feed(p, text.ptr, text.len, err) < 0 || conf_parser_finish(p, &w->conf, err) < 0 ? -1 : 0;
+	buf_free(&text);
+	if (rc < 0)
+		return -1;
+	struct buf mconf = BUF_INIT, mspool = BUF_INIT, rconf = BUF_INIT, rspool = BUF_INIT;
+	buf_printf(&mconf, "%s/conf", w->mdir.ptr);
+	buf_printf(&mspool, "%s/spool", w->mdir.ptr);
+	buf_printf(&rconf, "%s/conf", w->rdir.ptr);
+	buf_printf(&rspool, "%s/spool", w->rdir.ptr);
+	const char *chans[] = { "r" };
+	rc = -1;
+	if (fs_mkdir_p(mconf.ptr, 0750, err) < 0 || fs_mkdir_p(mspool.ptr, 0750, err) < 0 ||
+	    fs_mkdir_p(rconf.ptr, 0750, err) < 0 || fs_mkdir_p(rspool.ptr, 0750, err) < 0)
+		goto out;
+	w->log = chlog_open(mconf.ptr, chans, 1);
+	struct store_opts mo = { mconf.ptr, "default", mspool.ptr, w->log, 0, 0, NULL };
+	struct store_opts ro = { rconf.ptr, "default", rspool.ptr, NULL, 0, 0, NULL };
+	if (!w->log || store_open(&mo, &w->m, err) < 0 || store_open(&ro, &w->r, err) < 0)
+		goto out;
+	struct syncc_opts so = { 0 };
+	so.channel = "r";
+	so.connect_once = 1;
+	so.verbose = getenv("TANDEM_VERBOSE") != NULL;
+	so.connect = pipe_connect;
+	so.connect_rock = w;
+	w->sc = syncc_new(w->conf, w->m, &so);
+	rc = 0;
+out:
+	buf_free(&mconf);
+	buf_free(&mspool);
+	buf_free(&rconf);
+	buf_free(&rspool);
+	return rc;
+}
+
+static void close_world(struct world *w)
+{
+	syncc_free(&w->sc);
+	sync_replica_free(&w->rep);
+	store_close(&w->m);
+	store_close(&w->r);
+	chlog_close(&w->log);
+	conf_free(&w->conf);
+	struct terr err;
+	fs_remove_tree(w->dir, &err);
+	free(w->dir);
+	buf_free(&w->mdir);
+	buf_free(&w->rdir);
+	buf_free(&w->history);
+}
+
+/* ---- the operations ---- */
+
+static const char *const users[] = { "ann", "bob", "cy" };
+static const char *const folders[] = { "", ".Sent", ".A", ".A.B", ".A.B.C", ".Trash", ".D" };
+static const char *const shared[] = { "shared.news", "shared.news.old", "shared.board" };
+static const char *const keywords[] = { "", "$Label1", "$Junk", "work", "$Label1 work" };
+static const unsigned sysflags[] = { 0, SYSFLAG_SEEN, SYSFLAG_FLAGGED, SYSFLAG_ANSWERED | SYSFLAG_SEEN,
+				     SYSFLAG_DELETED, SYSFLAG_DRAFT };
+
+/* A mailbox name: a user's folder, or a shared one. */
+static void any_mailbox(struct buf *out)
+{
+	buf_reset(out);
+	if (pick(6) == 0) {
+		buf_appends(out, shared[pick(3)]);
+		return;
+	}
+	buf_printf(out, "user.%s%s", users[pick(3)], folders[pick(7)]);
+}
+
+/* A mailbox of the same owner as name. */
+static void sibling(const char *name, struct buf *out)
+{
+	buf_reset(out);
+	if (!strncmp(name, "shared.", 7)) {
+		buf_appends(out, shared[pick(3)]);
+		return;
+	}
+	const char *u = name + 5;
+	size_t ul = strcspn(u, ".");
+	buf_printf(out, "user.%.*s%s", (int)ul, u, folders[pick(7)]);
+}
+
+struct uids {
+	uint32_t v[64];
+	size_t n;
+};
+
+static int uids_cb(const struct store_record *r, void *rock)
+{
+	struct uids *u = rock;
+	if (u->n < 64 && !(r->sysflags & SYSFLAG_EXPUNGED))
+		u->v[u->n++] = r->uid;
+	return 0;
+}
+
+/* Some of the live UIDs of a mailbox. */
+static void some_uids(struct store *st, const char *name, struct uids *out)
+{
+	struct uids all = { { 0 }, 0 };
+	struct terr err;
+	out->n = 0;
+	store_records(st, name, 0, 0, uids_cb, &all, &err);
+	for (size_t i = 0; i < all.n; i++)
+		if (pick(3) == 0)
+			out->v[out->n++] = all.v[i];
+	if (!out->n && all.n)
+		out->v[out->n++] = all.v[pick((unsigned)all.n)];
+}
+
+static void message(struct buf *out)
+{
+	buf_reset(out);
+	/* a few bodies recur: the same GUID in several places */
+	unsigned k = pick(4) == 0 ? pick(5) : (unsigned)(rnd() & 0xffffff);
+	buf_printf(out, "From: s%u@example.net\r\nTo: r@example.com\r\nSubject: message %u\r\n"
+			"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\n", k, k);
+	for (unsigned i = 0, n = 1 + pick(8); i < n; i++)
+		buf_printf(out, "line %u of message %u: %016llx\r\n", i, k, (unsigned long long)rnd());
+}
+
+/* One random operation on the master; most may fail (no such mailbox,
+ * exists already, ...): that is part of the sequence. */
+static void random_op(struct store *st)
+{
+	struct terr err = { 0 };
+	struct buf a = BUF_INIT, b = BUF_INIT, msg = BUF_INIT;
+	struct uids u;
+	const char *user = users[pick(3)];
+	unsigned op = pick(100);
+	if (op < 8) {
+		store_user_create(st, user, NULL, &err);
+	} else if (op < 9) {
+		store_user_delete(st, user, &err);
+	} else if (op < 19) {
+		any_mailbox(&a);
+		store_mailbox_create(st, a.ptr, NULL, &err);
+	} else if (op < 23) {
+		any_mailbox(&a);
+		sibling(a.ptr, &b);
+		store_mailbox_rename(st, a.ptr, b.ptr, (int)pick(2), &err);
+	} else if (op < 25) {
+		any_mailbox(&a);
+		store_mailbox_delete(st, a.ptr, &err);
+	} else if (op < 42) {
+		any_mailbox(&a);
+		message(&msg);
+		struct store_append_opts ao = { sysflags[pick(6)], keywords[pick(5)], 1700000000 + (int64_t)pick(1000) };
+		uint32_t uid;
+		store_append(st, a.ptr, msg.ptr, msg.len, &ao, &uid, &err);
+	} else if (op < 50) {
+		const char *names[3];
+		struct buf n[3] = { BUF_INIT, BUF_INIT, BUF_INIT };
+		size_t k = 1 + pick(3);
+		for (size_t i = 0; i < k; i++) {
+			any_mailbox(&n[i]);
+			names[i] = n[i].ptr;
+		}
+		message(&msg);
+		uint32_t uids[3];
+		struct terr errs[3];
+		struct store_append_opts ao = { 0, NULL, 0 };
+		store_deliver(st, names, k, msg.ptr, msg.len, &ao, uids, errs, &err);
+		for (size_t i = 0; i < 3; i++)
+			buf_free(&n[i]);
+	} else if (op < 56) {
+		any_mailbox(&a);
+		sibling(a.ptr, &b);
+		some_uids(st, a.ptr, &u);
+		size_t copied;
+		if (u.n && strcmp(a.ptr, b.ptr))
+			store_copy(st, a.ptr, u.v, u.n, b.ptr, (int)pick(2), NULL, NULL, &copied, &err);
+	} else if (op < 68) {
+		any_mailbox(&a);
+		some_uids(st, a.ptr, &u);
+		if (u.n)
+			store_set_flags(st, a.ptr, u.v, u.n, (enum store_flag_op)pick(3), sysflags[pick(6)],
+					keywords[pick(5)], 0, NULL, &err);
+	} else if (op < 74) {
+		any_mailbox(&a);
+		some_uids(st, a.ptr, &u);
+		if (pick(2))
+			store_expunge(st, a.ptr, u.v, u.n, NULL, &err);
+		else
+			store_expunge(st, a.ptr, NULL, 0, NULL, &err);
+	} else if (op < 78) {
+		any_mailbox(&a);
+		store_subscribe(st, user, a.ptr, (int)pick(2), &err);
+	} else if (op < 82) {
+		/* another user's seen state of a mailbox */
+		any_mailbox(&a);
+		struct store_mailbox_info mi;
+		if (store_mailbox_get(st, a.ptr, &mi, &err) == 0) {
+			char seen[32];
+			snprintf(seen, sizeof seen, "1:%u", 1 + pick(mi.last_uid + 1));
+			struct store_seen sv = { 1700000000 + (int64_t)pick(100), mi.last_uid, 1700000000 + (int64_t)pick(100),
+						 seen };
+			store_seen_set(st, user, mi.uniqueid, &sv, &err);
+			store_mailbox_info_free(&mi);
+		}
+	} else if (op < 87) {
+		any_mailbox(&a);
+		static const char *const entries[] = { "/comment", "/vendor/tandem/x", "/specialuse" };
+		const char *val = pick(3) == 0 ? "" : "a value";
+		uint32_t uid = 0;
+		if (pick(2)) {
+			some_uids(st, a.ptr, &u);
+			uid = u.n ? u.v[0] : 0;
+		}
+		store_annot_set(st, a.ptr, uid, entries[pick(3)], pick(2) ? "" : user, val, strlen(val), &err);
+	} else if (op < 90) {
+		any_mailbox(&a);
+		char acl[128];
+		snprintf(acl, sizeof acl, "%s\tlrswipkxtecda\t%s\tlrs\t", user, users[pick(3)]);
+		store_mailbox_set_acl(st, a.ptr, acl, &err);
+	} else if (op < 94) {
+		any_mailbox(&a);
+		if (pick(3))
+			store_quota_set(st, a.ptr, pick(2) ? -1 : (int64_t)(100 + pick(1000)),
+					pick(2) ? -1 : (int64_t)(10 + pick(100)), &err);
+		else
+			store_quota_delete(st, a.ptr, &err);
+	} else {
+		/* Sieve as Cyrus 3.6 keeps it: the user.<u>.#sieve mailbox (MBOXTYPE
+		 * f), one message per script, the active one \Flagged */
+		buf_printf(&a, "user.%s.#sieve", user);
+		unsigned k = pick(3);
+		if (k == 0) {
+			struct store_mailbox_create_opts co = { NULL, 0, NULL, "f" };
+			store_mailbox_create(st, a.ptr, &co, &err);
+		} else if (k == 1) {
+			buf_printf(&msg, "From: <%s@example>\r\nSubject: script\r\nContent-Type: application/sieve;"
+					 " charset=utf-8\r\n\r\nkeep; # %u\r\n", user, pick(1000));
+			struct store_append_opts ao = { pick(2) ? SYSFLAG_FLAGGED : 0, NULL, 0 };
+			uint32_t uid;
+			store_append(st, a.ptr, msg.ptr, msg.len, &ao, &uid, &err);
+		} else {
+			some_uids(st, a.ptr, &u);
+			if (u.n)
+				store_expunge(st, a.ptr, u.v, 1, NULL, &err);
+		}
+	}
+	if (getenv("TANDEM_VERBOSE"))
+		printf("op %u user=%s a=%s b=%s -> %s\n", op, user, buf_cstr(&a), buf_cstr(&b),
+		       err.code ? err.msg : "ok");
+	buf_free(&a);
+	buf_free(&b);
+	buf_free(&msg);
+}
+
+/* ---- replication ---- */
+
+/* One rolling pass as the channel's client makes it: take the log, send
+ * it (reconnecting after every cut), and only then drop it. 0, or -1 with
+ * w->failure set. */
+static int pass(struct world *w)
+{
+	struct terr err = { 0 };
+	const char *configdir = conf_str(w->conf, "configdirectory");
+	int t = chlog_take(configdir, "r", &err);
+	if (t < 0) {
+		snprintf(w->failure, sizeof w->failure, "chlog_take: %s", err.msg);
+		return -1;
+	}
+	if (t == 0)
+		return 0;
+	if (getenv("TANDEM_VERBOSE"))
+		printf("pass\n");
+	struct buf run = BUF_INIT, data = BUF_INIT;
+	chlog_path(configdir, "r", "log-run", &run);
+	if (fs_read_file(run.ptr, 64 * 1024 * 1024, &data, &err) == 0)
+		buf_append(&w->history, data.ptr ? data.ptr : "", data.len);
+	buf_free(&data);
+	int rc = -1;
+	for (int tries = 0; tries < 200; tries++) {
+		w->passes++;
+		if (syncc_connect(w->sc, &err) < 0) {
+			syncc_disconnect(w->sc);
+			continue;
+		}
+		struct terr e2 = { 0 };
+		int r = syncc_logfile(w->sc, run.ptr, &e2);
+		r = syncc_oneshot_result(w->sc, r, &e2);
+		if (r == 0) {
+			rc = 0;
+			break;
+		}
+		if (e2.code != TE_IO) {
+			snprintf(w->failure, sizeof w->failure, "a pass failed (not a cut): %s", e2.msg);
+			break;
+		}
+		syncc_disconnect(w->sc);
+		if (tries > 50)
+			w->cut_percent = 0;	/* cuts stop: it must get through now */
+	}
+	if (rc == 0 && chlog_done(configdir, "r", &err) < 0) {
+		snprintf(w->failure, sizeof w->failure, "chlog_done: %s", err.msg);
+		rc = -1;
+	}
+	if (rc < 0 && !w->failure[0])
+		snprintf(w->failure, sizeof w->failure, "a pass never got through");
+	buf_free(&run);
+	return rc;
+}
+
+/* ---- the independent oracle: a dump of a store through its API ---- */
+
+struct dump {
+	struct store *st;
+	struct buf *out;
+	const char *mbox;
+};
+
+static int dump_rec_cb(const struct store_record *r, void *rock)
+{
+	struct dump *d = rock;
+	struct buf flags = BUF_INIT;
+	store_flags_format(r->sysflags, r->keywords, &flags);
+	buf_printf(d->out, "  rec %u modseq=%llu flags=(%s) idate=%lld size=%u guid=%s\n", r->uid,
+		   (unsigned long long)r->modseq, buf_cstr(&flags), (long long)r->internaldate, r->size, r->guid);
+	buf_free(&flags);
+	return 0;
+}
+
+static int dump_annot_cb(uint32_t uid, const char *entry, const char *userid, const void *value, size_t len,
+			 uint64_t modseq, void *rock)
+{
+	struct dump *d = rock;
+	/* an annotation's own modseq is the replica's (the record's, or the
+	 * folder's for a mailbox annotation): neither the sync CRC nor an
+	 * IMAP client sees it */
+	(void)modseq;
+	buf_printf(d->out, "  annot uid=%u %s user=%s value=%.*s\n", uid, entry, userid, (int)len,
+		   (const char *)value);
+	return 0;
+}
+
+static int dump_sub_cb(const char *name, void *rock)
+{
+	struct dump *d = rock;
+	buf_printf(d->out, "  sub %s\n", name);
+	return 0;
+}
+
+static int dump_sieve_cb(const char *name, const void *script, size_t len, int active, int64_t modified, void *rock)
+{
+	struct dump *d = rock;
+	char sha[41];
+	(void)modified;
+	sha1_hex(script, len, sha);
+	buf_printf(d->out, "  sieve %s %s active=%d\n", name, sha, active);
+	return 0;
+}
+
+struct names {
+	char *v[256];
+	size_t n;
+};
+
+static int name_cb(const char *name, void *rock)
+{
+	struct names *ns = rock;
+	if (ns->n < 256)
+		ns->v[ns->n++] = strdup(name);
+	return 0;
+}
+
+struct mbinfo {
+	char name[256], uniqueid[64];
+};
+
+struct mbinfos {
+	struct mbinfo v[256];
+	size_t n;
+};
+
+static int mb_cb(const struct store_mailbox_info *mi, void *rock)
+{
+	struct mbinfos *m = rock;
+	if (m->n < 256) {
+		snprintf(m->v[m->n].name, sizeof m->v[m->n].name, "%s", mi->name);
+		snprintf(m->v[m->n].uniqueid, sizeof m->v[m->n].uniqueid, "%s", mi->uniqueid);
+		m->n++;
+	}
+	return 0;
+}
+
+static void dump_store(struct store *st, struct buf *out)
+{
+	struct terr err = { 0 };
+	struct names us = { { 0 }, 0 };
+	struct mbinfos mbs;
+	mbs.n = 0;
+	struct dump d = { st, out, NULL };
+	buf_reset(out);
+	if (store_user_list(st, name_cb, &us, &err) < 0)
+		buf_printf(out, "user list failed: %s\n", err.msg);
+	if (store_mailbox_list(st, NULL, mb_cb, &mbs, &err) < 0)
+		buf_printf(out, "mailbox list failed: %s\n", err.msg);
+	for (size_t i = 0; i < us.n; i++) {
+		buf_printf(out, "user %s\n", us.v[i]);
+		store_subs_list(st, us.v[i], dump_sub_cb, &d, &err);
+		store_sieve_list(st, us.v[i], dump_sieve_cb, &d, &err);
+		for (size_t k = 0; k < mbs.n; k++) {
+			struct store_seen sv;
+			if (store_seen_get(st, us.v[i], mbs.v[k].uniqueid, &sv, &err) == 0) {
+				buf_printf(out, "  seen %s lastread=%lld lastuid=%u lastchange=%lld uids=%s\n", mbs.v[k].name,
+					   (long long)sv.lastread, sv.lastuid, (long long)sv.lastchange, sv.seenuids);
+				free(sv.seenuids);
+			}
+		}
+	}
+	for (size_t k = 0; k < mbs.n; k++) {
+		struct store_mailbox_info mi;
+		if (store_mailbox_get(st, mbs.v[k].name, &mi, &err) < 0) {
+			buf_printf(out, "mailbox %s: %s\n", mbs.v[k].name, err.msg);
+			continue;
+		}
+		buf_printf(out,
+			   "mailbox %s uniqueid=%s type=%s uidvalidity=%u last_uid=%u highestmodseq=%llu crc=%08x"
+			   " crc_annot=%08x acl=%s options=%s quotaroot=%s createdmodseq=%llu foldermodseq=%llu\n",
+			   mi.name, mi.uniqueid, mi.mboxtype, mi.uidvalidity, mi.last_uid,
+			   (unsigned long long)mi.highestmodseq, mi.sync_crc, mi.sync_crc_annot, mi.acl, mi.options,
+			   mi.quotaroot, (unsigned long long)mi.createdmodseq, (unsigned long long)mi.foldermodseq);
+		d.mbox = mi.name;
+		store_records(st, mi.name, 0, 0, dump_rec_cb, &d, &err);
+		store_annot_list(st, mi.name, -1, dump_annot_cb, &d, &err);
+		struct store_quota q;
+		if (store_quota_get(st, mi.name, &q, &err) == 0) {
+			buf_printf(out, "  quota storage=%lld messages=%lld\n", (long long)q.storage_limit,
+				   (long long)q.message_limit);
+			store_quota_free(&q);
+		}
+		store_mailbox_info_free(&mi);
+	}
+	for (size_t i = 0; i < us.n; i++)
+		free(us.v[i]);
+}
+
+/* The first line where a and b differ, for the failure message. */
+static void first_difference(const struct buf *a, const struct buf *b, char *out, size_t outsz)
+{
+	const char *p = buf_cstr(a), *q = buf_cstr(b);
+	while (*p && *q) {
+		size_t lp = strcspn(p, "\n"), lq = strcspn(q, "\n");
+		if (lp != lq || memcmp(p, q, lp)) {
+			snprintf(out, outsz, "master: %.*s | replica: %.*s", (int)(lp < 250 ? lp : 250), p,
+				 (int)(lq < 250 ? lq : 250), q);
+			return;
+		}
+		p += lp + (p[lp] == '\n');
+		q += lq + (q[lq] == '\n');
+	}
+	snprintf(out, outsz, "master: %.250s | replica: %.250s", *p ? p : "(end)", *q ? q : "(end)");
+}
+
+/* Master == replica by the dump, and by the engine's compare. */
+static int converged(struct world *w, const char *when)
+{
+	struct buf dm = BUF_INIT, dr = BUF_INIT;
+	dump_store(w->m, &dm);
+	dump_store(w->r, &dr);
+	int rc = 0;
+	if (getenv("TANDEM_VERBOSE"))
+		printf("---- master\n%s---- replica\n%s----\n", buf_cstr(&dm), buf_cstr(&dr));
+	if (dm.len != dr.len || memcmp(buf_cstr(&dm), buf_cstr(&dr), dm.len)) {
+		char diff[560];
+		first_difference(&dm, &dr, diff, sizeof diff);
+		snprintf(w->failure, sizeof w->failure, "%s: stores differ: %s", when, diff);
+		rc = -1;
+	}
+	if (rc == 0) {
+		struct terr err = { 0 };
+		struct buf report = BUF_INIT;
+		int ndiff = 0;
+		w->cut_percent = 0;
+		syncc_disconnect(w->sc);	/* a connection without a cut pending */
+		syncc_compare_bodies(w->sc, 1);
+		if (syncc_connect(w->sc, &err) < 0 || syncc_compare(w->sc, NULL, 0, &report, &ndiff, &err) < 0) {
+			snprintf(w->failure, sizeof w->failure, "%s: compare failed: %s", when, err.msg);
+			rc = -1;
+		} else if (ndiff) {
+			snprintf(w->failure, sizeof w->failure, "%s: compare finds %d differences: %.400s", when, ndiff,
+				 buf_cstr(&report));
+			rc = -1;
+		}
+		buf_free(&report);
+	}
+	buf_free(&dm);
+	buf_free(&dr);
+	return rc;
+}
+
+/* The whole log once more: nothing fails, nothing changes. */
+static int replay(struct world *w, int round)
+{
+	struct buf path = BUF_INIT, before = BUF_INIT, after = BUF_INIT;
+	struct terr err = { 0 };
+	buf_printf(&path, "%s/replay.log", w->dir);
+	dump_store(w->r, &before);
+	int rc = fs_write_atomic(path.ptr, w->history.ptr ? w->history.ptr : "", w->history.len, 0600, &err);
+	if (rc == 0 && syncc_connect(w->sc, &err) == 0) {
+		rc = syncc_oneshot_result(w->sc, syncc_logfile(w->sc, path.ptr, &err), &err);
+	} else {
+		rc = -1;
+	}
+	if (rc < 0)
+		snprintf(w->failure, sizeof w->failure, "replay %d failed: %s", round, err.msg);
+	dump_store(w->r, &after);
+	if (rc == 0 && (before.len != after.len || memcmp(buf_cstr(&before), buf_cstr(&after), before.len))) {
+		char diff[560];
+		first_difference(&before, &after, diff, sizeof diff);
+		snprintf(w->failure, sizeof w->failure, "replay %d changed the replica: %s", round, diff);
+		rc = -1;
+	}
+	buf_free(&path);
+	buf_free(&before);
+	buf_free(&after);
+	return rc;
+}
+
+/* One seed: 0 when master and replica converged. */
+static int run_seed(uint64_t seed, int steps)
+{
+	struct world w;
+	struct terr err = { 0 };
+	rng_state = seed;
+	if (open_world(&w, &err) < 0) {
+		printf("  seed %llu: setup failed: %s\n", (unsigned long long)seed, err.msg);
+		return -1;
+	}
+	W = &w;
+	w.cut_percent = (int)pick(4) * 15;	/* 0, 15, 30 or 45 % of connections get cut */
+	int rc = 0;
+	for (int s = 0; s < steps && rc == 0; s++) {
+		for (unsigned k = 0, n = 1 + pick(4); k < n; k++)
+			random_op(w.m);
+		if (pick(3) == 0)
+			rc = pass(&w);
+	}
+	if (rc == 0)
+		rc = pass(&w);
+	if (rc == 0)
+		rc = converged(&w, "after the passes");
+	for (int round = 1; rc == 0 && round <= 2; round++)
+		rc = replay(&w, round);
+	if (rc == 0)
+		rc = converged(&w, "after the replays");
+	if (rc < 0)
+		printf("  seed %llu: %s (connections %lu, cut %lu)\n  rerun: TANDEM_SEED=%llu build/unit/test_sync_converge\n",
+		       (unsigned long long)seed, w.failure, w.connects, w.cuts, (unsigned long long)seed);
+	close_world(&w);
+	W = NULL;
+	return rc;
+}
+
+static uint64_t base_seed(void)
+{
+	const char *s = getenv("TANDEM_SEED");
+	return s && *s ? strtoull(s, NULL, 10) : 20261205;
+}
+
+TEST(converges_whatever_the_sequence_and_cuts)
+{
+	const char *ns = getenv("TANDEM_SEEDS");
+	long n = ns && *ns ? strtol(ns, NULL, 10) : 40;
+	if (getenv("TANDEM_SEED"))
+		n = 1;
+	uint64_t seed = base_seed();
+	long failed = 0;
+	for (long i = 0; i < n && failed < 3; i++)
+		if (run_seed(seed + (uint64_t)i, 30) < 0)
+			failed++;
+	printf("  %ld seeds from %llu, %ld failed\n", n, (unsigned long long)seed, failed);
+	CHECK_INT(failed, 0);
+}
+
+int main(void)
+{
+	log_set_level(getenv("TANDEM_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
+	RUN(converges_whatever_the_sequence_and_cuts);
+	return test_done();
+}
