@@ -391,6 +391,9 @@ int store_apply_unmailbox(struct store *st, const char *name, struct terr *err);
 /* Creates the user entry (no password) and its empty database if missing
  * (replicas: seen state, subscriptions or Sieve may come before a mailbox). */
 int store_user_ensure(struct store *st, const char *userid, struct terr *err);
+/* The same for the owner of a mailbox name (a user, or the shared
+ * mailboxes' store): a quota root may come before its mailbox. */
+int store_owner_ensure(struct store *st, const char *mboxname, struct terr *err);
 
 /* ---- checks --------------------------------------------------------- */
 

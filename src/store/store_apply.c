@@ -46,6 +46,19 @@ int store_user_ensure(struct store *st, const char *userid, struct terr *err)
 	return rc;
 }
 
+int store_owner_ensure(struct store *st, const char *mboxname, struct terr *err)
+{
+	struct buf owner = BUF_INIT;
+	struct ustore *u;
+	int rc = store_name_owner(mboxname, &owner, err);
+	if (rc == 0 && *buf_cstr(&owner))
+		rc = store_user_ensure(st, owner.ptr, err);
+	else if (rc == 0)
+		rc = store_ustore(st, "", 1, &u, err);	/* shared mailboxes' store */
+	buf_free(&owner);
+	return rc;
+}
+
 /* Is (crc, annot) "matching" (ours): zero on either side matches (§5.4). */
 static int crc_match(uint32_t a, uint32_t b)
 {

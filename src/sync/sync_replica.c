@@ -309,6 +309,12 @@ static int apply_quota(struct sync_replica *r, const struct dlist *kv, struct te
 	int64_t sl = dlist_get_num64(kv, "STORAGE", &storage) == 0 || dlist_get_num64(kv, "LIMIT", &storage) == 0 ?
 			     (int64_t)storage : -1;
 	int64_t ml = dlist_get_num64(kv, "MESSAGE", &msgs) == 0 ? (int64_t)msgs : -1;
+	struct terr e2;
+	if (mboxname_validate(root, &e2) < 0)
+		return terr_set(err, TE_INVALID, "APPLY QUOTA: bad ROOT");
+	/* the root may come before any mailbox of its owner */
+	if (store_owner_ensure(r->st, root, err) < 0)
+		return -1;
 	return store_quota_set(r->st, root, sl, ml, err);
 }
 

@@ -392,6 +392,42 @@ static int follow_uniqueid(struct syncc *sc, const char *gone, const struct dlis
 	return rc;
 }
 
+/* The log says name was deleted, and it exists here again with another
+ * uniqueid: when the replica's same-name mailbox is the deleted one (its
+ * uniqueid is nowhere here), it goes (APPLY UNMAILBOX) before the new one
+ * is sent. 1 when it went, 0 when left alone, -1 on a lost connection. */
+static int drop_recreated(struct syncc *sc, const char *name, const struct store_mailbox_info *mi,
+			  const struct dlist *remote, struct terr *err)
+{
+	const char *ru = dlist_cstr(dlist_get(remote, "UNIQUEID"));
+	struct buf owner = BUF_INIT;
+	struct terr e2 = { 0 };
+	struct uid_find uf = { ru, NULL, 0 };
+	if (!ru || !strcmp(ru, mi->uniqueid) || mboxname_owner(name, &owner, &e2) < 0 ||
+	    store_mailbox_list(sc->st, buf_cstr(&owner), uid_find_cb, &uf, &e2) < 0 || uf.name) {
+		buf_free(&owner);
+		free(uf.name);
+		return 0;
+	}
+	buf_free(&owner);
+	struct dlist *un = dlist_new(DL_STR, "UNMAILBOX");
+	buf_appends(&un->s, name);
+	syncc_rcache_drop(sc, name);
+	syncc_cmd_dlist(sc, "APPLY", un);
+	dlist_free(&un);
+	char q[LOGQ_MAX];
+	log_notice("event=sync_recreated channel=%s mailbox=%s old_uniqueid=%s uniqueid=%s", sc->channel, logq(q, name),
+		   ru, mi->uniqueid);
+	if (syncc_roundtrip(sc, NULL, NULL, &e2) < 0 && e2.code != TE_NOTFOUND) {
+		if (e2.code == TE_IO) {
+			*err = e2;
+			return -1;
+		}
+		return 0;
+	}
+	return 1;
+}
+
 /* Syncs a batch of mailbox names (present locally or not). A name gone
  * here but present on the replica is removed there only with unmailbox
  * (an UNMAILBOX line: the master deleted it); otherwise it is kept and
@@ -457,7 +493,25 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 	int failed = 0;
 	char **gone = xcalloc(n, sizeof *gone), **fresh = xcalloc(n, sizeof *fresh);
 	size_t ngone = 0, nfresh = 0;
-	for (size_t i = 0; rc == 0 && i < n; i++) {
+	/* renames first (the replica holds the mailbox under another name),
+	 * then the rest: a name freed by a rename may be taken by a new
+	 * mailbox, which must not meet the old one there */
+	size_t *order = xcalloc(n, sizeof *order), nord = 0;
+	for (int renames = 1; renames >= 0; renames--)
+		for (size_t i = 0; i < n; i++) {
+			struct store_mailbox_info mi;
+			struct terr e2 = { 0 };
+			int ren = 0;
+			if (store_mailbox_get(sc->st, names[i], &mi, &e2) == 0) {
+				const char *elsewhere = syncc_remote_by_uniqueid(&rs, mi.uniqueid);
+				ren = elsewhere && strcmp(elsewhere, names[i]) != 0;
+				store_mailbox_info_free(&mi);
+			}
+			if (ren == renames)
+				order[nord++] = i;
+		}
+	for (size_t oi = 0; rc == 0 && oi < nord; oi++) {
+		size_t i = order[oi];
 		struct store_mailbox_info mi;
 		struct terr e2 = { 0 };
 		if (store_mailbox_get(sc->st, names[i], &mi, &e2) < 0) {
@@ -482,6 +536,17 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 				remote = syncc_remote_by_name(&rs, names[i]);
 			}
 		}
+		if (remote && unmailbox) {
+			int d = drop_recreated(sc, names[i], &mi, remote, &e2);
+			if (d < 0) {
+				*err = e2;
+				rc = -1;
+				store_mailbox_info_free(&mi);
+				break;
+			}
+			if (d > 0)
+				remote = NULL;	/* a new mailbox there now */
+		}
 		if (!remote && !sc->repair && !nostream) {
 			fresh[nfresh++] = names[i];	/* streamed together below */
 		} else if (sync_one_noted(sc, names[i], remote, &e2) < 0) {
@@ -505,6 +570,7 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 		}
 	}
 	free(fresh);
+	free(order);
 	for (size_t i = 0; rc == 0 && i < ngone; i++) {
 		struct terr e2 = { 0 };
 		const struct dlist *remote = syncc_remote_by_name(&rs, gone[i]);

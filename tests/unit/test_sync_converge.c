@@ -687,6 +687,7 @@ TEST(converges_whatever_the_sequence_and_cuts)
 int main(void)
 {
 	log_set_level(getenv("TANDEM_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
+	setvbuf(stdout, NULL, _IONBF, 0);
 	RUN(converges_whatever_the_sequence_and_cuts);
 	return test_done();
 }
