@@ -142,6 +142,9 @@ int store_mailbox_rename(struct store *st, const char *oldname, const char *newn
  * other mailbox of the owner uses them. A user's INBOX is deleted only
  * with the user. */
 int store_mailbox_delete(struct store *st, const char *name, struct terr *err);
+/* 1 when a mailbox of name's owner with this uniqueid was deleted here
+ * (its tombstone is kept), 0 if not, -1 on error. */
+int store_mailbox_was_deleted(struct store *st, const char *name, const char *uniqueid, struct terr *err);
 typedef int store_mailbox_cb(const struct store_mailbox_info *mi, void *rock);
 /* All mailboxes of owner (userid, "" for shared ones) in name order, or of
  * every owner when owner is NULL. */

@@ -649,3 +649,16 @@ int store_mailbox_verify_crc(struct store *st, const char *name, uint32_t *crc_r
 	*annot_r = annot;
 	return crc == row.sync_crc && annot == row.sync_crc_annot;
 }
+
+int store_mailbox_was_deleted(struct store *st, const char *name, const char *uniqueid, struct terr *err)
+{
+	struct ustore *u;
+	struct terr e2 = { 0 };
+	if (store_ustore_for_mailbox(st, name, 0, &u, &e2) < 0) {
+		if (e2.code == TE_NOTFOUND)
+			return 0;
+		*err = e2;
+		return -1;
+	}
+	return store_sql_exists(u->db, "SELECT 1 FROM tombstones WHERE uniqueid = ?;", uniqueid, "tombstones", err);
+}

@@ -12,6 +12,8 @@
 #include "sync/sync.h"
 
 #include <ctype.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -187,6 +189,11 @@ static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct 
 	}
 	a.body = body_cb;
 	a.body_rock = r;
+	/* fault injection for the tests (docs/testing.md): the session
+	 * process dies while it applies this mailbox, as a crash would */
+	const char *crash = getenv("TANDEM_TEST_CRASH_APPLY");
+	if (crash && *crash && !strcmp(crash, a.name))
+		raise(SIGKILL);
 	int rc = store_apply_mailbox(r->st, &a, err);
 	sync_apply_free(&a);
 	if (rc < 0 && err->code == TE_CORRUPT && staged_body_bad(r, kv))

@@ -42,6 +42,17 @@ struct failed {
  * is the option sync_retry_maxwait. */
 #define SYNCC_RETRY_MIN_S 2
 
+/* A replica session that dies (its process crashed, the connection
+ * dropped) while a pass is under way looks like a lost connection. After
+ * SYNCC_CAREFUL_AFTER such passes in a row the client works carefully:
+ * one mailbox at a time, so the one being applied when the session died
+ * is known; it is charged a failed try with SYNCC_LOST_SESSION in its
+ * error, and after SYNCC_QUARANTINE_TRIES of them it is left out of
+ * rolling passes until its retry is due (the rest of the channel flows). */
+#define SYNCC_CAREFUL_AFTER 2
+#define SYNCC_QUARANTINE_TRIES 3
+#define SYNCC_LOST_SESSION "the replica's session ended while applying it"
+
 /* One reported item of compare/repair/split brain (see syncc_report_json). */
 struct syncc_item {
 	char *mailbox, *kind, *detail;
@@ -75,6 +86,10 @@ struct syncc {
 	/* repair mode: full updates only, and a same-name mailbox with
 	 * another uniqueid is renamed aside on the replica */
 	int repair;
+	/* careful mode (SYNCC_CAREFUL_AFTER): one mailbox at a time, the one
+	 * under way in current ("" between mailboxes) */
+	int careful;
+	char current[MAX_MBOXNAME + 1];
 	unsigned long since_restart;	/* commands sent since the last RESTART */
 	/* the sync cache: each mailbox's header as the replica holds it
 	 * after our last APPLY MAILBOX it accepted; lets a rolling pass skip
@@ -269,6 +284,13 @@ int syncc_failed_load(const struct syncc *sc, struct failed **v_r, size_t *n_r, 
 int syncc_failed_merge(struct syncc *sc, int record, struct terr *err);
 /* Retries the failed mailboxes that are due. */
 int syncc_failed_retry(struct syncc *sc, struct terr *err);
+/* After a lost connection in careful mode: the mailbox under way is
+ * charged a failed try (SYNCC_LOST_SESSION) and the list saved. */
+void syncc_charge_lost_session(struct syncc *sc, const struct terr *cause);
+/* Leaves out of names[] (compacting it, *n updated) the mailboxes in
+ * quarantine: failed SYNCC_QUARANTINE_TRIES times with SYNCC_LOST_SESSION
+ * and not due for a retry yet. */
+void syncc_skip_quarantined(struct syncc *sc, char **names, size_t *n);
 
 /* syncc_rolling.c */
 /* A file of this client's directory: the channel's, or its shard's. */

@@ -10,6 +10,7 @@
 #include "lib/xalloc.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/file.h>
@@ -288,7 +289,14 @@ int syncc_failed_retry(struct syncc *sc, struct terr *err)
 	int rc = 0;
 	if (ndue) {
 		log_info("event=sync_retry channel=%s mailboxes=%zu", sc->channel, ndue);
+		/* one at a time: a retry that kills the replica's session is
+		 * charged to its mailbox (its next retry moves on) */
+		int was = sc->careful;
+		sc->careful = 1;
 		rc = syncc_sync_batch(sc, due, ndue, 0, err);
+		sc->careful = was;
+		if (rc < 0 && err->code == TE_IO)
+			syncc_charge_lost_session(sc, err);
 		if (rc == 0 && sc->since_restart)
 			syncc_simple(sc, "RESTART", err);
 		struct terr e2 = { 0 };
@@ -300,4 +308,46 @@ int syncc_failed_retry(struct syncc *sc, struct terr *err)
 	free(due);
 	syncc_failed_free(v, n);
 	return rc;
+}
+
+void syncc_charge_lost_session(struct syncc *sc, const struct terr *cause)
+{
+	if (!sc->current[0])
+		return;
+	char q[LOGQ_MAX];
+	char error[600];
+	snprintf(error, sizeof error, "IMAP_IOERROR %s: %.400s", SYNCC_LOST_SESSION, cause->msg);
+	log_warn("event=sync_lost_session channel=%s mailbox=%s error=\"%s\"", sc->channel, logq(q, sc->current),
+		 cause->msg);
+	syncc_note_failed(sc, sc->current, error);
+	struct terr e2 = { 0 };
+	if (syncc_failed_merge(sc, 1, &e2) < 0)
+		log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e2.msg);
+	sc->current[0] = '\0';
+}
+
+void syncc_skip_quarantined(struct syncc *sc, char **names, size_t *n)
+{
+	struct failed *v;
+	size_t nv;
+	struct terr err = { 0 };
+	if (syncc_failed_load(sc, &v, &nv, &err) < 0 || !nv)
+		return;
+	long long now = (long long)time(NULL);
+	size_t k = 0;
+	char q[LOGQ_MAX];
+	for (size_t i = 0; i < *n; i++) {
+		int skip = 0;
+		for (size_t f = 0; f < nv && !skip; f++)
+			skip = !strcmp(v[f].name, names[i]) && v[f].attempts >= SYNCC_QUARANTINE_TRIES &&
+			       v[f].next_retry > now && v[f].error && strstr(v[f].error, SYNCC_LOST_SESSION);
+		if (skip) {
+			log_notice("event=sync_quarantined channel=%s mailbox=%s", sc->channel, logq(q, names[i]));
+			free(names[i]);
+		} else {
+			names[k++] = names[i];
+		}
+	}
+	*n = k;
+	syncc_failed_free(v, nv);
 }

@@ -444,8 +444,27 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 {
 	if (n == 0)
 		return 0;
+	if (sc->careful) {
+		/* one mailbox at a time, the one under way known (see
+		 * SYNCC_CAREFUL_AFTER) */
+		if (n > 1) {
+			int failed = 0;
+			for (size_t i = 0; i < n; i++) {
+				struct terr e2 = { 0 };
+				if (syncc_sync_batch_x(sc, &names[i], 1, unmailbox, 1, &e2) < 0) {
+					*err = e2;
+					failed = 1;
+					if (e2.code == TE_IO)
+						return -1;
+				}
+			}
+			return failed ? -1 : 0;
+		}
+		snprintf(sc->current, sizeof sc->current, "%s", names[0]);
+		nostream = 1;
+	}
 	char **slow = NULL;
-	if (!unmailbox && !sc->repair && sc->nrcache) {
+	if (!unmailbox && !sc->repair && !sc->careful && sc->nrcache) {
 		slow = xcalloc(n, sizeof *slow);
 		size_t nslow = 0;
 		if (syncc_fast_batch(sc, names, n, slow, &nslow, err) < 0) {
@@ -587,7 +606,17 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 			}
 			continue;
 		}
-		if (!unmailbox) {
+		/* the replica's mailbox under this name is one deleted here
+		 * (renamed, then deleted, in logs it has not heard yet): it goes
+		 * too; anything else only the replica holds is kept (split brain) */
+		const char *ru = dlist_cstr(dlist_get(remote, "UNIQUEID"));
+		int deleted = ru ? store_mailbox_was_deleted(sc->st, gone[i], ru, &e2) : 0;
+		if (deleted < 0) {
+			*err = e2;
+			failed = 1;
+			continue;
+		}
+		if (!unmailbox && !deleted) {
 			syncc_note_replica_only(sc, gone[i]);
 			syncc_note_synced(sc, gone[i]);
 			continue;
@@ -609,5 +638,7 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 	free(gone);
 	syncc_remotes_free(&rs);
 	free(slow);
+	if (rc == 0)
+		sc->current[0] = '\0';	/* its session survived it */
 	return rc < 0 || failed ? -1 : 0;
 }

@@ -234,6 +234,9 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 			*err = e2;
 			failed = 1;
 		}
+	/* mailboxes that killed the replica's session wait for their retry */
+	syncc_skip_quarantined(sc, mboxes.v, &mboxes.n);
+	syncc_skip_quarantined(sc, unmboxes.v, &unmboxes.n);
 	/* mailboxes, in batches by owner (renames within a user need both names in one batch) */
 	if (!failed && mboxes.n && syncc_sync_batch(sc, mboxes.v, mboxes.n, 0, &e2) < 0) {
 		*err = e2;
@@ -419,6 +422,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	}
 	int rc = 0;
 	int draining = 0;
+	int io_fails = 0;	/* passes in a row lost with the connection */
 	for (;;) {
 		if (sc->o.stop && *sc->o.stop && !draining) {
 			log_notice("event=sync_drain channel=%s%s", sc->channel, sl);
@@ -456,7 +460,12 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			unsigned long c0 = sc->stats.commands, r0 = sc->stats.roundtrips, b0 = sc->stats.bytes_sent;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
 			struct terr e2 = { 0 };
+			sc->current[0] = '\0';
 			if (syncc_logfile(sc, run.ptr, &e2) == 0) {
+				io_fails = 0;
+				if (sc->careful)
+					log_notice("event=sync_careful_end channel=%s%s", sc->channel, sl);
+				sc->careful = 0;
 				/* mailboxes that failed are recorded before the log
 				 * goes; those replicated leave the list */
 				if (syncc_failed_merge(sc, 1, err) < 0) {
@@ -476,6 +485,15 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				/* log-run stays: it is replayed after a reconnect;
 				 * what this pass did is kept */
 				log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, e2.msg);
+				if (e2.code == TE_IO) {
+					if (sc->careful)
+						syncc_charge_lost_session(sc, &e2);
+					if (++io_fails >= SYNCC_CAREFUL_AFTER && !sc->careful) {
+						log_notice("event=sync_careful channel=%s%s passes_lost=%d", sc->channel, sl,
+							   io_fails);
+						sc->careful = 1;
+					}
+				}
 				struct terr e3 = { 0 };
 				if (syncc_failed_merge(sc, 1, &e3) < 0)
 					log_warn("event=sync_state_fail channel=%s error=\"%s\"", sc->channel, e3.msg);

@@ -336,7 +336,7 @@ static int users_streamed(struct syncc *sc, const char *const *users, size_t n, 
 
 int syncc_users(struct syncc *sc, const char *const *users, size_t n, struct terr *err)
 {
-	if (!sc->repair) {
+	if (!sc->repair && !sc->careful) {
 		/* each user once: a second pass would stream again what the
 		 * replica was just asked about */
 		struct names uniq = { NULL, 0 };

@@ -97,7 +97,16 @@ static struct sync_transport *pipe_connect(void *rock, struct terr *err)
 static int open_world(struct world *w, struct terr *err)
 {
 	memset(w, 0, sizeof *w);
+	/* in memory when the machine has it: thousands of stores, each
+	 * operation fsynced (the durability rule stays on) */
+	const char *tmp = getenv("TMPDIR");
+	if (access("/dev/shm", W_OK) == 0 && !getenv("TANDEM_CONVERGE_DISK"))
+		setenv("TMPDIR", "/dev/shm", 1);
 	w->dir = test_tmpdir();
+	if (tmp)
+		setenv("TMPDIR", tmp, 1);
+	else
+		unsetenv("TMPDIR");
 	buf_printf(&w->mdir, "%s/m", w->dir);
 	buf_printf(&w->rdir, "%s/r", w->dir);
 	struct buf text = BUF_INIT;
@@ -673,7 +682,7 @@ TEST(converges_whatever_the_sequence_and_cuts)
 {
 	const char *ns = getenv("TANDEM_SEEDS");
 	long n = ns && *ns ? strtol(ns, NULL, 10) : 40;
-	if (getenv("TANDEM_SEED"))
+	if (getenv("TANDEM_SEED") && !(ns && *ns))
 		n = 1;
 	uint64_t seed = base_seed();
 	long failed = 0;
