@@ -11,6 +11,8 @@
 #            replay + integration tests; ends with "check: N passed, N failed"
 #   demo     a throwaway instance in ./demo, mail delivered and listed
 #   bench    benchmarks; results go to docs/benchmarks.md
+#   soak     the replication convergence test over many seeds
+#            (SOAK_SEEDS, default 20000; prints the seed of any failure)
 #   fuzz     runs each libFuzzer target for FUZZ_SECONDS (default 60)
 #   clean
 
@@ -43,7 +45,7 @@ ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit-asan/%)
 REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/replay/%)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz clean
+.PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz soak clean
 .SUFFIXES:
 
 all: deps bin/tandem bin/tandemd
@@ -114,6 +116,9 @@ fuzz: $(FUZZ_BINS)
 demo: all
 	@scripts/deps.sh demo
 	@scripts/demo.sh
+
+soak: build/unit/test_sync_converge
+	TANDEM_SEEDS=$${SOAK_SEEDS:-20000} TANDEM_SEED=$${SOAK_SEED:-$$(date +%s)} build/unit/test_sync_converge
 
 bench: all
 	@scripts/deps.sh bench

@@ -1,8 +1,8 @@
 /* syncc.c: the sync client's lifecycle (see syncc.h): creating one,
  * disconnecting, freeing, its statistics. The work is in the other
  * syncc_*.c files (shared declarations in syncc-private.h). */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "lib/xalloc.h"
 #include "sync/sync_transport.h"

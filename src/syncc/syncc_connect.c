@@ -1,8 +1,8 @@
 /* syncc_connect.c: connecting the sync client to the replica: its
  * address, the banner and capabilities, STARTTLS, COMPRESS,
  * authentication, the csync or IMAP transport, retries with backoff. */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "conf/conf.h"
 #include "lib/log.h"

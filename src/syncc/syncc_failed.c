@@ -1,8 +1,8 @@
 /* syncc_failed.c: the failed-mailbox list of a channel (or shard),
  * <configdir>/sync/<channel>/failed: the current work's results, load,
  * save, lock, merge with its backoff, retry of what is due. */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "conf/conf.h"
 #include "lib/fsutil.h"

@@ -29,7 +29,7 @@
 #include "store/store.h"
 #include "chlog/chlog.h"
 #include "names/mboxname.h"
-#include "syncc/syncc.h"
+#include "sync/sync_client.h"
 #include "tandemd/services.h"
 
 #include <errno.h>

@@ -19,7 +19,7 @@
 #include "lib/limits.h"
 #include "server/server.h"
 #include "store/store.h"
-#include "syncc/syncc.h"
+#include "sync/sync_client.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -6,7 +6,7 @@
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "store/store.h"
-#include "syncc/syncc.h"
+#include "sync/sync_client.h"
 
 #include <fcntl.h>
 #include <stdio.h>

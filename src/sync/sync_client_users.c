@@ -1,9 +1,9 @@
-/* syncc_users.c: whole users: names and work lists, subscriptions,
+/* sync_client_users.c: whole users: names and work lists, subscriptions,
  * users pipelined (the next user's GET USER and mailboxes go out while
  * the replica applies the previous user's), and the entry points
  * syncc_users, syncc_mailboxes and syncc_all. */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "lib/log.h"
 #include "lib/xalloc.h"

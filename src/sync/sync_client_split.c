@@ -1,4 +1,4 @@
-/* syncc_split.c: split brain and repair for the sync client.
+/* sync_client_split.c: split brain and repair for the sync client.
  *
  * After a hard failover both sides may hold messages the other lacks.
  * When the replica refuses a full update (IMAP_SYNC_CHECKSUM),
@@ -35,7 +35,7 @@
  * the replica (repair only), replica-only mailboxes (kept, noted),
  * `tandem repair`, and the JSON report of compare and repair.
  */
-#include "syncc/syncc-private.h"
+#include "sync/sync_client-private.h"
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"

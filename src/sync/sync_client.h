@@ -1,4 +1,4 @@
-/* syncc.h: the sync client: pushes a master's changes to one replica over
+/* sync_client.h: the sync client (struct syncc): pushes a master's changes to one replica over
  * the Cyrus 3.6 csync protocol (reference §2, §4, §6, §7).
  *
  * A struct syncc is one channel's client: its connection (with SASL
@@ -7,8 +7,8 @@
  * channel's log. Every change-log entry is consumed (log-run removed)
  * only after the replica answered OK for all the work it names.
  */
-#ifndef TANDEM_SYNCC_H
-#define TANDEM_SYNCC_H
+#ifndef TANDEM_SYNC_CLIENT_H
+#define TANDEM_SYNC_CLIENT_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-/* syncc_mailbox.c: replicating mailboxes, one and in batches.
+/* sync_client_mailbox.c: replicating mailboxes, one and in batches.
  *
  * Mailbox batch (reference §6.2-6.4):
  *   GET MAILBOXES (names) -> the replica's state of each;
@@ -12,8 +12,8 @@
  *     (IMAP_SYNC_CHECKSUM / IMAP_SYNC_CHANGED) -> a full update with every
  *     record.
  */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "lib/log.h"
 #include "lib/xalloc.h"

@@ -1,8 +1,8 @@
-/* syncc_bulk.c: streamed updates for initial and large mailboxes:
+/* sync_client_bulk.c: streamed updates for initial and large mailboxes:
  * partial APPLY MAILBOX parts (sync_batchsize), pipelined; several
  * mailboxes through one stream. */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "conf/conf.h"
 #include "lib/log.h"

@@ -1,8 +1,8 @@
-/* syncc_wire.c: the sync client's wire: sending commands (pipelined, or
+/* sync_client_wire.c: the sync client's wire: sending commands (pipelined, or
  * one round trip) and reading their answers through the transport
  * (src/sync/sync_transport.h: csync, IMAP or the in-process pipe). */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "conf/conf.h"
 #include "lib/log.h"

@@ -1,7 +1,7 @@
-/* syncc_cache.c: the sync cache (each mailbox's header as the replica
+/* sync_client_cache.c: the sync cache (each mailbox's header as the replica
  * holds it) and the one-round-trip pass it allows (fast_batch). */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "conf/conf.h"
 #include "lib/log.h"

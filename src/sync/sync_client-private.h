@@ -1,9 +1,11 @@
-/* syncc-private.h: the sync client's state and helpers, shared by the
- * files of src/syncc/ (syncc.c, syncc_*.c: wire, connect, mailbox, bulk,
- * cache, users, failed, rolling, compare, split). Not for use outside
- * src/syncc/. */
-#ifndef TANDEM_SYNCC_PRIVATE_H
-#define TANDEM_SYNCC_PRIVATE_H
+/* sync_client-private.h: the client half of the replication engine: its
+ * state (struct syncc) and helpers, shared by the files that plan and
+ * send (src/sync/sync_client_*.c: wire, mailbox, bulk, cache, users,
+ * compare, split) and the thin client around them (src/syncc/: the
+ * lifecycle, connecting, the rolling schedule, the failed list). Not for
+ * use outside those two folders. */
+#ifndef TANDEM_SYNC_CLIENT_PRIVATE_H
+#define TANDEM_SYNC_CLIENT_PRIVATE_H
 
 #include <openssl/ssl.h>
 #include <stdint.h>
@@ -11,7 +13,7 @@
 #include "lib/buf.h"
 #include "lib/limits.h"
 #include "proto/sync/dlist.h"
-#include "syncc/syncc.h"
+#include "sync/sync_client.h"
 
 struct store_mailbox_info;
 

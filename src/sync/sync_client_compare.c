@@ -1,8 +1,8 @@
-/* syncc_compare.c: compare: the master's mailboxes against the
+/* sync_client_compare.c: compare: the master's mailboxes against the
  * replica's (headers, records and, when asked, bodies), reported as
  * text and as items. */
-#include "syncc/syncc.h"
-#include "syncc/syncc-private.h"
+#include "sync/sync_client.h"
+#include "sync/sync_client-private.h"
 
 #include "lib/sha1.h"
 #include "lib/log.h"
