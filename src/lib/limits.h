@@ -115,6 +115,12 @@
 
 /* ---- IMAP -------------------------------------------------------------- */
 
+/* The csync port before AUTHENTICATE: a command (AUTHENTICATE PLAIN with
+ * its base64, STARTTLS, NOOP, EXIT) needs well under a kilobyte; anything
+ * longer, literals included, closes the session, so a stranger's session
+ * never holds more than this plus one read. */
+#define SYNC_PREAUTH_MAX_COMMAND 8192
+
 /* Command line (outside literals), bytes: RFC 7162 asks servers to accept
  * at least 8192; a UID set of a large folder needs more. */
 #define IMAP_MAX_LINE (64 * 1024)

@@ -268,7 +268,7 @@ static const struct session_cmd {
 	{ "EXIT", 0, cmd_exit },
 	{ "AUTHENTICATE", 0, cmd_authenticate },
 	{ "STARTTLS", 0, cmd_starttls },
-	{ "COMPRESS", 0, cmd_compress },
+	{ "COMPRESS", 1, cmd_compress },	/* after login: deflate makes a stranger's bytes cheap */
 	{ "GET", 1, cmd_engine },
 	{ "APPLY", 1, cmd_engine },
 	{ "RESTORE", 1, cmd_engine },
@@ -332,7 +332,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			 * (over a size limit there is no way to resynchronise: drop) */
 			const char *nl = memchr(s.in.ptr + f.pos, '\n', s.in.len - f.pos);
 			if (!nl) {
-				if (s.in.len > DLIST_MAX_ATOM)
+				if (s.in.len > (s.authed ? DLIST_MAX_ATOM : SYNC_PREAUTH_MAX_COMMAND))
 					break;
 				ssize_t r = conn_read(c, &s.in, (int)(timeout_ms > 0 ? timeout_ms : -1), &err);
 				if (r <= 0)
@@ -353,6 +353,12 @@ int syncs_session(const struct service_env *env, struct conn *c)
 		if (n < 0) {
 			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
 			conn_printf(c, "* BYE %s\r\n", err.msg);
+			break;
+		}
+		if (!s.authed && (n > SYNC_PREAUTH_MAX_COMMAND || (n == 0 && s.in.len > SYNC_PREAUTH_MAX_COMMAND))) {
+			log_warn("event=bad_command service=sync session=%s peer=%s error=\"command over %d bytes before"
+				 " authentication\"", env->session_id, env->peer, SYNC_PREAUTH_MAX_COMMAND);
+			send_line(&s, "* BYE Command too long before authentication");
 			break;
 		}
 		if (n > 0) {

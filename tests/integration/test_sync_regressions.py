@@ -167,6 +167,38 @@ finally:
         md.stop()
     pair.cleanup()
 
+# ---- the csync port before login ---------------------------------------------------------
+pair = Pair()
+try:
+    with t.case("csync before login: a huge command closes the session; COMPRESS needs a login"):
+        import socket
+        from tlib import CsyncConn
+        c = CsyncConn(pair.port)
+        t.eq(c.cmd(b"COMPRESS DEFLATE")[-1], b"NO Please authenticate first", "COMPRESS before login")
+        guid = "0" * 40
+        c.s.sendall(f"APPLY MESSAGE (%{{default {guid} 20000000}}\r\n".encode())
+        sent, closed = 0, False
+        chunk = b"x" * 65536
+        try:
+            while sent < 64 * 1024 * 1024:
+                c.s.sendall(chunk)
+                sent += len(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            closed = True
+        if not closed:
+            try:
+                closed = c.s.recv(4096) is not None
+            except OSError:
+                closed = True
+        t.check(closed and sent < 16 * 1024 * 1024,
+                f"the server closed the connection after {sent} bytes (not 64 MB)")
+        log = pair.daemon.log()
+        t.check("before authentication" in log, "logged as a bad command before authentication")
+        c2 = CsyncConn(pair.port)
+        t.eq(c2.auth("repl", "replpw"), b"OK Success (no protection)", "a well-behaved client still logs in")
+finally:
+    pair.cleanup()
+
 # ---- the default (unnamed) channel -----------------------------------------------------------
 rroot = Instance()
 text = open(rroot.conf).read().replace("admins: admin\n", "admins: admin repl\n")
