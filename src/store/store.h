@@ -124,7 +124,8 @@ struct store_mailbox_create_opts {
 	const char *acl;	/* NULL: the default for the name */
 	const char *mboxtype;	/* NULL: "" */
 };
-/* Creates a mailbox (its owner must exist, parents need not). */
+/* Creates a mailbox (its owner must exist); a user mailbox's missing
+ * superior names are created first (RFC 3501 CREATE, as Cyrus 3.6). */
 int store_mailbox_create(struct store *st, const char *name,
 			 const struct store_mailbox_create_opts *opts, struct terr *err);
 /* Replaces a mailbox's ACL string (Cyrus form "id\trights\t..."): new

@@ -278,7 +278,35 @@ out:
 int store_mailbox_create(struct store *st, const char *name,
 			 const struct store_mailbox_create_opts *opts, struct terr *err)
 {
-	return store_mailbox_create_owner(st, name, opts, 0, err);
+	/* RFC 3501 CREATE: the superior names a user's mailbox needs are
+	 * created too (user.bob.A for user.bob.A.B), as Cyrus 3.6 does; a
+	 * Cyrus replica would make them otherwise, and the pair would differ */
+	struct buf owner = BUF_INIT, inbox = BUF_INIT, parent = BUF_INIT;
+	struct terr e2 = { 0 };
+	int rc = 0;
+	if (store_name_owner(name, &owner, &e2) == 0 && *buf_cstr(&owner) &&
+	    mboxname_user_inbox(owner.ptr, &inbox, &e2) == 0 && !strncmp(name, inbox.ptr, inbox.len) &&
+	    name[inbox.len] == '.') {
+		for (const char *p = strchr(name + inbox.len + 1, '.'); p && rc == 0; p = strchr(p + 1, '.')) {
+			buf_reset(&parent);
+			buf_append(&parent, name, (size_t)(p - name));
+			struct store_mailbox_info mi;
+			if (store_mailbox_get(st, parent.ptr, &mi, &e2) == 0) {
+				store_mailbox_info_free(&mi);
+				continue;
+			}
+			if (e2.code != TE_NOTFOUND) {
+				*err = e2;
+				rc = -1;
+				break;
+			}
+			rc = store_mailbox_create_owner(st, parent.ptr, NULL, 0, err);
+		}
+	}
+	buf_free(&owner);
+	buf_free(&inbox);
+	buf_free(&parent);
+	return rc < 0 ? -1 : store_mailbox_create_owner(st, name, opts, 0, err);
 }
 
 int store_mailbox_get(struct store *st, const char *name, struct store_mailbox_info *mi,
