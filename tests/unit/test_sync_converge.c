@@ -367,6 +367,32 @@ static void random_op(struct store *st)
 	buf_free(&msg);
 }
 
+/* Split brain: the replica takes a change of its own (as after a hard
+ * failover), into a mailbox it has: a new message, or flags. The
+ * client's copy-back rules (docs/replication.md) must bring it to the
+ * master, and the pair must still converge. */
+static void replica_op(struct store *st)
+{
+	struct terr err = { 0 };
+	struct buf a = BUF_INIT, msg = BUF_INIT;
+	struct uids u;
+	any_mailbox(&a);
+	if (pick(3)) {
+		message(&msg);
+		struct store_append_opts ao = { sysflags[pick(6)], keywords[pick(5)], 1700000000 + (int64_t)pick(1000) };
+		uint32_t uid;
+		store_append(st, a.ptr, msg.ptr, msg.len, &ao, &uid, &err);
+	} else {
+		some_uids(st, a.ptr, &u);
+		if (u.n)
+			store_set_flags(st, a.ptr, u.v, u.n, STORE_FLAGS_ADD, SYSFLAG_FLAGGED, "$replica", 0, NULL, &err);
+	}
+	if (getenv("TANDEM_VERBOSE"))
+		printf("replica op a=%s -> %s\n", a.ptr, err.code ? err.msg : "ok");
+	buf_free(&a);
+	buf_free(&msg);
+}
+
 /* ---- replication ---- */
 
 /* One rolling pass as the channel's client makes it: take the log, send
@@ -639,7 +665,7 @@ static int replay(struct world *w, int round)
 }
 
 /* One seed: 0 when master and replica converged. */
-static int run_seed(uint64_t seed, int steps)
+static int run_seed(uint64_t seed, int steps, int split_brain)
 {
 	struct world w;
 	struct terr err = { 0 };
@@ -650,15 +676,34 @@ static int run_seed(uint64_t seed, int steps)
 	}
 	W = &w;
 	w.cut_percent = (int)pick(4) * 15;	/* 0, 15, 30 or 45 % of connections get cut */
+	int split = split_brain && pick(2);	/* half the seeds: the replica changes too */
 	int rc = 0;
 	for (int s = 0; s < steps && rc == 0; s++) {
 		for (unsigned k = 0, n = 1 + pick(4); k < n; k++)
 			random_op(w.m);
+		if (split && pick(4) == 0)
+			replica_op(w.r);
 		if (pick(3) == 0)
 			rc = pass(&w);
 	}
 	if (rc == 0)
 		rc = pass(&w);
+	if (rc == 0 && split) {
+		/* what only the replica took is found and copied back by a
+		 * repair (rolling passes see only what the master logs) */
+		struct syncc_repair_opts ro = { 0 };
+		struct terr err2 = { 0 };
+		ro.all = 1;
+		ro.bodies = 1;
+		w.cut_percent = 0;
+		syncc_disconnect(w.sc);
+		if (syncc_connect(w.sc, &err2) < 0 || syncc_repair(w.sc, &ro, &err2) < 0) {
+			snprintf(w.failure, sizeof w.failure, "repair after split brain failed: %s", err2.msg);
+			rc = -1;
+		}
+		if (rc == 0)
+			rc = pass(&w);	/* the copies back are logged on the master */
+	}
 	if (rc == 0)
 		rc = converged(&w, "after the passes");
 	for (int round = 1; rc == 0 && round <= 2; round++)
@@ -694,7 +739,26 @@ TEST(converges_whatever_the_sequence_and_cuts)
 	uint64_t seed = base_seed();
 	long failed = 0;
 	for (long i = 0; i < n && failed < 3; i++)
-		if (run_seed(seed + (uint64_t)i, 30) < 0)
+		if (run_seed(seed + (uint64_t)i, 30, 0) < 0)
+			failed++;
+	printf("  %ld seeds from %llu, %ld failed\n", n, (unsigned long long)seed, failed);
+	CHECK_INT(failed, 0);
+}
+
+TEST(converges_when_the_replica_changes_too)
+{
+	const char *ns = getenv("TANDEM_SEEDS");
+#ifdef __SANITIZE_ADDRESS__
+	long n = ns && *ns ? strtol(ns, NULL, 10) : 30;
+#else
+	long n = ns && *ns ? strtol(ns, NULL, 10) : 150;
+#endif
+	if (getenv("TANDEM_SEED") && !(ns && *ns))
+		n = 1;
+	uint64_t seed = base_seed();
+	long failed = 0;
+	for (long i = 0; i < n && failed < 3; i++)
+		if (run_seed(seed + (uint64_t)i, 30, 1) < 0)
 			failed++;
 	printf("  %ld seeds from %llu, %ld failed\n", n, (unsigned long long)seed, failed);
 	CHECK_INT(failed, 0);
@@ -705,5 +769,7 @@ int main(void)
 	log_set_level(getenv("TANDEM_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
 	setvbuf(stdout, NULL, _IONBF, 0);
 	RUN(converges_whatever_the_sequence_and_cuts);
+	if (!getenv("TANDEM_NO_SPLIT"))
+		RUN(converges_when_the_replica_changes_too);
 	return test_done();
 }
