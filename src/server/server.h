@@ -10,6 +10,7 @@
 #define TANDEM_SERVER_H
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include "lib/buf.h"
 #include "lib/err.h"
@@ -43,6 +44,21 @@ ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, s
  * interrupt a write in progress). */
 void server_session_signals(void);
 
+
+/* Children of tandemd (server_child.c). Called in the child right after
+ * fork(): SIGTERM when tandemd dies (PR_SET_PDEATHSIG); exits at once if
+ * the parent (pid) is already gone. */
+void server_child_init(pid_t parent);
+/* Takes the lock a channel shard's sync client holds for its life
+ * (<configdir>/sync/[<channel>/]client-<shard>.lock, flock, our pid
+ * written in it): 0 with *fd_r (keep it open), 1 when another process
+ * holds it (*holder_r its pid, 0 if unknown), -1 with err. */
+int server_syncc_lock(const struct conf *conf, const char *channel, int shard, int *fd_r, pid_t *holder_r,
+		      struct terr *err);
+/* Stops the processes holding any sync client lock of the instance (what
+ * a killed tandemd left running): SIGTERM, wait_ms for the lock to be
+ * let go, then SIGKILL. Returns how many were found. */
+int server_syncc_stop_stale(const struct conf *conf, long long wait_ms);
 
 /* The instance's role in a failover pair (server_role.c): the file
  * <configdir>/role, written by `tandem failover`. */

@@ -74,6 +74,11 @@ struct syncer {
 #define SYNCER_STABLE_S 60
 /* Cap of the restart backoff of a sync client that keeps exiting, seconds. */
 #define SYNCER_BACKOFF_MAX_S 60
+/* How long a starting tandemd lets a stale sync client (left by a killed
+ * tandemd) finish on SIGTERM before SIGKILL, ms. */
+#define STALE_SYNCER_WAIT_MS 10000
+/* Exit status of a sync client that found its lock taken. */
+#define SYNCER_EXIT_LOCKED 3
 /* Sync clients of one instance at most. */
 #define MAX_SYNCERS (MAX_CHANNELS * CHLOG_MAX_SHARDS)
 
@@ -91,6 +96,7 @@ struct master {
 	struct syncer retired[MAX_SYNCERS];	/* of removed channels and shards, until reaped */
 	int nretired;
 	pid_t *sessions;	/* pids of session processes, for the final SIGKILL */
+	pid_t pid;		/* tandemd's own, for server_child_init */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -175,6 +181,7 @@ static void run_session(struct master *m, struct listener *l, int fd)
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
 	server_session_signals();
+	server_child_init(m->pid);
 	struct service_env env = { 0 };
 	env.conf = m->conf;
 	env.conf_path = m->conf_path;
@@ -303,10 +310,22 @@ static void run_syncer(struct master *m, struct syncer *sy)
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
 	server_session_signals();
+	server_child_init(m->pid);
+	struct terr err = { 0 };
+	int lockfd;
+	pid_t holder;
+	int lr = server_syncc_lock(m->conf, sy->channel, sy->shard, &lockfd, &holder, &err);
+	if (lr != 0) {
+		if (lr > 0)
+			log_err("event=sync_client_locked channel=%s%s holder_pid=%ld note=\"another sync client runs"
+				" this channel\"", sy->channel, sy->label, (long)holder);
+		else
+			log_err("event=sync_client_fail channel=%s%s error=\"%s\"", sy->channel, sy->label, err.msg);
+		_exit(lr > 0 ? SYNCER_EXIT_LOCKED : 1);
+	}
 	struct store *st = NULL;
 	struct chlog *log = NULL;
 	struct mboxname_ns ns;
-	struct terr err = { 0 };
 	if (server_open_store(m->conf, &st, &log, &ns, &err) < 0) {
 		log_err("event=sync_client_fail channel=%s%s error=\"%s\"", sy->channel, sy->label, err.msg);
 		_exit(1);
@@ -613,6 +632,10 @@ int main(int argc, char **argv)
 		log_err("event=start_fail error=\"%s\"", err.msg);
 		return 1;
 	}
+	m.pid = getpid();
+	/* sync clients a killed tandemd of this instance left running hold
+	 * their locks: stop them before starting ours */
+	server_syncc_stop_stale(m.conf, STALE_SYNCER_WAIT_MS);
 	publish_channels(&m);
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
