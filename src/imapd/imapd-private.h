@@ -177,6 +177,7 @@ struct imapd_session {
 	/* from the config */
 	int allowplaintext;
 	long long failpause_ms;
+	long long preauth_ms;	/* preauth_timeout: before login */
 	long long timeout_ms;	/* after login */
 	long long maxmsg;
 	const char *servername;

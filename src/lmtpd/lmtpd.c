@@ -47,6 +47,7 @@ struct lmtp_session {
 	long long maxsize;
 	int downcase;
 	int overquota_perm;
+	long long idle_ms;	/* preauth_timeout: between commands */
 	unsigned long delivered;
 };
 
@@ -404,6 +405,9 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 		s.maxsize = MAX_MESSAGE_SIZE;
 	s.downcase = conf_bool(env->conf, "lmtp_downcase_rcpt");
 	s.overquota_perm = conf_bool(env->conf, "lmtp_over_quota_perm_failure");
+	s.idle_ms = conf_duration_ms(env->conf, "preauth_timeout");
+	if (s.idle_ms <= 0 || s.idle_ms > PREAUTH_TIMEOUT_MAX * 1000LL)
+		s.idle_ms = PREAUTH_TIMEOUT_MAX * 1000LL;
 	log_info("event=connect service=lmtp session=%s peer=%s", env->session_id, env->peer);
 	conn_printf(c, "220 %s LMTP tandem ready\r\n", conf_str(env->conf, "servername"));
 	int go_on = 1;
@@ -425,7 +429,7 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 				/* skip to the end of the line before answering */
 				int eol = 0;
 				while (!eol) {
-					if (conn_read(c, &s.in, LMTP_IDLE_TIMEOUT * 1000, &err) <= 0) {
+					if (conn_read(c, &s.in, (int)s.idle_ms, &err) <= 0) {
 						go_on = 0;
 						break;
 					}
@@ -446,14 +450,18 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 			reply(&s, 421, "4.3.2", "Server shutting down");
 			break;
 		}
-		ssize_t n = server_idle_read(c, &s.in, LMTP_IDLE_TIMEOUT * 1000LL, &err);
+		ssize_t n = server_idle_read(c, &s.in, s.idle_ms, &err);
 		if (n == 0)
 			break;
 		if (n < 0) {
 			if (err.code == TE_BUSY && server_stop_requested)
 				reply(&s, 421, "4.3.2", "Server shutting down");
 			else if (err.code == TE_BUSY)
+			{
 				reply(&s, 421, "4.4.2", "Idle timeout, closing");
+				log_info("event=idle_timeout service=lmtp session=%s peer=%s idle_ms=%lld", env->session_id,
+					 env->peer, s.idle_ms);
+			}
 			break;
 		}
 	}

@@ -2,8 +2,24 @@
 #include "server/server.h"
 
 #include <string.h>
+#include <time.h>
 
 volatile sig_atomic_t server_stop_requested;
+
+/* CLOCK_MONOTONIC ms by which the session must have logged in; 0: none. */
+static long long preauth_deadline;
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void server_preauth_arm(long long ms)
+{
+	preauth_deadline = ms > 0 ? now_ms() + ms : 0;
+}
 
 static void on_term(int sig)
 {
@@ -26,6 +42,13 @@ void server_session_signals(void)
 ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, struct terr *err)
 {
 	long long waited = 0;
+	if (preauth_deadline) {
+		long long left = preauth_deadline - now_ms();
+		if (left <= 0)
+			return terr_set(err, TE_BUSY, "not logged in within preauth_timeout");
+		if (timeout_ms < 0 || left < timeout_ms)
+			timeout_ms = left;
+	}
 	for (;;) {
 		long long slice = SERVER_STOP_POLL_MS;
 		if (timeout_ms >= 0 && timeout_ms - waited < slice)

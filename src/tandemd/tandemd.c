@@ -2,7 +2,10 @@
  *
  * States of the master:
  *   START -> RUNNING: config loaded, every listener open, pid file written
- *   RUNNING: accept -> fork a session process per connection
+ *   RUNNING: accept -> fork a session process per connection, unless a
+ *            limit refuses it (each service's <service>_maxchild, whose
+ *            sum stays within MAX_SESSIONS so every service keeps room;
+ *            maxperhost sessions of one client address per service)
  *            SIGHUP -> config re-read (listeners stay), logs reopened,
  *                      sync clients restarted with the new config: one
  *                      started for a channel added, stopped for one removed
@@ -55,6 +58,14 @@ struct listener {
 	char addr[256];
 };
 
+/* A session process: its service (index in services[]) and client
+ * address, for the per-service and per-host limits. */
+struct session_slot {
+	pid_t pid;	/* 0: free */
+	int svc;
+	char addr[64];
+};
+
 /* One rolling sync client per channel that has a replica configured,
  * or per shard of a sharded channel (<channel>_sync_shards). */
 struct syncer {
@@ -95,7 +106,8 @@ struct master {
 	int nsyncers;
 	struct syncer retired[MAX_SYNCERS];	/* of removed channels and shards, until reaped */
 	int nretired;
-	pid_t *sessions;	/* pids of session processes, for the final SIGKILL */
+	struct session_slot *sessions;	/* MAX_SESSIONS: the limits, the final SIGKILL */
+	int nsvc[MAX_LISTENERS];	/* sessions per service (index in services[]) */
 	pid_t pid;		/* tandemd's own, for server_child_init */
 };
 
@@ -174,7 +186,20 @@ static int load_tls(struct master *m, struct terr *err)
 	return m->tls ? 0 : -1;
 }
 
-static void run_session(struct master *m, struct listener *l, int fd)
+/* The session limits of a config: each service's maxchild, whose sum must
+ * stay within MAX_SESSIONS (so no service can starve another). */
+static int check_limits(const struct conf *conf, struct terr *err)
+{
+	long long sum = 0;
+	for (size_t s = 0; s < nservices; s++)
+		sum += conf_int(conf, services[s].maxchild_key);
+	if (sum > MAX_SESSIONS)
+		return terr_set(err, TE_CONFIG, "imap_maxchild + imaps_maxchild + lmtp_maxchild + sync_maxchild = %lld,"
+				" more than the %d sessions of one tandemd", sum, MAX_SESSIONS);
+	return 0;
+}
+
+static void run_session(struct master *m, struct listener *l, int fd, const char *addr)
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
@@ -193,6 +218,9 @@ static void run_session(struct master *m, struct listener *l, int fd)
 	net_peer_name(fd, &peer);
 	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
 	buf_free(&peer);
+	snprintf(env.peer_addr, sizeof env.peer_addr, "%s", addr);
+	if (l->svc->server_preauth)
+		server_preauth_arm(conf_duration_ms(m->conf, "preauth_timeout"));
 	struct conn *c = conn_new(fd);
 	int rc = l->svc->session(&env, c);
 	conn_free(&c);
@@ -414,12 +442,40 @@ static void reap(struct master *m)
 		if (was_syncer)
 			continue;
 		for (int i = 0; i < MAX_SESSIONS; i++)
-			if (m->sessions[i] == pid)
-				m->sessions[i] = 0;
+			if (m->sessions[i].pid == pid) {
+				m->sessions[i].pid = 0;
+				m->nsvc[m->sessions[i].svc]--;
+			}
 		m->nchildren--;
 		if (WIFSIGNALED(status))
 			log_warn("event=session_crash pid=%ld signal=%d", (long)pid, WTERMSIG(status));
 	}
+}
+
+/* Why a new connection of service svc from addr is refused, NULL if it
+ * is not; *limit_r the limit that refused it. */
+static const char *refuse_reason(struct master *m, int svc, const char *addr, long long *limit_r)
+{
+	long long maxchild = conf_int(m->conf, services[svc].maxchild_key);
+	if (m->nchildren >= MAX_SESSIONS) {
+		*limit_r = MAX_SESSIONS;
+		return "too_many_sessions";
+	}
+	if (m->nsvc[svc] >= maxchild) {
+		*limit_r = maxchild;
+		return "service_limit";
+	}
+	long long perhost = conf_int(m->conf, "maxperhost");
+	if (perhost > 0 && *addr) {
+		long long n = 0;
+		for (int i = 0; i < MAX_SESSIONS; i++)
+			n += m->sessions[i].pid && m->sessions[i].svc == svc && !strcmp(m->sessions[i].addr, addr);
+		if (n >= perhost) {
+			*limit_r = perhost;
+			return "host_limit";
+		}
+	}
+	return NULL;
 }
 
 static void accept_one(struct master *m, struct listener *l)
@@ -430,9 +486,18 @@ static void accept_one(struct master *m, struct listener *l)
 			log_warn("event=accept_fail service=%s error=\"%s\"", l->svc->name, strerror(errno));
 		return;
 	}
-	if (m->nchildren >= MAX_SESSIONS) {
-		log_warn("event=session_refused service=%s reason=too_many_sessions limit=%d", l->svc->name,
-			 MAX_SESSIONS);
+	int svc = (int)(l->svc - services);
+	char addr[64];
+	net_peer_addr(fd, addr, sizeof addr);
+	long long limit = 0;
+	const char *why = refuse_reason(m, svc, addr, &limit);
+	if (why) {
+		log_warn("event=session_refused service=%s peer=%s reason=%s limit=%lld", l->svc->name, *addr ? addr : "unix",
+			 why, limit);
+		if (l->svc->busy_reply && send(fd, l->svc->busy_reply, strlen(l->svc->busy_reply),
+					       MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* the client is gone or its buffer is full: closed anyway */
+		}
 		close(fd);
 		return;
 	}
@@ -444,12 +509,15 @@ static void accept_one(struct master *m, struct listener *l)
 		return;
 	}
 	if (pid == 0)
-		run_session(m, l, fd);
+		run_session(m, l, fd, addr);
 	for (int i = 0; i < MAX_SESSIONS; i++)
-		if (m->sessions[i] == 0) {
-			m->sessions[i] = pid;
+		if (m->sessions[i].pid == 0) {
+			m->sessions[i].pid = pid;
+			m->sessions[i].svc = svc;
+			snprintf(m->sessions[i].addr, sizeof m->sessions[i].addr, "%s", addr);
 			break;
 		}
+	m->nsvc[svc]++;
 	m->nchildren++;
 	close(fd);
 }
@@ -470,8 +538,9 @@ static void reload(struct master *m)
 {
 	struct conf *nc = NULL;
 	struct terr err;
-	if (conf_load(m->conf_path, &nc, &err) < 0) {
+	if (conf_load(m->conf_path, &nc, &err) < 0 || check_limits(nc, &err) < 0) {
 		log_err("event=reload_fail error=\"%s\" action=kept_old_config", err.msg);
+		conf_free(&nc);
 		return;
 	}
 	conf_free(&m->conf);
@@ -533,8 +602,8 @@ static void stop(struct master *m)
 	if (left > 0) {
 		log_warn("event=stop_kill processes=%d", left);
 		for (int i = 0; i < MAX_SESSIONS; i++)
-			if (m->sessions[i])
-				kill(m->sessions[i], SIGKILL);
+			if (m->sessions[i].pid)
+				kill(m->sessions[i].pid, SIGKILL);
 		for (int i = 0; i < m->nsyncers; i++)
 			if (m->syncers[i].pid)
 				kill(m->syncers[i].pid, SIGKILL);
@@ -582,7 +651,7 @@ int main(int argc, char **argv)
 	}
 	if (!check)
 		open_logs(m.conf);
-	if (load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
+	if (check_limits(m.conf, &err) < 0 || load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
 	}
@@ -633,6 +702,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	m.pid = getpid();
+	if (server_authfail_init() < 0)
+		log_warn("event=authfail_table_fail error=\"%s\" note=\"failed logins are counted per session only\"",
+			 strerror(errno));
 	/* sync clients a killed tandemd of this instance left running hold
 	 * their locks: stop them before starting ours */
 	server_syncc_stop_stale(m.conf, STALE_SYNCER_WAIT_MS);
