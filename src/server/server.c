@@ -42,12 +42,15 @@ void server_session_signals(void)
 ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, struct terr *err)
 {
 	long long waited = 0;
+	int by_deadline = 0;
 	if (preauth_deadline) {
 		long long left = preauth_deadline - now_ms();
 		if (left <= 0)
 			return terr_set(err, TE_BUSY, "not logged in within preauth_timeout");
-		if (timeout_ms < 0 || left < timeout_ms)
+		if (timeout_ms < 0 || left < timeout_ms) {
 			timeout_ms = left;
+			by_deadline = 1;
+		}
 	}
 	for (;;) {
 		long long slice = SERVER_STOP_POLL_MS;
@@ -60,6 +63,7 @@ ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, s
 		if (server_stop_requested)
 			return terr_set(err, TE_BUSY, "shutting down");
 		if (timeout_ms >= 0 && waited >= timeout_ms)
-			return terr_set(err, TE_BUSY, "timed out after %lld ms", timeout_ms);
+			return by_deadline ? terr_set(err, TE_BUSY, "not logged in within preauth_timeout") :
+					     terr_set(err, TE_BUSY, "timed out after %lld ms", timeout_ms);
 	}
 }

@@ -65,6 +65,8 @@ void server_session_signals(void);
 int server_authfail_init(void);
 int server_auth_failed(const struct service_env *env, const char *user, const char *reason);
 void server_auth_succeeded(const struct service_env *env, const char *user);
+/* The recent failures of a user and of an address (0 without the table). */
+void server_auth_counts(const char *user, const char *addr, unsigned *user_r, unsigned *addr_r);
 /* The pause of a failure when the larger count is fails: base_ms x
  * 2^(fails-1), at most AUTH_FAIL_PAUSE_MAX_MS. */
 long long server_auth_pause_ms(long long base_ms, unsigned fails);

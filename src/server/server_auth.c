@@ -146,6 +146,28 @@ static void bump(const char *user, const char *addr, unsigned *ufails, unsigned 
 	pthread_mutex_unlock(&table->lock);
 }
 
+static unsigned count_of(uint64_t key, int64_t now)
+{
+	for (unsigned i = 0; i < AUTH_FAIL_PROBE; i++) {
+		const struct authfail_slot *e = &table->slot[(key + i) % AUTH_FAIL_SLOTS];
+		if (e->key == key)
+			return now - e->last > AUTH_FAIL_WINDOW_S ? 0 : e->fails;
+	}
+	return 0;
+}
+
+void server_auth_counts(const char *user, const char *addr, unsigned *user_r, unsigned *addr_r)
+{
+	*user_r = *addr_r = 0;
+	if (!table)
+		return;
+	int64_t now = now_s();
+	lock_table();
+	*user_r = count_of(key_of('u', user ? user : ""), now);
+	*addr_r = addr && *addr ? count_of(key_of('a', addr), now) : 0;
+	pthread_mutex_unlock(&table->lock);
+}
+
 long long server_auth_pause_ms(long long base_ms, unsigned fails)
 {
 	if (base_ms <= 0 || fails == 0)
