@@ -8,6 +8,8 @@ volatile sig_atomic_t server_stop_requested;
 
 /* CLOCK_MONOTONIC ms by which the session must have logged in; 0: none. */
 static long long preauth_deadline;
+/* The deadline holds only until the client's first byte (SERVER_PREAUTH_SILENT). */
+static int preauth_silent_only;
 
 static long long now_ms(void)
 {
@@ -18,7 +20,13 @@ static long long now_ms(void)
 
 void server_preauth_arm(long long ms)
 {
-	preauth_deadline = ms > 0 ? now_ms() + ms : 0;
+	server_preauth_arm_mode(ms, SERVER_PREAUTH_LOGIN);
+}
+
+void server_preauth_arm_mode(long long ms, int mode)
+{
+	preauth_deadline = ms > 0 && mode != SERVER_PREAUTH_NONE ? now_ms() + ms : 0;
+	preauth_silent_only = mode == SERVER_PREAUTH_SILENT;
 }
 
 static void on_term(int sig)
@@ -43,6 +51,12 @@ ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, s
 {
 	long long waited = 0;
 	int by_deadline = 0;
+	if (preauth_deadline && preauth_silent_only) {
+		struct conn_stats cs;
+		conn_get_stats(c, &cs);
+		if (cs.wire_in > 0)
+			preauth_deadline = 0;	/* it spoke: the protocol's own rules apply */
+	}
 	if (preauth_deadline) {
 		long long left = preauth_deadline - now_ms();
 		if (left <= 0)
@@ -63,7 +77,9 @@ ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, s
 		if (server_stop_requested)
 			return terr_set(err, TE_BUSY, "shutting down");
 		if (timeout_ms >= 0 && waited >= timeout_ms)
-			return by_deadline ? terr_set(err, TE_BUSY, "not logged in within preauth_timeout") :
+			return by_deadline && preauth_silent_only ?
+				       terr_set(err, TE_BUSY, "silent for preauth_timeout after connecting") :
+			       by_deadline ? terr_set(err, TE_BUSY, "not logged in within preauth_timeout") :
 					     terr_set(err, TE_BUSY, "timed out after %lld ms", timeout_ms);
 	}
 }

@@ -45,6 +45,12 @@ ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, s
  * on server_idle_read fails with TE_BUSY ("not logged in within
  * preauth_timeout") once ms have passed, until server_auth_succeeded. */
 void server_preauth_arm(long long ms);
+/* The same with a mode: SERVER_PREAUTH_LOGIN as above; SERVER_PREAUTH_SILENT
+ * only while the client has sent no byte at all (for a protocol whose
+ * server does not call server_auth_succeeded yet); SERVER_PREAUTH_NONE
+ * disarms. */
+enum { SERVER_PREAUTH_NONE, SERVER_PREAUTH_LOGIN, SERVER_PREAUTH_SILENT };
+void server_preauth_arm_mode(long long ms, int mode);
 /* Installs the session process's SIGTERM handler (sets the flag, does not
  * interrupt a write in progress). */
 void server_session_signals(void);

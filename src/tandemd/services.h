@@ -2,8 +2,8 @@
  * the config key that lists their listening addresses, whether TLS is on
  * from the first byte, the session function, the option that caps its
  * sessions (Cyrus's maxchild), the line a refused connection gets, and
- * whether server_idle_read closes its sessions that have not logged in
- * by preauth_timeout (server_preauth_arm). */
+ * how server_idle_read holds its sessions to preauth_timeout
+ * (server_preauth_arm_mode). */
 #ifndef TANDEM_SERVICES_H
 #define TANDEM_SERVICES_H
 
@@ -18,7 +18,7 @@ struct service {
 	service_session_fn *session;
 	const char *maxchild_key;
 	const char *busy_reply;	/* NULL: closed without a word (TLS from the first byte) */
-	int server_preauth;
+	int server_preauth;	/* SERVER_PREAUTH_*: server_idle_read's login deadline */
 };
 
 extern const struct service services[];

@@ -219,8 +219,7 @@ static void run_session(struct master *m, struct listener *l, int fd, const char
 	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
 	buf_free(&peer);
 	snprintf(env.peer_addr, sizeof env.peer_addr, "%s", addr);
-	if (l->svc->server_preauth)
-		server_preauth_arm(conf_duration_ms(m->conf, "preauth_timeout"));
+	server_preauth_arm_mode(conf_duration_ms(m->conf, "preauth_timeout"), l->svc->server_preauth);
 	struct conn *c = conn_new(fd);
 	int rc = l->svc->session(&env, c);
 	conn_free(&c);

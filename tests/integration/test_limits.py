@@ -119,7 +119,26 @@ inst = Instance(extra_conf="preauth_timeout: 1s\n")
 d = None
 try:
     inst.ok(["user", "add", "alice"], "alicepw\n")
-    d = Daemon(inst, services=("imap", "lmtp"))
+    d = Daemon(inst, services=("imap", "lmtp", "sync"))
+
+    with t.case("a sync-port connection silent for preauth_timeout is closed; one that speaks is not"):
+        s = connect(d.port["sync"])
+        quiet = connect(d.port["sync"])
+        first_line(s)
+        s.sendall(b"NOOP\r\n")
+        got = b""
+        while b"OK Noop" not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        t.check(b"OK Noop" in got, "NOOP answered")
+        rest = read_all(quiet)  # returns when tandem closes it
+        t.check(rest.startswith(b"* "), f"banner, then closed: {rest[-100:]!r}")
+        quiet.close()
+        s.sendall(b"NOOP\r\n")
+        t.check(b"OK Noop" in s.recv(4096), "the speaking one still served")
+        s.close()
 
     with t.case("IMAP without login is closed after preauth_timeout"):
         s = connect(d.port["imap"])

@@ -107,6 +107,30 @@ TEST(preauth_deadline)
 	usleep(100 * 1000);
 	r = server_idle_read(c, &in, 1000, &err);
 	CHECK_INT(r, 1);
+	/* SILENT: closed while the client says nothing ... */
+	buf_free(&in);
+	conn_free(&c);
+	close(sv[1]);
+	CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(sv[0]);
+	server_preauth_arm_mode(50, SERVER_PREAUTH_SILENT);
+	r = server_idle_read(c, &in, -1, &err);
+	CHECK_INT(r, -1);
+	CHECK(strstr(err.msg, "silent") != NULL);
+	buf_free(&in);
+	conn_free(&c);
+	close(sv[1]);
+	/* ... not once it has spoken */
+	CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	c = conn_new(sv[0]);
+	server_preauth_arm_mode(50, SERVER_PREAUTH_SILENT);
+	CHECK_INT(write(sv[1], "y", 1), 1);
+	CHECK_INT(server_idle_read(c, &in, 1000, &err), 1);
+	usleep(100 * 1000);
+	r = server_idle_read(c, &in, 100, &err);
+	CHECK_INT(r, -1);
+	CHECK(strstr(err.msg, "timed out") != NULL);
+	server_preauth_arm(0);
 	buf_free(&in);
 	conn_free(&c);
 	close(sv[1]);
