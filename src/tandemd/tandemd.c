@@ -521,13 +521,53 @@ static void accept_one(struct master *m, struct listener *l)
 	close(fd);
 }
 
-static int write_pidfile(struct master *m, struct terr *err)
+static void pidfile_path(struct master *m)
 {
 	const char *p = conf_str(m->conf, "pidfile");
 	if (p && *p)
 		snprintf(m->pidfile, sizeof m->pidfile, "%s", p);
 	else
 		snprintf(m->pidfile, sizeof m->pidfile, "%s/tandemd.pid", conf_str(m->conf, "configdirectory"));
+}
+
+/* The pid of another tandemd running this instance (its pid file names a
+ * live tandemd started with the same config), else 0: a second tandemd
+ * must not take the first's sync clients for stale ones. */
+static pid_t running_tandemd(struct master *m)
+{
+	pidfile_path(m);
+	struct buf data = BUF_INIT, path = BUF_INIT;
+	struct terr err = { 0 };
+	pid_t found = 0;
+	if (fs_read_file(m->pidfile, 64, &data, &err) == 0) {
+		long pid = strtol(buf_cstr(&data), NULL, 10);
+		if (pid > 1 && pid != (long)getpid()) {
+			buf_reset(&data);
+			buf_printf(&path, "/proc/%ld/cmdline", pid);
+			if (fs_read_file(path.ptr, 65536, &data, &err) == 0) {
+				/* argv is NUL-separated: look at each word */
+				int is_tandemd = 0, same_conf = 0;
+				for (size_t off = 0; off < data.len; off += strlen(data.ptr + off) + 1) {
+					const char *w = data.ptr + off;
+					const char *base = strrchr(w, '/');
+					if (off == 0 && !strcmp(base ? base + 1 : w, "tandemd"))
+						is_tandemd = 1;
+					if (!strcmp(w, m->conf_path))
+						same_conf = 1;
+				}
+				if (is_tandemd && same_conf)
+					found = (pid_t)pid;
+			}
+		}
+	}
+	buf_free(&data);
+	buf_free(&path);
+	return found;
+}
+
+static int write_pidfile(struct master *m, struct terr *err)
+{
+	pidfile_path(m);
 	char line[32];
 	int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
 	return fs_write_atomic(m->pidfile, line, (size_t)n, 0644, err);
@@ -647,6 +687,12 @@ int main(int argc, char **argv)
 	if (conf_load(m.conf_path, &m.conf, &err) < 0) {
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
+	}
+	pid_t other = check ? 0 : running_tandemd(&m);
+	if (other) {
+		fprintf(stderr, "tandemd: another tandemd (pid %ld) runs this instance (%s)\n", (long)other, m.pidfile);
+		conf_free(&m.conf);
+		return 1;
 	}
 	if (!check)
 		open_logs(m.conf);

@@ -2,7 +2,8 @@
 (sessions and sync clients: PR_SET_PDEATHSIG); a channel's sync client
 holds a lock a second client cannot take (`tandem sync -r` is refused
 while tandemd's runs); a starting tandemd stops a stale client of its
-instance (one left holding the lock) and starts its own. Bounded waits,
+instance (one left holding the lock) and starts its own; a second
+tandemd of a running instance refuses to start. Bounded waits,
 no timing asserts."""
 import os
 import re
@@ -73,6 +74,13 @@ try:
         r = m.run(["sync", "-n", "repl1", "-r"], timeout=30)
         t.eq(r.returncode, 1, "tandem sync -r refused")
         t.check("another sync client" in r.stderr, f"says why: {r.stderr.strip()}")
+
+    with t.case("a second tandemd of the instance refuses to start (and stops nothing)"):
+        r = subprocess.run([os.path.join(BIN, "tandemd"), "-C", m.conf, "-f"], capture_output=True, text=True,
+                           timeout=60)
+        t.eq(r.returncode, 1, "exit 1")
+        t.check(f"another tandemd (pid {d.proc.pid})" in r.stderr, f"says why: {r.stderr.strip()}")
+        t.check(all(alive(p) for p in kids), "the first one's children run on")
 
     with t.case("SIGKILL of tandemd: every child exits"):
         d.proc.send_signal(signal.SIGKILL)
