@@ -108,7 +108,7 @@ static int read_response(struct imapd_session *s, struct buf *out)
 {
 	imapd_printf(s, "+ \r\n");
 	imap_parser_expect(s->p, IMAP_EXPECT_LINE);
-	int ev = imapd_next_event(s, (int)s->preauth_ms);
+	int ev = imapd_next_event(s, (int)(s->user ? s->timeout_ms : imapd_preauth_left_ms(s)));
 	if (ev == IMAP_LINE) {
 		size_t len;
 		const char *line = imap_parser_line(s->p, &len);

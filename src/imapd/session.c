@@ -225,6 +225,15 @@ static void configure(struct imapd_session *s)
 		s->servername = "tandem";
 }
 
+long long imapd_preauth_left_ms(const struct imapd_session *s)
+{
+	/* tandemd arms a deadline from the connect (server_preauth_arm): a
+	 * client that keeps sending NOOP does not stay unauthenticated
+	 * longer; without one (tests driving a session) an idle timeout */
+	long long left = server_preauth_left_ms();
+	return left >= 0 ? left : s->preauth_ms;
+}
+
 static void session_free(struct imapd_session *s)
 {
 	imapd_view_free(&s->sel);
@@ -349,7 +358,7 @@ int imapd_session(const struct service_env *env, struct conn *c)
 	buf_free(&caps);
 	const char *why = "logout";
 	for (;;) {
-		int timeout = (int)(s.user ? s.timeout_ms : s.preauth_ms);
+		int timeout = (int)(s.user ? s.timeout_ms : imapd_preauth_left_ms(&s));
 		int ev = imapd_next_event(&s, timeout);
 		if (ev == IMAPD_EV_CLOSED) {
 			why = s.dead ? "io_error" : "eof";

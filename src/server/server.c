@@ -23,6 +23,14 @@ void server_preauth_arm(long long ms)
 	server_preauth_arm_mode(ms, SERVER_PREAUTH_LOGIN);
 }
 
+long long server_preauth_left_ms(void)
+{
+	if (!preauth_deadline || preauth_silent_only)
+		return -1;
+	long long left = preauth_deadline - now_ms();
+	return left > 0 ? left : 0;
+}
+
 void server_preauth_arm_mode(long long ms, int mode)
 {
 	preauth_deadline = ms > 0 && mode != SERVER_PREAUTH_NONE ? now_ms() + ms : 0;

@@ -51,6 +51,9 @@ void server_preauth_arm(long long ms);
  * disarms. */
 enum { SERVER_PREAUTH_NONE, SERVER_PREAUTH_LOGIN, SERVER_PREAUTH_SILENT };
 void server_preauth_arm_mode(long long ms, int mode);
+/* Milliseconds left to log in (0: past), -1 when no LOGIN deadline is
+ * armed: for a session with its own read loop (imapd). */
+long long server_preauth_left_ms(void);
 /* Installs the session process's SIGTERM handler (sets the flag, does not
  * interrupt a write in progress). */
 void server_session_signals(void);

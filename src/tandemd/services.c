@@ -5,16 +5,17 @@
 #include "lmtpd/lmtpd.h"
 #include "syncs/syncs.h"
 
-/* IMAP times out its own pre-login state (imapd session.c); LMTP has no
- * login (its idle timeout is preauth_timeout). The sync server's is
+/* IMAP: preauth_timeout from the connect (imapd reads the deadline with
+ * server_preauth_left_ms; its login calls server_auth_succeeded). LMTP
+ * has no login (its idle timeout is preauth_timeout). The sync server's is
  * server_idle_read's: for now SERVER_PREAUTH_SILENT (a connection that
  * sends nothing for preauth_timeout is closed; a real sync client speaks
  * at once); SERVER_PREAUTH_LOGIN once syncs.c calls server_auth_succeeded
  * on login (before that, it would cut authenticated replication). */
 const struct service services[] = {
 	{ "imap", "imap_listen", 0, imapd_session, "imap_maxchild", "* BYE Too many connections, try again later\r\n",
-	  SERVER_PREAUTH_NONE },
-	{ "imaps", "imaps_listen", 1, imapd_session, "imaps_maxchild", NULL, SERVER_PREAUTH_NONE },
+	  SERVER_PREAUTH_LOGIN },
+	{ "imaps", "imaps_listen", 1, imapd_session, "imaps_maxchild", NULL, SERVER_PREAUTH_LOGIN },
 	{ "lmtp", "lmtp_listen", 0, lmtpd_session, "lmtp_maxchild", "421 4.3.2 Too many connections, try again later\r\n",
 	  SERVER_PREAUTH_NONE },
 	{ "sync", "sync_listen", 0, syncs_session, "sync_maxchild", "* BYE Too many connections, try again later\r\n",

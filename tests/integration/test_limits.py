@@ -11,6 +11,7 @@ import os
 import smtplib
 import socket
 import subprocess
+import time
 
 from tlib import BIN, Daemon, Instance, Suite, make_message
 
@@ -145,6 +146,31 @@ try:
         first_line(s)
         rest = read_all(s)
         t.check(b"* BYE Autologout" in rest, f"BYE: {rest!r}")
+        s.close()
+
+    with t.case("IMAP without login is closed after preauth_timeout even while it sends NOOPs"):
+        s = connect(d.port["imap"])
+        first_line(s)
+        s.settimeout(0.3)
+        got = b""
+        for i in range(30):  # bounded: 30 NOOPs 0.3 s apart, far past the 1 s deadline
+            time.sleep(0.3)
+            try:
+                s.sendall(b"n%d NOOP\r\n" % i)
+            except OSError:
+                break
+            try:
+                chunk = s.recv(4096)
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+            if b"* BYE" in got:
+                break
+        t.check(b"* BYE Autologout" in got, f"BYE: {got[-200:]!r}")
         s.close()
 
     with t.case("an idle LMTP session is closed after preauth_timeout"):
