@@ -136,9 +136,30 @@ TEST(preauth_deadline)
 	close(sv[1]);
 }
 
+/* The default caps leave room for every service: they sum within
+ * MAX_SESSIONS, and one address cannot take the IMAP cap alone. */
+TEST(default_caps)
+{
+	struct conf *c = make_conf("configdirectory: /tmp\n");
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	static const char *const keys[] = { "imap_maxchild", "imaps_maxchild", "lmtp_maxchild", "sync_maxchild" };
+	long long sum = 0;
+	for (size_t i = 0; i < 4; i++) {
+		CHECK(conf_int(c, keys[i]) >= 1);
+		sum += conf_int(c, keys[i]);
+	}
+	CHECK(sum <= MAX_SESSIONS);
+	CHECK(conf_int(c, "maxperhost") < conf_int(c, "imap_maxchild"));
+	CHECK_INT(conf_duration_ms(c, "preauth_timeout"), PREAUTH_TIMEOUT_MAX * 1000LL);
+	conf_free(&c);
+}
+
 int main(void)
 {
 	log_open("test_server", 0, LOG_LVL_ERR);
+	RUN(default_caps);
 	RUN(pause);
 	RUN(shared_counts);
 	RUN(preauth_deadline);
