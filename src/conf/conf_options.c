@@ -5,9 +5,14 @@
  * it names every option of this table. */
 #include "conf/conf-private.h"
 
+#include "lib/limits.h"
+
 #include <stddef.h>
 
 #define MS(s) ((long long)(s) * 1000)
+/* a limits.h number as a default text */
+#define STR_(x) #x
+#define STR(x) STR_(x)
 
 const struct conf_option conf_options[] = {
 	/* instance */
@@ -32,7 +37,20 @@ const struct conf_option conf_options[] = {
 	{ "allowplaintext", CT_BOOL, "no", 0, 0, 0, NULL,
 	  "Allow LOGIN / AUTHENTICATE PLAIN without TLS." },
 	{ "failedloginpause", CT_DURATION, "3s", 0, 0, MS(60), NULL,
-	  "Pause before answering a failed login." },
+	  "Pause before answering a failed login; doubled per recent failure of the user or address (max 30s)." },
+	{ "preauth_timeout", CT_DURATION, STR(PREAUTH_TIMEOUT_MAX) "s", 0, MS(1), MS(PREAUTH_TIMEOUT_MAX), NULL,
+	  "tandem only: close sessions not logged in by then (IMAP, sync port) and idle LMTP sessions." },
+	/* session limits (Cyrus: maxchild of each cyrus.conf service entry) */
+	{ "imap_maxchild", CT_INT, STR(IMAP_MAXCHILD_DEFAULT), 0, 1, MAX_SESSIONS, NULL,
+	  "Most IMAP sessions at once (Cyrus's maxchild of the imap service)." },
+	{ "imaps_maxchild", CT_INT, STR(IMAPS_MAXCHILD_DEFAULT), 0, 1, MAX_SESSIONS, NULL,
+	  "Most imaps sessions at once." },
+	{ "lmtp_maxchild", CT_INT, STR(LMTP_MAXCHILD_DEFAULT), 0, 1, MAX_SESSIONS, NULL,
+	  "Most LMTP sessions at once." },
+	{ "sync_maxchild", CT_INT, STR(SYNC_MAXCHILD_DEFAULT), 0, 1, MAX_SESSIONS, NULL,
+	  "Most sync-port (csync) sessions at once; the four *_maxchild may sum to 2000 at most." },
+	{ "maxperhost", CT_INT, STR(MAXPERHOST_DEFAULT), 0, 0, MAX_SESSIONS, NULL,
+	  "tandem only: most sessions of one client address on one service (0: no limit; unix sockets exempt)." },
 	{ "client_timeout", CT_DURATION, "10s", 0, MS(1), MS(600), NULL,
 	  "Connect timeout of outgoing connections (sync client)." },
 	{ "timeout", CT_INT, "32", 0, 30, 24 * 60, NULL,

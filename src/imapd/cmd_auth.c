@@ -2,9 +2,10 @@
  * SASL-IR, RFC 4959).
  *
  * Plaintext credentials are refused without TLS unless allowplaintext
- * is on. A failed login is logged and answered only after
- * failedloginpause; IMAP_PREAUTH_MAX_BAD_COMMANDS failures end the
- * session. PLAIN's authorization identity lets an admin act as another
+ * is on. A failed login is logged and answered only after the pause
+ * server_auth_failed sets (failedloginpause, doubled per recent failure
+ * of the user or the client address, counted across every session of
+ * tandemd); the AUTH_MAX_FAILS-th failure of a session ends it. PLAIN's authorization identity lets an admin act as another
  * user (the session then has that user's rights, not an admin's).
  */
 #include "imapd/imapd-private.h"
@@ -36,22 +37,17 @@ static int is_admin(const struct imapd_session *s, const char *userid)
 	return 0;
 }
 
-static void pause_ms(long long ms)
-{
-	struct timespec ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000L };
-	while (ms > 0 && nanosleep(&ts, &ts) < 0 && !server_stop_requested) {
-	}
-}
-
 static void fail(struct imapd_session *s, const char *mech, const char *user, const char *reason)
 {
 	char q[LOGQ_MAX];
 	log_notice("event=login_fail session=%s user=%s mech=%s peer=%s reason=%s tls=%d", s->env->session_id,
 		   logq(q, user), mech, s->env->peer, reason, conn_is_tls(s->c));
 	imapd_flush(s);
-	pause_ms(s->failpause_ms);
+	int end = server_auth_failed(s->env, user, reason);
 	imapd_no(s, "AUTHENTICATIONFAILED", "Authentication failed");
 	s->authfails++;
+	if (end && s->authfails < AUTH_MAX_FAILS)
+		s->authfails = AUTH_MAX_FAILS;
 }
 
 static void succeed(struct imapd_session *s, const char *mech, const char *user, const char *authid)
@@ -60,6 +56,7 @@ static void succeed(struct imapd_session *s, const char *mech, const char *user,
 	s->authid = xstrdup(authid);
 	s->isadmin = !strcmp(user, authid) && is_admin(s, user);
 	s->bad = 0;
+	server_auth_succeeded(s->env, authid);
 	imap_parser_set_mode(s->p, IMAP_MODE_AUTH);
 	char q[LOGQ_MAX];
 	struct buf extra = BUF_INIT;
@@ -111,7 +108,7 @@ static int read_response(struct imapd_session *s, struct buf *out)
 {
 	imapd_printf(s, "+ \r\n");
 	imap_parser_expect(s->p, IMAP_EXPECT_LINE);
-	int ev = imapd_next_event(s, IMAP_PREAUTH_TIMEOUT * 1000);
+	int ev = imapd_next_event(s, (int)(s->user ? s->timeout_ms : imapd_preauth_left_ms(s)));
 	if (ev == IMAP_LINE) {
 		size_t len;
 		const char *line = imap_parser_line(s->p, &len);

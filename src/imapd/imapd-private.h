@@ -177,6 +177,7 @@ struct imapd_session {
 	/* from the config */
 	int allowplaintext;
 	long long failpause_ms;
+	long long preauth_ms;	/* preauth_timeout: before login (imapd_preauth_left_ms) */
 	long long timeout_ms;	/* after login */
 	long long maxmsg;
 	const char *servername;
@@ -196,6 +197,8 @@ size_t imapd_unparsed(const struct imapd_session *s);
 void imapd_printf(struct imapd_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends what is queued; -1 (and s->dead) on failure. */
 int imapd_flush(struct imapd_session *s);
+/* Milliseconds the session has left to log in (preauth_timeout). */
+long long imapd_preauth_left_ms(const struct imapd_session *s);
 /* Sends when IMAPD_FLUSH_BYTES are queued. */
 void imapd_maybe_flush(struct imapd_session *s);
 

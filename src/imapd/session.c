@@ -211,6 +211,9 @@ static void configure(struct imapd_session *s)
 	const struct conf *cf = s->env->conf;
 	s->allowplaintext = conf_bool(cf, "allowplaintext");
 	s->failpause_ms = conf_duration_ms(cf, "failedloginpause");
+	s->preauth_ms = conf_duration_ms(cf, "preauth_timeout");
+	if (s->preauth_ms <= 0 || s->preauth_ms > IMAP_PREAUTH_TIMEOUT * 1000LL)
+		s->preauth_ms = IMAP_PREAUTH_TIMEOUT * 1000LL;
 	s->timeout_ms = conf_int(cf, "timeout") * 60 * 1000;
 	if (s->timeout_ms < (long long)IMAP_IDLE_TIMEOUT * 1000)
 		s->timeout_ms = (long long)IMAP_IDLE_TIMEOUT * 1000;
@@ -220,6 +223,15 @@ static void configure(struct imapd_session *s)
 	s->servername = conf_str(cf, "servername");
 	if (!s->servername || !*s->servername)
 		s->servername = "tandem";
+}
+
+long long imapd_preauth_left_ms(const struct imapd_session *s)
+{
+	/* tandemd arms a deadline from the connect (server_preauth_arm): a
+	 * client that keeps sending NOOP does not stay unauthenticated
+	 * longer; without one (tests driving a session) an idle timeout */
+	long long left = server_preauth_left_ms();
+	return left >= 0 ? left : s->preauth_ms;
 }
 
 static void session_free(struct imapd_session *s)
@@ -309,7 +321,7 @@ static int on_event(struct imapd_session *s, int ev)
 		break;
 	}
 	int limit = s->user ? IMAP_MAX_BAD_COMMANDS : IMAP_PREAUTH_MAX_BAD_COMMANDS;
-	if (s->bad >= limit || (!s->user && s->authfails >= IMAP_PREAUTH_MAX_BAD_COMMANDS)) {
+	if (s->bad >= limit || (!s->user && s->authfails >= AUTH_MAX_FAILS)) {
 		imapd_printf(s, "* BYE Too many bad commands\r\n");
 		log_info("event=disconnect_bad session=%s user=%s bad=%d authfails=%d", s->env->session_id,
 			 s->user ? s->user : "-", s->bad, s->authfails);
@@ -346,7 +358,7 @@ int imapd_session(const struct service_env *env, struct conn *c)
 	buf_free(&caps);
 	const char *why = "logout";
 	for (;;) {
-		int timeout = s.user ? (int)s.timeout_ms : IMAP_PREAUTH_TIMEOUT * 1000;
+		int timeout = (int)(s.user ? s.timeout_ms : imapd_preauth_left_ms(&s));
 		int ev = imapd_next_event(&s, timeout);
 		if (ev == IMAPD_EV_CLOSED) {
 			why = s.dead ? "io_error" : "eof";

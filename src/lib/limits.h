@@ -150,8 +150,9 @@
 #define IMAP_PREAUTH_MAX_BAD_COMMANDS 3
 /* Idle timeout after login, seconds: RFC 3501 says at least 30 minutes. */
 #define IMAP_IDLE_TIMEOUT 1800
-/* Before login, seconds: a client that has not logged in by then is gone. */
-#define IMAP_PREAUTH_TIMEOUT 60
+/* Before login, seconds: a client that has not logged in by then is gone
+ * (preauth_timeout may lower it; PREAUTH_TIMEOUT_MAX). */
+#define IMAP_PREAUTH_TIMEOUT PREAUTH_TIMEOUT_MAX
 /* A LIST/LSUB pattern (reference + mailbox), bytes: twice the longest
  * mailbox name leaves room for wildcards; matching costs pattern x name. */
 #define IMAP_MAX_LIST_PATTERN (2 * MAX_MBOXNAME)
@@ -177,21 +178,60 @@
 #define LMTP_MAX_RCPTS 1000
 /* Bad commands in a row before disconnect. */
 #define LMTP_MAX_BAD_COMMANDS 20
-/* Idle timeout, seconds: RFC 5321 4.5.3.2 suggests 5 minutes. */
+/* Timeout of one read inside DATA, seconds: RFC 5321 4.5.3.2 suggests
+ * 3-5 minutes. Between commands preauth_timeout applies. */
 #define LMTP_IDLE_TIMEOUT 300
 
 /* ---- server ---------------------------------------------------------------- */
 
 /* Session processes per tandemd: each is a process with its own SQLite
  * handles; past this, new connections are closed (and logged) instead of
- * exhausting memory or file descriptors. */
+ * exhausting memory or file descriptors. The services share it through
+ * their own caps (imap_maxchild, imaps_maxchild, lmtp_maxchild,
+ * sync_maxchild, Cyrus's maxchild), whose sum may not pass it: strangers
+ * filling one port never leave another without room. */
 #define MAX_SESSIONS 2000
+/* Default caps per service; they sum to 1950 of MAX_SESSIONS. IMAP and
+ * imaps take most: one user's clients hold 2-10 connections each. */
+#define IMAP_MAXCHILD_DEFAULT 900
+#define IMAPS_MAXCHILD_DEFAULT 900
+/* An MTA delivers over a few connections (Postfix's default process
+ * limit is 100); more waiting LMTP sessions only queue on the store. */
+#define LMTP_MAXCHILD_DEFAULT 100
+/* One per channel shard of each master feeding this replica. */
+#define SYNC_MAXCHILD_DEFAULT 50
+/* Sessions one client address may hold on one service (maxperhost; 0
+ * turns it off; unix-socket clients are not counted): one stranger
+ * cannot take a service's whole cap. 100 leaves room for a NAT of an
+ * office (a few connections per client) and an MTA's parallel LMTP. */
+#define MAXPERHOST_DEFAULT 100
+/* Longest time a session may stay without logging in, seconds
+ * (preauth_timeout may lower it): IMAP before LOGIN/AUTHENTICATE, the
+ * sync port before AUTHENTICATE, LMTP between commands (LMTP has no
+ * login; an MTA's connection cache keeps a few seconds). A stranger's
+ * idle connection costs a process at most this long. */
+#define PREAUTH_TIMEOUT_MAX 60
 
 /* ---- authentication ---------------------------------------------------- */
 
 /* Password, bytes: hashing cost is linear in it. */
 #define MAX_PASSWORD 1024
-/* Pause after a failed login, milliseconds (Cyrus failedloginpause 3s). */
+/* Pause after a failed login, milliseconds (Cyrus failedloginpause 3s):
+ * the base; it doubles with each recent failure of the same user or
+ * client address (server_auth.c). */
 #define AUTH_FAIL_PAUSE_MS 3000
+/* Longest pause of one failed login, ms: past it a guesser gains nothing
+ * more and a session process is held too long. */
+#define AUTH_FAIL_PAUSE_MAX_MS 30000
+/* Failed logins after which a session is closed, on every protocol
+ * (Dovecot's imap-login: 3). */
+#define AUTH_MAX_FAILS 3
+/* Seconds after its last failure a user's or address's count is
+ * forgotten: a guesser must wait this long to start again from the base
+ * pause; a user who mistyped is not slowed for long. */
+#define AUTH_FAIL_WINDOW_S 900
+/* Slots of the shared failure table (users + addresses remembered at
+ * once), 24 bytes each: a busy attack on more keys evicts the oldest. */
+#define AUTH_FAIL_SLOTS 8192
 
 #endif

@@ -47,6 +47,7 @@ struct lmtp_session {
 	long long maxsize;
 	int downcase;
 	int overquota_perm;
+	long long idle_ms;	/* preauth_timeout: between commands */
 	unsigned long delivered;
 };
 
@@ -80,8 +81,47 @@ static void do_lhlo(struct lmtp_session *s)
 	conn_printf(s->c, "250 SIZE %lld\r\n", s->maxsize);
 }
 
+/* 1 when a Cyrus ACL string ("id\trights\t...") grants 'p' (post) to
+ * "anyone", "anonymous" or the envelope sender, and no negative entry
+ * ("-id") of those takes it back: who may file into a folder by
+ * user+folder (Cyrus 3.6 lmtpd checks ACL_POST for an unauthenticated
+ * LMTP client the same way). */
+static int acl_grants_post(const char *acl, const char *sender)
+{
+	int pos = 0, neg = 0;
+	const char *p = acl ? acl : "";
+	while (*p) {
+		const char *t1 = strchr(p, '\t');
+		if (!t1)
+			break;
+		const char *r = t1 + 1;
+		const char *t2 = strchr(r, '\t');
+		size_t rlen = t2 ? (size_t)(t2 - r) : strlen(r);
+		const char *id = p;
+		size_t idlen = (size_t)(t1 - p);
+		int is_neg = idlen && id[0] == '-';
+		if (is_neg) {
+			id++;
+			idlen--;
+		}
+		int match = (idlen == 6 && !memcmp(id, "anyone", 6)) || (idlen == 9 && !memcmp(id, "anonymous", 9)) ||
+			    (sender && *sender && strlen(sender) == idlen && !strncasecmp(id, sender, idlen));
+		if (match && memchr(r, 'p', rlen)) {
+			if (is_neg)
+				neg = 1;
+			else
+				pos = 1;
+		}
+		if (!t2)
+			break;
+		p = t2 + 1;
+	}
+	return pos && !neg;
+}
+
 /* Maps a recipient to its mailbox: user's INBOX, or user+folder when the
- * folder exists (else the INBOX, as Cyrus does). 0, or -1 with reply sent. */
+ * folder exists and its ACL lets strangers post (acl_grants_post), else
+ * the INBOX, as Cyrus does. 0, or -1 with reply sent. */
 static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *mailbox)
 {
 	struct buf local = BUF_INIT, detail = BUF_INIT, domain = BUF_INIT, user = BUF_INIT;
@@ -108,6 +148,12 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	struct store_mailbox_info mi = { 0 };
 	int have_folder = detail.len && mboxname_user_folder(&s->ns, user.ptr, detail.ptr, mailbox, &err) == 0 &&
 			  store_mailbox_get(s->st, mailbox->ptr, &mi, &err) == 0 && (!mi.mboxtype || !*mi.mboxtype);
+	if (have_folder && !acl_grants_post(mi.acl, buf_cstr(&s->from))) {
+		char q[LOGQ_MAX];
+		log_info("event=rcpt_folder_refused session=%s rcpt=%s mailbox=%s reason=acl_no_post action=inbox",
+			 s->env->session_id, path, logq(q, mailbox->ptr));
+		have_folder = 0;
+	}
 	store_mailbox_info_free(&mi);
 	if (!have_folder) {
 		/* no such folder (or not a mail folder, like #sieve): the INBOX */
@@ -359,6 +405,9 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 		s.maxsize = MAX_MESSAGE_SIZE;
 	s.downcase = conf_bool(env->conf, "lmtp_downcase_rcpt");
 	s.overquota_perm = conf_bool(env->conf, "lmtp_over_quota_perm_failure");
+	s.idle_ms = conf_duration_ms(env->conf, "preauth_timeout");
+	if (s.idle_ms <= 0 || s.idle_ms > PREAUTH_TIMEOUT_MAX * 1000LL)
+		s.idle_ms = PREAUTH_TIMEOUT_MAX * 1000LL;
 	log_info("event=connect service=lmtp session=%s peer=%s", env->session_id, env->peer);
 	conn_printf(c, "220 %s LMTP tandem ready\r\n", conf_str(env->conf, "servername"));
 	int go_on = 1;
@@ -380,7 +429,7 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 				/* skip to the end of the line before answering */
 				int eol = 0;
 				while (!eol) {
-					if (conn_read(c, &s.in, LMTP_IDLE_TIMEOUT * 1000, &err) <= 0) {
+					if (conn_read(c, &s.in, (int)s.idle_ms, &err) <= 0) {
 						go_on = 0;
 						break;
 					}
@@ -401,14 +450,18 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 			reply(&s, 421, "4.3.2", "Server shutting down");
 			break;
 		}
-		ssize_t n = server_idle_read(c, &s.in, LMTP_IDLE_TIMEOUT * 1000LL, &err);
+		ssize_t n = server_idle_read(c, &s.in, s.idle_ms, &err);
 		if (n == 0)
 			break;
 		if (n < 0) {
 			if (err.code == TE_BUSY && server_stop_requested)
 				reply(&s, 421, "4.3.2", "Server shutting down");
 			else if (err.code == TE_BUSY)
+			{
 				reply(&s, 421, "4.4.2", "Idle timeout, closing");
+				log_info("event=idle_timeout service=lmtp session=%s peer=%s idle_ms=%lld", env->session_id,
+					 env->peer, s.idle_ms);
+			}
 			break;
 		}
 	}

@@ -216,6 +216,12 @@ int mboxname_from_external(const struct mboxname_ns *ns, const char *userid, con
 		return terr_set(err, TE_INVALID, "mailbox name longer than %d bytes", MAX_MBOXNAME);
 	if (!mutf7_valid(external, n))
 		return terr_set(err, TE_INVALID, "mailbox name has bad modified UTF-7");
+	/* '!' separates a domain in internal names: from a client it would
+	 * make "INBOX.x!y" the mailbox "y" of the domain "user.alice.x" */
+	const char *bang = strchr(external, '!');
+	if (bang)
+		return terr_set(err, TE_INVALID, "mailbox name has a forbidden character '!' at byte %zu",
+				(size_t)(bang - external));
 	if (!strncasecmp(external, "INBOX", 5) && (external[5] == '\0' || external[5] == ns->sep)) {
 		if (mboxname_user_inbox(userid, internal_r, err) < 0)
 			return -1;

@@ -52,7 +52,10 @@ static int units_to_utf8(const uint16_t *u, int n, struct buf *out)
 			cp = 0x10000 + ((cp - 0xd800) << 10) + (u[++i] - 0xdc00);
 		} else if (cp >= 0xdc00 && cp <= 0xdfff) {
 			return -1;
-		} else if (cp >= 0x20 && cp <= 0x7e) {
+		} else if (cp < 0x80) {
+			/* printable ASCII must be written as itself, and control
+			 * characters (U+0000..U+001F, U+007F) are no part of a name
+			 * (docs/names.md) */
 			return -1;
 		}
 		if (out) {
@@ -174,6 +177,8 @@ int mutf7_from_utf8(const char *utf8, size_t len, struct buf *out, struct terr *
 		static const uint32_t minval[] = { 0, 0x80, 0x800, 0x10000 };
 		if (cp < minval[extra] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 			return terr_set(err, TE_INVALID, "bad UTF-8 at byte %zu", i);
+		if (cp < 0x20 || cp == 0x7f)
+			return terr_set(err, TE_INVALID, "control character at byte %zu", i);
 		i += (size_t)extra + 1;
 		if (cp >= 0x20 && cp <= 0x7e) {
 			if (nrun) {

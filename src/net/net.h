@@ -18,6 +18,10 @@ int net_listen(const char *addr, int *fds, int *n, int max, struct terr *err);
 int net_connect(const char *addr, int timeout_ms, int *fd_r, struct terr *err);
 /* "ip:port" of the peer (or "unix"), for logs. */
 void net_peer_name(int fd, struct buf *out);
+/* The peer's address alone, numeric ("192.0.2.1", "2001:db8::1"; an
+ * IPv4-mapped IPv6 address as IPv4), or "" for a unix socket or an
+ * error: the key of per-client limits. */
+void net_peer_addr(int fd, char *out, size_t n);
 /* The port a listening TCP socket got (after binding port 0), or -1. */
 int net_local_port(int fd);
 

@@ -10,6 +10,7 @@
 #define TANDEM_SERVER_H
 
 #include <signal.h>
+#include <sys/types.h>
 
 #include "lib/buf.h"
 #include "lib/err.h"
@@ -25,6 +26,7 @@ struct service_env {
 	int implicit_tls;	/* imaps: the session starts TLS before its greeting */
 	char session_id[32];	/* <servername-free> "<pid hex>-<counter hex>" */
 	char peer[80];
+	char peer_addr[64];	/* address alone ("" for a unix socket): per-client limits */
 };
 
 typedef int service_session_fn(const struct service_env *env, struct conn *c);
@@ -39,10 +41,59 @@ extern volatile sig_atomic_t server_stop_requested;
  * data arrives, or -1 with TE_BUSY after timeout_ms (< 0: none) or when a
  * stop is requested (then server_stop_requested is set). */
 ssize_t server_idle_read(struct conn *c, struct buf *in, long long timeout_ms, struct terr *err);
+/* Arms (ms > 0) or disarms (0) the session's login deadline: from then
+ * on server_idle_read fails with TE_BUSY ("not logged in within
+ * preauth_timeout") once ms have passed, until server_auth_succeeded. */
+void server_preauth_arm(long long ms);
+/* The same with a mode: SERVER_PREAUTH_LOGIN as above; SERVER_PREAUTH_SILENT
+ * only while the client has sent no byte at all (for a protocol whose
+ * server does not call server_auth_succeeded yet); SERVER_PREAUTH_NONE
+ * disarms. */
+enum { SERVER_PREAUTH_NONE, SERVER_PREAUTH_LOGIN, SERVER_PREAUTH_SILENT };
+void server_preauth_arm_mode(long long ms, int mode);
+/* Milliseconds left to log in (0: past), -1 when no LOGIN deadline is
+ * armed: for a session with its own read loop (imapd). */
+long long server_preauth_left_ms(void);
 /* Installs the session process's SIGTERM handler (sets the flag, does not
  * interrupt a write in progress). */
 void server_session_signals(void);
 
+
+/* Failed logins (server_auth.c), counted per user and per client address
+ * across every session process of tandemd (a shared table tandemd maps
+ * with server_authfail_init before its first fork).
+ *
+ * server_auth_failed: call after answering nothing yet (flush what is
+ * queued first): counts the failure, logs event=auth_fail (service, addr,
+ * user, the counts, the pause), sleeps failedloginpause doubled per
+ * recent failure of that user or address (AUTH_FAIL_PAUSE_MAX_MS at
+ * most), and returns 1 when this was the session's AUTH_MAX_FAILS-th
+ * failure (the caller answers, then closes the connection), else 0.
+ * server_auth_succeeded: on a login: clears the user's count and the
+ * login deadline (server_preauth_arm). */
+int server_authfail_init(void);
+int server_auth_failed(const struct service_env *env, const char *user, const char *reason);
+void server_auth_succeeded(const struct service_env *env, const char *user);
+/* The recent failures of a user and of an address (0 without the table). */
+void server_auth_counts(const char *user, const char *addr, unsigned *user_r, unsigned *addr_r);
+/* The pause of a failure when the larger count is fails: base_ms x
+ * 2^(fails-1), at most AUTH_FAIL_PAUSE_MAX_MS. */
+long long server_auth_pause_ms(long long base_ms, unsigned fails);
+
+/* Children of tandemd (server_child.c). Called in the child right after
+ * fork(): SIGTERM when tandemd dies (PR_SET_PDEATHSIG); exits at once if
+ * the parent (pid) is already gone. */
+void server_child_init(pid_t parent);
+/* Takes the lock a channel shard's sync client holds for its life
+ * (<configdir>/sync/[<channel>/]client-<shard>.lock, flock, our pid
+ * written in it): 0 with *fd_r (keep it open), 1 when another process
+ * holds it (*holder_r its pid, 0 if unknown), -1 with err. */
+int server_syncc_lock(const struct conf *conf, const char *channel, int shard, int *fd_r, pid_t *holder_r,
+		      struct terr *err);
+/* Stops the processes holding any sync client lock of the instance (what
+ * a killed tandemd left running): SIGTERM, wait_ms for the lock to be
+ * let go, then SIGKILL. Returns how many were found. */
+int server_syncc_stop_stale(const struct conf *conf, long long wait_ms);
 
 /* The instance's role in a failover pair (server_role.c): the file
  * <configdir>/role, written by `tandem failover`. */

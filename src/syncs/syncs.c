@@ -161,15 +161,21 @@ static int do_authenticate(struct syncs *s, const struct dlist *line)
 	OPENSSL_cleanse(decoded.ptr, decoded.len);
 	buf_free(&decoded);
 	if (!ok) {
-		log_warn("event=login_fail service=sync session=%s user=%s peer=%s", s->env->session_id, authcid,
-			 s->env->peer);
+		/* counted per user and per address across sessions; the pause
+		 * grows with them; the third failure on a connection closes it */
 		conn_flush(s->c, &err);
-		usleep((useconds_t)conf_duration_ms(s->env->conf, "failedloginpause") * 1000);
+		int end = server_auth_failed(s->env, authcid,
+					     is_admin(s->env->conf, authcid) ? "bad_credentials" : "not_admin");
 		send_line(s, "NO Login failed");
+		if (end) {
+			send_line(s, "* BYE Too many failed logins");
+			return 1;
+		}
 		return 0;
 	}
 	snprintf(s->user, sizeof s->user, "%s", authcid);
 	s->authed = 1;
+	server_auth_succeeded(s->env, authcid);
 	log_info("event=login service=sync session=%s user=%s peer=%s tls=%d", s->env->session_id, authcid,
 		 s->env->peer, conn_is_tls(s->c));
 	send_line(s, "OK Success (no protection)");
@@ -334,7 +340,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			if (!nl) {
 				if (s.in.len > (s.authed ? DLIST_MAX_ATOM : SYNC_PREAUTH_MAX_COMMAND))
 					break;
-				ssize_t r = conn_read(c, &s.in, (int)(timeout_ms > 0 ? timeout_ms : -1), &err);
+				ssize_t r = server_idle_read(c, &s.in, timeout_ms > 0 ? timeout_ms : -1, &err);
 				if (r <= 0)
 					break;
 				continue;	/* the scanner stays where it failed */

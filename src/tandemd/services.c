@@ -5,10 +5,19 @@
 #include "lmtpd/lmtpd.h"
 #include "syncs/syncs.h"
 
+/* IMAP: preauth_timeout from the connect (imapd reads the deadline with
+ * server_preauth_left_ms; its login calls server_auth_succeeded). LMTP
+ * has no login (its idle timeout is preauth_timeout). The sync server's is
+ * server_idle_read's, SERVER_PREAUTH_LOGIN too: a session not logged in
+ * within preauth_timeout of the connect is closed (syncs.c calls
+ * server_auth_succeeded on AUTHENTICATE). */
 const struct service services[] = {
-	{ "imap", "imap_listen", 0, imapd_session },
-	{ "imaps", "imaps_listen", 1, imapd_session },
-	{ "lmtp", "lmtp_listen", 0, lmtpd_session },
-	{ "sync", "sync_listen", 0, syncs_session },
+	{ "imap", "imap_listen", 0, imapd_session, "imap_maxchild", "* BYE Too many connections, try again later\r\n",
+	  SERVER_PREAUTH_LOGIN },
+	{ "imaps", "imaps_listen", 1, imapd_session, "imaps_maxchild", NULL, SERVER_PREAUTH_LOGIN },
+	{ "lmtp", "lmtp_listen", 0, lmtpd_session, "lmtp_maxchild", "421 4.3.2 Too many connections, try again later\r\n",
+	  SERVER_PREAUTH_NONE },
+	{ "sync", "sync_listen", 0, syncs_session, "sync_maxchild", "* BYE Too many connections, try again later\r\n",
+	  SERVER_PREAUTH_LOGIN },
 };
 const size_t nservices = sizeof services / sizeof services[0];

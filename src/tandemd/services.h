@@ -1,6 +1,9 @@
 /* services.h: the services tandemd can serve, one table (services.c):
  * the config key that lists their listening addresses, whether TLS is on
- * from the first byte, and the session function. */
+ * from the first byte, the session function, the option that caps its
+ * sessions (Cyrus's maxchild), the line a refused connection gets, and
+ * how server_idle_read holds its sessions to preauth_timeout
+ * (server_preauth_arm_mode). */
 #ifndef TANDEM_SERVICES_H
 #define TANDEM_SERVICES_H
 
@@ -13,6 +16,9 @@ struct service {
 	const char *listen_key;
 	int implicit_tls;
 	service_session_fn *session;
+	const char *maxchild_key;
+	const char *busy_reply;	/* NULL: closed without a word (TLS from the first byte) */
+	int server_preauth;	/* SERVER_PREAUTH_*: server_idle_read's login deadline */
 };
 
 extern const struct service services[];

@@ -2,7 +2,10 @@
  *
  * States of the master:
  *   START -> RUNNING: config loaded, every listener open, pid file written
- *   RUNNING: accept -> fork a session process per connection
+ *   RUNNING: accept -> fork a session process per connection, unless a
+ *            limit refuses it (each service's <service>_maxchild, whose
+ *            sum stays within MAX_SESSIONS so every service keeps room;
+ *            maxperhost sessions of one client address per service)
  *            SIGHUP -> config re-read (listeners stay), logs reopened,
  *                      sync clients restarted with the new config: one
  *                      started for a channel added, stopped for one removed
@@ -55,6 +58,14 @@ struct listener {
 	char addr[256];
 };
 
+/* A session process: its service (index in services[]) and client
+ * address, for the per-service and per-host limits. */
+struct session_slot {
+	pid_t pid;	/* 0: free */
+	int svc;
+	char addr[64];
+};
+
 /* One rolling sync client per channel that has a replica configured,
  * or per shard of a sharded channel (<channel>_sync_shards). */
 struct syncer {
@@ -74,6 +85,11 @@ struct syncer {
 #define SYNCER_STABLE_S 60
 /* Cap of the restart backoff of a sync client that keeps exiting, seconds. */
 #define SYNCER_BACKOFF_MAX_S 60
+/* How long a starting tandemd lets a stale sync client (left by a killed
+ * tandemd) finish on SIGTERM before SIGKILL, ms. */
+#define STALE_SYNCER_WAIT_MS 10000
+/* Exit status of a sync client that found its lock taken. */
+#define SYNCER_EXIT_LOCKED 3
 /* Sync clients of one instance at most. */
 #define MAX_SYNCERS (MAX_CHANNELS * CHLOG_MAX_SHARDS)
 
@@ -90,7 +106,9 @@ struct master {
 	int nsyncers;
 	struct syncer retired[MAX_SYNCERS];	/* of removed channels and shards, until reaped */
 	int nretired;
-	pid_t *sessions;	/* pids of session processes, for the final SIGKILL */
+	struct session_slot *sessions;	/* MAX_SESSIONS: the limits, the final SIGKILL */
+	int nsvc[MAX_LISTENERS];	/* sessions per service (index in services[]) */
+	pid_t pid;		/* tandemd's own, for server_child_init */
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -168,13 +186,27 @@ static int load_tls(struct master *m, struct terr *err)
 	return m->tls ? 0 : -1;
 }
 
-static void run_session(struct master *m, struct listener *l, int fd)
+/* The session limits of a config: each service's maxchild, whose sum must
+ * stay within MAX_SESSIONS (so no service can starve another). */
+static int check_limits(const struct conf *conf, struct terr *err)
+{
+	long long sum = 0;
+	for (size_t s = 0; s < nservices; s++)
+		sum += conf_int(conf, services[s].maxchild_key);
+	if (sum > MAX_SESSIONS)
+		return terr_set(err, TE_CONFIG, "imap_maxchild + imaps_maxchild + lmtp_maxchild + sync_maxchild = %lld,"
+				" more than the %d sessions of one tandemd", sum, MAX_SESSIONS);
+	return 0;
+}
+
+static void run_session(struct master *m, struct listener *l, int fd, const char *addr)
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
 	server_session_signals();
+	server_child_init(m->pid);
 	struct service_env env = { 0 };
 	env.conf = m->conf;
 	env.conf_path = m->conf_path;
@@ -186,6 +218,8 @@ static void run_session(struct master *m, struct listener *l, int fd)
 	net_peer_name(fd, &peer);
 	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
 	buf_free(&peer);
+	snprintf(env.peer_addr, sizeof env.peer_addr, "%s", addr);
+	server_preauth_arm_mode(conf_duration_ms(m->conf, "preauth_timeout"), l->svc->server_preauth);
 	struct conn *c = conn_new(fd);
 	int rc = l->svc->session(&env, c);
 	conn_free(&c);
@@ -298,10 +332,22 @@ static void run_syncer(struct master *m, struct syncer *sy)
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
 	server_session_signals();
+	server_child_init(m->pid);
+	struct terr err = { 0 };
+	int lockfd;
+	pid_t holder;
+	int lr = server_syncc_lock(m->conf, sy->channel, sy->shard, &lockfd, &holder, &err);
+	if (lr != 0) {
+		if (lr > 0)
+			log_err("event=sync_client_locked channel=%s%s holder_pid=%ld note=\"another sync client runs"
+				" this channel\"", sy->channel, sy->label, (long)holder);
+		else
+			log_err("event=sync_client_fail channel=%s%s error=\"%s\"", sy->channel, sy->label, err.msg);
+		_exit(lr > 0 ? SYNCER_EXIT_LOCKED : 1);
+	}
 	struct store *st = NULL;
 	struct chlog *log = NULL;
 	struct mboxname_ns ns;
-	struct terr err = { 0 };
 	if (server_open_store(m->conf, &st, &log, &ns, &err) < 0) {
 		log_err("event=sync_client_fail channel=%s%s error=\"%s\"", sy->channel, sy->label, err.msg);
 		_exit(1);
@@ -390,12 +436,40 @@ static void reap(struct master *m)
 		if (was_syncer)
 			continue;
 		for (int i = 0; i < MAX_SESSIONS; i++)
-			if (m->sessions[i] == pid)
-				m->sessions[i] = 0;
+			if (m->sessions[i].pid == pid) {
+				m->sessions[i].pid = 0;
+				m->nsvc[m->sessions[i].svc]--;
+			}
 		m->nchildren--;
 		if (WIFSIGNALED(status))
 			log_warn("event=session_crash pid=%ld signal=%d", (long)pid, WTERMSIG(status));
 	}
+}
+
+/* Why a new connection of service svc from addr is refused, NULL if it
+ * is not; *limit_r the limit that refused it. */
+static const char *refuse_reason(struct master *m, int svc, const char *addr, long long *limit_r)
+{
+	long long maxchild = conf_int(m->conf, services[svc].maxchild_key);
+	if (m->nchildren >= MAX_SESSIONS) {
+		*limit_r = MAX_SESSIONS;
+		return "too_many_sessions";
+	}
+	if (m->nsvc[svc] >= maxchild) {
+		*limit_r = maxchild;
+		return "service_limit";
+	}
+	long long perhost = conf_int(m->conf, "maxperhost");
+	if (perhost > 0 && *addr) {
+		long long n = 0;
+		for (int i = 0; i < MAX_SESSIONS; i++)
+			n += m->sessions[i].pid && m->sessions[i].svc == svc && !strcmp(m->sessions[i].addr, addr);
+		if (n >= perhost) {
+			*limit_r = perhost;
+			return "host_limit";
+		}
+	}
+	return NULL;
 }
 
 static void accept_one(struct master *m, struct listener *l)
@@ -406,9 +480,18 @@ static void accept_one(struct master *m, struct listener *l)
 			log_warn("event=accept_fail service=%s error=\"%s\"", l->svc->name, strerror(errno));
 		return;
 	}
-	if (m->nchildren >= MAX_SESSIONS) {
-		log_warn("event=session_refused service=%s reason=too_many_sessions limit=%d", l->svc->name,
-			 MAX_SESSIONS);
+	int svc = (int)(l->svc - services);
+	char addr[64];
+	net_peer_addr(fd, addr, sizeof addr);
+	long long limit = 0;
+	const char *why = refuse_reason(m, svc, addr, &limit);
+	if (why) {
+		log_warn("event=session_refused service=%s peer=%s reason=%s limit=%lld", l->svc->name, *addr ? addr : "unix",
+			 why, limit);
+		if (l->svc->busy_reply && send(fd, l->svc->busy_reply, strlen(l->svc->busy_reply),
+					       MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+			/* the client is gone or its buffer is full: closed anyway */
+		}
 		close(fd);
 		return;
 	}
@@ -420,23 +503,66 @@ static void accept_one(struct master *m, struct listener *l)
 		return;
 	}
 	if (pid == 0)
-		run_session(m, l, fd);
+		run_session(m, l, fd, addr);
 	for (int i = 0; i < MAX_SESSIONS; i++)
-		if (m->sessions[i] == 0) {
-			m->sessions[i] = pid;
+		if (m->sessions[i].pid == 0) {
+			m->sessions[i].pid = pid;
+			m->sessions[i].svc = svc;
+			snprintf(m->sessions[i].addr, sizeof m->sessions[i].addr, "%s", addr);
 			break;
 		}
+	m->nsvc[svc]++;
 	m->nchildren++;
 	close(fd);
 }
 
-static int write_pidfile(struct master *m, struct terr *err)
+static void pidfile_path(struct master *m)
 {
 	const char *p = conf_str(m->conf, "pidfile");
 	if (p && *p)
 		snprintf(m->pidfile, sizeof m->pidfile, "%s", p);
 	else
 		snprintf(m->pidfile, sizeof m->pidfile, "%s/tandemd.pid", conf_str(m->conf, "configdirectory"));
+}
+
+/* The pid of another tandemd running this instance (its pid file names a
+ * live tandemd started with the same config), else 0: a second tandemd
+ * must not take the first's sync clients for stale ones. */
+static pid_t running_tandemd(struct master *m)
+{
+	pidfile_path(m);
+	struct buf data = BUF_INIT, path = BUF_INIT;
+	struct terr err = { 0 };
+	pid_t found = 0;
+	if (fs_read_file(m->pidfile, 64, &data, &err) == 0) {
+		long pid = strtol(buf_cstr(&data), NULL, 10);
+		if (pid > 1 && pid != (long)getpid()) {
+			buf_reset(&data);
+			buf_printf(&path, "/proc/%ld/cmdline", pid);
+			if (fs_read_file(path.ptr, 65536, &data, &err) == 0) {
+				/* argv is NUL-separated: look at each word */
+				int is_tandemd = 0, same_conf = 0;
+				for (size_t off = 0; off < data.len; off += strlen(data.ptr + off) + 1) {
+					const char *w = data.ptr + off;
+					const char *base = strrchr(w, '/');
+					if (off == 0 && !strcmp(base ? base + 1 : w, "tandemd"))
+						is_tandemd = 1;
+					if (!strcmp(w, m->conf_path))
+						same_conf = 1;
+				}
+				if (is_tandemd && same_conf)
+					found = (pid_t)pid;
+			}
+		}
+	}
+	buf_free(&data);
+	buf_free(&path);
+	return found;
+}
+
+static int write_pidfile(struct master *m, struct terr *err)
+{
+	pidfile_path(m);
 	char line[32];
 	int n = snprintf(line, sizeof line, "%ld\n", (long)getpid());
 	return fs_write_atomic(m->pidfile, line, (size_t)n, 0644, err);
@@ -446,8 +572,9 @@ static void reload(struct master *m)
 {
 	struct conf *nc = NULL;
 	struct terr err;
-	if (conf_load(m->conf_path, &nc, &err) < 0) {
+	if (conf_load(m->conf_path, &nc, &err) < 0 || check_limits(nc, &err) < 0) {
 		log_err("event=reload_fail error=\"%s\" action=kept_old_config", err.msg);
+		conf_free(&nc);
 		return;
 	}
 	conf_free(&m->conf);
@@ -509,8 +636,8 @@ static void stop(struct master *m)
 	if (left > 0) {
 		log_warn("event=stop_kill processes=%d", left);
 		for (int i = 0; i < MAX_SESSIONS; i++)
-			if (m->sessions[i])
-				kill(m->sessions[i], SIGKILL);
+			if (m->sessions[i].pid)
+				kill(m->sessions[i].pid, SIGKILL);
 		for (int i = 0; i < m->nsyncers; i++)
 			if (m->syncers[i].pid)
 				kill(m->syncers[i].pid, SIGKILL);
@@ -556,9 +683,15 @@ int main(int argc, char **argv)
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
 	}
+	pid_t other = check ? 0 : running_tandemd(&m);
+	if (other) {
+		fprintf(stderr, "tandemd: another tandemd (pid %ld) runs this instance (%s)\n", (long)other, m.pidfile);
+		conf_free(&m.conf);
+		return 1;
+	}
 	if (!check)
 		open_logs(m.conf);
-	if (load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
+	if (check_limits(m.conf, &err) < 0 || load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
 	}
@@ -608,6 +741,13 @@ int main(int argc, char **argv)
 		log_err("event=start_fail error=\"%s\"", err.msg);
 		return 1;
 	}
+	m.pid = getpid();
+	if (server_authfail_init() < 0)
+		log_warn("event=authfail_table_fail error=\"%s\" note=\"failed logins are counted per session only\"",
+			 strerror(errno));
+	/* sync clients a killed tandemd of this instance left running hold
+	 * their locks: stop them before starting ours */
+	server_syncc_stop_stale(m.conf, STALE_SYNCER_WAIT_MS);
 	publish_channels(&m);
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,

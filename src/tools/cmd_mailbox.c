@@ -1,4 +1,4 @@
-/* cmd_mailbox.c: tandem mailbox create|rename|delete|list. */
+/* cmd_mailbox.c: tandem mailbox create|rename|delete|list|setacl. */
 #include "tools/tools.h"
 
 #include "store/store.h"
@@ -11,9 +11,39 @@ static const char usage[] =
 	"       tandem mailbox rename OLD NEW\n"
 	"       tandem mailbox delete MAILBOX\n"
 	"       tandem mailbox list [USER]\n"
+	"       tandem mailbox setacl MAILBOX IDENTIFIER RIGHTS\n"
 	"\nMAILBOX is in the admin namespace: user/alice/Sent with unixhierarchysep,\n"
 	"else user.alice.Sent; shared mailboxes without the user prefix. 'list' prints\n"
-	"name, messages, UIDVALIDITY, highest modseq and uniqueid, tab-separated.\n";
+	"name, messages, UIDVALIDITY, highest modseq and uniqueid, tab-separated.\n"
+	"'setacl' replaces IDENTIFIER's entry of the ACL with RIGHTS (Cyrus letters;\n"
+	"\"\" removes it), e.g. setacl user.alice.Lists anyone p for LMTP alice+Lists.\n";
+
+/* out = acl with id's entry replaced by rights (dropped when empty). */
+static void acl_replace(const char *acl, const char *id, const char *rights, struct buf *out)
+{
+	size_t idlen = strlen(id);
+	int done = 0;
+	const char *p = acl ? acl : "";
+	while (*p) {
+		const char *t1 = strchr(p, '\t');
+		if (!t1)
+			break;
+		const char *t2 = strchr(t1 + 1, '\t');
+		const char *end = t2 ? t2 + 1 : t1 + 1 + strlen(t1 + 1);
+		if ((size_t)(t1 - p) == idlen && !memcmp(p, id, idlen)) {
+			if (!done && *rights)
+				buf_printf(out, "%s\t%s\t", id, rights);
+			done = 1;
+		} else {
+			buf_append(out, p, (size_t)(end - p));
+			if (!t2)
+				buf_putc(out, '\t');
+		}
+		p = end;
+	}
+	if (!done && *rights)
+		buf_printf(out, "%s\t%s\t", id, rights);
+}
 
 struct list_rock {
 	struct tool *t;
@@ -63,6 +93,23 @@ int cmd_mailbox(struct tool *t, int argc, char **argv)
 			else
 				printf("mailbox %s deleted\n", argv[2]);
 		}
+	} else if (!strcmp(sub, "setacl") && argc == 5) {
+		struct store_mailbox_info mi = { 0 };
+		if ((rc = tool_mailbox_arg(t, argv[2], &a)) == 0) {
+			if (strpbrk(argv[3], "\t\r\n") || strpbrk(argv[4], "\t\r\n") || !*argv[3]) {
+				terr_set(&err, TE_INVALID, "bad identifier or rights");
+				rc = tool_fail(&err);
+			} else if (store_mailbox_get(t->st, a.ptr, &mi, &err) < 0) {
+				rc = tool_fail(&err);
+			} else {
+				acl_replace(mi.acl, argv[3], argv[4], &b);
+				if (store_mailbox_set_acl(t->st, a.ptr, buf_cstr(&b), &err) < 0)
+					rc = tool_fail(&err);
+				else
+					printf("mailbox %s acl %s\n", argv[2], buf_cstr(&b));
+			}
+		}
+		store_mailbox_info_free(&mi);
 	} else if (!strcmp(sub, "list") && (argc == 2 || argc == 3)) {
 		if (argc == 3) {
 			int ex = store_user_exists(t->st, argv[2], &err);

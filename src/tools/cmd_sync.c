@@ -6,6 +6,7 @@
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "store/store.h"
+#include "server/server.h"
 #include "sync/sync_client.h"
 
 #include <fcntl.h>
@@ -135,8 +136,24 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 		syncc_free(&sc);
 		return tool_usage(usage);
 	}
+	int lockfd = -1;
+	if (mode == 'r') {
+		/* one rolling client per channel shard (server_child.c): tandemd's
+		 * or this one */
+		pid_t holder;
+		int lr = server_syncc_lock(t->conf, o.channel ? o.channel : "", o.shard, &lockfd, &holder, &err);
+		if (lr != 0) {
+			if (lr > 0)
+				terr_set(&err, TE_BUSY, "another sync client (pid %ld) runs channel '%s' shard %d",
+					 (long)holder, o.channel ? o.channel : "", o.shard);
+			syncc_free(&sc);
+			return tool_fail(&err);
+		}
+	}
 	if (syncc_connect(sc, &err) < 0) {
 		syncc_free(&sc);
+		if (lockfd >= 0)
+			close(lockfd);
 		return tool_fail(&err);
 	}
 	int r;
@@ -156,6 +173,8 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 	if (r < 0)
 		rc = tool_fail(&err);
 	syncc_free(&sc);
+	if (lockfd >= 0)
+		close(lockfd);
 	return rc;
 }
 

@@ -33,6 +33,7 @@ try:
     for u in ["alice", "bob", "carol"]:
         inst.ok(["user", "add", "--no-password", u])
     inst.ok(["mailbox", "create", "user.alice.Lists"])
+    inst.ok(["mailbox", "setacl", "user.alice.Lists", "anyone", "p"])  # user+folder needs p (Cyrus too)
     d = Daemon(inst, services=("lmtp",))
     port = d.port["lmtp"]
     import smtplib

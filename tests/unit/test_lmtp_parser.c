@@ -114,8 +114,20 @@ TEST(data_decoder)
 {
 	const char *a = "Subject: x\r\n\r\nbody\r\n..leading dot\r\n.\r\nQUIT\r\n";
 	data_case(a, strlen(a), "Subject: x\r\n\r\nbody\r\n.leading dot\r\n", 34, 1000, 0, strlen(a) - 6);
-	const char *b = "bare\nlf\n.\n";
+	const char *b = "bare\nlf\r\n.\r\n";
 	data_case(b, strlen(b), "bare\r\nlf\r\n", 10, 1000, 0, strlen(b));
+	/* only CRLF.CRLF ends DATA: a bare LF on either side of the dot
+	 * leaves the line in the message, the dot kept as it came */
+	const char *s1 = "a\n.\nb\r\n.\r\nNOOP\r\n";
+	data_case(s1, strlen(s1), "a\r\n.\r\nb\r\n", 9, 1000, 0, strlen(s1) - 6);
+	const char *s2 = "a\r\n.\nb\r\n.\r\n";
+	data_case(s2, strlen(s2), "a\r\n.\r\nb\r\n", 9, 1000, 0, strlen(s2));
+	const char *s3 = "a\n.\r\nb\r\n.\r\n";
+	data_case(s3, strlen(s3), "a\r\n.\r\nb\r\n", 9, 1000, 0, strlen(s3));
+	const char *s4 = ".\n.\r\n\n..x\r\n.\r\n";	/* at the start, and a "." after a bare LF is not unstuffed */
+	data_case(s4, strlen(s4), ".\r\n.\r\n\r\n..x\r\n", 13, 1000, 0, strlen(s4));
+	const char *s5 = "x\r\n.\r\r\n.\r\n";	/* ".\r" then CRLF: text */
+	data_case(s5, strlen(s5), "x\r\n\r\r\n", 6, 1000, 0, strlen(s5));
 	const char *c = ".\r\n";
 	data_case(c, 3, "", 0, 1000, 0, 3);
 	const char *d = "12345678\r\n.\r\n";

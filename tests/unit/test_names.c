@@ -91,6 +91,19 @@ TEST(client_namespace)
 	CHECK_STR(conv(mboxname_from_external, '/', 1, "a@ex.com", "user/b"), "ex.com!user.b");
 	CHECK_STR(conv(mboxname_from_external, '/', 1, "a@ex.com", "user/b@other.org"), "other.org!user.b");
 	CHECK_STR(conv(mboxname_from_external, '/', 0, "alice", "INBOX/"), "ERROR");
+	/* docs/names.md: '!' only separates a domain, never from a client
+	 * (else INBOX.x!y is the mailbox "y" of the domain "user.alice.x") */
+	CHECK_STR(conv(mboxname_from_external, '.', 0, "alice", "INBOX.x!y"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '.', 1, "alice", "INBOX.x!y"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '/', 0, "alice", "user/bob!x"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '/', 1, "a@ex.com", "x!user/b"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '/', 1, "a@ex.com", "user/b@x!y"), "ERROR");
+	/* control characters, also in modified UTF-7: U+0000, U+001F, U+007F */
+	CHECK_STR(conv(mboxname_from_external, '.', 0, "alice", "INBOX.&AAA-"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '.', 0, "alice", "INBOX.&AB8-"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '.', 0, "alice", "INBOX.&AH8-"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '.', 0, "alice", "INBOX.a&AAAA6Q-"), "ERROR");
+	CHECK_STR(conv(mboxname_from_external, '.', 0, "alice", "INBOX.&AOk-"), "user.alice.&AOk-");
 	CHECK_STR(conv(mboxname_to_external, '/', 0, "alice", "user.alice"), "INBOX");
 	CHECK_STR(conv(mboxname_to_external, '/', 0, "alice", "user.alice.Sent.a^b"), "INBOX/Sent/a.b");
 	CHECK_STR(conv(mboxname_to_external, '/', 0, "alice", "user.bob.x"), "user/bob/x");
@@ -106,6 +119,8 @@ TEST(client_namespace)
 	mboxname_user_folder(&ns, "alice", "", &b, &err);
 	CHECK_STR(b.ptr, "user.alice");
 	CHECK_INT(mboxname_user_folder(&ns, "bad user", "", &b, &err), -1);
+	CHECK_INT(mboxname_user_folder(&ns, "alice", "x!y", &b, &err), -1);
+	CHECK_INT(mboxname_user_folder(&ns, "alice", "&AAA-", &b, &err), -1);
 	buf_free(&b);
 }
 
@@ -133,6 +148,10 @@ TEST(mutf7)
 	CHECK(!mutf7_valid("&AGE-", 5));	/* 'a' must be written directly */
 	CHECK(!mutf7_valid("&2D0-", 5));	/* lone surrogate */
 	CHECK(!mutf7_valid("\xc3\xa9", 2));
+	CHECK(!mutf7_valid("&AAA-", 5));	/* U+0000 */
+	CHECK(!mutf7_valid("&AAoA6Q-", 8));	/* U+000A then U+00E9 */
+	CHECK(!mutf7_valid("&AH8-", 5));	/* U+007F */
+	CHECK(mutf7_valid("&AIA-", 5));		/* U+0080: not ASCII, allowed */
 	struct buf b = BUF_INIT, c = BUF_INIT;
 	struct terr err;
 	CHECK_INT(mutf7_from_utf8("caf\xc3\xa9 & \xf0\x9f\x98\x80", 12, &b, &err), 0);
@@ -143,6 +162,9 @@ TEST(mutf7)
 	CHECK_STR(b.ptr, "&ZeVnLIqe-");	/* RFC 3501's example */
 	CHECK_INT(mutf7_from_utf8("\xff", 1, &b, &err), -1);
 	CHECK_INT(mutf7_from_utf8("\xc3", 1, &b, &err), -1);
+	CHECK_INT(mutf7_from_utf8("a\0b", 3, &b, &err), -1);
+	CHECK_INT(mutf7_from_utf8("a\x7f", 2, &b, &err), -1);
+	CHECK_INT(mutf7_from_utf8("a\tb", 3, &b, &err), -1);
 	buf_free(&b);
 	buf_free(&c);
 }

@@ -2,12 +2,20 @@
  * (see lmtp.h).
  *
  * DATA decoder states (one byte at a time, so chunk boundaries do not
- * matter):
- *   BOL   at the start of a line      '.' -> DOT, '\r' -> CR, '\n' -> empty line
- *   DOT   ".": "\r" -> DOTCR, "\n" -> end, other -> unstuffed text (MID)
+ * matter). Only CRLF "." CRLF ends the message (RFC 5321 4.1.1.4); a bare
+ * LF is a line end for the stored message (written as CRLF) but never
+ * part of the terminator, so "\n.\n", "\r\n.\n" and "\n.\r\n" stay data
+ * and an MTA and tandem cannot disagree on where a message ends (SMTP
+ * smuggling):
+ *   BOL   a line start after CRLF (or the start of DATA)
+ *                                     '.' -> DOT, '\r' -> CR, '\n' -> BOLLF
+ *   BOLLF a line start after a bare LF: '.' is kept as text (neither a
+ *         terminator nor unstuffed), '\r' -> CR, '\n' -> BOLLF, other -> MID
+ *   DOT   "." after CRLF: "\r" -> DOTCR, "\n" -> ".\r\n" kept as text
+ *         (BOLLF), other -> unstuffed text (MID)
  *   DOTCR ".\r": "\n" -> end, other -> "\r" then the byte as text
- *   MID   inside a line               '\r' -> CR, '\n' -> line end (CRLF out)
- *   CR    after '\r'                  '\n' -> CRLF, other -> '\r' kept, byte as text
+ *   MID   inside a line               '\r' -> CR, '\n' -> CRLF out, BOLLF
+ *   CR    after '\r'                  '\n' -> CRLF, BOL; other -> '\r' kept, byte as text
  */
 #include "proto/lmtp/lmtp.h"
 
@@ -19,7 +27,7 @@
 #include <string.h>
 #include <strings.h>
 
-enum { S_BOL, S_DOT, S_DOTCR, S_MID, S_CR };
+enum { S_BOL, S_BOLLF, S_DOT, S_DOTCR, S_MID, S_CR };
 
 int lmtp_take_line(const char *in, size_t len, size_t *linelen, size_t *consumed)
 {
@@ -242,10 +250,21 @@ int lmtp_data_feed(struct lmtp_data *d, const char *in, size_t len, size_t *cons
 				d->state = S_DOT;
 			else if (c == '\r')
 				d->state = S_CR;
+			else if (c == '\n') {
+				emit(d, out, "\r\n", 2);
+				d->state = S_BOLLF;
+			} else {
+				emit(d, out, &c, 1);
+				d->state = S_MID;
+			}
+			break;
+		case S_BOLLF:
+			if (c == '\r')
+				d->state = S_CR;
 			else if (c == '\n')
 				emit(d, out, "\r\n", 2);
 			else {
-				emit(d, out, &c, 1);
+				emit(d, out, &c, 1);	/* a '.' too: kept as it came */
 				d->state = S_MID;
 			}
 			break;
@@ -253,8 +272,9 @@ int lmtp_data_feed(struct lmtp_data *d, const char *in, size_t len, size_t *cons
 			if (c == '\r') {
 				d->state = S_DOTCR;
 			} else if (c == '\n') {
-				*consumed = i;
-				return 1;
+				/* ".\n": not the end; the line is kept as it came */
+				emit(d, out, ".\r\n", 3);
+				d->state = S_BOLLF;
 			} else {
 				emit(d, out, &c, 1);
 				d->state = S_MID;
@@ -274,7 +294,7 @@ int lmtp_data_feed(struct lmtp_data *d, const char *in, size_t len, size_t *cons
 				d->state = S_CR;
 			else if (c == '\n') {
 				emit(d, out, "\r\n", 2);
-				d->state = S_BOL;
+				d->state = S_BOLLF;
 			} else
 				emit(d, out, &c, 1);
 			break;

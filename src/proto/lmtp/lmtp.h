@@ -7,7 +7,8 @@
  *  - lmtp_parse: one command line -> struct lmtp_cmd, or a ready error
  *    reply (code, enhanced status, text);
  *  - struct lmtp_data: the DATA decoder: dot-unstuffing, the final
- *    CRLF.CRLF across chunk boundaries, bare LF -> CRLF, the size limit
+ *    CRLF.CRLF across chunk boundaries (only that: a bare LF never ends
+ *    DATA, so "\n.\n" stays data), bare LF -> CRLF, the size limit
  *    (over it the message keeps being consumed but not kept, so the
  *    session can answer 552 and stay in sync).
  * Plus recipient-address splitting (user+detail@domain).
