@@ -266,6 +266,8 @@ int syncc_list_cb(const struct store_mailbox_info *mi, void *rock);
 void syncc_collect_names(void *rock, struct dlist *kv);
 /* store_subs_list callback: each name into a struct names. */
 int syncc_subs_cb(const char *name, void *rock);
+/* APPLY UNUSER: the replica drops user (the sync cache is cleared). */
+int syncc_send_unuser(struct syncc *sc, const char *user, struct terr *err);
 /* APPLY SUB (on) or UNSUB of mbox for user on the replica. */
 int syncc_send_sub(struct syncc *sc, const char *user, const char *mbox, int on, struct terr *err);
 /* store_user_list callback: each userid into a struct names. */

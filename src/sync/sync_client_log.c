@@ -50,14 +50,7 @@ static int unuser_first(struct syncc *sc, const char *user, struct names *users,
 		buf_free(&inbox);
 		syncc_names_add(users, user);
 	}
-	if (!drop)
-		return 0;
-	syncc_rcache_clear(sc);
-	struct dlist *un = dlist_new(DL_STR, "UNUSER");
-	buf_appends(&un->s, user);
-	syncc_cmd_dlist(sc, "APPLY", un);
-	dlist_free(&un);
-	return syncc_roundtrip(sc, NULL, NULL, err);
+	return drop ? syncc_send_unuser(sc, user, err) : 0;
 }
 
 /* Reduces and runs the entries of one log (reference §7.6). */

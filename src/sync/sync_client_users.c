@@ -59,6 +59,16 @@ static void collect_lsub(void *rock, struct dlist *kv)
 			syncc_names_add(rock, dlist_cstr(kv->items[i]));
 }
 
+int syncc_send_unuser(struct syncc *sc, const char *user, struct terr *err)
+{
+	syncc_rcache_clear(sc);
+	struct dlist *un = dlist_new(DL_STR, "UNUSER");
+	buf_appends(&un->s, user);
+	syncc_cmd_dlist(sc, "APPLY", un);
+	dlist_free(&un);
+	return syncc_roundtrip(sc, NULL, NULL, err);
+}
+
 int syncc_send_sub(struct syncc *sc, const char *user, const char *mbox, int on, struct terr *err)
 {
 	struct dlist *kv = dlist_new(DL_KVLIST, on ? "SUB" : "UNSUB");
@@ -76,14 +86,8 @@ static int sync_user(struct syncc *sc, const char *user, struct terr *err)
 	int ex = store_user_exists(sc->st, user, err);
 	if (ex < 0)
 		return -1;
-	if (!ex) {
-		syncc_rcache_clear(sc);
-		struct dlist *un = dlist_new(DL_STR, "UNUSER");
-		buf_appends(&un->s, user);
-		syncc_cmd_dlist(sc, "APPLY", un);
-		dlist_free(&un);
-		return syncc_roundtrip(sc, NULL, NULL, err);
-	}
+	if (!ex)
+		return syncc_send_unuser(sc, user, err);
 	struct names all = { NULL, 0 }, rsubs = { NULL, 0 }, lsubs = { NULL, 0 };
 	struct dlist *get = dlist_new(DL_STR, "USER");
 	buf_appends(&get->s, user);

@@ -437,6 +437,18 @@ unsigned long sync_replica_commands(const struct sync_replica *r)
 	return r->commands;
 }
 
+void sync_parse_failure_line(const char *cmd, size_t len, char *out, size_t outsz)
+{
+	char verb[16];
+	size_t vl = strcspn(cmd, " \r\n");
+	if (vl > len)
+		vl = len;
+	snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), cmd);
+	for (char *p = verb; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	snprintf(out, outsz, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line", verb);
+}
+
 int sync_replica_verb(const char *verb)
 {
 	return !strcasecmp(verb, "GET") || !strcasecmp(verb, "APPLY") || !strcasecmp(verb, "RESTORE") ||
@@ -473,8 +485,12 @@ const char *sync_replica_exec(struct sync_replica *r, const char *verb, const st
 		if (!strcasecmp(cmds[i].verb, verb) && !strcasecmp(cmds[i].key, kv->key))
 			cmd = &cmds[i];
 	if (!cmd) {
-		/* RESTORE (backups) is not served: a clear refusal that changes nothing */
-		terr_set(&err, TE_PROTOCOL, "Protocol error");
+		/* RESTORE (Cyrus's backups) is not served: a clear refusal that
+		 * changes nothing */
+		if (!strcasecmp(verb, "RESTORE"))
+			terr_set(&err, TE_PROTOCOL, "RESTORE is not supported by this server (tandem keeps no backups)");
+		else
+			terr_set(&err, TE_PROTOCOL, "Protocol error");
 		return reply(r, verb, kv->key, -1, &err);
 	}
 	if ((cmd->flags & CMD_WRITES) && r->o.is_master && r->o.is_master(r->o.is_master_rock)) {
@@ -497,13 +513,8 @@ const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_
 	struct dlist *line = NULL;
 	struct terr err = { 0 };
 	if (dlist_parse(cmd, len, &line, &err) < 0) {
-		char verb[16];
-		size_t vl = strcspn(cmd, " \r\n");
-		snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), cmd);
-		for (char *p = verb; *p; p++)
-			*p = (char)toupper((unsigned char)*p);
 		log_warn("event=bad_command session=%s error=\"%s\"", r->o.session_id, err.msg);
-		snprintf(r->reply, sizeof r->reply, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line", verb);
+		sync_parse_failure_line(cmd, len, r->reply, sizeof r->reply);
 		return r->reply;
 	}
 	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;

@@ -57,6 +57,11 @@ const char *sync_replica_exec(struct sync_replica *r, const char *verb, const st
 const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
 				  void *rock);
 
+/* Cyrus's answer to a command that does not parse: "BAD
+ * IMAP_PROTOCOL_ERROR Failed to parse <VERB> line", the verb taken from
+ * the command's first word, upper-cased. */
+void sync_parse_failure_line(const char *cmd, size_t len, char *out, size_t outsz);
+
 /* 1 for the verbs the engine runs (GET, APPLY, RESTORE, RESTART). */
 int sync_replica_verb(const char *verb);
 

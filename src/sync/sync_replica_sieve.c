@@ -167,8 +167,15 @@ int apply_sieve(struct sync_replica *r, const struct dlist *kv, struct terr *err
 		return terr_set(err, TE_INVALID, "APPLY SIEVE wants LAST_UPDATE and CONTENT");
 	if (!sieve_basename(fname, SIEVE_SCRIPT_SUFFIX, name, sizeof name))
 		return 0;
-	if (store_user_ensure(r->st, user, err) < 0 ||
-	    store_sieve_put(r->st, user, name, content->s.ptr ? content->s.ptr : "", content->s.len, err) < 0)
+	/* as Cyrus 3.6: a script needs its user's INBOX there first */
+	struct buf inbox = BUF_INIT;
+	struct store_mailbox_info mi;
+	int rc = mboxname_user_inbox(user, &inbox, err) < 0 ? -1 : store_mailbox_get(r->st, inbox.ptr, &mi, err);
+	buf_free(&inbox);
+	if (rc < 0)
+		return -1;
+	store_mailbox_info_free(&mi);
+	if (store_sieve_put(r->st, user, name, content->s.ptr ? content->s.ptr : "", content->s.len, err) < 0)
 		return -1;
 	sieve_log(r, "put", user, name);
 	return 0;

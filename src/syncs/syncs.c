@@ -247,11 +247,9 @@ static int cmd_engine(struct syncs *s, const struct dlist *line)
 	}
 	struct dlist *kv = dlist_take_keyed((struct dlist *)line, 1);
 	if (!kv) {
-		char v[16];
-		snprintf(v, sizeof v, "%s", verb);
-		for (char *p = v; *p; p++)
-			*p = (char)toupper((unsigned char)*p);
-		conn_printf(s->c, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line\r\n", v);
+		char bad[64];
+		sync_parse_failure_line(verb, strlen(verb), bad, sizeof bad);
+		send_line(s, bad);
 		return 0;
 	}
 	send_line(s, sync_replica_exec(s->replica, verb, kv, send_data, s));
@@ -287,13 +285,10 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 	struct dlist *line = NULL;
 	struct terr err = { 0 };
 	if (dlist_parse(cmd, len, &line, &err) < 0) {
-		char verb[16];
-		size_t vl = strcspn(cmd, " \r\n");
-		snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), cmd);
-		for (char *p = verb; *p; p++)
-			*p = (char)toupper((unsigned char)*p);
+		char bad[64];
 		log_warn("event=bad_command service=sync session=%s error=\"%s\"", s->env->session_id, err.msg);
-		conn_printf(s->c, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line\r\n", verb);
+		sync_parse_failure_line(cmd, len, bad, sizeof bad);
+		send_line(s, bad);
 		return 0;
 	}
 	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
@@ -345,13 +340,10 @@ int syncs_session(const struct service_env *env, struct conn *c)
 					break;
 				continue;	/* the scanner stays where it failed */
 			}
-			char verb[16];
-			size_t vl = strcspn(s.in.ptr, " \r\n");
-			snprintf(verb, sizeof verb, "%.*s", (int)(vl < 15 ? vl : 15), s.in.ptr);
-			for (char *p = verb; *p; p++)
-				*p = (char)toupper((unsigned char)*p);
+			char bad[64];
 			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
-			conn_printf(c, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line\r\n", verb);
+			sync_parse_failure_line(s.in.ptr, s.in.len, bad, sizeof bad);
+			send_line(&s, bad);
 			buf_consume(&s.in, (size_t)(nl - s.in.ptr) + 1);
 			dlist_frame_init(&f);
 			continue;

@@ -724,7 +724,8 @@ static uint64_t base_seed(void)
 	return s && *s ? strtoull(s, NULL, 10) : 20261205;
 }
 
-TEST(converges_whatever_the_sequence_and_cuts)
+/* Runs the seeds (TANDEM_SEEDS, TANDEM_SEED); 0 failures expected. */
+static void run_seeds(int split_brain)
 {
 	const char *ns = getenv("TANDEM_SEEDS");
 	/* `make check` runs the plain build and the ASan one: fewer seeds
@@ -739,29 +740,20 @@ TEST(converges_whatever_the_sequence_and_cuts)
 	uint64_t seed = base_seed();
 	long failed = 0;
 	for (long i = 0; i < n && failed < 3; i++)
-		if (run_seed(seed + (uint64_t)i, 30, 0) < 0)
+		if (run_seed(seed + (uint64_t)i, 30, split_brain) < 0)
 			failed++;
 	printf("  %ld seeds from %llu, %ld failed\n", n, (unsigned long long)seed, failed);
 	CHECK_INT(failed, 0);
 }
 
+TEST(converges_whatever_the_sequence_and_cuts)
+{
+	run_seeds(0);
+}
+
 TEST(converges_when_the_replica_changes_too)
 {
-	const char *ns = getenv("TANDEM_SEEDS");
-#ifdef __SANITIZE_ADDRESS__
-	long n = ns && *ns ? strtol(ns, NULL, 10) : 30;
-#else
-	long n = ns && *ns ? strtol(ns, NULL, 10) : 150;
-#endif
-	if (getenv("TANDEM_SEED") && !(ns && *ns))
-		n = 1;
-	uint64_t seed = base_seed();
-	long failed = 0;
-	for (long i = 0; i < n && failed < 3; i++)
-		if (run_seed(seed + (uint64_t)i, 30, 1) < 0)
-			failed++;
-	printf("  %ld seeds from %llu, %ld failed\n", n, (unsigned long long)seed, failed);
-	CHECK_INT(failed, 0);
+	run_seeds(1);
 }
 
 int main(void)
