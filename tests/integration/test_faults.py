@@ -201,7 +201,7 @@ def mount_tmpfs(size):
 
 root, why = mount_tmpfs("8m")
 if root is None:
-    print(f"SKIP replica disk full: cannot mount a tmpfs ({why}); needs root")
+    t.skip("root" if os.geteuid() != 0 else "mount", f"replica disk full: cannot mount a tmpfs ({why}); needs root")
 else:
     with t.case("replica disk full: retried, deliveries go on, caught up once freed"):
         rng = random.Random(t.seed + 200)

@@ -6,9 +6,14 @@ Starts nothing by itself: it makes instances in temp dirs, runs the real
     t = Suite("name")
     with t.case("what"):
         t.check(cond, "message")
-    t.done()            # prints RESULT passed=N failed=M, exits 0/1
+    t.done()            # prints RESULT passed=N failed=M skipped=K, exits 0/1
 
 A case passes when none of its checks failed and it raised nothing.
+
+A part that cannot run here calls t.skip(reason, what) (reason: a short
+word such as "cyrus", "root" or "mount"). A skip is loud: done() exits 1
+unless the environment variable TANDEM_ALLOW_SKIP names the reason
+(comma-separated, or "all"), e.g. TANDEM_ALLOW_SKIP=cyrus,root.
 """
 import base64
 import contextlib
@@ -34,6 +39,8 @@ class Suite:
         self.passed = 0
         self.failed = 0
         self._case_failed = False
+        self.skipped = 0
+        self.skips = []         # [(reason, what)]
         seed = os.environ.get("TANDEM_SEED")
         self.seed = int(seed) if seed else random.randrange(1 << 30)
         self.rng = random.Random(self.seed)
@@ -63,9 +70,39 @@ class Suite:
     def eq(self, got, want, msg):
         return self.check(got == want, f"{msg}: got {got!r}, want {want!r}")
 
+    def skip(self, reason, what, count=1):
+        """Records that `what` (count cases) did not run, because of `reason`
+        (a short word: "cyrus", "root", "mount"...). Prints a SKIP line."""
+        self.skipped += count
+        self.skips.append((reason, what))
+        allowed = "allowed by TANDEM_ALLOW_SKIP" if skip_allowed(reason) else \
+            f"NOT allowed: set TANDEM_ALLOW_SKIP={reason} to accept it"
+        print(f"SKIP reason={reason} {what} ({allowed})")
+
     def done(self):
-        print(f"RESULT passed={self.passed} failed={self.failed}")
-        sys.exit(1 if self.failed else 0)
+        print(f"RESULT passed={self.passed} failed={self.failed} skipped={self.skipped}")
+        refused = sorted({r for r, _ in self.skips if not skip_allowed(r)})
+        if refused:
+            print(f"{self.name}: skipped for {','.join(refused)} without TANDEM_ALLOW_SKIP naming it: failing")
+        sys.exit(1 if self.failed or refused else 0)
+
+
+def skip_allowed(reason):
+    """Whether TANDEM_ALLOW_SKIP (comma- or space-separated reasons, or
+    "all") accepts a skip for `reason`."""
+    allowed = set(re.split(r"[,\s]+", os.environ.get("TANDEM_ALLOW_SKIP", "").strip())) - {""}
+    return "all" in allowed or reason in allowed
+
+
+def cyrus_skip_reason():
+    """None when a real Cyrus 3.6 can run here, else the skip reason:
+    "root" (Cyrus's tests run it as the cyrus user) or "cyrus" (not
+    installed)."""
+    if os.geteuid() != 0:
+        return "root"
+    if not (os.path.exists("/usr/lib/cyrus/bin/master") and os.path.exists("/usr/lib/cyrus/bin/sync_client")):
+        return "cyrus"
+    return None
 
 
 class Instance:
