@@ -379,3 +379,30 @@ def wait_equal(inst, chan, timeout=30):
             return True, out
         time.sleep(0.3)
     return False, out
+
+
+def wait_for(predicate, timeout=30, what="the condition", interval=0.05):
+    """Polls predicate() until it returns something true; returns that
+    value. Raises AssertionError naming `what` (and the last value) after
+    `timeout` seconds: deadlines are generous, tests assert outcomes, not
+    durations."""
+    import time
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r:.300})")
+        time.sleep(interval)
+
+
+def wait_log(daemon, needle, timeout=30, after=0):
+    """Waits until daemon's log (from byte offset `after`) contains
+    `needle` (a string or a compiled regex); returns the log."""
+    def seen():
+        text = daemon.log()[after:]
+        hit = needle.search(text) if hasattr(needle, "search") else needle in text
+        return text if hit else None
+    return wait_for(seen, timeout, f"{getattr(needle, 'pattern', needle)!r} in {daemon.logfile}")
