@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 
-from tlib import Pair, Suite, make_message
+from tlib import Pair, Suite, make_message, wait_for
 
 t = Suite("isolation")
 pair = Pair()
@@ -46,7 +46,11 @@ try:
 
     with t.case("fixed: retried with backoff, replicated, off the list"):
         r.ok(["mailbox", "delete", "user.alice.Bad"])
-        time.sleep(2.5)	# first retry after 2 s
+        # the first retry is due at the next_retry `tandem status` shows
+        line = [l for l in m.ok(["status", "-n", "repl1"]).splitlines() if "mailbox=user.alice.Bad state=failed" in l]
+        t.check(line and "next_retry=" in line[0], f"status shows when the retry is due: {line}")
+        due = int(re.search(r"next_retry=(\d+)", line[0]).group(1)) if line and "next_retry=" in line[0] else 0
+        wait_for(lambda: time.time() >= due + 1, 30, f"the retry time {due} (a whole second past it)")
         t.eq(pair.sync("-r", "-1").returncode, 0, "pass with the retry")
         st = m.ok(["status", "-n", "repl1"])
         t.check("state=failed" not in st, f"no failure left: {st}")
