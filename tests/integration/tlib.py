@@ -406,3 +406,112 @@ def wait_log(daemon, needle, timeout=30, after=0):
         hit = needle.search(text) if hasattr(needle, "search") else needle in text
         return text if hit else None
     return wait_for(seen, timeout, f"{getattr(needle, 'pattern', needle)!r} in {daemon.logfile}")
+
+
+# ---- the independent IMAP oracle ----------------------------------------------
+
+ORACLE_PW = "oracle-pw"
+
+
+class OracleDaemon:
+    """A read-side tandemd for an Instance that has none serving IMAP: its
+    own config file (a copy with sync_log off, so it starts no sync client
+    and cannot replicate anything itself; its own pid file; IMAP on a free
+    loopback port). The Instance's tandem.conf is not touched."""
+
+    def __init__(self, inst):
+        import time
+        self.port = free_port()
+        keep = [l for l in open(inst.conf).read().splitlines()
+                if not re.match(r"^\s*(\w+_listen|sync_log|pidfile|allowplaintext)\s*:", l)]
+        self.root = tempfile.mkdtemp(prefix="tandem-oracle-")
+        self.conf = os.path.join(self.root, "oracle.conf")
+        open(self.conf, "w").write("\n".join(keep) + f"\nimap_listen: 127.0.0.1:{self.port}\nsync_log: 0\n"
+                                   f"allowplaintext: yes\npidfile: {self.root}/tandemd.pid\n")
+        self.logfile = os.path.join(self.root, "tandemd.log")
+        self.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", self.conf, "-f"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.logfile, "w"))
+        deadline = time.time() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"oracle tandemd exited {self.proc.returncode}: {open(self.logfile).read()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("oracle tandemd did not start listening")
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _users(inst):
+    r = inst.run(["user", "list"])
+    return sorted(l.split("\t")[0].strip() for l in r.stdout.splitlines() if l.strip())
+
+
+def imap_oracle(a, b, users=None, passwords=None, ignore_users=("repl",)):
+    """Decides "these two tandem instances are equal" the way their IMAP
+    clients would, independently of tandem's `compare`: for every user,
+    logs in to both sides' IMAP and compares imapview.client_view (folders,
+    subscriptions, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, per-UID flags,
+    MODSEQ, RFC822.SIZE, INTERNALDATE, SHA-1 of BODY.PEEK[], GETACL,
+    GETMETADATA, GETQUOTAROOT).
+
+    a, b: an Instance, or (Instance, IMAP port) when a tandemd already
+    serves its IMAP; an Instance alone gets a read-only OracleDaemon for the
+    check. users: default, every user of a (both sides must have the same
+    users, apart from ignore_users: the replica's own replication admin).
+    passwords: {user: password} for users whose password the test knows
+    (and logs in with later); the others get ORACLE_PW. Either is set on
+    both sides with `tandem user passwd` (passwords are not replicated, so
+    this changes nothing the check compares). Returns (True, "") or
+    (False, the differences)."""
+    import imapview
+    sides = []
+    started = []
+    try:
+        for side in (a, b):
+            inst, port = side if isinstance(side, tuple) else (side, None)
+            if port is None:
+                d = OracleDaemon(inst)
+                started.append(d)
+                port = d.port
+            sides.append((inst, port))
+        diffs = []
+        ua = [u for u in _users(sides[0][0]) if u not in ignore_users]
+        ub = [u for u in _users(sides[1][0]) if u not in ignore_users]
+        if users is None:
+            users = ua
+            if ua != ub:
+                diffs.append(f"users: {ua} != {ub}")
+        pw = dict(passwords or {})
+        for u in users:
+            # the known password (or ORACLE_PW) set on both sides
+            pw.setdefault(u, ORACLE_PW)
+            for inst, _ in sides:
+                inst.run(["user", "passwd", u], f"{pw[u]}\n")
+            views = []
+            for k, (inst, port) in enumerate(sides):
+                try:
+                    v = imapview.client_view(port, u, pw[u])
+                    if "INBOX" not in v.get("list", {}):
+                        diffs.append(f"user {u}: side {k + 1} lists no INBOX: {v.get('list')}")
+                except Exception as e:  # noqa: BLE001
+                    v = {"error": repr(e)}
+                    diffs.append(f"user {u}: side {k + 1}: {e!r}")
+                views.append(v)
+            diffs += [f"user {u}: {d}" for d in imapview.view_diffs(views[0], views[1])]
+        return (not diffs), "\n".join(diffs[:60])
+    finally:
+        for d in started:
+            d.stop()
