@@ -56,6 +56,7 @@ try:
         t.check("state=failed" not in st, f"no failure left: {st}")
         rc, out = pair.compare()
         t.eq(rc, 0, f"master == replica: {out}")
+        t.imap_equal(m, r, "master == replica")
 
     def failed_line(name):
         st = m.ok(["status", "-n", "repl1"])
@@ -86,6 +87,7 @@ try:
         t.eq(failed_line("user.alice.Bad2"), None, "the pass took it off the failed list")
         rc, out = pair.compare()
         t.eq(rc, 0, f"master == replica: {out}")
+        t.imap_equal(m, r, "master == replica")
 
     with t.case("tandem sync -m of a failed mailbox, once fixed, takes it off the list"):
         conflict("user.alice.Bad3")
@@ -143,6 +145,7 @@ try:
             replay(f"MAILBOX {second}")
             rc, out = pair.compare()
             t.eq(rc, 0, f"master == replica: {out}")
+            t.imap_equal(m, r, f"master == replica after the rename ({order})")
             t.eq(failed_line(b), None, "the new name did not fail")
             names = [ln.split("\t")[0] for ln in r.ok(["mailbox", "list", "alice"]).splitlines()]
             t.check(a not in names and b in names, f"renamed on the replica: {names}")

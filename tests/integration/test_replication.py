@@ -18,6 +18,7 @@ def equal(what):
     t.eq(rc, 0, f"{what}: master == replica; compare said:\n{out}")
     r = pair.replica.run(["check", "--bodies"])
     t.eq(r.returncode, 0, f"{what}: replica store checks clean: {r.stdout}")
+    t.imap_equal(m, pair.replica, what)
 
 
 try:

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 
-from tlib import Daemon, Pair, Suite, make_message, wait_for
+from tlib import Daemon, Pair, Suite, imap_oracle, make_message, wait_for
 
 t = Suite("shards")
 NSHARDS = 4
@@ -204,6 +204,8 @@ try:
         ok, out = wait_equal(pair)
         t.check(ok, f"replica equals the master: {out[-800:]}")
         t.eq(total_pending(m), 0, "nothing pending")
+        t.imap_equal((m, d.port["imap"]), pair.replica, "after the parallel changes",
+                     passwords={u: "pw" for u in USERS})
         passes = {k: len(re.findall(rf"event=sync_pass channel=sh shard={k} ", d.log())) for k in range(NSHARDS)}
         t.check(all(passes.values()), f"every shard's client made passes: {passes}")
 
@@ -251,6 +253,7 @@ try:
         t.eq(total_pending(m), 0, "every shard's log consumed")
         ok, out = wait_equal(pair, 20)
         t.check(ok, f"equal after the hand passes: {out[-400:]}")
+        t.imap_equal(m, pair.replica, "after the hand passes", passwords={u: "pw" for u in USERS})
 finally:
     if d:
         d.stop()
@@ -280,7 +283,8 @@ def backlog_run(shards, n_deliveries=200):
             print(f"  {e}")
             drained = False
         ok, out = wait_equal(p, 60)
-        return (lines, drained, ok), out
+        ok2, out2 = imap_oracle(p.master, p.replica)
+        return (lines, drained, ok and ok2), out + out2
     finally:
         if dd:
             dd.stop()
@@ -295,5 +299,5 @@ with t.case("a backlog of 200 deliveries logged with the replica down: replicate
             lines, drained, ok = r
             t.check(lines > 0, f"{n} shard(s): lines were pending while the replica was down ({lines})")
             t.check(drained, f"{n} shard(s): every shard's log consumed")
-            t.check(ok, f"{n} shard(s): replica equal: {str(out)[-400:]}")
+            t.check(ok, f"{n} shard(s): replica equal (tandem compare and the IMAP oracle): {str(out)[-400:]}")
 t.done()

@@ -48,6 +48,7 @@ try:
             wait_for(lambda: len(pair.replica.run(["message", "list", "user.alice"]).stdout.splitlines()) >= want,
                      30, f"delivery {want} on the replica")
         t.check(wait_equal(), "master == replica")
+        t.imap_equal(m, pair.replica, "after the LMTP deliveries")
         log = d.log()
         t.check("event=sync_client_start channel=repl1" in log, "client of repl1 started")
         t.check("event=sync_client_start channel=down" in log, "client of the down channel started")
@@ -96,6 +97,7 @@ try:
         d.proc.send_signal(signal.SIGTERM)
         t.eq(d.proc.wait(60), 0, "tandemd exit status")
         t.eq(pair.compare()[0], 0, "everything logged was sent before exit")
+        t.imap_equal(m, pair.replica, "after the drain")
         t.check("event=sync_drain channel=repl1" in d.log(), "drain logged")
         # the down channel could not drain: tandemd says what it leaves behind
         left = [l for l in d.log().splitlines() if "event=drain_incomplete channel=down" in l]

@@ -70,6 +70,12 @@ class Suite:
     def eq(self, got, want, msg):
         return self.check(got == want, f"{msg}: got {got!r}, want {want!r}")
 
+    def imap_equal(self, a, b, what, **kw):
+        """A check that tlib.imap_oracle finds a and b equal as their IMAP
+        clients see them (arguments as imap_oracle's)."""
+        ok, out = imap_oracle(a, b, **kw)
+        return self.check(ok, f"{what}: the IMAP oracle sees differences:\n{out}")
+
     def skip(self, reason, what, count=1):
         """Records that `what` (count cases) did not run, because of `reason`
         (a short word: "cyrus", "root", "mount"...). Prints a SKIP line."""
