@@ -101,6 +101,8 @@ try:
             t.check(ok, f"replica of channel {chan} equals the master: {out[-600:]}")
         log = d.log()
         t.check("event=sync_client_start channel=two" in log, "tandemd started the new channel's client")
+        for name, rep in (("one", r1), ("two", r2)):
+            t.imap_equal((m, d.port["imap"]), rep, f"replica of channel {name}", passwords={"alice": "pw", "bob": "pw"})
 
     with t.case("a replica removed: its client stops, the other goes on"):
         set_channels(m.conf, ["two"], {"two": p2})
@@ -114,6 +116,7 @@ try:
             l.quit()
         ok, out = wait_equal(m, "two")
         t.check(ok, f"the remaining replica keeps up: {out[-600:]}")
+        t.imap_equal((m, d.port["imap"]), r2, "the remaining replica", passwords={"alice": "pw", "bob": "pw"})
         confdir = [l.split(":", 1)[1].strip() for l in open(m.conf) if l.startswith("configdirectory:")][0]
         t.eq(open(os.path.join(confdir, "sync", "channels")).read().split(), ["two"],
              "the published channel list")

@@ -88,6 +88,8 @@ try:
             t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 200 + i)), 250, "delivery to the new master B")
         ok, out = wait_equal(B, "toa")
         t.check(ok, f"A equals B after the switch: {out[-500:]}")
+        t.imap_equal((B, db.port["imap"]), (A, da.port["imap"]), "A equals B after the switch",
+                     passwords={"alice": "pw"})
         t.eq(len(A.messages("user.alice")), 13, "A has every message")
 
     with t.case("an old master cannot push into the new master"):
@@ -115,6 +117,7 @@ try:
         da = start(A)
         ok, out = wait_equal(B, "toa")
         t.check(ok, f"A catches up once back: {out[-500:]}")
+        t.imap_equal((B, db.port["imap"]), (A, da.port["imap"]), "A caught up", passwords={"alice": "pw"})
 finally:
     for s in reversed(started):
         s.stop()

@@ -54,6 +54,7 @@ try:
                      f"delivery {i + 1} on the replica")
         ok, out = settle(d)
         t.check(ok, f"replica equal: {out[-400:]}")
+        t.imap_equal((m, d.port["imap"]), r, "after the one-round-trip passes", passwords={"alice": "pw"})
         ps = [p for p in passes(d) if p["commands"]]
         t.check(len(ps) >= 4, f"passes seen: {ps}")
         t.eq([p["roundtrips"] for p in ps[2:]], [1] * len(ps[2:]), "one round trip per pass once cached")
@@ -73,6 +74,7 @@ try:
         # a new master message keeps its UID here: a stale cache is no split brain
         t.eq(renum, [], "no renumbering")
         t.check(ok, f"replica equal again: {out[-400:]}")
+        t.imap_equal((m, d.port["imap"]), r, "after the stale cache", passwords={"alice": "pw"})
         t.check("event=sync_cache_miss" in d.log() or "event=sync_full_update" in d.log(),
                 "the stale cache was noticed")
     d.stop()

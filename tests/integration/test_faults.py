@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 
-from faultlib import Cluster, Workload, duplicates, missing
+from faultlib import PASSWORD, Cluster, Workload, duplicates, missing
 from tlib import Suite, make_message
 
 t = Suite("faults")
@@ -51,6 +51,8 @@ def final_checks(c, w, what):
     for name, inst in (("master", c.master), ("replica", c.replica)):
         r = inst.run(["check", "--bodies"])
         t.eq(r.returncode, 0, f"{what}: {name} store checks clean: {r.stdout[-800:]}{r.stderr[-800:]}")
+    master = (c.master, c.master_node.port["imap"]) if c.master_node.alive() else c.master
+    ok = t.imap_equal(master, c.replica, what, passwords={u: PASSWORD for u in c.users}) and ok
     return ok
 
 
