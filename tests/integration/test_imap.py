@@ -642,6 +642,47 @@ try:
         raw_check(r, closed, f"the connection closes after BYE (not {extra if not closed else b''!r})")
         r.close()
 
+    with t.case("UNSELECT leaves the mailbox without expunging; LISTRIGHTS"):
+        r = Raw(d.port["imap"]).login("alice")
+        u, tagged = r.cmd("UNSELECT")
+        raw_check(r, tagged.startswith(b"BAD") or tagged.startswith(b"NO"), "UNSELECT with nothing selected is refused")
+        u, tagged = r.cmd("SELECT INBOX")
+        exists = int(re.search(rb"\* (\d+) EXISTS", b"".join(u)).group(1))
+        raw_check(r, exists > 0, "INBOX has mail")
+        u, tagged = r.cmd("STORE %d +FLAGS.SILENT (\\Deleted)" % exists)
+        raw_check(r, tagged.startswith(b"OK"), "flag the last message \\Deleted")
+        u, tagged = r.cmd("UNSELECT")
+        raw_check(r, tagged.startswith(b"OK") and not any(b"EXPUNGE" in x for x in u),
+                  f"UNSELECT: OK, no EXPUNGE: {u} {tagged}")
+        u, tagged = r.cmd("FETCH 1 FLAGS")
+        raw_check(r, tagged.startswith(b"BAD") or tagged.startswith(b"NO"), "no mailbox selected after UNSELECT")
+        u, tagged = r.cmd("SELECT INBOX")
+        raw_check(r, b"* %d EXISTS\r\n" % exists in u, f"nothing was expunged: {u}")
+        u, tagged = r.cmd("FETCH %d FLAGS" % exists)
+        raw_check(r, b"\\Deleted" in b"".join(u), "the \\Deleted flag is kept")
+        r.cmd("STORE %d -FLAGS.SILENT (\\Deleted)" % exists)
+        r.cmd("UNSELECT")
+        # LISTRIGHTS (RFC 4314 3.7): the owner's implicit rights, then every other right on its own
+        u, tagged = r.cmd("LISTRIGHTS INBOX alice")
+        raw_check(r, tagged.startswith(b"OK") and len(u) == 1, f"LISTRIGHTS for the owner: {u} {tagged}")
+        m = re.match(rb'^\* LISTRIGHTS INBOX alice "?([a-z]*)"?((?: [a-z])*)\r\n$', u[0] if u else b"")
+        raw_check(r, m is not None, f"LISTRIGHTS line shape: {u}")
+        if m:
+            req, opt = m.group(1).decode(), m.group(2).decode().split()
+            raw_check(r, sorted(req) == sorted("lkxan"), f"the owner always has l k x a n: {req}")
+            raw_check(r, sorted(req + "".join(opt)) == sorted("lrswipkxtecdan"), f"every right listed once: {u}")
+            raw_check(r, all(len(x) == 1 for x in opt), "each optional right on its own")
+        u, tagged = r.cmd("LISTRIGHTS INBOX bob")
+        raw_check(r, tagged.startswith(b"OK") and u == [b'* LISTRIGHTS INBOX bob "" l r s w i p k x t e c d a n\r\n'],
+                  f"LISTRIGHTS for another user: nothing required, every right optional: {u}")
+        r.cmd("LOGOUT")
+        r.close()
+        b = Raw(d.port["imap"]).login("bob")
+        u, tagged = b.cmd("LISTRIGHTS user.alice bob")
+        raw_check(b, tagged.startswith(b"NO") and not u, f"LISTRIGHTS without the a right: NO: {u} {tagged}")
+        b.cmd("LOGOUT")
+        b.close()
+
     with t.case("every IMAP change reached the change log"):
         lines = chlog_lines()[log_before:]
         text = "\n".join(lines)
