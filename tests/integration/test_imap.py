@@ -11,7 +11,7 @@ import ssl
 import subprocess
 import time
 
-from tlib import BIN, Daemon, Instance, Suite, make_message
+from tlib import BIN, Daemon, Instance, Suite, make_message, wait_for
 
 t = Suite("imap")
 imaplib.Commands.setdefault("MOVE", ("SELECTED",))
@@ -195,8 +195,7 @@ try:
         typ, _ = M.login("alice", "alicepw")
         t.eq(typ, "OK", "imaplib login after a failure")
         M.logout()
-        time.sleep(0.2)
-        t.check(re.search(r"event=login_fail .*user=alice", d.log()), "login_fail logged for alice")
+        wait_for(lambda: re.search(r"event=login_fail .*user=alice", d.log()), 30, "login_fail logged for alice")
 
     with t.case("imaps: TLS from the first byte, login and SELECT"):
         M = imap("alice", tls=True)
