@@ -220,7 +220,7 @@ static int ref_mailbox_crcs(struct fixture *fx, const char *mbox, uint32_t *basi
  * independent one. */
 static int crc_ok(struct fixture *fx, const char *mbox)
 {
-	uint32_t c, a;
+	uint32_t c = 0, a = 0;
 	struct terr err;
 	int rc = store_mailbox_verify_crc(fx->st, mbox, &c, &a, &err);
 	if (rc != 1)
@@ -644,6 +644,54 @@ TEST(random_workload_keeps_crcs)
 	fx_close(&fx);
 }
 
+/* A process killed after SQLite created a user's meta.db and before the
+ * schema was committed leaves an empty file: the next open must make the
+ * schema, not fail with "no such table" forever (found by test_faults'
+ * SIGKILL of the replica). */
+TEST(empty_user_database_left_by_a_kill)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	/* the user is known, its meta.db is what a kill right after
+	 * SQLite's open leaves: an empty file */
+	store_close(&fx.st);
+	char db[4300];
+	const char *suffix[] = { "", "-wal", "-shm" };
+	for (int i = 0; i < 3; i++) {
+		snprintf(db, sizeof db, "%s/user/alice/meta.db%s", fx.spool, suffix[i]);
+		unlink(db);
+	}
+	snprintf(db, sizeof db, "%s/user/alice/meta.db", fx.spool);
+	FILE *f = fopen(db, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_user_exists(fx.st, "alice", &err), 1);
+	/* as a replica's APPLY MAILBOX would: the mailbox is made again */
+	struct store_apply_record rec = { .uid = 1, .modseq = 4, .last_updated = 1795334828, .keywords = "$Label1",
+					  .internaldate = 1704067200, .size = 141,
+					  .guid = "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae" };
+	struct store_apply a = { .uniqueid = "p603xvbfqrngduw72ylfjqki", .name = "user.alice", .last_uid = 1,
+				 .highestmodseq = 4, .uidvalidity = 1795334821, .createdmodseq = 1,
+				 .partition = "default", .acl = "alice\tlrswipkxtecdan\t", .options = "P",
+				 .recs = &rec, .nrecs = 1, .body = apply_body1 };
+	int rc = store_apply_mailbox(fx.st, &a, &err);
+	if (rc < 0)
+		printf("  apply: %s\n", err.msg);
+	CHECK_INT(rc, 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	if (mi.uniqueid)
+		store_mailbox_info_free(&mi);
+	CHECK_INT(append(&fx, "user.alice", msg1), 2);
+	CHECK(crc_ok(&fx, "user.alice"));
+	fx_close(&fx);
+}
+
 TEST(user_delete_removes_everything)
 {
 	struct fixture fx;
@@ -810,6 +858,7 @@ int main(void)
 	RUN(deliver_to_many_writes_once);
 	RUN(annotations_seen_subs_sieve);
 	RUN(random_workload_keeps_crcs);
+	RUN(empty_user_database_left_by_a_kill);
 	RUN(user_delete_removes_everything);
 	RUN(message_cache);
 	return test_done();
