@@ -48,7 +48,6 @@ for transport in ("csync", "imap"):
             t.check(n >= 3, f"APPLY MAILBOX commands: {n}, want 3 or more")
             rc, out = pair.compare()
             t.eq(rc, 0, f"compare: {out[-600:]}")
-            t.imap_equal(m, (pair.replica, pair.port) if transport == "imap" else pair.replica, transport)
             t.eq(pair.replica.messages("user.alice"), m.messages("user.alice"), "records (UID, modseq, flags)")
 
         with t.case(f"{transport}: 250 more and a flag change: an incremental update in parts"):
@@ -61,7 +60,6 @@ for transport in ("csync", "imap"):
             t.check(r.stderr.count("APPLY RESERVE") >= 1, "an incremental update reserves first")
             rc, out = pair.compare()
             t.eq(rc, 0, f"compare: {out[-600:]}")
-            t.imap_equal(m, (pair.replica, pair.port) if transport == "imap" else pair.replica, transport)
 
         with t.case(f"{transport}: rolling pass of 150 new messages in parts"):
             deliver(m, "alice", 150, 9000)
@@ -71,7 +69,7 @@ for transport in ("csync", "imap"):
             t.check(n >= 2, f"APPLY MAILBOX commands: {n}, want 2 or more")
             rc, out = pair.compare()
             t.eq(rc, 0, f"compare: {out[-600:]}")
-            t.imap_equal(m, (pair.replica, pair.port) if transport == "imap" else pair.replica, transport)
+            t.imap_equal(m, (pair.replica, pair.port) if transport == "imap" else pair.replica, f"{transport}: at the end")
             t.eq(pair.replica.messages("user.alice"), m.messages("user.alice"), "records (UID, modseq, flags)")
     finally:
         pair.cleanup()
