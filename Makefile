@@ -8,7 +8,7 @@
 # Targets:
 #   all      bin/tandem (and later bin/tandemd)
 #   check    deps + build + unit tests (plain and ASan+UBSan) + fuzz corpus
-#            replay + integration tests; ends with "check: N passed, N failed"
+#            replay + integration tests; ends with "check: N passed, N failed, N skipped"
 #   demo     a throwaway instance in ./demo, mail delivered and listed
 #   bench    benchmarks; results go to docs/benchmarks.md
 #   soak     the replication convergence test over many seeds

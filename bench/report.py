@@ -71,6 +71,19 @@ for r in results:
         lines.append(cy.format("p50 0.53 s, p95 0.96 s at the default interval; p50 0.053 s, p95 0.097 s at "
                                "sync_repeat_interval 0"))
         lines.append("")
+    elif r["bench"] == "shards":
+        lines.append("### A sharded channel catching up: 1 shard vs 4")
+        lines.append("")
+        lines.append(f"{r['deliveries']} deliveries to 20 users logged with the replica down, then the time "
+                     "until every shard's log is consumed (includes up to 0.3 s of reconnect wait).")
+        lines.append("")
+        lines.append("| shards | log lines | s | replica equal |")
+        lines.append("|---|---|---|---|")
+        for n, k in ((1, "one_shard"), (4, "four_shards")):
+            lines.append(f"| {n} | {r[k]['lines']} | {r[k]['seconds']} | {'yes' if r[k]['equal'] else 'NO'} |")
+        lines.append("")
+        lines.append(f"Speed-up of 4 shards over 1: {r['speedup']}x.")
+        lines.append("")
     elif r["bench"] == "append_round_trips":
         lines.append("### Round trips per replicated APPEND")
         lines.append("")

@@ -281,6 +281,17 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		return -1;
 	}
 	buf_free(&dbpath);
+	/* a database file without its schema is a new one: the process that
+	 * made it died before committing the schema (SIGKILL after open) */
+	if (exists) {
+		int has = store_sql_exists(u->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?;",
+					   "mailboxes", "sqlite_master", err);
+		if (has < 0) {
+			ustore_free(u);
+			return -1;
+		}
+		exists = has;
+	}
 	if (!exists) {
 		if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0 ||
 		    store_sql_exec(u->db, user_schema, err) < 0 ||

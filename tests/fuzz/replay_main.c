@@ -3,7 +3,7 @@
  * Usage: replay-<target> FILE|DIR...  Every regular file (directories are
  * read one level deep) is passed to LLVMFuzzerTestOneInput once. Built
  * with ASan+UBSan, so a crash or leak fails the replay. Prints
- * "RESULT passed=N failed=0" where N is the number of inputs.
+ * "RESULT passed=N failed=0 skipped=0" where N is the number of inputs.
  */
 #include <dirent.h>
 #include <stdint.h>
@@ -70,6 +70,6 @@ int main(int argc, char **argv)
 		if (d)
 			closedir(d);
 	}
-	printf("RESULT passed=%d failed=0\n", count);
+	printf("RESULT passed=%d failed=0 skipped=0\n", count);
 	return 0;
 }

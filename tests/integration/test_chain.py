@@ -43,6 +43,8 @@ try:
         mc = [l.split("\t")[1:] for l in c.ok(["message", "list", "user.alice"]).splitlines()]
         t.eq(mc, ma, "C has A's records (modseqs, flags, dates, GUIDs)")
         t.check(os.path.exists(os.path.join(b.dir, "conf", "sync", "toc")), "B logged to its channel")
+        t.imap_equal(a, b, "A == B")
+        t.imap_equal(a, c, "A == C")
 finally:
     if dc:
         dc.stop()

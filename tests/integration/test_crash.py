@@ -17,7 +17,8 @@ try:
     inst.ok(["user", "add", "--no-password", "alice"])
     inst.ok(["mailbox", "create", "user.alice.Box"])
     acked = {}          # sha1 -> message bytes
-    killed = 0
+    killed = 0          # SIGKILLs sent
+    confirmed = 0       # ... that landed before the process ended (returncode -9)
     with t.case(f"{ROUNDS} operations, about half killed with SIGKILL"):
         for i in range(ROUNDS):
             m = make_message(t.rng, i, t.rng.randint(500, 60000))
@@ -43,6 +44,8 @@ try:
                     p.stdout.close()
                     p.stderr.close()
                     killed += 1
+                    if p.returncode == -signal.SIGKILL:
+                        confirmed += 1
                 else:
                     out, _ = p.communicate(data)
             except BrokenPipeError:
@@ -51,8 +54,9 @@ try:
             if p.returncode == 0 and data:
                 t.check(b"delivered" in out, f"round {i}: exit 0 says delivered")
                 acked[sha1(m)] = m
-        print(f"  {len(acked)} deliveries acknowledged, {killed} operations killed")
+        print(f"  {len(acked)} deliveries acknowledged, {killed} SIGKILLs sent, {confirmed} landed mid-operation")
         t.check(killed > ROUNDS // 4, "enough operations were killed")
+        t.check(confirmed > ROUNDS // 5, f"enough kills landed before the operation ended ({confirmed})")
 
     with t.case("every acknowledged delivery is present and intact"):
         present = {}

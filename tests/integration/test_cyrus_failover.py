@@ -31,11 +31,12 @@ import time
 
 import cyrus
 from imapview import bodies_of, flags_of, metadata_pairs
-from tlib import BIN, TOP, Daemon, Instance, Suite, free_port, lmtp_send, make_message, wait_equal
+from tlib import BIN, TOP, Daemon, Instance, Suite, free_port, lmtp_send, make_message, wait_equal, cyrus_skip_reason
 
 t = Suite("cyrus-failover")
-if not cyrus.available() or os.geteuid() != 0:
-    print("SKIP: Cyrus 3.6 is not installed or not root (make check installs it: scripts/deps.sh check)")
+if cyrus_skip_reason():
+    t.skip(cyrus_skip_reason(), "every case: Cyrus 3.6 is not installed or not root "
+           "(make check installs it: scripts/deps.sh check)", count=5)
     t.done()
 
 imaplib.Commands.setdefault("GETMETADATA", ("AUTH", "SELECTED"))

@@ -26,11 +26,12 @@ import tempfile
 import subprocess
 
 import cyrus
-from tlib import Daemon, Instance, Suite, free_port, make_message
+from tlib import Daemon, Instance, Suite, free_port, make_message, cyrus_skip_reason
 
 t = Suite("cyrus-interop")
-if not cyrus.available() or os.geteuid() != 0:
-    print("SKIP: Cyrus 3.6 is not installed or not root (make check installs it: scripts/deps.sh check)")
+if cyrus_skip_reason():
+    t.skip(cyrus_skip_reason(), "every case: Cyrus 3.6 is not installed or not root "
+           "(make check installs it: scripts/deps.sh check)", count=9)
     t.done()
 
 # Cyrus runs as the cyrus user: its directories must be reachable by it, so

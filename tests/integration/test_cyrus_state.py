@@ -17,11 +17,12 @@ import imaplib
 
 import cyrus
 from imapview import flags_of, metadata_pairs
-from tlib import Daemon, Instance, Suite, free_port, make_message
+from tlib import Daemon, Instance, Suite, free_port, make_message, cyrus_skip_reason
 
 t = Suite("cyrus-state")
-if not cyrus.available() or os.geteuid() != 0:
-    print("SKIP: Cyrus 3.6 is not installed or not root (make check installs it: scripts/deps.sh check)")
+if cyrus_skip_reason():
+    t.skip(cyrus_skip_reason(), "every case: Cyrus 3.6 is not installed or not root "
+           "(make check installs it: scripts/deps.sh check)", count=2)
     t.done()
 
 imaplib.Commands.setdefault("GETMETADATA", ("AUTH", "SELECTED"))

@@ -13,7 +13,10 @@ mnt = os.path.join(root, "fs")
 os.makedirs(mnt)
 r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", mnt], capture_output=True, text=True)
 if r.returncode != 0:
-    print(f"SKIP: cannot mount a tmpfs here ({r.stderr.strip()}); this test needs root")
+    t.skip("root" if os.geteuid() != 0 else "mount",
+           f"every case: cannot mount a tmpfs here ({r.stderr.strip()}); this test needs root", count=3)
+    os.rmdir(mnt)
+    os.rmdir(root)
     t.done()
 inst = None
 try:

@@ -15,7 +15,7 @@ import smtplib
 import tempfile
 import time
 
-from tlib import Daemon, Instance, Suite, free_port, lmtp_send, make_message, wait_equal
+from tlib import Daemon, Instance, Suite, free_port, lmtp_send, make_message, wait_equal, wait_log
 
 t = Suite("failover")
 root = tempfile.mkdtemp(prefix="tandem-failover-")
@@ -81,12 +81,15 @@ try:
         t.eq(A.run(["failover", "status"]).stdout.splitlines()[0], "role=replica", "A is a replica")
         r = B.run(["failover", "promote"])
         t.eq(r.returncode, 0, f"promote B: {r.stdout}{r.stderr}")
-        time.sleep(0.5)
+        # promote signals B's tandemd, which starts B's sync client to A
+        wait_log(db, "event=sync_client_start channel=toa", 30)
         t.eq(lmtp_send(da.port["lmtp"], "alice", make_message(t.rng, 97)), 451, "LMTP to the demoted A: 451")
         for i in range(5):
             t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 200 + i)), 250, "delivery to the new master B")
         ok, out = wait_equal(B, "toa")
         t.check(ok, f"A equals B after the switch: {out[-500:]}")
+        t.imap_equal((B, db.port["imap"]), (A, da.port["imap"]), "A equals B after the switch",
+                     passwords={"alice": "pw"})
         t.eq(len(A.messages("user.alice")), 13, "A has every message")
 
     with t.case("an old master cannot push into the new master"):
@@ -98,10 +101,12 @@ try:
         t.eq(len(B.messages("user.alice")), 13, "B did not take A's stray message")
 
     with t.case("demote with changes left unsent is refused and changes nothing"):
-        t0 = time.time()
-        da.stop()
-        # B's sync client was connected, idle: A's session ends at once
-        t.check(time.time() - t0 < 10, f"A stopped in {time.time() - t0:.1f} s with an idle sync session open")
+        # B's sync client was connected, idle: A's session ends at once, so
+        # A exits by itself on SIGTERM (0), inside a deadline shorter than
+        # the 30 s idle timeout (Daemon.stop kills it after that: -9)
+        t.eq(da.stop(timeout=25), 0, "A stopped cleanly with an idle sync session open")
+        t.check("event=stopped" in da.log() and "event=stop_kill" not in da.log(),
+                f"A's sessions ended without a kill: {da.log()[-400:]}")
         for i in range(3):
             t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 300 + i)), 250, "delivery to B while A is down")
         r = B.run(["failover", "demote", "--timeout", "2"])
@@ -112,6 +117,7 @@ try:
         da = start(A)
         ok, out = wait_equal(B, "toa")
         t.check(ok, f"A catches up once back: {out[-500:]}")
+        t.imap_equal((B, db.port["imap"]), (A, da.port["imap"]), "A caught up", passwords={"alice": "pw"})
 finally:
     for s in reversed(started):
         s.stop()

@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 
-from tlib import Pair, Suite, make_message
+from tlib import Pair, Suite, make_message, wait_for
 
 t = Suite("isolation")
 pair = Pair()
@@ -46,12 +46,17 @@ try:
 
     with t.case("fixed: retried with backoff, replicated, off the list"):
         r.ok(["mailbox", "delete", "user.alice.Bad"])
-        time.sleep(2.5)	# first retry after 2 s
+        # the first retry is due at the next_retry `tandem status` shows
+        line = [l for l in m.ok(["status", "-n", "repl1"]).splitlines() if "mailbox=user.alice.Bad state=failed" in l]
+        t.check(line and "next_retry=" in line[0], f"status shows when the retry is due: {line}")
+        due = int(re.search(r"next_retry=(\d+)", line[0]).group(1)) if line and "next_retry=" in line[0] else 0
+        wait_for(lambda: time.time() >= due + 1, 30, f"the retry time {due} (a whole second past it)")
         t.eq(pair.sync("-r", "-1").returncode, 0, "pass with the retry")
         st = m.ok(["status", "-n", "repl1"])
         t.check("state=failed" not in st, f"no failure left: {st}")
         rc, out = pair.compare()
         t.eq(rc, 0, f"master == replica: {out}")
+        t.imap_equal(m, r, "master == replica")
 
     def failed_line(name):
         st = m.ok(["status", "-n", "repl1"])
@@ -82,6 +87,7 @@ try:
         t.eq(failed_line("user.alice.Bad2"), None, "the pass took it off the failed list")
         rc, out = pair.compare()
         t.eq(rc, 0, f"master == replica: {out}")
+        t.imap_equal(m, r, "master == replica")
 
     with t.case("tandem sync -m of a failed mailbox, once fixed, takes it off the list"):
         conflict("user.alice.Bad3")
@@ -139,6 +145,7 @@ try:
             replay(f"MAILBOX {second}")
             rc, out = pair.compare()
             t.eq(rc, 0, f"master == replica: {out}")
+            t.imap_equal(m, r, f"master == replica after the rename ({order})")
             t.eq(failed_line(b), None, "the new name did not fail")
             names = [ln.split("\t")[0] for ln in r.ok(["mailbox", "list", "alice"]).splitlines()]
             t.check(a not in names and b in names, f"renamed on the replica: {names}")

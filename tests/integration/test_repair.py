@@ -55,6 +55,7 @@ try:
         t.check(doc.get("repaired"), f"repaired listed: {doc}")
         t.eq(open(path, "rb").read(), good, "the file is whole again")
         t.eq(m.run(["compare", "-n", "repl1", "-o", "--bodies", "alice"]).returncode, 0, "compare --bodies clean")
+        t.imap_equal(m, r, "after repair --bodies (the body's SHA-1 as clients fetch it)", users=["alice"])
 
     with t.case("missing mailbox, missing messages, flag drift: all fixed"):
         r.ok(["mailbox", "delete", "user.alice.Work"])
@@ -75,6 +76,7 @@ try:
         t.eq(rc, 0, f"compare equal: {out}")
         # a flag change made later on the replica is merged, as Cyrus does (both sides agree)
         t.eq(m.messages("user.bob"), r.messages("user.bob"), "bob's flags agree on both sides")
+        t.imap_equal(m, r, "after repair -A")
 
     with t.case("repair -m of one mailbox; --dry-run changes nothing"):
         r.ok(["message", "flag", "user.alice", "1", "+$x"])
@@ -85,6 +87,7 @@ try:
         t.eq(rc, 0, f"repair -m: {doc}")
         t.eq(m.messages("user.alice")[0][2], r.messages("user.alice")[0][2], "flags agree (the later change kept)")
         t.eq(pair.compare()[0], 0, "compare equal")
+        t.imap_equal(m, r, "after repair -m")
 
     with t.case("repair never deletes the replica's own messages"):
         extra = make_message(t.rng, 300)
@@ -96,6 +99,7 @@ try:
         t.check(sha1(extra) in [x[5] for x in m.messages("user.alice")], "on the master now")
         rc, out = pair.compare()
         t.eq(rc, 0, f"compare equal: {out}")
+        t.imap_equal(m, r, "after the copy-back")
 finally:
     pair.cleanup()
 t.done()

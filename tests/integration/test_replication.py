@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from tlib import TANDEM, Pair, Suite, make_message
+from tlib import TANDEM, Pair, Suite, make_message, wait_for
 
 t = Suite("replication")
 pair = Pair()
@@ -18,6 +18,7 @@ def equal(what):
     t.eq(rc, 0, f"{what}: master == replica; compare said:\n{out}")
     r = pair.replica.run(["check", "--bodies"])
     t.eq(r.returncode, 0, f"{what}: replica store checks clean: {r.stdout}")
+    t.imap_equal(m, pair.replica, what)
 
 
 try:
@@ -80,10 +81,14 @@ try:
         pair.stop_replica()
         for i in range(5):
             m.ok(["deliver", "bob"], make_message(t.rng, 300 + i))
+        errlog = os.path.join(pair.root, "rolling.err")
         proc = subprocess.Popen([TANDEM, "-C", m.conf, "sync", "-n", "repl1", "-r"], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE)
-        time.sleep(1.5)
+                                stderr=open(errlog, "w"))
+        # it tried, failed, and tries again (two failed connects logged)
+        wait_for(lambda: open(errlog).read().count("event=sync_connect_fail") >= 2 or proc.poll() is not None,
+                 60, "two failed connects of the rolling client")
         t.check(proc.poll() is None, "client keeps retrying while the replica is down")
+        t.check(open(errlog).read().count("event=sync_connect_fail") >= 2, "its retries are logged")
         pair.start_replica()
         deadline = time.time() + 30
         ok = False

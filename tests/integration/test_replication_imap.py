@@ -14,6 +14,8 @@ def equal(what):
     t.eq(rc, 0, f"{what}: master == replica; compare said:\n{out}")
     r = pair.replica.run(["check", "--bodies"])
     t.eq(r.returncode, 0, f"{what}: replica store checks clean: {r.stdout}")
+    # the replica's own imapd (the one the sync client talks to) answers the oracle
+    t.imap_equal(m, (pair.replica, pair.port), what, ignore_users=("repl", "mallory"))
 
 
 try:

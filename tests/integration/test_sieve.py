@@ -25,7 +25,7 @@ import socket
 import tempfile
 
 import cyrus
-from tlib import CsyncConn as Conn, Daemon, Instance, Suite, free_port
+from tlib import CsyncConn as Conn, Daemon, Instance, Suite, free_port, cyrus_skip_reason
 
 t = Suite("sieve")
 
@@ -177,8 +177,8 @@ try:
     t.eq(fails, [], "no errors in tandem's log")
 
     # ---- 2. with a real Cyrus 3.6 ------------------------------------------------------
-    if not cyrus.available() or os.geteuid() != 0:
-        print("SKIP: the Cyrus parts (Cyrus 3.6 is not installed or not root)")
+    if cyrus_skip_reason():
+        t.skip(cyrus_skip_reason(), "the Cyrus parts (Cyrus 3.6 is not installed or not root)", count=4)
     else:
         cr = cyrus.Cyrus(root, "cyrus-legacy", sync_server=True, admins="admin repl")
         started.append(cr)

@@ -38,6 +38,7 @@ def fresh(user="alice", n=3):
 def equal(pair, what):
     rc, out = pair.compare()
     t.eq(rc, 0, f"{what}: compare equal:\n{out[-1500:]}")
+    t.imap_equal(pair.master, pair.replica, what)
 
 
 try:

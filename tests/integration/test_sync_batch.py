@@ -69,6 +69,7 @@ for transport in ("csync", "imap"):
             t.check(n >= 2, f"APPLY MAILBOX commands: {n}, want 2 or more")
             rc, out = pair.compare()
             t.eq(rc, 0, f"compare: {out[-600:]}")
+            t.imap_equal(m, (pair.replica, pair.port) if transport == "imap" else pair.replica, f"{transport}: at the end")
             t.eq(pair.replica.messages("user.alice"), m.messages("user.alice"), "records (UID, modseq, flags)")
     finally:
         pair.cleanup()

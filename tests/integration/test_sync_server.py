@@ -2,7 +2,9 @@
 Authentication rules, bad commands (an error reply, the session goes on,
 nothing changes), a body whose SHA-1 does not match its GUID and a record
 whose body was never sent (refused before anything is committed), a stale
-master (IMAP_SYNC_CHECKSUM), APPLY EXPUNGE keeping the modseq, and EXIT."""
+master (IMAP_SYNC_CHECKSUM), APPLY EXPUNGE keeping the modseq (a replay
+and bad targets), QUOTA/UNQUOTA, ANNOTATION/UNANNOTATION, the LOCAL_*
+commands, RESTORE refused with a NO that changes nothing, and EXIT."""
 import base64
 import hashlib
 import socket
@@ -94,6 +96,87 @@ try:
         t.eq(lines[-1], b"OK success", "GET FETCH answered")
         t.check(got.startswith(b"* MESSAGE %{default " + guid) and msg.rstrip(b"\r\n") in got,
                 "the body comes back as a file literal")
+
+    with t.case("APPLY EXPUNGE: the CRC follows, a replay changes nothing, bad targets get a clear NO"):
+        before = c.cmd(b"GET MAILBOXES (user.zed)")
+        t.check(b"SYNC_CRC 0 " in before[0], f"only an expunged record: basic CRC 0: {before}")
+        t.eq(c.cmd(b"APPLY EXPUNGE %(MBOXNAME user.zed UNIQUEID testuniqueid0000000000001 UID (1))")[-1],
+             b"OK success", "the same EXPUNGE again")
+        t.eq(c.cmd(b"GET MAILBOXES (user.zed)"), before, "a replayed EXPUNGE changes nothing (not even the modseq)")
+        t.eq(c.cmd(b"APPLY EXPUNGE %(MBOXNAME user.zed UNIQUEID testuniqueid0000000000001 UID (7))")[-1],
+             b"OK success", "EXPUNGE of a UID the mailbox never had")
+        t.eq(c.cmd(b"GET MAILBOXES (user.zed)"), before, "changes nothing")
+        t.eq(c.cmd(b"APPLY EXPUNGE %(MBOXNAME user.nobody UNIQUEID x UID (1))")[-1],
+             b"NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox", "EXPUNGE in a mailbox that does not exist")
+        t.eq(c.cmd(b"APPLY EXPUNGE %(MBOXNAME user.zed UNIQUEID testuniqueid0000000000001)")[-1],
+             b"NO IMAP_PROTOCOL_BAD_PARAMETERS", "EXPUNGE without UIDs")
+
+    inst.ok(["user", "add", "--no-password", "yan"])
+
+    def get_user(u=b"yan"):
+        return c.cmd(b"GET USER " + u)
+
+    with t.case("APPLY QUOTA then UNQUOTA"):
+        t.eq(c.cmd(b"APPLY QUOTA %(ROOT user.yan STORAGE 1000)")[-1], b"OK success", "QUOTA")
+        t.eq(c.cmd(b"GET QUOTA user.yan")[0][:40], b"* QUOTA %(ROOT user.yan LIMIT 1000 STORA", "the quota is set")
+        t.check(b"QUOTAROOT user.yan" in get_user()[0], "the mailbox names its quota root")
+        t.eq(c.cmd(b"APPLY UNQUOTA user.yan")[-1], b"OK success", "UNQUOTA")
+        t.eq(c.cmd(b"GET QUOTA user.yan"), [b"OK success"], "GET QUOTA lists nothing after UNQUOTA")
+        t.check(b"QUOTAROOT" not in get_user()[0], f"no quota root left: {get_user()[0][:300]}")
+        t.eq(c.cmd(b"APPLY UNQUOTA user.yan")[-1], b"OK success", "UNQUOTA of a root with no quota")
+
+    with t.case("APPLY ANNOTATION then UNANNOTATION"):
+        t.eq(c.cmd(b'APPLY ANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID "" VALUE hello)')[-1],
+             b"OK success", "ANNOTATION (shared)")
+        t.eq(c.cmd(b"APPLY ANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID yan VALUE mine)")[-1],
+             b"OK success", "ANNOTATION (private)")
+        t.eq(sorted(c.cmd(b"GET ANNOTATION user.yan")),
+             sorted([b'* ANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID "" VALUE hello)',
+                     b"* ANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID yan VALUE mine)", b"OK success"]),
+             "both are there")
+        t.eq(c.cmd(b'APPLY UNANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID "")')[-1], b"OK success",
+             "UNANNOTATION of the shared one")
+        t.eq(c.cmd(b"GET ANNOTATION user.yan"),
+             [b"* ANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID yan VALUE mine)", b"OK success"],
+             "only the private one is left")
+        t.eq(c.cmd(b"APPLY UNANNOTATION %(MBOXNAME user.yan ENTRY /comment USERID yan)")[-1], b"OK success",
+             "UNANNOTATION of the private one")
+        t.eq(c.cmd(b"GET ANNOTATION user.yan"), [b"OK success"], "none left")
+        t.eq(c.cmd(b"APPLY UNANNOTATION %(MBOXNAME user.yan ENTRY /comment)")[-1],
+             b"NO IMAP_PROTOCOL_BAD_PARAMETERS", "UNANNOTATION without USERID")
+
+    sub_mbox = (b"%(UNIQUEID subuniqueid000000000000001 MBOXNAME user.yan.Sub SYNC_CRC 0 LAST_UID 0"
+                b" HIGHESTMODSEQ 1 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 POP3_SHOW_AFTER 0"
+                b" UIDVALIDITY 1700000001 PARTITION default ACL \"yan\tlrswipkxtecdan\t\" OPTIONS P RECORD ())")
+
+    with t.case("LOCAL_MAILBOX, LOCAL_RENAME, LOCAL_UNMAILBOX, LOCAL_UNUSER"):
+        t.eq(c.cmd(b"APPLY LOCAL_MAILBOX " + sub_mbox)[-1], b"OK success", "LOCAL_MAILBOX")
+        got = c.cmd(b"GET MAILBOXES (user.yan.Sub)")
+        t.check(len(got) == 2 and b"UNIQUEID subuniqueid000000000000001 MBOXNAME user.yan.Sub " in got[0],
+                f"created with its uniqueid: {got}")
+        t.eq(c.cmd(b"APPLY LOCAL_RENAME %(OLDMBOXNAME user.yan.Sub NEWMBOXNAME user.yan.Sub2 PARTITION default)")[-1],
+             b"OK success", "LOCAL_RENAME")
+        got = c.cmd(b"GET MAILBOXES (user.yan.Sub user.yan.Sub2)")
+        t.check(len(got) == 2 and b"UNIQUEID subuniqueid000000000000001 MBOXNAME user.yan.Sub2 " in got[0],
+                f"renamed, same uniqueid, old name gone: {got}")
+        t.eq(c.cmd(b"APPLY LOCAL_UNMAILBOX user.yan.Sub2")[-1], b"OK success", "LOCAL_UNMAILBOX")
+        t.eq(c.cmd(b"GET MAILBOXES (user.yan.Sub2)"), [b"OK success"], "deleted")
+        t.eq(c.cmd(b"APPLY LOCAL_UNUSER yan")[-1], b"OK success", "LOCAL_UNUSER")
+        t.eq(get_user(), [b"OK success"], "the user is gone")
+        t.eq(inst.run(["mailbox", "list", "yan"]).stdout, "", "no mailbox of yan left")
+        t.eq(c.cmd(b"APPLY LOCAL_UNUSER yan")[-1], b"OK success", "LOCAL_UNUSER of a user that is gone")
+
+    with t.case("RESTORE is refused with a NO and changes nothing"):
+        inst.ok(["user", "add", "--no-password", "yan"])
+        before = (get_user(), inst.ok(["mailbox", "list"]), c.cmd(b"GET MAILBOXES (user.yan.Sub)"))
+        for cmd in [b"RESTORE MAILBOX " + sub_mbox, b"RESTORE UNMAILBOX user.yan",
+                    b"RESTORE RENAME %(OLDMBOXNAME user.yan NEWMBOXNAME user.yan.X PARTITION default)"]:
+            r = c.cmd(cmd)
+            t.eq(len(r), 1, f"{cmd[:30]!r}: one reply line")
+            t.check(r[-1].startswith(b"NO "), f"{cmd[:30]!r}: a NO: {r}")
+        after = (get_user(), inst.ok(["mailbox", "list"]), c.cmd(b"GET MAILBOXES (user.yan.Sub)"))
+        t.eq(after, before, "the replica is unchanged")
+        t.eq(c.cmd(b"NOOP")[-1], b"OK Noop completed", "the session goes on")
 
     with t.case("EXIT"):
         t.eq(c.cmd(b"EXIT"), [b"OK Finished"], "EXIT")

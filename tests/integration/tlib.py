@@ -6,9 +6,14 @@ Starts nothing by itself: it makes instances in temp dirs, runs the real
     t = Suite("name")
     with t.case("what"):
         t.check(cond, "message")
-    t.done()            # prints RESULT passed=N failed=M, exits 0/1
+    t.done()            # prints RESULT passed=N failed=M skipped=K, exits 0/1
 
 A case passes when none of its checks failed and it raised nothing.
+
+A part that cannot run here calls t.skip(reason, what) (reason: a short
+word such as "cyrus", "root" or "mount"). A skip is loud: done() exits 1
+unless the environment variable TANDEM_ALLOW_SKIP names the reason
+(comma-separated, or "all"), e.g. TANDEM_ALLOW_SKIP=cyrus,root.
 """
 import base64
 import contextlib
@@ -34,6 +39,8 @@ class Suite:
         self.passed = 0
         self.failed = 0
         self._case_failed = False
+        self.skipped = 0
+        self.skips = []         # [(reason, what)]
         seed = os.environ.get("TANDEM_SEED")
         self.seed = int(seed) if seed else random.randrange(1 << 30)
         self.rng = random.Random(self.seed)
@@ -63,9 +70,45 @@ class Suite:
     def eq(self, got, want, msg):
         return self.check(got == want, f"{msg}: got {got!r}, want {want!r}")
 
+    def imap_equal(self, a, b, what, **kw):
+        """A check that tlib.imap_oracle finds a and b equal as their IMAP
+        clients see them (arguments as imap_oracle's)."""
+        ok, out = imap_oracle(a, b, **kw)
+        return self.check(ok, f"{what}: the IMAP oracle sees differences:\n{out}")
+
+    def skip(self, reason, what, count=1):
+        """Records that `what` (count cases) did not run, because of `reason`
+        (a short word: "cyrus", "root", "mount"...). Prints a SKIP line."""
+        self.skipped += count
+        self.skips.append((reason, what))
+        allowed = "allowed by TANDEM_ALLOW_SKIP" if skip_allowed(reason) else \
+            f"NOT allowed: set TANDEM_ALLOW_SKIP={reason} to accept it"
+        print(f"SKIP reason={reason} {what} ({allowed})")
+
     def done(self):
-        print(f"RESULT passed={self.passed} failed={self.failed}")
-        sys.exit(1 if self.failed else 0)
+        print(f"RESULT passed={self.passed} failed={self.failed} skipped={self.skipped}")
+        refused = sorted({r for r, _ in self.skips if not skip_allowed(r)})
+        if refused:
+            print(f"{self.name}: skipped for {','.join(refused)} without TANDEM_ALLOW_SKIP naming it: failing")
+        sys.exit(1 if self.failed or refused else 0)
+
+
+def skip_allowed(reason):
+    """Whether TANDEM_ALLOW_SKIP (comma- or space-separated reasons, or
+    "all") accepts a skip for `reason`."""
+    allowed = set(re.split(r"[,\s]+", os.environ.get("TANDEM_ALLOW_SKIP", "").strip())) - {""}
+    return "all" in allowed or reason in allowed
+
+
+def cyrus_skip_reason():
+    """None when a real Cyrus 3.6 can run here, else the skip reason:
+    "root" (Cyrus's tests run it as the cyrus user) or "cyrus" (not
+    installed)."""
+    if os.geteuid() != 0:
+        return "root"
+    if not (os.path.exists("/usr/lib/cyrus/bin/master") and os.path.exists("/usr/lib/cyrus/bin/sync_client")):
+        return "cyrus"
+    return None
 
 
 class Instance:
@@ -342,3 +385,139 @@ def wait_equal(inst, chan, timeout=30):
             return True, out
         time.sleep(0.3)
     return False, out
+
+
+def wait_for(predicate, timeout=30, what="the condition", interval=0.05):
+    """Polls predicate() until it returns something true; returns that
+    value. Raises AssertionError naming `what` (and the last value) after
+    `timeout` seconds: deadlines are generous, tests assert outcomes, not
+    durations."""
+    import time
+    deadline = time.time() + timeout
+    last = None
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r:.300})")
+        time.sleep(interval)
+
+
+def wait_log(daemon, needle, timeout=30, after=0):
+    """Waits until daemon's log (from byte offset `after`) contains
+    `needle` (a string or a compiled regex); returns the log."""
+    def seen():
+        text = daemon.log()[after:]
+        hit = needle.search(text) if hasattr(needle, "search") else needle in text
+        return text if hit else None
+    return wait_for(seen, timeout, f"{getattr(needle, 'pattern', needle)!r} in {daemon.logfile}")
+
+
+# ---- the independent IMAP oracle ----------------------------------------------
+
+ORACLE_PW = "oracle-pw"
+
+
+class OracleDaemon:
+    """A read-side tandemd for an Instance that has none serving IMAP: its
+    own config file (a copy with sync_log off, so it starts no sync client
+    and cannot replicate anything itself; its own pid file; IMAP on a free
+    loopback port). The Instance's tandem.conf is not touched."""
+
+    def __init__(self, inst):
+        import time
+        self.port = free_port()
+        keep = [l for l in open(inst.conf).read().splitlines()
+                if not re.match(r"^\s*(\w+_listen|sync_log|pidfile|allowplaintext)\s*:", l)]
+        self.root = tempfile.mkdtemp(prefix="tandem-oracle-")
+        self.conf = os.path.join(self.root, "oracle.conf")
+        open(self.conf, "w").write("\n".join(keep) + f"\nimap_listen: 127.0.0.1:{self.port}\nsync_log: 0\n"
+                                   f"allowplaintext: yes\npidfile: {self.root}/tandemd.pid\n")
+        self.logfile = os.path.join(self.root, "tandemd.log")
+        self.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", self.conf, "-f"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.logfile, "w"))
+        deadline = time.time() + 20
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"oracle tandemd exited {self.proc.returncode}: {open(self.logfile).read()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                if time.time() > deadline:
+                    raise RuntimeError("oracle tandemd did not start listening")
+                time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _users(inst):
+    r = inst.run(["user", "list"])
+    return sorted(l.split("\t")[0].strip() for l in r.stdout.splitlines() if l.strip())
+
+
+def imap_oracle(a, b, users=None, passwords=None, ignore_users=("repl",)):
+    """Decides "these two tandem instances are equal" the way their IMAP
+    clients would, independently of tandem's `compare`: for every user,
+    logs in to both sides' IMAP and compares imapview.client_view (folders,
+    subscriptions, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, per-UID flags,
+    MODSEQ, RFC822.SIZE, INTERNALDATE, SHA-1 of BODY.PEEK[], GETACL,
+    GETMETADATA, GETQUOTAROOT).
+
+    a, b: an Instance, or (Instance, IMAP port) when a tandemd already
+    serves its IMAP; an Instance alone gets a read-only OracleDaemon for the
+    check. users: default, every user of a (both sides must have the same
+    users, apart from ignore_users: the replica's own replication admin).
+    passwords: {user: password} for users whose password the test knows
+    (and logs in with later); the others get ORACLE_PW. Either is set on
+    both sides with `tandem user passwd` (passwords are not replicated, so
+    this changes nothing the check compares). Returns (True, "") or
+    (False, the differences)."""
+    import imapview
+    sides = []
+    started = []
+    try:
+        for side in (a, b):
+            inst, port = side if isinstance(side, tuple) else (side, None)
+            if port is None:
+                d = OracleDaemon(inst)
+                started.append(d)
+                port = d.port
+            sides.append((inst, port))
+        diffs = []
+        ua = [u for u in _users(sides[0][0]) if u not in ignore_users]
+        ub = [u for u in _users(sides[1][0]) if u not in ignore_users]
+        if users is None:
+            users = ua
+            if ua != ub:
+                diffs.append(f"users: {ua} != {ub}")
+        pw = dict(passwords or {})
+        for u in users:
+            # the known password (or ORACLE_PW) set on both sides
+            pw.setdefault(u, ORACLE_PW)
+            for inst, _ in sides:
+                inst.run(["user", "passwd", u], f"{pw[u]}\n")
+            views = []
+            for k, (inst, port) in enumerate(sides):
+                try:
+                    v = imapview.client_view(port, u, pw[u])
+                    if "INBOX" not in v.get("list", {}):
+                        diffs.append(f"user {u}: side {k + 1} lists no INBOX: {v.get('list')}")
+                except Exception as e:  # noqa: BLE001
+                    v = {"error": repr(e)}
+                    diffs.append(f"user {u}: side {k + 1}: {e!r}")
+                views.append(v)
+            diffs += [f"user {u}: {d}" for d in imapview.view_diffs(views[0], views[1])]
+        return (not diffs), "\n".join(diffs[:60])
+    finally:
+        for d in started:
+            d.stop()

@@ -5,7 +5,7 @@
  *
  * Each RUN counts as one test: it passes when none of its checks failed.
  * A failed check prints file:line and the values, and the test goes on.
- * test_done() prints "RESULT passed=N failed=M" (tests/run.sh sums these)
+ * test_done() prints "RESULT passed=N failed=M skipped=0" (tests/run.sh sums these)
  * and returns the exit status.
  */
 #ifndef TANDEM_TEST_H
@@ -53,7 +53,7 @@ static const char *test_current;
 
 static inline int test_done(void)
 {
-	printf("RESULT passed=%d failed=%d\n", test_passed, test_failed);
+	printf("RESULT passed=%d failed=%d skipped=0\n", test_passed, test_failed);
 	return test_failed ? 1 : 0;
 }
 
