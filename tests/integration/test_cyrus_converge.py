@@ -23,11 +23,12 @@ import shutil
 import tempfile
 
 import cyrus
-from tlib import Daemon, Instance, Suite, make_message
+from tlib import cyrus_skip_reason, Daemon, Instance, Suite, make_message
 
 t = Suite("cyrus-converge")
-if not cyrus.available() or os.geteuid() != 0:
-    print("SKIP: Cyrus 3.6 is not installed or not root (make check installs it: scripts/deps.sh check)")
+if cyrus_skip_reason():
+    t.skip(cyrus_skip_reason(), "the Cyrus cases: Cyrus 3.6 is not installed or not root "
+           "(make check installs it: scripts/deps.sh check)", 1)
     t.done()
 
 USERS = ["ann", "bob"]

@@ -33,7 +33,7 @@ import tempfile
 
 import cyrus
 
-from tlib import Daemon, Instance, Pair, Suite, free_port, make_message, wait_equal
+from tlib import cyrus_skip_reason, Daemon, Instance, Pair, Suite, free_port, make_message, wait_equal
 
 t = Suite("sync-regressions")
 
@@ -162,6 +162,7 @@ try:
         t.eq(res.returncode, 0, f"sync -m once the replica is well: {res.stderr[-300:]}")
         rc, out = pair.compare()
         t.eq(rc, 0, f"master == replica: {out}")
+        t.imap_equal(m, r, "after the mailbox came back")
 finally:
     if md:
         md.stop()
@@ -229,6 +230,9 @@ try:
         t.check("event=sync_client_start channel= " in log, "tandemd started the default channel's client")
         t.check("event=config_unsupported option=sync_rightnow_channel" in log,
                 "tandemd says sync_rightnow_channel is not implemented")
+        mdaemon.stop()
+        mdaemon = None
+        t.imap_equal(master, rroot, "the default channel's pair")
 finally:
     if mdaemon:
         mdaemon.stop()
@@ -237,8 +241,9 @@ finally:
     rroot.cleanup()
 
 # ---- with a real Cyrus 3.6 ---------------------------------------------------------------
-if not cyrus.available() or os.geteuid() != 0:
-    print("SKIP: Cyrus 3.6 is not installed or not root (make check installs it: scripts/deps.sh check)")
+if cyrus_skip_reason():
+    t.skip(cyrus_skip_reason(), "the Cyrus cases: Cyrus 3.6 is not installed or not root "
+           "(make check installs it: scripts/deps.sh check)", 2)
     t.done()
 croot = tempfile.mkdtemp(prefix="tandem-cyrus-", dir="/tmp")
 os.chmod(croot, 0o755)
