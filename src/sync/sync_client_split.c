@@ -445,8 +445,10 @@ static int apply_master(struct syncc *sc, struct merge *m, struct bodies *b, str
 	struct store_apply a = *m->L;
 	size_t n = m->nfix + m->nadd;
 	struct store_apply_record *recs = xcalloc(n ? n : 1, sizeof *recs);
-	memcpy(recs, m->fix, m->nfix * sizeof *recs);
-	memcpy(recs + m->nfix, m->add, m->nadd * sizeof *recs);
+	if (m->nfix)
+		memcpy(recs, m->fix, m->nfix * sizeof *recs);
+	if (m->nadd)
+		memcpy(recs + m->nfix, m->add, m->nadd * sizeof *recs);
 	a.recs = recs;
 	a.nrecs = n;
 	a.annots = m->an;
