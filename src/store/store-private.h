@@ -5,7 +5,9 @@
  *   IDLE --utx_begin--> OPEN (BEGIN IMMEDIATE: the user's write lock)
  *   OPEN --utx_log-->   OPEN (change-log lines collected in memory)
  *   OPEN --utx_commit-> IDLE: lines appended + fsynced to every channel,
- *                             then COMMIT; a failure of either rolls back
+ *                             then COMMIT; a failure of either rolls back;
+ *                             then (locks released) the after_commit hook
+ *                             (synchronous replication waits there)
  *   OPEN --utx_rollback-> IDLE
  * Invariants: (1) no COMMIT without its change-log lines on disk first;
  * (2) every message file a committed record names was fsynced (file and
@@ -34,6 +36,8 @@ struct store {
 	long long maxmessagesize;
 	int virtdomains;
 	store_cache_fn *cache_fn;
+	store_commit_fn *after_commit;
+	void *commit_rock;
 	sqlite3 *usersdb;
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;

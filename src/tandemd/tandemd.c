@@ -612,10 +612,6 @@ int main(int argc, char **argv)
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);
-	const char *rightnow = conf_str(m.conf, "sync_rightnow_channel");
-	if (rightnow && *rightnow)
-		log_warn("event=config_unsupported option=sync_rightnow_channel channel=%s note=\"not implemented yet:"
-			 " the channel is replicated by its rolling client\"", rightnow);
 	int running = 1;
 	while (running) {
 		struct pollfd pf[MAX_LISTENERS + 1];

@@ -25,7 +25,7 @@ static void fx_open_cache(struct fixture *fx, long long maxsize, store_cache_fn 
 	snprintf(fx->spool, sizeof fx->spool, "%s/spool", fx->dir);
 	static const char *const chans[] = { "repl1", "repl2" };
 	fx->log = chlog_open(fx->conf, chans, 2);
-	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0, cache_fn };
+	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0, cache_fn, NULL, NULL };
 	struct terr err;
 	if (store_open(&o, &fx->st, &err) < 0) {
 		printf("store_open: %s\n", err.msg);
@@ -512,7 +512,7 @@ TEST(message_cache)
 	CHECK_STR(cs.env[0], want);
 	/* stored without a cache function: NULL strings; store_cache_put fills */
 	store_close(&fx.st);
-	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
 	CHECK_INT(store_open(&o, &fx.st, &err), 0);
 	CHECK_INT(append(&fx, "user.bob", msg1), 2);
 	cs = cache_range(&fx, "user.bob", 1, 10);
