@@ -5,7 +5,8 @@ channel's replica has it, so each check below reads the replica right after
 the LMTP 250 or the IMAP OK, with no waiting or polling:
 (a) master tandemd + replica tandemd: each LMTP delivery and each IMAP
     APPEND is on the replica when acknowledged, also with 4 concurrent LMTP
-    connections (20 deliveries);
+    connections (20 deliveries); admin commands (user add/delete) too; a
+    sharded channel (each shard's client answers its own waiters);
 (b) the replica stopped: LMTP still answers 250 (within a generous bound),
     the master logs one event=rightnow_timeout or rightnow_refused line with
     channel, user and mailbox, `tandem status` counts it, and once the
@@ -138,6 +139,15 @@ try:
         l.quit()
         t.check(lmtp_guid(msg2) in guids(r, "user.alice"), "synchronous again: the next 250 follows the replica")
 
+    with t.case("admin changes wait too: tandem user add / mailbox create / user del"):
+        m.ok(["user", "add", "--no-password", "dave"])
+        t.eq(r.messages("user.dave"), [], "dave's INBOX is on the replica when user add exits")
+        m.ok(["mailbox", "create", "user.dave.Work"])
+        t.eq(r.messages("user.dave.Work"), [], "the folder is on the replica when mailbox create exits")
+        m.ok(["user", "del", "dave"])
+        t.check(r.run(["message", "list", "user.dave"]).returncode != 0,
+                "dave is gone from the replica when user del exits")
+
     with t.case("a client that sends garbage on the rightnow socket is closed; the rest goes on"):
         import socket
         sock = os.path.join(m.dir, "config", "sync", "repl1", "rightnow.sock")
@@ -161,6 +171,37 @@ try:
         l.sendmail(FROM, ["alice"], msg)
         l.quit()
         t.check(lmtp_guid(msg) in guids(r, "user.alice"), "deliveries stay synchronous")
+finally:
+    if d:
+        d.stop()
+    pair.cleanup()
+
+# ---- a sharded rightnow channel: one socket per shard ------------------------------------------
+pair = Pair(extra_master="sync_rightnow_channel: repl1\nrepl1_sync_shards: 2\n")
+m, r = pair.master, pair.replica
+d = None
+try:
+    users = ["alice", "bob", "carol", "dave"]
+    for u in users:
+        m.ok(["user", "add", "--no-password", u])
+    d = Daemon(m, services=("lmtp",))
+    ok, out = wait_equal(m, "repl1")
+    t.check(ok, f"the users reached the replica: {out}")
+
+    with t.case("sharded channel: each shard's client answers its own waiters"):
+        for i, u in enumerate(users * 2):
+            msg = make_message(t.rng, 800 + i)
+            l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+            l.sendmail(FROM, [u], msg)
+            l.quit()
+            t.check(lmtp_guid(msg) in guids(r, f"user.{u}"), f"delivery {i} to {u} is on the replica at its 250")
+        log = d.log()
+        t.check("rightnow.sock" in log and log.count("event=rightnow_listen channel=repl1") == 2,
+                "both shards' clients listen")
+        t.eq([l for l in log.splitlines() if "event=rightnow_timeout" in l or "event=rightnow_refused" in l], [],
+             "no timeout or refusal")
+        ok, out = wait_equal(m, "repl1")
+        t.check(ok, f"master == replica: {out}")
 finally:
     if d:
         d.stop()
