@@ -31,6 +31,8 @@ static int parse_u64(const char **pp, const char *end, char stop, unsigned long 
 	unsigned long long n = 0;
 	if (p >= end || *p < '0' || *p > '9')
 		return -1;
+	if (*p == '0' && p + 1 < end && p[1] >= '0' && p[1] <= '9')
+		return -1;	/* one spelling per number: no leading zero */
 	for (; p < end && *p >= '0' && *p <= '9'; p++) {
 		unsigned d = (unsigned)(*p - '0');
 		if (n > (~0ULL - d) / 10)

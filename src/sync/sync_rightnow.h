@@ -36,7 +36,8 @@ struct sync_rightnow_wait {
 /* Parses a WAIT line at the start of in[0, len): 1 with *w and *used_r
  * (the line's bytes, '\n' included), 0 when more bytes are needed, -1
  * when it is not one (bad verb, not three decimal numbers separated by
- * single spaces, a number over 2^64-1, a line over RIGHTNOW_MAX_LINE). */
+ * single spaces, a leading zero, a number over 2^64-1, a line over
+ * RIGHTNOW_MAX_LINE). */
 int sync_rightnow_parse_wait(const char *in, size_t len, struct sync_rightnow_wait *w, size_t *used_r);
 
 /* The socket of a channel's (shard < 0) or shard's rolling client. */

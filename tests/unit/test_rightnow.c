@@ -32,7 +32,7 @@ TEST(wait_bad)
 	static const char *const bad[] = {
 		"wait 1 2 3\n", "WAIT 1 2\n", "WAIT 1 2 3 4\n", "WAIT  1 2 3\n", "WAIT 1 2 3 \n", "WAIT -1 2 3\n",
 		"WAIT 1 2 3\r\n", "WAIT 1 x 3\n", "WAIT 18446744073709551616 1 1\n", "NOOP\n", "\n", "WAIT\n",
-		"WAIX", "HELLO there", "WAIT 1 2 a",
+		"WAIX", "HELLO there", "WAIT 1 2 a", "WAIT 01 2 3\n", "WAIT 09223372036854775806 1 1\n",
 	};
 	struct sync_rightnow_wait w;
 	size_t used;
