@@ -291,6 +291,21 @@ static void reload_syncers(struct master *m)
 	}
 }
 
+/* sync_rightnow_channel waits only for a channel that is logged to. */
+static void warn_rightnow(const struct master *m)
+{
+	const char *rn = conf_str(m->conf, "sync_rightnow_channel");
+	if (!rn || !*rn)
+		return;
+	const char *const *chans;
+	size_t n = conf_bool(m->conf, "sync_log") ? conf_log_channels(m->conf, &chans) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(chans[i], rn))
+			return;
+	log_warn("event=config_warning option=sync_rightnow_channel channel=%s note=\"not a channel of"
+		 " sync_log_channels (or sync_log is off): nothing waits for it\"", rn);
+}
+
 static void run_syncer(struct master *m, struct syncer *sy)
 {
 	for (int i = 0; i < m->nls; i++)
@@ -612,6 +627,7 @@ int main(int argc, char **argv)
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);
+	warn_rightnow(&m);
 	int running = 1;
 	while (running) {
 		struct pollfd pf[MAX_LISTENERS + 1];

@@ -231,6 +231,8 @@ try:
         t.check("event=sync_client_start channel= " in log, "tandemd started the default channel's client")
         t.check("event=config_unsupported" not in log, "sync_rightnow_channel is no longer unsupported")
         t.check("event=rightnow_" not in log, "a rightnow channel that is not logged to waits for nothing")
+        t.check("event=config_warning option=sync_rightnow_channel channel=repl9" in log,
+                "and tandemd says so at start")
 finally:
     if mdaemon:
         mdaemon.stop()
