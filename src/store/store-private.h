@@ -38,6 +38,12 @@ struct store {
 	store_cache_fn *cache_fn;
 	store_commit_fn *after_commit;
 	void *commit_rock;
+	/* store_commit_defer: the positions of the commits since, for one
+	 * call of after_commit at store_commit_flush */
+	int defer;
+	struct chlog_pos *dpos;
+	size_t ndpos;
+	char *downer, *dmailbox;
 	sqlite3 *usersdb;
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;
@@ -53,6 +59,11 @@ struct utx {
 };
 
 /* store.c */
+/* Several commits that answer one request (LMTP's recipients): the
+ * after-commit hook runs once, at flush, with all their positions (the
+ * owner and mailbox of the first), instead of once per commit. */
+void store_commit_defer(struct store *st);
+void store_commit_flush(struct store *st);
 int store_sql_exec(sqlite3 *db, const char *sql, struct terr *err);
 int store_sql_fail(sqlite3 *db, const char *what, struct terr *err);
 /* Ends a statement's row loop: finalizes s; rc is the last sqlite3_step

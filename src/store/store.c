@@ -215,6 +215,9 @@ void store_close(struct store **stp)
 	free(st->configdir);
 	free(st->partition);
 	free(st->partition_path);
+	free(st->dpos);
+	free(st->downer);
+	free(st->dmailbox);
 	free(st);
 	*stp = NULL;
 }
@@ -250,9 +253,40 @@ static void after_commit(struct store *st, const char *owner, const char *lines,
 	    strcmp(e.keyword, "SIEVE") && strcmp(e.keyword, "SUB") && strcmp(e.keyword, "UNSUB") &&
 	    strcmp(e.keyword, "SEEN"))
 		mailbox = buf_cstr(&e.arg1);
-	struct store_commit c = { .owner = owner, .mailbox = mailbox, .pos = pos, .npos = npos };
-	st->after_commit(st->commit_rock, &c);
+	if (st->defer) {
+		if (!st->downer) {
+			st->downer = xstrdup(owner);
+			st->dmailbox = xstrdup(mailbox);
+		}
+		st->dpos = xrealloc(st->dpos, (st->ndpos + npos) * sizeof *st->dpos);
+		memcpy(st->dpos + st->ndpos, pos, npos * sizeof *pos);
+		st->ndpos += npos;
+	} else {
+		struct store_commit c = { .owner = owner, .mailbox = mailbox, .pos = pos, .npos = npos };
+		st->after_commit(st->commit_rock, &c);
+	}
 	chlog_entry_free(&e);
+}
+
+void store_commit_defer(struct store *st)
+{
+	st->defer = 1;
+}
+
+void store_commit_flush(struct store *st)
+{
+	st->defer = 0;
+	if (st->ndpos && st->after_commit) {
+		struct store_commit c = { .owner = st->downer, .mailbox = st->dmailbox, .pos = st->dpos,
+					  .npos = st->ndpos };
+		st->after_commit(st->commit_rock, &c);
+	}
+	free(st->dpos);
+	free(st->downer);
+	free(st->dmailbox);
+	st->dpos = NULL;
+	st->downer = st->dmailbox = NULL;
+	st->ndpos = 0;
 }
 
 /* Takes the positions out of a hold before chlog_release frees them. */

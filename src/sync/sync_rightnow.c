@@ -305,10 +305,21 @@ void sync_rightnow_after_commit(void *rock, const struct store_commit *c)
 	int rc = 0;
 	int seen = 0;
 	for (size_t i = 0; i < c->npos && rc == 0; i++) {
-		if (strcmp(c->pos[i].channel, rn->channel))
+		const struct chlog_pos *p = &c->pos[i];
+		if (strcmp(p->channel, rn->channel))
+			continue;
+		/* one WAIT per file, for the furthest position in it (several
+		 * commits deferred together: LMTP's recipients) */
+		int covered = 0;
+		for (size_t k = 0; k < c->npos && !covered; k++) {
+			const struct chlog_pos *q = &c->pos[k];
+			covered = k != i && !strcmp(q->channel, p->channel) && q->shard == p->shard && q->dev == p->dev &&
+				  q->ino == p->ino && (q->offset > p->offset || (q->offset == p->offset && k < i));
+		}
+		if (covered)
 			continue;
 		seen = 1;
-		rc = wait_one(rn, &c->pos[i], deadline, &cause);
+		rc = wait_one(rn, p, deadline, &cause);
 	}
 	if (!seen)
 		goto out;
