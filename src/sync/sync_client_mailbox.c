@@ -546,12 +546,15 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 		const char *elsewhere = syncc_remote_by_uniqueid(&rs, mi.uniqueid);
 		if (elsewhere && strcmp(elsewhere, names[i]) && !remote) {
 			if (replica_rename(sc, elsewhere, names[i], mi.uidvalidity, &e2) == 0) {
-				/* the renamed mailbox is now the remote state of this name */
+				/* the renamed mailbox is now the remote state of this
+				 * name (elsewhere is one of the names freed here: a copy) */
+				char *old = xstrdup(elsewhere);
 				for (size_t k = 0; k < rs.n; k++)
-					if (!strcmp(rs.r[k].name, elsewhere)) {
+					if (!strcmp(rs.r[k].name, old)) {
 						free(rs.r[k].name);
 						rs.r[k].name = xstrdup(names[i]);
 					}
+				free(old);
 				remote = syncc_remote_by_name(&rs, names[i]);
 			}
 		}
