@@ -7,7 +7,8 @@ the LMTP 250 or the IMAP OK, with no waiting or polling:
     APPEND is on the replica when acknowledged, also with 4 concurrent LMTP
     connections (20 deliveries); admin commands (user add/delete) too; a
     sharded channel (each shard's client answers its own waiters);
-(b) the replica stopped: LMTP still answers 250 (within a generous bound),
+(b) the replica stopped (and one that never answers, for the timeout):
+    LMTP still answers 250 (within a generous bound),
     the master logs one event=rightnow_timeout or rightnow_refused line with
     channel, user and mailbox, `tandem status` counts it, and once the
     replica is back the rolling client replicates the mail (master ==
@@ -181,6 +182,42 @@ finally:
     if d:
         d.stop()
     pair.cleanup()
+
+# ---- a replica that accepts the connection and never answers: the timeout ----------------------
+import socket  # noqa: E402
+
+silent = socket.socket()
+silent.bind(("127.0.0.1", 0))
+silent.listen(16)  # connections complete in the backlog; nothing is ever read or written
+mi = Instance(channels="repl1",
+              extra_conf=f"repl1_sync_host: 127.0.0.1:{silent.getsockname()[1]}\nsync_authname: repl\n"
+                         "sync_password: replpw\nsync_repeat_interval: 0\nsync_rightnow_channel: repl1\n"
+                         "sync_rightnow_timeout: 500ms\n")
+d = None
+try:
+    mi.ok(["user", "add", "--no-password", "erin"])
+    d = Daemon(mi, services=("lmtp",))
+    with t.case("a replica that never answers: the 250 goes out after sync_rightnow_timeout, logged once"):
+        msg = make_message(t.rng, 900)
+        t0 = time.time()
+        l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+        l.sendmail(FROM, ["erin"], msg)
+        l.quit()
+        took = time.time() - t0
+        t.check(took < 30, f"the 250 was not held forever ({took:.1f} s)")
+        t.check(lmtp_guid(msg) in guids(mi, "user.erin"), "the message is stored on the master")
+        time.sleep(0.2)
+        lines = [x for x in d.log().splitlines() if "event=rightnow_timeout" in x]
+        t.eq(len(lines), 1, f"one rightnow_timeout line: {lines}")
+        t.check(lines and "channel=repl1 user=erin mailbox=user.erin" in lines[0], f"naming it: {lines}")
+        counts, st = status_counts(mi, "repl1")
+        t.check(counts is not None and counts[1] == 1, f"tandem status counts one timeout: {st}")
+        t.check("pending_lines=0" not in st, f"the change stays in the log for the rolling client: {st}")
+finally:
+    if d:
+        d.stop()
+    mi.cleanup()
+    silent.close()
 
 # ---- a sharded rightnow channel: one socket per shard ------------------------------------------
 pair = Pair(extra_master="sync_rightnow_channel: repl1\nrepl1_sync_shards: 2\n")
