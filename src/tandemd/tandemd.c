@@ -471,6 +471,7 @@ static void reload(struct master *m)
 	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
 	publish_channels(m);
 	reload_syncers(m);
+	warn_rightnow(m);
 }
 
 /* The change-log lines of a channel not replicated yet (all shards), -1

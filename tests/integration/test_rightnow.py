@@ -250,6 +250,35 @@ finally:
         d.stop()
     pair.cleanup()
 
+# ---- turned on by a reload (SIGHUP) -----------------------------------------------------------------
+import signal  # noqa: E402
+
+pair = Pair()
+m, r = pair.master, pair.replica
+d = None
+try:
+    m.ok(["user", "add", "--no-password", "frank"])
+    d = Daemon(m, services=("lmtp",))
+    with t.case("sync_rightnow_channel set by a reload: the next sessions wait"):
+        t.check("event=rightnow_listen" not in d.log(), "(not listening before)")
+        with open(m.conf, "a") as f:
+            f.write("sync_rightnow_channel: repl1\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 30
+        while time.time() < deadline and "event=rightnow_listen channel=repl1" not in d.log():
+            time.sleep(0.1)
+        t.check("event=rightnow_listen channel=repl1" in d.log(), "the restarted client listens")
+        for i in range(3):
+            msg = make_message(t.rng, 950 + i)
+            l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+            l.sendmail(FROM, ["frank"], msg)
+            l.quit()
+            t.check(lmtp_guid(msg) in guids(r, "user.frank"), f"delivery {i} is on the replica at its 250")
+finally:
+    if d:
+        d.stop()
+    pair.cleanup()
+
 # ---- a real Cyrus 3.6 as the rightnow replica ------------------------------------------------
 if not cyrus.available() or os.geteuid() != 0:
     print("SKIP: Cyrus 3.6 is not installed or not root")
