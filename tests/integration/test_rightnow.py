@@ -28,6 +28,8 @@ import cyrus
 from tlib import Daemon, Instance, Pair, Suite, free_port, make_message, sha1, wait_equal
 
 t = Suite("rightnow")
+# sync_rightnow_timeout is 10s where the replica is up: a pass slowed down by a loaded test machine
+# must not turn into a timeout (the checks read the replica right after the ack, with no retry)
 FROM = "s@example.net"
 
 
@@ -46,7 +48,7 @@ def status_counts(inst, chan):
     return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None, out
 
 
-pair = Pair(extra_master="sync_rightnow_channel: repl1\nsync_rightnow_timeout: 2s\n"
+pair = Pair(extra_master="sync_rightnow_channel: repl1\nsync_rightnow_timeout: 10s\n"
                          "sync_reconnect_minwait: 200ms\nsync_reconnect_maxwait: 1s\n")
 m, r = pair.master, pair.replica
 d = None
@@ -220,7 +222,7 @@ finally:
     silent.close()
 
 # ---- a sharded rightnow channel: one socket per shard ------------------------------------------
-pair = Pair(extra_master="sync_rightnow_channel: repl1\nrepl1_sync_shards: 2\n")
+pair = Pair(extra_master="sync_rightnow_channel: repl1\nsync_rightnow_timeout: 10s\nrepl1_sync_shards: 2\n")
 m, r = pair.master, pair.replica
 d = None
 try:
@@ -262,7 +264,7 @@ try:
     with t.case("sync_rightnow_channel set by a reload: the next sessions wait"):
         t.check("event=rightnow_listen" not in d.log(), "(not listening before)")
         with open(m.conf, "a") as f:
-            f.write("sync_rightnow_channel: repl1\n")
+            f.write("sync_rightnow_channel: repl1\nsync_rightnow_timeout: 10s\n")
         d.proc.send_signal(signal.SIGHUP)
         deadline = time.time() + 30
         while time.time() < deadline and "event=rightnow_listen channel=repl1" not in d.log():
@@ -292,7 +294,7 @@ try:
     tm = Instance(root=os.path.join(croot, "tm"), channels="cy",
                   extra_conf=f"cy_sync_host: 127.0.0.1:{cr.sync_port}\nsync_authname: repl\n"
                              "sync_password: replpw\nsync_try_imap: no\nsync_repeat_interval: 0\n"
-                             "sync_rightnow_channel: cy\n")
+                             "sync_rightnow_channel: cy\nsync_rightnow_timeout: 10s\n")
     tm.ok(["user", "add", "carol"], "carolpw\n")
     td = Daemon(tm, services=("lmtp",))
     started.append(td)
