@@ -101,6 +101,10 @@
 /* A WAIT line, bytes: "WAIT" and three 20-digit numbers need 66; longer
  * is garbage and closes the connection. */
 #define RIGHTNOW_MAX_LINE 128
+/* Milliseconds a connection to the client may take to send its WAIT
+ * line (a session sends it at once): a silent one would hold a waiter
+ * slot for nothing. */
+#define RIGHTNOW_LINE_MS 5000
 /* Completed passes the client remembers (log inode, size, result): a
  * waiter that arrives just after its pass completed is answered at once. */
 #define RIGHTNOW_REMEMBER 8

@@ -48,6 +48,7 @@
 struct waiter {
 	int fd;
 	int parsed;		/* w is valid */
+	long long since;	/* accepted at (monotonic ms) */
 	struct sync_rightnow_wait w;
 	char in[RIGHTNOW_MAX_LINE];
 	size_t len;
@@ -112,6 +113,13 @@ fail:
 	buf_free(&dir);
 	free(rn);
 	return -1;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void drop(struct syncc_rn *rn, size_t i)
@@ -183,7 +191,7 @@ static void service(struct syncc *sc)
 			close(fd);
 			continue;
 		}
-		rn->w[rn->n] = (struct waiter){ .fd = fd };
+		rn->w[rn->n] = (struct waiter){ .fd = fd, .since = now_ms() };
 		rn->n++;
 	}
 	for (size_t i = 0; i < rn->n;) {
@@ -201,6 +209,10 @@ static void service(struct syncc *sc)
 		}
 		ssize_t r = read(w->fd, w->in + w->len, sizeof w->in - w->len);
 		if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+			if (now_ms() - w->since > RIGHTNOW_LINE_MS) {
+				drop(rn, i);	/* connected and said nothing */
+				continue;
+			}
 			i++;
 			continue;
 		}
