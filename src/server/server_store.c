@@ -31,13 +31,12 @@ int server_open_store(const struct conf *conf, struct store **st_r, struct chlog
 	/* synchronous replication: when sync_rightnow_channel is one of the
 	 * channels logged to, each commit waits for it (sync_rightnow.h) */
 	static struct sync_rightnow *rightnow;	/* one per process, kept */
-	const char *rn = conf_str(conf, "sync_rightnow_channel");
-	if (*log_r && rn && *rn && !rightnow) {
+	if (*log_r && !rightnow) {
 		const char *const *names;
 		size_t n = conf_log_channels(conf, &names);
 		for (size_t i = 0; i < n && !rightnow; i++)
-			if (!strcmp(names[i], rn))
-				rightnow = sync_rightnow_new(conf, rn);
+			if (sync_rightnow_is(conf, names[i]))
+				rightnow = sync_rightnow_new(conf);
 	}
 	const char *part = conf_str(conf, "defaultpartition");
 	const char *path = conf_partition(conf, part);

@@ -182,9 +182,27 @@ struct sync_rightnow {
 	long long timeout_ms;
 };
 
-struct sync_rightnow *sync_rightnow_new(const struct conf *conf, const char *channel)
+int sync_rightnow_channel(const struct conf *conf, const char **channel_r)
 {
-	if (!channel || !*channel || conf_duration_ms(conf, "sync_rightnow_timeout") <= 0)
+	const char *v = conf_str(conf, "sync_rightnow_channel");
+	*channel_r = "";
+	if (!v || !*v)
+		return 0;
+	if (strcmp(v, "\"\""))
+		*channel_r = v;
+	return 1;
+}
+
+int sync_rightnow_is(const struct conf *conf, const char *channel)
+{
+	const char *rn;
+	return sync_rightnow_channel(conf, &rn) && !strcmp(rn, channel ? channel : "");
+}
+
+struct sync_rightnow *sync_rightnow_new(const struct conf *conf)
+{
+	const char *channel;
+	if (!sync_rightnow_channel(conf, &channel) || conf_duration_ms(conf, "sync_rightnow_timeout") <= 0)
 		return NULL;	/* 0: never wait */
 	struct sync_rightnow *rn = xcalloc(1, sizeof *rn);
 	rn->configdir = xstrdup(conf_str(conf, "configdirectory"));

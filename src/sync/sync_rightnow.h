@@ -43,8 +43,16 @@ int sync_rightnow_parse_wait(const char *in, size_t len, struct sync_rightnow_wa
 /* The socket of a channel's (shard < 0) or shard's rolling client. */
 void sync_rightnow_sock_path(const char *configdir, const char *channel, int shard, struct buf *out);
 
-/* The session side: the hook's rock (NULL when channel is empty). */
-struct sync_rightnow *sync_rightnow_new(const struct conf *conf, const char *channel);
+/* The channel of sync_rightnow_channel in *channel_r ("" for the value
+ * "\"\"": the default channel, as in sync_log_channels): 1, or 0 when the
+ * option is unset. */
+int sync_rightnow_channel(const struct conf *conf, const char **channel_r);
+/* 1 when channel ("" = default) is the rightnow channel. */
+int sync_rightnow_is(const struct conf *conf, const char *channel);
+
+/* The session side: the hook's rock (NULL when sync_rightnow_channel is
+ * unset or sync_rightnow_timeout is 0). */
+struct sync_rightnow *sync_rightnow_new(const struct conf *conf);
 void sync_rightnow_free(struct sync_rightnow **rn);
 /* A store_commit_fn: waits for the replica as described above. */
 void sync_rightnow_after_commit(void *rock, const struct store_commit *c);

@@ -73,8 +73,7 @@ struct syncc_rn {
 
 int syncc_rn_open(struct syncc *sc)
 {
-	const char *ch = conf_str(sc->conf, "sync_rightnow_channel");
-	if (!ch || strcmp(ch, sc->channel) || !*sc->channel)
+	if (!sync_rightnow_is(sc->conf, sc->channel))
 		return 0;
 	struct syncc_rn *rn = xcalloc(1, sizeof *rn);
 	rn->lfd = -1;

@@ -140,8 +140,7 @@ int syncc_status(const struct conf *conf, const char *channel, struct buf *out, 
 	buf_append(out, body.ptr, body.len);
 	buf_free(&body);
 	/* synchronous replication: how the waits for the replica ended */
-	const char *rn = conf_str(conf, "sync_rightnow_channel");
-	if (rn && *rn && !strcmp(rn, chan)) {
+	if (sync_rightnow_is(conf, chan)) {
 		buf_printf(out, "channel=%s rightnow=on ", qc);
 		sync_rightnow_stats(configdir, chan, out);
 		buf_putc(out, '\n');

@@ -30,6 +30,7 @@
 #include "chlog/chlog.h"
 #include "names/mboxname.h"
 #include "sync/sync_client.h"
+#include "sync/sync_rightnow.h"
 #include "tandemd/services.h"
 
 #include <errno.h>
@@ -294,16 +295,16 @@ static void reload_syncers(struct master *m)
 /* sync_rightnow_channel waits only for a channel that is logged to. */
 static void warn_rightnow(const struct master *m)
 {
-	const char *rn = conf_str(m->conf, "sync_rightnow_channel");
-	if (!rn || !*rn)
+	const char *rn;
+	if (!sync_rightnow_channel(m->conf, &rn))
 		return;
 	const char *const *chans;
 	size_t n = conf_bool(m->conf, "sync_log") ? conf_log_channels(m->conf, &chans) : 0;
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(chans[i], rn))
+		if (sync_rightnow_is(m->conf, chans[i]))
 			return;
 	log_warn("event=config_warning option=sync_rightnow_channel channel=%s note=\"not a channel of"
-		 " sync_log_channels (or sync_log is off): nothing waits for it\"", rn);
+		 " sync_log_channels (or sync_log is off): nothing waits for it\"", *rn ? rn : "\"\"");
 }
 
 static void run_syncer(struct master *m, struct syncer *sy)

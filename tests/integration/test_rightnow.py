@@ -281,6 +281,40 @@ finally:
         d.stop()
     pair.cleanup()
 
+# ---- the default channel ("" as in sync_log_channels) ---------------------------------------------
+rroot = Instance()
+text = open(rroot.conf).read().replace("admins: admin\n", "admins: admin repl\n")
+open(rroot.conf, "w").write(text)
+rroot.ok(["user", "add", "repl"], "replpw\n")
+sport = free_port()
+rdaemon = Daemon(rroot, services=("sync",), ports={"sync": sport})
+master = Instance()
+text = open(master.conf).read()
+text = "\n".join(x for x in text.splitlines() if not x.startswith("sync_log_channels")) + "\n"
+text += (f"sync_log: yes\nsync_host: 127.0.0.1:{sport}\nsync_authname: repl\nsync_password: replpw\n"
+         "sync_repeat_interval: 0\nsync_rightnow_channel: \"\"\nsync_rightnow_timeout: 10s\n")
+open(master.conf, "w").write(text)
+d = None
+try:
+    master.ok(["user", "add", "--no-password", "gina"])
+    d = Daemon(master, services=("lmtp",))
+    with t.case('sync_rightnow_channel: "" makes the default channel synchronous'):
+        for i in range(3):
+            msg = make_message(t.rng, 980 + i)
+            l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+            l.sendmail(FROM, ["gina"], msg)
+            l.quit()
+            t.check(lmtp_guid(msg) in guids(rroot, "user.gina"), f"delivery {i} is on the replica at its 250")
+        st = master.ok(["status"])
+        t.check('channel="" rightnow=on ok=' in st, f"tandem status shows it: {st}")
+        t.check("config_warning" not in d.log(), "no warning")
+finally:
+    if d:
+        d.stop()
+    rdaemon.stop()
+    master.cleanup()
+    rroot.cleanup()
+
 # ---- a real Cyrus 3.6 as the rightnow replica ------------------------------------------------
 if not cyrus.available() or os.geteuid() != 0:
     print("SKIP: Cyrus 3.6 is not installed or not root")
