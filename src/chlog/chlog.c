@@ -324,7 +324,7 @@ static int lock_fd(int fd, short type)
 /* Appends to one channel's log (shard < 0) or one shard's; with fd_r,
  * the file stays open and locked and its fd is returned. */
 static int append_one(const char *configdir, const char *channel, int shard, const char *lines, size_t len,
-		      int *fd_r, struct terr *err)
+		      int *fd_r, struct chlog_pos *pos_r, struct terr *err)
 {
 	struct buf path = BUF_INIT;
 	chlog_shard_path(configdir, channel, shard, "log", &path);
@@ -365,6 +365,19 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 		if (a.st_size == 0 && fs_fsync_parent(path.ptr, err) < 0) {
 			close(fd);
 			goto out;
+		}
+		if (pos_r) {
+			struct stat c;
+			if (fstat(fd, &c) < 0) {
+				terr_errno(err, errno, "fstat change log %s", path.ptr);
+				close(fd);
+				goto out;
+			}
+			snprintf(pos_r->channel, sizeof pos_r->channel, "%s", channel ? channel : "");
+			pos_r->shard = shard;
+			pos_r->dev = (unsigned long long)c.st_dev;
+			pos_r->ino = (unsigned long long)c.st_ino;
+			pos_r->offset = (unsigned long long)c.st_size;
 		}
 		if (fd_r)
 			*fd_r = fd;
@@ -456,13 +469,27 @@ static void split_lines(const char *lines, size_t len, unsigned nshards, struct 
 	}
 }
 
-static void hold_fd(struct chlog_hold *hold, int fd)
+static void hold_fd(struct chlog_hold *hold, int fd, const struct chlog_pos *pos)
 {
 	if (hold->n == hold->cap) {
 		hold->cap = hold->cap ? hold->cap * 2 : 8;
 		hold->fds = xrealloc(hold->fds, hold->cap * sizeof *hold->fds);
+		hold->pos = xrealloc(hold->pos, hold->cap * sizeof *hold->pos);
 	}
+	hold->pos[hold->n] = *pos;
 	hold->fds[hold->n++] = fd;
+}
+
+const struct chlog_pos *chlog_hold_positions(const struct chlog_hold *hold, const char *channel, size_t *n_r)
+{
+	const char *c = channel ? channel : "";
+	size_t i = 0, n = 0;
+	while (i < hold->n && strcmp(hold->pos[i].channel, c))
+		i++;
+	while (i + n < hold->n && !strcmp(hold->pos[i + n].channel, c))
+		n++;
+	*n_r = n;
+	return n ? &hold->pos[i] : NULL;
 }
 
 /* Appends lines to one channel of nshards, each line to its shard's log
@@ -470,12 +497,13 @@ static void hold_fd(struct chlog_hold *hold, int fd)
 static int append_channel(const char *configdir, const char *channel, unsigned nshards, const char *lines,
 			  size_t len, struct chlog_hold *hold, struct terr *err)
 {
+	struct chlog_pos pos;
 	if (nshards <= 1) {
 		int fd;
-		if (append_one(configdir, channel, -1, lines, len, hold ? &fd : NULL, err) < 0)
+		if (append_one(configdir, channel, -1, lines, len, hold ? &fd : NULL, hold ? &pos : NULL, err) < 0)
 			return -1;
 		if (hold)
-			hold_fd(hold, fd);
+			hold_fd(hold, fd, &pos);
 		return 0;
 	}
 	struct buf parts[CHLOG_MAX_SHARDS];
@@ -487,9 +515,10 @@ static int append_channel(const char *configdir, const char *channel, unsigned n
 		int fd;
 		if (!parts[k].len)
 			continue;
-		rc = append_one(configdir, channel, (int)k, parts[k].ptr, parts[k].len, hold ? &fd : NULL, err);
+		rc = append_one(configdir, channel, (int)k, parts[k].ptr, parts[k].len, hold ? &fd : NULL,
+				hold ? &pos : NULL, err);
 		if (rc == 0 && hold)
-			hold_fd(hold, fd);
+			hold_fd(hold, fd, &pos);
 	}
 	for (unsigned k = 0; k < nshards; k++)
 		buf_free(&parts[k]);
@@ -526,6 +555,7 @@ int chlog_append_hold(struct chlog *l, const char *lines, size_t len, struct chl
 		      struct terr *err)
 {
 	hold->fds = NULL;
+	hold->pos = NULL;
 	hold->n = hold->cap = 0;
 	hold->nchans = 0;
 	hold->log = NULL;
@@ -573,7 +603,9 @@ void chlog_release(struct chlog_hold *hold)
 	for (size_t i = 0; i < hold->n; i++)
 		close(hold->fds[i]);	/* closing drops the lock */
 	free(hold->fds);
+	free(hold->pos);
 	hold->fds = NULL;
+	hold->pos = NULL;
 	hold->n = hold->cap = 0;
 	free(hold->lines);
 	hold->lines = NULL;

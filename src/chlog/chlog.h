@@ -73,8 +73,19 @@ int chlog_append(struct chlog *log, const char *lines, size_t len, struct terr *
  * store holds the locks across its COMMIT, so a reader (which takes the
  * lock after renaming log to log-run) never sees a line before the
  * change it names is committed. */
+/* Where a held append ended in one (channel, shard) file: the log's
+ * device and inode and its size just after the write (fstat under the
+ * lock). A rolling client that took a log with that inode and at least
+ * that size, and completed its pass, has replicated the line
+ * (sync_rightnow_channel, src/sync/sync_rightnow.h). */
+struct chlog_pos {
+	char channel[MAX_CHANNEL_NAME + 1];
+	int shard;		/* -1: the channel's unsharded log */
+	unsigned long long dev, ino, offset;
+};
 struct chlog_hold {
 	int *fds;		/* one per (channel, shard) file written */
+	struct chlog_pos *pos;	/* pos[i] is where fds[i]'s append ended */
 	size_t n, cap;
 	/* for chlog_release's check of the channel list */
 	struct chlog *log;
@@ -87,6 +98,11 @@ struct chlog_hold {
 };
 int chlog_append_hold(struct chlog *log, const char *lines, size_t len, struct chlog_hold *hold,
 		      struct terr *err);
+/* The position of channel's line(s) in a hold made by chlog_append_hold:
+ * the first file written for it (a sharded channel: the shard of the
+ * first line; a RENAME between two owners writes two shards, n_r says
+ * how many positions follow). NULL when the hold wrote nothing to it. */
+const struct chlog_pos *chlog_hold_positions(const struct chlog_hold *hold, const char *channel, size_t *n_r);
 void chlog_release(struct chlog_hold *hold);
 /* Writes <configdir>/sync/channels (atomically): the live channel list,
  * with each channel's shard count (shards NULL: all 1). */

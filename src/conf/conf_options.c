@@ -127,7 +127,9 @@ const struct conf_option conf_options[] = {
 	{ "sync_batchsize", CT_INT, "8192", 0, 1, 1000000, NULL,
 	  "New messages per APPLY MAILBOX: a mailbox with more goes in parts (partial updates)." },
 	{ "sync_rightnow_channel", CT_STRING, NULL, 0, 0, 0, NULL,
-	  "Cyrus's synchronous channel: accepted, not implemented yet (replicated by its rolling client)." },
+	  "Synchronous channel: each change is on its replica before it is acknowledged (or the timeout passed)." },
+	{ "sync_rightnow_timeout", CT_DURATION, "2s", 0, 0, MS(3600), NULL,
+	  "tandem only: longest wait of an acknowledgement for the rightnow replica (then it goes out anyway)." },
 	{ "sync_drain_timeout", CT_DURATION, "60s", 0, 0, MS(86400), NULL,
 	  "tandem only: how long SIGTERM waits for the sync clients to send what is logged." },
 };

@@ -90,6 +90,25 @@
  * (Cyrus uses 64). */
 #define CHLOG_APPEND_TRIES 64
 
+/* ---- synchronous replication (sync_rightnow_channel) ------------------------ */
+
+/* Sessions one rolling client holds waiting for a pass: each session
+ * process waits for one commit at a time, so this bounds the client's
+ * poll set and file descriptors (under the usual 1024) against a burst
+ * of sessions; past it a waiter gets NO at once (its ack goes out, the
+ * rolling client still replicates the change). */
+#define RIGHTNOW_MAX_WAITERS 512
+/* A WAIT line, bytes: "WAIT" and three 20-digit numbers need 66; longer
+ * is garbage and closes the connection. */
+#define RIGHTNOW_MAX_LINE 128
+/* Milliseconds a connection to the client may take to send its WAIT
+ * line (a session sends it at once): a silent one would hold a waiter
+ * slot for nothing. */
+#define RIGHTNOW_LINE_MS 5000
+/* Completed passes the client remembers (log inode, size, result): a
+ * waiter that arrives just after its pass completed is answered at once. */
+#define RIGHTNOW_REMEMBER 8
+
 /* ---- sync protocol (DLIST) -------------------------------------------------- */
 
 /* A command word / atom / quoted string, bytes: Cyrus's maxword and

@@ -7,6 +7,7 @@
 #include "msgcache/msgcache.h"
 #include "names/mboxname.h"
 #include "store/store.h"
+#include "sync/sync_rightnow.h"
 
 #include <string.h>
 
@@ -27,6 +28,16 @@ int server_open_store(const struct conf *conf, struct store **st_r, struct chlog
 		if (!*log_r)
 			return terr_set(err, TE_CONFIG, "cannot open the change log of %zu channels", n);
 	}
+	/* synchronous replication: when sync_rightnow_channel is one of the
+	 * channels logged to, each commit waits for it (sync_rightnow.h) */
+	static struct sync_rightnow *rightnow;	/* one per process, kept */
+	if (*log_r && !rightnow) {
+		const char *const *names;
+		size_t n = conf_log_channels(conf, &names);
+		for (size_t i = 0; i < n && !rightnow; i++)
+			if (sync_rightnow_is(conf, names[i]))
+				rightnow = sync_rightnow_new(conf);
+	}
 	const char *part = conf_str(conf, "defaultpartition");
 	const char *path = conf_partition(conf, part);
 	if (!path) {
@@ -43,6 +54,8 @@ int server_open_store(const struct conf *conf, struct store **st_r, struct chlog
 		/* LMTP, IMAP APPEND/COPY, the sync server and tandem deliver
 		 * all store through here: they all fill the message cache */
 		.cache_fn = msgcache_compute,
+		.after_commit = *log_r && rightnow ? sync_rightnow_after_commit : NULL,
+		.commit_rock = rightnow,
 	};
 	if (store_open(&so, st_r, err) < 0) {
 		chlog_close(log_r);

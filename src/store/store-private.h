@@ -5,7 +5,9 @@
  *   IDLE --utx_begin--> OPEN (BEGIN IMMEDIATE: the user's write lock)
  *   OPEN --utx_log-->   OPEN (change-log lines collected in memory)
  *   OPEN --utx_commit-> IDLE: lines appended + fsynced to every channel,
- *                             then COMMIT; a failure of either rolls back
+ *                             then COMMIT; a failure of either rolls back;
+ *                             then (locks released) the after_commit hook
+ *                             (synchronous replication waits there)
  *   OPEN --utx_rollback-> IDLE
  * Invariants: (1) no COMMIT without its change-log lines on disk first;
  * (2) every message file a committed record names was fsynced (file and
@@ -34,6 +36,14 @@ struct store {
 	long long maxmessagesize;
 	int virtdomains;
 	store_cache_fn *cache_fn;
+	store_commit_fn *after_commit;
+	void *commit_rock;
+	/* store_commit_defer: the positions of the commits since, for one
+	 * call of after_commit at store_commit_flush */
+	int defer;
+	struct chlog_pos *dpos;
+	size_t ndpos;
+	char *downer, *dmailbox;
 	sqlite3 *usersdb;
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;
@@ -49,6 +59,11 @@ struct utx {
 };
 
 /* store.c */
+/* Several commits that answer one request (LMTP's recipients): the
+ * after-commit hook runs once, at flush, with all their positions (the
+ * owner and mailbox of the first), instead of once per commit. */
+void store_commit_defer(struct store *st);
+void store_commit_flush(struct store *st);
 int store_sql_exec(sqlite3 *db, const char *sql, struct terr *err);
 int store_sql_fail(sqlite3 *db, const char *what, struct terr *err);
 /* Ends a statement's row loop: finalizes s; rc is the last sqlite3_step

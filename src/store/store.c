@@ -179,6 +179,8 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 	st->maxmessagesize = o->maxmessagesize > 0 ? o->maxmessagesize : MAX_MESSAGE_SIZE;
 	st->virtdomains = o->virtdomains;
 	st->cache_fn = o->cache_fn;
+	st->after_commit = o->after_commit;
+	st->commit_rock = o->commit_rock;
 	struct buf path = BUF_INIT;
 	buf_printf(&path, "%s/users.db", st->configdir);
 	int rc = open_db(path.ptr, &st->usersdb, err);
@@ -213,6 +215,9 @@ void store_close(struct store **stp)
 	free(st->configdir);
 	free(st->partition);
 	free(st->partition_path);
+	free(st->dpos);
+	free(st->downer);
+	free(st->dmailbox);
 	free(st);
 	*stp = NULL;
 }
@@ -222,6 +227,75 @@ struct chlog *store_set_chlog(struct store *st, struct chlog *log)
 	struct chlog *old = st->chlog;
 	st->chlog = log;
 	return old;
+}
+
+void store_set_after_commit(struct store *st, store_commit_fn *fn, void *rock)
+{
+	st->after_commit = fn;
+	st->commit_rock = rock;
+}
+
+/* Runs the after-commit hook with the positions taken from hold (which
+ * the caller releases first: the hook must not hold change-log locks,
+ * the sync client it may wait for takes them). */
+static void after_commit(struct store *st, const char *owner, const char *lines, size_t len,
+			 struct chlog_pos *pos, size_t npos)
+{
+	if (!st->after_commit || !npos)
+		return;
+	/* the mailbox of the first line, for the log line of a timeout */
+	struct chlog_entry e = { 0 };
+	struct terr err;
+	const char *nl = memchr(lines, '\n', len);
+	const char *mailbox = "";
+	if (chlog_parse_line(lines, nl ? (size_t)(nl - lines) : len, &e, &err) == 0 &&
+	    strcmp(e.keyword, "USER") && strcmp(e.keyword, "UNUSER") && strcmp(e.keyword, "META") &&
+	    strcmp(e.keyword, "SIEVE") && strcmp(e.keyword, "SUB") && strcmp(e.keyword, "UNSUB") &&
+	    strcmp(e.keyword, "SEEN"))
+		mailbox = buf_cstr(&e.arg1);
+	if (st->defer) {
+		if (!st->downer) {
+			st->downer = xstrdup(owner);
+			st->dmailbox = xstrdup(mailbox);
+		}
+		st->dpos = xrealloc(st->dpos, (st->ndpos + npos) * sizeof *st->dpos);
+		memcpy(st->dpos + st->ndpos, pos, npos * sizeof *pos);
+		st->ndpos += npos;
+	} else {
+		struct store_commit c = { .owner = owner, .mailbox = mailbox, .pos = pos, .npos = npos };
+		st->after_commit(st->commit_rock, &c);
+	}
+	chlog_entry_free(&e);
+}
+
+void store_commit_defer(struct store *st)
+{
+	st->defer = 1;
+}
+
+void store_commit_flush(struct store *st)
+{
+	st->defer = 0;
+	if (st->ndpos && st->after_commit) {
+		struct store_commit c = { .owner = st->downer, .mailbox = st->dmailbox, .pos = st->dpos,
+					  .npos = st->ndpos };
+		st->after_commit(st->commit_rock, &c);
+	}
+	free(st->dpos);
+	free(st->downer);
+	free(st->dmailbox);
+	st->dpos = NULL;
+	st->downer = st->dmailbox = NULL;
+	st->ndpos = 0;
+}
+
+/* Takes the positions out of a hold before chlog_release frees them. */
+static struct chlog_pos *hold_take_positions(struct chlog_hold *hold, size_t *n_r)
+{
+	struct chlog_pos *pos = hold->pos;
+	*n_r = pos ? hold->n : 0;
+	hold->pos = NULL;
+	return pos;
 }
 
 static void ustore_forget(struct store *st, const char *owner)
@@ -407,12 +481,17 @@ int utx_commit(struct utx *tx, struct terr *err)
 		return -1;
 	}
 	int rc = store_sql_exec(tx->u->db, "COMMIT;", err);
+	size_t npos;
+	struct chlog_pos *pos = hold_take_positions(&hold, &npos);
 	chlog_release(&hold);
 	if (rc < 0) {
+		free(pos);
 		utx_rollback(tx);
 		return -1;
 	}
 	tx->open = 0;
+	after_commit(tx->st, tx->u->owner, tx->log.ptr, tx->log.len, pos, npos);
+	free(pos);
 	buf_free(&tx->log);
 	return 0;
 }
@@ -559,9 +638,15 @@ int store_user_delete(struct store *st, const char *userid, struct terr *err)
 	if (rc == 0)
 		rc = fs_fsync_parent(dir.ptr, err);
 	buf_free(&dir);
+	size_t npos;
+	struct chlog_pos *pos = hold_take_positions(&hold, &npos);
 	chlog_release(&hold);
-	if (rc == 0)
+	if (rc == 0) {
 		log_info("event=user_delete user=%s", userid);
+		static const char line[] = "UNUSER x\n";	/* no mailbox */
+		after_commit(st, userid, line, sizeof line - 1, pos, npos);
+	}
+	free(pos);
 	return rc;
 }
 

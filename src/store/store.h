@@ -56,6 +56,21 @@ struct store_cache_strings {
 typedef void store_cache_fn(const void *data, size_t len, struct store_cache_strings *out);
 void store_cache_strings_free(struct store_cache_strings *cs);
 
+/* After a transaction that wrote change-log lines is committed (and its
+ * change-log locks released), the store calls the opener's after_commit
+ * hook with where the lines ended in each channel's log: synchronous
+ * replication (sync_rightnow_channel) waits there for the replica, so a
+ * caller's acknowledgement follows the replica's copy. The hook cannot
+ * fail the call: the change is committed whatever it says. */
+struct chlog_pos;
+struct store_commit {
+	const char *owner;		/* the transaction's owner ("" shared) */
+	const char *mailbox;		/* the mailbox of its first line, or "" */
+	const struct chlog_pos *pos;	/* one per (channel, shard) file written */
+	size_t npos;
+};
+typedef void store_commit_fn(void *rock, const struct store_commit *c);
+
 struct store_opts {
 	const char *configdir;
 	const char *partition;		/* partition name, "default" */
@@ -64,6 +79,8 @@ struct store_opts {
 	long long maxmessagesize;	/* 0 = MAX_MESSAGE_SIZE */
 	int virtdomains;
 	store_cache_fn *cache_fn;	/* NULL: no message cache is written */
+	store_commit_fn *after_commit;	/* NULL: none */
+	void *commit_rock;
 };
 
 int store_open(const struct store_opts *opts, struct store **st_r, struct terr *err);
@@ -71,6 +88,9 @@ void store_close(struct store **st);
 /* Replace the change log (NULL: suppress logging, as a replica without
  * sync_log_chain does). Returns the previous one. */
 struct chlog *store_set_chlog(struct store *st, struct chlog *log);
+/* Replace the after-commit hook (NULL: none; a sync client's own writes
+ * must not wait for itself). */
+void store_set_after_commit(struct store *st, store_commit_fn *fn, void *rock);
 
 /* ---- users --------------------------------------------------------- */
 

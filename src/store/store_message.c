@@ -346,6 +346,8 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 	sha1_hex(data, len, guid);
 	struct ustore *written = NULL;	/* an owner that has the file already */
 	int ok = 0;
+	/* one wait for the replica (sync_rightnow_channel) for all of them */
+	store_commit_defer(st);
 	for (size_t i = 0; i < n; i++) {
 		struct ustore *u;
 		struct mbox_row row;
@@ -367,6 +369,7 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 		if (append_locked(st, u, mboxnames[i], data, len, guid, opts, &uids[i], &errs[i]) == 0)
 			ok++;
 	}
+	store_commit_flush(st);
 	if (!ok)
 		return terr_set(err, n ? errs[0].code : TE_INVALID, "%s", n ? errs[0].msg : "no recipients");
 	return 0;

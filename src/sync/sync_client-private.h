@@ -103,7 +103,31 @@ struct syncc {
 	size_t nrcache;
 	/* what compare, copy-back and repair found and did */
 	struct syncc_items diffs, copied, renumbered, repaired, kept, renamed, remaining;
+	/* the waiters of synchronous replication (src/syncc/syncc_rightnow.c),
+	 * NULL unless this is the rolling client of sync_rightnow_channel */
+	struct syncc_rn *rn;
 };
+
+/* syncc_rightnow.c: the rolling client's side of sync_rightnow_channel.
+ * open: listens when sc's channel is the rightnow one (0 also when it is
+ * not; -1 when it cannot listen: logged, the sessions then do not wait). */
+struct pollfd;
+int syncc_rn_open(struct syncc *sc);
+void syncc_rn_close(struct syncc *sc);
+/* The listen socket and the waiters' fds for poll (0 without rn). */
+size_t syncc_rn_pollfds(struct syncc *sc, struct pollfd *pf, size_t max);
+/* Accepts and reads waiters, answers those already covered; 1 when some
+ * wait for a pass. */
+int syncc_rn_service(struct syncc *sc);
+/* Around a pass on log-run: begin notes its inode and size (after
+ * chlog_take); end answers its waiters: OK (NO when nfailed mailboxes
+ * failed), or NO no when the pass failed (no non-NULL). */
+void syncc_rn_pass_begin(struct syncc *sc);
+void syncc_rn_pass_end(struct syncc *sc, const char *no, size_t nfailed);
+/* Answers every waiter NO cause (the replica is unreachable). */
+void syncc_rn_refuse_all(struct syncc *sc, const char *cause);
+/* Sleeps ms (a backoff), answering every waiter NO cause meanwhile. */
+void syncc_rn_sleep(struct syncc *sc, long long ms, const char *cause);
 
 typedef void data_fn(void *rock, struct dlist *kv);
 

@@ -546,8 +546,8 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 		const char *elsewhere = syncc_remote_by_uniqueid(&rs, mi.uniqueid);
 		if (elsewhere && strcmp(elsewhere, names[i]) && !remote) {
 			if (replica_rename(sc, elsewhere, names[i], mi.uidvalidity, &e2) == 0) {
-				/* the renamed mailbox is now the remote state of this name */
-				/* (elsewhere is that entry's own name: it goes last) */
+				/* the renamed mailbox is now the remote state of this name
+				 * (elsewhere is that entry's own name: it goes last) */
 				for (size_t k = 0; k < rs.n; k++)
 					if (rs.r[k].name == elsewhere) {
 						rs.r[k].name = xstrdup(names[i]);

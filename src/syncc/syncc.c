@@ -5,6 +5,7 @@
 #include "sync/sync_client-private.h"
 
 #include "lib/xalloc.h"
+#include "store/store.h"
 #include "sync/sync_transport.h"
 
 #include <openssl/ssl.h>
@@ -16,6 +17,10 @@ struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct 
 	sc->conf = conf;
 	sc->st = st;
 	sc->o = *o;
+	/* its own writes (split-brain copy-back) never wait for a replica:
+	 * for the rightnow channel's client they would wait for itself */
+	if (st)
+		store_set_after_commit(st, NULL, NULL);
 	snprintf(sc->channel, sizeof sc->channel, "%s", o->channel ? o->channel : "");
 	return sc;
 }
@@ -31,6 +36,7 @@ void syncc_free(struct syncc **scp)
 	if (!sc)
 		return;
 	syncc_disconnect(sc);
+	syncc_rn_close(sc);
 	if (sc->tls)
 		SSL_CTX_free(sc->tls);
 	buf_free(&sc->out);

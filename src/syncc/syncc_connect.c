@@ -337,8 +337,9 @@ int syncc_connect(struct syncc *sc, struct terr *err)
 		if (sc->o.connect_once || err->code == TE_CONFIG || (sc->o.stop && *sc->o.stop))
 			return -1;
 		log_warn("event=sync_connect_fail channel=%s error=\"%s\" retry_ms=%lld", sc->channel, err->msg, wait);
-		for (long long slept = 0; slept < wait && !(sc->o.stop && *sc->o.stop); slept += 100)
-			usleep(100000);
+		/* the sessions waiting for synchronous replication are told
+		 * at once: the replica is unreachable */
+		syncc_rn_sleep(sc, wait, err->msg);
 		wait *= 2;
 		if (cap > 0 && wait > cap)
 			wait = cap;

@@ -13,6 +13,7 @@
 #include "names/mboxname.h"
 #include "store/store.h"
 #include "sync/sync.h"
+#include "sync/sync_rightnow.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -138,6 +139,12 @@ int syncc_status(const struct conf *conf, const char *channel, struct buf *out, 
 	buf_putc(out, '\n');
 	buf_append(out, body.ptr, body.len);
 	buf_free(&body);
+	/* synchronous replication: how the waits for the replica ended */
+	if (sync_rightnow_is(conf, chan)) {
+		buf_printf(out, "channel=%s rightnow=on ", qc);
+		sync_rightnow_stats(configdir, chan, out);
+		buf_putc(out, '\n');
+	}
 	syncc_splitbrain_status(conf, chan, out);
 	return rc;
 }
@@ -178,6 +185,26 @@ static int drain_old_layout(struct syncc *sc, struct terr *err)
 	return rc;
 }
 
+/* Reads the pending inotify events: 1 when one names the log (or the
+ * watch overflowed); the rightnow socket's and counters' files do not
+ * wake the client. */
+static int log_touched(int ino)
+{
+	char evbuf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	int touched = 0;
+	ssize_t r;
+	while ((r = read(ino, evbuf, sizeof evbuf)) > 0) {
+		for (char *p = evbuf; p < evbuf + r;) {
+			const struct inotify_event *ev = (const struct inotify_event *)p;
+			if ((ev->mask & IN_Q_OVERFLOW) || !ev->len || !strcmp(ev->name, "log") ||
+			    !strcmp(ev->name, "log-run"))
+				touched = 1;
+			p += sizeof *ev + ev->len;
+		}
+	}
+	return touched;
+}
+
 int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 {
 	const char *configdir = conf_str(sc->conf, "configdirectory");
@@ -203,6 +230,10 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	int rc = 0;
 	int draining = 0;
 	int io_fails = 0;	/* passes in a row lost with the connection */
+	/* the client of sync_rightnow_channel answers the sessions waiting
+	 * for their commit to reach the replica (syncc_rightnow.c) */
+	if (!one_pass)
+		(void)syncc_rn_open(sc);
 	for (;;) {
 		if (sc->o.stop && *sc->o.stop && !draining) {
 			log_notice("event=sync_drain channel=%s%s", sc->channel, sl);
@@ -230,12 +261,14 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			usleep(1000000);
 			continue;
 		}
+		syncc_rn_service(sc);
 		int t = chlog_take_shard(configdir, sc->channel, shard, err);
 		if (t < 0) {
 			rc = -1;
 			break;
 		}
 		if (t == 1) {
+			syncc_rn_pass_begin(sc);
 			struct timespec t0, t1;
 			unsigned long c0 = sc->stats.commands, r0 = sc->stats.roundtrips, b0 = sc->stats.bytes_sent;
 			clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -246,16 +279,16 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				if (sc->careful)
 					log_notice("event=sync_careful_end channel=%s%s", sc->channel, sl);
 				sc->careful = 0;
+				size_t nfailed = sc->nfailed;
 				/* mailboxes that failed are recorded before the log
 				 * goes; those replicated leave the list */
-				if (syncc_failed_merge(sc, 1, err) < 0) {
+				if (syncc_failed_merge(sc, 1, err) < 0 ||
+				    chlog_done_shard(configdir, sc->channel, shard, err) < 0) {
+					syncc_rn_pass_end(sc, err->msg, 0);
 					rc = -1;
 					break;
 				}
-				if (chlog_done_shard(configdir, sc->channel, shard, err) < 0) {
-					rc = -1;
-					break;
-				}
+				syncc_rn_pass_end(sc, NULL, nfailed);
 				clock_gettime(CLOCK_MONOTONIC, &t1);
 				log_info("event=sync_pass channel=%s%s ms=%ld commands=%lu roundtrips=%lu bytes=%lu",
 					 sc->channel, sl,
@@ -265,6 +298,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				/* log-run stays: it is replayed after a reconnect;
 				 * what this pass did is kept */
 				log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, e2.msg);
+				syncc_rn_pass_end(sc, e2.msg, 0);
 				if (e2.code == TE_IO) {
 					if (sc->careful)
 						syncc_charge_lost_session(sc, &e2);
@@ -283,7 +317,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 					rc = -1;
 					break;
 				}
-				usleep(1000000);
+				syncc_rn_sleep(sc, 1000, e2.msg);
 				continue;
 			}
 			if (one_pass)
@@ -300,13 +334,19 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 		if (interval <= 0)
 			interval = 100;
 		do {
-			if (ino >= 0) {
-				struct pollfd pf = { ino, POLLIN, 0 };
-				if (poll(&pf, 1, (int)step) > 0) {
-					char evbuf[4096];
-					while (read(ino, evbuf, sizeof evbuf) > 0)
-						;
-					break;	/* something was logged: go */
+			/* inotify, the rightnow socket and its waiters together */
+			struct pollfd pf[RIGHTNOW_MAX_WAITERS + 2];
+			size_t npf = 0;
+			if (ino >= 0)
+				pf[npf++] = (struct pollfd){ ino, POLLIN, 0 };
+			size_t nrn = syncc_rn_pollfds(sc, pf + npf, RIGHTNOW_MAX_WAITERS + 1);
+			npf += nrn;
+			if (npf) {
+				if (poll(pf, npf, (int)step) > 0) {
+					if (ino >= 0 && (pf[0].revents & POLLIN) && log_touched(ino))
+						break;	/* something was logged: go */
+					if (nrn && syncc_rn_service(sc))
+						break;	/* a session waits for a pass */
 				}
 			} else {
 				usleep((useconds_t)(step * 1000));
@@ -314,6 +354,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			waited += step;
 		} while (waited < interval && !(sc->o.stop && *sc->o.stop));
 	}
+	syncc_rn_close(sc);
 	if (ino >= 0)
 		close(ino);
 	buf_free(&run);

@@ -33,6 +33,7 @@
 #include "chlog/chlog.h"
 #include "names/mboxname.h"
 #include "sync/sync_client.h"
+#include "sync/sync_rightnow.h"
 #include "tandemd/services.h"
 
 #include <errno.h>
@@ -325,6 +326,21 @@ static void reload_syncers(struct master *m)
 	}
 }
 
+/* sync_rightnow_channel waits only for a channel that is logged to. */
+static void warn_rightnow(const struct master *m)
+{
+	const char *rn;
+	if (!sync_rightnow_channel(m->conf, &rn))
+		return;
+	const char *const *chans;
+	size_t n = conf_bool(m->conf, "sync_log") ? conf_log_channels(m->conf, &chans) : 0;
+	for (size_t i = 0; i < n; i++)
+		if (sync_rightnow_is(m->conf, chans[i]))
+			return;
+	log_warn("event=config_warning option=sync_rightnow_channel channel=%s note=\"not a channel of"
+		 " sync_log_channels (or sync_log is off): nothing waits for it\"", *rn ? rn : "\"\"");
+}
+
 static void run_syncer(struct master *m, struct syncer *sy)
 {
 	for (int i = 0; i < m->nls; i++)
@@ -583,6 +599,7 @@ static void reload(struct master *m)
 	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
 	publish_channels(m);
 	reload_syncers(m);
+	warn_rightnow(m);
 }
 
 /* The change-log lines of a channel not replicated yet (all shards), -1
@@ -752,10 +769,7 @@ int main(int argc, char **argv)
 	find_syncers(&m);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);
-	const char *rightnow = conf_str(m.conf, "sync_rightnow_channel");
-	if (rightnow && *rightnow)
-		log_warn("event=config_unsupported option=sync_rightnow_channel channel=%s note=\"not implemented yet:"
-			 " the channel is replicated by its rolling client\"", rightnow);
+	warn_rightnow(&m);
 	int running = 1;
 	while (running) {
 		struct pollfd pf[MAX_LISTENERS + 1];

@@ -328,7 +328,9 @@ static const char status_usage[] =
 	"tandem sync -n CHANNEL -m MAILBOX to replicate it by hand).\n"
 	"A sharded channel (<channel>_sync_shards) also has a line per shard (shard=K)\n"
 	"for pending lines and lag; the channel's lines give the total and the largest\n"
-	"lag; each failed mailbox is listed with its shard.\n";
+	"lag; each failed mailbox is listed with its shard.\n"
+	"The sync_rightnow_channel also has a line \"rightnow=on ok=N timeouts=N refused=N\n"
+	"last_cause=...\": how the acknowledgements' waits for its replica ended.\n";
 
 int cmd_status(struct tool *t, int argc, char **argv)
 {

@@ -43,7 +43,7 @@ static void open_store(void)
 	buf_printf(&spool, "%s/spool", dir);
 	if (fs_mkdir_p(conf.ptr, 0700, &err) < 0 || fs_mkdir_p(spool.ptr, 0700, &err) < 0)
 		abort();
-	struct store_opts o = { conf.ptr, "default", spool.ptr, NULL, 0, 0, NULL };
+	struct store_opts o = { conf.ptr, "default", spool.ptr, NULL, 0, 0, NULL, NULL, NULL };
 	if (store_open(&o, &st, &err) < 0)
 		abort();
 	log_set_level(LOG_LVL_ERR);

@@ -388,8 +388,80 @@ TEST(published_shards)
 	free(dir);
 }
 
+/* chlog_append_hold says where each channel's (and shard's) lines ended:
+ * the log's inode and its size after the append; after a take, the next
+ * append goes to a new inode from offset 0. */
+TEST(hold_positions)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "a", "b" };
+	static const unsigned sh[] = { 1, 4 };
+	struct chlog *l = chlog_open_shards(dir, ch, sh, 2);
+	struct terr err;
+	struct buf lines = BUF_INIT, p = BUF_INIT;
+	chlog_format(&lines, "APPEND", "user.alice", NULL, &err);
+	chlog_format(&lines, "MAILBOX", "user.alice", NULL, &err);
+	struct chlog_hold h;
+	CHECK_INT(chlog_append_hold(l, lines.ptr, lines.len, &h, &err), 0);
+	size_t n;
+	const struct chlog_pos *pa = chlog_hold_positions(&h, "a", &n);
+	CHECK_INT(n, 1);
+	CHECK(pa != NULL);
+	struct stat st;
+	chlog_path(dir, "a", "log", &p);
+	CHECK_INT(stat(p.ptr, &st), 0);
+	if (pa) {
+		CHECK_STR(pa->channel, "a");
+		CHECK_INT(pa->shard, -1);
+		CHECK_U64(pa->ino, st.st_ino);
+		CHECK_U64(pa->dev, st.st_dev);
+		CHECK_U64(pa->offset, lines.len);
+	}
+	/* channel b has 4 shards: alice's lines went to one of them */
+	const struct chlog_pos *pb = chlog_hold_positions(&h, "b", &n);
+	CHECK_INT(n, 1);
+	unsigned k = chlog_shard_of("alice", 4);
+	if (pb) {
+		CHECK_INT(pb->shard, (int)k);
+		chlog_shard_path(dir, "b", (int)k, "log", &p);
+		CHECK_INT(stat(p.ptr, &st), 0);
+		CHECK_U64(pb->ino, st.st_ino);
+		CHECK_U64(pb->offset, lines.len);
+	}
+	CHECK(chlog_hold_positions(&h, "c", &n) == NULL);
+	CHECK_INT(n, 0);
+	chlog_release(&h);
+	/* a second append: the offset is past both */
+	CHECK_INT(chlog_append_hold(l, lines.ptr, lines.len, &h, &err), 0);
+	pa = chlog_hold_positions(&h, "a", &n);
+	if (pa)
+		CHECK_U64(pa->offset, 2 * lines.len);
+	unsigned long long ino0 = pa ? pa->ino : 0;
+	chlog_release(&h);
+	/* after the reader took the log, a new file from 0 */
+	CHECK_INT(chlog_take(dir, "a", &err), 1);
+	struct chlog_hold h2;
+	CHECK_INT(chlog_append_hold(l, lines.ptr, lines.len, &h2, &err), 0);
+	pa = chlog_hold_positions(&h2, "a", &n);
+	if (pa) {
+		CHECK(pa->ino != ino0);
+		CHECK_U64(pa->offset, lines.len);
+	}
+	chlog_release(&h2);
+	/* nothing held: no positions */
+	CHECK_INT(chlog_append_hold(l, lines.ptr, 0, &h2, &err), 0);
+	CHECK(chlog_hold_positions(&h2, "a", &n) == NULL);
+	chlog_release(&h2);
+	chlog_close(&l);
+	buf_free(&lines);
+	buf_free(&p);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 int main(void)
 {
+	RUN(hold_positions);
 	RUN(line_owners);
 	RUN(sharded_append);
 	RUN(published_shards);

@@ -26,7 +26,7 @@ static void fx_open_cache(struct fixture *fx, long long maxsize, store_cache_fn 
 	snprintf(fx->spool, sizeof fx->spool, "%s/spool", fx->dir);
 	static const char *const chans[] = { "repl1", "repl2" };
 	fx->log = chlog_open(fx->conf, chans, 2);
-	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0, cache_fn };
+	struct store_opts o = { fx->conf, "default", fx->spool, fx->log, maxsize, 0, cache_fn, NULL, NULL };
 	struct terr err;
 	if (store_open(&o, &fx->st, &err) < 0) {
 		printf("store_open: %s\n", err.msg);
@@ -574,6 +574,79 @@ TEST(deliver_to_many_writes_once)
 	fx_close(&fx);
 }
 
+/* The after-commit hook (synchronous replication): once per committed
+ * transaction that logged, after COMMIT, with where its lines ended in
+ * each channel's log; once for all the recipients of a delivery. */
+static int count_rec(const struct store_record *r, void *rock)
+{
+	(*(size_t *)rock)++;
+	return 0;
+}
+
+struct hook_calls {
+	int n;
+	size_t npos;
+	char owner[64], mailbox[64];
+	unsigned long long last_offset;
+	int committed;		/* the change was visible when the hook ran */
+	struct store *st;
+};
+
+static void hook(void *rock, const struct store_commit *c)
+{
+	struct hook_calls *h = rock;
+	h->n++;
+	h->npos = c->npos;
+	snprintf(h->owner, sizeof h->owner, "%s", c->owner);
+	snprintf(h->mailbox, sizeof h->mailbox, "%s", c->mailbox);
+	for (size_t i = 0; i < c->npos; i++)
+		if (!strcmp(c->pos[i].channel, "repl1"))
+			h->last_offset = c->pos[i].offset;
+	size_t n = 0;
+	struct terr err;
+	h->committed = store_records(h->st, "user.alice", 0, 0, count_rec, &n, &err) == 0 && n > 0;
+}
+
+TEST(after_commit_hook)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err, errs[2];
+	struct hook_calls h = { .st = fx.st };
+	store_user_create(fx.st, "alice", NULL, &err);
+	store_user_create(fx.st, "bob", NULL, &err);
+	store_set_after_commit(fx.st, hook, &h);
+	CHECK_INT(append(&fx, "user.alice", msg1), 1);
+	CHECK_INT(h.n, 1);
+	CHECK_INT(h.npos, 2);	/* repl1 and repl2 */
+	CHECK_STR(h.owner, "alice");
+	CHECK_STR(h.mailbox, "user.alice");
+	CHECK(h.committed);
+	struct buf p = BUF_INIT;
+	chlog_path(fx.conf, "repl1", "log", &p);
+	struct stat sb;
+	CHECK_INT(stat(p.ptr, &sb), 0);
+	CHECK_U64(h.last_offset, sb.st_size);
+	const char *to[] = { "user.bob", "user.alice" };
+	uint32_t uids[2];
+	CHECK_INT(store_deliver(fx.st, to, 2, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
+	CHECK_INT(h.n, 2);	/* one call for both recipients */
+	CHECK_INT(h.npos, 4);
+	CHECK_STR(h.owner, "bob");
+	CHECK_INT(stat(p.ptr, &sb), 0);
+	CHECK_U64(h.last_offset, sb.st_size);
+	/* a read-only call, or none installed: no call */
+	size_t n = 0;
+	CHECK_INT(store_records(fx.st, "user.bob", 0, 0, count_rec, &n, &err), 0);
+	CHECK_INT(n, 1);
+	CHECK_INT(h.n, 2);
+	store_set_after_commit(fx.st, NULL, NULL);
+	CHECK_INT(append(&fx, "user.alice", msg1), 3);
+	CHECK_INT(h.n, 2);
+	buf_free(&p);
+	fx_close(&fx);
+}
+
 TEST(annotations_seen_subs_sieve)
 {
 	struct fixture fx;
@@ -823,7 +896,7 @@ TEST(message_cache)
 	CHECK_STR(cs.env[0], want);
 	/* stored without a cache function: NULL strings; store_cache_put fills */
 	store_close(&fx.st);
-	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
 	CHECK_INT(store_open(&o, &fx.st, &err), 0);
 	CHECK_INT(append(&fx, "user.bob", msg1), 2);
 	cs = cache_range(&fx, "user.bob", 1, 10);
@@ -856,6 +929,7 @@ int main(void)
 	RUN(limits_quota_and_size);
 	RUN(change_log_lines_and_failure);
 	RUN(deliver_to_many_writes_once);
+	RUN(after_commit_hook);
 	RUN(annotations_seen_subs_sieve);
 	RUN(random_workload_keeps_crcs);
 	RUN(empty_user_database_left_by_a_kill);

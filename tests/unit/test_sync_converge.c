@@ -131,8 +131,8 @@ static int open_world(struct world *w, struct terr *err)
 	    fs_mkdir_p(rconf.ptr, 0750, err) < 0 || fs_mkdir_p(rspool.ptr, 0750, err) < 0)
 		goto out;
 	w->log = chlog_open(mconf.ptr, chans, 1);
-	struct store_opts mo = { mconf.ptr, "default", mspool.ptr, w->log, 0, 0, NULL };
-	struct store_opts ro = { rconf.ptr, "default", rspool.ptr, NULL, 0, 0, NULL };
+	struct store_opts mo = { mconf.ptr, "default", mspool.ptr, w->log, 0, 0, NULL, NULL, NULL };
+	struct store_opts ro = { rconf.ptr, "default", rspool.ptr, NULL, 0, 0, NULL, NULL, NULL };
 	if (!w->log || store_open(&mo, &w->m, err) < 0 || store_open(&ro, &w->r, err) < 0)
 		goto out;
 	struct syncc_opts so = { 0 };
