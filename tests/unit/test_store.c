@@ -741,7 +741,7 @@ TEST(empty_user_database_left_by_a_kill)
 	CHECK(f != NULL);
 	if (f)
 		fclose(f);
-	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
 	CHECK_INT(store_open(&o, &fx.st, &err), 0);
 	CHECK_INT(store_user_exists(fx.st, "alice", &err), 1);
 	/* as a replica's APPLY MAILBOX would: the mailbox is made again */
