@@ -84,6 +84,20 @@ for r in results:
         lines.append("")
         lines.append(f"Speed-up of 4 shards over 1: {r['speedup']}x.")
         lines.append("")
+    elif r["bench"] == "rightnow" and r["mode"] == "off":
+        on = next((x for x in results if x["bench"] == "rightnow" and x["mode"] == "on"), None)
+        lines.append("### Synchronous replication: LMTP with sync_rightnow_channel off and on")
+        lines.append("")
+        lines.append(f"{r['n']} messages of about 4 KB, one LMTP connection (end of DATA to 250), then "
+                     f"{r['n']} over 4 connections; a master and a replica tandemd on loopback.")
+        lines.append("")
+        lines.append("| rightnow | p50 ms | p95 ms | max ms | msg/s on 4 connections | timeouts/refusals |")
+        lines.append("|---|---|---|---|---|---|")
+        for x in (r, on):
+            if x:
+                lines.append(f"| {x['mode']} | {x['lmtp_ms_median']} | {x.get('lmtp_ms_p95', '-')} | "
+                             f"{x['lmtp_ms_max']} | {x['concurrent4_msgs_per_s']} | {x['rightnow_problems']} |")
+        lines.append("")
     elif r["bench"] == "append_round_trips":
         lines.append("### Round trips per replicated APPEND")
         lines.append("")

@@ -16,6 +16,8 @@ echo "bench: initial sync of 10,000 messages"
 BENCH_SYNC_N=10000 BENCH_SYNC_ONLY=initial python3 bench/bench_sync.py | tee -a "$out"
 echo "bench: a sharded channel catching up (2,000 deliveries, 1 vs 4 shards)"
 python3 bench/bench_shards.py | tee -a "$out"
+echo "bench: LMTP latency with synchronous replication (sync_rightnow_channel) off and on"
+TANDEM_BIN=bin python3 bench/bench_rightnow.py | tee -a "$out"
 if [ "$(id -u)" = 0 ] && [ -x /usr/lib/cyrus/bin/master ] && [ -x /usr/lib/cyrus/bin/sync_client ]; then
 	echo "bench: tandem vs Cyrus 3.6 on the same data (LMTP, IMAP FETCH, initial sync)"
 	python3 bench/bench_cyrus.py | tee -a "$out"

@@ -88,6 +88,64 @@ try:
         t.check("\\Flagged" in r.messages("user.alice.Sent")[0][2], "the flag is on the replica at STORE's OK")
         im.logout()
 
+    with t.case("(a) every other kind of IMAP change is on the replica at its OK"):
+        im = imaplib.IMAP4("127.0.0.1", d.port["imap"])
+        im.login("alice", "alicepw")
+
+        def rmb():
+            return {l.split("\t")[0]: l.split("\t") for l in r.ok(["mailbox", "list", "alice"]).splitlines()}
+
+        def rrows(mb):
+            return r.messages(mb) if mb in rmb() else []
+
+        t.eq(im.create("INBOX.Keep")[0], "OK", "CREATE")
+        t.eq(im.create("INBOX.Old")[0], "OK", "CREATE")
+        im.select("INBOX.Sent")
+        n_keep = len(rrows("user.alice.Keep"))
+        t.eq(im.uid("COPY", "1", "INBOX.Keep")[0], "OK", "COPY")
+        t.eq(len(rrows("user.alice.Keep")), n_keep + 1, "COPY: the copy is on the replica at the OK")
+        t.eq(im.uid("MOVE", "2", "INBOX.Keep")[0], "OK", "MOVE")
+        t.eq(len(rrows("user.alice.Keep")), n_keep + 2, "MOVE: the moved message is there at the OK")
+        t.check(all(row[0] != 2 for row in rrows("user.alice.Sent")), "MOVE: and gone from its source there")
+        t.eq(im.uid("STORE", "3", "+FLAGS", "(\\Deleted)")[0], "OK", "STORE \\Deleted")
+        t.eq(im.expunge()[0], "OK", "EXPUNGE")
+        t.check(all(row[0] != 3 for row in rrows("user.alice.Sent")), "EXPUNGE: expunged on the replica at the OK")
+        im.close()
+        t.eq(im.rename("INBOX.Old", "INBOX.New")[0], "OK", "RENAME")
+        t.check("user.alice.New" in rmb() and "user.alice.Old" not in rmb(), "RENAME: renamed there at the OK")
+        t.eq(im.delete("INBOX.New")[0], "OK", "DELETE")
+        t.check("user.alice.New" not in rmb(), "DELETE: deleted there at the OK")
+        t.eq(im.setacl("INBOX.Keep", "bob", "lr")[0], "OK", "SETACL")
+        t.check(re.search(r"bob\s+lr\b", r.ok(["dump", "user.alice.Keep"])) is not None,
+                "SETACL: the ACL is there at the OK")
+        t.eq(im.subscribe("INBOX.Keep")[0], "OK", "SUBSCRIBE")
+        typ, data = im.xatom("SETMETADATA", 'INBOX.Keep (/private/comment "kept")')
+        t.eq(typ, "OK", "SETMETADATA")
+        dump = r.ok(["dump", "user.alice.Keep"])
+        t.check("kept" in dump, "SETMETADATA: the annotation is there at the OK")
+        im.logout()
+
+    with t.case("SIGKILL of the master right after a 250: the message is on the replica"):
+        import signal
+        msg = make_message(t.rng, 700)
+        l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+        l.sendmail(FROM, ["alice"], msg)
+        d.proc.send_signal(signal.SIGKILL)
+        d.proc.wait()
+        t.check(lmtp_guid(msg) in guids(r, "user.alice"), "the acknowledged message survived its master on the replica")
+        # the same tandemd again (its config already names the ports)
+        import subprocess
+        from tlib import BIN
+        d.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", m.conf, "-f"],
+                                  stdout=subprocess.DEVNULL, stderr=open(d.logfile, "a"))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                smtplib.LMTP("127.0.0.1", d.port["lmtp"]).quit()
+                break
+            except OSError:
+                time.sleep(0.1)
+
     with t.case("(a) 20 deliveries over 4 concurrent LMTP connections: each on the replica at its 250"):
         missing, errors = [], []
 
