@@ -33,6 +33,8 @@ try:
     m.ok(["mailbox", "create", "user.alice.Work"])
     for i in range(8):
         m.ok(["deliver", t.rng.choice(["alice", "bob", "alice+Work"])], make_message(t.rng, i))
+    # the cases below damage and flag alice's first INBOX message: whatever the seed, she has one
+    m.ok(["deliver", "alice"], make_message(t.rng, 8))
     t.eq(pair.sync("-A").returncode, 0, "initial sync")
 
     with t.case("compare --json when equal"):
