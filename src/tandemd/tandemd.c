@@ -762,11 +762,14 @@ int main(int argc, char **argv)
 	if (server_authfail_init() < 0)
 		log_warn("event=authfail_table_fail error=\"%s\" note=\"failed logins are counted per session only\"",
 			 strerror(errno));
-	/* sync clients a killed tandemd of this instance left running hold
-	 * their locks: stop them before starting ours */
-	server_syncc_stop_stale(m.conf, STALE_SYNCER_WAIT_MS);
 	publish_channels(&m);
 	find_syncers(&m);
+	/* sync clients a killed tandemd of this instance left running hold
+	 * their locks: stop them before starting ours (a tandemd that runs no
+	 * sync client, e.g. one serving a copy of the config read-only, leaves
+	 * the running instance's clients alone) */
+	if (m.nsyncers)
+		server_syncc_stop_stale(m.conf, STALE_SYNCER_WAIT_MS);
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);
 	warn_rightnow(&m);
