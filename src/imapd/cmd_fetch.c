@@ -314,7 +314,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 			break;
 		case IMAP_FETCH_FLAGS:
 			buf_appends(b, "FLAGS ");
-			imapd_write_flags(b, m->sysflags, m->keywords);
+			imapd_write_flags(b, m->recent, m->sysflags, m->keywords);
 			break;
 		case IMAP_FETCH_INTERNALDATE:
 			buf_appends(b, "INTERNALDATE ");
@@ -363,7 +363,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		/* \Seen was just set (by us or meanwhile by someone): say so */
 		if (!has_flags) {
 			buf_appends(b, first ? "FLAGS " : " FLAGS ");
-			imapd_write_flags(b, m->sysflags, m->keywords);
+			imapd_write_flags(b, m->recent, m->sysflags, m->keywords);
 			first = 0;
 		}
 		m->seen_fetch = 0;

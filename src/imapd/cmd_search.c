@@ -301,11 +301,13 @@ static int eval(struct ectx *c, const struct snode *n)
 	time_t day;
 	switch (k->key) {
 	case IMAP_SK_ALL:
-	case IMAP_SK_OLD:
 		return 1;
+	case IMAP_SK_OLD:
+		return !m->recent;
 	case IMAP_SK_NEW:
+		return m->recent && !(m->sysflags & SYSFLAG_SEEN);
 	case IMAP_SK_RECENT:
-		return 0;
+		return m->recent;
 	case IMAP_SK_AND:
 		return eval_all(c, n->child);
 	case IMAP_SK_NOT:

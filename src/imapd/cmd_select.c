@@ -1,5 +1,6 @@
 /* cmd_select.c: SELECT, EXAMINE (with CONDSTORE, RFC 7162), CLOSE and
- * UNSELECT (RFC 3691). \Recent is not kept: RECENT is always 0. */
+ * UNSELECT (RFC 3691). SELECT takes the mailbox's \Recent messages
+ * (view.c); EXAMINE shows them without taking them (RFC 3501 6.3.2). */
 #include "imapd/imapd-private.h"
 
 #include "lib/xalloc.h"
@@ -39,13 +40,13 @@ int imapd_cmd_select(struct imapd_session *s, const struct imap_cmd *cmd)
 	int readonly = examine || server_role_refuses_writes(s->env->conf) ||
 		       !(rights & (IMAPD_R_SEEN | IMAPD_R_WRITE | IMAPD_R_DELETE_MSG | IMAPD_R_EXPUNGE));
 	struct imapd_view *v;
-	if (imapd_view_open(s, &mi, readonly, rights, &v, &err) < 0) {
+	if (imapd_view_open(s, &mi, readonly, rights, !examine, &v, &err) < 0) {
 		imapd_no_err(s, "select", &err);
 		goto out;
 	}
 	s->sel = v;
 	write_flag_lists(s, v);
-	imapd_printf(s, "* %zu EXISTS\r\n* 0 RECENT\r\n", v->n);
+	imapd_printf(s, "* %zu EXISTS\r\n* %zu RECENT\r\n", v->n, v->nrecent);
 	for (size_t i = 0; i < v->n; i++)
 		if (!(v->msgs[i].sysflags & SYSFLAG_SEEN)) {
 			imapd_printf(s, "* OK [UNSEEN %zu] First unseen\r\n", i + 1);

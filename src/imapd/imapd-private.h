@@ -105,6 +105,7 @@ struct imapd_msg {
 	unsigned gone : 1;	/* expunged in the store; EXPUNGE not sent yet */
 	unsigned dirty : 1;	/* flags changed; FETCH not sent yet */
 	unsigned seen_fetch : 1;	/* scratch for FETCH: \Seen set implicitly */
+	unsigned recent : 1;	/* \Recent in this session (view.c) */
 	uint64_t modseq;
 	int64_t internaldate;
 	char *keywords;		/* owned; NULL for none */
@@ -126,6 +127,11 @@ struct imapd_view {
 	size_t nkeywords_sent;	/* keywords in the last FLAGS response */
 	int seen_private;	/* \Seen is the user's seen state, not the
 				 * records' flag (not the owner: seen.c) */
+	int take_recent;	/* SELECT: this session takes \Recent (EXAMINE
+				 * only looks, RFC 3501 6.3.2) */
+	uint32_t recent_upto;	/* highest UID whose \Recent was decided */
+	size_t nrecent;		/* messages with recent set */
+	size_t nrecent_sent;	/* in the last RECENT response */
 };
 
 /* ---- the session ------------------------------------------------------------ */
@@ -248,14 +254,16 @@ int imapd_mailbox_get(struct imapd_session *s, const char *external, unsigned ne
  * *mi (free it), or -1 with the NO set. */
 int imapd_target_get(struct imapd_session *s, const char *external, struct buf *name,
 		     struct store_mailbox_info *mi, unsigned *rights_r);
-/* Appends "(\Seen $Foo)" for a message's flags. */
-void imapd_write_flags(struct buf *b, unsigned sysflags, const char *keywords);
+/* Appends "(\Recent \Seen $Foo)" for a message's flags. */
+void imapd_write_flags(struct buf *b, int recent, unsigned sysflags, const char *keywords);
 
 /* ---- the selected mailbox (view.c) -------------------------------------------- */
 
-/* Loads the mailbox's live records as the new sequence map. */
+/* Loads the mailbox's live records as the new sequence map. take_recent
+ * (SELECT, not EXAMINE): the messages no session has had as \Recent
+ * become recent in this one, and stay so for no other. */
 int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi, int readonly, unsigned rights,
-		    struct imapd_view **v_r, struct terr *err);
+		    int take_recent, struct imapd_view **v_r, struct terr *err);
 void imapd_view_free(struct imapd_view **v);
 /* Brings the map up to date with the store: marks expunged messages
  * gone, appends new ones, marks changed flags dirty. Returns 0, or -1
@@ -263,7 +271,7 @@ void imapd_view_free(struct imapd_view **v);
  * session with BYE. */
 int imapd_view_poll(struct imapd_session *s);
 /* Sends what the poll found: EXPUNGE (descending, only when
- * allow_expunge), EXISTS, FLAGS for new keywords, FETCH for dirty
+ * allow_expunge), FLAGS for new keywords, EXISTS and RECENT, FETCH for dirty
  * messages (with UID when with_uid, MODSEQ when CONDSTORE is on). */
 void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_uid);
 /* The messages a sequence set names, as ascending indexes into msgs

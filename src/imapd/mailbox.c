@@ -89,9 +89,18 @@ int imapd_target_get(struct imapd_session *s, const char *external, struct buf *
 	return -1;
 }
 
-void imapd_write_flags(struct buf *b, unsigned sysflags, const char *keywords)
+void imapd_write_flags(struct buf *b, int recent, unsigned sysflags, const char *keywords)
 {
 	buf_putc(b, '(');
+	size_t at = b->len;
 	store_flags_format(sysflags, keywords, b);
+	if (recent) {	/* first, as Cyrus writes it */
+		struct buf rest = BUF_INIT;
+		buf_append(&rest, b->ptr + at, b->len - at);
+		buf_truncate(b, at);
+		buf_appends(b, rest.len ? "\\Recent " : "\\Recent");
+		buf_append(b, rest.ptr, rest.len);
+		buf_free(&rest);
+	}
 	buf_putc(b, ')');
 }

@@ -8,8 +8,15 @@
  * APPLY EXPUNGE does), the whole UID list is compared. Announcing then
  * sends, in this order: EXPUNGE for gone messages in descending sequence
  * order (so each number stays valid), FLAGS when new keywords appeared,
- * EXISTS, and FETCH FLAGS for messages changed by others (or by our own
- * STORE, which relies on this to answer).
+ * EXISTS and RECENT, and FETCH FLAGS for messages changed by others (or
+ * by our own STORE, which relies on this to answer).
+ *
+ * \Recent: the mailbox's mark (store_recent_take) is the highest UID a
+ * session has taken. A SELECT, and every poll that finds new messages,
+ * raises it to the mailbox's last UID; the messages between the old mark
+ * and the new one are recent here and in no other session. EXAMINE only
+ * reads the mark. A failure to read or raise it is logged and the
+ * messages are then simply not recent.
  */
 #include "imapd/imapd-private.h"
 
@@ -103,8 +110,32 @@ static int load_cb(const struct store_record *r, void *rock)
 	return 0;
 }
 
+/* Decides \Recent for the messages with UIDs above v->recent_upto, up to
+ * last_uid. */
+static void recent_decide(struct imapd_session *s, struct imapd_view *v, uint32_t last_uid)
+{
+	if (last_uid <= v->recent_upto)
+		return;
+	struct terr err = { 0 };
+	uint32_t mark;
+	int rc = v->take_recent ? store_recent_take(s->st, v->name, v->uniqueid, last_uid, &mark, &err)
+				: store_recent_get(s->st, v->name, v->uniqueid, &mark, &err);
+	if (rc < 0) {
+		log_warn("event=recent_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name,
+			 err.msg);
+		mark = last_uid;
+	}
+	uint32_t from = mark > v->recent_upto ? mark : v->recent_upto;
+	for (size_t i = v->n; i-- > 0 && v->msgs[i].uid > from;)
+		if (!v->msgs[i].recent && !v->msgs[i].gone) {
+			v->msgs[i].recent = 1;
+			v->nrecent++;
+		}
+	v->recent_upto = last_uid;
+}
+
 int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi, int readonly, unsigned rights,
-		    struct imapd_view **v_r, struct terr *err)
+		    int take_recent, struct imapd_view **v_r, struct terr *err)
 {
 	struct imapd_view *v = xcalloc(1, sizeof *v);
 	v->name = xstrdup(mi->name);
@@ -120,6 +151,9 @@ int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi
 	}
 	v->announced = v->n;
 	v->nkeywords_sent = kw_count(&v->keywords);
+	v->take_recent = take_recent;
+	recent_decide(s, v, mi->last_uid);
+	v->nrecent_sent = v->nrecent;
 	v->seen_private = imapd_seen_private(s, v->name);
 	*v_r = v;
 	if (v->seen_private) {
@@ -154,15 +188,23 @@ static size_t live_count(const struct imapd_view *v)
 	return n;
 }
 
+static void msg_gone(struct imapd_view *v, struct imapd_msg *m)
+{
+	m->gone = 1;
+	m->dirty = 0;
+	if (m->recent) {
+		m->recent = 0;
+		v->nrecent--;
+	}
+}
+
 static int poll_cb(const struct store_record *r, void *rock)
 {
 	struct imapd_view *v = rock;
 	long i = imapd_view_find(v, r->uid);
 	if (r->sysflags & SYSFLAG_EXPUNGED) {
-		if (i >= 0 && !v->msgs[i].gone) {
-			v->msgs[i].gone = 1;
-			v->msgs[i].dirty = 0;
-		}
+		if (i >= 0 && !v->msgs[i].gone)
+			msg_gone(v, &v->msgs[i]);
 		return 0;
 	}
 	if (i >= 0) {
@@ -210,10 +252,8 @@ static int full_compare(struct imapd_session *s, struct terr *err)
 	int rc = store_records(s->st, v->name, 0, 0, full_cb, &fc, err);
 	if (rc == 0)
 		for (size_t i = 0; i < v->n; i++)
-			if (!fc.seen[i] && !v->msgs[i].gone) {
-				v->msgs[i].gone = 1;
-				v->msgs[i].dirty = 0;
-			}
+			if (!fc.seen[i] && !v->msgs[i].gone)
+				msg_gone(v, &v->msgs[i]);
 	free(fc.seen);
 	return rc;
 }
@@ -242,6 +282,7 @@ int imapd_view_poll(struct imapd_session *s)
 		}
 		v->highestmodseq = mi.highestmodseq;
 		v->last_uid = mi.last_uid;
+		recent_decide(s, v, mi.last_uid);
 	}
 	if (live_count(v) != mi.exists && full_compare(s, &err) < 0)
 		log_warn("event=poll_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name, err.msg);
@@ -286,6 +327,10 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 	if (v->n != v->announced) {
 		imapd_printf(s, "* %zu EXISTS\r\n", v->n);
 		v->announced = v->n;
+		if (v->nrecent != v->nrecent_sent) {
+			imapd_printf(s, "* %zu RECENT\r\n", v->nrecent);
+			v->nrecent_sent = v->nrecent;
+		}
 	}
 	struct buf line = BUF_INIT;
 	for (size_t i = 0; i < v->n; i++) {
@@ -298,7 +343,7 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		if (with_uid)
 			buf_printf(&line, "UID %u ", m->uid);
 		buf_appends(&line, "FLAGS ");
-		imapd_write_flags(&line, m->sysflags, m->keywords);
+		imapd_write_flags(&line, m->recent, m->sysflags, m->keywords);
 		if (s->condstore)
 			buf_printf(&line, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 		buf_appends(&line, ")\r\n");

@@ -112,6 +112,10 @@ int store_cache_add(struct store *st, struct ustore *u, const char *guid, const 
 /* Deletes cache rows no record references (after store_blob_gc). */
 int store_cache_gc(struct ustore *u, struct terr *err);
 
+/* store_recent.c: the CREATE TABLE of the \Recent marks (run on every
+ * open: old stores gain it). */
+extern const char store_recent_schema[];
+
 /* store_mailbox.c */
 struct mbox_row {
 	int64_t id;

@@ -278,12 +278,15 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0 ||
 		    store_sql_exec(u->db, user_schema, err) < 0 ||
 		    store_sql_exec(u->db, store_cache_schema, err) < 0 ||
+		    store_sql_exec(u->db, store_recent_schema, err) < 0 ||
 		    store_sql_exec(u->db, "COMMIT;", err) < 0 || fs_fsync_dir(u->dir, err) < 0) {
 			ustore_free(u);
 			return -1;
 		}
-	} else if (store_sql_exec(u->db, store_cache_schema, err) < 0) {
-		/* a store made before the cache existed gains its table */
+	} else if (store_sql_exec(u->db, store_cache_schema, err) < 0 ||
+		   store_sql_exec(u->db, store_recent_schema, err) < 0) {
+		/* a store made before the cache (or the \Recent marks) existed
+		 * gains its table */
 		ustore_free(u);
 		return -1;
 	}

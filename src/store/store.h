@@ -260,6 +260,20 @@ int store_flags_parse(const char *list, unsigned *sysflags_r, struct buf *keywor
  * \\Draft \\Expunged \\Seen, then keywords), space-separated. */
 void store_flags_format(unsigned sysflags, const char *keywords, struct buf *out);
 
+/* ---- \Recent (store_recent.c) --------------------------------------- */
+
+/* The highest UID of the mailbox (by its uniqueid) some session has taken
+ * as recent; 0 if none. Session state: no modseq, no change-log line, not
+ * the RECENTUID sync key. */
+int store_recent_get(struct store *st, const char *mboxname, const char *uniqueid, uint32_t *uid_r,
+		     struct terr *err);
+/* Takes UIDs up to upto: raises the mark to upto when it is below, in one
+ * transaction, and sets *prev_r to the mark before (the messages above it
+ * are recent in the caller's session alone). No write when there is
+ * nothing to take. */
+int store_recent_take(struct store *st, const char *mboxname, const char *uniqueid, uint32_t upto,
+		      uint32_t *prev_r, struct terr *err);
+
 /* ---- per-user state ----------------------------------------------- */
 
 /* Subscriptions of userid (internal names). */

@@ -532,6 +532,52 @@ TEST(message_cache)
 	fx_close(&fx);
 }
 
+/* \Recent marks: taken once, never lowered, kept across a reopen and a
+ * rename, no modseq and no change-log line. */
+TEST(recent_mark)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	append(&fx, "user.alice", msg1);
+	append(&fx, "user.alice", msg1);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	char l1[4200];
+	snprintf(l1, sizeof l1, "%s/sync/repl1/log", fx.conf);
+	int lines = count_lines(l1, "\n");
+	uint32_t prev = 99;
+	CHECK_INT(store_recent_get(fx.st, "user.alice", mi.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 0);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 2, &prev, &err), 0);
+	CHECK_INT(prev, 0);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 2, &prev, &err), 0);
+	CHECK_INT(prev, 2);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 1, &prev, &err), 0);
+	CHECK_INT(prev, 2);
+	CHECK_INT(count_lines(l1, "\n"), lines);
+	struct store_mailbox_info mi2;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi2, &err), 0);
+	CHECK_U64(mi2.highestmodseq, mi.highestmodseq);
+	CHECK_INT(mi2.recentuid, mi.recentuid);
+	store_mailbox_info_free(&mi2);
+	CHECK_INT(store_mailbox_create(fx.st, "user.alice.A", NULL, &err), 0);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice.A", &mi2, &err), 0);
+	CHECK_INT(store_recent_take(fx.st, "user.alice.A", mi2.uniqueid, 5, &prev, &err), 0);
+	CHECK_INT(store_mailbox_rename(fx.st, "user.alice.A", "user.alice.B", 0, &err), 0);
+	store_close(&fx.st);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_recent_get(fx.st, "user.alice.B", mi2.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 5);
+	CHECK_INT(store_recent_get(fx.st, "user.alice", mi.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 2);
+	store_mailbox_info_free(&mi2);
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store", 0, LOG_LVL_ERR);
@@ -546,5 +592,6 @@ int main(void)
 	RUN(random_workload_keeps_crcs);
 	RUN(user_delete_removes_everything);
 	RUN(message_cache);
+	RUN(recent_mark);
 	return test_done();
 }

@@ -1,0 +1,117 @@
+"""test_imap_rfc.py: RFC behaviour of tandemd's IMAP that clients rely on,
+checked on the exact responses: \\Recent (RFC 3501 2.3.2: exactly one
+session has it), ID with large parameter lists (RFC 2971), STORE NIL,
+LIST (SUBSCRIBED RECURSIVEMATCH) (RFC 5258), SEARCH FROM through CFWS,
+CONDSTORE's HIGHESTMODSEQ on first use and SEARCH RETURN (MIN/MAX) MODSEQ
+(RFC 7162), LSUB without deleted folders."""
+import os
+import re
+
+from imapraw import Raw
+from tlib import Daemon, Instance, Suite, make_message
+
+t = Suite("imap_rfc")
+PW = {"alice": "alicepw", "bob": "bobpw", "admin": "adminpw"}
+
+
+def chk(r, cond, msg):
+    return t.check(cond, f"{msg}\n--- exchange ---\n{r.exchange()}")
+
+
+def login(user):
+    return Raw(d.port["imap"]).login(user, PW[user])
+
+
+def chlog_lines():
+    try:
+        return open(os.path.join(inst.dir, "conf", "sync", "repl1", "log"), "rb").read().splitlines()
+    except OSError:
+        return []
+
+
+def search_nums(untagged):
+    for ln in untagged:
+        if ln.startswith(b"* SEARCH"):
+            return [int(x) for x in ln.split()[2:]]
+    return None
+
+
+inst = Instance(channels="repl1")
+d = None
+try:
+    for u, pw in PW.items():
+        inst.ok(["user", "add", u], stdin=pw + "\n")
+    for i in range(1, 3):
+        inst.ok(["deliver", "alice"], stdin=make_message(t.rng, i))
+    inst.ok(["mailbox", "create", "user.alice.Other"])
+    d = Daemon(inst, services=("imap",), extra_conf="failedloginpause: 0\n")
+
+    # ------------------------------------------------------------- \Recent
+    with t.case("\\Recent: the first SELECT takes it, a second session and a later SELECT do not"):
+        e = login("alice")
+        u, tagged = e.cmd("EXAMINE INBOX")
+        chk(e, b"* 2 RECENT\r\n" in u, "EXAMINE shows the 2 recent messages")
+        u, tagged = e.cmd("FETCH 1:* FLAGS")
+        chk(e, all(b"\\Recent" in ln for ln in u) and len(u) == 2, "EXAMINE: FETCH FLAGS has \\Recent")
+        before = len(chlog_lines())
+        a = login("alice")
+        u, tagged = a.cmd("SELECT INBOX")
+        chk(a, b"* 2 RECENT\r\n" in u, "EXAMINE did not take them: SELECT gets 2 RECENT")
+        t.eq(len(chlog_lines()), before, "taking \\Recent writes no change-log line")
+        b = login("alice")
+        u, tagged = b.cmd("SELECT INBOX")
+        chk(b, b"* 0 RECENT\r\n" in u, "a second session gets 0 RECENT")
+        u, _ = b.cmd("SEARCH RECENT")
+        chk(b, search_nums(u) == [], "second session: SEARCH RECENT finds none")
+        u, _ = b.cmd("SEARCH OLD")
+        chk(b, search_nums(u) == [1, 2], "second session: SEARCH OLD finds all")
+        u, _ = a.cmd("SEARCH RECENT")
+        chk(a, search_nums(u) == [1, 2], "first session: SEARCH RECENT 1 2")
+        u, _ = a.cmd("SEARCH NEW")
+        chk(a, search_nums(u) == [1, 2], "first session: SEARCH NEW 1 2 (unseen)")
+        a.cmd("STORE 1 +FLAGS (\\Seen)")
+        u, _ = a.cmd("SEARCH NEW")
+        chk(a, search_nums(u) == [2], "SEARCH NEW leaves out the seen one")
+        u, _ = a.cmd("SEARCH OLD")
+        chk(a, search_nums(u) == [], "first session: SEARCH OLD finds none")
+        u, _ = a.cmd("FETCH 2 FLAGS")
+        chk(a, u and b"FLAGS (\\Recent)" in u[0], "FETCH FLAGS (\\Recent)")
+        s = login("alice")
+        u, _ = s.cmd("STATUS INBOX (RECENT MESSAGES)")
+        chk(s, u and b"RECENT 0" in u[0], "STATUS from a third session: RECENT 0")
+        inst.ok(["deliver", "alice"], stdin=make_message(t.rng, 3))
+        u, _ = s.cmd("STATUS INBOX (RECENT)")
+        chk(s, u and b"RECENT 1" in u[0], "a new delivery: STATUS RECENT 1")
+        u, _ = b.cmd("NOOP")
+        chk(b, b"* 3 EXISTS\r\n" in u and b"* 1 RECENT\r\n" in u, "the session that polls first takes it")
+        u, _ = a.cmd("NOOP")
+        chk(a, b"* 3 EXISTS\r\n" in u and not any(b"RECENT" in ln for ln in u), "the other gets no new RECENT")
+        u, _ = a.cmd("STATUS INBOX (RECENT)")
+        chk(a, u and b"RECENT 2" in u[0], "STATUS of the selected mailbox: this session's recent count")
+        u, _ = s.cmd("STATUS INBOX (RECENT)")
+        chk(s, u and b"RECENT 0" in u[0], "STATUS after it was taken: RECENT 0")
+        # a COPY from another session into the selected mailbox is recent for the selecting one
+        s.cmd("SELECT INBOX.Other")
+        s.cmd("APPEND INBOX.Other", literal=make_message(t.rng, 4))
+        s.cmd("SELECT INBOX.Other")
+        u, tagged = s.cmd("COPY 1 INBOX")
+        chk(s, tagged.startswith(b"OK"), "COPY")
+        u, _ = a.cmd("NOOP")
+        chk(a, b"* 4 EXISTS\r\n" in u and b"* 3 RECENT\r\n" in u, "a copied-in message is recent")
+        u, _ = a.cmd("UID FETCH 4 FLAGS")
+        chk(a, u and b"\\Recent" in u[0], "and FETCH shows \\Recent")
+        for c in (a, b, e, s):
+            c.cmd("LOGOUT")
+            c.close()
+        a = login("alice")
+        u, _ = a.cmd("SELECT INBOX")
+        chk(a, b"* 0 RECENT\r\n" in u, "a later SELECT: nothing recent any more")
+        a.close()
+        log = d.log()
+        t.check("recent_fail" not in log, "no recent_fail in the log")
+
+finally:
+    if d:
+        d.stop()
+    inst.cleanup()
+t.done()
