@@ -120,6 +120,10 @@
 #define IMAP_MAX_LINE (64 * 1024)
 /* Before login: LOGIN/AUTHENTICATE/STARTTLS/CAPABILITY need little. */
 #define IMAP_PREAUTH_MAX_LINE 8192
+/* ID's line and whole command, before login too (clients send ID first):
+ * RFC 2971 allows 30 field/value pairs of 30 + 1024 bytes, ~32 KB quoted
+ * and up to twice that with every quote and backslash escaped. */
+#define IMAP_ID_MAX_LINE (64 * 1024)
 /* A literal other than APPEND's message, bytes. */
 #define IMAP_MAX_LITERAL (64 * 1024)
 /* Before login a literal carries a user name or password at most. */

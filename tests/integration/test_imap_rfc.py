@@ -15,7 +15,10 @@ PW = {"alice": "alicepw", "bob": "bobpw", "admin": "adminpw"}
 
 
 def chk(r, cond, msg):
-    return t.check(cond, f"{msg}\n--- exchange ---\n{r.exchange()}")
+    ex = r.exchange()
+    if len(ex) > 3000:
+        ex = ex[:1500] + " ... " + ex[-1500:]
+    return t.check(cond, f"{msg}\n--- exchange ---\n{ex}")
 
 
 def login(user):
@@ -109,6 +112,30 @@ try:
         a.close()
         log = d.log()
         t.check("recent_fail" not in log, "no recent_fail in the log")
+
+    # ------------------------------------------------------------ ID, NIL
+    with t.case("ID with RFC 2971's 30 pairs of 30 + 1024 bytes before login (~32 KB)"):
+        r = Raw(d.port["imap"])
+        pairs = " ".join('"%s" "%s"' % (("f%02d" % i).ljust(30, "x"), chr(97 + i % 26) * 1024) for i in range(30))
+        t.check(len(pairs) > 31 * 1024, "the command is over 31 KB")
+        u, tagged = r.cmd("ID (%s)" % pairs)
+        chk(r, tagged.startswith(b"OK") and any(ln.startswith(b"* ID (") for ln in u), "ID answered")
+        u, tagged = r.cmd("LOGIN alice " + "p" * 9000)
+        chk(r, tagged.startswith(b"BAD"), "the next command has the pre-login line limit again")
+        r.close()
+
+    with t.case("STORE 1 +FLAGS NIL stores the keyword NIL (as Cyrus)"):
+        r = login("alice")
+        r.cmd("SELECT INBOX")
+        u, tagged = r.cmd("STORE 1 +FLAGS NIL")
+        chk(r, tagged.startswith(b"OK"), "STORE +FLAGS NIL is OK")
+        chk(r, any(b"FETCH" in ln and b"NIL" in ln for ln in u), "FETCH FLAGS with NIL")
+        u, tagged = r.cmd("FETCH 1 FLAGS")
+        chk(r, u and re.search(rb"FLAGS \([^)]*\bNIL\b", u[0]), "FETCH FLAGS shows NIL")
+        u, tagged = r.cmd("STORE 1 -FLAGS (NIL)")
+        u, tagged = r.cmd("FETCH 1 FLAGS")
+        chk(r, u and not re.search(rb"\bNIL\b", u[0]), "-FLAGS (NIL) removes it")
+        r.close()
 
 finally:
     if d:

@@ -388,7 +388,9 @@ TEST(store_variants)
 	      "A5 STORE 1 XFLAGS (\\Seen)\r\n"
 	      "A6 STORE 1 FLAGS\r\n"
 	      "A7 STORE 1 FLAGS (a(b))\r\n"
-	      "A8 STORE 1 (FOO 1) FLAGS ()\r\n", &AUTH,
+	      "A8 STORE 1 (FOO 1) FLAGS ()\r\n"
+	      "A9 STORE 1 +FLAGS NIL\r\n"
+	      "A10 STORE 1 FLAGS (nil \\Seen)\r\n", &AUTH,
 	      "CMD A1 STORE set=1 op== flags=()\n"
 	      "CMD A2 STORE set=1 op=- silent flags=(\"\\x5cSeen\" \"$Junk\")\n"
 	      "CMD A3 STORE set=$ op=+ flags=(\"\\x5cFlagged\")\n"
@@ -396,7 +398,9 @@ TEST(store_variants)
 	      "ERR A5 BAD pos=11: STORE: store item must be [+|-]FLAGS[.SILENT]\n"
 	      "ERR A6 BAD pos=16: STORE: missing flags\n"
 	      "ERR A7 BAD pos=19: missing space between arguments\n"
-	      "ERR A8 BAD pos=12: STORE: unknown STORE modifier\n");
+	      "ERR A8 BAD pos=12: STORE: unknown STORE modifier\n"
+	      "CMD A9 STORE set=1 op=+ flags=(\"NIL\")\n"
+	      "CMD A10 STORE set=1 op== flags=(\"nil\" \"\\x5cSeen\")\n");
 }
 
 /* ---- SEARCH ------------------------------------------------------------------ */
@@ -936,6 +940,43 @@ TEST(preauth_limits)
 	buf_free(&in);
 }
 
+/* ID may carry RFC 2971's 30 pairs of 30 + 1024 bytes before login
+ * (~32 KB, over IMAP_PREAUTH_MAX_LINE); the next command has the usual
+ * limit again. */
+TEST(id_large_preauth)
+{
+	struct buf in = BUF_INIT, want = BUF_INIT;
+	buf_appends(&in, "A1 ID (");
+	buf_appends(&want, "CMD A1 ID params=(");
+	for (int i = 0; i < 30; i++) {
+		char field[32];
+		snprintf(field, sizeof field, "field%02d-%022d", i, 0);
+		buf_printf(&in, "%s\"%s\" \"", i ? " " : "", field);
+		buf_printf(&want, "%s\"%s\" \"", i ? " " : "", field);
+		for (int k = 0; k < 1024; k++) {
+			buf_putc(&in, (char)('a' + (i + k) % 26));
+			buf_putc(&want, (char)('a' + (i + k) % 26));
+		}
+		buf_putc(&in, '"');
+		buf_putc(&want, '"');
+	}
+	buf_appends(&in, ")\r\nA2 LOGIN a ");
+	buf_appends(&want, ")\n");
+	CHECK(in.len > 31 * 1024 && in.len < IMAP_ID_MAX_LINE);
+	for (int i = 0; i < IMAP_PREAUTH_MAX_LINE; i++)
+		buf_putc(&in, 'p');
+	buf_appends(&in, "\r\nA3 ID (\"a\" ");
+	for (int i = 0; i < IMAP_ID_MAX_LINE; i++)
+		buf_putc(&in, 'x');
+	buf_appends(&in, ")\r\nA4 ID NIL\r\n");
+	buf_appends(&want, "ERR A2 BAD [TOOBIG] pos=8192: line too long (limit 8192 bytes)\n"
+			   "ERR A3 BAD [TOOBIG] pos=65536: line too long (limit 65536 bytes)\n"
+			   "CMD A4 ID nil\n");
+	PARSE_N(in.ptr, in.len, &PREAUTH, want.ptr);
+	buf_free(&in);
+	buf_free(&want);
+}
+
 TEST(mode_switch)
 {
 	/* a session logs in, then switches the parser to the AUTH limits */
@@ -1356,6 +1397,7 @@ int main(void)
 	RUN(garbage_then_next_command);
 	RUN(line_too_long);
 	RUN(preauth_limits);
+	RUN(id_large_preauth);
 	RUN(mode_switch);
 	RUN(idle_done);
 	RUN(pending_and_positions);

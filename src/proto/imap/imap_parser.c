@@ -60,10 +60,10 @@ void imap_parser_free(struct imap_parser **pp)
 	*pp = NULL;
 }
 
-void imap_parser_set_mode(struct imap_parser *p, enum imap_mode mode)
+/* The limits of the mode (ID raises them for its own command: set_name). */
+static void set_limits(struct imap_parser *p)
 {
-	p->mode = mode;
-	if (mode == IMAP_MODE_PREAUTH) {
+	if (p->mode == IMAP_MODE_PREAUTH) {
 		p->max_line = IMAP_PREAUTH_MAX_LINE;
 		p->max_literal = IMAP_PREAUTH_MAX_LITERAL;
 		p->max_command = IMAP_PREAUTH_MAX_COMMAND_SIZE;
@@ -72,6 +72,12 @@ void imap_parser_set_mode(struct imap_parser *p, enum imap_mode mode)
 		p->max_literal = IMAP_MAX_LITERAL;
 		p->max_command = IMAP_MAX_COMMAND_SIZE;
 	}
+}
+
+void imap_parser_set_mode(struct imap_parser *p, enum imap_mode mode)
+{
+	p->mode = mode;
+	set_limits(p);
 }
 
 void imap_parser_set_max_message(struct imap_parser *p, uint64_t max)
@@ -114,6 +120,7 @@ static void begin_command(struct imap_parser *p)
 	p->raw_len = 0;
 	memset(&p->cmd, 0, sizeof(p->cmd));
 	p->started = 1;
+	set_limits(p);
 }
 
 void imap_parser_reset(struct imap_parser *p)
@@ -249,6 +256,12 @@ static int set_name(struct imap_parser *p, size_t off, size_t n)
 					"%s is not allowed before login", def->name);
 	p->def = def;
 	p->head_len = off + n + 1;
+	if (def->id == IMAP_CMD_ID) {	/* RFC 2971's 30 pairs: IMAP_ID_MAX_LINE */
+		if (p->max_line < IMAP_ID_MAX_LINE)
+			p->max_line = IMAP_ID_MAX_LINE;
+		if (p->max_command < IMAP_ID_MAX_LINE)
+			p->max_command = IMAP_ID_MAX_LINE;
+	}
 	return 1;
 }
 
