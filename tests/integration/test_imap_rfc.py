@@ -137,6 +137,40 @@ try:
         chk(r, u and not re.search(rb"\bNIL\b", u[0]), "-FLAGS (NIL) removes it")
         r.close()
 
+    # ------------------------------------------------------------ LIST/LSUB
+    with t.case("LIST (SUBSCRIBED RECURSIVEMATCH): no redundant parent; CHILDINFO as RFC 5258 4"):
+        r = login("alice")
+        for c in ("CREATE INBOX.Par", "CREATE INBOX.Par.Kid", "SUBSCRIBE INBOX.Par.Kid"):
+            _, tagged = r.cmd(c)
+            chk(r, tagged.startswith(b"OK"), c)
+        u, tagged = r.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"')
+        names = [ln for ln in u if ln.startswith(b"* LIST")]
+        chk(r, any(ln.endswith(b' INBOX.Par.Kid\r\n') for ln in names), "the subscribed child is listed")
+        chk(r, not any(b' INBOX.Par ' in ln or ln.endswith(b" INBOX.Par\r\n") for ln in names),
+            "its unsubscribed parent is not")
+        u, tagged = r.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "INBOX.%"')
+        chk(r, any(ln == b'* LIST (\\HasChildren) "." INBOX.Par ("CHILDINFO" ("SUBSCRIBED"))\r\n' for ln in u),
+            "with %: the parent with CHILDINFO, as the child is not listed")
+        r.cmd("SUBSCRIBE INBOX.Par")
+        u, tagged = r.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" "*"')
+        chk(r, any(b' INBOX.Par ("CHILDINFO" ("SUBSCRIBED"))' in ln and b"\\Subscribed" in ln for ln in u),
+            "a subscribed parent: listed with CHILDINFO")
+        r.close()
+
+    with t.case("LSUB leaves out subscribed folders that no longer exist (as Cyrus)"):
+        r = login("alice")
+        r.cmd("CREATE INBOX.Gone")
+        r.cmd("SUBSCRIBE INBOX.Gone")
+        u, _ = r.cmd('LSUB "" "*"')
+        chk(r, any(ln.endswith(b" INBOX.Gone\r\n") for ln in u), "listed while it exists")
+        r.cmd("DELETE INBOX.Gone")
+        r.cmd("SUBSCRIBE INBOX.Gone")  # a subscription to a missing name, if the server keeps one
+        u, _ = r.cmd('LSUB "" "*"')
+        chk(r, not any(ln.endswith(b" INBOX.Gone\r\n") for ln in u), "gone after DELETE")
+        u, _ = r.cmd('LSUB "" "INBOX.%"')
+        chk(r, any(ln.endswith(b" INBOX.Par\r\n") and b"Noselect" not in ln for ln in u), "LSUB INBOX.% still lists INBOX.Par")
+        r.close()
+
 finally:
     if d:
         d.stop()
