@@ -171,6 +171,21 @@ try:
         chk(r, any(ln.endswith(b" INBOX.Par\r\n") and b"Noselect" not in ln for ln in u), "LSUB INBOX.% still lists INBOX.Par")
         r.close()
 
+    # ------------------------------------------------------------ SEARCH
+    with t.case("SEARCH FROM user-from@domain.org finds From: <user-from (comment)@ (comment) domain.org>"):
+        r = login("alice")
+        r.cmd("CREATE INBOX.Cfws")
+        msg = (b"From: <user-from (comment)@ (comment) domain.org>\r\nTo: a@example.com\r\n"
+               b"Subject: cfws\r\n\r\nbody\r\n")
+        _, tagged = r.cmd("APPEND INBOX.Cfws", literal=msg)
+        chk(r, tagged.startswith(b"OK"), "APPEND")
+        r.cmd("SELECT INBOX.Cfws")
+        u, _ = r.cmd("SEARCH FROM user-from@domain.org")
+        chk(r, search_nums(u) == [1], "found")
+        u, _ = r.cmd("SEARCH FROM other@domain.org")
+        chk(r, search_nums(u) == [], "another address is not")
+        r.close()
+
 finally:
     if d:
         d.stop()

@@ -888,6 +888,22 @@ TEST(search)
 	CHECK_INT(mime_search_header(m, "subject", "inner", 5), 0);
 	mime_message_free(&m);
 
+	/* CFWS inside an address (RFC 5322 3.4.1) does not hide it */
+	m = parse_str("From: <user-from (comment)@ (comment) domain.org>\r\n"
+		      "To: \"Jo (not a comment)\" <jo@x.example>, Grp: a@b.example (Al), =?utf-8?q?R=C3=A9?= <r@c.example>;\r\n"
+		      "Subject: user-from@domain.org look-alike\r\n\r\nbody\r\n");
+	CHECK_INT(mime_search_header(m, "from", "user-from@domain.org", 20), 1);
+	CHECK_INT(mime_search_header(m, "FROM", "USER-FROM@DOMAIN", 16), 1);
+	CHECK_INT(mime_search_header(m, "from", "comment", 7), 1);	/* the raw text still counts */
+	CHECK_INT(mime_search_header(m, "from", "from@domain.org.x", 17), 0);
+	CHECK_INT(mime_search_header(m, "to", "a@b.example", 11), 1);
+	CHECK_INT(mime_search_header(m, "to", "R\xc3\xa9 <r@c.example>", 17), 1);
+	CHECK_INT(mime_search_header(m, "subject", "user-from@domain.org", 20), 1);
+	mime_message_free(&m);
+	m = parse_str("Subject: <a (c)@ b.example>\r\n\r\n");
+	CHECK_INT(mime_search_header(m, "subject", "a@b.example", 11), 0);	/* not an address field */
+	mime_message_free(&m);
+
 	CHECK_INT(mime_match("\xc3\x80\xc3\x89\xc5\x81\xce\xa3", 8, "\xc3\xa0\xc3\xa9\xc5\x82\xcf\x82", 8), 1);
 	CHECK_INT(mime_match("abc", 3, "ABCD", 4), 0);
 	CHECK_INT(mime_match("", 0, "", 0), 1);
