@@ -415,10 +415,10 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 	for (size_t k = 0; k < f->natts; k++) {
 		seen |= sets_seen(&f->atts[k]);
 		if (f->atts[k].item == IMAP_FETCH_MODSEQ)
-			s->condstore = 1;
+			imapd_condstore_enable(s);
 	}
 	if (f->has_changedsince)
-		s->condstore = 1;
+		imapd_condstore_enable(s);
 	if (!cmd->uid && !imapd_view_seq_valid(v, &f->set)) {
 		imapd_bad(s, NULL, "Invalid message sequence number");
 		return 0;

@@ -391,9 +391,19 @@ static void write_search(struct buf *b, const uint32_t *nums, size_t n, int mods
 	buf_appends(b, "\r\n");
 }
 
+/* first_ms, last_ms: the modseqs of the lowest and highest message found.
+ * With only MIN and/or MAX asked for, MODSEQ is theirs (the higher of the
+ * two), not the highest of all matches (RFC 7162 3.1.5). */
 static void write_esearch(struct buf *b, const char *tag, int uid, unsigned ret, const uint32_t *nums, size_t n,
-			  int modseq, uint64_t top)
+			  int modseq, uint64_t top, uint64_t first_ms, uint64_t last_ms)
 {
+	if (!(ret & (RET_ALL | RET_COUNT))) {
+		top = 0;
+		if ((ret & RET_MIN) && first_ms > top)
+			top = first_ms;
+		if ((ret & RET_MAX) && last_ms > top)
+			top = last_ms;
+	}
 	buf_appends(b, "* ESEARCH (TAG ");
 	imap_write_string(b, tag, strlen(tag));
 	buf_putc(b, ')');
@@ -439,10 +449,10 @@ int imapd_cmd_search(struct imapd_session *s, const struct imap_cmd *cmd)
 	}
 	int modseq = imap_search_uses_modseq(q->root);
 	if (modseq)
-		s->condstore = 1;
+		imapd_condstore_enable(s);
 	uint32_t *nums = xmalloc((v->n ? v->n : 1) * sizeof *nums);
 	size_t n = 0, failed = 0;
-	uint64_t top = 0;
+	uint64_t top = 0, first_ms = 0, last_ms = 0;
 	for (size_t i = 0; i < v->n; i++) {
 		const struct imapd_msg *m = &v->msgs[i];
 		if (m->gone)
@@ -453,11 +463,14 @@ int imapd_cmd_search(struct imapd_session *s, const struct imap_cmd *cmd)
 		nums[n++] = cmd->uid ? m->uid : (uint32_t)(i + 1);
 		if (m->modseq > top)
 			top = m->modseq;
+		if (n == 1)
+			first_ms = m->modseq;
+		last_ms = m->modseq;
 	}
 	snode_free(root);
 	struct buf b = BUF_INIT;
 	if (q->has_return)
-		write_esearch(&b, cmd->tag, cmd->uid, (unsigned)ret, nums, n, modseq, top);
+		write_esearch(&b, cmd->tag, cmd->uid, (unsigned)ret, nums, n, modseq, top, first_ms, last_ms);
 	else
 		write_search(&b, nums, n, modseq, top);
 	buf_append(&s->out, b.ptr, b.len);

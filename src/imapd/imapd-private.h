@@ -304,6 +304,12 @@ void imapd_seen_overlay(struct imapd_session *s, int initial);
  * state; they become dirty. 0, or -1 with err. */
 int imapd_seen_change(struct imapd_session *s, const size_t *idx, size_t n, int on, struct terr *err);
 
+/* ---- CONDSTORE (cmd_any.c) ----------------------------------------------------- */
+
+/* Turns CONDSTORE on (RFC 7162 3.1, a CONDSTORE enabling command): the
+ * first time, with a mailbox selected, "* OK [HIGHESTMODSEQ n]" too. */
+void imapd_condstore_enable(struct imapd_session *s);
+
 /* ---- status (cmd_status.c) -------------------------------------------------------- */
 
 /* "* STATUS name (...)" for IMAP_STATUS_* items. -1 (NO set) on error. */

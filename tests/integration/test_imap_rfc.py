@@ -186,6 +186,48 @@ try:
         chk(r, search_nums(u) == [], "another address is not")
         r.close()
 
+    # ------------------------------------------------------------ CONDSTORE
+    with t.case("CONDSTORE: the first FETCH MODSEQ sends * OK [HIGHESTMODSEQ n]; ENABLE when selected too"):
+        r = login("alice")
+        u, _ = r.cmd("SELECT INBOX")
+        hms = [re.search(rb"HIGHESTMODSEQ (\d+)", ln) for ln in u]
+        hms = [int(m.group(1)) for m in hms if m][0]
+        u, tagged = r.cmd("FETCH 1 (MODSEQ)")
+        chk(r, any(ln == b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % hms for ln in u), "HIGHESTMODSEQ sent")
+        u, tagged = r.cmd("FETCH 1 (MODSEQ)")
+        chk(r, not any(b"HIGHESTMODSEQ" in ln for ln in u), "only the first time")
+        r.close()
+        r = login("alice")
+        r.cmd("SELECT INBOX")
+        u, _ = r.cmd("ENABLE CONDSTORE")
+        chk(r, any(b"* OK [HIGHESTMODSEQ" in ln for ln in u) and any(b"ENABLED CONDSTORE" in ln for ln in u),
+            "ENABLE CONDSTORE while selected")
+        r.close()
+
+    with t.case("SEARCH RETURN (MIN)/(MAX) with MODSEQ: that message's modseq (RFC 7162 3.1.5)"):
+        r = login("alice")
+        r.cmd("SELECT INBOX")
+        u, _ = r.cmd("FETCH 1:* (UID MODSEQ)")
+        ms = {}
+        for ln in u:
+            m = re.search(rb"\* (\d+) FETCH .*MODSEQ \((\d+)\)", ln)
+            if m:
+                ms[int(m.group(1))] = int(m.group(2))
+        r.cmd("STORE 2 +FLAGS (\\Flagged)")  # message 2 gets the highest modseq
+        u, _ = r.cmd("FETCH 2 (MODSEQ)")
+        ms[2] = int(re.search(rb"MODSEQ \((\d+)\)", b"".join(u)).group(1))
+        t.check(ms[2] > ms[1] and ms[2] > max(v for k, v in ms.items() if k != 2), f"modseqs {ms}")
+        u, _ = r.cmd("SEARCH RETURN (MIN) MODSEQ 1")
+        chk(r, any(ln.endswith(b"MIN 1 MODSEQ %d\r\n" % ms[1]) for ln in u), "MIN: message 1's modseq")
+        n = max(ms)
+        u, _ = r.cmd("SEARCH RETURN (MAX) MODSEQ 1")
+        chk(r, any(ln.endswith(b"MAX %d MODSEQ %d\r\n" % (n, ms[n])) for ln in u), "MAX: the last message's")
+        u, _ = r.cmd("SEARCH RETURN (MIN MAX) MODSEQ 1")
+        chk(r, any(ln.endswith(b"MODSEQ %d\r\n" % max(ms[1], ms[n])) for ln in u), "MIN MAX: the higher")
+        u, _ = r.cmd("SEARCH RETURN (ALL) MODSEQ 1")
+        chk(r, any(ln.endswith(b"MODSEQ %d\r\n" % max(ms.values())) for ln in u), "ALL: the highest of all")
+        r.close()
+
 finally:
     if d:
         d.stop()
