@@ -151,12 +151,13 @@ void imapd_capabilities(const struct imapd_session *s, struct buf *out)
 			buf_appends(out, " AUTH=PLAIN");
 		else
 			buf_appends(out, " LOGINDISABLED");
-		return;
 	}
+	/* the whole set before login too, as Cyrus answers CAPABILITY: admin
+	 * tools (cyradm) decide what to use before they log in */
 	buf_appends(out, " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
 			 " CREATE-SPECIAL-USE CONDSTORE ESEARCH QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE ACL"
 			 " RIGHTS=kxten METADATA");
-	if (s->isadmin)
+	if (s->user && s->isadmin)
 		buf_appends(out, " X-REPLICATION X-SIEVE-MAILBOX");
 	if (!conn_is_compressed(s->c))
 		buf_appends(out, " COMPRESS=DEFLATE");
