@@ -8,7 +8,10 @@ import shutil
 import subprocess
 
 from imapraw import Raw
-from tlib import Daemon, Pair, Suite, make_message
+import re
+import time
+
+from tlib import Daemon, Pair, Suite, lmtp_send, make_message
 
 t = Suite("imap_admin")
 pair = Pair()
@@ -34,7 +37,7 @@ def synced(what):
 try:
     m.ok(["user", "add", "admin"], stdin="adminpw\n")
     m.ok(["user", "add", "alice"], stdin="alicepw\n")
-    d = Daemon(m, services=("imap",), extra_conf="failedloginpause: 0\n")
+    d = Daemon(m, services=("imap", "lmtp"), extra_conf="failedloginpause: 0\n")
     t.eq(pair.sync("-A").returncode, 0, "initial sync")
 
     with t.case("CAPABILITY before login lists the full set (as Cyrus), with AUTH=PLAIN"):
@@ -97,6 +100,18 @@ try:
                     f"cm listed once, dm removed it: {out}")
             t.check("zed" not in users(m), "zed gone after dm")
             synced("after cyradm")
+    with t.case("LMTP: a rejected recipient (550 5.1.1) is one key=value log line"):
+        t.eq(lmtp_send(d.port["lmtp"], "nosuch@example.com", make_message(t.rng, 2)), 550, "550 for an unknown user")
+        lines = []
+        for _ in range(100):
+            lines = [ln for ln in d.log().splitlines() if "event=rcpt_rejected" in ln]
+            if lines:
+                break
+            time.sleep(0.05)
+        t.eq(len(lines), 1, f"one line: {lines}")
+        t.check(lines and re.search(r"event=rcpt_rejected session=\S+ rcpt=\S*nosuch@example.com\S* code=550 "
+                                    r"status=5\.1\.1 reason=no_such_user$", lines[0]), f"the line: {lines}")
+
 finally:
     if d:
         d.stop()
