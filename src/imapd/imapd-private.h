@@ -310,6 +310,25 @@ int imapd_seen_change(struct imapd_session *s, const size_t *idx, size_t n, int 
  * first time, with a mailbox selected, "* OK [HIGHESTMODSEQ n]" too. */
 void imapd_condstore_enable(struct imapd_session *s);
 
+/* ---- SEARCH, shared with SORT and THREAD (cmd_search.c) --------------------------- */
+
+/* Runs q's keys over the selected mailbox: the indexes (into msgs) of the
+ * live messages that match, ascending, in *idx_r (caller frees);
+ * *failed_r counts messages that could not be read. -1 with BAD set
+ * ("$"). A MODSEQ key enables CONDSTORE. */
+long imapd_search_run(struct imapd_session *s, const struct imap_search *q, size_t **idx_r, size_t *failed_r);
+enum { IMAPD_RET_MIN = 1, IMAPD_RET_MAX = 2, IMAPD_RET_COUNT = 4, IMAPD_RET_ALL = 8 };
+/* RETURN options to IMAPD_RET_* bits (ALL when none); -1 (BAD set) for
+ * SAVE or an unknown one. */
+int imapd_search_return_opts(struct imapd_session *s, const struct imap_search *q);
+/* "* ESEARCH (TAG ..) [UID] MIN MAX COUNT ALL [MODSEQ]" for nums in the
+ * order given (ascending for SEARCH, sorted for ESORT: MIN and MAX are
+ * then the first and last). first_ms, last_ms: the modseqs of nums[0]
+ * and nums[n-1]; with only MIN and/or MAX asked for, MODSEQ is theirs
+ * (the higher), else top (RFC 7162 3.1.5). */
+void imapd_write_esearch(struct buf *b, const char *tag, int uid, unsigned ret, const uint32_t *nums, size_t n,
+			 int modseq, uint64_t top, uint64_t first_ms, uint64_t last_ms);
+
 /* ---- status (cmd_status.c) -------------------------------------------------------- */
 
 /* "* STATUS name (...)" for IMAP_STATUS_* items. -1 (NO set) on error. */
@@ -334,7 +353,7 @@ imapd_cmd_fn imapd_cmd_capability, imapd_cmd_noop, imapd_cmd_logout, imapd_cmd_i
 	imapd_cmd_create, imapd_cmd_delete, imapd_cmd_rename, imapd_cmd_subscribe,
 	imapd_cmd_list, imapd_cmd_lsub, imapd_cmd_namespace, imapd_cmd_status,
 	imapd_cmd_append, imapd_cmd_idle, imapd_cmd_expunge, imapd_cmd_search, imapd_cmd_fetch,
-	imapd_cmd_store, imapd_cmd_copy, imapd_cmd_getquota, imapd_cmd_getquotaroot,
+	imapd_cmd_store, imapd_cmd_sort, imapd_cmd_thread, imapd_cmd_copy, imapd_cmd_getquota, imapd_cmd_getquotaroot,
 	imapd_cmd_setquota, imapd_cmd_getacl, imapd_cmd_setacl, imapd_cmd_listrights, imapd_cmd_myrights,
 	imapd_cmd_getmetadata, imapd_cmd_setmetadata, imapd_cmd_sync;
 

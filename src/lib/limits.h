@@ -131,6 +131,13 @@
 /* Parenthesised nesting in a command (SEARCH, FETCH BODY[...]): bounds
  * parser recursion. */
 #define IMAP_MAX_NESTING 32
+/* SORT criteria in one command: nine keys exist (RFC 5256, 5957), each
+ * worth giving once; more only multiplies the comparison work. */
+#define IMAP_MAX_SORT_CRITERIA 16
+/* Message ids read from one message's References for THREAD=REFERENCES
+ * (the last ones: the nearest ancestors): each costs a walk up the tree
+ * to refuse loops; real threads are far shallower. */
+#define IMAP_MAX_THREAD_REFS 256
 /* Arguments/items in one command: bounds parser memory. */
 #define IMAP_MAX_ARGS 4096
 /* One command's line text plus all its literals except APPEND's message,

@@ -439,6 +439,44 @@ TEST(search_keys)
 	imap_parser_free(&p);
 }
 
+/* SORT (RFC 5256, ESORT RETURN, SORT=DISPLAY), THREAD, WITHIN */
+TEST(sort_thread_within)
+{
+	PARSE("A1 SORT (SUBJECT REVERSE date) UTF-8 ALL\r\n"
+	      "A2 UID SORT RETURN (min ALL) (DISPLAYFROM reverse displayto arrival cc from size to) "
+	      "us-ascii SUBJECT {2}\r\nhi UNSEEN\r\n"
+	      "A3 THREAD references UTF-8 NOT DELETED\r\n"
+	      "A4 UID THREAD ORDEREDSUBJECT \"UTF-8\" 1:*\r\n"
+	      "A5 SEARCH YOUNGER 3600 OLDER 60\r\n"
+	      "A6 SORT (SUBJECT) ALL\r\n"
+	      "A7 SORT () UTF-8 ALL\r\n"
+	      "A8 SORT (DATE REVERSE) UTF-8 ALL\r\n"
+	      "A9 SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n"
+	      "A10 SORT (NAME) UTF-8 ALL\r\n"
+	      "A11 THREAD XYZ UTF-8 ALL\r\n"
+	      "A12 THREAD REFERENCES UTF-8\r\n"
+	      "A13 SEARCH YOUNGER 0\r\n"
+	      "A14 SEARCH OLDER 4294967296\r\n"
+	      "A15 SORT SUBJECT UTF-8 ALL\r\n", &AUTH,
+	      "CMD A1 SORT sort=(SUBJECT REVERSE DATE) charset=\"UTF-8\" (AND (ALL))\n"
+	      "CONT size=2\n"
+	      "CMD A2 UID SORT sort=(DISPLAYFROM REVERSE DISPLAYTO ARRIVAL CC FROM SIZE TO) "
+	      "return=(\"MIN\" \"ALL\") charset=\"us-ascii\" (AND (SUBJECT \"hi\") (UNSEEN))\n"
+	      "CMD A3 THREAD thread=REFERENCES charset=\"UTF-8\" (AND (NOT (DELETED)))\n"
+	      "CMD A4 UID THREAD thread=ORDEREDSUBJECT charset=\"UTF-8\" (AND (SEQ set=1:*))\n"
+	      "CMD A5 SEARCH (AND (YOUNGER 3600) (OLDER 60))\n"
+	      "ERR A6 BAD pos=21: SORT: missing search key\n"
+	      "ERR A7 BAD pos=20: SORT: empty sort criteria\n"
+	      "ERR A8 BAD pos=32: SORT: REVERSE must precede a criterion\n"
+	      "ERR A9 BAD pos=17: SORT: REVERSE twice\n"
+	      "ERR A10 BAD pos=10: SORT: unknown sort criterion\n"
+	      "ERR A11 BAD pos=11: THREAD: unknown thread algorithm\n"
+	      "ERR A12 BAD pos=27: THREAD: missing search key\n"
+	      "ERR A13 BAD pos=19: SEARCH: interval must be at least 1\n"
+	      "ERR A14 BAD pos=17: SEARCH: interval out of range\n"
+	      "ERR A15 BAD pos=9: SORT: sort criteria must be a parenthesised list\n");
+}
+
 TEST(search_bad)
 {
 	PARSE("A1 SEARCH\r\n"
@@ -1383,6 +1421,7 @@ int main(void)
 	RUN(fetch_bad);
 	RUN(store_variants);
 	RUN(search_keys);
+	RUN(sort_thread_within);
 	RUN(search_bad);
 	RUN(nesting_limits);
 	RUN(args_limit);

@@ -909,6 +909,41 @@ TEST(search)
 	CHECK_INT(mime_match("", 0, "", 0), 1);
 }
 
+/* RFC 5256 2.1 base subjects */
+static void check_base(const char *in, const char *want, int want_reply)
+{
+	struct buf b = BUF_INIT;
+	int r = mime_base_subject(in, strlen(in), &b);
+	CHECK_STR(buf_cstr(&b), want);
+	CHECK_INT(r, want_reply);
+	buf_free(&b);
+}
+
+TEST(base_subject)
+{
+	check_base("Hello", "Hello", 0);
+	check_base("Re: Hello", "Hello", 1);
+	check_base("RE:Hello", "Hello", 1);
+	check_base("re : Hello", "Hello", 1);
+	check_base("Fwd: Re: [list] Re: Hello", "Hello", 1);
+	check_base("[list] Re: Hello", "Hello", 1);
+	check_base("Re[2]: Hello", "Hello", 1);
+	check_base("Re: [list] Hello", "Hello", 1);
+	check_base("[list] Hello", "Hello", 0);
+	check_base("[list]", "[list]", 0);	/* a blob alone stays */
+	check_base("Hello (fwd)", "Hello", 1);
+	check_base("Hello (FWD) (fwd)  ", "Hello", 1);
+	check_base("[Fwd: Re: Hello]", "Hello", 1);
+	check_base("Re: Re: [fwd: Other topic] (fwd)", "Other topic", 1);
+	check_base("  Many \t  spaces\r\n here ", "Many spaces here", 0);
+	check_base("Reply later", "Reply later", 0);	/* "re" without ':' */
+	check_base("Fw: x", "x", 1);
+	check_base("", "", 0);
+	check_base("Re:", "", 1);
+	check_base("[a][b] Re: c", "c", 1);
+	check_base("[unclosed Re: c", "[unclosed Re: c", 0);
+}
+
 /* ---- dates ------------------------------------------------------------------ */
 
 static void check_date(const char *s, long long want, int want_tz)
@@ -1004,6 +1039,7 @@ int main(void)
 	RUN(encoded_words);
 	RUN(charsets_and_decoders);
 	RUN(search);
+	RUN(base_subject);
 	RUN(dates);
 	RUN(prefixes);
 	return test_done();

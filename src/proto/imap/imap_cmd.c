@@ -208,6 +208,8 @@ static const struct imap_cmd_def cmd_table[] = {
 	{ "UNSELECT", IMAP_CMD_UNSELECT, 0, NULL },
 	{ "EXPUNGE", IMAP_CMD_EXPUNGE, UID, parse_expunge },
 	{ "SEARCH", IMAP_CMD_SEARCH, UID, imap_parse_search },
+	{ "SORT", IMAP_CMD_SORT, UID, imap_parse_sort },
+	{ "THREAD", IMAP_CMD_THREAD, UID, imap_parse_thread },
 	{ "FETCH", IMAP_CMD_FETCH, UID, imap_parse_fetch },
 	{ "STORE", IMAP_CMD_STORE, UID, imap_parse_store },
 	{ "COPY", IMAP_CMD_COPY, UID, parse_copy },

@@ -47,6 +47,8 @@ enum imap_cmd_id {
 	IMAP_CMD_UNSELECT,
 	IMAP_CMD_EXPUNGE,	/* uid=1: UID EXPUNGE <set> */
 	IMAP_CMD_SEARCH,
+	IMAP_CMD_SORT,		/* RFC 5256, RETURN: RFC 5267 ESORT */
+	IMAP_CMD_THREAD,	/* RFC 5256 */
 	IMAP_CMD_FETCH,
 	IMAP_CMD_STORE,
 	IMAP_CMD_COPY,
@@ -168,6 +170,8 @@ enum imap_skey {
 	IMAP_SK_SEQSET,		/* a bare sequence set */
 	IMAP_SK_AND,		/* ( ... ): all children */
 	IMAP_SK_MODSEQ,		/* RFC 7162 */
+	IMAP_SK_OLDER,		/* RFC 5032 WITHIN: num seconds */
+	IMAP_SK_YOUNGER,
 };
 
 struct imap_search_key {
@@ -177,17 +181,36 @@ struct imap_search_key {
 	const char *field;	/* HEADER: field name; MODSEQ: entry name or NULL */
 	const char *entry_type;	/* MODSEQ: "priv", "shared" or "all", or NULL */
 	time_t date;		/* BEFORE ON SINCE SENT*: 00:00:00 UTC of the day */
-	uint64_t num;		/* LARGER SMALLER: octets; MODSEQ: the value */
+	uint64_t num;		/* LARGER SMALLER: octets; MODSEQ: the value;
+				 * OLDER YOUNGER: seconds */
 	struct imap_seqset set;	/* UID, SEQSET */
 	struct imap_search_key *child;	/* NOT: 1, OR: 2, AND: n children */
 	struct imap_search_key *next;	/* next sibling */
 };
 
+/* SORT criteria (RFC 5256 3, DISPLAYFROM/DISPLAYTO of RFC 5957). */
+enum imap_sort_key {
+	IMAP_SORT_ARRIVAL, IMAP_SORT_CC, IMAP_SORT_DATE, IMAP_SORT_FROM, IMAP_SORT_SIZE,
+	IMAP_SORT_SUBJECT, IMAP_SORT_TO, IMAP_SORT_DISPLAYFROM, IMAP_SORT_DISPLAYTO,
+};
+
+struct imap_sort_crit {
+	enum imap_sort_key key;
+	int reverse;
+};
+
+enum imap_thread_alg { IMAP_THREAD_ORDEREDSUBJECT = 1, IMAP_THREAD_REFERENCES };
+
+/* SEARCH, SORT and THREAD: SORT adds its criteria, THREAD its algorithm;
+ * both require the charset. */
 struct imap_search {
 	int has_return;			/* ESEARCH RETURN (...) given */
 	struct imap_strlist ret;	/* its options, upper-cased (MIN MAX ALL COUNT SAVE) */
 	const char *charset;		/* NULL when not given */
 	struct imap_search_key *root;	/* always an IMAP_SK_AND */
+	size_t nsort;			/* SORT: at least one criterion */
+	const struct imap_sort_crit *sort;
+	enum imap_thread_alg thread;	/* THREAD */
 };
 
 /* ---- LIST / STATUS / mailbox commands ----------------------------------- */
@@ -295,7 +318,7 @@ struct imap_cmd {
 		struct imap_list list;	/* LIST, LSUB (LSUB: extended = 0) */
 		struct imap_status status;
 		struct imap_append append;
-		struct imap_search search;
+		struct imap_search search;	/* SEARCH SORT THREAD */
 		struct imap_fetch fetch;
 		struct imap_store store;
 		struct { struct imap_seqset set; const char *mailbox; } copy;	/* COPY, MOVE */

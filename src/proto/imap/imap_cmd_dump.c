@@ -114,7 +114,7 @@ static const char *const skey_names[] = {
 	"FROM", "HEADER", "KEYWORD", "LARGER", "NEW", "NOT", "OLD", "ON", "OR", "RECENT",
 	"SEEN", "SENTBEFORE", "SENTON", "SENTSINCE", "SINCE", "SMALLER", "SUBJECT", "TEXT",
 	"TO", "UID", "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNKEYWORD",
-	"UNSEEN", "SEQ", "AND", "MODSEQ",
+	"UNSEEN", "SEQ", "AND", "MODSEQ", "OLDER", "YOUNGER",
 };
 
 static void dkey(struct buf *b, const struct imap_search_key *k)
@@ -125,7 +125,7 @@ static void dkey(struct buf *b, const struct imap_search_key *k)
 	case IMAP_SK_SENTBEFORE: case IMAP_SK_SENTON: case IMAP_SK_SENTSINCE:
 		buf_printf(b, " %lld", (long long)k->date);
 		break;
-	case IMAP_SK_LARGER: case IMAP_SK_SMALLER:
+	case IMAP_SK_LARGER: case IMAP_SK_SMALLER: case IMAP_SK_OLDER: case IMAP_SK_YOUNGER:
 		buf_printf(b, " %" PRIu64, k->num);
 		break;
 	case IMAP_SK_MODSEQ:
@@ -216,7 +216,19 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 		buf_printf(b, " size=%" PRIu64 "%s", cmd->u.append.size,
 			   cmd->u.append.nonsync ? " nonsync" : "");
 		break;
-	case IMAP_CMD_SEARCH:
+	case IMAP_CMD_SEARCH: case IMAP_CMD_SORT: case IMAP_CMD_THREAD:
+		if (cmd->u.search.thread)
+			buf_printf(b, " thread=%s", cmd->u.search.thread == IMAP_THREAD_REFERENCES ? "REFERENCES"
+												 : "ORDEREDSUBJECT");
+		if (cmd->u.search.nsort) {
+			static const char *const sk[] = { "ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
+							  "DISPLAYFROM", "DISPLAYTO" };
+			buf_appends(b, " sort=(");
+			for (size_t i = 0; i < cmd->u.search.nsort; i++)
+				buf_printf(b, "%s%s%s", i ? " " : "", cmd->u.search.sort[i].reverse ? "REVERSE " : "",
+					   sk[cmd->u.search.sort[i].key]);
+			buf_putc(b, ')');
+		}
 		if (cmd->u.search.has_return)
 			dlist(b, "return", &cmd->u.search.ret);
 		if (cmd->u.search.charset)

@@ -245,6 +245,8 @@ int imap_word_eq(const char *s, size_t len, const char *word);
 int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_store(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_search(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
+int imap_parse_sort(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
+int imap_parse_thread(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_list(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_lsub(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_status(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);

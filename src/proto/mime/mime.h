@@ -204,6 +204,19 @@ int mime_search_body(const struct mime_message *msg, const char *needle,
 int mime_search_text(const struct mime_message *msg, const char *needle,
 		     size_t nlen);
 
+/* ---- SORT and THREAD (mime_sort.c) ---------------------------------------- */
+
+/* Appends the base subject of a decoded, unfolded Subject (RFC 5256 2.1:
+ * white space runs made one space, "Re:", "Fwd:", "[blob]" leaders,
+ * "(fwd)" trailers and "[fwd: ...]" wrappers removed). Returns 1 when a
+ * reply or forward marker was removed, else 0. */
+int mime_base_subject(const char *subject, size_t len, struct buf *out);
+/* Appends what SORT compares of the first address of a top-level field:
+ * its addr-mailbox (FROM, TO, CC), or with display its decoded display
+ * name, else "mailbox@host" (RFC 5957). Returns 1, or 0 when the field
+ * has no address (nothing appended). */
+int mime_sort_address(const struct mime_message *msg, const char *field, int display, struct buf *out);
+
 /* ---- dates -------------------------------------------------------------- */
 
 /* Parses an RFC 5322 date-time (obsolete forms tolerated: no weekday,
