@@ -159,7 +159,8 @@ void imapd_capabilities(const struct imapd_session *s, struct buf *out)
 	buf_appends(out, " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
 			 " CREATE-SPECIAL-USE CONDSTORE ESEARCH QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE ACL"
 			 " RIGHTS=kxten METADATA SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN"
-			 " STATUS=SIZE LIST-MYRIGHTS");
+			 " STATUS=SIZE LIST-MYRIGHTS MULTIAPPEND");
+	buf_printf(out, " APPENDLIMIT=%lld", s->maxmsg);
 	if (s->user && s->isadmin)
 		buf_appends(out, " X-REPLICATION X-SIEVE-MAILBOX");
 	if (!conn_is_compressed(s->c))

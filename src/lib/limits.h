@@ -138,6 +138,11 @@
  * (the last ones: the nearest ancestors): each costs a walk up the tree
  * to refuse loops; real threads are far shallower. */
 #define IMAP_MAX_THREAD_REFS 256
+/* Messages in one MULTIAPPEND (RFC 3502), and their bytes together: all
+ * of them are held in memory until the command ends, because they are
+ * stored in one transaction (all or none). */
+#define IMAP_MAX_MULTIAPPEND 1000
+#define IMAP_MAX_MULTIAPPEND_BYTES MAX_MESSAGE_SIZE
 /* Arguments/items in one command: bounds parser memory. */
 #define IMAP_MAX_ARGS 4096
 /* One command's line text plus all its literals except APPEND's message,

@@ -183,6 +183,17 @@ struct store_append_opts {
 int store_append(struct store *st, const char *mboxname, const void *data, size_t len,
 		 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err);
 
+/* Appends n messages in ONE transaction (RFC 3502 MULTIAPPEND): all or
+ * none; they share one modseq and get consecutive UIDs (uids_r: room for
+ * n, may be NULL). Errors as store_append. */
+struct store_append_msg {
+	const void *data;
+	size_t len;
+	struct store_append_opts opts;
+};
+int store_append_multi(struct store *st, const char *mboxname, const struct store_append_msg *msgs, size_t n,
+		       uint32_t *uids_r, struct terr *err);
+
 /* One delivery to several mailboxes (of one or several users): the file
  * is written and fsynced once and hard-linked for the other owners. Each
  * target succeeds or fails on its own: results[i] is 0 or -1 with errs[i];

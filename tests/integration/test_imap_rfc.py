@@ -228,6 +228,38 @@ try:
         chk(r, any(ln.endswith(b"MODSEQ %d\r\n" % max(ms.values())) for ln in u), "ALL: the highest of all")
         r.close()
 
+    # ------------------------------------------------------------ MULTIAPPEND
+    with t.case("MULTIAPPEND: several messages in one APPEND, APPENDUID lo:hi; all or none; APPENDLIMIT"):
+        r = login("alice")
+        u, _ = r.cmd("CAPABILITY")
+        caps = b"".join(u).split()
+        chk(r, b"MULTIAPPEND" in caps and any(c.startswith(b"APPENDLIMIT=") for c in caps), "advertised")
+        r.cmd("CREATE INBOX.Multi")
+        m1, m2, m3 = (make_message(t.rng, 40 + i, 300) for i in range(3))
+        data = (b"APPEND INBOX.Multi (\\Seen) {%d+}\r\n" % len(m1) + m1 +
+                b' (\\Flagged) "05-Dec-2024 10:00:00 +0000" {%d+}\r\n' % len(m2) + m2 +
+                b" {%d+}\r\n" % len(m3) + m3)
+        u, tagged = r.cmd(data)
+        mm = re.search(rb"\[APPENDUID (\d+) 1:3\]", tagged)
+        chk(r, tagged.startswith(b"OK") and mm, "OK [APPENDUID v 1:3]")
+        rows = inst.messages("user.alice.Multi")
+        t.eq([x[0] for x in rows], [1, 2, 3], "three records")
+        t.check("\\Seen" in rows[0][2] and "\\Flagged" in rows[1][2] and rows[2][2] == "", f"flags: {rows}")
+        r.cmd("SELECT INBOX.Multi")
+        for i, m in enumerate((m1, m2, m3), 1):
+            u, _ = r.cmd("FETCH %d BODY.PEEK[]" % i)
+            chk(r, u and u[0].endswith(m + b")\r\n"), f"message {i} byte-exact")
+        a = login("admin")
+        _, tagged = a.cmd("SETQUOTA user.alice.Multi (STORAGE 3)")
+        chk(a, tagged.startswith(b"OK"), "quota set")
+        a.close()
+        big = [make_message(t.rng, 50 + i, 1500) for i in range(2)]
+        data = b"APPEND INBOX.Multi {%d+}\r\n" % len(big[0]) + big[0] + b" {%d+}\r\n" % len(big[1]) + big[1]
+        _, tagged = r.cmd(data)
+        chk(r, tagged.startswith(b"NO") and b"OVERQUOTA" in tagged, "over quota together: NO [OVERQUOTA]")
+        t.eq(len(inst.messages("user.alice.Multi")), 3, "and neither was stored")
+        r.close()
+
 finally:
     if d:
         d.stop()

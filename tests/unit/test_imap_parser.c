@@ -185,6 +185,47 @@ TEST(rfc3501_append)
 	buf_free(&in);
 }
 
+/* MULTIAPPEND (RFC 3502 6's example, and limits) */
+TEST(multiappend)
+{
+	PARSE("A003 APPEND saved-messages (\\Seen) {5}\r\nHello (\\Seen) \"07-Feb-1994 22:43:04 -0800\" {3+}\r\nBye"
+	      " {2+}\r\nHi\r\n"
+	      "A004 APPEND x {1+}\r\na (\\Seen) x\r\n"
+	      "A005 APPEND x {1+}\r\na {1+}\r\nb \"bad date\" {1+}\r\nc\r\n"
+	      "A006 NOOP\r\n", &AUTH,
+	      "CONT size=5 message\n"
+	      "DATA len=10 fnv=31c9364e \"HelloByeHi\"\n"
+	      "CMD A003 APPEND mailbox=\"saved-messages\" flags=(\"\\x5cSeen\") size=5 nonsync +msg flags=(\"\\x5cSeen\") "
+	      "date=760689784 tz=-480 size=3 +msg size=2\n"
+	      "ERR A004 BAD pos=22: APPEND: unexpected extra arguments\n"
+	      "ERR A005 BAD pos=30: APPEND: invalid date-time\n"
+	      "CMD A006 NOOP\n");
+
+	struct imap_parser *p;
+	const struct imap_cmd *c = parse_one(&p, "A1 APPEND x {1+}\r\na () {2+}\r\nbc\r\n");
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_INT(c->u.append.nmore, 1);
+		CHECK(c->u.append.message && !memcmp(c->u.append.message, "abc", 3));
+		CHECK(c->u.append.more[0].message && !memcmp(c->u.append.more[0].message, "bc", 2));
+		CHECK_INT(c->u.append.more[0].has_flags, 1);
+		CHECK_INT(c->u.append.more[0].flags.count, 0);
+	}
+	imap_parser_free(&p);
+
+	/* IMAP_MAX_MULTIAPPEND messages at most */
+	struct buf in = BUF_INIT;
+	buf_appends(&in, "A1 APPEND x");
+	for (int i = 0; i <= IMAP_MAX_MULTIAPPEND; i++)
+		buf_appends(&in, " {1+}\r\nm");
+	buf_appends(&in, "\r\nA2 NOOP\r\n");
+	char *t = imap_drive(in.ptr, in.len, 0, &AUTH);
+	CHECK(strstr(t, "ERR A1 NO [LIMIT]") != NULL && strstr(t, "too many messages") != NULL);
+	CHECK(strstr(t, "CMD A2 NOOP\n") != NULL);
+	free(t);
+	buf_free(&in);
+}
+
 /* ---- what real clients send ------------------------------------------------ */
 
 TEST(client_imaplib)
@@ -1413,6 +1454,7 @@ int main(void)
 	RUN(rfc3501_session);
 	RUN(rfc3501_commands);
 	RUN(rfc3501_append);
+	RUN(multiappend);
 	RUN(client_imaplib);
 	RUN(client_mbsync);
 	RUN(client_thunderbird);

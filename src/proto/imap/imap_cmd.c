@@ -102,6 +102,27 @@ static int parse_create(struct imap_cp *cp, struct imap_cmd *cmd, const struct i
 	return imap_get_end(cp, a);
 }
 
+/* [flags] [date-time] of one message of APPEND, up to (not including)
+ * stop, its literal. */
+static int append_opts(struct imap_cp *cp, const struct imap_arg **a, const struct imap_arg *stop,
+		       struct imap_append_part *pt)
+{
+	if (*a != stop && (*a)->type == IMAP_ARG_LIST) {
+		pt->has_flags = 1;
+		if (imap_get_flags(cp, a, 0, &pt->flags) < 0)
+			return -1;
+	}
+	if (*a != stop && (*a)->type == IMAP_ARG_QUOTED) {
+		if (imap_datetime_parse((*a)->str, (*a)->len, &pt->date, &pt->date_tzoff) < 0)
+			return imap_cp_fail(cp, *a, "invalid date-time");
+		pt->has_date = 1;
+		*a = (*a)->next;
+	}
+	if (*a != stop)
+		return imap_cp_fail(cp, *a, "expected flags, date-time or the message literal");
+	return 0;
+}
+
 /* APPEND mailbox [flags] [date-time], up to (not including) stop. */
 static int append_head(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg **a,
 		       const struct imap_arg *stop)
@@ -111,37 +132,47 @@ static int append_head(struct imap_cp *cp, struct imap_cmd *cmd, const struct im
 		return imap_cp_fail(cp, stop, "missing mailbox");
 	if (imap_get_astring(cp, a, "mailbox", &ap->mailbox) < 0)
 		return -1;
-	if (*a != stop && (*a)->type == IMAP_ARG_LIST) {
-		ap->has_flags = 1;
-		if (imap_get_flags(cp, a, 0, &ap->flags) < 0)
-			return -1;
-	}
-	if (*a != stop && (*a)->type == IMAP_ARG_QUOTED) {
-		if (imap_datetime_parse((*a)->str, (*a)->len, &ap->date, &ap->date_tzoff) < 0)
-			return imap_cp_fail(cp, *a, "invalid date-time");
-		ap->has_date = 1;
-		*a = (*a)->next;
-	}
-	if (*a != stop)
-		return imap_cp_fail(cp, *a, "expected flags, date-time or the message literal");
+	struct imap_append_part pt = { 0 };
+	if (append_opts(cp, a, stop, &pt) < 0)
+		return -1;
+	ap->has_flags = pt.has_flags;
+	ap->flags = pt.flags;
+	ap->has_date = pt.has_date;
+	ap->date = pt.date;
+	ap->date_tzoff = pt.date_tzoff;
 	return 0;
+}
+
+/* The next message literal at or after a (a top-level literal that is
+ * not the mailbox), or NULL. */
+static const struct imap_arg *next_message(const struct imap_arg *a)
+{
+	while (a && a->type != IMAP_ARG_LITERAL)
+		a = a->next;
+	return a;
 }
 
 int imap_cmd_append_precheck(struct imap_parser *p)
 {
 	struct imap_cp cp = { p, "APPEND", p->end_pos };
 	struct imap_cmd scratch;
-	const struct imap_arg *a = p->tok.root.child;
+	const struct imap_arg *a = p->tok.root.child, *last = imap_tok_last(p);
 	memset(&scratch, 0, sizeof(scratch));
-	return append_head(&cp, &scratch, &a, imap_tok_last(p));
+	const struct imap_arg *prev = a ? next_message(a->next) : NULL;
+	if (!prev || prev == last)
+		return append_head(&cp, &scratch, &a, last);
+	/* MULTIAPPEND: the options of the next message, after the last one */
+	while (next_message(prev->next) != last)
+		prev = next_message(prev->next);
+	struct imap_append_part pt = { 0 };
+	a = prev->next;
+	return append_opts(&cp, &a, last, &pt);
 }
 
 static int parse_append(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
 {
 	/* the message: the first top-level literal after the mailbox */
-	const struct imap_arg *msg = a ? a->next : NULL;
-	while (msg && msg->type != IMAP_ARG_LITERAL)
-		msg = msg->next;
+	const struct imap_arg *msg = a ? next_message(a->next) : NULL;
 	if (!msg)
 		return imap_cp_fail(cp, NULL, "missing message literal");
 	if (append_head(cp, cmd, &a, msg) < 0)
@@ -150,8 +181,35 @@ static int parse_append(struct imap_cp *cp, struct imap_cmd *cmd, const struct i
 	const struct imap_pending *pd = &cp->p->pending;
 	ap->size = msg->len;
 	ap->nonsync = pd->is_message ? pd->nonsync : 0;
-	ap->message = msg->str;
-	return imap_get_end(cp, msg->next);
+	/* buffered, the messages are one after the other in the parser's
+	 * message buffer (its final address: it grew while they came) */
+	const char *base = msg->str ? buf_cstr(&cp->p->msg) : NULL;
+	ap->message = base;
+	/* MULTIAPPEND: more [flags] [date-time] literal groups */
+	size_t n = 0;
+	for (const struct imap_arg *x = next_message(msg->next); x; x = next_message(x->next))
+		n++;
+	if (n == 0)
+		return imap_get_end(cp, msg->next);
+	struct imap_append_part *more = imap_cp_alloc(cp, n * sizeof(*more));
+	memset(more, 0, n * sizeof(*more));
+	uint64_t off = msg->len;
+	a = msg->next;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *lit = next_message(a);
+		if (append_opts(cp, &a, lit, &more[i]) < 0)
+			return -1;
+		more[i].size = lit->len;
+		if (base)
+			more[i].message = base + off;
+		off += lit->len;
+		a = lit->next;
+	}
+	if (a)
+		return imap_cp_fail(cp, a, "unexpected extra arguments");
+	ap->nmore = n;
+	ap->more = more;
+	return 0;
 }
 
 static int parse_copy(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)

@@ -259,6 +259,16 @@ struct imap_create {
 	struct imap_strlist use;	/* (USE (\Sent ...)) special-use flags */
 };
 
+struct imap_append_part {
+	int has_flags;
+	struct imap_strlist flags;
+	int has_date;
+	time_t date;
+	int date_tzoff;
+	uint64_t size;
+	const char *message;	/* buffered mode only, else NULL */
+};
+
 struct imap_append {
 	const char *mailbox;
 	int has_flags;
@@ -271,6 +281,11 @@ struct imap_append {
 	/* The message bytes in buffered mode (imap_parser_set_buffered);
 	 * NULL when they went out as IMAP_DATA events. */
 	const char *message;
+	/* MULTIAPPEND (RFC 3502): the messages after the first, each with
+	 * its own flags and date. Streamed, every message's bytes went out
+	 * as IMAP_DATA events one after the other: their sizes split them. */
+	size_t nmore;
+	const struct imap_append_part *more;
 };
 
 /* ---- quota, ACL, metadata ------------------------------------------------ */

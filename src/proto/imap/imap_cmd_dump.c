@@ -215,6 +215,15 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 				   cmd->u.append.date_tzoff);
 		buf_printf(b, " size=%" PRIu64 "%s", cmd->u.append.size,
 			   cmd->u.append.nonsync ? " nonsync" : "");
+		for (size_t i = 0; i < cmd->u.append.nmore; i++) {
+			const struct imap_append_part *pt = &cmd->u.append.more[i];
+			buf_printf(b, " +msg");
+			if (pt->has_flags)
+				dlist(b, "flags", &pt->flags);
+			if (pt->has_date)
+				buf_printf(b, " date=%lld tz=%d", (long long)pt->date, pt->date_tzoff);
+			buf_printf(b, " size=%" PRIu64, pt->size);
+		}
 		break;
 	case IMAP_CMD_SEARCH: case IMAP_CMD_SORT: case IMAP_CMD_THREAD:
 		if (cmd->u.search.thread)

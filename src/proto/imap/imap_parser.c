@@ -118,6 +118,8 @@ static void begin_command(struct imap_parser *p)
 	p->lit_dst = NULL;
 	p->lit_left = 0;
 	p->raw_len = 0;
+	p->nmsgs = 0;
+	p->msg_bytes = 0;
 	memset(&p->cmd, 0, sizeof(p->cmd));
 	p->started = 1;
 	set_limits(p);
@@ -364,6 +366,13 @@ static int literal_begin(struct imap_parser *p, uint64_t size, int nonsync)
 			bad = imap_parser_fail(p, IMAP_RESP_NO, "TOOBIG", a->pos, 0,
 					       "message too big (limit %llu bytes)",
 					       (unsigned long long)p->max_message);
+		else if (p->nmsgs >= IMAP_MAX_MULTIAPPEND)
+			bad = imap_parser_fail(p, IMAP_RESP_NO, "LIMIT", a->pos, 0,
+					       "too many messages in one APPEND (limit %d)", IMAP_MAX_MULTIAPPEND);
+		else if (p->msg_bytes + size > IMAP_MAX_MULTIAPPEND_BYTES)
+			bad = imap_parser_fail(p, IMAP_RESP_NO, "TOOBIG", a->pos, 0,
+					       "messages of one APPEND too big (limit %llu bytes)",
+					       (unsigned long long)IMAP_MAX_MULTIAPPEND_BYTES);
 	} else if (size > p->max_literal) {
 		bad = imap_parser_fail(p, IMAP_RESP_BAD, "TOOBIG", a->pos, 0,
 				       "literal too big (limit %llu bytes)",
@@ -384,7 +393,10 @@ static int literal_begin(struct imap_parser *p, uint64_t size, int nonsync)
 	p->lit_arg = a;
 	p->lit_left = size;
 	if (is_msg) {
-		buf_reset(&p->msg);
+		/* MULTIAPPEND: the messages of one command follow each other */
+		if (p->nmsgs++ == 0)
+			buf_reset(&p->msg);
+		p->msg_bytes += size;
 		a->str = p->buffered ? "" : NULL;
 	} else {
 		p->lit_dst = imap_arena_alloc(&p->arena, (size_t)size + 1);

@@ -122,6 +122,8 @@ struct imap_parser {
 	/* literal being read */
 	int have_pending;
 	struct imap_pending pending;
+	unsigned nmsgs;		/* APPEND's message literals so far */
+	uint64_t msg_bytes;	/* and their bytes (MULTIAPPEND) */
 	struct imap_arg *lit_arg;
 	char *lit_dst;
 	uint64_t lit_left;
