@@ -168,6 +168,9 @@ static int cache_usable(const struct imap_fetch *f)
 		case IMAP_FETCH_INTERNALDATE:
 		case IMAP_FETCH_RFC822_SIZE:
 		case IMAP_FETCH_MODSEQ:
+		case IMAP_FETCH_EMAILID:
+		case IMAP_FETCH_THREADID:
+		case IMAP_FETCH_SAVEDATE:
 			break;
 		default:
 			return 0;
@@ -352,6 +355,24 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 			break;
 		case IMAP_FETCH_MODSEQ:
 			buf_printf(b, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+			break;
+		case IMAP_FETCH_EMAILID: {
+			char id[26];
+			imapd_emailid(m, id);
+			buf_printf(b, "EMAILID (%s)", id);
+			break;
+		}
+		case IMAP_FETCH_THREADID: {
+			char id[18];
+			if (imapd_threadid(m, id) == 0)
+				buf_printf(b, "THREADID (%s)", id);
+			else
+				buf_appends(b, "THREADID NIL");
+			break;
+		}
+		case IMAP_FETCH_SAVEDATE:
+			buf_appends(b, "SAVEDATE ");
+			imap_write_datetime(b, (time_t)(m->savedate ? m->savedate : m->internaldate), 0);
 			break;
 		case IMAP_FETCH_BODY_SECTION:
 			write_section(s, a, b, scratch);

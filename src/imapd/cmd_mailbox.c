@@ -182,7 +182,14 @@ int imapd_cmd_create(struct imapd_session *s, const struct imap_cmd *cmd)
 	if (use.len && create_set_use(s, name.ptr, &use) < 0)
 		goto out;
 	imapd_log_event(s, "create", name.ptr, "specialuse=%s", use.len ? use.ptr : "-");
-	imapd_ok(s, NULL, "CREATE completed");
+	struct store_mailbox_info mi = { 0 };
+	struct terr err = { 0 };
+	struct buf code = BUF_INIT;
+	if (store_mailbox_get(s->st, name.ptr, &mi, &err) == 0)	/* RFC 8474 */
+		buf_printf(&code, "MAILBOXID (%s)", mi.uniqueid);
+	store_mailbox_info_free(&mi);
+	imapd_ok(s, code.len ? code.ptr : NULL, "CREATE completed");
+	buf_free(&code);
 out:
 	buf_free(&ext);
 	buf_free(&name);

@@ -321,6 +321,23 @@ static int eval(struct ectx *c, const struct snode *n)
 	case IMAP_SK_UID:
 	case IMAP_SK_SEQSET:
 		return n->bits[c->i];
+	case IMAP_SK_EMAILID: {
+		char id[26];
+		imapd_emailid(m, id);
+		return !strcmp(id, k->str);
+	}
+	case IMAP_SK_THREADID: {
+		char id[18];
+		return imapd_threadid(m, id) == 0 && !strcmp(id, k->str);
+	}
+	case IMAP_SK_SAVEDATESUPPORTED:
+		return 1;
+	case IMAP_SK_SAVEDBEFORE:
+		return date_cmp(IMAP_SK_BEFORE, day_of(m->savedate ? m->savedate : m->internaldate), k->date);
+	case IMAP_SK_SAVEDON:
+		return date_cmp(IMAP_SK_ON, day_of(m->savedate ? m->savedate : m->internaldate), k->date);
+	case IMAP_SK_SAVEDSINCE:
+		return date_cmp(IMAP_SK_SINCE, day_of(m->savedate ? m->savedate : m->internaldate), k->date);
 	case IMAP_SK_OLDER:
 		return c->now - m->internaldate > (int64_t)k->num;
 	case IMAP_SK_YOUNGER:

@@ -54,6 +54,7 @@ int imapd_cmd_select(struct imapd_session *s, const struct imap_cmd *cmd)
 		}
 	imapd_printf(s, "* OK [UIDVALIDITY %u] Ok\r\n* OK [UIDNEXT %u] Ok\r\n", v->uidvalidity, v->last_uid + 1);
 	imapd_printf(s, "* OK [HIGHESTMODSEQ %llu] Ok\r\n", (unsigned long long)v->highestmodseq);
+	imapd_printf(s, "* OK [MAILBOXID (%s)] Ok\r\n", v->uniqueid);
 	imapd_ok(s, readonly ? "READ-ONLY" : "READ-WRITE", "%s completed", examine ? "EXAMINE" : "SELECT");
 	imapd_log_event(s, examine ? "examine" : "select", v->name, "exists=%zu", v->n);
 out:

@@ -58,6 +58,10 @@ static void write_items(struct buf *b, const struct store_mailbox_info *mi, cons
 		put_item(b, &first, "SIZE", (unsigned long long)c->size);
 	if (items & IMAP_STATUS_DELETED)
 		put_item(b, &first, "DELETED", c->deleted);
+	if (items & IMAP_STATUS_MAILBOXID) {
+		buf_printf(b, "%sMAILBOXID (%s)", first ? "" : " ", mi->uniqueid);
+		first = 0;
+	}
 	buf_appends(b, ")\r\n");
 }
 

@@ -108,6 +108,8 @@ struct imapd_msg {
 	unsigned recent : 1;	/* \Recent in this session (view.c) */
 	uint64_t modseq;
 	int64_t internaldate;
+	int64_t savedate;	/* RFC 8514 SAVEDATE; 0: the internal date */
+	uint64_t thrid;		/* Cyrus's conversation id; 0: none */
 	char *keywords;		/* owned; NULL for none */
 	char guid[41];
 };
@@ -254,6 +256,12 @@ int imapd_mailbox_get(struct imapd_session *s, const char *external, unsigned ne
  * *mi (free it), or -1 with the NO set. */
 int imapd_target_get(struct imapd_session *s, const char *external, struct buf *name,
 		     struct store_mailbox_info *mi, unsigned *rights_r);
+/* RFC 8474 object ids, as Cyrus 3.6 makes them: EMAILID "M" and the
+ * first 24 hex digits of the GUID; THREADID "T" and 16 hex digits of the
+ * conversation id (NIL without one); MAILBOXID the uniqueid. */
+void imapd_emailid(const struct imapd_msg *m, char out[26]);
+/* 0 with out set, or -1 when the message has no thread id (NIL). */
+int imapd_threadid(const struct imapd_msg *m, char out[18]);
 /* Appends "(\Recent \Seen $Foo)" for a message's flags. */
 void imapd_write_flags(struct buf *b, int recent, unsigned sysflags, const char *keywords);
 

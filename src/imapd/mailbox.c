@@ -10,6 +10,7 @@
 
 #include "store/store.h"
 
+#include <stdio.h>
 #include <string.h>
 
 int imapd_name_in(struct imapd_session *s, const char *external, struct buf *internal_r)
@@ -87,6 +88,21 @@ int imapd_target_get(struct imapd_session *s, const char *external, struct buf *
 	if (buf_eq(&s->res.code, "NONEXISTENT"))
 		imapd_no(s, "TRYCREATE", "Mailbox does not exist");
 	return -1;
+}
+
+void imapd_emailid(const struct imapd_msg *m, char out[26])
+{
+	out[0] = 'M';
+	memcpy(out + 1, m->guid, 24);
+	out[25] = '\0';
+}
+
+int imapd_threadid(const struct imapd_msg *m, char out[18])
+{
+	if (!m->thrid)
+		return -1;
+	snprintf(out, 18, "T%016llx", (unsigned long long)m->thrid);
+	return 0;
 }
 
 void imapd_write_flags(struct buf *b, int recent, unsigned sysflags, const char *keywords)

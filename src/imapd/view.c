@@ -71,6 +71,8 @@ static void msg_set(struct imapd_msg *m, const struct store_record *r)
 	m->sysflags = r->sysflags & ~(unsigned)SYSFLAG_EXPUNGED;
 	m->modseq = r->modseq;
 	m->internaldate = r->internaldate;
+	m->savedate = r->savedate;
+	m->thrid = r->thrid;
 	free(m->keywords);
 	m->keywords = r->keywords && *r->keywords ? xstrdup(r->keywords) : NULL;
 	memcpy(m->guid, r->guid, sizeof m->guid);

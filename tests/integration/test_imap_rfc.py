@@ -260,6 +260,31 @@ try:
         t.eq(len(inst.messages("user.alice.Multi")), 3, "and neither was stored")
         r.close()
 
+    # ------------------------------------------------------------ OBJECTID, SAVEDATE
+    with t.case("OBJECTID (RFC 8474) and SAVEDATE (RFC 8514), ids as Cyrus 3.6 makes them"):
+        import hashlib
+        r = login("alice")
+        _, tagged = r.cmd("CREATE INBOX.Obj")
+        mid = re.search(rb"\[MAILBOXID \(([A-Za-z0-9_-]+)\)\]", tagged)
+        chk(r, tagged.startswith(b"OK") and mid, "CREATE answers [MAILBOXID (id)]")
+        msg = b"From: a@x\r\nSubject: s\r\nMessage-ID: <o1@x>\r\n\r\nbody\r\n"
+        r.cmd("APPEND INBOX.Obj", literal=msg)
+        u, _ = r.cmd("SELECT INBOX.Obj")
+        chk(r, mid and b"* OK [MAILBOXID (%s)] Ok\r\n" % mid.group(1) in u, "SELECT: the same MAILBOXID")
+        u, _ = r.cmd("STATUS INBOX.Obj (MAILBOXID)")
+        chk(r, mid and u and u[0].endswith(b"(MAILBOXID (%s))\r\n" % mid.group(1)), "STATUS MAILBOXID")
+        eid = b"M" + hashlib.sha1(msg).hexdigest()[:24].encode()
+        u, _ = r.cmd("FETCH 1 (EMAILID THREADID SAVEDATE)")
+        chk(r, u and re.match(rb'\* 1 FETCH \(EMAILID \(%s\) THREADID NIL SAVEDATE "\d\d-\w{3}-\d{4} '
+                              rb'\d\d:\d\d:\d\d \+0000"\)\r\n' % eid, u[0]), "FETCH EMAILID THREADID SAVEDATE")
+        for key, want in ((b"EMAILID " + eid, [1]), (b"EMAILID M000", []), (b"THREADID T0000000000000001", []),
+                          (b"SAVEDATESUPPORTED", [1]), (b"SAVEDSINCE 1-Jan-2020", [1]), (b"SAVEDBEFORE 1-Jan-2020", [])):
+            u, _ = r.cmd(b"SEARCH " + key)
+            chk(r, search_nums(u) == want, f"SEARCH {key!r}")
+        _, tagged = r.cmd("SEARCH EMAILID bad!")
+        chk(r, tagged.startswith(b"BAD"), "an id with a character RFC 8474 does not allow is BAD")
+        r.close()
+
 finally:
     if d:
         d.stop()

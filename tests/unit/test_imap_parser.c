@@ -498,7 +498,12 @@ TEST(sort_thread_within)
 	      "A12 THREAD REFERENCES UTF-8\r\n"
 	      "A13 SEARCH YOUNGER 0\r\n"
 	      "A14 SEARCH OLDER 4294967296\r\n"
-	      "A15 SORT SUBJECT UTF-8 ALL\r\n", &AUTH,
+	      "A15 SORT SUBJECT UTF-8 ALL\r\n"
+	      "A16 SEARCH EMAILID M1a2b THREADID \"T_x-9\" SAVEDBEFORE 1-Jan-2024 SAVEDON 2-Jan-2024 "
+	      "SAVEDSINCE 3-Jan-2024 SAVEDATESUPPORTED\r\n"
+	      "A17 SEARCH EMAILID a.b\r\n"
+	      "A18 FETCH 1 (EMAILID THREADID SAVEDATE)\r\n"
+	      "A19 STATUS x (MAILBOXID)\r\n", &AUTH,
 	      "CMD A1 SORT sort=(SUBJECT REVERSE DATE) charset=\"UTF-8\" (AND (ALL))\n"
 	      "CONT size=2\n"
 	      "CMD A2 UID SORT sort=(DISPLAYFROM REVERSE DISPLAYTO ARRIVAL CC FROM SIZE TO) "
@@ -515,7 +520,12 @@ TEST(sort_thread_within)
 	      "ERR A12 BAD pos=27: THREAD: missing search key\n"
 	      "ERR A13 BAD pos=19: SEARCH: interval must be at least 1\n"
 	      "ERR A14 BAD pos=17: SEARCH: interval out of range\n"
-	      "ERR A15 BAD pos=9: SORT: sort criteria must be a parenthesised list\n");
+	      "ERR A15 BAD pos=9: SORT: sort criteria must be a parenthesised list\n"
+	      "CMD A16 SEARCH (AND (EMAILID \"M1a2b\") (THREADID \"T_x-9\") (SAVEDBEFORE 1704067200) "
+	      "(SAVEDON 1704153600) (SAVEDSINCE 1704240000) (SAVEDATESUPPORTED))\n"
+	      "ERR A17 BAD pos=19: SEARCH: invalid object id\n"
+	      "CMD A18 FETCH set=1 atts=(EMAILID THREADID SAVEDATE)\n"
+	      "CMD A19 STATUS mailbox=\"x\" items=0x100\n");
 }
 
 TEST(search_bad)

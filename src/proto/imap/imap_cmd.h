@@ -123,6 +123,9 @@ enum imap_fetch_item {
 	IMAP_FETCH_UID,
 	IMAP_FETCH_MODSEQ,
 	IMAP_FETCH_BODY_SECTION,	/* BODY[...] and BODY.PEEK[...] */
+	IMAP_FETCH_EMAILID,		/* RFC 8474 OBJECTID */
+	IMAP_FETCH_THREADID,
+	IMAP_FETCH_SAVEDATE,		/* RFC 8514 */
 };
 
 struct imap_fetch_att {
@@ -172,6 +175,12 @@ enum imap_skey {
 	IMAP_SK_MODSEQ,		/* RFC 7162 */
 	IMAP_SK_OLDER,		/* RFC 5032 WITHIN: num seconds */
 	IMAP_SK_YOUNGER,
+	IMAP_SK_EMAILID,	/* RFC 8474: str */
+	IMAP_SK_THREADID,
+	IMAP_SK_SAVEDBEFORE,	/* RFC 8514: date */
+	IMAP_SK_SAVEDON,
+	IMAP_SK_SAVEDSINCE,
+	IMAP_SK_SAVEDATESUPPORTED,
 };
 
 struct imap_search_key {
@@ -234,6 +243,7 @@ struct imap_search {
 #define IMAP_STATUS_HIGHESTMODSEQ	0x20u
 #define IMAP_STATUS_SIZE		0x40u
 #define IMAP_STATUS_DELETED		0x80u
+#define IMAP_STATUS_MAILBOXID		0x100u	/* RFC 8474 */
 
 struct imap_list {
 	int extended;		/* selection options, a pattern list or RETURN */

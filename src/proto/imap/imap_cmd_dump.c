@@ -70,7 +70,8 @@ static void dset(struct buf *b, const struct imap_seqset *set)
 
 static const char *const fetch_names[] = {
 	"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
-	"RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "BODY[]",
+	"RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "BODY[]", "EMAILID", "THREADID",
+	"SAVEDATE",
 };
 
 static const char *const sect_names[] = {
@@ -114,7 +115,8 @@ static const char *const skey_names[] = {
 	"FROM", "HEADER", "KEYWORD", "LARGER", "NEW", "NOT", "OLD", "ON", "OR", "RECENT",
 	"SEEN", "SENTBEFORE", "SENTON", "SENTSINCE", "SINCE", "SMALLER", "SUBJECT", "TEXT",
 	"TO", "UID", "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNKEYWORD",
-	"UNSEEN", "SEQ", "AND", "MODSEQ", "OLDER", "YOUNGER",
+	"UNSEEN", "SEQ", "AND", "MODSEQ", "OLDER", "YOUNGER", "EMAILID", "THREADID",
+	"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "SAVEDATESUPPORTED",
 };
 
 static void dkey(struct buf *b, const struct imap_search_key *k)
@@ -122,6 +124,7 @@ static void dkey(struct buf *b, const struct imap_search_key *k)
 	buf_printf(b, "(%s", skey_names[k->key]);
 	switch (k->key) {
 	case IMAP_SK_BEFORE: case IMAP_SK_ON: case IMAP_SK_SINCE:
+	case IMAP_SK_SAVEDBEFORE: case IMAP_SK_SAVEDON: case IMAP_SK_SAVEDSINCE:
 	case IMAP_SK_SENTBEFORE: case IMAP_SK_SENTON: case IMAP_SK_SENTSINCE:
 		buf_printf(b, " %lld", (long long)k->date);
 		break;

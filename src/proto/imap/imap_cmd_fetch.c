@@ -28,6 +28,9 @@ static const struct {
 	{ "BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE },
 	{ "UID", IMAP_FETCH_UID },
 	{ "MODSEQ", IMAP_FETCH_MODSEQ },
+	{ "EMAILID", IMAP_FETCH_EMAILID },
+	{ "THREADID", IMAP_FETCH_THREADID },
+	{ "SAVEDATE", IMAP_FETCH_SAVEDATE },
 };
 
 static const enum imap_fetch_item macro_fast[] = {

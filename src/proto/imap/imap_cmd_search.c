@@ -14,7 +14,7 @@
 
 #define MODSEQ_MAX 0x7fffffffffffffffULL
 
-enum karg { K_NONE, K_STR, K_DATE, K_NUM, K_HEADER, K_FLAG, K_SET, K_NOT, K_OR, K_MODSEQ, K_SECONDS };
+enum karg { K_NONE, K_STR, K_DATE, K_NUM, K_HEADER, K_FLAG, K_SET, K_NOT, K_OR, K_MODSEQ, K_SECONDS, K_OBJECTID };
 
 static const struct {
 	const char *name;
@@ -59,6 +59,12 @@ static const struct {
 	{ "MODSEQ", IMAP_SK_MODSEQ, K_MODSEQ },
 	{ "OLDER", IMAP_SK_OLDER, K_SECONDS },
 	{ "YOUNGER", IMAP_SK_YOUNGER, K_SECONDS },
+	{ "EMAILID", IMAP_SK_EMAILID, K_OBJECTID },
+	{ "THREADID", IMAP_SK_THREADID, K_OBJECTID },
+	{ "SAVEDBEFORE", IMAP_SK_SAVEDBEFORE, K_DATE },
+	{ "SAVEDON", IMAP_SK_SAVEDON, K_DATE },
+	{ "SAVEDSINCE", IMAP_SK_SAVEDSINCE, K_DATE },
+	{ "SAVEDATESUPPORTED", IMAP_SK_SAVEDATESUPPORTED, K_NONE },
 };
 
 static int skey(struct imap_cp *cp, const struct imap_arg **a, int depth,
@@ -148,6 +154,18 @@ static int skey(struct imap_cp *cp, const struct imap_arg **a, int depth,
 		return 0;
 	case K_NUM:
 		return imap_get_number(cp, a, "size", 0xffffffffffffffffULL, &k->num);
+	case K_OBJECTID: {	/* RFC 8474: 1*255(ALPHA / DIGIT / "_" / "-") */
+		if (imap_get_astring(cp, a, keys[i].name, &k->str) < 0)
+			return -1;
+		size_t n = strlen(k->str);
+		int ok = n >= 1 && n <= 255;
+		for (size_t j = 0; ok && j < n; j++) {
+			char c = k->str[j];
+			ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+			     c == '-';
+		}
+		return ok ? 0 : imap_cp_fail(cp, at, "invalid object id");
+	}
 	case K_SECONDS:	/* RFC 5032: nz-number */
 		if (imap_get_number(cp, a, "interval", 0xffffffffULL, &k->num) < 0)
 			return -1;
