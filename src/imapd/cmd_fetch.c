@@ -40,6 +40,8 @@ static int needs_parse(const struct imap_fetch_att *a)
 		return 1;
 	case IMAP_FETCH_BODY_SECTION:
 		return a->section.nparts > 0 || a->section.spec != IMAP_SECT_ALL;
+	case IMAP_FETCH_PREVIEW:
+		return 1;
 	default:
 		return 0;
 	}
@@ -368,6 +370,14 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 				buf_printf(b, "THREADID (%s)", id);
 			else
 				buf_appends(b, "THREADID NIL");
+			break;
+		}
+		case IMAP_FETCH_PREVIEW: {
+			struct buf pv = BUF_INIT;
+			mime_preview(s->cur.mime, IMAP_PREVIEW_CHARS, &pv);
+			buf_appends(b, "PREVIEW ");
+			imap_write_string(b, pv.ptr ? pv.ptr : "", pv.len);
+			buf_free(&pv);
 			break;
 		}
 		case IMAP_FETCH_SAVEDATE:

@@ -143,6 +143,8 @@
  * stored in one transaction (all or none). */
 #define IMAP_MAX_MULTIAPPEND 1000
 #define IMAP_MAX_MULTIAPPEND_BYTES MAX_MESSAGE_SIZE
+/* FETCH PREVIEW, characters: RFC 8970 3 says at most 256. */
+#define IMAP_PREVIEW_CHARS 256
 /* Arguments/items in one command: bounds parser memory. */
 #define IMAP_MAX_ARGS 4096
 /* One command's line text plus all its literals except APPEND's message,

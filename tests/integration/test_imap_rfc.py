@@ -285,6 +285,20 @@ try:
         chk(r, tagged.startswith(b"BAD"), "an id with a character RFC 8474 does not allow is BAD")
         r.close()
 
+    with t.case("PREVIEW (RFC 8970): the first text, white space made one, at most 256 characters"):
+        r = login("alice")
+        r.cmd("CREATE INBOX.Prev")
+        long_text = "word " * 100
+        msg = ("From: a@x\r\nSubject: p\r\nContent-Type: text/plain\r\n\r\n  Hello,\r\n\r\n  " + long_text + "\r\n").encode()
+        r.cmd("APPEND INBOX.Prev", literal=msg)
+        r.cmd("SELECT INBOX.Prev")
+        u, tagged = r.cmd("FETCH 1 (PREVIEW)")
+        want = ("Hello, " + long_text)[:256].rstrip()
+        chk(r, u and u[0] == ('* 1 FETCH (PREVIEW "%s")\r\n' % want).encode(), "PREVIEW")
+        u, tagged = r.cmd("FETCH 1 (PREVIEW (LAZY))")
+        chk(r, tagged.startswith(b"OK") and u and b"PREVIEW \"Hello," in u[0], "PREVIEW (LAZY)")
+        r.close()
+
 finally:
     if d:
         d.stop()

@@ -503,7 +503,9 @@ TEST(sort_thread_within)
 	      "SAVEDSINCE 3-Jan-2024 SAVEDATESUPPORTED\r\n"
 	      "A17 SEARCH EMAILID a.b\r\n"
 	      "A18 FETCH 1 (EMAILID THREADID SAVEDATE)\r\n"
-	      "A19 STATUS x (MAILBOXID)\r\n", &AUTH,
+	      "A19 STATUS x (MAILBOXID)\r\n"
+	      "A20 FETCH 1 (PREVIEW (LAZY) UID PREVIEW)\r\n"
+	      "A21 FETCH 1 (PREVIEW (FAST))\r\n", &AUTH,
 	      "CMD A1 SORT sort=(SUBJECT REVERSE DATE) charset=\"UTF-8\" (AND (ALL))\n"
 	      "CONT size=2\n"
 	      "CMD A2 UID SORT sort=(DISPLAYFROM REVERSE DISPLAYTO ARRIVAL CC FROM SIZE TO) "
@@ -525,7 +527,9 @@ TEST(sort_thread_within)
 	      "(SAVEDON 1704153600) (SAVEDSINCE 1704240000) (SAVEDATESUPPORTED))\n"
 	      "ERR A17 BAD pos=19: SEARCH: invalid object id\n"
 	      "CMD A18 FETCH set=1 atts=(EMAILID THREADID SAVEDATE)\n"
-	      "CMD A19 STATUS mailbox=\"x\" items=0x100\n");
+	      "CMD A19 STATUS mailbox=\"x\" items=0x100\n"
+	      "CMD A20 FETCH set=1 atts=(PREVIEW (LAZY) UID PREVIEW)\n"
+	      "ERR A21 BAD pos=22: FETCH: unknown PREVIEW modifier\n");
 }
 
 TEST(search_bad)

@@ -944,6 +944,37 @@ TEST(base_subject)
 	check_base("[unclosed Re: c", "[unclosed Re: c", 0);
 }
 
+TEST(preview)
+{
+	struct buf b = BUF_INIT;
+	struct mime_message *m = parse_str("Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+					   "  Hello,\r\n\r\n\tworld \xc3\xa9t\xc3\xa9  \r\n");
+	mime_preview(m, 256, &b);
+	CHECK_STR(buf_cstr(&b), "Hello, world \xc3\xa9t\xc3\xa9");
+	buf_reset(&b);
+	mime_preview(m, 8, &b);	/* characters, not bytes */
+	CHECK_STR(buf_cstr(&b), "Hello, w");
+	buf_reset(&b);
+	mime_preview(m, 15, &b);
+	CHECK_STR(buf_cstr(&b), "Hello, world \xc3\xa9t");
+	mime_message_free(&m);
+	buf_reset(&b);
+	m = parse_str("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+		      "Content-Type: text/html\r\n\r\n<html><style>p{}</style><p>Hi &amp; <b>bye</b></p><!-- c --></html>\r\n"
+		      "--b--\r\n");
+	mime_preview(m, 256, &b);
+	CHECK_STR(buf_cstr(&b), "Hi & bye");
+	mime_message_free(&m);
+	buf_reset(&b);
+	m = parse_str("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+		      "Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nfile\r\n--b\r\n"
+		      "Content-Type: application/pdf\r\n\r\nx\r\n--b--\r\n");
+	mime_preview(m, 256, &b);
+	CHECK_STR(buf_cstr(&b), "");
+	mime_message_free(&m);
+	buf_free(&b);
+}
+
 /* ---- dates ------------------------------------------------------------------ */
 
 static void check_date(const char *s, long long want, int want_tz)
@@ -1040,6 +1071,7 @@ int main(void)
 	RUN(charsets_and_decoders);
 	RUN(search);
 	RUN(base_subject);
+	RUN(preview);
 	RUN(dates);
 	RUN(prefixes);
 	return test_done();

@@ -126,11 +126,13 @@ enum imap_fetch_item {
 	IMAP_FETCH_EMAILID,		/* RFC 8474 OBJECTID */
 	IMAP_FETCH_THREADID,
 	IMAP_FETCH_SAVEDATE,		/* RFC 8514 */
+	IMAP_FETCH_PREVIEW,		/* RFC 8970, [(LAZY)] */
 };
 
 struct imap_fetch_att {
 	enum imap_fetch_item item;
 	int peek;		/* BODY.PEEK */
+	int lazy;		/* PREVIEW (LAZY) */
 	struct imap_section section;	/* BODY_SECTION only */
 	int partial;		/* <offset.length> given */
 	uint32_t offset, length;

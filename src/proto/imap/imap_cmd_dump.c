@@ -71,7 +71,7 @@ static void dset(struct buf *b, const struct imap_seqset *set)
 static const char *const fetch_names[] = {
 	"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
 	"RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "BODY[]", "EMAILID", "THREADID",
-	"SAVEDATE",
+	"SAVEDATE", "PREVIEW",
 };
 
 static const char *const sect_names[] = {
@@ -90,6 +90,8 @@ static void dfetch(struct buf *b, const struct imap_fetch *f)
 			buf_putc(b, ' ');
 		if (a->item != IMAP_FETCH_BODY_SECTION) {
 			buf_appends(b, fetch_names[a->item]);
+			if (a->lazy)
+				buf_appends(b, " (LAZY)");
 			continue;
 		}
 		buf_appends(b, a->peek ? "BODY.PEEK[" : "BODY[");

@@ -31,6 +31,7 @@ static const struct {
 	{ "EMAILID", IMAP_FETCH_EMAILID },
 	{ "THREADID", IMAP_FETCH_THREADID },
 	{ "SAVEDATE", IMAP_FETCH_SAVEDATE },
+	{ "PREVIEW", IMAP_FETCH_PREVIEW },
 };
 
 static const enum imap_fetch_item macro_fast[] = {
@@ -271,9 +272,20 @@ int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap
 			return imap_cp_fail(cp, a, "empty fetch attribute list");
 		struct imap_fetch_att *atts = imap_cp_alloc(cp, a->count * sizeof(*atts));
 		size_t n = 0;
-		for (const struct imap_arg *x = a->child; x; x = x->next)
-			if (fetch_att(cp, x, &atts[n++]) < 0)
+		for (const struct imap_arg *x = a->child; x; x = x->next) {
+			struct imap_fetch_att *att = &atts[n++];
+			if (fetch_att(cp, x, att) < 0)
 				return -1;
+			if (att->item == IMAP_FETCH_PREVIEW && x->next && x->next->type == IMAP_ARG_LIST) {
+				/* RFC 8970: PREVIEW (LAZY) */
+				x = x->next;
+				for (const struct imap_arg *m = x->child; m; m = m->next) {
+					if (!imap_arg_is_atom(m, "LAZY"))
+						return imap_cp_fail(cp, m, "unknown PREVIEW modifier");
+					att->lazy = 1;
+				}
+			}
+		}
 		f->atts = atts;
 		f->natts = n;
 	} else {

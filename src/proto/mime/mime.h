@@ -217,6 +217,12 @@ int mime_base_subject(const char *subject, size_t len, struct buf *out);
  * has no address (nothing appended). */
 int mime_sort_address(const struct mime_message *msg, const char *field, int display, struct buf *out);
 
+/* Appends the RFC 8970 PREVIEW of a message: the text of its first
+ * text/plain part (else of its first text/html part, tags dropped),
+ * decoded to UTF-8, white space runs made one space, at most max_chars
+ * characters. Nothing when it has no such part. */
+void mime_preview(const struct mime_message *msg, size_t max_chars, struct buf *out);
+
 /* ---- dates -------------------------------------------------------------- */
 
 /* Parses an RFC 5322 date-time (obsolete forms tolerated: no weekday,

@@ -153,3 +153,122 @@ int mime_sort_address(const struct mime_message *msg, const char *field, int dis
 	buf_free(&v);
 	return found;
 }
+
+/* ---- PREVIEW (RFC 8970) ------------------------------------------------------ */
+
+/* The first text/plain leaf that is not an attachment, else the first
+ * such text/html one (not inside enclosed messages). */
+static const struct mime_part *preview_part(const struct mime_part *p, const char *subtype)
+{
+	if (p->children) {
+		for (const struct mime_part *c = p->children; c; c = c->next) {
+			const struct mime_part *r = preview_part(c, subtype);
+			if (r)
+				return r;
+		}
+		return NULL;
+	}
+	if (p->message || strcmp(p->type, "text") != 0 || strcmp(p->subtype, subtype) != 0)
+		return NULL;
+	if (p->disposition && !strcmp(p->disposition, "attachment"))
+		return NULL;
+	return p;
+}
+
+/* HTML to its text, roughly: tags and comments dropped, a few entities
+ * decoded, scripts and styles left out. */
+static void html_text(const char *s, size_t n, struct buf *out)
+{
+	static const struct {
+		const char *ent, *txt;
+	} ents[] = { { "&amp;", "&" }, { "&lt;", "<" }, { "&gt;", ">" }, { "&quot;", "\"" },
+		     { "&#39;", "'" }, { "&nbsp;", " " }, { "&apos;", "'" } };
+	for (size_t i = 0; i < n;) {
+		if (s[i] == '<') {
+			const char *skip_to = NULL;
+			if (n - i >= 4 && !strncmp(s + i, "<!--", 4))
+				skip_to = "-->";
+			else if (n - i >= 7 && !strncasecmp(s + i, "<script", 7))
+				skip_to = "</script>";
+			else if (n - i >= 6 && !strncasecmp(s + i, "<style", 6))
+				skip_to = "</style>";
+			size_t j = i + 1;
+			if (skip_to) {
+				size_t k = strlen(skip_to);
+				while (j + k <= n && strncasecmp(s + j, skip_to, k) != 0)
+					j++;
+				j = j + k <= n ? j + k : n;
+			} else {
+				while (j < n && s[j] != '>')
+					j++;
+				j = j < n ? j + 1 : n;
+			}
+			buf_putc(out, ' ');
+			i = j;
+			continue;
+		}
+		if (s[i] == '&') {
+			size_t e;
+			for (e = 0; e < sizeof ents / sizeof ents[0]; e++) {
+				size_t k = strlen(ents[e].ent);
+				if (n - i >= k && !strncasecmp(s + i, ents[e].ent, k)) {
+					buf_appends(out, ents[e].txt);
+					i += k;
+					break;
+				}
+			}
+			if (e < sizeof ents / sizeof ents[0])
+				continue;
+		}
+		buf_putc(out, s[i++]);
+	}
+}
+
+void mime_preview(const struct mime_message *msg, size_t max_chars, struct buf *out)
+{
+	const struct mime_part *p = preview_part(msg->root, "plain");
+	int html = 0;
+	if (!p) {
+		p = preview_part(msg->root, "html");
+		html = p != NULL;
+	}
+	if (!p)
+		return;
+	struct buf text = BUF_INIT, plain = BUF_INIT;
+	mime_part_text(msg, p, &text);
+	if (html) {
+		html_text(text.ptr ? text.ptr : "", text.len, &plain);
+		buf_free(&text);
+		text = plain;
+	}
+	/* white space runs made one space, control bytes dropped, trimmed,
+	 * cut after max_chars characters (never inside one) */
+	size_t chars = 0;
+	int space = 1;
+	for (size_t i = 0; i < text.len && chars < max_chars; i++) {
+		unsigned char c = (unsigned char)text.ptr[i];
+		if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+			if (!space) {
+				buf_putc(out, ' ');
+				chars++;
+			}
+			space = 1;
+			continue;
+		}
+		if (c < 0x20 || c == 0x7f)
+			continue;
+		size_t k = 1;
+		if (c >= 0xC0)
+			while (i + k < text.len && ((unsigned char)text.ptr[i + k] & 0xC0) == 0x80)
+				k++;
+		else if (c >= 0x80)
+			continue;	/* a stray continuation byte */
+		buf_append(out, text.ptr + i, k);
+		i += k - 1;
+		chars++;
+		space = 0;
+	}
+	while (out->len && out->ptr[out->len - 1] == ' ')
+		buf_truncate(out, out->len - 1);
+	buf_free(&text);
+}
