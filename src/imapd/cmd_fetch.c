@@ -25,7 +25,8 @@
 
 static int sets_seen(const struct imap_fetch_att *a)
 {
-	return (a->item == IMAP_FETCH_BODY_SECTION && !a->peek) || a->item == IMAP_FETCH_RFC822 ||
+	return ((a->item == IMAP_FETCH_BODY_SECTION || a->item == IMAP_FETCH_BINARY) && !a->peek) ||
+	       a->item == IMAP_FETCH_RFC822 ||
 	       a->item == IMAP_FETCH_RFC822_TEXT;
 }
 
@@ -42,6 +43,9 @@ static int needs_parse(const struct imap_fetch_att *a)
 		return a->section.nparts > 0 || a->section.spec != IMAP_SECT_ALL;
 	case IMAP_FETCH_PREVIEW:
 		return 1;
+	case IMAP_FETCH_BINARY:
+	case IMAP_FETCH_BINARY_SIZE:
+		return a->section.nparts > 0;
 	default:
 		return 0;
 	}
@@ -49,7 +53,8 @@ static int needs_parse(const struct imap_fetch_att *a)
 
 static int needs_load(const struct imap_fetch_att *a)
 {
-	return needs_parse(a) || a->item == IMAP_FETCH_RFC822 || a->item == IMAP_FETCH_BODY_SECTION;
+	return needs_parse(a) || a->item == IMAP_FETCH_RFC822 || a->item == IMAP_FETCH_BODY_SECTION ||
+	       a->item == IMAP_FETCH_BINARY || a->item == IMAP_FETCH_BINARY_SIZE;
 }
 
 static enum mime_section_text spec_of(enum imap_section_spec sp)
@@ -68,6 +73,15 @@ static enum mime_section_text spec_of(enum imap_section_spec sp)
 	default:
 		return MIME_SECTION_NONE;
 	}
+}
+
+/* A literal, or a literal8 (RFC 3516) when the bytes hold a NUL, which a
+ * literal may not (RFC 3501 9: CHAR8), as Cyrus sends them. */
+static void put_literal(struct buf *b, const char *data, size_t len)
+{
+	if (len && memchr(data, '\0', len))
+		buf_putc(b, '~');
+	imap_write_literal(b, data, len);
 }
 
 /* The bytes of a section of the loaded message: 1 found (data/len set,
@@ -120,7 +134,51 @@ static void write_section(struct imapd_session *s, const struct imap_fetch_att *
 				len = a->length;
 		}
 	}
-	imap_write_literal(b, data, len);
+	put_literal(b, data, len);
+}
+
+/* BINARY[...] and BINARY.SIZE[...] (RFC 3516): 0, or -1 when the part's
+ * encoding is unknown (the command then answers NO [UNKNOWN-CTE]). */
+static int write_binary(struct imapd_session *s, const struct imap_fetch_att *a, struct buf *b, struct buf *scratch)
+{
+	const struct imapd_loaded *l = &s->cur;
+	struct terr err = { 0 };
+	const char *data = l->data.ptr ? l->data.ptr : "";
+	size_t len = l->data.len;
+	int rc = 0;
+	buf_reset(scratch);
+	if (a->section.nparts) {
+		rc = mime_section_binary(l->mime, a->section.parts, a->section.nparts, scratch, &err);
+		data = scratch->ptr ? scratch->ptr : "";
+		len = scratch->len;
+	}
+	buf_appends(b, a->item == IMAP_FETCH_BINARY_SIZE ? "BINARY.SIZE[" : "BINARY[");
+	for (size_t k = 0; k < a->section.nparts; k++)
+		buf_printf(b, "%s%u", k ? "." : "", a->section.parts[k]);
+	buf_putc(b, ']');
+	if (a->item == IMAP_FETCH_BINARY && a->partial)
+		buf_printf(b, "<%u>", a->offset);
+	buf_putc(b, ' ');
+	if (rc < 0) {
+		buf_appends(b, "NIL");
+		return err.code == TE_INVALID ? -1 : 0;
+	}
+	if (a->item == IMAP_FETCH_BINARY_SIZE) {
+		buf_printf(b, "%zu", len);
+		return 0;
+	}
+	if (a->partial) {
+		if (a->offset >= len) {
+			len = 0;
+		} else {
+			data += a->offset;
+			len -= a->offset;
+			if (len > a->length)
+				len = a->length;
+		}
+	}
+	put_literal(b, data, len);
+	return 0;
 }
 
 static void write_part(struct buf *b, const char *name, const struct imapd_loaded *l, int header)
@@ -128,7 +186,7 @@ static void write_part(struct buf *b, const char *name, const struct imapd_loade
 	const struct mime_part *root = l->mime->root;
 	size_t off = header ? root->hdr_off : root->body_off, len = header ? root->hdr_len : root->body_len;
 	buf_printf(b, "%s ", name);
-	imap_write_literal(b, l->data.ptr + off, len);
+	put_literal(b, l->data.ptr + off, len);
 }
 
 /* ---- the message cache --------------------------------------------------- */
@@ -327,7 +385,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 			break;
 		case IMAP_FETCH_RFC822:
 			buf_appends(b, "RFC822 ");
-			imap_write_literal(b, s->cur.data.ptr ? s->cur.data.ptr : "", s->cur.data.len);
+			put_literal(b, s->cur.data.ptr ? s->cur.data.ptr : "", s->cur.data.len);
 			break;
 		case IMAP_FETCH_RFC822_HEADER:
 			write_part(b, "RFC822.HEADER", &s->cur, 1);
@@ -372,6 +430,11 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 				buf_appends(b, "THREADID NIL");
 			break;
 		}
+		case IMAP_FETCH_BINARY:
+		case IMAP_FETCH_BINARY_SIZE:
+			if (write_binary(s, a, b, scratch) < 0)
+				s->unknown_cte = 1;
+			break;
 		case IMAP_FETCH_PREVIEW: {
 			struct buf pv = BUF_INIT;
 			mime_preview(s->cur.mime, IMAP_PREVIEW_CHARS, &pv);
@@ -491,5 +554,8 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 	free(idx);
 	if (failed)
 		imapd_no(s, "SERVERBUG", "%zu message(s) could not be read", failed);
+	else if (s->unknown_cte)	/* RFC 3516 */
+		imapd_no(s, "UNKNOWN-CTE", "A part has a content-transfer-encoding this server cannot decode");
+	s->unknown_cte = 0;
 	return 0;
 }

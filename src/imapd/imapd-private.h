@@ -174,6 +174,7 @@ struct imapd_session {
 	int bad;		/* bad commands in a row */
 	int authfails;		/* failed logins */
 	int condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	int unknown_cte;	/* scratch for FETCH BINARY: NO [UNKNOWN-CTE] */
 	int tls_pending_check;
 	struct imapd_view *sel;
 	struct buf appendmsg;	/* APPEND's message or a SYNC* command's DLIST,

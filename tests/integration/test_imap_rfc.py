@@ -299,6 +299,39 @@ try:
         chk(r, tagged.startswith(b"OK") and u and b"PREVIEW \"Hello," in u[0], "PREVIEW (LAZY)")
         r.close()
 
+    with t.case("BINARY (RFC 3516): decoded parts, literal8 for NUL bytes, BINARY.SIZE, UNKNOWN-CTE, APPEND ~{n}"):
+        import base64
+        blob = bytes(range(0, 40))
+        msg = (b"From: a@x\r\nSubject: b\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+               b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+               b"Caf=C3=A9 =\r\nau lait=3D\r\n--XX\r\nContent-Type: application/octet-stream\r\n"
+               b"Content-Transfer-Encoding: base64\r\n\r\n" + base64.b64encode(blob) + b"\r\n--XX\r\n"
+               b"Content-Type: text/plain\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 x\r\n--XX--\r\n")
+        r = login("alice")
+        r.cmd("CREATE INBOX.Bin")
+        r.cmd("APPEND INBOX.Bin", literal=msg)
+        raw = b"Subject: nul\r\n\r\na\x00b\r\n"
+        _, tagged = r.cmd(b"APPEND INBOX.Bin ~{%d+}\r\n" % len(raw) + raw)
+        chk(r, tagged.startswith(b"OK"), "APPEND with a literal8")
+        r.cmd("SELECT INBOX.Bin")
+        text = "Caf\u00e9 au lait=".encode()
+        for cmd, want in (("FETCH 1 (BINARY.PEEK[1])", b"* 1 FETCH (BINARY[1] {%d}\r\n%s)\r\n" % (len(text), text)),
+                          ("FETCH 1 (BINARY.PEEK[2])", b"* 1 FETCH (BINARY[2] ~{40}\r\n" + blob + b")\r\n"),
+                          ("FETCH 1 (BINARY.SIZE[2] BINARY.SIZE[1])",
+                           b"* 1 FETCH (BINARY.SIZE[2] 40 BINARY.SIZE[1] %d)\r\n" % len(text)),
+                          ("FETCH 1 (BINARY.PEEK[2]<0.3>)", b"* 1 FETCH (BINARY[2]<0> ~{3}\r\n" + blob[:3] + b")\r\n"),
+                          ("FETCH 2 (BODY.PEEK[])", b"* 2 FETCH (BODY[] ~{%d}\r\n%s)\r\n" % (len(raw), raw))):
+            u, tagged = r.cmd(cmd)
+            chk(r, tagged.startswith(b"OK") and b"".join(u) == want, cmd)
+        u, tagged = r.cmd("FETCH 1 (BINARY.PEEK[3])")
+        chk(r, tagged.startswith(b"NO [UNKNOWN-CTE]"), "an unknown encoding: NO [UNKNOWN-CTE]")
+        u, tagged = r.cmd("FETCH 1 (FLAGS)")
+        chk(r, u and b"\\Seen" not in u[0], "BINARY.PEEK left \\Seen alone")
+        r.cmd("FETCH 1 (BINARY[1])")
+        u, tagged = r.cmd("FETCH 1 (FLAGS)")
+        chk(r, u and b"\\Seen" in u[0], "BINARY set \\Seen")
+        r.close()
+
 finally:
     if d:
         d.stop()

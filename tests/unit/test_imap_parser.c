@@ -505,7 +505,11 @@ TEST(sort_thread_within)
 	      "A18 FETCH 1 (EMAILID THREADID SAVEDATE)\r\n"
 	      "A19 STATUS x (MAILBOXID)\r\n"
 	      "A20 FETCH 1 (PREVIEW (LAZY) UID PREVIEW)\r\n"
-	      "A21 FETCH 1 (PREVIEW (FAST))\r\n", &AUTH,
+	      "A21 FETCH 1 (PREVIEW (FAST))\r\n"
+	      "A22 FETCH 1 (BINARY[] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3])\r\n"
+	      "A23 FETCH 1 BINARY[1.HEADER]\r\n"
+	      "A24 FETCH 1 BINARY.SIZE[1]<0.5>\r\n"
+	      "A25 APPEND x ~{3}\r\nabc\r\n", &AUTH,
 	      "CMD A1 SORT sort=(SUBJECT REVERSE DATE) charset=\"UTF-8\" (AND (ALL))\n"
 	      "CONT size=2\n"
 	      "CMD A2 UID SORT sort=(DISPLAYFROM REVERSE DISPLAYTO ARRIVAL CC FROM SIZE TO) "
@@ -529,7 +533,13 @@ TEST(sort_thread_within)
 	      "CMD A18 FETCH set=1 atts=(EMAILID THREADID SAVEDATE)\n"
 	      "CMD A19 STATUS mailbox=\"x\" items=0x100\n"
 	      "CMD A20 FETCH set=1 atts=(PREVIEW (LAZY) UID PREVIEW)\n"
-	      "ERR A21 BAD pos=22: FETCH: unknown PREVIEW modifier\n");
+	      "ERR A21 BAD pos=22: FETCH: unknown PREVIEW modifier\n"
+	      "CMD A22 FETCH set=1 atts=(BINARY[] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3])\n"
+	      "ERR A23 BAD pos=12: FETCH: BINARY takes part numbers only\n"
+	      "ERR A24 BAD pos=12: FETCH: BINARY.SIZE takes no partial\n"
+	      "CONT size=3 message\n"
+	      "DATA len=3 fnv=1a47e90b \"abc\"\n"
+	      "CMD A25 APPEND mailbox=\"x\" size=3\n");
 }
 
 TEST(search_bad)
@@ -945,13 +955,13 @@ TEST(garbage_then_next_command)
 	      "ERR A6 BAD pos=11: quoted string without closing quote\n"
 	      "ERR A7 BAD pos=9: literal header not at the end of the line\n"
 	      "ERR A8 BAD pos=6: missing command after UID\n"
-	      "ERR A9 BAD pos=7: UID must be followed by FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE\n"
+	      "ERR A9 BAD pos=7: UID must be followed by FETCH, STORE, COPY, MOVE, SEARCH, SORT, THREAD or EXPUNGE\n"
 	      "ERR * BAD pos=1: invalid tag\n"
 	      "ERR * BAD pos=0: missing tag\n"
 	      "ERR A10 BAD pos=3: missing command\n"
 	      "ERR A11 BAD pos=11: unexpected quote inside an atom\n"
 	      "ERR A12 BAD pos=13: control character 0x7f in an atom\n"
-	      "ERR A13 BAD pos=11: binary literals (~{N}) are not supported\n"
+	      "ERR A13 BAD pos=11: binary literals (~{N}) are only for APPEND\n"
 	      "CMD A14 NOOP\n"
 	      "ERR A15 BAD pos=12: EXPUNGE: unexpected extra arguments\n"
 	      "ERR A16 BAD pos=15: EXPUNGE: missing sequence set\n"

@@ -127,6 +127,8 @@ enum imap_fetch_item {
 	IMAP_FETCH_THREADID,
 	IMAP_FETCH_SAVEDATE,		/* RFC 8514 */
 	IMAP_FETCH_PREVIEW,		/* RFC 8970, [(LAZY)] */
+	IMAP_FETCH_BINARY,		/* RFC 3516: BINARY[n.n]<partial>, BINARY.PEEK */
+	IMAP_FETCH_BINARY_SIZE,		/* BINARY.SIZE[n.n] */
 };
 
 struct imap_fetch_att {

@@ -71,7 +71,7 @@ static void dset(struct buf *b, const struct imap_seqset *set)
 static const char *const fetch_names[] = {
 	"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
 	"RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "BODY[]", "EMAILID", "THREADID",
-	"SAVEDATE", "PREVIEW",
+	"SAVEDATE", "PREVIEW", "BINARY[]", "BINARY.SIZE[]",
 };
 
 static const char *const sect_names[] = {
@@ -88,6 +88,15 @@ static void dfetch(struct buf *b, const struct imap_fetch *f)
 		const struct imap_fetch_att *a = &f->atts[i];
 		if (i)
 			buf_putc(b, ' ');
+		if (a->item == IMAP_FETCH_BINARY || a->item == IMAP_FETCH_BINARY_SIZE) {
+			buf_appends(b, a->item == IMAP_FETCH_BINARY_SIZE ? "BINARY.SIZE[" : a->peek ? "BINARY.PEEK[" : "BINARY[");
+			for (size_t k = 0; k < a->section.nparts; k++)
+				buf_printf(b, "%s%" PRIu32, k ? "." : "", a->section.parts[k]);
+			buf_putc(b, ']');
+			if (a->partial)
+				buf_printf(b, "<%" PRIu32 ".%" PRIu32 ">", a->offset, a->length);
+			continue;
+		}
 		if (a->item != IMAP_FETCH_BODY_SECTION) {
 			buf_appends(b, fetch_names[a->item]);
 			if (a->lazy)

@@ -226,11 +226,27 @@ static int fetch_att(struct imap_cp *cp, const struct imap_arg *x, struct imap_f
 	memset(att, 0, sizeof(*att));
 	if (br) {
 		size_t open = (size_t)(br - s);
-		if (imap_word_eq(s, open, "BODY.PEEK"))
+		int binary = 0;
+		if (imap_word_eq(s, open, "BODY.PEEK")) {
 			att->peek = 1;
-		else if (!imap_word_eq(s, open, "BODY"))
+		} else if (imap_word_eq(s, open, "BINARY") || imap_word_eq(s, open, "BINARY.PEEK")) {
+			binary = IMAP_FETCH_BINARY;
+			att->peek = open == 11;
+		} else if (imap_word_eq(s, open, "BINARY.SIZE")) {
+			binary = IMAP_FETCH_BINARY_SIZE;
+		} else if (!imap_word_eq(s, open, "BODY")) {
 			return imap_cp_fail(cp, x, "unknown fetch attribute");
-		return body_section(cp, x, s, n, open, att);
+		}
+		if (body_section(cp, x, s, n, open, att) < 0)
+			return -1;
+		if (binary) {	/* RFC 3516: section-binary is part numbers only */
+			if (att->section.spec != IMAP_SECT_ALL)
+				return imap_cp_fail(cp, x, "BINARY takes part numbers only");
+			if (binary == IMAP_FETCH_BINARY_SIZE && att->partial)
+				return imap_cp_fail(cp, x, "BINARY.SIZE takes no partial");
+			att->item = (enum imap_fetch_item)binary;
+		}
+		return 0;
 	}
 	for (size_t i = 0; i < sizeof(simple_atts) / sizeof(simple_atts[0]); i++) {
 		if (imap_word_eq(s, n, simple_atts[i].name)) {

@@ -251,7 +251,7 @@ static int set_name(struct imap_parser *p, size_t off, size_t n)
 	if (!def)
 		return imap_parser_fail(p, IMAP_RESP_BAD, NULL, off, 0,
 					p->uid ? "UID must be followed by FETCH, STORE, COPY, MOVE,"
-						 " SEARCH or EXPUNGE"
+						 " SEARCH, SORT, THREAD or EXPUNGE"
 					       : "unknown command");
 	if (p->mode == IMAP_MODE_PREAUTH && !(def->flags & IMAP_CMDF_PREAUTH))
 		return imap_parser_fail(p, IMAP_RESP_BAD, NULL, off, 0,

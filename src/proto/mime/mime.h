@@ -156,6 +156,14 @@ int mime_section_fetch(const struct mime_message *msg,
 		       const struct mime_section *sec, struct buf *scratch,
 		       const char **data_r, size_t *len_r, struct terr *err);
 
+/* FETCH BINARY[path] (RFC 3516): appends the part's body with its
+ * Content-Transfer-Encoding undone (base64, quoted-printable; 7bit, 8bit,
+ * binary and multipart or message bodies as they are); the whole message
+ * for an empty path. -1 with TE_NOTFOUND (no such part) or TE_INVALID
+ * (an encoding it does not know: UNKNOWN-CTE). */
+int mime_section_binary(const struct mime_message *msg, const uint32_t *path, size_t npath, struct buf *out,
+			struct terr *err);
+
 /* ---- decoding ------------------------------------------------------------ */
 
 /* Converts text in charset (case-insensitive name) to UTF-8, appending to
