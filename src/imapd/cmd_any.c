@@ -81,6 +81,11 @@ int imapd_cmd_enable(struct imapd_session *s, const struct imap_cmd *cmd)
 		if (!strcasecmp(c, "CONDSTORE") && !s->condstore) {
 			imapd_condstore_enable(s);
 			buf_appends(&on, " CONDSTORE");
+		} else if (!strcasecmp(c, "QRESYNC") && !s->qresync) {
+			/* RFC 7162 3.2.3: QRESYNC implies CONDSTORE */
+			imapd_condstore_enable(s);
+			s->qresync = 1;
+			buf_appends(&on, " QRESYNC");
 		}
 	}
 	imapd_printf(s, "* ENABLED%s\r\n", buf_cstr(&on));

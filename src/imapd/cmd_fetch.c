@@ -358,7 +358,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		return -1;
 	buf_printf(b, "* %zu FETCH (", i + 1);
 	int first = 1;
-	if (uid_cmd && !has_uid) {
+	if ((uid_cmd || s->qresync) && !has_uid) {	/* RFC 7162 3.2.4 */
 		buf_printf(b, "UID %u", m->uid);
 		first = 0;
 	}
@@ -517,6 +517,12 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 		imapd_bad(s, NULL, "Invalid message sequence number");
 		return 0;
 	}
+	if (f->vanished && !s->qresync) {
+		imapd_bad(s, NULL, "QRESYNC is not enabled");	/* RFC 7162 3.2.6 */
+		return 0;
+	}
+	if (f->vanished)
+		imapd_view_vanished_earlier(s, f->changedsince, &f->set);
 	size_t *idx;
 	size_t n = imapd_view_resolve(v, &f->set, cmd->uid, &idx);
 	if (seen && !v->readonly && (v->rights & IMAPD_R_SEEN))

@@ -176,7 +176,7 @@ static void silence(struct imapd_session *s, const size_t *idx, size_t n, int ui
 		if (!s->condstore || idx[i] >= v->announced)
 			continue;
 		imapd_printf(s, "* %zu FETCH (", idx[i] + 1);
-		if (uid)
+		if (uid || s->qresync)	/* RFC 7162 3.2.4 */
 			imapd_printf(s, "UID %u ", m->uid);
 		imapd_printf(s, "MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 	}

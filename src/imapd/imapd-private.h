@@ -175,6 +175,8 @@ struct imapd_session {
 	int authfails;		/* failed logins */
 	int condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
 	int unknown_cte;	/* scratch for FETCH BINARY: NO [UNKNOWN-CTE] */
+	int qresync;		/* QRESYNC enabled (RFC 7162 3.2.3): VANISHED
+				 * instead of EXPUNGE */
 	int tls_pending_check;
 	struct imapd_view *sel;
 	struct buf appendmsg;	/* APPEND's message or a SYNC* command's DLIST,
@@ -291,6 +293,10 @@ size_t imapd_view_resolve(const struct imapd_view *v, const struct imap_seqset *
  * client knows (FETCH, STORE, COPY answer BAD then, as RFC 3501 9's
  * seq-number says), else 1. */
 int imapd_view_seq_valid(const struct imapd_view *v, const struct imap_seqset *set);
+/* "* VANISHED (EARLIER) uids" (RFC 7162 3.2.5, 3.2.6) for the messages
+ * of the selected mailbox expunged with a modseq above since, limited to
+ * within (UIDs, may be NULL); nothing when there are none. */
+void imapd_view_vanished_earlier(struct imapd_session *s, uint64_t since, const struct imap_seqset *within);
 /* Index of uid, or -1. */
 long imapd_view_find(const struct imapd_view *v, uint32_t uid);
 /* Sends "* N EXPUNGE" for the given indexes (any order) and removes them. */

@@ -21,6 +21,7 @@
 #include "imapd/imapd-private.h"
 
 #include "lib/log.h"
+#include "proto/imap/imap_write.h"
 #include "lib/xalloc.h"
 #include "store/store.h"
 
@@ -87,6 +88,44 @@ static struct imapd_msg *msg_push(struct imapd_view *v)
 	struct imapd_msg *m = &v->msgs[v->n++];
 	memset(m, 0, sizeof *m);
 	return m;
+}
+
+struct vanished_ctx {
+	const struct imap_seqset *within;
+	uint32_t max;
+	uint32_t *uids;
+	size_t n;
+};
+
+static int vanished_cb(const struct store_record *r, void *rock)
+{
+	struct vanished_ctx *c = rock;
+	if (!(r->sysflags & SYSFLAG_EXPUNGED))
+		return 0;
+	if (c->within && !imap_seqset_contains(c->within, r->uid, c->max))
+		return 0;
+	c->uids = xrealloc(c->uids, (c->n + 1) * sizeof *c->uids);
+	c->uids[c->n++] = r->uid;
+	return 0;
+}
+
+void imapd_view_vanished_earlier(struct imapd_session *s, uint64_t since, const struct imap_seqset *within)
+{
+	struct imapd_view *v = s->sel;
+	struct vanished_ctx c = { within, v->last_uid, NULL, 0 };
+	struct terr err = { 0 };
+	if (store_records(s->st, v->name, since, 1, vanished_cb, &c, &err) < 0)
+		log_warn("event=vanished_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name, err.msg);
+	if (c.n) {
+		struct buf line = BUF_INIT;
+		buf_appends(&line, "* VANISHED (EARLIER) ");
+		imap_write_seqset(&line, c.uids, c.n);	/* store_records: ascending UIDs */
+		buf_appends(&line, "\r\n");
+		buf_append(&s->out, line.ptr, line.len);
+		imapd_maybe_flush(s);
+		buf_free(&line);
+	}
+	free(c.uids);
 }
 
 long imapd_view_find(const struct imapd_view *v, uint32_t uid)
@@ -300,6 +339,8 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 	/* gone messages the client never heard of go silently; the others
 	 * only when EXPUNGE is allowed now, from the highest number down */
 	size_t keep = 0;
+	uint32_t *vanished = NULL;	/* QRESYNC: their UIDs, descending */
+	size_t nvanished = 0;
 	for (size_t i = v->n; i-- > 0;) {
 		struct imapd_msg *m = &v->msgs[i];
 		if (!m->gone)
@@ -307,7 +348,12 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		if (i < v->announced) {
 			if (!allow_expunge)
 				continue;
-			imapd_printf(s, "* %zu EXPUNGE\r\n", i + 1);
+			if (s->qresync) {
+				vanished = xrealloc(vanished, (nvanished + 1) * sizeof *vanished);
+				vanished[nvanished++] = m->uid;
+			} else {
+				imapd_printf(s, "* %zu EXPUNGE\r\n", i + 1);
+			}
 			v->announced--;
 		}
 		free(m->keywords);
@@ -318,6 +364,20 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		if (v->msgs[i].uid)
 			v->msgs[keep++] = v->msgs[i];
 	v->n = keep;
+	if (nvanished) {
+		struct buf line = BUF_INIT;
+		for (size_t a = 0, b = nvanished - 1; a < b; a++, b--) {	/* ascending */
+			uint32_t t = vanished[a];
+			vanished[a] = vanished[b];
+			vanished[b] = t;
+		}
+		buf_appends(&line, "* VANISHED ");
+		imap_write_seqset(&line, vanished, nvanished);
+		buf_appends(&line, "\r\n");
+		buf_append(&s->out, line.ptr, line.len);
+		buf_free(&line);
+	}
+	free(vanished);
 	size_t nk = kw_count(&v->keywords);
 	if (nk != v->nkeywords_sent) {
 		imapd_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)\r\n",
@@ -342,7 +402,7 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		m->dirty = 0;
 		buf_reset(&line);
 		buf_printf(&line, "* %zu FETCH (", i + 1);
-		if (with_uid)
+		if (with_uid || s->qresync)	/* RFC 7162 3.2.4: always the UID */
 			buf_printf(&line, "UID %u ", m->uid);
 		buf_appends(&line, "FLAGS ");
 		imapd_write_flags(&line, m->recent, m->sysflags, m->keywords);

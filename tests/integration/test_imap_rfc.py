@@ -332,6 +332,53 @@ try:
         chk(r, u and b"\\Seen" in u[0], "BINARY set \\Seen")
         r.close()
 
+    with t.case("QRESYNC (RFC 7162 3.2): SELECT catch-up, VANISHED, UID FETCH VANISHED, CLOSED, UIDs in FETCH"):
+        r = login("alice")
+        r.cmd("CREATE INBOX.Q")
+        for i in range(8):
+            r.cmd("APPEND INBOX.Q", literal=make_message(t.rng, 60 + i, 300))
+        u, _ = r.cmd("SELECT INBOX.Q (CONDSTORE)")
+        text = b"".join(u)
+        uv = int(re.search(rb"UIDVALIDITY (\d+)", text).group(1))
+        hm = int(re.search(rb"HIGHESTMODSEQ (\d+)", text).group(1))
+        r.cmd("STORE 2,5 +FLAGS.SILENT (\\Flagged)")
+        r.cmd("STORE 3,7 +FLAGS.SILENT (\\Deleted)")
+        r.cmd("EXPUNGE")
+        r.cmd("UNSELECT")
+        _, tagged = r.cmd("SELECT INBOX.Q (QRESYNC (%d %d))" % (uv, hm))
+        chk(r, tagged.startswith(b"BAD"), "QRESYNC parameter before ENABLE QRESYNC: BAD")
+        u, _ = r.cmd("ENABLE QRESYNC")
+        chk(r, b"* ENABLED QRESYNC\r\n" in u, "ENABLE QRESYNC")
+        u, tagged = r.cmd("SELECT INBOX.Q (QRESYNC (%d %d))" % (uv, hm))
+        fetches = [ln for ln in u if b" FETCH " in ln]
+        chk(r, tagged.startswith(b"OK") and b"* VANISHED (EARLIER) 3,7\r\n" in u, "VANISHED (EARLIER) 3,7")
+        chk(r, len(fetches) == 2 and re.match(rb"\* 2 FETCH \(UID 2 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", fetches[0])
+            and re.match(rb"\* 4 FETCH \(UID 5 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", fetches[1]),
+            "FETCH of the two changed messages")
+        u, tagged = r.cmd("SELECT INBOX.Q (QRESYNC (%d %d 1:4))" % (uv, hm))
+        chk(r, b"* OK [CLOSED] Previous mailbox closed\r\n" in u, "CLOSED for the mailbox left")
+        chk(r, b"* VANISHED (EARLIER) 3\r\n" in u and len([ln for ln in u if b" FETCH " in ln]) == 1,
+            "known UIDs 1:4 limit VANISHED and FETCH")
+        u, _ = r.cmd("SELECT INBOX.Q (QRESYNC (%d %d))" % (uv + 1, hm))
+        chk(r, not any(b"VANISHED" in ln or b" FETCH " in ln for ln in u), "another UIDVALIDITY: no catch-up")
+        u, tagged = r.cmd("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % hm)
+        chk(r, tagged.startswith(b"OK") and u and u[0] == b"* VANISHED (EARLIER) 3,7\r\n" and len(u) == 3,
+            "UID FETCH (CHANGEDSINCE VANISHED)")
+        _, tagged = r.cmd("FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % hm)
+        chk(r, tagged.startswith(b"BAD"), "VANISHED without UID: BAD")
+        u, _ = r.cmd("STORE 1 +FLAGS (\\Deleted)")
+        chk(r, u and re.match(rb"\* 1 FETCH \(UID 1 FLAGS", u[0]), "a FETCH always has the UID")
+        u, _ = r.cmd("EXPUNGE")
+        chk(r, u == [b"* VANISHED 1\r\n"], "EXPUNGE answers VANISHED")
+        o = login("alice")
+        o.cmd("SELECT INBOX.Q")
+        o.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)")
+        o.cmd("EXPUNGE")
+        o.close()
+        u, _ = r.cmd("NOOP")
+        chk(r, b"* VANISHED 2\r\n" in u, "another session's expunge: VANISHED")
+        r.close()
+
 finally:
     if d:
         d.stop()

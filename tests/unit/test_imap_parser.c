@@ -411,7 +411,7 @@ TEST(fetch_bad)
 	      "ERR A6 BAD pos=11: FETCH: invalid partial <offset.length>\n"
 	      "ERR A7 BAD pos=9: FETCH: invalid sequence set\n"
 	      "ERR A8 BAD pos=12: FETCH: unknown fetch attribute\n"
-	      "ERR A9 BAD pos=18: FETCH: unknown FETCH modifier\n"
+	      "ERR A9 BAD pos=17: FETCH: VANISHED needs UID FETCH and CHANGEDSINCE\n"
 	      "ERR A10 BAD pos=16: section \"[\" without \"]\"\n"
 	      "ERR A11 BAD pos=12: FETCH: empty fetch attribute list\n"
 	      "ERR A12 BAD pos=10: FETCH: invalid sequence set\n"
@@ -509,7 +509,14 @@ TEST(sort_thread_within)
 	      "A22 FETCH 1 (BINARY[] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3])\r\n"
 	      "A23 FETCH 1 BINARY[1.HEADER]\r\n"
 	      "A24 FETCH 1 BINARY.SIZE[1]<0.5>\r\n"
-	      "A25 APPEND x ~{3}\r\nabc\r\n", &AUTH,
+	      "A25 APPEND x ~{3}\r\nabc\r\n"
+	      "A26 SELECT x (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n"
+	      "A27 EXAMINE x (CONDSTORE QRESYNC (1 2 1:* (1:3 4:6)))\r\n"
+	      "A28 SELECT x (QRESYNC (0 2))\r\n"
+	      "A29 SELECT x (QRESYNC (1))\r\n"
+	      "A30 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\n"
+	      "A31 FETCH 1 (FLAGS) (VANISHED CHANGEDSINCE 1)\r\n"
+	      "A32 UID FETCH 1 (FLAGS) (VANISHED)\r\n", &AUTH,
 	      "CMD A1 SORT sort=(SUBJECT REVERSE DATE) charset=\"UTF-8\" (AND (ALL))\n"
 	      "CONT size=2\n"
 	      "CMD A2 UID SORT sort=(DISPLAYFROM REVERSE DISPLAYTO ARRIVAL CC FROM SIZE TO) "
@@ -539,7 +546,14 @@ TEST(sort_thread_within)
 	      "ERR A24 BAD pos=12: FETCH: BINARY.SIZE takes no partial\n"
 	      "CONT size=3 message\n"
 	      "DATA len=3 fnv=1a47e90b \"abc\"\n"
-	      "CMD A25 APPEND mailbox=\"x\" size=3\n");
+	      "CMD A25 APPEND mailbox=\"x\" size=3\n"
+	      "CMD A26 SELECT mailbox=\"x\" qresync=67890007,20050715194045000 set=41,43:211,214:541\n"
+	      "CMD A27 EXAMINE mailbox=\"x\" condstore qresync=1,2 set=1:*\n"
+	      "ERR A28 BAD pos=14: SELECT: UIDVALIDITY must not be 0\n"
+	      "ERR A29 BAD pos=26: SELECT: missing mod-sequence\n"
+	      "CMD A30 UID FETCH set=300:500 atts=(FLAGS) changedsince=12345 vanished\n"
+	      "ERR A31 BAD pos=20: FETCH: VANISHED needs UID FETCH and CHANGEDSINCE\n"
+	      "ERR A32 BAD pos=24: FETCH: VANISHED needs UID FETCH and CHANGEDSINCE\n");
 }
 
 TEST(search_bad)
@@ -648,7 +662,7 @@ TEST(list_extended)
 	      "CMD A9 CREATE mailbox=\"Sent\" use=(\"\\x5cSent\")\n"
 	      "ERR A10 BAD pos=14: CREATE: USE takes \\flags only\n"
 	      "ERR A11 BAD pos=14: CREATE: unsupported parameter\n"
-	      "ERR A12 BAD pos=14: SELECT: unsupported parameter\n"
+	      "CMD A12 SELECT mailbox=\"x\" qresync=1,2\n"
 	      "ERR A13 BAD pos=15: STATUS: empty status item list\n"
 	      "ERR A14 BAD pos=23: STATUS: unknown status item\n"
 	      "ERR A15 BAD pos=13: STATUS: status items must be a parenthesised list\n"

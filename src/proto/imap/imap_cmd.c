@@ -69,10 +69,41 @@ static int parse_select(struct imap_cp *cp, struct imap_cmd *cmd, const struct i
 	if (a && a->type == IMAP_ARG_LIST) {
 		if (imap_get_list(cp, &a, "parameters", &params) < 0)
 			return -1;
-		for (const struct imap_arg *x = params; x; x = x->next) {
-			if (!imap_arg_is_atom(x, "CONDSTORE"))
+		for (const struct imap_arg *x = params; x;) {
+			struct imap_select *sl = &cmd->u.select;
+			if (imap_arg_is_atom(x, "CONDSTORE")) {
+				sl->condstore = 1;
+				x = x->next;
+				continue;
+			}
+			if (!imap_arg_is_atom(x, "QRESYNC"))
 				return imap_cp_fail(cp, x, "unsupported parameter");
-			cmd->u.select.condstore = 1;
+			x = x->next;
+			const struct imap_arg *q;
+			uint64_t uv;
+			if (imap_get_list(cp, &x, "QRESYNC parameters", &q) < 0 ||
+			    imap_get_number(cp, &q, "UIDVALIDITY", 0xffffffffULL, &uv) < 0 ||
+			    imap_get_number(cp, &q, "mod-sequence", 0x7fffffffffffffffULL, &sl->q_modseq) < 0)
+				return -1;
+			if (uv == 0)
+				return imap_cp_fail(cp, params, "UIDVALIDITY must not be 0");
+			sl->qresync = 1;
+			sl->q_uidvalidity = (uint32_t)uv;
+			if (q && q->type != IMAP_ARG_LIST) {
+				if (imap_get_seqset(cp, &q, &sl->q_known) < 0)
+					return -1;
+				sl->q_has_known = 1;
+			}
+			if (q) {	/* (known-sequence-set known-uid-set) */
+				const struct imap_arg *m;
+				struct imap_seqset seqs, uids;
+				if (imap_get_list(cp, &q, "sequence match data", &m) < 0 ||
+				    imap_get_seqset(cp, &m, &seqs) < 0 || imap_get_seqset(cp, &m, &uids) < 0 ||
+				    imap_get_end(cp, m) < 0)
+					return -1;
+			}
+			if (imap_get_end(cp, q) < 0)
+				return -1;
 		}
 	}
 	return imap_get_end(cp, a);

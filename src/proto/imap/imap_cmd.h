@@ -148,6 +148,7 @@ struct imap_fetch {
 	const struct imap_fetch_att *atts;
 	int has_changedsince;
 	uint64_t changedsince;
+	int vanished;		/* (CHANGEDSINCE n VANISHED), RFC 7162 3.2.6 */
 };
 
 /* ---- STORE ------------------------------------------------------------- */
@@ -266,6 +267,13 @@ struct imap_status {
 struct imap_select {
 	const char *mailbox;
 	int condstore;
+	/* (QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]])), RFC 7162
+	 * 3.2.5; the sequence match data is read and not used */
+	int qresync;
+	uint32_t q_uidvalidity;
+	uint64_t q_modseq;
+	int q_has_known;
+	struct imap_seqset q_known;
 };
 
 struct imap_create {

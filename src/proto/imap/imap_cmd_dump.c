@@ -119,6 +119,8 @@ static void dfetch(struct buf *b, const struct imap_fetch *f)
 	buf_putc(b, ')');
 	if (f->has_changedsince)
 		buf_printf(b, " changedsince=%" PRIu64, f->changedsince);
+	if (f->vanished)
+		buf_appends(b, " vanished");
 }
 
 static const char *const skey_names[] = {
@@ -195,6 +197,11 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 		dcstr(b, "mailbox", cmd->u.select.mailbox);
 		if (cmd->u.select.condstore)
 			buf_appends(b, " condstore");
+		if (cmd->u.select.qresync) {
+			buf_printf(b, " qresync=%" PRIu32 ",%" PRIu64, cmd->u.select.q_uidvalidity, cmd->u.select.q_modseq);
+			if (cmd->u.select.q_has_known)
+				dset(b, &cmd->u.select.q_known);
+		}
 		break;
 	case IMAP_CMD_CREATE:
 		dcstr(b, "mailbox", cmd->u.create.mailbox);

@@ -313,7 +313,13 @@ int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap
 	}
 	a = a->next;
 	if (a && a->type == IMAP_ARG_LIST) {
+		const struct imap_arg *mods = a;
 		for (const struct imap_arg *x = a->child; x;) {
+			if (imap_arg_is_atom(x, "VANISHED")) {	/* RFC 7162 3.2.6 */
+				f->vanished = 1;
+				x = x->next;
+				continue;
+			}
 			if (!imap_arg_is_atom(x, "CHANGEDSINCE"))
 				return imap_cp_fail(cp, x, "unknown FETCH modifier");
 			x = x->next;
@@ -322,6 +328,8 @@ int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap
 				return -1;
 			f->has_changedsince = 1;
 		}
+		if (f->vanished && (!cmd->uid || !f->has_changedsince))
+			return imap_cp_fail(cp, mods, "VANISHED needs UID FETCH and CHANGEDSINCE");
 		a = a->next;
 	}
 	return imap_get_end(cp, a);
