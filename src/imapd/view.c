@@ -21,8 +21,8 @@
 #include "imapd/imapd-private.h"
 
 #include "lib/log.h"
-#include "proto/imap/imap_write.h"
 #include "lib/xalloc.h"
+#include "proto/imap/imap_write.h"
 #include "store/store.h"
 
 #include <string.h>

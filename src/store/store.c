@@ -274,6 +274,18 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		return -1;
 	}
 	buf_free(&dbpath);
+	if (exists) {
+		/* a process killed between creating the file and committing its
+		 * schema leaves a database without tables: finish the job (every
+		 * statement of the schema is "if not exists") */
+		int has = store_sql_exists(u->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?;",
+					   "mailboxes", "schema", err);
+		if (has < 0) {
+			ustore_free(u);
+			return -1;
+		}
+		exists = has;
+	}
 	if (!exists) {
 		if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0 ||
 		    store_sql_exec(u->db, user_schema, err) < 0 ||

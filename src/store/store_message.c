@@ -288,8 +288,6 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 			goto out;
 		if (store_cache_add(st, u, guids[i], msgs[i].data, msgs[i].len, err) < 0)
 			goto out;
-		if (uids_r)
-			uids_r[i] = uid;
 		bytes += (int64_t)msgs[i].len;
 	}
 	if (store_quota_charge(&tx, row.quotaroot, bytes, (int64_t)n, 1, err) < 0)
@@ -312,10 +310,15 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 	if (utx_log(&tx, "APPEND", mboxname, NULL, err) < 0 ||
 	    utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0 || utx_commit(&tx, err) < 0)
 		goto out;
+	/* the UIDs only now: callers take a set UID for a stored message */
 	char q[LOGQ_MAX];
-	for (size_t i = 0; i < n; i++)
-		log_info("event=append mailbox=%s uid=%u size=%zu guid=%s modseq=%llu", logq(q, mboxname),
-			 row.last_uid - (uint32_t)(n - 1 - i), msgs[i].len, guids[i], (unsigned long long)modseq);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t uid = row.last_uid - (uint32_t)(n - 1 - i);
+		if (uids_r)
+			uids_r[i] = uid;
+		log_info("event=append mailbox=%s uid=%u size=%zu guid=%s modseq=%llu", logq(q, mboxname), uid,
+			 msgs[i].len, guids[i], (unsigned long long)modseq);
+	}
 	rc = 0;
 out:
 	utx_rollback(&tx);

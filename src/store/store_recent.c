@@ -86,3 +86,14 @@ out:
 	utx_rollback(&tx);
 	return rc;
 }
+
+int store_recent_forget(struct ustore *u, const char *uniqueid, struct terr *err)
+{
+	sqlite3_stmt *s = store_sql_prepare(u->db, "DELETE FROM recent WHERE uniqueid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, uniqueid, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "recent", err);
+	sqlite3_finalize(s);
+	return rc;
+}

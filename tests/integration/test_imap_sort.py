@@ -9,6 +9,7 @@ Cyrus and the answers compared (ESORT's MIN/MAX excepted: tandem gives
 the first and last in sort order, RFC 5267 3.2; Cyrus the lowest and
 highest numbers)."""
 import os
+import shutil
 import tempfile
 
 import cyrus
@@ -115,7 +116,8 @@ try:
         if not cyrus.available() or os.geteuid() != 0:
             print("  Cyrus not available: skipped")
         else:
-            root = tempfile.mkdtemp(prefix="tandem-sort-cyrus-")
+            # in /tmp itself: the cyrus user must reach it (make check's TMPDIR is private)
+            root = tempfile.mkdtemp(prefix="tandem-sort-cyrus-", dir="/tmp")
             cy = cyrus.Cyrus(root, "cysort")
             try:
                 im = cy.imap()
@@ -132,6 +134,7 @@ try:
                     t.eq(st, cst, f"{c}: tandem vs Cyrus")
             finally:
                 cy.stop()
+                shutil.rmtree(root, ignore_errors=True)
 finally:
     if d:
         d.stop()

@@ -1066,7 +1066,7 @@ TEST(id_large_preauth)
 	buf_appends(&in, "A1 ID (");
 	buf_appends(&want, "CMD A1 ID params=(");
 	for (int i = 0; i < 30; i++) {
-		char field[32];
+		char field[48];
 		snprintf(field, sizeof field, "field%02d-%022d", i, 0);
 		buf_printf(&in, "%s\"%s\" \"", i ? " " : "", field);
 		buf_printf(&want, "%s\"%s\" \"", i ? " " : "", field);
