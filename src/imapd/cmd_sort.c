@@ -392,20 +392,29 @@ static int cmp_cont(const struct forest *f, size_t a, size_t b)
 	return c ? c : cmp_i64(x->seq, y->seq);
 }
 
-/* Sorts a sibling list (insertion into a new list: lists are short). */
-static size_t sort_list(const struct forest *f, size_t head)
+static int cmp_cont_r(const void *a, const void *b, void *rock)
 {
-	size_t out = NONE;
-	while (head != NONE) {
-		size_t x = head;
-		head = f->c[x].next;
-		size_t *pp = &out;
-		while (*pp != NONE && cmp_cont(f, *pp, x) <= 0)
-			pp = &f->c[*pp].next;
-		f->c[x].next = *pp;
-		*pp = x;
-	}
-	return out;
+	return cmp_cont(rock, *(const size_t *)a, *(const size_t *)b);
+}
+
+/* Sorts a sibling list by sent date (then sequence number). */
+static size_t sort_list(struct forest *f, size_t head)
+{
+	size_t n = 0;
+	for (size_t c = head; c != NONE; c = f->c[c].next)
+		n++;
+	if (n < 2)
+		return head;
+	size_t *v = xmalloc(n * sizeof *v), k = 0;
+	for (size_t c = head; c != NONE; c = f->c[c].next)
+		v[k++] = c;
+	qsort_r(v, n, sizeof *v, cmp_cont_r, f);
+	for (size_t i = 0; i + 1 < n; i++)
+		f->c[v[i]].next = v[i + 1];
+	f->c[v[n - 1]].next = NONE;
+	head = v[0];
+	free(v);
+	return head;
 }
 
 /* Sorts every set of siblings below each of a list, deepest first. */
@@ -492,6 +501,17 @@ static size_t ordered_subject(struct forest *f, struct sitem *v, size_t n)
 
 /* ---- THREAD=REFERENCES (RFC 5256 4) -------------------------------------------- */
 
+/* The slot of a base subject in the subject table's index (open
+ * addressing over entries of table): holds its entry, or NONE where it
+ * would go. */
+static size_t *subj_slot(const struct forest *f, const size_t *table, size_t *slots, size_t cap, const char *subj)
+{
+	size_t h = hash_str(subj) % cap;
+	while (slots[h] != NONE && strcmp(first_msg(f, table[slots[h]])->str[S_SUBJECT], subj) != 0)
+		h = (h + 1) % cap;
+	return &slots[h];
+}
+
 /* Step 4 (pruning): empty dummies go; a dummy's children take its place,
  * except at the top when there are several. */
 static size_t prune(struct forest *f, size_t head, int top)
@@ -571,17 +591,20 @@ static size_t references(struct forest *f, struct sitem *v, size_t n)
 	for (size_t c = roots; c != NONE; c = f->c[c].next)
 		nroots++;
 	size_t *table = xmalloc((nroots ? nroots : 1) * sizeof *table), ntable = 0;
+	size_t scap = 2 * nroots + 1, *slots = xmalloc(scap * sizeof *slots);
+	for (size_t i = 0; i < scap; i++)
+		slots[i] = NONE;
 	for (size_t c = roots; c != NONE; c = f->c[c].next) {
 		const struct sitem *m = first_msg(f, c);
 		if (!m || !*m->str[S_SUBJECT])
 			continue;
-		size_t t;
-		for (t = 0; t < ntable && strcmp(first_msg(f, table[t])->str[S_SUBJECT], m->str[S_SUBJECT]); t++)
-			;
-		if (t == ntable) {
+		size_t *slot = subj_slot(f, table, slots, scap, m->str[S_SUBJECT]);
+		if (*slot == NONE) {
+			*slot = ntable;
 			table[ntable++] = c;
 			continue;
 		}
+		size_t t = *slot;
 		const struct cont *old = &f->c[table[t]];
 		if ((old->msg && !f->c[c].msg) || (old->msg && old->msg->reply && f->c[c].msg && !m->reply))
 			table[t] = c;
@@ -591,9 +614,10 @@ static size_t references(struct forest *f, struct sitem *v, size_t n)
 		size_t next = f->c[c].next;
 		const struct sitem *m = first_msg(f, c);
 		size_t t = ntable;
-		if (m && *m->str[S_SUBJECT])
-			for (t = 0; t < ntable && strcmp(first_msg(f, table[t])->str[S_SUBJECT], m->str[S_SUBJECT]); t++)
-				;
+		if (m && *m->str[S_SUBJECT]) {
+			size_t *slot = subj_slot(f, table, slots, scap, m->str[S_SUBJECT]);
+			t = *slot == NONE ? ntable : *slot;
+		}
 		if (t == ntable || table[t] == c) {
 			prev = c;
 			c = next;
@@ -636,6 +660,7 @@ static size_t references(struct forest *f, struct sitem *v, size_t n)
 		c = next;
 	}
 	free(table);
+	free(slots);
 	/* step 6: every set of siblings by sent date, the roots last */
 	sort_below(f, roots);
 	return sort_list(f, roots);
