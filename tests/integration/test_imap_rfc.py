@@ -379,6 +379,39 @@ try:
         chk(r, b"* VANISHED 2\r\n" in u, "another session's expunge: VANISHED")
         r.close()
 
+    with t.case("CATENATE (RFC 4469): TEXT and URL parts, SECTION and PARTIAL, BADURL, with MULTIAPPEND"):
+        r = login("alice")
+        r.cmd("CREATE INBOX.CatSrc")
+        r.cmd("CREATE INBOX.Cat")
+        src = b"From: a@x\r\nSubject: src\r\n\r\nthe source body\r\n"
+        r.cmd("APPEND INBOX.CatSrc", literal=src)
+        u, _ = r.cmd("STATUS INBOX.CatSrc (UIDVALIDITY)")
+        uv = int(re.search(rb"UIDVALIDITY (\d+)", u[0]).group(1))
+        head, tail = b"From: b@x\r\nSubject: cat\r\n\r\n", b"-- \r\nsig\r\n"
+        cmd = (b'APPEND INBOX.Cat (\\Seen) CATENATE (TEXT {%d+}\r\n%s URL "/INBOX.CatSrc;UIDVALIDITY=%d/;UID=1/;SECTION=TEXT"'
+               b' TEXT {%d+}\r\n%s URL "imap://alice@test.example/INBOX.CatSrc/;UID=1/;PARTIAL=0.4")'
+               % (len(head), head, uv, len(tail), tail))
+        _, tagged = r.cmd(cmd)
+        chk(r, tagged.startswith(b"OK [APPENDUID"), "APPEND CATENATE")
+        want = head + b"the source body\r\n" + tail + src[:4]
+        r.cmd("SELECT INBOX.Cat")
+        u, _ = r.cmd("FETCH 1 (FLAGS BODY.PEEK[])")
+        chk(r, u and u[0].endswith(b"{%d}\r\n%s)\r\n" % (len(want), want)) and b"\\Seen" in u[0], "the message as built")
+        for bad in (b'"/INBOX.CatSrc/;UID=99"', b'"/INBOX.CatSrc;UIDVALIDITY=%d/;UID=1"' % (uv + 1),
+                    b'"/INBOX.NoSuch/;UID=1"', b'"/user.bob/;UID=1"', b'"relative;UID=1"',
+                    b'"imap://alice@elsewhere.example/INBOX.CatSrc/;UID=1"', b'"/INBOX.CatSrc/;UID=1;URLAUTH=x"'):
+            _, tagged = r.cmd(b"APPEND INBOX.Cat CATENATE (TEXT {3+}\r\nabc URL " + bad + b")")
+            chk(r, tagged.startswith(b"NO [BADURL "), f"BADURL for {bad!r}")
+        m1 = b"Subject: plain\r\n\r\nx\r\n"
+        cmd = (b"APPEND INBOX.Cat {%d+}\r\n%s CATENATE (URL \"/INBOX.CatSrc/;UID=1\")" % (len(m1), m1))
+        _, tagged = r.cmd(cmd)
+        chk(r, re.match(rb"OK \[APPENDUID \d+ 2:3\]", tagged), "MULTIAPPEND with a literal and a CATENATE")
+        u, _ = r.cmd("UID FETCH 2:3 (BODY.PEEK[])")
+        chk(r, len(u) == 2 and u[0].endswith(m1 + b")\r\n") and u[1].endswith(src + b")\r\n"), "both stored")
+        u, _ = r.cmd("CAPABILITY")
+        chk(r, b"CATENATE" in b"".join(u).split(), "CATENATE advertised")
+        r.close()
+
 finally:
     if d:
         d.stop()

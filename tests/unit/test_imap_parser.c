@@ -192,14 +192,25 @@ TEST(multiappend)
 	      " {2+}\r\nHi\r\n"
 	      "A004 APPEND x {1+}\r\na (\\Seen) x\r\n"
 	      "A005 APPEND x {1+}\r\na {1+}\r\nb \"bad date\" {1+}\r\nc\r\n"
-	      "A006 NOOP\r\n", &AUTH,
+	      "A006 NOOP\r\n"
+	      "A007 APPEND x (\\Seen) CATENATE (TEXT {3}\r\nabc URL \"/INBOX/;UID=1\") {2+}\r\nzz CATENATE (URL y)\r\n"
+	      "A008 APPEND x CATENATE (TEXT)\r\n"
+	      "A009 APPEND x CATENATE (FOO bar)\r\n"
+	      "A010 APPEND x CATENATE (TEXT abc)\r\n", &AUTH,
 	      "CONT size=5 message\n"
 	      "DATA len=10 fnv=31c9364e \"HelloByeHi\"\n"
 	      "CMD A003 APPEND mailbox=\"saved-messages\" flags=(\"\\x5cSeen\") size=5 nonsync +msg flags=(\"\\x5cSeen\") "
 	      "date=760689784 tz=-480 size=3 +msg size=2\n"
 	      "ERR A004 BAD pos=22: APPEND: unexpected extra arguments\n"
 	      "ERR A005 BAD pos=30: APPEND: invalid date-time\n"
-	      "CMD A006 NOOP\n");
+	      "CMD A006 NOOP\n"
+	      "CONT size=3\n"
+	      "DATA len=2 fnv=5767fb75 \"zz\"\n"
+	      "CMD A007 APPEND mailbox=\"x\" flags=(\"\\x5cSeen\") size=0 text=3 url=\"/INBOX/;UID=1\" +msg size=2 "
+	      "+msg size=0 url=\"y\"\n"
+	      "ERR A008 BAD pos=23: APPEND: CATENATE takes TEXT literal and URL url pairs\n"
+	      "ERR A009 BAD pos=24: APPEND: CATENATE part must be TEXT or URL\n"
+	      "ERR A010 BAD pos=29: APPEND: TEXT needs a literal\n");
 
 	struct imap_parser *p;
 	const struct imap_cmd *c = parse_one(&p, "A1 APPEND x {1+}\r\na () {2+}\r\nbc\r\n");

@@ -174,13 +174,20 @@ static int append_head(struct imap_cp *cp, struct imap_cmd *cmd, const struct im
 	return 0;
 }
 
-/* The next message literal at or after a (a top-level literal that is
- * not the mailbox), or NULL. */
+/* The next message at or after a: a top-level literal, or the atom
+ * CATENATE followed by its list (RFC 4469); NULL if none. */
 static const struct imap_arg *next_message(const struct imap_arg *a)
 {
-	while (a && a->type != IMAP_ARG_LITERAL)
+	while (a && a->type != IMAP_ARG_LITERAL &&
+	       !(imap_arg_is_atom(a, "CATENATE") && a->next && a->next->type == IMAP_ARG_LIST))
 		a = a->next;
 	return a;
+}
+
+/* The last argument of the message that starts at m. */
+static const struct imap_arg *message_end(const struct imap_arg *m)
+{
+	return m->type == IMAP_ARG_LITERAL ? m : m->next;
 }
 
 int imap_cmd_append_precheck(struct imap_parser *p)
@@ -193,16 +200,46 @@ int imap_cmd_append_precheck(struct imap_parser *p)
 	if (!prev || prev == last)
 		return append_head(&cp, &scratch, &a, last);
 	/* MULTIAPPEND: the options of the next message, after the last one */
-	while (next_message(prev->next) != last)
-		prev = next_message(prev->next);
+	while (next_message(message_end(prev)->next) != last)
+		prev = next_message(message_end(prev)->next);
 	struct imap_append_part pt = { 0 };
-	a = prev->next;
+	a = message_end(prev)->next;
 	return append_opts(&cp, &a, last, &pt);
+}
+
+/* CATENATE's list: (TEXT literal / URL url)+ into parts. */
+static int cat_parts(struct imap_cp *cp, const struct imap_arg *list, size_t *n_r, const struct imap_cat_part **v_r)
+{
+	size_t n = 0;
+	for (const struct imap_arg *x = list->child; x; x = x->next)
+		n++;
+	if (n == 0 || n % 2)
+		return imap_cp_fail(cp, list, "CATENATE takes TEXT literal and URL url pairs");
+	struct imap_cat_part *v = imap_cp_alloc(cp, (n / 2) * sizeof(*v));
+	memset(v, 0, (n / 2) * sizeof(*v));
+	size_t k = 0;
+	for (const struct imap_arg *x = list->child; x; x = x->next->next, k++) {
+		if (imap_arg_is_atom(x, "TEXT")) {
+			if (x->next->type != IMAP_ARG_LITERAL)
+				return imap_cp_fail(cp, x->next, "TEXT needs a literal");
+			v[k].text = x->next->str;
+			v[k].len = x->next->len;
+		} else if (imap_arg_is_atom(x, "URL")) {
+			const struct imap_arg *u = x->next;
+			if (imap_get_astring(cp, &u, "URL", &v[k].url) < 0)
+				return -1;
+		} else {
+			return imap_cp_fail(cp, x, "CATENATE part must be TEXT or URL");
+		}
+	}
+	*n_r = k;
+	*v_r = v;
+	return 0;
 }
 
 static int parse_append(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
 {
-	/* the message: the first top-level literal after the mailbox */
+	/* the message: the first top-level literal (or CATENATE) after the mailbox */
 	const struct imap_arg *msg = a ? next_message(a->next) : NULL;
 	if (!msg)
 		return imap_cp_fail(cp, NULL, "missing message literal");
@@ -210,31 +247,46 @@ static int parse_append(struct imap_cp *cp, struct imap_cmd *cmd, const struct i
 		return -1;
 	struct imap_append *ap = &cmd->u.append;
 	const struct imap_pending *pd = &cp->p->pending;
-	ap->size = msg->len;
-	ap->nonsync = pd->is_message ? pd->nonsync : 0;
-	/* buffered, the messages are one after the other in the parser's
-	 * message buffer (its final address: it grew while they came) */
-	const char *base = msg->str ? buf_cstr(&cp->p->msg) : NULL;
-	ap->message = base;
-	/* MULTIAPPEND: more [flags] [date-time] literal groups */
+	/* buffered, the message literals are one after the other in the
+	 * parser's message buffer (its final address: it grew while they
+	 * came); streamed, NULL */
+	const char *base = NULL;
+	for (const struct imap_arg *x = msg; x; x = next_message(message_end(x)->next))
+		if (x->type == IMAP_ARG_LITERAL) {
+			base = x->str ? buf_cstr(&cp->p->msg) : NULL;
+			break;
+		}
+	uint64_t off = 0;
+	if (msg->type == IMAP_ARG_LITERAL) {
+		ap->size = msg->len;
+		ap->nonsync = pd->is_message ? pd->nonsync : 0;
+		ap->message = base;
+		off = msg->len;
+	} else if (cat_parts(cp, msg->next, &ap->ncat, &ap->cat) < 0) {
+		return -1;
+	}
+	/* MULTIAPPEND: more [flags] [date-time] message groups */
 	size_t n = 0;
-	for (const struct imap_arg *x = next_message(msg->next); x; x = next_message(x->next))
+	for (const struct imap_arg *x = next_message(message_end(msg)->next); x; x = next_message(message_end(x)->next))
 		n++;
 	if (n == 0)
-		return imap_get_end(cp, msg->next);
+		return imap_get_end(cp, message_end(msg)->next);
 	struct imap_append_part *more = imap_cp_alloc(cp, n * sizeof(*more));
 	memset(more, 0, n * sizeof(*more));
-	uint64_t off = msg->len;
-	a = msg->next;
+	a = message_end(msg)->next;
 	for (size_t i = 0; i < n; i++) {
-		const struct imap_arg *lit = next_message(a);
-		if (append_opts(cp, &a, lit, &more[i]) < 0)
+		const struct imap_arg *m = next_message(a);
+		if (append_opts(cp, &a, m, &more[i]) < 0)
 			return -1;
-		more[i].size = lit->len;
-		if (base)
-			more[i].message = base + off;
-		off += lit->len;
-		a = lit->next;
+		if (m->type == IMAP_ARG_LITERAL) {
+			more[i].size = m->len;
+			if (base)
+				more[i].message = base + off;
+			off += m->len;
+		} else if (cat_parts(cp, m->next, &more[i].ncat, &more[i].cat) < 0) {
+			return -1;
+		}
+		a = message_end(m)->next;
 	}
 	if (a)
 		return imap_cp_fail(cp, a, "unexpected extra arguments");

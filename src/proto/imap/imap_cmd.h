@@ -281,6 +281,13 @@ struct imap_create {
 	struct imap_strlist use;	/* (USE (\Sent ...)) special-use flags */
 };
 
+/* One part of a CATENATE message (RFC 4469): text, or an IMAP URL. */
+struct imap_cat_part {
+	const char *url;	/* URL part; NULL for a TEXT part */
+	const char *text;	/* TEXT part: its bytes */
+	size_t len;
+};
+
 struct imap_append_part {
 	int has_flags;
 	struct imap_strlist flags;
@@ -289,6 +296,8 @@ struct imap_append_part {
 	int date_tzoff;
 	uint64_t size;
 	const char *message;	/* buffered mode only, else NULL */
+	size_t ncat;		/* CATENATE: the parts (then size is 0) */
+	const struct imap_cat_part *cat;
 };
 
 struct imap_append {
@@ -308,6 +317,10 @@ struct imap_append {
 	 * as IMAP_DATA events one after the other: their sizes split them. */
 	size_t nmore;
 	const struct imap_append_part *more;
+	/* CATENATE (RFC 4469) for the first message: its parts, and no
+	 * message literal (size 0) */
+	size_t ncat;
+	const struct imap_cat_part *cat;
 };
 
 /* ---- quota, ACL, metadata ------------------------------------------------ */

@@ -236,6 +236,11 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 				   cmd->u.append.date_tzoff);
 		buf_printf(b, " size=%" PRIu64 "%s", cmd->u.append.size,
 			   cmd->u.append.nonsync ? " nonsync" : "");
+		for (size_t k = 0; k < cmd->u.append.ncat; k++)
+			if (cmd->u.append.cat[k].url)
+				dcstr(b, "url", cmd->u.append.cat[k].url);
+			else
+				buf_printf(b, " text=%zu", cmd->u.append.cat[k].len);
 		for (size_t i = 0; i < cmd->u.append.nmore; i++) {
 			const struct imap_append_part *pt = &cmd->u.append.more[i];
 			buf_printf(b, " +msg");
@@ -244,6 +249,11 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 			if (pt->has_date)
 				buf_printf(b, " date=%lld tz=%d", (long long)pt->date, pt->date_tzoff);
 			buf_printf(b, " size=%" PRIu64, pt->size);
+			for (size_t k = 0; k < pt->ncat; k++)
+				if (pt->cat[k].url)
+					dcstr(b, "url", pt->cat[k].url);
+				else
+					buf_printf(b, " text=%zu", pt->cat[k].len);
 		}
 		break;
 	case IMAP_CMD_SEARCH: case IMAP_CMD_SORT: case IMAP_CMD_THREAD:
