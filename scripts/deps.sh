@@ -4,7 +4,7 @@
 # Runs apt-get (as root) at most once per call; prints nothing when all is there.
 set -eu
 build="gcc make pkg-config libsqlite3-dev libssl-dev zlib1g-dev libcrypt-dev openssl python3"
-check="$build clang libclang-rt-14-dev swaks isync sqlite3 procps cyrus-imapd cyrus-replication sasl2-bin"
+check="$build clang libclang-rt-14-dev swaks isync sqlite3 procps cyrus-imapd cyrus-replication cyrus-admin sasl2-bin"
 bench_pkgs="$check strace"
 case "${1:-build}" in
   build) want="$build" ;;

@@ -64,14 +64,28 @@ int imapd_cmd_id(struct imapd_session *s, const struct imap_cmd *cmd)
 	return 0;
 }
 
+void imapd_condstore_enable(struct imapd_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = 1;
+	if (s->sel)	/* RFC 7162 3.1: the client learns where it starts */
+		imapd_printf(s, "* OK [HIGHESTMODSEQ %llu] Highest\r\n", (unsigned long long)s->sel->highestmodseq);
+}
+
 int imapd_cmd_enable(struct imapd_session *s, const struct imap_cmd *cmd)
 {
 	struct buf on = BUF_INIT;
 	for (size_t i = 0; i < cmd->u.enable.count; i++) {
 		const char *c = cmd->u.enable.v[i];
 		if (!strcasecmp(c, "CONDSTORE") && !s->condstore) {
-			s->condstore = 1;
+			imapd_condstore_enable(s);
 			buf_appends(&on, " CONDSTORE");
+		} else if (!strcasecmp(c, "QRESYNC") && !s->qresync) {
+			/* RFC 7162 3.2.3: QRESYNC implies CONDSTORE */
+			imapd_condstore_enable(s);
+			s->qresync = 1;
+			buf_appends(&on, " QRESYNC");
 		}
 	}
 	imapd_printf(s, "* ENABLED%s\r\n", buf_cstr(&on));

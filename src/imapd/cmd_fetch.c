@@ -25,7 +25,8 @@
 
 static int sets_seen(const struct imap_fetch_att *a)
 {
-	return (a->item == IMAP_FETCH_BODY_SECTION && !a->peek) || a->item == IMAP_FETCH_RFC822 ||
+	return ((a->item == IMAP_FETCH_BODY_SECTION || a->item == IMAP_FETCH_BINARY) && !a->peek) ||
+	       a->item == IMAP_FETCH_RFC822 ||
 	       a->item == IMAP_FETCH_RFC822_TEXT;
 }
 
@@ -40,6 +41,11 @@ static int needs_parse(const struct imap_fetch_att *a)
 		return 1;
 	case IMAP_FETCH_BODY_SECTION:
 		return a->section.nparts > 0 || a->section.spec != IMAP_SECT_ALL;
+	case IMAP_FETCH_PREVIEW:
+		return 1;
+	case IMAP_FETCH_BINARY:
+	case IMAP_FETCH_BINARY_SIZE:
+		return a->section.nparts > 0;
 	default:
 		return 0;
 	}
@@ -47,7 +53,8 @@ static int needs_parse(const struct imap_fetch_att *a)
 
 static int needs_load(const struct imap_fetch_att *a)
 {
-	return needs_parse(a) || a->item == IMAP_FETCH_RFC822 || a->item == IMAP_FETCH_BODY_SECTION;
+	return needs_parse(a) || a->item == IMAP_FETCH_RFC822 || a->item == IMAP_FETCH_BODY_SECTION ||
+	       a->item == IMAP_FETCH_BINARY || a->item == IMAP_FETCH_BINARY_SIZE;
 }
 
 static enum mime_section_text spec_of(enum imap_section_spec sp)
@@ -66,6 +73,15 @@ static enum mime_section_text spec_of(enum imap_section_spec sp)
 	default:
 		return MIME_SECTION_NONE;
 	}
+}
+
+/* A literal, or a literal8 (RFC 3516) when the bytes hold a NUL, which a
+ * literal may not (RFC 3501 9: CHAR8), as Cyrus sends them. */
+static void put_literal(struct buf *b, const char *data, size_t len)
+{
+	if (len && memchr(data, '\0', len))
+		buf_putc(b, '~');
+	imap_write_literal(b, data, len);
 }
 
 /* The bytes of a section of the loaded message: 1 found (data/len set,
@@ -118,7 +134,51 @@ static void write_section(struct imapd_session *s, const struct imap_fetch_att *
 				len = a->length;
 		}
 	}
-	imap_write_literal(b, data, len);
+	put_literal(b, data, len);
+}
+
+/* BINARY[...] and BINARY.SIZE[...] (RFC 3516): 0, or -1 when the part's
+ * encoding is unknown (the command then answers NO [UNKNOWN-CTE]). */
+static int write_binary(struct imapd_session *s, const struct imap_fetch_att *a, struct buf *b, struct buf *scratch)
+{
+	const struct imapd_loaded *l = &s->cur;
+	struct terr err = { 0 };
+	const char *data = l->data.ptr ? l->data.ptr : "";
+	size_t len = l->data.len;
+	int rc = 0;
+	buf_reset(scratch);
+	if (a->section.nparts) {
+		rc = mime_section_binary(l->mime, a->section.parts, a->section.nparts, scratch, &err);
+		data = scratch->ptr ? scratch->ptr : "";
+		len = scratch->len;
+	}
+	buf_appends(b, a->item == IMAP_FETCH_BINARY_SIZE ? "BINARY.SIZE[" : "BINARY[");
+	for (size_t k = 0; k < a->section.nparts; k++)
+		buf_printf(b, "%s%u", k ? "." : "", a->section.parts[k]);
+	buf_putc(b, ']');
+	if (a->item == IMAP_FETCH_BINARY && a->partial)
+		buf_printf(b, "<%u>", a->offset);
+	buf_putc(b, ' ');
+	if (rc < 0) {
+		buf_appends(b, "NIL");
+		return err.code == TE_INVALID ? -1 : 0;
+	}
+	if (a->item == IMAP_FETCH_BINARY_SIZE) {
+		buf_printf(b, "%zu", len);
+		return 0;
+	}
+	if (a->partial) {
+		if (a->offset >= len) {
+			len = 0;
+		} else {
+			data += a->offset;
+			len -= a->offset;
+			if (len > a->length)
+				len = a->length;
+		}
+	}
+	put_literal(b, data, len);
+	return 0;
 }
 
 static void write_part(struct buf *b, const char *name, const struct imapd_loaded *l, int header)
@@ -126,7 +186,7 @@ static void write_part(struct buf *b, const char *name, const struct imapd_loade
 	const struct mime_part *root = l->mime->root;
 	size_t off = header ? root->hdr_off : root->body_off, len = header ? root->hdr_len : root->body_len;
 	buf_printf(b, "%s ", name);
-	imap_write_literal(b, l->data.ptr + off, len);
+	put_literal(b, l->data.ptr + off, len);
 }
 
 /* ---- the message cache --------------------------------------------------- */
@@ -168,6 +228,9 @@ static int cache_usable(const struct imap_fetch *f)
 		case IMAP_FETCH_INTERNALDATE:
 		case IMAP_FETCH_RFC822_SIZE:
 		case IMAP_FETCH_MODSEQ:
+		case IMAP_FETCH_EMAILID:
+		case IMAP_FETCH_THREADID:
+		case IMAP_FETCH_SAVEDATE:
 			break;
 		default:
 			return 0;
@@ -295,7 +358,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		return -1;
 	buf_printf(b, "* %zu FETCH (", i + 1);
 	int first = 1;
-	if (uid_cmd && !has_uid) {
+	if ((uid_cmd || s->qresync) && !has_uid) {	/* RFC 7162 3.2.4 */
 		buf_printf(b, "UID %u", m->uid);
 		first = 0;
 	}
@@ -314,7 +377,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 			break;
 		case IMAP_FETCH_FLAGS:
 			buf_appends(b, "FLAGS ");
-			imapd_write_flags(b, m->sysflags, m->keywords);
+			imapd_write_flags(b, m->recent, m->sysflags, m->keywords);
 			break;
 		case IMAP_FETCH_INTERNALDATE:
 			buf_appends(b, "INTERNALDATE ");
@@ -322,7 +385,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 			break;
 		case IMAP_FETCH_RFC822:
 			buf_appends(b, "RFC822 ");
-			imap_write_literal(b, s->cur.data.ptr ? s->cur.data.ptr : "", s->cur.data.len);
+			put_literal(b, s->cur.data.ptr ? s->cur.data.ptr : "", s->cur.data.len);
 			break;
 		case IMAP_FETCH_RFC822_HEADER:
 			write_part(b, "RFC822.HEADER", &s->cur, 1);
@@ -353,6 +416,37 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		case IMAP_FETCH_MODSEQ:
 			buf_printf(b, "MODSEQ (%llu)", (unsigned long long)m->modseq);
 			break;
+		case IMAP_FETCH_EMAILID: {
+			char id[26];
+			imapd_emailid(m, id);
+			buf_printf(b, "EMAILID (%s)", id);
+			break;
+		}
+		case IMAP_FETCH_THREADID: {
+			char id[18];
+			if (imapd_threadid(m, id) == 0)
+				buf_printf(b, "THREADID (%s)", id);
+			else
+				buf_appends(b, "THREADID NIL");
+			break;
+		}
+		case IMAP_FETCH_BINARY:
+		case IMAP_FETCH_BINARY_SIZE:
+			if (write_binary(s, a, b, scratch) < 0)
+				s->unknown_cte = 1;
+			break;
+		case IMAP_FETCH_PREVIEW: {
+			struct buf pv = BUF_INIT;
+			mime_preview(s->cur.mime, IMAP_PREVIEW_CHARS, &pv);
+			buf_appends(b, "PREVIEW ");
+			imap_write_string(b, pv.ptr ? pv.ptr : "", pv.len);
+			buf_free(&pv);
+			break;
+		}
+		case IMAP_FETCH_SAVEDATE:
+			buf_appends(b, "SAVEDATE ");
+			imap_write_datetime(b, (time_t)(m->savedate ? m->savedate : m->internaldate), 0);
+			break;
 		case IMAP_FETCH_BODY_SECTION:
 			write_section(s, a, b, scratch);
 			break;
@@ -363,7 +457,7 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 		/* \Seen was just set (by us or meanwhile by someone): say so */
 		if (!has_flags) {
 			buf_appends(b, first ? "FLAGS " : " FLAGS ");
-			imapd_write_flags(b, m->sysflags, m->keywords);
+			imapd_write_flags(b, m->recent, m->sysflags, m->keywords);
 			first = 0;
 		}
 		m->seen_fetch = 0;
@@ -415,14 +509,20 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 	for (size_t k = 0; k < f->natts; k++) {
 		seen |= sets_seen(&f->atts[k]);
 		if (f->atts[k].item == IMAP_FETCH_MODSEQ)
-			s->condstore = 1;
+			imapd_condstore_enable(s);
 	}
 	if (f->has_changedsince)
-		s->condstore = 1;
+		imapd_condstore_enable(s);
 	if (!cmd->uid && !imapd_view_seq_valid(v, &f->set)) {
 		imapd_bad(s, NULL, "Invalid message sequence number");
 		return 0;
 	}
+	if (f->vanished && !s->qresync) {
+		imapd_bad(s, NULL, "QRESYNC is not enabled");	/* RFC 7162 3.2.6 */
+		return 0;
+	}
+	if (f->vanished)
+		imapd_view_vanished_earlier(s, f->changedsince, &f->set);
 	size_t *idx;
 	size_t n = imapd_view_resolve(v, &f->set, cmd->uid, &idx);
 	if (seen && !v->readonly && (v->rights & IMAPD_R_SEEN))
@@ -460,5 +560,8 @@ int imapd_cmd_fetch(struct imapd_session *s, const struct imap_cmd *cmd)
 	free(idx);
 	if (failed)
 		imapd_no(s, "SERVERBUG", "%zu message(s) could not be read", failed);
+	else if (s->unknown_cte)	/* RFC 3516 */
+		imapd_no(s, "UNKNOWN-CTE", "A part has a content-transfer-encoding this server cannot decode");
+	s->unknown_cte = 0;
 	return 0;
 }

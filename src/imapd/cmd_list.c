@@ -272,8 +272,8 @@ static const char *entry_specialuse(struct ltable *t, struct lentry *e)
 /* Does e meet the selection options (RFC 5258 3.1)? */
 static int meets(struct ltable *t, const struct lreq *q, struct lentry *e)
 {
-	if (q->lsub)
-		return e->subscribed;
+	if (q->lsub)	/* a subscription whose mailbox is gone: left out, as Cyrus does */
+		return e->subscribed && e->exists;
 	if ((q->sel & IMAP_LIST_SEL_SUBSCRIBED) && !e->subscribed)
 		return 0;
 	if (q->sel & IMAP_LIST_SEL_SPECIAL_USE)
@@ -286,11 +286,14 @@ static int meets(struct ltable *t, const struct lreq *q, struct lentry *e)
 struct kids {
 	int exist;	/* an existing descendant */
 	int meet;	/* a descendant meeting the selection options */
+	int meet_unlisted;	/* one of those that no pattern matches */
 };
+
+static int match_any(const struct lreq *q, const char *name, int *pct_r);
 
 static struct kids find_kids(struct ltable *t, const struct lreq *q, size_t i)
 {
-	struct kids k = { 0, 0 };
+	struct kids k = { 0, 0, 0 };
 	struct buf pre = BUF_INIT;
 	buf_appends(&pre, t->v[i].ext);
 	buf_putc(&pre, q->sep);
@@ -298,9 +301,12 @@ static struct kids find_kids(struct ltable *t, const struct lreq *q, size_t i)
 	for (size_t j = lower_bound(t, pre.ptr); j < t->n && !strncmp(t->v[j].ext, pre.ptr, pre.len); j++) {
 		struct lentry *d = &t->v[j];
 		k.exist |= d->exists;
-		if (want_meet && !k.meet)
-			k.meet = meets(t, q, d);
-		if (k.exist && (k.meet || !want_meet))
+		if (want_meet && !k.meet_unlisted && meets(t, q, d)) {
+			int pct;
+			k.meet = 1;
+			k.meet_unlisted = !match_any(q, d->ext, &pct);
+		}
+		if (k.exist && (k.meet_unlisted || !want_meet))
 			break;
 	}
 	buf_free(&pre);
@@ -370,7 +376,10 @@ static void list_entry(struct ltable *t, const struct lreq *q, size_t i, struct 
 	struct kids k = find_kids(t, q, i);
 	int me = meets(t, q, e);
 	int recursive = !q->lsub && (q->sel & IMAP_LIST_SEL_RECURSIVEMATCH);
-	int childinfo = recursive && k.meet;
+	/* CHILDINFO on a name that meets the options itself whenever a child
+	 * does; a name that does not is reported for it only when such a
+	 * child is not listed too (RFC 5258 4: no redundant CHILDINFO) */
+	int childinfo = recursive && (me ? k.meet : k.meet_unlisted);
 	int plain = q->lsub ? 0 : !(q->sel & (IMAP_LIST_SEL_SUBSCRIBED | IMAP_LIST_SEL_SPECIAL_USE));
 	/* a level of hierarchy a trailing '%' stops at (RFC 3501 6.3.8) */
 	int level = pct && !me && (q->lsub ? k.meet : plain && k.exist);

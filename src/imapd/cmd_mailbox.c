@@ -5,7 +5,9 @@
  * ancestor unless the name is in the user's own hierarchy (admins may
  * create anything, a new user's INBOX included); a new mailbox inherits
  * that ancestor's ACL. DELETE and RENAME need 'x' on the mailbox. DELETE
- * removes just the one mailbox (its children stay). RENAME INBOX moves
+ * removes just the one mailbox (its children stay), except an admin's
+ * DELETE of a user's INBOX, which removes the user (Cyrus's "dm
+ * user.zed"), as CREATE of one creates the user. RENAME INBOX moves
  * INBOX's messages into a new mailbox and leaves INBOX empty (RFC 3501
  * 6.3.5). A selected mailbox that this session deletes or renames is
  * unselected first.
@@ -180,7 +182,14 @@ int imapd_cmd_create(struct imapd_session *s, const struct imap_cmd *cmd)
 	if (use.len && create_set_use(s, name.ptr, &use) < 0)
 		goto out;
 	imapd_log_event(s, "create", name.ptr, "specialuse=%s", use.len ? use.ptr : "-");
-	imapd_ok(s, NULL, "CREATE completed");
+	struct store_mailbox_info mi = { 0 };
+	struct terr err = { 0 };
+	struct buf code = BUF_INIT;
+	if (store_mailbox_get(s->st, name.ptr, &mi, &err) == 0)	/* RFC 8474 */
+		buf_printf(&code, "MAILBOXID (%s)", mi.uniqueid);
+	store_mailbox_info_free(&mi);
+	imapd_ok(s, code.len ? code.ptr : NULL, "CREATE completed");
+	buf_free(&code);
 out:
 	buf_free(&ext);
 	buf_free(&name);
@@ -210,10 +219,27 @@ int imapd_cmd_delete(struct imapd_session *s, const struct imap_cmd *cmd)
 	if (imapd_mailbox_get(s, cmd->u.mailbox.mailbox, IMAPD_R_DELETE_MBOX, &name, &mi, NULL) < 0)
 		goto out;
 	store_mailbox_info_free(&mi);
-	if (is_user_inbox(name.ptr, NULL)) {
-		imapd_no(s, "CANNOT", "An INBOX cannot be deleted");
+	struct buf owner = BUF_INIT;
+	if (is_user_inbox(name.ptr, &owner)) {
+		/* an admin's DELETE user.zed removes the user, as Cyrus does
+		 * (cyradm's "dm user.zed"); the store logs UNUSER */
+		if (!s->isadmin) {
+			imapd_no(s, "CANNOT", "An INBOX cannot be deleted");
+		} else if (!strcmp(owner.ptr, s->user)) {
+			imapd_no(s, "CANNOT", "Cannot delete the user logged in");
+		} else {
+			unselect_if(s, name.ptr, 1);
+			if (store_user_delete(s->st, owner.ptr, &err) < 0) {
+				imapd_no_err(s, "delete_user", &err);
+			} else {
+				imapd_log_event(s, "delete_user", name.ptr, "owner=%s", owner.ptr);
+				imapd_ok(s, NULL, "DELETE completed");
+			}
+		}
+		buf_free(&owner);
 		goto out;
 	}
+	buf_free(&owner);
 	unselect_if(s, name.ptr, 0);
 	if (store_mailbox_delete(s->st, name.ptr, &err) < 0) {
 		imapd_no_err(s, "delete", &err);

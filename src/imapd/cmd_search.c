@@ -9,9 +9,12 @@
  * parsed) only when a header, body or Date: key of it is reached, and at
  * most once per message.
  *
- * Choices: RECENT and NEW never match, OLD always does (no \Recent
- * here); SENT* keys fall back to the internal date when the message has
- * no valid Date: field; "$" and RETURN (SAVE) are BAD (no SEARCHRES).
+ * Choices: RECENT, NEW and OLD use the session's \Recent (view.c); SENT*
+ * keys fall back to the internal date when the message has no valid
+ * Date: field; OLDER/YOUNGER (RFC 5032 WITHIN) compare the internal date
+ * with the time the command started; "$" and RETURN (SAVE) are BAD (no
+ * SEARCHRES). imapd_search_run is shared with SORT and THREAD
+ * (cmd_sort.c).
  */
 #include "imapd/imapd-private.h"
 
@@ -47,6 +50,7 @@ struct ectx {
 	int have_sent;		/* 0 not computed, 1 sent_day valid */
 	time_t sent_day;
 	size_t *failed;
+	int64_t now;
 };
 
 /* ---- compiling the key tree ------------------------------------------------ */
@@ -301,11 +305,13 @@ static int eval(struct ectx *c, const struct snode *n)
 	time_t day;
 	switch (k->key) {
 	case IMAP_SK_ALL:
-	case IMAP_SK_OLD:
 		return 1;
+	case IMAP_SK_OLD:
+		return !m->recent;
 	case IMAP_SK_NEW:
+		return m->recent && !(m->sysflags & SYSFLAG_SEEN);
 	case IMAP_SK_RECENT:
-		return 0;
+		return m->recent;
 	case IMAP_SK_AND:
 		return eval_all(c, n->child);
 	case IMAP_SK_NOT:
@@ -315,6 +321,27 @@ static int eval(struct ectx *c, const struct snode *n)
 	case IMAP_SK_UID:
 	case IMAP_SK_SEQSET:
 		return n->bits[c->i];
+	case IMAP_SK_EMAILID: {
+		char id[26];
+		imapd_emailid(m, id);
+		return !strcmp(id, k->str);
+	}
+	case IMAP_SK_THREADID: {
+		char id[18];
+		return imapd_threadid(m, id) == 0 && !strcmp(id, k->str);
+	}
+	case IMAP_SK_SAVEDATESUPPORTED:
+		return 1;
+	case IMAP_SK_SAVEDBEFORE:
+		return date_cmp(IMAP_SK_BEFORE, day_of(m->savedate ? m->savedate : m->internaldate), k->date);
+	case IMAP_SK_SAVEDON:
+		return date_cmp(IMAP_SK_ON, day_of(m->savedate ? m->savedate : m->internaldate), k->date);
+	case IMAP_SK_SAVEDSINCE:
+		return date_cmp(IMAP_SK_SINCE, day_of(m->savedate ? m->savedate : m->internaldate), k->date);
+	case IMAP_SK_OLDER:
+		return c->now - m->internaldate > (int64_t)k->num;
+	case IMAP_SK_YOUNGER:
+		return c->now - m->internaldate <= (int64_t)k->num;
 	case IMAP_SK_LARGER:
 		return m->size > k->num;
 	case IMAP_SK_SMALLER:
@@ -352,10 +379,9 @@ static int eval(struct ectx *c, const struct snode *n)
 
 /* ---- the reply --------------------------------------------------------------------- */
 
-enum { RET_MIN = 1, RET_MAX = 2, RET_COUNT = 4, RET_ALL = 8 };
+enum { RET_MIN = IMAPD_RET_MIN, RET_MAX = IMAPD_RET_MAX, RET_COUNT = IMAPD_RET_COUNT, RET_ALL = IMAPD_RET_ALL };
 
-/* RETURN options to RET_* bits; -1 (BAD set) for SAVE or an unknown one. */
-static int return_opts(struct imapd_session *s, const struct imap_search *q)
+int imapd_search_return_opts(struct imapd_session *s, const struct imap_search *q)
 {
 	unsigned r = 0;
 	for (size_t i = 0; i < q->ret.count; i++) {
@@ -389,9 +415,16 @@ static void write_search(struct buf *b, const uint32_t *nums, size_t n, int mods
 	buf_appends(b, "\r\n");
 }
 
-static void write_esearch(struct buf *b, const char *tag, int uid, unsigned ret, const uint32_t *nums, size_t n,
-			  int modseq, uint64_t top)
+void imapd_write_esearch(struct buf *b, const char *tag, int uid, unsigned ret, const uint32_t *nums, size_t n,
+			 int modseq, uint64_t top, uint64_t first_ms, uint64_t last_ms)
 {
+	if (!(ret & (RET_ALL | RET_COUNT))) {
+		top = 0;
+		if ((ret & RET_MIN) && first_ms > top)
+			top = first_ms;
+		if ((ret & RET_MAX) && last_ms > top)
+			top = last_ms;
+	}
 	buf_appends(b, "* ESEARCH (TAG ");
 	imap_write_string(b, tag, strlen(tag));
 	buf_putc(b, ')');
@@ -417,6 +450,34 @@ static int charset_ok(const char *cs)
 	return !cs || !strcasecmp(cs, "UTF-8") || !strcasecmp(cs, "US-ASCII");
 }
 
+long imapd_search_run(struct imapd_session *s, const struct imap_search *q, size_t **idx_r, size_t *failed_r)
+{
+	struct imapd_view *v = s->sel;
+	*idx_r = NULL;
+	int saved = 0;
+	struct snode *root = compile(v, q->root, &saved);
+	if (saved) {
+		snode_free(root);
+		imapd_bad(s, NULL, "$ (SEARCHRES) is not supported");
+		return -1;
+	}
+	if (imap_search_uses_modseq(q->root))
+		imapd_condstore_enable(s);
+	size_t *idx = xmalloc((v->n ? v->n : 1) * sizeof *idx), n = 0;
+	int64_t now = (int64_t)time(NULL);
+	for (size_t i = 0; i < v->n; i++) {
+		const struct imapd_msg *m = &v->msgs[i];
+		if (m->gone)
+			continue;
+		struct ectx c = { .s = s, .i = i, .m = m, .failed = failed_r, .now = now };
+		if (eval(&c, root))
+			idx[n++] = i;
+	}
+	snode_free(root);
+	*idx_r = idx;
+	return (long)n;
+}
+
 int imapd_cmd_search(struct imapd_session *s, const struct imap_cmd *cmd)
 {
 	const struct imap_search *q = &cmd->u.search;
@@ -426,36 +487,29 @@ int imapd_cmd_search(struct imapd_session *s, const struct imap_cmd *cmd)
 		return 0;
 	}
 	int ret = 0;
-	if (q->has_return && (ret = return_opts(s, q)) < 0)
+	if (q->has_return && (ret = imapd_search_return_opts(s, q)) < 0)
 		return 0;
-	int saved = 0;
-	struct snode *root = compile(v, q->root, &saved);
-	if (saved) {
-		snode_free(root);
-		imapd_bad(s, NULL, "$ (SEARCHRES) is not supported");
+	size_t *idx, failed = 0;
+	long cnt = imapd_search_run(s, q, &idx, &failed);
+	if (cnt < 0)
 		return 0;
-	}
 	int modseq = imap_search_uses_modseq(q->root);
-	if (modseq)
-		s->condstore = 1;
-	uint32_t *nums = xmalloc((v->n ? v->n : 1) * sizeof *nums);
-	size_t n = 0, failed = 0;
-	uint64_t top = 0;
-	for (size_t i = 0; i < v->n; i++) {
-		const struct imapd_msg *m = &v->msgs[i];
-		if (m->gone)
-			continue;
-		struct ectx c = { .s = s, .i = i, .m = m, .failed = &failed };
-		if (!eval(&c, root))
-			continue;
-		nums[n++] = cmd->uid ? m->uid : (uint32_t)(i + 1);
+	size_t n = (size_t)cnt;
+	uint32_t *nums = xmalloc((n ? n : 1) * sizeof *nums);
+	uint64_t top = 0, first_ms = 0, last_ms = 0;
+	for (size_t j = 0; j < n; j++) {
+		const struct imapd_msg *m = &v->msgs[idx[j]];
+		nums[j] = cmd->uid ? m->uid : (uint32_t)(idx[j] + 1);
 		if (m->modseq > top)
 			top = m->modseq;
+		if (j == 0)
+			first_ms = m->modseq;
+		last_ms = m->modseq;
 	}
-	snode_free(root);
+	free(idx);
 	struct buf b = BUF_INIT;
 	if (q->has_return)
-		write_esearch(&b, cmd->tag, cmd->uid, (unsigned)ret, nums, n, modseq, top);
+		imapd_write_esearch(&b, cmd->tag, cmd->uid, (unsigned)ret, nums, n, modseq, top, first_ms, last_ms);
 	else
 		write_search(&b, nums, n, modseq, top);
 	buf_append(&s->out, b.ptr, b.len);

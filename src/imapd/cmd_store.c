@@ -176,7 +176,7 @@ static void silence(struct imapd_session *s, const size_t *idx, size_t n, int ui
 		if (!s->condstore || idx[i] >= v->announced)
 			continue;
 		imapd_printf(s, "* %zu FETCH (", idx[i] + 1);
-		if (uid)
+		if (uid || s->qresync)	/* RFC 7162 3.2.4 */
 			imapd_printf(s, "UID %u ", m->uid);
 		imapd_printf(s, "MODSEQ (%llu))\r\n", (unsigned long long)m->modseq);
 	}
@@ -195,7 +195,7 @@ int imapd_cmd_store(struct imapd_session *s, const struct imap_cmd *cmd)
 	if (parse_flags(s, &st->flags, &sys, &kw) < 0)
 		goto out;
 	if (st->has_unchangedsince)
-		s->condstore = 1;	/* a CONDSTORE enabling command (RFC 7162 3.1) */
+		imapd_condstore_enable(s);	/* a CONDSTORE enabling command (RFC 7162 3.1) */
 	/* start from the store's current flags: the grouping below and the
 	 * answers rely on them */
 	if (imapd_view_poll(s) < 0)

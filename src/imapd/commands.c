@@ -55,6 +55,8 @@ static const struct imapd_command commands[] = {
 	{ IMAP_CMD_UNSELECT, imapd_cmd_unselect, NEEDS_AUTH | NEEDS_SELECTED | NO_UPDATES },
 	{ IMAP_CMD_EXPUNGE, imapd_cmd_expunge, NEEDS_AUTH | NEEDS_SELECTED | WRITES },
 	{ IMAP_CMD_SEARCH, imapd_cmd_search, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
+	{ IMAP_CMD_SORT, imapd_cmd_sort, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
+	{ IMAP_CMD_THREAD, imapd_cmd_thread, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
 	{ IMAP_CMD_FETCH, imapd_cmd_fetch, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
 	{ IMAP_CMD_STORE, imapd_cmd_store, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE | WRITES },
 	{ IMAP_CMD_COPY, imapd_cmd_copy, NEEDS_AUTH | NEEDS_SELECTED | WRITES },
@@ -151,12 +153,15 @@ void imapd_capabilities(const struct imapd_session *s, struct buf *out)
 			buf_appends(out, " AUTH=PLAIN");
 		else
 			buf_appends(out, " LOGINDISABLED");
-		return;
 	}
+	/* the whole set before login too, as Cyrus answers CAPABILITY: admin
+	 * tools (cyradm) decide what to use before they log in */
 	buf_appends(out, " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
 			 " CREATE-SPECIAL-USE CONDSTORE ESEARCH QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE ACL"
-			 " RIGHTS=kxten METADATA");
-	if (s->isadmin)
+			 " RIGHTS=kxten METADATA SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN"
+			 " STATUS=SIZE LIST-MYRIGHTS MULTIAPPEND CATENATE OBJECTID SAVEDATE PREVIEW BINARY QRESYNC");
+	buf_printf(out, " APPENDLIMIT=%lld", s->maxmsg);
+	if (s->user && s->isadmin)
 		buf_appends(out, " X-REPLICATION X-SIEVE-MAILBOX");
 	if (!conn_is_compressed(s->c))
 		buf_appends(out, " COMPRESS=DEFLATE");

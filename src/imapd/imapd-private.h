@@ -105,8 +105,11 @@ struct imapd_msg {
 	unsigned gone : 1;	/* expunged in the store; EXPUNGE not sent yet */
 	unsigned dirty : 1;	/* flags changed; FETCH not sent yet */
 	unsigned seen_fetch : 1;	/* scratch for FETCH: \Seen set implicitly */
+	unsigned recent : 1;	/* \Recent in this session (view.c) */
 	uint64_t modseq;
 	int64_t internaldate;
+	int64_t savedate;	/* RFC 8514 SAVEDATE; 0: the internal date */
+	uint64_t thrid;		/* Cyrus's conversation id; 0: none */
 	char *keywords;		/* owned; NULL for none */
 	char guid[41];
 };
@@ -126,6 +129,11 @@ struct imapd_view {
 	size_t nkeywords_sent;	/* keywords in the last FLAGS response */
 	int seen_private;	/* \Seen is the user's seen state, not the
 				 * records' flag (not the owner: seen.c) */
+	int take_recent;	/* SELECT: this session takes \Recent (EXAMINE
+				 * only looks, RFC 3501 6.3.2) */
+	uint32_t recent_upto;	/* highest UID whose \Recent was decided */
+	size_t nrecent;		/* messages with recent set */
+	size_t nrecent_sent;	/* in the last RECENT response */
 };
 
 /* ---- the session ------------------------------------------------------------ */
@@ -166,6 +174,9 @@ struct imapd_session {
 	int bad;		/* bad commands in a row */
 	int authfails;		/* failed logins */
 	int condstore;		/* CONDSTORE enabled (RFC 7162 3.1) */
+	int unknown_cte;	/* scratch for FETCH BINARY: NO [UNKNOWN-CTE] */
+	int qresync;		/* QRESYNC enabled (RFC 7162 3.2.3): VANISHED
+				 * instead of EXPUNGE */
 	int tls_pending_check;
 	struct imapd_view *sel;
 	struct buf appendmsg;	/* APPEND's message or a SYNC* command's DLIST,
@@ -251,14 +262,22 @@ int imapd_mailbox_get(struct imapd_session *s, const char *external, unsigned ne
  * *mi (free it), or -1 with the NO set. */
 int imapd_target_get(struct imapd_session *s, const char *external, struct buf *name,
 		     struct store_mailbox_info *mi, unsigned *rights_r);
-/* Appends "(\Seen $Foo)" for a message's flags. */
-void imapd_write_flags(struct buf *b, unsigned sysflags, const char *keywords);
+/* RFC 8474 object ids, as Cyrus 3.6 makes them: EMAILID "M" and the
+ * first 24 hex digits of the GUID; THREADID "T" and 16 hex digits of the
+ * conversation id (NIL without one); MAILBOXID the uniqueid. */
+void imapd_emailid(const struct imapd_msg *m, char out[26]);
+/* 0 with out set, or -1 when the message has no thread id (NIL). */
+int imapd_threadid(const struct imapd_msg *m, char out[18]);
+/* Appends "(\Recent \Seen $Foo)" for a message's flags. */
+void imapd_write_flags(struct buf *b, int recent, unsigned sysflags, const char *keywords);
 
 /* ---- the selected mailbox (view.c) -------------------------------------------- */
 
-/* Loads the mailbox's live records as the new sequence map. */
+/* Loads the mailbox's live records as the new sequence map. take_recent
+ * (SELECT, not EXAMINE): the messages no session has had as \Recent
+ * become recent in this one, and stay so for no other. */
 int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi, int readonly, unsigned rights,
-		    struct imapd_view **v_r, struct terr *err);
+		    int take_recent, struct imapd_view **v_r, struct terr *err);
 void imapd_view_free(struct imapd_view **v);
 /* Brings the map up to date with the store: marks expunged messages
  * gone, appends new ones, marks changed flags dirty. Returns 0, or -1
@@ -266,7 +285,7 @@ void imapd_view_free(struct imapd_view **v);
  * session with BYE. */
 int imapd_view_poll(struct imapd_session *s);
 /* Sends what the poll found: EXPUNGE (descending, only when
- * allow_expunge), EXISTS, FLAGS for new keywords, FETCH for dirty
+ * allow_expunge), FLAGS for new keywords, EXISTS and RECENT, FETCH for dirty
  * messages (with UID when with_uid, MODSEQ when CONDSTORE is on). */
 void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_uid);
 /* The messages a sequence set names, as ascending indexes into msgs
@@ -277,6 +296,10 @@ size_t imapd_view_resolve(const struct imapd_view *v, const struct imap_seqset *
  * client knows (FETCH, STORE, COPY answer BAD then, as RFC 3501 9's
  * seq-number says), else 1. */
 int imapd_view_seq_valid(const struct imapd_view *v, const struct imap_seqset *set);
+/* "* VANISHED (EARLIER) uids" (RFC 7162 3.2.5, 3.2.6) for the messages
+ * of the selected mailbox expunged with a modseq above since, limited to
+ * within (UIDs, may be NULL); nothing when there are none. */
+void imapd_view_vanished_earlier(struct imapd_session *s, uint64_t since, const struct imap_seqset *within);
 /* Index of uid, or -1. */
 long imapd_view_find(const struct imapd_view *v, uint32_t uid);
 /* Sends "* N EXPUNGE" for the given indexes (any order) and removes them. */
@@ -298,6 +321,31 @@ void imapd_seen_overlay(struct imapd_session *s, int initial);
 /* Sets (on) or clears \Seen of the messages idx in the user's seen
  * state; they become dirty. 0, or -1 with err. */
 int imapd_seen_change(struct imapd_session *s, const size_t *idx, size_t n, int on, struct terr *err);
+
+/* ---- CONDSTORE (cmd_any.c) ----------------------------------------------------- */
+
+/* Turns CONDSTORE on (RFC 7162 3.1, a CONDSTORE enabling command): the
+ * first time, with a mailbox selected, "* OK [HIGHESTMODSEQ n]" too. */
+void imapd_condstore_enable(struct imapd_session *s);
+
+/* ---- SEARCH, shared with SORT and THREAD (cmd_search.c) --------------------------- */
+
+/* Runs q's keys over the selected mailbox: the indexes (into msgs) of the
+ * live messages that match, ascending, in *idx_r (caller frees);
+ * *failed_r counts messages that could not be read. -1 with BAD set
+ * ("$"). A MODSEQ key enables CONDSTORE. */
+long imapd_search_run(struct imapd_session *s, const struct imap_search *q, size_t **idx_r, size_t *failed_r);
+enum { IMAPD_RET_MIN = 1, IMAPD_RET_MAX = 2, IMAPD_RET_COUNT = 4, IMAPD_RET_ALL = 8 };
+/* RETURN options to IMAPD_RET_* bits (ALL when none); -1 (BAD set) for
+ * SAVE or an unknown one. */
+int imapd_search_return_opts(struct imapd_session *s, const struct imap_search *q);
+/* "* ESEARCH (TAG ..) [UID] MIN MAX COUNT ALL [MODSEQ]" for nums in the
+ * order given (ascending for SEARCH, sorted for ESORT: MIN and MAX are
+ * then the first and last). first_ms, last_ms: the modseqs of nums[0]
+ * and nums[n-1]; with only MIN and/or MAX asked for, MODSEQ is theirs
+ * (the higher), else top (RFC 7162 3.1.5). */
+void imapd_write_esearch(struct buf *b, const char *tag, int uid, unsigned ret, const uint32_t *nums, size_t n,
+			 int modseq, uint64_t top, uint64_t first_ms, uint64_t last_ms);
 
 /* ---- status (cmd_status.c) -------------------------------------------------------- */
 
@@ -323,7 +371,7 @@ imapd_cmd_fn imapd_cmd_capability, imapd_cmd_noop, imapd_cmd_logout, imapd_cmd_i
 	imapd_cmd_create, imapd_cmd_delete, imapd_cmd_rename, imapd_cmd_subscribe,
 	imapd_cmd_list, imapd_cmd_lsub, imapd_cmd_namespace, imapd_cmd_status,
 	imapd_cmd_append, imapd_cmd_idle, imapd_cmd_expunge, imapd_cmd_search, imapd_cmd_fetch,
-	imapd_cmd_store, imapd_cmd_copy, imapd_cmd_getquota, imapd_cmd_getquotaroot,
+	imapd_cmd_store, imapd_cmd_sort, imapd_cmd_thread, imapd_cmd_copy, imapd_cmd_getquota, imapd_cmd_getquotaroot,
 	imapd_cmd_setquota, imapd_cmd_getacl, imapd_cmd_setacl, imapd_cmd_listrights, imapd_cmd_myrights,
 	imapd_cmd_getmetadata, imapd_cmd_setmetadata, imapd_cmd_sync;
 

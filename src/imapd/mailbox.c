@@ -10,6 +10,7 @@
 
 #include "store/store.h"
 
+#include <stdio.h>
 #include <string.h>
 
 int imapd_name_in(struct imapd_session *s, const char *external, struct buf *internal_r)
@@ -89,9 +90,33 @@ int imapd_target_get(struct imapd_session *s, const char *external, struct buf *
 	return -1;
 }
 
-void imapd_write_flags(struct buf *b, unsigned sysflags, const char *keywords)
+void imapd_emailid(const struct imapd_msg *m, char out[26])
+{
+	out[0] = 'M';
+	memcpy(out + 1, m->guid, 24);
+	out[25] = '\0';
+}
+
+int imapd_threadid(const struct imapd_msg *m, char out[18])
+{
+	if (!m->thrid)
+		return -1;
+	snprintf(out, 18, "T%016llx", (unsigned long long)m->thrid);
+	return 0;
+}
+
+void imapd_write_flags(struct buf *b, int recent, unsigned sysflags, const char *keywords)
 {
 	buf_putc(b, '(');
+	size_t at = b->len;
 	store_flags_format(sysflags, keywords, b);
+	if (recent) {	/* first, as Cyrus writes it */
+		struct buf rest = BUF_INIT;
+		buf_append(&rest, b->ptr + at, b->len - at);
+		buf_truncate(b, at);
+		buf_appends(b, rest.len ? "\\Recent " : "\\Recent");
+		buf_append(b, rest.ptr, rest.len);
+		buf_free(&rest);
+	}
 	buf_putc(b, ')');
 }

@@ -8,13 +8,21 @@
  * APPLY EXPUNGE does), the whole UID list is compared. Announcing then
  * sends, in this order: EXPUNGE for gone messages in descending sequence
  * order (so each number stays valid), FLAGS when new keywords appeared,
- * EXISTS, and FETCH FLAGS for messages changed by others (or by our own
- * STORE, which relies on this to answer).
+ * EXISTS and RECENT, and FETCH FLAGS for messages changed by others (or
+ * by our own STORE, which relies on this to answer).
+ *
+ * \Recent: the mailbox's mark (store_recent_take) is the highest UID a
+ * session has taken. A SELECT, and every poll that finds new messages,
+ * raises it to the mailbox's last UID; the messages between the old mark
+ * and the new one are recent here and in no other session. EXAMINE only
+ * reads the mark. A failure to read or raise it is logged and the
+ * messages are then simply not recent.
  */
 #include "imapd/imapd-private.h"
 
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "proto/imap/imap_write.h"
 #include "store/store.h"
 
 #include <string.h>
@@ -64,6 +72,8 @@ static void msg_set(struct imapd_msg *m, const struct store_record *r)
 	m->sysflags = r->sysflags & ~(unsigned)SYSFLAG_EXPUNGED;
 	m->modseq = r->modseq;
 	m->internaldate = r->internaldate;
+	m->savedate = r->savedate;
+	m->thrid = r->thrid;
 	free(m->keywords);
 	m->keywords = r->keywords && *r->keywords ? xstrdup(r->keywords) : NULL;
 	memcpy(m->guid, r->guid, sizeof m->guid);
@@ -78,6 +88,44 @@ static struct imapd_msg *msg_push(struct imapd_view *v)
 	struct imapd_msg *m = &v->msgs[v->n++];
 	memset(m, 0, sizeof *m);
 	return m;
+}
+
+struct vanished_ctx {
+	const struct imap_seqset *within;
+	uint32_t max;
+	uint32_t *uids;
+	size_t n;
+};
+
+static int vanished_cb(const struct store_record *r, void *rock)
+{
+	struct vanished_ctx *c = rock;
+	if (!(r->sysflags & SYSFLAG_EXPUNGED))
+		return 0;
+	if (c->within && !imap_seqset_contains(c->within, r->uid, c->max))
+		return 0;
+	c->uids = xrealloc(c->uids, (c->n + 1) * sizeof *c->uids);
+	c->uids[c->n++] = r->uid;
+	return 0;
+}
+
+void imapd_view_vanished_earlier(struct imapd_session *s, uint64_t since, const struct imap_seqset *within)
+{
+	struct imapd_view *v = s->sel;
+	struct vanished_ctx c = { within, v->last_uid, NULL, 0 };
+	struct terr err = { 0 };
+	if (store_records(s->st, v->name, since, 1, vanished_cb, &c, &err) < 0)
+		log_warn("event=vanished_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name, err.msg);
+	if (c.n) {
+		struct buf line = BUF_INIT;
+		buf_appends(&line, "* VANISHED (EARLIER) ");
+		imap_write_seqset(&line, c.uids, c.n);	/* store_records: ascending UIDs */
+		buf_appends(&line, "\r\n");
+		buf_append(&s->out, line.ptr, line.len);
+		imapd_maybe_flush(s);
+		buf_free(&line);
+	}
+	free(c.uids);
 }
 
 long imapd_view_find(const struct imapd_view *v, uint32_t uid)
@@ -103,8 +151,32 @@ static int load_cb(const struct store_record *r, void *rock)
 	return 0;
 }
 
+/* Decides \Recent for the messages with UIDs above v->recent_upto, up to
+ * last_uid. */
+static void recent_decide(struct imapd_session *s, struct imapd_view *v, uint32_t last_uid)
+{
+	if (last_uid <= v->recent_upto)
+		return;
+	struct terr err = { 0 };
+	uint32_t mark;
+	int rc = v->take_recent ? store_recent_take(s->st, v->name, v->uniqueid, last_uid, &mark, &err)
+				: store_recent_get(s->st, v->name, v->uniqueid, &mark, &err);
+	if (rc < 0) {
+		log_warn("event=recent_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name,
+			 err.msg);
+		mark = last_uid;
+	}
+	uint32_t from = mark > v->recent_upto ? mark : v->recent_upto;
+	for (size_t i = v->n; i-- > 0 && v->msgs[i].uid > from;)
+		if (!v->msgs[i].recent && !v->msgs[i].gone) {
+			v->msgs[i].recent = 1;
+			v->nrecent++;
+		}
+	v->recent_upto = last_uid;
+}
+
 int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi, int readonly, unsigned rights,
-		    struct imapd_view **v_r, struct terr *err)
+		    int take_recent, struct imapd_view **v_r, struct terr *err)
 {
 	struct imapd_view *v = xcalloc(1, sizeof *v);
 	v->name = xstrdup(mi->name);
@@ -120,6 +192,9 @@ int imapd_view_open(struct imapd_session *s, const struct store_mailbox_info *mi
 	}
 	v->announced = v->n;
 	v->nkeywords_sent = kw_count(&v->keywords);
+	v->take_recent = take_recent;
+	recent_decide(s, v, mi->last_uid);
+	v->nrecent_sent = v->nrecent;
 	v->seen_private = imapd_seen_private(s, v->name);
 	*v_r = v;
 	if (v->seen_private) {
@@ -154,15 +229,23 @@ static size_t live_count(const struct imapd_view *v)
 	return n;
 }
 
+static void msg_gone(struct imapd_view *v, struct imapd_msg *m)
+{
+	m->gone = 1;
+	m->dirty = 0;
+	if (m->recent) {
+		m->recent = 0;
+		v->nrecent--;
+	}
+}
+
 static int poll_cb(const struct store_record *r, void *rock)
 {
 	struct imapd_view *v = rock;
 	long i = imapd_view_find(v, r->uid);
 	if (r->sysflags & SYSFLAG_EXPUNGED) {
-		if (i >= 0 && !v->msgs[i].gone) {
-			v->msgs[i].gone = 1;
-			v->msgs[i].dirty = 0;
-		}
+		if (i >= 0 && !v->msgs[i].gone)
+			msg_gone(v, &v->msgs[i]);
 		return 0;
 	}
 	if (i >= 0) {
@@ -210,10 +293,8 @@ static int full_compare(struct imapd_session *s, struct terr *err)
 	int rc = store_records(s->st, v->name, 0, 0, full_cb, &fc, err);
 	if (rc == 0)
 		for (size_t i = 0; i < v->n; i++)
-			if (!fc.seen[i] && !v->msgs[i].gone) {
-				v->msgs[i].gone = 1;
-				v->msgs[i].dirty = 0;
-			}
+			if (!fc.seen[i] && !v->msgs[i].gone)
+				msg_gone(v, &v->msgs[i]);
 	free(fc.seen);
 	return rc;
 }
@@ -242,6 +323,7 @@ int imapd_view_poll(struct imapd_session *s)
 		}
 		v->highestmodseq = mi.highestmodseq;
 		v->last_uid = mi.last_uid;
+		recent_decide(s, v, mi.last_uid);
 	}
 	if (live_count(v) != mi.exists && full_compare(s, &err) < 0)
 		log_warn("event=poll_fail session=%s mailbox=%s error=\"%s\"", s->env->session_id, v->name, err.msg);
@@ -257,6 +339,8 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 	/* gone messages the client never heard of go silently; the others
 	 * only when EXPUNGE is allowed now, from the highest number down */
 	size_t keep = 0;
+	uint32_t *vanished = NULL;	/* QRESYNC: their UIDs, descending */
+	size_t nvanished = 0;
 	for (size_t i = v->n; i-- > 0;) {
 		struct imapd_msg *m = &v->msgs[i];
 		if (!m->gone)
@@ -264,7 +348,12 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		if (i < v->announced) {
 			if (!allow_expunge)
 				continue;
-			imapd_printf(s, "* %zu EXPUNGE\r\n", i + 1);
+			if (s->qresync) {
+				vanished = xrealloc(vanished, (nvanished + 1) * sizeof *vanished);
+				vanished[nvanished++] = m->uid;
+			} else {
+				imapd_printf(s, "* %zu EXPUNGE\r\n", i + 1);
+			}
 			v->announced--;
 		}
 		free(m->keywords);
@@ -275,6 +364,20 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		if (v->msgs[i].uid)
 			v->msgs[keep++] = v->msgs[i];
 	v->n = keep;
+	if (nvanished) {
+		struct buf line = BUF_INIT;
+		for (size_t a = 0, b = nvanished - 1; a < b; a++, b--) {	/* ascending */
+			uint32_t t = vanished[a];
+			vanished[a] = vanished[b];
+			vanished[b] = t;
+		}
+		buf_appends(&line, "* VANISHED ");
+		imap_write_seqset(&line, vanished, nvanished);
+		buf_appends(&line, "\r\n");
+		buf_append(&s->out, line.ptr, line.len);
+		buf_free(&line);
+	}
+	free(vanished);
 	size_t nk = kw_count(&v->keywords);
 	if (nk != v->nkeywords_sent) {
 		imapd_printf(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)\r\n",
@@ -286,6 +389,10 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 	if (v->n != v->announced) {
 		imapd_printf(s, "* %zu EXISTS\r\n", v->n);
 		v->announced = v->n;
+		if (v->nrecent != v->nrecent_sent) {
+			imapd_printf(s, "* %zu RECENT\r\n", v->nrecent);
+			v->nrecent_sent = v->nrecent;
+		}
 	}
 	struct buf line = BUF_INIT;
 	for (size_t i = 0; i < v->n; i++) {
@@ -295,10 +402,10 @@ void imapd_view_announce(struct imapd_session *s, int allow_expunge, int with_ui
 		m->dirty = 0;
 		buf_reset(&line);
 		buf_printf(&line, "* %zu FETCH (", i + 1);
-		if (with_uid)
+		if (with_uid || s->qresync)	/* RFC 7162 3.2.4: always the UID */
 			buf_printf(&line, "UID %u ", m->uid);
 		buf_appends(&line, "FLAGS ");
-		imapd_write_flags(&line, m->sysflags, m->keywords);
+		imapd_write_flags(&line, m->recent, m->sysflags, m->keywords);
 		if (s->condstore)
 			buf_printf(&line, " MODSEQ (%llu)", (unsigned long long)m->modseq);
 		buf_appends(&line, ")\r\n");

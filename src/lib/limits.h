@@ -145,6 +145,10 @@
 #define IMAP_MAX_LINE (64 * 1024)
 /* Before login: LOGIN/AUTHENTICATE/STARTTLS/CAPABILITY need little. */
 #define IMAP_PREAUTH_MAX_LINE 8192
+/* ID's line and whole command, before login too (clients send ID first):
+ * RFC 2971 allows 30 field/value pairs of 30 + 1024 bytes, ~32 KB quoted
+ * and up to twice that with every quote and backslash escaped. */
+#define IMAP_ID_MAX_LINE (64 * 1024)
 /* A literal other than APPEND's message, bytes. */
 #define IMAP_MAX_LITERAL (64 * 1024)
 /* Before login a literal carries a user name or password at most. */
@@ -152,6 +156,20 @@
 /* Parenthesised nesting in a command (SEARCH, FETCH BODY[...]): bounds
  * parser recursion. */
 #define IMAP_MAX_NESTING 32
+/* SORT criteria in one command: nine keys exist (RFC 5256, 5957), each
+ * worth giving once; more only multiplies the comparison work. */
+#define IMAP_MAX_SORT_CRITERIA 16
+/* Message ids read from one message's References for THREAD=REFERENCES
+ * (the last ones: the nearest ancestors): each costs a walk up the tree
+ * to refuse loops; real threads are far shallower. */
+#define IMAP_MAX_THREAD_REFS 256
+/* Messages in one MULTIAPPEND (RFC 3502), and their bytes together: all
+ * of them are held in memory until the command ends, because they are
+ * stored in one transaction (all or none). */
+#define IMAP_MAX_MULTIAPPEND 1000
+#define IMAP_MAX_MULTIAPPEND_BYTES MAX_MESSAGE_SIZE
+/* FETCH PREVIEW, characters: RFC 8970 3 says at most 256. */
+#define IMAP_PREVIEW_CHARS 256
 /* Arguments/items in one command: bounds parser memory. */
 #define IMAP_MAX_ARGS 4096
 /* One command's line text plus all its literals except APPEND's message,

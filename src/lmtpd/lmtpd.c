@@ -142,6 +142,9 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 		goto out;
 	}
 	if (ex == 0) {
+		char q[LOGQ_MAX];
+		log_notice("event=rcpt_rejected session=%s rcpt=%s code=550 status=5.1.1 reason=no_such_user",
+			   s->env->session_id, logq(q, path));
 		reply(s, 550, "5.1.1", "No such user");
 		goto out;
 	}

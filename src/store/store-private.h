@@ -132,6 +132,12 @@ int store_cache_add(struct store *st, struct ustore *u, const char *guid, const 
 /* Deletes cache rows no record references (after store_blob_gc). */
 int store_cache_gc(struct ustore *u, struct terr *err);
 
+/* store_recent.c: the CREATE TABLE of the \Recent marks (run on every
+ * open: old stores gain it). */
+extern const char store_recent_schema[];
+/* Inside an open transaction of u: drops a deleted mailbox's mark. */
+int store_recent_forget(struct ustore *u, const char *uniqueid, struct terr *err);
+
 /* store_mailbox.c */
 struct mbox_row {
 	int64_t id;

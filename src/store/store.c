@@ -356,7 +356,8 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 	}
 	buf_free(&dbpath);
 	/* a database file without its schema is a new one: the process that
-	 * made it died before committing the schema (SIGKILL after open) */
+	 * made it died before committing the schema (SIGKILL after open);
+	 * every statement of the schema is "if not exists" */
 	if (exists) {
 		int has = store_sql_exists(u->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?;",
 					   "mailboxes", "sqlite_master", err);
@@ -370,12 +371,15 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0 ||
 		    store_sql_exec(u->db, user_schema, err) < 0 ||
 		    store_sql_exec(u->db, store_cache_schema, err) < 0 ||
+		    store_sql_exec(u->db, store_recent_schema, err) < 0 ||
 		    store_sql_exec(u->db, "COMMIT;", err) < 0 || fs_fsync_dir(u->dir, err) < 0) {
 			ustore_free(u);
 			return -1;
 		}
-	} else if (store_sql_exec(u->db, store_cache_schema, err) < 0) {
-		/* a store made before the cache existed gains its table */
+	} else if (store_sql_exec(u->db, store_cache_schema, err) < 0 ||
+		   store_sql_exec(u->db, store_recent_schema, err) < 0) {
+		/* a store made before the cache (or the \Recent marks) existed
+		 * gains its table */
 		ustore_free(u);
 		return -1;
 	}

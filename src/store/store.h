@@ -207,6 +207,17 @@ struct store_append_opts {
 int store_append(struct store *st, const char *mboxname, const void *data, size_t len,
 		 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err);
 
+/* Appends n messages in ONE transaction (RFC 3502 MULTIAPPEND): all or
+ * none; they share one modseq and get consecutive UIDs (uids_r: room for
+ * n, may be NULL). Errors as store_append. */
+struct store_append_msg {
+	const void *data;
+	size_t len;
+	struct store_append_opts opts;
+};
+int store_append_multi(struct store *st, const char *mboxname, const struct store_append_msg *msgs, size_t n,
+		       uint32_t *uids_r, struct terr *err);
+
 /* One delivery to several mailboxes (of one or several users): the file
  * is written and fsynced once and hard-linked for the other owners. Each
  * target succeeds or fails on its own: results[i] is 0 or -1 with errs[i];
@@ -283,6 +294,20 @@ int store_flags_parse(const char *list, unsigned *sysflags_r, struct buf *keywor
 /* Appends the flags in Cyrus's order (\\Deleted \\Answered \\Flagged
  * \\Draft \\Expunged \\Seen, then keywords), space-separated. */
 void store_flags_format(unsigned sysflags, const char *keywords, struct buf *out);
+
+/* ---- \Recent (store_recent.c) --------------------------------------- */
+
+/* The highest UID of the mailbox (by its uniqueid) some session has taken
+ * as recent; 0 if none. Session state: no modseq, no change-log line, not
+ * the RECENTUID sync key. */
+int store_recent_get(struct store *st, const char *mboxname, const char *uniqueid, uint32_t *uid_r,
+		     struct terr *err);
+/* Takes UIDs up to upto: raises the mark to upto when it is below, in one
+ * transaction, and sets *prev_r to the mark before (the messages above it
+ * are recent in the caller's session alone). No write when there is
+ * nothing to take. */
+int store_recent_take(struct store *st, const char *mboxname, const char *uniqueid, uint32_t upto,
+		      uint32_t *prev_r, struct terr *err);
 
 /* ---- per-user state ----------------------------------------------- */
 

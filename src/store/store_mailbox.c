@@ -611,6 +611,8 @@ static int mailbox_delete(struct store *st, const char *name, int allow_inbox, s
 		store_sql_fail(u->db, "delete mailbox", err);
 		goto out;
 	}
+	if (store_recent_forget(u, row.uniqueid, err) < 0)
+		goto out;
 	if (utx_log(&tx, "UNMAILBOX", name, NULL, err) < 0 || utx_commit(&tx, err) < 0)
 		goto out;
 	char q[LOGQ_MAX];

@@ -249,11 +249,12 @@ static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, u
 	return 0;
 }
 
-/* The part of an append that runs under the user's lock. The message
- * file must already be durable in u's blob directory. */
+/* The part of an append that runs under the user's lock: n messages in
+ * one transaction (one modseq), all or none. The message files must
+ * already be durable in u's blob directory. */
 static int append_locked(struct store *st, struct ustore *u, const char *mboxname,
-			 const void *data, size_t len, const char *guid,
-			 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err)
+			 const struct store_append_msg *msgs, size_t n, char (*guids)[41],
+			 uint32_t *uids_r, struct terr *err)
 {
 	struct utx tx;
 	struct buf kw = BUF_INIT, path = BUF_INIT;
@@ -263,36 +264,43 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 	struct mbox_row row;
 	if (store_mbox_row(u, mboxname, &row, err) < 0)
 		goto out;
-	/* The file was written before the lock: make sure a concurrent gc did
-	 * not take it (it spares young files; this is the belt to its braces). */
-	store_blob_path(u, guid, &path);
-	struct stat sb;
-	if (stat(path.ptr, &sb) < 0 && store_blob_write(st, u, data, len, guid, err) < 0)
-		goto out;
-	if (kw_canonical(u, row.id, opts ? opts->keywords : NULL, &kw, err) < 0)
-		goto out;
 	uint64_t modseq;
 	if (utx_modseq(&tx, &modseq, err) < 0)
 		goto out;
-	if (store_quota_charge(&tx, row.quotaroot, (int64_t)len, 1, 1, err) < 0)
-		goto out;
-	int64_t now = store_now();
-	uint32_t uid = row.last_uid + 1;
-	unsigned sysflags = opts ? opts->sysflags & ~(unsigned)SYSFLAG_EXPUNGED : 0;
-	int64_t internaldate = opts && opts->internaldate ? opts->internaldate : now;
-	if (record_insert(u, &row, uid, modseq, now, sysflags, buf_cstr(&kw), internaldate, (uint32_t)len, guid,
-			  err) < 0)
-		goto out;
-	if (store_cache_add(st, u, guid, data, len, err) < 0)
+	int64_t now = store_now(), bytes = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_append_opts *opts = &msgs[i].opts;
+		/* The file was written before the lock: make sure a concurrent
+		 * gc did not take it (it spares young files; this is the belt
+		 * to its braces). */
+		buf_reset(&path);
+		store_blob_path(u, guids[i], &path);
+		struct stat sb;
+		if (stat(path.ptr, &sb) < 0 && store_blob_write(st, u, msgs[i].data, msgs[i].len, guids[i], err) < 0)
+			goto out;
+		if (kw_canonical(u, row.id, opts->keywords, &kw, err) < 0)
+			goto out;
+		uint32_t uid = row.last_uid + 1;
+		unsigned sysflags = opts->sysflags & ~(unsigned)SYSFLAG_EXPUNGED;
+		int64_t internaldate = opts->internaldate ? opts->internaldate : now;
+		if (record_insert(u, &row, uid, modseq, now, sysflags, buf_cstr(&kw), internaldate,
+				  (uint32_t)msgs[i].len, guids[i], err) < 0)
+			goto out;
+		if (store_cache_add(st, u, guids[i], msgs[i].data, msgs[i].len, err) < 0)
+			goto out;
+		bytes += (int64_t)msgs[i].len;
+	}
+	if (store_quota_charge(&tx, row.quotaroot, bytes, (int64_t)n, 1, err) < 0)
 		goto out;
 	if (store_mbox_update_counters(&tx, &row, err) < 0)
 		goto out;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count = exists_count + 1,"
+	sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count = exists_count + ?,"
 				     " last_appenddate = ? WHERE id = ?;", err);
 	if (!s)
 		goto out;
-	sqlite3_bind_int64(s, 1, now);
-	sqlite3_bind_int64(s, 2, row.id);
+	sqlite3_bind_int64(s, 1, (sqlite3_int64)n);
+	sqlite3_bind_int64(s, 2, now);
+	sqlite3_bind_int64(s, 3, row.id);
 	int sr = sqlite3_step(s);
 	sqlite3_finalize(s);
 	if (sr != SQLITE_DONE) {
@@ -302,11 +310,15 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 	if (utx_log(&tx, "APPEND", mboxname, NULL, err) < 0 ||
 	    utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0 || utx_commit(&tx, err) < 0)
 		goto out;
-	if (uid_r)
-		*uid_r = uid;
+	/* the UIDs only now: callers take a set UID for a stored message */
 	char q[LOGQ_MAX];
-	log_info("event=append mailbox=%s uid=%u size=%zu guid=%s modseq=%llu", logq(q, mboxname), uid,
-		 len, guid, (unsigned long long)modseq);
+	for (size_t i = 0; i < n; i++) {
+		uint32_t uid = row.last_uid - (uint32_t)(n - 1 - i);
+		if (uids_r)
+			uids_r[i] = uid;
+		log_info("event=append mailbox=%s uid=%u size=%zu guid=%s modseq=%llu", logq(q, mboxname), uid,
+			 msgs[i].len, guids[i], (unsigned long long)modseq);
+	}
 	rc = 0;
 out:
 	utx_rollback(&tx);
@@ -315,22 +327,39 @@ out:
 	return rc;
 }
 
-int store_append(struct store *st, const char *mboxname, const void *data, size_t len,
-		 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err)
+int store_append_multi(struct store *st, const char *mboxname, const struct store_append_msg *msgs, size_t n,
+		       uint32_t *uids_r, struct terr *err)
 {
-	if (check_message(st, len, err) < 0)
-		return -1;
+	if (n == 0)
+		return terr_set(err, TE_INVALID, "no message");
+	for (size_t i = 0; i < n; i++)
+		if (check_message(st, msgs[i].len, err) < 0)
+			return -1;
 	struct ustore *u;
 	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
 		return -1;
 	struct mbox_row row;
 	if (store_mbox_row(u, mboxname, &row, err) < 0)	/* fail before writing a file */
 		return -1;
-	char guid[41];
-	sha1_hex(data, len, guid);
-	if (store_blob_write(st, u, data, len, guid, err) < 0)
-		return -1;
-	return append_locked(st, u, mboxname, data, len, guid, opts, uid_r, err);
+	char (*guids)[41] = xmalloc(n * sizeof *guids);
+	int rc = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		sha1_hex(msgs[i].data, msgs[i].len, guids[i]);
+		rc = store_blob_write(st, u, msgs[i].data, msgs[i].len, guids[i], err);
+	}
+	if (rc == 0)
+		rc = append_locked(st, u, mboxname, msgs, n, guids, uids_r, err);
+	free(guids);
+	return rc;
+}
+
+int store_append(struct store *st, const char *mboxname, const void *data, size_t len,
+		 const struct store_append_opts *opts, uint32_t *uid_r, struct terr *err)
+{
+	struct store_append_msg m = { data, len, { 0, NULL, 0 } };
+	if (opts)
+		m.opts = *opts;
+	return store_append_multi(st, mboxname, &m, 1, uid_r, err);
 }
 
 int store_deliver(struct store *st, const char *const *mboxnames, size_t n, const void *data,
@@ -366,7 +395,12 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 		/* `written` may be evicted from the cache by later opens: keep
 		 * the latest owner that has the file. */
 		written = u;
-		if (append_locked(st, u, mboxnames[i], data, len, guid, opts, &uids[i], &errs[i]) == 0)
+		struct store_append_msg m = { data, len, { 0, NULL, 0 } };
+		if (opts)
+			m.opts = *opts;
+		char g[1][41];
+		memcpy(g[0], guid, sizeof g[0]);
+		if (append_locked(st, u, mboxnames[i], &m, 1, g, &uids[i], &errs[i]) == 0)
 			ok++;
 	}
 	store_commit_flush(st);

@@ -150,6 +150,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)mime_message_date(m, &t, &tz);
 	buf_reset(&b);
 	(void)mime_header_value(m, "subject", &b);
+	/* SORT/THREAD, PREVIEW and BINARY helpers */
+	struct buf k = BUF_INIT;
+	(void)mime_base_subject(b.ptr ? b.ptr : "", b.len, &k);
+	CHECK(k.len <= b.len);
+	buf_reset(&k);
+	(void)mime_sort_address(m, "from", 0, &k);
+	(void)mime_sort_address(m, "to", 1, &k);
+	buf_reset(&k);
+	mime_preview(m, 256, &k);
+	buf_reset(&k);
+	static const uint32_t paths[][2] = { { 1, 0 }, { 2, 0 }, { 1, 1 }, { 2, 1 } };
+	for (size_t i = 0; i < 4; i++) {
+		struct terr e2;
+		buf_reset(&k);
+		(void)mime_section_binary(m, paths[i], paths[i][1] ? 2 : 1, &k, &e2);
+	}
+	buf_free(&k);
 
 	if (size < 2048) {
 		header_bytewise(d, size);

@@ -68,8 +68,14 @@ static inline int imap_drive_events(struct imap_parser *p, const char *d, size_t
 		case IMAP_COMMAND: {
 			const struct imap_cmd *c = imap_parser_command(p);
 			/* buffered mode: show the bytes like streamed DATA */
-			if (c->id == IMAP_CMD_APPEND && c->u.append.message)
-				buf_append(data, c->u.append.message, (size_t)c->u.append.size);
+			if (c->id == IMAP_CMD_APPEND) {
+				if (c->u.append.message)
+					buf_append(data, c->u.append.message, (size_t)c->u.append.size);
+				for (size_t i = 0; i < c->u.append.nmore; i++)
+					if (c->u.append.more[i].message)
+						buf_append(data, c->u.append.more[i].message,
+							   (size_t)c->u.append.more[i].size);
+			}
 			if ((c->id == IMAP_CMD_SYNCGET || c->id == IMAP_CMD_SYNCAPPLY ||
 			     c->id == IMAP_CMD_SYNCRESTORE) && c->u.sync.raw)
 				buf_append(data, c->u.sync.raw, (size_t)c->u.sync.len);

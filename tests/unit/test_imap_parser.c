@@ -185,6 +185,58 @@ TEST(rfc3501_append)
 	buf_free(&in);
 }
 
+/* MULTIAPPEND (RFC 3502 6's example, and limits) */
+TEST(multiappend)
+{
+	PARSE("A003 APPEND saved-messages (\\Seen) {5}\r\nHello (\\Seen) \"07-Feb-1994 22:43:04 -0800\" {3+}\r\nBye"
+	      " {2+}\r\nHi\r\n"
+	      "A004 APPEND x {1+}\r\na (\\Seen) x\r\n"
+	      "A005 APPEND x {1+}\r\na {1+}\r\nb \"bad date\" {1+}\r\nc\r\n"
+	      "A006 NOOP\r\n"
+	      "A007 APPEND x (\\Seen) CATENATE (TEXT {3}\r\nabc URL \"/INBOX/;UID=1\") {2+}\r\nzz CATENATE (URL y)\r\n"
+	      "A008 APPEND x CATENATE (TEXT)\r\n"
+	      "A009 APPEND x CATENATE (FOO bar)\r\n"
+	      "A010 APPEND x CATENATE (TEXT abc)\r\n", &AUTH,
+	      "CONT size=5 message\n"
+	      "DATA len=10 fnv=31c9364e \"HelloByeHi\"\n"
+	      "CMD A003 APPEND mailbox=\"saved-messages\" flags=(\"\\x5cSeen\") size=5 nonsync +msg flags=(\"\\x5cSeen\") "
+	      "date=760689784 tz=-480 size=3 +msg size=2\n"
+	      "ERR A004 BAD pos=22: APPEND: unexpected extra arguments\n"
+	      "ERR A005 BAD pos=30: APPEND: invalid date-time\n"
+	      "CMD A006 NOOP\n"
+	      "CONT size=3\n"
+	      "DATA len=2 fnv=5767fb75 \"zz\"\n"
+	      "CMD A007 APPEND mailbox=\"x\" flags=(\"\\x5cSeen\") size=0 text=3 url=\"/INBOX/;UID=1\" +msg size=2 "
+	      "+msg size=0 url=\"y\"\n"
+	      "ERR A008 BAD pos=23: APPEND: CATENATE takes TEXT literal and URL url pairs\n"
+	      "ERR A009 BAD pos=24: APPEND: CATENATE part must be TEXT or URL\n"
+	      "ERR A010 BAD pos=29: APPEND: TEXT needs a literal\n");
+
+	struct imap_parser *p;
+	const struct imap_cmd *c = parse_one(&p, "A1 APPEND x {1+}\r\na () {2+}\r\nbc\r\n");
+	CHECK(c != NULL);
+	if (c) {
+		CHECK_INT(c->u.append.nmore, 1);
+		CHECK(c->u.append.message && !memcmp(c->u.append.message, "abc", 3));
+		CHECK(c->u.append.more[0].message && !memcmp(c->u.append.more[0].message, "bc", 2));
+		CHECK_INT(c->u.append.more[0].has_flags, 1);
+		CHECK_INT(c->u.append.more[0].flags.count, 0);
+	}
+	imap_parser_free(&p);
+
+	/* IMAP_MAX_MULTIAPPEND messages at most */
+	struct buf in = BUF_INIT;
+	buf_appends(&in, "A1 APPEND x");
+	for (int i = 0; i <= IMAP_MAX_MULTIAPPEND; i++)
+		buf_appends(&in, " {1+}\r\nm");
+	buf_appends(&in, "\r\nA2 NOOP\r\n");
+	char *t = imap_drive(in.ptr, in.len, 0, &AUTH);
+	CHECK(strstr(t, "ERR A1 NO [LIMIT]") != NULL && strstr(t, "too many messages") != NULL);
+	CHECK(strstr(t, "CMD A2 NOOP\n") != NULL);
+	free(t);
+	buf_free(&in);
+}
+
 /* ---- what real clients send ------------------------------------------------ */
 
 TEST(client_imaplib)
@@ -370,7 +422,7 @@ TEST(fetch_bad)
 	      "ERR A6 BAD pos=11: FETCH: invalid partial <offset.length>\n"
 	      "ERR A7 BAD pos=9: FETCH: invalid sequence set\n"
 	      "ERR A8 BAD pos=12: FETCH: unknown fetch attribute\n"
-	      "ERR A9 BAD pos=18: FETCH: unknown FETCH modifier\n"
+	      "ERR A9 BAD pos=17: FETCH: VANISHED needs UID FETCH and CHANGEDSINCE\n"
 	      "ERR A10 BAD pos=16: section \"[\" without \"]\"\n"
 	      "ERR A11 BAD pos=12: FETCH: empty fetch attribute list\n"
 	      "ERR A12 BAD pos=10: FETCH: invalid sequence set\n"
@@ -388,7 +440,9 @@ TEST(store_variants)
 	      "A5 STORE 1 XFLAGS (\\Seen)\r\n"
 	      "A6 STORE 1 FLAGS\r\n"
 	      "A7 STORE 1 FLAGS (a(b))\r\n"
-	      "A8 STORE 1 (FOO 1) FLAGS ()\r\n", &AUTH,
+	      "A8 STORE 1 (FOO 1) FLAGS ()\r\n"
+	      "A9 STORE 1 +FLAGS NIL\r\n"
+	      "A10 STORE 1 FLAGS (nil \\Seen)\r\n", &AUTH,
 	      "CMD A1 STORE set=1 op== flags=()\n"
 	      "CMD A2 STORE set=1 op=- silent flags=(\"\\x5cSeen\" \"$Junk\")\n"
 	      "CMD A3 STORE set=$ op=+ flags=(\"\\x5cFlagged\")\n"
@@ -396,7 +450,9 @@ TEST(store_variants)
 	      "ERR A5 BAD pos=11: STORE: store item must be [+|-]FLAGS[.SILENT]\n"
 	      "ERR A6 BAD pos=16: STORE: missing flags\n"
 	      "ERR A7 BAD pos=19: missing space between arguments\n"
-	      "ERR A8 BAD pos=12: STORE: unknown STORE modifier\n");
+	      "ERR A8 BAD pos=12: STORE: unknown STORE modifier\n"
+	      "CMD A9 STORE set=1 op=+ flags=(\"NIL\")\n"
+	      "CMD A10 STORE set=1 op== flags=(\"nil\" \"\\x5cSeen\")\n");
 }
 
 /* ---- SEARCH ------------------------------------------------------------------ */
@@ -433,6 +489,82 @@ TEST(search_keys)
 	c = parse_one(&p, "A1 SEARCH OR SEEN UID 5\r\n");
 	CHECK(c && !imap_search_uses_modseq(c->u.search.root));
 	imap_parser_free(&p);
+}
+
+/* SORT (RFC 5256, ESORT RETURN, SORT=DISPLAY), THREAD, WITHIN */
+TEST(sort_thread_within)
+{
+	PARSE("A1 SORT (SUBJECT REVERSE date) UTF-8 ALL\r\n"
+	      "A2 UID SORT RETURN (min ALL) (DISPLAYFROM reverse displayto arrival cc from size to) "
+	      "us-ascii SUBJECT {2}\r\nhi UNSEEN\r\n"
+	      "A3 THREAD references UTF-8 NOT DELETED\r\n"
+	      "A4 UID THREAD ORDEREDSUBJECT \"UTF-8\" 1:*\r\n"
+	      "A5 SEARCH YOUNGER 3600 OLDER 60\r\n"
+	      "A6 SORT (SUBJECT) ALL\r\n"
+	      "A7 SORT () UTF-8 ALL\r\n"
+	      "A8 SORT (DATE REVERSE) UTF-8 ALL\r\n"
+	      "A9 SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n"
+	      "A10 SORT (NAME) UTF-8 ALL\r\n"
+	      "A11 THREAD XYZ UTF-8 ALL\r\n"
+	      "A12 THREAD REFERENCES UTF-8\r\n"
+	      "A13 SEARCH YOUNGER 0\r\n"
+	      "A14 SEARCH OLDER 4294967296\r\n"
+	      "A15 SORT SUBJECT UTF-8 ALL\r\n"
+	      "A16 SEARCH EMAILID M1a2b THREADID \"T_x-9\" SAVEDBEFORE 1-Jan-2024 SAVEDON 2-Jan-2024 "
+	      "SAVEDSINCE 3-Jan-2024 SAVEDATESUPPORTED\r\n"
+	      "A17 SEARCH EMAILID a.b\r\n"
+	      "A18 FETCH 1 (EMAILID THREADID SAVEDATE)\r\n"
+	      "A19 STATUS x (MAILBOXID)\r\n"
+	      "A20 FETCH 1 (PREVIEW (LAZY) UID PREVIEW)\r\n"
+	      "A21 FETCH 1 (PREVIEW (FAST))\r\n"
+	      "A22 FETCH 1 (BINARY[] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3])\r\n"
+	      "A23 FETCH 1 BINARY[1.HEADER]\r\n"
+	      "A24 FETCH 1 BINARY.SIZE[1]<0.5>\r\n"
+	      "A25 APPEND x ~{3}\r\nabc\r\n"
+	      "A26 SELECT x (QRESYNC (67890007 20050715194045000 41,43:211,214:541))\r\n"
+	      "A27 EXAMINE x (CONDSTORE QRESYNC (1 2 1:* (1:3 4:6)))\r\n"
+	      "A28 SELECT x (QRESYNC (0 2))\r\n"
+	      "A29 SELECT x (QRESYNC (1))\r\n"
+	      "A30 UID FETCH 300:500 (FLAGS) (CHANGEDSINCE 12345 VANISHED)\r\n"
+	      "A31 FETCH 1 (FLAGS) (VANISHED CHANGEDSINCE 1)\r\n"
+	      "A32 UID FETCH 1 (FLAGS) (VANISHED)\r\n", &AUTH,
+	      "CMD A1 SORT sort=(SUBJECT REVERSE DATE) charset=\"UTF-8\" (AND (ALL))\n"
+	      "CONT size=2\n"
+	      "CMD A2 UID SORT sort=(DISPLAYFROM REVERSE DISPLAYTO ARRIVAL CC FROM SIZE TO) "
+	      "return=(\"MIN\" \"ALL\") charset=\"us-ascii\" (AND (SUBJECT \"hi\") (UNSEEN))\n"
+	      "CMD A3 THREAD thread=REFERENCES charset=\"UTF-8\" (AND (NOT (DELETED)))\n"
+	      "CMD A4 UID THREAD thread=ORDEREDSUBJECT charset=\"UTF-8\" (AND (SEQ set=1:*))\n"
+	      "CMD A5 SEARCH (AND (YOUNGER 3600) (OLDER 60))\n"
+	      "ERR A6 BAD pos=21: SORT: missing search key\n"
+	      "ERR A7 BAD pos=20: SORT: empty sort criteria\n"
+	      "ERR A8 BAD pos=32: SORT: REVERSE must precede a criterion\n"
+	      "ERR A9 BAD pos=17: SORT: REVERSE twice\n"
+	      "ERR A10 BAD pos=10: SORT: unknown sort criterion\n"
+	      "ERR A11 BAD pos=11: THREAD: unknown thread algorithm\n"
+	      "ERR A12 BAD pos=27: THREAD: missing search key\n"
+	      "ERR A13 BAD pos=19: SEARCH: interval must be at least 1\n"
+	      "ERR A14 BAD pos=17: SEARCH: interval out of range\n"
+	      "ERR A15 BAD pos=9: SORT: sort criteria must be a parenthesised list\n"
+	      "CMD A16 SEARCH (AND (EMAILID \"M1a2b\") (THREADID \"T_x-9\") (SAVEDBEFORE 1704067200) "
+	      "(SAVEDON 1704153600) (SAVEDSINCE 1704240000) (SAVEDATESUPPORTED))\n"
+	      "ERR A17 BAD pos=19: SEARCH: invalid object id\n"
+	      "CMD A18 FETCH set=1 atts=(EMAILID THREADID SAVEDATE)\n"
+	      "CMD A19 STATUS mailbox=\"x\" items=0x100\n"
+	      "CMD A20 FETCH set=1 atts=(PREVIEW (LAZY) UID PREVIEW)\n"
+	      "ERR A21 BAD pos=22: FETCH: unknown PREVIEW modifier\n"
+	      "CMD A22 FETCH set=1 atts=(BINARY[] BINARY.PEEK[1.2]<0.10> BINARY.SIZE[3])\n"
+	      "ERR A23 BAD pos=12: FETCH: BINARY takes part numbers only\n"
+	      "ERR A24 BAD pos=12: FETCH: BINARY.SIZE takes no partial\n"
+	      "CONT size=3 message\n"
+	      "DATA len=3 fnv=1a47e90b \"abc\"\n"
+	      "CMD A25 APPEND mailbox=\"x\" size=3\n"
+	      "CMD A26 SELECT mailbox=\"x\" qresync=67890007,20050715194045000 set=41,43:211,214:541\n"
+	      "CMD A27 EXAMINE mailbox=\"x\" condstore qresync=1,2 set=1:*\n"
+	      "ERR A28 BAD pos=14: SELECT: UIDVALIDITY must not be 0\n"
+	      "ERR A29 BAD pos=26: SELECT: missing mod-sequence\n"
+	      "CMD A30 UID FETCH set=300:500 atts=(FLAGS) changedsince=12345 vanished\n"
+	      "ERR A31 BAD pos=20: FETCH: VANISHED needs UID FETCH and CHANGEDSINCE\n"
+	      "ERR A32 BAD pos=24: FETCH: VANISHED needs UID FETCH and CHANGEDSINCE\n");
 }
 
 TEST(search_bad)
@@ -541,7 +673,7 @@ TEST(list_extended)
 	      "CMD A9 CREATE mailbox=\"Sent\" use=(\"\\x5cSent\")\n"
 	      "ERR A10 BAD pos=14: CREATE: USE takes \\flags only\n"
 	      "ERR A11 BAD pos=14: CREATE: unsupported parameter\n"
-	      "ERR A12 BAD pos=14: SELECT: unsupported parameter\n"
+	      "CMD A12 SELECT mailbox=\"x\" qresync=1,2\n"
 	      "ERR A13 BAD pos=15: STATUS: empty status item list\n"
 	      "ERR A14 BAD pos=23: STATUS: unknown status item\n"
 	      "ERR A15 BAD pos=13: STATUS: status items must be a parenthesised list\n"
@@ -848,13 +980,13 @@ TEST(garbage_then_next_command)
 	      "ERR A6 BAD pos=11: quoted string without closing quote\n"
 	      "ERR A7 BAD pos=9: literal header not at the end of the line\n"
 	      "ERR A8 BAD pos=6: missing command after UID\n"
-	      "ERR A9 BAD pos=7: UID must be followed by FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE\n"
+	      "ERR A9 BAD pos=7: UID must be followed by FETCH, STORE, COPY, MOVE, SEARCH, SORT, THREAD or EXPUNGE\n"
 	      "ERR * BAD pos=1: invalid tag\n"
 	      "ERR * BAD pos=0: missing tag\n"
 	      "ERR A10 BAD pos=3: missing command\n"
 	      "ERR A11 BAD pos=11: unexpected quote inside an atom\n"
 	      "ERR A12 BAD pos=13: control character 0x7f in an atom\n"
-	      "ERR A13 BAD pos=11: binary literals (~{N}) are not supported\n"
+	      "ERR A13 BAD pos=11: binary literals (~{N}) are only for APPEND\n"
 	      "CMD A14 NOOP\n"
 	      "ERR A15 BAD pos=12: EXPUNGE: unexpected extra arguments\n"
 	      "ERR A16 BAD pos=15: EXPUNGE: missing sequence set\n"
@@ -934,6 +1066,43 @@ TEST(preauth_limits)
 		"ERR A1 BAD [TOOBIG] pos=16169: command too big (limit 16384 bytes)\n"
 		"CMD A2 NOOP\n");
 	buf_free(&in);
+}
+
+/* ID may carry RFC 2971's 30 pairs of 30 + 1024 bytes before login
+ * (~32 KB, over IMAP_PREAUTH_MAX_LINE); the next command has the usual
+ * limit again. */
+TEST(id_large_preauth)
+{
+	struct buf in = BUF_INIT, want = BUF_INIT;
+	buf_appends(&in, "A1 ID (");
+	buf_appends(&want, "CMD A1 ID params=(");
+	for (int i = 0; i < 30; i++) {
+		char field[48];
+		snprintf(field, sizeof field, "field%02d-%022d", i, 0);
+		buf_printf(&in, "%s\"%s\" \"", i ? " " : "", field);
+		buf_printf(&want, "%s\"%s\" \"", i ? " " : "", field);
+		for (int k = 0; k < 1024; k++) {
+			buf_putc(&in, (char)('a' + (i + k) % 26));
+			buf_putc(&want, (char)('a' + (i + k) % 26));
+		}
+		buf_putc(&in, '"');
+		buf_putc(&want, '"');
+	}
+	buf_appends(&in, ")\r\nA2 LOGIN a ");
+	buf_appends(&want, ")\n");
+	CHECK(in.len > 31 * 1024 && in.len < IMAP_ID_MAX_LINE);
+	for (int i = 0; i < IMAP_PREAUTH_MAX_LINE; i++)
+		buf_putc(&in, 'p');
+	buf_appends(&in, "\r\nA3 ID (\"a\" ");
+	for (int i = 0; i < IMAP_ID_MAX_LINE; i++)
+		buf_putc(&in, 'x');
+	buf_appends(&in, ")\r\nA4 ID NIL\r\n");
+	buf_appends(&want, "ERR A2 BAD [TOOBIG] pos=8192: line too long (limit 8192 bytes)\n"
+			   "ERR A3 BAD [TOOBIG] pos=65536: line too long (limit 65536 bytes)\n"
+			   "CMD A4 ID nil\n");
+	PARSE_N(in.ptr, in.len, &PREAUTH, want.ptr);
+	buf_free(&in);
+	buf_free(&want);
 }
 
 TEST(mode_switch)
@@ -1334,6 +1503,7 @@ int main(void)
 	RUN(rfc3501_session);
 	RUN(rfc3501_commands);
 	RUN(rfc3501_append);
+	RUN(multiappend);
 	RUN(client_imaplib);
 	RUN(client_mbsync);
 	RUN(client_thunderbird);
@@ -1342,6 +1512,7 @@ int main(void)
 	RUN(fetch_bad);
 	RUN(store_variants);
 	RUN(search_keys);
+	RUN(sort_thread_within);
 	RUN(search_bad);
 	RUN(nesting_limits);
 	RUN(args_limit);
@@ -1356,6 +1527,7 @@ int main(void)
 	RUN(garbage_then_next_command);
 	RUN(line_too_long);
 	RUN(preauth_limits);
+	RUN(id_large_preauth);
 	RUN(mode_switch);
 	RUN(idle_done);
 	RUN(pending_and_positions);

@@ -888,9 +888,91 @@ TEST(search)
 	CHECK_INT(mime_search_header(m, "subject", "inner", 5), 0);
 	mime_message_free(&m);
 
+	/* CFWS inside an address (RFC 5322 3.4.1) does not hide it */
+	m = parse_str("From: <user-from (comment)@ (comment) domain.org>\r\n"
+		      "To: \"Jo (not a comment)\" <jo@x.example>, Grp: a@b.example (Al), =?utf-8?q?R=C3=A9?= <r@c.example>;\r\n"
+		      "Subject: user-from@domain.org look-alike\r\n\r\nbody\r\n");
+	CHECK_INT(mime_search_header(m, "from", "user-from@domain.org", 20), 1);
+	CHECK_INT(mime_search_header(m, "FROM", "USER-FROM@DOMAIN", 16), 1);
+	CHECK_INT(mime_search_header(m, "from", "comment", 7), 1);	/* the raw text still counts */
+	CHECK_INT(mime_search_header(m, "from", "from@domain.org.x", 17), 0);
+	CHECK_INT(mime_search_header(m, "to", "a@b.example", 11), 1);
+	CHECK_INT(mime_search_header(m, "to", "R\xc3\xa9 <r@c.example>", 17), 1);
+	CHECK_INT(mime_search_header(m, "subject", "user-from@domain.org", 20), 1);
+	mime_message_free(&m);
+	m = parse_str("Subject: <a (c)@ b.example>\r\n\r\n");
+	CHECK_INT(mime_search_header(m, "subject", "a@b.example", 11), 0);	/* not an address field */
+	mime_message_free(&m);
+
 	CHECK_INT(mime_match("\xc3\x80\xc3\x89\xc5\x81\xce\xa3", 8, "\xc3\xa0\xc3\xa9\xc5\x82\xcf\x82", 8), 1);
 	CHECK_INT(mime_match("abc", 3, "ABCD", 4), 0);
 	CHECK_INT(mime_match("", 0, "", 0), 1);
+}
+
+/* RFC 5256 2.1 base subjects */
+static void check_base(const char *in, const char *want, int want_reply)
+{
+	struct buf b = BUF_INIT;
+	int r = mime_base_subject(in, strlen(in), &b);
+	CHECK_STR(buf_cstr(&b), want);
+	CHECK_INT(r, want_reply);
+	buf_free(&b);
+}
+
+TEST(base_subject)
+{
+	check_base("Hello", "Hello", 0);
+	check_base("Re: Hello", "Hello", 1);
+	check_base("RE:Hello", "Hello", 1);
+	check_base("re : Hello", "Hello", 1);
+	check_base("Fwd: Re: [list] Re: Hello", "Hello", 1);
+	check_base("[list] Re: Hello", "Hello", 1);
+	check_base("Re[2]: Hello", "Hello", 1);
+	check_base("Re: [list] Hello", "Hello", 1);
+	check_base("[list] Hello", "Hello", 0);
+	check_base("[list]", "[list]", 0);	/* a blob alone stays */
+	check_base("Hello (fwd)", "Hello", 1);
+	check_base("Hello (FWD) (fwd)  ", "Hello", 1);
+	check_base("[Fwd: Re: Hello]", "Hello", 1);
+	check_base("Re: Re: [fwd: Other topic] (fwd)", "Other topic", 1);
+	check_base("  Many \t  spaces\r\n here ", "Many spaces here", 0);
+	check_base("Reply later", "Reply later", 0);	/* "re" without ':' */
+	check_base("Fw: x", "x", 1);
+	check_base("", "", 0);
+	check_base("Re:", "", 1);
+	check_base("[a][b] Re: c", "c", 1);
+	check_base("[unclosed Re: c", "[unclosed Re: c", 0);
+}
+
+TEST(preview)
+{
+	struct buf b = BUF_INIT;
+	struct mime_message *m = parse_str("Subject: x\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+					   "  Hello,\r\n\r\n\tworld \xc3\xa9t\xc3\xa9  \r\n");
+	mime_preview(m, 256, &b);
+	CHECK_STR(buf_cstr(&b), "Hello, world \xc3\xa9t\xc3\xa9");
+	buf_reset(&b);
+	mime_preview(m, 8, &b);	/* characters, not bytes */
+	CHECK_STR(buf_cstr(&b), "Hello, w");
+	buf_reset(&b);
+	mime_preview(m, 15, &b);
+	CHECK_STR(buf_cstr(&b), "Hello, world \xc3\xa9t");
+	mime_message_free(&m);
+	buf_reset(&b);
+	m = parse_str("Content-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\n"
+		      "Content-Type: text/html\r\n\r\n<html><style>p{}</style><p>Hi &amp; <b>bye</b></p><!-- c --></html>\r\n"
+		      "--b--\r\n");
+	mime_preview(m, 256, &b);
+	CHECK_STR(buf_cstr(&b), "Hi & bye");
+	mime_message_free(&m);
+	buf_reset(&b);
+	m = parse_str("Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+		      "Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nfile\r\n--b\r\n"
+		      "Content-Type: application/pdf\r\n\r\nx\r\n--b--\r\n");
+	mime_preview(m, 256, &b);
+	CHECK_STR(buf_cstr(&b), "");
+	mime_message_free(&m);
+	buf_free(&b);
 }
 
 /* ---- dates ------------------------------------------------------------------ */
@@ -988,6 +1070,8 @@ int main(void)
 	RUN(encoded_words);
 	RUN(charsets_and_decoders);
 	RUN(search);
+	RUN(base_subject);
+	RUN(preview);
 	RUN(dates);
 	RUN(prefixes);
 	return test_done();

@@ -917,6 +917,124 @@ TEST(message_cache)
 	fx_close(&fx);
 }
 
+/* A user database whose schema was never committed (a kill between
+ * creating the file and COMMIT) gets it at the next open. */
+TEST(empty_database_gets_schema)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	store_close(&fx.st);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/user/alice/meta.db", fx.spool);
+	CHECK_INT(access(path, F_OK), 0);
+	FILE *f = fopen(path, "w");	/* truncated: no tables at all */
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	snprintf(path, sizeof path, "%s/user/alice/meta.db-wal", fx.spool);
+	unlink(path);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_mailbox_create(fx.st, "user.alice", NULL, &err), 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
+/* MULTIAPPEND: one transaction, consecutive UIDs, all or none, UIDs
+ * reported only for a stored batch. */
+TEST(append_multi)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	struct store_append_msg m[3] = {
+		{ "Subject: a\r\n\r\na\r\n", 16, { SYSFLAG_SEEN, NULL, 0 } },
+		{ "Subject: b\r\n\r\nbb\r\n", 17, { 0, "$Label1", 1700000000 } },
+		{ "Subject: a\r\n\r\na\r\n", 16, { 0, NULL, 0 } },
+	};
+	uint32_t uids[3] = { 0, 0, 0 };
+	CHECK_INT(store_append_multi(fx.st, "user.alice", m, 3, uids, &err), 0);
+	CHECK_INT(uids[0], 1);
+	CHECK_INT(uids[1], 2);
+	CHECK_INT(uids[2], 3);
+	CHECK(crc_ok(&fx, "user.alice"));
+	struct store_mailbox_info mi;
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK_INT(mi.exists, 3);
+	store_mailbox_info_free(&mi);
+	/* over quota together: nothing stored, no UID given */
+	CHECK_INT(store_quota_set(fx.st, "user.alice", 1, -1, &err), 0);	/* 1 KiB */
+	char *big = malloc(700);
+	memset(big, 'z', 699);
+	big[699] = '\0';
+	struct store_append_msg two[2] = { { big, 699, { 0, NULL, 0 } }, { big, 699, { 0, NULL, 0 } } };
+	uint32_t u2[2] = { 0, 0 };
+	CHECK_INT(store_append_multi(fx.st, "user.alice", two, 1, u2, &err), 0);	/* one fits */
+	CHECK_INT(u2[0], 4);
+	u2[0] = 0;
+	CHECK_INT(store_append_multi(fx.st, "user.alice", two, 2, u2, &err), -1);
+	CHECK_INT(err.code, TE_OVERQUOTA);
+	CHECK_INT(u2[0], 0);
+	CHECK_INT(u2[1], 0);
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK_INT(mi.exists, 4);
+	CHECK_INT(mi.last_uid, 4);
+	store_mailbox_info_free(&mi);
+	free(big);
+	fx_close(&fx);
+}
+
+/* \Recent marks: taken once, never lowered, kept across a reopen and a
+ * rename, no modseq and no change-log line. */
+TEST(recent_mark)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	append(&fx, "user.alice", msg1);
+	append(&fx, "user.alice", msg1);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	char l1[4200];
+	snprintf(l1, sizeof l1, "%s/sync/repl1/log", fx.conf);
+	int lines = count_lines(l1, "\n");
+	uint32_t prev = 99;
+	CHECK_INT(store_recent_get(fx.st, "user.alice", mi.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 0);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 2, &prev, &err), 0);
+	CHECK_INT(prev, 0);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 2, &prev, &err), 0);
+	CHECK_INT(prev, 2);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 1, &prev, &err), 0);
+	CHECK_INT(prev, 2);
+	CHECK_INT(count_lines(l1, "\n"), lines);
+	struct store_mailbox_info mi2;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi2, &err), 0);
+	CHECK_U64(mi2.highestmodseq, mi.highestmodseq);
+	CHECK_INT(mi2.recentuid, mi.recentuid);
+	store_mailbox_info_free(&mi2);
+	CHECK_INT(store_mailbox_create(fx.st, "user.alice.A", NULL, &err), 0);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice.A", &mi2, &err), 0);
+	CHECK_INT(store_recent_take(fx.st, "user.alice.A", mi2.uniqueid, 5, &prev, &err), 0);
+	CHECK_INT(store_mailbox_rename(fx.st, "user.alice.A", "user.alice.B", 0, &err), 0);
+	store_close(&fx.st);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_recent_get(fx.st, "user.alice.B", mi2.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 5);
+	CHECK_INT(store_recent_get(fx.st, "user.alice", mi.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 2);
+	store_mailbox_info_free(&mi2);
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store", 0, LOG_LVL_ERR);
@@ -935,5 +1053,8 @@ int main(void)
 	RUN(empty_user_database_left_by_a_kill);
 	RUN(user_delete_removes_everything);
 	RUN(message_cache);
+	RUN(append_multi);
+	RUN(empty_database_gets_schema);
+	RUN(recent_mark);
 	return test_done();
 }

@@ -203,7 +203,8 @@ int imap_get_flags(struct imap_cp *cp, const struct imap_arg **a, int bare_ok,
 	const char **v = imap_cp_alloc(cp, (n ? n : 1) * sizeof(*v));
 	n = 0;
 	for (const struct imap_arg *f = first; f; f = f->next) {
-		if (f->type != IMAP_ARG_ATOM || !imap_flag_valid(f->str, f->len, 0))
+		/* NIL is an atom here (a keyword named NIL, as Cyrus stores it) */
+		if ((f->type != IMAP_ARG_ATOM && f->type != IMAP_ARG_NIL) || !imap_flag_valid(f->str, f->len, 0))
 			return imap_cp_fail(cp, f, "invalid flag");
 		v[n++] = f->str;
 	}

@@ -69,10 +69,41 @@ static int parse_select(struct imap_cp *cp, struct imap_cmd *cmd, const struct i
 	if (a && a->type == IMAP_ARG_LIST) {
 		if (imap_get_list(cp, &a, "parameters", &params) < 0)
 			return -1;
-		for (const struct imap_arg *x = params; x; x = x->next) {
-			if (!imap_arg_is_atom(x, "CONDSTORE"))
+		for (const struct imap_arg *x = params; x;) {
+			struct imap_select *sl = &cmd->u.select;
+			if (imap_arg_is_atom(x, "CONDSTORE")) {
+				sl->condstore = 1;
+				x = x->next;
+				continue;
+			}
+			if (!imap_arg_is_atom(x, "QRESYNC"))
 				return imap_cp_fail(cp, x, "unsupported parameter");
-			cmd->u.select.condstore = 1;
+			x = x->next;
+			const struct imap_arg *q;
+			uint64_t uv;
+			if (imap_get_list(cp, &x, "QRESYNC parameters", &q) < 0 ||
+			    imap_get_number(cp, &q, "UIDVALIDITY", 0xffffffffULL, &uv) < 0 ||
+			    imap_get_number(cp, &q, "mod-sequence", 0x7fffffffffffffffULL, &sl->q_modseq) < 0)
+				return -1;
+			if (uv == 0)
+				return imap_cp_fail(cp, params, "UIDVALIDITY must not be 0");
+			sl->qresync = 1;
+			sl->q_uidvalidity = (uint32_t)uv;
+			if (q && q->type != IMAP_ARG_LIST) {
+				if (imap_get_seqset(cp, &q, &sl->q_known) < 0)
+					return -1;
+				sl->q_has_known = 1;
+			}
+			if (q) {	/* (known-sequence-set known-uid-set) */
+				const struct imap_arg *m;
+				struct imap_seqset seqs, uids;
+				if (imap_get_list(cp, &q, "sequence match data", &m) < 0 ||
+				    imap_get_seqset(cp, &m, &seqs) < 0 || imap_get_seqset(cp, &m, &uids) < 0 ||
+				    imap_get_end(cp, m) < 0)
+					return -1;
+			}
+			if (imap_get_end(cp, q) < 0)
+				return -1;
 		}
 	}
 	return imap_get_end(cp, a);
@@ -102,6 +133,27 @@ static int parse_create(struct imap_cp *cp, struct imap_cmd *cmd, const struct i
 	return imap_get_end(cp, a);
 }
 
+/* [flags] [date-time] of one message of APPEND, up to (not including)
+ * stop, its literal. */
+static int append_opts(struct imap_cp *cp, const struct imap_arg **a, const struct imap_arg *stop,
+		       struct imap_append_part *pt)
+{
+	if (*a != stop && (*a)->type == IMAP_ARG_LIST) {
+		pt->has_flags = 1;
+		if (imap_get_flags(cp, a, 0, &pt->flags) < 0)
+			return -1;
+	}
+	if (*a != stop && (*a)->type == IMAP_ARG_QUOTED) {
+		if (imap_datetime_parse((*a)->str, (*a)->len, &pt->date, &pt->date_tzoff) < 0)
+			return imap_cp_fail(cp, *a, "invalid date-time");
+		pt->has_date = 1;
+		*a = (*a)->next;
+	}
+	if (*a != stop)
+		return imap_cp_fail(cp, *a, "expected flags, date-time or the message literal");
+	return 0;
+}
+
 /* APPEND mailbox [flags] [date-time], up to (not including) stop. */
 static int append_head(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg **a,
 		       const struct imap_arg *stop)
@@ -111,47 +163,136 @@ static int append_head(struct imap_cp *cp, struct imap_cmd *cmd, const struct im
 		return imap_cp_fail(cp, stop, "missing mailbox");
 	if (imap_get_astring(cp, a, "mailbox", &ap->mailbox) < 0)
 		return -1;
-	if (*a != stop && (*a)->type == IMAP_ARG_LIST) {
-		ap->has_flags = 1;
-		if (imap_get_flags(cp, a, 0, &ap->flags) < 0)
-			return -1;
-	}
-	if (*a != stop && (*a)->type == IMAP_ARG_QUOTED) {
-		if (imap_datetime_parse((*a)->str, (*a)->len, &ap->date, &ap->date_tzoff) < 0)
-			return imap_cp_fail(cp, *a, "invalid date-time");
-		ap->has_date = 1;
-		*a = (*a)->next;
-	}
-	if (*a != stop)
-		return imap_cp_fail(cp, *a, "expected flags, date-time or the message literal");
+	struct imap_append_part pt = { 0 };
+	if (append_opts(cp, a, stop, &pt) < 0)
+		return -1;
+	ap->has_flags = pt.has_flags;
+	ap->flags = pt.flags;
+	ap->has_date = pt.has_date;
+	ap->date = pt.date;
+	ap->date_tzoff = pt.date_tzoff;
 	return 0;
+}
+
+/* The next message at or after a: a top-level literal, or the atom
+ * CATENATE followed by its list (RFC 4469); NULL if none. */
+static const struct imap_arg *next_message(const struct imap_arg *a)
+{
+	while (a && a->type != IMAP_ARG_LITERAL &&
+	       !(imap_arg_is_atom(a, "CATENATE") && a->next && a->next->type == IMAP_ARG_LIST))
+		a = a->next;
+	return a;
+}
+
+/* The last argument of the message that starts at m. */
+static const struct imap_arg *message_end(const struct imap_arg *m)
+{
+	return m->type == IMAP_ARG_LITERAL ? m : m->next;
 }
 
 int imap_cmd_append_precheck(struct imap_parser *p)
 {
 	struct imap_cp cp = { p, "APPEND", p->end_pos };
 	struct imap_cmd scratch;
-	const struct imap_arg *a = p->tok.root.child;
+	const struct imap_arg *a = p->tok.root.child, *last = imap_tok_last(p);
 	memset(&scratch, 0, sizeof(scratch));
-	return append_head(&cp, &scratch, &a, imap_tok_last(p));
+	const struct imap_arg *prev = a ? next_message(a->next) : NULL;
+	if (!prev || prev == last)
+		return append_head(&cp, &scratch, &a, last);
+	/* MULTIAPPEND: the options of the next message, after the last one */
+	while (next_message(message_end(prev)->next) != last)
+		prev = next_message(message_end(prev)->next);
+	struct imap_append_part pt = { 0 };
+	a = message_end(prev)->next;
+	return append_opts(&cp, &a, last, &pt);
+}
+
+/* CATENATE's list: (TEXT literal / URL url)+ into parts. */
+static int cat_parts(struct imap_cp *cp, const struct imap_arg *list, size_t *n_r, const struct imap_cat_part **v_r)
+{
+	size_t n = 0;
+	for (const struct imap_arg *x = list->child; x; x = x->next)
+		n++;
+	if (n == 0 || n % 2)
+		return imap_cp_fail(cp, list, "CATENATE takes TEXT literal and URL url pairs");
+	struct imap_cat_part *v = imap_cp_alloc(cp, (n / 2) * sizeof(*v));
+	memset(v, 0, (n / 2) * sizeof(*v));
+	size_t k = 0;
+	for (const struct imap_arg *x = list->child; x; x = x->next->next, k++) {
+		if (imap_arg_is_atom(x, "TEXT")) {
+			if (x->next->type != IMAP_ARG_LITERAL)
+				return imap_cp_fail(cp, x->next, "TEXT needs a literal");
+			v[k].text = x->next->str;
+			v[k].len = x->next->len;
+		} else if (imap_arg_is_atom(x, "URL")) {
+			const struct imap_arg *u = x->next;
+			if (imap_get_astring(cp, &u, "URL", &v[k].url) < 0)
+				return -1;
+		} else {
+			return imap_cp_fail(cp, x, "CATENATE part must be TEXT or URL");
+		}
+	}
+	*n_r = k;
+	*v_r = v;
+	return 0;
 }
 
 static int parse_append(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
 {
-	/* the message: the first top-level literal after the mailbox */
-	const struct imap_arg *msg = a ? a->next : NULL;
-	while (msg && msg->type != IMAP_ARG_LITERAL)
-		msg = msg->next;
+	/* the message: the first top-level literal (or CATENATE) after the mailbox */
+	const struct imap_arg *msg = a ? next_message(a->next) : NULL;
 	if (!msg)
 		return imap_cp_fail(cp, NULL, "missing message literal");
 	if (append_head(cp, cmd, &a, msg) < 0)
 		return -1;
 	struct imap_append *ap = &cmd->u.append;
 	const struct imap_pending *pd = &cp->p->pending;
-	ap->size = msg->len;
-	ap->nonsync = pd->is_message ? pd->nonsync : 0;
-	ap->message = msg->str;
-	return imap_get_end(cp, msg->next);
+	/* buffered, the message literals are one after the other in the
+	 * parser's message buffer (its final address: it grew while they
+	 * came); streamed, NULL */
+	const char *base = NULL;
+	for (const struct imap_arg *x = msg; x; x = next_message(message_end(x)->next))
+		if (x->type == IMAP_ARG_LITERAL) {
+			base = x->str ? buf_cstr(&cp->p->msg) : NULL;
+			break;
+		}
+	uint64_t off = 0;
+	if (msg->type == IMAP_ARG_LITERAL) {
+		ap->size = msg->len;
+		ap->nonsync = pd->is_message ? pd->nonsync : 0;
+		ap->message = base;
+		off = msg->len;
+	} else if (cat_parts(cp, msg->next, &ap->ncat, &ap->cat) < 0) {
+		return -1;
+	}
+	/* MULTIAPPEND: more [flags] [date-time] message groups */
+	size_t n = 0;
+	for (const struct imap_arg *x = next_message(message_end(msg)->next); x; x = next_message(message_end(x)->next))
+		n++;
+	if (n == 0)
+		return imap_get_end(cp, message_end(msg)->next);
+	struct imap_append_part *more = imap_cp_alloc(cp, n * sizeof(*more));
+	memset(more, 0, n * sizeof(*more));
+	a = message_end(msg)->next;
+	for (size_t i = 0; i < n; i++) {
+		const struct imap_arg *m = next_message(a);
+		if (append_opts(cp, &a, m, &more[i]) < 0)
+			return -1;
+		if (m->type == IMAP_ARG_LITERAL) {
+			more[i].size = m->len;
+			if (base)
+				more[i].message = base + off;
+			off += m->len;
+		} else if (cat_parts(cp, m->next, &more[i].ncat, &more[i].cat) < 0) {
+			return -1;
+		}
+		a = message_end(m)->next;
+	}
+	if (a)
+		return imap_cp_fail(cp, a, "unexpected extra arguments");
+	ap->nmore = n;
+	ap->more = more;
+	return 0;
 }
 
 static int parse_copy(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a)
@@ -208,6 +349,8 @@ static const struct imap_cmd_def cmd_table[] = {
 	{ "UNSELECT", IMAP_CMD_UNSELECT, 0, NULL },
 	{ "EXPUNGE", IMAP_CMD_EXPUNGE, UID, parse_expunge },
 	{ "SEARCH", IMAP_CMD_SEARCH, UID, imap_parse_search },
+	{ "SORT", IMAP_CMD_SORT, UID, imap_parse_sort },
+	{ "THREAD", IMAP_CMD_THREAD, UID, imap_parse_thread },
 	{ "FETCH", IMAP_CMD_FETCH, UID, imap_parse_fetch },
 	{ "STORE", IMAP_CMD_STORE, UID, imap_parse_store },
 	{ "COPY", IMAP_CMD_COPY, UID, parse_copy },

@@ -47,6 +47,8 @@ enum imap_cmd_id {
 	IMAP_CMD_UNSELECT,
 	IMAP_CMD_EXPUNGE,	/* uid=1: UID EXPUNGE <set> */
 	IMAP_CMD_SEARCH,
+	IMAP_CMD_SORT,		/* RFC 5256, RETURN: RFC 5267 ESORT */
+	IMAP_CMD_THREAD,	/* RFC 5256 */
 	IMAP_CMD_FETCH,
 	IMAP_CMD_STORE,
 	IMAP_CMD_COPY,
@@ -121,11 +123,18 @@ enum imap_fetch_item {
 	IMAP_FETCH_UID,
 	IMAP_FETCH_MODSEQ,
 	IMAP_FETCH_BODY_SECTION,	/* BODY[...] and BODY.PEEK[...] */
+	IMAP_FETCH_EMAILID,		/* RFC 8474 OBJECTID */
+	IMAP_FETCH_THREADID,
+	IMAP_FETCH_SAVEDATE,		/* RFC 8514 */
+	IMAP_FETCH_PREVIEW,		/* RFC 8970, [(LAZY)] */
+	IMAP_FETCH_BINARY,		/* RFC 3516: BINARY[n.n]<partial>, BINARY.PEEK */
+	IMAP_FETCH_BINARY_SIZE,		/* BINARY.SIZE[n.n] */
 };
 
 struct imap_fetch_att {
 	enum imap_fetch_item item;
 	int peek;		/* BODY.PEEK */
+	int lazy;		/* PREVIEW (LAZY) */
 	struct imap_section section;	/* BODY_SECTION only */
 	int partial;		/* <offset.length> given */
 	uint32_t offset, length;
@@ -139,6 +148,7 @@ struct imap_fetch {
 	const struct imap_fetch_att *atts;
 	int has_changedsince;
 	uint64_t changedsince;
+	int vanished;		/* (CHANGEDSINCE n VANISHED), RFC 7162 3.2.6 */
 };
 
 /* ---- STORE ------------------------------------------------------------- */
@@ -168,6 +178,14 @@ enum imap_skey {
 	IMAP_SK_SEQSET,		/* a bare sequence set */
 	IMAP_SK_AND,		/* ( ... ): all children */
 	IMAP_SK_MODSEQ,		/* RFC 7162 */
+	IMAP_SK_OLDER,		/* RFC 5032 WITHIN: num seconds */
+	IMAP_SK_YOUNGER,
+	IMAP_SK_EMAILID,	/* RFC 8474: str */
+	IMAP_SK_THREADID,
+	IMAP_SK_SAVEDBEFORE,	/* RFC 8514: date */
+	IMAP_SK_SAVEDON,
+	IMAP_SK_SAVEDSINCE,
+	IMAP_SK_SAVEDATESUPPORTED,
 };
 
 struct imap_search_key {
@@ -177,17 +195,36 @@ struct imap_search_key {
 	const char *field;	/* HEADER: field name; MODSEQ: entry name or NULL */
 	const char *entry_type;	/* MODSEQ: "priv", "shared" or "all", or NULL */
 	time_t date;		/* BEFORE ON SINCE SENT*: 00:00:00 UTC of the day */
-	uint64_t num;		/* LARGER SMALLER: octets; MODSEQ: the value */
+	uint64_t num;		/* LARGER SMALLER: octets; MODSEQ: the value;
+				 * OLDER YOUNGER: seconds */
 	struct imap_seqset set;	/* UID, SEQSET */
 	struct imap_search_key *child;	/* NOT: 1, OR: 2, AND: n children */
 	struct imap_search_key *next;	/* next sibling */
 };
 
+/* SORT criteria (RFC 5256 3, DISPLAYFROM/DISPLAYTO of RFC 5957). */
+enum imap_sort_key {
+	IMAP_SORT_ARRIVAL, IMAP_SORT_CC, IMAP_SORT_DATE, IMAP_SORT_FROM, IMAP_SORT_SIZE,
+	IMAP_SORT_SUBJECT, IMAP_SORT_TO, IMAP_SORT_DISPLAYFROM, IMAP_SORT_DISPLAYTO,
+};
+
+struct imap_sort_crit {
+	enum imap_sort_key key;
+	int reverse;
+};
+
+enum imap_thread_alg { IMAP_THREAD_ORDEREDSUBJECT = 1, IMAP_THREAD_REFERENCES };
+
+/* SEARCH, SORT and THREAD: SORT adds its criteria, THREAD its algorithm;
+ * both require the charset. */
 struct imap_search {
 	int has_return;			/* ESEARCH RETURN (...) given */
 	struct imap_strlist ret;	/* its options, upper-cased (MIN MAX ALL COUNT SAVE) */
 	const char *charset;		/* NULL when not given */
 	struct imap_search_key *root;	/* always an IMAP_SK_AND */
+	size_t nsort;			/* SORT: at least one criterion */
+	const struct imap_sort_crit *sort;
+	enum imap_thread_alg thread;	/* THREAD */
 };
 
 /* ---- LIST / STATUS / mailbox commands ----------------------------------- */
@@ -211,6 +248,7 @@ struct imap_search {
 #define IMAP_STATUS_HIGHESTMODSEQ	0x20u
 #define IMAP_STATUS_SIZE		0x40u
 #define IMAP_STATUS_DELETED		0x80u
+#define IMAP_STATUS_MAILBOXID		0x100u	/* RFC 8474 */
 
 struct imap_list {
 	int extended;		/* selection options, a pattern list or RETURN */
@@ -229,11 +267,37 @@ struct imap_status {
 struct imap_select {
 	const char *mailbox;
 	int condstore;
+	/* (QRESYNC (uidvalidity modseq [known-uids [(seqs uids)]])), RFC 7162
+	 * 3.2.5; the sequence match data is read and not used */
+	int qresync;
+	uint32_t q_uidvalidity;
+	uint64_t q_modseq;
+	int q_has_known;
+	struct imap_seqset q_known;
 };
 
 struct imap_create {
 	const char *mailbox;
 	struct imap_strlist use;	/* (USE (\Sent ...)) special-use flags */
+};
+
+/* One part of a CATENATE message (RFC 4469): text, or an IMAP URL. */
+struct imap_cat_part {
+	const char *url;	/* URL part; NULL for a TEXT part */
+	const char *text;	/* TEXT part: its bytes */
+	size_t len;
+};
+
+struct imap_append_part {
+	int has_flags;
+	struct imap_strlist flags;
+	int has_date;
+	time_t date;
+	int date_tzoff;
+	uint64_t size;
+	const char *message;	/* buffered mode only, else NULL */
+	size_t ncat;		/* CATENATE: the parts (then size is 0) */
+	const struct imap_cat_part *cat;
 };
 
 struct imap_append {
@@ -248,6 +312,15 @@ struct imap_append {
 	/* The message bytes in buffered mode (imap_parser_set_buffered);
 	 * NULL when they went out as IMAP_DATA events. */
 	const char *message;
+	/* MULTIAPPEND (RFC 3502): the messages after the first, each with
+	 * its own flags and date. Streamed, every message's bytes went out
+	 * as IMAP_DATA events one after the other: their sizes split them. */
+	size_t nmore;
+	const struct imap_append_part *more;
+	/* CATENATE (RFC 4469) for the first message: its parts, and no
+	 * message literal (size 0) */
+	size_t ncat;
+	const struct imap_cat_part *cat;
 };
 
 /* ---- quota, ACL, metadata ------------------------------------------------ */
@@ -295,7 +368,7 @@ struct imap_cmd {
 		struct imap_list list;	/* LIST, LSUB (LSUB: extended = 0) */
 		struct imap_status status;
 		struct imap_append append;
-		struct imap_search search;
+		struct imap_search search;	/* SEARCH SORT THREAD */
 		struct imap_fetch fetch;
 		struct imap_store store;
 		struct { struct imap_seqset set; const char *mailbox; } copy;	/* COPY, MOVE */

@@ -70,7 +70,8 @@ static void dset(struct buf *b, const struct imap_seqset *set)
 
 static const char *const fetch_names[] = {
 	"ENVELOPE", "FLAGS", "INTERNALDATE", "RFC822", "RFC822.HEADER", "RFC822.SIZE",
-	"RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "BODY[]",
+	"RFC822.TEXT", "BODY", "BODYSTRUCTURE", "UID", "MODSEQ", "BODY[]", "EMAILID", "THREADID",
+	"SAVEDATE", "PREVIEW", "BINARY[]", "BINARY.SIZE[]",
 };
 
 static const char *const sect_names[] = {
@@ -87,8 +88,19 @@ static void dfetch(struct buf *b, const struct imap_fetch *f)
 		const struct imap_fetch_att *a = &f->atts[i];
 		if (i)
 			buf_putc(b, ' ');
+		if (a->item == IMAP_FETCH_BINARY || a->item == IMAP_FETCH_BINARY_SIZE) {
+			buf_appends(b, a->item == IMAP_FETCH_BINARY_SIZE ? "BINARY.SIZE[" : a->peek ? "BINARY.PEEK[" : "BINARY[");
+			for (size_t k = 0; k < a->section.nparts; k++)
+				buf_printf(b, "%s%" PRIu32, k ? "." : "", a->section.parts[k]);
+			buf_putc(b, ']');
+			if (a->partial)
+				buf_printf(b, "<%" PRIu32 ".%" PRIu32 ">", a->offset, a->length);
+			continue;
+		}
 		if (a->item != IMAP_FETCH_BODY_SECTION) {
 			buf_appends(b, fetch_names[a->item]);
+			if (a->lazy)
+				buf_appends(b, " (LAZY)");
 			continue;
 		}
 		buf_appends(b, a->peek ? "BODY.PEEK[" : "BODY[");
@@ -107,6 +119,8 @@ static void dfetch(struct buf *b, const struct imap_fetch *f)
 	buf_putc(b, ')');
 	if (f->has_changedsince)
 		buf_printf(b, " changedsince=%" PRIu64, f->changedsince);
+	if (f->vanished)
+		buf_appends(b, " vanished");
 }
 
 static const char *const skey_names[] = {
@@ -114,7 +128,8 @@ static const char *const skey_names[] = {
 	"FROM", "HEADER", "KEYWORD", "LARGER", "NEW", "NOT", "OLD", "ON", "OR", "RECENT",
 	"SEEN", "SENTBEFORE", "SENTON", "SENTSINCE", "SINCE", "SMALLER", "SUBJECT", "TEXT",
 	"TO", "UID", "UNANSWERED", "UNDELETED", "UNDRAFT", "UNFLAGGED", "UNKEYWORD",
-	"UNSEEN", "SEQ", "AND", "MODSEQ",
+	"UNSEEN", "SEQ", "AND", "MODSEQ", "OLDER", "YOUNGER", "EMAILID", "THREADID",
+	"SAVEDBEFORE", "SAVEDON", "SAVEDSINCE", "SAVEDATESUPPORTED",
 };
 
 static void dkey(struct buf *b, const struct imap_search_key *k)
@@ -122,10 +137,11 @@ static void dkey(struct buf *b, const struct imap_search_key *k)
 	buf_printf(b, "(%s", skey_names[k->key]);
 	switch (k->key) {
 	case IMAP_SK_BEFORE: case IMAP_SK_ON: case IMAP_SK_SINCE:
+	case IMAP_SK_SAVEDBEFORE: case IMAP_SK_SAVEDON: case IMAP_SK_SAVEDSINCE:
 	case IMAP_SK_SENTBEFORE: case IMAP_SK_SENTON: case IMAP_SK_SENTSINCE:
 		buf_printf(b, " %lld", (long long)k->date);
 		break;
-	case IMAP_SK_LARGER: case IMAP_SK_SMALLER:
+	case IMAP_SK_LARGER: case IMAP_SK_SMALLER: case IMAP_SK_OLDER: case IMAP_SK_YOUNGER:
 		buf_printf(b, " %" PRIu64, k->num);
 		break;
 	case IMAP_SK_MODSEQ:
@@ -181,6 +197,11 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 		dcstr(b, "mailbox", cmd->u.select.mailbox);
 		if (cmd->u.select.condstore)
 			buf_appends(b, " condstore");
+		if (cmd->u.select.qresync) {
+			buf_printf(b, " qresync=%" PRIu32 ",%" PRIu64, cmd->u.select.q_uidvalidity, cmd->u.select.q_modseq);
+			if (cmd->u.select.q_has_known)
+				dset(b, &cmd->u.select.q_known);
+		}
 		break;
 	case IMAP_CMD_CREATE:
 		dcstr(b, "mailbox", cmd->u.create.mailbox);
@@ -215,8 +236,39 @@ void imap_cmd_dump(struct buf *b, const struct imap_cmd *cmd)
 				   cmd->u.append.date_tzoff);
 		buf_printf(b, " size=%" PRIu64 "%s", cmd->u.append.size,
 			   cmd->u.append.nonsync ? " nonsync" : "");
+		for (size_t k = 0; k < cmd->u.append.ncat; k++)
+			if (cmd->u.append.cat[k].url)
+				dcstr(b, "url", cmd->u.append.cat[k].url);
+			else
+				buf_printf(b, " text=%zu", cmd->u.append.cat[k].len);
+		for (size_t i = 0; i < cmd->u.append.nmore; i++) {
+			const struct imap_append_part *pt = &cmd->u.append.more[i];
+			buf_printf(b, " +msg");
+			if (pt->has_flags)
+				dlist(b, "flags", &pt->flags);
+			if (pt->has_date)
+				buf_printf(b, " date=%lld tz=%d", (long long)pt->date, pt->date_tzoff);
+			buf_printf(b, " size=%" PRIu64, pt->size);
+			for (size_t k = 0; k < pt->ncat; k++)
+				if (pt->cat[k].url)
+					dcstr(b, "url", pt->cat[k].url);
+				else
+					buf_printf(b, " text=%zu", pt->cat[k].len);
+		}
 		break;
-	case IMAP_CMD_SEARCH:
+	case IMAP_CMD_SEARCH: case IMAP_CMD_SORT: case IMAP_CMD_THREAD:
+		if (cmd->u.search.thread)
+			buf_printf(b, " thread=%s", cmd->u.search.thread == IMAP_THREAD_REFERENCES ? "REFERENCES"
+												 : "ORDEREDSUBJECT");
+		if (cmd->u.search.nsort) {
+			static const char *const sk[] = { "ARRIVAL", "CC", "DATE", "FROM", "SIZE", "SUBJECT", "TO",
+							  "DISPLAYFROM", "DISPLAYTO" };
+			buf_appends(b, " sort=(");
+			for (size_t i = 0; i < cmd->u.search.nsort; i++)
+				buf_printf(b, "%s%s%s", i ? " " : "", cmd->u.search.sort[i].reverse ? "REVERSE " : "",
+					   sk[cmd->u.search.sort[i].key]);
+			buf_putc(b, ')');
+		}
 		if (cmd->u.search.has_return)
 			dlist(b, "return", &cmd->u.search.ret);
 		if (cmd->u.search.charset)

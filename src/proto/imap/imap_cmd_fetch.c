@@ -28,6 +28,10 @@ static const struct {
 	{ "BODYSTRUCTURE", IMAP_FETCH_BODYSTRUCTURE },
 	{ "UID", IMAP_FETCH_UID },
 	{ "MODSEQ", IMAP_FETCH_MODSEQ },
+	{ "EMAILID", IMAP_FETCH_EMAILID },
+	{ "THREADID", IMAP_FETCH_THREADID },
+	{ "SAVEDATE", IMAP_FETCH_SAVEDATE },
+	{ "PREVIEW", IMAP_FETCH_PREVIEW },
 };
 
 static const enum imap_fetch_item macro_fast[] = {
@@ -222,11 +226,27 @@ static int fetch_att(struct imap_cp *cp, const struct imap_arg *x, struct imap_f
 	memset(att, 0, sizeof(*att));
 	if (br) {
 		size_t open = (size_t)(br - s);
-		if (imap_word_eq(s, open, "BODY.PEEK"))
+		int binary = 0;
+		if (imap_word_eq(s, open, "BODY.PEEK")) {
 			att->peek = 1;
-		else if (!imap_word_eq(s, open, "BODY"))
+		} else if (imap_word_eq(s, open, "BINARY") || imap_word_eq(s, open, "BINARY.PEEK")) {
+			binary = IMAP_FETCH_BINARY;
+			att->peek = open == 11;
+		} else if (imap_word_eq(s, open, "BINARY.SIZE")) {
+			binary = IMAP_FETCH_BINARY_SIZE;
+		} else if (!imap_word_eq(s, open, "BODY")) {
 			return imap_cp_fail(cp, x, "unknown fetch attribute");
-		return body_section(cp, x, s, n, open, att);
+		}
+		if (body_section(cp, x, s, n, open, att) < 0)
+			return -1;
+		if (binary) {	/* RFC 3516: section-binary is part numbers only */
+			if (att->section.spec != IMAP_SECT_ALL)
+				return imap_cp_fail(cp, x, "BINARY takes part numbers only");
+			if (binary == IMAP_FETCH_BINARY_SIZE && att->partial)
+				return imap_cp_fail(cp, x, "BINARY.SIZE takes no partial");
+			att->item = (enum imap_fetch_item)binary;
+		}
+		return 0;
 	}
 	for (size_t i = 0; i < sizeof(simple_atts) / sizeof(simple_atts[0]); i++) {
 		if (imap_word_eq(s, n, simple_atts[i].name)) {
@@ -268,9 +288,20 @@ int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap
 			return imap_cp_fail(cp, a, "empty fetch attribute list");
 		struct imap_fetch_att *atts = imap_cp_alloc(cp, a->count * sizeof(*atts));
 		size_t n = 0;
-		for (const struct imap_arg *x = a->child; x; x = x->next)
-			if (fetch_att(cp, x, &atts[n++]) < 0)
+		for (const struct imap_arg *x = a->child; x; x = x->next) {
+			struct imap_fetch_att *att = &atts[n++];
+			if (fetch_att(cp, x, att) < 0)
 				return -1;
+			if (att->item == IMAP_FETCH_PREVIEW && x->next && x->next->type == IMAP_ARG_LIST) {
+				/* RFC 8970: PREVIEW (LAZY) */
+				x = x->next;
+				for (const struct imap_arg *m = x->child; m; m = m->next) {
+					if (!imap_arg_is_atom(m, "LAZY"))
+						return imap_cp_fail(cp, m, "unknown PREVIEW modifier");
+					att->lazy = 1;
+				}
+			}
+		}
 		f->atts = atts;
 		f->natts = n;
 	} else {
@@ -282,7 +313,13 @@ int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap
 	}
 	a = a->next;
 	if (a && a->type == IMAP_ARG_LIST) {
+		const struct imap_arg *mods = a;
 		for (const struct imap_arg *x = a->child; x;) {
+			if (imap_arg_is_atom(x, "VANISHED")) {	/* RFC 7162 3.2.6 */
+				f->vanished = 1;
+				x = x->next;
+				continue;
+			}
 			if (!imap_arg_is_atom(x, "CHANGEDSINCE"))
 				return imap_cp_fail(cp, x, "unknown FETCH modifier");
 			x = x->next;
@@ -291,6 +328,8 @@ int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap
 				return -1;
 			f->has_changedsince = 1;
 		}
+		if (f->vanished && (!cmd->uid || !f->has_changedsince))
+			return imap_cp_fail(cp, mods, "VANISHED needs UID FETCH and CHANGEDSINCE");
 		a = a->next;
 	}
 	return imap_get_end(cp, a);

@@ -20,6 +20,7 @@ static const struct opt status_opts[] = {
 	{ "HIGHESTMODSEQ", IMAP_STATUS_HIGHESTMODSEQ },
 	{ "SIZE", IMAP_STATUS_SIZE },
 	{ "DELETED", IMAP_STATUS_DELETED },
+	{ "MAILBOXID", IMAP_STATUS_MAILBOXID },
 	{ NULL, 0 },
 };
 

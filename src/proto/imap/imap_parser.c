@@ -60,10 +60,10 @@ void imap_parser_free(struct imap_parser **pp)
 	*pp = NULL;
 }
 
-void imap_parser_set_mode(struct imap_parser *p, enum imap_mode mode)
+/* The limits of the mode (ID raises them for its own command: set_name). */
+static void set_limits(struct imap_parser *p)
 {
-	p->mode = mode;
-	if (mode == IMAP_MODE_PREAUTH) {
+	if (p->mode == IMAP_MODE_PREAUTH) {
 		p->max_line = IMAP_PREAUTH_MAX_LINE;
 		p->max_literal = IMAP_PREAUTH_MAX_LITERAL;
 		p->max_command = IMAP_PREAUTH_MAX_COMMAND_SIZE;
@@ -72,6 +72,12 @@ void imap_parser_set_mode(struct imap_parser *p, enum imap_mode mode)
 		p->max_literal = IMAP_MAX_LITERAL;
 		p->max_command = IMAP_MAX_COMMAND_SIZE;
 	}
+}
+
+void imap_parser_set_mode(struct imap_parser *p, enum imap_mode mode)
+{
+	p->mode = mode;
+	set_limits(p);
 }
 
 void imap_parser_set_max_message(struct imap_parser *p, uint64_t max)
@@ -112,8 +118,11 @@ static void begin_command(struct imap_parser *p)
 	p->lit_dst = NULL;
 	p->lit_left = 0;
 	p->raw_len = 0;
+	p->nmsgs = 0;
+	p->msg_bytes = 0;
 	memset(&p->cmd, 0, sizeof(p->cmd));
 	p->started = 1;
+	set_limits(p);
 }
 
 void imap_parser_reset(struct imap_parser *p)
@@ -242,13 +251,19 @@ static int set_name(struct imap_parser *p, size_t off, size_t n)
 	if (!def)
 		return imap_parser_fail(p, IMAP_RESP_BAD, NULL, off, 0,
 					p->uid ? "UID must be followed by FETCH, STORE, COPY, MOVE,"
-						 " SEARCH or EXPUNGE"
+						 " SEARCH, SORT, THREAD or EXPUNGE"
 					       : "unknown command");
 	if (p->mode == IMAP_MODE_PREAUTH && !(def->flags & IMAP_CMDF_PREAUTH))
 		return imap_parser_fail(p, IMAP_RESP_BAD, NULL, off, 0,
 					"%s is not allowed before login", def->name);
 	p->def = def;
 	p->head_len = off + n + 1;
+	if (def->id == IMAP_CMD_ID) {	/* RFC 2971's 30 pairs: IMAP_ID_MAX_LINE */
+		if (p->max_line < IMAP_ID_MAX_LINE)
+			p->max_line = IMAP_ID_MAX_LINE;
+		if (p->max_command < IMAP_ID_MAX_LINE)
+			p->max_command = IMAP_ID_MAX_LINE;
+	}
 	return 1;
 }
 
@@ -351,6 +366,13 @@ static int literal_begin(struct imap_parser *p, uint64_t size, int nonsync)
 			bad = imap_parser_fail(p, IMAP_RESP_NO, "TOOBIG", a->pos, 0,
 					       "message too big (limit %llu bytes)",
 					       (unsigned long long)p->max_message);
+		else if (p->nmsgs >= IMAP_MAX_MULTIAPPEND)
+			bad = imap_parser_fail(p, IMAP_RESP_NO, "LIMIT", a->pos, 0,
+					       "too many messages in one APPEND (limit %d)", IMAP_MAX_MULTIAPPEND);
+		else if (p->msg_bytes + size > IMAP_MAX_MULTIAPPEND_BYTES)
+			bad = imap_parser_fail(p, IMAP_RESP_NO, "TOOBIG", a->pos, 0,
+					       "messages of one APPEND too big (limit %llu bytes)",
+					       (unsigned long long)IMAP_MAX_MULTIAPPEND_BYTES);
 	} else if (size > p->max_literal) {
 		bad = imap_parser_fail(p, IMAP_RESP_BAD, "TOOBIG", a->pos, 0,
 				       "literal too big (limit %llu bytes)",
@@ -371,7 +393,10 @@ static int literal_begin(struct imap_parser *p, uint64_t size, int nonsync)
 	p->lit_arg = a;
 	p->lit_left = size;
 	if (is_msg) {
-		buf_reset(&p->msg);
+		/* MULTIAPPEND: the messages of one command follow each other */
+		if (p->nmsgs++ == 0)
+			buf_reset(&p->msg);
+		p->msg_bytes += size;
 		a->str = p->buffered ? "" : NULL;
 	} else {
 		p->lit_dst = imap_arena_alloc(&p->arena, (size_t)size + 1);

@@ -122,6 +122,8 @@ struct imap_parser {
 	/* literal being read */
 	int have_pending;
 	struct imap_pending pending;
+	unsigned nmsgs;		/* APPEND's message literals so far */
+	uint64_t msg_bytes;	/* and their bytes (MULTIAPPEND) */
 	struct imap_arg *lit_arg;
 	char *lit_dst;
 	uint64_t lit_left;
@@ -245,6 +247,8 @@ int imap_word_eq(const char *s, size_t len, const char *word);
 int imap_parse_fetch(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_store(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_search(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
+int imap_parse_sort(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
+int imap_parse_thread(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_list(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_lsub(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);
 int imap_parse_status(struct imap_cp *cp, struct imap_cmd *cmd, const struct imap_arg *a);

@@ -203,9 +203,11 @@ static int tok_literal(struct imap_parser *p, const char *s, size_t n, size_t i,
 				 "literal header not at the end of the line");
 		return IMAP_TOK_ERROR;
 	}
-	if (binary) {
+	if (binary && p->def->id != IMAP_CMD_APPEND) {
+		/* RFC 3516: literal8 is for APPEND's message (NUL bytes are
+		 * refused in every other literal anyway) */
 		imap_parser_fail(p, IMAP_RESP_BAD, NULL, pos0 + i, 0,
-				 "binary literals (~{N}) are not supported");
+				 "binary literals (~{N}) are only for APPEND");
 		return IMAP_TOK_ERROR;
 	}
 	struct imap_arg *a = tok_add(p, IMAP_ARG_LITERAL, pos0 + i);

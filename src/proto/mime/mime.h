@@ -156,6 +156,14 @@ int mime_section_fetch(const struct mime_message *msg,
 		       const struct mime_section *sec, struct buf *scratch,
 		       const char **data_r, size_t *len_r, struct terr *err);
 
+/* FETCH BINARY[path] (RFC 3516): appends the part's body with its
+ * Content-Transfer-Encoding undone (base64, quoted-printable; 7bit, 8bit,
+ * binary and multipart or message bodies as they are); the whole message
+ * for an empty path. -1 with TE_NOTFOUND (no such part) or TE_INVALID
+ * (an encoding it does not know: UNKNOWN-CTE). */
+int mime_section_binary(const struct mime_message *msg, const uint32_t *path, size_t npath, struct buf *out,
+			struct terr *err);
+
 /* ---- decoding ------------------------------------------------------------ */
 
 /* Converts text in charset (case-insensitive name) to UTF-8, appending to
@@ -203,6 +211,25 @@ int mime_search_body(const struct mime_message *msg, const char *needle,
 /* SEARCH TEXT needle: the decoded top-level header or the body text. */
 int mime_search_text(const struct mime_message *msg, const char *needle,
 		     size_t nlen);
+
+/* ---- SORT and THREAD (mime_sort.c) ---------------------------------------- */
+
+/* Appends the base subject of a decoded, unfolded Subject (RFC 5256 2.1:
+ * white space runs made one space, "Re:", "Fwd:", "[blob]" leaders,
+ * "(fwd)" trailers and "[fwd: ...]" wrappers removed). Returns 1 when a
+ * reply or forward marker was removed, else 0. */
+int mime_base_subject(const char *subject, size_t len, struct buf *out);
+/* Appends what SORT compares of the first address of a top-level field:
+ * its addr-mailbox (FROM, TO, CC), or with display its decoded display
+ * name, else "mailbox@host" (RFC 5957). Returns 1, or 0 when the field
+ * has no address (nothing appended). */
+int mime_sort_address(const struct mime_message *msg, const char *field, int display, struct buf *out);
+
+/* Appends the RFC 8970 PREVIEW of a message: the text of its first
+ * text/plain part (else of its first text/html part, tags dropped),
+ * decoded to UTF-8, white space runs made one space, at most max_chars
+ * characters. Nothing when it has no such part. */
+void mime_preview(const struct mime_message *msg, size_t max_chars, struct buf *out);
 
 /* ---- dates -------------------------------------------------------------- */
 

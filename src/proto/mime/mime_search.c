@@ -1,11 +1,14 @@
 /* mime_search.c: SEARCH helpers (RFC 3501 6.4.4): header lookups with
  * encoded-words decoded, body text of the text parts decoded to UTF-8, and
- * case-insensitive substring matching on folded UTF-8. Folding keeps the
+ * case-insensitive substring matching on folded UTF-8. An address field
+ * (From, To, Cc, Bcc, Sender, Reply-To) also matches on its parsed
+ * addresses, so comments and blanks inside an address do not hide it. Folding keeps the
  * byte length (only two-byte letters are mapped to two-byte letters), so
  * it works in place and a match in folded text is a match in the text. */
 #include "proto/mime/mime-private.h"
 
 #include <string.h>
+#include <strings.h>
 
 /* Small letter for a two-byte code point (0x80-0x7FF), or cp itself. */
 static unsigned fold_cp(unsigned cp)
@@ -103,6 +106,44 @@ int mime_header_value(const struct mime_message *msg, const char *name,
 	return 1;
 }
 
+static int is_address_field(const char *name)
+{
+	static const char *const fields[] = { "from", "to", "cc", "bcc", "sender", "reply-to" };
+	for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+		if (!strcasecmp(name, fields[i]))
+			return 1;
+	return 0;
+}
+
+/* An address field as its addresses read it: "name <mailbox@host>, ..."
+ * without the comments and folding whitespace RFC 5322 allows inside an
+ * address ("<user (c)@ (c) example.org>" is user@example.org). */
+static void address_text(const char *data, const struct mime_field *f, struct buf *out)
+{
+	struct buf v = BUF_INIT;
+	mime_unfold(data + f->value_off, f->value_len, &v);
+	struct mime_addr *list = mime_addr_parse(buf_cstr(&v), v.len);
+	for (const struct mime_addr *a = list; a; a = a->next) {
+		if (!a->host)
+			continue;	/* group start or end */
+		if (out->len)
+			buf_appends(out, ", ");
+		if (a->name && *a->name) {
+			mime_decode_words(a->name, strlen(a->name), out);
+			buf_putc(out, ' ');
+		}
+		buf_putc(out, '<');
+		buf_appends(out, a->mailbox ? a->mailbox : "");
+		if (*a->host) {
+			buf_putc(out, '@');
+			buf_appends(out, a->host);
+		}
+		buf_putc(out, '>');
+	}
+	mime_addr_free(list);
+	buf_free(&v);
+}
+
 int mime_search_header(const struct mime_message *msg, const char *name,
 		       const char *needle, size_t nlen)
 {
@@ -117,6 +158,11 @@ int mime_search_header(const struct mime_message *msg, const char *name,
 		buf_reset(&v);
 		decoded_value(msg->data, &f, &v);
 		found = folded_contains(&v, &n);
+		if (!found && is_address_field(name)) {
+			buf_reset(&v);
+			address_text(msg->data, &f, &v);
+			found = folded_contains(&v, &n);
+		}
 	}
 	buf_free(&n);
 	buf_free(&v);

@@ -279,3 +279,36 @@ int mime_section_fetch(const struct mime_message *msg,
 	}
 	return 0;
 }
+
+int mime_section_binary(const struct mime_message *msg, const uint32_t *path, size_t npath, struct buf *out,
+			struct terr *err)
+{
+	const struct mime_part *cur = NULL;
+	for (size_t i = 0; i < npath; i++) {
+		uint32_t n = path[i];
+		if (i == 0)
+			cur = message_part(msg->root, n);
+		else if (cur->children)
+			cur = message_part(cur, n);
+		else if (cur->message)
+			cur = message_part(cur->message, n);
+		else
+			cur = NULL;
+		if (!cur)
+			return terr_set(err, TE_NOTFOUND, "no such body part");
+	}
+	if (!cur) {	/* BINARY[]: the message as it is */
+		buf_append(out, msg->data, msg->len);
+		return 0;
+	}
+	const char *enc = cur->encoding;
+	if (cur->children || cur->message || !enc || !strcmp(enc, "7bit") || !strcmp(enc, "8bit") ||
+	    !strcmp(enc, "binary")) {
+		buf_append(out, msg->data + cur->body_off, cur->body_len);
+		return 0;
+	}
+	if (strcmp(enc, "base64") && strcmp(enc, "quoted-printable"))
+		return terr_set(err, TE_INVALID, "unknown content-transfer-encoding %s", enc);
+	mime_part_decode(msg, cur, out);
+	return 0;
+}
