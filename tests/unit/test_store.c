@@ -935,7 +935,7 @@ TEST(empty_database_gets_schema)
 		fclose(f);
 	snprintf(path, sizeof path, "%s/user/alice/meta.db-wal", fx.spool);
 	unlink(path);
-	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
 	CHECK_INT(store_open(&o, &fx.st, &err), 0);
 	CHECK_INT(store_mailbox_create(fx.st, "user.alice", NULL, &err), 0);
 	struct store_mailbox_info mi;
@@ -1024,7 +1024,7 @@ TEST(recent_mark)
 	CHECK_INT(store_recent_take(fx.st, "user.alice.A", mi2.uniqueid, 5, &prev, &err), 0);
 	CHECK_INT(store_mailbox_rename(fx.st, "user.alice.A", "user.alice.B", 0, &err), 0);
 	store_close(&fx.st);
-	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL };
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
 	CHECK_INT(store_open(&o, &fx.st, &err), 0);
 	CHECK_INT(store_recent_get(fx.st, "user.alice.B", mi2.uniqueid, &prev, &err), 0);
 	CHECK_INT(prev, 5);
