@@ -36,6 +36,10 @@ struct store {
 	long long maxmessagesize;
 	int virtdomains;
 	store_cache_fn *cache_fn;
+	/* the cache strings of the last message computed: a delivery to
+	 * several owners parses its MIME once, not once per recipient */
+	char memo_guid[41];
+	struct store_cache_strings memo;
 	store_commit_fn *after_commit;
 	void *commit_rock;
 	/* store_commit_defer: the positions of the commits since, for one

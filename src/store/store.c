@@ -212,6 +212,7 @@ void store_close(struct store **stp)
 		ustore_free(u);
 	}
 	sqlite3_close(st->usersdb);
+	store_cache_strings_free(&st->memo);
 	free(st->configdir);
 	free(st->partition);
 	free(st->partition_path);

@@ -11,6 +11,7 @@
 #include "lib/fsutil.h"
 #include "lib/xalloc.h"
 
+#include <stdio.h>
 #include <string.h>
 
 const char store_cache_schema[] =
@@ -62,28 +63,32 @@ int store_cache_add(struct store *st, struct ustore *u, const char *guid, const 
 	int has = cache_has(u, guid, err);
 	if (has != 0)
 		return has < 0 ? -1 : 0;
-	struct buf file = BUF_INIT;
-	if (!data) {
-		struct buf path = BUF_INIT;
-		struct terr e2 = { 0 };
-		store_blob_path(u, guid, &path);
-		int rc = fs_read_file(path.ptr, (size_t)st->maxmessagesize, &file, &e2);
-		buf_free(&path);
-		if (rc < 0) {
-			buf_free(&file);
-			return 0;	/* FETCH will find the problem itself */
+	if (strcmp(st->memo_guid, guid) != 0) {
+		/* not the message of the last call (a delivery to several owners
+		 * asks for the same one in a row): compute its strings once */
+		struct buf file = BUF_INIT;
+		if (!data) {
+			struct buf path = BUF_INIT;
+			struct terr e2 = { 0 };
+			store_blob_path(u, guid, &path);
+			int rc = fs_read_file(path.ptr, (size_t)st->maxmessagesize, &file, &e2);
+			buf_free(&path);
+			if (rc < 0) {
+				buf_free(&file);
+				return 0;	/* FETCH will find the problem itself */
+			}
+			data = file.ptr ? file.ptr : "";
+			len = file.len;
 		}
-		data = file.ptr ? file.ptr : "";
-		len = file.len;
+		store_cache_strings_free(&st->memo);
+		memset(&st->memo, 0, sizeof st->memo);
+		st->cache_fn(data, len, &st->memo);
+		snprintf(st->memo_guid, sizeof st->memo_guid, "%s", guid);
+		buf_free(&file);
 	}
-	struct store_cache_strings cs;
-	memset(&cs, 0, sizeof cs);
-	st->cache_fn(data, len, &cs);
-	buf_free(&file);
 	sqlite3_stmt *s = prepare_insert(u, err);
-	int rc = s ? cache_insert(u, s, guid, &cs, err) : -1;
+	int rc = s ? cache_insert(u, s, guid, &st->memo, err) : -1;
 	sqlite3_finalize(s);
-	store_cache_strings_free(&cs);
 	return rc;
 }
 

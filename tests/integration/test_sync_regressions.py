@@ -31,6 +31,7 @@ both IMAP servers.
 """
 import imaplib
 import os
+import re
 import tempfile
 
 import cyrus
@@ -56,7 +57,11 @@ def imap_view(port, user, pw, boxes):
         msgs = []
         for d in data:
             if isinstance(d, tuple):
-                msgs.append((d[0].split(b" (", 1)[1].replace(b"\\Recent", b""), d[1]))
+                head = d[0].decode()
+                uid = int(re.search(r"UID (\d+)", head).group(1))
+                flags = sorted(f for f in re.search(r"FLAGS \(([^)]*)\)", head).group(1).split() if f != "\\Recent")
+                size = int(re.search(r"RFC822.SIZE (\d+)", head).group(1))
+                msgs.append((uid, flags, size, d[1]))
         view[mb] = (st[1][0].split(b" ", 1)[1], sorted(msgs))
     im.logout()
     return view
