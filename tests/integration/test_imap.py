@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import time
 
+import imapraw
 from tlib import BIN, Daemon, Instance, Suite, make_message, wait_for
 
 t = Suite("imap")
@@ -27,74 +28,11 @@ def noverify():
     return ctx
 
 
-class Raw:
-    """A line-level IMAP client that keeps the exchange for failure reports."""
-
-    def __init__(self, port, tls=False, timeout=10):
-        s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        if tls:
-            s = noverify().wrap_socket(s)
-        self.s = s
-        self.f = s.makefile("rb")
-        self.ex = []
-        self.n = 0
-        self.greeting = self.line()
-
-    def line(self):
-        data = self.f.readline()
-        if not data:
-            raise EOFError("connection closed")
-        # a literal at the end of the line: read it and the rest of the line
-        while True:
-            m = re.search(rb"\{(\d+)\}\r\n$", data)
-            if not m:
-                break
-            data += self.f.read(int(m.group(1)))
-            data += self.f.readline()
-        self.ex.append(b"S: " + data)
-        return data
-
-    def send(self, data):
-        self.ex.append(b"C: " + data)
-        self.s.sendall(data)
-
-    def cmd(self, text, literal=None):
-        """Sends 'tag text' (a literal is sent after the + continuation);
-        returns (untagged lines, tagged line)."""
-        if isinstance(text, str):
-            text = text.encode()
-        self.n += 1
-        tag = b"t%d" % self.n
-        self.ex = []
-        if literal is not None:
-            self.send(tag + b" " + text + b" {%d}\r\n" % len(literal))
-            cont = self.line()
-            if not cont.startswith(b"+"):
-                return [], cont
-            self.send(literal + b"\r\n")
-        else:
-            self.send(tag + b" " + text + b"\r\n")
-        untagged = []
-        while True:
-            ln = self.line()
-            if ln.startswith(tag + b" "):
-                return untagged, ln[len(tag) + 1:]
-            untagged.append(ln)
+class Raw(imapraw.Raw):
+    """imapraw's line-level client, logging in with the test's passwords."""
 
     def login(self, user):
-        _, r = self.cmd(f"LOGIN {user} {PW[user]}")
-        if not r.startswith(b"OK"):
-            raise RuntimeError(f"login {user}: {r!r}")
-        return self
-
-    def exchange(self):
-        return b"".join(self.ex).decode("utf-8", "replace")
-
-    def close(self):
-        try:
-            self.s.close()
-        except OSError:
-            pass
+        return super().login(user, PW[user])
 
 
 def imap(user=None, tls=False):
