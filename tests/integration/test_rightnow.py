@@ -238,6 +238,11 @@ try:
         l.sendmail(FROM, ["alice"], msg)
         l.quit()
         t.check(lmtp_guid(msg) in guids(r, "user.alice"), "deliveries stay synchronous")
+
+    with t.case("the pair as IMAP clients see it"):
+        ok, out = wait_equal(m, "repl1", timeout=60)
+        t.check(ok, f"master == replica: {out}")
+        t.imap_equal((m, d.port["imap"]), r, "after every synchronous change above", passwords={"alice": "alicepw"})
 finally:
     if d:
         d.stop()
