@@ -2,6 +2,7 @@
  * sequence of "identifier TAB rights TAB"; an identifier starting with
  * '-' holds negative rights. Pure functions, no store access. */
 #include "imapd/imapd-private.h"
+#include "store/store.h"
 
 #include <string.h>
 
@@ -32,24 +33,6 @@ void imapd_rights_format(unsigned mask, struct buf *out)
 	for (size_t i = 0; IMAPD_RIGHTS_LETTERS[i]; i++)
 		if (mask & (1u << i))
 			buf_putc(out, IMAPD_RIGHTS_LETTERS[i]);
-}
-
-void imapd_acl_each(const char *acl, imapd_acl_cb *cb, void *rock)
-{
-	const char *p = acl ? acl : "";
-	while (*p) {
-		const char *t1 = strchr(p, '\t');
-		if (!t1)
-			return;
-		const char *r = t1 + 1;
-		const char *t2 = strchr(r, '\t');
-		size_t rlen = t2 ? (size_t)(t2 - r) : strlen(r);
-		if (t1 > p)
-			cb(p, (size_t)(t1 - p), r, rlen, rock);
-		if (!t2)
-			return;
-		p = t2 + 1;
-	}
 }
 
 struct rights_ctx {
@@ -89,7 +72,7 @@ static void rights_cb(const char *id, size_t idlen, const char *rights, size_t r
 unsigned imapd_acl_rights(const char *acl, const char *userid)
 {
 	struct rights_ctx rc = { userid, userid ? strlen(userid) : 0, 0, 0 };
-	imapd_acl_each(acl, rights_cb, &rc);
+	store_acl_each(acl, rights_cb, &rc);
 	return rc.pos & ~rc.neg;
 }
 
@@ -130,7 +113,7 @@ static unsigned entry_rights(const char *acl, const char *id, size_t idlen)
 {
 	struct { const char *id; size_t idlen; unsigned m; } x = { id, idlen, 0 };
 	const char *p = acl ? acl : "";
-	/* a small walk of our own: imapd_acl_each with a closure */
+	/* a small walk of our own: store_acl_each with a closure */
 	while (*p) {
 		const char *t1 = strchr(p, '\t');
 		if (!t1)
@@ -174,7 +157,7 @@ int imapd_acl_modify(const char *acl, const char *identifier, const char *rights
 		mc.del = mc.newmask == 0;
 	}
 	buf_reset(out);
-	imapd_acl_each(acl, modify_cb, &mc);
+	store_acl_each(acl, modify_cb, &mc);
 	if (!mc.found && !mc.del)
 		put_entry(out, identifier, idlen, mc.newmask);
 	return 0;

@@ -49,7 +49,7 @@ int imapd_cmd_getacl(struct imapd_session *s, const struct imap_cmd *cmd)
 		goto out;
 	buf_appends(&line, "* ACL ");
 	put_mailbox(s, &line, name.ptr);
-	imapd_acl_each(mi.acl, getacl_cb, &line);
+	store_acl_each(mi.acl, getacl_cb, &line);
 	buf_appends(&line, "\r\n");
 	buf_append(&s->out, line.ptr, line.len);
 	store_mailbox_info_free(&mi);

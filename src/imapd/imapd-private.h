@@ -84,9 +84,7 @@ unsigned imapd_acl_rights(const char *acl, const char *userid);
  * letter or an identifier with a TAB. */
 int imapd_acl_modify(const char *acl, const char *identifier, const char *rights, struct buf *out,
 		     struct terr *err);
-typedef void imapd_acl_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock);
-/* Calls cb for each well-formed entry of the ACL. */
-void imapd_acl_each(const char *acl, imapd_acl_cb *cb, void *rock);
+/* An ACL's entries one by one: store_acl_each (store.h). */
 
 /* ---- LIST patterns ------------------------------------------------------ */
 

@@ -86,37 +86,34 @@ static void do_lhlo(struct lmtp_session *s)
  * ("-id") of those takes it back: who may file into a folder by
  * user+folder (Cyrus 3.6 lmtpd checks ACL_POST for an unauthenticated
  * LMTP client the same way). */
+struct post_ctx {
+	const char *sender;
+	int pos, neg;
+};
+
+static void post_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock)
+{
+	struct post_ctx *pc = rock;
+	int is_neg = idlen && id[0] == '-';
+	if (is_neg) {
+		id++;
+		idlen--;
+	}
+	int match = (idlen == 6 && !memcmp(id, "anyone", 6)) || (idlen == 9 && !memcmp(id, "anonymous", 9)) ||
+		    (pc->sender && *pc->sender && strlen(pc->sender) == idlen && !strncasecmp(id, pc->sender, idlen));
+	if (match && memchr(rights, 'p', rlen)) {
+		if (is_neg)
+			pc->neg = 1;
+		else
+			pc->pos = 1;
+	}
+}
+
 static int acl_grants_post(const char *acl, const char *sender)
 {
-	int pos = 0, neg = 0;
-	const char *p = acl ? acl : "";
-	while (*p) {
-		const char *t1 = strchr(p, '\t');
-		if (!t1)
-			break;
-		const char *r = t1 + 1;
-		const char *t2 = strchr(r, '\t');
-		size_t rlen = t2 ? (size_t)(t2 - r) : strlen(r);
-		const char *id = p;
-		size_t idlen = (size_t)(t1 - p);
-		int is_neg = idlen && id[0] == '-';
-		if (is_neg) {
-			id++;
-			idlen--;
-		}
-		int match = (idlen == 6 && !memcmp(id, "anyone", 6)) || (idlen == 9 && !memcmp(id, "anonymous", 9)) ||
-			    (sender && *sender && strlen(sender) == idlen && !strncasecmp(id, sender, idlen));
-		if (match && memchr(r, 'p', rlen)) {
-			if (is_neg)
-				neg = 1;
-			else
-				pos = 1;
-		}
-		if (!t2)
-			break;
-		p = t2 + 1;
-	}
-	return pos && !neg;
+	struct post_ctx pc = { sender, 0, 0 };
+	store_acl_each(acl, post_cb, &pc);
+	return pc.pos && !pc.neg;
 }
 
 /* Maps a recipient to its mailbox: user's INBOX, or user+folder when the

@@ -152,6 +152,10 @@ int store_mailbox_create(struct store *st, const char *name,
  * HIGHESTMODSEQ and FOLDERMODSEQ and a MAILBOX change-log line, so the
  * replicas hear of it. TE_INVALID for CR/LF in the ACL. */
 int store_mailbox_set_acl(struct store *st, const char *name, const char *acl, struct terr *err);
+/* Each well-formed entry ("id\trights") of a Cyrus ACL string, in order;
+ * a negative entry's id keeps its '-'. */
+typedef void store_acl_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock);
+void store_acl_each(const char *acl, store_acl_cb *cb, void *rock);
 /* TE_NOTFOUND if there is no such mailbox. */
 int store_mailbox_get(struct store *st, const char *name, struct store_mailbox_info *mi_r,
 		      struct terr *err);

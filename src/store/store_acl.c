@@ -11,6 +11,24 @@
 
 #include <string.h>
 
+void store_acl_each(const char *acl, store_acl_cb *cb, void *rock)
+{
+	const char *p = acl ? acl : "";
+	while (*p) {
+		const char *t1 = strchr(p, '\t');
+		if (!t1)
+			return;
+		const char *r = t1 + 1;
+		const char *t2 = strchr(r, '\t');
+		size_t rlen = t2 ? (size_t)(t2 - r) : strlen(r);
+		if (t1 > p)
+			cb(p, (size_t)(t1 - p), r, rlen, rock);
+		if (!t2)
+			return;
+		p = t2 + 1;
+	}
+}
+
 static int acl_valid(const char *acl)
 {
 	for (const char *p = acl; *p; p++)
