@@ -25,7 +25,7 @@ import threading
 import time
 
 import cyrus
-from tlib import Daemon, Instance, Pair, Suite, free_port, make_message, sha1, wait_equal
+from tlib import allow_replication, Daemon, Instance, Pair, Suite, free_port, make_message, sha1, wait_equal
 
 t = Suite("rightnow")
 # sync_rightnow_timeout is 10s where the replica is up: a pass slowed down by a loaded test machine
@@ -346,9 +346,7 @@ finally:
 
 # ---- the default channel ("" as in sync_log_channels) ---------------------------------------------
 rroot = Instance()
-text = open(rroot.conf).read().replace("admins: admin\n", "admins: admin repl\n")
-open(rroot.conf, "w").write(text)
-rroot.ok(["user", "add", "repl"], "replpw\n")
+allow_replication(rroot)
 sport = free_port()
 rdaemon = Daemon(rroot, services=("sync",), ports={"sync": sport})
 master = Instance()

@@ -36,7 +36,7 @@ import tempfile
 
 import cyrus
 
-from tlib import cyrus_skip_reason, Daemon, Instance, Pair, Suite, free_port, make_message, wait_equal
+from tlib import allow_replication, cyrus_skip_reason, Daemon, Instance, Pair, Suite, free_port, make_message, wait_equal
 
 t = Suite("sync-regressions")
 
@@ -209,9 +209,7 @@ finally:
 
 # ---- the default (unnamed) channel -----------------------------------------------------------
 rroot = Instance()
-text = open(rroot.conf).read().replace("admins: admin\n", "admins: admin repl\n")
-open(rroot.conf, "w").write(text)
-rroot.ok(["user", "add", "repl"], "replpw\n")
+allow_replication(rroot)
 sport = free_port()
 rdaemon = Daemon(rroot, services=("sync",), ports={"sync": sport})
 master = Instance(extra_conf="")
@@ -294,10 +292,7 @@ try:
         t.eq(r3.returncode, 0, f"tandem compare against Cyrus: {r3.stdout[-500:]}")
 
     with t.case("Cyrus sync_client -m shared.news into tandem (the replica's session crashed)"):
-        trep = Instance(root=os.path.join(croot, "trep"))
-        text = open(trep.conf).read().replace("admins: admin\n", "admins: admin repl\n")
-        open(trep.conf, "w").write(text)
-        trep.ok(["user", "add", "repl"], "replpw\n")
+        trep = allow_replication(Instance(root=os.path.join(croot, "trep")))
         tport = free_port()
         tdaemon = Daemon(trep, services=("sync",), ports={"sync": tport})
         started.append(tdaemon)

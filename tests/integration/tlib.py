@@ -244,6 +244,15 @@ class Daemon:
         return self.proc.returncode
 
 
+def allow_replication(inst, user="repl", password="replpw"):
+    """Makes inst a replica a master may feed: `user` (with password) is
+    an admin there. Returns inst."""
+    text = open(inst.conf).read().replace("admins: admin\n", f"admins: admin {user}\n")
+    open(inst.conf, "w").write(text)
+    inst.ok(["user", "add", user], password + "\n")
+    return inst
+
+
 class Pair:
     """A master Instance and a replica Instance (with its tandemd serving
     the sync port, or with transport="imap" its IMAP port: the SYNC*
@@ -262,9 +271,7 @@ class Pair:
                                           f"sync_password: replpw\nsync_repeat_interval: 0\n"
                                           f"{channel}_sync_shutdown_file: {self.root}/shutdown\n" + extra_master)
         self.replica = Instance(root=os.path.join(self.root, "r"))
-        text = open(self.replica.conf).read().replace("admins: admin\n", "admins: admin repl\n")
-        open(self.replica.conf, "w").write(text)
-        self.replica.ok(["user", "add", "repl"], "replpw\n")
+        allow_replication(self.replica)
         self.daemon = None
         self.start_replica()
 

@@ -6,7 +6,7 @@
  * passes over the channel's change log) joined to a replica engine
  * (src/sync/sync_replica) by the in-process pipe (sync_pipe). A seeded
  * random sequence of every operation the store has is applied to the
- * master (deliveries to several users, appends, copies and moves, flags
+ * master (deliveries to several users, appends and MULTIAPPENDs, copies and moves, flags
  * with user flags, expunges, creates, renames at any level with their
  * children, deletes, subscriptions, another user's seen state,
  * annotations, ACLs, quotas, Sieve scripts, users added and deleted,
@@ -267,6 +267,19 @@ static void random_op(struct store *st)
 		struct store_append_opts ao = { sysflags[pick(6)], keywords[pick(5)], 1700000000 + (int64_t)pick(1000) };
 		uint32_t uid;
 		store_append(st, a.ptr, msg.ptr, msg.len, &ao, &uid, &err);
+	} else if (op < 45) {
+		/* MULTIAPPEND: several messages in one transaction */
+		any_mailbox(&a);
+		struct buf m2 = BUF_INIT;
+		message(&msg);
+		message(&m2);
+		struct store_append_msg msgs[2] = {
+			{ msg.ptr, msg.len, { sysflags[pick(6)], keywords[pick(5)], 1700000000 } },
+			{ m2.ptr, m2.len, { 0, NULL, 0 } },
+		};
+		uint32_t uids[2];
+		store_append_multi(st, a.ptr, msgs, 2, uids, &err);
+		buf_free(&m2);
 	} else if (op < 50) {
 		const char *names[3];
 		struct buf n[3] = { BUF_INIT, BUF_INIT, BUF_INIT };
@@ -454,12 +467,16 @@ struct dump {
 	struct store *st;
 	struct buf *out;
 	const char *mbox;
+	uint32_t live[512];	/* the mailbox's live UIDs (in order) */
+	size_t nlive;
 };
 
 static int dump_rec_cb(const struct store_record *r, void *rock)
 {
 	struct dump *d = rock;
 	struct buf flags = BUF_INIT;
+	if (d->nlive < sizeof d->live / sizeof d->live[0])
+		d->live[d->nlive++] = r->uid;
 	store_flags_format(r->sysflags, r->keywords, &flags);
 	buf_printf(d->out, "  rec %u modseq=%llu flags=(%s) idate=%lld size=%u guid=%s\n", r->uid,
 		   (unsigned long long)r->modseq, buf_cstr(&flags), (long long)r->internaldate, r->size, r->guid);
@@ -473,8 +490,14 @@ static int dump_annot_cb(uint32_t uid, const char *entry, const char *userid, co
 	struct dump *d = rock;
 	/* an annotation's own modseq is the replica's (the record's, or the
 	 * folder's for a mailbox annotation): neither the sync CRC nor an
-	 * IMAP client sees it */
+	 * IMAP client sees it; nor does anyone see the annotations an
+	 * expunged record keeps (they are not replicated) */
 	(void)modseq;
+	int live = uid == 0;
+	for (size_t i = 0; i < d->nlive && !live; i++)
+		live = d->live[i] == uid;
+	if (!live)
+		return 0;
 	buf_printf(d->out, "  annot uid=%u %s user=%s value=%.*s\n", uid, entry, userid, (int)len,
 		   (const char *)value);
 	return 0;
@@ -536,7 +559,7 @@ static void dump_store(struct store *st, struct buf *out)
 	struct names us = { { 0 }, 0 };
 	struct mbinfos mbs;
 	mbs.n = 0;
-	struct dump d = { st, out, NULL };
+	struct dump d = { st, out, NULL, { 0 }, 0 };
 	buf_reset(out);
 	if (store_user_list(st, name_cb, &us, &err) < 0)
 		buf_printf(out, "user list failed: %s\n", err.msg);
@@ -568,6 +591,7 @@ static void dump_store(struct store *st, struct buf *out)
 			   (unsigned long long)mi.highestmodseq, mi.sync_crc, mi.sync_crc_annot, mi.acl, mi.options,
 			   mi.quotaroot, (unsigned long long)mi.createdmodseq, (unsigned long long)mi.foldermodseq);
 		d.mbox = mi.name;
+		d.nlive = 0;
 		store_records(st, mi.name, 0, 0, dump_rec_cb, &d, &err);
 		store_annot_list(st, mi.name, -1, dump_annot_cb, &d, &err);
 		struct store_quota q;
