@@ -516,7 +516,9 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 	 * then the rest: a name freed by a rename may be taken by a new
 	 * mailbox, which must not meet the old one there */
 	size_t *order = xcalloc(n, sizeof *order), nord = 0;
-	for (int renames = 1; renames >= 0; renames--)
+	if (n == 1)
+		order[nord++] = 0;	/* nothing to order: no extra lookup */
+	for (int renames = 1; renames >= 0 && n > 1; renames--)
 		for (size_t i = 0; i < n; i++) {
 			struct store_mailbox_info mi;
 			struct terr e2 = { 0 };
