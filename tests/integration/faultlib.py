@@ -276,7 +276,8 @@ class Cluster:
                 n.kill9()
         if self.proxy:
             self.proxy.close()
-        shutil.rmtree(self.root, ignore_errors=True)
+        if not os.environ.get("TANDEM_KEEP"):
+            shutil.rmtree(self.root, ignore_errors=True)
 
 
 def lmtp_deliver(port, rcpts, data, timeout=10):
