@@ -61,6 +61,9 @@ build/asan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
 
+# conf_cyrus.c embeds the list of Cyrus's option names (.incbin)
+build/obj/src/conf/conf_cyrus.o build/asan/src/conf/conf_cyrus.o: src/conf/cyrus-3.6-options.txt
+
 build/libtandem.a: $(LIB_OBJS)
 	@mkdir -p build
 	rm -f $@ && ar rcs $@ $^
