@@ -51,6 +51,9 @@ int cmd_repair(struct tool *t, int argc, char **argv);
 int cmd_status(struct tool *t, int argc, char **argv);
 int cmd_failover(struct tool *t, int argc, char **argv);
 int cmd_synclog(struct tool *t, int argc, char **argv);
+/* tandem synclog --follow (cmd_synclog_follow.c): shard K of a sharded
+ * channel; once: stop when the log is empty. */
+int synclog_follow(struct tool *t, const char *channel, int shard, int once);
 int cmd_check(struct tool *t, int argc, char **argv);
 int cmd_config(struct tool *t, int argc, char **argv);
 
