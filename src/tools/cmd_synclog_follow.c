@@ -294,8 +294,8 @@ int synclog_follow(struct tool *t, const char *channel, int shard, int once)
 				break;	/* stopped, or the consumer is gone */
 			continue;
 		}
-		if (once)
-			break;
+		if (once || reader_gone(STDOUT_FILENO))
+			break;	/* a consumer that went away is noticed while idle too */
 		wait_log(ino, 1000);
 	}
 	int gone = rc == EXIT_OK && reader_gone(STDOUT_FILENO);
