@@ -108,13 +108,14 @@ static int reader_gone(int fd)
 }
 
 /* Writes data[0..len) (whole lines); returns the bytes written. A stop
- * request ends it at a line end; a write error (the consumer gone) sets
- * *failed. */
+ * request ends it at a line end (a second one at once: the position
+ * saved is that line's start, so it goes again whole); a write error
+ * (the consumer gone) sets *failed. */
 static size_t emit(const char *data, size_t len, int *failed)
 {
 	size_t done = 0;
 	while (done < len) {
-		if (follow_stop && (done == 0 || data[done - 1] == '\n'))
+		if ((follow_stop && (done == 0 || data[done - 1] == '\n')) || follow_stop >= 2)
 			break;
 		ssize_t w = write(STDOUT_FILENO, data + done, len - done);
 		if (w < 0 && errno == EINTR)
