@@ -129,7 +129,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: tandemd [-C CONFIG] [-f] [-n]\n"
 		   "  -C CONFIG  configuration file (default $TANDEM_CONF, else /etc/tandem.conf)\n"
 		   "  -f         stay in the foreground (for systemd)\n"
-		   "  -n         check the configuration and the listeners' syntax, then exit\n");
+		   "  -n         check what a start checks (config, TLS, pid file directory, each\n"
+		   "             listener bound and closed at once), then exit: 0 OK, 2 not\n");
 }
 
 static void open_logs(struct conf *conf)
