@@ -287,11 +287,42 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 	return rc;
 }
 
+/* Cyrus's sync_client parses its flags with getopt, so "-lr" is "-l -r":
+ * the options before the first name are split that way (flags without a
+ * value only; a value goes in the next argument). */
+static const char cyrus_noarg_flags[] = "vlLrRNumsozOA1";
+static const char cyrus_arg_flags[] = "CSFfwtdnp";
+
 int cmd_sync(struct tool *t, int argc, char **argv)
 {
 	if (tool_help(argc, argv, usage))
 		return EXIT_OK;
-	return run(t, argc, argv, 0);
+	char **xv = xcalloc((size_t)argc * sizeof cyrus_noarg_flags + 1, sizeof *xv);
+	char **owned = xcalloc((size_t)argc * sizeof cyrus_noarg_flags + 1, sizeof *owned);
+	int xc = 0, no = 0, i = 0;
+	xv[xc++] = argv[i++];
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		size_t n = strlen(a);
+		if (n > 2 && a[1] != '-' && strspn(a + 1, cyrus_noarg_flags) == n - 1) {
+			for (size_t k = 1; k < n; k++) {
+				char f[3] = { '-', a[k], 0 };
+				xv[xc++] = owned[no++] = xstrdup(f);
+			}
+			continue;
+		}
+		xv[xc++] = argv[i];
+		if (i + 1 < argc && ((n == 2 && strchr(cyrus_arg_flags, a[1])) || !strcmp(a, "--shard")))
+			xv[xc++] = argv[++i];
+	}
+	while (i < argc)
+		xv[xc++] = argv[i++];
+	int rc = run(t, xc, xv, 0);
+	for (int k = 0; k < no; k++)
+		free(owned[k]);
+	free(owned);
+	free(xv);
+	return rc;
 }
 
 static const char compare_usage[] =

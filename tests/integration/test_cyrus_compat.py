@@ -9,7 +9,8 @@ typo of a tandem key stays an error for -n, a start and `tandem config`.
 Flags: Cyrus's sync_client flags are accepted by `tandem sync`:
 BlueMind's `-t 1800 -n core -l -r` (here with -F, Cyrus's shutdown file),
 -t's new session between passes, -C CONFIG after the command, -f FILE of
-users with -u, -w, -s, -L, -N, -p, and -O, which leaves a split brain
+users with -u, -w, -s, -L, -N, -p, flags clustered as getopt takes them
+(-loNL), and -O, which leaves a split brain
 unreconciled (nothing copied back) where a plain sync copies back.
 """
 import os
@@ -112,6 +113,10 @@ try:
         r = pair.sync("-L", "-N", "-p", "default", "-s", "carol")
         t.eq(r.returncode, 0, "sync -L -N -p -s: " + r.stderr[-500:])
         t.eq(rep.run(["message", "list", "user.carol"]).stdout.count("\n"), 2, "-s synced carol")
+        m.ok(["deliver", "carol"], make_message(t.rng, 5))
+        r = m.run(["sync", "-n", "repl1", "-loNL", "-u", "carol"])
+        t.eq(r.returncode, 0, "clustered flags, as getopt takes them (-loNL): " + r.stderr[-500:])
+        t.eq(rep.run(["message", "list", "user.carol"]).stdout.count("\n"), 3, "carol synced")
         rc, out = pair.compare()
         t.eq(rc, 0, "compare equal: " + out[-500:])
 
