@@ -168,6 +168,13 @@
  * stored in one transaction (all or none). */
 #define IMAP_MAX_MULTIAPPEND 1000
 #define IMAP_MAX_MULTIAPPEND_BYTES MAX_MESSAGE_SIZE
+/* COPY/MOVE into another owner's mailbox goes in batches, each one store
+ * transaction (one commit and change-log write for the batch): messages
+ * and their bytes held in memory at once. 64 messages take most of the
+ * per-message cost away; 32 MiB keeps a session's memory bounded (a
+ * larger single message goes alone). */
+#define IMAPD_COPY_BATCH 64
+#define IMAPD_COPY_BATCH_BYTES (32u * 1024 * 1024)
 /* FETCH PREVIEW, characters: RFC 8970 3 says at most 256. */
 #define IMAP_PREVIEW_CHARS 256
 /* Arguments/items in one command: bounds parser memory. */
