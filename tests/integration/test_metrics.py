@@ -17,7 +17,7 @@ import smtplib
 import socket
 import time
 
-from tlib import Daemon, Pair, Suite, free_port, make_message, wait_for, wait_log
+from tlib import Daemon, Instance, Pair, Suite, free_port, make_message, wait_for, wait_log
 
 t = Suite("metrics")
 
@@ -225,7 +225,8 @@ def deliver(port, rcpts, i):
 
 mport = free_port()
 pair = Pair(extra_master=f"metrics_listen: 127.0.0.1:{mport}\nfailedloginpause: 0s\n"
-                         "sync_reconnect_minwait: 200ms\nsync_reconnect_maxwait: 1s\n")
+                         "sync_reconnect_minwait: 200ms\nsync_reconnect_maxwait: 1s\n"
+                         "sync_rightnow_channel: repl1\nsync_rightnow_timeout: 2s\n")
 m = pair.master
 d = None
 try:
@@ -280,6 +281,8 @@ try:
         t.eq(f["tandem_sync_bytes_sent_total"]["type"], "counter", "bytes sent is a counter")
         t.eq(f["tandem_fsync_seconds"]["type"], "histogram", "fsync is a histogram")
         t.check(any(l.get("version") for _, l, _ in f["tandem_info"]["samples"]), "version label")
+        t.check(value(f, "tandem_sync_rightnow_waits_total", channel="repl1", result="ok") >= 5,
+                "synchronous replication: the acknowledgements that waited for the replica")
 
     with t.case("replica down: connected 0, pending grows; back: recovered"):
         sent_before = value(scrape(mport), "tandem_sync_bytes_sent_total", channel="repl1")
@@ -296,6 +299,9 @@ try:
         t.check(value(f, "tandem_sync_pending_lines", channel="repl1") > p1, "pending grew with more deliveries")
         t.check(value(f, "tandem_sync_oldest_pending_seconds", channel="repl1") >= 0, "a lag is shown")
         t.check(value(f, "tandem_lmtp_delivered_total") >= 10, "deliveries go on while the replica is down")
+        t.check(value(f, "tandem_sync_rightnow_waits_total", channel="repl1", result="refused") +
+                value(f, "tandem_sync_rightnow_waits_total", channel="repl1", result="timeout") >= 1,
+                "acknowledgements without the replica are counted")
         pair.start_replica()
         f = wait_for(lambda: (lambda f: f if value(f, "tandem_sync_client_connected", channel="repl1") == 1 and
                               value(f, "tandem_sync_pending_lines", channel="repl1") == 0 else None)(scrape(mport)),
@@ -360,4 +366,28 @@ finally:
     if d:
         d.stop()
     pair.cleanup()
+
+# a sharded channel whose replica is down: one series per shard
+inst = Instance(channels="sh", extra_conf=f"sh_sync_shards: 3\nsh_sync_host: 127.0.0.1:{free_port()}\n"
+                                          "sync_authname: repl\nsync_password: x\nsync_reconnect_minwait: 200ms\n"
+                                          f"metrics_listen: 127.0.0.1:{mport}\n")
+d = None
+try:
+    with t.case("a sharded channel: a shard label on each series"):
+        for i, u in enumerate(["u1", "u2", "u3", "u4", "u5", "u6"]):
+            inst.ok(["user", "add", "--no-password", u])
+            inst.ok(["deliver", u], make_message(t.rng, 50 + i))
+        d = Daemon(inst, services=("lmtp",))
+        f = wait_for(_try_scrape, 30, "a scrape")
+        shards = sorted(l["shard"] for _, l, _ in f["tandem_sync_pending_lines"]["samples"] if l["channel"] == "sh")
+        t.eq(shards, ["0", "1", "2"], "one series per shard")
+        total = sum(v for _, l, v in f["tandem_sync_pending_lines"]["samples"] if l["channel"] == "sh")
+        st = inst.ok(["status", "-n", "sh"])
+        want = int(re.search(r"^channel=sh pending_lines=(\d+)", st, re.M).group(1))
+        t.eq(total, want, "the shards add up to the channel's total in tandem status")
+        t.check(all(v == 0 for _, l, v in f["tandem_sync_client_connected"]["samples"]), "none connected")
+finally:
+    if d:
+        d.stop()
+    inst.cleanup()
 t.done()
