@@ -362,6 +362,15 @@ try:
         wait_for(lambda: len(re.findall(r"event=metrics_start pid=(\d+)", d.log())) > len(pids), 30, "a new one")
         f = wait_for(lambda: _try_scrape(), 30, "a scrape from the new process")
         t.check(value(f, "tandem_lmtp_delivered_total") >= 15, "the counters live in tandemd's segment: kept")
+
+    with t.case("a reload restarts the metrics process with the new config"):
+        n0 = len(re.findall(r"event=metrics_start pid=", d.log()))
+        os.kill(d.proc.pid, signal.SIGHUP)
+        wait_for(lambda: len(re.findall(r"event=metrics_start pid=", d.log())) > n0, 30, "a metrics process after the reload")
+        f = wait_for(lambda: _try_scrape(), 30, "a scrape after the reload")
+        t.check(value(f, "tandem_lmtp_delivered_total") >= 15, "counters kept over the reload")
+        wait_for(lambda: (lambda f: f and value(f, "tandem_sync_client_connected", channel="repl1") == 1)(_try_scrape()),
+                 30, "the channel's client (restarted by the reload) connected")
 finally:
     if d:
         d.stop()
