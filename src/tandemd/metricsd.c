@@ -4,7 +4,10 @@
  * METRICS_MAX_CONNS connections at once (more wait in the listen
  * backlog), each closed METRICS_CONN_TIMEOUT_MS after its accept
  * whatever it did, its request head parsed by stats_http_parse (bounded
- * by the METRICS_* limits), one answer, then the connection is closed.
+ * by the METRICS_* limits), one answer, then the connection is closed:
+ * our side shut first, then what the client still sends is read and
+ * dropped until it closes (at most METRICS_LINGER_MS), so a client that
+ * sent more than we read gets the answer, not a reset.
  * The page is made when a request is complete (stats_render_all: the
  * shared segment, the channels' files). tandemd restarts this process if
  * it dies and after a reload (to read the new config).
@@ -35,8 +38,12 @@ struct mconn {
 	struct buf out;
 	size_t off;		/* bytes of out written */
 	int writing;
+	int lingering;	/* answered, our side shut: reading until the client closes */
 	int ok;
 };
+
+/* How long a connection that got its answer may take to close its side, ms. */
+#define METRICS_LINGER_MS 2000
 
 static long long now_ms(void)
 {
@@ -134,7 +141,7 @@ static void mconn_read(const struct conf *conf, struct mconn *c)
 	int status;
 	int pr = stats_http_parse(c->in, c->len, &req, &used, &status);
 	if (pr == 0 && c->len >= sizeof c->in - 1)
-		pr = -1, status = 431;	/* cannot happen: the parser says 431 first */
+		pr = -1, status = 431;	/* a full buffer: the head is METRICS_MAX_HEAD bytes, without its end */
 	if (pr < 0) {
 		log_info("event=metrics_bad_request status=%d bytes_in=%zu", status, c->len);
 		error_answer(c, status);
@@ -164,8 +171,21 @@ static void mconn_write(struct mconn *c)
 	c->off += (size_t)w;
 	if (c->off == c->out.len) {
 		shutdown(c->fd, SHUT_WR);
-		mconn_close(c, NULL);
+		c->writing = 0;
+		c->lingering = 1;
+		long long until = now_ms() + METRICS_LINGER_MS;
+		if (until < c->deadline)
+			c->deadline = until;
 	}
+}
+
+/* After the answer: drops what the client sends until it closes. */
+static void mconn_linger(struct mconn *c)
+{
+	char scratch[4096];
+	ssize_t r = recv(c->fd, scratch, sizeof scratch, 0);
+	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+		mconn_close(c, NULL);
 }
 
 void metricsd_run(const struct conf *conf, const int *lfds, int nl)
@@ -186,7 +206,7 @@ void metricsd_run(const struct conf *conf, const int *lfds, int nl)
 			if (c->fd < 0)
 				continue;
 			if (now >= c->deadline) {
-				mconn_close(c, c->writing ? "write_timeout" : "read_timeout");
+				mconn_close(c, c->lingering ? NULL : c->writing ? "write_timeout" : "read_timeout");
 				continue;
 			}
 			nconn++;
@@ -221,7 +241,9 @@ void metricsd_run(const struct conf *conf, const int *lfds, int nl)
 			struct mconn *c = &conns[map[k]];
 			if (c->fd < 0)
 				continue;
-			if (c->writing)
+			if (c->lingering)
+				mconn_linger(c);
+			else if (c->writing)
 				mconn_write(c);
 			else
 				mconn_read(conf, c);
