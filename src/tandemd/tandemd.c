@@ -14,6 +14,9 @@
  *                      a lower count is stopped like a removed channel:
  *                      it drains its log first)
  *            SIGCHLD -> children reaped
+ *            a session's question to the login cache -> answered
+ *                     (server_authcache.h: tandemd holds the cache; each
+ *                     IMAP session gets a socketpair to it at its fork)
  *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, SIGTERM sent to
  *            every session (each finishes its current command: a delivery
  *            in progress completes), wait up to shutdown_timeout, then
@@ -29,6 +32,7 @@
 #include "net/conn.h"
 #include "net/net.h"
 #include "server/server.h"
+#include "server/server_authcache.h"
 #include "store/store.h"
 #include "chlog/chlog.h"
 #include "names/mboxname.h"
@@ -65,6 +69,8 @@ struct session_slot {
 	pid_t pid;	/* 0: free */
 	int svc;
 	char addr[64];
+	int authfd;	/* tandemd's end of its login-cache socket, -1: none */
+	unsigned asks;	/* questions it asked the cache */
 };
 
 /* One rolling sync client per channel that has a replica configured,
@@ -110,7 +116,19 @@ struct master {
 	struct session_slot *sessions;	/* MAX_SESSIONS: the limits, the final SIGKILL */
 	int nsvc[MAX_LISTENERS];	/* sessions per service (index in services[]) */
 	pid_t pid;		/* tandemd's own, for server_child_init */
+	struct server_authcache *authcache;	/* NULL: auth_cache_size 0 */
+	long long authcache_size;	/* the auth_cache_size it was made for */
 };
+
+/* In a child right after fork: no copy of the login cache, no other
+ * session's socket to it. */
+static void child_drop_authcache(struct master *m)
+{
+	server_authcache_forget(&m->authcache);
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		if (m->sessions[i].pid && m->sessions[i].authfd >= 0)
+			close(m->sessions[i].authfd);
+}
 
 static int sigpipe_fds[2] = { -1, -1 };
 
@@ -200,12 +218,15 @@ static int check_limits(const struct conf *conf, struct terr *err)
 	return 0;
 }
 
-static void run_session(struct master *m, struct listener *l, int fd, const char *addr)
+static void run_session(struct master *m, struct listener *l, int fd, const char *addr, const int authfds[2])
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
+	child_drop_authcache(m);
+	if (authfds[0] >= 0)
+		close(authfds[0]);
 	server_session_signals();
 	server_child_init(m->pid);
 	struct service_env env = { 0 };
@@ -220,6 +241,7 @@ static void run_session(struct master *m, struct listener *l, int fd, const char
 	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
 	buf_free(&peer);
 	snprintf(env.peer_addr, sizeof env.peer_addr, "%s", addr);
+	env.authcache_fd = authfds[1] > 0 ? authfds[1] : 0;
 	server_preauth_arm_mode(conf_duration_ms(m->conf, "preauth_timeout"), l->svc->server_preauth);
 	struct conn *c = conn_new(fd);
 	int rc = l->svc->session(&env, c);
@@ -347,6 +369,7 @@ static void run_syncer(struct master *m, struct syncer *sy)
 		close(m->ls[i].fd);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
+	child_drop_authcache(m);
 	server_session_signals();
 	server_child_init(m->pid);
 	struct terr err = { 0 };
@@ -455,6 +478,9 @@ static void reap(struct master *m)
 			if (m->sessions[i].pid == pid) {
 				m->sessions[i].pid = 0;
 				m->nsvc[m->sessions[i].svc]--;
+				if (m->sessions[i].authfd >= 0)
+					close(m->sessions[i].authfd);
+				m->sessions[i].authfd = -1;
 			}
 		m->nchildren--;
 		if (WIFSIGNALED(status))
@@ -512,21 +538,46 @@ static void accept_one(struct master *m, struct listener *l)
 		return;
 	}
 	m->counter++;
+	int authfds[2] = { -1, -1 };
+	if (m->authcache && l->svc->auth_cache) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, authfds) < 0) {
+			log_warn("event=auth_cache_socket_fail error=\"%s\" note=\"this session verifies hashes itself\"",
+				 strerror(errno));
+			authfds[0] = authfds[1] = -1;
+		} else if (authfds[1] < 3) {
+			/* never a std fd: the session's env says 0 for none */
+			int hi = fcntl(authfds[1], F_DUPFD_CLOEXEC, 3);
+			close(authfds[1]);
+			authfds[1] = hi;
+		}
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("event=fork_fail error=\"%s\"", strerror(errno));
 		close(fd);
+		if (authfds[0] >= 0)
+			close(authfds[0]);
+		if (authfds[1] >= 0)
+			close(authfds[1]);
 		return;
 	}
 	if (pid == 0)
-		run_session(m, l, fd, addr);
+		run_session(m, l, fd, addr, authfds);
+	if (authfds[1] >= 0)
+		close(authfds[1]);
+	int placed = 0;
 	for (int i = 0; i < MAX_SESSIONS; i++)
 		if (m->sessions[i].pid == 0) {
 			m->sessions[i].pid = pid;
 			m->sessions[i].svc = svc;
 			snprintf(m->sessions[i].addr, sizeof m->sessions[i].addr, "%s", addr);
+			m->sessions[i].authfd = authfds[0];
+			m->sessions[i].asks = 0;
+			placed = 1;
 			break;
 		}
+	if (!placed && authfds[0] >= 0)
+		close(authfds[0]);
 	m->nsvc[svc]++;
 	m->nchildren++;
 	close(fd);
@@ -596,6 +647,13 @@ static void reload(struct master *m)
 	conf_free(&m->conf);
 	m->conf = nc;
 	open_logs(m->conf);
+	if (conf_int(m->conf, "auth_cache_size") != m->authcache_size) {
+		/* a new size: a new table (and key); sessions running keep their
+		 * socket and ask the new one */
+		server_authcache_free(&m->authcache);
+		m->authcache_size = conf_int(m->conf, "auth_cache_size");
+		m->authcache = server_authcache_from_conf(m->conf);
+	}
 	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
 	publish_channels(m);
 	reload_syncers(m);
@@ -759,6 +817,10 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	m.pid = getpid();
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		m.sessions[i].authfd = -1;
+	m.authcache_size = conf_int(m.conf, "auth_cache_size");
+	m.authcache = server_authcache_from_conf(m.conf);
 	if (server_authfail_init() < 0)
 		log_warn("event=authfail_table_fail error=\"%s\" note=\"failed logins are counted per session only\"",
 			 strerror(errno));
@@ -774,16 +836,26 @@ int main(int argc, char **argv)
 		   m.nsyncers);
 	warn_rightnow(&m);
 	int running = 1;
+	/* the signal pipe, the listeners, then the sessions' login-cache sockets */
+	struct pollfd *pf = xcalloc(1 + MAX_LISTENERS + MAX_SESSIONS, sizeof *pf);
+	int *pf_slot = xcalloc(MAX_SESSIONS, sizeof *pf_slot);
 	while (running) {
-		struct pollfd pf[MAX_LISTENERS + 1];
 		pf[0].fd = sigpipe_fds[0];
 		pf[0].events = POLLIN;
 		for (int i = 0; i < m.nls; i++) {
 			pf[i + 1].fd = m.ls[i].fd;
 			pf[i + 1].events = POLLIN;
 		}
+		int nauth = 0;
+		for (int i = 0; i < MAX_SESSIONS; i++)
+			if (m.sessions[i].pid && m.sessions[i].authfd >= 0) {
+				pf[1 + m.nls + nauth].fd = m.sessions[i].authfd;
+				pf[1 + m.nls + nauth].events = POLLIN;
+				pf[1 + m.nls + nauth].revents = 0;
+				pf_slot[nauth++] = i;
+			}
 		start_due_syncers(&m);
-		int n = poll(pf, (nfds_t)m.nls + 1, next_syncer_ms(&m));
+		int n = poll(pf, (nfds_t)(m.nls + 1 + nauth), next_syncer_ms(&m));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -802,10 +874,24 @@ int main(int argc, char **argv)
 					reap(&m);
 			}
 		}
+		/* before the accepts: those may reuse a slot reaped above */
+		for (int k = 0; k < nauth; k++) {
+			struct session_slot *ss = &m.sessions[pf_slot[k]];
+			if (!(pf[1 + m.nls + k].revents & (POLLIN | POLLHUP | POLLERR)) || ss->authfd != pf[1 + m.nls + k].fd)
+				continue;
+			if (server_authcache_serve(m.authcache, ss->authfd, &ss->asks,
+						   conf_duration_ms(m.conf, "auth_cache_ttl")) < 0) {
+				close(ss->authfd);
+				ss->authfd = -1;
+			}
+		}
 		for (int i = 0; running && i < m.nls; i++)
 			if (pf[i + 1].revents & POLLIN)
 				accept_one(&m, &m.ls[i]);
 	}
+	free(pf);
+	free(pf_slot);
+	server_authcache_free(&m.authcache);
 	stop(&m);
 	if (m.tls)
 		SSL_CTX_free(m.tls);
