@@ -2,8 +2,9 @@
  * (server_authcache.h has the design).
  *
  * One private anonymous mapping holds the header (with the HMAC key), the
- * entries and the hash buckets, so a forked child drops its copy with one
- * munmap. Entries are found by their HMAC (uniformly random: its first
+ * entries and the hash buckets, marked MADV_DONTFORK: a forked child does
+ * not get it at all (where the kernel refuses that, the child drops its
+ * copy with one munmap). Entries are found by their HMAC (uniformly random: its first
  * bytes pick the bucket), chained per bucket, and kept on an LRU list;
  * a full table reuses the least recently used entry. Indexes, not
  * pointers, link them (AC_NIL ends a list).
@@ -45,6 +46,10 @@ struct server_authcache {
 	struct ac_entry *e;
 };
 
+/* The tables of this process are not inherited by a fork (MADV_DONTFORK
+ * took); else a child unmaps its copy. */
+static int dontfork;
+
 struct server_authcache *server_authcache_new(size_t nentries)
 {
 	if (nentries < 1 || nentries > (size_t)(AUTH_CACHE_MAX_SIZE / AUTH_CACHE_ENTRY_BYTES))
@@ -58,6 +63,9 @@ struct server_authcache *server_authcache_new(size_t nentries)
 	if (p == MAP_FAILED)
 		return NULL;
 	madvise(p, len, MADV_DONTDUMP);	/* no verifiers in a core file */
+	/* not in any child at all: nothing to unmap after a fork, no page
+	 * table entries copied by it */
+	dontfork = madvise(p, len, MADV_DONTFORK) == 0;
 	struct server_authcache *c = p;
 	c->maplen = len;
 	if (RAND_bytes(c->key, sizeof c->key) != 1) {
@@ -101,7 +109,8 @@ void server_authcache_forget(struct server_authcache **c)
 {
 	if (!*c)
 		return;
-	munmap(*c, (*c)->maplen);
+	if (!dontfork)
+		munmap(*c, (*c)->maplen);
 	*c = NULL;
 }
 

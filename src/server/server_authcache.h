@@ -32,9 +32,9 @@
  * session would hand out the key and an HMAC verifier of every recent
  * password, which can be tried at billions of guesses a second where
  * yescrypt allows tens. Here a session holds only its own client's
- * password: the child unmaps its inherited copy of the table and key right
- * after the fork (server_authcache_forget: the table is one mapping of
- * its own) and closes every other session's socket. tandemd answers each
+ * password: the table and key are one mapping marked MADV_DONTFORK, so no
+ * child of tandemd has them (server_authcache_forget), and each child
+ * closes every other session's socket. tandemd answers each
  * session at most AUTH_CACHE_ASKS questions (about what one login needs),
  * so even a subverted session cannot use the cache as a fast oracle. The
  * socket is the session's own: no path, nobody else can connect. The
@@ -71,8 +71,8 @@ struct server_authcache *server_authcache_new(size_t nentries);
 struct server_authcache *server_authcache_from_conf(const struct conf *conf);
 /* Wipes the key and entries, unmaps. */
 void server_authcache_free(struct server_authcache **c);
-/* In a child of tandemd right after fork: unmaps the child's copy of the
- * table without touching tandemd's. */
+/* In a child of tandemd right after fork: forgets the table, which the
+ * child does not have (MADV_DONTFORK), or unmaps its copy. */
 void server_authcache_forget(struct server_authcache **c);
 size_t server_authcache_capacity(const struct server_authcache *c);
 size_t server_authcache_count(const struct server_authcache *c);
@@ -91,8 +91,10 @@ void server_authcache_add(struct server_authcache *c, const char *user, const ch
 
 /* Reads one question from a session's socket fd and answers it: *asks is
  * the session's count so far (past AUTH_CACHE_ASKS: "not cached", and
- * adds are ignored). c NULL: every lookup misses. Returns -1 when the
- * session closed its end (close fd), else 0. */
+ * adds are ignored). c NULL: every lookup misses. Returns 1 when it
+ * handled a question, 0 when none was waiting, -1 when the session closed
+ * its end (close fd). Before closing the socket of a session that ended,
+ * call it until it returns <= 0: the session's last add may be waiting. */
 int server_authcache_serve(struct server_authcache *c, int fd, unsigned *asks, int64_t ttl_ms);
 
 /* ---- the session's side -------------------------------------------------- */

@@ -38,10 +38,15 @@ int server_authcache_serve(struct server_authcache *c, int fd, unsigned *asks, i
 {
 	unsigned char m[WIRE_MAX + 1];
 	ssize_t n = recv(fd, m, sizeof m, MSG_DONTWAIT);
+	if (n < 0 && errno == ECONNRESET) {
+		/* the session ended with an answer unread: said once, then what
+		 * it sent before is still there to read */
+		n = recv(fd, m, sizeof m, MSG_DONTWAIT);
+	}
 	if (n == 0)
 		return -1;
 	if (n < 0)
-		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+		return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
 	char user[MAX_USERID + 1], hash[AUTH_CACHE_MAX_HASH + 1], pw[MAX_PASSWORD + 1];
 	int ok = 0;
 	if (n >= WIRE_HDR && n <= WIRE_MAX) {
@@ -69,7 +74,7 @@ int server_authcache_serve(struct server_authcache *c, int fd, unsigned *asks, i
 	}
 	OPENSSL_cleanse(m, (size_t)n);
 	OPENSSL_cleanse(pw, sizeof pw);
-	return 0;
+	return 1;
 }
 
 /* Sends one question; for a lookup waits for the answer: 1 cached, 0 not,

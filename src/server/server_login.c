@@ -2,6 +2,8 @@
  * (server_authcache.h). */
 #include "server/server_authcache.h"
 
+#include "lib/limits.h"
+#include "lib/log.h"
 #include "server/server.h"
 #include "store/store.h"
 
@@ -24,6 +26,8 @@ static int ask(int fd, char op, const char *user, const char *hash, const char *
 		return 0;
 	int r = server_authcache_ask(fd, op, user, hash, password);
 	if (r < 0) {
+		log_warn("event=auth_cache_unanswered wait_ms=%d note=\"this session verifies hashes itself from now on\"",
+			 AUTH_CACHE_WAIT_MS);
 		cache_broken = 1;
 		close(fd);
 		return 0;

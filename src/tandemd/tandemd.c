@@ -45,6 +45,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,7 @@ struct master {
 	pid_t pid;		/* tandemd's own, for server_child_init */
 	struct server_authcache *authcache;	/* NULL: auth_cache_size 0 */
 	long long authcache_size;	/* the auth_cache_size it was made for */
+	int nauthfds;		/* sessions[].authfd open */
 };
 
 /* In a child right after fork: no copy of the login cache, no other
@@ -125,9 +127,11 @@ struct master {
 static void child_drop_authcache(struct master *m)
 {
 	server_authcache_forget(&m->authcache);
-	for (int i = 0; i < MAX_SESSIONS; i++)
-		if (m->sessions[i].pid && m->sessions[i].authfd >= 0)
+	for (int i = 0, left = m->nauthfds; i < MAX_SESSIONS && left > 0; i++)
+		if (m->sessions[i].pid && m->sessions[i].authfd >= 0) {
 			close(m->sessions[i].authfd);
+			left--;
+		}
 }
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -478,8 +482,15 @@ static void reap(struct master *m)
 			if (m->sessions[i].pid == pid) {
 				m->sessions[i].pid = 0;
 				m->nsvc[m->sessions[i].svc]--;
-				if (m->sessions[i].authfd >= 0)
+				if (m->sessions[i].authfd >= 0) {
+					/* its last add may still be waiting (the login it
+					 * verified, then a quick LOGOUT) */
+					while (server_authcache_serve(m->authcache, m->sessions[i].authfd, &m->sessions[i].asks,
+								      conf_duration_ms(m->conf, "auth_cache_ttl")) > 0) {
+					}
 					close(m->sessions[i].authfd);
+					m->nauthfds--;
+				}
 				m->sessions[i].authfd = -1;
 			}
 		m->nchildren--;
@@ -573,6 +584,7 @@ static void accept_one(struct master *m, struct listener *l)
 			snprintf(m->sessions[i].addr, sizeof m->sessions[i].addr, "%s", addr);
 			m->sessions[i].authfd = authfds[0];
 			m->sessions[i].asks = 0;
+			m->nauthfds += authfds[0] >= 0;
 			placed = 1;
 			break;
 		}
@@ -817,6 +829,11 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	m.pid = getpid();
+	/* what every session would do again after its fork, done once here:
+	 * SQLite's global init (no connection is opened in tandemd), the time
+	 * zone of the log lines */
+	sqlite3_initialize();
+	tzset();
 	for (int i = 0; i < MAX_SESSIONS; i++)
 		m.sessions[i].authfd = -1;
 	m.authcache_size = conf_int(m.conf, "auth_cache_size");
@@ -847,7 +864,7 @@ int main(int argc, char **argv)
 			pf[i + 1].events = POLLIN;
 		}
 		int nauth = 0;
-		for (int i = 0; i < MAX_SESSIONS; i++)
+		for (int i = 0; i < MAX_SESSIONS && nauth < m.nauthfds; i++)
 			if (m.sessions[i].pid && m.sessions[i].authfd >= 0) {
 				pf[1 + m.nls + nauth].fd = m.sessions[i].authfd;
 				pf[1 + m.nls + nauth].events = POLLIN;
@@ -883,6 +900,7 @@ int main(int argc, char **argv)
 						   conf_duration_ms(m.conf, "auth_cache_ttl")) < 0) {
 				close(ss->authfd);
 				ss->authfd = -1;
+				m.nauthfds--;
 			}
 		}
 		for (int i = 0; running && i < m.nls; i++)

@@ -9,6 +9,7 @@
 #include "test.h"
 
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -174,17 +175,19 @@ TEST(wire)
 	unsigned asks = 0;
 	/* an add is not answered: queue it, then serve it */
 	CHECK_INT(server_authcache_ask(sv[1], 'A', "alice", H1, "pw"), 0);
-	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
 	CHECK_INT(server_authcache_count(c), 1);
-	/* lookups: ask waits for the answer, so a forked "tandemd" (with a
-	 * copy of the table) serves them */
+	/* lookups: ask waits for the answer, so a forked "tandemd" serves
+	 * them, from a table of its own (a child has no copy of ours) */
 	pid_t pid = fork();
 	if (pid == 0) {
 		unsigned a = 0;
+		struct server_authcache *cc = server_authcache_new(8);
+		server_authcache_add(cc, "alice", H1, "pw", 0, 1LL << 40);
 		for (int i = 0; i < 3; i++) {
 			struct pollfd pf = { .fd = sv[0], .events = POLLIN };
 			poll(&pf, 1, 5000);
-			server_authcache_serve(c, sv[0], &a, HOUR);
+			server_authcache_serve(cc, sv[0], &a, HOUR);
 		}
 		_exit(0);
 	}
@@ -196,33 +199,71 @@ TEST(wire)
 	/* malformed questions: a lookup is answered "not cached", an add ignored */
 	unsigned char bad[] = { 'L', 0, 9, 0, 1, 0, 1, 'a', 'b', 'c' };	/* lengths do not add up */
 	CHECK(send(sv[1], bad, sizeof bad, 0) == (ssize_t)sizeof bad);
-	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
 	unsigned char ans = 0;
 	CHECK(recv(sv[1], &ans, 1, 0) == 1);
 	CHECK_INT(ans, 'N');
 	unsigned char nul[] = { 'A', 0, 3, 0, 1, 0, 1, 'a', 0, 'b', 'h', 'p' };	/* a NUL inside the userid */
 	CHECK(send(sv[1], nul, sizeof nul, 0) == (ssize_t)sizeof nul);
-	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
 	CHECK_INT(server_authcache_count(c), 1);
 	/* past AUTH_CACHE_ASKS questions of one session: no more hits, no adds */
 	while (asks < AUTH_CACHE_ASKS) {
 		CHECK_INT(server_authcache_ask(sv[1], 'A', "filler", H1, "pw"), 0);
-		CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+		CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
 	}
 	CHECK_INT(server_authcache_ask(sv[1], 'A', "late", H1, "pw"), 0);
-	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
 	CHECK_INT(server_authcache_lookup(c, "late", H1, "pw", 0), 0);
 	unsigned char q[] = { 'L', 0, 5, 0, (unsigned char)strlen(H1), 0, 2 };
 	struct iovec iov[4] = { { q, sizeof q }, { (void *)"alice", 5 }, { (void *)H1, strlen(H1) }, { (void *)"pw", 2 } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 4 };
 	CHECK(sendmsg(sv[1], &mh, 0) > 0);
-	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
 	CHECK(recv(sv[1], &ans, 1, 0) == 1);
 	CHECK_INT(ans, 'N');	/* cached, but this session asked too much */
-	/* the session hangs up: serve says so */
+	/* nothing waiting */
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 0);
+	/* an add still queued when the session has gone is read, then the end */
+	asks = 0;
+	CHECK_INT(server_authcache_ask(sv[1], 'A', "last", H1, "pw"), 0);
 	close(sv[1]);
+	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), 1);
+	CHECK_INT(server_authcache_lookup(c, "last", H1, "pw", 0), 1);
+	/* the session hung up: serve says so */
 	CHECK_INT(server_authcache_serve(c, sv[0], &asks, HOUR), -1);
 	close(sv[0]);
+	server_authcache_free(&c);
+}
+
+/* A forked child has no copy of the table (MADV_DONTFORK): touching it
+ * there faults; server_authcache_forget just drops the pointer. */
+static void on_segv(int sig)
+{
+	(void)sig;
+	_exit(4);
+}
+
+TEST(not_in_children)
+{
+	struct server_authcache *c = server_authcache_new(8);
+	server_authcache_add(c, "alice", H1, "pw", 0, HOUR);
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct server_authcache *mine = c;
+		server_authcache_forget(&mine);
+		if (mine != NULL)
+			_exit(2);
+		/* the table is not mapped here: this read faults (quietly, also
+		 * under ASan) */
+		signal(SIGSEGV, on_segv);
+		_exit(server_authcache_count(c) == 1 ? 0 : 3);
+	}
+	int st = 0;
+	waitpid(pid, &st, 0);
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 4);
+	CHECK_INT(server_authcache_lookup(c, "alice", H1, "pw", 1), 1);	/* still ours */
 	server_authcache_free(&c);
 }
 
@@ -284,6 +325,7 @@ int main(void)
 	RUN(too_long);
 	RUN(wire);
 	RUN(wire_no_answer);
+	RUN(not_in_children);
 	RUN(from_conf);
 	return test_done();
 }
