@@ -12,9 +12,12 @@ same run (issue 16, "Logins under load").
    ENVELOPE), STORE 1 +FLAGS (\\Deleted), EXPUNGE, LOGOUT (6 commands; the
    INBOXes are filled by LMTP first with enough small messages). Commands
    per second over the wall time of the whole run, and the p50/p95 of the
-   LOGINs inside it. Each repetition of tandem with the cache starts with
-   an empty cache (switched by a reload), so each user's first login
-   misses.
+   LOGINs inside it. Before the clock starts, each client logs in once
+   (untimed warm-up, on every server): the timed sessions are those of a
+   server that has been running, whose cache knows its users (each
+   repetition of tandem with the cache starts with an empty one, switched
+   by a reload; the warm-up fills it). Also the server's CPU per session: the master process, its
+   children alive and reaped (/proc), over the run, divided by sessions.
 
 Both clients re-arm TCP_QUICKACK before each read (bench_cyrus.py explains:
 Cyrus otherwise stalls ~40 ms per command on the client's delayed ACK), so
@@ -76,9 +79,17 @@ def login_latency(port, user):
     return out[0], out[1:]
 
 
-def mix_client(port, user, start, q):
-    lat, cmds = [], 0
+def mix_client(port, user, ready, start, q):
+    lat, cmds, warm = [], 0, False
     try:
+        # warm-up, untimed: one login of this user, as a server that has
+        # been running a while has seen (both servers get it)
+        c = RawImap(port, quickack=True)
+        c.cmd(f"LOGIN {user} {pw(user)}")
+        c.cmd("LOGOUT")
+        c.sock.close()
+        ready.put(user)
+        warm = True
         start.wait()
         for _ in range(SESSIONS):
             c = RawImap(port, quickack=True)
@@ -94,29 +105,63 @@ def mix_client(port, user, start, q):
             cmds += CMDS_PER_SESSION
         q.put((cmds, lat, None))
     except Exception as e:  # noqa: BLE001 -- reported by the parent
+        if not warm:
+            ready.put(None)
         q.put((cmds, lat, repr(e)))
 
 
-def mix(port):
-    """(commands/s, login ms list) of one run of CLIENTS x SESSIONS sessions."""
+def server_cpu(root):
+    """CPU seconds used so far by process root, its live descendants and its reaped children."""
+    tck = os.sysconf("SC_CLK_TCK")
+    kids, total = {}, 0.0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kids.setdefault(int(f[1]), []).append((int(d), f))
+    stack = [root]
+    seen = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for child, f in kids.get(pid, []):
+            total += (int(f[11]) + int(f[12])) / tck
+            stack.append(child)
+    f = open(f"/proc/{root}/stat").read().rsplit(")", 1)[1].split()
+    return total + sum(int(x) for x in f[11:15]) / tck
+
+
+def mix(port, root):
+    """(commands/s, login ms list, server CPU ms per session) of one run of CLIENTS x SESSIONS
+    sessions; root: the server's master process (tandemd, Cyrus's master)."""
     ctx = mp.get_context("fork")
-    start, q = ctx.Event(), ctx.Queue()
-    procs = [ctx.Process(target=mix_client, args=(port, u, start, q)) for u in USERS]
+    start, ready, q = ctx.Event(), ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=mix_client, args=(port, u, ready, start, q)) for u in USERS]
     for p in procs:
         p.start()
-    time.sleep(0.5)
+    for _ in procs:
+        ready.get(timeout=600)  # every warm-up done
+    time.sleep(0.3)
+    cpu0 = server_cpu(root)
     t0 = time.monotonic()
     start.set()
     res = [q.get(timeout=600) for _ in procs]
     wall = time.monotonic() - t0
     for p in procs:
         p.join()
+    time.sleep(0.3)  # the last sessions exit and are reaped
+    cpu = server_cpu(root) - cpu0
     errors = [e for _, _, e in res if e]
     if errors:
         raise RuntimeError(f"{len(errors)} mix clients failed: {errors[0]}")
     cmds = sum(c for c, _, _ in res)
     lat = [x for _, l, _ in res for x in l]
-    return cmds / wall, lat, wall
+    return cmds / wall, lat, 1000 * cpu / (len(USERS) * SESSIONS)
 
 
 def set_cache(tm, on):
@@ -186,14 +231,17 @@ def main():
         # 2. the login-heavy mix
         rates = {"t": [], "t0": [], "c": []}
         mlat = {"t": [], "t0": [], "c": []}
+        mcpu = {"t": [], "t0": [], "c": []}
+        cyrus_master = int(open(cm.pidfile).read().split()[0])
         for rep in range(REPS):
             order = ["t", "t0", "c"] if rep % 2 == 0 else ["c", "t0", "t"]
             for who in [w for w in order if w in MODES]:
                 if who != "c":
                     set_cache(tm, who == "t")
-                r, l, _ = mix(cm.imap_port if who == "c" else ip)
+                r, l, cpu = mix(cm.imap_port if who == "c" else ip, cyrus_master if who == "c" else tm.proc.pid)
                 rates[who].append(r)
                 mlat[who].append(l)
+                mcpu[who].append(cpu)
         row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
                "commands_per_session": CMDS_PER_SESSION, "reps": REPS}
         for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
@@ -203,6 +251,7 @@ def main():
             row[name + "_runs"] = [round(x, 1) for x in rates[who]]
             row[name + "_login_p50_ms"] = round(statistics.median(statistics.median(x) for x in mlat[who]), 1)
             row[name + "_login_p95_ms"] = round(statistics.median(pct(x, 95) for x in mlat[who]), 1)
+            row[name + "_server_cpu_ms_per_session"] = round(statistics.median(mcpu[who]), 1)
         if rates["t"] and rates["c"]:
             row["ratio"] = round(row["tandem_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
         if rates["t0"] and rates["c"]:
