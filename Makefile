@@ -77,12 +77,14 @@ build/libtandem-asan.a: $(ASAN_LIB_OBJS)
 	@mkdir -p build
 	rm -f $@ && ar rcs $@ $^
 
+# tandemd binds every symbol at start (-z now): its forked sessions then
+# inherit a resolved GOT instead of each resolving (and copying) it again.
 DAEMON_SRCS := $(sort $(wildcard src/tandemd/*.c))
 DAEMON_OBJS := $(DAEMON_SRCS:%.c=build/obj/%.o)
 
 bin/tandemd: $(DAEMON_OBJS) build/libtandem.a
 	@mkdir -p bin
-	$(CC) $(ALL_CFLAGS) -o $@ $(DAEMON_OBJS) build/libtandem.a $(PKG_LIBS)
+	$(CC) $(ALL_CFLAGS) -Wl,-z,now -o $@ $(DAEMON_OBJS) build/libtandem.a $(PKG_LIBS)
 
 bin/tandem: $(TOOL_OBJS) build/libtandem.a
 	@mkdir -p bin

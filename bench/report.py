@@ -1,6 +1,8 @@
-"""report.py: turns build/bench/results.jsonl into the generated section
-of docs/benchmarks.md (between <!-- bench:begin --> and <!-- bench:end -->),
-keeping the hand-written text around it."""
+"""report.py: turns build/bench/results.jsonl into the generated sections
+of docs/benchmarks.md (between <!-- bench:begin --> and <!-- bench:end -->;
+the logins under load between <!-- bench:login:begin --> and
+<!-- bench:login:end -->), keeping the hand-written text around them. A
+section is rewritten only when the results have figures for it."""
 import json
 import os
 import platform
@@ -150,8 +152,74 @@ if cyr:
         lines.append("")
         lines.append("Raw: " + "; ".join(notes) + ".")
     lines.append("")
+# logins under load (bench_login.py): a section of its own, between
+# <!-- bench:login:begin --> and <!-- bench:login:end -->
+login = []
+lat = next((r for r in results if r["bench"] == "login_latency"), None)
+mix = next((r for r in results if r["bench"] == "login_mix"), None)
+if lat or mix:
+    login.append(f"Run of {when}, commit {commit}, {os.cpu_count()} cores, {platform.machine()}"
+                 + (f", load average {mix['load1']} at the end of the mix" if mix and "load1" in mix else "") + ".")
+    login.append("")
+if lat:
+    login.append("### LOGIN latency (same user, after a first login; Cyrus 3.6.1 beside, same run)")
+    login.append("")
+    login.append("| server | warm LOGIN p50 ms | p95 ms | first LOGIN ms |")
+    login.append("|---|---|---|---|")
+    for k, name in (("tandem", "tandem, login cache on (default)"), ("tandem_nocache", "tandem, auth_cache_size 0"),
+                    ("cyrus", "Cyrus 3.6 (sasldb)")):
+        if k + "_p50_ms" in lat:
+            login.append(f"| {name} | {lat[k + '_p50_ms']} | {lat[k + '_p95_ms']} | {lat[k + '_first_ms']} |")
+    login.append("")
+    login.append(f"{lat['logins']} timed LOGINs per repetition (connect, LOGIN, LOGOUT each), medians over "
+                 f"{lat['reps']} repetitions; the clock runs from LOGIN sent to its tagged OK.")
+    login.append("")
+if mix:
+    login.append(f"### Login-heavy mix: {mix['clients']} clients at once")
+    login.append("")
+    login.append(f"Each client, as its own user, runs {mix['sessions_per_client']} sessions of connect, LOGIN, "
+                 "SELECT INBOX, FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE), STORE 1 +FLAGS (\\Deleted), EXPUNGE, "
+                 f"LOGOUT ({mix['commands_per_session']} commands), timed after one untimed login per client "
+                 "(a server that has run a while; tandem's cache starts each repetition empty). Both clients "
+                 "re-arm TCP_QUICKACK. Server CPU per session: the master process "
+                 "and all its children (alive and reaped) over the run.")
+    login.append("")
+    login.append("| server | commands/s (median) | runs | LOGIN p50 ms | LOGIN p95 ms | server CPU ms/session |")
+    login.append("|---|---|---|---|---|---|")
+    for k, name in (("tandem", "tandem, login cache on"), ("tandem_nocache", "tandem, auth_cache_size 0"),
+                    ("cyrus", "Cyrus 3.6")):
+        if k + "_cmds_per_s" in mix:
+            login.append(f"| {name} | {mix[k + '_cmds_per_s']} | {', '.join(map(str, mix[k + '_runs']))} | "
+                         f"{mix[k + '_login_p50_ms']} | {mix[k + '_login_p95_ms']} | "
+                         f"{mix.get(k + '_server_cpu_ms_per_session', '-')} |")
+    login.append("")
+    ratios = []
+    if "ratio" in mix:
+        ratios.append(f"tandem with the cache / Cyrus: {mix['ratio']}x")
+    if "ratio_nocache" in mix:
+        ratios.append(f"without the cache / Cyrus: {mix['ratio_nocache']}x")
+    if ratios:
+        login.append("Commands per second, " + "; ".join(ratios) + ".")
+    ac = mix.get("tandem_auth_cache")
+    if ac:
+        login.append(f"tandem's logins over the whole run: {ac['hit']} cache hits, {ac['miss']} misses, "
+                     f"{ac['off']} with the cache off, {ac['unanswered']} questions tandemd left unanswered.")
+    login.append("")
+
 text = open(doc).read() if os.path.exists(doc) else "# Benchmarks\n\n<!-- bench:begin -->\n<!-- bench:end -->\n"
-b, e = "<!-- bench:begin -->", "<!-- bench:end -->"
-head, rest = text.split(b, 1)
-_, tail = rest.split(e, 1)
-open(doc, "w").write(head + b + "\n" + "\n".join(lines) + "\n" + e + tail)
+
+
+def put(text, name, body):
+    b, e = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if b not in text:
+        text += f"\n{b}\n{e}\n"
+    head, rest = text.split(b, 1)
+    _, tail = rest.split(e, 1)
+    return head + b + "\n" + "\n".join(body) + "\n" + e + tail
+
+
+if any(not r["bench"].startswith("login_") for r in results):
+    text = put(text, "bench", lines)
+if login:
+    text = put(text, "bench:login", login)
+open(doc, "w").write(text)

@@ -38,6 +38,10 @@ const struct conf_option conf_options[] = {
 	  "Allow LOGIN / AUTHENTICATE PLAIN without TLS." },
 	{ "failedloginpause", CT_DURATION, "3s", 0, 0, MS(60), NULL,
 	  "Pause before answering a failed login; doubled per recent failure of the user or address (max 30s)." },
+	{ "auth_cache_size", CT_BYTES, "1M", 0, 0, AUTH_CACHE_MAX_SIZE, NULL,
+	  "Dovecot's: memory of tandemd's verified-login cache, bytes (64 per login, K/M suffixes); 0: off." },
+	{ "auth_cache_ttl", CT_DURATION, "1h", 0, MS(1), MS(AUTH_CACHE_TTL_MAX_S), NULL,
+	  "Dovecot's: how long a verified login stays cached (a password change misses at once anyway)." },
 	{ "preauth_timeout", CT_DURATION, STR(PREAUTH_TIMEOUT_MAX) "s", 0, MS(1), MS(PREAUTH_TIMEOUT_MAX), NULL,
 	  "tandem only: close sessions not logged in by then (IMAP, sync port) and idle LMTP sessions." },
 	/* session limits (Cyrus: maxchild of each cyrus.conf service entry) */

@@ -7,6 +7,8 @@
  * of the user or the client address, counted across every session of
  * tandemd); the AUTH_MAX_FAILS-th failure of a session ends it. PLAIN's authorization identity lets an admin act as another
  * user (the session then has that user's rights, not an admin's).
+ * Passwords are checked by server_login_check: tandemd's cache of
+ * verified logins first (server_authcache.h), the stored hash on a miss.
  */
 #include "imapd/imapd-private.h"
 
@@ -17,6 +19,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "proto/imap/imap_write.h"
+#include "server/server_authcache.h"
 #include "store/store.h"
 
 #include <string.h>
@@ -50,6 +53,10 @@ static void fail(struct imapd_session *s, const char *mech, const char *user, co
 		s->authfails = AUTH_MAX_FAILS;
 }
 
+/* What the last password check found in tandemd's login cache
+ * (server_login_check), for the login's log line. */
+static const char *cache_how = "off";
+
 static void succeed(struct imapd_session *s, const char *mech, const char *user, const char *authid)
 {
 	s->user = xstrdup(user);
@@ -62,8 +69,8 @@ static void succeed(struct imapd_session *s, const char *mech, const char *user,
 	struct buf extra = BUF_INIT;
 	if (strcmp(user, authid))
 		buf_printf(&extra, " authid=%s", logq(q, authid));
-	imapd_log_event(s, "login", NULL, "mech=%s peer=%s tls=%d admin=%d%s", mech, s->env->peer, conn_is_tls(s->c),
-			s->isadmin, buf_cstr(&extra));
+	imapd_log_event(s, "login", NULL, "mech=%s peer=%s tls=%d admin=%d auth_cache=%s%s", mech, s->env->peer,
+			conn_is_tls(s->c), s->isadmin, cache_how, buf_cstr(&extra));
 	buf_free(&extra);
 	struct buf caps = BUF_INIT, code = BUF_INIT;
 	imapd_capabilities(s, &caps);
@@ -80,7 +87,7 @@ static int check(struct imapd_session *s, const char *user, const char *password
 	if (!*user || strlen(user) > MAX_USERID || strlen(password) > MAX_PASSWORD ||
 	    userid_validate(user, s->ns.virtdomains, &err) < 0)
 		return 0;
-	int r = store_user_check_password(s->st, user, password, &err);
+	int r = server_login_check(s->env, s->st, user, password, &cache_how, &err);
 	if (r < 0)
 		imapd_no_err(s, "check_password", &err);
 	return r;

@@ -301,4 +301,29 @@
  * of the answer: a slow or silent client holds its slot no longer. */
 #define METRICS_CONN_TIMEOUT_MS 5000
 
+/* The verified-credentials cache of tandemd (server_authcache.h).
+ * Bytes of tandemd's memory one cached login takes (a 32-byte HMAC, its
+ * expiry, LRU and hash links, its bucket): auth_cache_size / this is the
+ * number of logins remembered. */
+#define AUTH_CACHE_ENTRY_BYTES 64
+/* Largest auth_cache_size, bytes: 64 MiB is a million logins, more users
+ * than one instance serves; it bounds what tandemd holds. */
+#define AUTH_CACHE_MAX_SIZE (64LL * 1024 * 1024)
+/* Longest auth_cache_ttl, seconds: a password change misses at once
+ * anyway (the stored hash is in the key); the TTL bounds how long a
+ * verifier of a password stays in tandemd's memory after its last
+ * yescrypt. Dovecot's default is 1 hour, ours too. */
+#define AUTH_CACHE_TTL_MAX_S (24 * 3600)
+/* Longest stored hash the cache takes, bytes (libxcrypt's
+ * CRYPT_OUTPUT_SIZE): a longer one is verified without the cache. */
+#define AUTH_CACHE_MAX_HASH 384
+/* Questions one session may ask the cache: a session logs in once,
+ * after at most AUTH_MAX_FAILS failures, and tells the cache one right
+ * password. Past it the cache answers "not cached" and takes nothing: a
+ * subverted session cannot use tandemd as a fast password oracle. */
+#define AUTH_CACHE_ASKS (2 * (AUTH_MAX_FAILS + 1))
+/* How long a session waits for tandemd's answer, ms: past it the session
+ * verifies the hash itself and stops asking (tandemd is stuck or gone). */
+#define AUTH_CACHE_WAIT_MS 2000
+
 #endif

@@ -27,6 +27,8 @@ struct service_env {
 	char session_id[32];	/* <servername-free> "<pid hex>-<counter hex>" */
 	char peer[80];
 	char peer_addr[64];	/* address alone ("" for a unix socket): per-client limits */
+	int authcache_fd;	/* > 0: the session's socket to tandemd's login cache
+				 * (server_authcache.h); 0: none (never a std fd) */
 };
 
 typedef int service_session_fn(const struct service_env *env, struct conn *c);

@@ -679,26 +679,45 @@ int store_user_passwd(struct store *st, const char *userid, const char *password
 	return rc;
 }
 
-int store_user_check_password(struct store *st, const char *userid, const char *password,
-			      struct terr *err)
+int store_user_pwhash(struct store *st, const char *userid, struct buf *out, struct terr *err)
 {
 	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT pwhash FROM users WHERE userid = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
-	int ok = 0;
-	if (sqlite3_step(s) == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT &&
-	    strlen(password) <= MAX_PASSWORD) {
-		const char *h = (const char *)sqlite3_column_text(s, 0);
-		struct crypt_data *cd = xcalloc(1, sizeof *cd);
-		const char *got = crypt_r(password, h, cd);
-		ok = got && got[0] != '*' && strlen(got) == strlen(h) &&
-		     CRYPTO_memcmp(got, h, strlen(h)) == 0;
-		OPENSSL_cleanse(cd, sizeof *cd);
-		free(cd);
+	int rc = sqlite3_step(s), found = 0;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) == SQLITE_TEXT) {
+		buf_reset(out);
+		buf_appends(out, (const char *)sqlite3_column_text(s, 0));
+		found = 1;
+	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		found = store_sql_fail(st->usersdb, "pwhash", err);
 	}
 	sqlite3_finalize(s);
+	return found;
+}
+
+int store_password_verify(const char *hash, const char *password)
+{
+	if (strlen(password) > MAX_PASSWORD)
+		return 0;
+	struct crypt_data *cd = xcalloc(1, sizeof *cd);
+	const char *got = crypt_r(password, hash, cd);
+	int ok = got && got[0] != '*' && strlen(got) == strlen(hash) && CRYPTO_memcmp(got, hash, strlen(hash)) == 0;
+	OPENSSL_cleanse(cd, sizeof *cd);
+	free(cd);
 	return ok;
+}
+
+int store_user_check_password(struct store *st, const char *userid, const char *password,
+			      struct terr *err)
+{
+	struct buf h = BUF_INIT;
+	int r = store_user_pwhash(st, userid, &h, err);
+	if (r == 1)
+		r = store_password_verify(h.ptr, password);
+	buf_free(&h);
+	return r;
 }
 
 int store_user_list(struct store *st, store_user_cb *cb, void *rock, struct terr *err)

@@ -104,6 +104,12 @@ int store_user_passwd(struct store *st, const char *userid, const char *password
 /* 1 if the password is right, 0 if wrong or no such user, -1 on error. */
 int store_user_check_password(struct store *st, const char *userid, const char *password,
 			      struct terr *err);
+/* The stored password hash (crypt(3) string) of userid into out: 1, or
+ * 0 when there is no such user or it has no password, -1 on error. */
+int store_user_pwhash(struct store *st, const char *userid, struct buf *out, struct terr *err);
+/* 1 when password hashes to hash (crypt_r, compared in constant time),
+ * else 0. Costs what the hash's method costs (yescrypt: ~60 ms). */
+int store_password_verify(const char *hash, const char *password);
 typedef int store_user_cb(const char *userid, void *rock);
 /* Calls cb for each user in userid order; a non-zero cb return stops. */
 int store_user_list(struct store *st, store_user_cb *cb, void *rock, struct terr *err);

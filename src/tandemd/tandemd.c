@@ -14,6 +14,9 @@
  *                      a lower count is stopped like a removed channel:
  *                      it drains its log first)
  *            SIGCHLD -> children reaped
+ *            a session's question to the login cache -> answered
+ *                     (server_authcache.h: tandemd holds the cache; each
+ *                     IMAP session gets a socketpair to it at its fork)
  *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, SIGTERM sent to
  *            every session (each finishes its current command: a delivery
  *            in progress completes), wait up to shutdown_timeout, then
@@ -29,6 +32,7 @@
 #include "net/conn.h"
 #include "net/net.h"
 #include "server/server.h"
+#include "server/server_authcache.h"
 #include "store/store.h"
 #include "chlog/chlog.h"
 #include "names/mboxname.h"
@@ -43,6 +47,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +72,8 @@ struct session_slot {
 	pid_t pid;	/* 0: free */
 	int svc;
 	char addr[64];
+	int authfd;	/* tandemd's end of its login-cache socket, -1: none */
+	unsigned asks;	/* questions it asked the cache */
 };
 
 /* One rolling sync client per channel that has a replica configured,
@@ -119,7 +126,22 @@ struct master {
 	pid_t metrics_pid;
 	time_t metrics_restart_at;
 	time_t started;
+	struct server_authcache *authcache;	/* NULL: auth_cache_size 0 */
+	long long authcache_size;	/* the auth_cache_size it was made for */
+	int nauthfds;		/* sessions[].authfd open */
 };
+
+/* In a child right after fork: no copy of the login cache, no other
+ * session's socket to it. */
+static void child_drop_authcache(struct master *m)
+{
+	server_authcache_forget(&m->authcache);
+	for (int i = 0, left = m->nauthfds; i < MAX_SESSIONS && left > 0; i++)
+		if (m->sessions[i].pid && m->sessions[i].authfd >= 0) {
+			close(m->sessions[i].authfd);
+			left--;
+		}
+}
 
 static int sigpipe_fds[2] = { -1, -1 };
 
@@ -321,13 +343,16 @@ static void close_metrics_fds(struct master *m)
 		close(m->mfds[i]);
 }
 
-static void run_session(struct master *m, struct listener *l, int fd, const char *addr)
+static void run_session(struct master *m, struct listener *l, int fd, const char *addr, const int authfds[2])
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
 	close_metrics_fds(m);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
+	child_drop_authcache(m);
+	if (authfds[0] >= 0)
+		close(authfds[0]);
 	server_session_signals();
 	server_child_init(m->pid);
 	struct service_env env = { 0 };
@@ -342,6 +367,7 @@ static void run_session(struct master *m, struct listener *l, int fd, const char
 	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
 	buf_free(&peer);
 	snprintf(env.peer_addr, sizeof env.peer_addr, "%s", addr);
+	env.authcache_fd = authfds[1] > 0 ? authfds[1] : 0;
 	server_preauth_arm_mode(conf_duration_ms(m->conf, "preauth_timeout"), l->svc->server_preauth);
 	struct conn *c = conn_new(fd);
 	int rc = l->svc->session(&env, c);
@@ -471,6 +497,7 @@ static void run_syncer(struct master *m, struct syncer *sy)
 	close_metrics_fds(m);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
+	child_drop_authcache(m);
 	server_session_signals();
 	server_child_init(m->pid);
 	struct terr err = { 0 };
@@ -559,6 +586,7 @@ static void start_metrics(struct master *m)
 			close(m->ls[i].fd);
 		close(sigpipe_fds[0]);
 		close(sigpipe_fds[1]);
+		child_drop_authcache(m);	/* it faces strangers too */
 		server_session_signals();
 		server_child_init(m->pid);
 		metricsd_run(m->conf, m->mfds, m->nmfds);
@@ -657,6 +685,16 @@ static void reap(struct master *m)
 				m->sessions[i].pid = 0;
 				m->nsvc[m->sessions[i].svc]--;
 				stats_set_sessions(services[m->sessions[i].svc].name, m->nsvc[m->sessions[i].svc]);
+				if (m->sessions[i].authfd >= 0) {
+					/* its last add may still be waiting (the login it
+					 * verified, then a quick LOGOUT) */
+					while (server_authcache_serve(m->authcache, m->sessions[i].authfd, &m->sessions[i].asks,
+								      conf_duration_ms(m->conf, "auth_cache_ttl")) > 0) {
+					}
+					close(m->sessions[i].authfd);
+					m->nauthfds--;
+				}
+				m->sessions[i].authfd = -1;
 			}
 		m->nchildren--;
 		if (WIFSIGNALED(status))
@@ -715,21 +753,47 @@ static void accept_one(struct master *m, struct listener *l)
 		return;
 	}
 	m->counter++;
+	int authfds[2] = { -1, -1 };
+	if (m->authcache && l->svc->auth_cache) {
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, authfds) < 0) {
+			log_warn("event=auth_cache_socket_fail error=\"%s\" note=\"this session verifies hashes itself\"",
+				 strerror(errno));
+			authfds[0] = authfds[1] = -1;
+		} else if (authfds[1] < 3) {
+			/* never a std fd: the session's env says 0 for none */
+			int hi = fcntl(authfds[1], F_DUPFD_CLOEXEC, 3);
+			close(authfds[1]);
+			authfds[1] = hi;
+		}
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("event=fork_fail error=\"%s\"", strerror(errno));
 		close(fd);
+		if (authfds[0] >= 0)
+			close(authfds[0]);
+		if (authfds[1] >= 0)
+			close(authfds[1]);
 		return;
 	}
 	if (pid == 0)
-		run_session(m, l, fd, addr);
+		run_session(m, l, fd, addr, authfds);
+	if (authfds[1] >= 0)
+		close(authfds[1]);
+	int placed = 0;
 	for (int i = 0; i < MAX_SESSIONS; i++)
 		if (m->sessions[i].pid == 0) {
 			m->sessions[i].pid = pid;
 			m->sessions[i].svc = svc;
 			snprintf(m->sessions[i].addr, sizeof m->sessions[i].addr, "%s", addr);
+			m->sessions[i].authfd = authfds[0];
+			m->sessions[i].asks = 0;
+			m->nauthfds += authfds[0] >= 0;
+			placed = 1;
 			break;
 		}
+	if (!placed && authfds[0] >= 0)
+		close(authfds[0]);
 	m->nsvc[svc]++;
 	m->nchildren++;
 	stats_count_session(l->svc->name);
@@ -802,6 +866,13 @@ static void reload(struct master *m)
 	m->conf = nc;
 	open_logs(m->conf);
 	report_ignored(m->conf, 0);
+	if (conf_int(m->conf, "auth_cache_size") != m->authcache_size) {
+		/* a new size: a new table (and key); sessions running keep their
+		 * socket and ask the new one */
+		server_authcache_free(&m->authcache);
+		m->authcache_size = conf_int(m->conf, "auth_cache_size");
+		m->authcache = server_authcache_from_conf(m->conf);
+	}
 	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
 	publish_channels(m);
 	reload_syncers(m);
@@ -983,6 +1054,15 @@ int main(int argc, char **argv)
 	m.started = time(NULL);
 	if (stats_init() < 0)
 		log_warn("event=stats_fail error=\"%s\" note=\"the metrics page shows no counters\"", strerror(errno));
+	/* what every session would do again after its fork, done once here:
+	 * SQLite's global init (no connection is opened in tandemd), the time
+	 * zone of the log lines */
+	sqlite3_initialize();
+	tzset();
+	for (int i = 0; i < MAX_SESSIONS; i++)
+		m.sessions[i].authfd = -1;
+	m.authcache_size = conf_int(m.conf, "auth_cache_size");
+	m.authcache = server_authcache_from_conf(m.conf);
 	if (server_authfail_init() < 0)
 		log_warn("event=authfail_table_fail error=\"%s\" note=\"failed logins are counted per session only\"",
 			 strerror(errno));
@@ -999,20 +1079,30 @@ int main(int argc, char **argv)
 	warn_rightnow(&m);
 	write_state(&m);
 	int running = 1;
+	/* the signal pipe, the listeners, then the sessions' login-cache sockets */
+	struct pollfd *pf = xcalloc(1 + MAX_LISTENERS + MAX_SESSIONS, sizeof *pf);
+	int *pf_slot = xcalloc(MAX_SESSIONS, sizeof *pf_slot);
 	while (running) {
-		struct pollfd pf[MAX_LISTENERS + 1];
 		pf[0].fd = sigpipe_fds[0];
 		pf[0].events = POLLIN;
 		for (int i = 0; i < m.nls; i++) {
 			pf[i + 1].fd = m.ls[i].fd;
 			pf[i + 1].events = POLLIN;
 		}
+		int nauth = 0;
+		for (int i = 0; i < MAX_SESSIONS && nauth < m.nauthfds; i++)
+			if (m.sessions[i].pid && m.sessions[i].authfd >= 0) {
+				pf[1 + m.nls + nauth].fd = m.sessions[i].authfd;
+				pf[1 + m.nls + nauth].events = POLLIN;
+				pf[1 + m.nls + nauth].revents = 0;
+				pf_slot[nauth++] = i;
+			}
 		start_due_syncers(&m);
 		start_metrics(&m);
 		int wait_ms = next_syncer_ms(&m);
 		if (m.nmfds && !m.metrics_pid && (wait_ms < 0 || wait_ms > 1000))
 			wait_ms = 1000;	/* the metrics process is due again */
-		int n = poll(pf, (nfds_t)m.nls + 1, wait_ms);
+		int n = poll(pf, (nfds_t)(m.nls + 1 + nauth), wait_ms);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1031,10 +1121,25 @@ int main(int argc, char **argv)
 					reap(&m);
 			}
 		}
+		/* before the accepts: those may reuse a slot reaped above */
+		for (int k = 0; k < nauth; k++) {
+			struct session_slot *ss = &m.sessions[pf_slot[k]];
+			if (!(pf[1 + m.nls + k].revents & (POLLIN | POLLHUP | POLLERR)) || ss->authfd != pf[1 + m.nls + k].fd)
+				continue;
+			if (server_authcache_serve(m.authcache, ss->authfd, &ss->asks,
+						   conf_duration_ms(m.conf, "auth_cache_ttl")) < 0) {
+				close(ss->authfd);
+				ss->authfd = -1;
+				m.nauthfds--;
+			}
+		}
 		for (int i = 0; running && i < m.nls; i++)
 			if (pf[i + 1].revents & POLLIN)
 				accept_one(&m, &m.ls[i]);
 	}
+	free(pf);
+	free(pf_slot);
+	server_authcache_free(&m.authcache);
 	stop(&m);
 	if (m.tls)
 		SSL_CTX_free(m.tls);

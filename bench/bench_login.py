@@ -1,0 +1,274 @@
+"""bench_login.py: logins under load, tandem beside Cyrus IMAP 3.6.1 in the
+same run (issue 16, "Logins under load").
+
+1. LOGIN latency: one client connects, logs in (timed: LOGIN sent to its
+   tagged OK), logs out; BENCH_LOGIN_N times as the same user after a first
+   (cold) login. tandem with its login cache (auth_cache_size default),
+   tandem with auth_cache_size 0 (every login pays yescrypt), Cyrus
+   (sasldb auxprop, PLAIN).
+2. A login-heavy mix: BENCH_MIX_CLIENTS (50) client processes at once,
+   each as its own user, each running BENCH_MIX_SESSIONS sessions of:
+   connect, LOGIN, SELECT INBOX, FETCH 1:* (UID FLAGS RFC822.SIZE
+   ENVELOPE), STORE 1 +FLAGS (\\Deleted), EXPUNGE, LOGOUT (6 commands; the
+   INBOXes are filled by LMTP first with enough small messages). Commands
+   per second over the wall time of the whole run, and the p50/p95 of the
+   LOGINs inside it. Before the clock starts, each client logs in once
+   (untimed warm-up, on every server): the timed sessions are those of a
+   server that has been running, whose cache knows its users (each
+   repetition of tandem with the cache starts with an empty one, switched
+   by a reload; the warm-up fills it). Also the server's CPU per session: the master process, its
+   children alive and reaped (/proc), over the run, divided by sessions.
+
+Both clients re-arm TCP_QUICKACK before each read (bench_cyrus.py explains:
+Cyrus otherwise stalls ~40 ms per command on the client's delayed ACK), so
+the figures compare the servers' own work. Medians over BENCH_REPS
+repetitions (default 3), the three servers alternating in order. One JSON
+line per group. Needs root and cyrus-imapd (Cyrus runs as cyrus).
+"""
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import cyrus  # noqa: E402
+from bench_cyrus import RawImap, Tandem, cyrus_create_user, deliver_lmtp  # noqa: E402
+from benchlib import free_port  # noqa: E402
+
+REPS = int(os.environ.get("BENCH_REPS", "3"))
+MODES = os.environ.get("BENCH_LOGIN_MODES", "t,t0,c").split(",")
+LOGIN_N = int(os.environ.get("BENCH_LOGIN_N", "30"))
+CLIENTS = int(os.environ.get("BENCH_MIX_CLIENTS", "50"))
+SESSIONS = int(os.environ.get("BENCH_MIX_SESSIONS", "10"))
+CMDS_PER_SESSION = 6
+USERS = [f"mix{i:02d}" for i in range(CLIENTS)]
+
+
+def pw(user):
+    return user + "-Secret9"
+
+
+def small_message(user, i):
+    body = "".join(f"line {k} of a small benchmark message for the login mix\r\n" for k in range(20))
+    return (f"From: sender{i % 13}@example.net\r\nTo: {user}@example.com\r\nSubject: mix {i}\r\n"
+            f"Date: Mon, 1 Jan 2024 00:00:00 +0000\r\nMessage-ID: <mix-{user}-{i}@example.net>\r\n"
+            f"Content-Type: text/plain\r\n\r\n{body}").encode()
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def login_latency(port, user):
+    """(cold ms, [warm ms x LOGIN_N])."""
+    out = []
+    for _ in range(LOGIN_N + 1):
+        c = RawImap(port, quickack=True)
+        t0 = time.monotonic()
+        c.cmd(f"LOGIN {user} {pw(user)}")
+        out.append((time.monotonic() - t0) * 1000)
+        c.close()
+    return out[0], out[1:]
+
+
+def mix_client(port, user, ready, start, q):
+    lat, cmds, warm = [], 0, False
+    try:
+        # warm-up, untimed: one login of this user, as a server that has
+        # been running a while has seen (both servers get it)
+        c = RawImap(port, quickack=True)
+        c.cmd(f"LOGIN {user} {pw(user)}")
+        c.cmd("LOGOUT")
+        c.sock.close()
+        ready.put(user)
+        warm = True
+        start.wait()
+        for _ in range(SESSIONS):
+            c = RawImap(port, quickack=True)
+            t0 = time.monotonic()
+            c.cmd(f"LOGIN {user} {pw(user)}")
+            lat.append((time.monotonic() - t0) * 1000)
+            c.cmd("SELECT INBOX")
+            c.cmd("FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)")
+            c.cmd("STORE 1 +FLAGS (\\Deleted)")
+            c.cmd("EXPUNGE")
+            c.cmd("LOGOUT")
+            c.sock.close()
+            cmds += CMDS_PER_SESSION
+        q.put((cmds, lat, None))
+    except Exception as e:  # noqa: BLE001 -- reported by the parent
+        if not warm:
+            ready.put(None)
+        q.put((cmds, lat, repr(e)))
+
+
+def server_cpu(root):
+    """CPU seconds used so far by process root, its live descendants and its reaped children."""
+    tck = os.sysconf("SC_CLK_TCK")
+    kids, total = {}, 0.0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kids.setdefault(int(f[1]), []).append((int(d), f))
+    stack = [root]
+    seen = set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for child, f in kids.get(pid, []):
+            total += (int(f[11]) + int(f[12])) / tck
+            stack.append(child)
+    f = open(f"/proc/{root}/stat").read().rsplit(")", 1)[1].split()
+    return total + sum(int(x) for x in f[11:15]) / tck
+
+
+def mix(port, root):
+    """(commands/s, login ms list, server CPU ms per session) of one run of CLIENTS x SESSIONS
+    sessions; root: the server's master process (tandemd, Cyrus's master)."""
+    ctx = mp.get_context("fork")
+    start, ready, q = ctx.Event(), ctx.Queue(), ctx.Queue()
+    procs = [ctx.Process(target=mix_client, args=(port, u, ready, start, q)) for u in USERS]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        ready.get(timeout=600)  # every warm-up done
+    time.sleep(0.3)
+    cpu0 = server_cpu(root)
+    t0 = time.monotonic()
+    start.set()
+    res = [q.get(timeout=600) for _ in procs]
+    wall = time.monotonic() - t0
+    for p in procs:
+        p.join()
+    time.sleep(0.3)  # the last sessions exit and are reaped
+    cpu = server_cpu(root) - cpu0
+    errors = [e for _, _, e in res if e]
+    if errors:
+        raise RuntimeError(f"{len(errors)} mix clients failed: {errors[0]}")
+    cmds = sum(c for c, _, _ in res)
+    lat = [x for _, l, _ in res for x in l]
+    return cmds / wall, lat, 1000 * cpu / (len(USERS) * SESSIONS)
+
+
+def set_cache(tm, on):
+    """auth_cache_size default (on) or 0 (off), by a reload of the running tandemd."""
+    text = open(tm.conf).read().replace("auth_cache_size: 0\n", "")
+    open(tm.conf, "w").write(text + ("" if on else "auth_cache_size: 0\n"))
+    log = tm.dir + ".log"
+    n = open(log).read().count("event=reload")
+    tm.proc.send_signal(signal.SIGHUP)
+    for _ in range(200):
+        if open(log).read().count("event=reload") > n:
+            return
+        time.sleep(0.025)
+    raise RuntimeError("tandemd did not reload")
+
+
+def emit(obj):
+    print(json.dumps(obj), flush=True)
+
+
+def main():
+    if not cyrus.available() or os.geteuid() != 0:
+        print("bench_login: SKIP (Cyrus 3.6 not installed or not root)", file=sys.stderr)
+        return
+    root = tempfile.mkdtemp(prefix="bench-login-", dir="/tmp")
+    os.chmod(root, 0o755)
+    started = []
+    try:
+        lp, ip = free_port(), free_port()
+        tm = Tandem(root, "tl", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\nallowplaintext: yes\n"
+                                "sync_log: no\n")
+        for u in USERS:
+            tm.cli("user", "add", u, stdin=(pw(u) + "\n").encode())
+        tm.start(lp)
+        started.append(tm)
+        cm = cyrus.Cyrus(root, "cl")
+        started.append(cm)
+        for u in USERS:
+            cyrus_create_user(cm, u, pw(u))
+        # enough messages for every expunge of every repetition, and some left
+        t_need, c_need = 2 * REPS * SESSIONS + 10, REPS * SESSIONS + 10
+        deliver_lmtp(lp, [(u, small_message(u, i)) for i in range(t_need) for u in USERS], 4)
+        deliver_lmtp(cm.lmtp_port, [(u, small_message(u, i)) for i in range(c_need) for u in USERS], 4)
+
+        # 1. LOGIN latency (BENCH_LOGIN_N=0: skipped)
+        lat = {"t": [], "t0": [], "c": []}
+        cold = {"t": [], "t0": [], "c": []}
+        for rep in range(REPS if LOGIN_N else 0):
+            user = USERS[rep]
+            order = ["t", "t0", "c"] if rep % 2 == 0 else ["c", "t0", "t"]
+            for who in order:
+                if who != "c":
+                    set_cache(tm, who == "t")
+                cl, warm = login_latency(cm.imap_port if who == "c" else ip, user)
+                cold[who].append(cl)
+                lat[who].append(warm)
+        row = {"bench": "login_latency", "logins": LOGIN_N, "reps": REPS}
+        for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
+            if not lat[who]:
+                continue
+            row[name + "_p50_ms"] = round(statistics.median(statistics.median(x) for x in lat[who]), 2)
+            row[name + "_p95_ms"] = round(statistics.median(pct(x, 95) for x in lat[who]), 2)
+            row[name + "_first_ms"] = round(statistics.median(cold[who]), 2)
+        if LOGIN_N:
+            emit(row)
+
+        # 2. the login-heavy mix
+        rates = {"t": [], "t0": [], "c": []}
+        mlat = {"t": [], "t0": [], "c": []}
+        mcpu = {"t": [], "t0": [], "c": []}
+        cyrus_master = int(open(cm.pidfile).read().split()[0])
+        for rep in range(REPS):
+            order = ["t", "t0", "c"] if rep % 2 == 0 else ["c", "t0", "t"]
+            for who in [w for w in order if w in MODES]:
+                if who != "c":
+                    set_cache(tm, who == "t")
+                r, l, cpu = mix(cm.imap_port if who == "c" else ip, cyrus_master if who == "c" else tm.proc.pid)
+                rates[who].append(r)
+                mlat[who].append(l)
+                mcpu[who].append(cpu)
+        row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
+               "commands_per_session": CMDS_PER_SESSION, "reps": REPS}
+        for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
+            if not rates[who]:
+                continue
+            row[name + "_cmds_per_s"] = round(statistics.median(rates[who]), 1)
+            row[name + "_runs"] = [round(x, 1) for x in rates[who]]
+            row[name + "_login_p50_ms"] = round(statistics.median(statistics.median(x) for x in mlat[who]), 1)
+            row[name + "_login_p95_ms"] = round(statistics.median(pct(x, 95) for x in mlat[who]), 1)
+            row[name + "_server_cpu_ms_per_session"] = round(statistics.median(mcpu[who]), 1)
+        if rates["t"] and rates["c"]:
+            row["ratio"] = round(row["tandem_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
+        if rates["t0"] and rates["c"]:
+            row["ratio_nocache"] = round(row["tandem_nocache_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
+        text = open(tm.dir + ".log").read()
+        row["tandem_auth_cache"] = {k: text.count("auth_cache=" + k) for k in ("hit", "miss", "off")}
+        row["tandem_auth_cache"]["unanswered"] = text.count("event=auth_cache_unanswered")
+        row["load1"] = round(os.getloadavg()[0], 1)
+        emit(row)
+    finally:
+        for s in reversed(started):
+            try:
+                s.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
