@@ -80,6 +80,8 @@ static int check(struct imapd_session *s, const char *user, const char *password
 	if (!*user || strlen(user) > MAX_USERID || strlen(password) > MAX_PASSWORD ||
 	    userid_validate(user, s->ns.virtdomains, &err) < 0)
 		return 0;
+	if (imapd_login_moving(s, user, password))
+		return -1;
 	int r = store_user_check_password(s->st, user, password, &err);
 	if (r < 0)
 		imapd_no_err(s, "check_password", &err);
