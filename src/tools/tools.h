@@ -53,5 +53,6 @@ int cmd_failover(struct tool *t, int argc, char **argv);
 int cmd_synclog(struct tool *t, int argc, char **argv);
 int cmd_check(struct tool *t, int argc, char **argv);
 int cmd_config(struct tool *t, int argc, char **argv);
+int cmd_move_user(struct tool *t, int argc, char **argv);
 
 #endif
