@@ -204,6 +204,9 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 	}
 	if (rc == 0) {
 		phase = "copy";
+		syncc_get_stats(sc, &s0);	/* the progress counts what the copy sends */
+		mv.msg_base = s0.messages;
+		mv.byte_base = s0.bytes_sent;
 		report(&mv, "copy");
 		rc = live_copy(&mv, &t, err);
 	}

@@ -39,8 +39,9 @@ static const char usage[] =
 	"other uniqueids, and must not be one of this store's own replicas (the\n"
 	"removal in step 4 replicates to those as the user's deletion).\n"
 	"  -S HOST[:PORT]  the target (host[:port][/tls] or /unix/path); else CHANNEL's sync_host\n"
-	"  -n CHANNEL      take the target and credentials from <CHANNEL>_sync_* options; the\n"
-	"                  channel must not be in sync_log_channels\n"
+	"  -n CHANNEL      take the credentials (<CHANNEL>_sync_authname, _sync_password) and,\n"
+	"                  without -S, the target from the channel's options; a target that is\n"
+	"                  the sync_host of one of this store's channels is refused\n"
 	"  --progress      show progress (mailboxes, messages, bytes, ETA) on stderr even when\n"
 	"                  it is not a terminal (one line each); on a terminal it always shows\n"
 	"  -z              require compression; -v log every command\n"
@@ -77,11 +78,25 @@ static void human(unsigned long long n, char *out, size_t size)
 	snprintf(out, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
 }
 
+static void print_progress(struct display *d, const struct syncc_move_progress *p);
+
 static void show(void *rock, const struct syncc_move_progress *p)
 {
 	struct display *d = rock;
-	if (!d->tty && !d->lines)
-		return;
+	if (d->tty || d->lines)
+		print_progress(d, p);
+	if (!strcmp(p->phase, "locked")) {
+		/* for the tests: while the file TANDEM_TEST_MOVE_HOLD names
+		 * exists, the move waits here, the user locked and nothing
+		 * else done yet */
+		const char *hold = getenv("TANDEM_TEST_MOVE_HOLD");
+		while (hold && access(hold, F_OK) == 0 && !stop_flag)
+			usleep(20000);
+	}
+}
+
+static void print_progress(struct display *d, const struct syncc_move_progress *p)
+{
 	char bd[32], bt[32], eta[32];
 	human(p->bytes_done, bd, sizeof bd);
 	human(p->bytes_total, bt, sizeof bt);
@@ -113,12 +128,6 @@ static int own_replica(struct tool *t, const struct syncc_opts *o, const char *t
 	const char *const *chans;
 	size_t n = conf_log_channels(t->conf, &chans);
 	for (size_t i = 0; i < n; i++) {
-		if (o->channel && !strcmp(o->channel, chans[i])) {
-			buf_printf(why, "channel '%s' is in sync_log_channels: its replica is this store's copy and"
-					" would get the user's deletion; give the target with -S, or a channel that is"
-					" not replicated", chans[i]);
-			return 1;
-		}
 		struct syncc_opts c = { .channel = chans[i] };
 		struct buf name = BUF_INIT;
 		target_name(t, &c, &name);
