@@ -19,13 +19,15 @@ not depend on timing:
    Cyrus's IMAP showing every record and body.
 3. failures: the target stops while the user is locked (the move fails,
    the user is unlocked, takes mail and logins, loses nothing; a second run
-   finishes the move from the partial copy); a wrong sync_password; a target
-   that already holds the user; a target that is the master's own replica.
+   finishes the move from the partial copy); SIGINT while locked; a wrong
+   sync_password; a target that already holds the user; a target that is
+   the master's own replica.
 """
 import imaplib
 import os
 import re
 import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -125,13 +127,15 @@ def move(inst, user, target, hold=None, extra=()):
     def read():
         for l in p.stderr:
             lines.append(l.decode("utf-8", "replace"))
-    threading.Thread(target=read, daemon=True).start()
+    p.reader = threading.Thread(target=read, daemon=True)
+    p.reader.start()
     return p, lines
 
 
 def finish(p, lines, timeout=120):
-    out = p.communicate(timeout=timeout)[0].decode()
-    time.sleep(0.1)     # the reader thread takes the last lines
+    out = p.stdout.read().decode()
+    p.wait(timeout)
+    p.reader.join(timeout)      # every stderr line read
     return p.returncode, out, "".join(lines)
 
 
@@ -346,6 +350,23 @@ try:
         rc, out, err = finish(p, lines)
         t.eq(rc, 0, f"the second run: {err[-1500:]}")
         t.eq(snapshot(tgt, "dave"), before, "target == master after the second run")
+
+    with t.case("failure: an interrupt (SIGINT) while locked unlocks; nothing lost"):
+        fill(m, "gina", t.rng, 10, 2, 6000)
+        before = snapshot(m, "gina")
+        hold = os.path.join(root, "hold-gina")
+        open(hold, "w").close()
+        p, lines = move(m, "gina", target, hold)
+        locked_line(lines, "gina")
+        p.send_signal(signal.SIGINT)
+        rc, out, err = finish(p, lines)
+        os.unlink(hold)
+        t.eq(rc, 1, f"interrupted: {err[-800:]}")
+        t.check(re.search(r"event=move_user_failed user=gina .*locked=1 unlocked=1 error=interrupted", err),
+                f"move_user_failed error=interrupted, unlocked: {err[-800:]}")
+        t.check("gina" in user_list(m) and "gina\t" not in "\n".join(user_list(m)), "gina live, no record")
+        t.eq(snapshot(m, "gina"), before, "gina's mail untouched")
+        t.eq(lmtp_rcpt(dm.port["lmtp"], "gina", make_message(t.rng, 6900))[0], 250, "gina takes mail")
 
     with t.case("failure: a wrong sync_password; nothing locked"):
         m.ok(["user", "add", "erin"], "erinpw\n")
