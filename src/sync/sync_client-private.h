@@ -229,6 +229,9 @@ struct stream {
 int syncc_simple(struct syncc *sc, const char *line, struct terr *err);
 
 /* syncc_mailbox.c */
+/* Runs change-log entries as a rolling pass would (sync_client_log.c). */
+struct chlog_entry;
+int syncc_entries(struct syncc *sc, const struct chlog_entry *es, size_t n, struct terr *err);
 /* data_fn: each MAILBOX line of a GET into a struct remotes. */
 void syncc_collect_remote(void *rock, struct dlist *kv);
 /* Frees a struct remotes. */

@@ -4,7 +4,9 @@
 #include "sync/sync_client.h"
 #include "sync/sync_client-private.h"
 
+#include "chlog/chlog.h"
 #include "lib/log.h"
+#include "names/mboxname.h"
 #include "store/store.h"
 #include "store/store_move.h"
 
@@ -112,6 +114,32 @@ static int target_is_ours(struct move *mv, const struct totals *t, struct terr *
 	return rc;
 }
 
+/* The quota of the user's INBOX root, if it has one (a whole-user pass
+ * does not carry quotas: the change log's QUOTA lines do). */
+static int send_quota(struct move *mv, struct terr *err)
+{
+	struct buf root = BUF_INIT, line = BUF_INIT;
+	struct store_quota q;
+	struct terr e2 = { 0 };
+	int rc = mboxname_user_inbox(mv->mo->user, &root, err);
+	if (rc == 0 && store_quota_get(mv->sc->st, root.ptr, &q, &e2) == 0) {
+		store_quota_free(&q);
+		struct chlog_entry e;
+		memset(&e, 0, sizeof e);
+		buf_printf(&line, "QUOTA %s", root.ptr);
+		rc = chlog_parse_line(line.ptr, line.len, &e, err);
+		if (rc == 0)
+			rc = syncc_entries(mv->sc, &e, 1, err);
+		chlog_entry_free(&e);
+	} else if (rc == 0 && e2.code != TE_NOTFOUND) {
+		*err = e2;
+		rc = -1;
+	}
+	buf_free(&root);
+	buf_free(&line);
+	return rc;
+}
+
 static int live_copy(struct move *mv, const struct totals *t, struct terr *err)
 {
 	struct syncc *sc = mv->sc;
@@ -126,6 +154,8 @@ static int live_copy(struct move *mv, const struct totals *t, struct terr *err)
 		mv->p.mailboxes_done = i + 1;
 		report(mv, "copy");
 	}
+	if (send_quota(mv, err) < 0)
+		return -1;
 	int max = mv->mo->max_passes > 0 ? mv->mo->max_passes : SYNCC_MOVE_MAX_PASSES;
 	unsigned long settled = mv->mo->settled ? mv->mo->settled : SYNCC_MOVE_SETTLED;
 	for (int pass = 1; pass <= max; pass++) {
@@ -152,7 +182,7 @@ static int final_check(struct move *mv, struct terr *err)
 {
 	struct syncc *sc = mv->sc;
 	const char *user = mv->mo->user;
-	if (pass_result(sc, syncc_users(sc, &user, 1, err), err) < 0)
+	if (pass_result(sc, syncc_users(sc, &user, 1, err), err) < 0 || send_quota(mv, err) < 0)
 		return -1;
 	mv->p.pass++;
 	report(mv, "final");
