@@ -208,6 +208,16 @@ static void rcpt_result(struct lmtp_session *s, const struct rcpt *r, const stru
 	}
 	log_warn("event=deliver_fail session=%s rcpt=%s mailbox=%s code=%s error=\"%s\"", s->env->session_id,
 		 r->address, logq(q, r->mailbox), terr_code_name(e->code), e->msg);
+	if (e->code == TE_BUSY) {
+		/* the user was locked for a move between RCPT and DATA */
+		struct buf owner = BUF_INIT;
+		struct terr e2 = { 0 };
+		int moving = mboxname_owner(r->mailbox, &owner, &e2) == 1 &&
+			     lmtpd_rcpt_moving(s, r->address, owner.ptr);
+		buf_free(&owner);
+		if (moving)
+			return;
+	}
 	switch (e->code) {
 	case TE_OVERQUOTA:
 		if (s->overquota_perm)

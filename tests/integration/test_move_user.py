@@ -274,10 +274,18 @@ try:
         dl = Deliveries(dm.port["lmtp"], "alice", t.rng, 1000)
         dl.start()
         wait_for(lambda: sum(1 for _, c, _ in dl.sent if c == 250) >= 5, 30, "deliveries before the move")
+        # a session whose RCPT is accepted before the lock and whose DATA comes while locked
+        early = smtplib.LMTP("127.0.0.1", dm.port["lmtp"])
+        early.ehlo()
+        early.mail("s@example.net")
+        t.eq(early.rcpt("alice")[0], 250, "RCPT before the move")
         hold = os.path.join(root, "hold-alice")
         open(hold, "w").close()
         p, lines = move(m, "alice", target, hold)
         locked_line(lines, "alice")
+        code, text = early.data(make_message(t.rng, 4999))
+        early.close()
+        t.check(code == 451 and b"4.2.1" in text, f"DATA after the lock: {code} {text!r}")
         # locked: mail and logins refused, other users go on, the session ends
         code, text = lmtp_rcpt(dm.port["lmtp"], "alice", make_message(t.rng, 5000))
         t.eq(code, 451, "a delivery while locked")
@@ -403,6 +411,14 @@ try:
         t.eq(r.returncode, 1, f"refused: {r.stderr[-500:]}")
         t.check("erin" in user_list(m) and "erin\t" not in "\n".join(user_list(m)), "erin live, no record")
         t.eq(lmtp_rcpt(dm.port["lmtp"], "erin", make_message(t.rng, 3000))[0], 250, "erin takes mail")
+
+    with t.case("-n CHANNEL: the channel's credentials with -S; alone it names this store's replica"):
+        r = m.run(["move-user", "-n", "repl1", "erin"])
+        t.eq(r.returncode, 2, f"-n repl1 alone is refused: {r.stderr[-300:]}")
+        p, lines = move(m, "erin", target, extra=("-n", "repl1"))
+        rc, out, err = finish(p, lines)
+        t.eq(rc, 0, f"-n repl1 -S target: {err[-800:]}")
+        t.check(f"erin\tmoved-to={target}" in "\n".join(user_list(m)), f"user list: {user_list(m)}")
 
     with t.case("failure: the target already holds the user; nothing sent"):
         tgt.ok(["user", "add", "frank"], "x\n")
