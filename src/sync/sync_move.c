@@ -64,8 +64,9 @@ static int pass_result(struct syncc *sc, int rc, struct terr *err)
 	return rc;
 }
 
+/* The user's mailboxes here: names (for the copy) and uniqueids (for
+ * target_is_ours). */
 struct totals {
-	struct move *mv;
 	struct names names, uniqueids;
 };
 
@@ -215,7 +216,7 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 	const char *user = mo->user;
 	const char *phase = "start";
 	int locked = 0;
-	struct totals t = { &mv, { NULL, 0 }, { NULL, 0 } };
+	struct totals t = { { NULL, 0 }, { NULL, 0 } };
 	log_info("event=move_user_start user=%s target=%s channel=%s", user, mo->target, sc->channel);
 	int rc = 0;
 	int ex = store_user_exists(sc->st, user, err);

@@ -6,8 +6,9 @@ store while LMTP deliveries keep arriving for them. TANDEM_TEST_MOVE_HOLD
 holds each move right after the lock, so the checks of the locked state do
 not depend on timing:
 
-1. to tandem: while locked, a delivery gets 451 4.2.1 (another user's 250),
-   the user's open IMAP session gets * BYE [UNAVAILABLE] while idle, a login
+1. to tandem: while locked, a delivery gets 451 4.2.1 (another user's 250;
+   one whose RCPT came before the lock gets it at DATA), the user's open IMAP
+   sessions get * BYE [UNAVAILABLE] while idle and in IDLE, a login
    gets NO [UNAVAILABLE], `tandem user list` says "locked"; after it, the
    record "moved-to=" is listed, LMTP and IMAP keep answering with temporary
    errors (a wrong password learns nothing), every delivery answered 250 is
@@ -270,6 +271,9 @@ try:
     with t.case("move to tandem under deliveries: 451 4.2.1, BYE, NO [UNAVAILABLE] while locked"):
         t.eq(set_quota(dm.port["imap"], "user.alice", 500000), "OK", "a quota on alice")
         sess, sf = imap_session(dm.port["imap"], "alice", "alicepw")
+        idler, idf = imap_session(dm.port["imap"], "alice", "alicepw")
+        idler.sendall(b"i1 IDLE\r\n")
+        t.check(idf.readline().startswith(b"+"), "IDLE started")
         m.ok(["message", "flag", "user.alice", "4", "+$Before"])
         dl = Deliveries(dm.port["lmtp"], "alice", t.rng, 1000)
         dl.start()
@@ -293,6 +297,8 @@ try:
         t.eq(lmtp_rcpt(dm.port["lmtp"], "bob", make_message(t.rng, 5001))[0], 250, "bob's delivery")
         bye = wait_for(lambda: _read_bye(sess, sf), 20, "BYE in alice's idle session")
         t.check(b"* BYE [UNAVAILABLE]" in bye, f"the session got BYE [UNAVAILABLE]: {bye!r}")
+        bye = wait_for(lambda: _read_bye(idler, idf), 20, "BYE in alice's IDLE session")
+        t.check(b"* BYE [UNAVAILABLE]" in bye, f"the IDLE session got BYE [UNAVAILABLE]: {bye!r}")
         ans = login_answer(dm.port["imap"], "alice", "alicepw")
         t.check("[UNAVAILABLE]" in ans and "being moved" in ans, f"login while locked: {ans}")
         t.check(f"alice\tlocked move-to={target}" in "\n".join(user_list(m)), f"user list: {user_list(m)}")
