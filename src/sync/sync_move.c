@@ -216,6 +216,7 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 	const char *user = mo->user;
 	const char *phase = "start";
 	int locked = 0;
+	struct timespec t_locked = mv.t0;
 	struct totals t = { { NULL, 0 }, { NULL, 0 } };
 	log_info("event=move_user_start user=%s target=%s channel=%s", user, mo->target, sc->channel);
 	int rc = 0;
@@ -249,6 +250,7 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 		locked = rc == 0;
 	}
 	if (rc == 0) {
+		clock_gettime(CLOCK_MONOTONIC, &t_locked);
 		log_info("event=move_user_locked user=%s target=%s elapsed_s=%.3f", user, mo->target, since_s(&mv.t0));
 		report(&mv, "locked");
 		phase = "final";
@@ -264,8 +266,8 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 		struct syncc_stats s1;
 		syncc_get_stats(sc, &s1);
 		log_info("event=move_user_done user=%s target=%s mailboxes=%zu messages=%lu bytes=%llu passes=%d"
-			 " elapsed_s=%.3f", user, mo->target, t.names.n, mv.p.messages_total, mv.p.bytes_total,
-			 mv.p.pass, since_s(&mv.t0));
+			 " elapsed_s=%.3f locked_s=%.3f", user, mo->target, t.names.n, mv.p.messages_total,
+			 mv.p.bytes_total, mv.p.pass, since_s(&mv.t0), since_s(&t_locked));
 		report(&mv, "done");
 	} else {
 		char q[LOGQ_MAX];
