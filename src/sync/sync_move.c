@@ -6,6 +6,7 @@
 
 #include "chlog/chlog.h"
 #include "lib/log.h"
+#include "lib/xalloc.h"
 #include "names/mboxname.h"
 #include "store/store.h"
 #include "store/store_move.h"
@@ -178,6 +179,88 @@ static int live_copy(struct move *mv, const struct totals *t, struct terr *err)
 	return 0;
 }
 
+/* Bodies the target was seen to hold right (mailbox, UID, GUID), checked
+ * before the lock so that the check under the lock fetches only the new
+ * ones: an open-addressing set of "mailbox\1uid\1guid" strings. */
+struct bodyset {
+	char **slot;
+	size_t cap, n;
+	struct buf key;
+};
+
+static uint64_t fnv1a(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+static const char *body_key(struct bodyset *bs, const char *mailbox, uint32_t uid, const char *guid)
+{
+	buf_reset(&bs->key);
+	buf_printf(&bs->key, "%s\x01%u\x01%s", mailbox, uid, guid);
+	return bs->key.ptr;
+}
+
+static char **body_slot(struct bodyset *bs, const char *k)
+{
+	size_t i = (size_t)fnv1a(k) & (bs->cap - 1);
+	while (bs->slot[i] && strcmp(bs->slot[i], k))
+		i = (i + 1) & (bs->cap - 1);
+	return &bs->slot[i];
+}
+
+static int body_known(void *rock, const char *mailbox, uint32_t uid, const char *guid)
+{
+	struct bodyset *bs = rock;
+	return bs->cap && *body_slot(bs, body_key(bs, mailbox, uid, guid)) != NULL;
+}
+
+static void body_checked(void *rock, const char *mailbox, uint32_t uid, const char *guid)
+{
+	struct bodyset *bs = rock;
+	if (2 * (bs->n + 1) > bs->cap) {
+		struct bodyset big = { xcalloc(bs->cap ? 2 * bs->cap : 1024, sizeof (char *)), bs->cap ? 2 * bs->cap : 1024,
+				       bs->n, BUF_INIT };
+		for (size_t i = 0; i < bs->cap; i++)
+			if (bs->slot[i])
+				*body_slot(&big, bs->slot[i]) = bs->slot[i];
+		free(bs->slot);
+		bs->slot = big.slot;
+		bs->cap = big.cap;
+	}
+	char **sl = body_slot(bs, body_key(bs, mailbox, uid, guid));
+	if (!*sl) {
+		*sl = xstrdup(bs->key.ptr);
+		bs->n++;
+	}
+}
+
+static void bodyset_free(struct bodyset *bs)
+{
+	for (size_t i = 0; i < bs->cap; i++)
+		free(bs->slot[i]);
+	free(bs->slot);
+	buf_free(&bs->key);
+}
+
+/* Before the lock: every body the target holds by now, checked (what
+ * differs otherwise is the live user moving on; the check under the lock
+ * decides). */
+static int verify_bodies(struct move *mv, struct terr *err)
+{
+	struct buf lines = BUF_INIT;
+	int ndiff = 0;
+	syncc_compare_bodies(mv->sc, 1);
+	int rc = syncc_compare(mv->sc, &mv->mo->user, 1, &lines, &ndiff, err);
+	syncc_compare_bodies(mv->sc, 0);
+	buf_free(&lines);
+	if (rc == 0)
+		report(mv, "verify");
+	return rc;
+}
+
 /* After the lock: the last pass and the check. */
 static int final_check(struct move *mv, struct terr *err)
 {
@@ -242,6 +325,14 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 		report(&mv, "copy");
 		rc = live_copy(&mv, &t, err);
 	}
+	struct bodyset bs = { NULL, 0, 0, BUF_INIT };
+	sc->body_known = body_known;
+	sc->body_checked = body_checked;
+	sc->body_rock = &bs;
+	if (rc == 0) {
+		phase = "verify";
+		rc = verify_bodies(&mv, err);
+	}
 	if (rc == 0)
 		rc = stopped(&mv, err);
 	if (rc == 0) {
@@ -258,7 +349,9 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 	}
 	if (rc == 0)
 		rc = stopped(&mv, err);
+	double locked_s = 0;
 	if (rc == 0) {
+		locked_s = since_s(&t_locked);
 		phase = "finish";
 		rc = store_move_finish(sc->st, user, err);
 	}
@@ -266,8 +359,9 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 		struct syncc_stats s1;
 		syncc_get_stats(sc, &s1);
 		log_info("event=move_user_done user=%s target=%s mailboxes=%zu messages=%lu bytes=%llu passes=%d"
-			 " elapsed_s=%.3f locked_s=%.3f", user, mo->target, t.names.n, mv.p.messages_total,
-			 mv.p.bytes_total, mv.p.pass, since_s(&mv.t0), since_s(&t_locked));
+			 " elapsed_s=%.3f locked_s=%.3f removal_s=%.3f", user, mo->target, t.names.n,
+			 mv.p.messages_total, mv.p.bytes_total, mv.p.pass, since_s(&mv.t0), locked_s,
+			 since_s(&t_locked) - locked_s);
 		report(&mv, "done");
 	} else {
 		char q[LOGQ_MAX];
@@ -282,6 +376,10 @@ int syncc_move_user(struct syncc *sc, const struct syncc_move_opts *mo, struct t
 		log_warn("event=move_user_failed user=%s target=%s phase=%s locked=%d unlocked=%d error=%s", user,
 			 mo->target, phase, locked, unlocked, logq(q, err->msg));
 	}
+	sc->body_known = NULL;
+	sc->body_checked = NULL;
+	sc->body_rock = NULL;
+	bodyset_free(&bs);
 	syncc_names_free(&t.names);
 	syncc_names_free(&t.uniqueids);
 	return rc;

@@ -8,7 +8,8 @@
  *   3. lock (store_move_lock: LMTP 451 4.2.1, logins refused, sessions
  *      ended, no write of the user commits from then on);
  *   4. a final whole-user pass, then compare with bodies: any difference
- *      fails the move;
+ *      fails the move (bodies the target held right before the lock, as
+ *      checked then, are not fetched again);
  *   5. store_move_finish: the user is removed here, its record says where
  *      it went.
  * A failure or *stop at any step before 5 unlocks the user; nothing here
@@ -33,7 +34,7 @@ struct syncc;
 #define SYNCC_MOVE_SETTLED 20
 
 struct syncc_move_progress {
-	const char *phase;	/* "copy", "catch-up", "locked", "final", "compare", "done" */
+	const char *phase;	/* "copy", "catch-up", "verify", "locked", "final", "compare", "done" */
 	int pass;		/* whole-user passes so far */
 	size_t mailboxes_done, mailboxes_total;
 	unsigned long messages_done, messages_total;
