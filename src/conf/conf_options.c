@@ -79,6 +79,8 @@ const struct conf_option conf_options[] = {
 	  "tandem only: LMTP addresses (often a unix socket for the MTA)." },
 	{ "sync_listen", CT_LIST, NULL, 0, 0, 0, NULL,
 	  "tandem only: replication (csync) addresses, on a replica." },
+	{ "metrics_listen", CT_STRING, NULL, 0, 0, 0, NULL,
+	  "tandem only: host:port of the Prometheus metrics endpoint (GET /metrics); unset: none." },
 	/* TLS */
 	{ "tls_server_cert", CT_PATH, NULL, 0, 0, 0, NULL,
 	  "Server certificate chain (PEM); enables STARTTLS and imaps." },

@@ -1,14 +1,17 @@
 /* cmd_copy.c: COPY, MOVE (RFC 6851) and their UID forms, with UIDPLUS's
  * [COPYUID uidvalidity source-uids target-uids] (RFC 4315).
  *
- * Each message is read from the store and appended to the target with
- * its flags and internal date. The copy is all or nothing: when one
- * append fails, the copies already made are expunged again. MOVE then
+ * Within one owner the copy (and MOVE's expunge) is one store transaction
+ * (store_copy). To another owner's mailbox the messages are read and
+ * appended in batches (store_append_multi) with their flags and internal
+ * dates; the copy is all or nothing: when a batch fails, the copies
+ * already made are expunged again. MOVE then
  * expunges the sources and answers, as RFC 6851 3.3 wants, with an
  * untagged OK [COPYUID ...] followed by the EXPUNGE responses.
  */
 #include "imapd/imapd-private.h"
 
+#include "lib/limits.h"
 #include "lib/xalloc.h"
 #include "proto/imap/imap_write.h"
 #include "store/store.h"
@@ -21,38 +24,67 @@ struct copy_job {
 	size_t n;
 };
 
-/* Appends one message of the selected mailbox to the target. */
-static int copy_one(struct imapd_session *s, const struct imapd_msg *m, const char *target, struct buf *data,
-		    uint32_t *uid_r, struct terr *err)
+/* Appends the read messages of one batch to the target in one store
+ * transaction (store_append_multi) and records the UID pairs. */
+static int copy_flush(struct imapd_session *s, struct store_append_msg *msgs, struct buf *data,
+		      const uint32_t *src, size_t k, struct copy_job *job, struct terr *err)
 {
-	buf_reset(data);
-	if (store_message_read(s->st, s->sel->name, m->guid, data, err) < 0)
-		return -1;
-	struct store_append_opts o = { m->sysflags, m->keywords, m->internaldate };
-	return store_append(s->st, target, data->ptr ? data->ptr : "", data->len, &o, uid_r, err);
+	if (!k)
+		return 0;
+	for (size_t i = 0; i < k; i++)
+		msgs[i].data = data[i].ptr ? data[i].ptr : "";
+	uint32_t *uids = xmalloc(k * sizeof *uids);
+	int rc = store_append_multi(s->st, job->target, msgs, k, uids, err);
+	if (rc == 0)
+		for (size_t i = 0; i < k; i++) {
+			job->src[job->n] = src[i];
+			job->dst[job->n++] = uids[i];
+		}
+	free(uids);
+	return rc;
 }
 
-/* Copies the live messages of idx; on failure undoes what was copied
- * and sets NO. */
+/* Copies the live messages of idx to another owner's mailbox, in batches
+ * of up to IMAPD_COPY_BATCH messages or IMAPD_COPY_BATCH_BYTES (each one
+ * transaction: a message-by-message copy cost an fsync chain per message);
+ * on failure undoes what was copied and sets NO. */
 static int copy_all(struct imapd_session *s, const size_t *idx, size_t n, struct copy_job *job)
 {
-	struct buf data = BUF_INIT;
+	struct buf data[IMAPD_COPY_BATCH];
+	struct store_append_msg msgs[IMAPD_COPY_BATCH];
+	uint32_t src[IMAPD_COPY_BATCH];
+	for (size_t i = 0; i < IMAPD_COPY_BATCH; i++)
+		data[i] = (struct buf)BUF_INIT;
 	struct terr err = { 0 };
 	int rc = 0;
-	for (size_t i = 0; i < n; i++) {
+	size_t k = 0, bytes = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
 		const struct imapd_msg *m = &s->sel->msgs[idx[i]];
 		if (m->gone)
 			continue;
-		uint32_t uid;
-		if (copy_one(s, m, job->target, &data, &uid, &err) < 0) {
-			imapd_no_err(s, "copy", &err);
+		if (k && (k == IMAPD_COPY_BATCH || bytes + m->size > IMAPD_COPY_BATCH_BYTES)) {
+			rc = copy_flush(s, msgs, data, src, k, job, &err);
+			k = 0;
+			bytes = 0;
+			if (rc < 0)
+				break;
+		}
+		buf_reset(&data[k]);
+		if (store_message_read(s->st, s->sel->name, m->guid, &data[k], &err) < 0) {
 			rc = -1;
 			break;
 		}
-		job->src[job->n] = m->uid;
-		job->dst[job->n++] = uid;
+		msgs[k].len = data[k].len;
+		msgs[k].opts = (struct store_append_opts){ m->sysflags, m->keywords, m->internaldate };
+		src[k++] = m->uid;
+		bytes += m->size;
 	}
-	buf_free(&data);
+	if (rc == 0)
+		rc = copy_flush(s, msgs, data, src, k, job, &err);
+	if (rc < 0)
+		imapd_no_err(s, "copy", &err);
+	for (size_t i = 0; i < IMAPD_COPY_BATCH; i++)
+		buf_free(&data[i]);
 	if (rc < 0 && job->n) {
 		struct terr e2 = { 0 };
 		if (store_expunge(s->st, job->target, job->dst, job->n, NULL, &e2) < 0)
@@ -65,7 +97,7 @@ static int copy_all(struct imapd_session *s, const size_t *idx, size_t n, struct
 /* COPY and MOVE within one owner's mailboxes: one store transaction
  * (store_copy), so a crash leaves the whole copy (and, for MOVE, the
  * expunge) or none of it. *atomic_r is 0 when the owners differ: the
- * caller then copies message by message. 0 done, -1 failed (NO set). */
+ * caller then copies in batches (copy_all). 0 done, -1 failed (NO set). */
 static int copy_same_owner(struct imapd_session *s, const size_t *idx, size_t n, struct copy_job *job, int move,
 			   int *atomic_r)
 {

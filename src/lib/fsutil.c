@@ -12,6 +12,12 @@
 #include <unistd.h>
 
 static struct fs_stats stats;
+static void (*fsync_observer)(uint64_t ns);
+
+void fs_set_fsync_observer(void (*fn)(uint64_t ns))
+{
+	fsync_observer = fn;
+}
 
 uint64_t fs_now_ns(void)
 {
@@ -45,8 +51,11 @@ int fs_fsync(int fd, const char *what, struct terr *err)
 {
 	uint64_t t0 = fs_now_ns();
 	int rc = fsync(fd);
+	uint64_t ns = fs_now_ns() - t0;
 	stats.fsyncs++;
-	stats.fsync_ns += fs_now_ns() - t0;
+	stats.fsync_ns += ns;
+	if (fsync_observer)
+		fsync_observer(ns);
 	if (rc < 0)
 		return terr_errno(err, errno, "fsync %s", what);
 	return 0;

@@ -23,6 +23,9 @@ struct fs_stats {
 
 int fs_write_all(int fd, const void *data, size_t len, const char *what, struct terr *err);
 int fs_fsync(int fd, const char *what, struct terr *err);
+/* Called with the duration of every fs_fsync after it (the metrics'
+ * histogram, src/stats/stats.h); NULL: none. */
+void fs_set_fsync_observer(void (*fn)(uint64_t ns));
 /* fsyncs the directory itself (after a rename or unlink in it). */
 int fs_fsync_dir(const char *dir, struct terr *err);
 /* fsyncs the directory that holds path. */

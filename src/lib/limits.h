@@ -168,6 +168,13 @@
  * stored in one transaction (all or none). */
 #define IMAP_MAX_MULTIAPPEND 1000
 #define IMAP_MAX_MULTIAPPEND_BYTES MAX_MESSAGE_SIZE
+/* COPY/MOVE into another owner's mailbox goes in batches, each one store
+ * transaction (one commit and change-log write for the batch): messages
+ * and their bytes held in memory at once. 64 messages take most of the
+ * per-message cost away; 32 MiB keeps a session's memory bounded (a
+ * larger single message goes alone). */
+#define IMAPD_COPY_BATCH 64
+#define IMAPD_COPY_BATCH_BYTES (32u * 1024 * 1024)
 /* FETCH PREVIEW, characters: RFC 8970 3 says at most 256. */
 #define IMAP_PREVIEW_CHARS 256
 /* Arguments/items in one command: bounds parser memory. */
@@ -270,5 +277,25 @@
 /* Slots of the shared failure table (users + addresses remembered at
  * once), 24 bytes each: a busy attack on more keys evicts the oldest. */
 #define AUTH_FAIL_SLOTS 8192
+
+/* ---- the metrics endpoint (metrics_listen) ---------------------------- */
+
+/* A scrape is "GET /metrics HTTP/1.1" plus a few short headers (Host,
+ * User-Agent, Accept); Prometheus sends under 300 bytes. These bound
+ * what a stranger on the port can make the metrics process hold. */
+/* Request target (path and query), bytes: 414 past it. */
+#define METRICS_MAX_TARGET 256
+/* Request line, bytes: method, target, version and the spaces. */
+#define METRICS_MAX_REQUEST_LINE (METRICS_MAX_TARGET + 32)
+/* The whole request head, bytes (request line and headers): 431 past it. */
+#define METRICS_MAX_HEAD 8192
+/* Header lines of one request: 431 past it. */
+#define METRICS_MAX_HEADERS 64
+/* Connections served at once; more wait in the listen backlog: a few
+ * scrapers (Prometheus pairs, a curl by hand) never need more. */
+#define METRICS_MAX_CONNS 8
+/* Milliseconds a connection may take from its accept to the last byte
+ * of the answer: a slow or silent client holds its slot no longer. */
+#define METRICS_CONN_TIMEOUT_MS 5000
 
 #endif

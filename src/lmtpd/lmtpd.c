@@ -18,6 +18,8 @@
 #include "lib/xalloc.h"
 #include "names/mboxname.h"
 #include "proto/lmtp/lmtp.h"
+#include "lib/fsutil.h"
+#include "stats/stats.h"
 #include "store/store.h"
 #include "store/store_move.h"
 
@@ -127,10 +129,12 @@ static int lmtpd_rcpt_moving(struct lmtp_session *s, const char *path, const cha
 	if (store_move_get(s->st, user, &m, &err) < 0) {
 		log_err("event=rcpt_fail session=%s rcpt=%s error=\"%s\"", s->env->session_id, path, err.msg);
 		reply(s, 451, "4.3.0", "Temporary failure looking up the recipient");
+		stats_count_refused(SR_TEMPORARY, 1);
 		return 1;
 	}
 	if (m.state == STORE_MOVE_NONE)
 		return 0;
+	stats_count_refused(SR_USER_MOVED, 1);
 	char q[LOGQ_MAX], text[300];
 	log_notice("event=rcpt_refused session=%s rcpt=%s code=451 status=4.2.1 reason=user_%s target=%s",
 		   s->env->session_id, logq(q, path), store_move_state_name(m.state), m.target);
@@ -148,6 +152,7 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	int rc = -1;
 	if (lmtp_split_address(path, s->downcase, &local, &detail, &domain) < 0) {
 		reply(s, 501, "5.1.3", "Bad recipient address");
+		stats_count_refused(SR_BAD_ADDRESS, 1);
 		goto out;
 	}
 	buf_appends(&user, local.ptr);
@@ -160,6 +165,7 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	if (ex < 0) {
 		log_err("event=rcpt_fail session=%s rcpt=%s error=\"%s\"", s->env->session_id, path, err.msg);
 		reply(s, 451, "4.3.0", "Temporary failure looking up the recipient");
+		stats_count_refused(SR_TEMPORARY, 1);
 		goto out;
 	}
 	if (ex == 0) {
@@ -167,6 +173,7 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 		log_notice("event=rcpt_rejected session=%s rcpt=%s code=550 status=5.1.1 reason=no_such_user",
 			   s->env->session_id, logq(q, path));
 		reply(s, 550, "5.1.1", "No such user");
+		stats_count_refused(SR_NO_SUCH_USER, 1);
 		goto out;
 	}
 	struct store_mailbox_info mi = { 0 };
@@ -183,6 +190,7 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 		/* no such folder (or not a mail folder, like #sieve): the INBOX */
 		if (mboxname_user_inbox(user.ptr, mailbox, &err) < 0) {
 			reply(s, 550, "5.1.1", "No such user");
+			stats_count_refused(SR_NO_SUCH_USER, 1);
 			goto out;
 		}
 	}
@@ -202,6 +210,7 @@ static void rcpt_result(struct lmtp_session *s, const struct rcpt *r, const stru
 	if (uid) {
 		reply(s, 250, "2.1.5", "Delivered");
 		s->delivered++;
+		stats_count_delivered(1);
 		log_info("event=deliver session=%s rcpt=%s mailbox=%s uid=%u size=%zu", s->env->session_id,
 			 r->address, logq(q, r->mailbox), uid, size);
 		return;
@@ -218,6 +227,8 @@ static void rcpt_result(struct lmtp_session *s, const struct rcpt *r, const stru
 		if (moving)
 			return;
 	}
+	stats_count_refused(e->code == TE_OVERQUOTA ? SR_OVER_QUOTA : e->code == TE_NOSPACE ? SR_NO_SPACE :
+			    e->code == TE_TOOBIG ? SR_TOO_BIG : e->code == TE_NOTFOUND ? SR_NO_SUCH_USER : SR_TEMPORARY, 1);
 	switch (e->code) {
 	case TE_OVERQUOTA:
 		if (s->overquota_perm)
@@ -274,11 +285,13 @@ static int do_data(struct lmtp_session *s)
 	if (d.toobig) {
 		for (size_t i = 0; i < s->nrcpts; i++)
 			reply(s, 552, "5.3.4", "Message too big");
+		stats_count_refused(SR_TOO_BIG, s->nrcpts);
 		log_warn("event=deliver_fail session=%s reason=toobig size=%zu limit=%lld", s->env->session_id, d.size,
 			 s->maxsize);
 	} else if (msg.len == head) {
 		for (size_t i = 0; i < s->nrcpts; i++)
 			reply(s, 554, "5.6.0", "Empty message");
+		stats_count_refused(SR_EMPTY, s->nrcpts);
 	} else {
 		const char **names = xcalloc(s->nrcpts, sizeof *names);
 		uint32_t *uids = xcalloc(s->nrcpts, sizeof *uids);
@@ -286,7 +299,9 @@ static int do_data(struct lmtp_session *s)
 		for (size_t i = 0; i < s->nrcpts; i++)
 			names[i] = s->rcpts[i].mailbox;
 		struct store_append_opts ao = { 0, NULL, (int64_t)time(NULL) };
+		uint64_t t0 = fs_now_ns();
 		store_deliver(s->st, names, s->nrcpts, msg.ptr, msg.len, &ao, uids, errs, &err);
+		stats_observe(SH_DELIVERY, fs_now_ns() - t0);
 		for (size_t i = 0; i < s->nrcpts; i++)
 			rcpt_result(s, &s->rcpts[i], &errs[i], uids[i], msg.len);
 		free(names);
@@ -341,11 +356,13 @@ static int do_command(struct lmtp_session *s, const char *line, size_t len)
 		}
 		if (s->nrcpts >= LMTP_MAX_RCPTS) {
 			reply(s, 452, "4.5.3", "Too many recipients");
+			stats_count_refused(SR_TOO_MANY_RCPTS, 1);
 			break;
 		}
 		if (server_role_refuses_writes(s->env->conf)) {
 			/* a replica (server_role.c): the MTA retries, at the master */
 			reply(s, 451, "4.3.0", "This server is a replica; deliver to the master");
+			stats_count_refused(SR_REPLICA, 1);
 			log_info("event=rcpt_refused session=%s rcpt=%s reason=replica", s->env->session_id, cmd.arg.ptr);
 			break;
 		}

@@ -26,6 +26,7 @@
 #include "conf/conf.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "stats/stats.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -181,6 +182,7 @@ long long server_auth_pause_ms(long long base_ms, unsigned fails)
 int server_auth_failed(const struct service_env *env, const char *user, const char *reason)
 {
 	session_fails++;
+	stats_count_auth_failure(env->service);
 	unsigned uf, af;
 	bump(user ? user : "", env->peer_addr, &uf, &af);
 	long long ms = server_auth_pause_ms(conf_duration_ms(env->conf, "failedloginpause"), uf > af ? uf : af);

@@ -693,8 +693,6 @@ int store_copy(struct store *st, const char *src, const uint32_t *uids, size_t n
 		return -1;
 	if (u != ud)
 		return terr_set(err, TE_INVALID, "copy between owners is not one transaction");
-	if (!strcmp(src, dst) && move)
-		return terr_set(err, TE_INVALID, "move into the same mailbox");
 	struct utx tx;
 	if (utx_begin(&tx, st, u, err) < 0)
 		return -1;
@@ -747,7 +745,7 @@ int store_copy(struct store *st, const char *src, const uint32_t *uids, size_t n
 		    ((move || same) && store_mbox_update_counters(&tx, &srow, err) < 0))
 			goto out;
 		if (utx_log(&tx, "APPEND", dst, NULL, err) < 0 || utx_log(&tx, "MAILBOX", dst, NULL, err) < 0 ||
-		    (move && utx_log(&tx, "MAILBOX", src, NULL, err) < 0) || utx_commit(&tx, err) < 0)
+		    (move && !same && utx_log(&tx, "MAILBOX", src, NULL, err) < 0) || utx_commit(&tx, err) < 0)
 			goto out;
 		char q1[LOGQ_MAX], q2[LOGQ_MAX];
 		log_info("event=%s mailbox=%s target=%s count=%zu modseq=%llu", move ? "move" : "copy", logq(q1, src),

@@ -113,7 +113,24 @@ struct syncc {
 	/* the waiters of synchronous replication (src/syncc/syncc_rightnow.c),
 	 * NULL unless this is the rolling client of sync_rightnow_channel */
 	struct syncc_rn *rn;
+	/* the published state of a rolling client (src/syncc/syncc_publish.c),
+	 * NULL for one-shot work */
+	struct syncc_pub *pub;
 };
+
+/* syncc_publish.c: a rolling client's client.state (src/stats/stats.h):
+ * open at the start of syncc_rolling, close ("stopped") at its end; the
+ * others are no-ops without it. */
+void syncc_pub_open(struct syncc *sc);
+void syncc_pub_close(struct syncc *sc);
+/* A transition: "connecting", "connected", "backoff" (until: epoch
+ * seconds of the next attempt), "draining"; error kept when not NULL. */
+void syncc_pub_state(struct syncc *sc, const char *state, long long until, const char *error);
+/* A pass on a log-run ended (ok or not) after ns nanoseconds. */
+void syncc_pub_pass(struct syncc *sc, int ok, unsigned long long ns, const char *error);
+/* Connected with nothing to send: refreshes last_success (at most every
+ * STATS_IDLE_REFRESH_S). */
+void syncc_pub_idle(struct syncc *sc);
 
 /* syncc_rightnow.c: the rolling client's side of sync_rightnow_channel.
  * open: listens when sc's channel is the rightnow one (0 also when it is

@@ -27,6 +27,8 @@ struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct 
 
 void syncc_disconnect(struct syncc *sc)
 {
+	if (sc->t)
+		syncc_pub_state(sc, "connecting", 0, NULL);
 	sync_transport_close(&sc->t);
 }
 

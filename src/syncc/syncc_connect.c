@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Before the first command the client works on the transport's
@@ -331,12 +332,18 @@ int syncc_connect(struct syncc *sc, struct terr *err)
 	long long cap = conf_duration_ms(sc->conf, "sync_reconnect_maxwait");
 	if (wait < 100)
 		wait = 100;
+	syncc_pub_state(sc, "connecting", 0, NULL);
 	for (;;) {
-		if (connect_once(sc, err) == 0)
+		if (connect_once(sc, err) == 0) {
+			syncc_pub_state(sc, "connected", 0, NULL);
 			return 0;
-		if (sc->o.connect_once || err->code == TE_CONFIG || (sc->o.stop && *sc->o.stop))
+		}
+		if (sc->o.connect_once || err->code == TE_CONFIG || (sc->o.stop && *sc->o.stop)) {
+			syncc_pub_state(sc, "connecting", 0, err->msg);
 			return -1;
+		}
 		log_warn("event=sync_connect_fail channel=%s error=\"%s\" retry_ms=%lld", sc->channel, err->msg, wait);
+		syncc_pub_state(sc, "backoff", (long long)time(NULL) + (wait + 999) / 1000, err->msg);
 		/* the sessions waiting for synchronous replication are told
 		 * at once: the replica is unreachable */
 		syncc_rn_sleep(sc, wait, err->msg);

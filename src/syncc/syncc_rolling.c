@@ -234,9 +234,11 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	 * for their commit to reach the replica (syncc_rightnow.c) */
 	if (!one_pass)
 		(void)syncc_rn_open(sc);
+	syncc_pub_open(sc);
 	for (;;) {
 		if (sc->o.stop && *sc->o.stop && !draining) {
 			log_notice("event=sync_drain channel=%s%s", sc->channel, sl);
+			syncc_pub_state(sc, "draining", 0, NULL);
 			draining = 1;
 			one_pass = 1;	/* send what is logged, then stop */
 		}
@@ -290,6 +292,8 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				}
 				syncc_rn_pass_end(sc, NULL, nfailed);
 				clock_gettime(CLOCK_MONOTONIC, &t1);
+				syncc_pub_pass(sc, 1, (unsigned long long)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+									  (t1.tv_nsec - t0.tv_nsec)), NULL);
 				log_info("event=sync_pass channel=%s%s ms=%ld commands=%lu roundtrips=%lu bytes=%lu",
 					 sc->channel, sl,
 					 (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000),
@@ -299,6 +303,9 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				 * what this pass did is kept */
 				log_warn("event=sync_pass_fail channel=%s%s error=\"%s\"", sc->channel, sl, e2.msg);
 				syncc_rn_pass_end(sc, e2.msg, 0);
+				clock_gettime(CLOCK_MONOTONIC, &t1);
+				syncc_pub_pass(sc, 0, (unsigned long long)((t1.tv_sec - t0.tv_sec) * 1000000000LL +
+									  (t1.tv_nsec - t0.tv_nsec)), e2.msg);
 				if (e2.code == TE_IO) {
 					if (sc->careful)
 						syncc_charge_lost_session(sc, &e2);
@@ -328,6 +335,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			syncc_disconnect(sc);
 			continue;
 		}
+		syncc_pub_idle(sc);
 		if (one_pass)
 			break;
 		long long waited = 0, step = interval > 0 && interval < 100 ? interval : 100;
@@ -355,6 +363,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 		} while (waited < interval && !(sc->o.stop && *sc->o.stop));
 	}
 	syncc_rn_close(sc);
+	syncc_pub_close(sc);
 	if (ino >= 0)
 		close(ino);
 	buf_free(&run);

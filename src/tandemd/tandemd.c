@@ -34,6 +34,8 @@
 #include "names/mboxname.h"
 #include "sync/sync_client.h"
 #include "sync/sync_rightnow.h"
+#include "stats/stats.h"
+#include "tandemd/metricsd.h"
 #include "tandemd/services.h"
 
 #include <errno.h>
@@ -79,6 +81,7 @@ struct syncer {
 	time_t started;
 	time_t restart_at;
 	int failures;
+	int last_exit;		/* -1 none yet, else the status (128+N: signal N) */
 };
 
 /* A sync client that ran this long, seconds, counts as having started
@@ -110,6 +113,12 @@ struct master {
 	struct session_slot *sessions;	/* MAX_SESSIONS: the limits, the final SIGKILL */
 	int nsvc[MAX_LISTENERS];	/* sessions per service (index in services[]) */
 	pid_t pid;		/* tandemd's own, for server_child_init */
+	/* the metrics endpoint (metricsd.c): its sockets and its process */
+	int mfds[8];
+	int nmfds;
+	pid_t metrics_pid;
+	time_t metrics_restart_at;
+	time_t started;
 };
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -200,10 +209,18 @@ static int check_limits(const struct conf *conf, struct terr *err)
 	return 0;
 }
 
+/* In a child: the listeners it does not serve. */
+static void close_metrics_fds(struct master *m)
+{
+	for (int i = 0; i < m->nmfds; i++)
+		close(m->mfds[i]);
+}
+
 static void run_session(struct master *m, struct listener *l, int fd, const char *addr)
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
+	close_metrics_fds(m);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
 	server_session_signals();
@@ -247,6 +264,7 @@ static void find_syncers(struct master *m)
 			struct syncer *sy = &m->syncers[m->nsyncers++];
 			memset(sy, 0, sizeof *sy);
 			snprintf(sy->channel, sizeof sy->channel, "%s", chans[i]);
+			sy->last_exit = -1;
 			sy->shard = k;
 			sy->nshards = nshards;
 			if (nshards > 1)
@@ -345,6 +363,7 @@ static void run_syncer(struct master *m, struct syncer *sy)
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
+	close_metrics_fds(m);
 	close(sigpipe_fds[0]);
 	close(sigpipe_fds[1]);
 	server_session_signals();
@@ -380,9 +399,72 @@ static void run_syncer(struct master *m, struct syncer *sy)
 	_exit(rc < 0 ? 1 : 0);
 }
 
+/* <configdir>/tandemd.state (src/stats/stats.h, point 3): for tandem
+ * status and the metrics page; rewritten at each change of a client. */
+static void write_state(struct master *m)
+{
+	struct stats_daemon *d = xcalloc(1, sizeof *d);
+	d->pid = (long)getpid();
+	d->started = (long long)m->started;
+	snprintf(d->version, sizeof d->version, "%s", TANDEM_VERSION);
+	snprintf(d->config, sizeof d->config, "%s", m->conf_path);
+	for (int i = 0; i < m->nls && d->nls < STATS_MAX_LISTENERS; i++, d->nls++) {
+		snprintf(d->ls[d->nls].service, sizeof d->ls[d->nls].service, "%s", m->ls[i].svc->name);
+		snprintf(d->ls[d->nls].addr, sizeof d->ls[d->nls].addr, "%s", m->ls[i].addr);
+		d->ls[d->nls].port = net_local_port(m->ls[i].fd);
+	}
+	for (int i = 0; i < m->nmfds && d->nls < STATS_MAX_LISTENERS; i++, d->nls++) {
+		snprintf(d->ls[d->nls].service, sizeof d->ls[d->nls].service, "metrics");
+		snprintf(d->ls[d->nls].addr, sizeof d->ls[d->nls].addr, "%s", conf_str(m->conf, "metrics_listen"));
+		d->ls[d->nls].port = net_local_port(m->mfds[i]);
+	}
+	for (int i = 0; i < m->nsyncers && d->nsy < STATS_MAX_CLIENTS; i++) {
+		const struct syncer *sy = &m->syncers[i];
+		struct stats_syncer *o = &d->sy[d->nsy++];
+		snprintf(o->channel, sizeof o->channel, "%s", sy->channel);
+		o->shard = sy->nshards > 1 ? sy->shard : -1;
+		o->pid = (long)sy->pid;
+		o->started = (long long)sy->started;
+		o->restart_at = sy->pid ? 0 : (long long)sy->restart_at;
+		o->last_exit = sy->last_exit;
+		o->failures = sy->failures;
+	}
+	struct buf path = BUF_INIT;
+	stats_daemon_path(conf_str(m->conf, "configdirectory"), &path);
+	if (stats_daemon_write(path.ptr, d) < 0)
+		log_warn("event=state_write_fail path=%s error=\"%s\"", path.ptr, strerror(errno));
+	buf_free(&path);
+	free(d);
+}
+
+/* The metrics endpoint's process (metricsd.c), when metrics_listen is
+ * set: started at once, again a second after it exits. */
+static void start_metrics(struct master *m)
+{
+	if (!m->nmfds || m->metrics_pid || m->metrics_restart_at > time(NULL))
+		return;
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_err("event=fork_fail error=\"%s\"", strerror(errno));
+		m->metrics_restart_at = time(NULL) + 1;
+		return;
+	}
+	if (pid == 0) {
+		for (int i = 0; i < m->nls; i++)
+			close(m->ls[i].fd);
+		close(sigpipe_fds[0]);
+		close(sigpipe_fds[1]);
+		server_session_signals();
+		server_child_init(m->pid);
+		metricsd_run(m->conf, m->mfds, m->nmfds);
+	}
+	m->metrics_pid = pid;
+}
+
 static void start_due_syncers(struct master *m)
 {
 	time_t now = time(NULL);
+	int started = 0;
 	for (int i = 0; i < m->nsyncers; i++) {
 		struct syncer *sy = &m->syncers[i];
 		if (sy->pid || sy->restart_at > now)
@@ -397,8 +479,11 @@ static void start_due_syncers(struct master *m)
 			run_syncer(m, sy);
 		sy->pid = pid;
 		sy->started = now;
+		started = 1;
 		log_info("event=sync_client_start channel=%s pid=%ld%s", sy->channel, (long)pid, sy->label);
 	}
+	if (started)
+		write_state(m);
 }
 
 /* Milliseconds until the next sync client is due, or -1 for none. */
@@ -437,6 +522,7 @@ static void reap(struct master *m)
 			if (wait > SYNCER_BACKOFF_MAX_S)
 				wait = SYNCER_BACKOFF_MAX_S;
 			sy->restart_at = time(NULL) + wait;
+			sy->last_exit = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 			log_warn("event=sync_client_exit channel=%s pid=%ld%s status=%d restart_in_s=%d", sy->channel,
 				 (long)pid, sy->label, WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
 				 wait);
@@ -449,12 +535,23 @@ static void reap(struct master *m)
 				   m->retired[i].channel, m->retired[i].label, WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 			m->retired[i] = m->retired[--m->nretired];
 		}
-		if (was_syncer)
+		if (was_syncer) {
+			write_state(m);
 			continue;
+		}
+		if (pid == m->metrics_pid) {
+			m->metrics_pid = 0;
+			m->metrics_restart_at = time(NULL) + 1;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				log_warn("event=metrics_exit pid=%ld status=%d restart_in_s=1", (long)pid,
+					 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+			continue;
+		}
 		for (int i = 0; i < MAX_SESSIONS; i++)
 			if (m->sessions[i].pid == pid) {
 				m->sessions[i].pid = 0;
 				m->nsvc[m->sessions[i].svc]--;
+				stats_set_sessions(services[m->sessions[i].svc].name, m->nsvc[m->sessions[i].svc]);
 			}
 		m->nchildren--;
 		if (WIFSIGNALED(status))
@@ -504,6 +601,7 @@ static void accept_one(struct master *m, struct listener *l)
 	if (why) {
 		log_warn("event=session_refused service=%s peer=%s reason=%s limit=%lld", l->svc->name, *addr ? addr : "unix",
 			 why, limit);
+		stats_count_session_refused(l->svc->name, why);
 		if (l->svc->busy_reply && send(fd, l->svc->busy_reply, strlen(l->svc->busy_reply),
 					       MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
 			/* the client is gone or its buffer is full: closed anyway */
@@ -529,6 +627,8 @@ static void accept_one(struct master *m, struct listener *l)
 		}
 	m->nsvc[svc]++;
 	m->nchildren++;
+	stats_count_session(l->svc->name);
+	stats_set_sessions(l->svc->name, m->nsvc[svc]);
 	close(fd);
 }
 
@@ -600,6 +700,12 @@ static void reload(struct master *m)
 	publish_channels(m);
 	reload_syncers(m);
 	warn_rightnow(m);
+	/* the metrics process reads the new config when restarted */
+	if (m->metrics_pid) {
+		kill(m->metrics_pid, SIGTERM);
+		m->metrics_restart_at = 0;
+	}
+	write_state(m);
 }
 
 /* The change-log lines of a channel not replicated yet (all shards), -1
@@ -629,6 +735,7 @@ static void stop(struct master *m)
 	for (int i = 0; i < m->nsyncers; i++)
 		nsync += m->syncers[i].pid != 0;
 	nsync += m->nretired;
+	nsync += m->metrics_pid != 0;
 	kill(0, SIGTERM);
 	long long drain = conf_duration_ms(m->conf, "sync_drain_timeout") / 1000;
 	time_t deadline = time(NULL) + (nsync && drain > SHUTDOWN_TIMEOUT_S ? drain : SHUTDOWN_TIMEOUT_S);
@@ -673,6 +780,10 @@ static void stop(struct master *m)
 				 " at the next start\"", m->syncers[i].channel, n);
 	}
 	unlink(m->pidfile);
+	struct buf sp = BUF_INIT;
+	stats_daemon_path(conf_str(m->conf, "configdirectory"), &sp);
+	unlink(sp.ptr);
+	buf_free(&sp);
 	log_notice("event=stopped");
 }
 
@@ -708,7 +819,8 @@ int main(int argc, char **argv)
 	}
 	if (!check)
 		open_logs(m.conf);
-	if (check_limits(m.conf, &err) < 0 || load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0) {
+	if (check_limits(m.conf, &err) < 0 || load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0 ||
+	    metricsd_listen(m.conf, check, m.mfds, &m.nmfds, 8, &err) < 0) {
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
 	}
@@ -759,6 +871,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	m.pid = getpid();
+	m.started = time(NULL);
+	if (stats_init() < 0)
+		log_warn("event=stats_fail error=\"%s\" note=\"the metrics page shows no counters\"", strerror(errno));
 	if (server_authfail_init() < 0)
 		log_warn("event=authfail_table_fail error=\"%s\" note=\"failed logins are counted per session only\"",
 			 strerror(errno));
@@ -773,6 +888,7 @@ int main(int argc, char **argv)
 	log_notice("event=started config=%s pid=%ld listeners=%d sync_clients=%d", m.conf_path, (long)getpid(), m.nls,
 		   m.nsyncers);
 	warn_rightnow(&m);
+	write_state(&m);
 	int running = 1;
 	while (running) {
 		struct pollfd pf[MAX_LISTENERS + 1];
@@ -783,7 +899,11 @@ int main(int argc, char **argv)
 			pf[i + 1].events = POLLIN;
 		}
 		start_due_syncers(&m);
-		int n = poll(pf, (nfds_t)m.nls + 1, next_syncer_ms(&m));
+		start_metrics(&m);
+		int wait_ms = next_syncer_ms(&m);
+		if (m.nmfds && !m.metrics_pid && (wait_ms < 0 || wait_ms > 1000))
+			wait_ms = 1000;	/* the metrics process is due again */
+		int n = poll(pf, (nfds_t)m.nls + 1, wait_ms);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

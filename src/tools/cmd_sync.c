@@ -1,4 +1,4 @@
-/* cmd_sync.c: tandem sync (Cyrus's sync_client), compare, repair and status. */
+/* cmd_sync.c: tandem sync (Cyrus's sync_client), compare and repair. */
 #include "tools/tools.h"
 
 #include "chlog/chlog.h"
@@ -290,81 +290,5 @@ int cmd_repair(struct tool *t, int argc, char **argv)
 	if (r < 0)
 		rc = tool_fail(&err);
 	syncc_free(&sc);
-	return rc;
-}
-
-/* Age, seconds, of the oldest change not yet replicated on a channel:
- * the birth of its log-run (being replicated) or else of its log, when
- * not empty; 0 when nothing is pending, -1 when the file system does
- * not keep birth times. */
-static long long oldest_pending_s(const struct conf *conf, const char *chan, int shard)
-{
-	static const char *const files[] = { "log-run", "log" };
-	struct buf path = BUF_INIT;
-	long long age = 0;
-	for (size_t i = 0; i < 2 && !age; i++) {
-		chlog_shard_path(conf_str(conf, "configdirectory"), chan, shard, files[i], &path);
-		struct statx sx;
-		if (statx(AT_FDCWD, path.ptr, 0, STATX_BTIME | STATX_SIZE, &sx) < 0 || sx.stx_size == 0)
-			continue;
-		if (!(sx.stx_mask & STATX_BTIME)) {
-			age = -1;
-			break;
-		}
-		long long now = (long long)time(NULL);
-		age = now > sx.stx_btime.tv_sec ? now - sx.stx_btime.tv_sec : 1;
-	}
-	buf_free(&path);
-	return age;
-}
-
-static const char status_usage[] =
-	"usage: tandem status [-n CHANNEL]...\n"
-	"\nFor each channel (all configured ones by default): the change-log lines not\n"
-	"yet replicated, the age in seconds of the oldest of them (oldest_pending_s: the\n"
-	"replication lag; -1 when the file system keeps no birth times), and every\n"
-	"mailbox that failed to replicate, with its error, attempts and next retry (the\n"
-	"rolling client retries it with backoff; fix the cause and run\n"
-	"tandem sync -n CHANNEL -m MAILBOX to replicate it by hand).\n"
-	"A sharded channel (<channel>_sync_shards) also has a line per shard (shard=K)\n"
-	"for pending lines and lag; the channel's lines give the total and the largest\n"
-	"lag; each failed mailbox is listed with its shard.\n"
-	"The sync_rightnow_channel also has a line \"rightnow=on ok=N timeouts=N refused=N\n"
-	"last_cause=...\": how the acknowledgements' waits for its replica ended.\n";
-
-int cmd_status(struct tool *t, int argc, char **argv)
-{
-	if (tool_help(argc, argv, status_usage))
-		return EXIT_OK;
-	const char *const *chans;
-	size_t n = conf_log_channels(t->conf, &chans);
-	const char *one[1];
-	if (argc == 3 && !strcmp(argv[1], "-n")) {
-		one[0] = argv[2];
-		chans = one;
-		n = 1;
-	} else if (argc != 1) {
-		return tool_usage(status_usage);
-	}
-	struct buf out = BUF_INIT;
-	struct terr err = { 0 };
-	int rc = EXIT_OK;
-	for (size_t i = 0; i < n; i++) {
-		if (syncc_status(t->conf, chans[i], &out, &err) < 0)
-			rc = tool_fail(&err);
-		const char *qc = *chans[i] ? chans[i] : "\"\"";
-		int nshards = syncc_channel_shards(t->conf, chans[i]);
-		long long lag = nshards > 1 ? 0 : oldest_pending_s(t->conf, chans[i], -1);
-		for (int k = 0; nshards > 1 && k < nshards; k++) {
-			long long a = oldest_pending_s(t->conf, chans[i], k);
-			buf_printf(&out, "channel=%s shard=%d oldest_pending_s=%lld\n", qc, k, a);
-			if (a < 0 || (lag >= 0 && a > lag))
-				lag = a < 0 ? -1 : a;
-		}
-		/* the total last: readers keyed on the channel keep this one */
-		buf_printf(&out, "channel=%s oldest_pending_s=%lld\n", qc, lag);
-	}
-	fputs(buf_cstr(&out), stdout);
-	buf_free(&out);
 	return rc;
 }

@@ -38,7 +38,7 @@ static const struct command commands[] = {
 	{ "sync", cmd_sync, 1, "replicate to a replica (Cyrus's sync_client)" },
 	{ "compare", cmd_compare, 1, "compare this master with its replica" },
 	{ "repair", cmd_repair, 1, "make the replica equal to this master, copying back what only it holds" },
-	{ "status", cmd_status, 1, "replication state: pending changes, failed mailboxes" },
+	{ "status", cmd_status, 1, "tandemd and replication state: clients, lag, failed mailboxes" },
 	{ "failover", cmd_failover, 1, "switch master and replica roles cleanly" },
 	{ "move-user", cmd_move_user, 1, "move a user to another store (tandem or Cyrus), then remove it here" },
 	{ "check", cmd_check, 1, "check the store's consistency" },

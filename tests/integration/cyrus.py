@@ -274,3 +274,56 @@ class ManageSieve:
         except (OSError, ManageSieveError):
             pass
         self.s.close()
+
+
+# ---- what an IMAP client sees, and a sample of per-user state ------------------------------------
+
+def fetch_rows(im, mailbox, drop=("\\Recent",)):
+    """Selects mailbox read-only on an imaplib connection (Cyrus or tandem)
+    and returns its records as an IMAP client sees them, sorted:
+    [(uid, modseq, [flags without those in drop], SHA-1 of the body)]."""
+    import hashlib
+    im.select(mailbox, readonly=True)
+    typ, data = im.uid("FETCH", "1:*", "(UID FLAGS MODSEQ BODY.PEEK[])")
+    rows = []
+    for d in data or []:
+        if isinstance(d, tuple):
+            head = d[0].decode()
+            uid = int(re.search(r"UID (\d+)", head).group(1))
+            modseq = int(re.search(r"MODSEQ \((\d+)\)", head).group(1))
+            flags = sorted(f for f in re.search(r"FLAGS \(([^)]*)\)", head).group(1).split() if f not in drop)
+            rows.append((uid, modseq, flags, hashlib.sha1(d[1]).hexdigest()))
+    return sorted(rows)
+
+
+def sample_state(cm, t, rng, messages=5, extra=()):
+    """Gives a Cyrus master the per-user state the interop tests replicate:
+    user.alice (+ .Work, .Sent with \\Sent special-use), user.bob and the
+    mailboxes in extra; a quota; alice+Work deliverable (anyone p);
+    `messages` deliveries spread over alice, alice+Work and bob; alice's
+    subscriptions, flags, an ACL for bob, shared and private METADATA; bob's
+    \\Seen in alice's Work. Checks each step with t."""
+    from tlib import make_message
+    im = cm.imap()
+    for mb in ["user.alice", "user.alice.Work", "user.bob", *extra]:
+        t.eq(im.create(mb)[0], "OK", f"create {mb} on Cyrus")
+    t.eq(im._simple_command("CREATE", "user.alice.Sent", "(USE (\\Sent))")[0], "OK", "CREATE with USE \\Sent")
+    t.eq(im.setquota("user.alice", "(STORAGE 50000)")[0], "OK", "SETQUOTA on Cyrus")
+    im.setacl("user.alice.Work", "anyone", "p")	# so alice+Work delivers into it
+    im.logout()
+    for i in range(messages):
+        cm.deliver(["alice", "alice+Work", "bob"][i % 3], make_message(rng, i))
+    al = cm.imap("alice", "alicepw")
+    al.subscribe("INBOX.Work")
+    al.subscribe("INBOX.Sent")
+    al.select("INBOX")
+    al.store("1", "+FLAGS", "(\\Seen \\Flagged)")
+    al.select("INBOX.Work")
+    al.store("1", "+FLAGS", "($Label1)")
+    al.setacl("INBOX.Work", "bob", "lrs")
+    al._simple_command("SETMETADATA", "INBOX.Work", '(/shared/comment "work stuff" /private/comment "mine")')
+    al.logout()
+    bo = cm.imap("bob", "bobpw")
+    bo.select("user.alice.Work")
+    bo.store("1", "+FLAGS", "(\\Seen)")
+    bo.logout()

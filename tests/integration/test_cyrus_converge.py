@@ -14,7 +14,6 @@ flags and modseq, body SHA-1), as Cyrus's own imapd answers it.
 TANDEM_CYRUS_SEEDS sets how many seeds (default 3); each seed is printed, and
 TANDEM_CYRUS_SEED=S TANDEM_CYRUS_SEEDS=1 reruns one.
 """
-import hashlib
 import imaplib
 import os
 import random
@@ -44,18 +43,7 @@ def imap_state(im, mailboxes):
             out[mb] = None
             continue
         nums = dict((k.decode(), int(v)) for k, v in re.findall(rb"([A-Z]+) (\d+)", st[0].split(b"(", 1)[1]))
-        im.select(mb, readonly=True)
-        typ, data = im.uid("FETCH", "1:*", "(UID FLAGS MODSEQ BODY.PEEK[])")
-        rows = []
-        for d in data:
-            if isinstance(d, tuple):
-                head = d[0].decode()
-                uid = int(re.search(r"UID (\d+)", head).group(1))
-                modseq = int(re.search(r"MODSEQ \((\d+)\)", head).group(1))
-                flags = sorted(f for f in re.search(r"FLAGS \(([^)]*)\)", head).group(1).split()
-                               if f != "\\Recent")
-                rows.append((uid, modseq, flags, hashlib.sha1(d[1]).hexdigest()))
-        out[mb] = (nums, sorted(rows))
+        out[mb] = (nums, cyrus.fetch_rows(im, mb))
         im.unselect() if hasattr(im, "unselect") else im.close()
     return out
 

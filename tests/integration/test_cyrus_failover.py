@@ -156,29 +156,7 @@ def drill(transport):
     started.append(d)
 
     with t.case(f"{transport}: Cyrus master with mail replicates into tandem (sync_client -A, then more in its sync log)"):
-        im = cm.imap()
-        for mb in ["user.alice", "user.alice.Work", "user.alice.Later", "user.bob", "user.bob.Drafts"]:
-            t.eq(im.create(mb)[0], "OK", f"create {mb} on Cyrus")
-        t.eq(im._simple_command("CREATE", "user.alice.Sent", "(USE (\\Sent))")[0], "OK", "CREATE with USE \\Sent")
-        im.setquota("user.alice", "(STORAGE 50000)")
-        im.setacl("user.alice.Work", "anyone", "p")
-        im.logout()
-        for i in range(6):
-            cm.deliver(["alice", "alice+Work", "bob"][i % 3], make_message(t.rng, i))
-        al = cm.imap("alice", "alicepw")
-        al.subscribe("INBOX.Work")
-        al.subscribe("INBOX.Sent")
-        al.select("INBOX")
-        al.store("1", "+FLAGS", "(\\Seen \\Flagged)")
-        al.select("INBOX.Work")
-        al.store("1", "+FLAGS", "($Label1)")
-        al.setacl("INBOX.Work", "bob", "lrs")
-        al._simple_command("SETMETADATA", "INBOX.Work", '(/shared/comment "work stuff" /private/comment "mine")')
-        al.logout()
-        bo = cm.imap("bob", "bobpw")
-        bo.select("user.alice.Work")
-        bo.store("1", "+FLAGS", "(\\Seen)")
-        bo.logout()
+        cyrus.sample_state(cm, t, t.rng, messages=6, extra=("user.alice.Later", "user.bob.Drafts"))
         r = cm.sync_client("-A")
         t.eq(r.returncode, 0, f"sync_client -A: {r.stdout[-300:]} {r.stderr[-300:]}")
         for u, pw in USERS.items():

@@ -17,7 +17,6 @@ SYNCAPPLY, reference §2.10).
    sync_try_imap into tandem's imapd, and tandem's sync client into Cyrus's
    imapd, with the same equality checks.
 """
-import hashlib
 import os
 import re
 import shutil
@@ -42,21 +41,11 @@ started = []
 
 
 def cyrus_state(cy, mailbox):
-    """[(uid, modseq, flags, sha1)] and UIDVALIDITY, as Cyrus's IMAP shows them."""
+    """UIDVALIDITY and [(uid, modseq, flags, sha1)], as Cyrus's IMAP shows them."""
     im = cy.imap()
     st = im.status(mailbox, "(UIDVALIDITY)")[1][0].decode()
     uidvalidity = int(re.search(r"UIDVALIDITY (\d+)", st).group(1))
-    im.select(mailbox, readonly=True)
-    typ, data = im.uid("FETCH", "1:*", "(UID FLAGS MODSEQ BODY.PEEK[])")
-    rows = []
-    for d in data:
-        if isinstance(d, tuple):
-            head = d[0].decode()
-            uid = int(re.search(r"UID (\d+)", head).group(1))
-            modseq = int(re.search(r"MODSEQ \((\d+)\)", head).group(1))
-            flags = re.search(r"FLAGS \(([^)]*)\)", head).group(1).split()
-            flags = sorted(f for f in flags if f not in ("\\Recent", "\\Seen"))
-            rows.append((uid, modseq, flags, hashlib.sha1(d[1]).hexdigest()))
+    rows = cyrus.fetch_rows(im, mailbox, drop=("\\Recent", "\\Seen"))
     im.logout()
     return uidvalidity, rows
 

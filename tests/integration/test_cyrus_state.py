@@ -83,29 +83,7 @@ try:
         cm.add_login(u, pw)
 
     with t.case("Cyrus sync_client -u: subscriptions, seen, annotations, quota, special-use, ACL"):
-        im = cm.imap()
-        for mb in ["user.alice", "user.alice.Work", "user.bob"]:
-            t.eq(im.create(mb)[0], "OK", f"create {mb} on Cyrus")
-        t.eq(im._simple_command("CREATE", "user.alice.Sent", "(USE (\\Sent))")[0], "OK", "CREATE with USE \\Sent")
-        t.eq(im.setquota("user.alice", "(STORAGE 50000)")[0], "OK", "SETQUOTA on Cyrus")
-        im.setacl("user.alice.Work", "anyone", "p")	# so alice+Work delivers into it
-        im.logout()
-        for i in range(5):
-            cm.deliver(["alice", "alice+Work", "bob"][i % 3], make_message(t.rng, i))
-        al = cm.imap("alice", "alicepw")
-        al.subscribe("INBOX.Work")
-        al.subscribe("INBOX.Sent")
-        al.select("INBOX")
-        al.store("1", "+FLAGS", "(\\Seen \\Flagged)")
-        al.select("INBOX.Work")
-        al.store("1", "+FLAGS", "($Label1)")
-        al.setacl("INBOX.Work", "bob", "lrs")
-        al._simple_command("SETMETADATA", "INBOX.Work", '(/shared/comment "work stuff" /private/comment "mine")')
-        al.logout()
-        bo = cm.imap("bob", "bobpw")
-        bo.select("user.alice.Work")
-        bo.store("1", "+FLAGS", "(\\Seen)")
-        bo.logout()
+        cyrus.sample_state(cm, t, t.rng, messages=5)
         r = cm.sync_client("-u", "alice", "bob")
         t.eq(r.returncode, 0, f"sync_client -u: {r.stdout[-300:]} {r.stderr[-300:]}")
         for u, pw in USERS.items():

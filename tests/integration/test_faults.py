@@ -133,21 +133,29 @@ def _syscw(pid):
     return None
 
 
-def move_killed_halfway(attempts=8):
+def move_killed_halfway(target="INBOX.Box", delays=(0, 0, 0.005, 0.02, 0.05, 0.1)):
     """A 300-message UID MOVE whose tandemd is killed mid-way: once the
     IMAP session has begun writing (its write count rose after the
     command was sent) and before the MOVE was answered. Each message must
-    then be in exactly one of the two mailboxes. A MOVE that finished
-    before the kill landed is moved back and tried again (up to
-    `attempts` times); at least one kill must land half-way."""
+    then be in exactly one place, and all or none moved. The target is
+    another mailbox, or INBOX itself (RFC 6851 allows it: new UIDs, the old
+    ones expunged; a kill between the copy and the expunge once left
+    messages twice). Each attempt kills at another delay after the first
+    write (a MOVE done message by message would be caught half-way by the
+    longer ones); a MOVE that finished before the kill is moved back (or
+    simply repeated) for the next attempt; at least one kill must land
+    before the reply."""
     c = Cluster(users=("alice",))
+    same = target == "INBOX"
     try:
         rng = random.Random(t.seed)
         for i in range(300):
             c.master.ok(["deliver", "alice"], make_message(rng, i, 2000))
-        c.master.ok(["mailbox", "create", "user.alice.Box"])
+        if not same:
+            c.master.ok(["mailbox", "create", "user.alice." + target[len("INBOX."):]])
         landed = False
-        for attempt in range(attempts):
+        for attempt, delay in enumerate(delays):
+            old_uids = {row[0] for row in c.master.messages("user.alice")}
             before = _children(c.master_node.proc.pid)
             conn = imaplib.IMAP4("127.0.0.1", c.master_node.port["imap"], timeout=30)
             conn.login("alice", "pw")
@@ -159,12 +167,13 @@ def move_killed_halfway(attempts=8):
             spid = session[0]
             base = _syscw(spid)
             tag = conn._new_tag()
-            conn.send(tag + b" UID MOVE 1:* INBOX.Box\r\n")
+            conn.send(tag + f" UID MOVE 1:* {target}\r\n".encode())
             t0 = time.time()
             while time.time() - t0 < 60:
                 w = _syscw(spid)
                 if w is None or w > base:
                     break
+            time.sleep(delay)
             c.master_node.kill9()
             t.eq(c.master_node.proc.returncode, -9, "tandemd died of the SIGKILL")
             got = b""
@@ -177,26 +186,32 @@ def move_killed_halfway(attempts=8):
                     got += chunk
             except OSError:
                 pass
-            inbox, box = len(c.master.messages("user.alice")), len(c.master.messages("user.alice.Box"))
+            rows = c.master.messages("user.alice")
+            if same:
+                inbox, box = len([r for r in rows if r[0] in old_uids]), len([r for r in rows if r[0] not in old_uids])
+            else:
+                inbox, box = len(rows), len(c.master.messages("user.alice.Box"))
             dup = duplicates(c.master, ["alice"])
             answered = tag + b" OK" in got
-            print(f"  attempt {attempt}: SIGKILL {'after' if answered else 'before'} the MOVE's reply: "
-                  f"INBOX {inbox}, Box {box}, in both {len(dup)}")
-            t.eq(inbox + box, 300, "messages in INBOX + Box after a MOVE killed half-way")
-            t.eq(len(dup), 0, "messages in both mailboxes after a MOVE killed half-way")
-            t.check(inbox in (0, 300), f"all or nothing moved (one transaction): INBOX {inbox}, Box {box}")
+            print(f"  attempt {attempt}: SIGKILL {delay * 1000:.0f} ms after the first write,"
+                  f" {'after' if answered else 'before'} the MOVE's reply: "
+                  f"{'old UIDs' if same else 'INBOX'} {inbox}, {'new UIDs' if same else 'Box'} {box},"
+                  f" twice {len(dup)}")
+            t.eq(inbox + box, 300, f"messages in INBOX + {target} after a MOVE killed half-way")
+            t.eq(len(dup), 0, "messages stored twice after a MOVE killed half-way")
+            t.check(inbox in (0, 300), f"all or nothing moved (one transaction): {inbox} stayed, {box} moved")
             c.master_node.start()
-            if not answered:
-                landed = True
-                break
-            # finished first: move everything back and try again
+            landed = landed or not answered
+            if same or not box:
+                continue	# nothing to undo: the next attempt moves (or renumbers) again
+            # moved: everything back for the next attempt
             im = imaplib.IMAP4("127.0.0.1", c.master_node.port["imap"], timeout=30)
             im.login("alice", "pw")
             im.select("INBOX.Box")
             typ, _ = im.uid("MOVE", "1:*", "INBOX")
             t.eq(typ, "OK", "moved back for another try")
             im.logout()
-        t.check(landed, f"a SIGKILL landed between the MOVE's first write and its reply in {attempts} tries")
+        t.check(landed, f"a SIGKILL landed between the MOVE's first write and its reply in {len(delays)} tries")
     finally:
         c.cleanup()
 
@@ -218,6 +233,9 @@ if os.environ.get("FAULTS_RUN"):
 
 with t.case("a MOVE killed half-way leaves each message in one mailbox"):
     move_killed_halfway()
+
+with t.case("a MOVE into its own mailbox killed half-way leaves each message once"):
+    move_killed_halfway("INBOX")
 
 
 with t.case("replication connection cut and restored during deliveries"):

@@ -514,6 +514,34 @@ try:
         r.close()
         b.close()
 
+    with t.case("COPY and MOVE into another owner's folder: in batches, flags and dates kept"):
+        r = Raw(d.port["imap"]).login("alice")
+        r.cmd("CREATE INBOX.Drop")
+        u, tagged = r.cmd("SETACL INBOX.Drop bob lrsiwte")
+        raw_check(r, tagged.startswith(b"OK"), "alice lets bob insert into INBOX.Drop")
+        M = imap("bob")
+        M.create("INBOX.Out")
+        n = 70	# more than one copy batch (IMAPD_COPY_BATCH, 64)
+        for i in range(n):
+            typ, _ = M.append("INBOX.Out", "(\\Flagged)" if i % 2 else "()", imaplib.Time2Internaldate(1700000000 + i),
+                              f"Subject: out {i}\r\nMessage-ID: <out{i}@x>\r\n\r\nbody {i}\r\n".encode())
+        M.select("INBOX.Out")
+        typ, data = M.uid("COPY", "1:*", "user.alice.Drop")
+        t.eq(typ, "OK", f"UID COPY of {n} into alice's folder")
+        _, code = M.response("COPYUID")	# the tagged OK's [COPYUID uidvalidity src dst]
+        t.eq((code[-1] or b"").split()[1:], [f"1:{n}".encode()] * 2, f"COPYUID pairs {n} UIDs")
+        rows = inst.messages("user.alice.Drop")
+        t.eq(len(rows), n, "alice's folder holds every copy")
+        t.eq([("\\Flagged" in rw[2]) for rw in rows], [bool(i % 2) for i in range(n)], "flags kept, in order")
+        t.eq([rw[3] for rw in rows], [1700000000 + i for i in range(n)], "internal dates kept, in order")
+        typ, data = M.uid("MOVE", "1:5", "user.alice.Drop")
+        t.eq(typ, "OK", "UID MOVE into alice's folder")
+        t.eq(len(inst.messages("user.alice.Drop")), n + 5, "moved ones arrived")
+        t.eq(uids("user.bob.Out"), list(range(6, n + 1)), "moved ones left bob's folder")
+        M.logout()
+        r.cmd("DELETE INBOX.Drop")
+        r.close()
+
     with t.case("SETQUOTA by an admin, GETQUOTAROOT by the user"):
         a = Raw(d.port["imap"]).login("admin")
         u, tagged = a.cmd("SETQUOTA user.bob (STORAGE 1000)")

@@ -989,6 +989,39 @@ TEST(append_multi)
 	fx_close(&fx);
 }
 
+/* MOVE into the mailbox it comes from (RFC 6851 allows it: new UIDs, the
+ * old ones expunged) is one transaction like any other store_copy: a
+ * kill between a copy and its expunge left the message twice (found by
+ * test_faults' SIGKILL of the master). */
+TEST(move_within_one_mailbox)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	append(&fx, "user.alice", "Subject: a\r\n\r\na\r\n");
+	append(&fx, "user.alice", "Subject: b\r\n\r\nb\r\n");
+	uint32_t uids[2] = { 1, 2 }, src[2] = { 0, 0 }, dst[2] = { 0, 0 };
+	size_t n = 0;
+	CHECK_INT(store_copy(fx.st, "user.alice", uids, 2, "user.alice", 1, src, dst, &n, &err), 0);
+	CHECK_INT(n, 2);
+	CHECK_INT(src[0], 1);
+	CHECK_INT(dst[0], 3);
+	CHECK_INT(src[1], 2);
+	CHECK_INT(dst[1], 4);
+	struct store_mailbox_info mi;
+	store_mailbox_get(fx.st, "user.alice", &mi, &err);
+	CHECK_INT(mi.exists, 2);
+	CHECK_INT(mi.last_uid, 4);
+	store_mailbox_info_free(&mi);
+	CHECK(crc_ok(&fx, "user.alice"));
+	struct buf rep = BUF_INIT;
+	CHECK_INT(store_check_user(fx.st, "alice", 1, &rep, &err), 0);
+	CHECK_INT(rep.len, 0);
+	buf_free(&rep);
+	fx_close(&fx);
+}
+
 /* \Recent marks: taken once, never lowered, kept across a reopen and a
  * rename, no modseq and no change-log line. */
 TEST(recent_mark)
@@ -1056,5 +1089,6 @@ int main(void)
 	RUN(append_multi);
 	RUN(empty_database_gets_schema);
 	RUN(recent_mark);
+	RUN(move_within_one_mailbox);
 	return test_done();
 }

@@ -300,8 +300,8 @@ static void random_op(struct store *st)
 		sibling(a.ptr, &b);
 		some_uids(st, a.ptr, &u);
 		size_t copied;
-		if (u.n && strcmp(a.ptr, b.ptr))
-			store_copy(st, a.ptr, u.v, u.n, b.ptr, (int)pick(2), NULL, NULL, &copied, &err);
+		if (u.n)	/* into itself too: a MOVE may renumber within a mailbox */
+			store_copy(st, a.ptr, u.v, u.n, pick(4) ? b.ptr : a.ptr, (int)pick(2), NULL, NULL, &copied, &err);
 	} else if (op < 68) {
 		any_mailbox(&a);
 		some_uids(st, a.ptr, &u);
