@@ -123,7 +123,7 @@ static void target_name(struct tool *t, const struct syncc_opts *o, struct buf *
 }
 
 /* 0, or a message: the target is one of this store's own replicas. */
-static int own_replica(struct tool *t, const struct syncc_opts *o, const char *target, struct buf *why)
+static int own_replica(struct tool *t, const char *target, struct buf *why)
 {
 	const char *const *chans;
 	size_t n = conf_log_channels(t->conf, &chans);
@@ -182,7 +182,7 @@ int cmd_move_user(struct tool *t, int argc, char **argv)
 	o.connect_once = 1;	/* a move does not wait for a target that is down */
 	struct buf target = BUF_INIT, why = BUF_INIT, diffs = BUF_INIT;
 	target_name(t, &o, &target);
-	if (!target.len || own_replica(t, &o, target.ptr, &why)) {
+	if (!target.len || own_replica(t, target.ptr, &why)) {
 		fprintf(stderr, "tandem: move-user: %s\n", why.len ? why.ptr : "no target: give -S or a channel with sync_host");
 		buf_free(&target);
 		buf_free(&why);
