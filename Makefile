@@ -11,6 +11,11 @@
 #            replay + integration tests; ends with "check: N passed, N failed, N skipped"
 #   demo     a throwaway instance in ./demo, mail delivered and listed
 #   bench    benchmarks; results go to docs/benchmarks.md
+#   install  bin/tandem and bin/tandemd to $(DESTDIR)$(BINDIR), etc/tandem.conf
+#            to $(SYSCONFDIR) (kept if one is there: the example always goes to
+#            tandem.conf.example) and the systemd unit to $(UNITDIR), with
+#            these paths; PREFIX (default /usr/local) and DESTDIR as usual.
+#            It creates no user: docs/operations.md, "Installing".
 #   soak     the replication convergence test over many seeds
 #            (SOAK_SEEDS, default 20000; prints the seed of any failure)
 #   fuzz     runs each libFuzzer target for FUZZ_SECONDS (default 60)
@@ -45,7 +50,7 @@ ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit-asan/%)
 REPLAY_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/replay/%)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz soak clean
+.PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz soak clean install
 .SUFFIXES:
 
 all: deps bin/tandem bin/tandemd
@@ -60,6 +65,9 @@ build/obj/%.o: %.c | deps
 build/asan/%.o: %.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(BASEFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -MMD -MP -c $< -o $@
+
+# conf_cyrus.c embeds the list of Cyrus's option names (.incbin)
+build/obj/src/conf/conf_cyrus.o build/asan/src/conf/conf_cyrus.o: src/conf/cyrus-3.6-options.txt
 
 build/libtandem.a: $(LIB_OBJS)
 	@mkdir -p build
@@ -123,6 +131,24 @@ soak: build/unit/test_sync_converge
 bench: all
 	@scripts/deps.sh bench
 	@bench/run.sh
+
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(UNITDIR)
+	install -m 755 bin/tandem bin/tandemd $(DESTDIR)$(BINDIR)/
+	install -m 644 etc/tandem.conf $(DESTDIR)$(SYSCONFDIR)/tandem.conf.example
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tandem.conf ]; then \
+	  echo "install: $(DESTDIR)$(SYSCONFDIR)/tandem.conf exists: kept (the new example: tandem.conf.example)"; \
+	else install -m 644 etc/tandem.conf $(DESTDIR)$(SYSCONFDIR)/tandem.conf; fi
+	sed -e 's|/usr/local/bin/|$(BINDIR)/|g' -e 's|/etc/tandem.conf|$(SYSCONFDIR)/tandem.conf|g' \
+	  contrib/tandemd.service > $(DESTDIR)$(UNITDIR)/tandemd.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/tandemd.service
+	@id tandem >/dev/null 2>&1 || echo "install: the unit runs as the system user 'tandem':" \
+	  "useradd --system --home-dir /var/lib/tandem --shell /usr/sbin/nologin tandem"
 
 clean:
 	rm -rf build bin

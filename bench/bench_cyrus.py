@@ -71,7 +71,7 @@ class Tandem:
 
     def __init__(self, root, name, extra):
         self.dir = os.path.join(root, name)
-        run(TANDEM, "init", "--servername", name, self.dir)
+        run(TANDEM, "init", "--no-listen", "--servername", name, self.dir)
         self.conf = os.path.join(self.dir, "tandem.conf")
         text = open(self.conf).read().replace("admins: admin\n", "admins: admin repl\n")
         open(self.conf, "w").write(text + extra)

@@ -14,7 +14,7 @@ step() { printf '\n== %s\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 step "A new instance with a change log for one replication channel (repl1)"
-run $T init --servername master.demo --channels repl1 "$D/master"
+run $T init --no-listen --servername master.demo --channels repl1 "$D/master"
 C="-C $D/master/tandem.conf"
 
 step "Users (passwords from standard input, hashed with yescrypt)"
@@ -51,7 +51,7 @@ run $T $C check --bodies
 step "A replica on loopback: its tandemd serves the replication (csync) port"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 SP=$(free_port); LP=$(free_port)
-run $T init --servername replica.demo "$D/replica"
+run $T init --no-listen --servername replica.demo "$D/replica"
 R="-C $D/replica/tandem.conf"
 sed -i 's/^admins: admin$/admins: admin repl/' "$D/replica/tandem.conf"
 printf 'sync_listen: 127.0.0.1:%s\nallowplaintext: yes\n' "$SP" >> "$D/replica/tandem.conf"

@@ -59,6 +59,10 @@ struct chlog *chlog_open(const char *configdir, const char *const *channels, siz
  * more than CHLOG_MAX_SHARDS as CHLOG_MAX_SHARDS). */
 struct chlog *chlog_open_shards(const char *configdir, const char *const *channels, const unsigned *shards,
 				size_t nchannels);
+/* A writer for exactly these channels: sync/channels is not read (a
+ * replica's sync server logs only to sync_log_unsuppressable_channels). */
+struct chlog *chlog_open_fixed(const char *configdir, const char *const *channels, const unsigned *shards,
+			       size_t nchannels);
 /* The shard count a writer uses for channel now (1 for an unknown one). */
 unsigned chlog_channel_shards(struct chlog *log, const char *channel);
 void chlog_close(struct chlog **log);

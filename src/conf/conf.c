@@ -28,10 +28,20 @@ struct entry {
 	size_t nitems;
 };
 
+/* A key of a Cyrus imapd.conf that tandem does not use (conf_cyrus.c). */
+struct ignored {
+	char *key;
+	int line;
+	char *note;
+	size_t prefix;		/* > 0: valid only if key's prefix is a channel */
+};
+
 struct conf {
 	char *path;
 	struct entry *e;
 	size_t n, cap;
+	struct ignored *ign;
+	size_t nign;
 	char servername[256];
 };
 
@@ -353,6 +363,17 @@ static int do_line(struct conf_parser *p, char *line, struct terr *err)
 		return perr(p, err, "bad option name '%s'", key);
 	char *channel = NULL;
 	const struct conf_option *o = resolve(key, &channel);
+	char note[300];
+	size_t prefix = 0;
+	if (!o && conf_cyrus_note(key, &prefix, note, sizeof note)) {
+		struct conf *c = p->c;
+		for (size_t i = 0; i < c->nign; i++)
+			if (!strcmp(c->ign[i].key, key))
+				return perr(p, err, "option '%s' is set twice (first on line %d)", key, c->ign[i].line);
+		c->ign = xrealloc(c->ign, (c->nign + 1) * sizeof *c->ign);
+		c->ign[c->nign++] = (struct ignored){ xstrdup(key), p->lineno, xstrdup(note), prefix };
+		return 0;
+	}
 	if (!o)
 		return perr(p, err, "unknown option '%s'", key);
 	const struct entry *dup = find_entry(p->c, key);
@@ -440,6 +461,17 @@ int conf_parser_finish(struct conf_parser *p, struct conf **conf_r, struct terr 
 			goto out;
 		}
 	}
+	for (size_t i = 0; i < c->nign; i++) {
+		const struct ignored *ig = &c->ign[i];
+		int found = !ig->prefix;
+		for (size_t k = 0; chans && k < chans->nitems && !found; k++)
+			found = strlen(chans->items[k]) == ig->prefix && !strncmp(chans->items[k], ig->key, ig->prefix);
+		if (!found) {
+			p->lineno = ig->line;
+			rc = perr(p, err, "unknown option '%s'", ig->key);
+			goto out;
+		}
+	}
 	for (size_t k = 0; chans && k < chans->nitems; k++) {
 		const char *ch = chans->items[k];
 		if (strlen(ch) > MAX_CHANNEL_NAME || (*ch && !name_chars_ok(ch))) {
@@ -507,9 +539,28 @@ void conf_free(struct conf **cp)
 		free(c->e[i].items);
 	}
 	free(c->e);
+	for (size_t i = 0; i < c->nign; i++) {
+		free(c->ign[i].key);
+		free(c->ign[i].note);
+	}
+	free(c->ign);
 	free(c->path);
 	free(c);
 	*cp = NULL;
+}
+
+size_t conf_nignored(const struct conf *c)
+{
+	return c->nign;
+}
+
+const char *conf_ignored(const struct conf *c, size_t i, int *line_r, const char **note_r)
+{
+	if (i >= c->nign)
+		return NULL;
+	*line_r = c->ign[i].line;
+	*note_r = c->ign[i].note;
+	return c->ign[i].key;
 }
 
 const char *conf_path(const struct conf *c)

@@ -2,8 +2,8 @@
  *
  * "key: value" lines, '#' comments, blank lines. Keys and their types,
  * defaults and documentation are one table (conf_options.c); unknown
- * keys, bad values, duplicates and bad lines are errors naming the file
- * and line. Channel options may be prefixed "<channel>_" (repl1_sync_host)
+ * keys (but those of a Cyrus imapd.conf: conf_ignored), bad values,
+ * duplicates and bad lines are errors naming the file and line. Channel options may be prefixed "<channel>_" (repl1_sync_host)
  * when the channel is listed in sync_log_channels; a lookup falls back
  * from the prefixed key to the plain key to the default.
  *
@@ -65,6 +65,14 @@ const char *conf_partition(const struct conf *c, const char *name);
 void conf_dump(const struct conf *c, struct buf *out);
 /* The option table as "# name: type, default. doc" lines. */
 void conf_doc(struct buf *out);
+/* Keys of a Cyrus imapd.conf that tandem does not use (Cyrus 3.6's
+ * options, sasl_*, service- or channel-prefixed forms): accepted and
+ * ignored, each to be reported once as a warning by the program that
+ * loads the config. i-th key, its line and why it is ignored; NULL past
+ * the end. */
+size_t conf_nignored(const struct conf *c);
+const char *conf_ignored(const struct conf *c, size_t i, int *line_r, const char **note_r);
+
 /* 1 if name is an option of the table (prefixes/patterns not resolved). */
 int conf_option_known(const char *name);
 

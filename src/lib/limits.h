@@ -71,6 +71,9 @@
 #define MAX_CONF_LINE 8192
 /* Config file, bytes. */
 #define MAX_CONF_FILE (1024 * 1024)
+/* A file of user or mailbox names for tandem sync -f (Cyrus's -u/-m with
+ * -f), bytes: a million names of ~60 bytes, read into memory at once. */
+#define MAX_NAMES_FILE (64 * 1024 * 1024)
 /* Channels per instance: each is one log file per change and one sync
  * client process. */
 #define MAX_CHANNELS 32

@@ -27,6 +27,15 @@ struct syncc_opts {
 	int connect_once;	/* -o: give up instead of retrying the connection */
 	int delay_set;		/* -d: delay_ms replaces sync_repeat_interval */
 	long long delay_ms;
+	/* Cyrus's sync_client -F: replaces <channel>_sync_shutdown_file. */
+	const char *shutdown_file;
+	/* Cyrus's -t: a rolling client reconnects (a new session) between
+	 * passes once its session is this many seconds old; 0: never. */
+	long long session_restart_s;
+	/* Cyrus's -O: a mailbox the replica refuses as a split brain
+	 * (IMAP_SYNC_CHECKSUM) fails instead of being reconciled (nothing of
+	 * the replica's is copied back into this master). */
+	int no_copyback;
 	/* The shard (0 .. <channel>_sync_shards - 1) a rolling client
 	 * replicates; its log, log-run and failed list are in
 	 * sync/<channel>/<shard>/. Ignored when the channel has 1 shard. */

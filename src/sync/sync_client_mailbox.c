@@ -302,6 +302,10 @@ static int sync_one(struct syncc *sc, const char *name, const struct dlist *remo
 	if (push_mailbox(sc, name, 1, remote, err) == 0)
 		return 0;
 	struct terr e2 = { 0 };
+	if (err->code == TE_CHECKSUM && sc->o.no_copyback) {
+		terr_set(err, TE_CHECKSUM, "split brain not reconciled (-O: no copy-back): %.400s", err->msg);
+		return -1;
+	}
 	if (err->code == TE_CHECKSUM) {
 		int r = syncc_reconcile(sc, name, &e2);
 		if (r < 0) {

@@ -212,7 +212,9 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	char sl[24] = "";	/* " shard=K" in the logs of a sharded channel */
 	if (shard >= 0)
 		snprintf(sl, sizeof sl, " shard=%d", shard);
-	const char *shutdown = conf_chan_str(sc->conf, sc->channel, "sync_shutdown_file");
+	const char *shutdown = sc->o.shutdown_file ? sc->o.shutdown_file :
+			       conf_chan_str(sc->conf, sc->channel, "sync_shutdown_file");
+	time_t session_start = 0;
 	long long interval = sc->o.delay_set ? sc->o.delay_ms :
 			     conf_chan_duration_ms(sc->conf, sc->channel, "sync_repeat_interval");
 	struct buf run = BUF_INIT, dir = BUF_INIT;
@@ -247,9 +249,17 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			log_notice("event=sync_shutdown channel=%s reason=shutdown_file", sc->channel);
 			break;
 		}
-		if (!sc->t && syncc_connect(sc, err) < 0) {
-			rc = -1;
-			break;
+		if (sc->t && sc->o.session_restart_s > 0 && time(NULL) - session_start >= sc->o.session_restart_s) {
+			log_info("event=sync_session_restart channel=%s%s after_s=%lld", sc->channel, sl,
+				 (long long)(time(NULL) - session_start));
+			syncc_disconnect(sc);
+		}
+		if (!sc->t) {
+			if (syncc_connect(sc, err) < 0) {
+				rc = -1;
+				break;
+			}
+			session_start = time(NULL);
 		}
 		struct terr eo = { 0 };
 		if (drain_old_layout(sc, &eo) < 0) {

@@ -79,15 +79,44 @@ static int is_master(void *rock)
 	return server_role_cached(&s->role) == ROLE_MASTER;
 }
 
+/* A writer for the channels of sync_log_channels that are also in
+ * sync_log_unsuppressable_channels; NULL when there is none (or no
+ * sync_log). */
+static struct chlog *unsuppressable_log(const struct conf *conf)
+{
+	if (!conf_bool(conf, "sync_log"))
+		return NULL;
+	const char *const *chans, *const *keep;
+	size_t n = conf_log_channels(conf, &chans);
+	size_t nk = conf_list(conf, "sync_log_unsuppressable_channels", &keep);
+	const char *names[MAX_CHANNELS];
+	unsigned shards[MAX_CHANNELS];
+	size_t m = 0;
+	for (size_t i = 0; i < n && m < MAX_CHANNELS; i++)
+		for (size_t k = 0; k < nk; k++)
+			if (!strcmp(chans[i], keep[k])) {
+				names[m] = chans[i];
+				shards[m++] = (unsigned)conf_chan_int(conf, chans[i], "sync_shards");
+				break;
+			}
+	return m ? chlog_open_fixed(conf_str(conf, "configdirectory"), names, shards, m) : NULL;
+}
+
 /* The store and the engine of a session. */
 static int open_engine(struct syncs *s, struct terr *err)
 {
 	if (server_open_store(s->env->conf, &s->st, &s->log, &s->ns, err) < 0)
 		return -1;
-	/* A replica logs what it applies only to feed a further replica. */
+	/* A replica logs what it applies only to feed a further replica,
+	 * and to the channels of sync_log_unsuppressable_channels (consumer
+	 * channels such as squatter's: a replica's search index follows what
+	 * replication writes), as Cyrus does. */
 	if (!conf_bool(s->env->conf, "sync_log_chain")) {
 		store_set_chlog(s->st, NULL);
 		chlog_close(&s->log);
+		s->log = unsuppressable_log(s->env->conf);
+		if (s->log)
+			store_set_chlog(s->st, s->log);
 	}
 	s->role.conf = s->env->conf;
 	struct sync_replica_opts o = { s->st, s->env->session_id, is_master, s };

@@ -138,7 +138,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: tandemd [-C CONFIG] [-f] [-n]\n"
 		   "  -C CONFIG  configuration file (default $TANDEM_CONF, else /etc/tandem.conf)\n"
 		   "  -f         stay in the foreground (for systemd)\n"
-		   "  -n         check the configuration and the listeners' syntax, then exit\n");
+		   "  -n         check what a start checks (config, TLS, pid file directory, each\n"
+		   "             listener bound and closed at once), then exit: 0 OK, 2 not\n");
 }
 
 static void open_logs(struct conf *conf)
@@ -153,6 +154,42 @@ static void open_logs(struct conf *conf)
 	log_open(ident && *ident ? ident : "tandemd", conf_bool(conf, "syslog"), l);
 }
 
+static pid_t running_tandemd(struct master *m);
+static void pidfile_path(struct master *m);
+
+/* -n's check of one listening address: a TCP address is bound and
+ * closed at once (a port in use by this instance's running tandemd is
+ * fine; one in use by anything else, or refused, fails as a start would);
+ * a unix socket needs a directory tandemd can create it in. */
+static int try_listen(struct master *m, const char *addr, struct terr *err)
+{
+	if (addr[0] == '/') {
+		char dir[4096];
+		snprintf(dir, sizeof dir, "%s", addr);
+		char *slash = strrchr(dir, '/');
+		if (slash == dir)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+		if (access(dir, W_OK | X_OK) < 0)
+			return terr_errno(err, errno, "listen on %s: directory %s", addr, dir);
+		return 0;
+	}
+	int fds[8], nf = 0;
+	struct terr e2 = { 0 };
+	int rc = net_listen(addr, fds, &nf, 8, &e2);
+	for (int k = 0; k < nf; k++)
+		close(fds[k]);
+	/* terr_errno ends the message with strerror(errno) */
+	if (rc < 0 && !(strstr(e2.msg, strerror(EADDRINUSE)) && running_tandemd(m))) {
+		*err = e2;
+		if (strstr(e2.msg, strerror(EACCES)))
+			terr_set(err, TE_CONFIG, "%s (a port below 1024 needs root or CAP_NET_BIND_SERVICE)", e2.msg);
+		return -1;
+	}
+	return 0;
+}
+
 static int open_listeners(struct master *m, int check_only, struct terr *err)
 {
 	for (size_t s = 0; s < nservices; s++) {
@@ -160,11 +197,14 @@ static int open_listeners(struct master *m, int check_only, struct terr *err)
 		const char *const *addrs;
 		size_t n = conf_list(m->conf, svc->listen_key, &addrs);
 		for (size_t i = 0; i < n; i++) {
-			if (svc->implicit_tls && !m->tls && !check_only)
+			if (svc->implicit_tls && !m->tls)
 				return terr_set(err, TE_CONFIG, "%s is set but tls_server_cert/tls_server_key are not",
 						svc->listen_key);
-			if (check_only)
+			if (check_only) {
+				if (try_listen(m, addrs[i], err) < 0)
+					return -1;
 				continue;
+			}
 			int fds[8], nf = 0;
 			if (net_listen(addrs[i], fds, &nf, 8, err) < 0)
 				return -1;
@@ -180,9 +220,6 @@ static int open_listeners(struct master *m, int check_only, struct terr *err)
 			}
 		}
 	}
-	if (!check_only && m->nls == 0 && !conf_bool(m->conf, "sync_log"))
-		return terr_set(err, TE_CONFIG, "no listener configured (imap_listen, imaps_listen, lmtp_listen,"
-				" sync_listen) and no replication channel");
 	return 0;
 }
 
@@ -207,6 +244,74 @@ static int check_limits(const struct conf *conf, struct terr *err)
 		return terr_set(err, TE_CONFIG, "imap_maxchild + imaps_maxchild + lmtp_maxchild + sync_maxchild = %lld,"
 				" more than the %d sessions of one tandemd", sum, MAX_SESSIONS);
 	return 0;
+}
+
+/* Work of a config: its listening addresses, and whether a channel has a
+ * replica (a sync client to run). */
+static size_t count_listeners(const struct conf *conf)
+{
+	size_t n = 0;
+	for (size_t s = 0; s < nservices; s++) {
+		const char *const *addrs;
+		n += conf_list(conf, services[s].listen_key, &addrs);
+	}
+	return n;
+}
+
+static int has_replica(const struct conf *conf)
+{
+	if (!conf_bool(conf, "sync_log"))
+		return 0;
+	const char *const *chans;
+	size_t n = conf_log_channels(conf, &chans);
+	for (size_t i = 0; i < n; i++) {
+		const char *host = conf_chan_str(conf, chans[i], "sync_host");
+		if (host && *host)
+			return 1;
+	}
+	return 0;
+}
+
+/* Everything a start checks before it serves, shared by -n (check_only:
+ * the listeners are tried, not kept) and a start, so that -n fails
+ * whenever a start would. */
+static int validate(struct master *m, int check_only, struct terr *err)
+{
+	if (check_limits(m->conf, err) < 0 || load_tls(m, err) < 0)
+		return -1;
+	if (count_listeners(m->conf) == 0 && !has_replica(m->conf))
+		return terr_set(err, TE_CONFIG, "nothing to serve: no listener (imap_listen, imaps_listen, lmtp_listen,"
+				" sync_listen) and no channel with a sync_host");
+	pidfile_path(m);
+	char dir[sizeof m->pidfile];
+	snprintf(dir, sizeof dir, "%s", m->pidfile);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = '\0';
+	if (slash && access(dir, W_OK | X_OK) < 0)
+		return terr_errno(err, errno, "pid file %s: directory %s", m->pidfile, dir);
+	if (open_listeners(m, check_only, err) < 0 ||
+	    metricsd_listen(m->conf, check_only, m->mfds, &m->nmfds, 8, err) < 0)
+		return -1;
+	const char *maddr = conf_str(m->conf, "metrics_listen");
+	if (check_only && maddr && *maddr && try_listen(m, maddr, err) < 0)
+		return -1;
+	return 0;
+}
+
+/* Keys of a Cyrus config tandem does not use: one warning each. */
+static void report_ignored(const struct conf *conf, int to_stderr)
+{
+	for (size_t i = 0; i < conf_nignored(conf); i++) {
+		int line;
+		const char *note;
+		const char *key = conf_ignored(conf, i, &line, &note);
+		if (to_stderr)
+			fprintf(stderr, "tandemd: warning: %s:%d: %s: %s\n", conf_path(conf), line, key, note);
+		else
+			log_warn("event=config_ignored file=%s line=%d option=%s note=\"%s\"", conf_path(conf), line, key,
+				 note);
+	}
 }
 
 /* In a child: the listeners it does not serve. */
@@ -696,6 +801,7 @@ static void reload(struct master *m)
 	conf_free(&m->conf);
 	m->conf = nc;
 	open_logs(m->conf);
+	report_ignored(m->conf, 0);
 	log_notice("event=reload config=%s note=\"listeners are kept; restart to change them\"", m->conf_path);
 	publish_channels(m);
 	reload_syncers(m);
@@ -819,8 +925,11 @@ int main(int argc, char **argv)
 	}
 	if (!check)
 		open_logs(m.conf);
-	if (check_limits(m.conf, &err) < 0 || load_tls(&m, &err) < 0 || open_listeners(&m, check, &err) < 0 ||
-	    metricsd_listen(m.conf, check, m.mfds, &m.nmfds, 8, &err) < 0) {
+	if (check)
+		report_ignored(m.conf, 1);
+	else
+		report_ignored(m.conf, 0);
+	if (validate(&m, check, &err) < 0) {
 		fprintf(stderr, "tandemd: %s\n", err.msg);
 		return 2;
 	}

@@ -15,14 +15,19 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: tandem init [--servername NAME] [--channels \"CH1 CH2\"] DIR\n"
+	"usage: tandem init [--servername NAME] [--channels \"CH1 CH2\"]\n"
+	"                   [--imap ADDR] [--lmtp ADDR] [--no-listen] DIR\n"
 	"\nCreates a new instance in DIR (which must not exist or be empty):\n"
 	"  DIR/tandem.conf   its configuration (every option: etc/tandem.conf)\n"
 	"  DIR/conf          configdirectory (users, change logs, state)\n"
 	"  DIR/spool         partition-default (mailboxes and messages)\n"
 	"  DIR/tls           a self-signed certificate and its key\n"
+	"tandemd serves it as it is: IMAP (with STARTTLS) on --imap (default *:143;\n"
+	"a port below 1024 needs root or CAP_NET_BIND_SERVICE, as the systemd unit\n"
+	"grants) and LMTP on --lmtp (default the unix socket DIR/conf/socket/lmtp).\n"
+	"--no-listen leaves the listeners out (to add them yourself).\n"
 	"--channels turns on the change log (sync_log) for those replication channels.\n"
-	"Then: tandem -C DIR/tandem.conf user add alice\n";
+	"Then: tandem -C DIR/tandem.conf user add alice; tandemd -C DIR/tandem.conf -n\n";
 
 static int dir_empty_or_missing(const char *dir, struct terr *err)
 {
@@ -45,10 +50,17 @@ int cmd_init(struct tool *t, int argc, char **argv)
 	(void)t;
 	if (tool_help(argc, argv, usage))
 		return EXIT_OK;
-	const char *servername = NULL, *channels = NULL, *dir = NULL;
+	const char *servername = NULL, *channels = NULL, *dir = NULL, *imap = "*:143", *lmtp = NULL;
+	int listen = 1;
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--servername") && i + 1 < argc)
 			servername = argv[++i];
+		else if (!strcmp(argv[i], "--imap") && i + 1 < argc)
+			imap = argv[++i];
+		else if (!strcmp(argv[i], "--lmtp") && i + 1 < argc)
+			lmtp = argv[++i];
+		else if (!strcmp(argv[i], "--no-listen"))
+			listen = 0;
 		else if (!strcmp(argv[i], "--channels") && i + 1 < argc)
 			channels = argv[++i];
 		else if (argv[i][0] != '-' && !dir)
@@ -74,8 +86,8 @@ int cmd_init(struct tool *t, int argc, char **argv)
 		terr_errno(&err, errno, "realpath %s", dir);
 		goto fail;
 	}
-	const char *subs[] = { "conf", "spool", "tls" };
-	for (size_t i = 0; i < 3; i++) {
+	const char *subs[] = { "conf", "spool", "tls", "conf/socket" };
+	for (size_t i = 0; i < 4; i++) {
 		buf_reset(&path);
 		buf_printf(&path, "%s/%s", abs, subs[i]);
 		if (fs_mkdir_p(path.ptr, i == 2 ? 0700 : 0750, &err) < 0)
@@ -104,6 +116,13 @@ int cmd_init(struct tool *t, int argc, char **argv)
 		   "tls_server_cert: %s/tls/cert.pem\n"
 		   "tls_server_key: %s/tls/key.pem\n",
 		   when, abs, abs, servername, abs, abs);
+	if (listen) {
+		buf_printf(&conf, "imap_listen: %s\n", imap);
+		if (lmtp)
+			buf_printf(&conf, "lmtp_listen: %s\n", lmtp);
+		else
+			buf_printf(&conf, "lmtp_listen: %s/conf/socket/lmtp\n", abs);
+	}
 	if (channels && *channels)
 		buf_printf(&conf, "sync_log: yes\nsync_log_channels: %s\n", channels);
 	buf_reset(&path);

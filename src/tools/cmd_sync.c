@@ -3,8 +3,10 @@
 
 #include "chlog/chlog.h"
 #include "conf/conf.h"
+#include "lib/fsutil.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/xalloc.h"
 #include "store/store.h"
 #include "server/server.h"
 #include "sync/sync_client.h"
@@ -18,12 +20,15 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: tandem sync [-n CHANNEL] [-S HOST] [-v] [-z] [-o] MODE\n"
+	"usage: tandem sync [-C CONFIG] [-n CHANNEL] [-S HOST] [-v] [-z] [-o] [--progress] MODE\n"
 	"  -u USER...      sync whole users (mailboxes, subscriptions; a user gone here is removed there)\n"
 	"  -m MAILBOX...   sync mailboxes (internal names, user.alice.Sent)\n"
-	"  -A              sync every user and every shared mailbox\n"
-	"  -f FILE         replay a change-log file (it is neither renamed nor removed)\n"
+	"  -A              sync every user and every shared mailbox; on a terminal (or with\n"
+	"                  --progress) shows users done/total, messages, bytes and the ETA\n"
+	"  -f FILE         replay a change-log file (it is neither renamed nor removed);\n"
+	"                  with -u, -m or -s: the users or mailboxes, one a line\n"
 	"  -r | -R         rolling: replicate the channel's change log until sync_shutdown_file appears\n"
+	"                  (both in the foreground: tandem never forks; Cyrus's -r forks)\n"
 	"  -1              with -r: one pass over the log, then exit\n"
 	"  --shard K       with -r: shard K of a sharded channel (<channel>_sync_shards); default 0\n"
 	"  -d SECONDS      with -r: wait between passes while the log is empty (overrides\n"
@@ -33,19 +38,90 @@ static const char usage[] =
 	"  -z              require compression\n"
 	"  -o              connect once: fail instead of retrying with backoff\n"
 	"  -v              log every command\n"
+	"Cyrus's other sync_client flags, with their meaning here:\n"
+	"  -C CONFIG       the configuration file (as tandem -C CONFIG)\n"
+	"  -F FILE         with -r: the shutdown file (overrides sync_shutdown_file)\n"
+	"  -t SECONDS      with -r: start a new session (reconnect) between passes once the\n"
+	"                  session is this old\n"
+	"  -w SECONDS      wait this long before starting\n"
+	"  -O              no copy-back: a mailbox the replica refuses as a split brain fails\n"
+	"                  (see tandem status) instead of being reconciled\n"
+	"  -s USER...      Cyrus's sieve/meta mode: tandem syncs the whole users (as -u)\n"
+	"  -l              accepted: tandem always logs what it does\n"
+	"  -L              accepted: tandem has no mupdate (Cyrus's local-only mode is its only one)\n"
+	"  -N              accepted: tandem takes no per-user sync lock (a channel shard's client\n"
+	"                  lock keeps two rolling clients apart), so no user is skipped\n"
+	"  -p PARTITION    accepted and ignored: a tandem replica files everything in its\n"
+	"                  defaultpartition (a Cyrus replica reads the PARTITION sent)\n"
 	"Exit status: 0 done, 1 something failed (it is logged), 2 bad usage or configuration.\n";
+
+/* -f FILE with -u/-m/-s: the names, one a line (blank lines and
+ * surrounding blanks ignored), appended to names. */
+static int read_names(const char *path, struct buf *data, char ***names, size_t *n, struct terr *err)
+{
+	if (fs_read_file(path, MAX_NAMES_FILE, data, err) < 0)
+		return -1;
+	for (char *p = data->ptr; p && *p;) {
+		char *nl = strchr(p, '\n');
+		if (nl)
+			*nl = '\0';
+		while (*p == ' ' || *p == '\t')
+			p++;
+		size_t l = strlen(p);
+		while (l && (p[l - 1] == ' ' || p[l - 1] == '\t' || p[l - 1] == '\r'))
+			p[--l] = '\0';
+		if (l) {
+			*names = xrealloc(*names, (*n + 1) * sizeof **names);
+			(*names)[(*n)++] = p;
+		}
+		p = nl ? nl + 1 : p + l;
+	}
+	return 0;
+}
+
+/* A number of seconds for -t/-w: 0 .. 86400. */
+static int parse_secs(const char *s, long long *out)
+{
+	char *end;
+	long long v = strtoll(s, &end, 10);
+	if (end == s || *end || v < 0 || v > 86400)
+		return -1;
+	*out = v;
+	return 0;
+}
 
 static int run(struct tool *t, int argc, char **argv, int compare)
 {
 	struct syncc_opts o = { 0 };
 	char mode = 0;
 	const char *file = NULL;
-	int one_pass = 0, bodies = 0, json = 0;
+	int one_pass = 0, bodies = 0, json = 0, progress = 0;
+	long long wait_s = 0;
 	int i = 1;
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		const char *a = argv[i];
 		if (!strcmp(a, "-n") && i + 1 < argc)
 			o.channel = argv[++i];
+		else if (!strcmp(a, "-C") && i + 1 < argc && !compare)
+			i++;	/* Cyrus's -C: tandem.c loaded this config */
+		else if (!strcmp(a, "-F") && i + 1 < argc && !compare)
+			o.shutdown_file = argv[++i];
+		else if (!strcmp(a, "-t") && i + 1 < argc && !compare) {
+			if (parse_secs(argv[++i], &o.session_restart_s) < 0)
+				return tool_usage(usage);
+		} else if (!strcmp(a, "-w") && i + 1 < argc && !compare) {
+			if (parse_secs(argv[++i], &wait_s) < 0)
+				return tool_usage(usage);
+		} else if (!strcmp(a, "-p") && i + 1 < argc && !compare)
+			i++;	/* the replica's partition: see usage */
+		else if ((!strcmp(a, "-L") || !strcmp(a, "-N")) && !compare)
+			;	/* no mupdate, no per-user sync lock: see usage */
+		else if (!strcmp(a, "-O") && !compare)
+			o.no_copyback = 1;
+		else if (!strcmp(a, "-s") && !compare)
+			mode = 'u';	/* Cyrus's sieve/meta mode: the whole users */
+		else if (!strcmp(a, "--progress") && !compare)
+			progress = 1;
 		else if (!strcmp(a, "-S") && i + 1 < argc)
 			o.server = argv[++i];
 		else if (!strcmp(a, "-f") && i + 1 < argc) {
@@ -132,10 +208,38 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 		syncc_free(&sc);
 		return rc;
 	}
-	if (!mode || ((mode == 'u' || mode == 'm') && i >= argc) || (mode == 'r' && file)) {
+	/* Cyrus's -f: with -u/-m the names come from the file; with -r it
+	 * is a log file to replay once */
+	char **names = NULL;
+	size_t nnames = 0;
+	struct buf namesbuf = BUF_INIT;
+	if (file && (mode == 'u' || mode == 'm')) {
+		for (int k = i; k < argc; k++) {
+			names = xrealloc(names, (nnames + 1) * sizeof *names);
+			names[nnames++] = argv[k];
+		}
+		if (read_names(file, &namesbuf, &names, &nnames, &err) < 0) {
+			free(names);
+			buf_free(&namesbuf);
+			syncc_free(&sc);
+			return tool_fail(&err);
+		}
+	} else if (file && mode == 'r') {
+		mode = 'f';
+	} else if (mode == 'u' || mode == 'm') {
+		names = (char **)argv + i;
+		nnames = (size_t)(argc - i);
+	}
+	int own_names = file && (mode == 'u' || mode == 'm');
+	if (!mode || ((mode == 'u' || mode == 'm') && nnames == 0) || (mode == 'f' && !file)) {
+		if (own_names)
+			free(names);
+		buf_free(&namesbuf);
 		syncc_free(&sc);
 		return tool_usage(usage);
 	}
+	if (wait_s > 0)
+		sleep((unsigned)wait_s);
 	int lockfd = -1;
 	if (mode == 'r') {
 		/* one rolling client per channel shard (server_child.c): tandemd's
@@ -158,9 +262,11 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 	}
 	int r;
 	switch (mode) {
-	case 'u': r = syncc_users(sc, (const char *const *)argv + i, (size_t)(argc - i), &err); break;
-	case 'm': r = syncc_mailboxes(sc, (const char *const *)argv + i, (size_t)(argc - i), &err); break;
-	case 'A': r = syncc_all(sc, &err); break;
+	case 'u': r = syncc_users(sc, (const char *const *)names, nnames, &err); break;
+	case 'm': r = syncc_mailboxes(sc, (const char *const *)names, nnames, &err); break;
+	case 'A':
+		r = progress || isatty(STDERR_FILENO) ? sync_all_progress(t, sc, !progress, &err) : syncc_all(sc, &err);
+		break;
 	case 'f': r = syncc_logfile(sc, file, &err); break;
 	default: r = syncc_rolling(sc, one_pass, &err); break;
 	}
@@ -175,14 +281,48 @@ static int run(struct tool *t, int argc, char **argv, int compare)
 	syncc_free(&sc);
 	if (lockfd >= 0)
 		close(lockfd);
+	if (own_names)
+		free(names);
+	buf_free(&namesbuf);
 	return rc;
 }
+
+/* Cyrus's sync_client parses its flags with getopt, so "-lr" is "-l -r":
+ * the options before the first name are split that way (flags without a
+ * value only; a value goes in the next argument). */
+static const char cyrus_noarg_flags[] = "vlLrRNumsozOA1";
+static const char cyrus_arg_flags[] = "CSFfwtdnp";
 
 int cmd_sync(struct tool *t, int argc, char **argv)
 {
 	if (tool_help(argc, argv, usage))
 		return EXIT_OK;
-	return run(t, argc, argv, 0);
+	char **xv = xcalloc((size_t)argc * sizeof cyrus_noarg_flags + 1, sizeof *xv);
+	char **owned = xcalloc((size_t)argc * sizeof cyrus_noarg_flags + 1, sizeof *owned);
+	int xc = 0, no = 0, i = 0;
+	xv[xc++] = argv[i++];
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		const char *a = argv[i];
+		size_t n = strlen(a);
+		if (n > 2 && a[1] != '-' && strspn(a + 1, cyrus_noarg_flags) == n - 1) {
+			for (size_t k = 1; k < n; k++) {
+				char f[3] = { '-', a[k], 0 };
+				xv[xc++] = owned[no++] = xstrdup(f);
+			}
+			continue;
+		}
+		xv[xc++] = argv[i];
+		if (i + 1 < argc && ((n == 2 && strchr(cyrus_arg_flags, a[1])) || !strcmp(a, "--shard")))
+			xv[xc++] = argv[++i];
+	}
+	while (i < argc)
+		xv[xc++] = argv[i++];
+	int rc = run(t, xc, xv, 0);
+	for (int k = 0; k < no; k++)
+		free(owned[k]);
+	free(owned);
+	free(xv);
+	return rc;
 }
 
 static const char compare_usage[] =

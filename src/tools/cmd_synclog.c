@@ -5,6 +5,7 @@
 #include "chlog/chlog.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char usage[] =
@@ -13,7 +14,17 @@ static const char usage[] =
 	"\nAppends one line to the change log of every configured channel, like\n"
 	"Cyrus's cyr_synclog: -u USER, -U UNUSER, -v META, -m MAILBOX, -M UNMAILBOX,\n"
 	"-q QUOTA, -n ANNOTATION, -s SEEN (user uniqueid), -b SUB (user mailbox).\n"
-	"Mailbox values are internal names (user.alice.Sent). Needs sync_log: yes.\n";
+	"Mailbox values are internal names (user.alice.Sent). Needs sync_log: yes.\n"
+	"\n"
+	"       tandem synclog --follow CHANNEL [--shard K] [--once]\n"
+	"\nPrints the change log of a consumer channel (one without sync_host), each\n"
+	"line once, and removes what the consumer has read, rotating the log as a sync\n"
+	"client does: `tandem synclog --follow squatter | indexer`. Waits for new lines\n"
+	"(--once: stops when the log is empty). SIGTERM ends it after the current line\n"
+	"once the consumer has read what was written; the next follower goes on from\n"
+	"there. Delivery is at least once: a follower killed outright may print its\n"
+	"last chunk again. Exit 1 when the consumer closed the pipe. See\n"
+	"docs/operations.md, \"Consumer channels\".\n";
 
 int cmd_synclog(struct tool *t, int argc, char **argv)
 {
@@ -24,6 +35,20 @@ int cmd_synclog(struct tool *t, int argc, char **argv)
 		{ "-M", "UNMAILBOX", 1 }, { "-q", "QUOTA", 1 }, { "-n", "ANNOTATION", 1 },
 		{ "-s", "SEEN", 2 }, { "-b", "SUB", 2 },
 	};
+	if (argc >= 3 && !strcmp(argv[1], "--follow")) {
+		int shard = 0, once = 0;
+		for (int i = 3; i < argc; i++) {
+			char *end;
+			if (!strcmp(argv[i], "--once"))
+				once = 1;
+			else if (!strcmp(argv[i], "--shard") && i + 1 < argc &&
+				 (shard = (int)strtol(argv[++i], &end, 10)) >= 0 && !*end && end != argv[i])
+				;
+			else
+				return tool_usage(usage);
+		}
+		return synclog_follow(t, argv[2], shard, once);
+	}
 	struct terr err = { 0 };
 	struct buf line = BUF_INIT;
 	int rc = EXIT_OK;

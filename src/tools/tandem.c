@@ -167,6 +167,11 @@ int main(int argc, char **argv)
 	for (int k = i + 1; k < argc; k++)
 		if (!strcmp(argv[k], "--help") || !strcmp(argv[k], "-h"))
 			wants_help = 1;
+	/* Cyrus's sync_client -C CONFIG: tandem sync takes it after the
+	 * command too */
+	for (int k = i + 1; cmd->run == cmd_sync && k + 1 < argc; k++)
+		if (!strcmp(argv[k], "-C"))
+			t.conf_path = argv[++k];
 	struct terr err = { 0 };
 	if (cmd->needs_store && !wants_help && open_instance(&t, &err) < 0) {
 		int rc = tool_fail(&err);

@@ -51,6 +51,14 @@ int cmd_repair(struct tool *t, int argc, char **argv);
 int cmd_status(struct tool *t, int argc, char **argv);
 int cmd_failover(struct tool *t, int argc, char **argv);
 int cmd_synclog(struct tool *t, int argc, char **argv);
+/* tandem sync -A with progress on standard error (sync_progress.c):
+ * users done/total, messages, bytes, ETA; tty: one line redrawn, else
+ * key=value lines. Returns as syncc_all. */
+struct syncc;
+int sync_all_progress(struct tool *t, struct syncc *sc, int tty, struct terr *err);
+/* tandem synclog --follow (cmd_synclog_follow.c): shard K of a sharded
+ * channel; once: stop when the log is empty. */
+int synclog_follow(struct tool *t, const char *channel, int shard, int once);
 int cmd_check(struct tool *t, int argc, char **argv);
 int cmd_config(struct tool *t, int argc, char **argv);
 int cmd_move_user(struct tool *t, int argc, char **argv);

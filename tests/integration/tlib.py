@@ -118,7 +118,8 @@ class Instance:
         self.own_root = root is None
         self.root = root or tempfile.mkdtemp(prefix="tandem-it-")
         self.dir = os.path.join(self.root, "inst")
-        args = ["init", "--servername", "test.example"]
+        # the listeners are the Daemon's (free loopback ports)
+        args = ["init", "--servername", "test.example", "--no-listen"]
         if channels:
             args += ["--channels", channels]
         r = self.run(args + [self.dir], conf=False)

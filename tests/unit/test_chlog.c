@@ -388,6 +388,37 @@ TEST(published_shards)
 	free(dir);
 }
 
+/* A fixed writer (a replica's sync server logging only to
+ * sync_log_unsuppressable_channels) writes its channels alone, whatever
+ * sync/channels lists. */
+TEST(fixed_channels)
+{
+	char *dir = test_tmpdir();
+	struct terr err;
+	static const char *const pub[] = { "repl1", "squatter" };
+	CHECK_INT(chlog_write_channels(dir, pub, 2, &err), 0);
+	static const char *const mine[] = { "squatter" };
+	struct chlog *l = chlog_open_fixed(dir, mine, NULL, 1);
+	CHECK(l != NULL);
+	CHECK_INT(chlog_append(l, "APPEND user.a\n", 14, &err), 0);
+	struct buf p = BUF_INIT, data = BUF_INIT;
+	chlog_path(dir, "squatter", "log", &p);
+	CHECK_INT(fs_read_file(p.ptr, 4096, &data, &err), 0);
+	CHECK_STR(buf_cstr(&data), "APPEND user.a\n");
+	chlog_path(dir, "repl1", "log", &p);
+	CHECK(access(p.ptr, F_OK) < 0);
+	/* the usual writer takes the published list */
+	struct chlog *w = chlog_open(dir, mine, 1);
+	CHECK_INT(chlog_append(w, "APPEND user.b\n", 14, &err), 0);
+	CHECK(access(p.ptr, F_OK) == 0);
+	chlog_close(&l);
+	chlog_close(&w);
+	buf_free(&p);
+	buf_free(&data);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 /* chlog_append_hold says where each channel's (and shard's) lines ended:
  * the log's inode and its size after the append; after a take, the next
  * append goes to a new inode from offset 0. */
@@ -461,6 +492,7 @@ TEST(hold_positions)
 
 int main(void)
 {
+	RUN(fixed_channels);
 	RUN(hold_positions);
 	RUN(line_owners);
 	RUN(sharded_append);

@@ -111,6 +111,52 @@ TEST(errors_name_file_and_line)
 	bad("configdirectory: /x\nFoo: 1\n", "bad option name 'Foo'");
 }
 
+/* Keys of a Cyrus imapd.conf that tandem does not use: accepted, one
+ * warning each; a typo of a tandem key (or a prefix that is neither a
+ * channel nor a Cyrus service) stays an error. */
+TEST(cyrus_keys_ignored_typos_fail)
+{
+	struct terr err;
+	struct conf *c = parse("configdirectory: /x\n"
+			       "sasl_pwcheck_method: saslauthd\n"
+			       "sync_log_channels: repl1 squatter\n"
+			       "repl1_sync_host: h\n"
+			       "repl1_shutdown_file: /run/cyrus/sync/repl1_shutdown\n"
+			       "duplicate_db_path: /var/lib/cyrus/deliver.db\n"
+			       "lmtp_admins: bob\n"
+			       "metapartition-default: /var/meta\n"
+			       "repl1_sync_cache_db: twoskip\n",
+			       1, &err);
+	CHECK(c != NULL);
+	if (!c) {
+		printf("  %s\n", err.msg);
+		return;
+	}
+	CHECK_INT(conf_nignored(c), 6);
+	static const char *const keys[] = { "sasl_pwcheck_method", "repl1_shutdown_file", "duplicate_db_path",
+					    "lmtp_admins", "metapartition-default", "repl1_sync_cache_db" };
+	static const int lines[] = { 2, 5, 6, 7, 8, 9 };
+	for (size_t i = 0; i < 6; i++) {
+		int line = 0;
+		const char *note = NULL;
+		CHECK_STR(conf_ignored(c, i, &line, &note), keys[i]);
+		CHECK_INT(line, lines[i]);
+		CHECK(note && strstr(note, "ignored"));
+	}
+	int line;
+	const char *note;
+	conf_ignored(c, 1, &line, &note);
+	CHECK(strstr(note, "repl1_sync_shutdown_file") != NULL);
+	CHECK(conf_ignored(c, 6, &line, &note) == NULL);
+	CHECK_STR(conf_chan_str(c, "repl1", "sync_host"), "h");
+	conf_free(&c);
+	bad("configdirectory: /x\nsync_repeat_intervall: 3\n", "t.conf:2: unknown option 'sync_repeat_intervall'");
+	bad("configdirectory: /x\nsasl_a: 1\nsasl_a: 2\n", "t.conf:3: option 'sasl_a' is set twice");
+	bad("configdirectory: /x\nrepl2_shutdown_file: /x\nsync_log_channels: repl1\n",
+	    "t.conf:2: unknown option 'repl2_shutdown_file'");
+	bad("configdirectory: /x\nlmtp_admins_typo: 1\n", "unknown option 'lmtp_admins_typo'");
+}
+
 TEST(nul_and_long_lines)
 {
 	struct terr err;
@@ -167,6 +213,7 @@ int main(void)
 {
 	RUN(good_config_whole_and_bytewise);
 	RUN(errors_name_file_and_line);
+	RUN(cyrus_keys_ignored_typos_fail);
 	RUN(nul_and_long_lines);
 	RUN(sample_config_covers_every_option);
 	return test_done();
