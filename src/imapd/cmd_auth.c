@@ -53,10 +53,6 @@ static void fail(struct imapd_session *s, const char *mech, const char *user, co
 		s->authfails = AUTH_MAX_FAILS;
 }
 
-/* What the last password check found in tandemd's login cache
- * (server_login_check), for the login's log line. */
-static const char *cache_how = "off";
-
 static void succeed(struct imapd_session *s, const char *mech, const char *user, const char *authid)
 {
 	s->user = xstrdup(user);
@@ -70,7 +66,7 @@ static void succeed(struct imapd_session *s, const char *mech, const char *user,
 	if (strcmp(user, authid))
 		buf_printf(&extra, " authid=%s", logq(q, authid));
 	imapd_log_event(s, "login", NULL, "mech=%s peer=%s tls=%d admin=%d auth_cache=%s%s", mech, s->env->peer,
-			conn_is_tls(s->c), s->isadmin, cache_how, buf_cstr(&extra));
+			conn_is_tls(s->c), s->isadmin, s->auth_cache_how ? s->auth_cache_how : "off", buf_cstr(&extra));
 	buf_free(&extra);
 	struct buf caps = BUF_INIT, code = BUF_INIT;
 	imapd_capabilities(s, &caps);
@@ -87,7 +83,9 @@ static int check(struct imapd_session *s, const char *user, const char *password
 	if (!*user || strlen(user) > MAX_USERID || strlen(password) > MAX_PASSWORD ||
 	    userid_validate(user, s->ns.virtdomains, &err) < 0)
 		return 0;
-	int r = server_login_check(s->env, s->st, user, password, &cache_how, &err);
+	if (imapd_login_moving(s, user, password))
+		return -1;
+	int r = server_login_check(s->env, s->st, user, password, &s->auth_cache_how, &err);
 	if (r < 0)
 		imapd_no_err(s, "check_password", &err);
 	return r;

@@ -28,6 +28,7 @@
 #include "names/mboxname.h"
 #include "proto/imap/imap_cmd.h"
 #include "proto/imap/imap_parser.h"
+#include "store/store_move.h"
 
 struct store;
 struct chlog;
@@ -191,7 +192,25 @@ struct imapd_session {
 	long long maxmsg;
 	const char *servername;
 	unsigned long ncommands;
+	/* the user's move (moving.c): the stamp last looked at, and whether
+	 * the session ended because the user is being moved */
+	struct store_move_stamp move_stamp;
+	/* what the last password check found in tandemd's login cache
+	 * (server_login_check: "hit", "miss", "off"), for the login's log line */
+	const char *auth_cache_how;
+	int moved_out;
 };
+
+/* ---- users being moved (moving.c) ----------------------------------------- */
+
+/* At login, before the password check: 1 when user is locked for a move
+ * or moved away and password is theirs (NO [UNAVAILABLE] set), else 0. */
+int imapd_login_moving(struct imapd_session *s, const char *user, const char *password);
+/* In a logged-in session, between commands and while idle (one stat,
+ * SQLite only when a move record changed): 1 when the session's user is
+ * being moved (then "* BYE [UNAVAILABLE]" is sent and the session is
+ * dead), else 0. */
+int imapd_moving_bye(struct imapd_session *s);
 
 /* ---- session I/O (session.c) ---------------------------------------------- */
 

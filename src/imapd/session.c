@@ -57,6 +57,8 @@ int imapd_next_event(struct imapd_session *s, int timeout_ms)
 			return IMAPD_EV_TIMEOUT;
 		if (server_stop_requested)
 			return IMAPD_EV_STOP;
+		if (imapd_moving_bye(s))
+			return IMAPD_EV_CLOSED;
 		int slice = IMAPD_READ_SLICE_MS;
 		if (timeout_ms >= 0 && timeout_ms - waited < slice)
 			slice = (int)(timeout_ms - waited);
@@ -361,7 +363,7 @@ int imapd_session(const struct service_env *env, struct conn *c)
 		int timeout = (int)(s.user ? s.timeout_ms : imapd_preauth_left_ms(&s));
 		int ev = imapd_next_event(&s, timeout);
 		if (ev == IMAPD_EV_CLOSED) {
-			why = s.dead ? "io_error" : "eof";
+			why = s.moved_out ? "user_moved" : s.dead ? "io_error" : "eof";
 			break;
 		}
 		if (ev == IMAPD_EV_TIMEOUT) {

@@ -21,6 +21,7 @@
 #include "lib/fsutil.h"
 #include "stats/stats.h"
 #include "store/store.h"
+#include "store/store_move.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -118,6 +119,29 @@ static int acl_grants_post(const char *acl, const char *sender)
 	return pc.pos && !pc.neg;
 }
 
+/* A user locked for a move or moved away (store_move.h): 451 4.2.1, so
+ * the MTA retries until its routing points at the user's new store. 1
+ * with the reply sent, 0 to go on. */
+static int lmtpd_rcpt_moving(struct lmtp_session *s, const char *path, const char *user)
+{
+	struct store_move m;
+	struct terr err = { 0 };
+	if (store_move_get(s->st, user, &m, &err) < 0) {
+		log_err("event=rcpt_fail session=%s rcpt=%s error=\"%s\"", s->env->session_id, path, err.msg);
+		reply(s, 451, "4.3.0", "Temporary failure looking up the recipient");
+		stats_count_refused(SR_TEMPORARY, 1);
+		return 1;
+	}
+	if (m.state == STORE_MOVE_NONE)
+		return 0;
+	stats_count_refused(SR_USER_MOVED, 1);
+	char q[LOGQ_MAX], text[300];
+	log_notice("event=rcpt_refused session=%s rcpt=%s code=451 status=4.2.1 reason=user_%s target=%s",
+		   s->env->session_id, logq(q, path), store_move_state_name(m.state), m.target);
+	reply(s, 451, "4.2.1", store_move_text(&m, text, sizeof text));
+	return 1;
+}
+
 /* Maps a recipient to its mailbox: user's INBOX, or user+folder when the
  * folder exists and its ACL lets strangers post (acl_grants_post), else
  * the INBOX, as Cyrus does. 0, or -1 with reply sent. */
@@ -134,6 +158,8 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	buf_appends(&user, local.ptr);
 	if (s->ns.virtdomains && domain.len)
 		buf_printf(&user, "@%s", domain.ptr);
+	if (lmtpd_rcpt_moving(s, path, user.ptr) != 0)
+		goto out;
 	int ex = userid_validate(user.ptr, s->ns.virtdomains, &err) < 0 ? 0 :
 		 store_user_exists(s->st, user.ptr, &err);
 	if (ex < 0) {
@@ -191,6 +217,16 @@ static void rcpt_result(struct lmtp_session *s, const struct rcpt *r, const stru
 	}
 	log_warn("event=deliver_fail session=%s rcpt=%s mailbox=%s code=%s error=\"%s\"", s->env->session_id,
 		 r->address, logq(q, r->mailbox), terr_code_name(e->code), e->msg);
+	if (e->code == TE_BUSY) {
+		/* the user was locked for a move between RCPT and DATA */
+		struct buf owner = BUF_INIT;
+		struct terr e2 = { 0 };
+		int moving = mboxname_owner(r->mailbox, &owner, &e2) == 1 &&
+			     lmtpd_rcpt_moving(s, r->address, owner.ptr);
+		buf_free(&owner);
+		if (moving)
+			return;
+	}
 	stats_count_refused(e->code == TE_OVERQUOTA ? SR_OVER_QUOTA : e->code == TE_NOSPACE ? SR_NO_SPACE :
 			    e->code == TE_TOOBIG ? SR_TOO_BIG : e->code == TE_NOTFOUND ? SR_NO_SUCH_USER : SR_TEMPORARY, 1);
 	switch (e->code) {

@@ -61,6 +61,7 @@ enum stats_refuse {
 	SR_OVER_QUOTA,		/* 452 4.2.2 / 552 5.2.2 */
 	SR_NO_SPACE,		/* 452 4.3.1 */
 	SR_TEMPORARY,		/* 451 4.3.0: any other failure */
+	SR_USER_MOVED,		/* 451 4.2.1: the user is being moved or was moved (move-user) */
 	SR_N
 };
 extern const char *const stats_refuse_names[SR_N];

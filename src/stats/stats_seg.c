@@ -9,7 +9,7 @@
 
 const char *const stats_refuse_names[SR_N] = {
 	"no_such_user", "bad_address", "replica", "too_many_recipients", "too_big",
-	"empty", "over_quota", "no_space", "temporary",
+	"empty", "over_quota", "no_space", "temporary", "user_moved",
 };
 const double stats_buckets[STATS_NBUCKETS] = {
 	0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,

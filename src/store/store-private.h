@@ -136,6 +136,11 @@ int store_cache_add(struct store *st, struct ustore *u, const char *guid, const 
 /* Deletes cache rows no record references (after store_blob_gc). */
 int store_cache_gc(struct ustore *u, struct terr *err);
 
+/* store_move.c: users.db's user_moves table (made by store_open) and the
+ * check utx_begin makes inside every write transaction: TE_BUSY when
+ * the owner is locked for a move or was moved away. */
+extern const char store_move_schema[];
+int store_move_fence(struct store *st, const char *owner, struct terr *err);
 /* store_recent.c: the CREATE TABLE of the \Recent marks (run on every
  * open: old stores gain it). */
 extern const char store_recent_schema[];

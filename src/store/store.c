@@ -185,7 +185,8 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 	buf_printf(&path, "%s/users.db", st->configdir);
 	int rc = open_db(path.ptr, &st->usersdb, err);
 	buf_free(&path);
-	if (rc < 0 || store_sql_exec(st->usersdb, users_schema, err) < 0) {
+	if (rc < 0 || store_sql_exec(st->usersdb, users_schema, err) < 0 ||
+	    store_sql_exec(st->usersdb, store_move_schema, err) < 0) {
 		store_close(&st);
 		return -1;
 	}
@@ -432,6 +433,11 @@ int utx_begin(struct utx *tx, struct store *st, struct ustore *u, struct terr *e
 	if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0)
 		return -1;
 	tx->open = 1;
+	/* inside the transaction: see store_move_lock */
+	if (store_move_fence(st, u->owner, err) < 0) {
+		utx_rollback(tx);
+		return -1;
+	}
 	return 0;
 }
 

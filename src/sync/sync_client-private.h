@@ -82,6 +82,13 @@ struct syncc {
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
 	int compare_bodies;
+	/* with compare_bodies: bodies already checked (move-user checks
+	 * them before its lock, then only the new ones): body_known says
+	 * whether to skip a record, body_checked hears of each one found
+	 * right; NULL: every body is fetched */
+	int (*body_known)(void *rock, const char *mailbox, uint32_t uid, const char *guid);
+	void (*body_checked)(void *rock, const char *mailbox, uint32_t uid, const char *guid);
+	void *body_rock;
 	/* the replica speaks the protocol inside IMAP (reference §2.10) */
 	int imap;
 	int cap_sasl_ir, cap_replication;
@@ -246,6 +253,9 @@ struct stream {
 int syncc_simple(struct syncc *sc, const char *line, struct terr *err);
 
 /* syncc_mailbox.c */
+/* Runs change-log entries as a rolling pass would (sync_client_log.c). */
+struct chlog_entry;
+int syncc_entries(struct syncc *sc, const struct chlog_entry *es, size_t n, struct terr *err);
 /* data_fn: each MAILBOX line of a GET into a struct remotes. */
 void syncc_collect_remote(void *rock, struct dlist *kv);
 /* Frees a struct remotes. */

@@ -89,6 +89,8 @@ static int compare_bodies(struct syncc *sc, const char *name, const struct dlist
 		uint32_t uid;
 		if (expunged || dlist_get_guid(r, "GUID", guid) < 0 || dlist_get_num32(r, "UID", &uid) < 0)
 			continue;
+		if (sc->body_known && sc->body_known(sc->body_rock, name, uid, guid))
+			continue;
 		struct dlist *f = dlist_new(DL_KVLIST, "FETCH");
 		dlist_add_str(f, "MBOXNAME", name);
 		dlist_add_str(f, "PARTITION", "default");
@@ -109,6 +111,8 @@ static int compare_bodies(struct syncc *sc, const char *name, const struct dlist
 			note_diff(sc, name, "replica_body", "uid=%u guid=%s %s", uid, guid,
 				  fr.got == 1 ? "sha1_mismatch" : fr.got == -1 ? "damaged" : "missing");
 			(*ndiff)++;
+		} else if (sc->body_checked) {
+			sc->body_checked(sc->body_rock, name, uid, guid);
 		}
 	}
 	return 0;

@@ -203,6 +203,11 @@ static int run_entries(struct syncc *sc, const struct chlog_entry *es, size_t n,
 	return failed ? -1 : 0;
 }
 
+int syncc_entries(struct syncc *sc, const struct chlog_entry *es, size_t n, struct terr *err)
+{
+	return run_entries(sc, es, n, err);
+}
+
 /* One-shot modes report isolated mailbox failures as a failure. */
 int syncc_oneshot_result(struct syncc *sc, int rc, struct terr *err)
 {

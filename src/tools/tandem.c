@@ -40,6 +40,7 @@ static const struct command commands[] = {
 	{ "repair", cmd_repair, 1, "make the replica equal to this master, copying back what only it holds" },
 	{ "status", cmd_status, 1, "tandemd and replication state: clients, lag, failed mailboxes" },
 	{ "failover", cmd_failover, 1, "switch master and replica roles cleanly" },
+	{ "move-user", cmd_move_user, 1, "move a user to another store (tandem or Cyrus), then remove it here" },
 	{ "check", cmd_check, 1, "check the store's consistency" },
 	{ "config", cmd_config, 0, "check the configuration and print every option" },
 };

@@ -61,5 +61,6 @@ int sync_all_progress(struct tool *t, struct syncc *sc, int tty, struct terr *er
 int synclog_follow(struct tool *t, const char *channel, int shard, int once);
 int cmd_check(struct tool *t, int argc, char **argv);
 int cmd_config(struct tool *t, int argc, char **argv);
+int cmd_move_user(struct tool *t, int argc, char **argv);
 
 #endif
