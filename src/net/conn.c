@@ -20,6 +20,7 @@ struct conn {
 	z_stream zin, zout;
 	struct buf out;		/* plain bytes queued */
 	struct buf zbuf;	/* compressed input not yet inflated */
+	int zmore;		/* inflate may have output left without more input */
 	struct conn_stats stats;
 };
 
@@ -146,19 +147,20 @@ ssize_t conn_read(struct conn *c, struct buf *in, int timeout_ms, struct terr *e
 		return r;
 	}
 	for (;;) {
-		if (c->zbuf.len) {
+		if (c->zbuf.len || c->zmore) {
+			/* at most 64 KiB of plain bytes per read, as without
+			 * compression: a reader's buffer grows by one read at a
+			 * time however well the peer's bytes deflate (up to 1:1032) */
 			size_t before = in->len;
-			c->zin.next_in = (Bytef *)c->zbuf.ptr;
+			c->zin.next_in = (Bytef *)(c->zbuf.ptr ? c->zbuf.ptr : "");
 			c->zin.avail_in = (uInt)c->zbuf.len;
-			int zr;
-			do {
-				buf_reserve(in, 65536);
-				c->zin.next_out = (Bytef *)in->ptr + in->len;
-				c->zin.avail_out = 65536;
-				zr = inflate(&c->zin, Z_SYNC_FLUSH);
-				in->len += 65536 - c->zin.avail_out;
-				in->ptr[in->len] = '\0';
-			} while (zr == Z_OK && c->zin.avail_out == 0);
+			buf_reserve(in, 65536);
+			c->zin.next_out = (Bytef *)in->ptr + in->len;
+			c->zin.avail_out = 65536;
+			int zr = inflate(&c->zin, Z_SYNC_FLUSH);
+			in->len += 65536 - c->zin.avail_out;
+			in->ptr[in->len] = '\0';
+			c->zmore = zr == Z_OK && c->zin.avail_out == 0;
 			if (zr != Z_OK && zr != Z_BUF_ERROR)
 				return terr_set(err, TE_INVALID, "bad compressed data from the peer (zlib %d)", zr);
 			buf_consume(&c->zbuf, c->zbuf.len - c->zin.avail_in);
