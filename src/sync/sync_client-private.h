@@ -79,6 +79,7 @@ struct syncc {
 	struct sync_transport *t;	/* NULL: not connected */
 	SSL_CTX *tls;
 	struct buf out;
+	struct dlist_refs refs;	/* by-reference bodies of out (sent from their files) */
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
 	int compare_bodies;

@@ -380,9 +380,10 @@ TEST(file_reference_printing)
 	CHECK_INT(refs.n, 2);
 	CHECK_INT(refs.v[0].at, strlen("APPLY MESSAGE (%{default b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae 141}\r\n"));
 	CHECK_STR(refs.v[0].path, "/x/y");
-	CHECK_U64(refs.v[0].size, 141);
+	CHECK_U64(refs.v[0].hdr.size, 141);
+	CHECK_STR(refs.v[0].hdr.guid, "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae");
 	CHECK_INT(refs.v[1].at, out.len - 1);
-	CHECK_U64(refs.v[1].size, 0);
+	CHECK_U64(refs.v[1].hdr.size, 0);
 	dlist_refs_free(&refs);
 	buf_free(&out);
 	dlist_free(&msg);

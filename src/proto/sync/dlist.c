@@ -749,7 +749,14 @@ static void print_value(struct buf *out, const struct dlist *d, enum dlist_liter
 				if (refs->n == refs->cap)
 					refs->v = xrealloc(refs->v, (refs->cap = refs->cap ? 2 * refs->cap : 16) *
 								     sizeof *refs->v);
-				refs->v[refs->n++] = (struct dlist_ref){ out->len, d->path, d->size };
+				struct dlist_ref *rf = &refs->v[refs->n++];
+				memset(rf, 0, sizeof *rf);
+				rf->at = out->len;
+				rf->path = xstrdup(d->path ? d->path : "");
+				snprintf(rf->hdr.part, sizeof rf->hdr.part, "%s", d->part ? d->part : "default");
+				memcpy(rf->hdr.guid, d->guid, sizeof rf->hdr.guid);
+				rf->hdr.size = d->size;
+				rf->hdr.ok = 1;
 			}
 			break;
 		}
@@ -774,8 +781,16 @@ void dlist_print_refs(struct buf *out, const struct dlist *d, enum dlist_literal
 	print_keyed(out, d, lit, refs);
 }
 
+void dlist_refs_reset(struct dlist_refs *refs)
+{
+	for (size_t i = 0; i < refs->n; i++)
+		free(refs->v[i].path);
+	refs->n = 0;
+}
+
 void dlist_refs_free(struct dlist_refs *refs)
 {
+	dlist_refs_reset(refs);
 	free(refs->v);
 	memset(refs, 0, sizeof *refs);
 }

@@ -151,8 +151,8 @@ void dlist_print_value(struct buf *out, const struct dlist *d, enum dlist_litera
  * in a printed command: right after out[at] (its header ends there). */
 struct dlist_ref {
 	size_t at;
-	const char *path;	/* the node's; valid while the dlist lives */
-	uint64_t size;
+	char *path;		/* copies (the dlist may be freed before the send) */
+	struct dlist_file_hdr hdr;	/* partition, GUID, size */
 };
 struct dlist_refs {
 	struct dlist_ref *v;
@@ -162,6 +162,8 @@ struct dlist_refs {
  * and lists where they go (appended to refs; offsets into out). Without
  * refs (plain dlist_print) such a literal's file is read into out. */
 void dlist_print_refs(struct buf *out, const struct dlist *d, enum dlist_literal lit, struct dlist_refs *refs);
+/* Empties refs (its memory is kept). */
+void dlist_refs_reset(struct dlist_refs *refs);
 void dlist_refs_free(struct dlist_refs *refs);
 
 #endif
