@@ -274,6 +274,24 @@ int syncc_stream_drain(struct stream *s, struct terr *err)
 	return 0;
 }
 
+int syncc_add_body(struct syncc *sc, struct dlist **msg, const char *name, const char *guid, size_t *bytes,
+		   struct terr *err)
+{
+	struct buf path = BUF_INIT;
+	struct stat sb;
+	int rc = store_message_path(sc->st, name, guid, &path, err);
+	if (rc == 0 && stat(path.ptr, &sb) < 0)
+		rc = terr_errno(err, errno, "message file %s", path.ptr);
+	if (rc == 0) {
+		if (!*msg)
+			*msg = dlist_new(DL_LIST, "MESSAGE");
+		dlist_add_file_ref(*msg, NULL, "default", guid, path.ptr, (uint64_t)sb.st_size);
+		*bytes += (size_t)sb.st_size;
+	}
+	buf_free(&path);
+	return rc;
+}
+
 /* APPLY MESSAGE for the bodies of v[lo..hi) that the replica needs (not
  * staged by this stream; with need, only those RESERVE reported missing).
  * Bodies go by reference: the transport reads each message file into the
@@ -288,7 +306,6 @@ static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_
 	struct sitem *it = &s->it[idx];
 	struct dlist *msg = NULL;
 	size_t bytes = 0;
-	struct buf path = BUF_INIT;
 	int rc = 0;
 	for (size_t i = lo; i <= hi && rc == 0; i++) {
 		if (msg && (i == hi || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES)) {
@@ -302,22 +319,15 @@ static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_
 		if (v[i].expunged || !v[i].guid[0] || gset_has(&s->sent, v[i].guid) ||
 		    (need && !gset_has(need, v[i].guid)))
 			continue;
-		struct stat sb;
-		if (store_message_path(sc->st, it->name, v[i].guid, &path, &it->err) < 0 ||
-		    (stat(path.ptr, &sb) < 0 && terr_errno(&it->err, errno, "message file %s", path.ptr) < 0)) {
+		if (syncc_add_body(sc, &msg, it->name, v[i].guid, &bytes, &it->err) < 0) {
 			it->state = -1;
 			break;
 		}
-		if (!msg)
-			msg = dlist_new(DL_LIST, "MESSAGE");
-		dlist_add_file_ref(msg, NULL, "default", v[i].guid, path.ptr, (uint64_t)sb.st_size);
-		bytes += (size_t)sb.st_size;
 		gset_add(&s->sent, v[i].guid);
 		s->bodies++;
 		s->bodies_staged++;
 	}
 	dlist_free(&msg);
-	buf_free(&path);
 	return rc;
 }
 
