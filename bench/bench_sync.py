@@ -100,6 +100,75 @@ def run_peak(*args):
     return peak
 
 
+def tree_cpu(pid):
+    """CPU seconds (user+sys, incl. reaped children) of a process and its live children."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    try:
+        pids += [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += sum(int(x) for x in f[11:15]) / tick
+        except OSError:
+            pass
+    return total
+
+
+class Inst:
+    def __init__(self, root, name, extra):
+        self.dir = os.path.join(root, name)
+        run(TANDEM, "init", "--servername", name, self.dir)
+        self.conf = os.path.join(self.dir, "tandem.conf")
+        text = open(self.conf).read().replace("admins: admin\n", "admins: admin repl\n")
+        open(self.conf, "w").write(text + extra)
+        self.proc = None
+
+    def start(self, listen_port):
+        self.proc = subprocess.Popen([os.path.join(BIN, "tandemd"), "-C", self.conf, "-f"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.dir + ".log", "a"))
+        wait_port(listen_port, self.proc)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(60)
+
+
+def deliver_lmtp(p, msgs, conns):
+    chunks = [msgs[i::conns] for i in range(conns)]
+
+    def worker(chunk):
+        l = smtplib.LMTP("127.0.0.1", p)
+        for user, folder, data in chunk:
+            l.sendmail("bench@example.net", [user + ("+" + folder if folder else "")], data)
+        l.quit()
+
+    t0 = time.monotonic()
+    th = [threading.Thread(target=worker, args=(c,)) for c in chunks]
+    for x in th:
+        x.start()
+    for x in th:
+        x.join()
+    return time.monotonic() - t0
+
+
+def make_pair(root, lmtp_port, sync_port, extra_master=""):
+    master = Inst(root, "master", f"lmtp_listen: 127.0.0.1:{lmtp_port}\nsync_authname: repl\nsync_password: replpw\n"
+                                  "sync_log_channels: repl1\n"
+                                  f"repl1_sync_host: 127.0.0.1:{sync_port}\n{extra_master}")
+    replica = Inst(root, "replica", f"sync_listen: 127.0.0.1:{sync_port}\nallowplaintext: yes\n")
+    run(TANDEM, "-C", replica.conf, "user", "add", "repl", input=b"replpw\n")
+    for u in workload.USERS:
+        run(TANDEM, "-C", master.conf, "user", "add", "--no-password", u)
+        for f in workload.FOLDERS[1:]:
+            run(TANDEM, "-C", master.conf, "mailbox", "create", f"user.{u}.{f}")
+    return master, replica
+
+
 def big_message(i):
     import base64
     rnd = random.Random(i)
