@@ -530,6 +530,8 @@ static int parse_string(struct parser *P, struct buf *out, int *kind_r)
 		*kind_r = 2;
 		return 0;
 	}
+	if (c == '%')	/* a key: "%(" or "%{" is framed as a list or a file literal */
+		return perr(P, "a key cannot start with '%'");
 	size_t s = P->p;
 	while (P->p < P->len && !is_atom_end(P->in[P->p]))
 		P->p++;
