@@ -11,19 +11,22 @@
 #include "test.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char tmpl[] = "/tmp/tandem-connfile-XXXXXX";
-
-/* A file of n pseudo-random bytes (hard to deflate); its bytes in out. */
+/* A file of n pseudo-random bytes (hard to deflate), already unlinked;
+ * its bytes in out. */
 static int make_file(size_t n, unsigned seed, struct buf *out)
 {
+	char tmpl[512];
+	const char *dir = getenv("TMPDIR");
+	snprintf(tmpl, sizeof tmpl, "%s/tandem-connfile-XXXXXX", dir && *dir ? dir : "/tmp");
 	int fd = mkstemp(tmpl);
-	unlink(tmpl);
-	memcpy(tmpl + strlen(tmpl) - 6, "XXXXXX", 6);
+	if (fd >= 0)
+		unlink(tmpl);
 	buf_reset(out);
 	unsigned x = seed;
 	for (size_t i = 0; i < n; i++) {
