@@ -40,6 +40,64 @@ LAT_N = int(os.environ.get("BENCH_LAT_N", "200"))
 PAUSE_MAX = float(os.environ.get("BENCH_PAUSE_MAX", "1.0"))
 # "initial": only the initial sync (bench/run.sh's 10,000-message run)
 ONLY = os.environ.get("BENCH_SYNC_ONLY", "")
+# > 0: every message is this many MB (a base64 attachment) instead of the
+# workload's 2-50 KB: shows the memory bodies take on both sides
+BIG_MB = float(os.environ.get("BENCH_SYNC_BIG_MB", "0"))
+
+
+def hwm_kb(pid):
+    """Peak resident set (VmHWM) of a live process in kB, or 0."""
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class PeakSampler(threading.Thread):
+    """The largest VmHWM seen among the children of a process (the replica's
+    sessions), sampled every 20 ms until stopped: VmHWM only grows, so the
+    last sample of a session is within 20 ms of its peak."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_ = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop_.is_set():
+            try:
+                kids = [int(x) for x in open(f"/proc/{self.pid}/task/{self.pid}/children").read().split()]
+            except OSError:
+                kids = []
+            for k in kids:
+                self.peak = max(self.peak, hwm_kb(k))
+            time.sleep(0.02)
+
+    def finish(self):
+        self.stop_.set()
+        self.join()
+        return self.peak
+
+
+def run_peak(*args):
+    """Runs a command; returns its peak resident set in kB: its VmHWM, read
+    every 10 ms until it exits (VmHWM only grows). Not wait4's ru_maxrss,
+    which counts the pages of this Python process the child had between
+    fork and exec."""
+    p = subprocess.Popen(list(args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = 0
+    while True:
+        pid, status, _ = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        peak = max(peak, hwm_kb(p.pid))
+        time.sleep(0.01)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise RuntimeError(f"{args} failed: {p.stderr.read().decode()[-500:]}")
+    return peak
 
 
 def tree_cpu(pid):
@@ -111,10 +169,22 @@ def make_pair(root, lmtp_port, sync_port, extra_master=""):
     return master, replica
 
 
+def big_message(i):
+    import base64
+    rnd = random.Random(i)
+    raw = rnd.randbytes(int(BIG_MB * 1e6 * 3 / 4))
+    b64 = base64.encodebytes(raw).replace(b"\n", b"\r\n")
+    user = workload.USERS[i % len(workload.USERS)]
+    return user, "", (f"From: big@example.net\r\nTo: {user}@example.com\r\nSubject: big {i}\r\n"
+                      f"Message-ID: <big-{i}@example.net>\r\nMIME-Version: 1.0\r\n"
+                      "Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                      ).encode() + b64
+
+
 def main():
     base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
     os.makedirs(base, exist_ok=True)
-    msgs = [workload.message(1, i) for i in range(N)]
+    msgs = [workload.message(1, i) for i in range(N)] if not BIG_MB else [big_message(i) for i in range(N)]
     total = sum(len(m[2]) for m in msgs)
     root = tempfile.mkdtemp(prefix="bench-sync-", dir=base)
     results = []
@@ -133,7 +203,7 @@ def main():
             print(json.dumps(results[-1]), flush=True)
         stored = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in
                      os.walk(os.path.join(master.dir, "spool")) for f in fs if len(f) == 40)
-        walls, ccpu, rcpu = [], [], []
+        walls, ccpu, rcpu, crss, rrss = [], [], [], [], []
         for _ in range(REPS):
             shutil.rmtree(os.path.join(replica.dir, "spool"))
             shutil.rmtree(os.path.join(replica.dir, "conf"))
@@ -143,9 +213,12 @@ def main():
             replica.start(sp)
             c0 = os.times()
             r0 = tree_cpu(replica.proc.pid)
+            sampler = PeakSampler(replica.proc.pid)
+            sampler.start()
             t0 = time.monotonic()
-            run(TANDEM, "-C", master.conf, "sync", "-n", "repl1", "-o", "-A")
+            crss.append(run_peak(TANDEM, "-C", master.conf, "sync", "-n", "repl1", "-o", "-A"))
             walls.append(time.monotonic() - t0)
+            rrss.append(sampler.finish())
             c1 = os.times()
             ccpu.append(c1.children_user + c1.children_system - c0.children_user - c0.children_system)
             rcpu.append(tree_cpu(replica.proc.pid) - r0)
@@ -158,7 +231,9 @@ def main():
                          "wall_s": [round(w, 3) for w in walls], "median_wall_s": round(med, 3),
                          "msgs_per_s": round(N / med, 1), "mb_per_s": round(stored / med / 1e6, 2),
                          "client_cpu_s": round(statistics.median(ccpu), 3),
-                         "replica_cpu_s": round(statistics.median(rcpu), 3), "equal": True})
+                         "replica_cpu_s": round(statistics.median(rcpu), 3),
+                         "client_peak_rss_kb": crss, "replica_session_peak_rss_kb": rrss,
+                         "message_mb": BIG_MB or None, "equal": True})
         print(json.dumps(results[-1]), flush=True)
         if ONLY == "initial":
             return

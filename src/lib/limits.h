@@ -128,12 +128,30 @@
 /* Total items in one command: 10k records x ~10 keys each with room;
  * bounds memory for one APPLY. */
 #define DLIST_MAX_ITEMS (4 * 1024 * 1024)
-/* Memory for one parsed command excluding file literals, bytes. */
+/* Memory for one parsed command, bytes. After authentication file
+ * literals are streamed to disk and do not count (SYNC_MAX_STAGED_BYTES);
+ * the IMAP transport and the pipe still carry them inline. */
 #define DLIST_MAX_COMMAND_BYTES (256L * 1024 * 1024)
 /* GUIDs per APPLY RESERVE we send (Cyrus client splits at 8192+1). */
 #define SYNC_MAX_RESERVE_GUIDS 8192
 /* File literals per APPLY MESSAGE we send (Cyrus client splits at 1024). */
 #define SYNC_MAX_MESSAGE_FILES 1024
+/* Bodies travel by reference (docs/replication.md, "How bodies travel"):
+ * a file literal is moved between a message file and the socket in pieces
+ * of this many bytes: the replica writes each piece of a literal to its
+ * staging file as it arrives (hashing it on the way), the client reads a
+ * message file into the connection piece by piece. 64 KiB is one socket
+ * read (conn_read) and keeps a session's memory independent of message
+ * sizes (a session stays far under 64 MB whatever a command carries). */
+#define SYNC_STREAM_CHUNK (64 * 1024)
+/* Staged bodies of one replica session, bytes on disk (files in the
+ * partition's tmp/sync directory, until RESTART or the end of the
+ * session): a full initial sync of a large mailbox stages its bodies
+ * only until its APPLY MAILBOX, and the client sends RESTART every few
+ * hundred commands, so 4 GiB is generous; it bounds what one confused or
+ * hostile admin connection can put on the replica's disk. Over it, the
+ * APPLY MESSAGE is refused (NO) and nothing of it is kept. */
+#define SYNC_MAX_STAGED_BYTES (4LL * 1024 * 1024 * 1024)
 
 /* ---- IMAP -------------------------------------------------------------- */
 

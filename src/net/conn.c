@@ -1,6 +1,7 @@
 /* conn.c: see conn.h. */
 #include "net/conn.h"
 
+#include "lib/limits.h"
 #include "lib/xalloc.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -20,6 +22,7 @@ struct conn {
 	z_stream zin, zout;
 	struct buf out;		/* plain bytes queued */
 	struct buf zbuf;	/* compressed input not yet inflated */
+	int zmore;		/* inflate may have output left without more input */
 	struct conn_stats stats;
 };
 
@@ -146,19 +149,20 @@ ssize_t conn_read(struct conn *c, struct buf *in, int timeout_ms, struct terr *e
 		return r;
 	}
 	for (;;) {
-		if (c->zbuf.len) {
+		if (c->zbuf.len || c->zmore) {
+			/* at most 64 KiB of plain bytes per read, as without
+			 * compression: a reader's buffer grows by one read at a
+			 * time however well the peer's bytes deflate (up to 1:1032) */
 			size_t before = in->len;
-			c->zin.next_in = (Bytef *)c->zbuf.ptr;
+			c->zin.next_in = (Bytef *)(c->zbuf.ptr ? c->zbuf.ptr : "");
 			c->zin.avail_in = (uInt)c->zbuf.len;
-			int zr;
-			do {
-				buf_reserve(in, 65536);
-				c->zin.next_out = (Bytef *)in->ptr + in->len;
-				c->zin.avail_out = 65536;
-				zr = inflate(&c->zin, Z_SYNC_FLUSH);
-				in->len += 65536 - c->zin.avail_out;
-				in->ptr[in->len] = '\0';
-			} while (zr == Z_OK && c->zin.avail_out == 0);
+			buf_reserve(in, 65536);
+			c->zin.next_out = (Bytef *)in->ptr + in->len;
+			c->zin.avail_out = 65536;
+			int zr = inflate(&c->zin, Z_SYNC_FLUSH);
+			in->len += 65536 - c->zin.avail_out;
+			in->ptr[in->len] = '\0';
+			c->zmore = zr == Z_OK && c->zin.avail_out == 0;
 			if (zr != Z_OK && zr != Z_BUF_ERROR)
 				return terr_set(err, TE_INVALID, "bad compressed data from the peer (zlib %d)", zr);
 			buf_consume(&c->zbuf, c->zbuf.len - c->zin.avail_in);
@@ -193,32 +197,97 @@ void conn_printf(struct conn *c, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Deflates and writes n plain bytes (flush: Z_SYNC_FLUSH at the end). */
+static int deflate_write(struct conn *c, const void *p, size_t n, int flush, struct terr *err)
+{
+	unsigned char z[65536];
+	c->zout.next_in = (Bytef *)p;
+	c->zout.avail_in = (uInt)n;
+	int rc = 0;
+	do {
+		c->zout.next_out = z;
+		c->zout.avail_out = sizeof z;
+		int zr = deflate(&c->zout, flush ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+		if (zr != Z_OK && zr != Z_BUF_ERROR)
+			return terr_set(err, TE_INTERNAL, "deflate failed (zlib %d)", zr);
+		if (sizeof z - c->zout.avail_out)
+			rc = wire_write(c, z, sizeof z - c->zout.avail_out, err);
+	} while (rc == 0 && (c->zout.avail_out == 0 || c->zout.avail_in));
+	return rc;
+}
+
 int conn_flush(struct conn *c, struct terr *err)
 {
 	if (!c->out.len)
 		return 0;
 	c->stats.plain_out += c->out.len;
 	c->stats.flushes++;
-	int rc;
-	if (!c->compressed) {
-		rc = wire_write(c, c->out.ptr, c->out.len, err);
-	} else {
-		unsigned char z[65536];
-		c->zout.next_in = (Bytef *)c->out.ptr;
-		c->zout.avail_in = (uInt)c->out.len;
-		rc = 0;
-		do {
-			c->zout.next_out = z;
-			c->zout.avail_out = sizeof z;
-			int zr = deflate(&c->zout, Z_SYNC_FLUSH);
-			if (zr != Z_OK && zr != Z_BUF_ERROR) {
-				rc = terr_set(err, TE_INTERNAL, "deflate failed (zlib %d)", zr);
-				break;
-			}
-			rc = wire_write(c, z, sizeof z - c->zout.avail_out, err);
-		} while (rc == 0 && c->zout.avail_out == 0);
-	}
+	int rc = c->compressed ? deflate_write(c, c->out.ptr, c->out.len, 1, err)
+			       : wire_write(c, c->out.ptr, c->out.len, err);
 	buf_reset(&c->out);
+	return rc;
+}
+
+/* Reads exactly n bytes of fd into p. */
+static int read_full(int fd, char *p, size_t n, struct terr *err)
+{
+	while (n) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return terr_errno(err, errno, "read");
+		if (r == 0)
+			return terr_set(err, TE_IO, "file shorter than announced");
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+/* A file this small is read into the output queue like any bytes. */
+#define CONN_FILE_INLINE SYNC_STREAM_CHUNK
+
+int conn_write_file(struct conn *c, int fd, uint64_t size, struct terr *err)
+{
+	if (size <= CONN_FILE_INLINE) {
+		/* small: read straight into the queue (one copy), no extra write */
+		buf_reserve(&c->out, (size_t)size);
+		if (read_full(fd, c->out.ptr + c->out.len, (size_t)size, err) < 0)
+			return -1;
+		c->out.len += (size_t)size;
+		c->out.ptr[c->out.len] = '\0';
+		return c->out.len > 4 * CONN_FILE_INLINE ? conn_flush(c, err) : 0;
+	}
+	if (conn_flush(c, err) < 0)
+		return -1;
+	c->stats.plain_out += size;
+	if (!c->compressed && !c->ssl) {
+		/* the kernel moves the bytes from the page cache to the socket */
+		while (size) {
+			ssize_t w = sendfile(c->fd, fd, NULL, size > (1u << 30) ? (1u << 30) : (size_t)size);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				return terr_errno(err, errno, "sendfile");
+			if (w == 0)
+				return terr_set(err, TE_IO, "file shorter than announced");
+			size -= (uint64_t)w;
+			c->stats.wire_out += (uint64_t)w;
+		}
+		return 0;
+	}
+	/* TLS or DEFLATE: one piece at a time through them */
+	char *chunk = xmalloc(SYNC_STREAM_CHUNK);
+	int rc = 0;
+	while (size && rc == 0) {
+		size_t n = size < SYNC_STREAM_CHUNK ? (size_t)size : SYNC_STREAM_CHUNK;
+		rc = read_full(fd, chunk, n, err);
+		if (rc == 0)
+			rc = c->compressed ? deflate_write(c, chunk, n, 0, err) : wire_write(c, chunk, n, err);
+		size -= n;
+	}
+	free(chunk);
 	return rc;
 }
 

@@ -42,6 +42,14 @@ void conn_puts(struct conn *c, const char *s);
 void conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sends everything queued (through DEFLATE with a sync flush, and TLS). */
 int conn_flush(struct conn *c, struct terr *err);
+/* Writes size bytes of the file open at fd (from its offset) after what
+ * is queued, never holding more than one piece of it in memory: a small
+ * file (up to SYNC_STREAM_CHUNK) is read into the queue; a larger one is
+ * sent at once, by sendfile() on a plain connection (no copy through user
+ * space), else read in SYNC_STREAM_CHUNK pieces through DEFLATE or TLS.
+ * An error leaves the stream out of step: the connection must be
+ * dropped. */
+int conn_write_file(struct conn *c, int fd, uint64_t size, struct terr *err);
 
 /* STARTTLS: the handshake on this connection. The caller must first make
  * sure it holds no input read past the STARTTLS command (a client that

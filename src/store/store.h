@@ -273,6 +273,24 @@ int store_message_path(struct store *st, const char *mboxname, const char *guid,
 int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,
 		       struct terr *err);
 
+/* ---- staged message bodies (a replica's sync sessions; store_blob.c) ---- */
+
+/* A new staging file in <partition>/tmp/sync, on the file system of every
+ * message file, so that a staged body becomes a message file by a hard
+ * link, without a copy: its path and an fd open for writing. The name
+ * starts with the process id (store_stage_sweep). */
+int store_stage_create(struct store *st, struct buf *path_r, int *fd_r, struct terr *err);
+/* Stages the message file of guid that mailbox's owner already has (APPLY
+ * RESERVE): its SHA-1 is checked reading it in pieces (TE_CORRUPT when it
+ * does not hash to guid, TE_NOTFOUND when there is none), then it is
+ * hard-linked (copied in pieces across file systems) to a new staging
+ * file, whose path is returned. */
+int store_stage_existing(struct store *st, const char *mboxname, const char *guid, struct buf *path_r,
+			 struct terr *err);
+/* Removes the staging files of processes that are gone (a session killed
+ * before it could remove its own). */
+void store_stage_sweep(struct store *st);
+
 /* ---- the message cache (derived data: the table may be emptied) ---- */
 
 /* One live record with its cached strings; a string is NULL (length 0)
@@ -406,6 +424,9 @@ struct store_apply_annot {
 /* A message body for a new record: 0 with data/len, or -1 if this
  * connection never received it. */
 typedef int store_body_fn(void *rock, const char *guid, const void **data_r, size_t *len_r);
+/* The same as a file (a staged body whose bytes were checked against
+ * guid): 0 with its path, which the store hard-links into place. */
+typedef int store_body_file_fn(void *rock, const char *guid, const char **path_r);
 
 struct store_apply {
 	const char *uniqueid, *name, *mboxtype, *partition, *acl, *options;
@@ -426,6 +447,7 @@ struct store_apply {
 	int has_mbox_annots;
 	int force;
 	store_body_fn *body;
+	store_body_file_fn *body_file;	/* asked first; NULL: bodies in memory only */
 	void *body_rock;
 };
 

@@ -146,6 +146,13 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 		struct stat sb;
 		if (stat(path.ptr, &sb) == 0)
 			continue;
+		const char *staged;
+		if (a->body_file && a->body_file(a->body_rock, r->guid, &staged) == 0) {
+			/* a staged file, checked against its GUID when it arrived: linked */
+			rc = store_blob_adopt(st, u, staged, r->guid, err);
+			written++;
+			continue;
+		}
 		const void *data;
 		size_t len;
 		if (!a->body || a->body(a->body_rock, r->guid, &data, &len) < 0) {
@@ -175,7 +182,10 @@ static int cache_new_record(struct store *st, struct ustore *u, const struct sto
 {
 	const void *data = NULL;
 	size_t len = 0;
-	if (a->body && a->body(a->body_rock, guid, &data, &len) < 0)
+	const char *staged;
+	if (a->body_file && a->body_file(a->body_rock, guid, &staged) == 0)
+		data = NULL;	/* read from the message file just linked */
+	else if (a->body && a->body(a->body_rock, guid, &data, &len) < 0)
 		data = NULL;
 	return store_cache_add(st, u, guid, data, len, err);
 }

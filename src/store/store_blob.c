@@ -13,11 +13,15 @@
 #include "store/store-private.h"
 
 #include "lib/fsutil.h"
+#include "lib/limits.h"
+#include "lib/sha1.h"
 #include "lib/xalloc.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -189,5 +193,163 @@ int store_blob_gc(struct store *st, struct ustore *u, struct terr *err)
 	buf_free(&sub);
 	if (rc == 0)
 		rc = store_cache_gc(u, err);
+	return rc;
+}
+
+/* ---- staged bodies (a replica's sync sessions) ------------------------------------ */
+
+static void stage_dir(struct store *st, struct buf *dir_r)
+{
+	buf_reset(dir_r);
+	buf_printf(dir_r, "%s/tmp/sync", st->partition_path);
+}
+
+int store_stage_create(struct store *st, struct buf *path_r, int *fd_r, struct terr *err)
+{
+	struct buf dir = BUF_INIT;
+	stage_dir(st, &dir);
+	int rc = fs_mkdir_p(dir.ptr, 0750, err);
+	if (rc == 0) {
+		buf_reset(path_r);
+		buf_printf(path_r, "%s/%ld.%lu", dir.ptr, (long)getpid(), ++st->tmpcounter);
+		*fd_r = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		if (*fd_r < 0)
+			rc = terr_errno(err, errno, "create %s", path_r->ptr);
+	}
+	buf_free(&dir);
+	return rc;
+}
+
+/* Copies src to a new file dst (O_EXCL) in pieces; sha: the SHA-1 of
+ * the bytes when not NULL. */
+static int copy_file(const char *src, const char *dst, int dst_fd, char sha[41], struct terr *err)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return terr_errno(err, errno, "open %s", src);
+	char *chunk = xmalloc(SYNC_STREAM_CHUNK);
+	struct sha1_ctx c;
+	sha1_init(&c);
+	int rc = 0;
+	for (;;) {
+		ssize_t n = read(in, chunk, SYNC_STREAM_CHUNK);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = terr_errno(err, errno, "read %s", src);
+			break;
+		}
+		if (n == 0)
+			break;
+		sha1_update(&c, chunk, (size_t)n);
+		if (dst_fd >= 0 && fs_write_all(dst_fd, chunk, (size_t)n, dst, err) < 0) {
+			rc = -1;
+			break;
+		}
+	}
+	if (rc == 0 && sha)
+		sha1_final_hex(&c, sha);
+	sha1_free(&c);
+	free(chunk);
+	close(in);
+	return rc;
+}
+
+int store_stage_existing(struct store *st, const char *mboxname, const char *guid, struct buf *path_r,
+			 struct terr *err)
+{
+	struct buf src = BUF_INIT;
+	char got[41];
+	int rc = store_message_path(st, mboxname, guid, &src, err);
+	if (rc == 0 && access(src.ptr, F_OK) < 0)
+		rc = errno == ENOENT ? terr_set(err, TE_NOTFOUND, "no message file %s", guid)
+				     : terr_errno(err, errno, "access %s", src.ptr);
+	if (rc == 0)
+		rc = copy_file(src.ptr, NULL, -1, got, err);
+	if (rc == 0 && strcmp(got, guid))
+		rc = terr_set(err, TE_CORRUPT, "message file %s has SHA-1 %s", guid, got);
+	int fd = -1;
+	if (rc == 0)
+		rc = store_stage_create(st, path_r, &fd, err);
+	if (rc == 0) {
+		/* a name was made; the link takes its place */
+		close(fd);
+		unlink(path_r->ptr);
+		if (link(src.ptr, path_r->ptr) < 0) {
+			if (errno != EXDEV && errno != EMLINK && errno != EPERM) {
+				rc = terr_errno(err, errno, "link %s", path_r->ptr);
+			} else {
+				fd = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+				rc = fd < 0 ? terr_errno(err, errno, "create %s", path_r->ptr)
+					    : copy_file(src.ptr, path_r->ptr, fd, NULL, err);
+				if (fd >= 0)
+					close(fd);
+				if (rc < 0)
+					unlink(path_r->ptr);
+			}
+		}
+	}
+	buf_free(&src);
+	return rc;
+}
+
+void store_stage_sweep(struct store *st)
+{
+	struct buf dir = BUF_INIT, p = BUF_INIT;
+	stage_dir(st, &dir);
+	DIR *d = opendir(dir.ptr);
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (de->d_name[0] == '.' || *end != '.' || pid <= 0)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;	/* alive (or not ours to ask): its files are its own */
+		buf_reset(&p);
+		buf_printf(&p, "%s/%s", dir.ptr, de->d_name);
+		unlink(p.ptr);
+	}
+	if (d)
+		closedir(d);
+	buf_free(&dir);
+	buf_free(&p);
+}
+
+int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, struct terr *err)
+{
+	struct buf dst = BUF_INIT, tmp = BUF_INIT;
+	store_blob_path(u, guid, &dst);
+	int rc = 0, fd = -1;
+	char *slash = strrchr(dst.ptr, '/');
+	*slash = '\0';
+	if (fs_mkdir_p(dst.ptr, 0750, err) < 0) {
+		rc = -1;
+		goto out;
+	}
+	*slash = '/';
+	if (link(path, dst.ptr) == 0 || errno == EEXIST)
+		goto out;
+	if (errno != EXDEV && errno != EMLINK && errno != EPERM) {
+		rc = terr_errno(err, errno, "link %s", dst.ptr);
+		goto out;
+	}
+	/* another file system (or no hard links): a copy in pieces */
+	buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)getpid(), ++st->tmpcounter, guid);
+	fd = open(tmp.ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		rc = terr_errno(err, errno, "create %s", tmp.ptr);
+		goto out;
+	}
+	rc = copy_file(path, tmp.ptr, fd, NULL, err);
+	if (close(fd) < 0 && rc == 0)
+		rc = terr_errno(err, errno, "close %s", tmp.ptr);
+	if (rc == 0 && rename(tmp.ptr, dst.ptr) < 0)
+		rc = terr_errno(err, errno, "rename %s", dst.ptr);
+	if (rc < 0)
+		unlink(tmp.ptr);
+out:
+	buf_free(&dst);
+	buf_free(&tmp);
 	return rc;
 }

@@ -79,6 +79,7 @@ struct syncc {
 	struct sync_transport *t;	/* NULL: not connected */
 	SSL_CTX *tls;
 	struct buf out;
+	struct dlist_refs refs;	/* by-reference bodies of out (sent from their files) */
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
 	int compare_bodies;
@@ -274,6 +275,13 @@ int syncc_sync_batch(struct syncc *sc, char **names, size_t n, int unmailbox, st
 int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, int nostream, struct terr *err);
 
 /* syncc_bulk.c */
+/* Adds the body of guid (a message file of mailbox name) to the APPLY
+ * MESSAGE list *msg (made on first use) by reference: the transport reads
+ * the file into the connection when the command is sent (bodies never
+ * whole in memory); *bytes grows by its size. -1 (err) when it has no
+ * file. The replica checks each body against its GUID as it arrives. */
+int syncc_add_body(struct syncc *sc, struct dlist **msg, const char *name, const char *guid, size_t *bytes,
+		   struct terr *err);
 /* Reads the answer of the oldest command in flight; -1: the connection failed. */
 int syncc_stream_recv(struct stream *s, struct terr *err);
 /* Sends sc->out now (flushed) and remembers it as pe. */

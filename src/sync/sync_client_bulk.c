@@ -11,8 +11,10 @@
 #include "store/store.h"
 #include "sync/sync.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* A mailbox's update is sent in parts (Cyrus's partial updates,
  * reference §6.6): each part is a consistent state, its LAST_UID and
@@ -272,9 +274,31 @@ int syncc_stream_drain(struct stream *s, struct terr *err)
 	return 0;
 }
 
+int syncc_add_body(struct syncc *sc, struct dlist **msg, const char *name, const char *guid, size_t *bytes,
+		   struct terr *err)
+{
+	struct buf path = BUF_INIT;
+	struct stat sb;
+	int rc = store_message_path(sc->st, name, guid, &path, err);
+	if (rc == 0 && stat(path.ptr, &sb) < 0)
+		rc = terr_errno(err, errno, "message file %s", path.ptr);
+	if (rc == 0) {
+		if (!*msg)
+			*msg = dlist_new(DL_LIST, "MESSAGE");
+		dlist_add_file_ref(*msg, NULL, "default", guid, path.ptr, (uint64_t)sb.st_size);
+		*bytes += (size_t)sb.st_size;
+	}
+	buf_free(&path);
+	return rc;
+}
+
 /* APPLY MESSAGE for the bodies of v[lo..hi) that the replica needs (not
  * staged by this stream; with need, only those RESERVE reported missing).
- * A body that cannot be read fails the mailbox. */
+ * Bodies go by reference: the transport reads each message file into the
+ * connection (sendfile, or pieces through DEFLATE/TLS), never whole into
+ * memory; the replica checks each against its GUID as it arrives (a
+ * damaged file here gets the APPLY MESSAGE refused, which fails the
+ * mailbox). A body whose file is missing fails the mailbox. */
 static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_t lo, size_t hi,
 		       const struct gset *need, struct terr *err)
 {
@@ -282,7 +306,6 @@ static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_
 	struct sitem *it = &s->it[idx];
 	struct dlist *msg = NULL;
 	size_t bytes = 0;
-	struct buf data = BUF_INIT;
 	int rc = 0;
 	for (size_t i = lo; i <= hi && rc == 0; i++) {
 		if (msg && (i == hi || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES)) {
@@ -296,21 +319,15 @@ static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_
 		if (v[i].expunged || !v[i].guid[0] || gset_has(&s->sent, v[i].guid) ||
 		    (need && !gset_has(need, v[i].guid)))
 			continue;
-		buf_reset(&data);
-		if (store_message_read(sc->st, it->name, v[i].guid, &data, &it->err) < 0) {
+		if (syncc_add_body(sc, &msg, it->name, v[i].guid, &bytes, &it->err) < 0) {
 			it->state = -1;
 			break;
 		}
-		if (!msg)
-			msg = dlist_new(DL_LIST, "MESSAGE");
-		dlist_add_file(msg, NULL, "default", v[i].guid, data.ptr, data.len);
-		bytes += data.len;
 		gset_add(&s->sent, v[i].guid);
 		s->bodies++;
 		s->bodies_staged++;
 	}
 	dlist_free(&msg);
-	buf_free(&data);
 	return rc;
 }
 

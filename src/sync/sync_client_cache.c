@@ -214,7 +214,6 @@ int syncc_fast_batch(struct syncc *sc, char **names, size_t n, char **slow, size
 		goto out;
 	/* the bodies, in APPLY MESSAGE batches */
 	size_t nsent = 0, nmsgcmds = 0;
-	struct buf data = BUF_INIT;
 	struct dlist *msg = NULL;
 	size_t bytes = 0;
 	for (size_t i = 0; i <= fresh.n; i++) {
@@ -230,17 +229,13 @@ int syncc_fast_batch(struct syncc *sc, char **names, size_t n, char **slow, size
 			break;
 		if (guidset_has(&known, fresh.g[i]))
 			continue;
-		buf_reset(&data);
 		struct terr e2 = { 0 };
-		if (store_message_read(sc->st, fresh.owner_mbox[i], fresh.g[i], &data, &e2) < 0)
-			continue;	/* its mailbox's APPLY fails: the general path reports it */
-		if (!msg)
-			msg = dlist_new(DL_LIST, "MESSAGE");
-		dlist_add_file(msg, NULL, "default", fresh.g[i], data.ptr, data.len);
-		bytes += data.len;
+		/* by reference (syncc_add_body); a missing file: its mailbox's
+		 * APPLY fails and the general path reports it */
+		if (syncc_add_body(sc, &msg, fresh.owner_mbox[i], fresh.g[i], &bytes, &e2) < 0)
+			continue;
 		nsent++;
 	}
-	buf_free(&data);
 	for (size_t i = 0; i < nitems; i++) {
 		syncc_rcache_drop(sc, items[i].name);	/* until the replica says OK */
 		syncc_cmd_dlist(sc, "APPLY", items[i].mb);

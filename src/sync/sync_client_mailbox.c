@@ -109,7 +109,6 @@ static int upload_bodies(struct syncc *sc, const char *name, const struct dlist 
 		rc = syncc_roundtrip(sc, syncc_collect_missing, &m, err);
 		struct dlist *msg = NULL;
 		size_t bytes = 0;
-		struct buf data = BUF_INIT;
 		for (size_t i = 0; rc == 0 && i <= m.n; i++) {
 			if (msg && (i == m.n || msg->n >= SYNC_MAX_MESSAGE_FILES || bytes >= SYNCC_MESSAGE_BATCH_BYTES)) {
 				syncc_cmd_dlist(sc, "APPLY", msg);
@@ -119,19 +118,13 @@ static int upload_bodies(struct syncc *sc, const char *name, const struct dlist 
 			}
 			if (i == m.n || rc < 0)
 				break;
-			buf_reset(&data);
-			if (store_message_read(sc->st, name, m.guids[i], &data, err) < 0) {
+			if (syncc_add_body(sc, &msg, name, m.guids[i], &bytes, err) < 0) {	/* by reference */
 				rc = -1;
 				break;
 			}
-			if (!msg)
-				msg = dlist_new(DL_LIST, "MESSAGE");
-			dlist_add_file(msg, NULL, "default", m.guids[i], data.ptr, data.len);
-			bytes += data.len;
 			sc->stats.messages++;
 		}
 		dlist_free(&msg);
-		buf_free(&data);
 		for (size_t i = 0; i < m.n; i++)
 			free(m.guids[i]);
 		free(m.guids);

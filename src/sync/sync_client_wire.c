@@ -17,11 +17,14 @@ void syncc_send(struct syncc *sc)
 	if (sc->o.verbose)
 		log_debug("event=sync_send channel=%s bytes=%zu command=\"%.120s\"", sc->channel, sc->out.len,
 			  buf_cstr(&sc->out));
-	sync_transport_send(sc->t, sc->out.ptr, sc->out.len);
+	sync_transport_send_refs(sc->t, sc->out.ptr, sc->out.len, &sc->refs);
 	sc->since_restart = !strncmp(sc->out.ptr, "RESTART", 7) ? 0 : sc->since_restart + 1;
 	sc->stats.bytes_sent += sc->out.len;
+	for (size_t i = 0; i < sc->refs.n; i++)
+		sc->stats.bytes_sent += sc->refs.v[i].hdr.size;
 	sc->stats.commands++;
 	buf_reset(&sc->out);
+	dlist_refs_reset(&sc->refs);
 }
 
 int syncc_flush(struct syncc *sc, struct terr *err)
@@ -80,6 +83,7 @@ int syncc_roundtrip(struct syncc *sc, data_fn *cb, void *rock, struct terr *err)
 static void cmd_begin(struct syncc *sc, const char *verb)
 {
 	buf_reset(&sc->out);
+	dlist_refs_reset(&sc->refs);
 	buf_appends(&sc->out, verb);
 	buf_putc(&sc->out, ' ');
 }
@@ -87,13 +91,14 @@ static void cmd_begin(struct syncc *sc, const char *verb)
 void syncc_cmd_dlist(struct syncc *sc, const char *verb, const struct dlist *d)
 {
 	cmd_begin(sc, verb);
-	dlist_print(&sc->out, d, DLIST_LIT_CLIENT);
+	dlist_print_refs(&sc->out, d, DLIST_LIT_CLIENT, &sc->refs);
 	buf_appends(&sc->out, "\r\n");
 }
 
 int syncc_simple(struct syncc *sc, const char *line, struct terr *err)
 {
 	buf_reset(&sc->out);
+	dlist_refs_reset(&sc->refs);
 	buf_appends(&sc->out, line);
 	buf_appends(&sc->out, "\r\n");
 	return syncc_roundtrip(sc, NULL, NULL, err);

@@ -7,11 +7,16 @@
  * leaves behind. */
 #include "sync/sync_transport-private.h"
 
+#include "lib/limits.h"
 #include "lib/xalloc.h"
 #include "sync/sync_replica.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 struct pipe_transport {
 	struct sync_transport base;
@@ -31,7 +36,38 @@ static void pipe_data(void *rock, const struct dlist *d)
 	buf_appends(&p->in, "\r\n");
 }
 
-static void p_send(struct sync_transport *t, const char *cmd, size_t len)
+/* The by-reference files of a command go to the replica as the csync
+ * session hands them over: streamed in pieces (sync_replica_file_*). */
+static int stream_files(struct pipe_transport *p, const struct dlist_refs *refs)
+{
+	char *chunk = xmalloc(SYNC_STREAM_CHUNK);
+	int rc = 0;
+	for (size_t i = 0; i < refs->n && rc == 0; i++) {
+		const struct dlist_ref *rf = &refs->v[i];
+		int fd = open(rf->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -1;
+			break;
+		}
+		sync_replica_file_begin(p->r, &rf->hdr);
+		for (uint64_t left = rf->hdr.size; left && rc == 0;) {
+			ssize_t n = read(fd, chunk, left < SYNC_STREAM_CHUNK ? (size_t)left : SYNC_STREAM_CHUNK);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				rc = -1;	/* shorter than announced: the stream is broken */
+			else
+				sync_replica_file_write(p->r, chunk, (size_t)n);
+			left -= n > 0 ? (uint64_t)n : 0;
+		}
+		sync_replica_file_end(p->r);
+		close(fd);
+	}
+	free(chunk);
+	return rc;
+}
+
+static void p_send(struct sync_transport *t, const char *cmd, size_t len, const struct dlist_refs *refs)
 {
 	struct pipe_transport *p = (struct pipe_transport *)t;
 	if (p->broken)
@@ -45,6 +81,12 @@ static void p_send(struct sync_transport *t, const char *cmd, size_t len)
 	const char *res;
 	if ((vl == 4 && !strncasecmp(cmd, "NOOP", 4)) || (vl == 4 && !strncasecmp(cmd, "EXIT", 4)))
 		res = "OK success";
+	else if (refs && refs->n && stream_files(p, refs) < 0) {
+		sync_replica_files_drop(p->r);
+		p->broken = 1;	/* a socket would be out of step too */
+		return;
+	} else if (refs && refs->n)
+		res = sync_replica_exec_streamed(p->r, cmd, len, pipe_data, p);
 	else
 		res = sync_replica_exec_raw(p->r, cmd, len, pipe_data, p);
 	buf_appends(&p->in, res);

@@ -6,12 +6,17 @@
 
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "lib/sha1.h"
+
+#include <stdint.h>
 #include "sync/sync_replica.h"
 
-/* A message body staged for this engine until RESTART. */
+/* A message body staged for this engine until RESTART: a file in the
+ * partition's tmp/sync directory whose bytes hash to guid. */
 struct rstaged {
 	char guid[41];
-	struct buf data;
+	char *path;
+	uint64_t size;
 };
 
 struct sync_replica {
@@ -19,6 +24,22 @@ struct sync_replica {
 	struct store *st;
 	struct rstaged *staged;
 	size_t nstaged;
+	uint64_t staged_bytes;	/* on disk, <= SYNC_MAX_STAGED_BYTES */
+	/* The file literals of the command being read (sync_replica_file_*):
+	 * checked files waiting for the command (APPLY MESSAGE stages them),
+	 * the one arriving, and the first error (the command is refused). */
+	struct rstaged *pending;
+	size_t npending;
+	uint64_t pending_bytes;
+	struct {
+		int fd;		/* -1: none open (or its bytes are skipped) */
+		struct buf path;
+		struct sha1_ctx sha;
+		char guid[41];
+		uint64_t size, got;
+		int active;
+	} in;
+	struct terr file_err;
 	int sieve_mailbox;	/* APPLY CAPABILITIES enabled SIEVE-MAILBOX */
 	unsigned long commands;
 	sync_data_fn *data;	/* of the command running */
@@ -35,7 +56,8 @@ void replica_data(struct sync_replica *r, const struct dlist *d);
 
 /* Staged bodies. */
 const struct rstaged *replica_staged(const struct sync_replica *r, const char *guid);
-void replica_stage(struct sync_replica *r, const char *guid, const void *data, size_t len);
+/* Stages bytes held in memory (the IMAP transport, the pipe) as a file. */
+int replica_stage_bytes(struct sync_replica *r, const char *guid, const void *data, size_t len, struct terr *err);
 
 /* 1 when MBOXTYPE says a #sieve mailbox that this connection must not
  * see (SIEVE-MAILBOX not enabled). */

@@ -3,6 +3,7 @@
  * error becomes a reply line. */
 #include "sync/sync_replica-private.h"
 
+#include "lib/fsutil.h"
 #include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/sha1.h"
@@ -12,11 +13,14 @@
 #include "sync/sync.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* ---- staged bodies --------------------------------------------------------------------- */
 
@@ -28,34 +32,172 @@ const struct rstaged *replica_staged(const struct sync_replica *r, const char *g
 	return NULL;
 }
 
-void replica_stage(struct sync_replica *r, const char *guid, const void *data, size_t len)
+/* Takes over the file at path as the staged body of guid (or removes it
+ * when that body is staged already). */
+static void stage_file(struct sync_replica *r, const char *guid, char *path, uint64_t size)
 {
-	if (replica_staged(r, guid))
+	if (replica_staged(r, guid)) {
+		unlink(path);
+		free(path);
 		return;
+	}
 	r->staged = xrealloc(r->staged, (r->nstaged + 1) * sizeof *r->staged);
 	struct rstaged *g = &r->staged[r->nstaged++];
-	memset(g, 0, sizeof *g);
 	snprintf(g->guid, sizeof g->guid, "%s", guid);
-	buf_append(&g->data, data, len);
+	g->path = path;
+	g->size = size;
+	r->staged_bytes += size;
+}
+
+int replica_stage_bytes(struct sync_replica *r, const char *guid, const void *data, size_t len, struct terr *err)
+{
+	char got[41];
+	if (replica_staged(r, guid))
+		return 0;
+	sha1_hex(data, len, got);
+	if (strcmp(got, guid))
+		return terr_set(err, TE_PROTOCOL, "message body %s hashes to %s", guid, got);
+	if (r->staged_bytes + len > (uint64_t)SYNC_MAX_STAGED_BYTES)
+		return terr_set(err, TE_TOOBIG, "over %lld bytes of staged bodies: send RESTART", SYNC_MAX_STAGED_BYTES);
+	struct buf path = BUF_INIT;
+	int fd = -1;
+	int rc = store_stage_create(r->st, &path, &fd, err);
+	if (rc == 0) {
+		rc = fs_write_all(fd, data, len, path.ptr, err);
+		if (close(fd) < 0 && rc == 0)
+			rc = terr_errno(err, errno, "close %s", path.ptr);
+		if (rc < 0)
+			unlink(path.ptr);
+	}
+	if (rc == 0)
+		stage_file(r, guid, buf_release(&path), len);
+	buf_free(&path);
+	return rc;
 }
 
 static void unstage_all(struct sync_replica *r)
 {
-	for (size_t i = 0; i < r->nstaged; i++)
-		buf_free(&r->staged[i].data);
+	for (size_t i = 0; i < r->nstaged; i++) {
+		unlink(r->staged[i].path);
+		free(r->staged[i].path);
+	}
 	free(r->staged);
 	r->staged = NULL;
 	r->nstaged = 0;
+	r->staged_bytes = 0;
 }
 
-static int body_cb(void *rock, const char *guid, const void **data_r, size_t *len_r)
+static int body_file_cb(void *rock, const char *guid, const char **path_r)
 {
 	const struct rstaged *g = replica_staged(rock, guid);
 	if (!g)
 		return -1;
-	*data_r = g->data.ptr ? g->data.ptr : "";
-	*len_r = g->data.len;
+	*path_r = g->path;
 	return 0;
+}
+
+/* ---- file literals streamed while a command is read ------------------------------------ */
+
+static void file_fail(struct sync_replica *r, const struct terr *e)
+{
+	if (!r->file_err.code)
+		r->file_err = *e;
+}
+
+void sync_replica_file_begin(struct sync_replica *r, const struct dlist_file_hdr *h)
+{
+	struct terr e = { 0 };
+	if (r->in.active)
+		sync_replica_file_end(r);
+	buf_free(&r->in.path);
+	memset(&r->in, 0, sizeof r->in);
+	r->in.fd = -1;
+	r->in.active = 1;
+	r->in.size = h->size;
+	snprintf(r->in.guid, sizeof r->in.guid, "%s", h->guid);
+	if (r->file_err.code)
+		return;	/* the command fails anyway: the bytes are only consumed */
+	if (!h->ok) {
+		terr_set(&e, TE_PROTOCOL, "bad file literal header (want a partition name and a 40-digit hex GUID)");
+	} else if (r->staged_bytes + r->pending_bytes + h->size > (uint64_t)SYNC_MAX_STAGED_BYTES) {
+		terr_set(&e, TE_TOOBIG, "over %lld bytes of staged bodies: send RESTART", SYNC_MAX_STAGED_BYTES);
+	} else if (store_stage_create(r->st, &r->in.path, &r->in.fd, &e) == 0) {
+		sha1_init(&r->in.sha);
+		return;
+	}
+	file_fail(r, &e);
+}
+
+void sync_replica_file_write(struct sync_replica *r, const void *data, size_t len)
+{
+	struct terr e = { 0 };
+	if (!r->in.active)
+		return;
+	r->in.got += len;
+	if (r->in.fd < 0)
+		return;
+	sha1_update(&r->in.sha, data, len);
+	if (fs_write_all(r->in.fd, data, len, r->in.path.ptr, &e) < 0) {
+		file_fail(r, &e);
+		close(r->in.fd);
+		r->in.fd = -1;
+		unlink(r->in.path.ptr);
+		sha1_free(&r->in.sha);
+	}
+}
+
+void sync_replica_file_end(struct sync_replica *r)
+{
+	struct terr e = { 0 };
+	if (!r->in.active)
+		return;
+	r->in.active = 0;
+	if (r->in.fd >= 0) {
+		char got[41];
+		sha1_final_hex(&r->in.sha, got);
+		int rc = close(r->in.fd);
+		r->in.fd = -1;
+		if (rc < 0) {
+			terr_errno(&e, errno, "close %s", r->in.path.ptr);
+		} else if (r->in.got != r->in.size) {
+			terr_set(&e, TE_PROTOCOL, "file literal %s cut short", r->in.guid);
+		} else if (strcmp(got, r->in.guid)) {
+			/* a clear refusal: the body is dropped, the command does nothing */
+			terr_set(&e, TE_PROTOCOL, "message body %s hashes to %s", r->in.guid, got);
+		} else {
+			r->pending = xrealloc(r->pending, (r->npending + 1) * sizeof *r->pending);
+			struct rstaged *g = &r->pending[r->npending++];
+			snprintf(g->guid, sizeof g->guid, "%s", r->in.guid);
+			g->path = buf_release(&r->in.path);
+			g->size = r->in.size;
+			r->pending_bytes += g->size;
+			return;
+		}
+		unlink(r->in.path.ptr);
+		file_fail(r, &e);
+	}
+	buf_free(&r->in.path);
+}
+
+void sync_replica_files_drop(struct sync_replica *r)
+{
+	if (r->in.active && r->in.fd >= 0) {
+		close(r->in.fd);
+		unlink(r->in.path.ptr);
+		sha1_free(&r->in.sha);
+	}
+	r->in.fd = -1;
+	r->in.active = 0;
+	buf_free(&r->in.path);
+	for (size_t i = 0; i < r->npending; i++) {
+		unlink(r->pending[i].path);
+		free(r->pending[i].path);
+	}
+	free(r->pending);
+	r->pending = NULL;
+	r->npending = 0;
+	r->pending_bytes = 0;
+	memset(&r->file_err, 0, sizeof r->file_err);
 }
 
 void replica_data(struct sync_replica *r, const struct dlist *d)
@@ -111,7 +253,7 @@ static int apply_reserve(struct sync_replica *r, const struct dlist *kv, struct 
 	if (!names || !guids || dlist_get_str(kv, "PARTITION", &part) < 0)
 		return terr_set(err, TE_INVALID, "APPLY RESERVE wants PARTITION, MBOXNAME and GUID");
 	struct dlist *missing = dlist_new(DL_LIST, "MISSING");
-	struct buf data = BUF_INIT;
+	struct buf path = BUF_INIT;
 	struct terr e2;
 	for (size_t g = 0; g < guids->n; g++) {
 		const char *guid = dlist_cstr(guids->items[g]);
@@ -120,10 +262,12 @@ static int apply_reserve(struct sync_replica *r, const struct dlist *kv, struct 
 		int found = 0;
 		for (size_t m = 0; m < names->n && !found; m++) {
 			const char *name = dlist_cstr(names->items[m]);
-			buf_reset(&data);
+			/* staged by a link to the file here: nothing read into memory */
 			if (name && mboxname_validate(name, &e2) == 0 &&
-			    store_message_read(r->st, name, guid, &data, &e2) == 0) {
-				replica_stage(r, guid, data.ptr, data.len);
+			    store_stage_existing(r->st, name, guid, &path, &e2) == 0) {
+				struct stat sb;
+				uint64_t size = stat(path.ptr, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+				stage_file(r, guid, buf_release(&path), size);
 				found = 1;
 			} else if (name && e2.code == TE_CORRUPT) {
 				quarantine(r, name, guid);
@@ -135,41 +279,31 @@ static int apply_reserve(struct sync_replica *r, const struct dlist *kv, struct 
 	if (missing->n)
 		replica_data(r, missing);
 	dlist_free(&missing);
-	buf_free(&data);
+	buf_free(&path);
 	return 0;
 }
 
-/* APPLY MESSAGE (%{part guid size} ...): staged as sent; the SHA-1 is
- * checked when a record uses the body. */
+/* APPLY MESSAGE (%{part guid size} ...): the bodies that were streamed
+ * to files while the command was read (checked against their GUIDs
+ * then) are staged as they are; bodies that came in memory (the IMAP
+ * transport) are checked and written to staging files. */
 static int apply_message(struct sync_replica *r, const struct dlist *kv, struct terr *err)
 {
 	if (kv->type != DL_LIST)
 		return terr_set(err, TE_INVALID, "APPLY MESSAGE wants a list");
 	for (size_t i = 0; i < kv->n; i++) {
 		const struct dlist *f = kv->items[i];
-		if (f->type == DL_FILE)
-			replica_stage(r, f->guid, f->s.ptr ? f->s.ptr : "", f->s.len);
-	}
-	return 0;
-}
-
-/* After a TE_CORRUPT apply: was it a staged body that does not hash to
- * its record's GUID (Cyrus's IMAP_SYNC_CHECKSUM), rather than the
- * replica's own damaged database (an I/O error, with its cause)? */
-static int staged_body_bad(const struct sync_replica *r, const struct dlist *kv)
-{
-	const struct dlist *recs = dlist_get_list(kv, "RECORD");
-	for (size_t i = 0; recs && i < recs->n; i++) {
-		char guid[41], got[41];
-		if (dlist_get_guid(recs->items[i], "GUID", guid) < 0)
+		if (f->type != DL_FILE || f->external)
 			continue;
-		const struct rstaged *g = replica_staged(r, guid);
-		if (!g)
-			continue;
-		sha1_hex(g->data.ptr ? g->data.ptr : "", g->data.len, got);
-		if (strcmp(got, guid))
-			return 1;
+		if (replica_stage_bytes(r, f->guid, f->s.ptr ? f->s.ptr : "", f->s.len, err) < 0)
+			return -1;
 	}
+	for (size_t i = 0; i < r->npending; i++)
+		stage_file(r, r->pending[i].guid, r->pending[i].path, r->pending[i].size);
+	free(r->pending);
+	r->pending = NULL;
+	r->npending = 0;
+	r->pending_bytes = 0;
 	return 0;
 }
 
@@ -187,7 +321,7 @@ static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct 
 		err->code = TE_INVALID;
 		return -1;
 	}
-	a.body = body_cb;
+	a.body_file = body_file_cb;
 	a.body_rock = r;
 	/* fault injection for the tests (docs/testing.md): the session
 	 * process dies while it applies this mailbox, as a crash would */
@@ -196,8 +330,6 @@ static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct 
 		raise(SIGKILL);
 	int rc = store_apply_mailbox(r->st, &a, err);
 	sync_apply_free(&a);
-	if (rc < 0 && err->code == TE_CORRUPT && staged_body_bad(r, kv))
-		return terr_set(err, TE_CHECKSUM, "a message body does not hash to its GUID");
 	if (rc < 0 && err->code == TE_NOTFOUND)
 		return terr_set(err, TE_PROTOCOL, "Message body was not sent");
 	return rc;
@@ -419,6 +551,8 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 	r->st = o->st;
 	if (!r->o.session_id)
 		r->o.session_id = "-";
+	r->in.fd = -1;
+	store_stage_sweep(r->st);	/* staging files of sessions that died */
 	return r;
 }
 
@@ -427,6 +561,7 @@ void sync_replica_free(struct sync_replica **rp)
 	struct sync_replica *r = *rp;
 	if (!r)
 		return;
+	sync_replica_files_drop(r);
 	unstage_all(r);
 	free(r);
 	*rp = NULL;
@@ -469,8 +604,27 @@ static const char *reply(struct sync_replica *r, const char *verb, const char *k
 	return r->reply;
 }
 
+static const char *exec_cmd(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
+			    void *rock);
+
 const char *sync_replica_exec(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
 			      void *rock)
+{
+	const char *res;
+	if (r->file_err.code) {
+		/* a file literal of this command failed: refused, nothing done */
+		struct terr err = r->file_err;
+		r->commands++;
+		res = reply(r, verb, kv && kv->key ? kv->key : verb, -1, &err);
+	} else {
+		res = exec_cmd(r, verb, kv, data, rock);
+	}
+	sync_replica_files_drop(r);	/* what the command did not stage */
+	return res;
+}
+
+static const char *exec_cmd(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
+			    void *rock)
 {
 	struct terr err = { 0 };
 	r->commands++;
@@ -507,20 +661,22 @@ const char *sync_replica_exec(struct sync_replica *r, const char *verb, const st
 	return reply(r, verb, cmd->key, rc, &err);
 }
 
-const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
-				  void *rock)
+static const char *exec_raw(struct sync_replica *r, const char *cmd, size_t len, unsigned flags, sync_data_fn *data,
+			    void *rock)
 {
 	struct dlist *line = NULL;
 	struct terr err = { 0 };
-	if (dlist_parse(cmd, len, &line, &err) < 0) {
+	if (dlist_parse_ext(cmd, len, flags, &line, &err) < 0) {
 		log_warn("event=bad_command session=%s error=\"%s\"", r->o.session_id, err.msg);
 		sync_parse_failure_line(cmd, len, r->reply, sizeof r->reply);
+		sync_replica_files_drop(r);
 		return r->reply;
 	}
 	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
 	const char *res;
 	if (!verb || !sync_replica_verb(verb)) {
 		res = "BAD IMAP_PROTOCOL_ERROR Unrecognized command";
+		sync_replica_files_drop(r);
 	} else if (!strcasecmp(verb, "RESTART")) {
 		res = sync_replica_exec(r, verb, NULL, data, rock);
 	} else {
@@ -528,6 +684,7 @@ const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_
 		if (!kv) {
 			snprintf(r->reply, sizeof r->reply, "BAD IMAP_PROTOCOL_ERROR Failed to parse %s line", verb);
 			res = r->reply;
+			sync_replica_files_drop(r);
 		} else {
 			/* copy the verb: it lives in line */
 			char v[16];
@@ -538,4 +695,16 @@ const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_
 	}
 	dlist_free(&line);
 	return res;
+}
+
+const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
+				  void *rock)
+{
+	return exec_raw(r, cmd, len, 0, data, rock);
+}
+
+const char *sync_replica_exec_streamed(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
+				       void *rock)
+{
+	return exec_raw(r, cmd, len, DLIST_FILES_OUTSIDE, data, rock);
 }

@@ -57,6 +57,29 @@ const char *sync_replica_exec(struct sync_replica *r, const char *verb, const st
 const char *sync_replica_exec_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
 				  void *rock);
 
+/* The same for a command whose file literals were streamed while it was
+ * read (sync_replica_file_*): cmd holds their headers, not their bytes. */
+const char *sync_replica_exec_streamed(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data,
+				       void *rock);
+
+/* File literals streamed while a command is read (the csync session
+ * after authentication; the pipe), so that no body is held in memory:
+ * for each literal, begin with its header, write its bytes as they
+ * arrive (in any pieces), end. The bytes go to a staging file in the
+ * partition's tmp/sync directory, hashed on the way; at the end a body
+ * that does not hash to its GUID is removed. Any failure (a bad header,
+ * a GUID mismatch, a write error, SYNC_MAX_STAGED_BYTES) is kept and the
+ * command is answered with it and does nothing; the bytes are still to
+ * be consumed (the stream stays in step). The command then stages the
+ * files (APPLY MESSAGE); whatever it does not take is removed when it
+ * completes (sync_replica_exec*, or sync_replica_files_drop when it was
+ * never run). */
+struct dlist_file_hdr;
+void sync_replica_file_begin(struct sync_replica *r, const struct dlist_file_hdr *h);
+void sync_replica_file_write(struct sync_replica *r, const void *data, size_t len);
+void sync_replica_file_end(struct sync_replica *r);
+void sync_replica_files_drop(struct sync_replica *r);
+
 /* Cyrus's answer to a command that does not parse: "BAD
  * IMAP_PROTOCOL_ERROR Failed to parse <VERB> line", the verb taken from
  * the command's first word, upper-cased. */

@@ -38,8 +38,12 @@ struct sync_transport;
 struct sync_transport_ops {
 	const char *name;	/* "csync", "imap", "pipe" */
 	/* Queues one command, "VERB [args]\r\n" as the csync protocol
-	 * writes it (literals included); not flushed. */
-	void (*send)(struct sync_transport *t, const char *cmd, size_t len);
+	 * writes it (literals included); not flushed. refs (may be NULL):
+	 * the by-reference file literals whose headers are in cmd: each
+	 * file's bytes go right after cmd[at] (dlist_print_refs), read from
+	 * the file into the connection, never into memory whole. A file that
+	 * cannot be sent breaks the transport (TE_IO at flush/recv). */
+	void (*send)(struct sync_transport *t, const char *cmd, size_t len, const struct dlist_refs *refs);
 	int (*flush)(struct sync_transport *t, struct terr *err);
 	/* The next line of the oldest unanswered command's answer; TE_IO
 	 * when the connection is lost (with everything in flight). */
@@ -53,7 +57,12 @@ struct sync_transport {
 
 static inline void sync_transport_send(struct sync_transport *t, const char *cmd, size_t len)
 {
-	t->ops->send(t, cmd, len);
+	t->ops->send(t, cmd, len, NULL);
+}
+static inline void sync_transport_send_refs(struct sync_transport *t, const char *cmd, size_t len,
+					    const struct dlist_refs *refs)
+{
+	t->ops->send(t, cmd, len, refs);
 }
 static inline int sync_transport_flush(struct sync_transport *t, struct terr *err)
 {

@@ -11,8 +11,11 @@
 #include "lib/xalloc.h"
 #include "net/conn.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct ctag {
 	char s[24];
@@ -25,6 +28,7 @@ struct conn_transport {
 	long long timeout_ms;
 	int imap;
 	unsigned long tagn;
+	struct terr broken;	/* a by-reference file could not be sent */
 	struct ctag *tags;	/* of commands in flight, a ring */
 	size_t tfirst, tn, tcap;
 };
@@ -44,7 +48,7 @@ static void push_tag(struct conn_transport *ct, const char *tag)
 	snprintf(ct->tags[(ct->tfirst + ct->tn++) % ct->tcap].s, sizeof ct->tags[0].s, "%s", tag);
 }
 
-static void imap_wrap(struct conn_transport *ct, const char *cmd, size_t len, char *tag, size_t tagsz)
+static size_t imap_wrap(struct conn_transport *ct, const char *cmd, size_t len, char *tag, size_t tagsz)
 {
 	static const struct { const char *verb, *tag, *imap; } fixed[] = {
 		{ "NOOP", "N01", "NOOP" }, { "EXIT", "Q01", "LOGOUT" },
@@ -68,23 +72,52 @@ static void imap_wrap(struct conn_transport *ct, const char *cmd, size_t len, ch
 		snprintf(head, sizeof head, "%s SYNC%.*s", tag, (int)vl, cmd);
 	}
 	conn_puts(ct->c, head);
-	conn_write(ct->c, cmd + vl, len - vl);
+	return vl;
 }
 
-static void c_send(struct sync_transport *t, const char *cmd, size_t len)
+/* Writes cmd[from..len) with the files of refs at their places. */
+static void write_with_files(struct conn_transport *ct, const char *cmd, size_t from, size_t len,
+			     const struct dlist_refs *refs)
+{
+	for (size_t i = 0; refs && i < refs->n; i++) {
+		const struct dlist_ref *rf = &refs->v[i];
+		if (rf->at < from || rf->at > len)
+			continue;
+		conn_write(ct->c, cmd + from, rf->at - from);
+		from = rf->at;
+		if (ct->broken.code)
+			continue;
+		int fd = open(rf->path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			terr_errno(&ct->broken, errno, "open %s", rf->path);
+			continue;
+		}
+		conn_write_file(ct->c, fd, rf->hdr.size, &ct->broken);
+		close(fd);
+	}
+	conn_write(ct->c, cmd + from, len - from);
+}
+
+static void c_send(struct sync_transport *t, const char *cmd, size_t len, const struct dlist_refs *refs)
 {
 	struct conn_transport *ct = (struct conn_transport *)t;
 	char tag[24] = "";
+	size_t from = 0;
 	if (ct->imap)
-		imap_wrap(ct, cmd, len, tag, sizeof tag);
-	else
-		conn_write(ct->c, cmd, len);
+		from = imap_wrap(ct, cmd, len, tag, sizeof tag);
+	write_with_files(ct, cmd, from, len, refs);
 	push_tag(ct, tag);
 }
 
 static int c_flush(struct sync_transport *t, struct terr *err)
 {
 	struct conn_transport *ct = (struct conn_transport *)t;
+	if (ct->broken.code) {
+		/* the stream is out of step: only a new connection helps */
+		terr_set(err, TE_IO, "sending a message file: %s", ct->broken.msg);
+		ct->tn = 0;
+		return -1;
+	}
 	if (conn_flush(ct->c, err) < 0) {
 		ct->tn = 0;	/* lost with the connection */
 		return -1;
@@ -104,6 +137,11 @@ static int c_fill(void *rock, struct terr *err)
 static int c_recv(struct sync_transport *t, struct sync_reply *rep, struct terr *err)
 {
 	struct conn_transport *ct = (struct conn_transport *)t;
+	if (ct->broken.code) {
+		terr_set(err, TE_IO, "sending a message file: %s", ct->broken.msg);
+		ct->tn = 0;
+		return -1;
+	}
 	const char *tag = ct->tn ? ct->tags[ct->tfirst].s : "";
 	if (sync_transport_read_reply(&ct->in, c_fill, ct, tag, ct->imap, rep, err) < 0) {
 		if (err->code != TE_IO)

@@ -42,6 +42,7 @@ void syncc_free(struct syncc **scp)
 	if (sc->tls)
 		SSL_CTX_free(sc->tls);
 	buf_free(&sc->out);
+	dlist_refs_free(&sc->refs);
 	syncc_items_free(&sc->diffs);
 	syncc_items_free(&sc->copied);
 	syncc_items_free(&sc->renumbered);

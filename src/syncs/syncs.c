@@ -308,16 +308,20 @@ static const struct session_cmd {
 	{ "RESTART", 1, cmd_engine },
 };
 
-/* Runs one framed command; 0 to go on, 1 to end the session. */
+/* Runs one framed command; 0 to go on, 1 to end the session. After
+ * authentication its file literals were streamed to staging files while
+ * it was read (read_file_literal): cmd holds their headers only. */
 static int do_command(struct syncs *s, const char *cmd, size_t len)
 {
 	struct dlist *line = NULL;
 	struct terr err = { 0 };
-	if (dlist_parse(cmd, len, &line, &err) < 0) {
+	int rc = dlist_parse_ext(cmd, len, s->authed ? DLIST_FILES_OUTSIDE : 0, &line, &err);
+	if (rc < 0) {
 		char bad[64];
 		log_warn("event=bad_command service=sync session=%s error=\"%s\"", s->env->session_id, err.msg);
 		sync_parse_failure_line(cmd, len, bad, sizeof bad);
 		send_line(s, bad);
+		sync_replica_files_drop(s->replica);
 		return 0;
 	}
 	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
@@ -335,7 +339,35 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 	else
 		end = sc->fn(s, line);
 	dlist_free(&line);
+	sync_replica_files_drop(s->replica);	/* files the command did not stage */
 	return end;
+}
+
+/* The bytes of the file literal just announced (f->file), from s->in at
+ * f->pos: each piece goes to the staging file as it arrives and leaves
+ * the buffer, which never holds more than one read. 0, or -1 when the
+ * connection ends first. */
+static int read_file_literal(struct syncs *s, struct dlist_frame *f, long long timeout_ms, struct terr *err)
+{
+	uint64_t left = f->file.size;
+	sync_replica_file_begin(s->replica, &f->file);
+	for (;;) {
+		size_t avail = s->in.len - f->pos;
+		size_t take = avail < left ? avail : (size_t)left;
+		sync_replica_file_write(s->replica, s->in.ptr + f->pos, take);
+		memmove(s->in.ptr + f->pos, s->in.ptr + f->pos + take, avail - take);
+		buf_truncate(&s->in, s->in.len - take);
+		left -= take;
+		if (!left)
+			break;
+		if (conn_flush(s->c, err) < 0)
+			return -1;
+		ssize_t r = server_idle_read(s->c, &s->in, timeout_ms > 0 ? timeout_ms : -1, err);
+		if (r <= 0)
+			return -1;
+	}
+	sync_replica_file_end(s->replica);
+	return 0;
 }
 
 int syncs_session(const struct service_env *env, struct conn *c)
@@ -356,7 +388,13 @@ int syncs_session(const struct service_env *env, struct conn *c)
 	struct dlist_frame f;
 	dlist_frame_init(&f);
 	for (;;) {
+		f.files = s.authed;	/* before login a literal is only a long command */
 		long long n = dlist_frame_scan(&f, s.in.ptr ? s.in.ptr : "", s.in.len, &err);
+		if (n == DLIST_FRAME_FILE) {
+			if (read_file_literal(&s, &f, timeout_ms, &err) < 0)
+				break;
+			continue;
+		}
 		if (n < 0 && err.code == TE_INVALID) {
 			/* a syntax error: skip to the end of the line, answer BAD, go on
 			 * (over a size limit there is no way to resynchronise: drop) */
@@ -375,6 +413,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			send_line(&s, bad);
 			buf_consume(&s.in, (size_t)(nl - s.in.ptr) + 1);
 			dlist_frame_init(&f);
+			sync_replica_files_drop(s.replica);
 			continue;
 		}
 		if (n < 0) {

@@ -70,6 +70,48 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct buf out = BUF_INIT;
 	const char *in = (const char *)data;
 	size_t pos = 0;
+	/* each input runs twice: first read as the csync session reads it
+	 * after login (file literals streamed to staging files), then whole,
+	 * as the IMAP transport and the pipe carry it */
+	{
+		struct buf line = BUF_INIT;
+		for (int n = 0; pos < size && n < FUZZ_MAX_COMMANDS; n++) {
+			struct dlist_frame f;
+			struct terr err = { 0 };
+			dlist_frame_init(&f);
+			f.files = 1;
+			buf_reset(&line);
+			long long len = 0;
+			size_t from = pos;	/* bytes in[from..pos) are in line or a sink */
+			for (;;) {
+				len = dlist_frame_scan(&f, line.ptr ? line.ptr : "", line.len, &err);
+				if (len == DLIST_FRAME_FILE) {
+					size_t take = size - pos < f.file.size ? size - pos : (size_t)f.file.size;
+					sync_replica_file_begin(r, &f.file);
+					sync_replica_file_write(r, in + pos, take);
+					sync_replica_file_end(r);
+					pos += take;
+					continue;
+				}
+				if (len != 0 || pos == size)
+					break;
+				buf_putc(&line, in[pos++]);
+			}
+			if (len <= 0) {
+				sync_replica_files_drop(r);
+				const char *nl = memchr(in + from, '\n', size - from);
+				if (!nl)
+					break;
+				pos = (size_t)(nl - in) + 1 > pos ? (size_t)(nl - in) + 1 : pos;
+				continue;
+			}
+			const char *res = sync_replica_exec_streamed(r, line.ptr, (size_t)len, data_cb, &out);
+			if (strncmp(res, "OK", 2) && strncmp(res, "NO", 2) && strncmp(res, "BAD", 3))
+				abort();
+		}
+		buf_free(&line);
+		pos = 0;
+	}
 	for (int n = 0; pos < size && n < FUZZ_MAX_COMMANDS; n++) {
 		struct dlist_frame f;
 		struct terr err = { 0 };

@@ -6,8 +6,12 @@ master (IMAP_SYNC_CHECKSUM), APPLY EXPUNGE keeping the modseq (a replay
 and bad targets), QUOTA/UNQUOTA, ANNOTATION/UNANNOTATION, the LOCAL_*
 commands, RESTORE refused with a NO that changes nothing, and EXIT."""
 import base64
+import glob
 import hashlib
+import os
 import socket
+import subprocess
+import time
 
 from tlib import CsyncConn as Conn, Daemon, Instance, Suite
 
@@ -24,6 +28,15 @@ d = Daemon(inst, services=("sync",))
 
 msg = b"From: a@example.com\r\nSubject: raw\r\n\r\nhello over csync\r\n"
 guid = hashlib.sha1(msg).hexdigest().encode()
+
+
+def wait_for(cond, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
 
 
 def mailbox(uid_guid=guid, hms=5, last_uid=1, flags=b"\\Seen", name=b"user.zed"):
@@ -58,12 +71,14 @@ try:
         t.eq(c.cmd(b"NOOP")[-1], b"OK Noop completed", "still serving")
         t.check(empty(), "nothing was created")
 
-    with t.case("a body that does not hash to its GUID is refused, nothing committed"):
+    with t.case("a body that does not hash to its GUID is refused as it arrives, nothing committed"):
         bad = msg.replace(b"hello", b"HELLO")
-        t.eq(c.cmd(b"APPLY MESSAGE (%{default " + guid + b" " + str(len(bad)).encode() + b"}\r\n" + bad + b")")[-1],
-             b"OK success", "staged")
-        t.check(c.cmd(mailbox())[-1].startswith(b"NO"), "APPLY MAILBOX refused")
+        r = c.cmd(b"APPLY MESSAGE (%{default " + guid + b" " + str(len(bad)).encode() + b"}\r\n" + bad + b")")[-1]
+        t.eq(r, b"NO IMAP_PROTOCOL_ERROR message body " + guid + b" hashes to " +
+             hashlib.sha1(bad).hexdigest().encode(), "APPLY MESSAGE refused with the cause")
+        t.check(c.cmd(mailbox())[-1].startswith(b"NO IMAP_PROTOCOL_ERROR"), "APPLY MAILBOX refused: no body")
         t.check(empty(), "replica unchanged")
+        t.eq(c.cmd(b"NOOP")[-1], b"OK Noop completed", "the session goes on")
         c.cmd(b"RESTART")
 
     with t.case("a new record whose body was never sent is refused, nothing committed"):
@@ -177,6 +192,61 @@ try:
         after = (get_user(), inst.ok(["mailbox", "list"]), c.cmd(b"GET MAILBOXES (user.yan.Sub)"))
         t.eq(after, before, "the replica is unchanged")
         t.eq(c.cmd(b"NOOP")[-1], b"OK Noop completed", "the session goes on")
+
+    with t.case("a bad body refuses its whole APPLY MESSAGE; bodies staged before stay"):
+        a = b"From: a@example.com\r\nSubject: a\r\n\r\nfirst\r\n"
+        b = b"From: a@example.com\r\nSubject: b\r\n\r\nsecond\r\n"
+        ga, gb = (hashlib.sha1(x).hexdigest().encode() for x in (a, b))
+        lit = lambda g, x: b"%{default " + g + b" " + str(len(x)).encode() + b"}\r\n" + x
+        t.eq(c.cmd(b"APPLY MESSAGE (" + lit(ga, a) + b")")[-1], b"OK success", "a staged")
+        r = c.cmd(b"APPLY MESSAGE (" + lit(gb, b) + b" " + lit(gb, a) + b")")[-1]
+        t.check(r.startswith(b"NO IMAP_PROTOCOL_ERROR message body " + gb), f"refused: {r}")
+        box = lambda g, x: (b"APPLY MAILBOX %(UNIQUEID testuniqueid0000000000009 MBOXNAME user.zed.s SYNC_CRC 0"
+                            b" LAST_UID 1 HIGHESTMODSEQ 5 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0"
+                            b" POP3_SHOW_AFTER 0 UIDVALIDITY 1700000000 PARTITION default ACL \"zed\tlrswipkxtecdan\t\""
+                            b" OPTIONS P RECORD (%(UID 1 MODSEQ 5 LAST_UPDATED 1700000000 FLAGS () INTERNALDATE"
+                            b" 1700000000 SIZE " + str(len(x)).encode() + b" GUID " + g + b")))")
+        t.check(c.cmd(box(gb, b))[-1].startswith(b"NO IMAP_PROTOCOL_ERROR"), "b (good, but in the refused command) not staged")
+        t.eq(c.cmd(box(ga, a))[-1], b"OK success", "a, staged before, is applied")
+        t.eq([m[5] for m in inst.messages("user.zed.s")], [ga.decode()], "the replica has a")
+        c.cmd(b"RESTART")
+
+    with t.case("a 100 MB APPLY MESSAGE streams to disk: the session stays under 64 MB"):
+        # two 50 MB bodies (the per-message limit is 100 MB), made fast:
+        # one repeated 1 MB block
+        block = (b"x" * 1023 + b"\n") * 1024
+        nblocks = 50
+        head = b"From: big@example.com\r\nSubject: big\r\n\r\n"
+        hs = []
+        for i in range(2):
+            h = hashlib.sha1(head + str(i).encode())
+            for _ in range(nblocks):
+                h.update(block)
+            hs.append(h.hexdigest().encode())
+        size = len(head) + 1 + nblocks * len(block)
+        pids = set(subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout.split())
+        big = Conn(d.port["sync"])
+        t.eq(big.auth("repl", "replpw"), b"OK Success (no protection)", "login")
+        session = sorted(set(subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True,
+                                            text=True).stdout.split()) - pids)
+        t.eq(len(session), 1, "one new session process")
+        big.s.sendall(b"APPLY MESSAGE (")
+        for i in range(2):
+            big.s.sendall(b" %{default " + hs[i] + b" " + str(size).encode() + b"}\r\n" + head + str(i).encode())
+            for _ in range(nblocks):
+                big.s.sendall(block)
+        big.s.sendall(b")\r\n")
+        t.eq(big.line(), b"OK success", "staged")
+        hwm = [int(line.split()[1]) for line in open(f"/proc/{session[0]}/status") if line.startswith("VmHWM:")]
+        print(f"  session peak RSS (VmHWM) after 100 MB of bodies: {hwm[0] if hwm else '?'} kB")
+        t.check(hwm and hwm[0] < 64 * 1024, f"peak RSS of the session {hwm} kB (< 64 MB for 100 MB of bodies)")
+        stage = glob.glob(os.path.join(inst.dir, "**", "tmp", "sync"), recursive=True)
+        staged = [f for sd in stage for f in os.listdir(sd)]
+        t.eq(len(staged), 2, f"two staging files: {staged}")
+        t.eq(big.cmd(b"EXIT"), [b"OK Finished"], "EXIT")
+        big.s.close()
+        t.check(wait_for(lambda: not [f for sd in stage for f in os.listdir(sd)]),
+                "the session removed its staging files")
 
     with t.case("EXIT"):
         t.eq(c.cmd(b"EXIT"), [b"OK Finished"], "EXIT")

@@ -255,6 +255,140 @@ TEST(need_more_until_complete)
 	CHECK_INT(dlist_frame_scan(&f, "APPLY UNUSER\r\nfred\r\n", 20, &err), 20);	/* value on the next line */
 }
 
+/* A line with file literals read as a session reads it: fed one byte at a
+ * time; each literal announced by DLIST_FRAME_FILE has its bytes taken
+ * out of the buffer into a sink as they arrive; the line that remains
+ * parses (DLIST_FILES_OUTSIDE) into external DL_FILEs. */
+struct sunk {
+	struct buf bytes[4];
+	struct dlist_file_hdr hdr[4];
+	int n;
+};
+
+static long long stream_feed(const char *in, size_t len, struct buf *line, struct sunk *sk, struct terr *err)
+{
+	struct dlist_frame f;
+	dlist_frame_init(&f);
+	f.files = 1;
+	uint64_t left = 0;
+	long long n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (left) {	/* the literal's byte goes to the sink, never to the line */
+			buf_putc(&sk->bytes[sk->n - 1], in[i]);
+			left--;
+			continue;
+		}
+		buf_putc(line, in[i]);
+		for (;;) {
+			n = dlist_frame_scan(&f, line->ptr, line->len, err);
+			if (n != DLIST_FRAME_FILE)
+				break;
+			CHECK_INT(f.pos, line->len);	/* the header ends the buffer: nothing read past it */
+			if (sk->n == 4)
+				return -1;
+			sk->hdr[sk->n++] = f.file;
+			left = f.file.size;
+			n = 0;
+			if (left)
+				break;
+		}
+		if (n != 0)
+			return n;
+	}
+	return n;
+}
+
+TEST(file_literals_streamed_byte_by_byte)
+{
+	const char *in = "APPLY MESSAGE (%{default b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae 5}\r\nab\ncd"
+			 " %{p2 DD990E17223C8AF162B6EBF2DBB75CB7F711465B 0}\r\n %{x nothex 3}\r\n)))\r\n)\r\n";
+	struct buf line = BUF_INIT;
+	struct sunk sk = { 0 };
+	struct terr err = { 0 };
+	long long n = stream_feed(in, strlen(in), &line, &sk, &err);
+	CHECK_INT(n, (long long)line.len);
+	CHECK_INT(sk.n, 3);
+	CHECK_STR(sk.hdr[0].part, "default");
+	CHECK_STR(sk.hdr[0].guid, "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae");
+	CHECK_U64(sk.hdr[0].size, 5);
+	CHECK_INT(sk.hdr[0].ok, 1);
+	CHECK_INT(sk.bytes[0].len, 5);
+	CHECK(!memcmp(buf_cstr(&sk.bytes[0]), "ab\ncd", 5));	/* the LF inside stays data */
+	CHECK_STR(sk.hdr[1].guid, "dd990e17223c8af162b6ebf2dbb75cb7f711465b");	/* lower-cased */
+	CHECK_U64(sk.hdr[1].size, 0);
+	CHECK_INT(sk.hdr[1].ok, 1);
+	CHECK_INT(sk.hdr[2].ok, 0);	/* a bad GUID word: announced, bytes still stepped over */
+	CHECK(!memcmp(buf_cstr(&sk.bytes[2]), ")))", 3));
+	/* the line without the bytes parses into external files (the third
+	 * header is refused by the parser) */
+	struct dlist *dl = NULL;
+	CHECK_INT(dlist_parse_ext(line.ptr, line.len, DLIST_FILES_OUTSIDE, &dl, &err), -1);
+	CHECK(strstr(err.msg, "bad file literal header") != NULL);
+	buf_free(&line);
+	for (int i = 0; i < 4; i++)
+		buf_free(&sk.bytes[i]);
+
+	const char *good = "APPLY MESSAGE (%{default b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae 5}\r\nab\ncd"
+			   " %{p2 dd990e17223c8af162b6ebf2dbb75cb7f711465b 2}\r\nxy)\r\nNOOP\r\n";
+	struct sunk sk2 = { 0 };
+	n = stream_feed(good, strlen(good), &line, &sk2, &err);
+	CHECK_INT(n, (long long)line.len);	/* ends at the first CRLF outside the literals */
+	CHECK_INT(sk2.n, 2);
+	CHECK(!memcmp(buf_cstr(&sk2.bytes[1]), "xy", 2));
+	if (dlist_parse_ext(line.ptr, line.len, DLIST_FILES_OUTSIDE, &dl, &err) < 0)
+		printf("  parse: %s [%s]\n", err.msg, buf_cstr(&line));
+	CHECK(dl != NULL);
+	if (dl) {
+		struct dlist *msg = dlist_take_keyed(dl, 1);
+		CHECK_STR(msg->key, "MESSAGE");
+		CHECK_INT(msg->n, 2);
+		CHECK_INT(msg->items[0]->type, DL_FILE);
+		CHECK_INT(msg->items[0]->external, 1);
+		CHECK_U64(msg->items[0]->size, 5);
+		CHECK_INT(msg->items[0]->s.len, 0);
+		CHECK_STR(msg->items[1]->part, "p2");
+		dlist_free(&msg);
+	}
+	dlist_free(&dl);
+	/* the same line whole, without streaming, carries the bytes */
+	long long whole;
+	dl = frame_parse(good, strlen(good), &whole);
+	CHECK_INT(whole, (long long)strlen(good) - 6);
+	if (dl)
+		CHECK_INT(dl->items[2]->items[1]->s.len, 2);
+	dlist_free(&dl);
+	buf_free(&line);
+	for (int i = 0; i < 4; i++)
+		buf_free(&sk2.bytes[i]);
+}
+
+/* A by-reference file prints its header only, and where its bytes go. */
+TEST(file_reference_printing)
+{
+	struct dlist *msg = dlist_new(DL_LIST, "MESSAGE");
+	dlist_add_file_ref(msg, NULL, "default", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", "/x/y", 141);
+	dlist_add_file(msg, NULL, "default", "dd990e17223c8af162b6ebf2dbb75cb7f711465b", "ab", 2);
+	dlist_add_file_ref(msg, NULL, "default", "dd990e17223c8af162b6ebf2dbb75cb7f711465b", "/z", 0);
+	struct buf out = BUF_INIT;
+	struct dlist_refs refs = { 0 };
+	buf_appends(&out, "APPLY ");
+	dlist_print_refs(&out, msg, DLIST_LIT_CLIENT, &refs);
+	const char *want = "APPLY MESSAGE (%{default b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae 141}\r\n"
+			   " %{default dd990e17223c8af162b6ebf2dbb75cb7f711465b 2}\r\nab"
+			   " %{default dd990e17223c8af162b6ebf2dbb75cb7f711465b 0}\r\n)";
+	CHECK_STR(buf_cstr(&out), want);
+	CHECK_INT(refs.n, 2);
+	CHECK_INT(refs.v[0].at, strlen("APPLY MESSAGE (%{default b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae 141}\r\n"));
+	CHECK_STR(refs.v[0].path, "/x/y");
+	CHECK_U64(refs.v[0].hdr.size, 141);
+	CHECK_STR(refs.v[0].hdr.guid, "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae");
+	CHECK_INT(refs.v[1].at, out.len - 1);
+	CHECK_U64(refs.v[1].hdr.size, 0);
+	dlist_refs_free(&refs);
+	buf_free(&out);
+	dlist_free(&msg);
+}
+
 int main(void)
 {
 	RUN(captured_mailbox_round_trip);
@@ -264,5 +398,7 @@ int main(void)
 	RUN(getters_rules);
 	RUN(errors_with_positions);
 	RUN(need_more_until_complete);
+	RUN(file_literals_streamed_byte_by_byte);
+	RUN(file_reference_printing);
 	return test_done();
 }

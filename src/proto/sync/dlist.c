@@ -30,6 +30,7 @@ void dlist_free(struct dlist **dp)
 	free(d->items);
 	free(d->key);
 	free(d->part);
+	free(d->path);
 	buf_free(&d->s);
 	free(d);
 	*dp = NULL;
@@ -101,6 +102,19 @@ struct dlist *dlist_add_file(struct dlist *list, const char *key, const char *pa
 	d->part = xstrdup(part);
 	snprintf(d->guid, sizeof d->guid, "%s", guid);
 	buf_append(&d->s, data, len);
+	d->size = len;
+	return dlist_add(list, d);
+}
+
+struct dlist *dlist_add_file_ref(struct dlist *list, const char *key, const char *part, const char *guid,
+				 const char *path, uint64_t size)
+{
+	struct dlist *d = dlist_new(DL_FILE, key);
+	d->part = xstrdup(part);
+	snprintf(d->guid, sizeof d->guid, "%s", guid);
+	d->path = xstrdup(path);
+	d->size = size;
+	d->external = 1;
 	return dlist_add(list, d);
 }
 
@@ -283,6 +297,29 @@ static long long literal_header(const char *in, size_t len, size_t p, int file, 
 	return (long long)q + 1;
 }
 
+/* The words of a file literal header "part guid size" (h..h+hl, without
+ * the braces): 0 when the partition is a name and the GUID 40 hex digits
+ * (lower-cased into guid), -1 when not. */
+static int file_words(const char *h, size_t hl, char part[65], char guid[41])
+{
+	const char *sp1 = memchr(h, ' ', hl);
+	const char *sp2 = sp1 ? memchr(sp1 + 1, ' ', hl - (size_t)(sp1 + 1 - h)) : NULL;
+	if (!sp1 || !sp2 || sp1 == h || sp1 - h > 64 || sp2 - sp1 - 1 != 40)
+		return -1;
+	for (const char *q = h; q < sp1; q++)
+		if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_' && *q != '.')
+			return -1;
+	for (size_t i = 0; i < 40; i++) {
+		if (!isxdigit((unsigned char)sp1[1 + i]))
+			return -1;
+		guid[i] = (char)tolower((unsigned char)sp1[1 + i]);
+	}
+	guid[40] = '\0';
+	memcpy(part, h, (size_t)(sp1 - h));
+	part[sp1 - h] = '\0';
+	return 0;
+}
+
 long long dlist_frame_scan(struct dlist_frame *f, const char *in, size_t len, struct terr *err)
 {
 	size_t p = f->pos;
@@ -354,6 +391,22 @@ long long dlist_frame_scan(struct dlist_frame *f, const char *in, size_t len, st
 				f->pos = p;
 				return 0;
 			}
+			if (f->files) {
+				/* the bytes are the caller's: announce the literal */
+				const char *close = memchr(in + p + 2, '}', (size_t)q - p - 2);
+				memset(&f->file, 0, sizeof f->file);
+				f->file.ok = file_words(in + p + 2, (size_t)(close - in - p - 2), f->file.part,
+							f->file.guid) == 0;
+				f->file.size = size;
+				f->nfiles++;
+				if (f->depth == 0) {
+					f->ntokens++;
+					if (f->ntokens == 1 && f->need == 0)
+						f->need = 1;
+				}
+				f->pos = (size_t)q;
+				return DLIST_FRAME_FILE;
+			}
 			p = (size_t)q;
 			f->skip = size;
 			token = f->depth == 0;
@@ -416,6 +469,7 @@ struct parser {
 	size_t len, p;
 	struct terr *err;
 	size_t items;
+	unsigned flags;
 };
 
 static int perr(struct parser *P, const char *what)
@@ -439,6 +493,8 @@ static int read_literal(struct parser *P, int file, uint64_t *size)
 		return -1;
 	}
 	P->p = (size_t)q;
+	if (file && (P->flags & DLIST_FILES_OUTSIDE))
+		return 0;	/* the bytes were streamed elsewhere */
 	if (*size > P->len - P->p)
 		return perr(P, "literal runs past the end");
 	return 0;
@@ -474,6 +530,8 @@ static int parse_string(struct parser *P, struct buf *out, int *kind_r)
 		*kind_r = 2;
 		return 0;
 	}
+	if (c == '%')	/* a key: "%(" or "%{" is framed as a list or a file literal */
+		return perr(P, "a key cannot start with '%'");
 	size_t s = P->p;
 	while (P->p < P->len && !is_atom_end(P->in[P->p]))
 		P->p++;
@@ -534,32 +592,21 @@ fail:
 		size_t hdr = P->p + 2;
 		if (read_literal(P, 1, &size) < 0)
 			return NULL;
-		/* "%{part guid size}": split the header words */
+		/* "%{part guid size}": the header words */
 		const char *close = memchr(P->in + hdr, '}', P->p - hdr);
-		char h[IMAP_SYNC_MAX_FILE_HEADER + 1];
-		size_t hl = (size_t)(close - (P->in + hdr));
-		memcpy(h, P->in + hdr, hl);
-		h[hl] = '\0';
-		char *sp1 = strchr(h, ' ');
-		char *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
-		if (!sp1 || !sp2 || sp1 == h || sp2 == sp1 + 1) {
-			perr(P, "bad file literal header");
-			return NULL;
-		}
-		*sp1 = *sp2 = '\0';
-		int ok = strlen(sp1 + 1) == 40 && strlen(h) <= 64;
-		for (const char *q = h; ok && *q; q++)
-			ok = isalnum((unsigned char)*q) || *q == '-' || *q == '_' || *q == '.';
-		for (const char *q = sp1 + 1; ok && *q; q++)
-			ok = isxdigit((unsigned char)*q);
-		if (!ok) {
+		char part[65], guid[41];
+		if (file_words(P->in + hdr, (size_t)(close - (P->in + hdr)), part, guid) < 0) {
 			perr(P, "bad file literal header (want a partition name and a 40-digit hex GUID)");
 			return NULL;
 		}
 		d = dlist_new(DL_FILE, NULL);
-		d->part = xstrdup(h);
-		for (size_t i = 0; i < 40; i++)
-			d->guid[i] = (char)tolower((unsigned char)sp1[1 + i]);
+		d->part = xstrdup(part);
+		memcpy(d->guid, guid, sizeof d->guid);
+		d->size = size;
+		if (P->flags & DLIST_FILES_OUTSIDE) {
+			d->external = 1;
+			return d;
+		}
 		buf_append(&d->s, P->in + P->p, (size_t)size);
 		P->p += (size_t)size;
 		return d;
@@ -587,7 +634,22 @@ fail:
 
 int dlist_parse(const char *in, size_t len, struct dlist **list_r, struct terr *err)
 {
-	struct parser P = { in, len, 0, err, 0 };
+	return dlist_parse_ext(in, len, 0, list_r, err);
+}
+
+void dlist_each_file(struct dlist *d, void (*fn)(void *rock, struct dlist *file), void *rock)
+{
+	if (!d)
+		return;
+	if (d->type == DL_FILE)
+		fn(rock, d);
+	for (size_t i = 0; i < d->n; i++)
+		dlist_each_file(d->items[i], fn, rock);
+}
+
+int dlist_parse_ext(const char *in, size_t len, unsigned flags, struct dlist **list_r, struct terr *err)
+{
+	struct parser P = { in, len, 0, err, 0, flags };
 	struct dlist *line = dlist_new(DL_LIST, NULL);
 	for (;;) {
 		skip_ws(&P);
@@ -644,7 +706,18 @@ static void print_string(struct buf *out, const char *s, size_t n, enum dlist_li
 	}
 }
 
-void dlist_print_value(struct buf *out, const struct dlist *d, enum dlist_literal lit)
+static void print_value(struct buf *out, const struct dlist *d, enum dlist_literal lit, struct dlist_refs *refs);
+
+static void print_keyed(struct buf *out, const struct dlist *d, enum dlist_literal lit, struct dlist_refs *refs)
+{
+	if (d->key) {
+		print_string(out, d->key, strlen(d->key), lit);
+		buf_putc(out, ' ');
+	}
+	print_value(out, d, lit, refs);
+}
+
+static void print_value(struct buf *out, const struct dlist *d, enum dlist_literal lit, struct dlist_refs *refs)
 {
 	switch (d->type) {
 	case DL_NIL:
@@ -663,26 +736,65 @@ void dlist_print_value(struct buf *out, const struct dlist *d, enum dlist_litera
 			if (i)
 				buf_putc(out, ' ');
 			if (d->type == DL_KVLIST)
-				dlist_print(out, d->items[i], lit);
+				print_keyed(out, d->items[i], lit, refs);
 			else
-				dlist_print_value(out, d->items[i], lit);
+				print_value(out, d->items[i], lit, refs);
 		}
 		buf_putc(out, ')');
 		break;
 	case DL_FILE:
+		if (d->external) {
+			/* the bytes are not here: the writer sends them at refs' offset */
+			buf_printf(out, "%%{%s %s %llu}\r\n", d->part ? d->part : "default", d->guid,
+				   (unsigned long long)d->size);
+			if (refs) {
+				if (refs->n == refs->cap)
+					refs->v = xrealloc(refs->v, (refs->cap = refs->cap ? 2 * refs->cap : 16) *
+								     sizeof *refs->v);
+				struct dlist_ref *rf = &refs->v[refs->n++];
+				memset(rf, 0, sizeof *rf);
+				rf->at = out->len;
+				rf->path = xstrdup(d->path ? d->path : "");
+				snprintf(rf->hdr.part, sizeof rf->hdr.part, "%s", d->part ? d->part : "default");
+				memcpy(rf->hdr.guid, d->guid, sizeof rf->hdr.guid);
+				rf->hdr.size = d->size;
+				rf->hdr.ok = 1;
+			}
+			break;
+		}
 		buf_printf(out, "%%{%s %s %zu}\r\n", d->part ? d->part : "default", d->guid, d->s.len);
 		buf_append(out, d->s.ptr ? d->s.ptr : "", d->s.len);
 		break;
 	}
 }
 
+void dlist_print_value(struct buf *out, const struct dlist *d, enum dlist_literal lit)
+{
+	print_value(out, d, lit, NULL);
+}
+
 void dlist_print(struct buf *out, const struct dlist *d, enum dlist_literal lit)
 {
-	if (d->key) {
-		print_string(out, d->key, strlen(d->key), lit);
-		buf_putc(out, ' ');
-	}
-	dlist_print_value(out, d, lit);
+	print_keyed(out, d, lit, NULL);
+}
+
+void dlist_print_refs(struct buf *out, const struct dlist *d, enum dlist_literal lit, struct dlist_refs *refs)
+{
+	print_keyed(out, d, lit, refs);
+}
+
+void dlist_refs_reset(struct dlist_refs *refs)
+{
+	for (size_t i = 0; i < refs->n; i++)
+		free(refs->v[i].path);
+	refs->n = 0;
+}
+
+void dlist_refs_free(struct dlist_refs *refs)
+{
+	dlist_refs_reset(refs);
+	free(refs->v);
+	memset(refs, 0, sizeof *refs);
 }
 
 struct dlist *dlist_take_items(struct dlist *kv, const char *key)
