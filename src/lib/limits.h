@@ -131,6 +131,11 @@
 #define SYNC_MAX_RESERVE_GUIDS 8192
 /* File literals per APPLY MESSAGE we send (Cyrus client splits at 1024). */
 #define SYNC_MAX_MESSAGE_FILES 1024
+/* Prepared statements the store keeps per open database (src/store/store_stmt.c):
+ * the store has about 70 distinct statements, a sync pass or a delivery uses
+ * 10-20 of them; with up to 64 user databases open at once (USTORE_CACHE_MAX)
+ * 32 statements of a few KB each stay well under the 64 MB RSS goal. */
+#define STORE_STMT_CACHE_MAX 32
 
 /* ---- IMAP -------------------------------------------------------------- */
 

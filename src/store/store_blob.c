@@ -149,7 +149,7 @@ int store_blob_gc(struct store *st, struct ustore *u, struct terr *err)
 		buf_free(&top);
 		return errno == ENOENT ? 0 : terr_errno(err, errno, "opendir blobs");
 	}
-	sqlite3_stmt *q = store_sql_prepare(u->db, "SELECT 1 FROM records WHERE guid = ? LIMIT 1;", err);
+	sqlite3_stmt *q = store_stmt(&u->sql, "SELECT 1 FROM records WHERE guid = ? LIMIT 1;", err);
 	int rc = q ? 0 : -1;
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -184,7 +184,7 @@ int store_blob_gc(struct store *st, struct ustore *u, struct terr *err)
 			rc = fs_fsync_dir(sub.ptr, err);
 	}
 	closedir(d);
-	sqlite3_finalize(q);
+	store_stmt_put(&u->sql, q);
 	buf_free(&top);
 	buf_free(&sub);
 	if (rc == 0)
