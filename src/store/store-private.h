@@ -39,6 +39,8 @@ struct store_stmts {
 };
 void store_stmts_init(struct store_stmts *c, sqlite3 *db);
 void store_stmts_close(struct store_stmts *c);
+/* 1 while one of c's statements is handed out (its connection must stay open). */
+int store_stmts_busy(const struct store_stmts *c);
 /* The statement of sql, reset with no bindings; give it back with
  * store_stmt_put (never sqlite3_finalize). NULL with err on failure. */
 sqlite3_stmt *store_stmt(struct store_stmts *c, const char *sql, struct terr *err);

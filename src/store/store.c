@@ -394,12 +394,19 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		return -1;
 	}
 	if (st->ncached >= USTORE_CACHE_MAX) {
-		struct ustore **pp = &st->users;
-		while ((*pp)->next)
-			pp = &(*pp)->next;
-		ustore_free(*pp);
-		*pp = NULL;
-		st->ncached--;
+		/* the least recently used one whose statements are all back: a
+		 * caller may still be stepping one (a row loop whose callback
+		 * opens other owners' databases) */
+		struct ustore **victim = NULL;
+		for (struct ustore **pp = &st->users; *pp; pp = &(*pp)->next)
+			if (!store_stmts_busy(&(*pp)->sql))
+				victim = pp;
+		if (victim) {
+			struct ustore *old = *victim;
+			*victim = old->next;
+			ustore_free(old);
+			st->ncached--;
+		}
 	}
 	u->next = st->users;
 	st->users = u;

@@ -27,6 +27,14 @@ void store_stmts_close(struct store_stmts *c)
 	c->n = 0;
 }
 
+int store_stmts_busy(const struct store_stmts *c)
+{
+	for (size_t i = 0; i < c->n; i++)
+		if (c->slot[i].busy)
+			return 1;
+	return 0;
+}
+
 static unsigned long sql_hash(const char *sql)
 {
 	unsigned long h = 5381;

@@ -268,6 +268,27 @@ TEST(handle_reads_by_id)
 	fx_close(&fx);
 }
 
+struct visit {
+	struct store *st;
+	int opened;
+};
+
+static int visit_all_cb(const struct store_record *r, void *rock)
+{
+	struct visit *v = rock;
+	char inbox[48];
+	struct terr err;
+	for (int i = 0; i < 70; i++) {
+		struct store_mailbox_info mi;
+		snprintf(inbox, sizeof inbox, "user.u%02d", i);
+		if (store_mailbox_get(v->st, inbox, &mi, &err) == 0) {
+			v->opened++;
+			store_mailbox_info_free(&mi);
+		}
+	}
+	return 0;
+}
+
 /* The store closes least recently used databases past USTORE_CACHE_MAX: a
  * handle must not keep a pointer to one. */
 TEST(handle_outlives_its_database_connection)
@@ -293,6 +314,11 @@ TEST(handle_outlives_its_database_connection)
 	CHECK_INT(n, 1);
 	CHECK_INT(store_mailbox_refresh(mb, &err), 0);
 	CHECK_INT(store_mailbox_state(mb)->last_uid, 1);
+	/* a row loop whose callback opens every other database: the one being
+	 * stepped must not be closed under it (ASan sees a use after free) */
+	struct visit v = { fx.st, 0 };
+	CHECK_INT(store_mailbox_records(mb, 0, 0, visit_all_cb, &v, &err), 0);
+	CHECK_INT(v.opened, 70);
 	store_mailbox_close(&mb);
 	fx_close(&fx);
 }
