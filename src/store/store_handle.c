@@ -11,8 +11,6 @@
  */
 #include "store/store-private.h"
 
-#include "lib/fsutil.h"
-#include "lib/sha1.h"
 #include "lib/xalloc.h"
 
 #include <string.h>

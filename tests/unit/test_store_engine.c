@@ -237,11 +237,9 @@ TEST(handle_reads_by_id)
 	CHECK_INT(store_mailbox_annots(mb, 2, count_annot, &n, &err), 0);
 	CHECK_INT(n, 1);
 	struct buf body = BUF_INIT;
-	struct store_record first = { 0 };
 	CHECK_INT(store_mailbox_message_read(mb, "12cb16197cfe3b88d9b09ea92878099da511aaf7", &body, &err), 0);
 	CHECK_MEM(body.ptr, body.len, msg, strlen(msg));
 	buf_free(&body);
-	(void)first;
 	/* a rename keeps the handle's mailbox */
 	CHECK_INT(store_mailbox_rename(fx.st, "user.alice.A", "user.alice.B", 0, &err), 0);
 	n = 0;
@@ -361,7 +359,6 @@ static void getters_fail(struct fixture *fx, const char *uniqueid, int users_too
 	struct store_seen seen;
 	struct store_quota q;
 	struct store_mailbox *mb = NULL;
-	struct buf b = BUF_INIT;
 	uint32_t u32;
 	int n = 0;
 	expect_error(store_mailbox_get(fx->st, "user.alice", &mi, &err), &err, "store_mailbox_get");
@@ -385,7 +382,6 @@ static void getters_fail(struct fixture *fx, const char *uniqueid, int users_too
 		expect_error(store_user_check_password(fx->st, "alice", "pw", &err), &err, "store_user_check_password");
 		expect_error(store_user_list(fx->st, name_cb, NULL, &err), &err, "store_user_list");
 	}
-	buf_free(&b);
 }
 
 static void user_db_path(const struct fixture *fx, const char *file, char *out, size_t n)
