@@ -261,7 +261,9 @@ def main():
         lp, ip, sp = free_port(), free_port(), free_port()
         tm = Tandem(root, "tm", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\nallowplaintext: yes\n"
                                 f"sync_log: no\nsync_authname: repl\nsync_password: replpw\n"
-                                f"sync_log_channels: repl1\nrepl1_sync_host: 127.0.0.1:{sp}\n")
+                                f"sync_log_channels: repl1\nrepl1_sync_host: 127.0.0.1:{sp}\n"
+                                # deflate on both, like for like (tandem's default skips it on loopback)
+                                f"sync_compress: yes\n")
         for u in workload.USERS:
             tm.cli("user", "add", "--no-password", u)
         tm.cli("user", "add", READER, stdin=(READER_PW + "\n").encode())

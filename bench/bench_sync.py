@@ -32,7 +32,7 @@ import workload  # noqa: E402
 from benchlib import free_port, run, wait_port  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BIN = os.path.join(TOP, "bin")
+BIN = os.path.join(TOP, os.environ.get("TANDEM_BIN", "bin"))	# another build: TANDEM_BIN=/path/bin
 TANDEM = os.path.join(BIN, "tandem")
 N = int(os.environ.get("BENCH_SYNC_N", "1000"))
 REPS = int(os.environ.get("BENCH_REPS", "3"))

@@ -106,6 +106,9 @@ const struct conf_option conf_options[] = {
 	  "Replica: host, host:port, host:port/tls, or /unix/path." },
 	{ "sync_port", CT_STRING, NULL, CF_CHANNEL, 0, 0, NULL,
 	  "Replica port (number or service name)." },
+	{ "sync_compress", CT_ENUM, "auto", CF_CHANNEL, 0, 0, "auto yes no",
+	  "tandem only: deflate the csync link when the replica offers it: yes, no, or auto (not to a replica on"
+	  " this machine, where it costs the client more CPU than it saves; sync -z always compresses)." },
 	{ "sync_try_imap", CT_BOOL, "yes", CF_CHANNEL, 0, 0, NULL,
 	  "Try replication over IMAP before csync." },
 	{ "sync_authname", CT_STRING, NULL, CF_CHANNEL, 0, 0, NULL,

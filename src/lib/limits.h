@@ -152,6 +152,11 @@
  * hostile admin connection can put on the replica's disk. Over it, the
  * APPLY MESSAGE is refused (NO) and nothing of it is kept. */
 #define SYNC_MAX_STAGED_BYTES (4LL * 1024 * 1024 * 1024)
+/* Prepared statements the store keeps per open database (src/store/store_stmt.c):
+ * the store has about 70 distinct statements, a sync pass or a delivery uses
+ * 10-20 of them; with up to 64 user databases open at once (USTORE_CACHE_MAX)
+ * 32 statements of a few KB each stay well under the 64 MB RSS goal. */
+#define STORE_STMT_CACHE_MAX 32
 
 /* ---- IMAP -------------------------------------------------------------- */
 

@@ -19,12 +19,42 @@
 
 #include <sqlite3.h>
 
+#include "lib/limits.h"
 #include "store/store.h"
+
+/* store_stmt.c: the prepared statements of one connection, prepared once
+ * and reset/reused (finalized by store_stmts_close, before the close). */
+struct store_stmt_slot {
+	sqlite3_stmt *s;
+	unsigned long hash;	/* of its SQL text */
+	unsigned long used;	/* tick of its last use (LRU) */
+	int busy;		/* handed out, not yet put back */
+};
+struct store_stmts {
+	sqlite3 *db;
+	struct store_stmt_slot slot[STORE_STMT_CACHE_MAX];
+	size_t n;
+	unsigned long tick;
+	unsigned long hits, prepares;	/* for the tests */
+};
+void store_stmts_init(struct store_stmts *c, sqlite3 *db);
+void store_stmts_close(struct store_stmts *c);
+/* 1 while one of c's statements is handed out (its connection must stay open). */
+int store_stmts_busy(const struct store_stmts *c);
+/* The statement of sql, reset with no bindings; give it back with
+ * store_stmt_put (never sqlite3_finalize). NULL with err on failure. */
+sqlite3_stmt *store_stmt(struct store_stmts *c, const char *sql, struct terr *err);
+void store_stmt_put(struct store_stmts *c, sqlite3_stmt *s);
+/* store_sql_done and store_sql_exists for cached statements. */
+int store_stmt_done(struct store_stmts *c, sqlite3_stmt *s, int rc, const char *what, struct terr *err);
+int store_stmt_exists(struct store_stmts *c, const char *sql, const char *param, const char *what,
+		      struct terr *err);
 
 struct ustore {
 	char *owner;		/* userid, "" for shared mailboxes */
 	char *dir;		/* <partition>/user/<enc> or <partition>/shared */
 	sqlite3 *db;
+	struct store_stmts sql;	/* db's prepared statements */
 	struct ustore *next;
 };
 
@@ -49,9 +79,11 @@ struct store {
 	size_t ndpos;
 	char *downer, *dmailbox;
 	sqlite3 *usersdb;
+	struct store_stmts usersql;	/* usersdb's prepared statements */
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;
 	unsigned long tmpcounter;
+	int busy_ms;		/* SQLite busy timeout of every connection */
 };
 
 struct utx {
@@ -104,6 +136,15 @@ void store_random_uniqueid(char out[25]);
 int store_mailbox_create_owner(struct store *st, const char *name,
 			       const struct store_mailbox_create_opts *opts, int create_owner,
 			       struct terr *err);
+
+/* store_message.c: by mailbox id (store_records, store_annot_list and
+ * the mailbox handles resolve a name to it), and a message file's bytes,
+ * checked against its GUID (TE_CORRUPT). */
+int store_records_of(struct ustore *u, int64_t mailbox_id, uint64_t since_modseq, int with_expunged,
+		     store_record_cb *cb, void *rock, struct terr *err);
+int store_annots_of(struct ustore *u, int64_t mailbox_id, int64_t uid, store_annot_cb *cb, void *rock,
+		    struct terr *err);
+int store_blob_read(struct store *st, struct ustore *u, const char *guid, struct buf *out, struct terr *err);
 
 /* store_blob.c */
 int store_blob_path(struct ustore *u, const char *guid, struct buf *path_r);
@@ -161,6 +202,11 @@ struct mbox_row {
 	char quotaroot[512];
 	char uniqueid[64];
 };
+/* SELECTs of a mailbox's whole row by name or by id: the columns
+ * store_mbox_info_from_row reads, then id at STORE_MBOX_ID_COL. */
+extern const char store_mbox_select_by_name[], store_mbox_select_by_id[];
+#define STORE_MBOX_ID_COL 22
+void store_mbox_info_from_row(sqlite3_stmt *s, struct store_mailbox_info *mi);
 /* TE_NOTFOUND if missing. */
 int store_mbox_row(struct ustore *u, const char *name, struct mbox_row *row_r, struct terr *err);
 int store_mbox_update_counters(struct utx *tx, const struct mbox_row *row, struct terr *err);

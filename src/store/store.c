@@ -114,7 +114,7 @@ sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err)
 	return s;
 }
 
-static int open_db(const char *path, sqlite3 **db_r, struct terr *err)
+static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *err)
 {
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
@@ -125,7 +125,7 @@ static int open_db(const char *path, sqlite3 **db_r, struct terr *err)
 		sqlite3_close(db);
 		return -1;
 	}
-	sqlite3_busy_timeout(db, SQL_BUSY_MS);
+	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : SQL_BUSY_MS);
 	/* A short-lived process (tandem deliver) must not checkpoint the WAL
 	 * on close: that is 2-3 extra fsyncs per delivery. Checkpoints still
 	 * run when the WAL passes its autocheckpoint size. */
@@ -183,8 +183,9 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 	st->commit_rock = o->commit_rock;
 	struct buf path = BUF_INIT;
 	buf_printf(&path, "%s/users.db", st->configdir);
-	int rc = open_db(path.ptr, &st->usersdb, err);
+	int rc = open_db(path.ptr, st->busy_ms, &st->usersdb, err);
 	buf_free(&path);
+	store_stmts_init(&st->usersql, st->usersdb);
 	if (rc < 0 || store_sql_exec(st->usersdb, users_schema, err) < 0 ||
 	    store_sql_exec(st->usersdb, store_move_schema, err) < 0) {
 		store_close(&st);
@@ -196,6 +197,7 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 
 static void ustore_free(struct ustore *u)
 {
+	store_stmts_close(&u->sql);
 	sqlite3_close(u->db);
 	free(u->owner);
 	free(u->dir);
@@ -212,6 +214,7 @@ void store_close(struct store **stp)
 		st->users = u->next;
 		ustore_free(u);
 	}
+	store_stmts_close(&st->usersql);
 	sqlite3_close(st->usersdb);
 	store_cache_strings_free(&st->memo);
 	free(st->configdir);
@@ -229,6 +232,11 @@ struct chlog *store_set_chlog(struct store *st, struct chlog *log)
 	struct chlog *old = st->chlog;
 	st->chlog = log;
 	return old;
+}
+
+void store_set_busy_timeout(struct store *st, int ms)
+{
+	st->busy_ms = ms;
 }
 
 void store_set_after_commit(struct store *st, store_commit_fn *fn, void *rock)
@@ -350,18 +358,19 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 			return -1;
 		}
 	}
-	if (open_db(dbpath.ptr, &u->db, err) < 0) {
+	if (open_db(dbpath.ptr, st->busy_ms, &u->db, err) < 0) {
 		u->db = NULL;
 		ustore_free(u);
 		buf_free(&dbpath);
 		return -1;
 	}
+	store_stmts_init(&u->sql, u->db);
 	buf_free(&dbpath);
 	/* a database file without its schema is a new one: the process that
 	 * made it died before committing the schema (SIGKILL after open);
 	 * every statement of the schema is "if not exists" */
 	if (exists) {
-		int has = store_sql_exists(u->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?;",
+		int has = store_stmt_exists(&u->sql, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?;",
 					   "mailboxes", "sqlite_master", err);
 		if (has < 0) {
 			ustore_free(u);
@@ -386,12 +395,19 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		return -1;
 	}
 	if (st->ncached >= USTORE_CACHE_MAX) {
-		struct ustore **pp = &st->users;
-		while ((*pp)->next)
-			pp = &(*pp)->next;
-		ustore_free(*pp);
-		*pp = NULL;
-		st->ncached--;
+		/* the least recently used one whose statements are all back: a
+		 * caller may still be stepping one (a row loop whose callback
+		 * opens other owners' databases) */
+		struct ustore **victim = NULL;
+		for (struct ustore **pp = &st->users; *pp; pp = &(*pp)->next)
+			if (!store_stmts_busy(&(*pp)->sql))
+				victim = pp;
+		if (victim) {
+			struct ustore *old = *victim;
+			*victim = old->next;
+			ustore_free(old);
+			st->ncached--;
+		}
 	}
 	u->next = st->users;
 	st->users = u;
@@ -452,17 +468,17 @@ int utx_log(struct utx *tx, const char *keyword, const char *arg1, const char *a
 int utx_modseq(struct utx *tx, uint64_t *modseq_r, struct terr *err)
 {
 	if (!tx->modseq) {
-		sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+		sqlite3_stmt *s = store_stmt(&tx->u->sql,
 			"UPDATE meta SET value = value + 1 WHERE key = 'modseq' RETURNING value;", err);
 		if (!s)
 			return -1;
 		if (sqlite3_step(s) != SQLITE_ROW) {
 			store_sql_fail(tx->u->db, "modseq", err);
-			sqlite3_finalize(s);
+			store_stmt_put(&tx->u->sql, s);
 			return -1;
 		}
 		tx->modseq = (uint64_t)sqlite3_column_int64(s, 0);
-		sqlite3_finalize(s);
+		store_stmt_put(&tx->u->sql, s);
 	}
 	*modseq_r = tx->modseq;
 	return 0;
@@ -470,13 +486,13 @@ int utx_modseq(struct utx *tx, uint64_t *modseq_r, struct terr *err)
 
 int utx_modseq_atleast(struct utx *tx, uint64_t v, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+	sqlite3_stmt *s = store_stmt(&tx->u->sql,
 		"UPDATE meta SET value = max(value, ?) WHERE key = 'modseq';", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, (sqlite3_int64)v);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "modseq", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 
@@ -554,7 +570,7 @@ int store_sql_exists(sqlite3 *db, const char *sql, const char *param, const char
 
 static int users_row_exists(struct store *st, const char *userid, struct terr *err)
 {
-	return store_sql_exists(st->usersdb, "SELECT 1 FROM users WHERE userid = ?;", userid, "users", err);
+	return store_stmt_exists(&st->usersql, "SELECT 1 FROM users WHERE userid = ?;", userid, "users", err);
 }
 
 int store_user_exists(struct store *st, const char *userid, struct terr *err)
@@ -587,7 +603,7 @@ int store_user_create(struct store *st, const char *userid, const char *password
 	struct store_mailbox_create_opts mo = { 0 };
 	if (store_mailbox_create_owner(st, inbox.ptr, &mo, 1, err) < 0)
 		goto fail;
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
+	sqlite3_stmt *s = store_stmt(&st->usersql,
 		"INSERT INTO users(userid, pwhash, created) VALUES(?, ?, ?);", err);
 	if (!s)
 		goto fail;
@@ -596,7 +612,7 @@ int store_user_create(struct store *st, const char *userid, const char *password
 		sqlite3_bind_text(s, 2, hash.ptr, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 3, store_now());
 	rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&st->usersql, s);
 	if (rc < 0)
 		goto fail;
 	log_info("event=user_create user=%s", userid);
@@ -630,14 +646,14 @@ int store_user_delete(struct store *st, const char *userid, struct terr *err)
 		if (rc < 0)
 			return -1;
 	}
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "DELETE FROM users WHERE userid = ?;", err);
+	sqlite3_stmt *s = store_stmt(&st->usersql, "DELETE FROM users WHERE userid = ?;", err);
 	if (!s) {
 		chlog_release(&hold);
 		return -1;
 	}
 	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "delete user", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&st->usersql, s);
 	if (rc < 0) {
 		chlog_release(&hold);
 		return -1;
@@ -668,7 +684,7 @@ int store_user_passwd(struct store *st, const char *userid, const char *password
 		buf_free(&hash);
 		return -1;
 	}
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "UPDATE users SET pwhash = ? WHERE userid = ?;", err);
+	sqlite3_stmt *s = store_stmt(&st->usersql, "UPDATE users SET pwhash = ? WHERE userid = ?;", err);
 	int rc = -1;
 	if (s) {
 		sqlite3_bind_text(s, 1, hash.ptr, -1, SQLITE_STATIC);
@@ -679,7 +695,7 @@ int store_user_passwd(struct store *st, const char *userid, const char *password
 			terr_set(err, TE_NOTFOUND, "user '%s' does not exist", userid);
 		else
 			rc = 0;
-		sqlite3_finalize(s);
+		store_stmt_put(&st->usersql, s);
 	}
 	buf_free(&hash);
 	return rc;
@@ -687,7 +703,7 @@ int store_user_passwd(struct store *st, const char *userid, const char *password
 
 int store_user_pwhash(struct store *st, const char *userid, struct buf *out, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT pwhash FROM users WHERE userid = ?;", err);
+	sqlite3_stmt *s = store_stmt(&st->usersql, "SELECT pwhash FROM users WHERE userid = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
@@ -699,7 +715,7 @@ int store_user_pwhash(struct store *st, const char *userid, struct buf *out, str
 	} else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		found = store_sql_fail(st->usersdb, "pwhash", err);
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&st->usersql, s);
 	return found;
 }
 
@@ -728,14 +744,14 @@ int store_user_check_password(struct store *st, const char *userid, const char *
 
 int store_user_list(struct store *st, store_user_cb *cb, void *rock, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb, "SELECT userid FROM users ORDER BY userid;", err);
+	sqlite3_stmt *s = store_stmt(&st->usersql, "SELECT userid FROM users ORDER BY userid;", err);
 	if (!s)
 		return -1;
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		if (cb((const char *)sqlite3_column_text(s, 0), rock))
 			break;
-	sqlite3_finalize(s);
+	store_stmt_put(&st->usersql, s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_fail(st->usersdb, "list users", err);
 	return 0;

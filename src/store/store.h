@@ -88,6 +88,10 @@ void store_close(struct store **st);
 /* Replace the change log (NULL: suppress logging, as a replica without
  * sync_log_chain does). Returns the previous one. */
 struct chlog *store_set_chlog(struct store *st, struct chlog *log);
+/* How long a call waits for a database another process has locked before
+ * it fails with TE_BUSY (default 30 s; the tests wait less). Applies to
+ * the databases opened from now on. */
+void store_set_busy_timeout(struct store *st, int ms);
 /* Replace the after-commit hook (NULL: none; a sync client's own writes
  * must not wait for itself). */
 void store_set_after_commit(struct store *st, store_commit_fn *fn, void *rock);
@@ -395,6 +399,29 @@ typedef int store_sieve_cb(const char *name, const void *script, size_t len, int
 			   int64_t modified, void *rock);
 int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, void *rock,
 		     struct terr *err);
+
+/* ---- mailbox handles: a mailbox resolved once ----------------------- */
+
+/* An open mailbox: its owner's database and its row, found by name once
+ * (the name-based calls above resolve the name on every call). It
+ * follows the mailbox through a rename; after the mailbox is deleted its
+ * calls find nothing (TE_NOTFOUND). Owned by the caller, closed with
+ * store_mailbox_close before the store. */
+struct store_mailbox;
+/* TE_NOTFOUND when there is no such mailbox; any other code is a real
+ * error (a locked or damaged database is never "not found"). */
+int store_mailbox_open(struct store *st, const char *name, struct store_mailbox **mb_r, struct terr *err);
+void store_mailbox_close(struct store_mailbox **mb);
+/* The mailbox's row as read by open (or by the last refresh); valid until
+ * the next refresh or the close. */
+const struct store_mailbox_info *store_mailbox_state(const struct store_mailbox *mb);
+int store_mailbox_refresh(struct store_mailbox *mb, struct terr *err);
+/* store_records, store_annot_list and store_message_read of the mailbox. */
+int store_mailbox_records(struct store_mailbox *mb, uint64_t since_modseq, int with_expunged,
+			  store_record_cb *cb, void *rock, struct terr *err);
+int store_mailbox_annots(struct store_mailbox *mb, int64_t uid, store_annot_cb *cb, void *rock,
+			 struct terr *err);
+int store_mailbox_message_read(struct store_mailbox *mb, const char *guid, struct buf *out, struct terr *err);
 
 /* ---- replication: applying a master's mailbox state (reference §4.3.5) */
 

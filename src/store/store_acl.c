@@ -39,7 +39,7 @@ static int acl_valid(const char *acl)
 
 static int update_acl(struct utx *tx, int64_t id, const char *acl, uint64_t modseq, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+	sqlite3_stmt *s = store_stmt(&tx->u->sql,
 		"UPDATE mailboxes SET acl = ?, highestmodseq = ?, foldermodseq = ? WHERE id = ?;", err);
 	if (!s)
 		return -1;
@@ -48,7 +48,7 @@ static int update_acl(struct utx *tx, int64_t id, const char *acl, uint64_t mods
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
 	sqlite3_bind_int64(s, 4, id);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "set acl", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 

@@ -30,14 +30,14 @@
 
 int store_user_ensure(struct store *st, const char *userid, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
+	sqlite3_stmt *s = store_stmt(&st->usersql,
 		"INSERT OR IGNORE INTO users(userid, pwhash, created) VALUES(?, NULL, ?);", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, store_now());
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&st->usersql, s);
 	/* and its (maybe empty) database: seen state, subscriptions and
 	 * Sieve scripts can come before any mailbox, as on Cyrus */
 	struct ustore *u;
@@ -81,7 +81,7 @@ struct rrec {
 
 static int load_rrec(struct ustore *u, int64_t mbox_id, uint32_t uid, struct rrec *r, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT modseq, last_updated, sysflags, keywords, internaldate, size, guid, savedate, createdmodseq,"
 		" thrid FROM records WHERE mailbox_id = ? AND uid = ?;", err);
 	if (!s)
@@ -89,7 +89,8 @@ static int load_rrec(struct ustore *u, int64_t mbox_id, uint32_t uid, struct rre
 	sqlite3_bind_int64(s, 1, mbox_id);
 	sqlite3_bind_int64(s, 2, uid);
 	memset(r, 0, sizeof *r);
-	if (sqlite3_step(s) == SQLITE_ROW) {
+	int step = sqlite3_step(s);
+	if (step == SQLITE_ROW) {
 		r->found = 1;
 		r->modseq = (uint64_t)sqlite3_column_int64(s, 0);
 		r->last_updated = sqlite3_column_int64(s, 1);
@@ -102,8 +103,8 @@ static int load_rrec(struct ustore *u, int64_t mbox_id, uint32_t uid, struct rre
 		r->createdmodseq = (uint64_t)sqlite3_column_int64(s, 8);
 		r->thrid = (uint64_t)sqlite3_column_int64(s, 9);
 	}
-	sqlite3_finalize(s);
-	return 0;
+	/* an error is not a missing record (it would be written again) */
+	return store_stmt_done(&u->sql, s, step, "record", err);
 }
 
 static uint32_t crc_of(uint32_t uid, const struct rrec *r)
@@ -192,7 +193,7 @@ static int cache_new_record(struct store *st, struct ustore *u, const struct sto
 
 static int create_row(struct utx *tx, const struct store_apply *a, int64_t *id_r, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+	sqlite3_stmt *s = store_stmt(&tx->u->sql,
 		"INSERT INTO mailboxes(name, uniqueid, mboxtype, sync_crc_annot, highestmodseq, uidvalidity, partition,"
 		" acl, options, createdmodseq, foldermodseq) VALUES(?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?) RETURNING id;", err);
 	if (!s)
@@ -210,18 +211,18 @@ static int create_row(struct utx *tx, const struct store_apply *a, int64_t *id_r
 	int rc = sqlite3_step(s) == SQLITE_ROW ? 0 : store_sql_fail(tx->u->db, "create mailbox", err);
 	if (rc == 0)
 		*id_r = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 
 static int delete_row(struct utx *tx, int64_t id, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(tx->u->db, "DELETE FROM mailboxes WHERE id = ?;", err);
+	sqlite3_stmt *s = store_stmt(&tx->u->sql, "DELETE FROM mailboxes WHERE id = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, id);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "delete mailbox", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 
@@ -233,7 +234,7 @@ static int replace_annots(struct utx *tx, int64_t mbox_id, uint32_t uid, int old
 {
 	struct ustore *u = tx->u;
 	uint32_t delta = 0;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT entry, userid, value FROM annotations WHERE mailbox_id = ?"
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT entry, userid, value FROM annotations WHERE mailbox_id = ?"
 						   " AND uid = ?;", err);
 	if (!s)
 		return -1;
@@ -244,19 +245,19 @@ static int replace_annots(struct utx *tx, int64_t mbox_id, uint32_t uid, int old
 			delta ^= synccrc_annot_entry(uid, (const char *)sqlite3_column_text(s, 0),
 						     (const char *)sqlite3_column_text(s, 1), sqlite3_column_blob(s, 2),
 						     (size_t)sqlite3_column_bytes(s, 2));
-	sqlite3_finalize(s);
-	s = store_sql_prepare(u->db, "DELETE FROM annotations WHERE mailbox_id = ? AND uid = ?;", err);
+	store_stmt_put(&u->sql, s);
+	s = store_stmt(&u->sql, "DELETE FROM annotations WHERE mailbox_id = ? AND uid = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_int64(s, 1, mbox_id);
 	sqlite3_bind_int64(s, 2, uid);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "annotations", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	for (size_t i = 0; rc == 0 && i < a->nannots; i++) {
 		const struct store_apply_annot *an = &a->annots[i];
 		if (an->uid != uid || an->len == 0)
 			continue;
-		s = store_sql_prepare(u->db, "INSERT OR REPLACE INTO annotations VALUES(?, ?, ?, ?, ?, ?);", err);
+		s = store_stmt(&u->sql, "INSERT OR REPLACE INTO annotations VALUES(?, ?, ?, ?, ?, ?);", err);
 		if (!s)
 			return -1;
 		sqlite3_bind_int64(s, 1, mbox_id);
@@ -266,7 +267,7 @@ static int replace_annots(struct utx *tx, int64_t mbox_id, uint32_t uid, int old
 		sqlite3_bind_blob(s, 5, an->value, (int)an->len, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 6, (sqlite3_int64)modseq);
 		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "annotations", err);
-		sqlite3_finalize(s);
+		store_stmt_put(&u->sql, s);
 		if (uid && new_live)
 			delta ^= synccrc_annot_entry(uid, an->entry, an->userid, an->value, an->len);
 	}
@@ -277,7 +278,7 @@ static int replace_annots(struct utx *tx, int64_t mbox_id, uint32_t uid, int old
 static int write_record(struct ustore *u, int64_t mbox_id, uint32_t uid, const struct rrec *r, int insert,
 			struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db, insert ?
+	sqlite3_stmt *s = store_stmt(&u->sql, insert ?
 		"INSERT INTO records(modseq, last_updated, sysflags, keywords, internaldate, size, guid, savedate,"
 		" createdmodseq, thrid, mailbox_id, uid) VALUES(?,?,?,?,?,?,?,?,?,?,?,?);" :
 		"UPDATE records SET modseq = ?, last_updated = ?, sysflags = ?, keywords = ?, internaldate = ?, size = ?,"
@@ -297,7 +298,7 @@ static int write_record(struct ustore *u, int64_t mbox_id, uint32_t uid, const s
 	sqlite3_bind_int64(s, 11, mbox_id);
 	sqlite3_bind_int64(s, 12, uid);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "write record", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	return rc;
 }
 
@@ -358,12 +359,13 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 		exists = 0;
 	}
 	if (!exists) {
-		sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT name FROM mailboxes WHERE uniqueid = ?;", err);
+		sqlite3_stmt *s = store_stmt(&u->sql, "SELECT name FROM mailboxes WHERE uniqueid = ?;", err);
 		if (!s)
 			goto out;
 		sqlite3_bind_text(s, 1, a->uniqueid, -1, SQLITE_STATIC);
-		int other = sqlite3_step(s) == SQLITE_ROW;
-		sqlite3_finalize(s);
+		int step = sqlite3_step(s), other = step == SQLITE_ROW;
+		if (store_stmt_done(&u->sql, s, step, "mailbox uniqueid", err) < 0)
+			goto out;
 		if (other) {
 			terr_set(err, TE_MOVED, "uniqueid %s belongs to another mailbox than %s", a->uniqueid, a->name);
 			goto out;
@@ -479,7 +481,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	}
 	if (store_quota_charge(&tx, row.quotaroot, bytes, msgs, 0, err) < 0)
 		goto out;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"UPDATE mailboxes SET last_uid = ?, highestmodseq = ?, recentuid = ?, recenttime = ?, last_appenddate = ?,"
 		" pop3_last_login = ?, pop3_show_after = ?, uidvalidity = max(uidvalidity, ?), acl = ?, options = ?,"
 		" createdmodseq = ?, foldermodseq = ?, xconvmodseq = ?, raclmodseq = ?, sync_crc = ?, sync_crc_annot = ?,"
@@ -509,7 +511,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	sqlite3_bind_text(s, 19, row.quotaroot, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 20, row.id);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "update mailbox", err);
 		goto out;
@@ -576,7 +578,7 @@ int store_apply_expunge(struct store *st, const char *name, const char *uniqueid
 		bytes -= r.size;
 		msgs--;
 	}
-	sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET sync_crc = ?, sync_crc_annot = ?,"
+	sqlite3_stmt *s = store_stmt(&u->sql, "UPDATE mailboxes SET sync_crc = ?, sync_crc_annot = ?,"
 						   " exists_count = exists_count + ? WHERE id = ?;", err);
 	if (!s)
 		goto out;
@@ -585,7 +587,7 @@ int store_apply_expunge(struct store *st, const char *name, const char *uniqueid
 	sqlite3_bind_int64(s, 3, msgs);
 	sqlite3_bind_int64(s, 4, row.id);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "expunge", err);
 		goto out;

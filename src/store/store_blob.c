@@ -59,6 +59,17 @@ int store_blob_sync_all(struct ustore *u, struct terr *err)
 	return 0;
 }
 
+/* The blobs/xx directory of a file: one mkdir() when it is there (the
+ * common case; fs_mkdir_p would try every component of the path). A new
+ * one is made durable with the file: its parent fsynced, or (durable 0)
+ * by the caller's syncfs. */
+static int blob_dir(const char *dir, int durable, struct terr *err)
+{
+	if (mkdir(dir, 0750) == 0)
+		return durable ? fs_fsync_parent(dir, err) : 0;
+	return errno == EEXIST ? 0 : fs_mkdir_p(dir, 0750, err);
+}
+
 int store_blob_write2(struct store *st, struct ustore *u, const void *data, size_t len,
 		      const char *guid, int durable, struct terr *err)
 {
@@ -72,7 +83,7 @@ int store_blob_write2(struct store *st, struct ustore *u, const void *data, size
 	int rc = -1, fd = -1;
 	char *slash = strrchr(path.ptr, '/');
 	*slash = '\0';
-	if (fs_mkdir_p(path.ptr, 0750, err) < 0)
+	if (blob_dir(path.ptr, durable, err) < 0)
 		goto out;
 	*slash = '/';
 	buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)getpid(), ++st->tmpcounter, guid);
@@ -120,7 +131,7 @@ int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, co
 	}
 	char *slash = strrchr(dst.ptr, '/');
 	*slash = '\0';
-	if (fs_mkdir_p(dst.ptr, 0750, err) < 0)
+	if (blob_dir(dst.ptr, 1, err) < 0)
 		goto out;
 	*slash = '/';
 	if (link(src.ptr, dst.ptr) == 0 || errno == EEXIST) {
@@ -153,7 +164,7 @@ int store_blob_gc(struct store *st, struct ustore *u, struct terr *err)
 		buf_free(&top);
 		return errno == ENOENT ? 0 : terr_errno(err, errno, "opendir blobs");
 	}
-	sqlite3_stmt *q = store_sql_prepare(u->db, "SELECT 1 FROM records WHERE guid = ? LIMIT 1;", err);
+	sqlite3_stmt *q = store_stmt(&u->sql, "SELECT 1 FROM records WHERE guid = ? LIMIT 1;", err);
 	int rc = q ? 0 : -1;
 	struct dirent *de;
 	while (rc == 0 && (de = readdir(d)) != NULL) {
@@ -188,7 +199,7 @@ int store_blob_gc(struct store *st, struct ustore *u, struct terr *err)
 			rc = fs_fsync_dir(sub.ptr, err);
 	}
 	closedir(d);
-	sqlite3_finalize(q);
+	store_stmt_put(&u->sql, q);
 	buf_free(&top);
 	buf_free(&sub);
 	if (rc == 0)

@@ -27,7 +27,7 @@ void store_cache_strings_free(struct store_cache_strings *cs)
 
 static int cache_has(struct ustore *u, const char *guid, struct terr *err)
 {
-	return store_sql_exists(u->db, "SELECT 1 FROM cache WHERE guid = ?;", guid, "cache", err);
+	return store_stmt_exists(&u->sql, "SELECT 1 FROM cache WHERE guid = ?;", guid, "cache", err);
 }
 
 static void bind_buf(sqlite3_stmt *s, int col, const struct buf *b)
@@ -51,7 +51,7 @@ static int cache_insert(struct ustore *u, sqlite3_stmt *s, const char *guid,
 
 static sqlite3_stmt *prepare_insert(struct ustore *u, struct terr *err)
 {
-	return store_sql_prepare(u->db, "INSERT OR IGNORE INTO cache(guid, envelope, bodystructure, body)"
+	return store_stmt(&u->sql, "INSERT OR IGNORE INTO cache(guid, envelope, bodystructure, body)"
 					" VALUES(?, ?, ?, ?);", err);
 }
 
@@ -88,7 +88,7 @@ int store_cache_add(struct store *st, struct ustore *u, const char *guid, const 
 	}
 	sqlite3_stmt *s = prepare_insert(u, err);
 	int rc = s ? cache_insert(u, s, guid, &st->memo, err) : -1;
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	return rc;
 }
 
@@ -114,7 +114,7 @@ int store_cache_range(struct store *st, const char *mboxname, uint32_t uid_lo, u
 	struct ustore *u;
 	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT r.uid, r.guid, c.envelope, c.bodystructure, c.body FROM records r"
 		" LEFT JOIN cache c ON c.guid = r.guid"
 		" WHERE r.mailbox_id = (SELECT id FROM mailboxes WHERE name = ?)"
@@ -135,7 +135,7 @@ int store_cache_range(struct store *st, const char *mboxname, uint32_t uid_lo, u
 		if (cb(&row, rock))
 			break;
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_fail(u->db, "cache range", err);
 	return 0;
@@ -156,7 +156,7 @@ int store_cache_put(struct store *st, const char *mboxname, const char *const *g
 	int rc = s ? 0 : -1;
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = cache_insert(u, s, guids[i], &strs[i], err);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (rc == 0)
 		rc = utx_commit(&tx, err);
 	utx_rollback(&tx);

@@ -9,10 +9,14 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char mbox_cols[] =
-	"uniqueid, name, mboxtype, sync_crc, sync_crc_annot, last_uid, highestmodseq, recentuid,"
-	" recenttime, last_appenddate, pop3_last_login, pop3_show_after, xconvmodseq, raclmodseq,"
-	" uidvalidity, partition, acl, options, quotaroot, createdmodseq, foldermodseq, exists_count";
+#define MBOX_COLS \
+	"uniqueid, name, mboxtype, sync_crc, sync_crc_annot, last_uid, highestmodseq, recentuid," \
+	" recenttime, last_appenddate, pop3_last_login, pop3_show_after, xconvmodseq, raclmodseq," \
+	" uidvalidity, partition, acl, options, quotaroot, createdmodseq, foldermodseq, exists_count"
+static const char mbox_cols[] = MBOX_COLS;
+/* the columns of store_mbox_info_from_row, then id (STORE_MBOX_ID_COL) */
+const char store_mbox_select_by_name[] = "SELECT " MBOX_COLS ", id FROM mailboxes WHERE name = ?;";
+const char store_mbox_select_by_id[] = "SELECT " MBOX_COLS ", id FROM mailboxes WHERE id = ?;";
 
 static char *col_dup(sqlite3_stmt *s, int i)
 {
@@ -20,7 +24,7 @@ static char *col_dup(sqlite3_stmt *s, int i)
 	return xstrdup(t ? (const char *)t : "");
 }
 
-static void info_from_row(sqlite3_stmt *s, struct store_mailbox_info *mi)
+void store_mbox_info_from_row(sqlite3_stmt *s, struct store_mailbox_info *mi)
 {
 	mi->uniqueid = col_dup(s, 0);
 	mi->name = col_dup(s, 1);
@@ -60,7 +64,7 @@ void store_mailbox_info_free(struct store_mailbox_info *mi)
 
 int store_mbox_row(struct ustore *u, const char *name, struct mbox_row *row, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT id, last_uid, highestmodseq, sync_crc, sync_crc_annot, quotaroot, uniqueid"
 		" FROM mailboxes WHERE name = ?;", err);
 	if (!s)
@@ -76,7 +80,7 @@ int store_mbox_row(struct ustore *u, const char *name, struct mbox_row *row, str
 		snprintf(row->quotaroot, sizeof row->quotaroot, "%s", (const char *)sqlite3_column_text(s, 5));
 		snprintf(row->uniqueid, sizeof row->uniqueid, "%s", (const char *)sqlite3_column_text(s, 6));
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (rc == SQLITE_ROW)
 		return 0;
 	if (rc == SQLITE_DONE)
@@ -86,7 +90,7 @@ int store_mbox_row(struct ustore *u, const char *name, struct mbox_row *row, str
 
 int store_mbox_update_counters(struct utx *tx, const struct mbox_row *row, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+	sqlite3_stmt *s = store_stmt(&tx->u->sql,
 		"UPDATE mailboxes SET last_uid = ?, highestmodseq = ?, sync_crc = ?, sync_crc_annot = ?"
 		" WHERE id = ?;", err);
 	if (!s)
@@ -97,7 +101,7 @@ int store_mbox_update_counters(struct utx *tx, const struct mbox_row *row, struc
 	sqlite3_bind_int64(s, 4, row->sync_crc_annot);
 	sqlite3_bind_int64(s, 5, row->id);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "update mailbox", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 
@@ -111,7 +115,7 @@ static int name_covers(const char *parent, const char *name)
 int store_quotaroot_for(struct ustore *u, const char *name, struct buf *root_r, struct terr *err)
 {
 	buf_reset(root_r);
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT root FROM quota;", err);
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT root FROM quota;", err);
 	if (!s)
 		return -1;
 	int step;
@@ -122,7 +126,7 @@ int store_quotaroot_for(struct ustore *u, const char *name, struct buf *root_r, 
 			buf_appends(root_r, root);
 		}
 	}
-	if (store_sql_done(u->db, s, step, "find quota root", err) < 0)
+	if (store_stmt_done(&u->sql, s, step, "find quota root", err) < 0)
 		return -1;
 	return 0;
 }
@@ -134,14 +138,14 @@ int store_quota_charge(struct utx *tx, const char *root, int64_t bytes, int64_t 
 		return 0;
 	sqlite3_stmt *s;
 	if (check && (bytes > 0 || messages > 0)) {
-		s = store_sql_prepare(tx->u->db,
+		s = store_stmt(&tx->u->sql,
 			"SELECT storage_limit, message_limit, storage_used, message_used FROM quota"
 			" WHERE root = ?;", err);
 		if (!s)
 			return -1;
 		sqlite3_bind_text(s, 1, root, -1, SQLITE_STATIC);
-		int over = 0;
-		if (sqlite3_step(s) == SQLITE_ROW) {
+		int over = 0, step = sqlite3_step(s);
+		if (step == SQLITE_ROW) {
 			int64_t sl = sqlite3_column_int64(s, 0), ml = sqlite3_column_int64(s, 1);
 			int64_t su = sqlite3_column_int64(s, 2), mu = sqlite3_column_int64(s, 3);
 			if (sl >= 0 && su + bytes > sl * 1024)
@@ -149,12 +153,13 @@ int store_quota_charge(struct utx *tx, const char *root, int64_t bytes, int64_t 
 			if (ml >= 0 && mu + messages > ml)
 				over = 2;
 		}
-		sqlite3_finalize(s);
+		if (store_stmt_done(&tx->u->sql, s, step, "quota", err) < 0)
+			return -1;	/* an error is not "no limit" */
 		if (over)
 			return terr_set(err, TE_OVERQUOTA, "quota root '%s' would exceed its %s limit", root,
 					over == 1 ? "storage" : "message");
 	}
-	s = store_sql_prepare(tx->u->db,
+	s = store_stmt(&tx->u->sql,
 		"UPDATE quota SET storage_used = max(0, storage_used + ?),"
 		" message_used = max(0, message_used + ?) WHERE root = ?;", err);
 	if (!s)
@@ -163,7 +168,7 @@ int store_quota_charge(struct utx *tx, const char *root, int64_t bytes, int64_t 
 	sqlite3_bind_int64(s, 2, messages);
 	sqlite3_bind_text(s, 3, root, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(tx->u->db, "quota", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 
@@ -180,7 +185,7 @@ static void default_acl(const char *owner, struct buf *acl)
 
 static int next_uidvalidity(struct utx *tx, uint32_t *v_r, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(tx->u->db,
+	sqlite3_stmt *s = store_stmt(&tx->u->sql,
 		"UPDATE meta SET value = max(value + 1, ?) WHERE key = 'uidvalidity' RETURNING value;", err);
 	if (!s)
 		return -1;
@@ -188,7 +193,7 @@ static int next_uidvalidity(struct utx *tx, uint32_t *v_r, struct terr *err)
 	int rc = sqlite3_step(s) == SQLITE_ROW ? 0 : store_sql_fail(tx->u->db, "uidvalidity", err);
 	if (rc == 0)
 		*v_r = (uint32_t)sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	store_stmt_put(&tx->u->sql, s);
 	return rc;
 }
 
@@ -237,7 +242,7 @@ int store_mailbox_create_owner(struct store *st, const char *name,
 		default_acl(buf_cstr(&owner), &acl);
 	if (store_quotaroot_for(u, name, &qroot, err) < 0)
 		goto out;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"INSERT INTO mailboxes(name, uniqueid, mboxtype, sync_crc_annot, highestmodseq,"
 		" uidvalidity, partition, acl, quotaroot, createdmodseq, foldermodseq, options)"
 		" VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'P');", err);
@@ -255,7 +260,7 @@ int store_mailbox_create_owner(struct store *st, const char *name,
 	sqlite3_bind_int64(s, 10, (sqlite3_int64)modseq);
 	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "create mailbox", err);
 		if (err && err->code == TE_EXISTS)
@@ -317,15 +322,15 @@ int store_mailbox_get(struct store *st, const char *name, struct store_mailbox_i
 		return -1;
 	struct buf sql = BUF_INIT;
 	buf_printf(&sql, "SELECT %s FROM mailboxes WHERE name = ?;", mbox_cols);
-	sqlite3_stmt *s = store_sql_prepare(u->db, sql.ptr, err);
+	sqlite3_stmt *s = store_stmt(&u->sql, sql.ptr, err);
 	buf_free(&sql);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
-		info_from_row(s, mi);
-	sqlite3_finalize(s);
+		store_mbox_info_from_row(s, mi);
+	store_stmt_put(&u->sql, s);
 	if (rc == SQLITE_ROW)
 		return 0;
 	if (rc == SQLITE_DONE)
@@ -352,20 +357,20 @@ static int list_owner(struct store *st, const char *owner, struct list_ctx *lc, 
 	}
 	struct buf sql = BUF_INIT;
 	buf_printf(&sql, "SELECT %s FROM mailboxes ORDER BY name;", mbox_cols);
-	sqlite3_stmt *s = store_sql_prepare(u->db, sql.ptr, err);
+	sqlite3_stmt *s = store_stmt(&u->sql, sql.ptr, err);
 	buf_free(&sql);
 	if (!s)
 		return -1;
 	int rc = SQLITE_DONE;
 	while (!lc->stop && (rc = sqlite3_step(s)) == SQLITE_ROW) {
 		struct store_mailbox_info mi;
-		info_from_row(s, &mi);
+		store_mbox_info_from_row(s, &mi);
 		lc->stop = lc->cb(&mi, lc->rock);
 		store_mailbox_info_free(&mi);
 	}
 	/* a database error is an error, never a shorter list */
 	int failed = !lc->stop && rc != SQLITE_DONE ? store_sql_fail(u->db, "list mailboxes", err) : 0;
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	return failed;
 }
 
@@ -456,7 +461,7 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 		goto out;
 	/* Collect the names to rename: the mailbox and, with children, every
 	 * mailbox below it. */
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT name FROM mailboxes WHERE name = ?1 OR (?2 AND substr(name, 1, length(?1) + 1) = ?1 || '.')"
 		" ORDER BY name;", err);
 	if (!s)
@@ -470,7 +475,7 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 			names = xrealloc(names, (cap *= 2) * sizeof *names);
 		names[n++] = xstrdup((const char *)sqlite3_column_text(s, 0));
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	rc = 0;
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		buf_reset(&nn);
@@ -483,7 +488,7 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 			terr_set(err, TE_EXISTS, "mailbox '%s' already exists", nn.ptr);
 			break;
 		}
-		s = store_sql_prepare(u->db, bump ? "UPDATE mailboxes SET name = ?, foldermodseq = ?,"
+		s = store_stmt(&u->sql, bump ? "UPDATE mailboxes SET name = ?, foldermodseq = ?,"
 						    " highestmodseq = ? WHERE name = ?;" :
 						    "UPDATE mailboxes SET name = ? WHERE name = ? AND ? AND ?;", err);
 		if (!s)
@@ -499,7 +504,7 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 			sqlite3_bind_int(s, 4, 1);
 		}
 		int sr = sqlite3_step(s);
-		sqlite3_finalize(s);
+		store_stmt_put(&u->sql, s);
 		if (sr != SQLITE_DONE) {
 			store_sql_fail(u->db, "rename", err);
 			break;
@@ -517,7 +522,7 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 		goto out;
 	rc = -1;
 	/* Quota roots follow the new names. */
-	s = store_sql_prepare(u->db, "SELECT id, name, quotaroot FROM mailboxes;", err);
+	s = store_stmt(&u->sql, "SELECT id, name, quotaroot FROM mailboxes;", err);
 	if (!s)
 		goto out;
 	while (sqlite3_step(s) == SQLITE_ROW) {
@@ -526,17 +531,17 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 		if (store_quotaroot_for(u, name, &qroot, err) < 0)
 			break;
 		if (strcmp(cur, buf_cstr(&qroot)) != 0) {
-			sqlite3_stmt *up = store_sql_prepare(u->db,
+			sqlite3_stmt *up = store_stmt(&u->sql,
 				"UPDATE mailboxes SET quotaroot = ? WHERE id = ?;", err);
 			if (!up)
 				break;
 			sqlite3_bind_text(up, 1, buf_cstr(&qroot), -1, SQLITE_STATIC);
 			sqlite3_bind_int64(up, 2, sqlite3_column_int64(s, 0));
 			sqlite3_step(up);
-			sqlite3_finalize(up);
+			store_stmt_put(&u->sql, up);
 		}
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (utx_commit(&tx, err) < 0)
 		goto out;
 	char q1[LOGQ_MAX], q2[LOGQ_MAX];
@@ -574,7 +579,7 @@ static int mailbox_delete(struct store *st, const char *name, int allow_inbox, s
 	uint64_t modseq;
 	if (utx_modseq(&tx, &modseq, err) < 0)
 		goto out;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT coalesce(sum(size), 0), count(*) FROM records WHERE mailbox_id = ? AND"
 		" (sysflags & 32) = 0;", err);
 	if (!s)
@@ -585,10 +590,10 @@ static int mailbox_delete(struct store *st, const char *name, int allow_inbox, s
 		bytes = sqlite3_column_int64(s, 0);
 		msgs = sqlite3_column_int64(s, 1);
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (store_quota_charge(&tx, row.quotaroot, -bytes, -msgs, 0, err) < 0)
 		goto out;
-	s = store_sql_prepare(u->db, "INSERT OR REPLACE INTO tombstones VALUES(?, ?, ?, ?);", err);
+	s = store_stmt(&u->sql, "INSERT OR REPLACE INTO tombstones VALUES(?, ?, ?, ?);", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
@@ -596,17 +601,17 @@ static int mailbox_delete(struct store *st, const char *name, int allow_inbox, s
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)modseq);
 	sqlite3_bind_int64(s, 4, store_now());
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "tombstone", err);
 		goto out;
 	}
-	s = store_sql_prepare(u->db, "DELETE FROM mailboxes WHERE id = ?;", err);
+	s = store_stmt(&u->sql, "DELETE FROM mailboxes WHERE id = ?;", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_int64(s, 1, row.id);
 	sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "delete mailbox", err);
 		goto out;
@@ -644,7 +649,7 @@ int store_mailbox_verify_crc(struct store *st, const char *name, uint32_t *crc_r
 	struct mbox_row row;
 	if (store_mbox_row(u, name, &row, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT uid, modseq, last_updated, sysflags, keywords, internaldate, guid, savedate,"
 		" createdmodseq, thrid FROM records WHERE mailbox_id = ? AND (sysflags & 32) = 0;", err);
 	if (!s)
@@ -661,8 +666,8 @@ int store_mailbox_verify_crc(struct store *st, const char *name, uint32_t *crc_r
 					       sqlite3_column_int64(s, 7),
 					       (uint64_t)sqlite3_column_int64(s, 8));
 	}
-	sqlite3_finalize(s);
-	s = store_sql_prepare(u->db,
+	store_stmt_put(&u->sql, s);
+	s = store_stmt(&u->sql,
 		"SELECT a.uid, a.entry, a.userid, a.value FROM annotations a JOIN records r ON"
 		" r.mailbox_id = a.mailbox_id AND r.uid = a.uid WHERE a.mailbox_id = ? AND a.uid > 0"
 		" AND (r.sysflags & 32) = 0;", err);
@@ -674,7 +679,7 @@ int store_mailbox_verify_crc(struct store *st, const char *name, uint32_t *crc_r
 					     (const char *)sqlite3_column_text(s, 1),
 					     (const char *)sqlite3_column_text(s, 2),
 					     sqlite3_column_blob(s, 3), (size_t)sqlite3_column_bytes(s, 3));
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	*crc_r = crc;
 	*annot_r = annot;
 	return crc == row.sync_crc && annot == row.sync_crc_annot;
@@ -690,5 +695,5 @@ int store_mailbox_was_deleted(struct store *st, const char *name, const char *un
 		*err = e2;
 		return -1;
 	}
-	return store_sql_exists(u->db, "SELECT 1 FROM tombstones WHERE uniqueid = ?;", uniqueid, "tombstones", err);
+	return store_stmt_exists(&u->sql, "SELECT 1 FROM tombstones WHERE uniqueid = ?;", uniqueid, "tombstones", err);
 }

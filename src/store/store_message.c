@@ -164,18 +164,20 @@ static int kw_canonical(struct ustore *u, int64_t mailbox_id, const char *in, st
 			break;
 		if (!keyword_valid(p, n))
 			return terr_set(err, TE_INVALID, "bad flag name '%.*s'", (int)n, p);
-		sqlite3_stmt *s = store_sql_prepare(u->db,
+		sqlite3_stmt *s = store_stmt(&u->sql,
 			"SELECT name FROM keywords WHERE mailbox_id = ? AND name = ? COLLATE NOCASE;", err);
 		if (!s)
 			return -1;
 		sqlite3_bind_int64(s, 1, mailbox_id);
 		sqlite3_bind_text(s, 2, p, (int)n, SQLITE_STATIC);
 		struct buf name = BUF_INIT;
-		if (sqlite3_step(s) == SQLITE_ROW)
+		int step = sqlite3_step(s);
+		if (step == SQLITE_ROW)
 			buf_appends(&name, (const char *)sqlite3_column_text(s, 0));
-		sqlite3_finalize(s);
+		if (store_stmt_done(&u->sql, s, step, "keyword", err) < 0)
+			return -1;	/* an error is not a new keyword */
 		if (!name.len) {
-			s = store_sql_prepare(u->db,
+			s = store_stmt(&u->sql,
 				"INSERT INTO keywords(mailbox_id, slot, name) SELECT ?1, count(*), ?2"
 				" FROM keywords WHERE mailbox_id = ?1 RETURNING slot;", err);
 			if (!s)
@@ -184,7 +186,7 @@ static int kw_canonical(struct ustore *u, int64_t mailbox_id, const char *in, st
 			sqlite3_bind_text(s, 2, p, (int)n, SQLITE_STATIC);
 			int rc = sqlite3_step(s);
 			int slot = rc == SQLITE_ROW ? sqlite3_column_int(s, 0) : -1;
-			sqlite3_finalize(s);
+			store_stmt_put(&u->sql, s);
 			if (rc != SQLITE_ROW)
 				return store_sql_fail(u->db, "keyword", err);
 			if (slot >= MAX_USER_FLAGS)
@@ -222,7 +224,7 @@ static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, u
 			 unsigned sysflags, const char *kw, int64_t internaldate, uint32_t size, const char *guid,
 			 struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"INSERT INTO records(mailbox_id, uid, modseq, last_updated, sysflags, keywords,"
 		" internaldate, size, guid, savedate, createdmodseq) VALUES(?,?,?,?,?,?,?,?,?,?,?);", err);
 	if (!s)
@@ -239,7 +241,7 @@ static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, u
 	sqlite3_bind_int64(s, 10, now);
 	sqlite3_bind_int64(s, 11, (sqlite3_int64)modseq);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE)
 		return store_sql_fail(u->db, "insert record", err);
 	row->last_uid = uid;
@@ -294,7 +296,7 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 		goto out;
 	if (store_mbox_update_counters(&tx, &row, err) < 0)
 		goto out;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count = exists_count + ?,"
+	sqlite3_stmt *s = store_stmt(&u->sql, "UPDATE mailboxes SET exists_count = exists_count + ?,"
 				     " last_appenddate = ? WHERE id = ?;", err);
 	if (!s)
 		goto out;
@@ -302,7 +304,7 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 	sqlite3_bind_int64(s, 2, now);
 	sqlite3_bind_int64(s, 3, row.id);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "update mailbox", err);
 		goto out;
@@ -439,7 +441,7 @@ static uint32_t rec_crc(const struct store_record *r)
 static int rec_annot_crc(struct ustore *u, int64_t mailbox_id, uint32_t uid, uint32_t *crc_r,
 			 struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT entry, userid, value FROM annotations"
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT entry, userid, value FROM annotations"
 						   " WHERE mailbox_id = ? AND uid = ?;", err);
 	if (!s)
 		return -1;
@@ -450,7 +452,7 @@ static int rec_annot_crc(struct ustore *u, int64_t mailbox_id, uint32_t uid, uin
 		crc ^= synccrc_annot_entry(uid, (const char *)sqlite3_column_text(s, 0),
 					   (const char *)sqlite3_column_text(s, 1), sqlite3_column_blob(s, 2),
 					   (size_t)sqlite3_column_bytes(s, 2));
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	*crc_r = crc;
 	return 0;
 }
@@ -458,7 +460,7 @@ static int rec_annot_crc(struct ustore *u, int64_t mailbox_id, uint32_t uid, uin
 static int rec_update(struct ustore *u, int64_t mailbox_id, const struct store_record *r,
 		      struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"UPDATE records SET modseq = ?, last_updated = ?, sysflags = ?, keywords = ?"
 		" WHERE mailbox_id = ? AND uid = ?;", err);
 	if (!s)
@@ -470,7 +472,7 @@ static int rec_update(struct ustore *u, int64_t mailbox_id, const struct store_r
 	sqlite3_bind_int64(s, 5, mailbox_id);
 	sqlite3_bind_int64(s, 6, r->uid);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "update record", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	return rc;
 }
 
@@ -483,7 +485,7 @@ static int load_records(struct ustore *u, int64_t mailbox_id, const uint32_t *ui
 	buf_printf(&sql, "SELECT %s FROM records WHERE mailbox_id = ? AND (sysflags & %d) = 0 AND %s"
 			 " ORDER BY uid;", rec_cols, SYSFLAG_EXPUNGED,
 		   uids ? "uid IN (SELECT value FROM json_each(?))" : "(sysflags & 1) = 1");
-	sqlite3_stmt *s = store_sql_prepare(u->db, sql.ptr, err);
+	sqlite3_stmt *s = store_stmt(&u->sql, sql.ptr, err);
 	buf_free(&sql);
 	if (!s)
 		return -1;
@@ -504,7 +506,7 @@ static int load_records(struct ustore *u, int64_t mailbox_id, const uint32_t *ui
 			recs = xrealloc(recs, (cap *= 2) * sizeof *recs);
 		rec_from_stmt(s, &recs[n++]);
 	}
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	buf_free(&js);
 	if (rc != SQLITE_DONE) {
 		for (size_t i = 0; i < n; i++)
@@ -626,14 +628,14 @@ int store_expunge(struct store *st, const char *mboxname, const uint32_t *uids, 
 			goto out;
 	}
 	if (n) {
-		sqlite3_stmt *s = store_sql_prepare(u->db, "UPDATE mailboxes SET exists_count ="
+		sqlite3_stmt *s = store_stmt(&u->sql, "UPDATE mailboxes SET exists_count ="
 							   " exists_count - ? WHERE id = ?;", err);
 		if (!s)
 			goto out;
 		sqlite3_bind_int64(s, 1, (sqlite3_int64)n);
 		sqlite3_bind_int64(s, 2, row.id);
 		int sr = sqlite3_step(s);
-		sqlite3_finalize(s);
+		store_stmt_put(&u->sql, s);
 		if (sr != SQLITE_DONE) {
 			store_sql_fail(u->db, "expunge", err);
 			goto out;
@@ -671,7 +673,7 @@ static int copy_insert(struct utx *tx, struct mbox_row *row, const struct store_
 
 static int add_exists(struct ustore *u, int64_t id, int64_t delta, int appended, int64_t now, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db, appended ?
+	sqlite3_stmt *s = store_stmt(&u->sql, appended ?
 		"UPDATE mailboxes SET exists_count = exists_count + ?, last_appenddate = ? WHERE id = ?;" :
 		"UPDATE mailboxes SET exists_count = exists_count + ? WHERE id = ? OR ? = 0;", err);
 	if (!s)
@@ -680,7 +682,7 @@ static int add_exists(struct ustore *u, int64_t id, int64_t delta, int appended,
 	sqlite3_bind_int64(s, 2, appended ? now : id);
 	sqlite3_bind_int64(s, 3, appended ? id : 1);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "update mailbox", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	return rc;
 }
 
@@ -759,23 +761,18 @@ out:
 	return rc;
 }
 
-int store_records(struct store *st, const char *mboxname, uint64_t since_modseq, int with_expunged,
-		  store_record_cb *cb, void *rock, struct terr *err)
+int store_records_of(struct ustore *u, int64_t mailbox_id, uint64_t since_modseq, int with_expunged,
+		     store_record_cb *cb, void *rock, struct terr *err)
 {
-	struct ustore *u;
-	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
-		return -1;
-	struct mbox_row row;
-	if (store_mbox_row(u, mboxname, &row, err) < 0)
-		return -1;
-	struct buf sql = BUF_INIT;
-	buf_printf(&sql, "SELECT %s FROM records WHERE mailbox_id = ? AND modseq > ? %s ORDER BY uid;",
-		   rec_cols, with_expunged ? "" : "AND (sysflags & 32) = 0");
-	sqlite3_stmt *s = store_sql_prepare(u->db, sql.ptr, err);
-	buf_free(&sql);
+	sqlite3_stmt *s = store_stmt(&u->sql, with_expunged ?
+		"SELECT uid, modseq, last_updated, sysflags, keywords, internaldate, size, guid, savedate,"
+		" createdmodseq, thrid FROM records WHERE mailbox_id = ? AND modseq > ? ORDER BY uid;" :
+		"SELECT uid, modseq, last_updated, sysflags, keywords, internaldate, size, guid, savedate,"
+		" createdmodseq, thrid FROM records WHERE mailbox_id = ? AND modseq > ? AND (sysflags & 32) = 0"
+		" ORDER BY uid;", err);
 	if (!s)
 		return -1;
-	sqlite3_bind_int64(s, 1, row.id);
+	sqlite3_bind_int64(s, 1, mailbox_id);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)since_modseq);
 	int rc;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -786,10 +783,19 @@ int store_records(struct store *st, const char *mboxname, uint64_t since_modseq,
 		if (stop)
 			break;
 	}
-	sqlite3_finalize(s);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return store_sql_fail(u->db, "records", err);
-	return 0;
+	return store_stmt_done(&u->sql, s, rc, "records", err);
+}
+
+int store_records(struct store *st, const char *mboxname, uint64_t since_modseq, int with_expunged,
+		  store_record_cb *cb, void *rock, struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	struct mbox_row row;
+	if (store_mbox_row(u, mboxname, &row, err) < 0)
+		return -1;
+	return store_records_of(u, row.id, since_modseq, with_expunged, cb, rock, err);
 }
 
 int store_message_path(struct store *st, const char *mboxname, const char *guid, struct buf *path_r,
@@ -801,12 +807,10 @@ int store_message_path(struct store *st, const char *mboxname, const char *guid,
 	return store_blob_path(u, guid, path_r);
 }
 
-int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,
-		       struct terr *err)
+int store_blob_read(struct store *st, struct ustore *u, const char *guid, struct buf *out, struct terr *err)
 {
 	struct buf path = BUF_INIT;
-	if (store_message_path(st, mboxname, guid, &path, err) < 0)
-		return -1;
+	store_blob_path(u, guid, &path);
 	size_t start = out->len;
 	int rc = fs_read_file(path.ptr, (size_t)st->maxmessagesize, out, err);
 	buf_free(&path);
@@ -817,4 +821,13 @@ int store_message_read(struct store *st, const char *mboxname, const char *guid,
 	if (strcmp(got, guid) != 0)
 		return terr_set(err, TE_CORRUPT, "message file %s has SHA-1 %s", guid, got);
 	return 0;
+}
+
+int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,
+		       struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	return store_blob_read(st, u, guid, out, err);
 }

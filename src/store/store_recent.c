@@ -22,13 +22,13 @@ const char store_recent_schema[] =
 
 static int read_mark(struct ustore *u, const char *uniqueid, uint32_t *uid_r, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT uid FROM recent WHERE uniqueid = ?;", err);
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT uid FROM recent WHERE uniqueid = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, uniqueid, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	*uid_r = rc == SQLITE_ROW ? (uint32_t)sqlite3_column_int64(s, 0) : 0;
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_fail(u->db, "recent", err);
 	return 0;
@@ -66,13 +66,13 @@ int store_recent_take(struct store *st, const char *mboxname, const char *unique
 	if (read_mark(u, uniqueid, &prev, err) < 0)
 		goto out;
 	if (prev < upto) {
-		sqlite3_stmt *s = store_sql_prepare(u->db, "INSERT OR REPLACE INTO recent VALUES(?, ?);", err);
+		sqlite3_stmt *s = store_stmt(&u->sql, "INSERT OR REPLACE INTO recent VALUES(?, ?);", err);
 		if (!s)
 			goto out;
 		sqlite3_bind_text(s, 1, uniqueid, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(s, 2, upto);
 		int sr = sqlite3_step(s);
-		sqlite3_finalize(s);
+		store_stmt_put(&u->sql, s);
 		if (sr != SQLITE_DONE) {
 			store_sql_fail(u->db, "recent", err);
 			goto out;
@@ -89,11 +89,11 @@ out:
 
 int store_recent_forget(struct ustore *u, const char *uniqueid, struct terr *err)
 {
-	sqlite3_stmt *s = store_sql_prepare(u->db, "DELETE FROM recent WHERE uniqueid = ?;", err);
+	sqlite3_stmt *s = store_stmt(&u->sql, "DELETE FROM recent WHERE uniqueid = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, uniqueid, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(u->db, "recent", err);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	return rc;
 }

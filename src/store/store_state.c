@@ -31,12 +31,12 @@ static int owner_tx_exec(struct store *st, const char *owner, const char *sql, b
 	if (utx_begin(&tx, st, u, err) < 0)
 		return -1;
 	int rc = -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db, sql, err);
+	sqlite3_stmt *s = store_stmt(&u->sql, sql, err);
 	if (!s)
 		goto out;
 	bind(s, rock);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE && sr != SQLITE_ROW) {
 		store_sql_fail(u->db, "update", err);
 		goto out;
@@ -78,14 +78,14 @@ int store_subs_list(struct store *st, const char *userid, store_name_cb *cb, voi
 	struct ustore *u;
 	if (store_ustore(st, userid, 0, &u, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT mboxname FROM subs ORDER BY mboxname;", err);
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT mboxname FROM subs ORDER BY mboxname;", err);
 	if (!s)
 		return -1;
 	int step;
 	while ((step = sqlite3_step(s)) == SQLITE_ROW)
 		if (cb((const char *)sqlite3_column_text(s, 0), rock))
 			break;
-	if (store_sql_done(u->db, s, step, "list subscriptions", err) < 0)
+	if (store_stmt_done(&u->sql, s, step, "list subscriptions", err) < 0)
 		return -1;
 	return 0;
 }
@@ -121,7 +121,7 @@ int store_seen_get(struct store *st, const char *userid, const char *uniqueid,
 	struct ustore *u;
 	if (store_ustore(st, userid, 0, &u, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT lastread, lastuid, lastchange, seenuids"
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT lastread, lastuid, lastchange, seenuids"
 						   " FROM seen WHERE uniqueid = ?;", err);
 	if (!s)
 		return -1;
@@ -133,7 +133,7 @@ int store_seen_get(struct store *st, const char *userid, const char *uniqueid,
 		seen_r->lastchange = sqlite3_column_int64(s, 2);
 		seen_r->seenuids = xstrdup((const char *)sqlite3_column_text(s, 3));
 	}
-	if (store_sql_done(u->db, s, rc, "get seen state", err) < 0)
+	if (store_stmt_done(&u->sql, s, rc, "get seen state", err) < 0)
 		return -1;	/* BUSY or an I/O error is not "no seen state" */
 	if (rc == SQLITE_ROW)
 		return 0;
@@ -161,22 +161,23 @@ int store_annot_set(struct store *st, const char *mboxname, uint32_t uid, const 
 		goto out;
 	int live = 0;
 	if (uid) {
-		sqlite3_stmt *q = store_sql_prepare(u->db, "SELECT sysflags FROM records WHERE"
+		sqlite3_stmt *q = store_stmt(&u->sql, "SELECT sysflags FROM records WHERE"
 							   " mailbox_id = ? AND uid = ?;", err);
 		if (!q)
 			goto out;
 		sqlite3_bind_int64(q, 1, row.id);
 		sqlite3_bind_int64(q, 2, uid);
-		int found = sqlite3_step(q) == SQLITE_ROW;
+		int step = sqlite3_step(q), found = step == SQLITE_ROW;
 		live = found && !(sqlite3_column_int64(q, 0) & SYSFLAG_EXPUNGED);
-		sqlite3_finalize(q);
+		if (store_stmt_done(&u->sql, q, step, "annotation record", err) < 0)
+			goto out;	/* an error, not "no such message" */
 		if (!found) {
 			terr_set(err, TE_NOTFOUND, "no message with UID %u in '%s'", uid, mboxname);
 			goto out;
 		}
 	}
 	/* XOR the old value's contribution out, the new one's in. */
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT value FROM annotations WHERE mailbox_id = ?"
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT value FROM annotations WHERE mailbox_id = ?"
 						   " AND uid = ? AND entry = ? AND userid = ?;", err);
 	if (!s)
 		goto out;
@@ -187,12 +188,12 @@ int store_annot_set(struct store *st, const char *mboxname, uint32_t uid, const 
 	if (sqlite3_step(s) == SQLITE_ROW && live)
 		row.sync_crc_annot ^= synccrc_annot_entry(uid, entry, userid, sqlite3_column_blob(s, 0),
 							  (size_t)sqlite3_column_bytes(s, 0));
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	uint64_t modseq;
 	if (utx_modseq(&tx, &modseq, err) < 0)
 		goto out;
 	if (len) {
-		s = store_sql_prepare(u->db, "INSERT OR REPLACE INTO annotations VALUES(?, ?, ?, ?, ?, ?);", err);
+		s = store_stmt(&u->sql, "INSERT OR REPLACE INTO annotations VALUES(?, ?, ?, ?, ?, ?);", err);
 		if (!s)
 			goto out;
 		sqlite3_bind_int64(s, 1, row.id);
@@ -204,7 +205,7 @@ int store_annot_set(struct store *st, const char *mboxname, uint32_t uid, const 
 		if (live)
 			row.sync_crc_annot ^= synccrc_annot_entry(uid, entry, userid, value, len);
 	} else {
-		s = store_sql_prepare(u->db, "DELETE FROM annotations WHERE mailbox_id = ? AND uid = ?"
+		s = store_stmt(&u->sql, "DELETE FROM annotations WHERE mailbox_id = ? AND uid = ?"
 					     " AND entry = ? AND userid = ?;", err);
 		if (!s)
 			goto out;
@@ -214,22 +215,22 @@ int store_annot_set(struct store *st, const char *mboxname, uint32_t uid, const 
 		sqlite3_bind_text(s, 4, userid, -1, SQLITE_STATIC);
 	}
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "annotation", err);
 		goto out;
 	}
 	row.highestmodseq = modseq;
 	if (uid) {
-		s = store_sql_prepare(u->db, "UPDATE records SET modseq = ? WHERE mailbox_id = ? AND uid = ?;", err);
+		s = store_stmt(&u->sql, "UPDATE records SET modseq = ? WHERE mailbox_id = ? AND uid = ?;", err);
 		if (!s)
 			goto out;
 		/* the record's modseq changes, so does its basic CRC */
-		sqlite3_stmt *q = store_sql_prepare(u->db, "SELECT modseq, last_updated, sysflags, keywords,"
+		sqlite3_stmt *q = store_stmt(&u->sql, "SELECT modseq, last_updated, sysflags, keywords,"
 							   " internaldate, guid FROM records WHERE mailbox_id = ?"
 							   " AND uid = ?;", err);
 		if (!q) {
-			sqlite3_finalize(s);
+			store_stmt_put(&u->sql, s);
 			goto out;
 		}
 		sqlite3_bind_int64(q, 1, row.id);
@@ -244,24 +245,24 @@ int store_annot_set(struct store *st, const char *mboxname, uint32_t uid, const 
 			row.sync_crc ^= synccrc_record(uid, old, lu, fl, kw, idate, guid) ^
 					synccrc_record(uid, modseq, lu, fl, kw, idate, guid);
 		}
-		sqlite3_finalize(q);
+		store_stmt_put(&u->sql, q);
 		sqlite3_bind_int64(s, 1, (sqlite3_int64)modseq);
 		sqlite3_bind_int64(s, 2, row.id);
 		sqlite3_bind_int64(s, 3, uid);
 		sr = sqlite3_step(s);
-		sqlite3_finalize(s);
+		store_stmt_put(&u->sql, s);
 		if (sr != SQLITE_DONE) {
 			store_sql_fail(u->db, "annotation", err);
 			goto out;
 		}
 	} else {
-		s = store_sql_prepare(u->db, "UPDATE mailboxes SET foldermodseq = ? WHERE id = ?;", err);
+		s = store_stmt(&u->sql, "UPDATE mailboxes SET foldermodseq = ? WHERE id = ?;", err);
 		if (!s)
 			goto out;
 		sqlite3_bind_int64(s, 1, (sqlite3_int64)modseq);
 		sqlite3_bind_int64(s, 2, row.id);
 		sqlite3_step(s);
-		sqlite3_finalize(s);
+		store_stmt_put(&u->sql, s);
 	}
 	if (store_mbox_update_counters(&tx, &row, err) < 0 ||
 	    utx_log(&tx, uid ? "MAILBOX" : "ANNOTATION", mboxname, NULL, err) < 0 ||
@@ -273,6 +274,26 @@ out:
 	return rc;
 }
 
+int store_annots_of(struct ustore *u, int64_t mailbox_id, int64_t uid, store_annot_cb *cb, void *rock,
+		    struct terr *err)
+{
+	sqlite3_stmt *s = store_stmt(&u->sql,
+		"SELECT uid, entry, userid, value, modseq FROM annotations WHERE mailbox_id = ?"
+		" AND (? < 0 OR uid = ?) ORDER BY uid, entry, userid, value;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mailbox_id);
+	sqlite3_bind_int64(s, 2, uid);
+	sqlite3_bind_int64(s, 3, uid);
+	int step;
+	while ((step = sqlite3_step(s)) == SQLITE_ROW)
+		if (cb((uint32_t)sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
+		       (const char *)sqlite3_column_text(s, 2), sqlite3_column_blob(s, 3),
+		       (size_t)sqlite3_column_bytes(s, 3), (uint64_t)sqlite3_column_int64(s, 4), rock))
+			break;
+	return store_stmt_done(&u->sql, s, step, "list annotations", err);
+}
+
 int store_annot_list(struct store *st, const char *mboxname, int64_t uid, store_annot_cb *cb,
 		     void *rock, struct terr *err)
 {
@@ -282,23 +303,7 @@ int store_annot_list(struct store *st, const char *mboxname, int64_t uid, store_
 	struct mbox_row row;
 	if (store_mbox_row(u, mboxname, &row, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db,
-		"SELECT uid, entry, userid, value, modseq FROM annotations WHERE mailbox_id = ?"
-		" AND (? < 0 OR uid = ?) ORDER BY uid, entry, userid, value;", err);
-	if (!s)
-		return -1;
-	sqlite3_bind_int64(s, 1, row.id);
-	sqlite3_bind_int64(s, 2, uid);
-	sqlite3_bind_int64(s, 3, uid);
-	int step;
-	while ((step = sqlite3_step(s)) == SQLITE_ROW)
-		if (cb((uint32_t)sqlite3_column_int64(s, 0), (const char *)sqlite3_column_text(s, 1),
-		       (const char *)sqlite3_column_text(s, 2), sqlite3_column_blob(s, 3),
-		       (size_t)sqlite3_column_bytes(s, 3), (uint64_t)sqlite3_column_int64(s, 4), rock))
-			break;
-	if (store_sql_done(u->db, s, step, "list annotations", err) < 0)
-		return -1;
-	return 0;
+	return store_annots_of(u, row.id, uid, cb, rock, err);
 }
 
 /* ---- quota ------------------------------------------------------------------ */
@@ -317,7 +322,7 @@ int store_quota_set(struct store *st, const char *root, int64_t storage_kib, int
 	if (utx_modseq(&tx, &modseq, err) < 0)
 		goto out;
 	/* Usage from scratch over the mailboxes the root covers. */
-	sqlite3_stmt *s = store_sql_prepare(u->db,
+	sqlite3_stmt *s = store_stmt(&u->sql,
 		"SELECT coalesce(sum(r.size), 0), count(r.uid) FROM mailboxes m JOIN records r ON"
 		" r.mailbox_id = m.id WHERE (m.name = ?1 OR substr(m.name, 1, length(?1) + 1) = ?1 || '.')"
 		" AND (r.sysflags & 32) = 0;", err);
@@ -329,8 +334,8 @@ int store_quota_set(struct store *st, const char *root, int64_t storage_kib, int
 		bytes = sqlite3_column_int64(s, 0);
 		msgs = sqlite3_column_int64(s, 1);
 	}
-	sqlite3_finalize(s);
-	s = store_sql_prepare(u->db, "INSERT INTO quota VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(root)"
+	store_stmt_put(&u->sql, s);
+	s = store_stmt(&u->sql, "INSERT INTO quota VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(root)"
 				     " DO UPDATE SET storage_limit = ?2, message_limit = ?3, storage_used = ?4,"
 				     " message_used = ?5, modseq = ?6;", err);
 	if (!s)
@@ -342,19 +347,19 @@ int store_quota_set(struct store *st, const char *root, int64_t storage_kib, int
 	sqlite3_bind_int64(s, 5, msgs);
 	sqlite3_bind_int64(s, 6, (sqlite3_int64)modseq);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "quota", err);
 		goto out;
 	}
 	/* Mailboxes under the root whose current root is shorter move to it. */
-	s = store_sql_prepare(u->db, "UPDATE mailboxes SET quotaroot = ?1 WHERE (name = ?1 OR"
+	s = store_stmt(&u->sql, "UPDATE mailboxes SET quotaroot = ?1 WHERE (name = ?1 OR"
 				     " substr(name, 1, length(?1) + 1) = ?1 || '.') AND length(quotaroot) <= length(?1);", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_text(s, 1, root, -1, SQLITE_STATIC);
 	sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "quota", err);
 		goto out;
@@ -377,12 +382,12 @@ int store_quota_delete(struct store *st, const char *root, struct terr *err)
 		return -1;
 	int rc = -1;
 	struct buf parent = BUF_INIT;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "DELETE FROM quota WHERE root = ?;", err);
+	sqlite3_stmt *s = store_stmt(&u->sql, "DELETE FROM quota WHERE root = ?;", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_text(s, 1, root, -1, SQLITE_STATIC);
 	int sr = sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "quota", err);
 		goto out;
@@ -393,13 +398,13 @@ int store_quota_delete(struct store *st, const char *root, struct terr *err)
 	}
 	if (store_quotaroot_for(u, root, &parent, err) < 0)
 		goto out;
-	s = store_sql_prepare(u->db, "UPDATE mailboxes SET quotaroot = ? WHERE quotaroot = ?;", err);
+	s = store_stmt(&u->sql, "UPDATE mailboxes SET quotaroot = ? WHERE quotaroot = ?;", err);
 	if (!s)
 		goto out;
 	sqlite3_bind_text(s, 1, buf_cstr(&parent), -1, SQLITE_STATIC);
 	sqlite3_bind_text(s, 2, root, -1, SQLITE_STATIC);
 	sqlite3_step(s);
-	sqlite3_finalize(s);
+	store_stmt_put(&u->sql, s);
 	if (utx_log(&tx, "QUOTA", root, NULL, err) < 0 || utx_commit(&tx, err) < 0)
 		goto out;
 	rc = 0;
@@ -414,7 +419,7 @@ int store_quota_get(struct store *st, const char *root, struct store_quota *q, s
 	struct ustore *u;
 	if (store_ustore_for_mailbox(st, root, 0, &u, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT storage_limit, message_limit, storage_used,"
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT storage_limit, message_limit, storage_used,"
 						   " message_used, modseq FROM quota WHERE root = ?;", err);
 	if (!s)
 		return -1;
@@ -428,7 +433,7 @@ int store_quota_get(struct store *st, const char *root, struct store_quota *q, s
 		q->message_used = sqlite3_column_int64(s, 3);
 		q->modseq = (uint64_t)sqlite3_column_int64(s, 4);
 	}
-	if (store_sql_done(u->db, s, rc, "get quota", err) < 0)
+	if (store_stmt_done(&u->sql, s, rc, "get quota", err) < 0)
 		return -1;	/* BUSY or an I/O error is not "no quota" */
 	if (rc == SQLITE_ROW)
 		return 0;
@@ -504,7 +509,7 @@ int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, v
 	struct ustore *u;
 	if (store_ustore(st, userid, 0, &u, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(u->db, "SELECT name, script, active, modified FROM sieve"
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT name, script, active, modified FROM sieve"
 						   " ORDER BY name;", err);
 	if (!s)
 		return -1;
@@ -514,7 +519,7 @@ int store_sieve_list(struct store *st, const char *userid, store_sieve_cb *cb, v
 		       (size_t)sqlite3_column_bytes(s, 1), sqlite3_column_int(s, 2),
 		       sqlite3_column_int64(s, 3), rock))
 			break;
-	if (store_sql_done(u->db, s, step, "list sieve scripts", err) < 0)
+	if (store_stmt_done(&u->sql, s, step, "list sieve scripts", err) < 0)
 		return -1;
 	return 0;
 }
@@ -528,7 +533,7 @@ int store_check_user(struct store *st, const char *userid, int bodies, struct bu
 	if (store_ustore(st, userid, 0, &u, err) < 0)
 		return -1;
 	int problems = 0;
-	sqlite3_stmt *m = store_sql_prepare(u->db, "SELECT id, name, last_uid, highestmodseq FROM mailboxes"
+	sqlite3_stmt *m = store_stmt(&u->sql, "SELECT id, name, last_uid, highestmodseq FROM mailboxes"
 						   " ORDER BY name;", err);
 	if (!m)
 		return -1;
@@ -538,7 +543,7 @@ int store_check_user(struct store *st, const char *userid, int bodies, struct bu
 		char *name = xstrdup((const char *)sqlite3_column_text(m, 1));
 		uint32_t last_uid = (uint32_t)sqlite3_column_int64(m, 2);
 		uint64_t hms = (uint64_t)sqlite3_column_int64(m, 3);
-		sqlite3_stmt *r = store_sql_prepare(u->db, "SELECT uid, modseq, size, guid, sysflags FROM records"
+		sqlite3_stmt *r = store_stmt(&u->sql, "SELECT uid, modseq, size, guid, sysflags FROM records"
 							   " WHERE mailbox_id = ? ORDER BY uid;", err);
 		if (!r) {
 			free(name);
@@ -591,7 +596,7 @@ int store_check_user(struct store *st, const char *userid, int bodies, struct bu
 				}
 			}
 		}
-		sqlite3_finalize(r);
+		store_stmt_put(&u->sql, r);
 		uint32_t crc, annot;
 		struct terr e2;
 		int ok = store_mailbox_verify_crc(st, name, &crc, &annot, &e2);
@@ -605,7 +610,7 @@ int store_check_user(struct store *st, const char *userid, int bodies, struct bu
 		}
 		free(name);
 	}
-	sqlite3_finalize(m);
+	store_stmt_put(&u->sql, m);
 	buf_free(&path);
 	buf_free(&data);
 	return problems;

@@ -13,6 +13,9 @@
  * record (expunged ones included) with modseq > since_modseq. */
 int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uint64_t since_modseq,
 		       struct dlist **mb_r, struct terr *err);
+/* The same of an open mailbox (its state as read at store_mailbox_open). */
+int sync_mailbox_dlist_mb(struct store_mailbox *mb, int with_records, uint64_t since_modseq, struct dlist **mb_r,
+			  struct terr *err);
 
 /* A MAILBOX kvlist as a store_apply. The strings point into mb (keep it
  * alive); records are allocated: free with sync_apply_free. Missing or

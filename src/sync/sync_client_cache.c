@@ -130,22 +130,30 @@ static int fast_prepare(struct syncc *sc, const char *name, struct fast_item *it
 		return -1;
 	struct terr err = { 0 };
 	struct dlist *local = NULL;
-	if (sync_mailbox_dlist(sc->st, name, 0, 0, &local, &err) < 0)
+	/* the mailbox is resolved once for the header and the records */
+	struct store_mailbox *mbx;
+	if (store_mailbox_open(sc->st, name, &mbx, &err) < 0)
 		return -1;
+	if (sync_mailbox_dlist_mb(mbx, 0, 0, &local, &err) < 0) {
+		store_mailbox_close(&mbx);
+		return -1;
+	}
 	const char *lu = dlist_cstr(dlist_get(local, "UNIQUEID")), *ru = dlist_cstr(dlist_get(r->hdr, "UNIQUEID"));
 	int same = lu && ru && !strcmp(lu, ru);
 	int equal = same && syncc_header_equal(local, r->hdr);
 	dlist_free(&local);
-	if (!same)
-		return -1;
-	if (equal)
-		return 0;
+	if (!same || equal) {
+		store_mailbox_close(&mbx);
+		return same ? 0 : -1;
+	}
 	struct rstate_nums rn;
 	syncc_remote_nums(r->hdr, &rn);
 	uint64_t rms = rn.modseq;
 	uint32_t rlast = rn.last_uid, rcrc = rn.crc, rannot = rn.crc_annot;
 	struct dlist *mb = NULL;
-	if (sync_mailbox_dlist(sc->st, name, 1, rms, &mb, &err) < 0)
+	int rc = sync_mailbox_dlist_mb(mbx, 1, rms, &mb, &err);
+	store_mailbox_close(&mbx);
+	if (rc < 0)
 		return -1;
 	dlist_add_num(mb, "SINCE_MODSEQ", rms);
 	dlist_add_num(mb, "SINCE_CRC", rcrc);

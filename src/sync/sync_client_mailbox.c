@@ -200,11 +200,12 @@ static int push_mailbox(struct syncc *sc, const char *name, int full, const stru
  * own messages are copied back, syncc_reconcile) and sent again; in
  * repair mode a same-name mailbox with another uniqueid is renamed aside
  * on the replica first. */
-static int sync_one(struct syncc *sc, const char *name, const struct dlist *remote, int follow, struct terr *err);
+static int sync_one(struct syncc *sc, const char *name, struct store_mailbox *mbx, const struct dlist *remote,
+		    int follow, struct terr *err);
 
 int syncc_sync_one(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
 {
-	return sync_one(sc, name, remote, 1, err);
+	return sync_one(sc, name, NULL, remote, 1, err);
 }
 
 /* APPLY RENAME from -> to on the replica (the sync cache forgets both). */
@@ -255,21 +256,23 @@ static int sync_moved(struct syncc *sc, const char *name, struct terr *err)
 		*err = e2;
 		goto out;
 	}
-	rc = sync_one(sc, name, syncc_remote_by_name(&rs, old), 0, err);
+	rc = sync_one(sc, name, NULL, syncc_remote_by_name(&rs, old), 0, err);
 out:
 	syncc_remotes_free(&rs);
 	store_mailbox_info_free(&mi);
 	return rc;
 }
 
-static int sync_one(struct syncc *sc, const char *name, const struct dlist *remote, int follow, struct terr *err)
+/* mbx: the mailbox opened by the caller, or NULL (then found by name) */
+static int sync_one(struct syncc *sc, const char *name, struct store_mailbox *mbx, const struct dlist *remote,
+		    int follow, struct terr *err)
 {
 	int incremental = remote != NULL && !sc->repair;
 	int other_uniqueid = 0;
 	if (remote) {
 		struct dlist *mb = NULL;
 		const char *lu, *ru;
-		if (sync_mailbox_dlist(sc->st, name, 0, 0, &mb, err) < 0)
+		if ((mbx ? sync_mailbox_dlist_mb(mbx, 0, 0, &mb, err) : sync_mailbox_dlist(sc->st, name, 0, 0, &mb, err)) < 0)
 			return -1;
 		int same = dlist_get_str(mb, "UNIQUEID", &lu) == 0 && dlist_get_str(remote, "UNIQUEID", &ru) == 0 &&
 			   !strcmp(lu, ru);
@@ -324,9 +327,10 @@ static int sync_one(struct syncc *sc, const char *name, const struct dlist *remo
 /* sync_one, with the outcome noted for the failed list: a failure other
  * than the connection's is isolated (recorded for retry, the rest of the
  * channel goes on). */
-static int sync_one_noted(struct syncc *sc, const char *name, const struct dlist *remote, struct terr *err)
+static int sync_one_noted(struct syncc *sc, const char *name, struct store_mailbox *mbx, const struct dlist *remote,
+			  struct terr *err)
 {
-	if (sync_one(sc, name, remote, 1, err) == 0) {
+	if (sync_one(sc, name, mbx, remote, 1, err) == 0) {
 		syncc_note_synced(sc, name);
 		return 0;
 	}
@@ -380,7 +384,7 @@ static int follow_uniqueid(struct syncc *sc, const char *gone, const struct dlis
 		rc = e2.code == TE_IO ? (*err = e2, -1) : 0;
 	} else {
 		syncc_note_synced(sc, gone);
-		if (sync_one_noted(sc, uf.name, remote, &e2) < 0 && e2.code == TE_IO) {
+		if (sync_one_noted(sc, uf.name, NULL, remote, &e2) < 0 && e2.code == TE_IO) {
 			*err = e2;
 			rc = -1;
 		}
@@ -530,9 +534,10 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 		}
 	for (size_t oi = 0; rc == 0 && oi < nord; oi++) {
 		size_t i = order[oi];
-		struct store_mailbox_info mi;
+		struct store_mailbox *mbx;
 		struct terr e2 = { 0 };
-		if (store_mailbox_get(sc->st, names[i], &mi, &e2) < 0) {
+		/* resolved once for this pass: its state here, its header in sync_one */
+		if (store_mailbox_open(sc->st, names[i], &mbx, &e2) < 0) {
 			if (e2.code != TE_NOTFOUND) {
 				*err = e2;
 				failed = 1;
@@ -541,6 +546,7 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 			gone[ngone++] = names[i];	/* after the renames of the batch */
 			continue;
 		}
+		const struct store_mailbox_info mi = *store_mailbox_state(mbx);
 		const struct dlist *remote = syncc_remote_by_name(&rs, names[i]);
 		const char *elsewhere = syncc_remote_by_uniqueid(&rs, mi.uniqueid);
 		if (elsewhere && strcmp(elsewhere, names[i]) && !remote) {
@@ -561,7 +567,7 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 			if (d < 0) {
 				*err = e2;
 				rc = -1;
-				store_mailbox_info_free(&mi);
+				store_mailbox_close(&mbx);
 				break;
 			}
 			if (d > 0)
@@ -569,12 +575,12 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 		}
 		if (!remote && !sc->repair && !nostream) {
 			fresh[nfresh++] = names[i];	/* streamed together below */
-		} else if (sync_one_noted(sc, names[i], remote, &e2) < 0) {
+		} else if (sync_one_noted(sc, names[i], mbx, remote, &e2) < 0) {
 			*err = e2;
 			if (e2.code == TE_IO)
 				rc = -1;
 		}
-		store_mailbox_info_free(&mi);
+		store_mailbox_close(&mbx);
 	}
 	if (rc == 0 && nfresh) {
 		size_t nretry = 0;

@@ -16,8 +16,6 @@ struct annot {
 
 struct rec_rock {
 	struct dlist *list;
-	struct store *st;
-	const char *name;
 	struct annot *an;
 	size_t nan;
 };
@@ -111,9 +109,19 @@ static int add_record(const struct store_record *r, void *rock)
 int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uint64_t since_modseq,
 		       struct dlist **mb_r, struct terr *err)
 {
-	struct store_mailbox_info mi;
-	if (store_mailbox_get(st, name, &mi, err) < 0)
+	struct store_mailbox *mb;
+	if (store_mailbox_open(st, name, &mb, err) < 0)
 		return -1;
+	int rc = sync_mailbox_dlist_mb(mb, with_records, since_modseq, mb_r, err);
+	store_mailbox_close(&mb);
+	return rc;
+}
+
+int sync_mailbox_dlist_mb(struct store_mailbox *mbx, int with_records, uint64_t since_modseq, struct dlist **mb_r,
+			  struct terr *err)
+{
+	const struct store_mailbox_info *mip = store_mailbox_state(mbx);
+	const struct store_mailbox_info mi = *mip;
 	struct dlist *kv = dlist_new(DL_KVLIST, "MAILBOX");
 	dlist_add_str(kv, "UNIQUEID", mi.uniqueid);
 	dlist_add_str(kv, "MBOXNAME", mi.name);
@@ -142,8 +150,8 @@ int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uin
 		dlist_add_num(kv, "CREATEDMODSEQ", mi.createdmodseq);
 	if (mi.foldermodseq)
 		dlist_add_num(kv, "FOLDERMODSEQ", mi.foldermodseq);
-	struct rec_rock rr = { NULL, st, name, NULL, 0 };
-	int rc = store_annot_list(st, name, -1, collect_annot, &rr, err);
+	struct rec_rock rr = { NULL, NULL, 0 };
+	int rc = store_mailbox_annots(mbx, -1, collect_annot, &rr, err);
 	size_t nmbox = 0;
 	for (size_t i = 0; i < rr.nan; i++)
 		nmbox += rr.an[i].uid == 0;
@@ -151,7 +159,7 @@ int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uin
 		add_annots(dlist_add_list(kv, "ANNOTATIONS"), &rr, 0);
 	if (rc == 0 && with_records) {
 		rr.list = dlist_add_list(kv, "RECORD");
-		rc = store_records(st, name, since_modseq, 1, add_record, &rr, err);
+		rc = store_mailbox_records(mbx, since_modseq, 1, add_record, &rr, err);
 	}
 	for (size_t i = 0; i < rr.nan; i++) {
 		free(rr.an[i].entry);
@@ -159,7 +167,6 @@ int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uin
 		buf_free(&rr.an[i].value);
 	}
 	free(rr.an);
-	store_mailbox_info_free(&mi);
 	if (rc < 0) {
 		dlist_free(&kv);
 		return -1;

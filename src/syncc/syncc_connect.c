@@ -10,9 +10,12 @@
 #include "net/net.h"
 #include "sync/sync_transport.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -114,6 +117,32 @@ static int imap_simple(struct syncc *sc, const char *tag, const char *cmd, struc
 	}
 	buf_free(&raw);
 	return rc;
+}
+
+/* sync_compress: auto (the default) deflates unless the replica is on this
+ * machine (a loopback address or a Unix socket): there deflate at level 1
+ * was 64% of the client's CPU in an initial sync and saved nothing
+ * (docs/benchmarks.md, "Where the time goes"). -z always compresses. */
+static int want_compress(struct syncc *sc)
+{
+	const char *v = conf_chan_str(sc->conf, sc->channel, "sync_compress");
+	if (sc->o.require_compress || (v && !strcasecmp(v, "yes")))
+		return 1;
+	if (v && !strcasecmp(v, "no"))
+		return 0;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	if (getpeername(conn_fd(conn_of(sc)), (struct sockaddr *)&ss, &sl) < 0)
+		return 1;
+	if (ss.ss_family == AF_UNIX)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) != 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return !IN6_IS_ADDR_LOOPBACK(a) && !(IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return 1;
 }
 
 static int read_banner(struct syncc *sc, struct terr *err)
@@ -284,7 +313,7 @@ static int connect_attempt(struct syncc *sc, int attempt, int *attempts_r, struc
 	memset(b64, 0, sizeof b64);
 	if (arc < 0)
 		goto out;
-	if (sc->cap_compress) {
+	if (sc->cap_compress && want_compress(sc)) {
 		if (syncc_simple(sc, "COMPRESS DEFLATE", err) < 0 || conn_compress_level(conn_of(sc), SYNCC_DEFLATE_LEVEL, err) < 0)
 			goto out;
 	} else if (sc->o.require_compress) {
