@@ -183,12 +183,13 @@ out:
 	buf_free(&data);
 }
 
-struct chlog *chlog_open_shards(const char *configdir, const char *const *channels, const unsigned *shards,
-				size_t nchannels)
+static struct chlog *open_channels(const char *configdir, const char *const *channels, const unsigned *shards,
+				   size_t nchannels, int fixed)
 {
 	if (nchannels > MAX_CHANNELS)
 		return NULL;
 	struct chlog *l = xcalloc(1, sizeof *l);
+	l->fixed = fixed;
 	l->configdir = xstrdup(configdir);
 	l->base = xcalloc(nchannels ? nchannels : 1, sizeof *l->base);
 	l->bshards = xcalloc(nchannels ? nchannels : 1, sizeof *l->bshards);
@@ -203,25 +204,16 @@ struct chlog *chlog_open_shards(const char *configdir, const char *const *channe
 	return l;
 }
 
+struct chlog *chlog_open_shards(const char *configdir, const char *const *channels, const unsigned *shards,
+				size_t nchannels)
+{
+	return open_channels(configdir, channels, shards, nchannels, 0);
+}
+
 struct chlog *chlog_open_fixed(const char *configdir, const char *const *channels, const unsigned *shards,
 			       size_t nchannels)
 {
-	if (nchannels > MAX_CHANNELS)
-		return NULL;
-	struct chlog *l = xcalloc(1, sizeof *l);
-	l->fixed = 1;
-	l->configdir = xstrdup(configdir);
-	l->base = xcalloc(nchannels ? nchannels : 1, sizeof *l->base);
-	l->bshards = xcalloc(nchannels ? nchannels : 1, sizeof *l->bshards);
-	l->nbase = nchannels;
-	for (size_t i = 0; i < nchannels; i++) {
-		l->base[i] = xstrdup(channels[i] ? channels[i] : "");
-		l->bshards[i] = clamp_shards(shards ? shards[i] : 1);
-	}
-	l->channels = xcalloc(1, sizeof *l->channels);
-	l->list_st.st_ino = (ino_t)-1;
-	refresh(l);
-	return l;
+	return open_channels(configdir, channels, shards, nchannels, 1);
 }
 
 struct chlog *chlog_open(const char *configdir, const char *const *channels, size_t nchannels)

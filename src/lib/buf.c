@@ -116,3 +116,17 @@ int buf_eq(const struct buf *b, const char *s)
 	size_t n = strlen(s);
 	return b->len == n && (n == 0 || memcmp(b->ptr, s, n) == 0);
 }
+
+void buf_json_str(struct buf *b, const char *s)
+{
+	buf_putc(b, '"');
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			buf_printf(b, "\\%c", *p);
+		else if (*p < 0x20)
+			buf_printf(b, "\\u%04x", *p);
+		else
+			buf_putc(b, (char)*p);
+	}
+	buf_putc(b, '"');
+}

@@ -23,6 +23,9 @@ void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *data, size_t len);
 void buf_appends(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
+/* Appends s as a JSON string: quoted, with " and \ escaped and control
+ * characters as \u00XX (bytes >= 0x80 pass as they are). */
+void buf_json_str(struct buf *b, const char *s);
 void buf_printf(struct buf *b, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);

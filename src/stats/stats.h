@@ -211,7 +211,5 @@ void stats_render_all(const struct conf *conf, struct buf *out);
 /* Helpers of the text formats. */
 /* A Prometheus label value, escaped (\\, \", \n). */
 void stats_prom_label(struct buf *out, const char *v);
-/* A JSON string with its quotes. */
-void stats_json_str(struct buf *out, const char *v);
 
 #endif

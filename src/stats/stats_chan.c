@@ -152,16 +152,3 @@ void stats_prom_label(struct buf *out, const char *v)
 	}
 }
 
-void stats_json_str(struct buf *out, const char *v)
-{
-	buf_putc(out, '"');
-	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			buf_printf(out, "\\u%04x", *p);
-		else
-			buf_putc(out, (char)*p);
-	}
-	buf_putc(out, '"');
-}

@@ -792,30 +792,16 @@ int syncc_repair(struct syncc *sc, const struct syncc_repair_opts *ro, struct te
 
 /* ---- JSON report -------------------------------------------------------------------------- */
 
-static void json_str(struct buf *out, const char *s)
-{
-	buf_putc(out, '"');
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			buf_printf(out, "\\%c", *p);
-		else if (*p < 0x20)
-			buf_printf(out, "\\u%04x", *p);
-		else
-			buf_putc(out, (char)*p);
-	}
-	buf_putc(out, '"');
-}
-
 static void json_items(struct buf *out, const char *key, const struct syncc_items *it)
 {
 	buf_printf(out, ",\n  \"%s\": [", key);
 	for (size_t i = 0; i < it->n; i++) {
 		buf_appends(out, i ? ",\n    {\"mailbox\": " : "\n    {\"mailbox\": ");
-		json_str(out, it->v[i].mailbox);
+		buf_json_str(out, it->v[i].mailbox);
 		buf_appends(out, ", \"kind\": ");
-		json_str(out, it->v[i].kind);
+		buf_json_str(out, it->v[i].kind);
 		buf_appends(out, ", \"detail\": ");
-		json_str(out, it->v[i].detail);
+		buf_json_str(out, it->v[i].detail);
 		buf_putc(out, '}');
 	}
 	buf_appends(out, it->n ? "\n  ]" : "]");
@@ -826,7 +812,7 @@ static void json_msgs(struct buf *out, const char *key, const char *uidkey, cons
 	buf_printf(out, ",\n  \"%s\": [", key);
 	for (size_t i = 0; i < it->n; i++) {
 		buf_appends(out, i ? ",\n    {\"mailbox\": " : "\n    {\"mailbox\": ");
-		json_str(out, it->v[i].mailbox);
+		buf_json_str(out, it->v[i].mailbox);
 		buf_printf(out, ", \"%s\": %u, \"new_uid\": %u, \"guid\": \"%s\"}", uidkey, it->v[i].replica_uid,
 			   it->v[i].new_uid, it->v[i].guid);
 	}
@@ -836,7 +822,7 @@ static void json_msgs(struct buf *out, const char *key, const char *uidkey, cons
 void syncc_report_json(const struct syncc *sc, int equal, struct buf *out)
 {
 	buf_printf(out, "{\n  \"channel\": ");
-	json_str(out, sc->channel);
+	buf_json_str(out, sc->channel);
 	buf_printf(out, ",\n  \"equal\": %s", equal ? "true" : "false");
 	json_items(out, "differences", &sc->diffs);
 	json_items(out, "repaired", &sc->repaired);

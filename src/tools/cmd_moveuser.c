@@ -66,18 +66,6 @@ struct display {
 	int shown;
 };
 
-static void human(unsigned long long n, char *out, size_t size)
-{
-	static const char *const units[] = { "B", "KB", "MB", "GB", "TB" };
-	double v = (double)n;
-	int u = 0;
-	while (v >= 1000 && u < 4) {
-		v /= 1000;
-		u++;
-	}
-	snprintf(out, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static void print_progress(struct display *d, const struct syncc_move_progress *p);
 
 static void show(void *rock, const struct syncc_move_progress *p)
@@ -98,8 +86,8 @@ static void show(void *rock, const struct syncc_move_progress *p)
 static void print_progress(struct display *d, const struct syncc_move_progress *p)
 {
 	char bd[32], bt[32], eta[32];
-	human(p->bytes_done, bd, sizeof bd);
-	human(p->bytes_total, bt, sizeof bt);
+	tools_human_bytes(p->bytes_done, bd, sizeof bd);
+	tools_human_bytes(p->bytes_total, bt, sizeof bt);
 	if (p->eta_s < 0)
 		snprintf(eta, sizeof eta, "?");
 	else

@@ -146,7 +146,7 @@ static void json_client(struct buf *out, const struct cl *x)
 	else
 		buf_appends(out, "null");
 	buf_appends(out, ", \"state\": ");
-	stats_json_str(out, x->state);
+	buf_json_str(out, x->state);
 	json_num_or_null(out, "pid", x->pid, x->pid == 0);
 	json_num_or_null(out, "since", pc->since, !x->pid || !pc->since);
 	json_num_or_null(out, "backoff_until", pc->backoff_until, strcmp(x->state, "backoff") != 0);
@@ -160,14 +160,14 @@ static void json_client(struct buf *out, const struct cl *x)
 	json_num_or_null(out, "lag_s", x->lag, x->lag < 0);
 	buf_printf(out, ", \"bytes_sent\": %llu, \"passes\": %llu, \"pass_failures\": %llu, \"error\": ", pc->bytes_sent,
 		   pc->passes, pc->pass_failures);
-	stats_json_str(out, pc->error);
+	buf_json_str(out, pc->error);
 	buf_appends(out, ", \"failed_mailboxes\": [");
 	for (size_t i = 0; i < x->c.nfailed; i++) {
 		const struct stats_failed *f = &x->c.failed[i];
 		buf_appends(out, i ? ", {\"mailbox\": " : "{\"mailbox\": ");
-		stats_json_str(out, f->mailbox);
+		buf_json_str(out, f->mailbox);
 		buf_printf(out, ", \"attempts\": %d, \"next_retry\": %lld, \"error\": ", f->attempts, f->next_retry);
-		stats_json_str(out, f->error);
+		buf_json_str(out, f->error);
 		buf_putc(out, '}');
 	}
 	buf_appends(out, "]}");
@@ -181,15 +181,15 @@ static void daemon_lines(struct buf *out, const struct stats_daemon *d, int runn
 		if (running) {
 			buf_printf(out, ", \"pid\": %ld, \"started\": %lld, \"uptime_s\": %lld, \"version\": ", d->pid,
 				   d->started, now - d->started);
-			stats_json_str(out, d->version);
+			buf_json_str(out, d->version);
 			buf_appends(out, ", \"config\": ");
-			stats_json_str(out, d->config);
+			buf_json_str(out, d->config);
 			buf_appends(out, ", \"listeners\": [");
 			for (int i = 0; i < d->nls; i++) {
 				buf_appends(out, i ? ", {\"service\": " : "{\"service\": ");
-				stats_json_str(out, d->ls[i].service);
+				buf_json_str(out, d->ls[i].service);
 				buf_appends(out, ", \"addr\": ");
-				stats_json_str(out, d->ls[i].addr);
+				buf_json_str(out, d->ls[i].addr);
 				buf_printf(out, ", \"port\": %d}", d->ls[i].port);
 			}
 			buf_putc(out, ']');
@@ -269,11 +269,11 @@ int cmd_status(struct tool *t, int argc, char **argv)
 		stalled += is_stalled;
 		if (json) {
 			buf_appends(&out, i ? ",\n    {\"channel\": " : "\n    {\"channel\": ");
-			stats_json_str(&out, chans[i]);
+			buf_json_str(&out, chans[i]);
 			const char *host = conf_chan_str(t->conf, chans[i], "sync_host");
 			buf_appends(&out, ", \"replica\": ");
 			if (host && *host)
-				stats_json_str(&out, host);
+				buf_json_str(&out, host);
 			else
 				buf_appends(&out, "null");
 			buf_printf(&out, ", \"shards\": %d, \"pending_lines\": %lld, \"bytes_behind\": %lld, "

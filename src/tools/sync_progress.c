@@ -47,7 +47,7 @@ static void free_names(struct names *ns)
 	free(ns->v);
 }
 
-static void human_bytes(unsigned long b, char *out, size_t len)
+void tools_human_bytes(unsigned long long b, char *out, size_t len)
 {
 	static const char *const units[] = { "B", "KB", "MB", "GB", "TB" };
 	double v = (double)b;
@@ -71,7 +71,7 @@ static void show(const struct syncc *sc, int tty, size_t done, size_t total, uin
 		return;
 	}
 	char b[32];
-	human_bytes(st.bytes_sent, b, sizeof b);
+	tools_human_bytes(st.bytes_sent, b, sizeof b);
 	fprintf(stderr, "\r\033[Kusers %zu/%zu  messages %lu  %s  ", done, total, st.messages, b);
 	if (done < total && done)
 		fprintf(stderr, "ETA %lld:%02lld:%02lld", eta / 3600, eta / 60 % 60, eta % 60);

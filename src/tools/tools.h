@@ -51,6 +51,9 @@ int cmd_repair(struct tool *t, int argc, char **argv);
 int cmd_status(struct tool *t, int argc, char **argv);
 int cmd_failover(struct tool *t, int argc, char **argv);
 int cmd_synclog(struct tool *t, int argc, char **argv);
+/* A byte count for people: "512 B", "1.5 MB" (units of 1024), for the
+ * progress lines of sync -A and move-user (sync_progress.c). */
+void tools_human_bytes(unsigned long long b, char *out, size_t len);
 /* tandem sync -A with progress on standard error (sync_progress.c):
  * users done/total, messages, bytes, ETA; tty: one line redrawn, else
  * key=value lines. Returns as syncc_all. */

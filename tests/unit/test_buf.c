@@ -63,6 +63,17 @@ TEST(logq_quotes_when_needed)
 	CHECK_STR(logq(q, NULL), "-");
 }
 
+TEST(json_str_escapes)
+{
+	struct buf b = BUF_INIT;
+	buf_json_str(&b, "a\"b\\c\n\x01 \xc3\xa9");
+	CHECK_STR(buf_cstr(&b), "\"a\\\"b\\\\c\\u000a\\u0001 \xc3\xa9\"");
+	buf_reset(&b);
+	buf_json_str(&b, "");
+	CHECK_STR(buf_cstr(&b), "\"\"");
+	buf_free(&b);
+}
+
 int main(void)
 {
 	RUN(append_and_cstr);
@@ -70,5 +81,6 @@ int main(void)
 	RUN(long_printf_grows);
 	RUN(consume_truncate_release);
 	RUN(logq_quotes_when_needed);
+	RUN(json_str_escapes);
 	return test_done();
 }

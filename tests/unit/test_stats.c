@@ -303,7 +303,7 @@ TEST(escapes)
 	stats_prom_label(&b, "a\"b\\c\nd");
 	CHECK_STR(buf_cstr(&b), "a\\\"b\\\\c\\nd");
 	buf_reset(&b);
-	stats_json_str(&b, "x\"y\\z\n\x01");
+	buf_json_str(&b, "x\"y\\z\n\x01");
 	CHECK_STR(buf_cstr(&b), "\"x\\\"y\\\\z\\u000a\\u0001\"");
 	buf_free(&b);
 }
