@@ -21,8 +21,8 @@
  * (what `tandem compare --bodies` runs). Then the whole change log is
  * replayed twice: nothing may fail and nothing may change.
  *
- * TANDEM_SEEDS=N runs N seeds (default 150, 30 under ASan; `make soak` runs
- * 20,000),
+ * TANDEM_SEEDS=N runs N seeds (default 1,000, 30 under ASan; `make soak`
+ * runs 20,000) in TANDEM_JOBS processes (default: the cores, at most 8),
  * TANDEM_SEED=S runs that one seed; a failure prints its seed.
  */
 #include "test.h"
@@ -39,9 +39,12 @@
 #include "sync/sync_transport.h"
 #include "sync/sync_client.h"
 
+#include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* ---- a small PRNG (splitmix64): the same seed, the same run ---- */
@@ -748,25 +751,62 @@ static uint64_t base_seed(void)
 	return s && *s ? strtoull(s, NULL, 10) : 20261205;
 }
 
-/* Runs the seeds (TANDEM_SEEDS, TANDEM_SEED); 0 failures expected. */
+/* Seeds first + k, first + k + jobs, ... below n: a worker's share; stops
+ * after 3 failures. Returns how many failed. */
+static long run_share(uint64_t first, long n, long k, long jobs, int split_brain)
+{
+	long failed = 0;
+	for (long i = k; i < n && failed < 3; i += jobs)
+		if (run_seed(first + (uint64_t)i, 30, split_brain) < 0)
+			failed++;
+	return failed;
+}
+
+/* Runs the seeds (TANDEM_SEEDS, TANDEM_SEED) in TANDEM_JOBS worker
+ * processes (default: the machine's cores, at most 8; each seed is
+ * independent, with its own stores); 0 failures expected. */
 static void run_seeds(int split_brain)
 {
 	const char *ns = getenv("TANDEM_SEEDS");
 	/* `make check` runs the plain build and the ASan one: fewer seeds
-	 * under ASan (about 5x slower); `make soak` runs thousands */
+	 * under ASan (about 5x slower); `make soak` runs tens of thousands */
 #ifdef __SANITIZE_ADDRESS__
 	long n = ns && *ns ? strtol(ns, NULL, 10) : 30;
 #else
-	long n = ns && *ns ? strtol(ns, NULL, 10) : 150;
+	long n = ns && *ns ? strtol(ns, NULL, 10) : 1000;
 #endif
 	if (getenv("TANDEM_SEED") && !(ns && *ns))
 		n = 1;
+	const char *js = getenv("TANDEM_JOBS");
+	long jobs = js && *js ? strtol(js, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+	if (jobs < 1)
+		jobs = 1;
+	if (jobs > 8)
+		jobs = 8;
+	if (jobs > n)
+		jobs = n > 0 ? n : 1;
 	uint64_t seed = base_seed();
 	long failed = 0;
-	for (long i = 0; i < n && failed < 3; i++)
-		if (run_seed(seed + (uint64_t)i, 30, split_brain) < 0)
-			failed++;
-	printf("  %ld seeds from %llu, %ld failed\n", n, (unsigned long long)seed, failed);
+	if (jobs == 1) {
+		failed = run_share(seed, n, 0, 1, split_brain);
+	} else {
+		pid_t pids[8];
+		for (long k = 0; k < jobs; k++) {
+			pids[k] = fork();
+			if (pids[k] == 0)
+				_exit((int)run_share(seed, n, k, jobs, split_brain));
+			if (pids[k] < 0) {
+				failed++;	/* counted as a failure: the run is not whole */
+				printf("  fork: %s\n", strerror(errno));
+			}
+		}
+		for (long k = 0; k < jobs; k++) {
+			int st;
+			if (pids[k] > 0 && waitpid(pids[k], &st, 0) == pids[k])
+				failed += WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+		}
+	}
+	printf("  %ld seeds from %llu in %ld processes, %ld failed\n", n, (unsigned long long)seed, jobs, failed);
 	CHECK_INT(failed, 0);
 }
 
