@@ -103,6 +103,8 @@ int imapd_cmd_sync(struct imapd_session *s, const struct imap_cmd *cmd)
 		return 0;
 	}
 	if (s->data_overflow) {
+		if (s->sync)
+			syncs_imap_files_drop(s->sync);
 		imapd_no(s, NULL, "IMAP_PROTOCOL_ERROR Command too long");
 		return 0;
 	}
@@ -117,7 +119,10 @@ int imapd_cmd_sync(struct imapd_session *s, const struct imap_cmd *cmd)
 	size_t len = cmd->u.sync.raw ? (size_t)cmd->u.sync.len : s->appendmsg.len;
 	if (imapd_flush(s) < 0)
 		return -1;
-	const char *res = syncs_imap_command(s->sync, verb, raw, len);
+	/* streamed (imapd's parser): file literals went to staging files
+	 * while the command was read and raw holds their headers only */
+	const char *res = cmd->u.sync.raw ? syncs_imap_command(s->sync, verb, raw, len)
+					  : syncs_imap_command_streamed(s->sync, verb, raw, len);
 	size_t rl = strcspn(res, " ");
 	const char *text = res[rl] ? res + rl + 1 : "";
 	if (!strncmp(res, "OK", rl))

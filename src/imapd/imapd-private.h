@@ -182,6 +182,7 @@ struct imapd_session {
 				 * gathered from IMAP_DATA */
 	int data_overflow;	/* a SYNC* DLIST over DLIST_MAX_COMMAND_BYTES */
 	struct syncs *sync;	/* the replication engine (admins, on first use) */
+	uint64_t sync_file_left;	/* bytes of the file literal being streamed */
 	struct imapd_result res;
 	struct imapd_loaded cur;
 	/* from the config */

@@ -283,6 +283,7 @@ static int on_event(struct imapd_session *s, int ev)
 		int r = imapd_dispatch(s, imap_parser_command(s->p));
 		buf_reset(&s->appendmsg);
 		s->data_overflow = 0;
+		s->sync_file_left = 0;
 		if (r != 0)
 			return -1;
 		break;
@@ -296,7 +297,19 @@ static int on_event(struct imapd_session *s, int ev)
 		enum imap_data_kind kind = imap_parser_data(s->p, &d, &n);
 		if (kind == IMAP_DATA_MESSAGE)
 			buf_append(&s->appendmsg, d, n);
-		else if (s->isadmin && !s->data_overflow) {
+		else if (kind == IMAP_DATA_SYNC_FILE && s->isadmin && !s->data_overflow) {
+			/* a message body of SYNCAPPLY: streamed to a staging file
+			 * (never held in memory; the command keeps its header) */
+			struct terr err = { 0 };
+			if (!s->sync && !(s->sync = syncs_imap_new(s->env, s->c, s->user, &err))) {
+				log_warn("event=sync_open_fail session=%s error=\"%s\"", s->env->session_id, err.msg);
+				s->data_overflow = 1;	/* the command gets NO */
+				buf_free(&s->appendmsg);
+			} else {
+				syncs_imap_file(s->sync, s->appendmsg.ptr ? s->appendmsg.ptr : "", s->appendmsg.len, d, n,
+						&s->sync_file_left);
+			}
+		} else if (s->isadmin && !s->data_overflow) {
 			/* replication commands are for admins only: others' bytes
 			 * are dropped, and the command gets BAD */
 			if (s->appendmsg.len + n > DLIST_MAX_COMMAND_BYTES) {
@@ -313,6 +326,9 @@ static int on_event(struct imapd_session *s, int ev)
 		imap_write_error(&s->out, e);
 		buf_reset(&s->appendmsg);
 		s->data_overflow = 0;
+		s->sync_file_left = 0;
+		if (s->sync)
+			syncs_imap_files_drop(s->sync);
 		s->bad++;
 		if (e->fatal)
 			return -1;

@@ -474,10 +474,12 @@ struct syncs *syncs_imap_new(const struct service_env *env, struct conn *c, cons
 	return s;
 }
 
-const char *syncs_imap_command(struct syncs *s, const char *verb, const char *raw, size_t len)
+static const char *imap_command(struct syncs *s, const char *verb, const char *raw, size_t len, unsigned flags)
 {
-	if (!strcasecmp(verb, "RESTART"))
+	if (!strcasecmp(verb, "RESTART")) {
+		sync_replica_files_drop(s->replica);
 		return sync_replica_exec(s->replica, "RESTART", NULL, send_data, s);
+	}
 	const char *fail = !strcasecmp(verb, "GET") ? "BAD Replication parse failure in Syncget" :
 			   !strcasecmp(verb, "APPLY") ? "BAD Replication parse failure in Syncapply" :
 							"BAD Replication parse failure in Syncrestore";
@@ -487,7 +489,7 @@ const char *syncs_imap_command(struct syncs *s, const char *verb, const char *ra
 	struct dlist *dl = NULL;
 	struct terr err = { 0 };
 	const char *res = fail;
-	if (dlist_parse(line.ptr, line.len, &dl, &err) < 0) {
+	if (dlist_parse_ext(line.ptr, line.len, flags, &dl, &err) < 0) {
 		log_warn("event=bad_command service=imap-sync session=%s error=\"%s\"", s->env->session_id, err.msg);
 	} else {
 		struct dlist *kv = dlist_take_keyed(dl, 1);
@@ -497,7 +499,50 @@ const char *syncs_imap_command(struct syncs *s, const char *verb, const char *ra
 	}
 	dlist_free(&dl);
 	buf_free(&line);
+	sync_replica_files_drop(s->replica);	/* files the command did not stage */
 	return res;
+}
+
+const char *syncs_imap_command(struct syncs *s, const char *verb, const char *raw, size_t len)
+{
+	return imap_command(s, verb, raw, len, 0);
+}
+
+const char *syncs_imap_command_streamed(struct syncs *s, const char *verb, const char *raw, size_t len)
+{
+	return imap_command(s, verb, raw, len, DLIST_FILES_OUTSIDE);
+}
+
+void syncs_imap_file(struct syncs *s, const char *text, size_t textlen, const void *data, size_t len,
+		     uint64_t *left)
+{
+	if (*left == 0) {
+		/* the header is the last "%{" of the text: a literal's bytes
+		 * never follow it (they are this literal's) */
+		size_t at = textlen;
+		while (at >= 2 && !(text[at - 2] == '%' && text[at - 1] == '{'))
+			at--;
+		struct dlist_frame f;
+		dlist_frame_init(&f);
+		f.files = 1;
+		struct terr err = { 0 };
+		struct dlist_file_hdr bad = { "", "", 0, 0 };
+		long long n = at >= 2 ? dlist_frame_scan(&f, text + at - 2, textlen - at + 2, &err) : -1;
+		const struct dlist_file_hdr *h = n == DLIST_FRAME_FILE ? &f.file : &bad;
+		sync_replica_file_begin(s->replica, h);
+		*left = n == DLIST_FRAME_FILE ? f.file.size : len;
+		if (*left < len)
+			*left = len;	/* the parser's size rules: never past the literal */
+	}
+	sync_replica_file_write(s->replica, data, len);
+	*left -= len;
+	if (*left == 0)
+		sync_replica_file_end(s->replica);
+}
+
+void syncs_imap_files_drop(struct syncs *s)
+{
+	sync_replica_files_drop(s->replica);
 }
 
 void syncs_imap_free(struct syncs **sp)

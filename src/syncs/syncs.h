@@ -5,6 +5,7 @@
 #define TANDEM_SYNCS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "server/server.h"
 
@@ -22,6 +23,19 @@ struct syncs *syncs_imap_new(const struct service_env *env, struct conn *c, cons
  * Returns the completion without the tag: "OK success", "NO <code>
  * <text>", "BAD Replication parse failure in Syncapply"; static text. */
 const char *syncs_imap_command(struct syncs *s, const char *verb, const char *raw, size_t len);
+/* The same for a command whose file literals were streamed while it was
+ * read (syncs_imap_file): raw holds their headers, not their bytes. */
+const char *syncs_imap_command_streamed(struct syncs *s, const char *verb, const char *raw, size_t len);
+/* A piece of the file literal whose header ends text (the command read so
+ * far): the first piece of a literal (*left 0) finds the header in text and
+ * begins a staging file, each piece goes to it as it arrives, and the one
+ * that completes the literal (*left back at 0) ends it; no body is held in
+ * memory (reference §2.10 carries csync's file literals, see syncs_session).
+ * A header that does not parse makes the command fail (NO) when it runs. */
+void syncs_imap_file(struct syncs *s, const char *text, size_t textlen, const void *data, size_t len,
+		     uint64_t *left);
+/* Drops what a command that never ran (too long, a parse error) staged. */
+void syncs_imap_files_drop(struct syncs *s);
 void syncs_imap_free(struct syncs **sp);
 
 #endif

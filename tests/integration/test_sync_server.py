@@ -21,7 +21,7 @@ text = open(inst.conf).read().replace("admins: admin\n", "admins: admin repl\n")
 open(inst.conf, "w").write(text)
 inst.ok(["user", "add", "repl"], "replpw\n")
 inst.ok(["user", "add", "plain"], "plainpw\n")
-d = Daemon(inst, services=("sync",))
+d = Daemon(inst, services=("sync", "imap"))
 
 
 
@@ -247,6 +247,46 @@ try:
         big.s.close()
         t.check(wait_for(lambda: not [f for sd in stage for f in os.listdir(sd)]),
                 "the session removed its staging files")
+
+    with t.case("over IMAP too: a 100 MB SYNCAPPLY MESSAGE streams to disk, a bad body is refused"):
+        pids = set(subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout.split())
+        im = socket.create_connection(("127.0.0.1", d.port["imap"]), timeout=60)
+        f = im.makefile("rb")
+        f.readline()
+        session = sorted(set(subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True,
+                                            text=True).stdout.split()) - pids)
+        t.eq(len(session), 1, "one new IMAP session process")
+
+        def tagged(tag):
+            while True:
+                line = f.readline()
+                if not line or line.startswith(tag + b" "):
+                    return line.rstrip(b"\r\n")
+
+        im.sendall(b"a LOGIN repl replpw\r\n")
+        t.check(tagged(b"a").startswith(b"a OK"), "the repl admin logs in over IMAP")
+        im.sendall(b"b SYNCAPPLY MESSAGE (")
+        for i in range(2):
+            im.sendall(b" %{default " + hs[i] + b" " + str(size).encode() + b"}\r\n" + head + str(i).encode())
+            for _ in range(nblocks):
+                im.sendall(block)
+        im.sendall(b")\r\n")
+        t.eq(tagged(b"b"), b"b OK success", "staged over IMAP")
+        hwm = [int(line.split()[1]) for line in open(f"/proc/{session[0]}/status") if line.startswith("VmHWM:")]
+        print(f"  IMAP session peak RSS (VmHWM) after 100 MB of bodies: {hwm[0] if hwm else '?'} kB")
+        t.check(hwm and hwm[0] < 64 * 1024, f"peak RSS of the IMAP session {hwm} kB (< 64 MB for 100 MB of bodies)")
+        bad = b"From: a@example.com\r\nSubject: bad\r\n\r\nnot what the GUID says\r\n"
+        im.sendall(b"c SYNCAPPLY MESSAGE (%{default " + hs[0] + b" " + str(len(bad)).encode() + b"}\r\n" + bad + b")\r\n")
+        r = tagged(b"c")
+        t.check(r.startswith(b"c NO IMAP_PROTOCOL_ERROR message body"), f"a body that does not hash to its GUID: {r}")
+        im.sendall(b"d NOOP\r\n")
+        t.check(tagged(b"d").startswith(b"d OK"), "the session goes on")
+        im.sendall(b"e LOGOUT\r\n")
+        tagged(b"e")
+        im.close()
+        stage = glob.glob(os.path.join(inst.dir, "**", "tmp", "sync"), recursive=True)
+        t.check(wait_for(lambda: not [x for sd in stage for x in os.listdir(sd)]),
+                "the IMAP session removed its staging files")
 
     with t.case("EXIT"):
         t.eq(c.cmd(b"EXIT"), [b"OK Finished"], "EXIT")

@@ -659,12 +659,17 @@ static int st_raw_literal(struct imap_parser *p, const char *s, size_t n, size_t
 	size_t take = p->lit_left < n ? (size_t)p->lit_left : n;
 	*used = take;
 	p->lit_left -= take;
+	int r;
 	if (p->lit_left == 0) {
 		imap_scan_init(&p->scan);
 		p->scan.prev = 'x';
-		return raw_emit(p, s, take, IMAP_PS_RAW);
+		r = raw_emit(p, s, take, IMAP_PS_RAW);
+	} else {
+		r = raw_emit(p, s, take, IMAP_PS_RAW_LITERAL);
 	}
-	return raw_emit(p, s, take, IMAP_PS_RAW_LITERAL);
+	if (r == IMAP_DATA && p->raw_file)
+		p->data_kind = IMAP_DATA_SYNC_FILE;
+	return r;
 }
 
 /* EXPECT: one line (DONE or a SASL response). */

@@ -107,6 +107,7 @@ struct imap_pending {
 enum imap_data_kind {
 	IMAP_DATA_MESSAGE,	/* APPEND's message literal */
 	IMAP_DATA_SYNC,		/* raw remainder of a SYNC* command */
+	IMAP_DATA_SYNC_FILE,	/* bytes of a file literal %{part guid size} in it */
 };
 
 /* A new parser in IMAP_MODE_PREAUTH, streaming mode, message limit
