@@ -101,9 +101,12 @@ try:
         def caught_up():
             rc, doc = sjson(m)
             c = channel(doc, "repl1")
-            ok = c and c["pending_lines"] == 0 and c["clients"][0]["state"] == "connected" and c["failed_mailboxes"]
+            cl = c and c["clients"][0]
+            # the failed list is written during the pass, the client's state file after it
+            ok = cl and c["pending_lines"] == 0 and cl["state"] == "connected" and c["failed_mailboxes"] and \
+                cl["passes"] >= 1 and cl["last_success"]
             return doc if ok else None
-        doc = wait_for(caught_up, 30, "connected, caught up, the failure recorded")
+        doc = wait_for(caught_up, 30, "connected, caught up, the failure recorded, the pass published")
         c = channel(doc, "repl1")
         cl = c["clients"][0]
         t.eq(c["replica"], f"127.0.0.1:{pair.port}", "the replica")
