@@ -45,7 +45,9 @@ int store_stmts_busy(const struct store_stmts *c);
  * store_stmt_put (never sqlite3_finalize). NULL with err on failure. */
 sqlite3_stmt *store_stmt(struct store_stmts *c, const char *sql, struct terr *err);
 void store_stmt_put(struct store_stmts *c, sqlite3_stmt *s);
-/* store_sql_done and store_sql_exists for cached statements. */
+/* store_sql_done for a cached statement; store_stmt_exists runs a
+ * one-parameter query ("SELECT 1 FROM t WHERE k = ?"): 1 when it returns
+ * a row, 0 when not, -1 on error (what names it in err). */
 int store_stmt_done(struct store_stmts *c, sqlite3_stmt *s, int rc, const char *what, struct terr *err);
 int store_stmt_exists(struct store_stmts *c, const char *sql, const char *param, const char *what,
 		      struct terr *err);
@@ -108,9 +110,6 @@ int store_sql_fail(sqlite3 *db, const char *what, struct terr *err);
  * answer. */
 int store_sql_done(sqlite3 *db, sqlite3_stmt *s, int rc, const char *what, struct terr *err);
 sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err);
-/* Runs a one-parameter query ("SELECT 1 FROM t WHERE k = ?"): 1 when it
- * returns a row, 0 when not, -1 on error (what names it in err). */
-int store_sql_exists(sqlite3 *db, const char *sql, const char *param, const char *what, struct terr *err);
 /* Opens (or returns the cached) database of an owner. create: make the
  * directory and schema when missing; else TE_NOTFOUND when missing. */
 int store_ustore(struct store *st, const char *owner, int create, struct ustore **u_r,

@@ -553,21 +553,6 @@ static int hash_password(const char *password, struct buf *out, struct terr *err
 	return rc;
 }
 
-int store_sql_exists(sqlite3 *db, const char *sql, const char *param, const char *what, struct terr *err)
-{
-	sqlite3_stmt *s = store_sql_prepare(db, sql, err);
-	if (!s)
-		return -1;
-	sqlite3_bind_text(s, 1, param, -1, SQLITE_STATIC);
-	int rc = sqlite3_step(s);
-	sqlite3_finalize(s);
-	if (rc == SQLITE_ROW)
-		return 1;
-	if (rc == SQLITE_DONE)
-		return 0;
-	return store_sql_fail(db, what, err);
-}
-
 static int users_row_exists(struct store *st, const char *userid, struct terr *err)
 {
 	return store_stmt_exists(&st->usersql, "SELECT 1 FROM users WHERE userid = ?;", userid, "users", err);

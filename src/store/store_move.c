@@ -78,7 +78,8 @@ int store_move_fence(struct store *st, const char *owner, struct terr *err)
 {
 	if (!*owner)
 		return 0;	/* shared mailboxes never move */
-	int ex = store_sql_exists(st->usersdb, "SELECT 1 FROM user_moves WHERE userid = ?;", owner, "user_moves", err);
+	/* every write transaction passes here: the cached statement */
+	int ex = store_stmt_exists(&st->usersql, "SELECT 1 FROM user_moves WHERE userid = ?;", owner, "user_moves", err);
 	if (ex < 0)
 		return -1;
 	if (ex)

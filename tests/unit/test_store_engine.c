@@ -4,6 +4,7 @@
  * "not found". A real SQLite in a temp directory. */
 #include "lib/fsutil.h"
 #include "store/store-private.h"
+#include "lib/log.h"
 #include "test.h"
 
 #include <sqlite3.h>
@@ -496,6 +497,7 @@ TEST(failing_query_is_not_absent)
 
 int main(void)
 {
+	log_open("test_store_engine", 0, LOG_LVL_ERR);
 	RUN(stmt_cache_prepares_once);
 	RUN(stmt_cache_in_use_gets_its_own);
 	RUN(stmt_cache_nested_same_query);

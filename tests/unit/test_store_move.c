@@ -6,6 +6,7 @@
 #include "lib/fsutil.h"
 #include "store/store.h"
 #include "store/store_move.h"
+#include "lib/log.h"
 #include "test.h"
 
 struct fixture {
@@ -206,6 +207,7 @@ TEST(user_without_password_never_logs_in_through_the_record)
 
 int main(void)
 {
+	log_open("test_store_move", 0, LOG_LVL_ERR);
 	RUN(lock_fences_writes_and_unlock_lifts_it);
 	RUN(lock_is_seen_by_another_handle);
 	RUN(finish_keeps_the_record_and_logs_unuser);
