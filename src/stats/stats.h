@@ -20,8 +20,9 @@
  *    key=value lines written by the client (syncc_publish.c) with a
  *    temporary file and rename (atomic for readers; not fsynced: it is
  *    advisory) at each transition: connecting, connected, backing off
- *    until T, pass done or failed, stopped; and at most every
- *    STATS_IDLE_REFRESH_S while it waits with nothing to send. It is read
+ *    until T, pass done or failed (successful passes: at most one write
+ *    a second, the rest counted into the next), stopped; and at most
+ *    every STATS_IDLE_REFRESH_S while it waits with nothing to send. It is read
  *    by `tandem status` (tandemd running or not) and at each scrape.
  * 3. tandemd's own state: <configdir>/tandemd.state, the same format: its
  *    pid, start time, version, listeners and its sync clients (pid, or the

@@ -370,6 +370,7 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 				usleep((useconds_t)(step * 1000));
 			}
 			waited += step;
+			syncc_pub_idle(sc);	/* counters of the last second's passes */
 		} while (waited < interval && !(sc->o.stop && *sc->o.stop));
 	}
 	syncc_rn_close(sc);

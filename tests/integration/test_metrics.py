@@ -258,8 +258,10 @@ try:
         im.logout()
         wait_for(lambda: m.ok(["status", "-n", "repl1"]).startswith("tandemd=running") and
                  "pending_lines=0" in m.ok(["status", "-n", "repl1"]), 30, "the channel caught up")
-        f = wait_for(lambda: (lambda f: f if value(f, "tandem_sync_client_connected", channel="repl1") == 1 else None)(
-            scrape(mport)), 30, "connected 1")
+        # a client publishes successful passes at most once a second: wait for the last one
+        f = wait_for(lambda: (lambda f: f if value(f, "tandem_sync_client_connected", channel="repl1") == 1 and
+                              value(f, "tandem_sync_bytes_sent_total", channel="repl1") > 5000 else None)(
+            scrape(mport)), 30, "connected 1, the passes published")
         t.eq(value(f, "tandem_lmtp_delivered_total"), 6, "6 recipients stored")
         t.eq(value(f, "tandem_lmtp_refused_total", reason="no_such_user"), 1, "one refused: no such user")
         t.check(value(f, "tandem_sessions_total", service="lmtp") >= 6, "LMTP sessions counted")
