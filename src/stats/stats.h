@@ -44,10 +44,9 @@
 
 #include "lib/buf.h"
 #include "lib/limits.h"
+#include "lib/version.h"
 
 struct conf;
-
-#define TANDEM_VERSION "0.9"
 
 /* ---- the shared segment ---------------------------------------------- */
 

@@ -7,15 +7,19 @@
 #include "conf/conf.h"
 #include "lib/limits.h"
 #include "lib/log.h"
+#include "lib/version.h"
 #include "lib/xalloc.h"
 #include "server/server.h"
 #include "store/store.h"
 
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #define DEFAULT_CONF "/etc/tandem.conf"
 
@@ -47,13 +51,24 @@ static const struct command commands[] = {
 
 static void usage_all(FILE *f)
 {
-	fprintf(f, "usage: tandem [-C CONFIG] [-v] COMMAND [ARGS]\n\n"
+	fprintf(f, "usage: tandem [-C CONFIG] [-v] COMMAND [ARGS]\n"
+		   "       tandem --version\n\n"
 		   "  -C CONFIG  configuration file (default $TANDEM_CONF, else %s)\n"
 		   "  -v         log debug lines to standard error\n\ncommands:\n", DEFAULT_CONF);
 	for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
 		fprintf(f, "  %-9s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "\n'tandem COMMAND --help' describes one command. Exit status: 0 done,\n"
 		   "1 the operation failed, 2 bad usage or configuration.\n");
+}
+
+/* The version, and what this build speaks and links against (an operator
+ * filing a bug pastes this). */
+static void print_version(void)
+{
+	printf("tandem %s\n"
+	       "protocols: IMAP4rev1, LMTP, Cyrus 3.6 replication (csync and IMAP SYNC verbs)\n"
+	       "libraries: SQLite %s, %s, zlib %s\n",
+	       TANDEM_VERSION, sqlite3_libversion(), OpenSSL_version(OPENSSL_VERSION), zlibVersion());
 }
 
 int tool_fail(const struct terr *err)
@@ -140,7 +155,10 @@ int main(int argc, char **argv)
 			t.conf_path = argv[++i];
 		else if (!strcmp(argv[i], "-v"))
 			lvl = LOG_LVL_DEBUG;
-		else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+		else if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+			print_version();
+			return EXIT_OK;
+		} else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage_all(stdout);
 			return EXIT_OK;
 		} else {

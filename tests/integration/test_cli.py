@@ -2,6 +2,7 @@
 init, users, mailboxes, delivery, flags, expunge, dump, synclog, check,
 and bad input (clear error, exit code, nothing changed)."""
 import os
+import re
 import subprocess
 
 from tlib import TANDEM, Instance, Suite, make_message, sha1
@@ -17,6 +18,13 @@ try:
             r = inst.run([cmd, "--help"])
             t.eq(r.returncode, 0, f"{cmd} --help")
             t.check("usage:" in r.stdout, f"{cmd} --help prints usage")
+        r = inst.run(["--version"], conf=False)
+        t.eq(r.returncode, 0, "tandem --version")
+        t.check(re.match(r"tandem \d+\.\d+\.\d+\n", r.stdout) is not None, f"version line: {r.stdout!r}")
+        t.check("Cyrus 3.6 replication" in r.stdout and "SQLite 3." in r.stdout, f"protocols and libraries: {r.stdout!r}")
+        version = r.stdout.split()[1]
+        hdr = open(os.path.join(os.path.dirname(TANDEM), "..", "src", "lib", "version.h")).read()
+        t.check(f'"{version}"' in hdr, "the version comes from src/lib/version.h")
         t.eq(inst.run(["frobnicate"]).returncode, 2, "unknown command")
         t.eq(inst.run(["user", "zap"]).returncode, 2, "unknown subcommand")
 
