@@ -139,6 +139,35 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 	return 0;
 }
 
+/* Closes a database (NULL: nothing). A write-ahead log over
+ * STORE_WAL_CLOSE_CKPT_BYTES is checkpointed and truncated first (see
+ * limits.h): open_db keeps SQLite from checkpointing at every close, so
+ * without this a log written only by short-lived processes never stops
+ * growing and every fresh process reads all of it. The checkpoint never
+ * waits: with another connection writing or reading an old snapshot it
+ * does what it can (SQLITE_BUSY) and the last one to close finishes it.
+ * Durable either way: SQLite syncs the database file before it truncates
+ * the log. */
+static void close_db(sqlite3 *db)
+{
+	if (!db)
+		return;
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+	struct stat sb;
+	if (wal && stat(wal, &sb) == 0 && sb.st_size > STORE_WAL_CLOSE_CKPT_BYTES) {
+		int nlog = 0, nckpt = 0;
+		sqlite3_busy_timeout(db, 0);
+		int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
+		if (rc == SQLITE_OK || rc == SQLITE_BUSY)
+			log_debug("event=wal_checkpoint db=%s bytes=%lld frames=%d backfilled=%d result=%s", wal,
+				  (long long)sb.st_size, nlog, nckpt, rc == SQLITE_OK ? "truncated" : "busy");
+		else	/* the log stays whole: nothing is lost, the next close tries again */
+			log_warn("event=wal_checkpoint_fail db=%s bytes=%lld error=\"%s\"", wal, (long long)sb.st_size,
+				 sqlite3_errmsg(db));
+	}
+	sqlite3_close(db);
+}
+
 /* Userid -> a safe directory name: [A-Za-z0-9._@+-] kept (no leading
  * dot), every other byte as %XX. */
 static void encode_owner(const char *owner, struct buf *out)
@@ -198,7 +227,7 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 static void ustore_free(struct ustore *u)
 {
 	store_stmts_close(&u->sql);
-	sqlite3_close(u->db);
+	close_db(u->db);
 	free(u->owner);
 	free(u->dir);
 	free(u);
@@ -215,7 +244,7 @@ void store_close(struct store **stp)
 		ustore_free(u);
 	}
 	store_stmts_close(&st->usersql);
-	sqlite3_close(st->usersdb);
+	close_db(st->usersdb);
 	store_cache_strings_free(&st->memo);
 	free(st->configdir);
 	free(st->partition);

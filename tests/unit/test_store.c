@@ -3,6 +3,7 @@
 #include "chlog/chlog.h"
 #include "lib/fsutil.h"
 #include "lib/sha1.h"
+#include "lib/limits.h"
 #include "lib/log.h"
 #include "msgcache/msgcache.h"
 #include "store/store.h"
@@ -1068,6 +1069,67 @@ TEST(recent_mark)
 	fx_close(&fx);
 }
 
+/* Every delivery by its own short-lived process (tandem deliver): each
+ * store_open .. store_close below is one such process. The user's
+ * write-ahead log stays under its bound (close_db checkpoints and
+ * truncates it past STORE_WAL_CLOSE_CKPT_BYTES; before, it grew by every
+ * delivery's frames for ever and every process read all of it), and a
+ * store opened afterwards sees every message. */
+static long long wal_size(const struct fixture *fx, const char *enc_user)
+{
+	char p[4300];
+	snprintf(p, sizeof p, "%s/user/%s/meta.db-wal", fx->spool, enc_user);
+	struct stat sb;
+	return stat(p, &sb) == 0 ? (long long)sb.st_size : 0;
+}
+
+TEST(wal_bounded_across_short_lived_processes)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, msgcache_compute, NULL, NULL };
+	enum { N = 300 };
+	long long maxwal = 0;
+	int truncated = 0, failed = 0;
+	for (int i = 0; i < N; i++) {
+		store_close(&fx.st);
+		if (store_open(&o, &fx.st, &err) < 0) {
+			failed++;
+			break;
+		}
+		char m[512];
+		snprintf(m, sizeof m, "From: a@example.com\r\nTo: alice@example.com\r\nSubject: n%d\r\n"
+			 "Message-ID: <%d@example.com>\r\n\r\nbody %d\r\n", i, i, i);
+		const char *to[] = { "user.alice" };
+		uint32_t uid = 0;
+		struct terr errs[1];
+		if (store_deliver(fx.st, to, 1, m, strlen(m), NULL, &uid, errs, &err) < 0 || uid != (uint32_t)i + 1)
+			failed++;
+		long long before = wal_size(&fx, "alice");
+		if (before > maxwal)
+			maxwal = before;
+		store_close(&fx.st);	/* the process exits */
+		if (before > STORE_WAL_CLOSE_CKPT_BYTES && wal_size(&fx, "alice") == 0)
+			truncated++;
+		CHECK(store_open(&o, &fx.st, &err) == 0);
+	}
+	CHECK_INT(failed, 0);
+	CHECK(truncated > 0);
+	/* one delivery's frames past the bound at most (it is checked at close) */
+	CHECK(maxwal < STORE_WAL_CLOSE_CKPT_BYTES + 64 * 4120);
+	size_t n = 0;
+	CHECK_INT(store_records(fx.st, "user.alice", 0, 0, count_rec, &n, &err), 0);
+	CHECK_INT(n, N);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_INT(mi.last_uid, N);
+	CHECK_INT(mi.exists, N);
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store", 0, LOG_LVL_ERR);
@@ -1090,5 +1152,6 @@ int main(void)
 	RUN(empty_database_gets_schema);
 	RUN(recent_mark);
 	RUN(move_within_one_mailbox);
+	RUN(wal_bounded_across_short_lived_processes);
 	return test_done();
 }
