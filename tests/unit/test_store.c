@@ -9,6 +9,7 @@
 #include "store/store.h"
 #include "test.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1130,6 +1131,66 @@ TEST(wal_bounded_across_short_lived_processes)
 	fx_close(&fx);
 }
 
+/* A store's schema statements run at an open only while its user_version
+ * says they have not all run (they cost a parse each at every open): a
+ * store made before the message cache existed (version 0, no cache
+ * table) gains the table and the version, and users.db its version. */
+static int db_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int v = -1;
+	if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static int db_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open(path, &db) == SQLITE_OK ? sqlite3_exec(db, sql, NULL, NULL, NULL) : -1;
+	sqlite3_close(db);
+	return rc;
+}
+
+TEST(schema_version_skips_the_schema)
+{
+	struct fixture fx;
+	fx_open_cache(&fx, 0, msgcache_compute);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	store_close(&fx.st);
+	char meta[4200], users[4200];
+	snprintf(meta, sizeof meta, "%s/user/alice/meta.db", fx.spool);
+	snprintf(users, sizeof users, "%s/users.db", fx.conf);
+	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 1);
+	CHECK_INT(db_int(users, "PRAGMA user_version;"), 1);
+	/* an older store: no cache table, no version */
+	CHECK_INT(db_exec(meta, "DROP TABLE cache; PRAGMA user_version = 0;"), 0);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'cache';"), 0);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, msgcache_compute, NULL, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK(append(&fx, "user.alice", msg1) == 1);
+	store_close(&fx.st);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'cache';"), 1);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM cache;"), 1);
+	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 1);
+	/* a version it has, the store trusts: an open runs no schema statement
+	 * (a dropped table stays dropped) */
+	CHECK_INT(db_exec(meta, "DROP TABLE recent;"), 0);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	store_mailbox_info_free(&mi);
+	store_close(&fx.st);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'recent';"), 0);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store", 0, LOG_LVL_ERR);
@@ -1153,5 +1214,6 @@ int main(void)
 	RUN(recent_mark);
 	RUN(move_within_one_mailbox);
 	RUN(wal_bounded_across_short_lived_processes);
+	RUN(schema_version_skips_the_schema);
 	return test_done();
 }
