@@ -64,7 +64,14 @@ int server_role_set(const struct conf *conf, enum server_role r, struct terr *er
 
 int server_role_refuses_writes(const struct conf *conf)
 {
-	enum server_role r = server_role_get(conf);
+	/* every mutating command asks: one stat, the file read again only
+	 * when it changed (tandem failover replaces it: another inode) */
+	static struct server_role_cache cache;
+	if (cache.conf != conf) {
+		memset(&cache, 0, sizeof cache);
+		cache.conf = conf;
+	}
+	enum server_role r = server_role_cached(&cache);
 	return r == ROLE_REPLICA || r == ROLE_DRAINING;
 }
 

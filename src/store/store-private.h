@@ -80,7 +80,7 @@ struct store {
 	struct chlog_pos *dpos;
 	size_t ndpos;
 	char *downer, *dmailbox;
-	sqlite3 *usersdb;
+	sqlite3 *usersdb;		/* NULL until store_users_open */
 	struct store_stmts usersql;	/* usersdb's prepared statements */
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;
@@ -97,6 +97,9 @@ struct utx {
 };
 
 /* store.c */
+/* Opens users.db (and makes its tables) unless it is open: every use of
+ * st->usersdb or st->usersql comes after it. */
+int store_users_open(struct store *st, struct terr *err);
 /* Several commits that answer one request (LMTP's recipients): the
  * after-commit hook runs once, at flush, with all their positions (the
  * owner and mailbox of the first), instead of once per commit. */
@@ -180,7 +183,7 @@ int store_cache_add(struct store *st, struct ustore *u, const char *guid, const 
 /* Deletes cache rows no record references (after store_blob_gc). */
 int store_cache_gc(struct ustore *u, struct terr *err);
 
-/* store_move.c: users.db's user_moves table (made by store_open) and the
+/* store_move.c: users.db's user_moves table (made by store_users_open) and the
  * check utx_begin makes inside every write transaction: TE_BUSY when
  * the owner is locked for a move or was moved away. */
 extern const char store_move_schema[];

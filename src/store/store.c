@@ -67,6 +67,38 @@ static const char users_schema[] =
 	"CREATE TABLE IF NOT EXISTS users(userid TEXT PRIMARY KEY, pwhash TEXT,"
 	" created INTEGER NOT NULL);";
 
+/* PRAGMA user_version of a database whose schema statements have all run
+ * (a meta.db: user_schema, store_cache_schema, store_recent_schema; users.db:
+ * users_schema, store_move_schema). A table added to either schema raises
+ * its version: the opens of older databases then run the statements again. */
+#define USER_SCHEMA_VERSION 1
+#define USER_SCHEMA_VERSION_S "1"
+#define USERS_SCHEMA_VERSION 1
+#define USERS_SCHEMA_VERSION_S "1"
+
+/* user_version of db, -1 when it cannot be read (then the schema
+ * statements run, as before there was a version). */
+static int schema_version(sqlite3 *db)
+{
+	sqlite3_stmt *s = NULL;
+	int v = -1;
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version;", -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+/* Records that an existing database's schema statements ran. Best effort:
+ * a failure (a full disk) only means the next open runs them again. */
+static void mark_schema_version(sqlite3 *db, const char *v)
+{
+	char sql[64];
+	snprintf(sql, sizeof sql, "PRAGMA user_version = %s;", v);
+	if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		log_debug("event=schema_version_fail error=\"%s\"", sqlite3_errmsg(db));
+}
+
 int64_t store_now(void)
 {
 	return (int64_t)time(NULL);
@@ -114,8 +146,23 @@ sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err)
 	return s;
 }
 
+void store_sqlite_setup(void)
+{
+	static int done;
+	if (done)
+		return;
+	done = 1;
+	/* no up-front bulk of 20 page-cache slots per connection (~86 KB,
+	 * each slot's header written at once, so every page of it faults in
+	 * a fresh process: ~22 page faults per database opened); pages are
+	 * allocated as they are read. Only possible before SQLite is
+	 * initialised: later it fails (SQLITE_MISUSE) and changes nothing. */
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
 static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *err)
 {
+	store_sqlite_setup();
 	sqlite3 *db = NULL;
 	int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 				 SQLITE_OPEN_NOMUTEX, NULL);
@@ -127,8 +174,9 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 	}
 	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : SQL_BUSY_MS);
 	/* A short-lived process (tandem deliver) must not checkpoint the WAL
-	 * on close: that is 2-3 extra fsyncs per delivery. Checkpoints still
-	 * run when the WAL passes its autocheckpoint size. */
+	 * at every close: that is 2-3 extra fsyncs per delivery. close_db
+	 * checkpoints a log that got long; a long-lived connection also at
+	 * SQLite's autocheckpoint size (1,000 pages). */
 	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	if (store_sql_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			       " PRAGMA foreign_keys=ON;", err) < 0) {
@@ -137,6 +185,37 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 	}
 	*db_r = db;
 	return 0;
+}
+
+/* Closes a database (NULL: nothing). A write-ahead log over ckpt_bytes
+ * is checkpointed and truncated first (see STORE_WAL_CLOSE_CKPT_BYTES in
+ * limits.h): open_db keeps SQLite from checkpointing at every close, so
+ * without this a log written only by short-lived processes never stops
+ * growing and every fresh process reads all of it. users.db passes 0: it
+ * is written rarely (users added, passwords, moves) and read by every
+ * login, whose process then finds an empty log (no frame to read, no WAL
+ * index to build: ~15 page faults less). The checkpoint never waits: with
+ * another connection writing or reading an old snapshot it does what it
+ * can (SQLITE_BUSY) and a later close finishes it. Durable either way:
+ * SQLite syncs the database file before it truncates the log. */
+static void close_db(sqlite3 *db, long long ckpt_bytes)
+{
+	if (!db)
+		return;
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+	struct stat sb;
+	if (wal && stat(wal, &sb) == 0 && sb.st_size > ckpt_bytes) {
+		int nlog = 0, nckpt = 0;
+		sqlite3_busy_timeout(db, 0);
+		int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &nlog, &nckpt);
+		if (rc == SQLITE_OK || rc == SQLITE_BUSY)
+			log_debug("event=wal_checkpoint db=%s bytes=%lld frames=%d backfilled=%d result=%s", wal,
+				  (long long)sb.st_size, nlog, nckpt, rc == SQLITE_OK ? "truncated" : "busy");
+		else	/* the log stays whole: nothing is lost, the next close tries again */
+			log_warn("event=wal_checkpoint_fail db=%s bytes=%lld error=\"%s\"", wal, (long long)sb.st_size,
+				 sqlite3_errmsg(db));
+	}
+	sqlite3_close(db);
 }
 
 /* Userid -> a safe directory name: [A-Za-z0-9._@+-] kept (no leading
@@ -165,11 +244,21 @@ static void owner_dir(const struct store *st, const char *owner, struct buf *out
 	encode_owner(owner, out);
 }
 
+/* A directory that is there costs one stat, not a mkdir and a stat per
+ * component (every process opens the store). */
+static int ensure_dir(const char *path, struct terr *err)
+{
+	struct stat sb;
+	if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return 0;
+	return fs_mkdir_p(path, 0750, err);
+}
+
 int store_open(const struct store_opts *o, struct store **st_r, struct terr *err)
 {
 	if (!o->configdir || !o->partition_path || !o->partition)
 		return terr_set(err, TE_CONFIG, "store: configdirectory and a partition are required");
-	if (fs_mkdir_p(o->configdir, 0750, err) < 0 || fs_mkdir_p(o->partition_path, 0750, err) < 0)
+	if (ensure_dir(o->configdir, err) < 0 || ensure_dir(o->partition_path, err) < 0)
 		return -1;
 	struct store *st = xcalloc(1, sizeof *st);
 	st->configdir = xstrdup(o->configdir);
@@ -181,24 +270,40 @@ int store_open(const struct store_opts *o, struct store **st_r, struct terr *err
 	st->cache_fn = o->cache_fn;
 	st->after_commit = o->after_commit;
 	st->commit_rock = o->commit_rock;
+	/* users.db is opened by its first use (store_users_open): an IMAP
+	 * connection that never logs in never reads it, a session that does
+	 * opens it at LOGIN instead of before its greeting */
+	*st_r = st;
+	return 0;
+}
+
+int store_users_open(struct store *st, struct terr *err)
+{
+	if (st->usersdb)
+		return 0;
 	struct buf path = BUF_INIT;
 	buf_printf(&path, "%s/users.db", st->configdir);
-	int rc = open_db(path.ptr, st->busy_ms, &st->usersdb, err);
+	sqlite3 *db = NULL;
+	int rc = open_db(path.ptr, st->busy_ms, &db, err);
 	buf_free(&path);
-	store_stmts_init(&st->usersql, st->usersdb);
-	if (rc < 0 || store_sql_exec(st->usersdb, users_schema, err) < 0 ||
-	    store_sql_exec(st->usersdb, store_move_schema, err) < 0) {
-		store_close(&st);
+	if (rc < 0)
 		return -1;
+	if (schema_version(db) != USERS_SCHEMA_VERSION) {
+		if (store_sql_exec(db, users_schema, err) < 0 || store_sql_exec(db, store_move_schema, err) < 0) {
+			close_db(db, 0);
+			return -1;
+		}
+		mark_schema_version(db, USERS_SCHEMA_VERSION_S);
 	}
-	*st_r = st;
+	st->usersdb = db;
+	store_stmts_init(&st->usersql, db);
 	return 0;
 }
 
 static void ustore_free(struct ustore *u)
 {
 	store_stmts_close(&u->sql);
-	sqlite3_close(u->db);
+	close_db(u->db, STORE_WAL_CLOSE_CKPT_BYTES);
 	free(u->owner);
 	free(u->dir);
 	free(u);
@@ -214,8 +319,10 @@ void store_close(struct store **stp)
 		st->users = u->next;
 		ustore_free(u);
 	}
-	store_stmts_close(&st->usersql);
-	sqlite3_close(st->usersdb);
+	if (st->usersdb) {
+		store_stmts_close(&st->usersql);
+		close_db(st->usersdb, 0);
+	}
 	store_cache_strings_free(&st->memo);
 	free(st->configdir);
 	free(st->partition);
@@ -366,10 +473,15 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 	}
 	store_stmts_init(&u->sql, u->db);
 	buf_free(&dbpath);
-	/* a database file without its schema is a new one: the process that
-	 * made it died before committing the schema (SIGKILL after open);
-	 * every statement of the schema is "if not exists" */
-	if (exists) {
+	/* A meta.db whose user_version is USER_SCHEMA_VERSION has all its
+	 * tables: nothing more to run (the CREATE statements below cost a
+	 * parse each at every open). Otherwise a database file without its
+	 * schema is a new one (the process that made it died before
+	 * committing the schema: SIGKILL after open), or one made before the
+	 * cache (or the \Recent marks) existed, which gains its tables; every
+	 * statement of the schema is "if not exists". */
+	int v = exists ? schema_version(u->db) : 0;
+	if (exists && v != USER_SCHEMA_VERSION) {
 		int has = store_stmt_exists(&u->sql, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?;",
 					   "mailboxes", "sqlite_master", err);
 		if (has < 0) {
@@ -383,16 +495,18 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		    store_sql_exec(u->db, user_schema, err) < 0 ||
 		    store_sql_exec(u->db, store_cache_schema, err) < 0 ||
 		    store_sql_exec(u->db, store_recent_schema, err) < 0 ||
+		    store_sql_exec(u->db, "PRAGMA user_version = " USER_SCHEMA_VERSION_S ";", err) < 0 ||
 		    store_sql_exec(u->db, "COMMIT;", err) < 0 || fs_fsync_dir(u->dir, err) < 0) {
 			ustore_free(u);
 			return -1;
 		}
-	} else if (store_sql_exec(u->db, store_cache_schema, err) < 0 ||
-		   store_sql_exec(u->db, store_recent_schema, err) < 0) {
-		/* a store made before the cache (or the \Recent marks) existed
-		 * gains its table */
-		ustore_free(u);
-		return -1;
+	} else if (v != USER_SCHEMA_VERSION) {
+		if (store_sql_exec(u->db, store_cache_schema, err) < 0 ||
+		    store_sql_exec(u->db, store_recent_schema, err) < 0) {
+			ustore_free(u);
+			return -1;
+		}
+		mark_schema_version(u->db, USER_SCHEMA_VERSION_S);
 	}
 	if (st->ncached >= USTORE_CACHE_MAX) {
 		/* the least recently used one whose statements are all back: a
@@ -555,6 +669,8 @@ static int hash_password(const char *password, struct buf *out, struct terr *err
 
 static int users_row_exists(struct store *st, const char *userid, struct terr *err)
 {
+	if (store_users_open(st, err) < 0)
+		return -1;
 	return store_stmt_exists(&st->usersql, "SELECT 1 FROM users WHERE userid = ?;", userid, "users", err);
 }
 
@@ -665,7 +781,7 @@ int store_user_delete(struct store *st, const char *userid, struct terr *err)
 int store_user_passwd(struct store *st, const char *userid, const char *password, struct terr *err)
 {
 	struct buf hash = BUF_INIT;
-	if (hash_password(password, &hash, err) < 0) {
+	if (store_users_open(st, err) < 0 || hash_password(password, &hash, err) < 0) {
 		buf_free(&hash);
 		return -1;
 	}
@@ -688,6 +804,8 @@ int store_user_passwd(struct store *st, const char *userid, const char *password
 
 int store_user_pwhash(struct store *st, const char *userid, struct buf *out, struct terr *err)
 {
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_stmt(&st->usersql, "SELECT pwhash FROM users WHERE userid = ?;", err);
 	if (!s)
 		return -1;
@@ -729,6 +847,8 @@ int store_user_check_password(struct store *st, const char *userid, const char *
 
 int store_user_list(struct store *st, store_user_cb *cb, void *rock, struct terr *err)
 {
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_stmt(&st->usersql, "SELECT userid FROM users ORDER BY userid;", err);
 	if (!s)
 		return -1;

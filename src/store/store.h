@@ -83,6 +83,10 @@ struct store_opts {
 	void *commit_rock;
 };
 
+/* SQLite's process-wide settings for the store (page-cache allocation):
+ * the store applies them before it opens its first database; a process that initialises SQLite before it opens
+ * a store (tandemd, before it forks) calls it first. */
+void store_sqlite_setup(void);
 int store_open(const struct store_opts *opts, struct store **st_r, struct terr *err);
 void store_close(struct store **st);
 /* Replace the change log (NULL: suppress logging, as a replica without

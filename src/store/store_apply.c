@@ -30,6 +30,8 @@
 
 int store_user_ensure(struct store *st, const char *userid, struct terr *err)
 {
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_stmt(&st->usersql,
 		"INSERT OR IGNORE INTO users(userid, pwhash, created) VALUES(?, NULL, ?);", err);
 	if (!s)

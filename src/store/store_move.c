@@ -63,6 +63,8 @@ static int touch_stamp(struct store *st, struct terr *err)
 int store_move_get(struct store *st, const char *userid, struct store_move *m, struct terr *err)
 {
 	memset(m, 0, sizeof *m);
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
 		"SELECT state, target, since FROM user_moves WHERE userid = ?;", err);
 	if (!s)
@@ -78,6 +80,8 @@ int store_move_fence(struct store *st, const char *owner, struct terr *err)
 {
 	if (!*owner)
 		return 0;	/* shared mailboxes never move */
+	if (store_users_open(st, err) < 0)
+		return -1;
 	/* every write transaction passes here: the cached statement */
 	int ex = store_stmt_exists(&st->usersql, "SELECT 1 FROM user_moves WHERE userid = ?;", owner, "user_moves", err);
 	if (ex < 0)
@@ -101,6 +105,8 @@ static int valid_target(const char *target, struct terr *err)
 static int exec_bound(struct store *st, const char *sql, const char *a, const char *b, const char *c,
 		      int64_t num, int *changes_r, struct terr *err)
 {
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_sql_prepare(st->usersdb, sql, err);
 	if (!s)
 		return -1;
@@ -183,6 +189,8 @@ int store_move_finish(struct store *st, const char *userid, struct terr *err)
 
 int store_move_list(struct store *st, store_move_cb *cb, void *rock, struct terr *err)
 {
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
 		"SELECT userid, state, target, since FROM user_moves ORDER BY userid;", err);
 	if (!s)
@@ -201,6 +209,8 @@ int store_move_login(struct store *st, const char *userid, const char *password,
 		     struct terr *err)
 {
 	memset(m, 0, sizeof *m);
+	if (store_users_open(st, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
 		"SELECT state, target, since, pwhash FROM user_moves WHERE userid = ?;", err);
 	if (!s)

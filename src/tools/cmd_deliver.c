@@ -9,6 +9,8 @@
 #include "lib/xalloc.h"
 #include "store/store.h"
 
+#include <openssl/crypto.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +22,22 @@ static const char usage[] =
 	"stored as CRLF, as LMTP stores them. FLAGS: e.g. '\\Seen $Label1'.\n"
 	"Prints one line per recipient; exit 0 when every recipient got the message.\n";
 
-/* Bare LF -> CRLF (stored messages use CRLF, as Cyrus's do). */
+/* Bare LF -> CRLF (stored messages use CRLF, as Cyrus's do): the runs
+ * between line ends are copied whole. */
 static void crlf_normalize(const struct buf *in, struct buf *out)
 {
 	buf_reserve(out, in->len + in->len / 32 + 2);
-	for (size_t i = 0; i < in->len; i++) {
-		char c = in->ptr[i];
-		if (c == '\n' && (i == 0 || in->ptr[i - 1] != '\r'))
+	size_t i = 0;
+	while (i < in->len) {
+		const char *nl = memchr(in->ptr + i, '\n', in->len - i);
+		size_t end = nl ? (size_t)(nl - in->ptr) : in->len;
+		buf_append(out, in->ptr + i, end - i);
+		if (!nl)
+			break;
+		if (end == 0 || in->ptr[end - 1] != '\r')
 			buf_putc(out, '\r');
-		buf_putc(out, c);
+		buf_putc(out, '\n');
+		i = end + 1;
 	}
 }
 
@@ -36,6 +45,11 @@ int cmd_deliver(struct tool *t, int argc, char **argv)
 {
 	if (tool_help(argc, argv, usage))
 		return EXIT_OK;
+	/* The message's SHA-1 is the only use of OpenSSL here: without these
+	 * flags its first use reads openssl.cnf and registers every cipher
+	 * and digest name (~1.4 ms of a ~10 ms process, perf). */
+	OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG | OPENSSL_INIT_NO_ADD_ALL_CIPHERS |
+			    OPENSSL_INIT_NO_ADD_ALL_DIGESTS, NULL);
 	struct store_append_opts ao = { 0 };
 	struct buf kw = BUF_INIT, raw = BUF_INIT, msg = BUF_INIT;
 	struct terr err = { 0 };

@@ -75,6 +75,14 @@ try:
         im.logout()
 
     with t.case("demote A, promote B: B takes mail and replicates back to A"):
+        # a session open across the demotion: its process has seen the
+        # role before (a write), and must see the change at its next write
+        # (each process keeps the role and stats the file per write command)
+        old_session = imaplib.IMAP4("127.0.0.1", da.port["imap"])
+        old_session.login("alice", "pw")
+        old_session.select("INBOX")
+        typ, _ = old_session.store("1", "+FLAGS", "(\\Answered)")
+        t.eq(typ, "OK", "a write in a session on the master")
         r = A.run(["failover", "demote", "--timeout", "20"])
         t.eq(r.returncode, 0, f"demote A: {r.stdout}{r.stderr}")
         t.check("replica_equal=yes" in r.stdout, f"demote checked the replica: {r.stdout}")
@@ -84,6 +92,16 @@ try:
         # promote signals B's tandemd, which starts B's sync client to A
         wait_log(db, "event=sync_client_start channel=toa", 30)
         t.eq(lmtp_send(da.port["lmtp"], "alice", make_message(t.rng, 97)), 451, "LMTP to the demoted A: 451")
+        try:
+            typ, data = old_session.store("2", "+FLAGS", "(\\Answered)")
+        except imaplib.IMAP4.error as e:
+            typ, data = "NO", [str(e).encode()]
+        t.check(typ == "NO" and b"UNAVAILABLE" in data[0],
+                f"the session opened before the demotion is refused its next write: {typ} {data}")
+        try:
+            old_session.logout()
+        except (imaplib.IMAP4.error, OSError):
+            pass
         for i in range(5):
             t.eq(lmtp_send(db.port["lmtp"], "alice", make_message(t.rng, 200 + i)), 250, "delivery to the new master B")
         ok, out = wait_equal(B, "toa")

@@ -3,11 +3,13 @@
 #include "chlog/chlog.h"
 #include "lib/fsutil.h"
 #include "lib/sha1.h"
+#include "lib/limits.h"
 #include "lib/log.h"
 #include "msgcache/msgcache.h"
 #include "store/store.h"
 #include "test.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1068,6 +1070,136 @@ TEST(recent_mark)
 	fx_close(&fx);
 }
 
+/* Every delivery by its own short-lived process (tandem deliver): each
+ * store_open .. store_close below is one such process. The user's
+ * write-ahead log stays under its bound (close_db checkpoints and
+ * truncates it past STORE_WAL_CLOSE_CKPT_BYTES; before, it grew by every
+ * delivery's frames for ever and every process read all of it), and a
+ * store opened afterwards sees every message. */
+static long long wal_size(const struct fixture *fx, const char *enc_user)
+{
+	char p[4300];
+	snprintf(p, sizeof p, "%s/user/%s/meta.db-wal", fx->spool, enc_user);
+	struct stat sb;
+	return stat(p, &sb) == 0 ? (long long)sb.st_size : 0;
+}
+
+TEST(wal_bounded_across_short_lived_processes)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, msgcache_compute, NULL, NULL };
+	/* users.db, written rarely and read by every login, is left with an
+	 * empty log by the process that wrote it */
+	store_close(&fx.st);
+	char users_wal[4200];
+	snprintf(users_wal, sizeof users_wal, "%s/users.db-wal", fx.conf);
+	struct stat usb;
+	CHECK(stat(users_wal, &usb) != 0 || usb.st_size == 0);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_user_exists(fx.st, "alice", &err), 1);
+	enum { N = 300 };
+	long long maxwal = 0;
+	int truncated = 0, failed = 0;
+	for (int i = 0; i < N; i++) {
+		store_close(&fx.st);
+		if (store_open(&o, &fx.st, &err) < 0) {
+			failed++;
+			break;
+		}
+		char m[512];
+		snprintf(m, sizeof m, "From: a@example.com\r\nTo: alice@example.com\r\nSubject: n%d\r\n"
+			 "Message-ID: <%d@example.com>\r\n\r\nbody %d\r\n", i, i, i);
+		const char *to[] = { "user.alice" };
+		uint32_t uid = 0;
+		struct terr errs[1];
+		if (store_deliver(fx.st, to, 1, m, strlen(m), NULL, &uid, errs, &err) < 0 || uid != (uint32_t)i + 1)
+			failed++;
+		long long before = wal_size(&fx, "alice");
+		if (before > maxwal)
+			maxwal = before;
+		store_close(&fx.st);	/* the process exits */
+		if (before > STORE_WAL_CLOSE_CKPT_BYTES && wal_size(&fx, "alice") == 0)
+			truncated++;
+		CHECK(store_open(&o, &fx.st, &err) == 0);
+	}
+	CHECK_INT(failed, 0);
+	CHECK(truncated > 0);
+	/* one delivery's frames past the bound at most (it is checked at close) */
+	CHECK(maxwal < STORE_WAL_CLOSE_CKPT_BYTES + 64 * 4120);
+	size_t n = 0;
+	CHECK_INT(store_records(fx.st, "user.alice", 0, 0, count_rec, &n, &err), 0);
+	CHECK_INT(n, N);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_INT(mi.last_uid, N);
+	CHECK_INT(mi.exists, N);
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
+/* A store's schema statements run at an open only while its user_version
+ * says they have not all run (they cost a parse each at every open): a
+ * store made before the message cache existed (version 0, no cache
+ * table) gains the table and the version, and users.db its version. */
+static int db_int(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	int v = -1;
+	if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK &&
+	    sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return v;
+}
+
+static int db_exec(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+	int rc = sqlite3_open(path, &db) == SQLITE_OK ? sqlite3_exec(db, sql, NULL, NULL, NULL) : -1;
+	sqlite3_close(db);
+	return rc;
+}
+
+TEST(schema_version_skips_the_schema)
+{
+	struct fixture fx;
+	fx_open_cache(&fx, 0, msgcache_compute);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	store_close(&fx.st);
+	char meta[4200], users[4200];
+	snprintf(meta, sizeof meta, "%s/user/alice/meta.db", fx.spool);
+	snprintf(users, sizeof users, "%s/users.db", fx.conf);
+	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 1);
+	CHECK_INT(db_int(users, "PRAGMA user_version;"), 1);
+	/* an older store: no cache table, no version */
+	CHECK_INT(db_exec(meta, "DROP TABLE cache; PRAGMA user_version = 0;"), 0);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'cache';"), 0);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, msgcache_compute, NULL, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK(append(&fx, "user.alice", msg1) == 1);
+	store_close(&fx.st);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'cache';"), 1);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM cache;"), 1);
+	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 1);
+	/* a version it has, the store trusts: an open runs no schema statement
+	 * (a dropped table stays dropped) */
+	CHECK_INT(db_exec(meta, "DROP TABLE recent;"), 0);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	store_mailbox_info_free(&mi);
+	store_close(&fx.st);
+	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'recent';"), 0);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store", 0, LOG_LVL_ERR);
@@ -1090,5 +1222,7 @@ int main(void)
 	RUN(empty_database_gets_schema);
 	RUN(recent_mark);
 	RUN(move_within_one_mailbox);
+	RUN(wal_bounded_across_short_lived_processes);
+	RUN(schema_version_skips_the_schema);
 	return test_done();
 }
