@@ -295,8 +295,9 @@
  * hold of earlier sessions) finite. */
 #define MAXUSE_MAX 100000
 /* Idle processes kept per service (maxspare): enough for the reconnects
- * of a busy webmail or a burst of 100 clients; one costs ~1 MB of memory
- * of its own (the rest is shared with tandemd). */
+ * of a busy webmail or a burst of 100 clients; one costs under 1 MB of
+ * memory of its own (measured: 260-470 kB private after a LOGIN and a
+ * SELECT; the rest is shared with tandemd). */
 #define MAXSPARE_DEFAULT 100
 /* How long an idle process waits for a connection before it exits,
  * seconds (spare_timeout; Cyrus's imapd -T 60, Dovecot's idle_kill 60s):

@@ -775,9 +775,9 @@ static long long expire_idle(struct master *m)
 			log_debug("event=session_process_let_go pid=%ld service=%s reason=spare_timeout", (long)ss->pid,
 				  services[ss->svc].name);
 			let_go(m, ss);
-		}
-		else if (next < 0 || left < next)
+		} else if (next < 0 || left < next) {
 			next = left;
+		}
 	}
 	return next;
 }

@@ -66,7 +66,7 @@ def connects(service="imap"):
 def imap(service="imap"):
     """A new IMAP connection: (Raw, pid of the process serving it, session id)."""
     n = len(connects(service))
-    r = Raw(d.port[service])
+    r = Raw(d.port[service], tls=service == "imaps")
     wait_for(lambda: len(connects(service)) > n, what="the connect line")
     pid, sid = connects(service)[n]
     return r, pid, sid
@@ -106,7 +106,7 @@ def restart(conf):
 try:
     for u in ("alice", "bob"):
         inst.ok(["user", "add", u], stdin=f"{u}-pw\n".encode())
-    d = Daemon(inst, services=("imap", "lmtp"),
+    d = Daemon(inst, services=("imap", "imaps", "lmtp"),
                extra_conf="loglevel: debug\n# reuse-test\nmaxspare: 1\n")
     for u in ("alice", "bob"):
         for i in range(2):
@@ -171,6 +171,43 @@ try:
         mark = len(d.log())
         logout(b)
         wait_idle(pid_a, mark)
+
+    with t.case("TLS sessions (imaps, STARTTLS) leave their process reusable, each starting in the clear"):
+        mark = len(d.log())
+        pids = []
+        for i in range(2):
+            r, pid, _ = imap("imaps")
+            pids.append(pid)
+            _, tg = r.cmd("LOGIN alice alice-pw")
+            t.check(tg.startswith(b"OK"), f"imaps login: {tg!r}")
+            m2 = len(d.log())
+            logout(r)
+            wait_idle(pid, m2)
+        t.eq(pids[0], pids[1], "one imaps process")
+        r, pid, _ = imap()
+        _, tg = r.cmd("STARTTLS")
+        t.check(tg.startswith(b"OK"), f"STARTTLS: {tg!r}")
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        r.s = ctx.wrap_socket(r.s)
+        r.f = r.s.makefile("rb")
+        _, tg = r.cmd("LOGIN bob bob-pw")
+        t.check(tg.startswith(b"OK"), f"login over STARTTLS: {tg!r}")
+        m2 = len(d.log())
+        logout(r)
+        wait_idle(pid, m2)
+        r2, pid2, _ = imap()
+        t.eq(pid2, pid, "the same process next")
+        t.check(b"STARTTLS" in r2.greeting, f"the next client starts in the clear: {r2.greeting!r}")
+        _, tg = r2.cmd("NOOP")
+        t.check(tg.startswith(b"OK"), "plain text works")
+        m2 = len(d.log())
+        logout(r2)
+        wait_idle(pid, m2)
+        t.check("fd_leak" not in d.log()[mark:], "no descriptor left behind")
+        pid_a = pid
 
     with t.case("a failed login ends the process after its session"):
         mark = len(d.log())
