@@ -15,8 +15,9 @@ connections land in the same process (its pid is in every log line):
 - a reload lets the idle process go (it ran the old config); an idle
   process exits after spare_timeout; SIGTERM of tandemd ends idle
   processes at once;
-- maxperhost counts connections, not idle processes;
-- LMTP processes are reused too.
+- maxperhost and imap_maxchild count connections, not idle processes;
+- TLS sessions (imaps, STARTTLS) and LMTP processes are reused too, the
+  next client of a process starting in the clear.
 Bounded waits, no timing asserts."""
 import os
 import re
@@ -295,6 +296,25 @@ try:
         t.check(greet[0].startswith(b"* OK") and greet[1].startswith(b"* OK"), "two connections served")
         t.check(b"Too many" in greet[2], f"the third refused (reason=host_limit) with idle processes around: {greet[2]!r}")
         t.check("reason=host_limit" in d.log()[mark:], "logged as host_limit")
+        for c in conns[:2]:
+            logout(c)
+        close(conns[2])
+
+    with t.case("imap_maxchild counts connections, not idle processes"):
+        restart("imap_maxchild: 2\nmaxperhost: 0\nmaxspare: 4\n")
+        mark = len(d.log())
+        held = [imap() for _ in range(2)]
+        for r, pid, _ in held:
+            logout(r)
+        for r, pid, _ in held:
+            wait_idle(pid, mark)
+        conns = [Raw(d.port["imap"]) for _ in range(3)]
+        greet = [c.greeting for c in conns]
+        t.check(greet[0].startswith(b"* OK") and greet[1].startswith(b"* OK"), "two connections served")
+        t.check(b"Too many" in greet[2], f"the third refused: {greet[2]!r}")
+        t.check("reason=service_limit" in d.log()[mark:], "logged as service_limit")
+        pids = {int(p) for p, svc, _ in CONNECT.findall(d.log()[mark:]) if svc == "imap"}
+        t.eq(len(pids), 2, f"served by the two processes, no third forked: {pids}")
         for c in conns[:2]:
             logout(c)
         close(conns[2])
