@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -140,13 +141,21 @@ int server_reuse_wait(int ctlfd, int *fd_r, struct server_handoff *h)
 	char idle = 'I';
 	if (send(ctlfd, &idle, 1, MSG_NOSIGNAL) != 1)
 		return 0;
+	/* SIGTERM is let in only inside ppoll: an idle process sleeps until
+	 * tandemd writes or SIGTERM comes, with no wakeups in between */
+	sigset_t term, old;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
+	sigdelset(&old, SIGTERM);
+	int rc = 0;
 	struct pollfd pf = { .fd = ctlfd, .events = POLLIN };
 	for (;;) {
 		if (server_stop_requested)
-			return 0;
-		int r = poll(&pf, 1, SERVER_STOP_POLL_MS);
+			break;
+		int r = ppoll(&pf, 1, NULL, &old);
 		if (r < 0 && errno != EINTR)
-			return 0;
+			break;
 		if (r <= 0)
 			continue;
 		struct wire_handoff w;
@@ -173,11 +182,14 @@ int server_reuse_wait(int ctlfd, int *fd_r, struct server_handoff *h)
 				close(fd);
 			if (n != 0)
 				log_warn("event=reuse_bad_handoff bytes=%zd", n);
-			return 0;	/* EOF: tandemd let this process go */
+			break;	/* EOF: tandemd let this process go */
 		}
 		*h = w.h;
 		h->peer_addr[sizeof h->peer_addr - 1] = '\0';
 		*fd_r = fd;
-		return 1;
+		rc = 1;
+		break;
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	return rc;
 }
