@@ -894,6 +894,12 @@ static int hand_to_idle(struct master *m, int svc, int fd, const char *addr)
 		}
 		if (!best)
 			break;
+		if (best->authfd >= 0) {
+			/* whatever it asked while idle (nothing, unless subverted)
+			 * is answered "not cached" and counts for nothing */
+			best->asks = AUTH_CACHE_ASKS;
+			drain_authfd(m, best);
+		}
 		if (server_reuse_send(best->ctlfd, fd, &h) < 0) {
 			let_go(m, best);	/* it died: reaped soon */
 			continue;
@@ -1309,8 +1315,13 @@ int main(int argc, char **argv)
 			pf[i + 1].events = POLLIN;
 		}
 		int nauth = 0;
-		for (int i = 0; i < SESSION_SLOTS && nauth < m.nauthfds; i++)
+		/* (only busy processes have a question to ask: an idle one's
+		 * are answered "not cached" when it gets work, hand_to_idle) */
+		for (int i = 0, left = m.nauthfds; i < SESSION_SLOTS && left > 0; i++)
 			if (m.sessions[i].pid && m.sessions[i].authfd >= 0) {
+				left--;
+				if (m.sessions[i].state != SLOT_BUSY)
+					continue;
 				pf[1 + m.nls + nauth].fd = m.sessions[i].authfd;
 				pf[1 + m.nls + nauth].events = POLLIN;
 				pf[1 + m.nls + nauth].revents = 0;
