@@ -9,8 +9,8 @@ connections land in the same process (its pid is in every log line):
   text: no COMPRESS left), pre-login capabilities, commands needing a
   login refused, no mailbox selected, no CONDSTORE (no MODSEQ in its
   FETCH), none of A's mailboxes;
-- a session that ends otherwise (a failed login, too many bad commands)
-  takes its process with it; maxuse N: N connections, then the process
+- a session that ends otherwise (a failed login, too many bad commands,
+  a timeout) takes its process with it; maxuse N: N connections, then the process
   exits; maxuse 1: a fresh process per connection;
 - a reload lets the idle process go (it ran the old config); an idle
   process exits after spare_timeout; SIGTERM of tandemd ends idle
@@ -238,6 +238,17 @@ try:
         except (EOFError, OSError):
             pass
         t.check(wait_for(lambda: not alive(pid_c), what="the process to exit"), "the process exited")
+
+    with t.case("a session that timed out ends its process"):
+        restart("preauth_timeout: 1s\n")
+        mark = len(d.log())
+        c, pid_c, _ = imap()
+        line = c.line()
+        t.check(b"BYE" in line, f"autologout before login: {line!r}")
+        t.check(wait_for(lambda: not alive(pid_c), what="the process to exit"), "the process exited")
+        t.check(f"event=session_idle pid={pid_c} " not in d.log()[mark:], "it never went idle")
+        close(c)
+        restart("")
 
     with t.case("a client that closes between commands leaves the process reusable"):
         mark = len(d.log())
