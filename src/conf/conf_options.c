@@ -55,6 +55,13 @@ const struct conf_option conf_options[] = {
 	  "Most sync-port (csync) sessions at once; the four *_maxchild may sum to 2000 at most." },
 	{ "maxperhost", CT_INT, STR(MAXPERHOST_DEFAULT), 0, 0, MAX_SESSIONS, NULL,
 	  "tandem only: most sessions of one client address on one service (0: no limit; unix sockets exempt)." },
+	{ "maxuse", CT_INT, STR(MAXUSE_DEFAULT), 0, 1, MAXUSE_MAX, NULL,
+	  "tandem only (Cyrus's imapd -U): connections one IMAP/LMTP session process serves before it exits"
+	  " (1: a fresh process per connection)." },
+	{ "maxspare", CT_INT, STR(MAXSPARE_DEFAULT), 0, 0, MAX_SESSIONS, NULL,
+	  "tandem only: idle session processes kept per service for the next connection (0: none, as maxuse 1)." },
+	{ "spare_timeout", CT_DURATION, STR(SPARE_TIMEOUT_DEFAULT_S) "s", 0, MS(1), MS(SPARE_TIMEOUT_MAX_S), NULL,
+	  "tandem only (Cyrus's imapd -T): how long an idle session process waits for a connection, then exits." },
 	{ "client_timeout", CT_DURATION, "10s", 0, MS(1), MS(600), NULL,
 	  "Connect timeout of outgoing connections (sync client)." },
 	{ "timeout", CT_INT, "32", 0, 30, 24 * 60, NULL,

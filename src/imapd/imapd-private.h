@@ -200,6 +200,7 @@ struct imapd_session {
 	 * (server_login_check: "hit", "miss", "off"), for the login's log line */
 	const char *auth_cache_how;
 	int moved_out;
+	int logged_out;		/* the session ended with LOGOUT (its process may be reused) */
 };
 
 /* ---- users being moved (moving.c) ----------------------------------------- */

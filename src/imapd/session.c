@@ -22,6 +22,7 @@
 #include "store/store.h"
 #include "syncs/syncs.h"
 
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -238,6 +239,10 @@ long long imapd_preauth_left_ms(const struct imapd_session *s)
 
 static void session_free(struct imapd_session *s)
 {
+	/* the client's bytes (a LOGIN's password among them): the process
+	 * may serve another client next (maxuse) */
+	if (s->in.ptr)
+		OPENSSL_cleanse(s->in.ptr, s->in.cap);
 	imapd_view_free(&s->sel);
 	imapd_loaded_clear(&s->cur);
 	syncs_imap_free(&s->sync);
@@ -280,12 +285,16 @@ static int on_event(struct imapd_session *s, int ev)
 {
 	switch (ev) {
 	case IMAP_COMMAND: {
-		int r = imapd_dispatch(s, imap_parser_command(s->p));
+		const struct imap_cmd *cmd = imap_parser_command(s->p);
+		int logout = cmd && cmd->id == IMAP_CMD_LOGOUT;
+		int r = imapd_dispatch(s, cmd);
 		buf_reset(&s->appendmsg);
 		s->data_overflow = 0;
 		s->sync_file_left = 0;
-		if (r != 0)
+		if (r != 0) {
+			s->logged_out = logout && r > 0;
 			return -1;
+		}
 		break;
 	}
 	case IMAP_CONTINUE:
@@ -407,6 +416,11 @@ int imapd_session(const struct service_env *env, struct conn *c)
 	log_info("event=disconnect service=%s session=%s user=%s reason=%s commands=%lu bytes_in=%llu bytes_out=%llu",
 		 env->service, env->session_id, logq(q, s.user), why, s.ncommands, (unsigned long long)cs.wire_in,
 		 (unsigned long long)cs.wire_out);
+	/* its process may serve another connection only after a LOGOUT or
+	 * the client's EOF between commands, and not after replication
+	 * (server_reuse_check has the rest) */
+	int clean = !s.dead && !s.moved_out && !s.sync &&
+		    (!strcmp(why, "eof") || (!strcmp(why, "logout") && s.logged_out));
 	session_free(&s);
-	return 0;
+	return clean ? 0 : SERVER_SESSION_LAST;
 }

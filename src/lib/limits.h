@@ -296,6 +296,30 @@
  * idle connection costs a process at most this long. */
 #define PREAUTH_TIMEOUT_MAX 60
 
+/* Session processes reused (imap, imaps, lmtp; the sync port forks one
+ * per connection): a process that ended its session cleanly (LOGOUT,
+ * QUIT or EOF, no failed login) waits, idle, for tandemd to hand it the
+ * next connection of the same service (src/tandemd/tandemd.c). */
+/* Connections one process serves before it exits (maxuse, Cyrus's imapd
+ * -U, whose default this is): a fresh process now and then returns what
+ * a slow leak or heap fragmentation took. */
+#define MAXUSE_DEFAULT 250
+/* The most maxuse may be: past ~1,000 the fork it saves is under 0.01 ms
+ * a connection; a bound keeps a process's life (and what its heap may
+ * hold of earlier sessions) finite. */
+#define MAXUSE_MAX 100000
+/* Idle processes kept per service (maxspare): enough for the reconnects
+ * of a busy webmail or a burst of 100 clients; one costs under 1 MB of
+ * memory of its own (measured: 260-470 kB private after a LOGIN and a
+ * SELECT; the rest is shared with tandemd). */
+#define MAXSPARE_DEFAULT 100
+/* How long an idle process waits for a connection before it exits,
+ * seconds (spare_timeout; Cyrus's imapd -T 60, Dovecot's idle_kill 60s):
+ * a burst's processes go when it is over. */
+#define SPARE_TIMEOUT_DEFAULT_S 60
+/* The most spare_timeout may be, seconds. */
+#define SPARE_TIMEOUT_MAX_S 3600
+
 /* ---- authentication ---------------------------------------------------- */
 
 /* Password, bytes: hashing cost is linear in it. */

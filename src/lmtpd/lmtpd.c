@@ -52,6 +52,7 @@ struct lmtp_session {
 	int overquota_perm;
 	long long idle_ms;	/* preauth_timeout: between commands */
 	unsigned long delivered;
+	int clean;		/* ended by QUIT or the client's EOF between commands */
 };
 
 static void reply(struct lmtp_session *s, int code, const char *status, const char *text)
@@ -395,6 +396,7 @@ static int do_command(struct lmtp_session *s, const char *line, size_t len)
 		break;
 	case LMTP_QUIT:
 		reply(s, 221, "2.0.0", "Bye");
+		s->clean = 1;
 		go_on = 0;
 		break;
 	case LMTP_VRFY:
@@ -502,8 +504,10 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 			break;
 		}
 		ssize_t n = server_idle_read(c, &s.in, s.idle_ms, &err);
-		if (n == 0)
+		if (n == 0) {
+			s.clean = 1;
 			break;
+		}
 		if (n < 0) {
 			if (err.code == TE_BUSY && server_stop_requested)
 				reply(&s, 421, "4.3.2", "Server shutting down");
@@ -523,5 +527,7 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 	buf_free(&s.from);
 	store_close(&s.st);
 	chlog_close(&s.log);
-	return 0;
+	/* its process may serve the next connection only after a clean end
+	 * (server_reuse_check has the rest) */
+	return s.clean ? 0 : SERVER_SESSION_LAST;
 }

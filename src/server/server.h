@@ -1,10 +1,15 @@
 /* server.h: what tandemd hands each session process.
  *
- * tandemd forks one process per connection and calls the service's
- * session function with a service_env and the connection. Sessions keep
- * their state in their own struct; the only process-wide state is the
- * stop request set by SIGTERM (server_stop_requested), which a session
- * checks between commands so work in progress (a delivery) finishes.
+ * tandemd calls the service's session function with a service_env and
+ * the connection, in a session process: one it forks for the connection,
+ * or one that served an earlier connection of the same service and is
+ * waiting for the next (server_reuse_*, below). Sessions keep their
+ * state in their own struct and free it all when they end; the
+ * process-wide state is the stop request set by SIGTERM
+ * (server_stop_requested), which a session checks between commands so
+ * work in progress (a delivery) finishes, the login deadline (server.c)
+ * and the failed-login count (server_auth.c), which server_reuse_reset
+ * clears between two sessions.
  */
 #ifndef TANDEM_SERVER_H
 #define TANDEM_SERVER_H
@@ -31,7 +36,13 @@ struct service_env {
 				 * (server_authcache.h); 0: none (never a std fd) */
 };
 
+/* Returns 0 when the session ended cleanly (the client logged out or
+ * closed the connection between commands: its process may serve another
+ * connection), SERVER_SESSION_LAST when it ended otherwise without an
+ * error of the server (a timeout, too many bad commands, a shutdown: the
+ * process exits, status 0), anything else on an error (status 1). */
 typedef int service_session_fn(const struct service_env *env, struct conn *c);
+#define SERVER_SESSION_LAST 2
 
 /* Set by SIGTERM in a session process. */
 extern volatile sig_atomic_t server_stop_requested;
@@ -81,6 +92,54 @@ void server_auth_counts(const char *user, const char *addr, unsigned *user_r, un
 /* The pause of a failure when the larger count is fails: base_ms x
  * 2^(fails-1), at most AUTH_FAIL_PAUSE_MAX_MS. */
 long long server_auth_pause_ms(long long base_ms, unsigned fails);
+
+/* Failures of this session so far (server_auth_failed calls), and their
+ * reset for the next session of a reused process. */
+int server_auth_session_failures(void);
+void server_auth_session_reset(void);
+
+/* Session processes reused (server_reuse.c). tandemd and each reusable
+ * session process share a control socketpair (SOCK_SEQPACKET). When its
+ * session ended cleanly the process tells tandemd it is idle
+ * (server_reuse_wait sends 'I') and waits; tandemd hands it the next
+ * accepted connection of its service (server_reuse_send: the socket as
+ * SCM_RIGHTS, with the data its service_env needs), or closes its end,
+ * and the process exits. */
+struct server_handoff {
+	unsigned long counter;	/* tandemd's connection counter: the session id */
+	char peer_addr[64];	/* the client's address ("" for a unix socket) */
+};
+/* tandemd: hands fd to the process at ctlfd; 0, or -1 (the process is
+ * gone: close ctlfd). fd stays open in the caller. */
+int server_reuse_send(int ctlfd, int fd, const struct server_handoff *h);
+/* tandemd: reads one notice from a process: 'I' (idle), 0 when none is
+ * waiting, -1 when the process closed its end or sent garbage (close
+ * ctlfd). */
+int server_reuse_notice(int ctlfd);
+
+/* A session process's guard: what it was before its first session. */
+struct server_reuse {
+	int nfds;		/* open descriptors between sessions */
+	int authfd;		/* the login-cache socket, -1 none */
+	unsigned long long auth_dev, auth_ino;
+	const char *why;	/* why the last check refused reuse */
+};
+/* In the session process before its first session (fd: that session's
+ * connection, authfd: its login-cache socket or -1). */
+void server_reuse_begin(struct server_reuse *r, int authfd);
+/* After a session that returned 0 and whose connection is closed: 1 when
+ * the process may serve another connection, else 0 with r->why ("stop",
+ * "auth_fail": a failed login, "fd_leak": a descriptor left open,
+ * "auth_socket": the login-cache socket closed after a failure). */
+int server_reuse_check(struct server_reuse *r);
+/* Clears the process-wide state of a session: the failed-login count,
+ * the login deadline, OpenSSL's error queue, the signal dispositions of
+ * server_session_signals. */
+void server_reuse_reset(void);
+/* Tells tandemd this process is idle and waits for the next connection:
+ * 1 with *fd_r and *h, 0 when tandemd closed its end (reload, spare
+ * timeout, too many idle, tandemd gone) or SIGTERM came: exit then. */
+int server_reuse_wait(int ctlfd, int *fd_r, struct server_handoff *h);
 
 /* Children of tandemd (server_child.c). Called in the child right after
  * fork(): SIGTERM when tandemd dies (PR_SET_PDEATHSIG); exits at once if

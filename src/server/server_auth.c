@@ -196,6 +196,16 @@ int server_auth_failed(const struct service_env *env, const char *user, const ch
 	return session_fails >= AUTH_MAX_FAILS;
 }
 
+int server_auth_session_failures(void)
+{
+	return session_fails;
+}
+
+void server_auth_session_reset(void)
+{
+	session_fails = 0;
+}
+
 void server_auth_succeeded(const struct service_env *env, const char *user)
 {
 	(void)env;

@@ -26,7 +26,8 @@
  *
  * Where it lives, and why: in tandemd's own memory, asked over a
  * socketpair (SOCK_SEQPACKET) that tandemd makes for each IMAP session
- * before its fork. Not a shared memory table like the failure counts
+ * process before its fork (kept for the connections the process serves
+ * after its first: maxuse, server.h). Not a shared memory table like the failure counts
  * (server_auth.c): session processes face strangers, and with the table
  * and its key mapped in every session, one memory-disclosure bug in a
  * session would hand out the key and an HMAC verifier of every recent
@@ -35,8 +36,9 @@
  * password: the table and key are one mapping marked MADV_DONTFORK, so no
  * child of tandemd has them (server_authcache_forget), and each child
  * closes every other session's socket. tandemd answers each
- * session at most AUTH_CACHE_ASKS questions (about what one login needs),
- * so even a subverted session cannot use the cache as a fast oracle. The
+ * session at most AUTH_CACHE_ASKS questions (about what one login needs;
+ * counted per connection a process serves, none while it is idle), so
+ * even a subverted session cannot use the cache as a fast oracle. The
  * socket is the session's own: no path, nobody else can connect. The
  * cost is one round trip to tandemd per login (tens of microseconds:
  * tandemd answers between accepts; an HMAC and a hash probe). A session

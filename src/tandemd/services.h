@@ -3,8 +3,9 @@
  * from the first byte, the session function, the option that caps its
  * sessions (Cyrus's maxchild), the line a refused connection gets, and
  * how server_idle_read holds its sessions to preauth_timeout
- * (server_preauth_arm_mode), and whether its logins use tandemd's
- * verified-login cache (server_authcache.h). */
+ * (server_preauth_arm_mode), whether its logins use tandemd's
+ * verified-login cache (server_authcache.h), and whether its processes
+ * serve more than one connection (maxuse). */
 #ifndef TANDEM_SERVICES_H
 #define TANDEM_SERVICES_H
 
@@ -21,6 +22,8 @@ struct service {
 	const char *busy_reply;	/* NULL: closed without a word (TLS from the first byte) */
 	int server_preauth;	/* SERVER_PREAUTH_*: server_idle_read's login deadline */
 	int auth_cache;		/* 1: its sessions get a socket to tandemd's login cache */
+	int reuse;		/* 1: a process that ended a session cleanly may serve the
+				 * service's next connection (maxuse, server_reuse_*) */
 };
 
 extern const struct service services[];

@@ -2,11 +2,21 @@
  *
  * States of the master:
  *   START -> RUNNING: config loaded, every listener open, pid file written
- *   RUNNING: accept -> fork a session process per connection, unless a
- *            limit refuses it (each service's <service>_maxchild, whose
- *            sum stays within MAX_SESSIONS so every service keeps room;
- *            maxperhost sessions of one client address per service)
+ *   RUNNING: accept -> unless a limit refuses it (each service's
+ *            <service>_maxchild, whose sum stays within MAX_SESSIONS so
+ *            every service keeps room; maxperhost sessions of one client
+ *            address per service), hand the connection to an idle
+ *            session process of its service, else fork one for it
+ *            a session process's notice "idle" (its session ended
+ *            cleanly, server_reuse_check) -> it waits for the next
+ *            connection of its service; it is let go (its control
+ *            socket closed: it exits) when it has waited spare_timeout,
+ *            when maxspare are idle already, or when it was forked
+ *            before the last reload (it runs the old config). A process
+ *            serves maxuse connections at most (it counts, and exits).
  *            SIGHUP -> config re-read (listeners stay), logs reopened,
+ *                      idle session processes let go (busy ones exit
+ *                      after their session),
  *                      sync clients restarted with the new config: one
  *                      started for a channel added, stopped for one removed
  *                      (a channel of N shards has N clients, one per
@@ -17,7 +27,8 @@
  *            a session's question to the login cache -> answered
  *                     (server_authcache.h: tandemd holds the cache; each
  *                     IMAP session gets a socketpair to it at its fork)
- *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, SIGTERM sent to
+ *   RUNNING --SIGTERM/SIGINT--> STOPPING: listeners closed, idle session
+ *            processes let go, SIGTERM sent to
  *            every session (each finishes its current command: a delivery
  *            in progress completes), wait up to shutdown_timeout, then
  *            SIGKILL what is left, remove the pid file, exit 0.
@@ -68,13 +79,28 @@ struct listener {
 
 /* A session process: its service (index in services[]) and client
  * address, for the per-service and per-host limits. */
+enum slot_state {
+	SLOT_BUSY,	/* serving a connection: counts for the limits */
+	SLOT_IDLE,	/* waiting for the next connection of its service */
+	SLOT_GONE,	/* let go (its control socket closed): exiting */
+};
 struct session_slot {
 	pid_t pid;	/* 0: free */
 	int svc;
-	char addr[64];
+	enum slot_state state;
+	char addr[64];	/* its client's, "" while not busy */
 	int authfd;	/* tandemd's end of its login-cache socket, -1: none */
-	unsigned asks;	/* questions it asked the cache */
+	unsigned asks;	/* questions its current session asked the cache */
+	int ctlfd;	/* tandemd's end of its control socket (server_reuse_*),
+			 * -1: it serves one connection */
+	unsigned gen;	/* the config generation it was forked with */
+	long long idle_since;	/* CLOCK_MONOTONIC ms */
 };
+
+/* Slots of session processes: MAX_SESSIONS busy at most, plus idle ones
+ * (a service's busy + idle stay within its maxchild: tandemd forks only
+ * when none of the service is idle) and those let go but not reaped yet. */
+#define SESSION_SLOTS (2 * MAX_SESSIONS)
 
 /* One rolling sync client per channel that has a replica configured,
  * or per shard of a sharded channel (<channel>_sync_shards). */
@@ -110,15 +136,19 @@ struct master {
 	SSL_CTX *tls;
 	struct listener ls[MAX_LISTENERS];
 	int nls;
-	int nchildren;
+	int nchildren;		/* session processes (busy, idle, exiting) */
+	int nbusy;		/* connections being served */
+	int nidle[MAX_LISTENERS];	/* idle processes per service */
+	unsigned gen;		/* config generation: bumped by each reload */
+	int nctlfds;		/* sessions[].ctlfd open */
 	unsigned long counter;
 	char pidfile[4096];
 	struct syncer syncers[MAX_SYNCERS];
 	int nsyncers;
 	struct syncer retired[MAX_SYNCERS];	/* of removed channels and shards, until reaped */
 	int nretired;
-	struct session_slot *sessions;	/* MAX_SESSIONS: the limits, the final SIGKILL */
-	int nsvc[MAX_LISTENERS];	/* sessions per service (index in services[]) */
+	struct session_slot *sessions;	/* SESSION_SLOTS: the limits, the final SIGKILL */
+	int nsvc[MAX_LISTENERS];	/* busy sessions per service (index in services[]) */
 	pid_t pid;		/* tandemd's own, for server_child_init */
 	/* the metrics endpoint (metricsd.c): its sockets and its process */
 	int mfds[8];
@@ -132,15 +162,20 @@ struct master {
 };
 
 /* In a child right after fork: no copy of the login cache, no other
- * session's socket to it. */
+ * session's socket to it or to tandemd. */
 static void child_drop_authcache(struct master *m)
 {
 	server_authcache_forget(&m->authcache);
-	for (int i = 0, left = m->nauthfds; i < MAX_SESSIONS && left > 0; i++)
-		if (m->sessions[i].pid && m->sessions[i].authfd >= 0) {
+	for (int i = 0, left = m->nauthfds + m->nctlfds; i < SESSION_SLOTS && left > 0; i++) {
+		if (m->sessions[i].authfd >= 0) {
 			close(m->sessions[i].authfd);
 			left--;
 		}
+		if (m->sessions[i].ctlfd >= 0) {
+			close(m->sessions[i].ctlfd);
+			left--;
+		}
+	}
 }
 
 static int sigpipe_fds[2] = { -1, -1 };
@@ -343,7 +378,11 @@ static void close_metrics_fds(struct master *m)
 		close(m->mfds[i]);
 }
 
-static void run_session(struct master *m, struct listener *l, int fd, const char *addr, const int authfds[2])
+/* A session process: serves the connection fd, then, while its sessions
+ * end cleanly and tandemd gives it more (ctlfds[1] >= 0), the next ones
+ * of its service, maxuse in all (server_reuse_*). */
+static void run_session(struct master *m, struct listener *l, int fd, const char *addr, const int authfds[2],
+			const int ctlfds[2])
 {
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
@@ -353,26 +392,47 @@ static void run_session(struct master *m, struct listener *l, int fd, const char
 	child_drop_authcache(m);
 	if (authfds[0] >= 0)
 		close(authfds[0]);
+	if (ctlfds[0] >= 0)
+		close(ctlfds[0]);
 	server_session_signals();
 	server_child_init(m->pid);
-	struct service_env env = { 0 };
-	env.conf = m->conf;
-	env.conf_path = m->conf_path;
-	env.service = l->svc->name;
-	env.tls = m->tls;
-	env.implicit_tls = l->svc->implicit_tls;
-	snprintf(env.session_id, sizeof env.session_id, "%lx-%lx", (unsigned long)getppid(), m->counter);
-	struct buf peer = BUF_INIT;
-	net_peer_name(fd, &peer);
-	snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
-	buf_free(&peer);
-	snprintf(env.peer_addr, sizeof env.peer_addr, "%s", addr);
-	env.authcache_fd = authfds[1] > 0 ? authfds[1] : 0;
-	server_preauth_arm_mode(conf_duration_ms(m->conf, "preauth_timeout"), l->svc->server_preauth);
-	struct conn *c = conn_new(fd);
-	int rc = l->svc->session(&env, c);
-	conn_free(&c);
-	_exit(rc == 0 ? 0 : 1);
+	const struct service *svc = l->svc;
+	long long maxuse = ctlfds[1] >= 0 ? conf_int(m->conf, "maxuse") : 1;
+	struct server_reuse guard;
+	server_reuse_begin(&guard, authfds[1]);
+	struct server_handoff h = { .counter = m->counter };
+	snprintf(h.peer_addr, sizeof h.peer_addr, "%s", addr);
+	for (long long use = 1;; use++) {
+		struct service_env env = { 0 };
+		env.conf = m->conf;
+		env.conf_path = m->conf_path;
+		env.service = svc->name;
+		env.tls = m->tls;
+		env.implicit_tls = svc->implicit_tls;
+		snprintf(env.session_id, sizeof env.session_id, "%lx-%lx", (unsigned long)m->pid, h.counter);
+		struct buf peer = BUF_INIT;
+		net_peer_name(fd, &peer);
+		snprintf(env.peer, sizeof env.peer, "%s", peer.ptr);
+		buf_free(&peer);
+		snprintf(env.peer_addr, sizeof env.peer_addr, "%s", h.peer_addr);
+		env.authcache_fd = authfds[1] > 0 ? authfds[1] : 0;
+		server_preauth_arm_mode(conf_duration_ms(m->conf, "preauth_timeout"), svc->server_preauth);
+		struct conn *c = conn_new(fd);
+		int rc = svc->session(&env, c);
+		conn_free(&c);
+		if (rc != 0)
+			_exit(rc == SERVER_SESSION_LAST ? 0 : 1);
+		if (use >= maxuse)
+			_exit(0);
+		if (!server_reuse_check(&guard)) {
+			log_msg(strcmp(guard.why, "fd_leak") ? LOG_LVL_INFO : LOG_LVL_WARN,
+				"event=session_process_exit service=%s uses=%lld reason=%s", svc->name, use, guard.why);
+			_exit(0);
+		}
+		server_reuse_reset();
+		if (server_reuse_wait(ctlfds[1], &fd, &h) <= 0)
+			_exit(0);
+	}
 }
 
 static void find_syncers(struct master *m)
@@ -634,6 +694,94 @@ static int next_syncer_ms(const struct master *m)
 	return best;
 }
 
+static long long mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Answers what a session process asked the login cache and has not been
+ * answered yet: its last add may still be waiting (the login it verified,
+ * then a quick LOGOUT). */
+static void drain_authfd(struct master *m, struct session_slot *ss)
+{
+	while (server_authcache_serve(m->authcache, ss->authfd, &ss->asks, conf_duration_ms(m->conf, "auth_cache_ttl")) >
+	       0) {
+	}
+}
+
+/* Lets a session process go: its control socket closed (an idle one
+ * reads EOF and exits; a busy one exits after its session). */
+static void let_go(struct master *m, struct session_slot *ss)
+{
+	if (ss->state == SLOT_IDLE) {
+		m->nidle[ss->svc]--;
+		ss->state = SLOT_GONE;
+	}
+	if (ss->ctlfd >= 0) {
+		close(ss->ctlfd);
+		ss->ctlfd = -1;
+		m->nctlfds--;
+	}
+}
+
+/* The connection of a busy session process ended: it no longer counts
+ * for the limits. */
+static void session_ended(struct master *m, struct session_slot *ss)
+{
+	m->nsvc[ss->svc]--;
+	m->nbusy--;
+	stats_set_sessions(services[ss->svc].name, m->nsvc[ss->svc]);
+	ss->addr[0] = '\0';
+	ss->state = SLOT_GONE;
+}
+
+/* A busy session process says its session ended cleanly and it is idle:
+ * it waits for the next connection of its service, or is let go. */
+static void on_idle(struct master *m, struct session_slot *ss)
+{
+	session_ended(m, ss);
+	if (ss->authfd >= 0)
+		drain_authfd(m, ss);
+	ss->asks = 0;	/* AUTH_CACHE_ASKS is per session */
+	if (ss->gen != m->gen || m->nidle[ss->svc] >= conf_int(m->conf, "maxspare")) {
+		log_debug("event=session_process_let_go pid=%ld service=%s reason=%s", (long)ss->pid,
+			  services[ss->svc].name, ss->gen != m->gen ? "reload" : "maxspare");
+		let_go(m, ss);
+		return;
+	}
+	ss->state = SLOT_IDLE;
+	ss->idle_since = mono_ms();
+	m->nidle[ss->svc]++;
+	log_debug("event=session_idle pid=%ld service=%s", (long)ss->pid, services[ss->svc].name);
+}
+
+/* Lets go the idle processes that waited spare_timeout; returns the ms
+ * until the next one is due, -1 for none. */
+static long long expire_idle(struct master *m)
+{
+	int nidle = 0;
+	for (size_t s = 0; s < nservices; s++)
+		nidle += m->nidle[s];
+	long long now = mono_ms(), to = conf_duration_ms(m->conf, "spare_timeout"), next = -1;
+	for (int i = 0; i < SESSION_SLOTS && nidle > 0; i++) {
+		struct session_slot *ss = &m->sessions[i];
+		if (!ss->pid || ss->state != SLOT_IDLE)
+			continue;
+		nidle--;
+		long long left = ss->idle_since + to - now;
+		if (left <= 0) {
+			log_debug("event=session_process_let_go pid=%ld service=%s reason=spare_timeout", (long)ss->pid,
+				  services[ss->svc].name);
+			let_go(m, ss);
+		} else if (next < 0 || left < next) {
+			next = left;
+		}
+	}
+	return next;
+}
+
 static void reap(struct master *m)
 {
 	int status;
@@ -680,21 +828,19 @@ static void reap(struct master *m)
 					 WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
 			continue;
 		}
-		for (int i = 0; i < MAX_SESSIONS; i++)
+		for (int i = 0; i < SESSION_SLOTS; i++)
 			if (m->sessions[i].pid == pid) {
-				m->sessions[i].pid = 0;
-				m->nsvc[m->sessions[i].svc]--;
-				stats_set_sessions(services[m->sessions[i].svc].name, m->nsvc[m->sessions[i].svc]);
-				if (m->sessions[i].authfd >= 0) {
-					/* its last add may still be waiting (the login it
-					 * verified, then a quick LOGOUT) */
-					while (server_authcache_serve(m->authcache, m->sessions[i].authfd, &m->sessions[i].asks,
-								      conf_duration_ms(m->conf, "auth_cache_ttl")) > 0) {
-					}
-					close(m->sessions[i].authfd);
+				struct session_slot *ss = &m->sessions[i];
+				if (ss->state == SLOT_BUSY)
+					session_ended(m, ss);
+				let_go(m, ss);
+				if (ss->authfd >= 0) {
+					drain_authfd(m, ss);
+					close(ss->authfd);
 					m->nauthfds--;
 				}
-				m->sessions[i].authfd = -1;
+				ss->authfd = -1;
+				ss->pid = 0;
 			}
 		m->nchildren--;
 		if (WIFSIGNALED(status))
@@ -707,7 +853,7 @@ static void reap(struct master *m)
 static const char *refuse_reason(struct master *m, int svc, const char *addr, long long *limit_r)
 {
 	long long maxchild = conf_int(m->conf, services[svc].maxchild_key);
-	if (m->nchildren >= MAX_SESSIONS) {
+	if (m->nbusy >= MAX_SESSIONS) {
 		*limit_r = MAX_SESSIONS;
 		return "too_many_sessions";
 	}
@@ -718,14 +864,57 @@ static const char *refuse_reason(struct master *m, int svc, const char *addr, lo
 	long long perhost = conf_int(m->conf, "maxperhost");
 	if (perhost > 0 && *addr) {
 		long long n = 0;
-		for (int i = 0; i < MAX_SESSIONS; i++)
-			n += m->sessions[i].pid && m->sessions[i].svc == svc && !strcmp(m->sessions[i].addr, addr);
+		for (int i = 0; i < SESSION_SLOTS; i++)
+			n += m->sessions[i].pid && m->sessions[i].state == SLOT_BUSY && m->sessions[i].svc == svc &&
+			     !strcmp(m->sessions[i].addr, addr);
 		if (n >= perhost) {
 			*limit_r = perhost;
 			return "host_limit";
 		}
 	}
 	return NULL;
+}
+
+/* Hands the connection fd to an idle process of service svc (the one
+ * idle the shortest time: the others reach spare_timeout sooner): 1 when
+ * one took it, 0 when none is idle (fork one). */
+static int hand_to_idle(struct master *m, int svc, int fd, const char *addr)
+{
+	struct server_handoff h = { .counter = m->counter };
+	snprintf(h.peer_addr, sizeof h.peer_addr, "%s", addr);
+	while (m->nidle[svc] > 0) {
+		struct session_slot *best = NULL;
+		for (int i = 0, left = m->nidle[svc]; i < SESSION_SLOTS && left > 0; i++) {
+			struct session_slot *ss = &m->sessions[i];
+			if (!ss->pid || ss->state != SLOT_IDLE || ss->svc != svc)
+				continue;
+			left--;
+			if (!best || ss->idle_since > best->idle_since)
+				best = ss;
+		}
+		if (!best)
+			break;
+		if (best->authfd >= 0) {
+			/* whatever it asked while idle (nothing, unless subverted)
+			 * is answered "not cached" and counts for nothing */
+			best->asks = AUTH_CACHE_ASKS;
+			drain_authfd(m, best);
+		}
+		if (server_reuse_send(best->ctlfd, fd, &h) < 0) {
+			let_go(m, best);	/* it died: reaped soon */
+			continue;
+		}
+		m->nidle[svc]--;
+		best->state = SLOT_BUSY;
+		snprintf(best->addr, sizeof best->addr, "%s", addr);
+		best->asks = 0;
+		m->nsvc[svc]++;
+		m->nbusy++;
+		stats_count_session(services[svc].name);
+		stats_set_sessions(services[svc].name, m->nsvc[svc]);
+		return 1;
+	}
+	return 0;
 }
 
 static void accept_one(struct master *m, struct listener *l)
@@ -753,6 +942,22 @@ static void accept_one(struct master *m, struct listener *l)
 		return;
 	}
 	m->counter++;
+	if (hand_to_idle(m, svc, fd, addr)) {
+		close(fd);
+		return;
+	}
+	struct session_slot *slot = NULL;
+	for (int i = 0; i < SESSION_SLOTS && !slot; i++)
+		if (m->sessions[i].pid == 0)
+			slot = &m->sessions[i];
+	if (!slot) {
+		/* processes let go and not reaped yet hold every slot */
+		log_warn("event=session_refused service=%s peer=%s reason=too_many_processes limit=%d", l->svc->name,
+			 *addr ? addr : "unix", SESSION_SLOTS);
+		stats_count_session_refused(l->svc->name, "too_many_sessions");
+		close(fd);
+		return;
+	}
 	int authfds[2] = { -1, -1 };
 	if (m->authcache && l->svc->auth_cache) {
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, authfds) < 0) {
@@ -766,35 +971,43 @@ static void accept_one(struct master *m, struct listener *l)
 			authfds[1] = hi;
 		}
 	}
+	int ctlfds[2] = { -1, -1 };
+	if (l->svc->reuse && conf_int(m->conf, "maxuse") > 1 && conf_int(m->conf, "maxspare") > 0 &&
+	    socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctlfds) < 0) {
+		log_warn("event=reuse_socket_fail error=\"%s\" note=\"this process serves one connection\"",
+			 strerror(errno));
+		ctlfds[0] = ctlfds[1] = -1;
+	}
 	pid_t pid = fork();
 	if (pid < 0) {
 		log_err("event=fork_fail error=\"%s\"", strerror(errno));
 		close(fd);
-		if (authfds[0] >= 0)
-			close(authfds[0]);
-		if (authfds[1] >= 0)
-			close(authfds[1]);
+		for (int k = 0; k < 2; k++) {
+			if (authfds[k] >= 0)
+				close(authfds[k]);
+			if (ctlfds[k] >= 0)
+				close(ctlfds[k]);
+		}
 		return;
 	}
 	if (pid == 0)
-		run_session(m, l, fd, addr, authfds);
+		run_session(m, l, fd, addr, authfds, ctlfds);
 	if (authfds[1] >= 0)
 		close(authfds[1]);
-	int placed = 0;
-	for (int i = 0; i < MAX_SESSIONS; i++)
-		if (m->sessions[i].pid == 0) {
-			m->sessions[i].pid = pid;
-			m->sessions[i].svc = svc;
-			snprintf(m->sessions[i].addr, sizeof m->sessions[i].addr, "%s", addr);
-			m->sessions[i].authfd = authfds[0];
-			m->sessions[i].asks = 0;
-			m->nauthfds += authfds[0] >= 0;
-			placed = 1;
-			break;
-		}
-	if (!placed && authfds[0] >= 0)
-		close(authfds[0]);
+	if (ctlfds[1] >= 0)
+		close(ctlfds[1]);
+	memset(slot, 0, sizeof *slot);
+	slot->pid = pid;
+	slot->svc = svc;
+	slot->state = SLOT_BUSY;
+	snprintf(slot->addr, sizeof slot->addr, "%s", addr);
+	slot->authfd = authfds[0];
+	slot->ctlfd = ctlfds[0];
+	slot->gen = m->gen;
+	m->nauthfds += authfds[0] >= 0;
+	m->nctlfds += ctlfds[0] >= 0;
 	m->nsvc[svc]++;
+	m->nbusy++;
 	m->nchildren++;
 	stats_count_session(l->svc->name);
 	stats_set_sessions(l->svc->name, m->nsvc[svc]);
@@ -865,6 +1078,12 @@ static void reload(struct master *m)
 	conf_free(&m->conf);
 	m->conf = nc;
 	open_logs(m->conf);
+	/* idle session processes run the old config: let go (busy ones are
+	 * let go when their session ends) */
+	m->gen++;
+	for (int i = 0; i < SESSION_SLOTS; i++)
+		if (m->sessions[i].pid && m->sessions[i].state == SLOT_IDLE)
+			let_go(m, &m->sessions[i]);
 	report_ignored(m->conf, 0);
 	if (conf_int(m->conf, "auth_cache_size") != m->authcache_size) {
 		/* a new size: a new table (and key); sessions running keep their
@@ -907,6 +1126,11 @@ static void stop(struct master *m)
 	for (int i = 0; i < m->nls; i++)
 		close(m->ls[i].fd);
 	m->nls = 0;
+	/* idle session processes read EOF and exit at once; busy ones
+	 * finish their command (SIGTERM below) and exit */
+	for (int i = 0; i < SESSION_SLOTS; i++)
+		if (m->sessions[i].pid)
+			let_go(m, &m->sessions[i]);
 	signal(SIGCHLD, SIG_DFL);
 	int nsync = 0;
 	for (int i = 0; i < m->nsyncers; i++)
@@ -936,7 +1160,7 @@ static void stop(struct master *m)
 	}
 	if (left > 0) {
 		log_warn("event=stop_kill processes=%d", left);
-		for (int i = 0; i < MAX_SESSIONS; i++)
+		for (int i = 0; i < SESSION_SLOTS; i++)
 			if (m->sessions[i].pid)
 				kill(m->sessions[i].pid, SIGKILL);
 		for (int i = 0; i < m->nsyncers; i++)
@@ -967,7 +1191,7 @@ static void stop(struct master *m)
 int main(int argc, char **argv)
 {
 	struct master m = { 0 };
-	m.sessions = xcalloc(MAX_SESSIONS, sizeof *m.sessions);
+	m.sessions = xcalloc(SESSION_SLOTS, sizeof *m.sessions);
 	m.conf_path = getenv("TANDEM_CONF") ? getenv("TANDEM_CONF") : "/etc/tandem.conf";
 	int foreground = 0, check = 0, opt;
 	while ((opt = getopt(argc, argv, "C:fnh")) != -1) {
@@ -1059,8 +1283,8 @@ int main(int argc, char **argv)
 	 * zone of the log lines */
 	sqlite3_initialize();
 	tzset();
-	for (int i = 0; i < MAX_SESSIONS; i++)
-		m.sessions[i].authfd = -1;
+	for (int i = 0; i < SESSION_SLOTS; i++)
+		m.sessions[i].authfd = m.sessions[i].ctlfd = -1;
 	m.authcache_size = conf_int(m.conf, "auth_cache_size");
 	m.authcache = server_authcache_from_conf(m.conf);
 	if (server_authfail_init() < 0)
@@ -1079,9 +1303,10 @@ int main(int argc, char **argv)
 	warn_rightnow(&m);
 	write_state(&m);
 	int running = 1;
-	/* the signal pipe, the listeners, then the sessions' login-cache sockets */
-	struct pollfd *pf = xcalloc(1 + MAX_LISTENERS + MAX_SESSIONS, sizeof *pf);
-	int *pf_slot = xcalloc(MAX_SESSIONS, sizeof *pf_slot);
+	/* the signal pipe, the listeners, the sessions' login-cache sockets,
+	 * then the control sockets of busy session processes */
+	struct pollfd *pf = xcalloc(1 + MAX_LISTENERS + 2 * SESSION_SLOTS, sizeof *pf);
+	int *pf_slot = xcalloc(2 * SESSION_SLOTS, sizeof *pf_slot);
 	while (running) {
 		pf[0].fd = sigpipe_fds[0];
 		pf[0].events = POLLIN;
@@ -1090,19 +1315,38 @@ int main(int argc, char **argv)
 			pf[i + 1].events = POLLIN;
 		}
 		int nauth = 0;
-		for (int i = 0; i < MAX_SESSIONS && nauth < m.nauthfds; i++)
+		/* (only busy processes have a question to ask: an idle one's
+		 * are answered "not cached" when it gets work, hand_to_idle) */
+		for (int i = 0, left = m.nauthfds; i < SESSION_SLOTS && left > 0; i++)
 			if (m.sessions[i].pid && m.sessions[i].authfd >= 0) {
+				left--;
+				if (m.sessions[i].state != SLOT_BUSY)
+					continue;
 				pf[1 + m.nls + nauth].fd = m.sessions[i].authfd;
 				pf[1 + m.nls + nauth].events = POLLIN;
 				pf[1 + m.nls + nauth].revents = 0;
 				pf_slot[nauth++] = i;
+			}
+		int nctl = 0, c0 = 1 + m.nls + nauth;
+		for (int i = 0, left = m.nctlfds; i < SESSION_SLOTS && left > 0; i++)
+			if (m.sessions[i].pid && m.sessions[i].ctlfd >= 0) {
+				left--;
+				if (m.sessions[i].state != SLOT_BUSY)
+					continue;
+				pf[c0 + nctl].fd = m.sessions[i].ctlfd;
+				pf[c0 + nctl].events = POLLIN;
+				pf[c0 + nctl].revents = 0;
+				pf_slot[nauth + nctl++] = i;
 			}
 		start_due_syncers(&m);
 		start_metrics(&m);
 		int wait_ms = next_syncer_ms(&m);
 		if (m.nmfds && !m.metrics_pid && (wait_ms < 0 || wait_ms > 1000))
 			wait_ms = 1000;	/* the metrics process is due again */
-		int n = poll(pf, (nfds_t)(m.nls + 1 + nauth), wait_ms);
+		long long idle_ms = expire_idle(&m);
+		if (idle_ms >= 0 && (wait_ms < 0 || idle_ms < wait_ms))
+			wait_ms = (int)idle_ms;
+		int n = poll(pf, (nfds_t)(c0 + nctl), wait_ms);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -1132,6 +1376,18 @@ int main(int argc, char **argv)
 				ss->authfd = -1;
 				m.nauthfds--;
 			}
+		}
+		/* idle notices before the accepts, which may hand them work */
+		for (int k = 0; k < nctl; k++) {
+			struct session_slot *ss = &m.sessions[pf_slot[nauth + k]];
+			if (!(pf[c0 + k].revents & (POLLIN | POLLHUP | POLLERR)) || ss->ctlfd != pf[c0 + k].fd ||
+			    ss->state != SLOT_BUSY)
+				continue;
+			int r = server_reuse_notice(ss->ctlfd);
+			if (r == 'I')
+				on_idle(&m, ss);
+			else if (r < 0)
+				let_go(&m, ss);	/* it is exiting: reaped soon */
 		}
 		for (int i = 0; running && i < m.nls; i++)
 			if (pf[i + 1].revents & POLLIN)

@@ -156,12 +156,16 @@ def move_killed_halfway(target="INBOX.Box", delays=(0, 0, 0.005, 0.02, 0.05, 0.1
         landed = False
         for attempt, delay in enumerate(delays):
             old_uids = {row[0] for row in c.master.messages("user.alice")}
-            before = _children(c.master_node.proc.pid)
             conn = imaplib.IMAP4("127.0.0.1", c.master_node.port["imap"], timeout=30)
             conn.login("alice", "pw")
             conn.select("INBOX")
-            session = sorted(_children(c.master_node.proc.pid) - before)
-            t.eq(len(session), 1, f"one new session process: {session}")
+            # the process serving it (a new one, or an idle one reused):
+            # its connect line names the client's port
+            cport = conn.sock.getsockname()[1]
+            found = re.findall(rf"\[(\d+)\] level=info event=connect service=imap session=\S+ "
+                               rf"peer=127\.0\.0\.1:{cport}\b", c.master_node.log())
+            session = sorted({int(p) for p in found} & _children(c.master_node.proc.pid))
+            t.eq(len(session), 1, f"one session process: {session}")
             if len(session) != 1:
                 break
             spid = session[0]

@@ -1,0 +1,378 @@
+"""test_session_reuse.py: tandemd's session processes serve one connection
+after another (maxuse, maxspare, spare_timeout), and nothing of a session
+reaches the next one in the same process.
+
+With maxspare 1 there is one idle process per service, so consecutive
+connections land in the same process (its pid is in every log line):
+- user A logs in, selects, ENABLEs CONDSTORE, IDLEs, COMPRESSes and logs
+  out; user B, next in the same process, gets a fresh greeting (plain
+  text: no COMPRESS left), pre-login capabilities, commands needing a
+  login refused, no mailbox selected, no CONDSTORE (no MODSEQ in its
+  FETCH), none of A's mailboxes;
+- a session that ends otherwise (a failed login, too many bad commands,
+  a timeout) takes its process with it; maxuse N: N connections, then the process
+  exits; maxuse 1: a fresh process per connection;
+- a reload lets the idle process go (it ran the old config); an idle
+  process exits after spare_timeout; SIGTERM of tandemd ends idle
+  processes at once;
+- maxperhost and imap_maxchild count connections, not idle processes;
+- TLS sessions (imaps, STARTTLS) and LMTP processes are reused too, the
+  next client of a process starting in the clear.
+Bounded waits, no timing asserts."""
+import os
+import re
+import signal
+import smtplib
+import socket
+import time
+import zlib
+
+from imapraw import Raw
+from tlib import Daemon, Instance, Suite, lmtp_send, make_message, wait_for, wait_log
+
+t = Suite("session-reuse")
+inst = Instance()
+d = None
+
+CONNECT = re.compile(r"\[(\d+)\] level=info event=connect service=(\w+) session=(\S+)")
+
+
+def alive(pid):
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def children(pid):
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{e}/stat").read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(e))
+    return out
+
+
+def connects(service="imap"):
+    """[(pid, session id)] of the service's connections, in order."""
+    return [(int(p), sid) for p, svc, sid in CONNECT.findall(d.log()) if svc == service]
+
+
+def imap(service="imap"):
+    """A new IMAP connection: (Raw, pid of the process serving it, session id)."""
+    n = len(connects(service))
+    r = Raw(d.port[service], tls=service == "imaps")
+    wait_for(lambda: len(connects(service)) > n, what="the connect line")
+    pid, sid = connects(service)[n]
+    return r, pid, sid
+
+
+def wait_idle(pid, after):
+    """Waits until tandemd has taken pid for idle (its debug line)."""
+    wait_log(d, f"event=session_idle pid={pid} ", after=after)
+
+
+def close(r):
+    r.f.close()
+    r.s.close()
+
+
+def logout(r):
+    _, tagged = r.cmd("LOGOUT")
+    close(r)
+    return tagged
+
+
+def restart(conf):
+    """A reload with conf's extra lines (replacing the previous ones;
+    maxspare 1 unless they set it)."""
+    if "maxspare" not in conf:
+        conf += "maxspare: 1\n"
+    global d
+    text = open(inst.conf).read()
+    text = text.split("# reuse-test\n")[0] + "# reuse-test\n" + conf
+    open(inst.conf, "w").write(text)
+    mark = len(d.log())
+    d.proc.send_signal(signal.SIGHUP)
+    log = wait_log(d, re.compile("event=reload(_fail)? "), after=mark)
+    assert "reload_fail" not in log, log
+
+
+try:
+    for u in ("alice", "bob"):
+        inst.ok(["user", "add", u], stdin=f"{u}-pw\n".encode())
+    d = Daemon(inst, services=("imap", "imaps", "lmtp"),
+               extra_conf="loglevel: debug\n# reuse-test\nmaxspare: 1\n")
+    for u in ("alice", "bob"):
+        for i in range(2):
+            t.eq(lmtp_send(d.port["lmtp"], f"{u}@test.example", make_message(t.rng, i)), 250, f"delivered to {u}")
+    inst.ok(["mailbox", "create", "user.alice.Private"])
+
+    with t.case("one process serves consecutive connections; user B sees nothing of user A's session"):
+        mark = len(d.log())
+        a, pid_a, sid_a = imap()
+        _, tg = a.cmd("LOGIN alice alice-pw")
+        t.check(tg.startswith(b"OK"), f"A logs in: {tg!r}")
+        _, tg = a.cmd("ENABLE CONDSTORE")
+        t.check(tg.startswith(b"OK"), "A enables CONDSTORE")
+        _, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK"), "A selects")
+        a.send(b"i1 IDLE\r\n")
+        t.check(a.line().startswith(b"+"), "A idles")
+        a.send(b"DONE\r\n")
+        while not a.line().startswith(b"i1 "):
+            pass
+        _, tg = a.cmd("COMPRESS DEFLATE")
+        t.check(tg.startswith(b"OK"), f"A compresses: {tg!r}")
+        comp, decomp = zlib.compressobj(wbits=-15), zlib.decompressobj(wbits=-15)
+        a.s.sendall(comp.compress(b"z1 LOGOUT\r\n") + comp.flush(zlib.Z_SYNC_FLUSH))
+        got = b""
+        while b"z1 OK" not in got:
+            chunk = a.s.recv(4096)
+            if not chunk:
+                break
+            got += decomp.decompress(chunk)
+        t.check(b"z1 OK" in got, f"A logs out compressed: {got!r}")
+        close(a)
+        wait_idle(pid_a, mark)
+
+        b, pid_b, sid_b = imap()
+        t.eq(pid_b, pid_a, "B is served by A's process")
+        t.check(sid_b != sid_a, f"a session id of its own ({sid_a} then {sid_b})")
+        t.check(b.greeting.startswith(b"* OK [CAPABILITY ") and b"AUTH=PLAIN" in b.greeting,
+                f"a fresh plain-text greeting with pre-login capabilities: {b.greeting!r}")
+        un, tg = b.cmd("CAPABILITY")
+        caps = b"".join(un)
+        t.check(b"AUTH=PLAIN" in caps and b"COMPRESS=DEFLATE" in caps, f"pre-login, uncompressed: {caps!r}")
+        # (two: the third BAD before login ends a session)
+        for cmd in ("SELECT INBOX", "STATUS INBOX (MESSAGES)"):
+            _, tg = b.cmd(cmd)
+            t.check(tg.startswith(b"BAD"), f"{cmd} before login refused: {tg!r}")
+        _, tg = b.cmd("LOGIN bob bob-pw")
+        t.check(tg.startswith(b"OK"), f"B logs in: {tg!r}")
+        _, tg = b.cmd("FETCH 1 (FLAGS)")
+        t.check(tg.startswith(b"BAD"), f"no mailbox selected: {tg!r}")
+        un, _ = b.cmd("LIST \"\" *")
+        t.check(not any(b"alice" in ln for ln in un), f"none of A's mailboxes listed: {un!r}")
+        _, tg = b.cmd("SELECT user.alice")
+        t.check(tg.startswith(b"NO"), f"A's INBOX not selectable: {tg!r}")
+        _, tg = b.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK"), "B selects its own INBOX")
+        un, tg = b.cmd("STORE 1 +FLAGS (\\Flagged)")
+        t.check(tg.startswith(b"OK") and un and not any(b"MODSEQ" in ln for ln in un),
+                f"no CONDSTORE (no MODSEQ in FETCH): {un!r}")
+        un, _ = b.cmd("FETCH 1:* (UID)")
+        t.eq(len(un), 2, "B's own two messages")
+        mark = len(d.log())
+        logout(b)
+        wait_idle(pid_a, mark)
+
+    with t.case("TLS sessions (imaps, STARTTLS) leave their process reusable, each starting in the clear"):
+        mark = len(d.log())
+        pids = []
+        for i in range(2):
+            r, pid, _ = imap("imaps")
+            pids.append(pid)
+            _, tg = r.cmd("LOGIN alice alice-pw")
+            t.check(tg.startswith(b"OK"), f"imaps login: {tg!r}")
+            m2 = len(d.log())
+            logout(r)
+            wait_idle(pid, m2)
+        t.eq(pids[0], pids[1], "one imaps process")
+        r, pid, _ = imap()
+        _, tg = r.cmd("STARTTLS")
+        t.check(tg.startswith(b"OK"), f"STARTTLS: {tg!r}")
+        import ssl
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        r.s = ctx.wrap_socket(r.s)
+        r.f = r.s.makefile("rb")
+        _, tg = r.cmd("LOGIN bob bob-pw")
+        t.check(tg.startswith(b"OK"), f"login over STARTTLS: {tg!r}")
+        m2 = len(d.log())
+        logout(r)
+        wait_idle(pid, m2)
+        r2, pid2, _ = imap()
+        t.eq(pid2, pid, "the same process next")
+        t.check(b"STARTTLS" in r2.greeting, f"the next client starts in the clear: {r2.greeting!r}")
+        _, tg = r2.cmd("NOOP")
+        t.check(tg.startswith(b"OK"), "plain text works")
+        m2 = len(d.log())
+        logout(r2)
+        wait_idle(pid, m2)
+        t.check("fd_leak" not in d.log()[mark:], "no descriptor left behind")
+        pid_a = pid
+
+    with t.case("a failed login ends the process after its session"):
+        mark = len(d.log())
+        c, pid_c, _ = imap()
+        t.eq(pid_c, pid_a, "the idle process serves it")
+        _, tg = c.cmd("LOGIN alice wrong")
+        t.check(tg.startswith(b"NO"), "failed login")
+        _, tg = c.cmd("LOGIN alice alice-pw")
+        t.check(tg.startswith(b"OK"), "then a good one")
+        logout(c)
+        t.check(wait_for(lambda: not alive(pid_c), what="the process to exit"), "the process exited")
+        t.check(f"event=session_idle pid={pid_c} " not in d.log()[mark:], "it never went idle")
+        e, pid_e, _ = imap()
+        t.check(pid_e != pid_c, "the next connection gets a new process")
+        logout(e)
+        wait_idle(pid_e, mark)
+
+    with t.case("too many bad commands end the process"):
+        mark = len(d.log())
+        c, pid_c, _ = imap()
+        t.eq(pid_c, pid_e, "the idle process serves it")
+        for i in range(3):
+            c.send(b"x%d FOO\r\n" % i)
+        try:
+            while True:
+                c.line()
+        except (EOFError, OSError):
+            pass
+        t.check(wait_for(lambda: not alive(pid_c), what="the process to exit"), "the process exited")
+
+    with t.case("a session that timed out ends its process"):
+        restart("preauth_timeout: 1s\n")
+        mark = len(d.log())
+        c, pid_c, _ = imap()
+        line = c.line()
+        t.check(b"BYE" in line, f"autologout before login: {line!r}")
+        t.check(wait_for(lambda: not alive(pid_c), what="the process to exit"), "the process exited")
+        t.check(f"event=session_idle pid={pid_c} " not in d.log()[mark:], "it never went idle")
+        close(c)
+        restart("")
+
+    with t.case("a client that closes between commands leaves the process reusable"):
+        mark = len(d.log())
+        c, pid_c, _ = imap()
+        c.cmd("LOGIN alice alice-pw")
+        close(c)
+        wait_idle(pid_c, mark)
+        c2, pid_c2, _ = imap()
+        t.eq(pid_c2, pid_c, "same process")
+        mark = len(d.log())
+        logout(c2)
+        wait_idle(pid_c, mark)
+
+    with t.case("a reload lets the idle process go; maxuse 3: three connections, then exit"):
+        old = pid_c
+        mark = len(d.log())
+        restart("maxuse: 3\n")
+        t.check(wait_for(lambda: not alive(old), what="the idle process to exit"), "the idle process of the old config exited")
+        pids = []
+        for i in range(4):
+            mark = len(d.log())
+            c, pid, _ = imap()
+            pids.append(pid)
+            logout(c)
+            if i < 2 or i == 3:
+                wait_idle(pid, mark)
+        t.check(old not in pids, "no connection for the old process")
+        t.check(pids[0] == pids[1] == pids[2], f"three connections in one process: {pids}")
+        t.check(pids[3] != pids[0], f"the fourth in a new one: {pids}")
+        t.check(wait_for(lambda: not alive(pids[0]), what="the used-up process to exit"), "it exited after maxuse")
+
+    with t.case("maxuse 1: a fresh process per connection"):
+        last = pids[3]
+        restart("maxuse: 1\n")
+        wait_for(lambda: not alive(last), what="the idle process to exit")
+        pids = []
+        for i in range(3):
+            c, pid, _ = imap()
+            pids.append(pid)
+            logout(c)
+            wait_for(lambda: not alive(pid), what="the process to exit")
+        t.eq(len(set(pids)), 3, f"three processes: {pids}")
+
+    with t.case("maxperhost counts connections, not idle processes"):
+        restart("maxperhost: 2\nmaxspare: 4\n")
+        mark = len(d.log())
+        held = [imap() for _ in range(2)]
+        for r, pid, _ in held:
+            logout(r)
+        for r, pid, _ in held:
+            wait_idle(pid, mark)
+        pids = {pid for _, pid, _ in held}
+        t.eq(len(pids), 2, "two idle processes")
+        conns = [Raw(d.port["imap"]) for _ in range(3)]
+        greet = [c.greeting for c in conns]
+        t.check(greet[0].startswith(b"* OK") and greet[1].startswith(b"* OK"), "two connections served")
+        t.check(b"Too many" in greet[2], f"the third refused (reason=host_limit) with idle processes around: {greet[2]!r}")
+        t.check("reason=host_limit" in d.log()[mark:], "logged as host_limit")
+        for c in conns[:2]:
+            logout(c)
+        close(conns[2])
+
+    with t.case("imap_maxchild counts connections, not idle processes"):
+        restart("imap_maxchild: 2\nmaxperhost: 0\nmaxspare: 4\n")
+        mark = len(d.log())
+        held = [imap() for _ in range(2)]
+        for r, pid, _ in held:
+            logout(r)
+        for r, pid, _ in held:
+            wait_idle(pid, mark)
+        conns = [Raw(d.port["imap"]) for _ in range(3)]
+        greet = [c.greeting for c in conns]
+        t.check(greet[0].startswith(b"* OK") and greet[1].startswith(b"* OK"), "two connections served")
+        t.check(b"Too many" in greet[2], f"the third refused: {greet[2]!r}")
+        t.check("reason=service_limit" in d.log()[mark:], "logged as service_limit")
+        pids = {int(p) for p, svc, _ in CONNECT.findall(d.log()[mark:]) if svc == "imap"}
+        t.eq(len(pids), 2, f"served by the two processes, no third forked: {pids}")
+        for c in conns[:2]:
+            logout(c)
+        close(conns[2])
+
+    with t.case("an idle process exits after spare_timeout"):
+        restart("spare_timeout: 1s\n")
+        mark = len(d.log())
+        c, pid, _ = imap()
+        logout(c)
+        wait_idle(pid, mark)
+        t.check(wait_for(lambda: not alive(pid), timeout=30, what="the idle process to exit"),
+                "it exited by itself")
+        t.check(f"pid={pid} service=imap reason=spare_timeout" in d.log()[mark:], "logged why")
+
+    with t.case("LMTP processes are reused"):
+        restart("")
+        mark = len(d.log())
+        for i in range(3):
+            mark = len(d.log())
+            n = len(connects("lmtp"))
+            l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+            l.sendmail("s@example.net", ["alice@test.example"], make_message(t.rng, 10 + i))
+            l.quit()
+            wait_for(lambda: len(connects("lmtp")) > n, what="the connect line")
+            pid = connects("lmtp")[n][0]
+            wait_idle(pid, mark)
+        lp = [p for p, _ in connects("lmtp")[-3:]]
+        t.check(lp[0] == lp[1] == lp[2], f"one LMTP process: {lp}")
+        t.eq(len(inst.messages("user.alice")), 5, "every delivery stored")
+
+    with t.case("SIGTERM of tandemd ends idle processes at once"):
+        mark = len(d.log())
+        c, pid, _ = imap()
+        logout(c)
+        wait_idle(pid, mark)
+        kids = children(d.proc.pid)
+        t.check(pid in kids, "an idle process runs")
+        rc = d.stop()
+        t.eq(rc, 0, "tandemd stopped cleanly")
+        t.check(wait_for(lambda: not any(alive(k) for k in kids), timeout=10, what="every child to exit"),
+                "no child left")
+        t.check("event=stop_kill" not in d.log(), "none had to be killed")
+finally:
+    if os.environ.get("KEEP"):
+        print(d.logfile)
+        inst.own_root = False
+    if d:
+        d.stop()
+    inst.cleanup()
+t.done()
