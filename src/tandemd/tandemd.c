@@ -1280,7 +1280,9 @@ int main(int argc, char **argv)
 		log_warn("event=stats_fail error=\"%s\" note=\"the metrics page shows no counters\"", strerror(errno));
 	/* what every session would do again after its fork, done once here:
 	 * SQLite's global init (no connection is opened in tandemd), the time
-	 * zone of the log lines */
+	 * zone of the log lines; SQLite's process-wide settings go in first
+	 * (store_sqlite_setup: they can only be set before initialising) */
+	store_sqlite_setup();
 	sqlite3_initialize();
 	tzset();
 	for (int i = 0; i < SESSION_SLOTS; i++)
