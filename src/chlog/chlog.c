@@ -348,12 +348,15 @@ fail:
  *
  * A new log's directory entry must be durable before any writer reports
  * its line durable. The creator makes the file under a temporary name,
- * locks the mark byte CHLOG_MARK exclusively, links it to "log", writes,
- * fsyncs the file and the directory, then unlocks the mark. Every writer
- * takes a shared lock on the mark after its own fsync: a writer that
- * found a log still being created waits for the creator's directory
- * fsync. As the file is locked before it has its name, no writer can
- * pass the mark before the creator holds it. */
+ * locks the mark byte CHLOG_MARK exclusively (and the data shared),
+ * writes its lines, fsyncs, links it to "log", fsyncs the directory,
+ * then unlocks the mark. Every other writer takes a shared lock on the
+ * mark after its own fsync: one that found a log still being created
+ * waits for the creator's directory fsync. As the file is locked and
+ * holds the creator's lines before it has its name, no writer can pass
+ * the mark before the creator holds it, and a rolling client woken by
+ * the new name (inotify) never takes an empty log from under the
+ * creator (with a create-then-lock, it did, 64 times in a row). */
 
 #define CHLOG_MARK ((off_t)1 << 62)
 
@@ -376,55 +379,89 @@ static int lock_fd(int fd, short type)
 	return lock_range(fd, type, 0, 0);
 }
 
-/* Creates the log at path, durable name and all: a new file under a
- * temporary name, its mark locked, linked to path. The fd (mark held)
- * or -1; -2 when another writer created path first (open it). */
-static int create_log(const char *path, struct terr *err)
+/* Writes lines once (a short write is an error, see blank_partial);
+ * the offset just after them in *end_r. */
+static int write_once(int fd, const char *lines, size_t len, off_t *end_r, ssize_t *w_r, const char *path,
+		      struct terr *err)
+{
+	ssize_t w;
+	do
+		w = write(fd, lines, len);
+	while (w < 0 && errno == EINTR);
+	*w_r = w;
+	*end_r = w > 0 ? lseek(fd, 0, SEEK_CUR) : 0;
+	if (w >= 0 && (size_t)w == len && *end_r >= 0)
+		return 0;
+	/* a short write is the file system's "no room" (or the file size
+	 * limit): the next write would fail with the reason */
+	return terr_errno(err, w < 0 || *end_r < 0 ? errno : ENOSPC, "write %s", path);
+}
+
+/* Creates the log at path holding lines: a new file under a temporary
+ * name, locked (the mark exclusively, the data shared) before it has
+ * its name, written and fsynced, then linked to path, its directory
+ * fsynced and the mark unlocked. A reader that renames it at once waits
+ * for the locks; nobody can see the file before its first line is in
+ * it. 0 with *fd_r (data lock held), *end_r and *st_r; 1 when another
+ * writer created path first (nothing was published: append to that
+ * one); -1 on error. */
+static int create_log(const char *path, const char *lines, size_t len, int *fd_r, off_t *end_r, struct stat *st_r,
+		      struct terr *err)
 {
 	struct buf tmp = BUF_INIT;
 	buf_printf(&tmp, "%s.new.%ld", path, (long)getpid());
+	int rc = -1, linked = 0;
 	int fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0 && errno == ENOENT) {
 		char *slash = strrchr(tmp.ptr, '/');
 		*slash = '\0';
 		int mk = fs_mkdir_p(tmp.ptr, 0750, err);
 		*slash = '/';
-		if (mk < 0) {
-			buf_free(&tmp);
-			return -1;
-		}
+		if (mk < 0)
+			goto out;
 		fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	}
 	if (fd < 0) {
 		terr_errno(err, errno, "create change log %s", tmp.ptr);
-		buf_free(&tmp);
-		return -1;
+		goto out;
 	}
-	if (lock_range(fd, F_WRLCK, CHLOG_MARK, 1) < 0) {
+	ssize_t w;
+	if (lock_range(fd, F_WRLCK, CHLOG_MARK, 1) < 0 || lock_range(fd, F_RDLCK, 0, CHLOG_MARK) < 0) {
 		terr_errno(err, errno, "lock change log %s", tmp.ptr);
-		goto fail;
+		goto out;
 	}
+	if (write_once(fd, lines, len, end_r, &w, tmp.ptr, err) < 0 || fs_fsync(fd, tmp.ptr, err) < 0 ||
+	    fstat(fd, st_r) < 0)
+		goto out;
 	if (link(tmp.ptr, path) < 0) {
-		int e = errno;
-		if (e != EEXIST)
-			terr_errno(err, e, "link change log %s", path);
-		unlink(tmp.ptr);
-		close(fd);
-		buf_free(&tmp);
-		return e == EEXIST ? -2 : -1;
+		if (errno == EEXIST)
+			rc = 1;
+		else
+			terr_errno(err, errno, "link change log %s", path);
+		goto out;
 	}
-	/* the directory fsync after the write covers this unlink too */
+	linked = 1;
+	/* the directory fsync covers the link and this unlink */
 	if (unlink(tmp.ptr) < 0) {
 		terr_errno(err, errno, "unlink %s", tmp.ptr);
-		goto fail;
+		goto out;
 	}
+	if (fs_fsync_parent(path, err) < 0)
+		goto out;
+	if (lock_range(fd, F_UNLCK, CHLOG_MARK, 1) < 0) {
+		terr_errno(err, errno, "unlock change log %s", path);
+		goto out;
+	}
+	*fd_r = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (!linked)
+		unlink(tmp.ptr);
+	if (fd >= 0)
+		close(fd);
 	buf_free(&tmp);
-	return fd;
-fail:
-	close(fd);
-	unlink(tmp.ptr);
-	buf_free(&tmp);
-	return -1;
+	return rc;
 }
 
 /* After a short write of n bytes that ended at offset end: turns them
@@ -467,16 +504,18 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 	chlog_shard_path(configdir, channel, shard, "log", &path);
 	int rc = -1;
 	for (int attempt = 0; attempt < CHLOG_APPEND_TRIES; attempt++) {
-		int created = 0;
+		struct stat a, b;
+		off_t end;
 		int fd = open(path.ptr, O_RDWR | O_APPEND | O_CLOEXEC);	/* read: for F_RDLCK */
 		if (fd < 0 && errno == ENOENT) {
-			fd = create_log(path.ptr, err);
-			if (fd == -2)
-				continue;	/* another writer made it: open that */
-			if (fd < 0)
+			int c = create_log(path.ptr, lines, len, &fd, &end, &a, err);
+			if (c < 0)
 				goto out;
-			created = 1;
-		} else if (fd < 0) {
+			if (c > 0)
+				continue;	/* another writer made it: append to that */
+			goto done;
+		}
+		if (fd < 0) {
 			terr_errno(err, errno, "open change log %s", path.ptr);
 			goto out;
 		}
@@ -485,38 +524,30 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 			close(fd);
 			goto out;
 		}
-		struct stat a, b;
 		if (fstat(fd, &a) < 0 || stat(path.ptr, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
 			close(fd);	/* renamed to log-run under us: use the new log */
 			continue;
 		}
 		ssize_t w;
-		do
-			w = write(fd, lines, len);
-		while (w < 0 && errno == EINTR);
-		off_t end = w > 0 ? lseek(fd, 0, SEEK_CUR) : 0;
-		if (w < 0 || (size_t)w != len || end < 0) {
-			int e = w < 0 ? errno : end < 0 ? errno : ENOSPC;
-			terr_errno(err, e, "write %s", path.ptr);
+		if (write_once(fd, lines, len, &end, &w, path.ptr, err) < 0) {
 			if (w > 0 && end > 0 && (size_t)w < len)
 				blank_partial(fd, end, (size_t)w, path.ptr);
 			close(fd);
 			goto out;
 		}
 		/* a line whose fsync failed stays: replaying a change that did
-		 * not commit is harmless (the client syncs what is there) */
+		 * not commit is harmless (the client syncs what is there); then
+		 * wait until the log's creator has made its name durable */
 		if (fs_fsync(fd, path.ptr, err) < 0) {
 			close(fd);
 			goto out;
 		}
-		if (created ? fs_fsync_parent(path.ptr, err) < 0 || lock_range(fd, F_UNLCK, CHLOG_MARK, 1) < 0 :
-			      lock_range(fd, F_RDLCK, CHLOG_MARK, 1) < 0) {
-			/* created: the directory is durable; else: it waited for the creator's */
-			if (!created)
-				terr_errno(err, errno, "lock change log %s", path.ptr);
+		if (lock_range(fd, F_RDLCK, CHLOG_MARK, 1) < 0) {
+			terr_errno(err, errno, "lock change log %s", path.ptr);
 			close(fd);
 			goto out;
 		}
+done:
 		if (pos_r) {
 			snprintf(pos_r->channel, sizeof pos_r->channel, "%s", channel ? channel : "");
 			pos_r->shard = shard;
