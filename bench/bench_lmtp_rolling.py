@@ -15,9 +15,21 @@ an order that rotates between repetitions:
 Prints one JSON line per (contestant, connections) with the rates and
 their median, then the ratios to Cyrus. Not a test: nothing fails on a
 number.
+
+  BENCH_MODE=latency BENCH_BINS="..." python3 bench/bench_lmtp_rolling.py
+
+Rolling latency under load (tandem builds only, alternating, BENCH_REPS
+each): while background threads deliver BENCH_BG_RATE (200) msg/s to
+user01..user09 (paced, over BENCH_BG_CONNS (4) connections), BENCH_LAT_N (100) deliveries to
+user00 with random pauses of 0-0.2 s each wait until the replica's
+user00 INBOX has them: p50/p95/max of LMTP 250 -> on the replica.
 """
 import json
 import os
+import random
+import smtplib
+import sqlite3
+import threading
 import shutil
 import statistics
 import subprocess
@@ -96,8 +108,110 @@ class CyrusPair:
         self.cr.stop()
 
 
+def latency_run(binpath, base, rep):
+    bench_sync.BIN = os.path.join(TOP, binpath)
+    bench_sync.TANDEM = os.path.join(bench_sync.BIN, "tandem")
+    bg_rate = float(os.environ.get("BENCH_BG_RATE", "200"))
+    lat_n = int(os.environ.get("BENCH_LAT_N", "100"))
+    root = tempfile.mkdtemp(prefix="bench-lr-", dir=base)
+    stop = threading.Event()
+    sent = [0]
+
+    bg_conns = int(os.environ.get("BENCH_BG_CONNS", "4"))
+    t_bg = [0.0]
+
+    def background(k):
+        l = smtplib.LMTP("127.0.0.1", lp)
+        i = 0
+        while not stop.is_set():
+            user, folder, data = workload.message(900 + rep, k * 100000 + i)
+            if user == "user00":
+                user = "user01"
+            l.sendmail("bench@example.net", [user + ("+" + folder if folder else "")], data)
+            i += 1
+            ahead = t_bg[0] + i * bg_conns / bg_rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        sent[0] += i
+        l.quit()
+
+    try:
+        lp, sp = free_port(), free_port()
+        master, replica = bench_sync.make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n")
+        replica.start(sp)
+        master.start(lp)
+        time.sleep(1.0)
+        dbpath = os.path.join(replica.dir, "spool", "user", "user00", "meta.db")
+        rng = random.Random(11 + rep)
+        t_bg[0] = time.monotonic()
+        ths = [threading.Thread(target=background, args=(k,), daemon=True) for k in range(bg_conns)]
+        for th in ths:
+            th.start()
+        time.sleep(1.0)
+        lat = []
+        l = smtplib.LMTP("127.0.0.1", lp)
+        for i in range(lat_n):
+            time.sleep(rng.random() * 0.2)
+            _, _, data = workload.message(950 + rep, i)
+            db = None
+            before = None
+            try:
+                db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+                before = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+            except sqlite3.Error:
+                pass
+            l.sendmail("bench@example.net", ["user00"], data)
+            t0 = time.monotonic()
+            while time.monotonic() - t0 < 10:
+                try:
+                    if db is None:
+                        db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+                    now = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+                    if before is None or now > before:
+                        break
+                except (sqlite3.Error, TypeError):
+                    pass
+                time.sleep(0.001)
+            lat.append(time.monotonic() - t0)
+            if db:
+                db.close()
+        l.quit()
+        stop.set()
+        for th in ths:
+            th.join(30)
+        sent.append(time.monotonic() - t_bg[0])
+        master.stop()
+        replica.stop()
+        lat.sort()
+        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]  # noqa: E731
+        return {"p50_ms": round(q(0.5) * 1000, 1), "p95_ms": round(q(0.95) * 1000, 1),
+                "max_ms": round(lat[-1] * 1000, 1), "bg_msgs_per_s": round(sent[0] / sent[1], 1)}
+    finally:
+        stop.set()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def latency_main(base):
+    res = {b: [] for b in BINS}
+    for rep in range(REPS):
+        order = BINS[rep % len(BINS):] + BINS[:rep % len(BINS)]
+        for b in order:
+            r = latency_run(b, base, rep)
+            res[b].append(r)
+            print(f"  rep {rep} {b}: {r}", file=sys.stderr, flush=True)
+    for b in BINS:
+        out = {"bench": "rolling_latency_under_load", "who": b, "runs": res[b]}
+        for k in ("p50_ms", "p95_ms", "max_ms", "bg_msgs_per_s"):
+            out["median_" + k] = round(statistics.median(r[k] for r in res[b]), 1)
+        print(json.dumps(out), flush=True)
+
+
 def main():
     base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
+    if os.environ.get("BENCH_MODE") == "latency":
+        os.makedirs(base, exist_ok=True)
+        latency_main(base)
+        return
     os.makedirs(base, exist_ok=True)
     cy = None
     croot = None
