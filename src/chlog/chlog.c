@@ -329,8 +329,10 @@ fail:
  *
  * Writers take a SHARED lock on the data range of the log (bytes
  * [0, CHLOG_MARK)) from before their write until chlog_release (the
- * store's COMMIT): many writers append and fsync at once, and the file
- * system's journal serves their fsyncs together. A reader renames log to
+ * store's COMMIT): many writers append and fsync at once (a journaling
+ * file system commits concurrent fsyncs together; without a journal they
+ * still overlap on the device), and no delivery waits for another's
+ * COMMIT. A reader renames log to
  * log-run and then takes an EXCLUSIVE lock on the whole file, which waits
  * for every writer that locked the old inode; a writer that locked it
  * after the rename sees that the path names another inode and retries.
@@ -430,9 +432,12 @@ static int create_log(const char *path, const char *lines, size_t len, int *fd_r
 		terr_errno(err, errno, "lock change log %s", tmp.ptr);
 		goto out;
 	}
-	if (write_once(fd, lines, len, end_r, &w, tmp.ptr, err) < 0 || fs_fsync(fd, tmp.ptr, err) < 0 ||
-	    fstat(fd, st_r) < 0)
+	if (write_once(fd, lines, len, end_r, &w, tmp.ptr, err) < 0 || fs_fsync(fd, tmp.ptr, err) < 0)
 		goto out;
+	if (fstat(fd, st_r) < 0) {
+		terr_errno(err, errno, "fstat %s", tmp.ptr);
+		goto out;
+	}
 	if (link(tmp.ptr, path) < 0) {
 		if (errno == EEXIST)
 			rc = 1;
@@ -446,6 +451,10 @@ static int create_log(const char *path, const char *lines, size_t len, int *fd_r
 		terr_errno(err, errno, "unlink %s", tmp.ptr);
 		goto out;
 	}
+	/* If this fails (EIO: the disk is failing), this change fails, but
+	 * writers waiting on the mark are not told: they go on once it is
+	 * unlocked (by the close). Nothing cheaper tells them; every other
+	 * fsync on that disk is failing too. */
 	if (fs_fsync_parent(path, err) < 0)
 		goto out;
 	if (lock_range(fd, F_UNLCK, CHLOG_MARK, 1) < 0) {
