@@ -104,6 +104,20 @@ class CyrusPair:
             self.client.wait(10)
         except subprocess.TimeoutExpired:
             self.client.kill()
+        # Cyrus's rolling sync_client detaches from setpriv: end the one
+        # started with this master's config, by its pid
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"/sync_client") and self.cm.conf.encode() in cmd:
+                try:
+                    os.kill(int(pid), 15)
+                except OSError:
+                    pass
         self.cm.stop()
         self.cr.stop()
 
