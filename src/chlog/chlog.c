@@ -325,11 +325,50 @@ fail:
 	return -1;
 }
 
-static int lock_fd(int fd, short type)
+/* ---- appending: group commit ------------------------------------------
+ *
+ * Writers take a SHARED lock on the data range of the log (bytes
+ * [0, CHLOG_MARK)) from before their write until chlog_release (the
+ * store's COMMIT): many writers append and fsync at once (a journaling
+ * file system commits concurrent fsyncs together; without a journal they
+ * still overlap on the device), and no delivery waits for another's
+ * COMMIT. A reader renames log to
+ * log-run and then takes an EXCLUSIVE lock on the whole file, which waits
+ * for every writer that locked the old inode; a writer that locked it
+ * after the rename sees that the path names another inode and retries.
+ *
+ * What keeps concurrent appends apart:
+ * - one write() per append: a local file system appends an O_APPEND
+ *   write whole, never interleaved with another (a second write() to
+ *   finish a short one could land after someone else's line);
+ * - a short write (disk full) leaves part of a line that the next
+ *   writer's line would be glued to: the writer blanks its own bytes
+ *   (spaces ended by a newline, which the reader skips) instead of
+ *   cutting the file back, which would cut other writers' lines;
+ * - the position of a writer's line is its own end offset (the file
+ *   offset after its O_APPEND write), not the file's size.
+ *
+ * A new log's directory entry must be durable before any writer reports
+ * its line durable. The creator makes the file under a temporary name,
+ * locks the mark byte CHLOG_MARK exclusively (and the data shared),
+ * writes its lines, fsyncs, links it to "log", fsyncs the directory,
+ * then unlocks the mark. Every other writer takes a shared lock on the
+ * mark after its own fsync: one that found a log still being created
+ * waits for the creator's directory fsync. As the file is locked and
+ * holds the creator's lines before it has its name, no writer can pass
+ * the mark before the creator holds it, and a rolling client woken by
+ * the new name (inotify) never takes an empty log from under the
+ * creator (with a create-then-lock, it did, 64 times in a row). */
+
+#define CHLOG_MARK ((off_t)1 << 62)
+
+static int lock_range(int fd, short type, off_t start, off_t len)
 {
 	struct flock fl = { 0 };
 	fl.l_type = type;
 	fl.l_whence = SEEK_SET;
+	fl.l_start = start;
+	fl.l_len = len;
 	while (fcntl(fd, F_SETLKW, &fl) < 0) {
 		if (errno != EINTR)
 			return -1;
@@ -337,8 +376,136 @@ static int lock_fd(int fd, short type)
 	return 0;
 }
 
+static int lock_fd(int fd, short type)
+{
+	return lock_range(fd, type, 0, 0);
+}
+
+/* Writes lines once (a short write is an error, see blank_partial);
+ * the offset just after them in *end_r. */
+static int write_once(int fd, const char *lines, size_t len, off_t *end_r, ssize_t *w_r, const char *path,
+		      struct terr *err)
+{
+	ssize_t w;
+	do
+		w = write(fd, lines, len);
+	while (w < 0 && errno == EINTR);
+	*w_r = w;
+	*end_r = w > 0 ? lseek(fd, 0, SEEK_CUR) : 0;
+	if (w >= 0 && (size_t)w == len && *end_r >= 0)
+		return 0;
+	/* a short write is the file system's "no room" (or the file size
+	 * limit): the next write would fail with the reason */
+	return terr_errno(err, w < 0 || *end_r < 0 ? errno : ENOSPC, "write %s", path);
+}
+
+/* Creates the log at path holding lines: a new file under a temporary
+ * name, locked (the mark exclusively, the data shared) before it has
+ * its name, written and fsynced, then linked to path, its directory
+ * fsynced and the mark unlocked. A reader that renames it at once waits
+ * for the locks; nobody can see the file before its first line is in
+ * it. 0 with *fd_r (data lock held), *end_r and *st_r; 1 when another
+ * writer created path first (nothing was published: append to that
+ * one); -1 on error. */
+static int create_log(const char *path, const char *lines, size_t len, int *fd_r, off_t *end_r, struct stat *st_r,
+		      struct terr *err)
+{
+	struct buf tmp = BUF_INIT;
+	buf_printf(&tmp, "%s.new.%ld", path, (long)getpid());
+	int rc = -1, linked = 0;
+	int fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0 && errno == ENOENT) {
+		char *slash = strrchr(tmp.ptr, '/');
+		*slash = '\0';
+		int mk = fs_mkdir_p(tmp.ptr, 0750, err);
+		*slash = '/';
+		if (mk < 0)
+			goto out;
+		fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	}
+	if (fd < 0) {
+		terr_errno(err, errno, "create change log %s", tmp.ptr);
+		goto out;
+	}
+	ssize_t w;
+	if (lock_range(fd, F_WRLCK, CHLOG_MARK, 1) < 0 || lock_range(fd, F_RDLCK, 0, CHLOG_MARK) < 0) {
+		terr_errno(err, errno, "lock change log %s", tmp.ptr);
+		goto out;
+	}
+	if (write_once(fd, lines, len, end_r, &w, tmp.ptr, err) < 0 || fs_fsync(fd, tmp.ptr, err) < 0)
+		goto out;
+	if (fstat(fd, st_r) < 0) {
+		terr_errno(err, errno, "fstat %s", tmp.ptr);
+		goto out;
+	}
+	if (link(tmp.ptr, path) < 0) {
+		if (errno == EEXIST)
+			rc = 1;
+		else
+			terr_errno(err, errno, "link change log %s", path);
+		goto out;
+	}
+	linked = 1;
+	/* the directory fsync covers the link and this unlink */
+	if (unlink(tmp.ptr) < 0) {
+		terr_errno(err, errno, "unlink %s", tmp.ptr);
+		goto out;
+	}
+	/* If this fails (EIO: the disk is failing), this change fails, but
+	 * writers waiting on the mark are not told: they go on once it is
+	 * unlocked (by the close). Nothing cheaper tells them; every other
+	 * fsync on that disk is failing too. */
+	if (fs_fsync_parent(path, err) < 0)
+		goto out;
+	if (lock_range(fd, F_UNLCK, CHLOG_MARK, 1) < 0) {
+		terr_errno(err, errno, "unlock change log %s", path);
+		goto out;
+	}
+	*fd_r = fd;
+	fd = -1;
+	rc = 0;
+out:
+	if (!linked)
+		unlink(tmp.ptr);
+	if (fd >= 0)
+		close(fd);
+	buf_free(&tmp);
+	return rc;
+}
+
+/* After a short write of n bytes that ended at offset end: turns them
+ * into a line of spaces ended by a newline, which every reader skips,
+ * so the next writer's line stays whole. The bytes are ours alone (the
+ * O_APPEND write reserved them) and already allocated: overwriting them
+ * needs no room on the disk. */
+static void blank_partial(int fd, off_t end, size_t n, const char *path)
+{
+	char sp[256];
+	off_t start = end - (off_t)n;
+	int fl = fcntl(fd, F_GETFL);
+	int ok = fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_APPEND) == 0;
+	memset(sp, ' ', sizeof sp);
+	for (size_t done = 0; ok && done < n;) {
+		size_t k = n - done < sizeof sp ? n - done : sizeof sp;
+		if (done + k == n)
+			sp[k - 1] = '\n';
+		ssize_t w = pwrite(fd, sp, k, start + (off_t)done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		ok = w > 0;
+		done += w > 0 ? (size_t)w : 0;
+	}
+	if (ok)
+		ok = fsync(fd) == 0;
+	if (!ok)
+		log_err("event=chlog_fail file=%s error=\"%s\" note=\"a partial line at %lld could not be blanked:"
+			" the next line may be lost, run a full sync\"", path, strerror(errno), (long long)start);
+	else
+		log_warn("event=chlog_partial file=%s offset=%lld bytes=%zu note=\"blanked\"", path, (long long)start, n);
+}
+
 /* Appends to one channel's log (shard < 0) or one shard's; with fd_r,
- * the file stays open and locked and its fd is returned. */
+ * the file stays open and (shared-)locked and its fd is returned. */
 static int append_one(const char *configdir, const char *channel, int shard, const char *lines, size_t len,
 		      int *fd_r, struct chlog_pos *pos_r, struct terr *err)
 {
@@ -346,54 +513,56 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 	chlog_shard_path(configdir, channel, shard, "log", &path);
 	int rc = -1;
 	for (int attempt = 0; attempt < CHLOG_APPEND_TRIES; attempt++) {
-		int fd = open(path.ptr, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		struct stat a, b;
+		off_t end;
+		int fd = open(path.ptr, O_RDWR | O_APPEND | O_CLOEXEC);	/* read: for F_RDLCK */
 		if (fd < 0 && errno == ENOENT) {
-			char *slash = strrchr(path.ptr, '/');
-			*slash = '\0';
-			int mk = fs_mkdir_p(path.ptr, 0750, err);
-			*slash = '/';
-			if (mk < 0)
+			int c = create_log(path.ptr, lines, len, &fd, &end, &a, err);
+			if (c < 0)
 				goto out;
-			fd = open(path.ptr, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+			if (c > 0)
+				continue;	/* another writer made it: append to that */
+			goto done;
 		}
 		if (fd < 0) {
 			terr_errno(err, errno, "open change log %s", path.ptr);
 			goto out;
 		}
-		if (lock_fd(fd, F_WRLCK) < 0) {
+		if (lock_range(fd, F_RDLCK, 0, CHLOG_MARK) < 0) {
 			terr_errno(err, errno, "lock change log %s", path.ptr);
 			close(fd);
 			goto out;
 		}
-		struct stat a, b;
 		if (fstat(fd, &a) < 0 || stat(path.ptr, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
 			close(fd);	/* renamed to log-run under us: use the new log */
 			continue;
 		}
-		if (fs_write_all(fd, lines, len, path.ptr, err) < 0 || fs_fsync(fd, path.ptr, err) < 0) {
-			/* do not leave half a line behind */
-			if (ftruncate(fd, a.st_size) == 0)
-				(void)fsync(fd);
+		ssize_t w;
+		if (write_once(fd, lines, len, &end, &w, path.ptr, err) < 0) {
+			if (w > 0 && end > 0 && (size_t)w < len)
+				blank_partial(fd, end, (size_t)w, path.ptr);
 			close(fd);
 			goto out;
 		}
-		/* a new file's directory entry must be durable too */
-		if (a.st_size == 0 && fs_fsync_parent(path.ptr, err) < 0) {
+		/* a line whose fsync failed stays: replaying a change that did
+		 * not commit is harmless (the client syncs what is there); then
+		 * wait until the log's creator has made its name durable */
+		if (fs_fsync(fd, path.ptr, err) < 0) {
 			close(fd);
 			goto out;
 		}
+		if (lock_range(fd, F_RDLCK, CHLOG_MARK, 1) < 0) {
+			terr_errno(err, errno, "lock change log %s", path.ptr);
+			close(fd);
+			goto out;
+		}
+done:
 		if (pos_r) {
-			struct stat c;
-			if (fstat(fd, &c) < 0) {
-				terr_errno(err, errno, "fstat change log %s", path.ptr);
-				close(fd);
-				goto out;
-			}
 			snprintf(pos_r->channel, sizeof pos_r->channel, "%s", channel ? channel : "");
 			pos_r->shard = shard;
-			pos_r->dev = (unsigned long long)c.st_dev;
-			pos_r->ino = (unsigned long long)c.st_ino;
-			pos_r->offset = (unsigned long long)c.st_size;
+			pos_r->dev = (unsigned long long)a.st_dev;
+			pos_r->ino = (unsigned long long)a.st_ino;
+			pos_r->offset = (unsigned long long)end;
 		}
 		if (fd_r)
 			*fd_r = fd;
@@ -751,6 +920,15 @@ void chlog_entries_free(struct chlog_entry *entries, size_t n)
 	free(entries);
 }
 
+/* Empty, a lone CR, or only spaces (a writer's blanked partial line,
+ * see blank_partial): skipped without a warning. */
+static int blank_line(const char *p, const char *le)
+{
+	while (p < le && *p == ' ')
+		p++;
+	return p == le || (le - p == 1 && *p == '\r');
+}
+
 int chlog_read_file(const char *path, struct chlog_entry **entries_r, size_t *bad_r, struct terr *err)
 {
 	struct buf data = BUF_INIT;
@@ -767,7 +945,7 @@ int chlog_read_file(const char *path, struct chlog_entry **entries_r, size_t *ba
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 		const char *le = nl ? nl : end;
 		lineno++;
-		if (le > p && !(le - p == 1 && *p == '\r')) {
+		if (!blank_line(p, le)) {
 			if (n == cap) {
 				es = xrealloc(es, (cap *= 2) * sizeof *es);
 				memset(es + n, 0, (cap - n) * sizeof *es);

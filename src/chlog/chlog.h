@@ -4,10 +4,16 @@
  * <configdir>/sync/<channel>/log; the reader works on log-run beside it.
  * A line is "KEYWORD arg [arg2]\n" with Cyrus's quoting (§7.2).
  *
- * Writer protocol (§7.4), per channel and append: open O_APPEND|O_CREAT,
- * take an exclusive fcntl lock on the whole file, check the path still
- * names the inode we opened (a reader may have renamed it to log-run:
- * then retry), write, fsync, unlock, close. Unlike Cyrus, a failure is
+ * Writer protocol (§7.4), per channel and append: open O_APPEND, take a
+ * SHARED fcntl lock on the file's data range, check the path still names
+ * the inode we opened (a reader may have renamed it to log-run: then
+ * retry), one write, fsync, unlock, close (group commit: concurrent
+ * writers append and fsync together; Cyrus locks exclusively, and its
+ * reader, which locks exclusively after the rename, works with both).
+ * A new log is created under a temporary name and linked to "log" with
+ * a mark byte locked until its directory is fsynced, and every writer
+ * waits on that mark after its own fsync (chlog.c, "group commit").
+ * A short write is blanked, never cut back. Unlike Cyrus, a failure is
  * returned to the caller, which fails its operation: a change the
  * replicas would never hear of is never committed. Lines already written
  * to some channels before a failure are harmless: replay is idempotent.
@@ -73,13 +79,14 @@ int chlog_format(struct buf *out, const char *keyword, const char *arg1, const c
 /* Appends lines (complete, from chlog_format) to every channel's log and
  * fsyncs them. 0 only when every channel has them on disk. */
 int chlog_append(struct chlog *log, const char *lines, size_t len, struct terr *err);
-/* The same, keeping each channel's log locked until chlog_release: the
- * store holds the locks across its COMMIT, so a reader (which takes the
- * lock after renaming log to log-run) never sees a line before the
- * change it names is committed. */
+/* The same, keeping each channel's log (shared-)locked until
+ * chlog_release: the store holds the locks across its COMMIT, so a
+ * reader (which takes an exclusive lock after renaming log to log-run)
+ * never sees a line before the change it names is committed, while
+ * other writers append and commit at the same time. */
 /* Where a held append ended in one (channel, shard) file: the log's
- * device and inode and its size just after the write (fstat under the
- * lock). A rolling client that took a log with that inode and at least
+ * device and inode and the end offset of this writer's own write
+ * (other writers may append after it concurrently). A rolling client that took a log with that inode and at least
  * that size, and completed its pass, has replicated the line
  * (sync_rightnow_channel, src/sync/sync_rightnow.h). */
 struct chlog_pos {

@@ -612,9 +612,10 @@ int utx_modseq_atleast(struct utx *tx, uint64_t v, struct terr *err)
 
 int utx_commit(struct utx *tx, struct terr *err)
 {
-	/* The change-log lines go to disk first and their locks are held
-	 * across COMMIT: a sync client cannot read them before the change is
-	 * committed (it locks log-run after renaming it). */
+	/* The change-log lines go to disk first and their (shared) locks are
+	 * held across COMMIT: a sync client cannot read them before the change
+	 * is committed (it locks log-run exclusively after renaming it), while
+	 * other deliveries append and commit alongside (group commit). */
 	struct chlog_hold hold = { .n = 0 };
 	if (tx->log.len && chlog_append_hold(tx->st->chlog, tx->log.ptr, tx->log.len, &hold, err) < 0) {
 		log_err("event=chlog_fail owner=%s error=\"%s\"", tx->u->owner, err ? err->msg : "");

@@ -1,11 +1,17 @@
 /* test_chlog.c: the change log: line format (reference §7.2 examples),
- * parsing, channels, rotation, a writer racing the reader, and sharded
- * channels (owner of a line, routing, the published list). */
+ * parsing, channels, rotation, a writer racing the reader, concurrent
+ * writers (group commit: shared locks, a new log's directory fsync, a
+ * short write among others), and sharded channels (owner of a line,
+ * routing, the published list). */
 #include "chlog/chlog.h"
 #include "lib/fsutil.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -215,6 +221,290 @@ TEST(reader_waits_for_held_lines)
 	close(pfd[1]);
 	chlog_close(&l);
 	buf_free(&line);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* ---- group commit: concurrent writers (shared locks) ------------------ */
+
+/* Writer w's line i: "MAILBOX user.w<w>x<i>" (with a filler so lines
+ * differ in length). */
+static void gc_line(struct buf *b, int w, int i)
+{
+	char name[96];
+	struct terr err;
+	snprintf(name, sizeof name, "user.w%dx%d%.*s", w, i, (i * 7 + w) % 40, "ffffffffffffffffffffffffffffffffffffffff");
+	buf_reset(b);
+	chlog_format(b, "MAILBOX", name, NULL, &err);
+}
+
+/* Reads log-run: marks seen[w][i]; counts duplicates and lines that do
+ * not parse or name no known line. */
+enum { GC_W = 6, GC_N = 300 };
+static void gc_read_run(const char *dir, unsigned char seen[GC_W][GC_N], int *total, int *dup, int *bad_total)
+{
+	struct buf p = BUF_INIT;
+	struct terr err;
+	chlog_path(dir, "c", "log-run", &p);
+	struct chlog_entry *es;
+	size_t bad;
+	int n = chlog_read_file(p.ptr, &es, &bad, &err);
+	*bad_total += (int)bad;
+	for (int k = 0; k < n; k++) {
+		int w, i;
+		if (sscanf(buf_cstr(&es[k].arg1), "user.w%dx%d", &w, &i) == 2 && w >= 0 && w < GC_W && i >= 0 &&
+		    i < GC_N) {
+			if (seen[w][i])
+				(*dup)++;
+			seen[w][i] = 1;
+			(*total)++;
+		} else {
+			(*bad_total)++;
+		}
+	}
+	chlog_entries_free(es, n > 0 ? (size_t)n : 0);
+	buf_free(&p);
+}
+
+/* GC_W processes append GC_N held lines each (holding the lock a little,
+ * as across a COMMIT) while the parent takes and reads log-run over and
+ * over: every line is read exactly once, none torn, and each hold's
+ * position is that writer's own line (its end offset in that inode). */
+TEST(concurrent_writers_group_commit)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	pid_t pids[GC_W];
+	for (int w = 0; w < GC_W; w++) {
+		pids[w] = fork();
+		if (pids[w] == 0) {
+			struct chlog *l = chlog_open(dir, ch, 1);
+			struct terr err;
+			struct buf b = BUF_INIT, back = BUF_INIT;
+			for (int i = 0; i < GC_N; i++) {
+				gc_line(&b, w, i);
+				struct chlog_hold h;
+				if (chlog_append_hold(l, b.ptr, b.len, &h, &err) < 0 || h.n != 1)
+					_exit(1);
+				/* the position names this writer's line in its inode */
+				buf_reset(&back);
+				buf_reserve(&back, b.len);
+				if (pread(h.fds[0], back.ptr, b.len, (off_t)(h.pos[0].offset - b.len)) != (ssize_t)b.len ||
+				    memcmp(back.ptr, b.ptr, b.len))
+					_exit(2);
+				if (i % 16 == 0)
+					usleep(500);
+				chlog_release(&h);
+			}
+			buf_free(&b);
+			buf_free(&back);
+			chlog_close(&l);
+			_exit(0);
+		}
+	}
+	static unsigned char seen[GC_W][GC_N];
+	int total = 0, dup = 0, bad = 0, running = GC_W, fails = 0;
+	struct terr err;
+	while (running > 0 || total < GC_W * GC_N) {
+		int status;
+		pid_t p = waitpid(-1, &status, WNOHANG);
+		if (p > 0) {
+			running--;
+			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+				fails++;
+		}
+		int t = chlog_take(dir, "c", &err);
+		if (t == 1) {
+			gc_read_run(dir, seen, &total, &dup, &bad);
+			chlog_done(dir, "c", &err);
+		} else if (running == 0) {
+			break;
+		}
+	}
+	CHECK_INT(fails, 0);
+	CHECK_INT(total, GC_W * GC_N);
+	CHECK_INT(dup, 0);
+	CHECK_INT(bad, 0);
+	/* no temporary file of a creator is left behind */
+	struct buf p = BUF_INIT;
+	chlog_path(dir, "c", "log.new.1", &p);
+	char *slash = strrchr(p.ptr, '/');
+	*slash = '\0';
+	int leftovers = 0;
+	DIR *d = opendir(p.ptr);
+	for (struct dirent *de; d && (de = readdir(d));)
+		leftovers += !strncmp(de->d_name, "log.new.", 8);
+	if (d)
+		closedir(d);
+	CHECK_INT(leftovers, 0);
+	buf_free(&p);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* Two held appends at once: the second writer does not wait for the
+ * first's release (with an exclusive lock it waited for the first's
+ * COMMIT), while a reader still waits for both. */
+TEST(held_appends_share_the_log)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct chlog *l = chlog_open(dir, ch, 1);
+	struct terr err;
+	struct buf line = BUF_INIT;
+	chlog_format(&line, "APPEND", "user.a", NULL, &err);
+	struct chlog_hold hold;
+	CHECK_INT(chlog_append_hold(l, line.ptr, line.len, &hold, &err), 0);
+	int pfd[2];
+	CHECK_INT(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct chlog *l2 = chlog_open(dir, ch, 1);
+		struct chlog_hold h2;
+		struct terr e2;
+		struct buf b = BUF_INIT;
+		chlog_format(&b, "APPEND", "user.b", NULL, &e2);
+		int rc = chlog_append_hold(l2, b.ptr, b.len, &h2, &e2);
+		char c = rc == 0 ? 'h' : 'e';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		usleep(300000);	/* hold it a while: the reader waits for this too */
+		c = 'r';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		chlog_release(&h2);
+		_exit(0);
+	}
+	char c = 0;
+	struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+	CHECK_INT(poll(&pf, 1, 5000), 1);	/* not blocked behind our hold */
+	CHECK_INT(read(pfd[0], &c, 1), 1);
+	CHECK_INT(c, 'h');
+	chlog_release(&hold);
+	/* the reader waits for the child's hold: both lines are there */
+	CHECK_INT(chlog_take(dir, "c", &err), 1);
+	fcntl(pfd[0], F_SETFL, O_NONBLOCK);
+	CHECK_INT(read(pfd[0], &c, 1), 1);	/* sent just before its release */
+	CHECK_INT(c, 'r');
+	int status;
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	struct buf p = BUF_INIT;
+	chlog_path(dir, "c", "log-run", &p);
+	struct chlog_entry *es;
+	size_t bad;
+	CHECK_INT(chlog_read_file(p.ptr, &es, &bad, &err), 2);
+	chlog_entries_free(es, 2);
+	close(pfd[0]);
+	close(pfd[1]);
+	chlog_close(&l);
+	buf_free(&line);
+	buf_free(&p);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* A log whose creator has not yet made its directory entry durable
+ * (the mark byte locked): a writer that finds it waits before it
+ * reports its line durable. The "creator" here is the test, holding
+ * the mark of a log it made itself. */
+TEST(writer_waits_for_creators_directory_fsync)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct terr err;
+	struct buf p = BUF_INIT;
+	chlog_path(dir, "c", "log", &p);
+	struct buf d = BUF_INIT;
+	chlog_path(dir, "c", "", &d);
+	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
+	int fd = open(p.ptr, O_RDWR | O_CREAT | O_APPEND, 0640);
+	CHECK(fd >= 0);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
+	CHECK_INT(fcntl(fd, F_SETLKW, &fl), 0);
+	int pfd[2];
+	CHECK_INT(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct chlog *l = chlog_open(dir, ch, 1);
+		struct terr e2;
+		struct buf b = BUF_INIT;
+		chlog_format(&b, "APPEND", "user.b", NULL, &e2);
+		char c = chlog_append(l, b.ptr, b.len, &e2) == 0 ? 'a' : 'e';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+	CHECK_INT(poll(&pf, 1, 300), 0);	/* still waiting for the mark */
+	fl.l_type = F_UNLCK;
+	CHECK_INT(fcntl(fd, F_SETLK, &fl), 0);
+	char c = 0;
+	CHECK_INT(poll(&pf, 1, 5000), 1);
+	CHECK_INT(read(pfd[0], &c, 1), 1);
+	CHECK_INT(c, 'a');
+	int status;
+	waitpid(pid, &status, 0);
+	close(fd);
+	close(pfd[0]);
+	close(pfd[1]);
+	buf_free(&p);
+	buf_free(&d);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* A writer whose write is cut short (here by RLIMIT_FSIZE, as a full
+ * disk would) while other writers hold lines in the same log: it fails,
+ * its partial bytes are blanked (not cut back, which would cut the
+ * others' lines), and every other line, before and after, is read
+ * whole; the blanked bytes are no bad line. */
+TEST(short_write_among_concurrent_writers)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct chlog *l = chlog_open(dir, ch, 1);
+	struct terr err;
+	struct buf b = BUF_INIT, p = BUF_INIT;
+	chlog_path(dir, "c", "log", &p);
+	struct chlog_hold h1, h2;
+	gc_line(&b, 0, 0);
+	CHECK_INT(chlog_append_hold(l, b.ptr, b.len, &h1, &err), 0);
+	struct stat st;
+	CHECK_INT(stat(p.ptr, &st), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		signal(SIGXFSZ, SIG_IGN);
+		struct rlimit rl = { .rlim_cur = (rlim_t)st.st_size + 9, .rlim_max = RLIM_INFINITY };
+		setrlimit(RLIMIT_FSIZE, &rl);
+		struct chlog *l2 = chlog_open(dir, ch, 1);
+		struct terr e2;
+		struct buf b2 = BUF_INIT;
+		gc_line(&b2, 1, 0);
+		_exit(chlog_append(l2, b2.ptr, b2.len, &e2) < 0 ? 0 : 1);
+	}
+	int status;
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);	/* its append failed */
+	CHECK_INT(stat(p.ptr, &st), 0);
+	gc_line(&b, 0, 1);
+	CHECK_INT(chlog_append_hold(l, b.ptr, b.len, &h2, &err), 0);
+	/* the file holds line 0, nine blanked bytes, line 1 */
+	struct buf data = BUF_INIT;
+	CHECK_INT(fs_read_file(p.ptr, 1 << 20, &data, &err), 0);
+	CHECK(memmem(data.ptr, data.len, "        \n", 9) != NULL);
+	chlog_release(&h1);
+	chlog_release(&h2);
+	CHECK_INT(chlog_take(dir, "c", &err), 1);
+	static unsigned char seen[GC_W][GC_N];
+	int total = 0, dup = 0, bad = 0;
+	gc_read_run(dir, seen, &total, &dup, &bad);
+	CHECK_INT(total, 2);
+	CHECK_INT(bad, 0);
+	CHECK(seen[0][0] && seen[0][1] && !seen[1][0]);
+	chlog_close(&l);
+	buf_free(&b);
+	buf_free(&p);
+	buf_free(&data);
 	fs_remove_tree(dir, &err);
 	free(dir);
 }
@@ -503,5 +793,9 @@ int main(void)
 	RUN(channels_take_done);
 	RUN(bad_lines_are_skipped);
 	RUN(writer_races_reader);
+	RUN(concurrent_writers_group_commit);
+	RUN(held_appends_share_the_log);
+	RUN(writer_waits_for_creators_directory_fsync);
+	RUN(short_write_among_concurrent_writers);
 	return test_done();
 }
