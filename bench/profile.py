@@ -36,7 +36,7 @@ TOOL = os.environ.get("PROFILE_TOOL", "perf")
 def wrap(name, argv):
     """argv run under the profiler, its output named after name."""
     if TOOL == "strace":
-        return ["strace", "-f", "-c", "-o", os.path.join(OUT, name + ".strace.txt")] + argv
+        return ["strace", "-f", "-c"] + (["-w"] if os.environ.get("PROFILE_WALL") else []) + ["-o", os.path.join(OUT, name + ".strace.txt")] + argv
     return ["perf", "record", "-q", "-g", "-o", os.path.join(OUT, name + ".perf.data")] + argv
 
 
