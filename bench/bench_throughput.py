@@ -3,11 +3,18 @@ comparisons of builds (TANDEM_BIN=/path/to/bin; default ./bin).
 
 1. Initial sync of BENCH_SYNC_N (2000) workload messages into an empty
    replica (`tandem sync -A`, csync): median wall s of BENCH_REPS (3), with
-   the client's and the replica's CPU seconds.
+   the client's and the replica's CPU seconds and peak RSS (VmHWM of the
+   client and of the replica's session). BENCH_BINS=dir1,dir2: builds to
+   compare, alternating in the same run.
 2. LMTP delivery with rolling replication on (sync_repeat_interval 0):
    BENCH_LMTP_N (1000) messages over 8 connections and over 1, into a
    master whose tandemd runs the channel's sync client: msgs/s of the
    deliveries, and the seconds until the replica has them all.
+3. `scale` (make bench; not make check): the initial sync of BENCH_SCALE_N
+   (100,000, 1.5 GB) messages over BENCH_SCALE_USERS (1,000) x
+   BENCH_SCALE_FOLDERS (10): msg/s, CPU ms per message and peak RSS of each
+   build of BENCH_BINS, to read against the 10,000-message run (the rate
+   holds, RSS stays flat).
 Prints one JSON line per figure. Not a test: nothing fails on a number.
 """
 import json

@@ -373,7 +373,22 @@ int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const
 		*slash = '/';
 		r = place(path, dst.ptr, move, moved_r);
 	}
-	if (r >= 0)
+	if (r == 1) {
+		/* there already: kept, unless its size says it is not this body
+		 * (a file a crash cut short before its syncfs: the commit that
+		 * would have used it never happened); then the checked staged
+		 * bytes replace it */
+		struct stat have, want;
+		if (stat(dst.ptr, &have) < 0 || stat(path, &want) < 0 || have.st_size == want.st_size)
+			goto out;
+		buf_printf(&tmp, "%s.%ld.%lu", dst.ptr, (long)getpid(), ++st->tmpcounter);
+		if (link(path, tmp.ptr) < 0 || rename(tmp.ptr, dst.ptr) < 0) {
+			rc = terr_errno(err, errno, "replace %s", dst.ptr);
+			unlink(tmp.ptr);
+		}
+		goto out;
+	}
+	if (r == 0)
 		goto out;
 	if (errno != EXDEV && errno != EMLINK && errno != EPERM) {
 		rc = terr_errno(err, errno, "link %s", dst.ptr);
