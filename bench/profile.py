@@ -13,7 +13,8 @@ PROFILE_TOOL=perf (default): `perf record -g` of the sync client and of the
 replica's tandemd tree (or the master's tandemd in lmtp mode), then
 `perf report --no-children --sort dso,symbol` into *.txt.
 PROFILE_TOOL=strace: `strace -f -c` of the same processes (syscall counts and
-times), plus a per-message fsync/fdatasync/syncfs count.
+times), plus a per-message fsync/fdatasync/syncfs count; PROFILE_WALL=1 adds
+-w (wall time inside each call: how long syncfs and fdatasync wait).
 """
 import os
 import shutil
