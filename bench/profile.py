@@ -13,7 +13,8 @@ PROFILE_TOOL=perf (default): `perf record -g` of the sync client and of the
 replica's tandemd tree (or the master's tandemd in lmtp mode), then
 `perf report --no-children --sort dso,symbol` into *.txt.
 PROFILE_TOOL=strace: `strace -f -c` of the same processes (syscall counts and
-times), plus a per-message fsync/fdatasync/syncfs count.
+times), plus a per-message fsync/fdatasync/syncfs count; PROFILE_WALL=1 adds
+-w (wall time inside each call: how long syncfs and fdatasync wait).
 """
 import os
 import shutil
@@ -36,7 +37,7 @@ TOOL = os.environ.get("PROFILE_TOOL", "perf")
 def wrap(name, argv):
     """argv run under the profiler, its output named after name."""
     if TOOL == "strace":
-        return ["strace", "-f", "-c", "-o", os.path.join(OUT, name + ".strace.txt")] + argv
+        return ["strace", "-f", "-c"] + (["-w"] if os.environ.get("PROFILE_WALL") else []) + ["-o", os.path.join(OUT, name + ".strace.txt")] + argv
     return ["perf", "record", "-q", "-g", "-o", os.path.join(OUT, name + ".perf.data")] + argv
 
 

@@ -109,6 +109,28 @@ for r in results:
                      f"{r.get('message_bytes_median')}-byte message. " +
                      cy.format("5 round trips per APPEND, 4 with its sync cache"))
         lines.append("")
+tp = [r for r in results if r["bench"] in ("tp_initial_sync", "tp_scale_sync")]
+if tp:
+    lines.append("### Initial sync at scale (issue 12): rate, CPU per message, peak RSS")
+    lines.append("")
+    lines.append("`bench/bench_throughput.py sync scale`: `tandem sync -A` into an empty replica on this "
+                 "machine (csync, loopback: no deflate); the 10,000 workload messages of 10 users x 4 folders, "
+                 "then BENCH_SCALE_N messages over BENCH_SCALE_USERS x BENCH_SCALE_FOLDERS. Peak RSS: VmHWM of "
+                 "the client and of the replica's session process. Goals: >= 10,000 msg/s, <= 0.1 ms CPU per "
+                 "message on each side, <= 64 MB each, the same at 100,000.")
+    lines.append("")
+    lines.append("| run | messages | msg/s (median) | client ms CPU/msg | replica ms CPU/msg | client MB | replica MB |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for r in tp:
+        n = r["messages"]
+        if r["bench"] == "tp_initial_sync":
+            what, cc, rc = "10 users x 4 folders", 1000 * r["client_cpu_s"] / n, 1000 * r["replica_cpu_s"] / n
+        else:
+            what = f"{r['users']} users x {r['folders']} folders, {r['mb']} MB"
+            cc, rc = r["client_cpu_ms_per_msg"], r["replica_cpu_ms_per_msg"]
+        lines.append(f"| {what} | {n} | {r['msgs_per_s']} | {cc:.3f} | {rc:.3f} | {r['client_hwm_mb']} | "
+                     f"{r['replica_hwm_mb']} |")
+    lines.append("")
 cyr = [r for r in results if r["bench"].startswith("cyrus_")]
 if cyr:
     lines.append("### tandem vs Cyrus 3.6, same run")

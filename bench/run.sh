@@ -14,6 +14,10 @@ echo "bench: LMTP delivery, initial sync, rolling latency, round trips per APPEN
 python3 bench/bench_sync.py | tee -a "$out"
 echo "bench: initial sync of 10,000 messages"
 BENCH_SYNC_N=10000 BENCH_SYNC_ONLY=initial python3 bench/bench_sync.py | tee -a "$out"
+if [ "${BENCH_SCALE_N:-100000}" != 0 ]; then
+	echo "bench: initial sync, 10,000 messages, then ${BENCH_SCALE_N:-100000} over 1,000 users x 10 folders (BENCH_SCALE_N=0 skips; minutes, 4 GB of disk)"
+	BENCH_SYNC_N=10000 python3 bench/bench_throughput.py sync scale | tee -a "$out"
+fi
 echo "bench: a sharded channel catching up (2,000 deliveries, 1 vs 4 shards)"
 python3 bench/bench_shards.py | tee -a "$out"
 echo "bench: LMTP latency with synchronous replication (sync_rightnow_channel) off and on"

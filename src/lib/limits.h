@@ -152,6 +152,17 @@
  * hostile admin connection can put on the replica's disk. Over it, the
  * APPLY MESSAGE is refused (NO) and nothing of it is kept. */
 #define SYNC_MAX_STAGED_BYTES (4LL * 1024 * 1024 * 1024)
+/* A replica session keeps the bytes of a streamed body of at most
+ * SYNC_BODY_MEM_MAX in memory too, until its APPLY MAILBOX has applied
+ * it: the new record's cache row (ENVELOPE, BODYSTRUCTURE) is built from
+ * them instead of reading the message file again (issue 12: an open,
+ * fstat, two reads and a close per message). At most SYNC_BODY_MEM_TOTAL
+ * bytes at once: the client sends about 1 MB of bodies per APPLY MAILBOX
+ * part and one part ahead (sync_client_bulk.c), so 8 MiB holds every
+ * body of an ordinary stream and bounds the session's memory (64 MB RSS
+ * goal); bodies past it are read from their files as before. */
+#define SYNC_BODY_MEM_MAX (256 * 1024)
+#define SYNC_BODY_MEM_TOTAL (8 * 1024 * 1024)
 /* Prepared statements the store keeps per open database (src/store/store_stmt.c):
  * the store has about 70 distinct statements, a sync pass or a delivery uses
  * 10-20 of them; with up to 64 user databases open at once (USTORE_CACHE_MAX)

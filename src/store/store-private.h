@@ -166,9 +166,12 @@ int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, co
 		    struct terr *err);
 /* Unlinks files of u no record references any more. */
 /* Makes the staged file at path (its bytes hash to guid) the message file
- * of guid of u: a hard link (a copy in pieces on another file system);
- * no fsync (store_blob_sync_all, as store_blob_write2 with durable 0). */
-int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, struct terr *err);
+ * of guid of u: a hard link, or with move a rename (*moved_r 1: path is
+ * gone), a copy in pieces on another file system; a file already there
+ * is kept as it is. No fsync (store_blob_sync_all, as store_blob_write2
+ * with durable 0). */
+int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, int move,
+		     int *moved_r, struct terr *err);
 int store_blob_gc(struct store *st, struct ustore *u, struct terr *err);
 
 /* store_cache.c */

@@ -453,11 +453,21 @@ struct store_apply_annot {
 };
 
 /* A message body for a new record: 0 with data/len, or -1 if this
- * connection never received it. */
+ * connection never received it (or no longer holds it in memory). Also
+ * asked for a body that came as a file (body_file): the bytes in memory
+ * build the new record's cache row without reading the file again. */
 typedef int store_body_fn(void *rock, const char *guid, const void **data_r, size_t *len_r);
 /* The same as a file (a staged body whose bytes were checked against
- * guid): 0 with its path, which the store hard-links into place. */
+ * guid): 0 with its path, which the store hard-links into place (or
+ * moves: body_taken); 1 with the path of a file the store must only link
+ * (a message file a body was moved to before); -1 if none. */
 typedef int store_body_file_fn(void *rock, const char *guid, const char **path_r);
+/* Set by a caller whose staged files may be moved: the store renames a
+ * staged file (body_file 0) into place (one rename instead of a link now
+ * and an unlink at RESTART) and says where it went; the caller must then
+ * not remove it, and gives new_path, as 1, for the body from then on (a
+ * later mailbox of another owner links it from there). */
+typedef void store_body_taken_fn(void *rock, const char *guid, const char *new_path);
 
 struct store_apply {
 	const char *uniqueid, *name, *mboxtype, *partition, *acl, *options;
@@ -479,6 +489,7 @@ struct store_apply {
 	int force;
 	store_body_fn *body;
 	store_body_file_fn *body_file;	/* asked first; NULL: bodies in memory only */
+	store_body_taken_fn *body_taken;	/* NULL: staged files are linked, never moved */
 	void *body_rock;
 };
 

@@ -136,8 +136,14 @@ static void rrec_from_apply(struct rrec *r, const struct store_apply_record *a)
 	r->thrid = a->thrid;
 }
 
-/* Writes the message files new records need (step 1). */
-static int write_bodies(struct store *st, struct ustore *u, const struct store_apply *a, struct terr *err)
+/* Per record of an apply, what steps (1) and the dry run learnt. */
+enum { REC_HAVE_BODY = 1, REC_FOUND = 2 };
+
+/* Writes the message files new records need (step 1); flags[i] gets
+ * REC_HAVE_BODY for each record whose message file is known to be there
+ * now (the dry run need not look again). */
+static int write_bodies(struct store *st, struct ustore *u, const struct store_apply *a, unsigned char *flags,
+			struct terr *err)
 {
 	struct buf path = BUF_INIT;
 	int rc = 0, written = 0;
@@ -145,15 +151,25 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 		const struct store_apply_record *r = &a->recs[i];
 		if (r->sysflags & SYSFLAG_EXPUNGED)
 			continue;
+		const char *staged;
+		int bf = a->body_file ? a->body_file(a->body_rock, r->guid, &staged) : -1;
+		if (bf >= 0) {
+			/* a staged file, checked against its GUID when it arrived:
+			 * moved (or linked) into place; one already there is kept */
+			int moved = 0;
+			rc = store_blob_adopt(st, u, staged, r->guid, bf == 0 && a->body_taken != NULL, &moved, err);
+			if (rc == 0 && moved) {
+				store_blob_path(u, r->guid, &path);
+				a->body_taken(a->body_rock, r->guid, path.ptr);
+			}
+			flags[i] |= rc == 0 ? REC_HAVE_BODY : 0;
+			written++;
+			continue;
+		}
 		store_blob_path(u, r->guid, &path);
 		struct stat sb;
-		if (stat(path.ptr, &sb) == 0)
-			continue;
-		const char *staged;
-		if (a->body_file && a->body_file(a->body_rock, r->guid, &staged) == 0) {
-			/* a staged file, checked against its GUID when it arrived: linked */
-			rc = store_blob_adopt(st, u, staged, r->guid, err);
-			written++;
+		if (stat(path.ptr, &sb) == 0) {
+			flags[i] |= REC_HAVE_BODY;
 			continue;
 		}
 		const void *data;
@@ -170,6 +186,7 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 		}
 		/* one syncfs for the whole batch instead of two fsyncs per file */
 		rc = store_blob_write2(st, u, data, len, r->guid, 0, err);
+		flags[i] |= rc == 0 ? REC_HAVE_BODY : 0;
 		written++;
 	}
 	if (rc == 0 && written)
@@ -178,19 +195,32 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 	return rc;
 }
 
-/* The cache row of a new live record, from the body sent with the apply
- * or else from the message file already here. */
+/* The cache row of a new live record, from the body's bytes when the
+ * caller still holds them in memory, or else from the message file. */
 static int cache_new_record(struct store *st, struct ustore *u, const struct store_apply *a, const char *guid,
 			    struct terr *err)
 {
 	const void *data = NULL;
 	size_t len = 0;
-	const char *staged;
-	if (a->body_file && a->body_file(a->body_rock, guid, &staged) == 0)
-		data = NULL;	/* read from the message file just linked */
-	else if (a->body && a->body(a->body_rock, guid, &data, &len) < 0)
-		data = NULL;
+	if (a->body && a->body(a->body_rock, guid, &data, &len) < 0)
+		data = NULL;	/* read from the message file */
 	return store_cache_add(st, u, guid, data, len, err);
+}
+
+/* 1 when the mailbox may have annotations of UIDs above uid (rows of
+ * records a new record would have to replace), 0 when not, -1 on error. */
+static int annots_above(struct ustore *u, int64_t mbox_id, uint32_t uid, struct terr *err)
+{
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT 1 FROM annotations WHERE mailbox_id = ? AND uid > ? LIMIT 1;",
+				     err);
+	if (!s)
+		return -1;
+	sqlite3_bind_int64(s, 1, mbox_id);
+	sqlite3_bind_int64(s, 2, uid);
+	int step = sqlite3_step(s), found = step == SQLITE_ROW;
+	if (store_stmt_done(&u->sql, s, step, "annotations", err) < 0)
+		return -1;
+	return found;
 }
 
 static int create_row(struct utx *tx, const struct store_apply *a, int64_t *id_r, struct terr *err)
@@ -327,6 +357,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	struct ustore *u;
 	struct utx tx = { 0 };
 	int rc = -1;
+	unsigned char *flags = NULL;
 	char q[LOGQ_MAX];
 	if (!a->uniqueid || !a->name || !*a->uniqueid) {
 		terr_set(err, TE_INVALID, "UNIQUEID and MBOXNAME are required");
@@ -343,7 +374,8 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			terr_set(err, TE_INVALID, "records not in ascending UID order");
 			goto out;
 		}
-	if (write_bodies(st, u, a, err) < 0)
+	flags = xcalloc(a->nrecs ? a->nrecs : 1, 1);
+	if (write_bodies(st, u, a, flags, err) < 0)
 		goto out;
 	if (utx_begin(&tx, st, u, err) < 0)
 		goto out;
@@ -402,6 +434,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 		if (load_rrec(u, row.id, m->uid, &r, err) < 0)
 			goto out;
 		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
+		flags[i] |= r.found ? REC_FOUND : 0;
 		if (r.found) {
 			int rexp = (r.sysflags & SYSFLAG_EXPUNGED) != 0;
 			if (mexp && rexp)
@@ -424,7 +457,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 				terr_set(err, TE_CHECKSUM, "%s uid %u: missing on the replica below its last UID", a->name, m->uid);
 				goto out;
 			}
-		} else if (!mexp) {
+		} else if (!mexp && !(flags[i] & REC_HAVE_BODY)) {
 			struct buf p = BUF_INIT;
 			store_blob_path(u, m->guid, &p);
 			struct stat sb;
@@ -436,13 +469,21 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			}
 		}
 	}
-	/* Real pass. */
+	/* Real pass. A record the dry run did not find is new (nothing
+	 * between wrote it: the transaction is open); a new record has
+	 * annotations to replace only when the apply carries some or rows
+	 * above the replica's last UID exist (asked once, not per record). */
 	int64_t bytes = 0, msgs = 0;
 	int appended = 0;
+	int old_annots = a->nannots ? 1 : exists ? annots_above(u, row.id, replica_last, err) : 0;
+	if (old_annots < 0)
+		goto out;
 	for (size_t i = 0; i < a->nrecs; i++) {
 		const struct store_apply_record *m = &a->recs[i];
 		struct rrec r, n;
-		if (load_rrec(u, row.id, m->uid, &r, err) < 0)
+		if (!(flags[i] & REC_FOUND))
+			memset(&r, 0, sizeof r);
+		else if (load_rrec(u, row.id, m->uid, &r, err) < 0)
 			goto out;
 		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
 		if (r.found && mexp && (r.sysflags & SYSFLAG_EXPUNGED))
@@ -470,9 +511,10 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			goto out;
 		if (!r.found && !mexp && cache_new_record(st, u, a, m->guid, err) < 0)
 			goto out;
-		uint32_t adelta;
+		uint32_t adelta = 0;
 		int old_live = r.found && !(r.sysflags & SYSFLAG_EXPUNGED);
-		if (replace_annots(&tx, row.id, m->uid, old_live, !mexp, a, m->modseq, &adelta, err) < 0)
+		if ((r.found || old_annots) &&
+		    replace_annots(&tx, row.id, m->uid, old_live, !mexp, a, m->modseq, &adelta, err) < 0)
 			goto out;
 		row.sync_crc_annot ^= adelta;
 	}
@@ -539,6 +581,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 out:
 	utx_rollback(&tx);
 	buf_free(&owner);
+	free(flags);
 	return rc;
 }
 

@@ -219,14 +219,20 @@ int store_stage_create(struct store *st, struct buf *path_r, int *fd_r, struct t
 {
 	struct buf dir = BUF_INIT;
 	stage_dir(st, &dir);
-	int rc = fs_mkdir_p(dir.ptr, 0750, err);
-	if (rc == 0) {
-		buf_reset(path_r);
-		buf_printf(path_r, "%s/%ld.%lu", dir.ptr, (long)getpid(), ++st->tmpcounter);
-		*fd_r = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-		if (*fd_r < 0)
-			rc = terr_errno(err, errno, "create %s", path_r->ptr);
+	buf_reset(path_r);
+	buf_printf(path_r, "%s/%ld.%lu", dir.ptr, (long)getpid(), ++st->tmpcounter);
+	int rc = 0;
+	/* the directory is there but for the first file of a partition: made
+	 * only when the create says it is missing (no mkdir per body) */
+	*fd_r = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (*fd_r < 0 && errno == ENOENT) {
+		if (fs_mkdir_p(dir.ptr, 0750, err) < 0)
+			rc = -1;
+		else
+			*fd_r = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	}
+	if (rc == 0 && *fd_r < 0)
+		rc = terr_errno(err, errno, "create %s", path_r->ptr);
 	buf_free(&dir);
 	return rc;
 }
@@ -327,19 +333,62 @@ void store_stage_sweep(struct store *st)
 	buf_free(&p);
 }
 
-int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, struct terr *err)
+/* link(path, dst), or with move a rename that never replaces a file
+ * already there (RENAME_NOREPLACE; a file system without it gets the
+ * link). 0 done (*moved_r set when moved), 1 dst was there already, -1
+ * with errno. */
+static int place(const char *path, const char *dst, int move, int *moved_r)
+{
+	if (move) {
+		if (renameat2(AT_FDCWD, path, AT_FDCWD, dst, RENAME_NOREPLACE) == 0) {
+			*moved_r = 1;
+			return 0;
+		}
+		if (errno != EINVAL && errno != ENOSYS)
+			return errno == EEXIST ? 1 : -1;
+	}
+	if (link(path, dst) == 0)
+		return 0;
+	return errno == EEXIST ? 1 : -1;
+}
+
+int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, int move,
+		     int *moved_r, struct terr *err)
 {
 	struct buf dst = BUF_INIT, tmp = BUF_INIT;
 	store_blob_path(u, guid, &dst);
+	*moved_r = 0;
 	int rc = 0, fd = -1;
-	char *slash = strrchr(dst.ptr, '/');
-	*slash = '\0';
-	if (fs_mkdir_p(dst.ptr, 0750, err) < 0) {
-		rc = -1;
+	/* the blobs/xx directory is made only when the link or rename says it
+	 * is missing: no mkdir nor stat per file, and a new directory is made
+	 * durable by the caller's syncfs with the file (store_blob_sync_all) */
+	int r = place(path, dst.ptr, move, moved_r);
+	if (r < 0 && errno == ENOENT) {
+		char *slash = strrchr(dst.ptr, '/');
+		*slash = '\0';
+		if (blob_dir(dst.ptr, 0, err) < 0) {
+			rc = -1;
+			goto out;
+		}
+		*slash = '/';
+		r = place(path, dst.ptr, move, moved_r);
+	}
+	if (r == 1) {
+		/* there already: kept, unless its size says it is not this body
+		 * (a file a crash cut short before its syncfs: the commit that
+		 * would have used it never happened); then the checked staged
+		 * bytes replace it */
+		struct stat have, want;
+		if (stat(dst.ptr, &have) < 0 || stat(path, &want) < 0 || have.st_size == want.st_size)
+			goto out;
+		buf_printf(&tmp, "%s.%ld.%lu", dst.ptr, (long)getpid(), ++st->tmpcounter);
+		if (link(path, tmp.ptr) < 0 || rename(tmp.ptr, dst.ptr) < 0) {
+			rc = terr_errno(err, errno, "replace %s", dst.ptr);
+			unlink(tmp.ptr);
+		}
 		goto out;
 	}
-	*slash = '/';
-	if (link(path, dst.ptr) == 0 || errno == EEXIST)
+	if (r == 0)
 		goto out;
 	if (errno != EXDEV && errno != EMLINK && errno != EPERM) {
 		rc = terr_errno(err, errno, "link %s", dst.ptr);

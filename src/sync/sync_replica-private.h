@@ -12,19 +12,28 @@
 #include "sync/sync_replica.h"
 
 /* A message body staged for this engine until RESTART: a file in the
- * partition's tmp/sync directory whose bytes hash to guid. */
+ * partition's tmp/sync directory whose bytes hash to guid, or (taken) the
+ * message file an APPLY MAILBOX moved it to, which is not ours to remove.
+ * mem: its bytes too while they are small and not yet applied
+ * (SYNC_BODY_MEM_MAX): the cache row is built from them. */
 struct rstaged {
 	char guid[41];
 	char *path;
 	uint64_t size;
+	int taken;
+	char *mem;
+	size_t memlen;
 };
 
 struct sync_replica {
 	struct sync_replica_opts o;
 	struct store *st;
 	struct rstaged *staged;
-	size_t nstaged;
-	uint64_t staged_bytes;	/* on disk, <= SYNC_MAX_STAGED_BYTES */
+	size_t nstaged, capstaged;
+	size_t *hidx;		/* open addressing over staged: index + 1, 0 free */
+	size_t hcap;
+	uint64_t staged_bytes;	/* in tmp/sync, <= SYNC_MAX_STAGED_BYTES */
+	uint64_t mem_bytes;	/* bodies held in memory (staged and pending), <= SYNC_BODY_MEM_TOTAL */
 	/* The file literals of the command being read (sync_replica_file_*):
 	 * checked files waiting for the command (APPLY MESSAGE stages them),
 	 * the one arriving, and the first error (the command is refused). */
@@ -38,6 +47,8 @@ struct sync_replica {
 		char guid[41];
 		uint64_t size, got;
 		int active;
+		struct buf mem;	/* the bytes, when kept (keep) */
+		int keep;
 	} in;
 	struct terr file_err;
 	int sieve_mailbox;	/* APPLY CAPABILITIES enabled SIEVE-MAILBOX */

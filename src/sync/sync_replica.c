@@ -24,29 +24,82 @@
 
 /* ---- staged bodies --------------------------------------------------------------------- */
 
-const struct rstaged *replica_staged(const struct sync_replica *r, const char *guid)
+static size_t guid_hash(const char *g)
 {
-	for (size_t i = 0; i < r->nstaged; i++)
-		if (!strcmp(r->staged[i].guid, guid))
-			return &r->staged[i];
-	return NULL;
+	size_t h = 5381;
+	for (const char *p = g; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	return h;
 }
 
-/* Takes over the file at path as the staged body of guid (or removes it
- * when that body is staged already). */
-static void stage_file(struct sync_replica *r, const char *guid, char *path, uint64_t size)
+/* The slot of guid in the index: its entry's, or the free one where it goes. */
+static size_t staged_slot(const struct sync_replica *r, const char *guid)
+{
+	size_t i = guid_hash(guid) & (r->hcap - 1);
+	while (r->hidx[i] && strcmp(r->staged[r->hidx[i] - 1].guid, guid))
+		i = (i + 1) & (r->hcap - 1);
+	return i;
+}
+
+static struct rstaged *staged_find(const struct sync_replica *r, const char *guid)
+{
+	if (!r->hcap)
+		return NULL;
+	size_t i = staged_slot(r, guid);
+	return r->hidx[i] ? &r->staged[r->hidx[i] - 1] : NULL;
+}
+
+const struct rstaged *replica_staged(const struct sync_replica *r, const char *guid)
+{
+	return staged_find(r, guid);
+}
+
+static void staged_mem_free(struct sync_replica *r, struct rstaged *g)
+{
+	r->mem_bytes -= g->memlen;
+	free(g->mem);
+	g->mem = NULL;
+	g->memlen = 0;
+}
+
+/* Takes over the file at path (and mem, the bytes in memory or NULL) as
+ * the staged body of guid, or removes them when that body is staged
+ * already. */
+static void stage_file(struct sync_replica *r, const char *guid, char *path, uint64_t size, char *mem, size_t memlen)
 {
 	if (replica_staged(r, guid)) {
 		unlink(path);
 		free(path);
+		free(mem);
+		r->mem_bytes -= memlen;
 		return;
 	}
-	r->staged = xrealloc(r->staged, (r->nstaged + 1) * sizeof *r->staged);
+	if (2 * (r->nstaged + 1) > r->hcap) {
+		free(r->hidx);
+		r->hcap = r->hcap ? 2 * r->hcap : 256;
+		r->hidx = xcalloc(r->hcap, sizeof *r->hidx);
+		for (size_t k = 0; k < r->nstaged; k++)
+			r->hidx[staged_slot(r, r->staged[k].guid)] = k + 1;
+	}
+	if (r->nstaged == r->capstaged) {
+		r->capstaged = r->capstaged ? 2 * r->capstaged : 64;
+		r->staged = xrealloc(r->staged, r->capstaged * sizeof *r->staged);
+	}
 	struct rstaged *g = &r->staged[r->nstaged++];
+	memset(g, 0, sizeof *g);
 	snprintf(g->guid, sizeof g->guid, "%s", guid);
 	g->path = path;
 	g->size = size;
+	g->mem = mem;
+	g->memlen = memlen;
 	r->staged_bytes += size;
+	r->hidx[staged_slot(r, guid)] = r->nstaged;
+}
+
+/* May a body of len bytes be kept in memory too? */
+static int mem_room(const struct sync_replica *r, uint64_t len)
+{
+	return len <= SYNC_BODY_MEM_MAX && r->mem_bytes + len <= SYNC_BODY_MEM_TOTAL;
 }
 
 int replica_stage_bytes(struct sync_replica *r, const char *guid, const void *data, size_t len, struct terr *err)
@@ -69,8 +122,16 @@ int replica_stage_bytes(struct sync_replica *r, const char *guid, const void *da
 		if (rc < 0)
 			unlink(path.ptr);
 	}
-	if (rc == 0)
-		stage_file(r, guid, buf_release(&path), len);
+	if (rc == 0) {
+		char *mem = NULL;
+		size_t memlen = 0;
+		if (mem_room(r, len)) {
+			mem = xmemdup(data, len);
+			memlen = len;
+			r->mem_bytes += len;
+		}
+		stage_file(r, guid, buf_release(&path), len, mem, memlen);
+	}
 	buf_free(&path);
 	return rc;
 }
@@ -78,12 +139,16 @@ int replica_stage_bytes(struct sync_replica *r, const char *guid, const void *da
 static void unstage_all(struct sync_replica *r)
 {
 	for (size_t i = 0; i < r->nstaged; i++) {
-		unlink(r->staged[i].path);
+		if (!r->staged[i].taken)
+			unlink(r->staged[i].path);
 		free(r->staged[i].path);
+		staged_mem_free(r, &r->staged[i]);
 	}
 	free(r->staged);
+	free(r->hidx);
 	r->staged = NULL;
-	r->nstaged = 0;
+	r->hidx = NULL;
+	r->nstaged = r->capstaged = r->hcap = 0;
 	r->staged_bytes = 0;
 }
 
@@ -93,6 +158,31 @@ static int body_file_cb(void *rock, const char *guid, const char **path_r)
 	if (!g)
 		return -1;
 	*path_r = g->path;
+	return g->taken ? 1 : 0;	/* a message file now: linked, never moved again */
+}
+
+/* The store moved the staged file of guid to new_path (a message file):
+ * no longer in tmp/sync, never removed by us. */
+static void body_taken_cb(void *rock, const char *guid, const char *new_path)
+{
+	struct sync_replica *r = rock;
+	struct rstaged *g = staged_find(r, guid);
+	if (!g || g->taken)
+		return;
+	free(g->path);
+	g->path = xstrdup(new_path);
+	g->taken = 1;
+	r->staged_bytes -= g->size;
+}
+
+/* The bytes of a staged body while they are held in memory. */
+static int body_mem_cb(void *rock, const char *guid, const void **data_r, size_t *len_r)
+{
+	const struct rstaged *g = replica_staged(rock, guid);
+	if (!g || !g->mem)
+		return -1;
+	*data_r = g->mem;
+	*len_r = g->memlen;
 	return 0;
 }
 
@@ -104,11 +194,21 @@ static void file_fail(struct sync_replica *r, const struct terr *e)
 		r->file_err = *e;
 }
 
+/* Drops the in-memory copy of the literal being read (and its room). */
+static void in_mem_drop(struct sync_replica *r)
+{
+	if (r->in.keep)
+		r->mem_bytes -= r->in.size;
+	r->in.keep = 0;
+	buf_free(&r->in.mem);
+}
+
 void sync_replica_file_begin(struct sync_replica *r, const struct dlist_file_hdr *h)
 {
 	struct terr e = { 0 };
 	if (r->in.active)
 		sync_replica_file_end(r);
+	in_mem_drop(r);
 	buf_free(&r->in.path);
 	memset(&r->in, 0, sizeof r->in);
 	r->in.fd = -1;
@@ -123,6 +223,11 @@ void sync_replica_file_begin(struct sync_replica *r, const struct dlist_file_hdr
 		terr_set(&e, TE_TOOBIG, "over %lld bytes of staged bodies: send RESTART", SYNC_MAX_STAGED_BYTES);
 	} else if (store_stage_create(r->st, &r->in.path, &r->in.fd, &e) == 0) {
 		sha1_init(&r->in.sha);
+		r->in.keep = mem_room(r, h->size);
+		if (r->in.keep) {
+			r->mem_bytes += h->size;	/* reserved now: the bytes arrive in pieces */
+			buf_reserve(&r->in.mem, (size_t)h->size);
+		}
 		return;
 	}
 	file_fail(r, &e);
@@ -137,12 +242,15 @@ void sync_replica_file_write(struct sync_replica *r, const void *data, size_t le
 	if (r->in.fd < 0)
 		return;
 	sha1_update(&r->in.sha, data, len);
+	if (r->in.keep && r->in.mem.len + len <= r->in.size)
+		buf_append(&r->in.mem, data, len);
 	if (fs_write_all(r->in.fd, data, len, r->in.path.ptr, &e) < 0) {
 		file_fail(r, &e);
 		close(r->in.fd);
 		r->in.fd = -1;
 		unlink(r->in.path.ptr);
 		sha1_free(&r->in.sha);
+		in_mem_drop(r);
 	}
 }
 
@@ -167,15 +275,20 @@ void sync_replica_file_end(struct sync_replica *r)
 		} else {
 			r->pending = xrealloc(r->pending, (r->npending + 1) * sizeof *r->pending);
 			struct rstaged *g = &r->pending[r->npending++];
+			memset(g, 0, sizeof *g);
 			snprintf(g->guid, sizeof g->guid, "%s", r->in.guid);
 			g->path = buf_release(&r->in.path);
 			g->size = r->in.size;
+			g->memlen = r->in.keep ? r->in.mem.len : 0;
+			g->mem = r->in.keep ? buf_release(&r->in.mem) : NULL;
+			r->in.keep = 0;
 			r->pending_bytes += g->size;
 			return;
 		}
 		unlink(r->in.path.ptr);
 		file_fail(r, &e);
 	}
+	in_mem_drop(r);
 	buf_free(&r->in.path);
 }
 
@@ -188,10 +301,12 @@ void sync_replica_files_drop(struct sync_replica *r)
 	}
 	r->in.fd = -1;
 	r->in.active = 0;
+	in_mem_drop(r);
 	buf_free(&r->in.path);
 	for (size_t i = 0; i < r->npending; i++) {
 		unlink(r->pending[i].path);
 		free(r->pending[i].path);
+		staged_mem_free(r, &r->pending[i]);
 	}
 	free(r->pending);
 	r->pending = NULL;
@@ -267,7 +382,7 @@ static int apply_reserve(struct sync_replica *r, const struct dlist *kv, struct 
 			    store_stage_existing(r->st, name, guid, &path, &e2) == 0) {
 				struct stat sb;
 				uint64_t size = stat(path.ptr, &sb) == 0 ? (uint64_t)sb.st_size : 0;
-				stage_file(r, guid, buf_release(&path), size);
+				stage_file(r, guid, buf_release(&path), size, NULL, 0);
 				found = 1;
 			} else if (name && e2.code == TE_CORRUPT) {
 				quarantine(r, name, guid);
@@ -299,7 +414,8 @@ static int apply_message(struct sync_replica *r, const struct dlist *kv, struct 
 			return -1;
 	}
 	for (size_t i = 0; i < r->npending; i++)
-		stage_file(r, r->pending[i].guid, r->pending[i].path, r->pending[i].size);
+		stage_file(r, r->pending[i].guid, r->pending[i].path, r->pending[i].size, r->pending[i].mem,
+			   r->pending[i].memlen);
 	free(r->pending);
 	r->pending = NULL;
 	r->npending = 0;
@@ -322,6 +438,8 @@ static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct 
 		return -1;
 	}
 	a.body_file = body_file_cb;
+	a.body_taken = body_taken_cb;
+	a.body = body_mem_cb;
 	a.body_rock = r;
 	/* fault injection for the tests (docs/testing.md): the session
 	 * process dies while it applies this mailbox, as a crash would */
@@ -329,6 +447,13 @@ static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct 
 	if (crash && *crash && !strcmp(crash, a.name))
 		raise(SIGKILL);
 	int rc = store_apply_mailbox(r->st, &a, err);
+	/* the bytes of its bodies are no longer needed (another owner's
+	 * mailbox reads the file for its cache row): room for the next part's */
+	for (size_t i = 0; i < a.nrecs; i++) {
+		struct rstaged *g = staged_find(r, a.recs[i].guid);
+		if (g && g->mem)
+			staged_mem_free(r, g);
+	}
 	sync_apply_free(&a);
 	if (rc < 0 && err->code == TE_NOTFOUND)
 		return terr_set(err, TE_PROTOCOL, "Message body was not sent");

@@ -4,7 +4,9 @@ nothing changes), a body whose SHA-1 does not match its GUID and a record
 whose body was never sent (refused before anything is committed), a stale
 master (IMAP_SYNC_CHECKSUM), APPLY EXPUNGE keeping the modseq (a replay
 and bad targets), QUOTA/UNQUOTA, ANNOTATION/UNANNOTATION, the LOCAL_*
-commands, RESTORE refused with a NO that changes nothing, and EXIT."""
+commands, RESTORE refused with a NO that changes nothing, a staged body
+moved into place by its first APPLY MAILBOX and linked for the others
+(nothing left staged after RESTART), and EXIT."""
 import base64
 import glob
 import hashlib
@@ -79,7 +81,10 @@ try:
         t.check(c.cmd(mailbox())[-1].startswith(b"NO IMAP_PROTOCOL_ERROR"), "APPLY MAILBOX refused: no body")
         t.check(empty(), "replica unchanged")
         t.eq(c.cmd(b"NOOP")[-1], b"OK Noop completed", "the session goes on")
+        t.eq(glob.glob(os.path.join(inst.dir, "spool", "**", guid.decode()), recursive=True), [],
+             "the bad body is nowhere: not in a blobs directory, not staged")
         c.cmd(b"RESTART")
+        t.eq(os.listdir(os.path.join(inst.dir, "spool", "tmp", "sync")), [], "nothing left in tmp/sync")
 
     with t.case("a new record whose body was never sent is refused, nothing committed"):
         r = c.cmd(mailbox())[-1]
@@ -125,6 +130,66 @@ try:
              b"NO IMAP_MAILBOX_NONEXISTENT No Such Mailbox", "EXPUNGE in a mailbox that does not exist")
         t.eq(c.cmd(b"APPLY EXPUNGE %(MBOXNAME user.zed UNIQUEID testuniqueid0000000000001)")[-1],
              b"NO IMAP_PROTOCOL_BAD_PARAMETERS", "EXPUNGE without UIDs")
+
+    with t.case("a staged body moves into place once, other mailboxes link it, RESTART leaves nothing staged"):
+        m3 = b"From: b@example.com\r\nSubject: moved\r\nMessage-ID: <m3@x>\r\n\r\nmoved, then linked\r\n"
+        g3 = hashlib.sha1(m3).hexdigest().encode()
+
+        def mbox3(name, uniq):
+            return (b"APPLY MAILBOX %(UNIQUEID " + uniq + b" MBOXNAME " + name + b" SYNC_CRC 0 LAST_UID 1"
+                    b" HIGHESTMODSEQ 2 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0"
+                    b" POP3_SHOW_AFTER 0 UIDVALIDITY 1700000001 PARTITION default ACL \"\" OPTIONS P RECORD"
+                    b" (%(UID 1 MODSEQ 2 LAST_UPDATED 1700000000 FLAGS () INTERNALDATE 1700000000 SIZE " +
+                    str(len(m3)).encode() + b" GUID " + g3 + b")))")
+        t.eq(c.cmd(b"APPLY MESSAGE (%{default " + g3 + b" " + str(len(m3)).encode() + b"}\r\n" + m3 + b")")[-1],
+             b"OK success", "MESSAGE")
+        staged = os.listdir(os.path.join(inst.dir, "spool", "tmp", "sync"))
+        t.eq(len(staged), 1, "the body is staged in tmp/sync")
+        t.eq(c.cmd(mbox3(b"user.mva", b"mvuniq000000000000000001"))[-1], b"OK success", "first mailbox")
+        t.eq(os.listdir(os.path.join(inst.dir, "spool", "tmp", "sync")), [],
+             "the staged file was moved into place (not linked)")
+        t.eq(c.cmd(mbox3(b"user.mva.Sent", b"mvuniq000000000000000002"))[-1], b"OK success",
+             "the same owner's other mailbox: the file is there already")
+        t.eq(c.cmd(mbox3(b"user.mvb", b"mvuniq000000000000000003"))[-1], b"OK success",
+             "another owner's mailbox: linked from where it went")
+        t.eq(c.cmd(b"RESTART")[-1], b"OK Restarting", "RESTART")
+        files = glob.glob(os.path.join(inst.dir, "spool", "**", "blobs", "*", g3.decode()), recursive=True)
+        t.eq(len(files), 2, f"one message file per owner: {files}")
+        t.check(all(os.stat(f).st_nlink == 2 and open(f, "rb").read() == m3 for f in files),
+                "the same bytes, one inode (a hard link), RESTART removed neither")
+        t.eq(os.listdir(os.path.join(inst.dir, "spool", "tmp", "sync")), [], "nothing left in tmp/sync")
+        import sqlite3
+        rows = 0
+        for db in glob.glob(os.path.join(inst.dir, "spool", "**", "meta.db"), recursive=True):
+            con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                rows += con.execute("SELECT count(*) FROM cache WHERE guid = ?"
+                                    " AND instr(CAST(envelope AS TEXT), '\"moved\"') > 0", (g3.decode(),)).fetchone()[0]
+            except sqlite3.Error:
+                pass
+            con.close()
+        t.eq(rows, 2, "each owner has the cache row (built from the bytes in memory, then from the file)")
+        for name in (b"user.mva", b"user.mva.Sent", b"user.mvb"):
+            full = b"\n".join(c.cmd(b"GET FULLMAILBOX " + name))
+            t.check(g3 in full and b"UID 1 MODSEQ 2" in full, f"{name}: the record is there")
+
+    with t.case("a message file a crash cut short (unreferenced, wrong size) is replaced by the checked body"):
+        m4 = b"From: c@example.com\r\nSubject: cut short\r\n\r\nthe whole body this time\r\n"
+        g4 = hashlib.sha1(m4).hexdigest()
+        short = os.path.join(inst.dir, "spool", "user", "mva", "blobs", g4[:2], g4)
+        os.makedirs(os.path.dirname(short), exist_ok=True)
+        open(short, "wb").close()	# what a crash before the syncfs can leave (ext4: delayed allocation)
+        t.eq(c.cmd(b"APPLY MESSAGE (%{default " + g4.encode() + b" " + str(len(m4)).encode() + b"}\r\n" + m4 +
+                   b")")[-1], b"OK success", "MESSAGE")
+        ap = (b"APPLY MAILBOX %(UNIQUEID mvuniq000000000000000004 MBOXNAME user.mva.Cut SYNC_CRC 0 LAST_UID 1"
+              b" HIGHESTMODSEQ 3 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0 POP3_SHOW_AFTER 0"
+              b" UIDVALIDITY 1700000002 PARTITION default ACL \"\" OPTIONS P RECORD (%(UID 1 MODSEQ 3"
+              b" LAST_UPDATED 1700000000 FLAGS () INTERNALDATE 1700000000 SIZE " + str(len(m4)).encode() +
+              b" GUID " + g4.encode() + b")))")
+        t.eq(c.cmd(ap)[-1], b"OK success", "MAILBOX")
+        t.eq(open(short, "rb").read(), m4, "the file now holds the body")
+        t.eq(c.cmd(b"RESTART")[-1], b"OK Restarting", "RESTART")
+        t.eq(os.listdir(os.path.join(inst.dir, "spool", "tmp", "sync")), [], "nothing left in tmp/sync")
 
     inst.ok(["user", "add", "--no-password", "yan"])
 
