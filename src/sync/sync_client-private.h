@@ -107,8 +107,14 @@ struct syncc {
 	struct syncc_rstate {
 		char *name;
 		struct dlist *hdr;
+		uint64_t hash;	/* of name, for rcache_slots */
 	} *rcache;
-	size_t nrcache;
+	size_t nrcache, rcache_cap;
+	/* rcache's index by name: open addressing, linear probing, each slot
+	 * 0 (empty) or 1 + an index into rcache; nslots a power of two at
+	 * least twice nrcache (sync_client_cache.c) */
+	uint32_t *rcache_slots;
+	size_t rcache_nslots;
 	/* what compare, copy-back and repair found and did */
 	struct syncc_items diffs, copied, renumbered, repaired, kept, renamed, remaining;
 	/* the waiters of synchronous replication (src/syncc/syncc_rightnow.c),
