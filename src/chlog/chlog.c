@@ -8,6 +8,7 @@
 #include "names/mboxname.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 struct chlog {
@@ -846,6 +848,48 @@ int chlog_done_shard(const char *configdir, const char *channel, int shard, stru
 		rc = fs_fsync_parent(run.ptr, err);
 	buf_free(&run);
 	return rc;
+}
+
+int chlog_sweep_stale(const char *configdir, const char *channel, int shard)
+{
+	struct buf dir = BUF_INIT, path = BUF_INIT;
+	chlog_shard_path(configdir, channel, shard, "log", &dir);
+	char *slash = strrchr(dir.ptr, '/');
+	*slash = '\0';
+	dir.len = (size_t)(slash - dir.ptr);
+	int removed = 0;
+	DIR *d = opendir(dir.ptr);
+	struct dirent *de;
+	time_t now = time(NULL);
+	while (d && (de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, "log.new.", 8) != 0)
+			continue;
+		buf_reset(&path);
+		buf_printf(&path, "%s/%s", dir.ptr, de->d_name);
+		int fd = open(path.ptr, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+		if (fd < 0)
+			continue;
+		/* a live creator holds the mark exclusively and the data shared */
+		struct flock fl = { 0 };
+		fl.l_type = F_WRLCK;
+		fl.l_whence = SEEK_SET;
+		fl.l_start = 0;
+		fl.l_len = 0;
+		struct stat st;
+		if (fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_UNLCK && fstat(fd, &st) == 0 &&
+		    now - st.st_mtime > CHLOG_STALE_NEW_S && unlink(path.ptr) == 0) {
+			removed++;
+			log_notice("event=chlog_stale_removed channel=%s file=%s bytes=%lld note=\"a writer died before"
+				   " linking a new log; its lines were never acknowledged\"",
+				   channel && *channel ? channel : "\"\"", path.ptr, (long long)st.st_size);
+		}
+		close(fd);
+	}
+	if (d)
+		closedir(d);
+	buf_free(&dir);
+	buf_free(&path);
+	return removed;
 }
 
 /* One astring: atom (to whitespace, '(' ')' '"') or quoted with \ escapes. */

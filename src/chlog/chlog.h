@@ -142,6 +142,11 @@ int chlog_done(const char *configdir, const char *channel, struct terr *err);
 /* The same for one shard (shard < 0: the unsharded log). */
 int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err);
 int chlog_done_shard(const char *configdir, const char *channel, int shard, struct terr *err);
+/* Removes what dead writers left in a channel's (shard's) log directory:
+ * log.new.<pid> files that no process holds locked and that are older
+ * than CHLOG_STALE_NEW_S (a writer killed between creating a new log and
+ * linking it; nothing of them was acknowledged). Returns how many. */
+int chlog_sweep_stale(const char *configdir, const char *channel, int shard);
 
 struct chlog_entry {
 	char keyword[16];	/* upper-cased */

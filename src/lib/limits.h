@@ -92,6 +92,14 @@
 /* Attempts to append when the log keeps being rotated under the writer
  * (Cyrus uses 64). */
 #define CHLOG_APPEND_TRIES 64
+/* A change log's temporary file (log.new.<pid>, chlog.c create_log) that
+ * no process holds locked and that is older than this is a dead writer's
+ * (killed between its create and its link; its lines were never
+ * acknowledged): the sync client removes it. The creator locks the file
+ * right after creating it, so a minute is ample; the sweep runs when a
+ * sync client starts and then every CHLOG_SWEEP_EVERY_S. */
+#define CHLOG_STALE_NEW_S 60
+#define CHLOG_SWEEP_EVERY_S 600
 
 /* ---- synchronous replication (sync_rightnow_channel) ------------------------ */
 

@@ -237,7 +237,12 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 	if (!one_pass)
 		(void)syncc_rn_open(sc);
 	syncc_pub_open(sc);
+	time_t swept = 0;	/* chlog_sweep_stale: at start, then every CHLOG_SWEEP_EVERY_S */
 	for (;;) {
+		if (time(NULL) - swept >= CHLOG_SWEEP_EVERY_S) {
+			swept = time(NULL);
+			(void)chlog_sweep_stale(configdir, sc->channel, shard);
+		}
 		if (sc->o.stop && *sc->o.stop && !draining) {
 			log_notice("event=sync_drain channel=%s%s", sc->channel, sl);
 			syncc_pub_state(sc, "draining", 0, NULL);

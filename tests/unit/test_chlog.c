@@ -14,6 +14,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *fmt(const char *k, const char *a, const char *b)
@@ -453,6 +454,70 @@ TEST(writer_waits_for_creators_directory_fsync)
 	free(dir);
 }
 
+/* What a writer killed between creating a new log and linking it left
+ * (log.new.<pid>): removed by the sweep when nobody holds it locked and
+ * it is old; a creator's file still locked, or a fresh one, is kept. */
+TEST(sweep_removes_dead_writers_new_logs)
+{
+	char *dir = test_tmpdir();
+	struct terr err;
+	struct buf d = BUF_INIT, dead = BUF_INIT, live = BUF_INIT, fresh = BUF_INIT, log = BUF_INIT;
+	chlog_path(dir, "c", "", &d);
+	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
+	chlog_path(dir, "c", "log.new.1000001", &dead);
+	chlog_path(dir, "c", "log.new.1000002", &live);
+	chlog_path(dir, "c", "log.new.1000003", &fresh);
+	chlog_path(dir, "c", "log", &log);
+	const char *files[] = { dead.ptr, live.ptr, fresh.ptr, log.ptr };
+	for (int i = 0; i < 4; i++) {
+		int fd = open(files[i], O_RDWR | O_CREAT, 0640);
+		CHECK(fd >= 0);
+		CHECK_INT(write(fd, "APPEND user.x\n", 14), 14);
+		close(fd);
+	}
+	struct timespec old[2] = { { time(NULL) - CHLOG_STALE_NEW_S - 5, 0 }, { time(NULL) - CHLOG_STALE_NEW_S - 5, 0 } };
+	CHECK_INT(utimensat(AT_FDCWD, dead.ptr, old, 0), 0);
+	CHECK_INT(utimensat(AT_FDCWD, live.ptr, old, 0), 0);
+	CHECK_INT(utimensat(AT_FDCWD, log.ptr, old, 0), 0);
+	/* a creator (another process) holds the mark of "live" */
+	int pfd[2];
+	CHECK_INT(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		int fd = open(live.ptr, O_RDWR);
+		struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
+		char c = fd >= 0 && fcntl(fd, F_SETLKW, &fl) == 0 ? 'l' : 'e';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		pause();
+		_exit(0);
+	}
+	char c = 0;
+	CHECK_INT(read(pfd[0], &c, 1), 1);
+	CHECK_INT(c, 'l');
+	CHECK_INT(chlog_sweep_stale(dir, "c", -1), 1);
+	CHECK(access(dead.ptr, F_OK) != 0);
+	CHECK_INT(access(live.ptr, F_OK), 0);
+	CHECK_INT(access(fresh.ptr, F_OK), 0);
+	CHECK_INT(access(log.ptr, F_OK), 0);
+	kill(pid, SIGKILL);
+	int status;
+	waitpid(pid, &status, 0);
+	/* its creator gone, the old one goes too */
+	CHECK_INT(chlog_sweep_stale(dir, "c", -1), 1);
+	CHECK(access(live.ptr, F_OK) != 0);
+	CHECK_INT(access(fresh.ptr, F_OK), 0);
+	close(pfd[0]);
+	close(pfd[1]);
+	buf_free(&d);
+	buf_free(&dead);
+	buf_free(&live);
+	buf_free(&fresh);
+	buf_free(&log);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 /* A writer whose write is cut short (here by RLIMIT_FSIZE, as a full
  * disk would) while other writers hold lines in the same log: it fails,
  * its partial bytes are blanked (not cut back, which would cut the
@@ -797,5 +862,6 @@ int main(void)
 	RUN(held_appends_share_the_log);
 	RUN(writer_waits_for_creators_directory_fsync);
 	RUN(short_write_among_concurrent_writers);
+	RUN(sweep_removes_dead_writers_new_logs);
 	return test_done();
 }
