@@ -1,0 +1,97 @@
+"""profile_session.py: what one IMAP session costs the server, one client at
+a time (issue 16's profile; not a test, not in make bench).
+
+  MODE=mix N=60 python3 bench/profile_session.py
+
+Starts a tandemd (from this tree's bin/) on loopback with one user whose
+INBOX gets N+10 small messages, then runs N sessions of MODE and prints the
+server CPU (tandemd, its children alive and reaped) and the wall time per
+session. MODE: none (connect, greeting, LOGOUT), login, sel (LOGIN SELECT),
+selfetch, mix (LOGIN SELECT FETCH STORE EXPUNGE LOGOUT: bench_login.py's
+session), inone (the mix's commands N times inside one connection).
+PERF=1 records `perf record -g` of tandemd and its sessions into
+build/profile/session.perf.data (PERFARGS replaces "-F 4999": e.g.
+"-e page-faults -c 1"). Needs root for perf.
+"""
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from bench_cyrus import RawImap, Tandem  # noqa: E402
+from benchlib import free_port  # noqa: E402
+import bench_login as bl  # noqa: E402
+
+MIX = ["SELECT INBOX", "FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)", "STORE 1 +FLAGS (\\Deleted)", "EXPUNGE"]
+STEPS = {"none": [], "login": [], "sel": MIX[:1], "selfetch": MIX[:2], "mix": MIX}
+
+
+def main():
+    mode = os.environ.get("MODE", "mix")
+    n = int(os.environ.get("N", "60"))
+    if mode not in STEPS and mode != "inone":
+        sys.exit(f"profile_session: unknown MODE {mode}")
+    root = tempfile.mkdtemp(prefix="prof-session-", dir="/tmp")
+    os.chmod(root, 0o755)
+    lp, ip = free_port(), free_port()
+    tm = Tandem(root, "tl", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\n"
+                            "allowplaintext: yes\nsync_log: no\n")
+    perf = None
+    try:
+        tm.cli("user", "add", "u1", stdin=b"u1-Secret9\n")
+        tm.start(lp)
+        s = smtplib.LMTP("127.0.0.1", lp)
+        for i in range(n + 10):
+            s.sendmail("a@example.net", ["u1@example.com"], bl.small_message("u1", i))
+        s.quit()
+        c = RawImap(ip, quickack=True)
+        c.cmd("LOGIN u1 u1-Secret9")
+        c.cmd("LOGOUT")
+        c.sock.close()
+        pid = tm.proc.pid
+        if os.environ.get("PERF"):
+            out = os.path.join(HERE, "..", "build", "profile")
+            os.makedirs(out, exist_ok=True)
+            perf = subprocess.Popen(["perf", "record"] + os.environ.get("PERFARGS", "-F 4999").split() +
+                                    ["-g", "-o", os.path.join(out, "session.perf.data"), "-p", str(pid)],
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(1)
+        cpu0, t0 = bl.server_cpu(pid), time.monotonic()
+        if mode == "inone":
+            c = RawImap(ip, quickack=True)
+            c.cmd("LOGIN u1 u1-Secret9")
+            for _ in range(n):
+                for cmd in MIX + ["UNSELECT"]:
+                    c.cmd(cmd)
+            c.cmd("LOGOUT")
+            c.sock.close()
+        else:
+            for _ in range(n):
+                c = RawImap(ip, quickack=True)
+                if mode != "none":
+                    c.cmd("LOGIN u1 u1-Secret9")
+                for cmd in STEPS[mode]:
+                    c.cmd(cmd)
+                c.cmd("LOGOUT")
+                c.sock.close()
+        wall = time.monotonic() - t0
+        time.sleep(0.3)  # the last session ends and is counted
+        cpu = bl.server_cpu(pid) - cpu0
+        print(f"mode={mode} sessions={n} wall_ms_per={1000 * wall / n:.2f} server_cpu_ms_per={1000 * cpu / n:.2f}")
+    finally:
+        if perf:
+            perf.send_signal(signal.SIGINT)
+            perf.wait()
+        tm.proc.terminate()
+        tm.proc.wait()
+        subprocess.run(["rm", "-rf", root])
+
+
+if __name__ == "__main__":
+    main()
