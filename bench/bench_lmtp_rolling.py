@@ -28,7 +28,6 @@ import json
 import os
 import random
 import smtplib
-import sqlite3
 import threading
 import shutil
 import statistics
@@ -167,28 +166,7 @@ def latency_run(binpath, base, rep):
         for i in range(lat_n):
             time.sleep(rng.random() * 0.2)
             _, _, data = workload.message(950 + rep, i)
-            db = None
-            before = None
-            try:
-                db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
-                before = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
-            except sqlite3.Error:
-                pass
-            l.sendmail("bench@example.net", ["user00"], data)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 10:
-                try:
-                    if db is None:
-                        db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
-                    now = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
-                    if before is None or now > before:
-                        break
-                except (sqlite3.Error, TypeError):
-                    pass
-                time.sleep(0.001)
-            lat.append(time.monotonic() - t0)
-            if db:
-                db.close()
+            lat.append(bench_sync.replicated_after(l, dbpath, data, 0.001))
         l.quit()
         stop.set()
         for th in ths:

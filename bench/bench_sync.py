@@ -181,6 +181,34 @@ def big_message(i):
                       ).encode() + b64
 
 
+
+def replicated_after(lmtp, dbpath, data, poll_s):
+    """Seconds from LMTP-delivering data to user00 (lmtp: an open smtplib.LMTP)
+    until the replica's user00 INBOX (dbpath: its meta.db, read-only) has a
+    higher last_uid; 10 s at most."""
+    db, before = None, None
+    try:
+        db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+        before = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+    except (sqlite3.Error, TypeError):
+        pass
+    lmtp.sendmail("bench@example.net", ["user00"], data)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 10:
+        try:
+            if db is None:
+                db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+            now = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+            if before is None or now > before:
+                break
+        except (sqlite3.Error, TypeError):
+            pass
+        time.sleep(poll_s)
+    waited = time.monotonic() - t0
+    if db:
+        db.close()
+    return waited
+
 def main():
     base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
     os.makedirs(base, exist_ok=True)
@@ -250,27 +278,7 @@ def main():
         for i in range(LAT_N):
             time.sleep(rng.random() * PAUSE_MAX)
             _, _, data = workload.message(2, i)
-            before = None
-            try:
-                db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
-                before = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
-            except Exception:
-                db = None
-            l.sendmail("bench@example.net", ["user00"], data)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 10:
-                try:
-                    if db is None:
-                        db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
-                    now = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
-                    if before is None or now > before:
-                        break
-                except Exception:
-                    pass
-                time.sleep(0.002)
-            lat.append(time.monotonic() - t0)
-            if db:
-                db.close()
+            lat.append(replicated_after(l, dbpath, data, 0.002))
         l.quit()
         lat.sort()
         logtext = open(master.dir + ".log").read()
