@@ -29,34 +29,13 @@ import zlib
 
 from imapraw import Raw
 from tlib import Daemon, Instance, Suite, lmtp_send, make_message, wait_for, wait_log
+from tlib import proc_alive as alive, proc_children as children
 
 t = Suite("session-reuse")
 inst = Instance()
 d = None
 
 CONNECT = re.compile(r"\[(\d+)\] level=info event=connect service=(\w+) session=(\S+)")
-
-
-def alive(pid):
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
-
-
-def children(pid):
-    out = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{e}/stat").read()
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            out.append(int(e))
-    return out
 
 
 def connects(service="imap"):

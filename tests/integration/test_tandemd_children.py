@@ -14,35 +14,12 @@ import subprocess
 import time
 
 from tlib import BIN, Daemon, Pair, Suite, make_message, wait_equal
+from tlib import proc_alive as alive, proc_children as children
 
 t = Suite("tandemd-children")
 pair = Pair()
 m = pair.master
 d = None
-
-
-def children(pid):
-    """pids whose parent is pid (from /proc)."""
-    out = []
-    for e in os.listdir("/proc"):
-        if not e.isdigit():
-            continue
-        try:
-            stat = open(f"/proc/{e}/stat").read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == pid:
-            out.append(int(e))
-    return out
-
-
-def alive(pid):
-    try:
-        stat = open(f"/proc/{pid}/stat").read()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def wait_for(cond, timeout=30):

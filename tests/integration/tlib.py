@@ -395,6 +395,30 @@ def wait_equal(inst, chan, timeout=30):
     return False, out
 
 
+
+def proc_children(pid):
+    """pids whose parent is pid (from /proc)."""
+    out = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{e}/stat").read()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(e))
+    return out
+
+
+def proc_alive(pid):
+    """pid exists and is not a zombie."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
 def wait_for(predicate, timeout=30, what="the condition", interval=0.05):
     """Polls predicate() until it returns something true; returns that
     value. Raises AssertionError naming `what` (and the last value) after
