@@ -171,6 +171,17 @@
  * goal); bodies past it are read from their files as before. */
 #define SYNC_BODY_MEM_MAX (256 * 1024)
 #define SYNC_BODY_MEM_TOTAL (8 * 1024 * 1024)
+/* A full update of one mailbox the replica refuses because its state is
+ * newer than what the client read (IMAP_SYNC_CHECKSUM) while the master
+ * now holds everything the replica has: another client of the channel
+ * (the rolling one beside a `tandem sync -A`, or a second `sync -u`) got
+ * there between this client's read and its APPLY. The client reads the
+ * master again and resends, at most this many times per mailbox: each
+ * resend races only with changes newer than itself, so 3 is plenty
+ * unless the mailbox takes mail faster than one round trip, and a
+ * bound keeps a real mismatch from looping (it then fails as before and
+ * the mailbox goes on the failed list for the next pass). */
+#define SYNC_RACE_RESENDS 3
 /* Prepared statements the store keeps per open database (src/store/store_stmt.c):
  * the store has about 70 distinct statements, a sync pass or a delivery uses
  * 10-20 of them; with up to 64 user databases open at once (USTORE_CACHE_MAX)

@@ -15,6 +15,7 @@
 #include "sync/sync_client.h"
 #include "sync/sync_client-private.h"
 
+#include "lib/limits.h"
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "names/mboxname.h"
@@ -303,13 +304,27 @@ static int sync_one(struct syncc *sc, const char *name, struct store_mailbox *mb
 		return -1;
 	}
 	if (err->code == TE_CHECKSUM) {
-		int r = syncc_reconcile(sc, name, &e2);
-		if (r < 0) {
-			terr_set(err, e2.code == TE_IO ? TE_IO : TE_CHECKSUM, "split brain not reconciled: %s", e2.msg);
-			return -1;
+		for (int resends = 0; resends <= SYNC_RACE_RESENDS; resends++) {
+			int r = syncc_reconcile(sc, name, &e2);
+			if (r < 0) {
+				terr_set(err, e2.code == TE_IO ? TE_IO : TE_CHECKSUM, "split brain not reconciled: %s",
+					 e2.msg);
+				return -1;
+			}
+			if (r == 1) {
+				/* the replica holds nothing the master lacks (now): another
+				 * client of the channel sent newer state between our read
+				 * and our APPLY; read the master again and resend */
+				if (resends == SYNC_RACE_RESENDS)
+					break;
+				log_notice("event=sync_resend channel=%s mailbox=%s resend=%d reason=\"%s\"",
+					   sc->channel, logq(q, name), resends + 1, err->msg);
+			}
+			if (push_mailbox(sc, name, 1, NULL, err) == 0)
+				return 0;
+			if (err->code != TE_CHECKSUM)
+				break;
 		}
-		if (r == 0)
-			return push_mailbox(sc, name, 1, NULL, err);
 		return -1;
 	}
 	if (err->code == TE_MOVED && sc->repair && other_uniqueid) {

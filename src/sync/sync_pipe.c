@@ -26,6 +26,8 @@ struct pipe_transport {
 	unsigned long cut_at;	/* 0: never; else the command number that is cut */
 	int cut_after;
 	int broken;
+	void (*before)(void *rock, const char *cmd, size_t len);
+	void *before_rock;
 };
 
 static void pipe_data(void *rock, const struct dlist *d)
@@ -77,6 +79,8 @@ static void p_send(struct sync_transport *t, const char *cmd, size_t len, const 
 		p->broken = 1;
 		return;
 	}
+	if (p->before)
+		p->before(p->before_rock, cmd, len);
 	size_t vl = strcspn(cmd, " \r\n");
 	const char *res;
 	if ((vl == 4 && !strncasecmp(cmd, "NOOP", 4)) || (vl == 4 && !strncasecmp(cmd, "EXIT", 4)))
@@ -137,6 +141,13 @@ void sync_pipe_cut(struct sync_transport *t, unsigned long n, int after)
 	struct pipe_transport *p = (struct pipe_transport *)t;
 	p->cut_at = n ? p->commands + n : 0;
 	p->cut_after = after;
+}
+
+void sync_pipe_before(struct sync_transport *t, void (*fn)(void *rock, const char *cmd, size_t len), void *rock)
+{
+	struct pipe_transport *p = (struct pipe_transport *)t;
+	p->before = fn;
+	p->before_rock = rock;
 }
 
 unsigned long sync_pipe_commands(const struct sync_transport *t)

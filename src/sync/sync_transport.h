@@ -97,6 +97,10 @@ struct sync_transport *sync_pipe_new(struct sync_replica *r);
  * it ran with its answer lost (after 1); from then on every call fails
  * with TE_IO, as a lost connection. */
 void sync_pipe_cut(struct sync_transport *t, unsigned long n, int after);
+/* Calls fn(rock, cmd, len) before the replica runs each command sent
+ * from now on (NULL: no more calls): a test's way to let another client
+ * or a delivery in between a client's commands, as another process would. */
+void sync_pipe_before(struct sync_transport *t, void (*fn)(void *rock, const char *cmd, size_t len), void *rock);
 /* Commands the pipe has run. */
 unsigned long sync_pipe_commands(const struct sync_transport *t);
 /* 1 when t is a pipe. */

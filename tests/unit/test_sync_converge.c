@@ -30,6 +30,7 @@
 #include "chlog/chlog.h"
 #include "conf/conf.h"
 #include "lib/buf.h"
+#include "lib/limits.h"
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/sha1.h"
@@ -44,6 +45,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -78,6 +80,8 @@ struct world {
 	unsigned long cuts, connects, passes;
 	struct buf history;	/* every change-log line replicated */
 	char failure[600];
+	/* called before the replica runs each command of the client's pipe */
+	void (*before)(void *rock, const char *cmd, size_t len);
 };
 
 static struct world *W;
@@ -90,6 +94,8 @@ static struct sync_transport *pipe_connect(void *rock, struct terr *err)
 	struct sync_replica_opts o = { w->r, "test", NULL, NULL };
 	w->rep = sync_replica_new(&o);
 	struct sync_transport *t = sync_pipe_new(w->rep);
+	if (w->before)
+		sync_pipe_before(t, w->before, w);
 	w->connects++;
 	if ((int)pick(100) < w->cut_percent) {
 		sync_pipe_cut(t, 1 + pick(25), (int)pick(2));
@@ -810,6 +816,163 @@ static void run_seeds(int split_brain)
 	CHECK_INT(failed, 0);
 }
 
+/* ---- two clients of one channel ---- */
+
+/* A second client of the channel, on its own master handle and its own
+ * replica session (another process, as `tandem sync -A` beside the
+ * channel's rolling client is): before each of the first client's APPLY
+ * MAILBOX commands (up to `max`), a message is delivered to user.ann and
+ * the second client sends user ann first, so the first client's state is
+ * older than the replica's when its command runs; before its GET
+ * MAILBOXES a message is delivered only (so the first client has
+ * something to send after it read the replica's state). */
+struct race {
+	struct world *w;
+	struct store *m2;
+	struct syncc *b;
+	struct sync_replica *rep_b;
+	int fired, max;
+	char failure[600];
+};
+
+static struct race *RACE;
+
+static struct sync_transport *race_connect(void *rock, struct terr *err)
+{
+	struct race *r = rock;
+	(void)err;
+	sync_replica_free(&r->rep_b);
+	struct sync_replica_opts o = { r->w->r, "test", NULL, NULL };
+	r->rep_b = sync_replica_new(&o);
+	return sync_pipe_new(r->rep_b);
+}
+
+static void race_before(void *rock, const char *cmd, size_t len)
+{
+	struct race *r = RACE;
+	(void)rock;
+	int apply = len >= 13 && !strncasecmp(cmd, "APPLY MAILBOX", 13);
+	int get = len >= 13 && !strncasecmp(cmd, "GET MAILBOXES", 13);
+	if (r->fired >= r->max || !(apply || get) || r->failure[0])
+		return;
+	r->fired += apply;
+	struct buf msg = BUF_INIT;
+	message(&msg);
+	struct store_append_opts ao = { 0, NULL, 0 };
+	uint32_t uid;
+	struct terr err = { 0 };
+	const char *u[] = { "ann" };
+	if (store_append(r->m2, "user.ann", msg.ptr, msg.len, &ao, &uid, &err) < 0 ||
+	    (apply && (syncc_connect(r->b, &err) < 0 || syncc_users(r->b, u, 1, &err) < 0)))
+		snprintf(r->failure, sizeof r->failure, "the second client: %.500s", err.msg);
+	buf_free(&msg);
+}
+
+/* rounds: how many of the first client's APPLY MAILBOX the second one
+ * races; 0 when the first client's `sync -A` got through and the stores
+ * are equal. */
+static int race_run(int rounds, int mode_all, int *fired_r, char *why, size_t whysz)
+{
+	struct world w;
+	struct race r;
+	struct terr err = { 0 };
+	memset(&r, 0, sizeof r);
+	rng_state = 7 + (uint64_t)rounds;
+	if (open_world(&w, &err) < 0) {
+		snprintf(why, whysz, "setup: %s", err.msg);
+		return -1;
+	}
+	r.w = &w;
+	r.max = rounds;
+	RACE = &r;
+	int rc = -1;
+	char mconf[600], mspool[600];
+	snprintf(mconf, sizeof mconf, "%s/conf", w.mdir.ptr);
+	snprintf(mspool, sizeof mspool, "%s/spool", w.mdir.ptr);
+	struct store_opts mo = { mconf, "default", mspool, NULL, 0, 0, NULL, NULL, NULL };
+	struct buf msg = BUF_INIT;
+	struct store_append_opts ao = { 0, NULL, 0 };
+	uint32_t uid;
+	if (store_user_create(w.m, "ann", NULL, &err) < 0 || store_mailbox_create(w.m, "user.ann.Sent", NULL, &err) < 0)
+		goto out;
+	for (int i = 0; i < 3; i++) {
+		message(&msg);
+		if (store_append(w.m, i ? "user.ann" : "user.ann.Sent", msg.ptr, msg.len, &ao, &uid, &err) < 0)
+			goto out;
+	}
+	if (store_open(&mo, &r.m2, &err) < 0)
+		goto out;
+	struct syncc_opts so = { 0 };
+	so.channel = "r";
+	so.connect_once = 1;
+	so.connect = race_connect;
+	so.connect_rock = &r;
+	r.b = syncc_new(w.conf, r.m2, &so);
+	w.before = race_before;
+	const char *u[] = { "ann" };
+	int ra = syncc_connect(w.sc, &err);
+	if (ra == 0)
+		ra = mode_all ? syncc_all(w.sc, &err) : syncc_users(w.sc, u, 1, &err);
+	/* a mailbox that failed is isolated (the pass goes on): the result
+	 * of the whole run counts it, as `tandem sync` reports it */
+	if (syncc_oneshot_result(w.sc, ra, &err) < 0) {
+		snprintf(why, whysz, "the first client (after %d races): %s", r.fired, err.msg);
+		goto out;
+	}
+	if (r.failure[0]) {
+		snprintf(why, whysz, "%s", r.failure);
+		goto out;
+	}
+	if (r.fired != rounds) {
+		snprintf(why, whysz, "%d races, %d wanted", r.fired, rounds);
+		goto out;
+	}
+	w.before = NULL;
+	if (converged(&w, "after the raced sync") < 0) {
+		snprintf(why, whysz, "%s", w.failure);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (rc < 0 && !why[0])
+		snprintf(why, whysz, "%s", err.msg);
+	*fired_r = r.fired;
+	buf_free(&msg);
+	syncc_free(&r.b);
+	sync_replica_free(&r.rep_b);
+	store_close(&r.m2);
+	RACE = NULL;
+	close_world(&w);
+	return rc;
+}
+
+/* What made CI's test_channels fail: a full update refused because the
+ * replica already had newer state (from the other client) ended the
+ * first client's sync with IMAP_SYNC_CHECKSUM. It reads the master again
+ * and resends (SYNC_RACE_RESENDS). */
+TEST(a_second_client_of_the_channel_races_the_first)
+{
+	for (int mode_all = 0; mode_all <= 1; mode_all++)
+		for (int rounds = 1; rounds <= 5; rounds++) {
+			char why[800] = "";
+			int fired;
+			int rc = race_run(rounds, mode_all, &fired, why, sizeof why);
+			if (rc < 0)
+				printf("  %s, %d race%s: %s\n", mode_all ? "sync -A" : "sync -u ann", rounds,
+				       rounds > 1 ? "s" : "", why);
+			CHECK_INT(rc, 0);
+		}
+	/* a mailbox that takes mail faster than a round trip: the resends
+	 * are bounded, the mailbox fails (for the next pass) */
+	char why[800] = "";
+	int fired;
+	CHECK_INT(race_run(100, 0, &fired, why, sizeof why), -1);
+	CHECK(strstr(why, "IMAP_SYNC_CHECKSUM") != NULL);
+	/* the new mailbox's stream, the incremental after GET MAILBOXES, the
+	 * full update, the resends, and the isolated mailbox's retry */
+	CHECK(fired <= 4 + SYNC_RACE_RESENDS);
+}
+
 TEST(converges_whatever_the_sequence_and_cuts)
 {
 	run_seeds(0);
@@ -824,6 +987,7 @@ int main(void)
 {
 	log_set_level(getenv("TANDEM_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
 	setvbuf(stdout, NULL, _IONBF, 0);
+	RUN(a_second_client_of_the_channel_races_the_first);
 	RUN(converges_whatever_the_sequence_and_cuts);
 	if (!getenv("TANDEM_NO_SPLIT"))
 		RUN(converges_when_the_replica_changes_too);
