@@ -420,6 +420,17 @@ void store_mailbox_close(struct store_mailbox **mb);
  * the next refresh or the close. */
 const struct store_mailbox_info *store_mailbox_state(const struct store_mailbox *mb);
 int store_mailbox_refresh(struct store_mailbox *mb, struct terr *err);
+/* One snapshot: the row is read again, and everything read through mb
+ * until store_mailbox_read_end sees the same moment of the owner's
+ * database (a read transaction: writers go on, in WAL mode they are not
+ * held up). A sync client's header (LAST_UID, HIGHESTMODSEQ, SYNC_CRC)
+ * and the records it sends with it must be of one moment, or the
+ * replica's CRC check refuses the update. Like store_mailbox_refresh it
+ * replaces what store_mailbox_state returned. *begun_r says whether this
+ * call began the transaction (not when one was open on the database
+ * already); pass it to store_mailbox_read_end. */
+int store_mailbox_read_begin(struct store_mailbox *mb, int *begun_r, struct terr *err);
+void store_mailbox_read_end(struct store_mailbox *mb, int begun);
 /* store_records, store_annot_list and store_message_read of the mailbox. */
 int store_mailbox_records(struct store_mailbox *mb, uint64_t since_modseq, int with_expunged,
 			  store_record_cb *cb, void *rock, struct terr *err);

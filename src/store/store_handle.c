@@ -96,6 +96,36 @@ int store_mailbox_refresh(struct store_mailbox *mb, struct terr *err)
 	return mb_read(mb, u, NULL, err);
 }
 
+int store_mailbox_read_begin(struct store_mailbox *mb, int *begun_r, struct terr *err)
+{
+	struct ustore *u;
+	*begun_r = 0;
+	if (mb_ustore(mb, &u, err) < 0)
+		return -1;
+	if (sqlite3_get_autocommit(u->db)) {
+		if (store_sql_exec(u->db, "BEGIN;", err) < 0)
+			return -1;
+		*begun_r = 1;
+	}
+	if (mb_read(mb, u, NULL, err) < 0) {
+		store_mailbox_read_end(mb, *begun_r);
+		*begun_r = 0;
+		return -1;
+	}
+	return 0;
+}
+
+void store_mailbox_read_end(struct store_mailbox *mb, int begun)
+{
+	struct ustore *u;
+	struct terr err = { 0 };
+	if (!begun || mb_ustore(mb, &u, &err) < 0)
+		return;
+	/* a read transaction: nothing to keep; ROLLBACK cannot fail on it */
+	if (!sqlite3_get_autocommit(u->db))
+		(void)store_sql_exec(u->db, "ROLLBACK;", &err);
+}
+
 int store_mailbox_records(struct store_mailbox *mb, uint64_t since_modseq, int with_expunged,
 			  store_record_cb *cb, void *rock, struct terr *err)
 {

@@ -120,6 +120,12 @@ int sync_mailbox_dlist(struct store *st, const char *name, int with_records, uin
 int sync_mailbox_dlist_mb(struct store_mailbox *mbx, int with_records, uint64_t since_modseq, struct dlist **mb_r,
 			  struct terr *err)
 {
+	/* the header and the records of one moment: a delivery committed
+	 * between reading them would make the replica's CRC check refuse
+	 * the update (a wasted round trip and a full update) */
+	int begun;
+	if (store_mailbox_read_begin(mbx, &begun, err) < 0)
+		return -1;
 	const struct store_mailbox_info *mip = store_mailbox_state(mbx);
 	const struct store_mailbox_info mi = *mip;
 	struct dlist *kv = dlist_new(DL_KVLIST, "MAILBOX");
@@ -167,6 +173,7 @@ int sync_mailbox_dlist_mb(struct store_mailbox *mbx, int with_records, uint64_t 
 		buf_free(&rr.an[i].value);
 	}
 	free(rr.an);
+	store_mailbox_read_end(mbx, begun);
 	if (rc < 0) {
 		dlist_free(&kv);
 		return -1;
