@@ -9,9 +9,12 @@ server CPU (tandemd, its children alive and reaped) and the wall time per
 session. MODE: none (connect, greeting, LOGOUT), login, sel (LOGIN SELECT),
 selfetch, mix (LOGIN SELECT FETCH STORE EXPUNGE LOGOUT: bench_login.py's
 session), inone (the mix's commands N times inside one connection).
-PERF=1 records `perf record -g` of tandemd and its sessions into
+TANDEM_BIN=dir runs another build's tandemd (an A/B in one run). PERF=1 records `perf record -g` of tandemd and its sessions into
 build/profile/session.perf.data (PERFARGS replaces "-F 4999": e.g.
-"-e page-faults -c 1"). Needs root for perf.
+"-e page-faults -c 1"). STRACE=1 writes `strace -f -c` of tandemd and its
+sessions to build/profile/session.strace-c, STRACE=full every call with
+its time (-f -T) to build/profile/session.strace (the CPU figures are
+then strace's, not the server's). Needs root for perf and strace.
 """
 import os
 import signal
@@ -24,6 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import bench_cyrus  # noqa: E402
 from bench_cyrus import RawImap, Tandem  # noqa: E402
 from benchlib import free_port  # noqa: E402
 import bench_login as bl  # noqa: E402
@@ -33,6 +37,8 @@ STEPS = {"none": [], "login": [], "sel": MIX[:1], "selfetch": MIX[:2], "mix": MI
 
 
 def main():
+    if os.environ.get("TANDEM_BIN"):  # another build's tandemd (A/B: TANDEM_BIN=/tmp/base-bin)
+        bench_cyrus.BIN = os.path.abspath(os.environ["TANDEM_BIN"])
     mode = os.environ.get("MODE", "mix")
     n = int(os.environ.get("N", "60"))
     if mode not in STEPS and mode != "inone":
@@ -61,6 +67,14 @@ def main():
             perf = subprocess.Popen(["perf", "record"] + os.environ.get("PERFARGS", "-F 4999").split() +
                                     ["-g", "-o", os.path.join(out, "session.perf.data"), "-p", str(pid)],
                                     stderr=subprocess.DEVNULL)
+            time.sleep(1)
+        if os.environ.get("STRACE"):
+            out = os.path.join(HERE, "..", "build", "profile")
+            os.makedirs(out, exist_ok=True)
+            full = os.environ["STRACE"] == "full"
+            perf = subprocess.Popen(["strace", "-f"] + (["-T"] if full else ["-c"]) +
+                                    ["-o", os.path.join(out, "session.strace" if full else "session.strace-c"),
+                                     "-p", str(pid)], stderr=subprocess.DEVNULL)
             time.sleep(1)
         cpu0, t0 = bl.server_cpu(pid), time.monotonic()
         if mode == "inone":

@@ -12,19 +12,22 @@
  * timeout, too many bad commands, a fatal protocol error, a shutdown,
  * returns nonzero and the process exits), no login failed in it, no stop
  * was asked, it holds exactly the descriptors it held before its first
- * session (every store handle, file and socket of the session closed),
- * and its login-cache socket is still the one tandemd gave it (the
- * session closes it when tandemd did not answer in time:
+ * session (every store handle, file and socket of the session closed;
+ * the store's kept database handles apart: store_keep_enable, at most 3
+ * descriptors each), and its login-cache socket is still the one tandemd
+ * gave it (the session closes it when tandemd did not answer in time:
  * server_login.c). server_reuse_reset then clears what is process-wide.
  */
 #include "server/server.h"
 
 #include "lib/log.h"
+#include "store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -77,16 +80,33 @@ int server_reuse_notice(int ctlfd)
 	return -1;
 }
 
-/* Descriptors open in this process (the directory's own not counted). */
-static int count_fds(void)
+/* Descriptors open in this process (the directory's own not counted),
+ * those of the store's kept database handles (store_keep_enable) apart:
+ * *kept_r gets how many those are. */
+static int count_fds(int *kept_r)
 {
+	*kept_r = 0;
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
 		return -1;
-	int n = 0;
+	int n = 0, own = dirfd(d);
+	int any = store_keep_count() > 0;
 	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		char path[4096];
+		ssize_t len;
+		if (any && atoi(e->d_name) != own &&
+		    (len = readlinkat(own, e->d_name, path, sizeof path - 1)) > 0) {
+			path[len] = '\0';
+			if (store_keep_owns(path)) {
+				n--;
+				++*kept_r;
+			}
+		}
+	}
 	closedir(d);
 	return n - 1;
 }
@@ -102,7 +122,8 @@ void server_reuse_begin(struct server_reuse *r, int authfd)
 {
 	memset(r, 0, sizeof *r);
 	/* the first connection is open now; between sessions it is not */
-	r->nfds = count_fds() - 1;
+	int kept;
+	r->nfds = count_fds(&kept) - 1;
 	r->authfd = authfd;
 	struct stat st;
 	if (authfd >= 0 && fstat(authfd, &st) == 0) {
@@ -115,6 +136,7 @@ void server_reuse_begin(struct server_reuse *r, int authfd)
 
 int server_reuse_check(struct server_reuse *r)
 {
+	int kept;
 	r->why = NULL;
 	if (server_stop_requested)
 		r->why = "stop";
@@ -122,8 +144,8 @@ int server_reuse_check(struct server_reuse *r)
 		r->why = "auth_fail";
 	else if (r->authfd >= 0 && !same_socket(r))
 		r->why = "auth_socket";
-	else if (r->nfds < 0 || count_fds() != r->nfds)
-		r->why = "fd_leak";
+	else if (r->nfds < 0 || count_fds(&kept) != r->nfds || kept > 3 * (int)store_keep_count())
+		r->why = "fd_leak";	/* a kept handle has 3: database, -wal, -shm */
 	return r->why == NULL;
 }
 

@@ -52,6 +52,17 @@ def imap(service="imap"):
     return r, pid, sid
 
 
+def fds(pid):
+    """The files pid has open (/proc/PID/fd targets)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out
+
+
 def wait_idle(pid, after):
     """Waits until tandemd has taken pid for idle (its debug line)."""
     wait_log(d, f"event=session_idle pid={pid} ", after=after)
@@ -334,6 +345,55 @@ try:
         lp = [p for p, _ in connects("lmtp")[-3:]]
         t.check(lp[0] == lp[1] == lp[2], f"one LMTP process: {lp}")
         t.eq(len(inst.messages("user.alice")), 5, "every delivery stored")
+
+    with t.case("a process keeps its users' databases open between sessions; a user deleted and created again is opened afresh"):
+        mark = len(d.log())
+        a, pid, _ = imap()
+        _, tg = a.cmd("LOGIN alice alice-pw")
+        un, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK") and b"* 5 EXISTS\r\n" in un, f"alice's five messages: {un!r}")
+        logout(a)
+        wait_idle(pid, mark)
+        t.check("fd_leak" not in d.log()[mark:], "the kept handles are not taken for a leak")
+        t.check(any(f.endswith("/user/alice/meta.db") for f in fds(pid)),
+                f"alice's database open in the idle process: {fds(pid)}")
+        t.check(any(f.endswith("/users.db") for f in fds(pid)), "users.db too")
+        # another process deletes alice and creates her again
+        inst.ok(["user", "del", "alice"])
+        inst.ok(["user", "add", "alice"], stdin=b"alice-pw2\n")
+        t.eq(lmtp_send(d.port["lmtp"], "alice@test.example", make_message(t.rng, 40)), 250, "delivered to the new alice")
+        mark = len(d.log())
+        a, pid2, _ = imap()
+        t.eq(pid2, pid, "the same process serves the next session")
+        _, tg = a.cmd("LOGIN alice alice-pw")
+        t.check(tg.startswith(b"NO"), f"the old password is gone: {tg!r}")
+        close(a)
+        t.check(wait_for(lambda: not alive(pid), what="the process to exit"), "(a failed login ends it)")
+        mark = len(d.log())
+        a, pid, _ = imap()
+        _, tg = a.cmd("LOGIN alice alice-pw2")
+        t.check(tg.startswith(b"OK"), f"the new alice logs in: {tg!r}")
+        un, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK") and b"* 1 EXISTS\r\n" in un, f"the new alice's one message: {un!r}")
+        logout(a)
+        wait_idle(pid, mark)
+        # again, with the process holding the new alice's database
+        inst.ok(["user", "del", "alice"])
+        inst.ok(["user", "add", "alice"], stdin=b"alice-pw3\n")
+        inst.ok(["mailbox", "create", "user.alice.Fresh"])
+        mark = len(d.log())
+        a, pid2, _ = imap()
+        t.eq(pid2, pid, "the same process")
+        _, tg = a.cmd("LOGIN alice alice-pw3")
+        t.check(tg.startswith(b"OK"), f"logs in with the password of the third alice: {tg!r}")
+        un, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK") and b"* 0 EXISTS\r\n" in un, f"an empty INBOX, not the old one: {un!r}")
+        un, _ = a.cmd('LIST "" *')
+        t.check(any(b"Fresh" in ln for ln in un), f"the new mailbox listed: {un!r}")
+        logout(a)
+        wait_idle(pid, mark)
+        t.check(not any(f.endswith("(deleted)") for f in fds(pid)), f"no deleted file held: {fds(pid)}")
+        t.check("fd_leak" not in d.log()[mark:], "no descriptor leak")
 
     with t.case("SIGTERM of tandemd ends idle processes at once"):
         mark = len(d.log())
