@@ -80,17 +80,17 @@ int server_reuse_notice(int ctlfd)
 	return -1;
 }
 
-/* Descriptors open in this process (the directory's own not counted),
- * those of the store's kept database handles (store_keep_enable) apart:
- * *kept_r gets how many those are. */
-static int count_fds(int *kept_r)
+/* Descriptors open in this process (the directory's own not counted);
+ * with named, those of the store's kept database handles
+ * (store_keep_enable) apart, *kept_r getting how many those are (a
+ * readlink each: only when the plain count does not add up). */
+static int count_fds(int named, int *kept_r)
 {
 	*kept_r = 0;
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
 		return -1;
 	int n = 0, own = dirfd(d);
-	int any = store_keep_count() > 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		if (e->d_name[0] == '.')
@@ -98,8 +98,7 @@ static int count_fds(int *kept_r)
 		n++;
 		char path[4096];
 		ssize_t len;
-		if (any && atoi(e->d_name) != own &&
-		    (len = readlinkat(own, e->d_name, path, sizeof path - 1)) > 0) {
+		if (named && atoi(e->d_name) != own && (len = readlinkat(own, e->d_name, path, sizeof path - 1)) > 0) {
 			path[len] = '\0';
 			if (store_keep_owns(path)) {
 				n--;
@@ -109,6 +108,25 @@ static int count_fds(int *kept_r)
 	}
 	closedir(d);
 	return n - 1;
+}
+
+/* 1 when the process holds the descriptors it held before its first
+ * session, and those of the kept database handles: 3 each (database,
+ * -wal, -shm; a handle is kept only after it has read, so its log and
+ * shared-memory file are open). When the plain count is not exactly
+ * that, the descriptors are named: the others must be the first ones,
+ * and no handle may have more than its 3. */
+static int fds_as_before(const struct server_reuse *r)
+{
+	int kept, nkeep = (int)store_keep_count();
+	int n = count_fds(0, &kept);
+	if (n < 0 || r->nfds < 0)
+		return 0;
+	if (n == r->nfds + 3 * nkeep)
+		return 1;
+	if (!nkeep)
+		return 0;
+	return count_fds(1, &kept) == r->nfds && kept <= 3 * nkeep;
 }
 
 static int same_socket(const struct server_reuse *r)
@@ -123,7 +141,7 @@ void server_reuse_begin(struct server_reuse *r, int authfd)
 	memset(r, 0, sizeof *r);
 	/* the first connection is open now; between sessions it is not */
 	int kept;
-	r->nfds = count_fds(&kept) - 1;
+	r->nfds = count_fds(0, &kept) - 1;
 	r->authfd = authfd;
 	struct stat st;
 	if (authfd >= 0 && fstat(authfd, &st) == 0) {
@@ -136,7 +154,6 @@ void server_reuse_begin(struct server_reuse *r, int authfd)
 
 int server_reuse_check(struct server_reuse *r)
 {
-	int kept;
 	r->why = NULL;
 	if (server_stop_requested)
 		r->why = "stop";
@@ -144,8 +161,8 @@ int server_reuse_check(struct server_reuse *r)
 		r->why = "auth_fail";
 	else if (r->authfd >= 0 && !same_socket(r))
 		r->why = "auth_socket";
-	else if (r->nfds < 0 || count_fds(&kept) != r->nfds || kept > 3 * (int)store_keep_count())
-		r->why = "fd_leak";	/* a kept handle has 3: database, -wal, -shm */
+	else if (!fds_as_before(r))
+		r->why = "fd_leak";
 	return r->why == NULL;
 }
 
