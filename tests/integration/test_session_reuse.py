@@ -17,7 +17,10 @@ connections land in the same process (its pid is in every log line):
   processes at once;
 - maxperhost and imap_maxchild count connections, not idle processes;
 - TLS sessions (imaps, STARTTLS) and LMTP processes are reused too, the
-  next client of a process starting in the clear.
+  next client of a process starting in the clear;
+- a process keeps its users' databases open between sessions, and a user
+  deleted and created again, or moved away (tandem move-user) and created
+  again, meanwhile gets its new database, not the kept one.
 Bounded waits, no timing asserts."""
 import os
 import re
@@ -28,7 +31,7 @@ import time
 import zlib
 
 from imapraw import Raw
-from tlib import Daemon, Instance, Suite, lmtp_send, make_message, wait_for, wait_log
+from tlib import Daemon, Instance, Suite, allow_replication, lmtp_send, make_message, wait_for, wait_log
 from tlib import proc_alive as alive, proc_children as children
 
 t = Suite("session-reuse")
@@ -394,6 +397,51 @@ try:
         wait_idle(pid, mark)
         t.check(not any(f.endswith("(deleted)") for f in fds(pid)), f"no deleted file held: {fds(pid)}")
         t.check("fd_leak" not in d.log()[mark:], "no descriptor leak")
+
+    with t.case("a user moved away, then created again, between sessions of one process: the kept database is not used"):
+        tgt = allow_replication(Instance())
+        dt = Daemon(tgt, services=("sync",))
+        text = open(inst.conf).read()
+        head, tail = text.split("# reuse-test\n")
+        open(inst.conf, "w").write(head + "sync_authname: repl\nsync_password: replpw\n# reuse-test\n" + tail)
+        try:
+            inst.ok(["user", "add", "carol"], stdin=b"carol-pw\n")
+            for i in range(2):
+                t.eq(lmtp_send(d.port["lmtp"], "carol@test.example", make_message(t.rng, 60 + i)), 250, "to carol")
+            mark = len(d.log())
+            a, pid, _ = imap()
+            _, tg = a.cmd("LOGIN carol carol-pw")
+            un, tg = a.cmd("SELECT INBOX")
+            t.check(b"* 2 EXISTS\r\n" in un, f"carol's two messages: {un!r}")
+            logout(a)
+            wait_idle(pid, mark)
+            t.check(any(f.endswith("/user/carol/meta.db") for f in fds(pid)), "carol's database kept")
+            inst.ok(["move-user", "-S", f"127.0.0.1:{dt.port['sync']}", "carol"])
+            t.check(any(f.endswith("/user/carol/meta.db (deleted)") for f in fds(pid)),
+                    f"the idle process holds the moved user's old file: {fds(pid)}")
+            mark = len(d.log())
+            a, pid2, _ = imap()
+            t.eq(pid2, pid, "the same process")
+            _, tg = a.cmd("LOGIN carol carol-pw")
+            t.check(tg.startswith(b"NO") and b"UNAVAILABLE" in tg and b"moved" in tg, f"moved: {tg!r}")
+            logout(a)
+            wait_idle(pid, mark)
+            inst.ok(["user", "unmove", "carol"])
+            inst.ok(["user", "add", "carol"], stdin=b"carol-pw2\n")
+            t.eq(lmtp_send(d.port["lmtp"], "carol@test.example", make_message(t.rng, 70)), 250, "to the new carol")
+            mark = len(d.log())
+            a, pid2, _ = imap()
+            t.eq(pid2, pid, "the same process")
+            _, tg = a.cmd("LOGIN carol carol-pw2")
+            t.check(tg.startswith(b"OK"), f"the new carol logs in: {tg!r}")
+            un, tg = a.cmd("SELECT INBOX")
+            t.check(tg.startswith(b"OK") and b"* 1 EXISTS\r\n" in un, f"the new carol's one message: {un!r}")
+            logout(a)
+            wait_idle(pid, mark)
+            t.check(not any(f.endswith("(deleted)") for f in fds(pid)), f"no deleted file held: {fds(pid)}")
+        finally:
+            dt.stop()
+            tgt.cleanup()
 
     with t.case("SIGTERM of tandemd ends idle processes at once"):
         mark = len(d.log())
