@@ -203,16 +203,20 @@
 #define STORE_WAL_CLOSE_CKPT_BYTES (512 * 1024)
 /* User databases a reused session process keeps open between its sessions
  * (store_keep_enable, src/store/store.c), besides users.db. Each costs 3
- * descriptors (database, -wal, -shm) and its page cache (~4 KB a page read;
- * over STORE_KEEP_CACHE_BYTES it is emptied when kept): with maxspare
- * 100 processes, 8 handles are 2,400 descriptors and at most ~800 MB
- * of page cache in the worst case, ~20 MB typical (a 100 KB meta.db each).
- * Reusing one saves the open (schema, WAL-index rebuild when no other
- * process has it open, -shm mmap/munmap) and the statements' prepares: a
- * client that comes back to the same process finds its database warm;
- * and while one process keeps a database open the others' opens do not
- * rebuild its WAL index. 8 covers a mailbox's owner and the few others
- * its sessions touch (shared mailboxes, other users' via ACL). */
+ * descriptors (database, -wal, -shm), SQLite's own memory for the
+ * connection (schema, statements, lookaside: ~150 KB) and its page cache
+ * (~4 KB a page read, emptied when kept if over STORE_KEEP_CACHE_BYTES):
+ * per process at most 27 descriptors and ~10 MB, typically ~2 MB (a 100 KB
+ * meta.db each), within the 64 MB RSS goal; with maxspare 100 idle
+ * processes, 2,700 descriptors. Reusing one saves the open (schema parse,
+ * WAL-index rebuild when no other process has it open, -shm mmap/munmap)
+ * and the statements' prepares: a client that comes back to the same
+ * process finds its database warm (one client: 4.6 -> 1.8 ms of CPU a
+ * session, docs/benchmarks.md); while one process keeps a database open,
+ * the others' opens do not rebuild its WAL index. 8 covers a session's
+ * owner and the few others it touches (shared mailboxes, other users' via
+ * ACL) and a few users returning; more would rarely be hit (tandemd picks
+ * an idle process before the login names the user). */
 #define STORE_KEEP_MAX 8
 #define STORE_KEEP_CACHE_BYTES (1024 * 1024)
 
