@@ -23,7 +23,9 @@ Both clients re-arm TCP_QUICKACK before each read (bench_cyrus.py explains:
 Cyrus otherwise stalls ~40 ms per command on the client's delayed ACK), so
 the figures compare the servers' own work. Medians over BENCH_REPS
 repetitions (default 3), the three servers alternating in order. One JSON
-line per group. Needs root and cyrus-imapd (Cyrus runs as cyrus).
+line per group. TANDEM_BIN=dir runs another build's tandemd (A/B: run
+it with the base build and this one alternately, each beside Cyrus).
+Needs root and cyrus-imapd (Cyrus runs as cyrus).
 """
 import json
 import multiprocessing as mp
@@ -38,6 +40,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import bench_cyrus  # noqa: E402
 import cyrus  # noqa: E402
 from bench_cyrus import RawImap, Tandem, cyrus_create_user, deliver_lmtp  # noqa: E402
 from benchlib import free_port  # noqa: E402
@@ -183,6 +186,8 @@ def emit(obj):
 
 
 def main():
+    if os.environ.get("TANDEM_BIN"):  # another build's tandemd (A/B runs: TANDEM_BIN=/tmp/base-bin)
+        bench_cyrus.BIN = os.path.abspath(os.environ["TANDEM_BIN"])
     if not cyrus.available() or os.geteuid() != 0:
         print("bench_login: SKIP (Cyrus 3.6 not installed or not root)", file=sys.stderr)
         return

@@ -201,6 +201,25 @@
  * closed it cannot know that): measured 17 MB, 4,200 frames read by every
  * `tandem deliver` (27 ms), plus a full checkpoint by every one of them. */
 #define STORE_WAL_CLOSE_CKPT_BYTES (512 * 1024)
+/* User databases a reused session process keeps open between its sessions
+ * (store_keep_enable, src/store/store.c), besides users.db. Each costs 3
+ * descriptors (database, -wal, -shm), SQLite's own memory for the
+ * connection (schema, statements, lookaside: ~150 KB) and its page cache
+ * (~4 KB a page read, emptied when kept if over STORE_KEEP_CACHE_BYTES):
+ * per process at most 27 descriptors and ~10 MB; measured with 9 kept
+ * handles of 60-message users, an idle process's RSS 5.3 -> 6.7 MB and
+ * 5 -> 32 descriptors; within the 64 MB RSS goal. With maxspare 100 idle
+ * processes, 2,700 descriptors. Reusing one saves the open (schema parse,
+ * WAL-index rebuild when no other process has it open, -shm mmap/munmap)
+ * and the statements' prepares: a client that comes back to the same
+ * process finds its database warm (one client: 4.6 -> 1.8 ms of CPU a
+ * session, docs/benchmarks.md); while one process keeps a database open,
+ * the others' opens do not rebuild its WAL index. 8 covers a session's
+ * owner and the few others it touches (shared mailboxes, other users' via
+ * ACL) and a few users returning; more would rarely be hit (tandemd picks
+ * an idle process before the login names the user). */
+#define STORE_KEEP_MAX 8
+#define STORE_KEEP_CACHE_BYTES (1024 * 1024)
 
 /* ---- IMAP -------------------------------------------------------------- */
 

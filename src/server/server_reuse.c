@@ -12,19 +12,22 @@
  * timeout, too many bad commands, a fatal protocol error, a shutdown,
  * returns nonzero and the process exits), no login failed in it, no stop
  * was asked, it holds exactly the descriptors it held before its first
- * session (every store handle, file and socket of the session closed),
- * and its login-cache socket is still the one tandemd gave it (the
- * session closes it when tandemd did not answer in time:
+ * session (every store handle, file and socket of the session closed;
+ * the store's kept database handles apart: store_keep_enable, at most 3
+ * descriptors each), and its login-cache socket is still the one tandemd
+ * gave it (the session closes it when tandemd did not answer in time:
  * server_login.c). server_reuse_reset then clears what is process-wide.
  */
 #include "server/server.h"
 
 #include "lib/log.h"
+#include "store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <openssl/err.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -77,18 +80,53 @@ int server_reuse_notice(int ctlfd)
 	return -1;
 }
 
-/* Descriptors open in this process (the directory's own not counted). */
-static int count_fds(void)
+/* Descriptors open in this process (the directory's own not counted);
+ * with named, those of the store's kept database handles
+ * (store_keep_enable) apart, *kept_r getting how many those are (a
+ * readlink each: only when the plain count does not add up). */
+static int count_fds(int named, int *kept_r)
 {
+	*kept_r = 0;
 	DIR *d = opendir("/proc/self/fd");
 	if (!d)
 		return -1;
-	int n = 0;
+	int n = 0, own = dirfd(d);
 	struct dirent *e;
-	while ((e = readdir(d)))
-		n += e->d_name[0] != '.';
+	while ((e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		char path[4096];
+		ssize_t len;
+		if (named && atoi(e->d_name) != own && (len = readlinkat(own, e->d_name, path, sizeof path - 1)) > 0) {
+			path[len] = '\0';
+			if (store_keep_owns(path)) {
+				n--;
+				++*kept_r;
+			}
+		}
+	}
 	closedir(d);
 	return n - 1;
+}
+
+/* 1 when the process holds the descriptors it held before its first
+ * session, and those of the kept database handles: 3 each (database,
+ * -wal, -shm; a handle is kept only after it has read, so its log and
+ * shared-memory file are open). When the plain count is not exactly
+ * that, the descriptors are named: the others must be the first ones,
+ * and no handle may have more than its 3. */
+static int fds_as_before(const struct server_reuse *r)
+{
+	int kept, nkeep = (int)store_keep_count();
+	int n = count_fds(0, &kept);
+	if (n < 0 || r->nfds < 0)
+		return 0;
+	if (n == r->nfds + 3 * nkeep)
+		return 1;
+	if (!nkeep)
+		return 0;
+	return count_fds(1, &kept) == r->nfds && kept <= 3 * nkeep;
 }
 
 static int same_socket(const struct server_reuse *r)
@@ -102,7 +140,8 @@ void server_reuse_begin(struct server_reuse *r, int authfd)
 {
 	memset(r, 0, sizeof *r);
 	/* the first connection is open now; between sessions it is not */
-	r->nfds = count_fds() - 1;
+	int kept;
+	r->nfds = count_fds(0, &kept) - 1;
 	r->authfd = authfd;
 	struct stat st;
 	if (authfd >= 0 && fstat(authfd, &st) == 0) {
@@ -122,7 +161,7 @@ int server_reuse_check(struct server_reuse *r)
 		r->why = "auth_fail";
 	else if (r->authfd >= 0 && !same_socket(r))
 		r->why = "auth_socket";
-	else if (r->nfds < 0 || count_fds() != r->nfds)
+	else if (!fds_as_before(r))
 		r->why = "fd_leak";
 	return r->why == NULL;
 }

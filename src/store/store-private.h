@@ -58,6 +58,12 @@ struct ustore {
 	sqlite3 *db;
 	struct store_stmts sql;	/* db's prepared statements */
 	struct ustore *next;
+	/* the file db has open, for store_keep: its path, and its device
+	 * and inode as stat gave them before and after the open (keepable
+	 * only when both agree) */
+	char *path;
+	unsigned long long dev, ino;
+	int keepable;
 };
 
 struct store {
@@ -82,6 +88,7 @@ struct store {
 	char *downer, *dmailbox;
 	sqlite3 *usersdb;		/* NULL until store_users_open */
 	struct store_stmts usersql;	/* usersdb's prepared statements */
+	struct ustore *usersu;		/* usersdb's path and identity (store_keep) */
 	struct ustore *users;	/* open user databases (small cache) */
 	unsigned ncached;
 	unsigned long tmpcounter;

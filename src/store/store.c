@@ -198,10 +198,8 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
  * another connection writing or reading an old snapshot it does what it
  * can (SQLITE_BUSY) and a later close finishes it. Durable either way:
  * SQLite syncs the database file before it truncates the log. */
-static void close_db(sqlite3 *db, long long ckpt_bytes)
+static void checkpoint_if_long(sqlite3 *db, long long ckpt_bytes)
 {
-	if (!db)
-		return;
 	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
 	struct stat sb;
 	if (wal && stat(wal, &sb) == 0 && sb.st_size > ckpt_bytes) {
@@ -215,7 +213,165 @@ static void close_db(sqlite3 *db, long long ckpt_bytes)
 			log_warn("event=wal_checkpoint_fail db=%s bytes=%lld error=\"%s\"", wal, (long long)sb.st_size,
 				 sqlite3_errmsg(db));
 	}
+}
+
+static void close_db(sqlite3 *db, long long ckpt_bytes)
+{
+	if (!db)
+		return;
+	checkpoint_if_long(db, ckpt_bytes);
 	sqlite3_close(db);
+}
+
+/* ---- handles kept across stores (store.h: store_keep_enable) ---------- */
+
+/* Parked handles, most recently used first: users.db (at most one) and
+ * user databases (at most kept.max). A handle is in a store or here,
+ * never in both. */
+static struct {
+	unsigned max;
+	struct ustore *users;
+	struct ustore *list;
+	unsigned n;
+} kept;
+
+static void ustore_free(struct ustore *u);
+
+/* A handle whose file may be gone closes without a checkpoint: its WAL
+ * path may name another database's log by now. */
+static void keep_discard(struct ustore *u)
+{
+	store_stmts_close(&u->sql);
+	sqlite3_close(u->db);
+	u->db = NULL;
+	ustore_free(u);
+}
+
+static int same_file(const struct ustore *u, const struct stat *sb)
+{
+	return sb && (unsigned long long)sb->st_dev == u->dev && (unsigned long long)sb->st_ino == u->ino;
+}
+
+/* Takes the kept handle of path out of *list: returned when sb (the
+ * path's stat now, NULL when it is missing) is still its file, else
+ * closed (NULL). The kept descriptor pins its inode: while the handle is
+ * open no other file gets that inode number, so a match is its file. */
+static struct ustore *keep_take(struct ustore **list, const char *path, const struct stat *sb)
+{
+	for (struct ustore **pp = list; *pp; pp = &(*pp)->next) {
+		struct ustore *u = *pp;
+		if (strcmp(u->path, path))
+			continue;
+		*pp = u->next;
+		u->next = NULL;
+		if (list == &kept.list)
+			kept.n--;
+		if (same_file(u, sb))
+			return u;
+		log_debug("event=store_keep_stale db=%s", path);
+		keep_discard(u);
+		return NULL;
+	}
+	return NULL;
+}
+
+/* Records the identity of the file u->db has open: the path's stat
+ * before the open (before, NULL for a new file) and after it agree. */
+static void keep_identify(struct ustore *u, const struct stat *before)
+{
+	struct stat sb;
+	u->keepable = 0;
+	if (!kept.max || !before || stat(u->path, &sb) != 0 || (unsigned long long)sb.st_dev != (unsigned long long)before->st_dev ||
+	    sb.st_ino != before->st_ino)
+		return;
+	u->dev = (unsigned long long)sb.st_dev;
+	u->ino = (unsigned long long)sb.st_ino;
+	u->keepable = 1;
+}
+
+/* Whether u can be parked: its file identified, no statement handed out,
+ * no transaction open. Then the close's checkpoint, and its page cache
+ * emptied when large. */
+static int keep_prepare(struct ustore *u, long long ckpt_bytes)
+{
+	if (!u->keepable || !u->db || store_stmts_busy(&u->sql) || !sqlite3_get_autocommit(u->db))
+		return 0;
+	/* no statement left stepping: it would hold a read transaction,
+	 * which keeps every checkpoint from truncating the log */
+	for (sqlite3_stmt *s = sqlite3_next_stmt(u->db, NULL); s; s = sqlite3_next_stmt(u->db, s))
+		if (sqlite3_stmt_busy(s))
+			return 0;
+	checkpoint_if_long(u->db, ckpt_bytes);
+	int cur = 0, hi = 0;
+	if (sqlite3_db_status(u->db, SQLITE_DBSTATUS_CACHE_USED, &cur, &hi, 0) == SQLITE_OK &&
+	    cur > STORE_KEEP_CACHE_BYTES)
+		sqlite3_db_release_memory(u->db);
+	return 1;
+}
+
+static void keep_trim(void)
+{
+	if (kept.n <= kept.max)
+		return;
+	unsigned i = 0;
+	for (struct ustore **pp = &kept.list; *pp;) {
+		if (++i > kept.max) {
+			struct ustore *u = *pp;
+			*pp = u->next;
+			keep_discard(u);	/* checkpointed when it was kept */
+			kept.n--;
+		} else {
+			pp = &(*pp)->next;
+		}
+	}
+}
+
+/* Drops the kept handle of path (its owner is deleted or created here). */
+static void keep_forget(const char *path)
+{
+	struct ustore *u = keep_take(&kept.list, path, NULL);
+	if (u)
+		keep_discard(u);
+}
+
+void store_keep_enable(unsigned max)
+{
+	kept.max = max > STORE_KEEP_MAX ? STORE_KEEP_MAX : max;
+	if (max)
+		return;
+	while (kept.users) {
+		struct ustore *u = kept.users;
+		kept.users = u->next;
+		keep_discard(u);
+	}
+	while (kept.list) {
+		struct ustore *u = kept.list;
+		kept.list = u->next;
+		keep_discard(u);
+	}
+	kept.n = 0;
+}
+
+unsigned store_keep_count(void)
+{
+	return kept.n + (kept.users != NULL);
+}
+
+static int owns(const struct ustore *u, const char *path)
+{
+	size_t n = strlen(u->path);
+	return !strncmp(path, u->path, n) && (!path[n] || !strcmp(path + n, "-wal") || !strcmp(path + n, "-shm"));
+}
+
+int store_keep_owns(const char *path)
+{
+	for (const struct ustore *u = kept.users; u; u = u->next)
+		if (owns(u, path))
+			return 1;
+	for (const struct ustore *u = kept.list; u; u = u->next)
+		if (owns(u, path))
+			return 1;
+	return 0;
 }
 
 /* Userid -> a safe directory name: [A-Za-z0-9._@+-] kept (no leading
@@ -283,30 +439,92 @@ int store_users_open(struct store *st, struct terr *err)
 		return 0;
 	struct buf path = BUF_INIT;
 	buf_printf(&path, "%s/users.db", st->configdir);
+	struct stat sb;
+	int have = kept.max && stat(path.ptr, &sb) == 0;
+	struct ustore *u = kept.users ? keep_take(&kept.users, path.ptr, have ? &sb : NULL) : NULL;
+	if (u) {
+		buf_free(&path);
+		sqlite3_busy_timeout(u->db, st->busy_ms > 0 ? st->busy_ms : SQL_BUSY_MS);
+		st->usersdb = u->db;
+		st->usersql = u->sql;
+		u->db = NULL;
+		memset(&u->sql, 0, sizeof u->sql);
+		st->usersu = u;
+		return 0;
+	}
 	sqlite3 *db = NULL;
-	int rc = open_db(path.ptr, st->busy_ms, &db, err);
-	buf_free(&path);
-	if (rc < 0)
+	if (open_db(path.ptr, st->busy_ms, &db, err) < 0) {
+		buf_free(&path);
 		return -1;
+	}
 	if (schema_version(db) != USERS_SCHEMA_VERSION) {
 		if (store_sql_exec(db, users_schema, err) < 0 || store_sql_exec(db, store_move_schema, err) < 0) {
 			close_db(db, 0);
+			buf_free(&path);
 			return -1;
 		}
 		mark_schema_version(db, USERS_SCHEMA_VERSION_S);
 	}
 	st->usersdb = db;
 	store_stmts_init(&st->usersql, db);
+	if (kept.max) {
+		u = xcalloc(1, sizeof *u);
+		u->path = buf_release(&path);
+		keep_identify(u, have ? &sb : NULL);
+		st->usersu = u;
+	}
+	buf_free(&path);
 	return 0;
 }
 
 static void ustore_free(struct ustore *u)
 {
 	store_stmts_close(&u->sql);
-	close_db(u->db, STORE_WAL_CLOSE_CKPT_BYTES);
+	/* users.db (no owner) passes 0: see close_db */
+	close_db(u->db, u->owner ? STORE_WAL_CLOSE_CKPT_BYTES : 0);
 	free(u->owner);
 	free(u->dir);
+	free(u->path);
 	free(u);
+}
+
+/* store_close with store_keep enabled: users.db and the st->users it can
+ * keep (most recently used first, kept.max at most) are parked, in that
+ * order before the ones kept earlier; the rest are closed. */
+static void keep_park(struct store *st)
+{
+	struct ustore *u = st->usersu;
+	st->usersu = NULL;
+	if (u && st->usersdb) {
+		u->db = st->usersdb;
+		u->sql = st->usersql;
+		st->usersdb = NULL;
+		memset(&st->usersql, 0, sizeof st->usersql);
+		if (keep_prepare(u, 0) && !kept.users)
+			kept.users = u;
+		else
+			ustore_free(u);
+	} else if (u) {
+		ustore_free(u);
+	}
+	struct ustore *head = NULL, **tail = &head;
+	unsigned n = 0;
+	while (st->users) {
+		u = st->users;
+		st->users = u->next;
+		u->next = NULL;
+		if (n < kept.max && keep_prepare(u, STORE_WAL_CLOSE_CKPT_BYTES)) {
+			*tail = u;
+			tail = &u->next;
+			n++;
+		} else {
+			ustore_free(u);
+		}
+	}
+	*tail = kept.list;
+	kept.list = head;
+	kept.n += n;
+	keep_trim();
 }
 
 void store_close(struct store **stp)
@@ -314,6 +532,8 @@ void store_close(struct store **stp)
 	struct store *st = *stp;
 	if (!st)
 		return;
+	if (kept.max)
+		keep_park(st);
 	while (st->users) {
 		struct ustore *u = st->users;
 		st->users = u->next;
@@ -323,6 +543,8 @@ void store_close(struct store **stp)
 		store_stmts_close(&st->usersql);
 		close_db(st->usersdb, 0);
 	}
+	if (st->usersu)
+		ustore_free(st->usersu);
 	store_cache_strings_free(&st->memo);
 	free(st->configdir);
 	free(st->partition);
@@ -417,6 +639,13 @@ static struct chlog_pos *hold_take_positions(struct chlog_hold *hold, size_t *n_
 
 static void ustore_forget(struct store *st, const char *owner)
 {
+	if (kept.n) {
+		struct buf path = BUF_INIT;
+		owner_dir(st, owner, &path);
+		buf_appends(&path, "/meta.db");
+		keep_forget(path.ptr);
+		buf_free(&path);
+	}
 	for (struct ustore **pp = &st->users; *pp; pp = &(*pp)->next) {
 		if (!strcmp((*pp)->owner, owner)) {
 			struct ustore *u = *pp;
@@ -446,12 +675,21 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 	buf_printf(&dbpath, "%s/meta.db", dir.ptr);
 	struct stat sb;
 	int exists = stat(dbpath.ptr, &sb) == 0;
+	struct ustore *u = kept.list ? keep_take(&kept.list, dbpath.ptr, exists ? &sb : NULL) : NULL;
+	if (u) {
+		/* kept by an earlier store of this process: warm, its schema
+		 * known, its statements prepared */
+		buf_free(&dir);
+		buf_free(&dbpath);
+		sqlite3_busy_timeout(u->db, st->busy_ms > 0 ? st->busy_ms : SQL_BUSY_MS);
+		goto cache;
+	}
 	if (!exists && !create) {
 		buf_free(&dir);
 		buf_free(&dbpath);
 		return terr_set(err, TE_NOTFOUND, "no store for '%s'", *owner ? owner : "(shared)");
 	}
-	struct ustore *u = xcalloc(1, sizeof *u);
+	u = xcalloc(1, sizeof *u);
 	u->owner = xstrdup(owner);
 	u->dir = buf_release(&dir);
 	if (!exists) {
@@ -472,7 +710,8 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		return -1;
 	}
 	store_stmts_init(&u->sql, u->db);
-	buf_free(&dbpath);
+	u->path = buf_release(&dbpath);
+	keep_identify(u, exists ? &sb : NULL);
 	/* A meta.db whose user_version is USER_SCHEMA_VERSION has all its
 	 * tables: nothing more to run (the CREATE statements below cost a
 	 * parse each at every open). Otherwise a database file without its
@@ -508,6 +747,7 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		}
 		mark_schema_version(u->db, USER_SCHEMA_VERSION_S);
 	}
+cache:
 	if (st->ncached >= USTORE_CACHE_MAX) {
 		/* the least recently used one whose statements are all back: a
 		 * caller may still be stepping one (a row loop whose callback

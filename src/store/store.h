@@ -89,6 +89,30 @@ struct store_opts {
 void store_sqlite_setup(void);
 int store_open(const struct store_opts *opts, struct store **st_r, struct terr *err);
 void store_close(struct store **st);
+
+/* Database handles kept across stores, for a process that opens and
+ * closes a store per session, one session after another (tandemd's
+ * session processes with maxuse > 1). Once enabled, store_close keeps
+ * users.db and up to max of the user databases it had open (the most
+ * recently used; STORE_KEEP_MAX in limits.h has the bound and its
+ * reason) open in the process instead of closing them, with their
+ * prepared statements and page caches, after the same WAL checkpoint a
+ * close does (STORE_WAL_CLOSE_CKPT_BYTES); a later store_open of the same
+ * paths takes them back. A kept handle is used again only while its path
+ * still names the file it has open (device and inode, checked by the
+ * stat every open makes; the open descriptor pins the inode, so a file
+ * deleted and created again, or renamed over, never matches): a user
+ * deleted, moved away or restored is opened afresh. max 0 disables it
+ * and closes every kept handle. The handles belong to the process, not
+ * to a store: nothing else of a store (change log, memo, hooks, errors)
+ * is kept. */
+void store_keep_enable(unsigned max);
+/* How many handles are kept now (users.db counted). */
+unsigned store_keep_count(void);
+/* 1 when path (a descriptor's /proc/self/fd target) is a file of a kept
+ * handle: its database, -wal or -shm file; at most 3 per handle. For the
+ * descriptor check of a reused session process (server_reuse_check). */
+int store_keep_owns(const char *path);
 /* Replace the change log (NULL: suppress logging, as a replica without
  * sync_log_chain does). Returns the previous one. */
 struct chlog *store_set_chlog(struct store *st, struct chlog *log);

@@ -398,6 +398,10 @@ static void run_session(struct master *m, struct listener *l, int fd, const char
 	server_child_init(m->pid);
 	const struct service *svc = l->svc;
 	long long maxuse = ctlfds[1] >= 0 ? conf_int(m->conf, "maxuse") : 1;
+	/* a process that serves several sessions keeps users.db and its
+	 * recent users' databases open between them (store.h) */
+	if (maxuse > 1)
+		store_keep_enable(STORE_KEEP_MAX);
 	struct server_reuse guard;
 	server_reuse_begin(&guard, authfds[1]);
 	struct server_handoff h = { .counter = m->counter };

@@ -17,7 +17,10 @@ connections land in the same process (its pid is in every log line):
   processes at once;
 - maxperhost and imap_maxchild count connections, not idle processes;
 - TLS sessions (imaps, STARTTLS) and LMTP processes are reused too, the
-  next client of a process starting in the clear.
+  next client of a process starting in the clear;
+- a process keeps its users' databases open between sessions, and a user
+  deleted and created again, or moved away (tandem move-user) and created
+  again, meanwhile gets its new database, not the kept one.
 Bounded waits, no timing asserts."""
 import os
 import re
@@ -28,7 +31,7 @@ import time
 import zlib
 
 from imapraw import Raw
-from tlib import Daemon, Instance, Suite, lmtp_send, make_message, wait_for, wait_log
+from tlib import Daemon, Instance, Suite, allow_replication, lmtp_send, make_message, wait_for, wait_log
 from tlib import proc_alive as alive, proc_children as children
 
 t = Suite("session-reuse")
@@ -50,6 +53,17 @@ def imap(service="imap"):
     wait_for(lambda: len(connects(service)) > n, what="the connect line")
     pid, sid = connects(service)[n]
     return r, pid, sid
+
+
+def fds(pid):
+    """The files pid has open (/proc/PID/fd targets)."""
+    out = []
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            out.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:
+            pass
+    return out
 
 
 def wait_idle(pid, after):
@@ -334,6 +348,100 @@ try:
         lp = [p for p, _ in connects("lmtp")[-3:]]
         t.check(lp[0] == lp[1] == lp[2], f"one LMTP process: {lp}")
         t.eq(len(inst.messages("user.alice")), 5, "every delivery stored")
+
+    with t.case("a process keeps its users' databases open between sessions; a user deleted and created again is opened afresh"):
+        mark = len(d.log())
+        a, pid, _ = imap()
+        _, tg = a.cmd("LOGIN alice alice-pw")
+        un, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK") and b"* 5 EXISTS\r\n" in un, f"alice's five messages: {un!r}")
+        logout(a)
+        wait_idle(pid, mark)
+        t.check("fd_leak" not in d.log()[mark:], "the kept handles are not taken for a leak")
+        t.check(any(f.endswith("/user/alice/meta.db") for f in fds(pid)),
+                f"alice's database open in the idle process: {fds(pid)}")
+        t.check(any(f.endswith("/users.db") for f in fds(pid)), "users.db too")
+        # another process deletes alice and creates her again
+        inst.ok(["user", "del", "alice"])
+        inst.ok(["user", "add", "alice"], stdin=b"alice-pw2\n")
+        t.eq(lmtp_send(d.port["lmtp"], "alice@test.example", make_message(t.rng, 40)), 250, "delivered to the new alice")
+        mark = len(d.log())
+        a, pid2, _ = imap()
+        t.eq(pid2, pid, "the same process serves the next session")
+        _, tg = a.cmd("LOGIN alice alice-pw")
+        t.check(tg.startswith(b"NO"), f"the old password is gone: {tg!r}")
+        close(a)
+        t.check(wait_for(lambda: not alive(pid), what="the process to exit"), "(a failed login ends it)")
+        mark = len(d.log())
+        a, pid, _ = imap()
+        _, tg = a.cmd("LOGIN alice alice-pw2")
+        t.check(tg.startswith(b"OK"), f"the new alice logs in: {tg!r}")
+        un, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK") and b"* 1 EXISTS\r\n" in un, f"the new alice's one message: {un!r}")
+        logout(a)
+        wait_idle(pid, mark)
+        # again, with the process holding the new alice's database
+        inst.ok(["user", "del", "alice"])
+        inst.ok(["user", "add", "alice"], stdin=b"alice-pw3\n")
+        inst.ok(["mailbox", "create", "user.alice.Fresh"])
+        mark = len(d.log())
+        a, pid2, _ = imap()
+        t.eq(pid2, pid, "the same process")
+        _, tg = a.cmd("LOGIN alice alice-pw3")
+        t.check(tg.startswith(b"OK"), f"logs in with the password of the third alice: {tg!r}")
+        un, tg = a.cmd("SELECT INBOX")
+        t.check(tg.startswith(b"OK") and b"* 0 EXISTS\r\n" in un, f"an empty INBOX, not the old one: {un!r}")
+        un, _ = a.cmd('LIST "" *')
+        t.check(any(b"Fresh" in ln for ln in un), f"the new mailbox listed: {un!r}")
+        logout(a)
+        wait_idle(pid, mark)
+        t.check(not any(f.endswith("(deleted)") for f in fds(pid)), f"no deleted file held: {fds(pid)}")
+        t.check("fd_leak" not in d.log()[mark:], "no descriptor leak")
+
+    with t.case("a user moved away, then created again, between sessions of one process: the kept database is not used"):
+        tgt = allow_replication(Instance())
+        dt = Daemon(tgt, services=("sync",))
+        text = open(inst.conf).read()
+        head, tail = text.split("# reuse-test\n")
+        open(inst.conf, "w").write(head + "sync_authname: repl\nsync_password: replpw\n# reuse-test\n" + tail)
+        try:
+            inst.ok(["user", "add", "carol"], stdin=b"carol-pw\n")
+            for i in range(2):
+                t.eq(lmtp_send(d.port["lmtp"], "carol@test.example", make_message(t.rng, 60 + i)), 250, "to carol")
+            mark = len(d.log())
+            a, pid, _ = imap()
+            _, tg = a.cmd("LOGIN carol carol-pw")
+            un, tg = a.cmd("SELECT INBOX")
+            t.check(b"* 2 EXISTS\r\n" in un, f"carol's two messages: {un!r}")
+            logout(a)
+            wait_idle(pid, mark)
+            t.check(any(f.endswith("/user/carol/meta.db") for f in fds(pid)), "carol's database kept")
+            inst.ok(["move-user", "-S", f"127.0.0.1:{dt.port['sync']}", "carol"])
+            t.check(any(f.endswith("/user/carol/meta.db (deleted)") for f in fds(pid)),
+                    f"the idle process holds the moved user's old file: {fds(pid)}")
+            mark = len(d.log())
+            a, pid2, _ = imap()
+            t.eq(pid2, pid, "the same process")
+            _, tg = a.cmd("LOGIN carol carol-pw")
+            t.check(tg.startswith(b"NO") and b"UNAVAILABLE" in tg and b"moved" in tg, f"moved: {tg!r}")
+            logout(a)
+            wait_idle(pid, mark)
+            inst.ok(["user", "unmove", "carol"])
+            inst.ok(["user", "add", "carol"], stdin=b"carol-pw2\n")
+            t.eq(lmtp_send(d.port["lmtp"], "carol@test.example", make_message(t.rng, 70)), 250, "to the new carol")
+            mark = len(d.log())
+            a, pid2, _ = imap()
+            t.eq(pid2, pid, "the same process")
+            _, tg = a.cmd("LOGIN carol carol-pw2")
+            t.check(tg.startswith(b"OK"), f"the new carol logs in: {tg!r}")
+            un, tg = a.cmd("SELECT INBOX")
+            t.check(tg.startswith(b"OK") and b"* 1 EXISTS\r\n" in un, f"the new carol's one message: {un!r}")
+            logout(a)
+            wait_idle(pid, mark)
+            t.check(not any(f.endswith("(deleted)") for f in fds(pid)), f"no deleted file held: {fds(pid)}")
+        finally:
+            dt.stop()
+            tgt.cleanup()
 
     with t.case("SIGTERM of tandemd ends idle processes at once"):
         mark = len(d.log())

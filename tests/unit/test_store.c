@@ -9,7 +9,9 @@
 #include "store/store.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <sqlite3.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1140,6 +1142,225 @@ TEST(wal_bounded_across_short_lived_processes)
 	fx_close(&fx);
 }
 
+/* store_keep_enable: a process that opens a store per session keeps
+ * users.db and its recent user databases open between them. */
+static int fds_named(const char *suffix, int deleted)
+{
+	DIR *d = opendir("/proc/self/fd");
+	int n = 0;
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char lp[300], target[4300];
+		snprintf(lp, sizeof lp, "/proc/self/fd/%s", e->d_name);
+		ssize_t len = readlink(lp, target, sizeof target - 1);
+		if (len <= 0)
+			continue;
+		target[len] = '\0';
+		int del = strstr(target, " (deleted)") != NULL;
+		if (strstr(target, suffix) && del == deleted)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int deliver_one(struct store *st, const char *mbox, int i)
+{
+	char m[512];
+	struct terr err, errs[1];
+	snprintf(m, sizeof m, "From: a@example.com\r\nTo: x@example.com\r\nSubject: n%d\r\n"
+		 "Message-ID: <k%d@example.com>\r\n\r\nbody %d\r\n", i, i, i);
+	const char *to[] = { mbox };
+	uint32_t uid = 0;
+	return store_deliver(st, to, 1, m, strlen(m), NULL, &uid, errs, &err) < 0 ? -1 : (int)uid;
+}
+
+static int64_t uidvalidity_of(struct store *st, const char *mbox)
+{
+	struct store_mailbox_info mi;
+	struct terr err;
+	if (store_mailbox_get(st, mbox, &mi, &err) < 0)
+		return -1;
+	int64_t v = mi.uidvalidity;
+	store_mailbox_info_free(&mi);
+	return v;
+}
+
+TEST(kept_handles_across_stores)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", "pw", &err), 0);
+	CHECK_INT(store_user_create(fx.st, "bob", "pw", &err), 0);
+	store_close(&fx.st);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, msgcache_compute, NULL, NULL };
+	store_keep_enable(STORE_KEEP_MAX);
+	CHECK_INT(store_keep_count(), 0);
+
+	/* a session: users.db and alice's database are kept at its close */
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_user_check_password(fx.st, "alice", "pw", &err), 1);
+	CHECK_INT(deliver_one(fx.st, "user.alice", 1), 1);
+	store_close(&fx.st);
+	CHECK_INT(store_keep_count(), 2);
+	char alice_db[4300], users_db[4300];
+	snprintf(alice_db, sizeof alice_db, "%s/user/alice/meta.db", fx.spool);
+	snprintf(users_db, sizeof users_db, "%s/users.db", fx.conf);
+	CHECK(store_keep_owns(alice_db) && store_keep_owns(users_db));
+	char p[4400];
+	snprintf(p, sizeof p, "%s-shm", alice_db);
+	CHECK(store_keep_owns(p));
+	snprintf(p, sizeof p, "%s.x", alice_db);
+	CHECK(!store_keep_owns(p));
+	CHECK_INT(fds_named("/user/alice/meta.db", 0), 3);	/* database, -wal, -shm */
+
+	/* the next store takes them back: the same descriptors, no new open */
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_keep_count(), 2);
+	CHECK_INT(store_user_check_password(fx.st, "alice", "pw", &err), 1);
+	CHECK_INT(deliver_one(fx.st, "user.alice", 2), 2);
+	CHECK_INT(store_keep_count(), 0);	/* both in use by the store */
+	CHECK_INT(fds_named("/user/alice/meta.db", 0), 3);
+	store_close(&fx.st);
+
+	/* restored behind the process's back (another file renamed over it,
+	 * here a copy with another UIDVALIDITY): the kept handle is not used */
+	{
+		sqlite3 *db = NULL;
+		CHECK(sqlite3_open(alice_db, &db) == SQLITE_OK);
+		CHECK(sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE);", NULL, NULL, NULL) == SQLITE_OK);
+		sqlite3_close(db);
+		char cmd[9000];
+		snprintf(cmd, sizeof cmd, "cp %s %s.new", alice_db, alice_db);
+		CHECK(system(cmd) == 0);
+		snprintf(p, sizeof p, "%s.new", alice_db);
+		CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+		CHECK(sqlite3_exec(db, "PRAGMA journal_mode=DELETE; UPDATE mailboxes SET uidvalidity = 424242;", NULL, NULL,
+				   NULL) == SQLITE_OK);
+		sqlite3_close(db);
+		CHECK(rename(p, alice_db) == 0);
+	}
+	/* the kept one, on the old file (and this test's own connection's,
+	 * which SQLite holds while another connection of the process has
+	 * the file locked) */
+	CHECK(fds_named("/user/alice/meta.db", 1) >= 1);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(uidvalidity_of(fx.st, "user.alice"), 424242);
+	CHECK_INT(fds_named("/user/alice/meta.db", 1), 0);	/* closed, not used */
+	store_close(&fx.st);
+
+	/* deleted and created again by another process between two sessions */
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK(uidvalidity_of(fx.st, "user.bob") > 0);
+	CHECK_INT(deliver_one(fx.st, "user.bob", 3), 1);
+	store_close(&fx.st);
+	CHECK(store_keep_owns(alice_db));
+	snprintf(p, sizeof p, "%s/user/bob/meta.db", fx.spool);
+	CHECK(store_keep_owns(p));
+	{
+		/* "another process": its own connection, no kept handles */
+		char cmd[9000];
+		snprintf(cmd, sizeof cmd, "rm -rf %s/user/bob && mkdir -p %s/user/bob/tmp", fx.spool, fx.spool);
+		CHECK(system(cmd) == 0);
+		sqlite3 *db = NULL;
+		CHECK(sqlite3_open(p, &db) == SQLITE_OK);
+		sqlite3_close(db);	/* an empty database: the store makes the schema */
+	}
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.bob", &mi, &err), -1);	/* no INBOX in the new one */
+	CHECK_INT(fds_named("/user/bob/meta.db", 1), 0);
+	store_close(&fx.st);
+
+	/* deleted and created again in this process */
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(deliver_one(fx.st, "user.alice", 3), 3);
+	store_close(&fx.st);
+	CHECK(store_keep_owns(alice_db));
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_user_delete(fx.st, "alice", &err), 0);
+	CHECK(!store_keep_owns(alice_db));
+	CHECK_INT(store_user_create(fx.st, "alice", "pw2", &err), 0);
+	store_close(&fx.st);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_user_check_password(fx.st, "alice", "pw2", &err), 1);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_INT(mi.exists, 0);
+	store_mailbox_info_free(&mi);
+	CHECK_INT(fds_named("/user/alice/meta.db", 1), 0);
+	store_close(&fx.st);
+
+	/* the bound: at most STORE_KEEP_MAX user databases */
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	for (int i = 0; i < STORE_KEEP_MAX + 3; i++) {
+		char u[32];
+		snprintf(u, sizeof u, "u%02d", i);
+		CHECK_INT(store_user_create(fx.st, u, NULL, &err), 0);
+	}
+	store_close(&fx.st);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	for (int i = 0; i < STORE_KEEP_MAX + 3; i++) {
+		char u[32];
+		snprintf(u, sizeof u, "user.u%02d", i);
+		CHECK(uidvalidity_of(fx.st, u) > 0);
+	}
+	store_close(&fx.st);
+	CHECK_INT(store_keep_count(), STORE_KEEP_MAX + 1);
+	snprintf(p, sizeof p, "%s/user/u%02d/meta.db", fx.spool, STORE_KEEP_MAX + 2);
+	CHECK(store_keep_owns(p));	/* the most recently used ones */
+	snprintf(p, sizeof p, "%s/user/u00/meta.db", fx.spool);
+	CHECK(!store_keep_owns(p));
+
+	/* disabled: every kept handle closed */
+	store_keep_enable(0);
+	CHECK_INT(store_keep_count(), 0);
+	CHECK_INT(fds_named("/meta.db", 0) + fds_named("/users.db", 0), 0);
+	fx_close(&fx);
+}
+
+/* The log of a database kept open between sessions stays bounded: the
+ * checkpoint a close makes runs when the handle is kept. */
+TEST(wal_bounded_with_kept_handles)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	store_close(&fx.st);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, msgcache_compute, NULL, NULL };
+	store_keep_enable(STORE_KEEP_MAX);
+	enum { N = 300 };
+	long long maxwal = 0;
+	int truncated = 0, failed = 0;
+	for (int i = 0; i < N; i++) {
+		if (store_open(&o, &fx.st, &err) < 0) {
+			failed++;
+			break;
+		}
+		if (deliver_one(fx.st, "user.alice", i + 1) != i + 1)
+			failed++;
+		long long before = wal_size(&fx, "alice");
+		if (before > maxwal)
+			maxwal = before;
+		store_close(&fx.st);	/* the session ends, the handle is kept */
+		if (store_keep_count() != 2)
+			failed++;
+		if (before > STORE_WAL_CLOSE_CKPT_BYTES && wal_size(&fx, "alice") == 0)
+			truncated++;
+	}
+	CHECK_INT(failed, 0);
+	CHECK(truncated > 0);
+	CHECK(maxwal < STORE_WAL_CLOSE_CKPT_BYTES + 64 * 4120);
+	store_keep_enable(0);
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	size_t n = 0;
+	CHECK_INT(store_records(fx.st, "user.alice", 0, 0, count_rec, &n, &err), 0);
+	CHECK_INT(n, N);
+	fx_close(&fx);
+}
+
 /* A store's schema statements run at an open only while its user_version
  * says they have not all run (they cost a parse each at every open): a
  * store made before the message cache existed (version 0, no cache
@@ -1224,5 +1445,7 @@ int main(void)
 	RUN(move_within_one_mailbox);
 	RUN(wal_bounded_across_short_lived_processes);
 	RUN(schema_version_skips_the_schema);
+	RUN(kept_handles_across_stores);
+	RUN(wal_bounded_with_kept_handles);
 	return test_done();
 }
