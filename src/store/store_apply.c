@@ -16,6 +16,11 @@
  * of the master's history, so records at or below it were not sent), and
  * keeping the header would move LAST_UID past records never written. A
  * full update's changes stay despite a mismatch, as in Cyrus.
+ *
+ * In a batch (store_apply_batch_*, a replica's pipelined APPLY MAILBOX),
+ * step (1) of every apply runs as it is added, one syncfs covers them
+ * all, then steps (2)-(3) run in order, consecutive applies of one owner
+ * in one transaction (a savepoint each), committed once.
  */
 #include "store/store-private.h"
 
@@ -356,7 +361,7 @@ static int final_crc_check(struct store *st, const struct store_apply *a, const 
 }
 
 static int apply_records_in(struct store *st, struct utx *tx, struct ustore *u, const struct store_apply *a,
-			    unsigned char *flags, struct buf *owner_buf, uint32_t *crc_r, struct terr *err)
+			    unsigned char *flags, struct buf *root_buf, uint32_t *crc_r, struct terr *err)
 {
 	char q[LOGQ_MAX];
 	struct mbox_row row;
@@ -395,9 +400,9 @@ static int apply_records_in(struct store *st, struct utx *tx, struct ustore *u, 
 		if (create_row(tx, a, &row.id, err) < 0)
 			return -1;
 		row.sync_crc_annot = SYNCCRC_ANNOT_START;
-		if (store_quotaroot_for(u, a->name, owner_buf, err) < 0)	
+		if (store_quotaroot_for(u, a->name, root_buf, err) < 0)
 			return -1;
-		snprintf(row.quotaroot, sizeof row.quotaroot, "%s", buf_cstr(owner_buf));
+		snprintf(row.quotaroot, sizeof row.quotaroot, "%s", buf_cstr(root_buf));
 	} else {
 		if (a->has_since && a->since_modseq &&
 		    (a->since_modseq != row.highestmodseq || !crc_match(a->since_crc, row.sync_crc) ||
