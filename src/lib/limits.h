@@ -171,6 +171,27 @@
  * goal); bodies past it are read from their files as before. */
 #define SYNC_BODY_MEM_MAX (256 * 1024)
 #define SYNC_BODY_MEM_TOTAL (8 * 1024 * 1024)
+/* A csync session applies the APPLY MAILBOX commands that are already
+ * buffered (the client keeps several in flight) as one batch: their
+ * bodies placed, one syncfs for them all, then each committed (one
+ * transaction per run of one owner's mailboxes) and answered in order
+ * (sync_replica.h, "Pipelined APPLY"). A batch is flushed at the latest
+ * when it holds SYNC_APPLY_BATCH_MAX commands (an APPLY MESSAGE and an
+ * APPLY MAILBOX per mailbox: 32 small mailboxes, three users' worth of
+ * the 1,000 x 10 benchmark) or SYNC_APPLY_BATCH_BYTES of new bodies:
+ * the first OK of a batch waits for all of it (4 MiB is
+ * ~10-30 ms of writing here), and its bodies stay in memory for their
+ * cache rows until it is applied (half of SYNC_BODY_MEM_TOTAL, the
+ * other half for the part being read meanwhile). */
+#define SYNC_APPLY_BATCH_MAX 64
+#define SYNC_APPLY_BATCH_BYTES (4L * 1024 * 1024)
+/* APPLY MAILBOX parts a streaming sync client keeps in flight
+ * (sync_client_bulk.c): enough that the replica finds several buffered
+ * to share one flush (SYNC_APPLY_BATCH_BYTES of 1 MB parts, or a user's
+ * ten small mailboxes); each waits in the client's pipeline
+ * (SYNCC_MAX_PIPELINE) with its snapshot. A refused part only gets the
+ * parts behind it refused too (their SINCE_MODSEQ no longer matches). */
+#define SYNC_CLIENT_MAILBOXES_INFLIGHT 16
 /* A full update of one mailbox the replica refuses because its state is
  * newer than what the client read (IMAP_SYNC_CHECKSUM) while the master
  * now holds everything the replica has: another client of the channel

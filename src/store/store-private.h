@@ -167,6 +167,8 @@ int store_blob_write2(struct store *st, struct ustore *u, const void *data, size
 /* syncfs() of the file system holding u's files: every file written and
  * renamed before it is durable when it returns. */
 int store_blob_sync_all(struct ustore *u, struct terr *err);
+/* The same for the file system holding dir. */
+int store_blob_sync_dir(const char *dir, struct terr *err);
 /* Makes the file of `guid` of `from` a file of `to` (hard link; copy
  * across file systems). */
 int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, const char *guid,

@@ -537,6 +537,25 @@ struct store_apply {
  * the changes then stay and the client repairs with a full update). The
  * owner's store and user entry are created when missing. */
 int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err);
+/* Several applies that share their flushes (a replica's pipelined APPLY
+ * MAILBOX commands): store_apply_batch_add checks what it can and places
+ * the new bodies (step 1 without its syncfs; -1 with err: that apply
+ * failed and is not in the batch); store_apply_batch_run then makes every
+ * placed body durable with one syncfs, and runs the applies in the order
+ * they were added, consecutive ones of one owner in one transaction
+ * (each inside its own savepoint: a refused one changes nothing; one
+ * COMMIT, so one change-log append and one WAL flush, for them all).
+ * rcs[i] and errs[i] get what store_apply_mailbox would have returned for
+ * the i-th apply added; only after run returns are their changes on disk
+ * (the durability rule above: an acknowledgement waits for run). Each
+ * struct store_apply must stay valid until run, which empties the batch.
+ * store_apply_mailbox is a batch of one. */
+struct store_apply_batch;
+struct store_apply_batch *store_apply_batch_new(struct store *st);
+int store_apply_batch_add(struct store_apply_batch *b, const struct store_apply *a, struct terr *err);
+size_t store_apply_batch_count(const struct store_apply_batch *b);
+void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *errs);
+void store_apply_batch_free(struct store_apply_batch **b);
 /* Marks UIDs expunged without new modseqs (APPLY EXPUNGE, after a full
  * update); the mailbox's uniqueid must match (TE_MOVED). */
 int store_apply_expunge(struct store *st, const char *name, const char *uniqueid, const uint32_t *uids,

@@ -16,6 +16,11 @@
  * of the master's history, so records at or below it were not sent), and
  * keeping the header would move LAST_UID past records never written. A
  * full update's changes stay despite a mismatch, as in Cyrus.
+ *
+ * In a batch (store_apply_batch_*, a replica's pipelined APPLY MAILBOX),
+ * step (1) of every apply runs as it is added, one syncfs covers them
+ * all, then steps (2)-(3) run in order, consecutive applies of one owner
+ * in one transaction (a savepoint each), committed once.
  */
 #include "store/store-private.h"
 
@@ -24,7 +29,10 @@
 #include "lib/xalloc.h"
 #include "names/mboxname.h"
 
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -139,11 +147,13 @@ static void rrec_from_apply(struct rrec *r, const struct store_apply_record *a)
 /* Per record of an apply, what steps (1) and the dry run learnt. */
 enum { REC_HAVE_BODY = 1, REC_FOUND = 2 };
 
-/* Writes the message files new records need (step 1); flags[i] gets
- * REC_HAVE_BODY for each record whose message file is known to be there
- * now (the dry run need not look again). */
+/* Writes the message files new records need (step 1), not yet flushed
+ * (*written_r: how many were placed; the caller's syncfs makes them
+ * durable before any record names them); flags[i] gets REC_HAVE_BODY for
+ * each record whose message file is known to be there now (the dry run
+ * need not look again). */
 static int write_bodies(struct store *st, struct ustore *u, const struct store_apply *a, unsigned char *flags,
-			struct terr *err)
+			int *written_r, struct terr *err)
 {
 	struct buf path = BUF_INIT;
 	int rc = 0, written = 0;
@@ -189,8 +199,7 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 		flags[i] |= rc == 0 ? REC_HAVE_BODY : 0;
 		written++;
 	}
-	if (rc == 0 && written)
-		rc = store_blob_sync_all(u, err);
+	*written_r = written;
 	buf_free(&path);
 	return rc;
 }
@@ -351,79 +360,62 @@ static int final_crc_check(struct store *st, const struct store_apply *a, const 
 	return 0;
 }
 
-int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err)
+static int apply_records_in(struct store *st, struct utx *tx, struct ustore *u, const struct store_apply *a,
+			    unsigned char *flags, struct buf *root_buf, uint32_t *crc_r, struct terr *err)
 {
-	struct buf owner = BUF_INIT;
-	struct ustore *u;
-	struct utx tx = { 0 };
-	int rc = -1;
-	unsigned char *flags = NULL;
 	char q[LOGQ_MAX];
-	if (!a->uniqueid || !a->name || !*a->uniqueid) {
-		terr_set(err, TE_INVALID, "UNIQUEID and MBOXNAME are required");
-		goto out;
-	}
-	if (store_name_owner(a->name, &owner, err) < 0)
-		goto out;
-	if (*buf_cstr(&owner) && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
-		goto out;
-	if (store_ustore(st, buf_cstr(&owner), 1, &u, err) < 0)
-		goto out;
-	for (size_t i = 1; i < a->nrecs; i++)
-		if (a->recs[i].uid <= a->recs[i - 1].uid) {
-			terr_set(err, TE_INVALID, "records not in ascending UID order");
-			goto out;
-		}
-	flags = xcalloc(a->nrecs ? a->nrecs : 1, 1);
-	if (write_bodies(st, u, a, flags, err) < 0)
-		goto out;
-	if (utx_begin(&tx, st, u, err) < 0)
-		goto out;
 	struct mbox_row row;
 	struct terr e2;
 	int exists = store_mbox_row(u, a->name, &row, &e2) == 0;
+	if (!exists && a->has_since && a->since_modseq) {
+		/* an incremental update of a mailbox that is not here: the part
+		 * before it was refused (a client keeps several parts in flight) */
+		terr_set(err, TE_CHANGED, "%s: an update since modseq %llu, and no such mailbox here", a->name,
+			 (unsigned long long)a->since_modseq);
+		return -1;
+	}
 	if (exists && strcmp(row.uniqueid, a->uniqueid) != 0) {
 		if (!a->force && row.last_uid != 0) {
 			terr_set(err, TE_MOVED, "mailbox %s exists with uniqueid %s, not %s", a->name, row.uniqueid,
 				 a->uniqueid);
-			goto out;
+			return -1;
 		}
-		if (delete_row(&tx, row.id, err) < 0)
-			goto out;
+		if (delete_row(tx, row.id, err) < 0)
+			return -1;
 		exists = 0;
 	}
 	if (!exists) {
 		sqlite3_stmt *s = store_stmt(&u->sql, "SELECT name FROM mailboxes WHERE uniqueid = ?;", err);
 		if (!s)
-			goto out;
+			return -1;
 		sqlite3_bind_text(s, 1, a->uniqueid, -1, SQLITE_STATIC);
 		int step = sqlite3_step(s), other = step == SQLITE_ROW;
 		if (store_stmt_done(&u->sql, s, step, "mailbox uniqueid", err) < 0)
-			goto out;
+			return -1;
 		if (other) {
 			terr_set(err, TE_MOVED, "uniqueid %s belongs to another mailbox than %s", a->uniqueid, a->name);
-			goto out;
+			return -1;
 		}
 		memset(&row, 0, sizeof row);
-		if (create_row(&tx, a, &row.id, err) < 0)
-			goto out;
+		if (create_row(tx, a, &row.id, err) < 0)
+			return -1;
 		row.sync_crc_annot = SYNCCRC_ANNOT_START;
-		if (store_quotaroot_for(u, a->name, &owner, err) < 0)	/* owner buf reused for the root */
-			goto out;
-		snprintf(row.quotaroot, sizeof row.quotaroot, "%s", buf_cstr(&owner));
+		if (store_quotaroot_for(u, a->name, root_buf, err) < 0)
+			return -1;
+		snprintf(row.quotaroot, sizeof row.quotaroot, "%s", buf_cstr(root_buf));
 	} else {
 		if (a->has_since && a->since_modseq &&
 		    (a->since_modseq != row.highestmodseq || !crc_match(a->since_crc, row.sync_crc) ||
 		     !crc_match(a->since_crc_annot, row.sync_crc_annot))) {
 			terr_set(err, TE_CHANGED, "%s changed since the master's last sync (modseq %llu, master based on %llu)",
 				 a->name, (unsigned long long)row.highestmodseq, (unsigned long long)a->since_modseq);
-			goto out;
+			return -1;
 		}
 		if (!a->force && (a->highestmodseq < row.highestmodseq || a->last_uid < row.last_uid)) {
 			terr_set(err, TE_CHECKSUM, "%s: the master's state is older than the replica's (modseq %llu < %llu or"
 				 " last_uid %u < %u)", a->name, (unsigned long long)a->highestmodseq,
 				 (unsigned long long)row.highestmodseq, a->last_uid, row.last_uid);
-			goto out;
+			return -1;
 		}
 	}
 	/* Dry run: nothing is written if any record conflicts. */
@@ -432,7 +424,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 		const struct store_apply_record *m = &a->recs[i];
 		struct rrec r;
 		if (load_rrec(u, row.id, m->uid, &r, err) < 0)
-			goto out;
+			return -1;
 		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
 		flags[i] |= r.found ? REC_FOUND : 0;
 		if (r.found) {
@@ -442,20 +434,20 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			if (strcmp(r.guid, m->guid) != 0) {
 				terr_set(err, TE_CHECKSUM, "%s uid %u: GUID %s on the replica, %s on the master", a->name, m->uid,
 					 r.guid, m->guid);
-				goto out;
+				return -1;
 			}
 			if (!a->force && r.modseq > m->modseq) {
 				terr_set(err, TE_CHECKSUM, "%s uid %u: replica's record is newer", a->name, m->uid);
-				goto out;
+				return -1;
 			}
 			if (rexp && !mexp) {
 				terr_set(err, TE_CHECKSUM, "%s uid %u: expunged on the replica only", a->name, m->uid);
-				goto out;
+				return -1;
 			}
 		} else if (m->uid <= replica_last) {
 			if (!mexp) {
 				terr_set(err, TE_CHECKSUM, "%s uid %u: missing on the replica below its last UID", a->name, m->uid);
-				goto out;
+				return -1;
 			}
 		} else if (!mexp && !(flags[i] & REC_HAVE_BODY)) {
 			struct buf p = BUF_INIT;
@@ -465,7 +457,7 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			buf_free(&p);
 			if (!have) {
 				terr_set(err, TE_NOTFOUND, "%s uid %u: the body of %s was not sent", a->name, m->uid, m->guid);
-				goto out;
+				return -1;
 			}
 		}
 	}
@@ -477,14 +469,14 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	int appended = 0;
 	int old_annots = a->nannots ? 1 : exists ? annots_above(u, row.id, replica_last, err) : 0;
 	if (old_annots < 0)
-		goto out;
+		return -1;
 	for (size_t i = 0; i < a->nrecs; i++) {
 		const struct store_apply_record *m = &a->recs[i];
 		struct rrec r, n;
 		if (!(flags[i] & REC_FOUND))
 			memset(&r, 0, sizeof r);
 		else if (load_rrec(u, row.id, m->uid, &r, err) < 0)
-			goto out;
+			return -1;
 		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
 		if (r.found && mexp && (r.sysflags & SYSFLAG_EXPUNGED))
 			continue;
@@ -508,30 +500,30 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 			}
 		}
 		if (write_record(u, row.id, m->uid, &n, !r.found, err) < 0)
-			goto out;
+			return -1;
 		if (!r.found && !mexp && cache_new_record(st, u, a, m->guid, err) < 0)
-			goto out;
+			return -1;
 		uint32_t adelta = 0;
 		int old_live = r.found && !(r.sysflags & SYSFLAG_EXPUNGED);
 		if ((r.found || old_annots) &&
-		    replace_annots(&tx, row.id, m->uid, old_live, !mexp, a, m->modseq, &adelta, err) < 0)
-			goto out;
+		    replace_annots(tx, row.id, m->uid, old_live, !mexp, a, m->modseq, &adelta, err) < 0)
+			return -1;
 		row.sync_crc_annot ^= adelta;
 	}
 	if (a->has_mbox_annots) {
 		uint32_t unused;
-		if (replace_annots(&tx, row.id, 0, 0, 0, a, a->foldermodseq, &unused, err) < 0)
-			goto out;
+		if (replace_annots(tx, row.id, 0, 0, 0, a, a->foldermodseq, &unused, err) < 0)
+			return -1;
 	}
-	if (store_quota_charge(&tx, row.quotaroot, bytes, msgs, 0, err) < 0)
-		goto out;
+	if (store_quota_charge(tx, row.quotaroot, bytes, msgs, 0, err) < 0)
+		return -1;
 	sqlite3_stmt *s = store_stmt(&u->sql,
 		"UPDATE mailboxes SET last_uid = ?, highestmodseq = ?, recentuid = ?, recenttime = ?, last_appenddate = ?,"
 		" pop3_last_login = ?, pop3_show_after = ?, uidvalidity = max(uidvalidity, ?), acl = ?, options = ?,"
 		" createdmodseq = ?, foldermodseq = ?, xconvmodseq = ?, raclmodseq = ?, sync_crc = ?, sync_crc_annot = ?,"
 		" exists_count = exists_count + ?, mboxtype = ?, quotaroot = ? WHERE id = ?;", err);
 	if (!s)
-		goto out;
+		return -1;
 	sqlite3_bind_int64(s, 1, a->last_uid > row.last_uid ? a->last_uid : row.last_uid);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)a->highestmodseq);
 	sqlite3_bind_int64(s, 3, a->recentuid);
@@ -558,30 +550,270 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 	store_stmt_put(&u->sql, s);
 	if (sr != SQLITE_DONE) {
 		store_sql_fail(u->db, "update mailbox", err);
-		goto out;
+		return -1;
 	}
-	if (utx_modseq_atleast(&tx, a->highestmodseq, err) < 0)
-		goto out;
+	if (utx_modseq_atleast(tx, a->highestmodseq, err) < 0)
+		return -1;
 	int crc_ok = final_crc_check(st, a, &row, err);
 	if (!crc_ok && a->has_since && a->since_modseq) {
 		/* an incremental apply is all or nothing: the master's picture
 		 * of this mailbox was wrong, it follows with a full update */
 		log_notice("event=apply_mailbox_rolled_back mailbox=%s records=%zu reason=crc", logq(q, a->name),
 			   a->nrecs);
-		goto out;
+		return -1;
 	}
-	if ((appended && utx_log(&tx, "APPEND", a->name, NULL, err) < 0) ||
-	    utx_log(&tx, "MAILBOX", a->name, NULL, err) < 0 || utx_commit(&tx, err) < 0)
-		goto out;
-	log_info("event=apply_mailbox mailbox=%s records=%zu modseq=%llu crc=%u", logq(q, a->name), a->nrecs,
-		 (unsigned long long)a->highestmodseq, row.sync_crc);
-	if (!crc_ok)
-		goto out;	/* a full update's changes stay, as in Cyrus */
-	rc = 0;
-out:
-	utx_rollback(&tx);
+	if ((appended && utx_log(tx, "APPEND", a->name, NULL, err) < 0) || utx_log(tx, "MAILBOX", a->name, NULL, err) < 0)
+		return -1;
+	*crc_r = row.sync_crc;
+	return crc_ok ? 0 : 1;
+}
+
+/* Steps (2) and (3) of an apply inside the owner's open transaction tx
+ * (its bodies flushed): 0 when applied, 1 when applied but the CRCs of a
+ * full update do not match (err set; the changes stay, as in Cyrus), -1
+ * (err set) when its changes must be rolled back. */
+static int apply_records(struct store *st, struct utx *tx, const struct store_apply *a, unsigned char *flags,
+			 uint32_t *crc_r, struct terr *err)
+{
+	struct buf root = BUF_INIT;	/* the quota root of a new mailbox */
+	int rc = apply_records_in(st, tx, tx->u, a, flags, &root, crc_r, err);
+	buf_free(&root);
+	return rc;
+}
+
+/* ---- applies in batches ------------------------------------------------------------- */
+
+/* One apply of a batch: step (1) done by store_apply_batch_add. */
+struct bapply {
+	const struct store_apply *a;
+	char *owner;
+	char *dir;		/* the owner's directory (its file system is flushed) */
+	unsigned char *flags;
+	int written;		/* bodies placed: the flush must cover them */
+	int rc;			/* of run: 0, -1 */
+	int keep;		/* run: applied, records kept (rc -1: a full update's CRC mismatch) */
+	uint32_t crc;
+	struct terr err;
+};
+
+struct store_apply_batch {
+	struct store *st;
+	struct bapply *v;
+	size_t n, cap;
+};
+
+struct store_apply_batch *store_apply_batch_new(struct store *st)
+{
+	struct store_apply_batch *b = xcalloc(1, sizeof *b);
+	b->st = st;
+	return b;
+}
+
+static void batch_clear(struct store_apply_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->v[i].owner);
+		free(b->v[i].dir);
+		free(b->v[i].flags);
+	}
+	b->n = 0;
+}
+
+void store_apply_batch_free(struct store_apply_batch **bp)
+{
+	struct store_apply_batch *b = *bp;
+	if (!b)
+		return;
+	batch_clear(b);
+	free(b->v);
+	free(b);
+	*bp = NULL;
+}
+
+size_t store_apply_batch_count(const struct store_apply_batch *b)
+{
+	return b->n;
+}
+
+int store_apply_batch_add(struct store_apply_batch *b, const struct store_apply *a, struct terr *err)
+{
+	struct store *st = b->st;
+	struct buf owner = BUF_INIT;
+	struct ustore *u;
+	unsigned char *flags = NULL;
+	int written = 0;
+	if (!a->uniqueid || !a->name || !*a->uniqueid) {
+		terr_set(err, TE_INVALID, "UNIQUEID and MBOXNAME are required");
+		goto fail;
+	}
+	if (store_name_owner(a->name, &owner, err) < 0)
+		goto fail;
+	if (*buf_cstr(&owner) && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
+		goto fail;
+	if (store_ustore(st, buf_cstr(&owner), 1, &u, err) < 0)
+		goto fail;
+	for (size_t i = 1; i < a->nrecs; i++)
+		if (a->recs[i].uid <= a->recs[i - 1].uid) {
+			terr_set(err, TE_INVALID, "records not in ascending UID order");
+			goto fail;
+		}
+	flags = xcalloc(a->nrecs ? a->nrecs : 1, 1);
+	if (write_bodies(st, u, a, flags, &written, err) < 0)
+		goto fail;
+	if (b->n == b->cap) {
+		b->cap = b->cap ? 2 * b->cap : 16;
+		b->v = xrealloc(b->v, b->cap * sizeof *b->v);
+	}
+	struct bapply *e = &b->v[b->n++];
+	memset(e, 0, sizeof *e);
+	e->a = a;
+	e->owner = xstrdup(buf_cstr(&owner));
+	e->dir = xstrdup(u->dir);
+	e->flags = flags;
+	e->written = written;
 	buf_free(&owner);
+	return 0;
+fail:
 	free(flags);
+	buf_free(&owner);
+	return -1;
+}
+
+/* Makes every body the batch placed durable: one syncfs per file system
+ * (all owners' directories are normally on one). A failure fails the
+ * applies that placed bodies. */
+static void batch_flush(struct store_apply_batch *b)
+{
+	dev_t devs[8];
+	size_t ndev = 0;
+	for (size_t i = 0; i < b->n; i++) {
+		struct bapply *e = &b->v[i];
+		if (!e->written)
+			continue;
+		struct stat sb;
+		if (stat(e->dir, &sb) < 0) {
+			e->rc = terr_errno(&e->err, errno, "stat %s", e->dir);
+			continue;
+		}
+		size_t k = 0;
+		while (k < ndev && devs[k] != sb.st_dev)
+			k++;
+		if (k < ndev)
+			continue;
+		if (store_blob_sync_dir(e->dir, &e->err) < 0) {
+			/* every apply whose bodies this file system holds fails */
+			for (size_t j = i; j < b->n; j++) {
+				struct stat sj;
+				if (b->v[j].written && !b->v[j].rc && stat(b->v[j].dir, &sj) == 0 && sj.st_dev == sb.st_dev) {
+					b->v[j].rc = -1;
+					b->v[j].err = e->err;
+				}
+			}
+			continue;
+		}
+		if (ndev < sizeof devs / sizeof devs[0])
+			devs[ndev++] = sb.st_dev;
+	}
+}
+
+/* The applies v[0..n) of one owner in one transaction: each inside its
+ * own savepoint (a refused one is rolled back alone), one COMMIT (one
+ * change-log append and one WAL flush) for all. */
+static void batch_run_owner(struct store *st, struct bapply *v, size_t n)
+{
+	struct ustore *u;
+	struct utx tx = { 0 };
+	struct terr err = { 0 };
+	size_t live = 0;
+	for (size_t i = 0; i < n; i++)
+		live += v[i].rc == 0;
+	if (!live)
+		return;
+	if (store_ustore(st, v[0].owner, 1, &u, &err) < 0 || utx_begin(&tx, st, u, &err) < 0)
+		goto fail_all;
+	for (size_t i = 0; i < n; i++) {
+		struct bapply *e = &v[i];
+		if (e->rc < 0)
+			continue;
+		size_t loglen = tx.log.len;
+		if (live > 1 && store_sql_exec(u->db, "SAVEPOINT apply;", &err) < 0)
+			goto fail_all;
+		int r = apply_records(st, &tx, e->a, e->flags, &e->crc, &e->err);
+		if (r < 0 && live > 1) {
+			/* this apply's changes only; an error that ended the
+			 * whole transaction (SQLite rolls back on some I/O
+			 * errors) fails the applies before it too */
+			struct terr e2;
+			buf_truncate(&tx.log, loglen);
+			if (sqlite3_get_autocommit(u->db) ||
+			    store_sql_exec(u->db, "ROLLBACK TO apply; RELEASE apply;", &e2) < 0) {
+				err = e->err;
+				e->rc = -1;
+				goto fail_all;
+			}
+		} else if (live > 1 && store_sql_exec(u->db, "RELEASE apply;", &e->err) < 0) {
+			r = -1;
+			err = e->err;
+			e->rc = -1;
+			goto fail_all;
+		}
+		e->rc = r == 0 ? 0 : -1;
+		e->keep = r >= 0;
+		if (r < 0 && live == 1) {
+			utx_rollback(&tx);
+			return;
+		}
+	}
+	if (utx_commit(&tx, &err) < 0)
+		goto fail_all;
+	char q[LOGQ_MAX];
+	for (size_t i = 0; i < n; i++)
+		if (v[i].keep)
+			log_info("event=apply_mailbox mailbox=%s records=%zu modseq=%llu crc=%u", logq(q, v[i].a->name),
+				 v[i].a->nrecs, (unsigned long long)v[i].a->highestmodseq, v[i].crc);
+	return;
+fail_all:
+	utx_rollback(&tx);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].rc == 0 || v[i].keep) {
+			v[i].rc = -1;
+			v[i].keep = 0;
+			v[i].err = err;
+		}
+}
+
+void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *errs)
+{
+	batch_flush(b);
+	for (size_t i = 0; i < b->n;) {
+		size_t j = i + 1;
+		while (j < b->n && !strcmp(b->v[j].owner, b->v[i].owner))
+			j++;
+		/* fault injection for the tests (docs/testing.md): the process
+		 * dies inside a shared flush, after the batch's syncfs and the
+		 * commits of the owners before this mailbox's, as a crash would */
+		const char *crash = getenv("TANDEM_TEST_CRASH_BATCH");
+		for (size_t k = i; crash && *crash && b->n > 1 && k < j; k++)
+			if (!strcmp(crash, b->v[k].a->name))
+				raise(SIGKILL);
+		batch_run_owner(b->st, &b->v[i], j - i);
+		i = j;
+	}
+	for (size_t i = 0; i < b->n; i++) {
+		rcs[i] = b->v[i].rc;
+		errs[i] = b->v[i].err;
+	}
+	batch_clear(b);
+}
+
+int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err)
+{
+	struct store_apply_batch b = { st, NULL, 0, 0 };
+	int rc = store_apply_batch_add(&b, a, err);
+	if (rc == 0) {
+		store_apply_batch_run(&b, &rc, err);
+		free(b.v);
+	}
 	return rc;
 }
 

@@ -44,19 +44,22 @@ int store_blob_write(struct store *st, struct ustore *u, const void *data, size_
 	return store_blob_write2(st, u, data, len, guid, 1, err);
 }
 
-int store_blob_sync_all(struct ustore *u, struct terr *err)
+int store_blob_sync_dir(const char *dir, struct terr *err)
 {
-	int fd = open(u->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return terr_errno(err, errno, "open %s", u->dir);
-	uint64_t t0 = fs_now_ns();
+		return terr_errno(err, errno, "open %s", dir);
 	int rc = syncfs(fd);
-	(void)t0;
 	int e = errno;
 	close(fd);
 	if (rc < 0)
-		return terr_errno(err, e, "syncfs %s", u->dir);
+		return terr_errno(err, e, "syncfs %s", dir);
 	return 0;
+}
+
+int store_blob_sync_all(struct ustore *u, struct terr *err)
+{
+	return store_blob_sync_dir(u->dir, err);
 }
 
 /* The blobs/xx directory of a file: one mkdir() when it is there (the

@@ -27,9 +27,15 @@
  *
  * Pipelining: the bodies of part k+1 (APPLY MESSAGE, only staged by the
  * replica) are read, compressed and sent while the replica applies part
- * k; the APPLY MAILBOX of part k+1 is sent once part k is answered (one
- * APPLY MAILBOX in flight, so a refused part is never followed by
- * another). Several mailboxes go through one stream the same way. */
+ * k, and so is its APPLY MAILBOX: up to SYNC_CLIENT_MAILBOXES_INFLIGHT
+ * parts (of this mailbox and the next ones) wait for their answers, so
+ * that the replica finds several buffered and makes them durable with
+ * one flush (sync_replica.h, "Pipelined APPLY"). A refused part gets the
+ * parts of its mailbox behind it refused too (each is an incremental
+ * update from the state the refused one would have made: IMAP_SYNC_CHANGED)
+ * and changes nothing; the mailbox fails with the first refusal and is
+ * retried the general way. Several mailboxes go through one stream the
+ * same way. */
 
 /* New bodies per part: small enough that the replica's apply of one part
  * overlaps the reading and compressing of the next. */
@@ -443,8 +449,10 @@ int syncc_stream_mailbox(struct stream *s, size_t idx, const struct dlist *remot
 			rc = -1;
 			break;
 		}
-		/* one APPLY MAILBOX in flight: the previous part's answer first */
-		while (rc == 0 && s->mb_inflight)
+		/* several APPLY MAILBOX in flight (the replica shares one flush
+		 * among those it finds buffered): the oldest answer first when
+		 * SYNC_CLIENT_MAILBOXES_INFLIGHT are */
+		while (rc == 0 && s->mb_inflight >= SYNC_CLIENT_MAILBOXES_INFLIGHT)
 			rc = syncc_stream_recv(s, err);
 		if (rc < 0 || it->state != 0)
 			break;

@@ -69,6 +69,22 @@ static int stream_files(struct pipe_transport *p, const struct dlist_refs *refs)
 	return rc;
 }
 
+/* sync_reply_fn: the batch's answers, in order. */
+static void pipe_reply(void *rock, const char *line)
+{
+	struct pipe_transport *p = rock;
+	buf_appends(&p->in, line);
+	buf_appends(&p->in, "\r\n");
+}
+
+/* Pipelined APPLY as on the csync port (sync_replica.h): APPLY MAILBOX
+ * and MESSAGE wait in the engine's batch until the client reads an
+ * answer, another command comes, or the batch is full. */
+static void pipe_flush_batch(struct pipe_transport *p)
+{
+	sync_replica_flush(p->r, pipe_reply, p);
+}
+
 static void p_send(struct sync_transport *t, const char *cmd, size_t len, const struct dlist_refs *refs)
 {
 	struct pipe_transport *p = (struct pipe_transport *)t;
@@ -76,23 +92,38 @@ static void p_send(struct sync_transport *t, const char *cmd, size_t len, const 
 		return;
 	unsigned long n = ++p->commands;
 	if (p->cut_at && n == p->cut_at && !p->cut_after) {
+		pipe_flush_batch(p);	/* what came before the cut is applied, as by a session */
 		p->broken = 1;
 		return;
 	}
 	if (p->before)
 		p->before(p->before_rock, cmd, len);
 	size_t vl = strcspn(cmd, " \r\n");
+	int streamed = refs && refs->n;
 	const char *res;
-	if ((vl == 4 && !strncasecmp(cmd, "NOOP", 4)) || (vl == 4 && !strncasecmp(cmd, "EXIT", 4)))
-		res = "OK success";
-	else if (refs && refs->n && stream_files(p, refs) < 0) {
+	if (streamed && stream_files(p, refs) < 0) {
 		sync_replica_files_drop(p->r);
+		pipe_flush_batch(p);
 		p->broken = 1;	/* a socket would be out of step too */
 		return;
-	} else if (refs && refs->n)
+	}
+	if (!(vl == 4 && (!strncasecmp(cmd, "NOOP", 4) || !strncasecmp(cmd, "EXIT", 4))) &&
+	    sync_replica_defer_raw(p->r, cmd, len, streamed)) {
+		if (sync_replica_batch_full(p->r) || (p->cut_at && n == p->cut_at))
+			pipe_flush_batch(p);
+		if (p->cut_at && n == p->cut_at)
+			p->broken = 1;	/* it ran; its answer is lost */
+		return;
+	}
+	pipe_flush_batch(p);	/* its answer comes after the batch's */
+	if (vl == 4 && (!strncasecmp(cmd, "NOOP", 4) || !strncasecmp(cmd, "EXIT", 4))) {
+		sync_replica_files_drop(p->r);
+		res = "OK success";
+	} else if (streamed) {
 		res = sync_replica_exec_streamed(p->r, cmd, len, pipe_data, p);
-	else
+	} else {
 		res = sync_replica_exec_raw(p->r, cmd, len, pipe_data, p);
+	}
 	buf_appends(&p->in, res);
 	buf_appends(&p->in, "\r\n");
 	if (p->cut_at && n == p->cut_at)
@@ -116,6 +147,7 @@ static int p_recv(struct sync_transport *t, struct sync_reply *rep, struct terr 
 	struct pipe_transport *p = (struct pipe_transport *)t;
 	if (p->broken)
 		return terr_set(err, TE_IO, "the pipe was cut");
+	pipe_flush_batch(p);	/* the client waits for an answer */
 	return sync_transport_read_reply(&p->in, p_fill, p, NULL, 0, rep, err);
 }
 

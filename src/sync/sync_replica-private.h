@@ -25,8 +25,27 @@ struct rstaged {
 	size_t memlen;
 };
 
+/* A command of the batch (sync_replica_defer): an APPLY MAILBOX whose
+ * bodies are placed (a, kv: its parsed form and command), or a reply
+ * known already (line: APPLY MESSAGE, or an APPLY MAILBOX refused before
+ * its transaction). */
+struct rdefer {
+	char *line;
+	struct dlist *kv;
+	struct store_apply *a;
+	char key[16];
+};
+
+struct store_apply;
+struct store_apply_batch;
+
 struct sync_replica {
 	struct sync_replica_opts o;
+	struct rdefer *defer;	/* the batch, in the order of the commands */
+	size_t ndefer, capdefer;
+	size_t nbatch;		/* of those, in the store's batch */
+	uint64_t batch_bytes;	/* their new bodies */
+	struct store_apply_batch *batch;
 	struct store *st;
 	struct rstaged *staged;
 	size_t nstaged, capstaged;

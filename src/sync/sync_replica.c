@@ -423,41 +423,60 @@ static int apply_message(struct sync_replica *r, const struct dlist *kv, struct 
 	return 0;
 }
 
+/* APPLY MAILBOX's checks before the store: a parsed into *a with the
+ * staged bodies' callbacks. */
+static int apply_mailbox_parse(struct sync_replica *r, const struct dlist *kv, struct store_apply *a,
+			       struct terr *err)
+{
+	if (kv->type != DL_KVLIST)
+		return terr_set(err, TE_INVALID, "APPLY MAILBOX wants a kvlist");
+	if (replica_sieve_hidden(r, kv))	/* Cyrus 3.6 refuses a #sieve mailbox without SIEVE-MAILBOX */
+		return terr_set(err, TE_INVALID, "a #sieve mailbox without SIEVE-MAILBOX");
+	if (sync_apply_from_dlist(kv, a, err) < 0) {
+		err->code = TE_INVALID;
+		return -1;
+	}
+	a->body_file = body_file_cb;
+	a->body_taken = body_taken_cb;
+	a->body = body_mem_cb;
+	a->body_rock = r;
+	/* fault injection for the tests (docs/testing.md): the session
+	 * process dies while it applies this mailbox, as a crash would */
+	const char *crash = getenv("TANDEM_TEST_CRASH_APPLY");
+	if (crash && *crash && !strcmp(crash, a->name))
+		raise(SIGKILL);
+	return 0;
+}
+
+/* After an apply: the bytes of its bodies are no longer needed (another
+ * owner's mailbox reads the file for its cache row): room for the next
+ * part's; and the store's "not found" said as Cyrus does. */
+static int apply_mailbox_done(struct sync_replica *r, struct store_apply *a, int rc, struct terr *err)
+{
+	for (size_t i = 0; i < a->nrecs; i++) {
+		struct rstaged *g = staged_find(r, a->recs[i].guid);
+		if (g && g->mem)
+			staged_mem_free(r, g);
+	}
+	sync_apply_free(a);
+	if (rc < 0 && err->code == TE_NOTFOUND)
+		return terr_set(err, TE_PROTOCOL, "Message body was not sent");
+	return rc;
+}
+
 /* APPLY MAILBOX %(...): the whole state (or, with SINCE_MODSEQ, the
  * changes) of one mailbox; the store checks everything before it changes
  * anything (store_apply_mailbox). */
 static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct terr *err)
 {
 	struct store_apply a;
-	if (kv->type != DL_KVLIST)
-		return terr_set(err, TE_INVALID, "APPLY MAILBOX wants a kvlist");
-	if (replica_sieve_hidden(r, kv))	/* Cyrus 3.6 refuses a #sieve mailbox without SIEVE-MAILBOX */
-		return terr_set(err, TE_INVALID, "a #sieve mailbox without SIEVE-MAILBOX");
-	if (sync_apply_from_dlist(kv, &a, err) < 0) {
-		err->code = TE_INVALID;
+	memset(&a, 0, sizeof a);
+	if (apply_mailbox_parse(r, kv, &a, err) < 0) {
+		sync_apply_free(&a);
 		return -1;
 	}
-	a.body_file = body_file_cb;
-	a.body_taken = body_taken_cb;
-	a.body = body_mem_cb;
-	a.body_rock = r;
-	/* fault injection for the tests (docs/testing.md): the session
-	 * process dies while it applies this mailbox, as a crash would */
-	const char *crash = getenv("TANDEM_TEST_CRASH_APPLY");
-	if (crash && *crash && !strcmp(crash, a.name))
-		raise(SIGKILL);
 	int rc = store_apply_mailbox(r->st, &a, err);
-	/* the bytes of its bodies are no longer needed (another owner's
-	 * mailbox reads the file for its cache row): room for the next part's */
-	for (size_t i = 0; i < a.nrecs; i++) {
-		struct rstaged *g = staged_find(r, a.recs[i].guid);
-		if (g && g->mem)
-			staged_mem_free(r, g);
-	}
-	sync_apply_free(&a);
-	if (rc < 0 && err->code == TE_NOTFOUND)
-		return terr_set(err, TE_PROTOCOL, "Message body was not sent");
-	return rc;
+	return apply_mailbox_done(r, &a, rc, err);
 }
 
 /* APPLY EXPUNGE %(MBOXNAME m UNIQUEID u UID (n ...)) */
@@ -677,6 +696,7 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 	if (!r->o.session_id)
 		r->o.session_id = "-";
 	r->in.fd = -1;
+	r->batch = store_apply_batch_new(r->st);
 	store_stage_sweep(r->st);	/* staging files of sessions that died */
 	return r;
 }
@@ -687,6 +707,9 @@ void sync_replica_free(struct sync_replica **rp)
 	if (!r)
 		return;
 	sync_replica_files_drop(r);
+	sync_replica_flush(r, NULL, NULL);	/* a batch the transport left: applied, unanswered */
+	store_apply_batch_free(&r->batch);
+	free(r->defer);
 	unstage_all(r);
 	free(r);
 	*rp = NULL;
@@ -832,4 +855,131 @@ const char *sync_replica_exec_streamed(struct sync_replica *r, const char *cmd, 
 				       void *rock)
 {
 	return exec_raw(r, cmd, len, DLIST_FILES_OUTSIDE, data, rock);
+}
+
+/* ---- pipelined APPLY: batches ---------------------------------------------------------- */
+
+int sync_replica_may_defer(const char *verb, const struct dlist *kv)
+{
+	return verb && kv && kv->key && !strcasecmp(verb, "APPLY") &&
+	       (!strcasecmp(kv->key, "MAILBOX") || !strcasecmp(kv->key, "LOCAL_MAILBOX") ||
+		!strcasecmp(kv->key, "MESSAGE"));
+}
+
+size_t sync_replica_deferred(const struct sync_replica *r)
+{
+	return r->ndefer;
+}
+
+int sync_replica_batch_full(const struct sync_replica *r)
+{
+	return r->ndefer >= SYNC_APPLY_BATCH_MAX || r->batch_bytes >= (uint64_t)SYNC_APPLY_BATCH_BYTES;
+}
+
+static struct rdefer *defer_push(struct sync_replica *r, const char *key)
+{
+	if (r->ndefer == r->capdefer) {
+		r->capdefer = r->capdefer ? 2 * r->capdefer : 16;
+		r->defer = xrealloc(r->defer, r->capdefer * sizeof *r->defer);
+	}
+	struct rdefer *d = &r->defer[r->ndefer++];
+	memset(d, 0, sizeof *d);
+	snprintf(d->key, sizeof d->key, "%s", key);
+	return d;
+}
+
+void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist **kvp)
+{
+	struct dlist *kv = *kvp;
+	*kvp = NULL;
+	if (strcasecmp(kv->key, "MAILBOX") && strcasecmp(kv->key, "LOCAL_MAILBOX")) {
+		/* APPLY MESSAGE: staged now (nothing durable to wait for); its
+		 * answer keeps its place */
+		struct rdefer *d = defer_push(r, kv->key);
+		d->line = xstrdup(sync_replica_exec(r, verb, kv, NULL, NULL));
+		dlist_free(&kv);
+		return;
+	}
+	struct rdefer *d = defer_push(r, kv->key);
+	struct terr err = { 0 };
+	int rc = -1;
+	r->commands++;
+	if (r->file_err.code) {
+		err = r->file_err;
+	} else if (r->o.is_master && r->o.is_master(r->o.is_master_rock)) {
+		terr_set(&err, TE_PROTOCOL, "This server is the master now (tandem failover): demote the sender");
+	} else {
+		struct store_apply *a = xcalloc(1, sizeof *a);
+		if (apply_mailbox_parse(r, kv, a, &err) == 0 && store_apply_batch_add(r->batch, a, &err) == 0) {
+			d->a = a;
+			d->kv = kv;
+			kv = NULL;
+			r->nbatch++;
+			for (size_t i = 0; i < a->nrecs; i++)
+				if (!(a->recs[i].sysflags & SYSFLAG_EXPUNGED))
+					r->batch_bytes += a->recs[i].size;
+			rc = 0;
+		} else {
+			apply_mailbox_done(r, a, -1, &err);
+			free(a);
+		}
+	}
+	if (rc < 0) {
+		if (!err.code)
+			terr_set(&err, TE_INTERNAL, "APPLY %s failed without a cause", d->key);
+		d->line = xstrdup(reply(r, "APPLY", d->key, -1, &err));
+	}
+	dlist_free(&kv);
+	sync_replica_files_drop(r);
+}
+
+void sync_replica_flush(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+{
+	if (!r->ndefer)
+		return;
+	int *rcs = xcalloc(r->nbatch ? r->nbatch : 1, sizeof *rcs);
+	struct terr *errs = xcalloc(r->nbatch ? r->nbatch : 1, sizeof *errs);
+	if (r->nbatch)
+		store_apply_batch_run(r->batch, rcs, errs);
+	if (r->nbatch > 1)
+		log_info("event=apply_batch session=%s commands=%zu mailboxes=%zu bytes=%llu", r->o.session_id, r->ndefer,
+			 r->nbatch, (unsigned long long)r->batch_bytes);
+	size_t k = 0;
+	for (size_t i = 0; i < r->ndefer; i++) {
+		struct rdefer *d = &r->defer[i];
+		const char *line = d->line;
+		if (d->a) {
+			int rc = apply_mailbox_done(r, d->a, rcs[k], &errs[k]);
+			line = reply(r, "APPLY", d->key, rc, &errs[k]);
+			k++;
+			free(d->a);
+			dlist_free(&d->kv);
+		}
+		if (fn)
+			fn(rock, line);
+		free(d->line);
+	}
+	free(rcs);
+	free(errs);
+	r->ndefer = 0;
+	r->nbatch = 0;
+	r->batch_bytes = 0;
+}
+
+int sync_replica_defer_raw(struct sync_replica *r, const char *cmd, size_t len, int streamed)
+{
+	struct dlist *line = NULL;
+	struct terr err = { 0 };
+	if (dlist_parse_ext(cmd, len, streamed ? DLIST_FILES_OUTSIDE : 0, &line, &err) < 0)
+		return 0;
+	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
+	const char *key = line->n > 1 ? dlist_cstr(line->items[1]) : NULL;
+	int ok = verb && key && !strcasecmp(verb, "APPLY") &&
+		 (!strcasecmp(key, "MAILBOX") || !strcasecmp(key, "LOCAL_MAILBOX") || !strcasecmp(key, "MESSAGE"));
+	struct dlist *kv = ok ? dlist_take_keyed(line, 1) : NULL;
+	int deferred = kv != NULL;
+	if (kv)
+		sync_replica_defer(r, "APPLY", &kv);	/* takes kv */
+	dlist_free(&line);
+	return deferred;
 }

@@ -88,6 +88,34 @@ void sync_parse_failure_line(const char *cmd, size_t len, char *out, size_t outs
 /* 1 for the verbs the engine runs (GET, APPLY, RESTORE, RESTART). */
 int sync_replica_verb(const char *verb);
 
+/* Pipelined APPLY (the csync session, issue 12): while further commands
+ * are already buffered, APPLY MAILBOX (and APPLY MESSAGE between them)
+ * join a batch instead of running at once: each APPLY MAILBOX is checked
+ * and its bodies placed (sync_replica_defer), and its answer waits;
+ * sync_replica_flush then makes all the batch's bodies durable with one
+ * syncfs, commits each mailbox (one transaction for consecutive mailboxes
+ * of one owner) and hands every answer to fn in the order of the
+ * commands. The durability rule holds: an OK is handed out only after
+ * the bodies and records it covers are on disk. Every other command
+ * needs the batch flushed first (sync_replica_exec asks nothing: the
+ * transport must call sync_replica_flush before it, and before it waits
+ * for input, so that the client is never left waiting for answers).
+ * sync_replica_may_defer: 1 for the commands that may join a batch. */
+typedef void sync_reply_fn(void *rock, const char *line);
+int sync_replica_may_defer(const char *verb, const struct dlist *kv);
+/* Takes *kv (the keyed DLIST after the verb; set to NULL). */
+void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist **kv);
+/* Commands waiting in the batch for their answers. */
+size_t sync_replica_deferred(const struct sync_replica *r);
+/* 1 when the batch holds SYNC_APPLY_BATCH_MAX commands or
+ * SYNC_APPLY_BATCH_BYTES of bodies: flush now. */
+int sync_replica_batch_full(const struct sync_replica *r);
+void sync_replica_flush(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+/* sync_replica_defer for one framed command as it came off the wire
+ * (streamed: its file literals were streamed, as for
+ * sync_replica_exec_streamed): 1 when it joined the batch, 0 when it
+ * cannot (the caller flushes the batch and runs it). */
+int sync_replica_defer_raw(struct sync_replica *r, const char *cmd, size_t len, int streamed);
 /* Commands run so far (for the session's closing log line). */
 unsigned long sync_replica_commands(const struct sync_replica *r);
 

@@ -266,6 +266,45 @@ static int cmd_compress(struct syncs *s, const struct dlist *line)
 	return 0;
 }
 
+/* sync_reply_fn: a batch's answers, in order. */
+static void send_reply(void *rock, const char *line)
+{
+	send_line(rock, line);
+}
+
+/* Pipelined APPLY (sync_replica.h): the batch's bodies flushed, its
+ * mailboxes committed and answered. Before any other command, and
+ * before the session waits for input. */
+static void flush_batch(struct syncs *s)
+{
+	if (s->replica)
+		sync_replica_flush(s->replica, send_reply, s);
+}
+
+/* The batch waits for more commands only while they are already here:
+ * 1 when more input was read without waiting, else (the batch flushed)
+ * 0: the caller may block. */
+static int more_without_waiting(struct syncs *s)
+{
+	if (!s->replica || !sync_replica_deferred(s->replica))
+		return 0;
+	struct terr e2 = { 0 };
+	if (!sync_replica_batch_full(s->replica) && conn_read(s->c, &s->in, 0, &e2) > 0)
+		return 1;
+	flush_batch(s);
+	return 0;
+}
+
+/* A command that may join the batch: APPLY MAILBOX, LOCAL_MAILBOX, MESSAGE. */
+static int deferrable(const struct syncs *s, const struct dlist *line)
+{
+	if (!s->authed || line->n < 3)
+		return 0;
+	const char *verb = dlist_cstr(line->items[0]), *key = dlist_cstr(line->items[1]);
+	return verb && key && !strcasecmp(verb, "APPLY") &&
+	       (!strcasecmp(key, "MAILBOX") || !strcasecmp(key, "LOCAL_MAILBOX") || !strcasecmp(key, "MESSAGE"));
+}
+
 /* GET, APPLY, RESTORE, RESTART: the replica engine's. */
 static int cmd_engine(struct syncs *s, const struct dlist *line)
 {
@@ -279,6 +318,12 @@ static int cmd_engine(struct syncs *s, const struct dlist *line)
 		char bad[64];
 		sync_parse_failure_line(verb, strlen(verb), bad, sizeof bad);
 		send_line(s, bad);
+		return 0;
+	}
+	if (sync_replica_may_defer(verb, kv)) {
+		sync_replica_defer(s->replica, verb, &kv);
+		if (sync_replica_batch_full(s->replica))
+			flush_batch(s);
 		return 0;
 	}
 	send_line(s, sync_replica_exec(s->replica, verb, kv, send_data, s));
@@ -316,6 +361,8 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 	struct dlist *line = NULL;
 	struct terr err = { 0 };
 	int rc = dlist_parse_ext(cmd, len, s->authed ? DLIST_FILES_OUTSIDE : 0, &line, &err);
+	if (rc < 0 || !deferrable(s, line))
+		flush_batch(s);	/* its answer comes after the batch's */
 	if (rc < 0) {
 		char bad[64];
 		log_warn("event=bad_command service=sync session=%s error=\"%s\"", s->env->session_id, err.msg);
@@ -360,6 +407,8 @@ static int read_file_literal(struct syncs *s, struct dlist_frame *f, long long t
 		left -= take;
 		if (!left)
 			break;
+		if (more_without_waiting(s))
+			continue;
 		if (conn_flush(s->c, err) < 0)
 			return -1;
 		ssize_t r = server_idle_read(s->c, &s->in, timeout_ms > 0 ? timeout_ms : -1, err);
@@ -402,6 +451,9 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			if (!nl) {
 				if (s.in.len > (s.authed ? DLIST_MAX_ATOM : SYNC_PREAUTH_MAX_COMMAND))
 					break;
+				flush_batch(&s);
+				if (conn_flush(c, &err) < 0)
+					break;
 				ssize_t r = server_idle_read(c, &s.in, timeout_ms > 0 ? timeout_ms : -1, &err);
 				if (r <= 0)
 					break;
@@ -410,6 +462,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			char bad[64];
 			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
 			sync_parse_failure_line(s.in.ptr, s.in.len, bad, sizeof bad);
+			flush_batch(&s);
 			send_line(&s, bad);
 			buf_consume(&s.in, (size_t)(nl - s.in.ptr) + 1);
 			dlist_frame_init(&f);
@@ -418,6 +471,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 		}
 		if (n < 0) {
 			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
+			flush_batch(&s);
 			conn_printf(c, "* BYE %s\r\n", err.msg);
 			break;
 		}
@@ -437,6 +491,8 @@ int syncs_session(const struct service_env *env, struct conn *c)
 				break;
 			continue;
 		}
+		if (more_without_waiting(&s))
+			continue;
 		if (conn_flush(c, &err) < 0)
 			break;
 		if (server_stop_requested) {
@@ -449,6 +505,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 		if (r <= 0)
 			break;
 	}
+	flush_batch(&s);	/* applied even when the client is gone: its next sync finds them */
 	conn_flush(c, &err);
 	log_info("event=disconnect service=sync session=%s user=%s commands=%lu", env->session_id, s.user,
 		 sync_replica_commands(s.replica));

@@ -1,0 +1,159 @@
+/* test_store_batch.c: applies in a batch (store_apply_batch_*, the
+ * replica's pipelined APPLY MAILBOX): answered as store_apply_mailbox
+ * would answer each, a refused one rolled back alone inside its owner's
+ * shared transaction, the change log written for the applied ones only,
+ * and an incremental update of a mailbox that is not there refused. */
+#include "chlog/chlog.h"
+#include "lib/fsutil.h"
+#include "lib/log.h"
+#include "lib/sha1.h"
+#include "store/store.h"
+#include "test.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const bodies[] = { "Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nsecond\r\n",
+				      "Subject: three\r\n\r\nthird\r\n" };
+
+/* store_body_fn over bodies[]: unknown GUIDs were never sent. */
+static int body_of(void *rock, const char *guid, const void **data_r, size_t *len_r)
+{
+	(void)rock;
+	for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+		char g[41];
+		sha1_hex(bodies[i], strlen(bodies[i]), g);
+		if (!strcmp(g, guid)) {
+			*data_r = bodies[i];
+			*len_r = strlen(bodies[i]);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+struct one {
+	struct store_apply_record rec;
+	struct store_apply a;
+	char uniqueid[25];
+};
+
+/* A new mailbox `name` with one record: body i of bodies[] (or, i < 0, a
+ * body never sent). */
+static void make(struct one *o, const char *name, int i, int n)
+{
+	memset(o, 0, sizeof *o);
+	snprintf(o->uniqueid, sizeof o->uniqueid, "batchuniqueid%011d", n);
+	const char *b = i >= 0 ? bodies[i] : "never sent";
+	o->rec = (struct store_apply_record){ .uid = 1, .modseq = 3, .last_updated = 1, .keywords = "",
+					      .internaldate = 1704067200, .size = (uint32_t)strlen(b) };
+	sha1_hex(b, strlen(b), o->rec.guid);
+	o->a = (struct store_apply){ .uniqueid = o->uniqueid, .name = name, .last_uid = 1, .highestmodseq = 3,
+				     .uidvalidity = 42, .createdmodseq = 1, .recs = &o->rec, .nrecs = 1,
+				     .body = body_of };
+}
+
+static int exists(struct store *st, const char *name)
+{
+	struct store_mailbox_info mi;
+	struct terr err;
+	if (store_mailbox_get(st, name, &mi, &err) < 0)
+		return 0;
+	int n = (int)mi.last_uid;
+	store_mailbox_info_free(&mi);
+	return n ? 1 : 0;
+}
+
+/* Change-log lines naming mailbox in the channel's log. */
+static int log_lines(const char *conf, const char *mailbox)
+{
+	char path[4200], line[1024];
+	snprintf(path, sizeof path, "%s/sync/repl1/log", conf);
+	FILE *f = fopen(path, "r");
+	int n = 0;
+	char want[300];
+	snprintf(want, sizeof want, " %s", mailbox);
+	while (f && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\r\n")] = '\0';
+		size_t ll = strlen(line), wl = strlen(want);
+		if (ll >= wl && !strcmp(line + ll - wl, want))
+			n++;
+	}
+	if (f)
+		fclose(f);
+	return n;
+}
+
+TEST(a_batch_answers_each_and_rolls_back_a_refused_one_alone)
+{
+	char *dir = test_tmpdir();
+	char conf[4096], spool[4096];
+	snprintf(conf, sizeof conf, "%s/conf", dir);
+	snprintf(spool, sizeof spool, "%s/spool", dir);
+	static const char *const chans[] = { "repl1" };
+	struct chlog *log = chlog_open(conf, chans, 1);
+	struct store_opts so = { conf, "default", spool, log, 0, 0, NULL, NULL, NULL };
+	struct store *st = NULL;
+	struct terr err;
+	CHECK_INT(store_open(&so, &st, &err), 0);
+	struct one v[5];
+	make(&v[0], "user.alice", 0, 1);
+	make(&v[1], "user.alice.Bad", -1, 2);	/* its body was never sent */
+	make(&v[2], "user.alice.Sub", 1, 3);	/* same owner, after the refused one */
+	make(&v[3], "user.bob", 2, 4);
+	make(&v[4], "user.bob.Late", 0, 5);
+	v[4].a.has_since = 1;			/* an update since a state that is not here */
+	v[4].a.since_modseq = 2;
+	struct store_apply_batch *b = store_apply_batch_new(st);
+	for (int i = 0; i < 5; i++)
+		CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+	CHECK_INT(store_apply_batch_count(b), 5);
+	int rcs[5];
+	struct terr errs[5];
+	store_apply_batch_run(b, rcs, errs);
+	CHECK_INT(store_apply_batch_count(b), 0);
+	CHECK_INT(rcs[0], 0);
+	CHECK_INT(rcs[1], -1);
+	CHECK_INT(errs[1].code, TE_NOTFOUND);
+	CHECK_INT(rcs[2], 0);
+	CHECK_INT(rcs[3], 0);
+	CHECK_INT(rcs[4], -1);
+	CHECK_INT(errs[4].code, TE_CHANGED);
+	CHECK_INT(exists(st, "user.alice"), 1);
+	CHECK_INT(exists(st, "user.alice.Bad"), 0);
+	CHECK_INT(exists(st, "user.alice.Sub"), 1);
+	CHECK_INT(exists(st, "user.bob"), 1);
+	CHECK_INT(exists(st, "user.bob.Late"), 0);
+	/* the change log has the applied ones (APPEND and MAILBOX), not the refused */
+	CHECK_INT(log_lines(conf, "user.alice"), 2);
+	CHECK_INT(log_lines(conf, "user.alice.Sub"), 2);
+	CHECK_INT(log_lines(conf, "user.bob"), 2);
+	CHECK_INT(log_lines(conf, "user.alice.Bad"), 0);
+	/* replayed in a batch: idempotent, every one answered as before */
+	for (int i = 0; i < 4; i++)
+		if (i != 1)
+			CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+	int rc2[3];
+	struct terr err2[3];
+	store_apply_batch_run(b, rc2, err2);
+	CHECK_INT(rc2[0], 0);
+	CHECK_INT(rc2[1], 0);
+	CHECK_INT(rc2[2], 0);
+	/* a batch of one is store_apply_mailbox */
+	struct one w;
+	make(&w, "user.carol", 1, 6);
+	CHECK_INT(store_apply_mailbox(st, &w.a, &err), 0);
+	CHECK_INT(exists(st, "user.carol"), 1);
+	store_apply_batch_free(&b);
+	store_close(&st);
+	chlog_close(&log);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+int main(void)
+{
+	log_set_level(LOG_LVL_ERR);
+	RUN(a_batch_answers_each_and_rolls_back_a_refused_one_alone);
+	return test_done();
+}
