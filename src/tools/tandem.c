@@ -35,7 +35,7 @@ static const struct command commands[] = {
 	{ "init", cmd_init, 0, "create a new instance in a directory" },
 	{ "user", cmd_user, 1, "add, delete, list users; set passwords" },
 	{ "mailbox", cmd_mailbox, 1, "create, rename, delete, list mailboxes" },
-	{ "deliver", cmd_deliver, 1, "deliver a message from standard input" },
+	{ "deliver", cmd_deliver, 0, "deliver a message from standard input" },
 	{ "message", cmd_message, 1, "list messages, change flags, expunge" },
 	{ "dump", cmd_dump, 1, "print a mailbox as the sync protocol sends it" },
 	{ "synclog", cmd_synclog, 1, "add a line to the change log by hand" },
