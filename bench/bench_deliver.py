@@ -19,9 +19,10 @@ pass of 200 deliveries per build and concurrency runs under
 `strace -f -c` (tandemd included) to count fsync/fdatasync/syncfs calls
 per message (strace slows it, so only counts and shares are quoted).
 
-Prints one JSON line; its top-level figures are bin/'s at concurrency 1
-(what make bench has always reported), "runs" has every build x
-concurrency.
+bin/ runs twice: as bin/tandem-deliver (the same command linked with libc
+only, what an MTA runs) and as `tandem deliver`. Prints one JSON line; its
+top-level figures are bin/'s first program at concurrency 1, "runs" has
+every build x program x concurrency.
 """
 import json
 import os
@@ -51,6 +52,14 @@ TICK = os.sysconf("SC_CLK_TCK")
 def has_m(bindir):
     r = subprocess.run([os.path.join(bindir, "tandem"), "deliver", "--help"], capture_output=True, text=True)
     return "-m FOLDER" in r.stdout
+
+
+def deliver_cmd(bindir, prog, conf):
+    """The command line up to the recipients: `tandem -C CONF deliver`, or
+    bin/tandem-deliver (the same command linked with libc only)."""
+    if prog == "tandem-deliver":
+        return [os.path.join(bindir, "tandem-deliver"), "-C", conf]
+    return [os.path.join(bindir, "tandem"), "-C", conf, "deliver"]
 
 
 def setup(root, bindir):
@@ -118,14 +127,14 @@ def tree_cpu(pid):
     return total / TICK
 
 
-def argv_for(bindir, conf, user, folder, use_m):
-    a = [os.path.join(bindir, "tandem"), "-C", conf, "deliver"]
+def argv_for(bindir, prog, conf, user, folder, use_m):
+    a = deliver_cmd(bindir, prog, conf)
     if folder and use_m:
         return a + ["-m", folder, user]
     return a + [user + ("+" + folder if folder else "")]
 
 
-def deliver_all(bindir, conf, msgs, conc, use_m):
+def deliver_all(bindir, prog, conf, msgs, conc, use_m):
     """Wall seconds and the deliver processes' CPU seconds."""
     jobs = list(msgs)
     lock = threading.Lock()
@@ -137,7 +146,7 @@ def deliver_all(bindir, conf, msgs, conc, use_m):
                 if not jobs or errors:
                     return
                 user, folder, data = jobs.pop(0)
-            r = subprocess.run(argv_for(bindir, conf, user, folder, use_m), input=data, capture_output=True)
+            r = subprocess.run(argv_for(bindir, prog, conf, user, folder, use_m), input=data, capture_output=True)
             if r.returncode != 0:
                 with lock:
                     errors.append(r.stdout.decode() + r.stderr.decode())
@@ -156,14 +165,14 @@ def deliver_all(bindir, conf, msgs, conc, use_m):
     return wall, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
 
 
-def one_run(bindir, msgs, conc, base):
+def one_run(bindir, prog, msgs, conc, base):
     root = tempfile.mkdtemp(prefix="bench-deliver-", dir=base)
     try:
         conf = setup(root, bindir)
         d = start_tandemd(bindir, conf)
         try:
             c0 = tree_cpu(d.pid)
-            wall, cpu = deliver_all(bindir, conf, msgs, conc, has_m(bindir))
+            wall, cpu = deliver_all(bindir, prog, conf, msgs, conc, has_m(bindir))
             dcpu = tree_cpu(d.pid) - c0
         finally:
             stop_tandemd(d)
@@ -172,18 +181,18 @@ def one_run(bindir, msgs, conc, base):
         shutil.rmtree(root, ignore_errors=True)
 
 
-def drive(bindir, conf, conc, path):
+def drive(bindir, prog, conf, conc, path):
     """The strace pass's inside (run under strace -f): tandemd and the
     deliveries, so every fsync of either is counted."""
     msgs = pickle.load(open(path, "rb"))
     d = start_tandemd(bindir, conf)
     try:
-        deliver_all(bindir, conf, msgs, conc, has_m(bindir))
+        deliver_all(bindir, prog, conf, msgs, conc, has_m(bindir))
     finally:
         stop_tandemd(d)
 
 
-def fsync_pass(bindir, msgs, conc, base):
+def fsync_pass(bindir, prog, msgs, conc, base):
     root = tempfile.mkdtemp(prefix="bench-deliver-", dir=base)
     try:
         conf = setup(root, bindir)
@@ -192,7 +201,7 @@ def fsync_pass(bindir, msgs, conc, base):
         pickle.dump(msgs, open(pk, "wb"))
         t0 = time.monotonic()
         subprocess.run(["strace", "-f", "-c", "-e", "trace=fsync,fdatasync,syncfs", "-o", out, sys.executable,
-                        os.path.abspath(__file__), "_drive", bindir, conf, str(conc), pk], check=True,
+                        os.path.abspath(__file__), "_drive", bindir, prog, conf, str(conc), pk], check=True,
                        capture_output=True)
         wall = time.monotonic() - t0
         calls, secs = 0, 0.0
@@ -210,35 +219,37 @@ def fsync_pass(bindir, msgs, conc, base):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "_drive":
-        drive(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+        drive(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
         return
     msgs = [workload.message(1, i) for i in range(N)]
     total = sum(len(m[2]) for m in msgs)
     base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
     os.makedirs(base, exist_ok=True)
-    builds = [("bin", BIN)]
+    builds = [("bin", BIN, "tandem")]
+    if os.path.exists(os.path.join(BIN, "tandem-deliver")):
+        builds.insert(0, ("bin", BIN, "tandem-deliver"))
     if os.environ.get("BENCH_DELIVER_BASE"):
-        builds.append(("base", os.path.abspath(os.environ["BENCH_DELIVER_BASE"])))
-    res = {(b, c): [] for b, _ in builds for c in CONCS}
+        builds.append(("base", os.path.abspath(os.environ["BENCH_DELIVER_BASE"]), "tandem"))
+    res = {(b, p, c): [] for b, _, p in builds for c in CONCS}
     for rep in range(REPS):
         order = builds if rep % 2 == 0 else builds[::-1]
         for conc in CONCS:
-            for name, bindir in order:
-                res[(name, conc)].append(one_run(bindir, msgs, conc, base))
+            for name, bindir, prog in order:
+                res[(name, prog, conc)].append(one_run(bindir, prog, msgs, conc, base))
     fs = {}
     if shutil.which("strace"):
         for conc in CONCS:
-            for name, bindir in builds:
-                fs[(name, conc)] = fsync_pass(bindir, msgs[:FSYNC_N], conc, base)
+            for name, bindir, prog in builds:
+                fs[(name, prog, conc)] = fsync_pass(bindir, prog, msgs[:FSYNC_N], conc, base)
     runs = []
-    for (name, conc), rs in res.items():
+    for (name, prog, conc), rs in res.items():
         med = statistics.median(w for w, _, _ in rs)
-        runs.append({"build": name, "conc": conc, "wall_s": [round(w, 3) for w, _, _ in rs],
+        runs.append({"build": name, "program": prog, "conc": conc, "wall_s": [round(w, 3) for w, _, _ in rs],
                      "median_wall_s": round(med, 3), "msgs_per_s": round(N / med, 1),
                      "cpu_ms_per_msg_deliver": round(1000 * statistics.median(c for _, c, _ in rs) / N, 2),
                      "cpu_ms_per_msg_tandemd": round(1000 * statistics.median(d for _, _, d in rs) / N, 2),
                      "cpu_ms_per_msg": round(1000 * statistics.median(c + d for _, c, d in rs) / N, 2),
-                     "fsync": fs.get((name, conc))})
+                     "fsync": fs.get((name, prog, conc))})
     top = next(r for r in runs if r["build"] == "bin" and r["conc"] == CONCS[0])
     print(json.dumps({"bench": "deliver", "messages": N, "bytes": total, "reps": REPS, "conc": top["conc"],
                       "wall_s": top["wall_s"], "median_wall_s": top["median_wall_s"],

@@ -8,7 +8,9 @@ and exit codes on both paths, -m (Cyrus's rule: the folder when anyone,
 anonymous or the sender may post, else the INBOX) and -r/-f giving the
 same mailboxes and bytes on both paths, dot-stuffing and line ends, the
 fall-back when tandemd is down or refuses the connection, no fall-back
-(no second copy) once the message was sent, concurrent deliveries."""
+(no second copy) once the message was sent, concurrent deliveries; and
+bin/tandem-deliver, the same command linked with libc only, whose direct
+path runs bin/tandem."""
 import os
 import shutil
 import socket
@@ -143,6 +145,36 @@ try:
         t.eq(len(uids), before + 8, "8 more")
         t.eq(len(set(uids)), len(uids), "distinct UIDs")
 
+    lean = os.path.join(os.environ.get("TANDEM_BIN", "bin"), "tandem-deliver")
+
+    def lean_run(args, data):
+        return subprocess.run([lean, "-C", inst.conf] + args, input=data, capture_output=True)
+
+    with t.case("bin/tandem-deliver: the same command linked with libc only, over LMTP"):
+        if shutil.which("ldd"):
+            libs = subprocess.run(["ldd", lean], capture_output=True, text=True).stdout
+            t.check("libcrypto" not in libs and "libsqlite3" not in libs and "libssl" not in libs, libs)
+        m = make_message(t.rng, 8)
+        before = len(inst.messages("user.alice.Lists"))
+        r = lean_run(["-v", "-r", "s@example.net", "-m", "Lists", "alice", "nobody"], m)
+        t.eq(r.returncode, 1, r.stderr)
+        out = r.stdout.decode()
+        t.check("alice: delivered via=lmtp" in out and "nobody: failed (notfound) 550 5.1.1" in out, out)
+        t.check("path=lmtp" in r.stderr.decode(), r.stderr)
+        msgs = inst.messages("user.alice.Lists")
+        t.eq(len(msgs), before + 1, "filed by -m")
+        t.eq(fetch(inst, "user.alice.Lists", msgs[-1][0]), b"Return-Path: <s@example.net>\r\n" + m, "bytes")
+
+    with t.case("bin/tandem-deliver: what must go direct runs bin/tandem with the message"):
+        m = make_message(t.rng, 9)
+        r = lean_run(["--flags", "\\Flagged", "alice+Priv"], m)
+        t.eq(r.returncode, 0, r.stderr)
+        t.check(b"alice+Priv: delivered mailbox=user.alice.Priv" in r.stdout, r.stdout)
+        last = inst.messages("user.alice.Priv")[-1]
+        t.eq(last[2], "\\Flagged", "flags applied by bin/tandem")
+        t.eq(fetch(inst, "user.alice.Priv", last[0]), m, "the message passed on whole")
+        t.eq(lean_run(["--bogus", "alice"], b"x").returncode, 2, "bad usage: 2")
+
     with t.case("tandemd stopped: the direct path, with a warning"):
         d.stop()
         before = len(inst.messages("user.alice"))
@@ -151,6 +183,12 @@ try:
         t.check("delivered mailbox=user.alice" in r.stdout, r.stdout)
         t.check("level=warn event=deliver_path path=direct reason=no_lmtp_answer" in r.stderr, r.stderr)
         t.eq(len(inst.messages("user.alice")), before + 1, "stored")
+        big = make_message(t.rng, 10, 90000)
+        r = lean_run(["alice", "nobody"], big)
+        t.eq(r.returncode, 1, r.stderr)
+        t.check(b"alice: delivered mailbox=user.alice" in r.stdout and b"nobody: failed" in r.stdout, r.stdout)
+        t.check(b"reason=no_lmtp_answer" in r.stderr, r.stderr)
+        t.eq(fetch(inst, "user.alice", inst.messages("user.alice")[-1][0]), big, "tandem-deliver's direct path")
         t.eq(inst.run(["check"]).returncode, 0, "the store checks clean")
 
     with t.case("tandemd on a unix socket: used, and deliver opens no store"):
