@@ -9,10 +9,12 @@
  *    processes and its group commit of the change log, and this process
  *    opens no store and initialises no OpenSSL: it reads the message,
  *    talks LMTP and prints tandemd's answers.
- *  - direct: this process opens the store and delivers through the
- *    store's delivery path (the one LMTP uses): the message is written
- *    once, made durable, and appended to each recipient's mailbox in its
- *    own transaction with its change-log lines. Taken with --direct,
+ *  - direct (deliver.h: deliver_direct.c in bin/tandem, an exec of
+ *    bin/tandem in bin/tandem-deliver): the process opens the store and
+ *    delivers through the store's delivery path (the one LMTP uses): the
+ *    message is written once, made durable, and appended to each
+ *    recipient's mailbox in its own transaction with its change-log
+ *    lines. Taken with --direct,
  *    when no tandemd answers (a warning says so), and for what LMTP
  *    cannot say: --flags, --date, and USER+folder (filed into that
  *    folder whatever its ACL, as an administrator's tool does).
@@ -38,8 +40,8 @@
 #include <unistd.h>
 
 static const char usage[] =
-	"usage: tandem deliver [--direct] [-m FOLDER] [-r|-f SENDER] [-d] [--flags FLAGS] [--date EPOCH]\n"
-	"                      USER[+folder]... < message\n"
+	"usage: tandem deliver [--direct] [-m FOLDER] [-r|-f SENDER] [-d] [-C CONFIG] [--flags FLAGS]\n"
+	"                      [--date EPOCH] USER[+folder]... < message\n"
 	"\nDelivers the message on standard input to each recipient's INBOX. Bare LF line\n"
 	"ends are stored as CRLF, as LMTP stores them. Prints one line per recipient;\n"
 	"exit 0 when every recipient got the message, 1 when one did not.\n"
@@ -52,10 +54,14 @@ static const char usage[] =
 	"                the sender, else the INBOX (LMTP's USER+FOLDER@ rule)\n"
 	"  -r, -f SENDER the envelope sender: LMTP's MAIL FROM, a Return-Path line\n"
 	"  -d            ignored (/bin/mail compatibility, as Cyrus's deliver)\n"
+	"  -C CONFIG     the configuration file, here too (as Cyrus's deliver)\n"
 	"  --direct      store the message from this process even when tandemd runs\n"
 	"  USER+folder   that folder whatever its ACL (direct path)\n"
 	"  --flags FLAGS initial flags, e.g. '\\Seen $Label1' (direct path)\n"
-	"  --date EPOCH  internal date (direct path)\n";
+	"  --date EPOCH  internal date (direct path)\n"
+	"\ntandem-deliver [-C CONFIG] [-v] OPTIONS USER... is this command linked with libc\n"
+	"only, for an MTA (one process per message); it runs 'tandem deliver --direct'\n"
+	"from its own directory when the message must be stored directly.\n";
 
 /* Bare LF -> CRLF (stored messages use CRLF, as Cyrus's do): the runs
  * between line ends are copied whole. */
@@ -390,6 +396,8 @@ int cmd_deliver(struct tool *t, int argc, char **argv)
 				rc = EXIT_USAGE;
 				goto out;
 			}
+		} else if (!strcmp(argv[i], "-C") && i + 1 < argc) {
+			t->conf_path = argv[++i];	/* Cyrus's deliver -C, among its options */
 		} else if (!strcmp(argv[i], "-d")) {
 			/* /bin/mail's flag, ignored as Cyrus's deliver does */
 		} else if (!strcmp(argv[i], "--direct")) {

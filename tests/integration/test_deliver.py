@@ -174,6 +174,9 @@ try:
         t.eq(last[2], "\\Flagged", "flags applied by bin/tandem")
         t.eq(fetch(inst, "user.alice.Priv", last[0]), m, "the message passed on whole")
         t.eq(lean_run(["--bogus", "alice"], b"x").returncode, 2, "bad usage: 2")
+        r = subprocess.run([lean, "-m", "Lists", "-C", inst.conf, "alice"], input=m, capture_output=True)
+        t.eq(r.returncode, 0, r.stderr)
+        t.check(b"alice: delivered via=lmtp" in r.stdout, "-C among the options, as Cyrus's deliver takes it")
 
     with t.case("tandemd stopped: the direct path, with a warning"):
         d.stop()
