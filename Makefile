@@ -6,12 +6,12 @@
 # one fuzz target (libFuzzer with clang, corpus replay with gcc).
 #
 # Targets:
-#   all      bin/tandem (and later bin/tandemd)
+#   all      bin/tandem, bin/tandemd, bin/tandem-deliver (an MTA's deliver)
 #   check    deps + build + unit tests (plain and ASan+UBSan) + fuzz corpus
 #            replay + integration tests; ends with "check: N passed, N failed, N skipped"
 #   demo     a throwaway instance in ./demo, mail delivered and listed
 #   bench    benchmarks; results go to docs/benchmarks.md
-#   install  bin/tandem and bin/tandemd to $(DESTDIR)$(BINDIR), etc/tandem.conf
+#   install  bin/tandem, bin/tandemd and bin/tandem-deliver to $(DESTDIR)$(BINDIR), etc/tandem.conf
 #            to $(SYSCONFDIR) (kept if one is there: the example always goes to
 #            tandem.conf.example) and the systemd unit to $(UNITDIR), with
 #            these paths; PREFIX (default /usr/local) and DESTDIR as usual.
@@ -38,12 +38,17 @@ SANFLAGS := -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-saniti
 # Every module directory goes into the library except the programs' own mains.
 PROG_DIRS := src/tools src/tandemd
 LIB_SRCS  := $(sort $(filter-out $(PROG_DIRS:%=%/%), $(wildcard src/*/*.c src/proto/*/*.c)))
-TOOL_SRCS := $(sort $(wildcard src/tools/*.c))
+TOOL_SRCS := $(filter-out src/tools/deliver_lean.c,$(sort $(wildcard src/tools/*.c)))
+# bin/tandem-deliver: tandem deliver linked with libc only (no OpenSSL,
+# SQLite, zlib: their loading cost more than the delivery through tandemd);
+# its direct path runs bin/tandem (src/tools/deliver_lean.c).
+LEAN_SRCS := src/tools/deliver_lean.c src/tools/cmd_deliver.c src/tools/tool_util.c
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 
 LIB_OBJS  := $(LIB_SRCS:%.c=build/obj/%.o)
 TOOL_OBJS := $(TOOL_SRCS:%.c=build/obj/%.o)
+LEAN_OBJS := $(LEAN_SRCS:%.c=build/obj/%.o)
 ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit/%)
 ASAN_UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit-asan/%)
@@ -53,7 +58,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 .PHONY: all deps check unit unit-asan fuzz-replay integration demo bench fuzz soak clean install
 .SUFFIXES:
 
-all: deps bin/tandem bin/tandemd
+all: deps bin/tandem bin/tandemd bin/tandem-deliver
 
 deps:
 	@scripts/deps.sh build
@@ -89,6 +94,10 @@ bin/tandemd: $(DAEMON_OBJS) build/libtandem.a
 bin/tandem: $(TOOL_OBJS) build/libtandem.a
 	@mkdir -p bin
 	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJS) build/libtandem.a $(PKG_LIBS)
+
+bin/tandem-deliver: $(LEAN_OBJS) build/libtandem.a
+	@mkdir -p bin
+	$(CC) $(ALL_CFLAGS) -o $@ $(LEAN_OBJS) build/libtandem.a
 
 build/unit/%: tests/unit/%.c tests/unit/test.h build/libtandem.a
 	@mkdir -p $(dir $@)
@@ -141,7 +150,7 @@ UNITDIR    ?= $(PREFIX)/lib/systemd/system
 
 install: all
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(SYSCONFDIR) $(DESTDIR)$(UNITDIR)
-	install -m 755 bin/tandem bin/tandemd $(DESTDIR)$(BINDIR)/
+	install -m 755 bin/tandem bin/tandemd bin/tandem-deliver $(DESTDIR)$(BINDIR)/
 	install -m 644 etc/tandem.conf $(DESTDIR)$(SYSCONFDIR)/tandem.conf.example
 	@if [ -e $(DESTDIR)$(SYSCONFDIR)/tandem.conf ]; then \
 	  echo "install: $(DESTDIR)$(SYSCONFDIR)/tandem.conf exists: kept (the new example: tandem.conf.example)"; \
@@ -155,4 +164,4 @@ install: all
 clean:
 	rm -rf build bin
 
--include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d)
+-include $(LIB_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(LEAN_OBJS:.o=.d) $(DAEMON_OBJS:.o=.d) $(ASAN_LIB_OBJS:.o=.d)

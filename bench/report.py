@@ -27,6 +27,15 @@ for r in results:
         lines.append("| messages/s (median) | MB/s (median) | median wall s |")
         lines.append("|---|---|---|")
         lines.append(f"| {r['msgs_per_s']} | {r['mb_per_s']} | {r['median_wall_s']} |")
+        if r.get("runs"):
+            lines.append("")
+            lines.append("| build | program | processes at once | messages/s | CPU ms/message (deliver + tandemd) "
+                         "| fsync calls/message |")
+            lines.append("|---|---|---|---|---|---|")
+            for x in r["runs"]:
+                fs = (x.get("fsync") or {}).get("calls_per_message", "-")
+                lines.append(f"| {x['build']} | {x.get('program', 'tandem')} | {x['conc']} | {x['msgs_per_s']} | {x['cpu_ms_per_msg']} "
+                             f"({x['cpu_ms_per_msg_deliver']} + {x['cpu_ms_per_msg_tandemd']}) | {fs} |")
         f = r.get("fsync")
         if f:
             lines.append("")

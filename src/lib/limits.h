@@ -335,6 +335,19 @@
 /* Timeout of one read inside DATA, seconds: RFC 5321 4.5.3.2 suggests
  * 3-5 minutes. Between commands preauth_timeout applies. */
 #define LMTP_IDLE_TIMEOUT 300
+/* `tandem deliver` as an LMTP client of tandemd: the longest it waits for
+ * one reply or one write, seconds. tandemd answers after the delivery is
+ * durable (and, with sync_rightnow_channel, replicated: at most
+ * sync_rightnow_timeout more); the MTA that runs deliver waits longer
+ * still. Same as the server side's LMTP_IDLE_TIMEOUT (RFC 5321 4.5.3.2). */
+#define DELIVER_LMTP_TIMEOUT 300
+/* Connecting to tandemd's LMTP listener and waiting for its greeting,
+ * milliseconds: a refused or absent listener answers at once and tandemd
+ * greets right after its accept (a forked or reused session process); a
+ * wedged one must not hold the delivery longer than this before deliver
+ * stores the message itself (nothing has been sent then). Generous for a
+ * loaded machine: running out only costs the direct path. */
+#define DELIVER_LMTP_GREETING_MS 10000
 
 /* ---- server ---------------------------------------------------------------- */
 

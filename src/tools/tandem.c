@@ -21,7 +21,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define DEFAULT_CONF "/etc/tandem.conf"
+#define DEFAULT_CONF TOOL_DEFAULT_CONF
 
 
 struct command {
@@ -35,7 +35,7 @@ static const struct command commands[] = {
 	{ "init", cmd_init, 0, "create a new instance in a directory" },
 	{ "user", cmd_user, 1, "add, delete, list users; set passwords" },
 	{ "mailbox", cmd_mailbox, 1, "create, rename, delete, list mailboxes" },
-	{ "deliver", cmd_deliver, 1, "deliver a message from standard input" },
+	{ "deliver", cmd_deliver, 0, "deliver a message from standard input" },
 	{ "message", cmd_message, 1, "list messages, change flags, expunge" },
 	{ "dump", cmd_dump, 1, "print a mailbox as the sync protocol sends it" },
 	{ "synclog", cmd_synclog, 1, "add a line to the change log by hand" },
@@ -69,70 +69,6 @@ static void print_version(void)
 	       "protocols: IMAP4rev1, LMTP, Cyrus 3.6 replication (csync and IMAP SYNC verbs)\n"
 	       "libraries: SQLite %s, %s, zlib %s\n",
 	       TANDEM_VERSION, sqlite3_libversion(), OpenSSL_version(OPENSSL_VERSION), zlibVersion());
-}
-
-int tool_fail(const struct terr *err)
-{
-	fprintf(stderr, "tandem: %s\n", err->msg);
-	return err->code == TE_CONFIG ? EXIT_USAGE : EXIT_FAIL;
-}
-
-int tool_help(int argc, char **argv, const char *usage)
-{
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			fputs(usage, stdout);
-			return 1;
-		}
-	return 0;
-}
-
-int tool_usage(const char *usage)
-{
-	fprintf(stderr, "%s", usage);
-	return EXIT_USAGE;
-}
-
-int tool_mailbox_arg(struct tool *t, const char *arg, struct buf *internal_r)
-{
-	struct terr err;
-	if (mboxname_from_admin(&t->ns, arg, internal_r, &err) < 0) {
-		fprintf(stderr, "tandem: mailbox '%s': %s\n", arg, err.msg);
-		return EXIT_USAGE;
-	}
-	return 0;
-}
-
-int tool_read_stdin(size_t max, struct buf *out, struct terr *err)
-{
-	for (;;) {
-		buf_reserve(out, 65536);
-		ssize_t n = read(0, out->ptr + out->len, 65536);
-		if (n < 0)
-			return terr_errno(err, errno, "read standard input");
-		if (n == 0)
-			return 0;
-		out->len += (size_t)n;
-		out->ptr[out->len] = '\0';
-		if (out->len > max)
-			return terr_set(err, TE_TOOBIG, "input is over the limit of %zu bytes", max);
-	}
-}
-
-int tool_read_password(struct buf *out, struct terr *err)
-{
-	if (tool_read_stdin(MAX_PASSWORD + 2, out, err) < 0)
-		return -1;
-	char *nl = memchr(out->ptr ? out->ptr : "", '\n', out->len);
-	if (nl)
-		buf_truncate(out, (size_t)(nl - out->ptr));
-	if (out->len && out->ptr[out->len - 1] == '\r')
-		buf_truncate(out, out->len - 1);
-	if (out->len == 0)
-		return terr_set(err, TE_INVALID, "empty password on standard input");
-	if (out->len > MAX_PASSWORD)
-		return terr_set(err, TE_INVALID, "password longer than %d bytes", MAX_PASSWORD);
-	return 0;
 }
 
 static int open_instance(struct tool *t, struct terr *err)

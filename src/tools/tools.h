@@ -25,6 +25,8 @@ struct tool {
 };
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
+/* -C's default when $TANDEM_CONF is not set. */
+#define TOOL_DEFAULT_CONF "/etc/tandem.conf"
 
 /* Prints "tandem: <msg>" to stderr; returns EXIT_FAIL (or code for usage). */
 int tool_fail(const struct terr *err);

@@ -111,9 +111,10 @@ try:
         t.eq(len(A.messages("user.alice")), 13, "A has every message")
 
     with t.case("an old master cannot push into the new master"):
-        # A, demoted, got mail behind everyone's back (the admin tool does
-        # not check the role) and pushes as if it were still the master
-        A.ok(["deliver", "alice"], make_message(t.rng, 150))
+        # A, demoted, got mail behind everyone's back (the admin tool's
+        # direct path does not check the role; over LMTP A's tandemd would
+        # refuse it as a replica) and pushes as if it were still the master
+        A.ok(["deliver", "--direct", "alice"], make_message(t.rng, 150))
         r = A.run(["sync", "-n", "tob", "-o", "-u", "alice"])
         t.check(r.returncode != 0 and "master now" in r.stderr, f"APPLY from A refused by B: {r.stderr[-300:]}")
         t.eq(len(B.messages("user.alice")), 13, "B did not take A's stray message")

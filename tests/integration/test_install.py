@@ -57,7 +57,7 @@ try:
         passwd = open("/etc/passwd").read()
         r = make_install()
         t.eq(r.returncode, 0, "make install: " + r.stderr[-800:])
-        for f in ("usr/bin/tandem", "usr/bin/tandemd"):
+        for f in ("usr/bin/tandem", "usr/bin/tandemd", "usr/bin/tandem-deliver"):
             t.check(os.access(os.path.join(dest, f), os.X_OK), f + " executable")
         conf = os.path.join(dest, "etc/tandem.conf")
         t.eq(open(conf).read(), open(os.path.join(TOP, "etc/tandem.conf")).read(), "etc/tandem.conf installed")
