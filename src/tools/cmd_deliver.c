@@ -30,6 +30,7 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "net/net.h"
+#include "server/server.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -37,14 +38,18 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 static const char usage[] =
 	"usage: tandem deliver [--direct] [-m FOLDER] [-r|-f SENDER] [-d] [-C CONFIG] [--flags FLAGS]\n"
 	"                      [--date EPOCH] USER[+folder]... < message\n"
 	"\nDelivers the message on standard input to each recipient's INBOX. Bare LF line\n"
-	"ends are stored as CRLF, as LMTP stores them. Prints one line per recipient;\n"
-	"exit 0 when every recipient got the message, 1 when one did not.\n"
+	"ends are stored as CRLF, as LMTP stores them. Prints one line per recipient.\n"
+	"Exit status (sysexits, as an MTA reads it): 0 every recipient got the message;\n"
+	"75 (EX_TEMPFAIL) a temporary failure, the MTA retries; 67 (EX_NOUSER) no such\n"
+	"user; 65 (EX_DATAERR) the message was refused; 78 (EX_CONFIG) the configuration\n"
+	"cannot be read; 2 usage.\n"
 	"\nWhen tandemd answers on lmtp_listen (its unix socket, else its address on the\n"
 	"loopback) the message goes to it over LMTP, which adds a Return-Path line;\n"
 	"otherwise (or with --direct, --flags, --date or USER+folder) this process\n"
@@ -361,6 +366,49 @@ out:
 	return rc;
 }
 
+/* ---- the exit status ------------------------------------------------------ */
+
+/* Whether a recipient's failure is temporary: the MTA keeps the message
+ * and tries again (an LMTP 4xx; on the direct path the store's transient
+ * errors: I/O, a busy or moving user, a full disk, over quota, which
+ * Cyrus also defers unless lmtp_over_quota_perm_failure). */
+static int failure_is_temporary(const struct drcpt *r)
+{
+	if (r->code >= 500)
+		return 0;
+	if (r->code >= 400)
+		return 1;
+	switch (r->err.code) {
+	case TE_NOTFOUND:
+	case TE_TOOBIG:
+	case TE_INVALID:
+	case TE_PROTOCOL:
+		return 0;
+	default:
+		return 1;
+	}
+}
+
+/* The exit status an MTA's local delivery reads (sendmail's sysexits, as
+ * Postfix's local(8) and Cyrus's deliver use them): 0 every recipient
+ * has the message; EX_TEMPFAIL (75) when a failure is temporary, so the
+ * MTA defers instead of bouncing (a lost LMTP answer, tandemd busy or a
+ * replica, a full disk); else EX_NOUSER (67) for an unknown recipient,
+ * EX_DATAERR (65) for a message refused (too big, malformed). */
+static int deliver_exit(const struct drcpt *rs, size_t n)
+{
+	int rc = EXIT_OK;
+	for (size_t k = 0; k < n; k++) {
+		const struct drcpt *r = &rs[k];
+		if (r->code == 250 || (!r->code && !r->err.code && r->uid))
+			continue;
+		if (failure_is_temporary(r))
+			return EX_TEMPFAIL;
+		rc = r->err.code == TE_NOTFOUND ? EX_NOUSER : (rc == EX_NOUSER ? rc : EX_DATAERR);
+	}
+	return rc;
+}
+
 /* ---- the command ---------------------------------------------------------- */
 
 int cmd_deliver(struct tool *t, int argc, char **argv)
@@ -412,8 +460,9 @@ int cmd_deliver(struct tool *t, int argc, char **argv)
 		goto out;
 	}
 	if (conf_load(t->conf_path, &t->conf, &err) < 0) {
-		err.code = TE_CONFIG;
-		rc = tool_fail(&err);
+		/* EX_CONFIG: an MTA defers (Postfix: 4.3.5) while it is fixed */
+		tool_fail(&err);
+		rc = EX_CONFIG;
 		goto out;
 	}
 	/* the namespace as server_open_store sets it, to check the names
@@ -451,7 +500,10 @@ int cmd_deliver(struct tool *t, int argc, char **argv)
 	if (max <= 0)
 		max = MAX_MESSAGE_SIZE;
 	if (tool_read_stdin((size_t)max, &raw, &err) < 0) {
-		rc = tool_fail(&err);
+		/* over maxmessagesize: refused for good (the MTA bounces it);
+		 * a read error: the MTA keeps the message and retries */
+		tool_fail(&err);
+		rc = err.code == TE_TOOBIG ? EX_DATAERR : EX_TEMPFAIL;
 		goto out;
 	}
 	crlf_normalize(&raw, &msg);
@@ -464,7 +516,15 @@ int cmd_deliver(struct tool *t, int argc, char **argv)
 	} else {
 		log_info("event=deliver_path path=direct reason=%s", why_direct);
 	}
-	if (!lmtp) {
+	if (!lmtp && strcmp(why_direct ? why_direct : "", "option") && server_role_refuses_writes(t->conf)) {
+		/* no tandemd took it and this instance is a replica (or draining
+		 * for a failover): a message stored here would exist on this
+		 * side only; the MTA retries, at the master after the failover
+		 * (--direct, an administrator's explicit choice, still writes) */
+		for (size_t k = 0; k < n; k++)
+			terr_set(&rs[k].err, TE_BUSY, "this instance is a replica (role file): deliver at the master");
+		log_warn("event=deliver_refused reason=replica");
+	} else if (!lmtp) {
 		rc = deliver_direct(t, argc, argv, rs, n, sender, flags, date, &raw, &msg);
 		if (rc != EXIT_OK)
 			goto out;
@@ -478,9 +538,9 @@ int cmd_deliver(struct tool *t, int argc, char **argv)
 		} else {
 			printf("%s: failed (%s) %s\n", r->arg, terr_code_name(r->err.code ? r->err.code : TE_IO),
 			       r->err.msg);
-			rc = EXIT_FAIL;
 		}
 	}
+	rc = deliver_exit(rs, n);
 out:
 	for (size_t k = 0; k < n; k++) {
 		free(rs[k].user);

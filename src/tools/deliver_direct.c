@@ -15,6 +15,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sysexits.h>
 #include <string.h>
 #include <strings.h>
 
@@ -88,7 +89,8 @@ int deliver_direct(struct tool *t, int argc, char **argv, struct drcpt *rs, size
 	ao->keywords = kw.ptr;
 	if (open_store(t, &err) < 0) {
 		buf_free(&kw);
-		return tool_fail(&err);
+		tool_fail(&err);
+		return EX_TEMPFAIL;	/* the store not available: the MTA retries */
 	}
 	struct buf mb = BUF_INIT;
 	int rc = 0;

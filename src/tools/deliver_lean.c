@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sysexits.h>
 #include <unistd.h>
 
 static int verbose;
@@ -37,7 +38,7 @@ int deliver_direct(struct tool *t, int argc, char **argv, struct drcpt *rs, size
 	ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 16);
 	if (sl <= 0) {
 		fprintf(stderr, "tandem-deliver: /proc/self/exe: %s\n", strerror(errno));
-		return EXIT_FAIL;
+		return EX_TEMPFAIL;
 	}
 	self[sl] = '\0';
 	char *slash = strrchr(self, '/');
@@ -57,7 +58,7 @@ int deliver_direct(struct tool *t, int argc, char **argv, struct drcpt *rs, size
 	}
 	if (fd < 0 || lseek(fd, 0, SEEK_SET) < 0 || dup2(fd, 0) < 0) {
 		fprintf(stderr, "tandem-deliver: the message for %s: %s\n", self, strerror(errno));
-		return EXIT_FAIL;
+		return EX_TEMPFAIL;
 	}
 	close(fd);
 	char **av = xcalloc((size_t)argc + 8, sizeof *av);
@@ -76,7 +77,7 @@ int deliver_direct(struct tool *t, int argc, char **argv, struct drcpt *rs, size
 	execv(self, av);
 	fprintf(stderr, "tandem-deliver: cannot run %s: %s\n", self, strerror(errno));
 	free(av);
-	return EXIT_FAIL;
+	return EX_TEMPFAIL;	/* an installation fault: the MTA keeps the message */
 }
 
 int main(int argc, char **argv)

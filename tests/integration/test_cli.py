@@ -89,11 +89,11 @@ try:
         got = inst.run(["message", "fetch", "user.bob", "2"]).stdout.encode()
         t.eq(got, b"Subject: lf\r\n\r\nline\r\n", "bare LF stored as CRLF")
         r = inst.run(["deliver", "alice", "nobody"], m)
-        t.eq(r.returncode, 1, "one bad recipient fails the command")
+        t.eq(r.returncode, 67, "one unknown recipient fails the command (EX_NOUSER)")
         t.check("alice: delivered" in r.stdout and "nobody: failed" in r.stdout, r.stdout)
         t.eq(len(inst.messages("user.alice")), 2, "the good recipient still got it")
         r = inst.run(["deliver", "alice"], b"")
-        t.eq(r.returncode, 1, "empty message refused")
+        t.eq(r.returncode, 65, "empty message refused (EX_DATAERR)")
 
     with t.case("flags and expunge, UIDs only grow"):
         inst.ok(["deliver", "--flags", "\\Seen $Label1", "--date", "1704067200", "alice"], make_message(t.rng, 2))

@@ -70,10 +70,10 @@ try:
     d = Daemon(inst, services=("lmtp",))
     daemons.append(d)
 
-    with t.case("tandemd on the loopback: LMTP, per-recipient results, exit 1 for one refusal"):
+    with t.case("tandemd on the loopback: LMTP, per-recipient results, exit 67 (EX_NOUSER) for an unknown one"):
         m = make_message(t.rng, 2)
         r = inst.run(["-v", "deliver", "alice", "bob", "nobody"], m)
-        t.eq(r.returncode, 1, r.stderr)
+        t.eq(r.returncode, 67, r.stderr)
         t.check("alice: delivered via=lmtp" in r.stdout and "bob: delivered via=lmtp" in r.stdout, r.stdout)
         t.check("nobody: failed (notfound) 550 5.1.1" in r.stdout, r.stdout)
         t.check(f"event=deliver_path path=lmtp addr=127.0.0.1:{d.port['lmtp']}" in r.stderr, r.stderr)
@@ -123,12 +123,12 @@ try:
         last = inst.messages("user.bob")[-1]
         t.eq((last[2], last[3]), ("\\Seen", 1704067200), "flags and date kept")
 
-    with t.case("LMTP: empty and too big refused with exit 1; bad usage 2"):
+    with t.case("LMTP: empty and too big refused with exit 65 (EX_DATAERR); bad usage 2"):
         r = inst.run(["deliver", "alice"], b"")
-        t.eq(r.returncode, 1, r.stdout)
+        t.eq(r.returncode, 65, r.stdout)
         t.check("alice: failed (invalid) 554 5.6.0" in r.stdout, r.stdout)
         r = inst.run(["deliver", "alice"], b"Subject: big\r\n\r\n" + b"x" * 120000)
-        t.eq(r.returncode, 1, "over maxmessagesize")
+        t.eq(r.returncode, 65, "over maxmessagesize")
         t.eq(inst.run(["deliver", "-r", "a<b", "alice"], b"x").returncode, 2, "a sender with <")
         t.eq(inst.run(["deliver"], b"x").returncode, 2, "no recipient")
         t.eq(inst.run(["deliver", "--bogus", "alice"], b"x").returncode, 2, "unknown option")
@@ -157,7 +157,7 @@ try:
         m = make_message(t.rng, 8)
         before = len(inst.messages("user.alice.Lists"))
         r = lean_run(["-v", "-r", "s@example.net", "-m", "Lists", "alice", "nobody"], m)
-        t.eq(r.returncode, 1, r.stderr)
+        t.eq(r.returncode, 67, r.stderr)
         out = r.stdout.decode()
         t.check("alice: delivered via=lmtp" in out and "nobody: failed (notfound) 550 5.1.1" in out, out)
         t.check("path=lmtp" in r.stderr.decode(), r.stderr)
@@ -188,11 +188,28 @@ try:
         t.eq(len(inst.messages("user.alice")), before + 1, "stored")
         big = make_message(t.rng, 10, 90000)
         r = lean_run(["alice", "nobody"], big)
-        t.eq(r.returncode, 1, r.stderr)
+        t.eq(r.returncode, 67, r.stderr)
         t.check(b"alice: delivered mailbox=user.alice" in r.stdout and b"nobody: failed" in r.stdout, r.stdout)
         t.check(b"reason=no_lmtp_answer" in r.stderr, r.stderr)
         t.eq(fetch(inst, "user.alice", inst.messages("user.alice")[-1][0]), big, "tandem-deliver's direct path")
         t.eq(inst.run(["check"]).returncode, 0, "the store checks clean")
+
+    with t.case("tandemd stopped on a replica: refused with EX_TEMPFAIL (the MTA retries), --direct still writes"):
+        confdir = [l.split(":", 1)[1].strip() for l in open(inst.conf) if l.startswith("configdirectory:")][0]
+        rolefile = os.path.join(confdir, "role")
+        with open(rolefile, "w") as f:
+            f.write("replica\n")
+        try:
+            before = len(inst.messages("user.alice"))
+            for run in (lambda a, m: inst.run(["deliver"] + a, m), lean_run):
+                r = run(["alice"], make_message(t.rng, 11))
+                t.eq(r.returncode, 75, f"{r.stdout} {r.stderr}")
+                t.check("replica" in (r.stdout if isinstance(r.stdout, str) else r.stdout.decode()), r.stdout)
+            t.eq(len(inst.messages("user.alice")), before, "nothing stored on the replica")
+            r = inst.run(["deliver", "--direct", "alice"], make_message(t.rng, 12))
+            t.eq(r.returncode, 0, "an administrator's explicit --direct")
+        finally:
+            os.unlink(rolefile)
 
     with t.case("tandemd on a unix socket: used, and deliver opens no store"):
         sock_inst = new_instance()
@@ -256,7 +273,7 @@ try:
         th = fake_lmtp(path, drop_after_data)
         r = fake.run(["deliver", "alice"], b"Subject: x\r\n\r\n.hidden\r\n")
         th.join(5)
-        t.eq(r.returncode, 1, r.stdout)
+        t.eq(r.returncode, 75, r.stdout)  # EX_TEMPFAIL: the MTA keeps it and retries
         t.check("alice: failed (io)" in r.stdout, r.stdout)
         t.eq(seen.get("body"), b"Subject: x\r\n\r\n..hidden\r\n.\r\n", "dot-stuffed on the wire")
         t.eq(len(fake.messages("user.alice")), 1, "no direct copy after the message went out")
