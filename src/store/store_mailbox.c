@@ -452,7 +452,10 @@ static int mailbox_rename(struct store *st, const char *oldname, const char *new
 		terr_set(err, TE_EXISTS, "mailbox '%s' already exists", newname);
 		goto out;
 	}
-	if (name_covers(oldname, newname)) {
+	/* with its children a mailbox cannot move below itself; alone it can
+	 * (replication's APPLY RENAME moves one mailbox: A to A.B.C, its
+	 * children already renamed away on the master) */
+	if (children && name_covers(oldname, newname)) {
 		terr_set(err, TE_INVALID, "cannot rename '%s' into itself", oldname);
 		goto out;
 	}

@@ -530,21 +530,25 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 	size_t ngone = 0, nfresh = 0;
 	/* renames first (the replica holds the mailbox under another name),
 	 * then the rest: a name freed by a rename may be taken by a new
-	 * mailbox, which must not meet the old one there */
+	 * mailbox, which must not meet the old one there. Among the renames,
+	 * those whose new name is free on the replica go first: in a chain
+	 * (D -> A, then B -> D, in one pass) the replica's D must move to A
+	 * before B can take the name D */
 	size_t *order = xcalloc(n, sizeof *order), nord = 0;
 	if (n == 1)
 		order[nord++] = 0;	/* nothing to order: no extra lookup */
-	for (int renames = 1; renames >= 0 && n > 1; renames--)
+	for (int tier = 0; tier < 3 && n > 1; tier++)
 		for (size_t i = 0; i < n; i++) {
 			struct store_mailbox_info mi;
 			struct terr e2 = { 0 };
-			int ren = 0;
+			int t = 2;	/* not a rename */
 			if (store_mailbox_get(sc->st, names[i], &mi, &e2) == 0) {
 				const char *elsewhere = syncc_remote_by_uniqueid(&rs, mi.uniqueid);
-				ren = elsewhere && strcmp(elsewhere, names[i]) != 0;
+				if (elsewhere && strcmp(elsewhere, names[i]) != 0)
+					t = syncc_remote_by_name(&rs, names[i]) ? 1 : 0;
 				store_mailbox_info_free(&mi);
 			}
-			if (ren == renames)
+			if (t == tier)
 				order[nord++] = i;
 		}
 	for (size_t oi = 0; rc == 0 && oi < nord; oi++) {
