@@ -85,41 +85,6 @@ static void do_lhlo(struct lmtp_session *s)
 	conn_printf(s->c, "250 SIZE %lld\r\n", s->maxsize);
 }
 
-/* 1 when a Cyrus ACL string ("id\trights\t...") grants 'p' (post) to
- * "anyone", "anonymous" or the envelope sender, and no negative entry
- * ("-id") of those takes it back: who may file into a folder by
- * user+folder (Cyrus 3.6 lmtpd checks ACL_POST for an unauthenticated
- * LMTP client the same way). */
-struct post_ctx {
-	const char *sender;
-	int pos, neg;
-};
-
-static void post_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock)
-{
-	struct post_ctx *pc = rock;
-	int is_neg = idlen && id[0] == '-';
-	if (is_neg) {
-		id++;
-		idlen--;
-	}
-	int match = (idlen == 6 && !memcmp(id, "anyone", 6)) || (idlen == 9 && !memcmp(id, "anonymous", 9)) ||
-		    (pc->sender && *pc->sender && strlen(pc->sender) == idlen && !strncasecmp(id, pc->sender, idlen));
-	if (match && memchr(rights, 'p', rlen)) {
-		if (is_neg)
-			pc->neg = 1;
-		else
-			pc->pos = 1;
-	}
-}
-
-static int acl_grants_post(const char *acl, const char *sender)
-{
-	struct post_ctx pc = { sender, 0, 0 };
-	store_acl_each(acl, post_cb, &pc);
-	return pc.pos && !pc.neg;
-}
-
 /* A user locked for a move or moved away (store_move.h): 451 4.2.1, so
  * the MTA retries until its routing points at the user's new store. 1
  * with the reply sent, 0 to go on. */
@@ -144,7 +109,7 @@ static int lmtpd_rcpt_moving(struct lmtp_session *s, const char *path, const cha
 }
 
 /* Maps a recipient to its mailbox: user's INBOX, or user+folder when the
- * folder exists and its ACL lets strangers post (acl_grants_post), else
+ * folder exists and its ACL lets strangers post (store_acl_grants_post), else
  * the INBOX, as Cyrus does. 0, or -1 with reply sent. */
 static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *mailbox)
 {
@@ -180,7 +145,7 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	struct store_mailbox_info mi = { 0 };
 	int have_folder = detail.len && mboxname_user_folder(&s->ns, user.ptr, detail.ptr, mailbox, &err) == 0 &&
 			  store_mailbox_get(s->st, mailbox->ptr, &mi, &err) == 0 && (!mi.mboxtype || !*mi.mboxtype);
-	if (have_folder && !acl_grants_post(mi.acl, buf_cstr(&s->from))) {
+	if (have_folder && !store_acl_grants_post(mi.acl, buf_cstr(&s->from))) {
 		char q[LOGQ_MAX];
 		log_info("event=rcpt_folder_refused session=%s rcpt=%s mailbox=%s reason=acl_no_post action=inbox",
 			 s->env->session_id, path, logq(q, mailbox->ptr));

@@ -194,6 +194,11 @@ int store_mailbox_set_acl(struct store *st, const char *name, const char *acl, s
  * a negative entry's id keeps its '-'. */
 typedef void store_acl_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock);
 void store_acl_each(const char *acl, store_acl_cb *cb, void *rock);
+/* 1 when the ACL grants 'p' (post) to "anyone", "anonymous" or sender
+ * (may be NULL or "") and no negative entry ("-id") of those takes it
+ * back: Cyrus's rule for filing into a folder from outside (lmtpd's
+ * user+folder@, deliver -m). */
+int store_acl_grants_post(const char *acl, const char *sender);
 /* TE_NOTFOUND if there is no such mailbox. */
 int store_mailbox_get(struct store *st, const char *name, struct store_mailbox_info *mi_r,
 		      struct terr *err);

@@ -10,6 +10,7 @@
 #include "lib/log.h"
 
 #include <string.h>
+#include <strings.h>
 
 void store_acl_each(const char *acl, store_acl_cb *cb, void *rock)
 {
@@ -76,4 +77,34 @@ int store_mailbox_set_acl(struct store *st, const char *name, const char *acl, s
 out:
 	utx_rollback(&tx);
 	return rc;
+}
+
+struct post_ctx {
+	const char *sender;
+	int pos, neg;
+};
+
+static void post_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock)
+{
+	struct post_ctx *pc = rock;
+	int is_neg = idlen && id[0] == '-';
+	if (is_neg) {
+		id++;
+		idlen--;
+	}
+	int match = (idlen == 6 && !memcmp(id, "anyone", 6)) || (idlen == 9 && !memcmp(id, "anonymous", 9)) ||
+		    (pc->sender && *pc->sender && strlen(pc->sender) == idlen && !strncasecmp(id, pc->sender, idlen));
+	if (match && memchr(rights, 'p', rlen)) {
+		if (is_neg)
+			pc->neg = 1;
+		else
+			pc->pos = 1;
+	}
+}
+
+int store_acl_grants_post(const char *acl, const char *sender)
+{
+	struct post_ctx pc = { sender, 0, 0 };
+	store_acl_each(acl, post_cb, &pc);
+	return pc.pos && !pc.neg;
 }

@@ -19,29 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-/* Cyrus's rule for -m (lmtpd.c applies the same to user+folder@): the
- * ACL grants "p" to anyone, anonymous or the envelope sender, and no
- * negative entry of those takes it back. */
-struct post_rights {
-	const char *sender;
-	int granted, revoked;
-};
-
-static void post_rights_cb(const char *id, size_t idlen, const char *rights, size_t rlen, void *rock)
-{
-	struct post_rights *pr = rock;
-	int neg = idlen && id[0] == '-';
-	if (neg) {
-		id++;
-		idlen--;
-	}
-	size_t sl = pr->sender ? strlen(pr->sender) : 0;
-	int who = (idlen == 6 && !memcmp(id, "anyone", 6)) || (idlen == 9 && !memcmp(id, "anonymous", 9)) ||
-		  (sl && sl == idlen && !strncasecmp(id, pr->sender, idlen));
-	if (who && memchr(rights, 'p', rlen))
-		*(neg ? &pr->revoked : &pr->granted) = 1;
-}
-
 /* The mailbox of one recipient: USER+folder's folder as named (it must
  * exist), -m's folder when Cyrus's rule lets the sender post there, else
  * the INBOX. */
@@ -54,11 +31,10 @@ static int direct_mailbox(struct tool *t, struct drcpt *r, const char *sender, s
 		return 0;
 	struct store_mailbox_info mi = { 0 };
 	struct terr e2 = { 0 };
-	struct post_rights pr = { sender, 0, 0 };
-	if (store_mailbox_get(t->st, mb->ptr, &mi, &e2) == 0 && (!mi.mboxtype || !*mi.mboxtype))
-		store_acl_each(mi.acl, post_rights_cb, &pr);
+	int post = store_mailbox_get(t->st, mb->ptr, &mi, &e2) == 0 && (!mi.mboxtype || !*mi.mboxtype) &&
+		   store_acl_grants_post(mi.acl, sender);
 	store_mailbox_info_free(&mi);
-	if (pr.granted && !pr.revoked)
+	if (post)
 		return 0;
 	log_info("event=rcpt_folder_refused rcpt=%s mailbox=%s reason=acl_no_post action=inbox", r->arg, mb->ptr);
 	buf_reset(mb);
