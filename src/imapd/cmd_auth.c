@@ -1,5 +1,6 @@
-/* cmd_auth.c: STARTTLS, LOGIN and AUTHENTICATE PLAIN (RFC 4616, with
- * SASL-IR, RFC 4959).
+/* cmd_auth.c: STARTTLS, LOGIN, AUTHENTICATE PLAIN (RFC 4616) and LOGIN
+ * (draft-murchison-sasl-login, as Cyrus offers it), both with SASL-IR
+ * (RFC 4959), and UNAUTHENTICATE (RFC 8437).
  *
  * Plaintext credentials are refused without TLS unless allowplaintext
  * is on. A failed login is logged and answered only after the pause
@@ -19,8 +20,10 @@
 #include "lib/log.h"
 #include "lib/xalloc.h"
 #include "proto/imap/imap_write.h"
+#include "server/server.h"
 #include "server/server_authcache.h"
 #include "store/store.h"
+#include "syncs/syncs.h"
 
 #include <string.h>
 #include <time.h>
@@ -106,12 +109,13 @@ int imapd_cmd_login(struct imapd_session *s, const struct imap_cmd *cmd)
 	return 0;
 }
 
-/* Reads the client's SASL response after "+ ": 0 with the line in
- * *out, 1 when the client cancelled ("*") or sent a bad line (BAD set),
- * -1 when the connection ended. */
-static int read_response(struct imapd_session *s, struct buf *out)
+/* Sends the continuation "+ <challenge>" (base64, may be empty) and reads
+ * the client's SASL response: 0 with the line in *out, 1 when the client
+ * cancelled ("*") or sent a bad line (BAD set), -1 when the connection
+ * ended. */
+static int read_response(struct imapd_session *s, const char *challenge, struct buf *out)
 {
-	imapd_printf(s, "+ \r\n");
+	imapd_printf(s, "+ %s\r\n", challenge);
 	imap_parser_expect(s->p, IMAP_EXPECT_LINE);
 	int ev = imapd_next_event(s, (int)(s->user ? s->timeout_ms : imapd_preauth_left_ms(s)));
 	if (ev == IMAP_LINE) {
@@ -131,9 +135,61 @@ static int read_response(struct imapd_session *s, struct buf *out)
 	return -1;
 }
 
+/* One base64 field of the LOGIN mechanism into *out (decoded): 0, 1 when
+ * the client cancelled or sent bad base64 (BAD set), -1 when the
+ * connection ended. A field with a NUL is refused (PLAIN's separator:
+ * no user name or password has one). */
+static int login_field(struct imapd_session *s, const char *ir, const char *challenge, struct buf *out)
+{
+	struct buf b64 = BUF_INIT;
+	int r = 0;
+	if (ir) {
+		if (strcmp(ir, "=") != 0)
+			buf_appends(&b64, ir);
+	} else {
+		r = read_response(s, challenge, &b64);
+	}
+	if (r == 0 && (base64_decode_strict(b64.ptr ? b64.ptr : "", b64.len, out) < 0 ||
+		       (out->len && memchr(out->ptr, '\0', out->len)))) {
+		imapd_bad(s, NULL, "Malformed LOGIN response");
+		r = 1;
+	}
+	buf_free(&b64);
+	return r;
+}
+
+/* AUTHENTICATE LOGIN: the user name (the initial response, or after the
+ * challenge "Username:"), then the password after "Password:". No
+ * authorization identity: the user logs in as itself. */
+static int auth_login(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	struct buf user = BUF_INIT, pass = BUF_INIT;
+	const char *ir = cmd->u.authenticate.ir;
+	cmd = NULL;	/* the parser moves on at the first read */
+	int r = login_field(s, ir, "VXNlcm5hbWU6", &user);
+	if (r == 0)
+		r = login_field(s, NULL, "UGFzc3dvcmQ6", &pass);
+	int rc = r < 0 ? -1 : 0;
+	if (r == 0) {
+		const char *u = buf_cstr(&user);
+		int ok = check(s, u, buf_cstr(&pass));
+		if (ok == 1)
+			succeed(s, "sasl_login", u, u);
+		else if (ok == 0)
+			fail(s, "sasl_login", u, "bad_credentials");
+	}
+	buf_free(&user);
+	/* the password was in here */
+	if (pass.ptr)
+		memset(pass.ptr, 0, pass.cap);
+	buf_free(&pass);
+	return rc;
+}
+
 int imapd_cmd_authenticate(struct imapd_session *s, const struct imap_cmd *cmd)
 {
-	if (strcmp(cmd->u.authenticate.mech, "PLAIN") != 0) {
+	int login = !strcmp(cmd->u.authenticate.mech, "LOGIN");
+	if (!login && strcmp(cmd->u.authenticate.mech, "PLAIN") != 0) {
 		imapd_no(s, NULL, "Unsupported authentication mechanism");
 		return 0;
 	}
@@ -141,13 +197,15 @@ int imapd_cmd_authenticate(struct imapd_session *s, const struct imap_cmd *cmd)
 		imapd_no(s, "PRIVACYREQUIRED", "Plaintext authentication is not allowed without TLS");
 		return 0;
 	}
+	if (login)
+		return auth_login(s, cmd);
 	struct buf b64 = BUF_INIT, dec = BUF_INIT;
 	int rc = 0;
 	if (cmd->u.authenticate.ir) {
 		if (strcmp(cmd->u.authenticate.ir, "=") != 0)
 			buf_appends(&b64, cmd->u.authenticate.ir);
 	} else {
-		int r = read_response(s, &b64);
+		int r = read_response(s, "", &b64);
 		cmd = NULL;	/* the parser moved on */
 		if (r != 0) {
 			rc = r < 0 ? -1 : 0;
@@ -198,6 +256,42 @@ out:
 		memset(dec.ptr, 0, dec.len);
 	buf_free(&dec);
 	return rc;
+}
+
+/* RFC 8437: back to the not-authenticated state on the same connection
+ * (TLS and COMPRESS stay): the selected mailbox is closed without an
+ * expunge, ENABLEd extensions and the replication engine are dropped,
+ * and the login deadline and limits of a fresh connection apply again.
+ * Failed logins counted so far still count (guessing does not get
+ * cheaper by logging in and out in between). */
+int imapd_cmd_unauthenticate(struct imapd_session *s, const struct imap_cmd *cmd)
+{
+	(void)cmd;
+	char q[LOGQ_MAX];
+	log_info("event=unauthenticate session=%s user=%s", s->env->session_id, logq(q, s->user));
+	imapd_view_free(&s->sel);
+	imapd_loaded_clear(&s->cur);
+	if (s->sync)
+		s->replicated = 1;
+	syncs_imap_free(&s->sync);
+	buf_free(&s->appendmsg);
+	x_free(&s->user);
+	x_free(&s->authid);
+	s->isadmin = 0;
+	s->condstore = 0;
+	s->qresync = 0;
+	s->bad = 0;
+	s->move_stamp = (struct store_move_stamp){ 0 };
+	s->auth_cache_how = NULL;
+	imap_parser_set_mode(s->p, IMAP_MODE_PREAUTH);
+	server_preauth_arm(s->preauth_ms);
+	struct buf caps = BUF_INIT, code = BUF_INIT;
+	imapd_capabilities(s, &caps);
+	buf_printf(&code, "CAPABILITY %s", caps.ptr);
+	imapd_ok(s, code.ptr, "Not authenticated any more");
+	buf_free(&caps);
+	buf_free(&code);
+	return 0;
 }
 
 int imapd_cmd_starttls(struct imapd_session *s, const struct imap_cmd *cmd)

@@ -53,6 +53,7 @@ static const struct imapd_command commands[] = {
 	{ IMAP_CMD_CHECK, imapd_cmd_check, NEEDS_AUTH | NEEDS_SELECTED },
 	{ IMAP_CMD_CLOSE, imapd_cmd_close, NEEDS_AUTH | NEEDS_SELECTED | NO_UPDATES },
 	{ IMAP_CMD_UNSELECT, imapd_cmd_unselect, NEEDS_AUTH | NEEDS_SELECTED | NO_UPDATES },
+	{ IMAP_CMD_UNAUTHENTICATE, imapd_cmd_unauthenticate, NEEDS_AUTH | NO_UPDATES },
 	{ IMAP_CMD_EXPUNGE, imapd_cmd_expunge, NEEDS_AUTH | NEEDS_SELECTED | WRITES },
 	{ IMAP_CMD_SEARCH, imapd_cmd_search, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
 	{ IMAP_CMD_SORT, imapd_cmd_sort, NEEDS_AUTH | NEEDS_SELECTED | NO_EXPUNGE },
@@ -150,7 +151,7 @@ void imapd_capabilities(const struct imapd_session *s, struct buf *out)
 		if (s->env->tls && !tls)
 			buf_appends(out, " STARTTLS");
 		if (tls || s->allowplaintext)
-			buf_appends(out, " AUTH=PLAIN");
+			buf_appends(out, " AUTH=PLAIN AUTH=LOGIN");
 		else
 			buf_appends(out, " LOGINDISABLED");
 	}
@@ -159,7 +160,8 @@ void imapd_capabilities(const struct imapd_session *s, struct buf *out)
 	buf_appends(out, " IDLE UIDPLUS MOVE NAMESPACE UNSELECT CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE"
 			 " CREATE-SPECIAL-USE CONDSTORE ESEARCH QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE ACL"
 			 " RIGHTS=kxten METADATA SORT SORT=DISPLAY ESORT THREAD=ORDEREDSUBJECT THREAD=REFERENCES WITHIN"
-			 " STATUS=SIZE LIST-MYRIGHTS MULTIAPPEND CATENATE OBJECTID SAVEDATE PREVIEW BINARY QRESYNC");
+			 " STATUS=SIZE LIST-MYRIGHTS MULTIAPPEND CATENATE OBJECTID SAVEDATE PREVIEW BINARY QRESYNC"
+			 " UNAUTHENTICATE");
 	buf_printf(out, " APPENDLIMIT=%lld", s->maxmsg);
 	if (s->user && s->isadmin)
 		buf_appends(out, " X-REPLICATION X-SIEVE-MAILBOX");

@@ -201,6 +201,7 @@ struct imapd_session {
 	const char *auth_cache_how;
 	int moved_out;
 	int logged_out;		/* the session ended with LOGOUT (its process may be reused) */
+	int replicated;		/* the replication engine ran (then the process is not reused) */
 };
 
 /* ---- users being moved (moving.c) ----------------------------------------- */
@@ -385,7 +386,7 @@ int imapd_specialuse_check(const char *const *flags, size_t n, struct buf *out);
 /* ---- command handlers (cmd_*.c) --------------------------------------------------- */
 
 imapd_cmd_fn imapd_cmd_capability, imapd_cmd_noop, imapd_cmd_logout, imapd_cmd_id, imapd_cmd_enable,
-	imapd_cmd_starttls, imapd_cmd_login, imapd_cmd_authenticate, imapd_cmd_compress,
+	imapd_cmd_starttls, imapd_cmd_login, imapd_cmd_authenticate, imapd_cmd_unauthenticate, imapd_cmd_compress,
 	imapd_cmd_select, imapd_cmd_close, imapd_cmd_unselect, imapd_cmd_check,
 	imapd_cmd_create, imapd_cmd_delete, imapd_cmd_rename, imapd_cmd_subscribe,
 	imapd_cmd_list, imapd_cmd_lsub, imapd_cmd_namespace, imapd_cmd_status,

@@ -419,7 +419,7 @@ int imapd_session(const struct service_env *env, struct conn *c)
 	/* its process may serve another connection only after a LOGOUT or
 	 * the client's EOF between commands, and not after replication
 	 * (server_reuse_check has the rest) */
-	int clean = !s.dead && !s.moved_out && !s.sync &&
+	int clean = !s.dead && !s.moved_out && !s.sync && !s.replicated &&
 		    (!strcmp(why, "eof") || (!strcmp(why, "logout") && s.logged_out));
 	session_free(&s);
 	return clean ? 0 : SERVER_SESSION_LAST;

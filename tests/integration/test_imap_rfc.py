@@ -3,7 +3,10 @@ checked on the exact responses: \\Recent (RFC 3501 2.3.2: exactly one
 session has it), ID with large parameter lists (RFC 2971), STORE NIL,
 LIST (SUBSCRIBED RECURSIVEMATCH) (RFC 5258), SEARCH FROM through CFWS,
 CONDSTORE's HIGHESTMODSEQ on first use and SEARCH RETURN (MIN/MAX) MODSEQ
-(RFC 7162), LSUB without deleted folders."""
+(RFC 7162), LSUB without deleted folders, AUTHENTICATE LOGIN (as Cyrus
+offers it; Python's imaplib as the client) and UNAUTHENTICATE (RFC 8437)."""
+import base64
+import imaplib
 import os
 import re
 
@@ -410,6 +413,86 @@ try:
         chk(r, len(u) == 2 and u[0].endswith(m1 + b")\r\n") and u[1].endswith(src + b")\r\n"), "both stored")
         u, _ = r.cmd("CAPABILITY")
         chk(r, b"CATENATE" in b"".join(u).split(), "CATENATE advertised")
+        r.close()
+
+    # ------------------------------------------------- AUTHENTICATE LOGIN
+    with t.case("AUTHENTICATE LOGIN: imaplib logs in with it; the initial response; a wrong password; a cancel"):
+        m = imaplib.IMAP4("127.0.0.1", d.port["imap"])
+        t.check("AUTH=LOGIN" in m.capabilities, f"AUTH=LOGIN advertised: {m.capabilities}")
+        asked = []
+
+        def answer(challenge):
+            asked.append(challenge)
+            return {b"Username:": b"alice", b"Password:": b"alicepw"}.get(challenge, b"?")
+        typ, _ = m.authenticate("LOGIN", answer)
+        t.check(typ == "OK" and asked == [b"Username:", b"Password:"], f"imaplib: {typ} after {asked}")
+        typ, data = m.select("INBOX", readonly=True)
+        t.check(typ == "OK" and int(data[0]) >= 2, f"alice's INBOX selected: {typ} {data}")
+        m.logout()
+        m = imaplib.IMAP4("127.0.0.1", d.port["imap"])
+        try:
+            m.authenticate("LOGIN", lambda c: b"alice" if c == b"Username:" else b"wrong")
+            t.check(False, "a wrong password was accepted")
+        except imaplib.IMAP4.error as e:
+            t.check("AUTHENTICATIONFAILED" in str(e), f"wrong password: {e}")
+        m.logout()
+        r = Raw(d.port["imap"])
+        r.send(b"a1 AUTHENTICATE LOGIN " + base64.b64encode(b"bob") + b"\r\n")
+        cont = r.line()
+        chk(r, cont == b"+ UGFzc3dvcmQ6\r\n", "with SASL-IR the user name is the initial response: Password: next")
+        r.send(base64.b64encode(b"bobpw") + b"\r\n")
+        ln = r.line()
+        chk(r, ln.startswith(b"a1 OK [CAPABILITY "), "bob logged in")
+        r.close()
+        r = Raw(d.port["imap"])
+        r.send(b"a1 AUTHENTICATE LOGIN\r\n")
+        chk(r, r.line() == b"+ VXNlcm5hbWU6\r\n", "Username: first")
+        r.send(b"*\r\n")
+        chk(r, r.line().startswith(b"a1 BAD"), "a cancelled exchange is BAD")
+        r.send(b"a2 AUTHENTICATE LOGIN !!!\r\n")
+        chk(r, r.line().startswith(b"a2 BAD"), "an initial response that is not base64 is BAD")
+        u, tagged = r.cmd("SELECT INBOX")
+        chk(r, tagged.startswith(b"BAD"), "still not logged in")
+        r.close()
+
+    # ------------------------------------------------------ UNAUTHENTICATE
+    with t.case("UNAUTHENTICATE: back to not authenticated, the mailbox closed without expunge, another user after"):
+        r = Raw(d.port["imap"])
+        u, tagged = r.cmd("UNAUTHENTICATE")
+        chk(r, tagged.startswith(b"BAD"), "refused before login")
+        r.login("alice", PW["alice"])
+        u, _ = r.cmd("CAPABILITY")
+        chk(r, b"UNAUTHENTICATE" in b"".join(u).split(), "advertised")
+        r.cmd("ENABLE CONDSTORE")
+        u, _ = r.cmd("SELECT INBOX")
+        n = [int(ln.split()[1]) for ln in u if ln.endswith(b" EXISTS\r\n")][0]
+        u, tagged = r.cmd("STORE 1 +FLAGS (\\Deleted)")
+        chk(r, tagged.startswith(b"OK") and u and b"MODSEQ" in u[0],
+            "a message marked \\Deleted; CONDSTORE on: the FETCH has MODSEQ")
+        u, tagged = r.cmd("UNAUTHENTICATE")
+        chk(r, tagged.startswith(b"OK [CAPABILITY ") and b" AUTH=PLAIN" in tagged and not u,
+            "OK with the capabilities of a fresh connection")
+        for c in ("SELECT INBOX", "NOOP\r\nt99 FETCH 1 FLAGS", "LIST \"\" *"):
+            u, tagged = r.cmd(c.split("\r\n")[0])
+            if c.startswith("NOOP"):
+                chk(r, tagged.startswith(b"OK"), "NOOP works before login")
+            else:
+                chk(r, tagged.startswith(b"BAD"), f"{c}: not allowed any more")
+        r.login("bob", PW["bob"])
+        u, tagged = r.cmd("SELECT INBOX")
+        chk(r, tagged.startswith(b"OK"), "bob's INBOX")
+        u, tagged = r.cmd("GETACL user.alice")
+        chk(r, tagged.startswith(b"NO"), "bob has none of alice's rights")
+        _, tagged = r.cmd("UNAUTHENTICATE")
+        r.login("alice", PW["alice"])
+        u, _ = r.cmd("SELECT INBOX")
+        m = [int(ln.split()[1]) for ln in u if ln.endswith(b" EXISTS\r\n")][0]
+        chk(r, m == n, f"nothing expunged by UNAUTHENTICATE ({n} -> {m})")
+        u, _ = r.cmd("FETCH 1 FLAGS")
+        chk(r, u and b"\\Deleted" in u[0], "the \\Deleted flag is kept")
+        u, _ = r.cmd("STORE 1 -FLAGS (\\Deleted)")
+        chk(r, u and b"MODSEQ" not in u[0], "CONDSTORE enabled before UNAUTHENTICATE is not on")
+        r.cmd("LOGOUT")
         r.close()
 
 finally:

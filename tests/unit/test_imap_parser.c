@@ -318,7 +318,8 @@ TEST(client_thunderbird)
 	      "13 UID MOVE 5 \"Trash\"\r\n"
 	      "14 uid store 6 (UNCHANGEDSINCE 200) FLAGS ($Forwarded \\Answered)\r\n"
 	      "15 STATUS \"Sent\" (UIDNEXT UNSEEN HIGHESTMODSEQ)\r\n"
-	      "16 UNSELECT\r\n", &AUTH,
+	      "16 UNSELECT\r\n"
+	      "17 unauthenticate\r\n", &AUTH,
 	      "CMD 1 CAPABILITY\n"
 	      "CMD 2 AUTHENTICATE mech=\"PLAIN\"\n"
 	      "LINE \"AGpvZQBzZWNyZXQ=\"\n"
@@ -339,7 +340,8 @@ TEST(client_thunderbird)
 	      "CMD 13 UID MOVE set=5 mailbox=\"Trash\"\n"
 	      "CMD 14 UID STORE set=6 op== flags=(\"$Forwarded\" \"\\x5cAnswered\") unchangedsince=200\n"
 	      "CMD 15 STATUS mailbox=\"Sent\" items=0x34\n"
-	      "CMD 16 UNSELECT\n");
+	      "CMD 16 UNSELECT\n"
+	      "CMD 17 UNAUTHENTICATE\n");
 }
 
 TEST(client_k9_mutt_imapsync)
@@ -1026,7 +1028,7 @@ TEST(preauth_limits)
 	for (int i = 0; i < IMAP_PREAUTH_MAX_LITERAL + 1; i++)
 		buf_putc(&in, 'u');
 	buf_appends(&in, " pass\r\nA4 SELECT INBOX\r\nA5 SYNCAPPLY UNUSER fred\r\n"
-		    "A6 ENABLE CONDSTORE\r\nA7 APPEND INBOX {10}\r\nA8 ID NIL\r\nA9 STARTTLS\r\n"
+		    "A6 ENABLE CONDSTORE\r\nA7 APPEND INBOX {10}\r\nA7b UNAUTHENTICATE\r\nA8 ID NIL\r\nA9 STARTTLS\r\n"
 		    "A10 LOGIN {1024}\r\n");
 	for (int i = 0; i < IMAP_PREAUTH_MAX_LITERAL; i++)
 		buf_putc(&in, 'u');
@@ -1041,6 +1043,7 @@ TEST(preauth_limits)
 		    "ERR A5 BAD pos=3: SYNCAPPLY is not allowed before login\n"
 		    "ERR A6 BAD pos=3: ENABLE is not allowed before login\n"
 		    "ERR A7 BAD pos=3: APPEND is not allowed before login\n"
+		    "ERR A7b BAD pos=4: UNAUTHENTICATE is not allowed before login\n"
 		    "CMD A8 ID nil\n"
 		    "CMD A9 STARTTLS\n"
 		    "CONT size=1024\n"

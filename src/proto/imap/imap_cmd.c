@@ -347,6 +347,7 @@ static const struct imap_cmd_def cmd_table[] = {
 	{ "CHECK", IMAP_CMD_CHECK, 0, NULL },
 	{ "CLOSE", IMAP_CMD_CLOSE, 0, NULL },
 	{ "UNSELECT", IMAP_CMD_UNSELECT, 0, NULL },
+	{ "UNAUTHENTICATE", IMAP_CMD_UNAUTHENTICATE, 0, NULL },
 	{ "EXPUNGE", IMAP_CMD_EXPUNGE, UID, parse_expunge },
 	{ "SEARCH", IMAP_CMD_SEARCH, UID, imap_parse_search },
 	{ "SORT", IMAP_CMD_SORT, UID, imap_parse_sort },
