@@ -57,6 +57,24 @@ static int needs_load(const struct imap_fetch_att *a)
 	       a->item == IMAP_FETCH_BINARY || a->item == IMAP_FETCH_BINARY_SIZE;
 }
 
+/* Answered from the top-level header alone (imapd_load_header: the
+ * message cache's header block, no file opened): what a client's message
+ * list asks for (BODY.PEEK[HEADER.FIELDS (...)], RFC822.HEADER, ENVELOPE). */
+static int header_only(const struct imap_fetch_att *a)
+{
+	switch (a->item) {
+	case IMAP_FETCH_ENVELOPE:
+	case IMAP_FETCH_RFC822_HEADER:
+		return 1;
+	case IMAP_FETCH_BODY_SECTION:
+		return a->section.nparts == 0 && (a->section.spec == IMAP_SECT_HEADER ||
+						  a->section.spec == IMAP_SECT_HEADER_FIELDS ||
+						  a->section.spec == IMAP_SECT_HEADER_FIELDS_NOT);
+	default:
+		return 0;
+	}
+}
+
 static enum mime_section_text spec_of(enum imap_section_spec sp)
 {
 	switch (sp) {
@@ -346,15 +364,17 @@ static int fetch_one(struct imapd_session *s, size_t i, const struct imap_fetch 
 {
 	struct imapd_view *v = s->sel;
 	struct imapd_msg *m = &v->msgs[i];
-	int load = 0, parse = 0, has_uid = 0, has_flags = 0, has_modseq = 0;
+	int load = 0, parse = 0, has_uid = 0, has_flags = 0, has_modseq = 0, hdr = 1;
 	for (size_t k = 0; k < f->natts; k++) {
 		load |= needs_load(&f->atts[k]);
+		if (needs_load(&f->atts[k]) && !header_only(&f->atts[k]))
+			hdr = 0;
 		parse |= needs_parse(&f->atts[k]);
 		has_uid |= f->atts[k].item == IMAP_FETCH_UID;
 		has_flags |= f->atts[k].item == IMAP_FETCH_FLAGS;
 		has_modseq |= f->atts[k].item == IMAP_FETCH_MODSEQ;
 	}
-	if (load && !c && imapd_load(s, v->name, m, parse) < 0)
+	if (load && !c && (hdr ? !imapd_load_header(s, v->name, m) : imapd_load(s, v->name, m, parse) < 0))
 		return -1;
 	buf_printf(b, "* %zu FETCH (", i + 1);
 	int first = 1;

@@ -19,6 +19,7 @@
 #include "imapd/imapd-private.h"
 
 #include "lib/xalloc.h"
+#include "store/store.h"
 #include "proto/imap/imap_write.h"
 #include "proto/mime/mime.h"
 #include "store/synccrc.h"
@@ -47,6 +48,7 @@ struct ectx {
 	size_t i;
 	const struct imapd_msg *m;
 	int loaded;		/* 0 not tried, 1 s->cur.mime is this one, -1 failed */
+	int hloaded;		/* the same for its header alone (need_header) */
 	int have_sent;		/* 0 not computed, 1 sent_day valid */
 	time_t sent_day;
 	size_t *failed;
@@ -179,6 +181,25 @@ static const struct mime_message *need_mime(struct ectx *c)
 	return c->loaded > 0 ? c->s->cur.mime : NULL;
 }
 
+/* The message's top-level header: from the message cache when the whole
+ * message is not loaded already (imapd_load_header). */
+static const struct mime_message *need_header(struct ectx *c)
+{
+	if (c->loaded > 0)
+		return c->s->cur.mime;
+	if (c->loaded < 0)
+		return NULL;
+	if (c->hloaded == 0) {
+		const struct imapd_view *v = c->s->sel;
+		c->hloaded = imapd_load_header(c->s, v->name, c->m) ? 1 : -1;
+		if (c->hloaded < 0) {
+			c->loaded = -1;	/* the file could not be read either */
+			(*c->failed)++;
+		}
+	}
+	return c->hloaded > 0 ? c->s->cur.mime : NULL;
+}
+
 /* 1 when the space-separated list holds word (case-insensitive). */
 static int has_keyword(const char *list, const char *word)
 {
@@ -220,7 +241,7 @@ static time_t day_of(int64_t t)
 static int sent_day(struct ectx *c, time_t *day_r)
 {
 	if (!c->have_sent) {
-		const struct mime_message *mm = need_mime(c);
+		const struct mime_message *mm = need_header(c);
 		if (!mm)
 			return -1;
 		time_t t;
@@ -251,7 +272,7 @@ static int date_cmp(enum imap_skey key, time_t day, time_t want)
 
 static int header_key(struct ectx *c, const char *field, const char *needle)
 {
-	const struct mime_message *mm = need_mime(c);
+	const struct mime_message *mm = need_header(c);
 	return mm && mime_search_header(mm, field, needle, strlen(needle));
 }
 
@@ -465,6 +486,11 @@ long imapd_search_run(struct imapd_session *s, const struct imap_search *q, size
 		imapd_condstore_enable(s);
 	size_t *idx = xmalloc((v->n ? v->n : 1) * sizeof *idx), n = 0;
 	int64_t now = (int64_t)time(NULL);
+	/* header keys read cache rows: one read transaction for all */
+	int begun = 0;
+	struct terr err = { 0 };
+	if (root && root->cost > COST_META && store_cache_read_begin(s->st, v->name, &begun, &err) < 0)
+		begun = 0;	/* each read then locks alone */
 	for (size_t i = 0; i < v->n; i++) {
 		const struct imapd_msg *m = &v->msgs[i];
 		if (m->gone)
@@ -473,6 +499,7 @@ long imapd_search_run(struct imapd_session *s, const struct imap_search *q, size
 		if (eval(&c, root))
 			idx[n++] = i;
 	}
+	store_cache_read_end(s->st, v->name, begun);
 	snode_free(root);
 	*idx_r = idx;
 	return (long)n;

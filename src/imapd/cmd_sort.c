@@ -20,6 +20,7 @@
 #include "lib/limits.h"
 #include "lib/xalloc.h"
 #include "proto/mime/mime.h"
+#include "store/store.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -105,9 +106,7 @@ static void gather(struct imapd_session *s, struct sitem *it, int need_header, i
 	struct buf b = BUF_INIT;
 	const struct mime_message *mm = NULL;
 	if (need_header) {
-		if (imapd_load(s, s->sel->name, m, 1) == 0 && s->cur.mime)
-			mm = s->cur.mime;
-		else
+		if (!(mm = imapd_load_header(s, s->sel->name, m)))
 			(*failed)++;
 	}
 	static const char *const fields[N_STR] = { "From", "To", "Cc", "Subject", "From", "To" };
@@ -186,12 +185,17 @@ static struct sitem *collect(struct imapd_session *s, const struct imap_cmd *cmd
 	if (cnt < 0)
 		return NULL;
 	struct sitem *v = xcalloc(cnt ? (size_t)cnt : 1, sizeof *v);
+	int begun = 0;	/* the headers' cache rows in one read transaction */
+	struct terr err = { 0 };
+	if (need_header && store_cache_read_begin(s->st, s->sel->name, &begun, &err) < 0)
+		begun = 0;
 	for (size_t i = 0; i < (size_t)cnt; i++) {
 		v[i].idx = idx[i];
 		v[i].seq = (uint32_t)(idx[i] + 1);
 		v[i].num = cmd->uid ? s->sel->msgs[idx[i]].uid : v[i].seq;
 		gather(s, &v[i], need_header, threads, failed);
 	}
+	store_cache_read_end(s->st, s->sel->name, begun);
 	free(idx);
 	*n_r = (size_t)cnt;
 	return v;

@@ -148,6 +148,7 @@ struct imapd_loaded {
 	char *mailbox;
 	uint32_t uid;
 	int ok;
+	int header_only;	/* data is the header block from the message cache */
 	struct buf data;
 	struct mime_message *mime;
 };
@@ -328,6 +329,11 @@ void imapd_view_expunge_now(struct imapd_session *s, const size_t *idx, size_t n
 /* Loads a message's bytes (and its MIME tree when parse) into s->cur.
  * 0, or -1 (logged) when the file cannot be read. */
 int imapd_load(struct imapd_session *s, const char *mailbox, const struct imapd_msg *m, int parse);
+/* The message's top-level header, parsed (its body empty when it came from
+ * the cache): the header block kept in the message cache (no file opened),
+ * else the file's (imapd_load). In s->cur; NULL when neither can be read. */
+const struct mime_message *imapd_load_header(struct imapd_session *s, const char *mailbox,
+					     const struct imapd_msg *m);
 void imapd_loaded_clear(struct imapd_loaded *l);
 
 /* ---- another user's \Seen (seen.c) --------------------------------------------- */

@@ -207,6 +207,7 @@ void imapd_loaded_clear(struct imapd_loaded *l)
 	x_free(&l->mailbox);
 	l->uid = 0;
 	l->ok = 0;
+	l->header_only = 0;
 }
 
 static void configure(struct imapd_session *s)

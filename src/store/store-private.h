@@ -192,6 +192,9 @@ extern const char store_cache_schema[];
  * (FETCH then reads the file as before): only SQL errors fail. */
 int store_cache_add(struct store *st, struct ustore *u, const char *guid, const void *data, size_t len,
 		    struct terr *err);
+/* Adds the headers column to a cache table made before it (an open of a
+ * database below USER_SCHEMA_VERSION). */
+int store_cache_migrate(struct ustore *u, struct terr *err);
 /* Deletes cache rows no record references (after store_blob_gc). */
 int store_cache_gc(struct ustore *u, struct terr *err);
 

@@ -70,9 +70,10 @@ static const char users_schema[] =
 /* PRAGMA user_version of a database whose schema statements have all run
  * (a meta.db: user_schema, store_cache_schema, store_recent_schema; users.db:
  * users_schema, store_move_schema). A table added to either schema raises
- * its version: the opens of older databases then run the statements again. */
-#define USER_SCHEMA_VERSION 1
-#define USER_SCHEMA_VERSION_S "1"
+ * its version: the opens of older databases then run the statements again
+ * (and a column added to a table its ALTER TABLE: store_cache_migrate). */
+#define USER_SCHEMA_VERSION 2	/* 2: cache.headers */
+#define USER_SCHEMA_VERSION_S "2"
 #define USERS_SCHEMA_VERSION 1
 #define USERS_SCHEMA_VERSION_S "1"
 
@@ -741,7 +742,7 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		}
 	} else if (v != USER_SCHEMA_VERSION) {
 		if (store_sql_exec(u->db, store_cache_schema, err) < 0 ||
-		    store_sql_exec(u->db, store_recent_schema, err) < 0) {
+		    store_sql_exec(u->db, store_recent_schema, err) < 0 || store_cache_migrate(u, err) < 0) {
 			ustore_free(u);
 			return -1;
 		}

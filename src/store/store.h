@@ -45,14 +45,17 @@ struct store;
 
 /* The message cache: strings FETCH answers with, derived from a message's
  * bytes once when it is stored (ENVELOPE, BODYSTRUCTURE, and BODY, the
- * non-extensible form). The store does not know how they are made: the
- * opener passes a function (src/msgcache/msgcache.h has tandem's). */
+ * non-extensible form), and the message's header block, which SEARCH and
+ * SORT read instead of the file (headers.ptr NULL: not kept, the header
+ * being over MSGCACHE_HEADERS_MAX). The store does not know how they are
+ * made: the opener passes a function (src/msgcache/msgcache.h has tandem's). */
 struct store_cache_strings {
 	struct buf envelope;
 	struct buf bodystructure;
 	struct buf body;
+	struct buf headers;
 };
-/* Appends the three strings of the message data[0, len) to out. */
+/* Appends the strings of the message data[0, len) to out. */
 typedef void store_cache_fn(const void *data, size_t len, struct store_cache_strings *out);
 void store_cache_strings_free(struct store_cache_strings *cs);
 
@@ -345,6 +348,18 @@ typedef int store_cache_cb(const struct store_cache_row *row, void *rock);
  * opened. A non-zero cb return stops. */
 int store_cache_range(struct store *st, const char *mboxname, uint32_t uid_lo, uint32_t uid_hi,
 		      store_cache_cb *cb, void *rock, struct terr *err);
+/* The cached header block of the message guid of mailbox's owner appended
+ * to out: 1, or 0 when there is none (no cache row, a row written before
+ * headers were cached, a header over MSGCACHE_HEADERS_MAX). Reads the
+ * owner's database only. */
+int store_cache_headers(struct store *st, const char *mboxname, const char *guid, struct buf *out,
+			struct terr *err);
+/* A read transaction on mailbox's owner's database around a run of
+ * store_cache_headers calls (each alone takes and drops SQLite's file
+ * locks: a third of a header SEARCH's CPU went to fcntl). *begun_r says
+ * whether this call began it; pass it to store_cache_read_end. */
+int store_cache_read_begin(struct store *st, const char *mboxname, int *begun_r, struct terr *err);
+void store_cache_read_end(struct store *st, const char *mboxname, int begun);
 /* Fills missing cache rows of n messages of the mailbox's owner in one
  * transaction (for messages stored before the cache existed); rows that
  * exist are left alone. */

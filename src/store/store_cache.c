@@ -16,13 +16,33 @@
 
 const char store_cache_schema[] =
 	"CREATE TABLE IF NOT EXISTS cache(guid TEXT PRIMARY KEY, envelope BLOB, bodystructure BLOB,"
-	" body BLOB) WITHOUT ROWID;";
+	" body BLOB, headers BLOB) WITHOUT ROWID;";
+
+int store_cache_migrate(struct ustore *u, struct terr *err)
+{
+	/* a cache table made before the headers column (ALTER TABLE ADD
+	 * COLUMN changes the schema only: old rows read NULL). Looked at
+	 * inside the write lock: two processes opening an old database at
+	 * once add it once. */
+	if (store_sql_exec(u->db, "BEGIN IMMEDIATE;", err) < 0)
+		return -1;
+	sqlite3_stmt *s = NULL;
+	int has = sqlite3_prepare_v2(u->db, "SELECT headers FROM cache LIMIT 0;", -1, &s, NULL) == SQLITE_OK;
+	sqlite3_finalize(s);
+	if ((!has && store_sql_exec(u->db, "ALTER TABLE cache ADD COLUMN headers BLOB;", err) < 0) ||
+	    store_sql_exec(u->db, "COMMIT;", err) < 0) {
+		sqlite3_exec(u->db, "ROLLBACK;", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
 
 void store_cache_strings_free(struct store_cache_strings *cs)
 {
 	buf_free(&cs->envelope);
 	buf_free(&cs->bodystructure);
 	buf_free(&cs->body);
+	buf_free(&cs->headers);
 }
 
 static int cache_has(struct ustore *u, const char *guid, struct terr *err)
@@ -44,6 +64,10 @@ static int cache_insert(struct ustore *u, sqlite3_stmt *s, const char *guid,
 	bind_buf(s, 2, &cs->envelope);
 	bind_buf(s, 3, &cs->bodystructure);
 	bind_buf(s, 4, &cs->body);
+	if (cs->headers.ptr)
+		bind_buf(s, 5, &cs->headers);
+	else
+		sqlite3_bind_null(s, 5);
 	if (sqlite3_step(s) != SQLITE_DONE)
 		return store_sql_fail(u->db, "cache insert", err);
 	return 0;
@@ -51,8 +75,8 @@ static int cache_insert(struct ustore *u, sqlite3_stmt *s, const char *guid,
 
 static sqlite3_stmt *prepare_insert(struct ustore *u, struct terr *err)
 {
-	return store_stmt(&u->sql, "INSERT OR IGNORE INTO cache(guid, envelope, bodystructure, body)"
-					" VALUES(?, ?, ?, ?);", err);
+	return store_stmt(&u->sql, "INSERT OR IGNORE INTO cache(guid, envelope, bodystructure, body, headers)"
+					" VALUES(?, ?, ?, ?, ?);", err);
 }
 
 int store_cache_add(struct store *st, struct ustore *u, const char *guid, const void *data, size_t len,
@@ -139,6 +163,52 @@ int store_cache_range(struct store *st, const char *mboxname, uint32_t uid_lo, u
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return store_sql_fail(u->db, "cache range", err);
 	return 0;
+}
+
+int store_cache_headers(struct store *st, const char *mboxname, const char *guid, struct buf *out,
+			struct terr *err)
+{
+	struct ustore *u;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT headers FROM cache WHERE guid = ?;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, guid, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s), found = 0;
+	if (rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL) {
+		buf_append(out, sqlite3_column_blob(s, 0), (size_t)sqlite3_column_bytes(s, 0));
+		found = 1;
+	}
+	store_stmt_put(&u->sql, s);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return store_sql_fail(u->db, "cache headers", err);
+	return found;
+}
+
+int store_cache_read_begin(struct store *st, const char *mboxname, int *begun_r, struct terr *err)
+{
+	struct ustore *u;
+	*begun_r = 0;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	if (!sqlite3_get_autocommit(u->db))
+		return 0;
+	if (store_sql_exec(u->db, "BEGIN;", err) < 0)
+		return -1;
+	*begun_r = 1;
+	return 0;
+}
+
+void store_cache_read_end(struct store *st, const char *mboxname, int begun)
+{
+	struct ustore *u;
+	struct terr err = { 0 };
+	if (!begun || store_ustore_for_mailbox(st, mboxname, 0, &u, &err) < 0)
+		return;
+	/* a read transaction: nothing to keep */
+	if (!sqlite3_get_autocommit(u->db))
+		(void)store_sql_exec(u->db, "ROLLBACK;", &err);
 }
 
 int store_cache_put(struct store *st, const char *mboxname, const char *const *guids,

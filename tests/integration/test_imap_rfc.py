@@ -495,6 +495,43 @@ try:
         r.cmd("LOGOUT")
         r.close()
 
+    # -------------------------------------------- header keys from the cache
+    with t.case("SEARCH/SORT/THREAD on headers and FETCH HEADER.FIELDS read the message cache, not the file"):
+        inst.ok(["user", "add", "--no-password", "dora"])
+        msgs = [b"From: Zed Writer <zed@example.org>\r\nTo: dora@example.org\r\nSubject: beta report\r\n"
+                b"Date: Tue, 3 Feb 2026 10:00:00 +0000\r\nMessage-ID: <b@x>\r\nX-Tag: blue\r\n\r\nbody one\r\n",
+                b"From: Amy Author <amy@example.org>\r\nTo: dora@example.org\r\nSubject: Re: beta report\r\n"
+                b"Date: Wed, 4 Feb 2026 10:00:00 +0000\r\nMessage-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\n"
+                b"References: <b@x>\r\n\r\nbody two\r\n"]
+        for m in msgs:
+            inst.ok(["deliver", "dora"], stdin=m)
+        # the message files go away: what still answers came from the cache
+        gone = 0
+        for dirpath, _, files in os.walk(os.path.join(inst.dir, "spool")):
+            for f in files:
+                p = os.path.join(dirpath, f)
+                if "/dora/" in p and os.path.getsize(p) in (len(msgs[0]), len(msgs[1])) and open(p, "rb").read() in msgs:
+                    os.rename(p, p + ".away")
+                    gone += 1
+        t.check(gone == 2, f"both message files moved away ({gone})")
+        r = Raw(d.port["imap"])
+        r.cmd("AUTHENTICATE PLAIN " + base64.b64encode(b"dora\0admin\0adminpw").decode())
+        r.cmd("SELECT INBOX")
+        for q, want in (("SEARCH FROM amy", b"* SEARCH 2"), ("SEARCH HEADER X-Tag blue", b"* SEARCH 1"),
+                        ("SEARCH SENTBEFORE 4-Feb-2026", b"* SEARCH 1"), ("SEARCH SUBJECT beta", b"* SEARCH 1 2"),
+                        ("SORT (FROM) UTF-8 ALL", b"* SORT 2 1"), ("THREAD REFERENCES UTF-8 ALL", b"* THREAD (1 2)")):
+            u, tagged = r.cmd(q)
+            chk(r, tagged.startswith(b"OK") and u and u[0].rstrip() == want, f"{q}: {want!r}")
+        u, tagged = r.cmd("FETCH 1:2 (BODY.PEEK[HEADER.FIELDS (Subject)] ENVELOPE)")
+        chk(r, tagged.startswith(b"OK") and len(u) == 2 and b"Subject: Re: beta report" in u[1], "FETCH HEADER.FIELDS")
+        u, tagged = r.cmd("SEARCH BODY one")
+        chk(r, not tagged.startswith(b"OK") or u == [b"* SEARCH\r\n"], "a body key needs the file: it is not found")
+        r.close()
+        for dirpath, _, files in os.walk(os.path.join(inst.dir, "spool")):
+            for f in files:
+                if f.endswith(".away"):
+                    os.rename(os.path.join(dirpath, f), os.path.join(dirpath, f[:-5]))
+
 finally:
     if d:
         d.stop()

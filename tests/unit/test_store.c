@@ -921,6 +921,60 @@ TEST(message_cache)
 	fx_close(&fx);
 }
 
+/* The header block is cached (SEARCH/SORT read it instead of the file);
+ * a database made before the headers column gains it at open: its old
+ * rows have none (searched from the file), new ones do. */
+TEST(message_cache_headers_and_migration)
+{
+	struct fixture fx;
+	fx_open_cache(&fx, 0, real_cache);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	CHECK_INT(append(&fx, "user.alice", msg2), 1);
+	char g2[41], g3[41];
+	sha1_hex(msg2, strlen(msg2), g2);
+	sha1_hex(msg3, strlen(msg3), g3);
+	struct buf h = BUF_INIT;
+	CHECK_INT(store_cache_headers(fx.st, "user.alice", g2, &h, &err), 1);
+	CHECK_STR(buf_cstr(&h), "Subject: two\r\n\r\n");
+	buf_reset(&h);
+	CHECK_INT(store_cache_headers(fx.st, "user.alice", g3, &h, &err), 0);	/* no such row */
+	/* a header over MSGCACHE_HEADERS_MAX is not kept */
+	struct buf big = BUF_INIT;
+	buf_appends(&big, "Subject: big\r\n");
+	while (big.len <= MSGCACHE_HEADERS_MAX)
+		buf_appends(&big, "Received: from a.example by b.example; Thu, 1 Jan 2026 00:00:00 +0000\r\n");
+	buf_appends(&big, "\r\nbody\r\n");
+	CHECK_INT(append(&fx, "user.alice", big.ptr), 2);
+	char gb[41];
+	sha1_hex(big.ptr, big.len, gb);
+	CHECK_INT(store_cache_headers(fx.st, "user.alice", gb, &h, &err), 0);
+	struct cache_seen cs = cache_range(&fx, "user.alice", 2, 2);
+	CHECK_INT(cs.n, 1);
+	CHECK_INT(cs.null[0], 0);	/* its other strings are */
+	buf_free(&big);
+	store_close(&fx.st);
+	/* make it a database of the version before: no headers column */
+	char path[4200];
+	snprintf(path, sizeof path, "%s/user/alice/meta.db", fx.spool);
+	sqlite3 *db;
+	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+	CHECK_INT(sqlite3_exec(db, "ALTER TABLE cache DROP COLUMN headers; PRAGMA user_version = 1;", NULL, NULL, NULL),
+		  SQLITE_OK);
+	sqlite3_close(db);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, real_cache, NULL, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	CHECK_INT(store_cache_headers(fx.st, "user.alice", g2, &h, &err), 0);	/* an old row: none */
+	CHECK_INT(append(&fx, "user.alice", msg3), 3);
+	CHECK_INT(store_cache_headers(fx.st, "user.alice", g3, &h, &err), 1);
+	CHECK_STR(buf_cstr(&h), "Subject: three\r\n\r\n");
+	cs = cache_range(&fx, "user.alice", 1, 10);
+	CHECK_INT(cs.n, 3);
+	CHECK(crc_ok(&fx, "user.alice"));
+	buf_free(&h);
+	fx_close(&fx);
+}
+
 /* A user database whose schema was never committed (a kill between
  * creating the file and COMMIT) gets it at the next open. */
 TEST(empty_database_gets_schema)
@@ -1396,7 +1450,7 @@ TEST(schema_version_skips_the_schema)
 	char meta[4200], users[4200];
 	snprintf(meta, sizeof meta, "%s/user/alice/meta.db", fx.spool);
 	snprintf(users, sizeof users, "%s/users.db", fx.conf);
-	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 1);
+	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 2);
 	CHECK_INT(db_int(users, "PRAGMA user_version;"), 1);
 	/* an older store: no cache table, no version */
 	CHECK_INT(db_exec(meta, "DROP TABLE cache; PRAGMA user_version = 0;"), 0);
@@ -1407,7 +1461,7 @@ TEST(schema_version_skips_the_schema)
 	store_close(&fx.st);
 	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'cache';"), 1);
 	CHECK_INT(db_int(meta, "SELECT count(*) FROM cache;"), 1);
-	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 1);
+	CHECK_INT(db_int(meta, "PRAGMA user_version;"), 2);
 	/* a version it has, the store trusts: an open runs no schema statement
 	 * (a dropped table stays dropped) */
 	CHECK_INT(db_exec(meta, "DROP TABLE recent;"), 0);
@@ -1439,6 +1493,7 @@ int main(void)
 	RUN(empty_user_database_left_by_a_kill);
 	RUN(user_delete_removes_everything);
 	RUN(message_cache);
+	RUN(message_cache_headers_and_migration);
 	RUN(append_multi);
 	RUN(empty_database_gets_schema);
 	RUN(recent_mark);
