@@ -43,6 +43,17 @@ static int is_admin(const struct imapd_session *s, const char *userid)
 	return 0;
 }
 
+/* OK [CAPABILITY ...] text: the capabilities of the state just entered. */
+static void ok_with_capabilities(struct imapd_session *s, const char *text)
+{
+	struct buf caps = BUF_INIT, code = BUF_INIT;
+	imapd_capabilities(s, &caps);
+	buf_printf(&code, "CAPABILITY %s", caps.ptr);
+	imapd_ok(s, code.ptr, "%s", text);
+	buf_free(&caps);
+	buf_free(&code);
+}
+
 static void fail(struct imapd_session *s, const char *mech, const char *user, const char *reason)
 {
 	char q[LOGQ_MAX];
@@ -71,12 +82,7 @@ static void succeed(struct imapd_session *s, const char *mech, const char *user,
 	imapd_log_event(s, "login", NULL, "mech=%s peer=%s tls=%d admin=%d auth_cache=%s%s", mech, s->env->peer,
 			conn_is_tls(s->c), s->isadmin, s->auth_cache_how ? s->auth_cache_how : "off", buf_cstr(&extra));
 	buf_free(&extra);
-	struct buf caps = BUF_INIT, code = BUF_INIT;
-	imapd_capabilities(s, &caps);
-	buf_printf(&code, "CAPABILITY %s", caps.ptr);
-	imapd_ok(s, code.ptr, "Logged in");
-	buf_free(&caps);
-	buf_free(&code);
+	ok_with_capabilities(s, "Logged in");
 }
 
 /* 1 right, 0 wrong, -1 error (NO set). */
@@ -285,12 +291,7 @@ int imapd_cmd_unauthenticate(struct imapd_session *s, const struct imap_cmd *cmd
 	s->auth_cache_how = NULL;
 	imap_parser_set_mode(s->p, IMAP_MODE_PREAUTH);
 	server_preauth_arm(s->preauth_ms);
-	struct buf caps = BUF_INIT, code = BUF_INIT;
-	imapd_capabilities(s, &caps);
-	buf_printf(&code, "CAPABILITY %s", caps.ptr);
-	imapd_ok(s, code.ptr, "Not authenticated any more");
-	buf_free(&caps);
-	buf_free(&code);
+	ok_with_capabilities(s, "Not authenticated any more");
 	return 0;
 }
 
