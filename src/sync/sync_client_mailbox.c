@@ -444,6 +444,18 @@ static int drop_recreated(struct syncc *sc, const char *name, const struct store
 	return 1;
 }
 
+/* 1 when the replica's mailbox under name (remote) has another uniqueid
+ * than ours (mi) and that uniqueid was deleted here (a tombstone of the
+ * owner's): evidence that the master removed it, as an UNMAILBOX line is.
+ * A replica-only mailbox (split brain) has no tombstone here. */
+static int remote_deleted_here(struct syncc *sc, const char *name, const struct store_mailbox_info *mi,
+			       const struct dlist *remote)
+{
+	const char *ru = dlist_cstr(dlist_get(remote, "UNIQUEID"));
+	struct terr e2 = { 0 };
+	return ru && strcmp(ru, mi->uniqueid) != 0 && store_mailbox_was_deleted(sc->st, name, ru, &e2) == 1;
+}
+
 /* Syncs a batch of mailbox names (present locally or not). A name gone
  * here but present on the replica is removed there only with unmailbox
  * (an UNMAILBOX line: the master deleted it); otherwise it is kept and
@@ -581,7 +593,11 @@ int syncc_sync_batch_x(struct syncc *sc, char **names, size_t n, int unmailbox, 
 				remote = syncc_remote_by_name(&rs, names[i]);
 			}
 		}
-		if (remote && unmailbox) {
+		/* the replica's same-name mailbox is one deleted here: the log
+		 * said so (UNMAILBOX), or its uniqueid has a tombstone here (it
+		 * was renamed away and deleted under its new name while this
+		 * name got a new mailbox, all since the last pass) */
+		if (remote && (unmailbox || remote_deleted_here(sc, names[i], &mi, remote))) {
 			int d = drop_recreated(sc, names[i], &mi, remote, &e2);
 			if (d < 0) {
 				*err = e2;

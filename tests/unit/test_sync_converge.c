@@ -816,9 +816,12 @@ static void run_seeds(int split_brain)
 	printf("  %ld seeds from %llu in %ld processes, %ld failed\n", n, (unsigned long long)seed, jobs, failed);
 	/* seeds that once failed (found by longer runs than make check's),
 	 * run every time: a chain of renames in one pass (D -> A.B.C, then
-	 * Sent -> D) and a mailbox renamed below its old name alone (A ->
-	 * A.B.C once its children had moved away) */
-	static const uint64_t regressions[] = { 20267484, 20269595, 20270111 };
+	 * Sent -> D), a mailbox renamed below its old name alone (A ->
+	 * A.B.C once its children had moved away), and (60004597, split
+	 * brain) a shared mailbox renamed away, deleted under its new name and
+	 * its old name made again, all in one pass: the replica's same-name
+	 * mailbox is the deleted one (a tombstone here), so it goes first */
+	static const uint64_t regressions[] = { 20267484, 20269595, 20270111, 60004597 };
 	long rfailed = 0;
 	if (!getenv("TANDEM_SEED"))
 		for (size_t i = 0; i < sizeof regressions / sizeof regressions[0]; i++)
