@@ -25,6 +25,8 @@ the figures compare the servers' own work. Medians over BENCH_REPS
 repetitions (default 3), the three servers alternating in order. One JSON
 line per group. TANDEM_BIN=dir runs another build's tandemd (A/B: run
 it with the base build and this one alternately, each beside Cyrus).
+BENCH_MIX_ADDRS=1: each mix client connects from an address of its own
+(127.0.1.N, both servers), as users' clients do, instead of all from 127.0.0.1.
 BENCH_PERF=file records tandem's mix runs with perf (PERFARGS, default "-F 999
 --call-graph dwarf") into file.1, file.2, ... (a profile: its figures are not comparable).
 Needs root and cyrus-imapd (Cyrus runs as cyrus).
@@ -53,6 +55,7 @@ MODES = os.environ.get("BENCH_LOGIN_MODES", "t,t0,c").split(",")
 LOGIN_N = int(os.environ.get("BENCH_LOGIN_N", "30"))
 CLIENTS = int(os.environ.get("BENCH_MIX_CLIENTS", "50"))
 SESSIONS = int(os.environ.get("BENCH_MIX_SESSIONS", "10"))
+OWN_ADDRS = os.environ.get("BENCH_MIX_ADDRS") == "1"  # each mix client from its own 127.0.1.N
 perf_out = os.environ.get("BENCH_PERF")  # a perf.data path: tandem's mix runs recorded (root)
 perf_runs = 0
 CMDS_PER_SESSION = 6
@@ -87,8 +90,23 @@ def login_latency(port, user):
     return out[0], out[1:]
 
 
+def own_address(user):
+    """In a mix client's process: its connections come from an address of its own (127.0.1.N), as
+    users' clients do from theirs (BENCH_MIX_ADDRS=1)."""
+    import socket
+    src = f"127.0.1.{USERS.index(user) + 1}"
+    plain = socket.create_connection
+
+    def create_connection(address, *args, **kw):
+        kw.setdefault("source_address", (src, 0))
+        return plain(address, *args, **kw)
+    socket.create_connection = create_connection
+
+
 def mix_client(port, user, ready, start, q):
     lat, cmds, warm = [], 0, False
+    if OWN_ADDRS:
+        own_address(user)
     try:
         # warm-up, untimed: one login of this user, as a server that has
         # been running a while has seen (both servers get it)
@@ -278,7 +296,8 @@ def main():
                 mlat[who].append(l)
                 mcpu[who].append(cpu)
         row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
-               "commands_per_session": CMDS_PER_SESSION, "reps": REPS}
+               "commands_per_session": CMDS_PER_SESSION, "reps": REPS,
+               "client_addresses": CLIENTS if OWN_ADDRS else 1}
         for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
             if not rates[who]:
                 continue
