@@ -25,6 +25,10 @@ the figures compare the servers' own work. Medians over BENCH_REPS
 repetitions (default 3), the three servers alternating in order. One JSON
 line per group. TANDEM_BIN=dir runs another build's tandemd (A/B: run
 it with the base build and this one alternately, each beside Cyrus).
+BENCH_MIX_ADDRS=1: each mix client connects from an address of its own
+(127.0.1.N, both servers), as users' clients do, instead of all from 127.0.0.1.
+BENCH_PERF=file records tandem's mix runs with perf (PERFARGS, default "-F 999
+--call-graph dwarf") into file.1, file.2, ... (a profile: its figures are not comparable).
 Needs root and cyrus-imapd (Cyrus runs as cyrus).
 """
 import json
@@ -33,6 +37,7 @@ import os
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +55,9 @@ MODES = os.environ.get("BENCH_LOGIN_MODES", "t,t0,c").split(",")
 LOGIN_N = int(os.environ.get("BENCH_LOGIN_N", "30"))
 CLIENTS = int(os.environ.get("BENCH_MIX_CLIENTS", "50"))
 SESSIONS = int(os.environ.get("BENCH_MIX_SESSIONS", "10"))
+OWN_ADDRS = os.environ.get("BENCH_MIX_ADDRS") == "1"  # each mix client from its own 127.0.1.N
+perf_out = os.environ.get("BENCH_PERF")  # a perf.data path: tandem's mix runs recorded (root)
+perf_runs = 0
 CMDS_PER_SESSION = 6
 USERS = [f"mix{i:02d}" for i in range(CLIENTS)]
 
@@ -82,8 +90,23 @@ def login_latency(port, user):
     return out[0], out[1:]
 
 
+def own_address(user):
+    """In a mix client's process: its connections come from an address of its own (127.0.1.N), as
+    users' clients do from theirs (BENCH_MIX_ADDRS=1)."""
+    import socket
+    src = f"127.0.1.{USERS.index(user) + 1}"
+    plain = socket.create_connection
+
+    def create_connection(address, *args, **kw):
+        kw.setdefault("source_address", (src, 0))
+        return plain(address, *args, **kw)
+    socket.create_connection = create_connection
+
+
 def mix_client(port, user, ready, start, q):
     lat, cmds, warm = [], 0, False
+    if OWN_ADDRS:
+        own_address(user)
     try:
         # warm-up, untimed: one login of this user, as a server that has
         # been running a while has seen (both servers get it)
@@ -139,9 +162,29 @@ def server_cpu(root):
     return total + sum(int(x) for x in f[11:15]) / tck
 
 
-def mix(port, root):
+def perf_start(root):
+    """perf record of root and its processes (and those it forks) into perf_out + .N."""
+    global perf_runs
+    perf_runs += 1
+    pids = [root]
+    for d in os.listdir("/proc"):
+        try:
+            if d.isdigit() and int(open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()[1]) == root:
+                pids.append(int(d))
+        except OSError:
+            pass
+    p = subprocess.Popen(["perf", "record"] + os.environ.get("PERFARGS", "-F 999 --call-graph dwarf").split() +
+                         ["-o", f"{perf_out}.{perf_runs}", "-p", ",".join(map(str, pids))],
+                         stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return p
+
+
+def mix(port, root, profile=False):
     """(commands/s, login ms list, server CPU ms per session) of one run of CLIENTS x SESSIONS
-    sessions; root: the server's master process (tandemd, Cyrus's master)."""
+    sessions; root: the server's master process (tandemd, Cyrus's master). profile (and
+    BENCH_PERF=file): the run recorded by perf into file.N (a profile, not a figure: perf
+    slows the server)."""
     ctx = mp.get_context("fork")
     start, ready, q = ctx.Event(), ctx.Queue(), ctx.Queue()
     procs = [ctx.Process(target=mix_client, args=(port, u, ready, start, q)) for u in USERS]
@@ -150,11 +193,15 @@ def mix(port, root):
     for _ in procs:
         ready.get(timeout=600)  # every warm-up done
     time.sleep(0.3)
+    perf = perf_start(root) if perf_out and profile else None
     cpu0 = server_cpu(root)
     t0 = time.monotonic()
     start.set()
     res = [q.get(timeout=600) for _ in procs]
     wall = time.monotonic() - t0
+    if perf:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
     for p in procs:
         p.join()
     time.sleep(0.3)  # the last sessions exit and are reaped
@@ -243,12 +290,14 @@ def main():
             for who in [w for w in order if w in MODES]:
                 if who != "c":
                     set_cache(tm, who == "t")
-                r, l, cpu = mix(cm.imap_port if who == "c" else ip, cyrus_master if who == "c" else tm.proc.pid)
+                r, l, cpu = mix(cm.imap_port if who == "c" else ip, cyrus_master if who == "c" else tm.proc.pid,
+                                who != "c")
                 rates[who].append(r)
                 mlat[who].append(l)
                 mcpu[who].append(cpu)
         row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
-               "commands_per_session": CMDS_PER_SESSION, "reps": REPS}
+               "commands_per_session": CMDS_PER_SESSION, "reps": REPS,
+               "client_addresses": CLIENTS if OWN_ADDRS else 1}
         for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
             if not rates[who]:
                 continue

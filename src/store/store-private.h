@@ -107,6 +107,16 @@ struct utx {
 /* Opens users.db (and makes its tables) unless it is open: every use of
  * st->usersdb or st->usersql comes after it. */
 int store_users_open(struct store *st, struct terr *err);
+/* 1 when db's write-ahead log is one whose directory entry is known
+ * durable (store.c, "the write-ahead logs whose directory entry is
+ * durable"): only then may a commit on db skip its sync (store_recent.c),
+ * since a later FULL commit's sync then makes it durable with its own. */
+int store_sync_relaxed(sqlite3 *db);
+/* For the tests: how many first syncs of a connection's log skipped the
+ * directory fsync (log known durable) and how many did it. */
+void store_dirsync_counts(unsigned long *skipped_r, unsigned long *synced_r);
+/* For the tests: how many commits were made without a sync (store_recent.c). */
+unsigned long store_recent_relaxed_commits(void);
 /* Several commits that answer one request (LMTP's recipients): the
  * after-commit hook runs once, at flush, with all their positions (the
  * owner and mailbox of the first), instead of once per commit. */
@@ -124,6 +134,9 @@ sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err);
  * directory and schema when missing; else TE_NOTFOUND when missing. */
 int store_ustore(struct store *st, const char *owner, int create, struct ustore **u_r,
 		 struct terr *err);
+/* Closes u (one of st's open databases) and forgets it: the next call
+ * for its owner opens the database again. */
+void store_ustore_drop(struct store *st, struct ustore *u);
 /* The owner of a mailbox name ("" for shared); TE_INVALID for a bad name. */
 int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err);
 int store_ustore_for_mailbox(struct store *st, const char *mboxname, int create,

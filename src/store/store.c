@@ -147,12 +147,105 @@ sqlite3_stmt *store_sql_prepare(sqlite3 *db, const char *sql, struct terr *err)
 	return s;
 }
 
+/* ---- the write-ahead logs whose directory entry is durable ------------ */
+
+/* SQLite fsyncs a write-ahead log's directory at the first sync of every
+ * connection that opened the log with O_CREAT (all of them), in case the
+ * open created it: one more open, fdatasync and close in each fresh
+ * process's first commit (an IMAP session's STORE, each tandem deliver).
+ * A log that already held a header when the connection opened its
+ * database was made by an earlier connection whose first sync was a full
+ * one (tandem commits FULL, and relaxes a commit only on a log listed
+ * here: store_sync_relaxed), so that sync fsynced the directory; a
+ * connection keeps its log open, so no other connection can delete it
+ * meanwhile (SQLite deletes a log only at the close of its last
+ * connection, which tandem's connections never do: NO_CKPT_ON_CLOSE).
+ * For a log listed here (its path, from the open to the close of its
+ * connection) the directory fsync is skipped; any other log (new, empty
+ * after a truncating checkpoint, made by another program) gets it. */
+static struct {
+	char **path;
+	size_t n, cap;
+	unsigned long skipped, synced;	/* for the tests */
+} durable_wal;
+
+static int (*real_open_directory)(const char *, int *);
+
+static long durable_wal_find(const char *wal)
+{
+	for (size_t i = 0; i < durable_wal.n; i++)
+		if (!strcmp(durable_wal.path[i], wal))
+			return (long)i;
+	return -1;
+}
+
+/* SQLite's "openDirectory" system call (unixSync's directory fsync):
+ * SQLITE_CANTOPEN makes it skip the fsync, as it does for a directory it
+ * cannot open. */
+static int open_directory(const char *path, int *fd)
+{
+	if (durable_wal_find(path) >= 0) {
+		durable_wal.skipped++;
+		*fd = -1;
+		return SQLITE_CANTOPEN;
+	}
+	durable_wal.synced++;
+	return real_open_directory(path, fd);
+}
+
+/* After the open of db, before its first statement (SQLite opens the log
+ * at the first read): lists its log when it holds a header (>= 32 bytes:
+ * written by a commit) now. The name is SQLite's own (the path it will
+ * pass to open_directory). */
+static void durable_wal_note(sqlite3 *db)
+{
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+	struct stat sb;
+	if (!real_open_directory || !wal || stat(wal, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size < 32 ||
+	    durable_wal_find(wal) >= 0)
+		return;
+	if (durable_wal.n == durable_wal.cap) {
+		durable_wal.cap = durable_wal.cap ? 2 * durable_wal.cap : 16;
+		durable_wal.path = xrealloc(durable_wal.path, durable_wal.cap * sizeof *durable_wal.path);
+	}
+	durable_wal.path[durable_wal.n++] = xstrdup(wal);
+}
+
+/* At the close of db's connection. */
+static void durable_wal_forget(sqlite3 *db)
+{
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+	long i = wal ? durable_wal_find(wal) : -1;
+	if (i < 0)
+		return;
+	free(durable_wal.path[i]);
+	durable_wal.path[i] = durable_wal.path[--durable_wal.n];
+}
+
+int store_sync_relaxed(sqlite3 *db)
+{
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+	return wal && durable_wal_find(wal) >= 0;
+}
+
+void store_dirsync_counts(unsigned long *skipped_r, unsigned long *synced_r)
+{
+	*skipped_r = durable_wal.skipped;
+	*synced_r = durable_wal.synced;
+}
+
 void store_sqlite_setup(void)
 {
 	static int done;
 	if (done)
 		return;
 	done = 1;
+	sqlite3_vfs *vfs = sqlite3_vfs_find(NULL);
+	if (vfs && vfs->iVersion >= 3 && vfs->xGetSystemCall && vfs->xSetSystemCall) {
+		sqlite3_syscall_ptr real = vfs->xGetSystemCall(vfs, "openDirectory");
+		if (real && vfs->xSetSystemCall(vfs, "openDirectory", (sqlite3_syscall_ptr)open_directory) == SQLITE_OK)
+			real_open_directory = (int (*)(const char *, int *))real;
+	}
 	/* no up-front bulk of 20 page-cache slots per connection (~86 KB,
 	 * each slot's header written at once, so every page of it faults in
 	 * a fresh process: ~22 page faults per database opened); pages are
@@ -170,9 +263,12 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 	if (rc != SQLITE_OK) {
 		terr_set(err, rc == SQLITE_CANTOPEN ? TE_IO : TE_CORRUPT, "open %s: %s", path,
 			 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		if (db)
+			durable_wal_forget(db);
 		sqlite3_close(db);
 		return -1;
 	}
+	durable_wal_note(db);	/* before SQLite opens the log (at the first read) */
 	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : SQL_BUSY_MS);
 	/* A short-lived process (tandem deliver) must not checkpoint the WAL
 	 * at every close: that is 2-3 extra fsyncs per delivery. close_db
@@ -181,6 +277,7 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 	sqlite3_db_config(db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 	if (store_sql_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
 			       " PRAGMA foreign_keys=ON;", err) < 0) {
+		durable_wal_forget(db);
 		sqlite3_close(db);
 		return -1;
 	}
@@ -221,6 +318,7 @@ static void close_db(sqlite3 *db, long long ckpt_bytes)
 	if (!db)
 		return;
 	checkpoint_if_long(db, ckpt_bytes);
+	durable_wal_forget(db);
 	sqlite3_close(db);
 }
 
@@ -243,6 +341,8 @@ static void ustore_free(struct ustore *u);
 static void keep_discard(struct ustore *u)
 {
 	store_stmts_close(&u->sql);
+	if (u->db)
+		durable_wal_forget(u->db);
 	sqlite3_close(u->db);
 	u->db = NULL;
 	ustore_free(u);
@@ -651,6 +751,19 @@ static void ustore_forget(struct store *st, const char *owner)
 		if (!strcmp((*pp)->owner, owner)) {
 			struct ustore *u = *pp;
 			*pp = u->next;
+			ustore_free(u);
+			st->ncached--;
+			return;
+		}
+	}
+}
+
+void store_ustore_drop(struct store *st, struct ustore *u)
+{
+	for (struct ustore **pp = &st->users; *pp; pp = &(*pp)->next) {
+		if (*pp == u) {
+			*pp = u->next;
+			u->keepable = 0;
 			ustore_free(u);
 			st->ncached--;
 			return;

@@ -24,6 +24,23 @@
  * a crash after 4 leaves the whole change. There is never a metadata row
  * without its file, nor a committed change the replicas will not hear of.
  *
+ * Writes exempt from the durability rule (nothing a client was told is
+ * done, no change-log line): exactly one, the \Recent marks
+ * (store_recent_take). RFC 3501 makes \Recent a session property; a
+ * mark lost in a power cut only shows its messages as \Recent once more
+ * in the next session. Its commit runs at synchronous=NORMAL: the frames
+ * go to the WAL without an fdatasync, and the next FULL commit of the same
+ * database (whose sync covers every earlier frame of its log) or a
+ * checkpoint makes them durable. Only on a log whose directory entry is
+ * known durable (store.c, "the write-ahead logs whose directory entry is
+ * durable"); a process crash loses nothing (the frames are in the page
+ * cache). Flags, expunges, appends, copies, seen state, subscriptions,
+ * annotations, ACLs, quota, users: all FULL, all of steps 1-4.
+ * SQLite's directory fsync of a write-ahead log at a connection's first
+ * sync is skipped for a log that already held a header when the database
+ * was opened (its creator's first, FULL, sync made its directory entry
+ * durable); a new log, or one emptied or made by another program, gets it.
+ *
  * Mailbox names are internal names (src/names/mboxname.h). UIDs and
  * modseqs only grow: each user has one modseq counter shared by all its
  * mailboxes. Return convention: 0 on success, -1 with *err set, unless a

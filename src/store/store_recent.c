@@ -8,17 +8,53 @@
  * owner's recentuid in Cyrus. It is session state, not mail: it gets no
  * modseq and no change-log line, and it is not the mailbox's RECENTUID
  * sync key (which is the master's, replicated and compared as it is), so
- * selecting a mailbox never makes the replicas differ. It is durable
- * (committed like any row), so a restart does not make old mail recent
- * again. */
+ * selecting a mailbox never makes the replicas differ. It is
+ * committed like any row, so a restart does not make old mail recent
+ * again, but without waiting for the disk (store.h, "Writes exempt from
+ * the durability rule"): its commit runs at synchronous=NORMAL, which in
+ * WAL mode appends the frames without an fdatasync; the next FULL commit
+ * of the database (any acknowledged change) or a checkpoint syncs them
+ * with its own. A power cut before that loses the mark: the messages are
+ * \Recent once more in the next session, as if that session had been the
+ * first. One fdatasync less for each SELECT that finds new mail. Only on
+ * a log whose directory entry is known durable (store_sync_relaxed);
+ * otherwise the commit is FULL as before. */
 #include "store/store-private.h"
 
+#include "lib/log.h"
 #include "lib/xalloc.h"
 
 #include <string.h>
 
 const char store_recent_schema[] =
 	"CREATE TABLE IF NOT EXISTS recent(uniqueid TEXT PRIMARY KEY, uid INTEGER NOT NULL);";
+
+static unsigned long relaxed_commits;
+
+unsigned long store_recent_relaxed_commits(void)
+{
+	return relaxed_commits;
+}
+
+/* synchronous=FULL (full 1) or NORMAL on u's connection, outside any
+ * transaction (SQLite refuses it inside one). Not a cached statement:
+ * PRAGMA synchronous takes effect when it is prepared, not when run. */
+static int set_sync(struct ustore *u, int full)
+{
+	return sqlite3_exec(u->db, full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;", NULL, NULL,
+			    NULL) == SQLITE_OK ? 0 : -1;
+}
+
+/* The connection must not stay relaxed: acknowledged changes commit on it
+ * next. If FULL cannot be set again, it is closed (the next call opens
+ * the database afresh, FULL). */
+static void restore_sync(struct store *st, struct ustore *u)
+{
+	if (set_sync(u, 1) == 0)
+		return;
+	log_err("event=recent_sync_restore_fail owner=%s error=\"%s\" action=closed", u->owner, sqlite3_errmsg(u->db));
+	store_ustore_drop(st, u);
+}
 
 static int read_mark(struct ustore *u, const char *uniqueid, uint32_t *uid_r, struct terr *err)
 {
@@ -58,9 +94,14 @@ int store_recent_take(struct store *st, const char *mboxname, const char *unique
 		*prev_r = prev;	/* nothing to take: no write */
 		return 0;
 	}
+	/* no sync of its own (see the top of the file); back to FULL below */
+	int relaxed = store_sync_relaxed(u->db) && set_sync(u, 0) == 0;
 	struct utx tx;
-	if (utx_begin(&tx, st, u, err) < 0)
+	if (utx_begin(&tx, st, u, err) < 0) {
+		if (relaxed)
+			restore_sync(st, u);
 		return -1;
+	}
 	int rc = -1;
 	/* again under the write lock: another session may have taken them */
 	if (read_mark(u, uniqueid, &prev, err) < 0)
@@ -82,8 +123,11 @@ int store_recent_take(struct store *st, const char *mboxname, const char *unique
 		goto out;
 	*prev_r = prev;
 	rc = 0;
+	relaxed_commits += (unsigned long)relaxed;
 out:
 	utx_rollback(&tx);
+	if (relaxed)
+		restore_sync(st, u);
 	return rc;
 }
 

@@ -6,7 +6,9 @@
  *            <service>_maxchild, whose sum stays within MAX_SESSIONS so
  *            every service keeps room; maxperhost sessions of one client
  *            address per service), hand the connection to an idle
- *            session process of its service, else fork one for it
+ *            session process of its service (the last to serve that
+ *            client address, else the last to go idle: hand_to_idle),
+ *            else fork one for it
  *            a session process's notice "idle" (its session ended
  *            cleanly, server_reuse_check) -> it waits for the next
  *            connection of its service; it is let go (its control
@@ -95,6 +97,8 @@ struct session_slot {
 			 * -1: it serves one connection */
 	unsigned gen;	/* the config generation it was forked with */
 	long long idle_since;	/* CLOCK_MONOTONIC ms */
+	unsigned long long idle_seq;	/* order of the idle notices */
+	char last_addr[64];	/* the client address of its last session */
 };
 
 /* Slots of session processes: MAX_SESSIONS busy at most, plus idle ones
@@ -737,6 +741,7 @@ static void session_ended(struct master *m, struct session_slot *ss)
 	m->nsvc[ss->svc]--;
 	m->nbusy--;
 	stats_set_sessions(services[ss->svc].name, m->nsvc[ss->svc]);
+	memcpy(ss->last_addr, ss->addr, sizeof ss->last_addr);
 	ss->addr[0] = '\0';
 	ss->state = SLOT_GONE;
 }
@@ -757,6 +762,8 @@ static void on_idle(struct master *m, struct session_slot *ss)
 	}
 	ss->state = SLOT_IDLE;
 	ss->idle_since = mono_ms();
+	static unsigned long long idle_seq;
+	ss->idle_seq = ++idle_seq;
 	m->nidle[ss->svc]++;
 	log_debug("event=session_idle pid=%ld service=%s", (long)ss->pid, services[ss->svc].name);
 }
@@ -879,8 +886,12 @@ static const char *refuse_reason(struct master *m, int svc, const char *addr, lo
 	return NULL;
 }
 
-/* Hands the connection fd to an idle process of service svc (the one
- * idle the shortest time: the others reach spare_timeout sooner): 1 when
+/* Hands the connection fd to an idle process of service svc: the one
+ * whose last session came from the same client address, if any (a
+ * client that comes back, a user's phone polling from its address, finds
+ * the process that keeps its user's databases open: store_keep_enable),
+ * else the one idle the shortest time (the others reach spare_timeout
+ * sooner); among several, the one whose idle notice came last. 1 when
  * one took it, 0 when none is idle (fork one). */
 static int hand_to_idle(struct master *m, int svc, int fd, const char *addr)
 {
@@ -888,13 +899,17 @@ static int hand_to_idle(struct master *m, int svc, int fd, const char *addr)
 	snprintf(h.peer_addr, sizeof h.peer_addr, "%s", addr);
 	while (m->nidle[svc] > 0) {
 		struct session_slot *best = NULL;
+		int best_same = 0;
 		for (int i = 0, left = m->nidle[svc]; i < SESSION_SLOTS && left > 0; i++) {
 			struct session_slot *ss = &m->sessions[i];
 			if (!ss->pid || ss->state != SLOT_IDLE || ss->svc != svc)
 				continue;
 			left--;
-			if (!best || ss->idle_since > best->idle_since)
+			int same = *addr && !strcmp(ss->last_addr, addr);
+			if (!best || same > best_same || (same == best_same && ss->idle_seq > best->idle_seq)) {
 				best = ss;
+				best_same = same;
+			}
 		}
 		if (!best)
 			break;

@@ -18,6 +18,8 @@ connections land in the same process (its pid is in every log line):
 - maxperhost and imap_maxchild count connections, not idle processes;
 - TLS sessions (imaps, STARTTLS) and LMTP processes are reused too, the
   next client of a process starting in the clear;
+- a client that comes back from its address (127.0.1.N) is handed to the
+  process that served it last, not to the one idle last;
 - a process keeps its users' databases open between sessions, and a user
   deleted and created again, or moved away (tandem move-user) and created
   again, meanwhile gets its new database, not the kept one.
@@ -348,6 +350,37 @@ try:
         lp = [p for p, _ in connects("lmtp")[-3:]]
         t.check(lp[0] == lp[1] == lp[2], f"one LMTP process: {lp}")
         t.eq(len(inst.messages("user.alice")), 5, "every delivery stored")
+
+    with t.case("a client that comes back from its address gets the process that served it last"):
+        restart("maxspare: 4\n")
+        mark = len(d.log())
+
+        def imap_from(src):
+            n = len(connects())
+            plain = socket.create_connection
+            socket.create_connection = lambda a, *args, **kw: plain(a, *args, source_address=(src, 0), **kw)
+            try:
+                r = Raw(d.port["imap"])
+            finally:
+                socket.create_connection = plain
+            wait_for(lambda: len(connects()) > n, what="the connect line")
+            return r, connects()[n][0]
+
+        ra, pa = imap_from("127.0.1.1")
+        rb, pb = imap_from("127.0.1.2")
+        t.check(pa != pb, "two processes")
+        logout(ra)
+        wait_idle(pa, mark)
+        logout(rb)
+        wait_idle(pb, mark)	# the one idle last
+        m2 = len(d.log())
+        ra, pid = imap_from("127.0.1.1")
+        t.eq(pid, pa, "127.0.1.1 back to its process, not the one idle last")
+        logout(ra)
+        wait_idle(pa, m2)
+        rc, pid = imap_from("127.0.1.3")
+        t.eq(pid, pa, "a new address: the process idle last")
+        logout(rc)
 
     with t.case("a process keeps its users' databases open between sessions; a user deleted and created again is opened afresh"):
         mark = len(d.log())

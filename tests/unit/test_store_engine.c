@@ -8,6 +8,7 @@
 #include "test.h"
 
 #include <sqlite3.h>
+#include <unistd.h>
 
 struct fixture {
 	char *dir;
@@ -495,6 +496,108 @@ TEST(failing_query_is_not_absent)
 	fx_close(&fx);
 }
 
+/* ---- syncs a commit need not wait for ---------------------------------------------------- */
+
+static int sync_level(struct ustore *u)
+{
+	sqlite3_stmt *s = NULL;
+	int v = -1;
+	if (sqlite3_prepare_v2(u->db, "PRAGMA synchronous;", -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		v = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return v;
+}
+
+static void reopen(struct fixture *fx)
+{
+	store_close(&fx->st);
+	struct store_opts o = { .configdir = fx->conf, .partition = "default", .partition_path = fx->spool };
+	struct terr err;
+	if (store_open(&o, &fx->st, &err) < 0) {
+		printf("store_open: %s\n", err.msg);
+		exit(2);
+	}
+	store_set_busy_timeout(fx->st, 50);
+}
+
+/* The first sync of a connection fsyncs its write-ahead log's directory
+ * only when the log may be new: a log that held a header when the
+ * database was opened skips it; a new one (a new user, a log another
+ * program deleted) gets it. */
+TEST(wal_dirsync_only_for_a_new_log)
+{
+	struct fixture fx;
+	struct terr err;
+	unsigned long skipped0, synced0, skipped, synced;
+	fx_open(&fx);
+	store_dirsync_counts(&skipped0, &synced0);
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);	/* alice's log is new */
+	CHECK(append(&fx, "user.alice", msg) == 1);
+	store_dirsync_counts(&skipped, &synced);
+	CHECK_INT(skipped, skipped0);
+	CHECK(synced >= synced0 + 1);
+
+	reopen(&fx);	/* a fresh connection to a log with frames in it */
+	store_dirsync_counts(&skipped0, &synced0);
+	CHECK(append(&fx, "user.alice", msg) == 2);
+	store_dirsync_counts(&skipped, &synced);
+	CHECK_INT(skipped, skipped0 + 1);
+	CHECK_INT(synced, synced0);
+
+	/* another program's last connection checkpoints and deletes the log */
+	store_close(&fx.st);
+	char path[4200], wal[4300];
+	snprintf(path, sizeof path, "%s/user/alice/meta.db", fx.spool);
+	snprintf(wal, sizeof wal, "%s-wal", path);
+	sqlite3 *other = NULL;
+	CHECK_INT(sqlite3_open(path, &other), SQLITE_OK);
+	CHECK_INT(sqlite3_exec(other, "SELECT count(*) FROM records;", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(other);
+	CHECK(access(wal, F_OK) != 0);
+	reopen(&fx);
+	store_dirsync_counts(&skipped0, &synced0);
+	CHECK(append(&fx, "user.alice", msg) == 3);	/* the log is made again: its directory synced */
+	store_dirsync_counts(&skipped, &synced);
+	CHECK_INT(skipped, skipped0);
+	CHECK_INT(synced, synced0 + 1);
+	fx_close(&fx);
+}
+
+/* The \Recent marks commit without a sync of their own on a log known
+ * durable, and leave the connection at synchronous=FULL for the
+ * acknowledged changes that follow; on a new log they commit FULL. */
+TEST(recent_marks_commit_relaxed)
+{
+	struct fixture fx;
+	struct terr err;
+	fx_open(&fx);
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	CHECK(append(&fx, "user.alice", msg) == 1);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	uint32_t prev = 99;
+	unsigned long relaxed0 = store_recent_relaxed_commits();
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 1, &prev, &err), 0);	/* a new log: FULL */
+	CHECK_INT(prev, 0);
+	CHECK_INT(store_recent_relaxed_commits(), relaxed0);
+	CHECK_INT(sync_level(ustore_of(&fx, "alice")), 2);
+
+	reopen(&fx);
+	CHECK(append(&fx, "user.alice", msg) == 2);
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 2, &prev, &err), 0);
+	CHECK_INT(prev, 1);
+	CHECK_INT(store_recent_relaxed_commits(), relaxed0 + 1);
+	CHECK_INT(sync_level(ustore_of(&fx, "alice")), 2);	/* FULL again */
+	CHECK_INT(store_recent_take(fx.st, "user.alice", mi.uniqueid, 2, &prev, &err), 0);	/* nothing to take */
+	CHECK_INT(prev, 2);
+	CHECK_INT(store_recent_relaxed_commits(), relaxed0 + 1);
+	reopen(&fx);
+	CHECK_INT(store_recent_get(fx.st, "user.alice", mi.uniqueid, &prev, &err), 0);
+	CHECK_INT(prev, 2);	/* committed: seen by the next connection */
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store_engine", 0, LOG_LVL_ERR);
@@ -506,5 +609,7 @@ int main(void)
 	RUN(handle_outlives_its_database_connection);
 	RUN(busy_database_is_not_absent);
 	RUN(failing_query_is_not_absent);
+	RUN(wal_dirsync_only_for_a_new_log);
+	RUN(recent_marks_commit_relaxed);
 	return test_done();
 }
