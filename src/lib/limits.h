@@ -241,15 +241,6 @@
  * an idle process before the login names the user). */
 #define STORE_KEEP_MAX 8
 #define STORE_KEEP_CACHE_BYTES (1024 * 1024)
-/* The sleeps between tries of a database another connection has locked
- * (src/store/store.c busy_handler): the first after 50 us, doubling to
- * 500 us. A writer holds a user's lock ~2-4 ms (a change-log fsync and a
- * WAL commit): SQLite's default 1, 2, 5, 10 ms... sleeps left a waiting
- * delivery asleep 1-5 ms after the lock was free; a try costs a few us
- * of CPU, so ~10 tries per wait is cheap. The timeout (30 s, or
- * store_set_busy_timeout) is unchanged. */
-#define STORE_BUSY_SLEEP_MIN_US 50
-#define STORE_BUSY_SLEEP_MAX_US 500
 
 /* ---- IMAP -------------------------------------------------------------- */
 

@@ -15,7 +15,6 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
-#include <stdint.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -161,44 +160,6 @@ void store_sqlite_setup(void)
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 }
 
-/* SQLite's own busy handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10,
- * 15, 20, 25, 25, 25, 50, 50, 100 ms between tries of a lock another
- * connection holds. A delivery holds a user's write lock for ~2-4 ms (its
- * change-log fsync and its WAL commit), so at 8 LMTP connections the
- * deliveries to one user waited 1-5 ms after the lock was free (~0.9
- * sleeps per message, benchmarks.md "Fewer syncs per delivery"). This one
- * tries again after STORE_BUSY_SLEEP_MIN_US, doubling up to
- * STORE_BUSY_SLEEP_MAX_US, and gives up after the same timeout (ms, by
- * the clock, not by counting sleeps). A try is a few fcntl calls on the
- * -shm file: cheap at these rates. */
-static _Thread_local struct timespec busy_t0;	/* when this wait began (count 0) */
-
-static int busy_handler(void *arg, int count)
-{
-	int ms = (int)(intptr_t)arg;
-	struct timespec now;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (count == 0)
-		busy_t0 = now;
-	long long waited_us = (now.tv_sec - busy_t0.tv_sec) * 1000000LL + (now.tv_nsec - busy_t0.tv_nsec) / 1000;
-	if (waited_us >= (long long)ms * 1000)
-		return 0;	/* SQLITE_BUSY to the caller */
-	long long us = (long long)STORE_BUSY_SLEEP_MIN_US << (count < 16 ? count : 16);
-	if (us > STORE_BUSY_SLEEP_MAX_US)
-		us = STORE_BUSY_SLEEP_MAX_US;
-	if (us > (long long)ms * 1000 - waited_us)
-		us = (long long)ms * 1000 - waited_us;
-	struct timespec d = { (time_t)(us / 1000000), (long)(us % 1000000) * 1000 };
-	nanosleep(&d, NULL);
-	return 1;
-}
-
-/* The busy wait of a connection: at most ms (<= 0: SQL_BUSY_MS). */
-static void set_busy(sqlite3 *db, int ms)
-{
-	sqlite3_busy_handler(db, busy_handler, (void *)(intptr_t)(ms > 0 ? ms : SQL_BUSY_MS));
-}
-
 static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *err)
 {
 	store_sqlite_setup();
@@ -211,7 +172,7 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 		sqlite3_close(db);
 		return -1;
 	}
-	set_busy(db, busy_ms);
+	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : SQL_BUSY_MS);
 	/* A short-lived process (tandem deliver) must not checkpoint the WAL
 	 * at every close: that is 2-3 extra fsyncs per delivery. close_db
 	 * checkpoints a log that got long; a long-lived connection also at
@@ -483,7 +444,7 @@ int store_users_open(struct store *st, struct terr *err)
 	struct ustore *u = kept.users ? keep_take(&kept.users, path.ptr, have ? &sb : NULL) : NULL;
 	if (u) {
 		buf_free(&path);
-		set_busy(u->db, st->busy_ms);
+		sqlite3_busy_timeout(u->db, st->busy_ms > 0 ? st->busy_ms : SQL_BUSY_MS);
 		st->usersdb = u->db;
 		st->usersql = u->sql;
 		u->db = NULL;
@@ -720,7 +681,7 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		 * known, its statements prepared */
 		buf_free(&dir);
 		buf_free(&dbpath);
-		set_busy(u->db, st->busy_ms);
+		sqlite3_busy_timeout(u->db, st->busy_ms > 0 ? st->busy_ms : SQL_BUSY_MS);
 		goto cache;
 	}
 	if (!exists && !create) {

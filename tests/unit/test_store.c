@@ -615,9 +615,9 @@ TEST(deliver_makes_every_blob_directory)
 	fx_close(&fx);
 }
 
-/* The busy handler (store.c): a write waiting for a user's lock that
- * another connection holds goes on once it is free, and still fails
- * with TE_BUSY when the lock outlasts the timeout. */
+/* The busy wait (store.c, store_set_busy_timeout): a write waiting for a
+ * user's lock that another connection holds goes on once it is free, and
+ * fails with TE_BUSY when the lock outlasts the timeout. */
 TEST(busy_wait_and_timeout)
 {
 	struct fixture fx;
