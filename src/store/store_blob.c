@@ -72,7 +72,7 @@ int store_blob_sync_all(struct ustore *u, struct terr *err)
  * make theirs one at a time (a user with few messages would get 256
  * directories for a handful of files), covered by their syncfs.
  * blobs is the path of the owner's blobs directory. */
-static int blob_dirs_all(char *blobs, struct terr *err)
+static int blob_dirs_all(const char *blobs, struct terr *err)
 {
 	int fresh = mkdir(blobs, 0750) == 0;
 	if (!fresh && errno != EEXIST) {
