@@ -97,6 +97,15 @@ static int blob_dirs_all(const char *blobs, struct terr *err)
 	return rc;
 }
 
+int store_blob_dirs_make(struct ustore *u, struct terr *err)
+{
+	struct buf blobs = BUF_INIT;
+	buf_printf(&blobs, "%s/blobs", u->dir);
+	int rc = blob_dirs_all(blobs.ptr, err);
+	buf_free(&blobs);
+	return rc;
+}
+
 /* The blobs/xx directory of a file: one mkdir() when it is there (the
  * common case; fs_mkdir_p would try every component of the path). A new
  * one is made durable with the file: with durable, every missing xx is
