@@ -13,7 +13,9 @@ an order that rotates between repetitions:
   rolling `sync_client -r` (`sync_repeat_interval: 0`) to a Cyrus replica,
   kept for the whole run (its mailboxes grow between repetitions).
 Prints one JSON line per (contestant, connections) with the rates and
-their median, then the ratios to Cyrus. Not a test: nothing fails on a
+their median, the ratio to Cyrus, and for tandem the master's CPU per
+message (tandemd's process tree: sessions and rolling client, from the
+first delivery until the replica has them all). Not a test: nothing fails on a
 number.
 
   BENCH_MODE=latency BENCH_BINS="..." python3 bench/bench_lmtp_rolling.py
@@ -60,14 +62,18 @@ def tandem_run(binpath, conns, msgs, base):
         replica.start(sp)
         master.start(lp)
         time.sleep(1.0)
+        cpu0 = bench_sync.tree_cpu(master.proc.pid)
         dt = bench_sync.deliver_lmtp(lp, msgs, conns)
         t0 = time.monotonic()
         while replica_count(replica) < len(msgs) and time.monotonic() - t0 < 120:
             time.sleep(0.05)
         behind = time.monotonic() - t0
+        # the master's CPU (tandemd, its sessions and its rolling client)
+        # per message, up to the replica having them all
+        cpu = (bench_sync.tree_cpu(master.proc.pid) - cpu0) * 1000 / len(msgs)
         master.stop()
         replica.stop()
-        return len(msgs) / dt, behind
+        return len(msgs) / dt, behind, cpu
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -95,7 +101,7 @@ class CyrusPair:
                                        cwd=self.cm.dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def run(self, conns, msgs):
-        return len(msgs) / bench_sync.deliver_lmtp(self.cm.lmtp_port, msgs, conns), None
+        return len(msgs) / bench_sync.deliver_lmtp(self.cm.lmtp_port, msgs, conns), None, None
 
     def stop(self):
         self.client.terminate()
@@ -219,6 +225,7 @@ def main():
     names = list(BINS) + (["cyrus"] if cy else [])
     rates = {(n, c): [] for n in names for c in CONNS}
     behind = {(n, c): [] for n in names for c in CONNS}
+    cpu = {(n, c): [] for n in names for c in CONNS}
     try:
         for rep in range(REPS):
             for conns in CONNS:
@@ -226,13 +233,16 @@ def main():
                 order = names[rep % len(names):] + names[:rep % len(names)]
                 for name in order:
                     if name == "cyrus":
-                        r, b = cy.run(conns, [(u, f, d) for u, f, d in msgs])
+                        r, b, c = cy.run(conns, [(u, f, d) for u, f, d in msgs])
                     else:
-                        r, b = tandem_run(name, conns, msgs, base)
+                        r, b, c = tandem_run(name, conns, msgs, base)
                     rates[(name, conns)].append(r)
                     if b is not None:
                         behind[(name, conns)].append(b)
-                    print(f"  rep {rep} conns {conns} {name}: {r:.1f} msg/s", file=sys.stderr, flush=True)
+                    if c is not None:
+                        cpu[(name, conns)].append(c)
+                    print(f"  rep {rep} conns {conns} {name}: {r:.1f} msg/s"
+                          + (f", master CPU {c:.2f} ms/msg" if c is not None else ""), file=sys.stderr, flush=True)
     finally:
         if cy:
             cy.stop()
@@ -246,6 +256,9 @@ def main():
                    "msgs_per_s": [round(r, 1) for r in rates[(name, conns)]], "median_msgs_per_s": round(med, 1)}
             if behind[(name, conns)]:
                 out["replica_behind_s"] = round(statistics.median(behind[(name, conns)]), 2)
+            if cpu[(name, conns)]:
+                out["master_cpu_ms_per_msg"] = [round(x, 2) for x in cpu[(name, conns)]]
+                out["median_master_cpu_ms_per_msg"] = round(statistics.median(cpu[(name, conns)]), 2)
             if cmed and name != "cyrus":
                 out["ratio_to_cyrus"] = round(med / cmed, 2)
             print(json.dumps(out), flush=True)

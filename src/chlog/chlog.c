@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -360,7 +361,23 @@ fail:
  * holds the creator's lines before it has its name, no writer can pass
  * the mark before the creator holds it, and a rolling client woken by
  * the new name (inotify) never takes an empty log from under the
- * creator (with a create-then-lock, it did, 64 times in a row). */
+ * creator (with a create-then-lock, it did, 64 times in a row).
+ *
+ * The next log, made by the reader. A rolling client at interval 0
+ * takes the log after almost every change on a quiet channel, so almost
+ * every change made a new log and paid its directory fsync (one of the
+ * six serial syncs of a delivery). chlog_take therefore makes the next,
+ * empty log itself right after its rename, by the same protocol (a
+ * temporary name, the mark locked exclusively, the link), and its one
+ * directory fsync, which the rename needed anyway, covers both; only then
+ * is the mark unlocked. A writer that appends to it in between waits on
+ * the mark as for any creator. An empty log is never taken (nothing to
+ * do), so the reader does not spin on the log it made. Its birth time is
+ * the take's, not its first line's: the writer whose line starts it
+ * (offset 0) stamps the file with CHLOG_FIRST_XATTR (epoch seconds), which
+ * `tandem status` reads as the age of the oldest pending change
+ * (src/stats/stats_chan.c); a file system without user xattrs leaves the
+ * birth time to stand in. */
 
 #define CHLOG_MARK ((off_t)1 << 62)
 
@@ -401,6 +418,33 @@ static int write_once(int fd, const char *lines, size_t len, off_t *end_r, ssize
 	return terr_errno(err, w < 0 || *end_r < 0 ? errno : ENOSPC, "write %s", path);
 }
 
+/* A log is created with the owner's execute bit set (CHLOG_MODE_UNSYNCED;
+ * a umask practically never clears it) and loses it once its name is
+ * durable, before its mark is unlocked. A writer that gets the mark and
+ * still sees the bit knows the creator died (or its fsync failed) between
+ * the link and the directory fsync: it fsyncs the directory itself before
+ * it reports its line durable (name_check), instead of trusting a name a
+ * power cut could still take away. */
+#define CHLOG_MODE_UNSYNCED 0740
+
+static void name_synced(int fd)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) == 0 && (sb.st_mode & S_IXUSR))
+		(void)fchmod(fd, sb.st_mode & ~(mode_t)S_IXUSR & 07777);
+}
+
+static int name_check(int fd, const char *path, struct terr *err)
+{
+	struct stat sb;
+	if (fstat(fd, &sb) == 0 && !(sb.st_mode & S_IXUSR))
+		return 0;
+	if (fs_fsync_parent(path, err) < 0)
+		return -1;
+	name_synced(fd);
+	return 0;
+}
+
 /* Creates the log at path holding lines: a new file under a temporary
  * name, locked (the mark exclusively, the data shared) before it has
  * its name, written and fsynced, then linked to path, its directory
@@ -415,7 +459,7 @@ static int create_log(const char *path, const char *lines, size_t len, int *fd_r
 	struct buf tmp = BUF_INIT;
 	buf_printf(&tmp, "%s.new.%ld", path, (long)getpid());
 	int rc = -1, linked = 0;
-	int fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	int fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, CHLOG_MODE_UNSYNCED);
 	if (fd < 0 && errno == ENOENT) {
 		char *slash = strrchr(tmp.ptr, '/');
 		*slash = '\0';
@@ -423,7 +467,7 @@ static int create_log(const char *path, const char *lines, size_t len, int *fd_r
 		*slash = '/';
 		if (mk < 0)
 			goto out;
-		fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+		fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, CHLOG_MODE_UNSYNCED);
 	}
 	if (fd < 0) {
 		terr_errno(err, errno, "create change log %s", tmp.ptr);
@@ -459,6 +503,7 @@ static int create_log(const char *path, const char *lines, size_t len, int *fd_r
 	 * fsync on that disk is failing too. */
 	if (fs_fsync_parent(path, err) < 0)
 		goto out;
+	name_synced(fd);
 	if (lock_range(fd, F_UNLCK, CHLOG_MARK, 1) < 0) {
 		terr_errno(err, errno, "unlock change log %s", path);
 		goto out;
@@ -506,6 +551,47 @@ static void blank_partial(int fd, off_t end, size_t n, const char *path)
 		log_warn("event=chlog_partial file=%s offset=%lld bytes=%zu note=\"blanked\"", path, (long long)start, n);
 }
 
+/* The time of a log's first line, for its age (the next log is born
+ * empty, when the reader took the one before). Best effort: stats only. */
+static void stamp_first(int fd)
+{
+	char t[24];
+	int n = snprintf(t, sizeof t, "%lld", (long long)time(NULL));
+	(void)fsetxattr(fd, CHLOG_FIRST_XATTR, t, (size_t)n, 0);
+}
+
+long long chlog_first_line_at(const char *path)
+{
+	char t[24];
+	ssize_t n = getxattr(path, CHLOG_FIRST_XATTR, t, sizeof t - 1);
+	if (n <= 0)
+		return 0;
+	t[n] = '\0';
+	return strtoll(t, NULL, 10);
+}
+
+/* Makes the next, empty log at path after the reader's rename: a file
+ * under a temporary name with the mark locked exclusively, linked to
+ * path. The caller fsyncs the directory (for its rename too), then
+ * closes *fd_r, which unlocks the mark. -1 (nothing made, not an error:
+ * the next writer makes the log) or 0. */
+static int make_next(const char *path, int *fd_r)
+{
+	struct buf tmp = BUF_INIT;
+	buf_printf(&tmp, "%s.new.%ld", path, (long)getpid());
+	int fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, CHLOG_MODE_UNSYNCED);
+	int rc = -1;
+	if (fd >= 0 && lock_range(fd, F_WRLCK, CHLOG_MARK, 1) == 0 && link(tmp.ptr, path) == 0)
+		rc = 0;	/* EEXIST: a writer made it first, with its lines */
+	if (fd >= 0)
+		unlink(tmp.ptr);
+	if (rc < 0 && fd >= 0)
+		close(fd);
+	*fd_r = rc == 0 ? fd : -1;
+	buf_free(&tmp);
+	return rc;
+}
+
 /* Appends to one channel's log (shard < 0) or one shard's; with fd_r,
  * the file stays open and (shared-)locked and its fd is returned. */
 static int append_one(const char *configdir, const char *channel, int shard, const char *lines, size_t len,
@@ -546,6 +632,8 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 			close(fd);
 			goto out;
 		}
+		if (end == (off_t)len)
+			stamp_first(fd);	/* the first line of a log the reader made */
 		/* a line whose fsync failed stays: replaying a change that did
 		 * not commit is harmless (the client syncs what is there); then
 		 * wait until the log's creator has made its name durable */
@@ -555,6 +643,10 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 		}
 		if (lock_range(fd, F_RDLCK, CHLOG_MARK, 1) < 0) {
 			terr_errno(err, errno, "lock change log %s", path.ptr);
+			close(fd);
+			goto out;
+		}
+		if (name_check(fd, path.ptr, err) < 0) {
 			close(fd);
 			goto out;
 		}
@@ -809,7 +901,7 @@ int chlog_done(const char *configdir, const char *channel, struct terr *err)
 	return chlog_done_shard(configdir, channel, -1, err);
 }
 
-int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err)
+static int take(const char *configdir, const char *channel, int shard, int with_next, struct terr *err)
 {
 	struct buf run = BUF_INIT, log = BUF_INIT;
 	chlog_shard_path(configdir, channel, shard, "log-run", &run);
@@ -817,11 +909,33 @@ int chlog_take_shard(const char *configdir, const char *channel, int shard, stru
 	int rc = 1;
 	if (access(run.ptr, F_OK) == 0)
 		goto out;	/* leftover of an interrupted run: process it first */
+	struct stat sb;
+	if (stat(log.ptr, &sb) < 0) {
+		rc = errno == ENOENT ? 0 : terr_errno(err, errno, "stat %s", log.ptr);
+		goto out;
+	}
+	if (sb.st_size == 0) {
+		/* the empty log made at the last take: nothing to do (a writer
+		 * that appends meanwhile wakes the client: inotify) */
+		rc = 0;
+		goto out;
+	}
 	if (rename(log.ptr, run.ptr) < 0) {
 		rc = errno == ENOENT ? 0 : terr_errno(err, errno, "rename %s", log.ptr);
 		goto out;
 	}
-	if (fs_fsync_parent(run.ptr, err) < 0) {
+	/* the next log, so no writer pays a new log's directory fsync; the
+	 * one fsync covers it and the rename */
+	int next = -1;
+	if (with_next)
+		(void)make_next(log.ptr, &next);
+	int synced = fs_fsync_parent(run.ptr, err);
+	if (next >= 0) {
+		if (synced == 0)
+			name_synced(next);
+		close(next);	/* unlocks its mark */
+	}
+	if (synced < 0) {
 		rc = -1;
 		goto out;
 	}
@@ -835,6 +949,16 @@ out:
 	buf_free(&run);
 	buf_free(&log);
 	return rc;
+}
+
+int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err)
+{
+	return take(configdir, channel, shard, 0, err);
+}
+
+int chlog_take_shard_next(const char *configdir, const char *channel, int shard, struct terr *err)
+{
+	return take(configdir, channel, shard, 1, err);
 }
 
 int chlog_done_shard(const char *configdir, const char *channel, int shard, struct terr *err)

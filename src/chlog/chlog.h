@@ -135,18 +135,35 @@ unsigned chlog_shard_of(const char *owner, unsigned nshards);
 /* The shards (bit k = shard k) a line goes to among nshards. */
 unsigned chlog_line_shards(const char *line, size_t len, unsigned nshards);
 
-/* Reader: 1 when log-run is ready, 0 when there is nothing to do. */
+/* Reader: 1 when log-run is ready, 0 when there is nothing to do (no
+ * log, or an empty one: see chlog_take_shard_next). */
 int chlog_take(const char *configdir, const char *channel, struct terr *err);
 /* Removes log-run (and fsyncs its directory). */
 int chlog_done(const char *configdir, const char *channel, struct terr *err);
 /* The same for one shard (shard < 0: the unsharded log). */
 int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err);
 int chlog_done_shard(const char *configdir, const char *channel, int shard, struct terr *err);
+/* chlog_take_shard for a reader that comes back at once (a rolling sync
+ * client): after renaming log to log-run it makes the next log, empty,
+ * covered by the directory fsync of its rename, so the writers of the
+ * next change find a log and pay no new log's directory fsync (chlog.c,
+ * "The next log"). Not for a log directory nobody will read again (an
+ * old shard layout being drained). */
+int chlog_take_shard_next(const char *configdir, const char *channel, int shard, struct terr *err);
 /* Removes what dead writers left in a channel's (shard's) log directory:
  * log.new.<pid> files that no process holds locked and that are older
  * than CHLOG_STALE_NEW_S (a writer killed between creating a new log and
  * linking it; nothing of them was acknowledged). Returns how many. */
 int chlog_sweep_stale(const char *configdir, const char *channel, int shard);
+
+/* The extended attribute in which the writer of a log's first line
+ * records its time (epoch seconds, decimal): the log made empty by the
+ * reader was born before its first change. */
+#define CHLOG_FIRST_XATTR "user.tandem.first_line_at"
+/* That time for the log file at path, 0 when it has none (a log made by
+ * its first writer, whose birth time is its first line's; or a file
+ * system without user xattrs). */
+long long chlog_first_line_at(const char *path);
 
 struct chlog_entry {
 	char keyword[16];	/* upper-cased */

@@ -36,9 +36,12 @@ static void count_file(const char *path, long long *lines, long long *bytes)
 	close(fd);
 }
 
-/* The birth time of the oldest change not replicated: that of log-run
- * (being replicated) or else of log, when not empty; 0 when nothing is
- * pending, -1 when the file system keeps no birth times. */
+/* The time of the oldest change not replicated: that of log-run (being
+ * replicated) or else of log, when not empty: the time its first writer
+ * recorded (a log the reader made empty at its last take, whose birth
+ * time is that take's: chlog_first_line_at), else its birth time (a log
+ * made by its first writer); 0 when nothing is pending, -1 when the file
+ * system keeps neither. */
 static long long oldest_pending_at(const char *configdir, const char *chan, int shard)
 {
 	static const char *const files[] = { "log-run", "log" };
@@ -49,7 +52,9 @@ static long long oldest_pending_at(const char *configdir, const char *chan, int 
 		struct statx sx;
 		if (statx(AT_FDCWD, path.ptr, 0, STATX_BTIME | STATX_SIZE, &sx) < 0 || sx.stx_size == 0)
 			continue;
-		at = sx.stx_mask & STATX_BTIME ? (long long)sx.stx_btime.tv_sec : -1;
+		at = chlog_first_line_at(path.ptr);
+		if (at <= 0)
+			at = sx.stx_mask & STATX_BTIME ? (long long)sx.stx_btime.tv_sec : -1;
 	}
 	buf_free(&path);
 	return at;

@@ -17,7 +17,9 @@
  *     whose mailboxes partly failed gets NO, not OK.
  * An inode number reused by a new log after the old one was removed is
  * caught by the first rule (the waiter then waits one more pass: never a
- * wrong OK). Waiters that arrive during a pass are answered by the next
+ * wrong OK), unless the new log is shorter than the waiter's offset (the
+ * empty next log the client makes at each take): it cannot hold the line,
+ * and the remembered passes decide. Waiters that arrive during a pass are answered by the next
  * one: one pass, one pipelined round trip per batch, answers them all
  * (group commit). While the replica is unreachable every waiter gets NO
  * at once (syncc_rn_refuse_all), so no session waits on a dead replica.
@@ -153,17 +155,24 @@ void syncc_rn_close(struct syncc *sc)
 	sc->rn = NULL;
 }
 
-static int same_file(const char *path, unsigned long long dev, unsigned long long ino)
+/* 1 when the file at path may hold the waiter's line: its inode, and at
+ * least its offset long (a file only grows while it is log or log-run).
+ * A shorter one with that inode number is a new file that reused it: the
+ * next log the client makes empty at each take (docs/changelog.md) often
+ * gets the number of the log-run just removed, and no pass would ever
+ * come for an empty log. */
+static int holds(const char *path, const struct sync_rightnow_wait *w)
 {
 	struct stat st;
-	return stat(path, &st) == 0 && (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	return stat(path, &st) == 0 && (unsigned long long)st.st_dev == w->dev &&
+	       (unsigned long long)st.st_ino == w->ino && (unsigned long long)st.st_size >= w->offset;
 }
 
 /* The answer a parsed waiter gets now: 0 stay, 1 answered (i removed). */
 static int settle(struct syncc_rn *rn, size_t i)
 {
 	const struct sync_rightnow_wait *w = &rn->w[i].w;
-	if (same_file(rn->log.ptr, w->dev, w->ino) || same_file(rn->run.ptr, w->dev, w->ino))
+	if (holds(rn->log.ptr, w) || holds(rn->run.ptr, w))
 		return 0;
 	for (size_t k = 0; k < rn->ndone; k++) {
 		const struct done_pass *d = &rn->done[k];

@@ -279,7 +279,9 @@ int syncc_rolling(struct syncc *sc, int one_pass, struct terr *err)
 			continue;
 		}
 		syncc_rn_service(sc);
-		int t = chlog_take_shard(configdir, sc->channel, shard, err);
+		/* a client that comes back at once makes the next log itself */
+		int t = one_pass ? chlog_take_shard(configdir, sc->channel, shard, err)
+				 : chlog_take_shard_next(configdir, sc->channel, shard, err);
 		if (t < 0) {
 			rc = -1;
 			break;

@@ -63,6 +63,29 @@ try:
         t.check(lag_down >= 1 or lag_down == -1, f"status shows the down channel's lag: {st}")
         t.eq(lag_repl1, 0, "and none on the live one")
 
+    with t.case("the client makes the next log; a change after an idle time shows its own age"):
+        # the rolling client makes the next log, empty, when it takes one
+        # (docs/changelog.md, "The next log"): writers do not create logs
+        repl1_log = os.path.join(m.dir, "conf", "sync", "repl1", "log")
+        wait_for(lambda: os.path.exists(repl1_log) and os.path.getsize(repl1_log) == 0, 10,
+                 "an empty next log made by the client")
+        time.sleep(3.2)	# the empty log ages
+        pid = int(re.findall(r"event=sync_client_start channel=repl1 pid=(\d+)", d.log())[-1])
+        os.kill(pid, signal.SIGSTOP)	# hold the client: the change stays pending
+        try:
+            l = smtplib.LMTP("127.0.0.1", d.port["lmtp"])
+            l.sendmail("s@example.net", ["alice"], make_message(t.rng, 99))
+            l.quit()
+            t.check(os.path.getsize(repl1_log) > 0, "the change went into the client's log")
+            stamp = int(os.getxattr(repl1_log, "user.tandem.first_line_at"))
+            t.check(abs(stamp - time.time()) < 3, f"its first line's time is stamped: {stamp}")
+            st = dict((l.split()[0], l) for l in m.ok(["status"]).splitlines() if "oldest_pending_s=" in l)
+            lag = int(st["channel=repl1"].split("oldest_pending_s=")[1])
+            t.check(0 <= lag <= 1, f"the lag is the change's age, not the log's (born 3 s before): {lag}")
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        t.check(wait_equal(), "replicated once the client goes on")
+
     with t.case("a killed sync client is restarted"):
         # the running client of each channel, as tandemd logged it
         pids = {}

@@ -125,6 +125,15 @@ TEST(bad_lines_are_skipped)
 	free(dir);
 }
 
+/* The race tests run with both readers: the plain take, and the one that
+ * makes the next log (a rolling client's). */
+static int take_next;
+
+static int take_c(const char *dir, struct terr *err)
+{
+	return take_next ? chlog_take_shard_next(dir, "c", -1, err) : chlog_take(dir, "c", err);
+}
+
 /* A child appends 2000 lines while the parent takes and reads log-run
  * over and over: every line is read exactly once. */
 TEST(writer_races_reader)
@@ -149,13 +158,14 @@ TEST(writer_races_reader)
 	}
 	static unsigned char seen[N];
 	int total = 0, dup = 0, status = 0, done = 0;
+	memset(seen, 0, sizeof seen);	/* run twice (take_next) */
 	struct terr err;
 	struct buf p = BUF_INIT;
 	chlog_path(dir, "c", "log-run", &p);
 	while (!done || total < N) {
 		if (!done && waitpid(pid, &status, WNOHANG) == pid)
 			done = 1;
-		int t = chlog_take(dir, "c", &err);
+		int t = take_c(dir, &err);
 		if (t == 1) {
 			struct chlog_entry *es;
 			size_t bad;
@@ -305,6 +315,7 @@ TEST(concurrent_writers_group_commit)
 	}
 	static unsigned char seen[GC_W][GC_N];
 	int total = 0, dup = 0, bad = 0, running = GC_W, fails = 0;
+	memset(seen, 0, sizeof seen);	/* run twice (take_next) */
 	struct terr err;
 	while (running > 0 || total < GC_W * GC_N) {
 		int status;
@@ -314,7 +325,7 @@ TEST(concurrent_writers_group_commit)
 			if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
 				fails++;
 		}
-		int t = chlog_take(dir, "c", &err);
+		int t = take_c(dir, &err);
 		if (t == 1) {
 			gc_read_run(dir, seen, &total, &dup, &bad);
 			chlog_done(dir, "c", &err);
@@ -845,6 +856,145 @@ TEST(hold_positions)
 	free(dir);
 }
 
+/* The same races with the reader that makes the next log. */
+TEST(writer_races_reader_making_next_logs)
+{
+	take_next = 1;
+	test_writer_races_reader();
+	take_next = 0;
+}
+
+TEST(concurrent_writers_with_next_logs)
+{
+	take_next = 1;
+	test_concurrent_writers_group_commit();
+	take_next = 0;
+}
+
+static ino_t ino_of(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? sb.st_ino : 0;
+}
+
+static long long size_of(const char *path)
+{
+	struct stat sb;
+	return stat(path, &sb) == 0 ? (long long)sb.st_size : -1;
+}
+
+/* chlog_take_shard_next: the reader makes the next log, empty; writers
+ * append to it (no log of their own, so no directory fsync of theirs);
+ * an empty log is never taken; the first line's writer stamps the time
+ * that stands for the log's age (its birth time is the take's). */
+TEST(reader_makes_the_next_log)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct chlog *l = chlog_open(dir, ch, 1);
+	struct terr err;
+	struct buf line = BUF_INIT, log = BUF_INIT, run = BUF_INIT;
+	chlog_format(&line, "APPEND", "user.a", NULL, &err);
+	chlog_path(dir, "c", "log", &log);
+	chlog_path(dir, "c", "log-run", &run);
+	CHECK_INT(chlog_append(l, line.ptr, line.len, &err), 0);
+	CHECK(chlog_first_line_at(log.ptr) == 0);	/* made by its writer: its birth time says it */
+	CHECK_INT(chlog_take_shard_next(dir, "c", -1, &err), 1);
+	CHECK_INT(size_of(log.ptr), 0);			/* the next log is there, empty */
+	ino_t next = ino_of(log.ptr);
+	CHECK(next != 0 && next != ino_of(run.ptr));
+	CHECK(chlog_first_line_at(log.ptr) == 0);
+	CHECK_INT(chlog_done(dir, "c", &err), 0);
+	/* an empty log is nothing to do, and stays */
+	CHECK_INT(chlog_take_shard_next(dir, "c", -1, &err), 0);
+	CHECK_INT(chlog_take(dir, "c", &err), 0);
+	CHECK_INT(ino_of(log.ptr), next);
+	CHECK(access(run.ptr, F_OK) != 0);
+	/* the next change goes into it; its writer stamps the first line */
+	long long t0 = (long long)time(NULL);
+	struct chlog_hold h;
+	CHECK_INT(chlog_append_hold(l, line.ptr, line.len, &h, &err), 0);
+	CHECK_INT(h.n, 1);
+	CHECK(h.pos[0].ino == (unsigned long long)next);
+	chlog_release(&h);
+	long long at = chlog_first_line_at(log.ptr);
+	CHECK(at >= t0 && at <= (long long)time(NULL));
+	CHECK_INT(chlog_append(l, line.ptr, line.len, &err), 0);
+	CHECK(chlog_first_line_at(log.ptr) == at);	/* the second line does not restamp */
+	CHECK_INT(chlog_take_shard_next(dir, "c", -1, &err), 1);
+	CHECK_INT(ino_of(run.ptr), next);
+	CHECK(chlog_first_line_at(run.ptr) == at);	/* the stamp goes with the rename */
+	CHECK(chlog_first_line_at(log.ptr) == 0);
+	struct chlog_entry *es;
+	size_t bad;
+	CHECK_INT(chlog_read_file(run.ptr, &es, &bad, &err), 2);
+	chlog_entries_free(es, 2);
+	CHECK_INT(chlog_done(dir, "c", &err), 0);
+	/* the plain take makes none */
+	CHECK_INT(chlog_append(l, line.ptr, line.len, &err), 0);
+	CHECK_INT(chlog_take(dir, "c", &err), 1);
+	CHECK(access(log.ptr, F_OK) != 0);
+	CHECK_INT(chlog_done(dir, "c", &err), 0);
+	/* no temporary file left */
+	struct buf d = BUF_INIT;
+	chlog_path(dir, "c", "", &d);
+	int leftovers = 0;
+	DIR *dd = opendir(d.ptr);
+	for (struct dirent *de; dd && (de = readdir(dd));)
+		leftovers += !strncmp(de->d_name, "log.new.", 8);
+	if (dd)
+		closedir(dd);
+	CHECK_INT(leftovers, 0);
+	buf_free(&d);
+	chlog_close(&l);
+	buf_free(&line);
+	buf_free(&log);
+	buf_free(&run);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* A log whose creator died between its link and its directory fsync
+ * still has the owner's execute bit (chlog.c, name_check): the next
+ * writer fsyncs the directory itself and clears the bit; a creator that
+ * finished, or the reader's next log, leaves none. */
+TEST(writer_makes_a_dead_creators_name_durable)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct chlog *l = chlog_open(dir, ch, 1);
+	struct terr err;
+	struct buf line = BUF_INIT, log = BUF_INIT, d = BUF_INIT;
+	chlog_format(&line, "APPEND", "user.a", NULL, &err);
+	chlog_path(dir, "c", "log", &log);
+	chlog_path(dir, "c", "", &d);
+	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
+	int fd = open(log.ptr, O_WRONLY | O_CREAT | O_EXCL, 0740);	/* as a creator leaves it */
+	CHECK(fd >= 0);
+	CHECK_INT(fchmod(fd, 0740), 0);
+	close(fd);
+	struct stat sb;
+	CHECK_INT(chlog_append(l, line.ptr, line.len, &err), 0);
+	CHECK_INT(stat(log.ptr, &sb), 0);
+	CHECK_INT(sb.st_mode & S_IXUSR, 0);
+	CHECK_INT(sb.st_size, (long long)line.len);
+	/* a log its writer made, and the reader's next one: durable names */
+	CHECK_INT(unlink(log.ptr), 0);
+	CHECK_INT(chlog_append(l, line.ptr, line.len, &err), 0);
+	CHECK_INT(stat(log.ptr, &sb), 0);
+	CHECK_INT(sb.st_mode & S_IXUSR, 0);
+	CHECK_INT(chlog_take_shard_next(dir, "c", -1, &err), 1);
+	CHECK_INT(stat(log.ptr, &sb), 0);
+	CHECK_INT(sb.st_mode & S_IXUSR, 0);
+	CHECK_INT(sb.st_size, 0);
+	chlog_close(&l);
+	buf_free(&line);
+	buf_free(&log);
+	buf_free(&d);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 int main(void)
 {
 	RUN(fixed_channels);
@@ -863,5 +1013,9 @@ int main(void)
 	RUN(writer_waits_for_creators_directory_fsync);
 	RUN(short_write_among_concurrent_writers);
 	RUN(sweep_removes_dead_writers_new_logs);
+	RUN(writer_races_reader_making_next_logs);
+	RUN(concurrent_writers_with_next_logs);
+	RUN(reader_makes_the_next_log);
+	RUN(writer_makes_a_dead_creators_name_durable);
 	return test_done();
 }

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct fixture {
@@ -575,6 +576,98 @@ TEST(deliver_to_many_writes_once)
 	CHECK_INT(stat(p.ptr, &sb), 0);
 	CHECK_INT(sb.st_nlink, 2);	/* one file, two names */
 	buf_free(&p);
+	fx_close(&fx);
+}
+
+/* A delivery that finds its blobs/xx directory missing makes all 256 at
+ * once (one fsync of blobs instead of one per new xx: store_blob.c,
+ * blob_dirs_all); the next deliveries find theirs. */
+TEST(deliver_makes_every_blob_directory)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err, errs[1];
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	const char *to[] = { "user.alice" };
+	uint32_t uids[1];
+	CHECK_INT(store_deliver(fx.st, to, 1, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
+	char blobs[4200];
+	snprintf(blobs, sizeof blobs, "%s/user/alice/blobs", fx.spool);
+	int ndirs = 0;
+	DIR *d = opendir(blobs);
+	for (struct dirent *de; d && (de = readdir(d));)
+		ndirs += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	CHECK_INT(ndirs, 256);
+	/* one removed (a store from before): the next delivery there makes it again */
+	char xx[4300];
+	snprintf(xx, sizeof xx, "%s/%.2s", blobs, "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae");
+	struct buf p = BUF_INIT;
+	store_message_path(fx.st, "user.alice", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", &p, &err);
+	CHECK_INT(unlink(p.ptr), 0);
+	CHECK_INT(rmdir(xx), 0);
+	CHECK_INT(store_deliver(fx.st, to, 1, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
+	CHECK_INT(uids[0], 2);
+	struct stat sb;
+	CHECK_INT(stat(p.ptr, &sb), 0);
+	buf_free(&p);
+	fx_close(&fx);
+}
+
+/* The busy wait (store.c, store_set_busy_timeout): a write waiting for a
+ * user's lock that another connection holds goes on once it is free, and
+ * fails with TE_BUSY when the lock outlasts the timeout. */
+TEST(busy_wait_and_timeout)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err, errs[1];
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	char db[4200];
+	snprintf(db, sizeof db, "%s/user/alice/meta.db", fx.spool);
+	const char *to[] = { "user.alice" };
+	uint32_t uids[1];
+	for (int round = 0; round < 2; round++) {
+		int pfd[2];
+		CHECK_INT(pipe(pfd), 0);
+		/* no database of ours open across the fork: SQLite's per-process
+		 * lock bookkeeping would be the child's too */
+		store_close(&fx.st);
+		pid_t pid = fork();
+		if (pid == 0) {
+			sqlite3 *h = NULL;
+			if (sqlite3_open(db, &h) != SQLITE_OK ||
+			    sqlite3_exec(h, "BEGIN IMMEDIATE; UPDATE meta SET value = value WHERE key = 'schema';",
+					 NULL, NULL, NULL) != SQLITE_OK)
+				_exit(1);
+			char c = 'l';
+			if (write(pfd[1], &c, 1) != 1)
+				_exit(1);
+			usleep(round == 0 ? 150000 : 1500000);
+			sqlite3_exec(h, "COMMIT;", NULL, NULL, NULL);
+			sqlite3_close(h);
+			_exit(0);
+		}
+		char c;
+		CHECK_INT(read(pfd[0], &c, 1), 1);	/* the child holds the lock */
+		struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
+		CHECK_INT(store_open(&o, &fx.st, &err), 0);
+		store_set_busy_timeout(fx.st, round == 0 ? 5000 : 300);
+		int rc = store_deliver(fx.st, to, 1, msg1, strlen(msg1), NULL, uids, errs, &err);
+		if (round == 0) {
+			CHECK_INT(rc, 0);	/* waited for the child's COMMIT */
+			CHECK_INT(uids[0], 1);
+		} else {
+			CHECK_INT(rc, -1);	/* 300 ms < the child's 1.5 s */
+			CHECK_INT(errs[0].code, TE_BUSY);
+		}
+		int status;
+		CHECK_INT(waitpid(pid, &status, 0), pid);
+		CHECK_INT(WEXITSTATUS(status), 0);
+		close(pfd[0]);
+		close(pfd[1]);
+	}
 	fx_close(&fx);
 }
 
@@ -1487,6 +1580,8 @@ int main(void)
 	RUN(limits_quota_and_size);
 	RUN(change_log_lines_and_failure);
 	RUN(deliver_to_many_writes_once);
+	RUN(deliver_makes_every_blob_directory);
+	RUN(busy_wait_and_timeout);
 	RUN(after_commit_hook);
 	RUN(annotations_seen_subs_sieve);
 	RUN(random_workload_keeps_crcs);
