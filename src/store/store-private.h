@@ -195,10 +195,6 @@ int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, co
 int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, int move,
 		     int *moved_r, struct terr *err);
 int store_blob_gc(struct store *st, struct ustore *u, struct terr *err);
-/* Makes all 256 blobs/xx directories of an owner (those missing), durable
- * with one fsync of blobs: what a delivery does at its first missing xx;
- * a user's creation may do it ahead (10-15 ms of CPU, once). */
-int store_blob_dirs_make(struct ustore *u, struct terr *err);
 
 /* store_cache.c */
 /* The CREATE TABLE of the cache (run on every open: old stores gain it). */

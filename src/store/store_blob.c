@@ -62,68 +62,14 @@ int store_blob_sync_all(struct ustore *u, struct terr *err)
 	return store_blob_sync_dir(u->dir, err);
 }
 
-/* All 256 blobs/xx directories of an owner at once, made durable with one
- * fsync of blobs (and one of the owner's directory when blobs itself is
- * new): for a delivery (a single file made durable on its own) that
- * found its xx missing. Made one at a time, each new xx cost its delivery
- * a mkdir and an fsync of blobs, ~256 times per user (and almost every
- * delivery of a fresh store: benchmarks.md, "Fewer syncs per delivery").
- * An empty xx costs 4 KB of disk; a replica's batches (durable 0) still
- * make theirs one at a time (a user with few messages would get 256
- * directories for a handful of files), covered by their syncfs.
- * blobs is the path of the owner's blobs directory. */
-static int blob_dirs_all(const char *blobs, struct terr *err)
-{
-	int fresh = mkdir(blobs, 0750) == 0;
-	if (!fresh && errno != EEXIST) {
-		if (fs_mkdir_p(blobs, 0750, err) < 0)
-			return -1;
-		fresh = 1;
-	}
-	size_t n = strlen(blobs);
-	char *p = xmalloc(n + 4);
-	memcpy(p, blobs, n);
-	int rc = 0;
-	for (unsigned i = 0; i < 256 && rc == 0; i++) {
-		snprintf(p + n, 4, "/%02x", i);
-		if (mkdir(p, 0750) < 0 && errno != EEXIST)
-			rc = terr_errno(err, errno, "mkdir %s", p);
-	}
-	free(p);
-	if (rc == 0)
-		rc = fs_fsync_dir(blobs, err);
-	if (rc == 0 && fresh)
-		rc = fs_fsync_parent(blobs, err);
-	return rc;
-}
-
-int store_blob_dirs_make(struct ustore *u, struct terr *err)
-{
-	struct buf blobs = BUF_INIT;
-	buf_printf(&blobs, "%s/blobs", u->dir);
-	int rc = blob_dirs_all(blobs.ptr, err);
-	buf_free(&blobs);
-	return rc;
-}
-
 /* The blobs/xx directory of a file: one mkdir() when it is there (the
  * common case; fs_mkdir_p would try every component of the path). A new
- * one is made durable with the file: with durable, every missing xx is
- * made and fsynced at once (blob_dirs_all); with durable 0, the caller's
- * syncfs covers it. */
-static int blob_dir(char *dir, int durable, struct terr *err)
+ * one is made durable with the file: its parent fsynced, or (durable 0)
+ * by the caller's syncfs. */
+static int blob_dir(const char *dir, int durable, struct terr *err)
 {
-	if (durable) {
-		if (mkdir(dir, 0750) < 0 && errno == EEXIST)
-			return 0;
-		char *slash = strrchr(dir, '/');
-		*slash = '\0';
-		int rc = blob_dirs_all(dir, err);
-		*slash = '/';
-		return rc;
-	}
 	if (mkdir(dir, 0750) == 0)
-		return 0;
+		return durable ? fs_fsync_parent(dir, err) : 0;
 	return errno == EEXIST ? 0 : fs_mkdir_p(dir, 0750, err);
 }
 

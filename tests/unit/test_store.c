@@ -579,42 +579,6 @@ TEST(deliver_to_many_writes_once)
 	fx_close(&fx);
 }
 
-/* A delivery that finds its blobs/xx directory missing makes all 256 at
- * once (one fsync of blobs instead of one per new xx: store_blob.c,
- * blob_dirs_all); the next deliveries find theirs. */
-TEST(deliver_makes_every_blob_directory)
-{
-	struct fixture fx;
-	fx_open(&fx, 0);
-	struct terr err, errs[1];
-	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
-	const char *to[] = { "user.alice" };
-	uint32_t uids[1];
-	CHECK_INT(store_deliver(fx.st, to, 1, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
-	char blobs[4200];
-	snprintf(blobs, sizeof blobs, "%s/user/alice/blobs", fx.spool);
-	int ndirs = 0;
-	DIR *d = opendir(blobs);
-	for (struct dirent *de; d && (de = readdir(d));)
-		ndirs += de->d_name[0] != '.';
-	if (d)
-		closedir(d);
-	CHECK_INT(ndirs, 256);
-	/* one removed (a store from before): the next delivery there makes it again */
-	char xx[4300];
-	snprintf(xx, sizeof xx, "%s/%.2s", blobs, "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae");
-	struct buf p = BUF_INIT;
-	store_message_path(fx.st, "user.alice", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", &p, &err);
-	CHECK_INT(unlink(p.ptr), 0);
-	CHECK_INT(rmdir(xx), 0);
-	CHECK_INT(store_deliver(fx.st, to, 1, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
-	CHECK_INT(uids[0], 2);
-	struct stat sb;
-	CHECK_INT(stat(p.ptr, &sb), 0);
-	buf_free(&p);
-	fx_close(&fx);
-}
-
 /* The busy wait (store.c, store_set_busy_timeout): a write waiting for a
  * user's lock that another connection holds goes on once it is free, and
  * fails with TE_BUSY when the lock outlasts the timeout. */
@@ -1580,7 +1544,6 @@ int main(void)
 	RUN(limits_quota_and_size);
 	RUN(change_log_lines_and_failure);
 	RUN(deliver_to_many_writes_once);
-	RUN(deliver_makes_every_blob_directory);
 	RUN(busy_wait_and_timeout);
 	RUN(after_commit_hook);
 	RUN(annotations_seen_subs_sieve);
