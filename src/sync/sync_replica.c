@@ -704,6 +704,11 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 	r->batch = store_apply_batch_new(r->st);
 	r->fl.batch = store_apply_batch_new(r->st);
 	r->batch_max = SYNC_APPLY_BATCH_MAX;
+	/* for the tests (docs/testing.md): small batches, so that a few
+	 * commands already run their flush on the flush thread */
+	const char *bm = getenv("TANDEM_TEST_APPLY_BATCH_MAX");
+	if (bm && *bm)
+		sync_replica_set_batch_max(r, (size_t)strtoul(bm, NULL, 10));
 	store_stage_sweep(r->st);	/* staging files of sessions that died */
 	return r;
 }
