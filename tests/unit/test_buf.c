@@ -89,8 +89,9 @@ TEST(sha1_vectors_and_pieces)
 	CHECK_STR(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
 	struct sha1_ctx c;
 	sha1_init(&c);
-	for (size_t i = 0; m[i]; i += 5)
-		sha1_update(&c, m + i, strlen(m + i) < 5 ? strlen(m + i) : 5);
+	size_t ml = strlen(m);
+	for (size_t i = 0; i < ml; i += 5)
+		sha1_update(&c, m + i, ml - i < 5 ? ml - i : 5);
 	sha1_final_hex(&c, out);
 	CHECK_STR(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
 	sha1_free(&c);	/* a no-op after final */
