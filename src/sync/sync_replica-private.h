@@ -68,10 +68,12 @@ struct rdefer {
  *     the session thread frees them, after it.
  * running: a flush was started and not yet finished (joined);
  * thread: it runs on a thread (0: it ran synchronously); done: set by the
- * thread as its last write (the join then does not wait). */
+ * thread as its last write (the join then does not wait), and efd made
+ * readable, for a transport that waits for input or the flush at once. */
 struct rflight {
 	int running, thread;
 	atomic_int done;
+	int efd;		/* eventfd the thread writes when done (-1: none yet) */
 	pthread_t th;
 	struct rdefer *defer;
 	size_t ndefer, cap;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -703,6 +704,7 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 	r->in.fd = -1;
 	r->batch = store_apply_batch_new(r->st);
 	r->fl.batch = store_apply_batch_new(r->st);
+	r->fl.efd = -1;
 	r->batch_max = SYNC_APPLY_BATCH_MAX;
 	/* for the tests (docs/testing.md): small batches, so that a few
 	 * commands already run their flush on the flush thread */
@@ -724,6 +726,8 @@ void sync_replica_free(struct sync_replica **rp)
 	store_apply_batch_free(&r->fl.batch);
 	free(r->defer);
 	free(r->fl.defer);
+	if (r->fl.efd >= 0)
+		close(r->fl.efd);
 	unstage_all(r);
 	free(r);
 	*rp = NULL;
@@ -1018,11 +1022,21 @@ void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist *
 	sync_replica_files_drop(r);
 }
 
+static void flush_run(struct sync_replica *r)
+{
+	store_apply_batch_run(r->fl.batch, r->fl.rcs, r->fl.errs);
+	atomic_store(&r->fl.done, 1);
+}
+
+/* The flush thread: the flush, then efd (set before the thread starts)
+ * wakes a transport waiting in poll. */
 static void *flush_main(void *arg)
 {
 	struct sync_replica *r = arg;
-	store_apply_batch_run(r->fl.batch, r->fl.rcs, r->fl.errs);
-	atomic_store(&r->fl.done, 1);
+	flush_run(r);
+	uint64_t one = 1;
+	ssize_t w = write(r->fl.efd, &one, sizeof one);
+	(void)w;
 	return NULL;
 }
 
@@ -1052,16 +1066,20 @@ static void flight_start(struct sync_replica *r, int threaded)
 	f->running = 1;
 	f->thread = 0;
 	atomic_store(&f->done, 0);
-	if (threaded && f->nbatch) {
+	if (threaded && f->nbatch && f->efd < 0)
+		f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (threaded && f->nbatch && f->efd >= 0) {
 		/* signals stay with the session thread (SIGTERM, SIGCHLD) */
 		sigset_t all, old;
 		sigfillset(&all);
 		pthread_sigmask(SIG_SETMASK, &all, &old);
-		f->thread = pthread_create(&f->th, NULL, flush_main, r) == 0;
+		f->thread = 1;	/* before the thread reads anything of f */
+		if (pthread_create(&f->th, NULL, flush_main, r) != 0)
+			f->thread = 0;
 		pthread_sigmask(SIG_SETMASK, &old, NULL);
 	}
 	if (!f->thread)
-		flush_main(r);
+		flush_run(r);
 }
 
 /* Waits for the flush in flight, hands out its answers in the order of
@@ -1072,8 +1090,12 @@ static void flight_finish(struct sync_replica *r, sync_reply_fn *fn, void *rock)
 	struct rflight *f = &r->fl;
 	if (!f->running)
 		return;
-	if (f->thread)
+	if (f->thread) {
 		pthread_join(f->th, NULL);
+		uint64_t v;
+		ssize_t rd = f->efd >= 0 ? read(f->efd, &v, sizeof v) : 0;	/* cleared for the next */
+		(void)rd;
+	}
 	f->running = 0;
 	f->thread = 0;
 	if (f->nbatch > 1)
@@ -1111,6 +1133,11 @@ static void flight_finish(struct sync_replica *r, sync_reply_fn *fn, void *rock)
 			defer_add(r, d, kv);
 		}
 	}
+}
+
+int sync_replica_flush_fd(const struct sync_replica *r)
+{
+	return r->fl.running && r->fl.thread ? r->fl.efd : -1;
 }
 
 int sync_replica_flush_poll(struct sync_replica *r, sync_reply_fn *fn, void *rock)

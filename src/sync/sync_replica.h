@@ -129,6 +129,10 @@ int sync_replica_flush_poll(struct sync_replica *r, sync_reply_fn *fn, void *roc
 /* Only the flush in flight: waits for it, its answers to fn, the
  * commands queued behind it placed (the batch is not flushed). */
 void sync_replica_flush_wait(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+/* A descriptor that becomes readable when the flush running on the
+ * flush thread is done (for poll beside the connection: the transport
+ * waits for input and for the answers at once), or -1 when none runs. */
+int sync_replica_flush_fd(const struct sync_replica *r);
 /* 1 while a flush started by sync_replica_flush_start is not finished. */
 int sync_replica_flushing(const struct sync_replica *r);
 /* Tests: batches of at most n commands (0: SYNC_APPLY_BATCH_MAX). */

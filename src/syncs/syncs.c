@@ -23,7 +23,9 @@
 #include "sync/sync_replica.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -338,7 +340,10 @@ static void batch_check(struct syncs *s)
 
 /* The batch waits for more commands only while they are already here:
  * 1 when more input was read without waiting, else (the batch flushed)
- * 0: the caller may block. */
+ * 0: the caller may block. When nothing is buffered, the batch is
+ * flushed on the flush thread and the session waits for input and for
+ * that flush at once: the answers go out as soon as it is done, and
+ * input that comes first is read meanwhile (1). */
 static int more_without_waiting(struct syncs *s)
 {
 	if (!s->replica || !sync_replica_deferred(s->replica))
@@ -348,7 +353,31 @@ static int more_without_waiting(struct syncs *s)
 	in_compact(s);
 	if (conn_read(s->c, &s->in, 0, &e2) > 0)
 		return 1;
+	while (sync_replica_deferred(s->replica)) {
+		if (!sync_replica_flushing(s->replica))
+			sync_replica_flush_start(s->replica, send_reply, s);
+		send_answers(s);
+		int efd = sync_replica_flush_fd(s->replica);
+		if (efd < 0)
+			break;	/* it ran here (no thread): answered below */
+		struct pollfd pf[2] = { { conn_fd(s->c), POLLIN, 0 }, { efd, POLLIN, 0 } };
+		int n = poll(pf, 2, SERVER_STOP_POLL_MS);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (pf[1].revents & POLLIN)) {
+			sync_replica_flush_wait(s->replica, send_reply, s);
+			continue;	/* the queued commands may make a batch: flushed the same way */
+		}
+		if (n > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			ssize_t r = conn_read(s->c, &s->in, 0, &e2);
+			if (r > 0)
+				return 1;
+			if (r == 0 || e2.code != TE_BUSY)
+				break;	/* the end or an error: the caller's read finds it */
+		}
+	}
 	flush_batch(s);
+	send_answers(s);
 	return 0;
 }
 
