@@ -190,6 +190,14 @@
  * before is flushed (its APPLY MAILBOX queued) is bounded alike. */
 #define SYNC_APPLY_BATCH_MAX 64
 #define SYNC_APPLY_BATCH_BYTES (4L * 1024 * 1024)
+/* 1: a csync session flushes a batch (syncfs, commits, cache rows) on a
+ * thread of its own while it reads the next one (docs/replication.md,
+ * "The flush beside the reading"); 0: on the session thread, as before
+ * 2026-12-06. A switch, not a limit: its gain needs a core free beside
+ * the session and the client, which the shared 2-core bench machine did
+ * not have when it came (docs/benchmarks.md): kept here so a quiet
+ * machine can measure both builds. */
+#define SYNC_APPLY_FLUSH_THREAD 1
 /* APPLY MAILBOX parts a streaming sync client keeps in flight
  * (sync_client_bulk.c): enough that the replica finds several buffered
  * to share one flush (SYNC_APPLY_BATCH_BYTES of 1 MB parts, or a user's

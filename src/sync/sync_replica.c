@@ -1066,6 +1066,7 @@ static void flight_start(struct sync_replica *r, int threaded)
 	f->running = 1;
 	f->thread = 0;
 	atomic_store(&f->done, 0);
+	threaded = threaded && SYNC_APPLY_FLUSH_THREAD;
 	if (threaded && f->nbatch && f->efd < 0)
 		f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (threaded && f->nbatch && f->efd >= 0) {
