@@ -193,11 +193,12 @@
 /* 1: a csync session flushes a batch (syncfs, commits, cache rows) on a
  * thread of its own while it reads the next one (docs/replication.md,
  * "The flush beside the reading"); 0: on the session thread, as before
- * 2026-12-06. A switch, not a limit: its gain needs a core free beside
- * the session and the client, which the shared 2-core bench machine did
- * not have when it came (docs/benchmarks.md): kept here so a quiet
- * machine can measure both builds. */
-#define SYNC_APPLY_FLUSH_THREAD 1
+ * 2026-12-06. A switch, not a limit. Off: on the 2-core bench machine the
+ * thread cost the replica CPU (0.138 -> 0.177 ms per message, 10,000
+ * messages, quiet; +13 % at 1,000 x 10) and gained no wall time
+ * (docs/benchmarks.md); the tests still run it (sync_replica_set_batch_max,
+ * TANDEM_TEST_APPLY_BATCH_MAX), for a machine with cores to spare. */
+#define SYNC_APPLY_FLUSH_THREAD 0
 /* APPLY MAILBOX parts a streaming sync client keeps in flight
  * (sync_client_bulk.c): enough that the replica finds several buffered
  * to share one flush (SYNC_APPLY_BATCH_BYTES of 1 MB parts, or a user's

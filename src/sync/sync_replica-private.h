@@ -98,6 +98,7 @@ struct sync_replica {
 	struct store_apply_batch *batch;
 	struct rflight fl;	/* the batch being flushed on the flush thread */
 	size_t batch_max;	/* SYNC_APPLY_BATCH_MAX, or less (tests) */
+	int flush_thread;	/* SYNC_APPLY_FLUSH_THREAD, or 1 (tests) */
 	struct store *st;
 	struct rstaged *staged;
 	size_t nstaged, capstaged;

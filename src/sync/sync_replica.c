@@ -706,6 +706,7 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 	r->fl.batch = store_apply_batch_new(r->st);
 	r->fl.efd = -1;
 	r->batch_max = SYNC_APPLY_BATCH_MAX;
+	r->flush_thread = SYNC_APPLY_FLUSH_THREAD;
 	/* for the tests (docs/testing.md): small batches, so that a few
 	 * commands already run their flush on the flush thread */
 	const char *bm = getenv("TANDEM_TEST_APPLY_BATCH_MAX");
@@ -898,6 +899,7 @@ int sync_replica_batch_full(const struct sync_replica *r)
 void sync_replica_set_batch_max(struct sync_replica *r, size_t n)
 {
 	r->batch_max = n && n < SYNC_APPLY_BATCH_MAX ? n : SYNC_APPLY_BATCH_MAX;
+	r->flush_thread = 1;	/* the tests run the flush thread whatever the build's default */
 }
 
 int sync_replica_flushing(const struct sync_replica *r)
@@ -1066,7 +1068,7 @@ static void flight_start(struct sync_replica *r, int threaded)
 	f->running = 1;
 	f->thread = 0;
 	atomic_store(&f->done, 0);
-	threaded = threaded && SYNC_APPLY_FLUSH_THREAD;
+	threaded = threaded && r->flush_thread;
 	if (threaded && f->nbatch && f->efd < 0)
 		f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (threaded && f->nbatch && f->efd >= 0) {

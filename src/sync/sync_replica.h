@@ -135,7 +135,9 @@ void sync_replica_flush_wait(struct sync_replica *r, sync_reply_fn *fn, void *ro
 int sync_replica_flush_fd(const struct sync_replica *r);
 /* 1 while a flush started by sync_replica_flush_start is not finished. */
 int sync_replica_flushing(const struct sync_replica *r);
-/* Tests: batches of at most n commands (0: SYNC_APPLY_BATCH_MAX). */
+/* Tests: batches of at most n commands (0: SYNC_APPLY_BATCH_MAX), and
+ * sync_replica_flush_start on the flush thread even when the build's
+ * SYNC_APPLY_FLUSH_THREAD is 0 (TANDEM_TEST_APPLY_BATCH_MAX too). */
 void sync_replica_set_batch_max(struct sync_replica *r, size_t n);
 /* sync_replica_defer for one framed command as it came off the wire
  * (streamed: its file literals were streamed, as for
