@@ -12,6 +12,8 @@ build/profile/ for reading.
 PROFILE_TOOL=perf (default): `perf record -g` of the sync client and of the
 replica's tandemd tree (or the master's tandemd in lmtp mode), then
 `perf report --no-children --sort dso,symbol` into *.txt.
+PROFILE_DWARF=1: call graphs by DWARF unwinding (`--call-graph dwarf`: the
+callers of libc's memchr/malloc, which frame pointers do not show).
 PROFILE_TOOL=strace: `strace -f -c` of the same processes (syscall counts and
 times), plus a per-message fsync/fdatasync/syncfs count; PROFILE_WALL=1 adds
 -w (wall time inside each call: how long syncfs and fdatasync wait).
@@ -38,7 +40,8 @@ def wrap(name, argv):
     """argv run under the profiler, its output named after name."""
     if TOOL == "strace":
         return ["strace", "-f", "-c"] + (["-w"] if os.environ.get("PROFILE_WALL") else []) + ["-o", os.path.join(OUT, name + ".strace.txt")] + argv
-    return ["perf", "record", "-q", "-g", "-o", os.path.join(OUT, name + ".perf.data")] + argv
+    cg = ["--call-graph", "dwarf,16384", "-F", "1999"] if os.environ.get("PROFILE_DWARF") else ["-g"]
+    return ["perf", "record", "-q"] + cg + ["-o", os.path.join(OUT, name + ".perf.data")] + argv
 
 
 def start(inst, port, name):

@@ -165,12 +165,15 @@
  * it: the new record's cache row (ENVELOPE, BODYSTRUCTURE) is built from
  * them instead of reading the message file again (issue 12: an open,
  * fstat, two reads and a close per message). At most SYNC_BODY_MEM_TOTAL
- * bytes at once: the client sends about 1 MB of bodies per APPLY MAILBOX
- * part and one part ahead (sync_client_bulk.c), so 8 MiB holds every
- * body of an ordinary stream and bounds the session's memory (64 MB RSS
- * goal); bodies past it are read from their files as before. */
+ * bytes at once: a csync session holds the bodies of the batch being
+ * flushed (SYNC_APPLY_BATCH_BYTES and the ~1 MB part that closed it) and
+ * of the batch being read meanwhile (as much again), so 12 MiB holds
+ * every body of an ordinary stream and bounds the session's memory (64
+ * MB RSS goal); bodies past it are read from their files as before (an
+ * open, fstat, reads and a close each: 3,700 of 10,000 with 8 MiB once
+ * the flush ran beside the reading). */
 #define SYNC_BODY_MEM_MAX (256 * 1024)
-#define SYNC_BODY_MEM_TOTAL (8 * 1024 * 1024)
+#define SYNC_BODY_MEM_TOTAL (12 * 1024 * 1024)
 /* A csync session applies the APPLY MAILBOX commands that are already
  * buffered (the client keeps several in flight) as one batch: their
  * bodies placed, one syncfs for them all, then each committed (one
@@ -181,10 +184,21 @@
  * the 1,000 x 10 benchmark) or SYNC_APPLY_BATCH_BYTES of new bodies:
  * the first OK of a batch waits for all of it (4 MiB is
  * ~10-30 ms of writing here), and its bodies stay in memory for their
- * cache rows until it is applied (half of SYNC_BODY_MEM_TOTAL, the
- * other half for the part being read meanwhile). */
+ * cache rows until it is applied (a third of SYNC_BODY_MEM_TOTAL; the
+ * batch read while it is flushed and its last part the rest). The bytes
+ * count as their APPLY MESSAGE arrives, so a batch read while the one
+ * before is flushed (its APPLY MAILBOX queued) is bounded alike. */
 #define SYNC_APPLY_BATCH_MAX 64
 #define SYNC_APPLY_BATCH_BYTES (4L * 1024 * 1024)
+/* 1: a csync session flushes a batch (syncfs, commits, cache rows) on a
+ * thread of its own while it reads the next one (docs/replication.md,
+ * "The flush beside the reading"); 0: on the session thread, as before
+ * 2026-12-06. A switch, not a limit. Off: on the 2-core bench machine the
+ * thread cost the replica CPU (0.138 -> 0.177 ms per message, 10,000
+ * messages, quiet; +13 % at 1,000 x 10) and gained no wall time
+ * (docs/benchmarks.md); the tests still run it (sync_replica_set_batch_max,
+ * TANDEM_TEST_APPLY_BATCH_MAX), for a machine with cores to spare. */
+#define SYNC_APPLY_FLUSH_THREAD 0
 /* APPLY MAILBOX parts a streaming sync client keeps in flight
  * (sync_client_bulk.c): enough that the replica finds several buffered
  * to share one flush (SYNC_APPLY_BATCH_BYTES of 1 MB parts, or a user's

@@ -418,12 +418,18 @@ static int apply_records_in(struct store *st, struct utx *tx, struct ustore *u, 
 			return -1;
 		}
 	}
-	/* Dry run: nothing is written if any record conflicts. */
+	/* Dry run: nothing is written if any record conflicts. No record
+	 * lies above the mailbox's LAST_UID (an invariant `tandem check`
+	 * checks; the records' primary key refuses a second one): a record
+	 * above it is new without a lookup (all of a new mailbox's, and the
+	 * parts of an initial sync after the first). */
 	uint32_t replica_last = row.last_uid;
 	for (size_t i = 0; i < a->nrecs; i++) {
 		const struct store_apply_record *m = &a->recs[i];
 		struct rrec r;
-		if (load_rrec(u, row.id, m->uid, &r, err) < 0)
+		if (m->uid > replica_last)
+			memset(&r, 0, sizeof r);
+		else if (load_rrec(u, row.id, m->uid, &r, err) < 0)
 			return -1;
 		int mexp = (m->sysflags & SYSFLAG_EXPUNGED) != 0;
 		flags[i] |= r.found ? REC_FOUND : 0;
@@ -600,6 +606,10 @@ struct store_apply_batch {
 	struct store *st;
 	struct bapply *v;
 	size_t n, cap;
+	char *ensured;		/* the owner last made sure of (users.db row and
+				 * database): the next apply of the same owner in
+				 * this batch skips it (a users.db write transaction
+				 * each; nothing in a batch removes a user) */
 };
 
 struct store_apply_batch *store_apply_batch_new(struct store *st)
@@ -611,6 +621,8 @@ struct store_apply_batch *store_apply_batch_new(struct store *st)
 
 static void batch_clear(struct store_apply_batch *b)
 {
+	free(b->ensured);
+	b->ensured = NULL;
 	for (size_t i = 0; i < b->n; i++) {
 		free(b->v[i].owner);
 		free(b->v[i].dir);
@@ -648,8 +660,12 @@ int store_apply_batch_add(struct store_apply_batch *b, const struct store_apply 
 	}
 	if (store_name_owner(a->name, &owner, err) < 0)
 		goto fail;
-	if (*buf_cstr(&owner) && (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0))
-		goto fail;
+	if (*buf_cstr(&owner) && !(b->ensured && !strcmp(b->ensured, owner.ptr))) {
+		if (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0)
+			goto fail;
+		free(b->ensured);
+		b->ensured = xstrdup(owner.ptr);
+	}
 	if (store_ustore(st, buf_cstr(&owner), 1, &u, err) < 0)
 		goto fail;
 	for (size_t i = 1; i < a->nrecs; i++)
@@ -808,12 +824,13 @@ void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *e
 
 int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err)
 {
-	struct store_apply_batch b = { st, NULL, 0, 0 };
+	struct store_apply_batch b = { st, NULL, 0, 0, NULL };
 	int rc = store_apply_batch_add(&b, a, err);
 	if (rc == 0) {
 		store_apply_batch_run(&b, &rc, err);
 		free(b.v);
 	}
+	free(b.ensured);
 	return rc;
 }
 

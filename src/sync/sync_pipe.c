@@ -109,8 +109,13 @@ static void p_send(struct sync_transport *t, const char *cmd, size_t len, const 
 	}
 	if (!(vl == 4 && (!strncasecmp(cmd, "NOOP", 4) || !strncasecmp(cmd, "EXIT", 4))) &&
 	    sync_replica_defer_raw(p->r, cmd, len, streamed)) {
-		if (sync_replica_batch_full(p->r) || (p->cut_at && n == p->cut_at))
+		/* a full batch is flushed on the engine's flush thread while
+		 * the next commands come, as on the csync port */
+		sync_replica_flush_poll(p->r, pipe_reply, p);
+		if (p->cut_at && n == p->cut_at)
 			pipe_flush_batch(p);
+		else if (sync_replica_batch_full(p->r))
+			sync_replica_flush_start(p->r, pipe_reply, p);
 		if (p->cut_at && n == p->cut_at)
 			p->broken = 1;	/* it ran; its answer is lost */
 		return;
@@ -154,6 +159,7 @@ static int p_recv(struct sync_transport *t, struct sync_reply *rep, struct terr 
 static void p_close(struct sync_transport *t)
 {
 	struct pipe_transport *p = (struct pipe_transport *)t;
+	sync_replica_flush_wait(p->r, NULL, NULL);	/* no flush runs on after the transport */
 	buf_free(&p->in);
 	free(p);
 }

@@ -8,6 +8,8 @@
 #include "lib/err.h"
 #include "lib/sha1.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include "sync/sync_replica.h"
 
@@ -25,15 +27,61 @@ struct rstaged {
 	size_t memlen;
 };
 
+/* The in-memory bytes of an apply's new bodies, looked up when it was
+ * added to the batch (aligned with a->recs; NULL: read the file): the
+ * flush thread builds the cache rows from these and never reads the
+ * staged-body index, which the session thread changes meanwhile. */
+struct rbodies {
+	const struct store_apply *a;
+	const void **data;
+	size_t *len;
+	size_t cur;		/* where the next lookup starts (records in order) */
+};
+
 /* A command of the batch (sync_replica_defer): an APPLY MAILBOX whose
- * bodies are placed (a, kv: its parsed form and command), or a reply
- * known already (line: APPLY MESSAGE, or an APPLY MAILBOX refused before
- * its transaction). */
+ * bodies are placed (a, kv: its parsed form and command; bodies: its
+ * in-memory bytes), one queued (kv only: it came while a flush was in
+ * flight, and is checked and placed once that flush is done), or a
+ * reply known already (line: APPLY MESSAGE, or an APPLY MAILBOX refused
+ * before its transaction). */
 struct rdefer {
 	char *line;
 	struct dlist *kv;
 	struct store_apply *a;
+	struct rbodies *bodies;
+	int queued;
 	char key[16];
+};
+
+/* A batch whose flush (syncfs, commits) runs on the flush thread while
+ * the session thread reads, hashes and stages the next one (the csync
+ * session: sync_replica_flush_start). What the two threads share, and
+ * how:
+ *   - the store (struct store, its user databases and change log) is the
+ *     flush thread's alone while it runs: the session thread only creates
+ *     staging files (store_stage_create: tmp/sync, its own counter) and
+ *     queues APPLY MAILBOX without touching the store;
+ *   - the batch (defer, batch) is moved here before the thread starts and
+ *     read by the thread only; answers are made by the session thread
+ *     after the join;
+ *   - the bodies' bytes (rbodies) stay allocated until the join: only
+ *     the session thread frees them, after it.
+ * running: a flush was started and not yet finished (joined);
+ * thread: it runs on a thread (0: it ran synchronously); done: set by the
+ * thread as its last write (the join then does not wait), and efd made
+ * readable, for a transport that waits for input or the flush at once. */
+struct rflight {
+	int running, thread;
+	atomic_int done;
+	int efd;		/* eventfd the thread writes when done (-1: none yet) */
+	pthread_t th;
+	struct rdefer *defer;
+	size_t ndefer, cap;
+	size_t nbatch;
+	uint64_t bytes;
+	struct store_apply_batch *batch;
+	int *rcs;
+	struct terr *errs;
 };
 
 struct store_apply;
@@ -45,7 +93,12 @@ struct sync_replica {
 	size_t ndefer, capdefer;
 	size_t nbatch;		/* of those, in the store's batch */
 	uint64_t batch_bytes;	/* their new bodies */
+	uint64_t batch_msg_bytes;	/* bodies its APPLY MESSAGE streamed (counted before
+					 * their APPLY MAILBOX is placed: queued ones too) */
 	struct store_apply_batch *batch;
+	struct rflight fl;	/* the batch being flushed on the flush thread */
+	size_t batch_max;	/* SYNC_APPLY_BATCH_MAX, or less (tests) */
+	int flush_thread;	/* SYNC_APPLY_FLUSH_THREAD, or 1 (tests) */
 	struct store *st;
 	struct rstaged *staged;
 	size_t nstaged, capstaged;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -451,9 +452,9 @@ static int apply_mailbox_parse(struct sync_replica *r, const struct dlist *kv, s
 /* After an apply: the bytes of its bodies are no longer needed (another
  * owner's mailbox reads the file for its cache row): room for the next
  * part's; and the store's "not found" said as Cyrus does. */
-static int apply_mailbox_done(struct sync_replica *r, struct store_apply *a, int rc, struct terr *err)
+static int apply_mailbox_end(struct sync_replica *r, struct store_apply *a, int rc, int keep_mem, struct terr *err)
 {
-	for (size_t i = 0; i < a->nrecs; i++) {
+	for (size_t i = 0; i < a->nrecs && !keep_mem; i++) {
 		struct rstaged *g = staged_find(r, a->recs[i].guid);
 		if (g && g->mem)
 			staged_mem_free(r, g);
@@ -462,6 +463,11 @@ static int apply_mailbox_done(struct sync_replica *r, struct store_apply *a, int
 	if (rc < 0 && err->code == TE_NOTFOUND)
 		return terr_set(err, TE_PROTOCOL, "Message body was not sent");
 	return rc;
+}
+
+static int apply_mailbox_done(struct sync_replica *r, struct store_apply *a, int rc, struct terr *err)
+{
+	return apply_mailbox_end(r, a, rc, 0, err);
 }
 
 /* APPLY MAILBOX %(...): the whole state (or, with SINCE_MODSEQ, the
@@ -697,6 +703,15 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 		r->o.session_id = "-";
 	r->in.fd = -1;
 	r->batch = store_apply_batch_new(r->st);
+	r->fl.batch = store_apply_batch_new(r->st);
+	r->fl.efd = -1;
+	r->batch_max = SYNC_APPLY_BATCH_MAX;
+	r->flush_thread = SYNC_APPLY_FLUSH_THREAD;
+	/* for the tests (docs/testing.md): small batches, so that a few
+	 * commands already run their flush on the flush thread */
+	const char *bm = getenv("TANDEM_TEST_APPLY_BATCH_MAX");
+	if (bm && *bm)
+		sync_replica_set_batch_max(r, (size_t)strtoul(bm, NULL, 10));
 	store_stage_sweep(r->st);	/* staging files of sessions that died */
 	return r;
 }
@@ -709,7 +724,11 @@ void sync_replica_free(struct sync_replica **rp)
 	sync_replica_files_drop(r);
 	sync_replica_flush(r, NULL, NULL);	/* a batch the transport left: applied, unanswered */
 	store_apply_batch_free(&r->batch);
+	store_apply_batch_free(&r->fl.batch);
 	free(r->defer);
+	free(r->fl.defer);
+	if (r->fl.efd >= 0)
+		close(r->fl.efd);
 	unstage_all(r);
 	free(r);
 	*rp = NULL;
@@ -868,12 +887,24 @@ int sync_replica_may_defer(const char *verb, const struct dlist *kv)
 
 size_t sync_replica_deferred(const struct sync_replica *r)
 {
-	return r->ndefer;
+	return r->ndefer + (r->fl.running ? r->fl.ndefer : 0);
 }
 
 int sync_replica_batch_full(const struct sync_replica *r)
 {
-	return r->ndefer >= SYNC_APPLY_BATCH_MAX || r->batch_bytes >= (uint64_t)SYNC_APPLY_BATCH_BYTES;
+	return r->ndefer >= r->batch_max || r->batch_bytes >= (uint64_t)SYNC_APPLY_BATCH_BYTES ||
+	       r->batch_msg_bytes >= (uint64_t)SYNC_APPLY_BATCH_BYTES;
+}
+
+void sync_replica_set_batch_max(struct sync_replica *r, size_t n)
+{
+	r->batch_max = n && n < SYNC_APPLY_BATCH_MAX ? n : SYNC_APPLY_BATCH_MAX;
+	r->flush_thread = 1;	/* the tests run the flush thread whatever the build's default */
+}
+
+int sync_replica_flushing(const struct sync_replica *r)
+{
+	return r->fl.running;
 }
 
 static struct rdefer *defer_push(struct sync_replica *r, const char *key)
@@ -888,39 +919,71 @@ static struct rdefer *defer_push(struct sync_replica *r, const char *key)
 	return d;
 }
 
-void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist **kvp)
+/* store_body_fn of an apply in a batch: its bytes as looked up when it
+ * was added (rbodies), never the staged-body index. */
+static int snap_body_cb(void *rock, const char *guid, const void **data_r, size_t *len_r)
 {
-	struct dlist *kv = *kvp;
-	*kvp = NULL;
-	if (strcasecmp(kv->key, "MAILBOX") && strcasecmp(kv->key, "LOCAL_MAILBOX")) {
-		/* APPLY MESSAGE: staged now (nothing durable to wait for); its
-		 * answer keeps its place */
-		struct rdefer *d = defer_push(r, kv->key);
-		d->line = xstrdup(sync_replica_exec(r, verb, kv, NULL, NULL));
-		dlist_free(&kv);
-		return;
+	struct rbodies *b = rock;
+	size_t n = b->a->nrecs;
+	for (size_t k = 0; k < n; k++) {
+		size_t i = (b->cur + k) % n;
+		if (b->data[i] && !strcmp(b->a->recs[i].guid, guid)) {
+			b->cur = i + 1;
+			*data_r = b->data[i];
+			*len_r = b->len[i];
+			return 0;
+		}
 	}
-	struct rdefer *d = defer_push(r, kv->key);
+	return -1;
+}
+
+static void rbodies_free(struct rbodies **bp)
+{
+	struct rbodies *b = *bp;
+	if (!b)
+		return;
+	free(b->data);
+	free(b->len);
+	free(b);
+	*bp = NULL;
+}
+
+/* An APPLY MAILBOX of the batch (d, kv taken): checked, its bodies placed
+ * and joined to the store's batch, or refused with its answer. Only while
+ * no flush is in flight (it uses the store). */
+static void defer_add(struct sync_replica *r, struct rdefer *d, struct dlist *kv)
+{
 	struct terr err = { 0 };
 	int rc = -1;
-	r->commands++;
-	if (r->file_err.code) {
-		err = r->file_err;
-	} else if (r->o.is_master && r->o.is_master(r->o.is_master_rock)) {
+	if (r->o.is_master && r->o.is_master(r->o.is_master_rock)) {
 		terr_set(&err, TE_PROTOCOL, "This server is the master now (tandem failover): demote the sender");
 	} else {
 		struct store_apply *a = xcalloc(1, sizeof *a);
 		if (apply_mailbox_parse(r, kv, a, &err) == 0 && store_apply_batch_add(r->batch, a, &err) == 0) {
+			struct rbodies *b = xcalloc(1, sizeof *b);
+			b->a = a;
+			b->data = xcalloc(a->nrecs ? a->nrecs : 1, sizeof *b->data);
+			b->len = xcalloc(a->nrecs ? a->nrecs : 1, sizeof *b->len);
+			for (size_t i = 0; i < a->nrecs; i++) {
+				const struct rstaged *g = staged_find(r, a->recs[i].guid);
+				if (g && g->mem) {
+					b->data[i] = g->mem;
+					b->len[i] = g->memlen;
+				}
+				if (!(a->recs[i].sysflags & SYSFLAG_EXPUNGED))
+					r->batch_bytes += a->recs[i].size;
+			}
+			a->body = snap_body_cb;	/* what the flush asks for */
+			a->body_rock = b;
 			d->a = a;
+			d->bodies = b;
 			d->kv = kv;
 			kv = NULL;
 			r->nbatch++;
-			for (size_t i = 0; i < a->nrecs; i++)
-				if (!(a->recs[i].sysflags & SYSFLAG_EXPUNGED))
-					r->batch_bytes += a->recs[i].size;
 			rc = 0;
 		} else {
-			apply_mailbox_done(r, a, -1, &err);
+			/* the bytes stay: an apply of the batch may hold them */
+			apply_mailbox_end(r, a, -1, 1, &err);
 			free(a);
 		}
 	}
@@ -930,40 +993,183 @@ void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist *
 		d->line = xstrdup(reply(r, "APPLY", d->key, -1, &err));
 	}
 	dlist_free(&kv);
+}
+
+void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist **kvp)
+{
+	struct dlist *kv = *kvp;
+	*kvp = NULL;
+	if (strcasecmp(kv->key, "MAILBOX") && strcasecmp(kv->key, "LOCAL_MAILBOX")) {
+		/* APPLY MESSAGE: staged now (nothing durable to wait for; the
+		 * staged-body index is the session thread's); its answer keeps
+		 * its place */
+		struct rdefer *d = defer_push(r, kv->key);
+		r->batch_msg_bytes += r->pending_bytes;
+		d->line = xstrdup(sync_replica_exec(r, verb, kv, NULL, NULL));
+		dlist_free(&kv);
+		return;
+	}
+	struct rdefer *d = defer_push(r, kv->key);
+	r->commands++;
+	if (r->file_err.code) {
+		struct terr err = r->file_err;
+		d->line = xstrdup(reply(r, "APPLY", d->key, -1, &err));
+		dlist_free(&kv);
+	} else if (r->fl.running) {
+		d->kv = kv;	/* placed once the flush in flight is done */
+		d->queued = 1;
+	} else {
+		defer_add(r, d, kv);
+	}
 	sync_replica_files_drop(r);
 }
 
-void sync_replica_flush(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+static void flush_run(struct sync_replica *r)
 {
-	if (!r->ndefer)
+	store_apply_batch_run(r->fl.batch, r->fl.rcs, r->fl.errs);
+	atomic_store(&r->fl.done, 1);
+}
+
+/* The flush thread: the flush, then efd (set before the thread starts)
+ * wakes a transport waiting in poll. */
+static void *flush_main(void *arg)
+{
+	struct sync_replica *r = arg;
+	flush_run(r);
+	uint64_t one = 1;
+	ssize_t w = write(r->fl.efd, &one, sizeof one);
+	(void)w;
+	return NULL;
+}
+
+/* The batch r->defer moves to r->fl and its flush starts: on the flush
+ * thread (threaded), else here. No flush may be in flight. */
+static void flight_start(struct sync_replica *r, int threaded)
+{
+	struct rflight *f = &r->fl;
+	struct rdefer *dv = f->defer;
+	size_t cap = f->cap;
+	f->defer = r->defer;
+	f->cap = r->capdefer;
+	f->ndefer = r->ndefer;
+	f->nbatch = r->nbatch;
+	f->bytes = r->batch_bytes;
+	r->defer = dv;
+	r->capdefer = cap;
+	r->ndefer = 0;
+	r->nbatch = 0;
+	r->batch_bytes = 0;
+	r->batch_msg_bytes = 0;
+	struct store_apply_batch *b = f->batch;
+	f->batch = r->batch;
+	r->batch = b;
+	f->rcs = xcalloc(f->nbatch ? f->nbatch : 1, sizeof *f->rcs);
+	f->errs = xcalloc(f->nbatch ? f->nbatch : 1, sizeof *f->errs);
+	f->running = 1;
+	f->thread = 0;
+	atomic_store(&f->done, 0);
+	threaded = threaded && r->flush_thread;
+	if (threaded && f->nbatch && f->efd < 0)
+		f->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (threaded && f->nbatch && f->efd >= 0) {
+		/* signals stay with the session thread (SIGTERM, SIGCHLD) */
+		sigset_t all, old;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		f->thread = 1;	/* before the thread reads anything of f */
+		if (pthread_create(&f->th, NULL, flush_main, r) != 0)
+			f->thread = 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	}
+	if (!f->thread)
+		flush_run(r);
+}
+
+/* Waits for the flush in flight, hands out its answers in the order of
+ * the commands, then checks and places the APPLY MAILBOX queued behind
+ * it. */
+static void flight_finish(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+{
+	struct rflight *f = &r->fl;
+	if (!f->running)
 		return;
-	int *rcs = xcalloc(r->nbatch ? r->nbatch : 1, sizeof *rcs);
-	struct terr *errs = xcalloc(r->nbatch ? r->nbatch : 1, sizeof *errs);
-	if (r->nbatch)
-		store_apply_batch_run(r->batch, rcs, errs);
-	if (r->nbatch > 1)
-		log_info("event=apply_batch session=%s commands=%zu mailboxes=%zu bytes=%llu", r->o.session_id, r->ndefer,
-			 r->nbatch, (unsigned long long)r->batch_bytes);
+	if (f->thread) {
+		pthread_join(f->th, NULL);
+		uint64_t v;
+		ssize_t rd = f->efd >= 0 ? read(f->efd, &v, sizeof v) : 0;	/* cleared for the next */
+		(void)rd;
+	}
+	f->running = 0;
+	f->thread = 0;
+	if (f->nbatch > 1)
+		log_info("event=apply_batch session=%s commands=%zu mailboxes=%zu bytes=%llu", r->o.session_id, f->ndefer,
+			 f->nbatch, (unsigned long long)f->bytes);
 	size_t k = 0;
-	for (size_t i = 0; i < r->ndefer; i++) {
-		struct rdefer *d = &r->defer[i];
+	for (size_t i = 0; i < f->ndefer; i++) {
+		struct rdefer *d = &f->defer[i];
 		const char *line = d->line;
 		if (d->a) {
-			int rc = apply_mailbox_done(r, d->a, rcs[k], &errs[k]);
-			line = reply(r, "APPLY", d->key, rc, &errs[k]);
+			int rc = apply_mailbox_done(r, d->a, f->rcs[k], &f->errs[k]);
+			line = reply(r, "APPLY", d->key, rc, &f->errs[k]);
 			k++;
 			free(d->a);
+			rbodies_free(&d->bodies);
 			dlist_free(&d->kv);
 		}
 		if (fn)
 			fn(rock, line);
 		free(d->line);
 	}
-	free(rcs);
-	free(errs);
-	r->ndefer = 0;
-	r->nbatch = 0;
-	r->batch_bytes = 0;
+	free(f->rcs);
+	free(f->errs);
+	f->rcs = NULL;
+	f->errs = NULL;
+	f->ndefer = 0;
+	f->nbatch = 0;
+	f->bytes = 0;
+	for (size_t i = 0; i < r->ndefer; i++) {
+		struct rdefer *d = &r->defer[i];
+		if (d->queued) {
+			struct dlist *kv = d->kv;
+			d->kv = NULL;
+			d->queued = 0;
+			defer_add(r, d, kv);
+		}
+	}
+}
+
+int sync_replica_flush_fd(const struct sync_replica *r)
+{
+	return r->fl.running && r->fl.thread ? r->fl.efd : -1;
+}
+
+int sync_replica_flush_poll(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+{
+	if (!r->fl.running || !atomic_load(&r->fl.done))
+		return 0;
+	flight_finish(r, fn, rock);
+	return 1;
+}
+
+void sync_replica_flush_wait(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+{
+	flight_finish(r, fn, rock);
+}
+
+void sync_replica_flush_start(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+{
+	flight_finish(r, fn, rock);
+	if (r->ndefer)
+		flight_start(r, 1);
+}
+
+void sync_replica_flush(struct sync_replica *r, sync_reply_fn *fn, void *rock)
+{
+	flight_finish(r, fn, rock);
+	if (!r->ndefer)
+		return;
+	flight_start(r, 0);
+	flight_finish(r, fn, rock);
 }
 
 int sync_replica_defer_raw(struct sync_replica *r, const char *cmd, size_t len, int streamed)

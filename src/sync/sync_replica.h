@@ -105,12 +105,40 @@ typedef void sync_reply_fn(void *rock, const char *line);
 int sync_replica_may_defer(const char *verb, const struct dlist *kv);
 /* Takes *kv (the keyed DLIST after the verb; set to NULL). */
 void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist **kv);
-/* Commands waiting in the batch for their answers. */
+/* Commands waiting for their answers (the batch and the flush in flight). */
 size_t sync_replica_deferred(const struct sync_replica *r);
 /* 1 when the batch holds SYNC_APPLY_BATCH_MAX commands or
  * SYNC_APPLY_BATCH_BYTES of bodies: flush now. */
 int sync_replica_batch_full(const struct sync_replica *r);
 void sync_replica_flush(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+/* The flush overlapped with reading the next batch (the csync session;
+ * docs/replication.md, "Durability"): sync_replica_flush_start waits for
+ * a flush still in flight (its answers to fn), then starts the batch's
+ * flush on a thread of its own and returns at once. While it runs the
+ * transport may only stream file literals (sync_replica_file_*) and
+ * sync_replica_defer further APPLY MESSAGE / APPLY MAILBOX (a MESSAGE is
+ * staged at once; a MAILBOX is queued, and checked and placed when the
+ * flush is done: the store is the flush thread's meanwhile), and must
+ * call sync_replica_flush (which waits) before anything else, and
+ * before it waits for input. sync_replica_flush_poll: when the flush in
+ * flight is done, its answers to fn and the queued commands placed, 1;
+ * else 0 at once. The answers still follow the syncfs and the commits
+ * that cover them, and go out in the order of the commands. */
+void sync_replica_flush_start(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+int sync_replica_flush_poll(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+/* Only the flush in flight: waits for it, its answers to fn, the
+ * commands queued behind it placed (the batch is not flushed). */
+void sync_replica_flush_wait(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+/* A descriptor that becomes readable when the flush running on the
+ * flush thread is done (for poll beside the connection: the transport
+ * waits for input and for the answers at once), or -1 when none runs. */
+int sync_replica_flush_fd(const struct sync_replica *r);
+/* 1 while a flush started by sync_replica_flush_start is not finished. */
+int sync_replica_flushing(const struct sync_replica *r);
+/* Tests: batches of at most n commands (0: SYNC_APPLY_BATCH_MAX), and
+ * sync_replica_flush_start on the flush thread even when the build's
+ * SYNC_APPLY_FLUSH_THREAD is 0 (TANDEM_TEST_APPLY_BATCH_MAX too). */
+void sync_replica_set_batch_max(struct sync_replica *r, size_t n);
 /* sync_replica_defer for one framed command as it came off the wire
  * (streamed: its file literals were streamed, as for
  * sync_replica_exec_streamed): 1 when it joined the batch, 0 when it

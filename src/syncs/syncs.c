@@ -23,7 +23,9 @@
 #include "sync/sync_replica.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <openssl/crypto.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -39,7 +41,9 @@ struct syncs {
 	struct server_role_cache role;
 	char user[MAX_USERID + 1];
 	int authed;
-	struct buf in;
+	int answered;		/* answers queued since the last send_answers */
+	struct buf in;		/* input; its first dead bytes are consumed (in_at) */
+	size_t dead;
 	struct buf out;
 };
 
@@ -47,6 +51,36 @@ static void send_line(struct syncs *s, const char *line)
 {
 	conn_puts(s->c, line);
 	conn_puts(s->c, "\r\n");
+}
+
+/* The input not yet consumed: s->in after its dead bytes. Consuming
+ * only moves the mark; the bytes are moved down once, before the next
+ * read appends (in_compact), instead of at every command and literal. */
+static char *in_at(struct syncs *s)
+{
+	return s->in.ptr ? s->in.ptr + s->dead : (char *)"";
+}
+
+static size_t in_len(const struct syncs *s)
+{
+	return s->in.len - s->dead;
+}
+
+static void in_consume(struct syncs *s, size_t n)
+{
+	s->dead += n;
+	if (s->dead >= s->in.len) {
+		buf_reset(&s->in);
+		s->dead = 0;
+	}
+}
+
+static void in_compact(struct syncs *s)
+{
+	if (!s->dead)
+		return;
+	buf_consume(&s->in, s->dead);
+	s->dead = 0;
 }
 
 static void banner(struct syncs *s)
@@ -237,7 +271,7 @@ static int cmd_starttls(struct syncs *s, const struct dlist *line)
 		send_line(s, "BAD IMAP_PROTOCOL_ERROR Unrecognized command");
 		return 0;
 	}
-	if (s->in.len) {
+	if (in_len(s)) {
 		send_line(s, "BAD Command pipelined after STARTTLS");
 		return 1;
 	}
@@ -269,29 +303,81 @@ static int cmd_compress(struct syncs *s, const struct dlist *line)
 /* sync_reply_fn: a batch's answers, in order. */
 static void send_reply(void *rock, const char *line)
 {
-	send_line(rock, line);
+	struct syncs *s = rock;
+	send_line(s, line);
+	s->answered = 1;
+}
+
+/* Answers handed out while input is still buffered go out now: the
+ * client keeps a window of APPLY MAILBOX in flight and sends the next
+ * part only when it has an answer. A write error shows at the next read. */
+static void send_answers(struct syncs *s)
+{
+	struct terr err = { 0 };
+	if (s->answered)
+		conn_flush(s->c, &err);
+	s->answered = 0;
 }
 
 /* Pipelined APPLY (sync_replica.h): the batch's bodies flushed, its
- * mailboxes committed and answered. Before any other command, and
- * before the session waits for input. */
+ * mailboxes committed and answered, and a flush in flight waited for.
+ * Before any other command, and before the session waits for input. */
 static void flush_batch(struct syncs *s)
 {
 	if (s->replica)
 		sync_replica_flush(s->replica, send_reply, s);
 }
 
+/* A full batch: its flush starts on the flush thread (after the one in
+ * flight, if any, is done) while the session reads the next one. */
+static void batch_check(struct syncs *s)
+{
+	sync_replica_flush_poll(s->replica, send_reply, s);
+	if (sync_replica_batch_full(s->replica))
+		sync_replica_flush_start(s->replica, send_reply, s);
+	send_answers(s);
+}
+
 /* The batch waits for more commands only while they are already here:
  * 1 when more input was read without waiting, else (the batch flushed)
- * 0: the caller may block. */
+ * 0: the caller may block. When nothing is buffered, the batch is
+ * flushed on the flush thread and the session waits for input and for
+ * that flush at once: the answers go out as soon as it is done, and
+ * input that comes first is read meanwhile (1). */
 static int more_without_waiting(struct syncs *s)
 {
 	if (!s->replica || !sync_replica_deferred(s->replica))
 		return 0;
 	struct terr e2 = { 0 };
-	if (!sync_replica_batch_full(s->replica) && conn_read(s->c, &s->in, 0, &e2) > 0)
+	batch_check(s);
+	in_compact(s);
+	if (conn_read(s->c, &s->in, 0, &e2) > 0)
 		return 1;
+	while (sync_replica_deferred(s->replica)) {
+		if (!sync_replica_flushing(s->replica))
+			sync_replica_flush_start(s->replica, send_reply, s);
+		send_answers(s);
+		int efd = sync_replica_flush_fd(s->replica);
+		if (efd < 0)
+			break;	/* it ran here (no thread): answered below */
+		struct pollfd pf[2] = { { conn_fd(s->c), POLLIN, 0 }, { efd, POLLIN, 0 } };
+		int n = poll(pf, 2, SERVER_STOP_POLL_MS);
+		if (n < 0 && errno != EINTR)
+			break;
+		if (n > 0 && (pf[1].revents & POLLIN)) {
+			sync_replica_flush_wait(s->replica, send_reply, s);
+			continue;	/* the queued commands may make a batch: flushed the same way */
+		}
+		if (n > 0 && (pf[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			ssize_t r = conn_read(s->c, &s->in, 0, &e2);
+			if (r > 0)
+				return 1;
+			if (r == 0 || e2.code != TE_BUSY)
+				break;	/* the end or an error: the caller's read finds it */
+		}
+	}
 	flush_batch(s);
+	send_answers(s);
 	return 0;
 }
 
@@ -322,8 +408,7 @@ static int cmd_engine(struct syncs *s, const struct dlist *line)
 	}
 	if (sync_replica_may_defer(verb, kv)) {
 		sync_replica_defer(s->replica, verb, &kv);
-		if (sync_replica_batch_full(s->replica))
-			flush_batch(s);
+		batch_check(s);
 		return 0;
 	}
 	send_line(s, sync_replica_exec(s->replica, verb, kv, send_data, s));
@@ -390,20 +475,30 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 	return end;
 }
 
-/* The bytes of the file literal just announced (f->file), from s->in at
- * f->pos: each piece goes to the staging file as it arrives and leaves
- * the buffer, which never holds more than one read. 0, or -1 when the
- * connection ends first. */
+/* The bytes of the file literal just announced (f->file), from the
+ * input at f->pos: each piece goes to the staging file as it arrives and
+ * leaves the buffer, which never holds more than one read. The command's
+ * text before the literal (f->pos bytes, its headers) must stay joined
+ * to what follows it: the shorter side is moved (the text so far, to
+ * the right, over the literal's bytes, when it is shorter than the rest
+ * of the read; never the whole rest after every literal). 0, or -1 when
+ * the connection ends first. */
 static int read_file_literal(struct syncs *s, struct dlist_frame *f, long long timeout_ms, struct terr *err)
 {
 	uint64_t left = f->file.size;
 	sync_replica_file_begin(s->replica, &f->file);
 	for (;;) {
-		size_t avail = s->in.len - f->pos;
+		char *base = in_at(s);
+		size_t avail = in_len(s) - f->pos;
 		size_t take = avail < left ? avail : (size_t)left;
-		sync_replica_file_write(s->replica, s->in.ptr + f->pos, take);
-		memmove(s->in.ptr + f->pos, s->in.ptr + f->pos + take, avail - take);
-		buf_truncate(&s->in, s->in.len - take);
+		sync_replica_file_write(s->replica, base + f->pos, take);
+		if (take < avail && f->pos < avail - take) {
+			memmove(base + take, base, f->pos);
+			s->dead += take;
+		} else {
+			memmove(base + f->pos, base + f->pos + take, avail - take);
+			buf_truncate(&s->in, s->in.len - take);
+		}
 		left -= take;
 		if (!left)
 			break;
@@ -411,6 +506,7 @@ static int read_file_literal(struct syncs *s, struct dlist_frame *f, long long t
 			continue;
 		if (conn_flush(s->c, err) < 0)
 			return -1;
+		in_compact(s);
 		ssize_t r = server_idle_read(s->c, &s->in, timeout_ms > 0 ? timeout_ms : -1, err);
 		if (r <= 0)
 			return -1;
@@ -438,7 +534,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 	dlist_frame_init(&f);
 	for (;;) {
 		f.files = s.authed;	/* before login a literal is only a long command */
-		long long n = dlist_frame_scan(&f, s.in.ptr ? s.in.ptr : "", s.in.len, &err);
+		long long n = dlist_frame_scan(&f, in_at(&s), in_len(&s), &err);
 		if (n == DLIST_FRAME_FILE) {
 			if (read_file_literal(&s, &f, timeout_ms, &err) < 0)
 				break;
@@ -447,13 +543,14 @@ int syncs_session(const struct service_env *env, struct conn *c)
 		if (n < 0 && err.code == TE_INVALID) {
 			/* a syntax error: skip to the end of the line, answer BAD, go on
 			 * (over a size limit there is no way to resynchronise: drop) */
-			const char *nl = memchr(s.in.ptr + f.pos, '\n', s.in.len - f.pos);
+			const char *nl = memchr(in_at(&s) + f.pos, '\n', in_len(&s) - f.pos);
 			if (!nl) {
-				if (s.in.len > (s.authed ? DLIST_MAX_ATOM : SYNC_PREAUTH_MAX_COMMAND))
+				if (in_len(&s) > (s.authed ? DLIST_MAX_ATOM : SYNC_PREAUTH_MAX_COMMAND))
 					break;
 				flush_batch(&s);
 				if (conn_flush(c, &err) < 0)
 					break;
+				in_compact(&s);
 				ssize_t r = server_idle_read(c, &s.in, timeout_ms > 0 ? timeout_ms : -1, &err);
 				if (r <= 0)
 					break;
@@ -461,10 +558,10 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			}
 			char bad[64];
 			log_warn("event=bad_command service=sync session=%s error=\"%s\"", env->session_id, err.msg);
-			sync_parse_failure_line(s.in.ptr, s.in.len, bad, sizeof bad);
+			sync_parse_failure_line(in_at(&s), in_len(&s), bad, sizeof bad);
 			flush_batch(&s);
 			send_line(&s, bad);
-			buf_consume(&s.in, (size_t)(nl - s.in.ptr) + 1);
+			in_consume(&s, (size_t)(nl - in_at(&s)) + 1);
 			dlist_frame_init(&f);
 			sync_replica_files_drop(s.replica);
 			continue;
@@ -475,15 +572,15 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			conn_printf(c, "* BYE %s\r\n", err.msg);
 			break;
 		}
-		if (!s.authed && (n > SYNC_PREAUTH_MAX_COMMAND || (n == 0 && s.in.len > SYNC_PREAUTH_MAX_COMMAND))) {
+		if (!s.authed && (n > SYNC_PREAUTH_MAX_COMMAND || (n == 0 && in_len(&s) > SYNC_PREAUTH_MAX_COMMAND))) {
 			log_warn("event=bad_command service=sync session=%s peer=%s error=\"command over %d bytes before"
 				 " authentication\"", env->session_id, env->peer, SYNC_PREAUTH_MAX_COMMAND);
 			send_line(&s, "* BYE Command too long before authentication");
 			break;
 		}
 		if (n > 0) {
-			char *cmd = xmemdup(s.in.ptr, (size_t)n);
-			buf_consume(&s.in, (size_t)n);
+			char *cmd = xmemdup(in_at(&s), (size_t)n);
+			in_consume(&s, (size_t)n);
 			dlist_frame_init(&f);
 			int end = do_command(&s, cmd, (size_t)n);
 			free(cmd);
@@ -499,6 +596,7 @@ int syncs_session(const struct service_env *env, struct conn *c)
 			send_line(&s, "BYE shutting down");
 			break;
 		}
+		in_compact(&s);
 		ssize_t r = server_idle_read(c, &s.in, timeout_ms > 0 ? timeout_ms : -1, &err);
 		if (r < 0 && server_stop_requested)
 			send_line(&s, "BYE shutting down");

@@ -163,6 +163,39 @@ finally:
     d.stop()
     inst.cleanup()
 
+# ---- killed inside a flush running on the flush thread ------------------------------------------
+# Batches of two commands (TANDEM_TEST_APPLY_BATCH_MAX): each full batch is
+# flushed on the session's flush thread while the next commands are read
+# and queued behind it; the kill comes on that thread, inside the second
+# batch's flush, after fay's commit and before gil's.
+inst = replica_instance()
+os.environ["TANDEM_TEST_CRASH_BATCH"] = "user.gil"
+os.environ["TANDEM_TEST_APPLY_BATCH_MAX"] = "2"
+try:
+    d = Daemon(inst, services=("sync",))
+finally:
+    os.environ.pop("TANDEM_TEST_CRASH_BATCH")
+    os.environ.pop("TANDEM_TEST_APPLY_BATCH_MAX")
+try:
+    with t.case("the session killed inside a flush on the flush thread: only the earlier flush answered"):
+        c = Conn(d.port["sync"])
+        t.eq(c.auth("repl", "replpw"), b"OK Success (no protection)", "login")
+        bs = [body(400 + i) for i in range(4)]
+        c.s.sendall(apply_message(bs) + apply_mailbox(b"user.eve", uid(20), bs[0:1]) +
+                    apply_mailbox(b"user.fay", uid(21), bs[1:2]) + apply_mailbox(b"user.gil", uid(22), bs[2:3]) +
+                    apply_mailbox(b"user.hal", uid(23), bs[3:4]) + b"NOOP\r\n")
+        got = answers(c, 6)
+        t.eq(got, [b"OK success"] * 2, f"the first flush's answers only (APPLY MESSAGE, user.eve): {got}")
+        t.eq(count(inst, "user.eve"), 1, "the answered mailbox is there")
+        t.eq(count(inst, "user.gil"), None, "the mailbox the session died before is absent")
+        t.eq(count(inst, "user.hal"), None, "and the one queued after it")
+        t.check(count(inst, "user.fay") in (None, 1), "user.fay whole or absent (committed, never answered)")
+        chk = inst.run(["check"])
+        t.eq(chk.returncode, 0, f"the replica checks clean: {chk.stdout}{chk.stderr}")
+finally:
+    d.stop()
+    inst.cleanup()
+
 # ---- a master's sync against such a replica ----------------------------------------------------
 os.environ["TANDEM_TEST_CRASH_BATCH"] = "user.u3.F1"
 try:

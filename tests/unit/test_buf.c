@@ -1,6 +1,7 @@
 /* test_buf.c: struct buf. */
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "lib/sha1.h"
 #include "test.h"
 
 TEST(append_and_cstr)
@@ -74,6 +75,28 @@ TEST(json_str_escapes)
 	buf_free(&b);
 }
 
+/* lib/sha1: the digest fetched once, hex by table: the FIPS 180 vectors,
+ * one-shot and in pieces alike. */
+TEST(sha1_vectors_and_pieces)
+{
+	char out[41];
+	sha1_hex("", 0, out);
+	CHECK_STR(out, "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+	sha1_hex("abc", 3, out);
+	CHECK_STR(out, "a9993e364706816aba3e25717850c26c9cd0d89d");
+	const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+	sha1_hex(m, strlen(m), out);
+	CHECK_STR(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+	struct sha1_ctx c;
+	sha1_init(&c);
+	size_t ml = strlen(m);
+	for (size_t i = 0; i < ml; i += 5)
+		sha1_update(&c, m + i, ml - i < 5 ? ml - i : 5);
+	sha1_final_hex(&c, out);
+	CHECK_STR(out, "84983e441c3bd26ebaae4aa1f95129e5e54670f1");
+	sha1_free(&c);	/* a no-op after final */
+}
+
 int main(void)
 {
 	RUN(append_and_cstr);
@@ -82,5 +105,6 @@ int main(void)
 	RUN(consume_truncate_release);
 	RUN(logq_quotes_when_needed);
 	RUN(json_str_escapes);
+	RUN(sha1_vectors_and_pieces);
 	return test_done();
 }
