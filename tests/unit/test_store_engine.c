@@ -16,12 +16,9 @@ struct fixture {
 	struct store *st;
 };
 
-static void fx_open(struct fixture *fx)
+/* Opens fx's store (its directories set). */
+static void fx_store_open(struct fixture *fx)
 {
-	memset(fx, 0, sizeof *fx);
-	fx->dir = test_tmpdir();
-	snprintf(fx->conf, sizeof fx->conf, "%s/conf", fx->dir);
-	snprintf(fx->spool, sizeof fx->spool, "%s/spool", fx->dir);
 	struct store_opts o = { .configdir = fx->conf, .partition = "default", .partition_path = fx->spool };
 	struct terr err;
 	if (store_open(&o, &fx->st, &err) < 0) {
@@ -29,6 +26,15 @@ static void fx_open(struct fixture *fx)
 		exit(2);
 	}
 	store_set_busy_timeout(fx->st, 50);
+}
+
+static void fx_open(struct fixture *fx)
+{
+	memset(fx, 0, sizeof *fx);
+	fx->dir = test_tmpdir();
+	snprintf(fx->conf, sizeof fx->conf, "%s/conf", fx->dir);
+	snprintf(fx->spool, sizeof fx->spool, "%s/spool", fx->dir);
+	fx_store_open(fx);
 }
 
 static void fx_close(struct fixture *fx)
@@ -511,13 +517,7 @@ static int sync_level(struct ustore *u)
 static void reopen(struct fixture *fx)
 {
 	store_close(&fx->st);
-	struct store_opts o = { .configdir = fx->conf, .partition = "default", .partition_path = fx->spool };
-	struct terr err;
-	if (store_open(&o, &fx->st, &err) < 0) {
-		printf("store_open: %s\n", err.msg);
-		exit(2);
-	}
-	store_set_busy_timeout(fx->st, 50);
+	fx_store_open(fx);
 }
 
 /* The first sync of a connection fsyncs its write-ahead log's directory
