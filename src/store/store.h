@@ -40,6 +40,8 @@
  * sync is skipped for a log that already held a header when the database
  * was opened (its creator's first, FULL, sync made its directory entry
  * durable); a new log, or one emptied or made by another program, gets it.
+ * Its one window: a creator killed between writing the header and its
+ * sync, then a power cut before the directory is written back (docs/store.md).
  *
  * Mailbox names are internal names (src/names/mboxname.h). UIDs and
  * modseqs only grow: each user has one modseq counter shared by all its
