@@ -465,11 +465,6 @@ static int apply_mailbox_end(struct sync_replica *r, struct store_apply *a, int 
 	return rc;
 }
 
-static int apply_mailbox_done(struct sync_replica *r, struct store_apply *a, int rc, struct terr *err)
-{
-	return apply_mailbox_end(r, a, rc, 0, err);
-}
-
 /* APPLY MAILBOX %(...): the whole state (or, with SINCE_MODSEQ, the
  * changes) of one mailbox; the store checks everything before it changes
  * anything (store_apply_mailbox). */
@@ -482,7 +477,7 @@ static int apply_mailbox(struct sync_replica *r, const struct dlist *kv, struct 
 		return -1;
 	}
 	int rc = store_apply_mailbox(r->st, &a, err);
-	return apply_mailbox_done(r, &a, rc, err);
+	return apply_mailbox_end(r, &a, rc, 0, err);
 }
 
 /* APPLY EXPUNGE %(MBOXNAME m UNIQUEID u UID (n ...)) */
@@ -878,11 +873,15 @@ const char *sync_replica_exec_streamed(struct sync_replica *r, const char *cmd, 
 
 /* ---- pipelined APPLY: batches ---------------------------------------------------------- */
 
+int sync_replica_defer_key(const char *verb, const char *key)
+{
+	return verb && key && !strcasecmp(verb, "APPLY") &&
+	       (!strcasecmp(key, "MAILBOX") || !strcasecmp(key, "LOCAL_MAILBOX") || !strcasecmp(key, "MESSAGE"));
+}
+
 int sync_replica_may_defer(const char *verb, const struct dlist *kv)
 {
-	return verb && kv && kv->key && !strcasecmp(verb, "APPLY") &&
-	       (!strcasecmp(kv->key, "MAILBOX") || !strcasecmp(kv->key, "LOCAL_MAILBOX") ||
-		!strcasecmp(kv->key, "MESSAGE"));
+	return kv && sync_replica_defer_key(verb, kv->key);
 }
 
 size_t sync_replica_deferred(const struct sync_replica *r)
@@ -1109,7 +1108,7 @@ static void flight_finish(struct sync_replica *r, sync_reply_fn *fn, void *rock)
 		struct rdefer *d = &f->defer[i];
 		const char *line = d->line;
 		if (d->a) {
-			int rc = apply_mailbox_done(r, d->a, f->rcs[k], &f->errs[k]);
+			int rc = apply_mailbox_end(r, d->a, f->rcs[k], 0, &f->errs[k]);
 			line = reply(r, "APPLY", d->key, rc, &f->errs[k]);
 			k++;
 			free(d->a);
@@ -1180,9 +1179,7 @@ int sync_replica_defer_raw(struct sync_replica *r, const char *cmd, size_t len, 
 		return 0;
 	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
 	const char *key = line->n > 1 ? dlist_cstr(line->items[1]) : NULL;
-	int ok = verb && key && !strcasecmp(verb, "APPLY") &&
-		 (!strcasecmp(key, "MAILBOX") || !strcasecmp(key, "LOCAL_MAILBOX") || !strcasecmp(key, "MESSAGE"));
-	struct dlist *kv = ok ? dlist_take_keyed(line, 1) : NULL;
+	struct dlist *kv = sync_replica_defer_key(verb, key) ? dlist_take_keyed(line, 1) : NULL;
 	int deferred = kv != NULL;
 	if (kv)
 		sync_replica_defer(r, "APPLY", &kv);	/* takes kv */

@@ -103,6 +103,8 @@ int sync_replica_verb(const char *verb);
  * sync_replica_may_defer: 1 for the commands that may join a batch. */
 typedef void sync_reply_fn(void *rock, const char *line);
 int sync_replica_may_defer(const char *verb, const struct dlist *kv);
+/* The same by the verb and the APPLY's key (the command's first two atoms). */
+int sync_replica_defer_key(const char *verb, const char *key);
 /* Takes *kv (the keyed DLIST after the verb; set to NULL). */
 void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist **kv);
 /* Commands waiting for their answers (the batch and the flush in flight). */

@@ -386,9 +386,7 @@ static int deferrable(const struct syncs *s, const struct dlist *line)
 {
 	if (!s->authed || line->n < 3)
 		return 0;
-	const char *verb = dlist_cstr(line->items[0]), *key = dlist_cstr(line->items[1]);
-	return verb && key && !strcasecmp(verb, "APPLY") &&
-	       (!strcasecmp(key, "MAILBOX") || !strcasecmp(key, "LOCAL_MAILBOX") || !strcasecmp(key, "MESSAGE"));
+	return sync_replica_defer_key(dlist_cstr(line->items[0]), dlist_cstr(line->items[1]));
 }
 
 /* GET, APPLY, RESTORE, RESTART: the replica engine's. */
