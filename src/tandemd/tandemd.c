@@ -143,6 +143,7 @@ struct master {
 	int nchildren;		/* session processes (busy, idle, exiting) */
 	int nbusy;		/* connections being served */
 	int nidle[MAX_LISTENERS];	/* idle processes per service */
+	unsigned long long idle_seq;	/* idle notices so far (session_slot.idle_seq) */
 	unsigned gen;		/* config generation: bumped by each reload */
 	int nctlfds;		/* sessions[].ctlfd open */
 	unsigned long counter;
@@ -762,8 +763,7 @@ static void on_idle(struct master *m, struct session_slot *ss)
 	}
 	ss->state = SLOT_IDLE;
 	ss->idle_since = mono_ms();
-	static unsigned long long idle_seq;
-	ss->idle_seq = ++idle_seq;
+	ss->idle_seq = ++m->idle_seq;
 	m->nidle[ss->svc]++;
 	log_debug("event=session_idle pid=%ld service=%s", (long)ss->pid, services[ss->svc].name);
 }
