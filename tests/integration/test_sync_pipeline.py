@@ -69,6 +69,16 @@ def replica_instance():
     return inst
 
 
+def with_env(env, start):
+    """start() with the environment variables env set, for the daemons it forks (test hooks)."""
+    os.environ.update(env)
+    try:
+        return start()
+    finally:
+        for k in env:
+            os.environ.pop(k)
+
+
 def count(inst, name):
     if name not in [line.split("\t")[0] for line in inst.ok(["mailbox", "list"]).splitlines()]:
         return None
@@ -127,11 +137,7 @@ finally:
 
 # ---- killed inside a batched flush ------------------------------------------------------------
 inst = replica_instance()
-os.environ["TANDEM_TEST_CRASH_BATCH"] = "user.gil"
-try:
-    d = Daemon(inst, services=("sync",))
-finally:
-    os.environ.pop("TANDEM_TEST_CRASH_BATCH")
+d = with_env({"TANDEM_TEST_CRASH_BATCH": "user.gil"}, lambda: Daemon(inst, services=("sync",)))
 try:
     with t.case("the session killed inside a batched flush: no answer of it went out, the store is whole"):
         c = Conn(d.port["sync"])
@@ -169,13 +175,8 @@ finally:
 # and queued behind it; the kill comes on that thread, inside the second
 # batch's flush, after fay's commit and before gil's.
 inst = replica_instance()
-os.environ["TANDEM_TEST_CRASH_BATCH"] = "user.gil"
-os.environ["TANDEM_TEST_APPLY_BATCH_MAX"] = "2"
-try:
-    d = Daemon(inst, services=("sync",))
-finally:
-    os.environ.pop("TANDEM_TEST_CRASH_BATCH")
-    os.environ.pop("TANDEM_TEST_APPLY_BATCH_MAX")
+d = with_env({"TANDEM_TEST_CRASH_BATCH": "user.gil", "TANDEM_TEST_APPLY_BATCH_MAX": "2"},
+             lambda: Daemon(inst, services=("sync",)))
 try:
     with t.case("the session killed inside a flush on the flush thread: only the earlier flush answered"):
         c = Conn(d.port["sync"])
@@ -197,11 +198,7 @@ finally:
     inst.cleanup()
 
 # ---- a master's sync against such a replica ----------------------------------------------------
-os.environ["TANDEM_TEST_CRASH_BATCH"] = "user.u3.F1"
-try:
-    pair = Pair()
-finally:
-    os.environ.pop("TANDEM_TEST_CRASH_BATCH")
+pair = with_env({"TANDEM_TEST_CRASH_BATCH": "user.u3.F1"}, Pair)
 m, r = pair.master, pair.replica
 try:
     with t.case("sync -A into a replica that dies inside a batched flush, then again: equal"):
