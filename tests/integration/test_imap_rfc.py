@@ -454,6 +454,14 @@ try:
         u, tagged = r.cmd("SELECT INBOX")
         chk(r, tagged.startswith(b"BAD"), "still not logged in")
         r.close()
+        r = Raw(d.port["imap"])  # a fresh one: BADs in a row end a session
+        r.send(b"a3 AUTHENTICATE LOGIN\r\n")
+        r.line()
+        r.send(b"not base64!\r\n")
+        chk(r, r.line().startswith(b"a3 BAD"), "a user name that is not base64 is BAD")
+        r.send(b"a4 AUTHENTICATE LOGIN " + base64.b64encode(b"alice\0bob") + b"\r\n")
+        chk(r, r.line().startswith(b"a4 BAD"), "a user name with a NUL is BAD")
+        r.close()
 
     # ------------------------------------------------------ UNAUTHENTICATE
     with t.case("UNAUTHENTICATE: back to not authenticated, the mailbox closed without expunge, another user after"):
