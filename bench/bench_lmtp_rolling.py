@@ -24,12 +24,19 @@ Rolling latency under load (tandem builds only, alternating, BENCH_REPS
 each): while background threads deliver BENCH_BG_RATE (200) msg/s to
 user01..user09 (paced, over BENCH_BG_CONNS (4) connections), BENCH_LAT_N (100) deliveries to
 user00 with random pauses of 0-0.2 s each wait until the replica's
-user00 INBOX has them: p50/p95/max of LMTP 250 -> on the replica.
+user00 INBOX has them: p50/p95/max of LMTP 250 -> on the replica
+(visible: the replica committed it), and of LMTP 250 -> acknowledged (the
+master's change-log file that held its line is gone: the rolling client
+removes a taken log only after the replica answered OK for all of it, so
+this includes the replica's flush and the client's done). A delivery
+whose line may be in the log or in the taken one waits for both
+(conservative: up to one pass more).
 """
 import json
 import os
 import random
 import smtplib
+import sqlite3
 import threading
 import shutil
 import statistics
@@ -127,6 +134,44 @@ class CyrusPair:
         self.cr.stop()
 
 
+def replicated_and_acked(lmtp, dbpath, chandir, data):
+    """(visible s, acknowledged s) of one delivery to user00: LMTP 250 ->
+    the replica's user00 INBOX has a higher last_uid; LMTP 250 -> every
+    change-log file of the channel (chandir) that may hold its line has
+    no name left (an open descriptor keeps its inode from being reused)."""
+    db = sqlite3.connect(f"file:{dbpath}?mode=ro", uri=True)
+    before = db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0]
+    lmtp.sendmail("bench@example.net", ["user00"], data)
+    t0 = time.monotonic()
+    fds = []
+    for name in ("log", "log-run"):
+        try:
+            fd = os.open(os.path.join(chandir, name), os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        if name == "log" and os.fstat(fd).st_size == 0:
+            os.close(fd)	# the next log, made empty after our line was taken
+            continue
+        fds.append(fd)
+    vis = ack = None
+    while time.monotonic() - t0 < 10 and (vis is None or ack is None):
+        now = time.monotonic() - t0
+        if vis is None:
+            try:
+                if db.execute("SELECT last_uid FROM mailboxes WHERE name='user.user00'").fetchone()[0] > before:
+                    vis = now
+            except sqlite3.Error:
+                pass
+        if ack is None and all(os.fstat(fd).st_nlink == 0 for fd in fds):
+            ack = now
+        time.sleep(0.001)
+    for fd in fds:
+        os.close(fd)
+    db.close()
+    end = time.monotonic() - t0
+    return (vis if vis is not None else end), (ack if ack is not None else end)
+
+
 def latency_run(binpath, base, rep):
     bench_sync.BIN = os.path.join(TOP, binpath)
     bench_sync.TANDEM = os.path.join(bench_sync.BIN, "tandem")
@@ -161,18 +206,21 @@ def latency_run(binpath, base, rep):
         master.start(lp)
         time.sleep(1.0)
         dbpath = os.path.join(replica.dir, "spool", "user", "user00", "meta.db")
+        chandir = os.path.join(master.dir, "conf", "sync", "repl1")
         rng = random.Random(11 + rep)
         t_bg[0] = time.monotonic()
         ths = [threading.Thread(target=background, args=(k,), daemon=True) for k in range(bg_conns)]
         for th in ths:
             th.start()
         time.sleep(1.0)
-        lat = []
+        lat, acked = [], []
         l = smtplib.LMTP("127.0.0.1", lp)
         for i in range(lat_n):
             time.sleep(rng.random() * 0.2)
             _, _, data = workload.message(950 + rep, i)
-            lat.append(bench_sync.replicated_after(l, dbpath, data, 0.001))
+            vis, ack = replicated_and_acked(l, dbpath, chandir, data)
+            lat.append(vis)
+            acked.append(ack)
         l.quit()
         stop.set()
         for th in ths:
@@ -181,9 +229,11 @@ def latency_run(binpath, base, rep):
         master.stop()
         replica.stop()
         lat.sort()
-        q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]  # noqa: E731
-        return {"p50_ms": round(q(0.5) * 1000, 1), "p95_ms": round(q(0.95) * 1000, 1),
-                "max_ms": round(lat[-1] * 1000, 1), "bg_msgs_per_s": round(sent[0] / sent[1], 1)}
+        acked.sort()
+        q = lambda v, p: round(v[min(len(v) - 1, int(p * len(v)))] * 1000, 1)  # noqa: E731
+        return {"p50_ms": q(lat, 0.5), "p95_ms": q(lat, 0.95), "max_ms": q(lat, 1),
+                "ack_p50_ms": q(acked, 0.5), "ack_p95_ms": q(acked, 0.95), "ack_max_ms": q(acked, 1),
+                "bg_msgs_per_s": round(sent[0] / sent[1], 1)}
     finally:
         stop.set()
         shutil.rmtree(root, ignore_errors=True)
@@ -199,7 +249,7 @@ def latency_main(base):
             print(f"  rep {rep} {b}: {r}", file=sys.stderr, flush=True)
     for b in BINS:
         out = {"bench": "rolling_latency_under_load", "who": b, "runs": res[b]}
-        for k in ("p50_ms", "p95_ms", "max_ms", "bg_msgs_per_s"):
+        for k in ("p50_ms", "p95_ms", "max_ms", "ack_p50_ms", "ack_p95_ms", "ack_max_ms", "bg_msgs_per_s"):
             out["median_" + k] = round(statistics.median(r[k] for r in res[b]), 1)
         print(json.dumps(out), flush=True)
 

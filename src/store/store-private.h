@@ -117,6 +117,9 @@ int store_sync_relaxed(sqlite3 *db);
 void store_dirsync_counts(unsigned long *skipped_r, unsigned long *synced_r);
 /* For the tests: how many commits were made without a sync (store_recent.c). */
 unsigned long store_recent_relaxed_commits(void);
+/* Batches whose owners committed at synchronous=NORMAL under one closing
+ * syncfs (store_apply.c; for the tests). */
+unsigned long store_apply_relaxed_batches(void);
 /* Several commits that answer one request (LMTP's recipients): the
  * after-commit hook runs once, at flush, with all their positions (the
  * owner and mailbox of the first), instead of once per commit. */
@@ -137,6 +140,15 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 /* Closes u (one of st's open databases) and forgets it: the next call
  * for its owner opens the database again. */
 void store_ustore_drop(struct store *st, struct ustore *u);
+/* A commit without waiting for the disk: synchronous=NORMAL (full 0) on
+ * u's connection, so a WAL commit appends its frames with no fdatasync
+ * (store.h, "Writes exempt from the durability rule", says who may), or
+ * FULL again (full 1); -1 when SQLite refuses. restore_sync sets FULL
+ * again and, if that fails, logs and closes u (the next store_ustore opens
+ * the database afresh, FULL): a connection never stays relaxed, since
+ * acknowledged changes commit on it next. */
+int store_ustore_set_sync(struct ustore *u, int full);
+void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why);
 /* The owner of a mailbox name ("" for shared); TE_INVALID for a bad name. */
 int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err);
 int store_ustore_for_mailbox(struct store *st, const char *mboxname, int create,

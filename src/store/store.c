@@ -771,6 +771,23 @@ void store_ustore_drop(struct store *st, struct ustore *u)
 	}
 }
 
+/* PRAGMA synchronous takes effect when it is prepared, not when run: not
+ * a cached statement. Outside any transaction (SQLite refuses it inside). */
+int store_ustore_set_sync(struct ustore *u, int full)
+{
+	return sqlite3_exec(u->db, full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;", NULL, NULL,
+			    NULL) == SQLITE_OK ? 0 : -1;
+}
+
+void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why)
+{
+	if (store_ustore_set_sync(u, 1) == 0)
+		return;
+	log_err("event=sync_restore_fail owner=%s for=%s error=\"%s\" action=closed", u->owner, why,
+		sqlite3_errmsg(u->db));
+	store_ustore_drop(st, u);
+}
+
 int store_ustore(struct store *st, const char *owner, int create, struct ustore **u_r,
 		 struct terr *err)
 {

@@ -35,7 +35,10 @@
  * known durable (store.c, "the write-ahead logs whose directory entry is
  * durable"); a process crash loses nothing (the frames are in the page
  * cache). Flags, expunges, appends, copies, seen state, subscriptions,
- * annotations, ACLs, quota, users: all FULL, all of steps 1-4.
+ * annotations, ACLs, quota, users: all FULL, all of steps 1-4. (A
+ * replica's batch of applies for several owners commits each at NORMAL
+ * and then syncs the file system before it answers any: step 4's sync
+ * moved after the commits, not dropped; store_apply_batch_run.)
  * SQLite's directory fsync of a write-ahead log at a connection's first
  * sync is skipped for a log that already held a header when the database
  * was opened (its creator's first, FULL, sync made its directory entry
@@ -583,8 +586,9 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
  * placed body durable with one syncfs, and runs the applies in the order
  * they were added, consecutive ones of one owner in one transaction
  * (each inside its own savepoint: a refused one changes nothing; one
- * COMMIT, so one change-log append and one WAL flush, for them all).
- * rcs[i] and errs[i] get what store_apply_mailbox would have returned for
+ * COMMIT, so one change-log append and one WAL flush, for them all;
+ * with two owners or more, their COMMITs skip the WAL flush and one
+ * syncfs after the last makes them durable). rcs[i] and errs[i] get what store_apply_mailbox would have returned for
  * the i-th apply added; only after run returns are their changes on disk
  * (the durability rule above: an acknowledgement waits for run). Each
  * struct store_apply must stay valid until run, which empties the batch.

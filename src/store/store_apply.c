@@ -598,6 +598,7 @@ struct bapply {
 	int written;		/* bodies placed: the flush must cover them */
 	int rc;			/* of run: 0, -1 */
 	int keep;		/* run: applied, records kept (rc -1: a full update's CRC mismatch) */
+	int relaxed;		/* run: committed at synchronous=NORMAL, durable at the closing syncfs */
 	uint32_t crc;
 	struct terr err;
 };
@@ -734,10 +735,12 @@ static void batch_flush(struct store_apply_batch *b)
 
 /* The applies v[0..n) of one owner in one transaction: each inside its
  * own savepoint (a refused one is rolled back alone), one COMMIT (one
- * change-log append and one WAL flush) for all. */
-static void batch_run_owner(struct store *st, struct bapply *v, size_t n)
+ * change-log append and one WAL flush) for all. relax: the COMMIT runs at
+ * synchronous=NORMAL (no WAL flush: the caller's closing syncfs makes it
+ * durable before any answer), and the applies are marked relaxed. */
+static void batch_run_owner(struct store *st, struct bapply *v, size_t n, int relax)
 {
-	struct ustore *u;
+	struct ustore *u = NULL;
 	struct utx tx = { 0 };
 	struct terr err = { 0 };
 	size_t live = 0;
@@ -745,7 +748,11 @@ static void batch_run_owner(struct store *st, struct bapply *v, size_t n)
 		live += v[i].rc == 0;
 	if (!live)
 		return;
-	if (store_ustore(st, v[0].owner, 1, &u, &err) < 0 || utx_begin(&tx, st, u, &err) < 0)
+	if (store_ustore(st, v[0].owner, 1, &u, &err) < 0)
+		goto fail_all;
+	if (relax && store_ustore_set_sync(u, 0) < 0)
+		relax = 0;	/* FULL, as a batch of one owner commits */
+	if (utx_begin(&tx, st, u, &err) < 0)
 		goto fail_all;
 	for (size_t i = 0; i < n; i++) {
 		struct bapply *e = &v[i];
@@ -777,19 +784,27 @@ static void batch_run_owner(struct store *st, struct bapply *v, size_t n)
 		e->keep = r >= 0;
 		if (r < 0 && live == 1) {
 			utx_rollback(&tx);
+			if (relax)
+				store_ustore_restore_sync(st, u, "apply");
 			return;
 		}
 	}
 	if (utx_commit(&tx, &err) < 0)
 		goto fail_all;
+	if (relax)
+		store_ustore_restore_sync(st, u, "apply");
 	char q[LOGQ_MAX];
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		v[i].relaxed = relax && v[i].keep;
 		if (v[i].keep)
 			log_info("event=apply_mailbox mailbox=%s records=%zu modseq=%llu crc=%u", logq(q, v[i].a->name),
 				 v[i].a->nrecs, (unsigned long long)v[i].a->highestmodseq, v[i].crc);
+	}
 	return;
 fail_all:
 	utx_rollback(&tx);
+	if (relax && u)
+		store_ustore_restore_sync(st, u, "apply");
 	for (size_t i = 0; i < n; i++)
 		if (v[i].rc == 0 || v[i].keep) {
 			v[i].rc = -1;
@@ -798,9 +813,69 @@ fail_all:
 		}
 }
 
+static unsigned long relaxed_batches;	/* for the tests */
+
+unsigned long store_apply_relaxed_batches(void)
+{
+	return relaxed_batches;
+}
+
+/* The owners' groups of consecutive applies: their count (those with an
+ * apply still live). */
+static size_t batch_live_owners(const struct store_apply_batch *b)
+{
+	size_t groups = 0;
+	for (size_t i = 0; i < b->n;) {
+		size_t j = i, live = 0;
+		for (; j < b->n && !strcmp(b->v[j].owner, b->v[i].owner); j++)
+			live += b->v[j].rc == 0;
+		groups += live > 0;
+		i = j;
+	}
+	return groups;
+}
+
+/* After relaxed commits: one syncfs per file system holding a relaxed
+ * owner's database makes their WAL frames (and a new log's directory
+ * entry) durable. A failure fails the applies whose commit it covered:
+ * their changes are in the database but not known to be on disk; the
+ * master sends them again (an apply is idempotent). */
+static void batch_sync_commits(struct store_apply_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct bapply *e = &b->v[i];
+		if (!e->relaxed)
+			continue;
+		struct terr err = { 0 };
+		struct stat sb;
+		int rc = stat(e->dir, &sb) < 0 ? terr_errno(&err, errno, "stat %s", e->dir)
+					       : store_blob_sync_dir(e->dir, &err);
+		/* every later relaxed apply on the same file system is
+		 * covered by this sync (or fails with it) */
+		for (size_t j = i; j < b->n; j++) {
+			struct stat sj;
+			struct bapply *f = &b->v[j];
+			if (!f->relaxed || (j > i && (stat(f->dir, &sj) < 0 || sj.st_dev != sb.st_dev)))
+				continue;
+			f->relaxed = 0;
+			if (rc < 0) {
+				f->rc = -1;
+				f->keep = 0;
+				f->err = err;
+			}
+		}
+		if (rc < 0)
+			log_err("event=apply_sync_fail dir=%s error=\"%s\"", e->dir, err.msg);
+	}
+}
+
 void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *errs)
 {
 	batch_flush(b);
+	/* Two owners or more: each commits without its own WAL flush and one
+	 * syncfs covers them all afterwards (one sync where there were one
+	 * fdatasync per owner, serial); one owner commits FULL. */
+	int relax = batch_live_owners(b) >= 2;
 	for (size_t i = 0; i < b->n;) {
 		size_t j = i + 1;
 		while (j < b->n && !strcmp(b->v[j].owner, b->v[i].owner))
@@ -812,8 +887,12 @@ void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *e
 		for (size_t k = i; crash && *crash && b->n > 1 && k < j; k++)
 			if (!strcmp(crash, b->v[k].a->name))
 				raise(SIGKILL);
-		batch_run_owner(b->st, &b->v[i], j - i);
+		batch_run_owner(b->st, &b->v[i], j - i, relax);
 		i = j;
+	}
+	if (relax) {
+		batch_sync_commits(b);
+		relaxed_batches++;
 	}
 	for (size_t i = 0; i < b->n; i++) {
 		rcs[i] = b->v[i].rc;

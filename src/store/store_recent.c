@@ -36,26 +36,6 @@ unsigned long store_recent_relaxed_commits(void)
 	return relaxed_commits;
 }
 
-/* synchronous=FULL (full 1) or NORMAL on u's connection, outside any
- * transaction (SQLite refuses it inside one). Not a cached statement:
- * PRAGMA synchronous takes effect when it is prepared, not when run. */
-static int set_sync(struct ustore *u, int full)
-{
-	return sqlite3_exec(u->db, full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;", NULL, NULL,
-			    NULL) == SQLITE_OK ? 0 : -1;
-}
-
-/* The connection must not stay relaxed: acknowledged changes commit on it
- * next. If FULL cannot be set again, it is closed (the next call opens
- * the database afresh, FULL). */
-static void restore_sync(struct store *st, struct ustore *u)
-{
-	if (set_sync(u, 1) == 0)
-		return;
-	log_err("event=recent_sync_restore_fail owner=%s error=\"%s\" action=closed", u->owner, sqlite3_errmsg(u->db));
-	store_ustore_drop(st, u);
-}
-
 static int read_mark(struct ustore *u, const char *uniqueid, uint32_t *uid_r, struct terr *err)
 {
 	sqlite3_stmt *s = store_stmt(&u->sql, "SELECT uid FROM recent WHERE uniqueid = ?;", err);
@@ -95,11 +75,11 @@ int store_recent_take(struct store *st, const char *mboxname, const char *unique
 		return 0;
 	}
 	/* no sync of its own (see the top of the file); back to FULL below */
-	int relaxed = store_sync_relaxed(u->db) && set_sync(u, 0) == 0;
+	int relaxed = store_sync_relaxed(u->db) && store_ustore_set_sync(u, 0) == 0;
 	struct utx tx;
 	if (utx_begin(&tx, st, u, err) < 0) {
 		if (relaxed)
-			restore_sync(st, u);
+			store_ustore_restore_sync(st, u, "recent");
 		return -1;
 	}
 	int rc = -1;
@@ -127,7 +107,7 @@ int store_recent_take(struct store *st, const char *mboxname, const char *unique
 out:
 	utx_rollback(&tx);
 	if (relaxed)
-		restore_sync(st, u);
+		store_ustore_restore_sync(st, u, "recent");
 	return rc;
 }
 

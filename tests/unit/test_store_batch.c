@@ -7,6 +7,7 @@
 #include "lib/fsutil.h"
 #include "lib/log.h"
 #include "lib/sha1.h"
+#include "store/store-private.h"
 #include "store/store.h"
 #include "test.h"
 
@@ -110,7 +111,10 @@ TEST(a_batch_answers_each_and_rolls_back_a_refused_one_alone)
 	CHECK_INT(store_apply_batch_count(b), 5);
 	int rcs[5];
 	struct terr errs[5];
+	unsigned long relaxed0 = store_apply_relaxed_batches();
 	store_apply_batch_run(b, rcs, errs);
+	/* two owners: their commits share one closing syncfs */
+	CHECK_INT(store_apply_relaxed_batches(), relaxed0 + 1);
 	CHECK_INT(store_apply_batch_count(b), 0);
 	CHECK_INT(rcs[0], 0);
 	CHECK_INT(rcs[1], -1);
@@ -144,9 +148,66 @@ TEST(a_batch_answers_each_and_rolls_back_a_refused_one_alone)
 	make(&w, "user.carol", 1, 6);
 	CHECK_INT(store_apply_mailbox(st, &w.a, &err), 0);
 	CHECK_INT(exists(st, "user.carol"), 1);
+	/* one owner commits FULL, on its own */
+	CHECK_INT(store_apply_relaxed_batches(), relaxed0 + 2);
 	store_apply_batch_free(&b);
 	store_close(&st);
 	chlog_close(&log);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* Every owner's connection is FULL again after a relaxed batch: the
+ * next acknowledged change (an APPEND through the store) commits with
+ * its own fdatasync. */
+static int sync_mode(struct store *st, const char *owner)
+{
+	struct ustore *u;
+	struct terr err;
+	if (store_ustore(st, owner, 0, &u, &err) < 0)
+		return -1;
+	sqlite3_stmt *s = NULL;
+	int mode = -1;
+	if (sqlite3_prepare_v2(u->db, "PRAGMA synchronous;", -1, &s, NULL) == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+		mode = sqlite3_column_int(s, 0);
+	sqlite3_finalize(s);
+	return mode;
+}
+
+TEST(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full)
+{
+	char *dir = test_tmpdir();
+	char conf[4096], spool[4096];
+	snprintf(conf, sizeof conf, "%s/conf", dir);
+	snprintf(spool, sizeof spool, "%s/spool", dir);
+	struct store_opts so = { conf, "default", spool, NULL, 0, 0, NULL, NULL, NULL };
+	struct store *st = NULL;
+	struct terr err;
+	CHECK_INT(store_open(&so, &st, &err), 0);
+	struct one v[3];
+	make(&v[0], "user.dave", 0, 11);
+	make(&v[1], "user.erin", 1, 12);
+	make(&v[2], "user.erin.Sub", 2, 13);
+	struct store_apply_batch *b = store_apply_batch_new(st);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+	unsigned long relaxed0 = store_apply_relaxed_batches();
+	int rcs[3];
+	struct terr errs[3];
+	store_apply_batch_run(b, rcs, errs);
+	CHECK_INT(store_apply_relaxed_batches(), relaxed0 + 1);
+	for (int i = 0; i < 3; i++)
+		CHECK_INT(rcs[i], 0);
+	CHECK_INT(sync_mode(st, "dave"), 2);	/* 2: FULL */
+	CHECK_INT(sync_mode(st, "erin"), 2);
+	/* all there after the store is closed and opened again */
+	store_apply_batch_free(&b);
+	store_close(&st);
+	CHECK_INT(store_open(&so, &st, &err), 0);
+	CHECK_INT(exists(st, "user.dave"), 1);
+	CHECK_INT(exists(st, "user.erin"), 1);
+	CHECK_INT(exists(st, "user.erin.Sub"), 1);
+	store_close(&st);
 	fs_remove_tree(dir, &err);
 	free(dir);
 }
@@ -155,5 +216,6 @@ int main(void)
 {
 	log_set_level(LOG_LVL_ERR);
 	RUN(a_batch_answers_each_and_rolls_back_a_refused_one_alone);
+	RUN(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full);
 	return test_done();
 }
