@@ -18,6 +18,8 @@ if [ "${BENCH_SCALE_N:-100000}" != 0 ]; then
 	echo "bench: initial sync, 10,000 messages, then ${BENCH_SCALE_N:-100000} over 1,000 users x 10 folders (BENCH_SCALE_N=0 skips; minutes, 4 GB of disk)"
 	BENCH_SYNC_N=10000 python3 bench/bench_throughput.py sync scale | tee -a "$out"
 fi
+echo "bench: rolling passes and the replica's syncs under a 200 msg/s LMTP load"
+python3 bench/bench_passes.py | tee -a "$out"
 echo "bench: a sharded channel catching up (2,000 deliveries, 1 vs 4 shards)"
 python3 bench/bench_shards.py | tee -a "$out"
 echo "bench: LMTP latency with synchronous replication (sync_rightnow_channel) off and on"
