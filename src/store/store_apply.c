@@ -848,8 +848,12 @@ static void batch_sync_commits(struct store_apply_batch *b)
 			continue;
 		struct terr err = { 0 };
 		struct stat sb;
+		/* fault injection for the tests: the closing syncfs fails as
+		 * on a failing disk (TANDEM_TEST_FAIL_COMMIT_SYNC=1) */
+		const char *fail = getenv("TANDEM_TEST_FAIL_COMMIT_SYNC");
 		int rc = stat(e->dir, &sb) < 0 ? terr_errno(&err, errno, "stat %s", e->dir)
-					       : store_blob_sync_dir(e->dir, &err);
+			 : fail && *fail	? terr_errno(&err, EIO, "syncfs %s", e->dir)
+						: store_blob_sync_dir(e->dir, &err);
 		/* every later relaxed apply on the same file system is
 		 * covered by this sync (or fails with it) */
 		for (size_t j = i; j < b->n; j++) {

@@ -212,10 +212,55 @@ TEST(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full)
 	free(dir);
 }
 
+/* The closing syncfs fails (a failing disk): every apply it covered
+ * fails with it (their rows are in the database, not known to be on
+ * disk), the connections are FULL again, and the same batch sent again
+ * (as the master does after an error) succeeds, idempotent. */
+TEST(a_failed_closing_sync_fails_the_applies_it_covered)
+{
+	char *dir = test_tmpdir();
+	char conf[4096], spool[4096];
+	snprintf(conf, sizeof conf, "%s/conf", dir);
+	snprintf(spool, sizeof spool, "%s/spool", dir);
+	struct store_opts so = { conf, "default", spool, NULL, 0, 0, NULL, NULL, NULL };
+	struct store *st = NULL;
+	struct terr err;
+	CHECK_INT(store_open(&so, &st, &err), 0);
+	struct one v[2];
+	make(&v[0], "user.fay", 0, 21);
+	make(&v[1], "user.gus", 1, 22);
+	struct store_apply_batch *b = store_apply_batch_new(st);
+	for (int i = 0; i < 2; i++)
+		CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+	int rcs[2];
+	struct terr errs[2];
+	setenv("TANDEM_TEST_FAIL_COMMIT_SYNC", "1", 1);
+	store_apply_batch_run(b, rcs, errs);
+	unsetenv("TANDEM_TEST_FAIL_COMMIT_SYNC");
+	CHECK_INT(rcs[0], -1);
+	CHECK_INT(rcs[1], -1);
+	CHECK_INT(errs[0].code, TE_IO);
+	CHECK(strstr(errs[1].msg, "syncfs") != NULL);
+	CHECK_INT(sync_mode(st, "fay"), 2);
+	CHECK_INT(sync_mode(st, "gus"), 2);
+	for (int i = 0; i < 2; i++)
+		CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+	store_apply_batch_run(b, rcs, errs);
+	CHECK_INT(rcs[0], 0);
+	CHECK_INT(rcs[1], 0);
+	CHECK_INT(exists(st, "user.fay"), 1);
+	CHECK_INT(exists(st, "user.gus"), 1);
+	store_apply_batch_free(&b);
+	store_close(&st);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LVL_ERR);
 	RUN(a_batch_answers_each_and_rolls_back_a_refused_one_alone);
 	RUN(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full);
+	RUN(a_failed_closing_sync_fails_the_applies_it_covered);
 	return test_done();
 }
