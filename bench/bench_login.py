@@ -313,7 +313,8 @@ def main():
         for u in USERS:
             cyrus_create_user(cm, u, pw(u))
         # enough messages for every expunge of every repetition, and some left
-        t_need, c_need = 2 * REPS * SESSIONS + 10, REPS * SESSIONS + 10
+        t_need = 2 * len(ADDR_MODES) * REPS * SESSIONS + 10
+        c_need = len(ADDR_MODES) * REPS * SESSIONS + 10
         deliver_lmtp(lp, [(u, small_message(u, i)) for i in range(t_need) for u in USERS], 4)
         deliver_lmtp(cm.lmtp_port, [(u, small_message(u, i)) for i in range(c_need) for u in USERS], 4)
 
