@@ -217,6 +217,29 @@ def server_cpu(root):
     return total + sum(int(x) for x in f[11:15]) / tck
 
 
+def server_faults(root):
+    """Minor page faults so far of process root, its live descendants and its reaped children."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            kids.setdefault(int(f[1]), []).append((int(d), f))
+    total, stack, seen = 0, [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for child, f in kids.get(pid, []):
+            total += int(f[7]) + int(f[8])  # minflt, cminflt
+            stack.append(child)
+    f = open(f"/proc/{root}/stat").read().rsplit(")", 1)[1].split()
+    return total + int(f[7]) + int(f[8])
+
+
 def perf_start(root):
     """perf record of root and its processes (and those it forks) into perf_out + .N."""
     global perf_runs
@@ -236,7 +259,7 @@ def perf_start(root):
 
 
 def mix(port, root, own, profile=False):
-    """(commands/s, login ms list, server CPU ms per session) of one run of CLIENTS x SESSIONS
+    """(commands/s, login ms list, server CPU ms per session, page faults per session) of one run of CLIENTS x SESSIONS
     sessions; root: the server's master process (tandemd, Cyrus's master); own: each client
     from its own address (127.0.1.N), else all from 127.0.0.1. profile (and
     BENCH_PERF=file): the run recorded by perf into file.N (a profile, not a figure: perf
@@ -250,7 +273,7 @@ def mix(port, root, own, profile=False):
         ready.get(timeout=600)  # every warm-up done
     time.sleep(0.3)
     perf = perf_start(root) if perf_out and profile else None
-    cpu0 = server_cpu(root)
+    cpu0, flt0 = server_cpu(root), server_faults(root)
     t0 = time.monotonic()
     start.set()
     res = [q.get(timeout=600) for _ in procs]
@@ -262,12 +285,14 @@ def mix(port, root, own, profile=False):
         p.join()
     time.sleep(0.3)  # the last sessions exit and are reaped
     cpu = server_cpu(root) - cpu0
+    flt = server_faults(root) - flt0
     errors = [e for _, _, e in res if e]
     if errors:
         raise RuntimeError(f"{len(errors)} mix clients failed: {errors[0]}")
     cmds = sum(c for c, _, _ in res)
     lat = [x for _, l, _ in res for x in l]
-    return cmds / wall, lat, 1000 * cpu / (len(USERS) * SESSIONS)
+    nsess = len(USERS) * SESSIONS
+    return cmds / wall, lat, 1000 * cpu / nsess, flt / nsess
 
 
 def set_cache(tm, on):
@@ -342,24 +367,24 @@ def main():
 
         # 2. the login-heavy mix, per client address mode; the modes and servers alternate
         cyrus_master = int(open(cm.pidfile).read().split()[0])
-        res = {own: ({"t": [], "t0": [], "c": []}, {"t": [], "t0": [], "c": []}, {"t": [], "t0": [], "c": []})
-               for own in ADDR_MODES}
+        res = {own: tuple({"t": [], "t0": [], "c": []} for _ in range(4)) for own in ADDR_MODES}
         for rep in range(REPS):
             order = ["t", "t0", "c"] if rep % 2 == 0 else ["c", "t0", "t"]
             for own in (ADDR_MODES if rep % 2 == 0 else ADDR_MODES[::-1]):
-                rates, mlat, mcpu = res[own]
+                rates, mlat, mcpu, mflt = res[own]
                 # tandem without its cache is yescrypt, whatever the address: one mode is enough
                 for who in [w for w in order if w in MODES and not (w == "t0" and own and len(ADDR_MODES) > 1)]:
                     if who != "c":
                         set_cache(tm, who == "t")
-                    r, l, cpu = mix(cm.imap_port if who == "c" else ip,
-                                    cyrus_master if who == "c" else tm.proc.pid, own, who != "c")
+                    r, l, cpu, flt = mix(cm.imap_port if who == "c" else ip,
+                                         cyrus_master if who == "c" else tm.proc.pid, own, who != "c")
+                    mflt[who].append(flt)
                     rates[who].append(r)
                     mlat[who].append(l)
                     mcpu[who].append(cpu)
         text = open(tm.dir + ".log").read()
         for own in ADDR_MODES:
-            rates, mlat, mcpu = res[own]
+            rates, mlat, mcpu, mflt = res[own]
             row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
                    "commands_per_session": CMDS_PER_SESSION, "reps": REPS,
                    "client_addresses": CLIENTS if own else 1}
@@ -371,6 +396,7 @@ def main():
                 row[name + "_login_p50_ms"] = round(statistics.median(statistics.median(x) for x in mlat[who]), 1)
                 row[name + "_login_p95_ms"] = round(statistics.median(pct(x, 95) for x in mlat[who]), 1)
                 row[name + "_server_cpu_ms_per_session"] = round(statistics.median(mcpu[who]), 1)
+                row[name + "_page_faults_per_session"] = round(statistics.median(mflt[who]), 1)
             if rates["t"] and rates["c"]:
                 row["ratio"] = round(row["tandem_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
             if rates["t0"] and rates["c"]:
