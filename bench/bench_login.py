@@ -14,10 +14,11 @@ same run (issue 16, "Logins under load").
    per second over the wall time of the whole run, and the p50/p95 of the
    LOGINs inside it. Before the clock starts, each client logs in once
    (untimed warm-up, on every server): the timed sessions are those of a
-   server that has been running, whose cache knows its users (each
-   repetition of tandem with the cache starts with an empty one, switched
-   by a reload; the warm-up fills it). Also the server's CPU per session: the master process, its
-   children alive and reaped (/proc), over the run, divided by sessions.
+   server that has been running, whose cache knows its users (the warm-up
+   fills it; tandem is reloaded only to switch its cache between the t
+   and t0 modes, which also empties it). Also the server's CPU and minor
+   page faults per session: the master process, its children alive and
+   reaped (/proc), over the run, divided by sessions.
 
 Both clients re-arm TCP_QUICKACK before each read (bench_cyrus.py explains:
 Cyrus otherwise stalls ~40 ms per command on the client's delayed ACK), so
@@ -296,7 +297,14 @@ def mix(port, root, own, profile=False):
 
 
 def set_cache(tm, on):
-    """auth_cache_size default (on) or 0 (off), by a reload of the running tandemd."""
+    """auth_cache_size default (on) or 0 (off), by a reload of the running tandemd when it is not
+    so already. Only then: a reload lets every idle session process go (they run the old
+    configuration), and Cyrus's processes are never restarted between repetitions, so a reload
+    of tandem for nothing would time it with freshly forked processes beside a Cyrus whose
+    processes have served the earlier repetitions."""
+    if getattr(tm, "cache_on", True) == on:
+        return
+    tm.cache_on = on
     text = open(tm.conf).read().replace("auth_cache_size: 0\n", "")
     open(tm.conf, "w").write(text + ("" if on else "auth_cache_size: 0\n"))
     log = tm.dir + ".log"

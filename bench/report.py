@@ -212,7 +212,7 @@ if mix:
     login.append(f"Each client, as its own user, runs {mix['sessions_per_client']} sessions of connect, LOGIN, "
                  "SELECT INBOX, FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE), STORE 1 +FLAGS (\\Deleted), EXPUNGE, "
                  f"LOGOUT ({mix['commands_per_session']} commands), timed after one untimed login per client "
-                 "(a server that has run a while; tandem's cache starts each repetition empty). Both clients "
+                 "(a server that has run a while; tandem is reloaded only to switch its login cache). Both clients "
                  "re-arm TCP_QUICKACK. Server CPU per session: the master process "
                  "and all its children (alive and reaped) over the run.")
     login.append("")
