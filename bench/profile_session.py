@@ -5,8 +5,8 @@ a time (issue 16's profile; not a test, not in make bench).
 
 Starts a tandemd (from this tree's bin/) on loopback with one user whose
 INBOX gets N+10 small messages, then runs N sessions of MODE and prints the
-server CPU (tandemd, its children alive and reaped) and the wall time per
-session. MODE: none (connect, greeting, LOGOUT), login, sel (LOGIN SELECT),
+server CPU and minor page faults (tandemd, its children alive and reaped)
+and the wall time per session. MODE: none (connect, greeting, LOGOUT), login, sel (LOGIN SELECT),
 selfetch, mix (LOGIN SELECT FETCH STORE EXPUNGE LOGOUT: bench_login.py's
 session), inone (the mix's commands N times inside one connection).
 USERS=k: the sessions take k users in turn (u1..uk; default 1): with k over
