@@ -14,10 +14,11 @@ same run (issue 16, "Logins under load").
    per second over the wall time of the whole run, and the p50/p95 of the
    LOGINs inside it. Before the clock starts, each client logs in once
    (untimed warm-up, on every server): the timed sessions are those of a
-   server that has been running, whose cache knows its users (each
-   repetition of tandem with the cache starts with an empty one, switched
-   by a reload; the warm-up fills it). Also the server's CPU per session: the master process, its
-   children alive and reaped (/proc), over the run, divided by sessions.
+   server that has been running, whose cache knows its users (the warm-up
+   fills it; tandem is reloaded only to switch its cache between the t
+   and t0 modes, which also empties it). Also the server's CPU and minor
+   page faults per session: the master process, its children alive and
+   reaped (/proc), over the run, divided by sessions.
 
 Both clients re-arm TCP_QUICKACK before each read (bench_cyrus.py explains:
 Cyrus otherwise stalls ~40 ms per command on the client's delayed ACK), so
@@ -26,7 +27,17 @@ repetitions (default 3), the three servers alternating in order. One JSON
 line per group. TANDEM_BIN=dir runs another build's tandemd (A/B: run
 it with the base build and this one alternately, each beside Cyrus).
 BENCH_MIX_ADDRS=1: each mix client connects from an address of its own
-(127.0.1.N, both servers), as users' clients do, instead of all from 127.0.0.1.
+(127.0.1.N, both servers), as users' clients do, instead of all from 127.0.0.1;
+BENCH_MIX_ADDRS=both (make bench): both, alternating within each repetition,
+one login_mix line each (the one-address figure is the conservative one).
+Cyrus 3.6 looks up the host name of every client address (get_clienthost in
+imap/global.c: getnameinfo with NI_NAMEREQD, no imapd.conf switch), and
+127.0.1.N has no name here: each lookup asks the DNS server, and some wait
+5 s for its answer. tandem looks up no names. So that both servers do their
+own work only, Cyrus runs in a mount namespace of its own whose /etc/hosts
+(a copy, bind-mounted) names 127.0.1.1-N (the system's file is not touched;
+where unshare is refused, the names are added to /etc/hosts for the run and
+taken out again at its end, also on failure).
 BENCH_PERF=file records tandem's mix runs with perf (PERFARGS, default "-F 999
 --call-graph dwarf") into file.1, file.2, ... (a profile: its figures are not comparable).
 Needs root and cyrus-imapd (Cyrus runs as cyrus).
@@ -55,7 +66,8 @@ MODES = os.environ.get("BENCH_LOGIN_MODES", "t,t0,c").split(",")
 LOGIN_N = int(os.environ.get("BENCH_LOGIN_N", "30"))
 CLIENTS = int(os.environ.get("BENCH_MIX_CLIENTS", "50"))
 SESSIONS = int(os.environ.get("BENCH_MIX_SESSIONS", "10"))
-OWN_ADDRS = os.environ.get("BENCH_MIX_ADDRS") == "1"  # each mix client from its own 127.0.1.N
+# each mix client from 127.0.0.1 (False) or from its own 127.0.1.N (True)
+ADDR_MODES = {"0": [False], "1": [True], "both": [False, True]}[os.environ.get("BENCH_MIX_ADDRS", "0")]
 perf_out = os.environ.get("BENCH_PERF")  # a perf.data path: tandem's mix runs recorded (root)
 perf_runs = 0
 CMDS_PER_SESSION = 6
@@ -103,9 +115,53 @@ def own_address(user):
     socket.create_connection = create_connection
 
 
-def mix_client(port, user, ready, start, q):
+HOSTS_MARK = "# bench_login.py: mix client addresses"
+
+
+def client_names():
+    """/etc/hosts lines naming the mix clients' addresses (127.0.1.N)."""
+    return "".join(f"127.0.1.{i + 1} mixclient{i + 1}.bench.invalid {HOSTS_MARK}\n" for i in range(CLIENTS))
+
+
+def drop_client_names():
+    """Takes bench_login.py's lines out of /etc/hosts (written in place: it may be a mount point)."""
+    text = open("/etc/hosts").read()
+    keep = "".join(l for l in text.splitlines(True) if HOSTS_MARK not in l)
+    if keep != text:
+        with open("/etc/hosts", "w") as f:
+            f.write(keep)
+
+
+def cyrus_with_client_names(root, cleanup):
+    """Makes cyrus.Cyrus start its master where the mix clients' addresses have names: in a mount
+    namespace of its own with a copy of /etc/hosts that names them, or, where unshare is refused,
+    with the names added to /etc/hosts (cleanup gets the function that takes them out)."""
+    plain = cyrus.as_cyrus
+    if subprocess.run(["unshare", "-m", "--propagation", "private", "true"],
+                      stderr=subprocess.DEVNULL).returncode != 0:
+        drop_client_names()  # a run killed before its cleanup
+        with open("/etc/hosts", "a") as f:
+            f.write(client_names())
+        cleanup.append(drop_client_names)
+        print("bench_login: unshare refused; mix client names added to /etc/hosts for the run", file=sys.stderr)
+        return
+    hosts = os.path.join(root, "hosts")
+    with open(hosts, "w") as f:
+        f.write(open("/etc/hosts").read() + client_names())
+    os.chmod(hosts, 0o644)
+
+    def as_cyrus(args, **kw):
+        if not os.path.basename(args[0]) == "master":
+            return plain(args, **kw)
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               'mount --bind "$0" /etc/hosts && exec "$@"', hosts,
+                               "setpriv", "--reuid=cyrus", "--regid=mail", "--init-groups"] + args, **kw)
+    cyrus.as_cyrus = as_cyrus
+
+
+def mix_client(port, user, own, ready, start, q):
     lat, cmds, warm = [], 0, False
-    if OWN_ADDRS:
+    if own:
         own_address(user)
     try:
         # warm-up, untimed: one login of this user, as a server that has
@@ -162,6 +218,29 @@ def server_cpu(root):
     return total + sum(int(x) for x in f[11:15]) / tck
 
 
+def server_faults(root):
+    """Minor page faults so far of process root, its live descendants and its reaped children."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            kids.setdefault(int(f[1]), []).append((int(d), f))
+    total, stack, seen = 0, [root], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        for child, f in kids.get(pid, []):
+            total += int(f[7]) + int(f[8])  # minflt, cminflt
+            stack.append(child)
+    f = open(f"/proc/{root}/stat").read().rsplit(")", 1)[1].split()
+    return total + int(f[7]) + int(f[8])
+
+
 def perf_start(root):
     """perf record of root and its processes (and those it forks) into perf_out + .N."""
     global perf_runs
@@ -180,21 +259,22 @@ def perf_start(root):
     return p
 
 
-def mix(port, root, profile=False):
-    """(commands/s, login ms list, server CPU ms per session) of one run of CLIENTS x SESSIONS
-    sessions; root: the server's master process (tandemd, Cyrus's master). profile (and
+def mix(port, root, own, profile=False):
+    """(commands/s, login ms list, server CPU ms per session, page faults per session) of one run of CLIENTS x SESSIONS
+    sessions; root: the server's master process (tandemd, Cyrus's master); own: each client
+    from its own address (127.0.1.N), else all from 127.0.0.1. profile (and
     BENCH_PERF=file): the run recorded by perf into file.N (a profile, not a figure: perf
     slows the server)."""
     ctx = mp.get_context("fork")
     start, ready, q = ctx.Event(), ctx.Queue(), ctx.Queue()
-    procs = [ctx.Process(target=mix_client, args=(port, u, ready, start, q)) for u in USERS]
+    procs = [ctx.Process(target=mix_client, args=(port, u, own, ready, start, q)) for u in USERS]
     for p in procs:
         p.start()
     for _ in procs:
         ready.get(timeout=600)  # every warm-up done
     time.sleep(0.3)
     perf = perf_start(root) if perf_out and profile else None
-    cpu0 = server_cpu(root)
+    cpu0, flt0 = server_cpu(root), server_faults(root)
     t0 = time.monotonic()
     start.set()
     res = [q.get(timeout=600) for _ in procs]
@@ -206,16 +286,25 @@ def mix(port, root, profile=False):
         p.join()
     time.sleep(0.3)  # the last sessions exit and are reaped
     cpu = server_cpu(root) - cpu0
+    flt = server_faults(root) - flt0
     errors = [e for _, _, e in res if e]
     if errors:
         raise RuntimeError(f"{len(errors)} mix clients failed: {errors[0]}")
     cmds = sum(c for c, _, _ in res)
     lat = [x for _, l, _ in res for x in l]
-    return cmds / wall, lat, 1000 * cpu / (len(USERS) * SESSIONS)
+    nsess = len(USERS) * SESSIONS
+    return cmds / wall, lat, 1000 * cpu / nsess, flt / nsess
 
 
 def set_cache(tm, on):
-    """auth_cache_size default (on) or 0 (off), by a reload of the running tandemd."""
+    """auth_cache_size default (on) or 0 (off), by a reload of the running tandemd when it is not
+    so already. Only then: a reload lets every idle session process go (they run the old
+    configuration), and Cyrus's processes are never restarted between repetitions, so a reload
+    of tandem for nothing would time it with freshly forked processes beside a Cyrus whose
+    processes have served the earlier repetitions."""
+    if getattr(tm, "cache_on", True) == on:
+        return
+    tm.cache_on = on
     text = open(tm.conf).read().replace("auth_cache_size: 0\n", "")
     open(tm.conf, "w").write(text + ("" if on else "auth_cache_size: 0\n"))
     log = tm.dir + ".log"
@@ -240,8 +329,11 @@ def main():
         return
     root = tempfile.mkdtemp(prefix="bench-login-", dir="/tmp")
     os.chmod(root, 0o755)
-    started = []
+    started, cleanup = [], []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # the cleanup below runs
     try:
+        if True in ADDR_MODES:
+            cyrus_with_client_names(root, cleanup)
         lp, ip = free_port(), free_port()
         tm = Tandem(root, "tl", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\nallowplaintext: yes\n"
                                 "sync_log: no\n")
@@ -254,7 +346,8 @@ def main():
         for u in USERS:
             cyrus_create_user(cm, u, pw(u))
         # enough messages for every expunge of every repetition, and some left
-        t_need, c_need = 2 * REPS * SESSIONS + 10, REPS * SESSIONS + 10
+        t_need = 2 * len(ADDR_MODES) * REPS * SESSIONS + 10
+        c_need = len(ADDR_MODES) * REPS * SESSIONS + 10
         deliver_lmtp(lp, [(u, small_message(u, i)) for i in range(t_need) for u in USERS], 4)
         deliver_lmtp(cm.lmtp_port, [(u, small_message(u, i)) for i in range(c_need) for u in USERS], 4)
 
@@ -280,47 +373,64 @@ def main():
         if LOGIN_N:
             emit(row)
 
-        # 2. the login-heavy mix
-        rates = {"t": [], "t0": [], "c": []}
-        mlat = {"t": [], "t0": [], "c": []}
-        mcpu = {"t": [], "t0": [], "c": []}
+        # 2. the login-heavy mix, per client address mode; tandem (with its cache) and Cyrus
+        # alternate within each repetition, and so do the address modes. tandem without its
+        # cache (t0) runs after all of them: switching the cache is a reload, which lets every
+        # idle session process go, and tandem's timed runs are to be those of a server that
+        # has been running, as Cyrus's are (its processes serve every repetition).
         cyrus_master = int(open(cm.pidfile).read().split()[0])
+        res = {own: tuple({"t": [], "t0": [], "c": []} for _ in range(4)) for own in ADDR_MODES}
+
+        def one_mix(who, own):
+            rates, mlat, mcpu, mflt = res[own]
+            if who != "c":
+                set_cache(tm, who == "t")
+            r, l, cpu, flt = mix(cm.imap_port if who == "c" else ip,
+                                 cyrus_master if who == "c" else tm.proc.pid, own, who != "c")
+            mflt[who].append(flt)
+            rates[who].append(r)
+            mlat[who].append(l)
+            mcpu[who].append(cpu)
         for rep in range(REPS):
-            order = ["t", "t0", "c"] if rep % 2 == 0 else ["c", "t0", "t"]
-            for who in [w for w in order if w in MODES]:
-                if who != "c":
-                    set_cache(tm, who == "t")
-                r, l, cpu = mix(cm.imap_port if who == "c" else ip, cyrus_master if who == "c" else tm.proc.pid,
-                                who != "c")
-                rates[who].append(r)
-                mlat[who].append(l)
-                mcpu[who].append(cpu)
-        row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
-               "commands_per_session": CMDS_PER_SESSION, "reps": REPS,
-               "client_addresses": CLIENTS if OWN_ADDRS else 1}
-        for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
-            if not rates[who]:
-                continue
-            row[name + "_cmds_per_s"] = round(statistics.median(rates[who]), 1)
-            row[name + "_runs"] = [round(x, 1) for x in rates[who]]
-            row[name + "_login_p50_ms"] = round(statistics.median(statistics.median(x) for x in mlat[who]), 1)
-            row[name + "_login_p95_ms"] = round(statistics.median(pct(x, 95) for x in mlat[who]), 1)
-            row[name + "_server_cpu_ms_per_session"] = round(statistics.median(mcpu[who]), 1)
-        if rates["t"] and rates["c"]:
-            row["ratio"] = round(row["tandem_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
-        if rates["t0"] and rates["c"]:
-            row["ratio_nocache"] = round(row["tandem_nocache_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
+            order = ["t", "c"] if rep % 2 == 0 else ["c", "t"]
+            for own in (ADDR_MODES if rep % 2 == 0 else ADDR_MODES[::-1]):
+                for who in [w for w in order if w in MODES]:
+                    one_mix(who, own)
+        if "t0" in MODES:  # yescrypt at every login, whatever the address: one mode is enough
+            for rep in range(REPS):
+                one_mix("t0", ADDR_MODES[0])
         text = open(tm.dir + ".log").read()
-        row["tandem_auth_cache"] = {k: text.count("auth_cache=" + k) for k in ("hit", "miss", "off")}
-        row["tandem_auth_cache"]["unanswered"] = text.count("event=auth_cache_unanswered")
-        row["load1"] = round(os.getloadavg()[0], 1)
-        emit(row)
+        for own in ADDR_MODES:
+            rates, mlat, mcpu, mflt = res[own]
+            row = {"bench": "login_mix", "clients": CLIENTS, "sessions_per_client": SESSIONS,
+                   "commands_per_session": CMDS_PER_SESSION, "reps": REPS,
+                   "client_addresses": CLIENTS if own else 1}
+            for who, name in (("t", "tandem"), ("t0", "tandem_nocache"), ("c", "cyrus")):
+                if not rates[who]:
+                    continue
+                row[name + "_cmds_per_s"] = round(statistics.median(rates[who]), 1)
+                row[name + "_runs"] = [round(x, 1) for x in rates[who]]
+                row[name + "_login_p50_ms"] = round(statistics.median(statistics.median(x) for x in mlat[who]), 1)
+                row[name + "_login_p95_ms"] = round(statistics.median(pct(x, 95) for x in mlat[who]), 1)
+                row[name + "_server_cpu_ms_per_session"] = round(statistics.median(mcpu[who]), 1)
+                row[name + "_page_faults_per_session"] = round(statistics.median(mflt[who]), 1)
+            if rates["t"] and rates["c"]:
+                row["ratio"] = round(row["tandem_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
+            if rates["t0"] and rates["c"]:
+                row["ratio_nocache"] = round(row["tandem_nocache_cmds_per_s"] / row["cyrus_cmds_per_s"], 2)
+            # over the whole run (both modes when both ran)
+            row["tandem_auth_cache"] = {k: text.count("auth_cache=" + k) for k in ("hit", "miss", "off")}
+            row["tandem_auth_cache"]["unanswered"] = text.count("event=auth_cache_unanswered")
+            row["load1"] = round(os.getloadavg()[0], 1)
+            emit(row)
     finally:
         for s in reversed(started):
             try:
                 s.stop()
             except Exception:  # noqa: BLE001
                 pass
+        for f in cleanup:
+            f()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -5,8 +5,8 @@ a time (issue 16's profile; not a test, not in make bench).
 
 Starts a tandemd (from this tree's bin/) on loopback with one user whose
 INBOX gets N+10 small messages, then runs N sessions of MODE and prints the
-server CPU (tandemd, its children alive and reaped) and the wall time per
-session. MODE: none (connect, greeting, LOGOUT), login, sel (LOGIN SELECT),
+server CPU and minor page faults (tandemd, its children alive and reaped)
+and the wall time per session. MODE: none (connect, greeting, LOGOUT), login, sel (LOGIN SELECT),
 selfetch, mix (LOGIN SELECT FETCH STORE EXPUNGE LOGOUT: bench_login.py's
 session), inone (the mix's commands N times inside one connection).
 USERS=k: the sessions take k users in turn (u1..uk; default 1): with k over
@@ -86,7 +86,7 @@ def main():
                                     ["-o", os.path.join(out, "session.strace" if full else "session.strace-c"),
                                     ] + [a for p in pids.split(",") for a in ("-p", p)], stderr=subprocess.DEVNULL)
             time.sleep(1)
-        cpu0, t0 = bl.server_cpu(pid), time.monotonic()
+        cpu0, flt0, t0 = bl.server_cpu(pid), bl.server_faults(pid), time.monotonic()
         if mode == "inone":
             c = RawImap(ip, quickack=True)
             c.cmd("LOGIN u1 u1-Secret9")
@@ -108,7 +108,9 @@ def main():
         wall = time.monotonic() - t0
         time.sleep(0.3)  # the last session ends and is counted
         cpu = bl.server_cpu(pid) - cpu0
-        print(f"mode={mode} users={nusers} sessions={n} wall_ms_per={1000 * wall / n:.2f} server_cpu_ms_per={1000 * cpu / n:.2f}")
+        flt = bl.server_faults(pid) - flt0
+        print(f"mode={mode} users={nusers} sessions={n} wall_ms_per={1000 * wall / n:.2f} server_cpu_ms_per={1000 * cpu / n:.2f}"
+              f" page_faults_per={flt / n:.1f}")
     finally:
         if perf:
             perf.send_signal(signal.SIGINT)

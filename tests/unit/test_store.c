@@ -447,6 +447,50 @@ TEST(flags_and_expunge)
 	fx_close(&fx);
 }
 
+/* The records a STORE, EXPUNGE or COPY changes are read by UID runs
+ * (load_records): UIDs in any order, repeated, in several runs, past the
+ * last one, expunged ones (never changed again); an EXPUNGE without UIDs
+ * takes the \Deleted ones only, one with UIDs those. */
+TEST(flags_by_uid_runs)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	store_user_create(fx.st, "alice", NULL, &err);
+	for (int i = 0; i < 9; i++)
+		append(&fx, "user.alice", msg1);
+	uint32_t gone = 5;
+	size_t n = 0;
+	CHECK_INT(store_set_flags(fx.st, "user.alice", &gone, 1, STORE_FLAGS_ADD, SYSFLAG_DELETED, NULL, 0, NULL,
+				  &err), 0);
+	CHECK_INT(store_expunge(fx.st, "user.alice", &gone, 1, &n, &err), 0);
+	CHECK_INT(n, 1);
+	uint32_t uids[] = { 8, 2, 3, 5, 2, 1, 4, 99, 8 };
+	CHECK_INT(store_set_flags(fx.st, "user.alice", uids, 9, STORE_FLAGS_ADD, SYSFLAG_SEEN, NULL, 0, NULL,
+				  &err), 0);
+	struct collect c = { "" };
+	store_records(fx.st, "user.alice", 0, 0, collect_rec, &c, &err);
+	CHECK_STR(c.lines, "1(\\Seen);2(\\Seen);3(\\Seen);4(\\Seen);6();7();8(\\Seen);9();");
+	/* an expunged UID alone: nothing to change, nothing fails */
+	CHECK_INT(store_set_flags(fx.st, "user.alice", &gone, 1, STORE_FLAGS_SET, SYSFLAG_FLAGGED, NULL, 0, NULL,
+				  &err), 0);
+	uint32_t del[] = { 9, 3, 7 };
+	CHECK_INT(store_set_flags(fx.st, "user.alice", del, 3, STORE_FLAGS_ADD, SYSFLAG_DELETED, NULL, 0, NULL,
+				  &err), 0);
+	/* given UIDs are expunged as given (the caller chose them) */
+	uint32_t some[] = { 4, 3, 9, 5 };
+	CHECK_INT(store_expunge(fx.st, "user.alice", some, 4, &n, &err), 0);
+	CHECK_INT(n, 3);
+	/* without UIDs: the \Deleted ones left (7) */
+	CHECK_INT(store_expunge(fx.st, "user.alice", NULL, 0, &n, &err), 0);
+	CHECK_INT(n, 1);
+	memset(&c, 0, sizeof c);
+	store_records(fx.st, "user.alice", 0, 0, collect_rec, &c, &err);
+	CHECK_STR(c.lines, "1(\\Seen);2(\\Seen);6();8(\\Seen);");
+	CHECK(crc_ok(&fx, "user.alice"));
+	fx_close(&fx);
+}
+
 TEST(rename_keeps_identity)
 {
 	struct fixture fx;
@@ -1540,6 +1584,7 @@ int main(void)
 	RUN(user_create_makes_inbox);
 	RUN(append_uids_modseqs_crc);
 	RUN(flags_and_expunge);
+	RUN(flags_by_uid_runs);
 	RUN(rename_keeps_identity);
 	RUN(limits_quota_and_size);
 	RUN(change_log_lines_and_failure);
