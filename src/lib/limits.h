@@ -494,4 +494,10 @@
  * verifies the hash itself and stops asking (tandemd is stuck or gone). */
 #define AUTH_CACHE_WAIT_MS 2000
 
+/* Stack of a process's message-file syncer thread (store_blob.c): it
+ * runs fsync, rename and open on paths of at most 4 KB and formats an
+ * error; 128 KB leaves room for ASan's redzones, where glibc's default
+ * would reserve 8 MB of address space per process for it. */
+#define BLOB_SYNCER_STACK (128 * 1024)
+
 #endif

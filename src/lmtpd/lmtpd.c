@@ -7,7 +7,8 @@
  * pipelined commands are written in order and flushed when the input is
  * used up (PIPELINING). After DATA, each accepted recipient gets its own
  * reply, sent only after its copy is durable (store_deliver commits each
- * recipient: file fsync, directory fsync, change-log fsync, commit).
+ * recipient: file fsync and directory fsync beside the change-log fsync,
+ * then the commit).
  */
 #include "lmtpd/lmtpd.h"
 
