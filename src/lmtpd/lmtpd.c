@@ -24,6 +24,7 @@
 #include "store/store.h"
 #include "store/store_move.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -419,6 +420,7 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 		conn_flush(c, &err);
 		return 1;
 	}
+	mallopt(M_TRIM_THRESHOLD, LMTP_HEAP_KEEP);	/* no brk shrink and regrow per message */
 	s.maxsize = conf_int(env->conf, "maxmessagesize");
 	if (s.maxsize <= 0)
 		s.maxsize = MAX_MESSAGE_SIZE;
