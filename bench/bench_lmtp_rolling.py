@@ -82,7 +82,23 @@ def tandem_run(binpath, conns, msgs, base):
         replica.stop()
         return len(msgs) / dt, behind, cpu
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        LEFT.append(root)
+
+
+# The run directories, removed at the end of the whole bench, not after each
+# run: on ext4 without a journal (this VM's disk) a new inode is placed past
+# every inode of its group freed in the last 60 s (360 s while the inode
+# table block is dirty; `recently_deleted` in ext4's ialloc.c), one buffer
+# lookup each, so the ~6,000 files of a run removed just before the next
+# run cost that run's every file and directory creation a scan: 30 % of the
+# master's CPU in a profile (docs/benchmarks.md, "The master's CPU per
+# delivery"). Cyrus's store is kept for the whole run anyway.
+LEFT = []
+
+
+def cleanup():
+    while LEFT:
+        shutil.rmtree(LEFT.pop(), ignore_errors=True)
 
 
 class CyrusPair:
@@ -236,7 +252,7 @@ def latency_run(binpath, base, rep):
                 "bg_msgs_per_s": round(sent[0] / sent[1], 1)}
     finally:
         stop.set()
-        shutil.rmtree(root, ignore_errors=True)
+        LEFT.append(root)
 
 
 def latency_main(base):
@@ -258,7 +274,10 @@ def main():
     base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
     if os.environ.get("BENCH_MODE") == "latency":
         os.makedirs(base, exist_ok=True)
-        latency_main(base)
+        try:
+            latency_main(base)
+        finally:
+            cleanup()
         return
     os.makedirs(base, exist_ok=True)
     cy = None
@@ -298,6 +317,7 @@ def main():
             cy.stop()
         if croot:
             shutil.rmtree(croot, ignore_errors=True)
+        cleanup()
     for conns in CONNS:
         cmed = statistics.median(rates[("cyrus", conns)]) if cy else None
         for name in names:

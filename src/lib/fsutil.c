@@ -47,15 +47,19 @@ int fs_write_all(int fd, const void *data, size_t len, const char *what, struct 
 	return 0;
 }
 
-int fs_fsync(int fd, const char *what, struct terr *err)
+void fs_fsync_account(uint64_t ns)
 {
-	uint64_t t0 = fs_now_ns();
-	int rc = fsync(fd);
-	uint64_t ns = fs_now_ns() - t0;
 	stats.fsyncs++;
 	stats.fsync_ns += ns;
 	if (fsync_observer)
 		fsync_observer(ns);
+}
+
+int fs_fsync(int fd, const char *what, struct terr *err)
+{
+	uint64_t t0 = fs_now_ns();
+	int rc = fsync(fd);
+	fs_fsync_account(fs_now_ns() - t0);
 	if (rc < 0)
 		return terr_errno(err, errno, "fsync %s", what);
 	return 0;

@@ -26,6 +26,10 @@ int fs_fsync(int fd, const char *what, struct terr *err);
 /* Called with the duration of every fs_fsync after it (the metrics'
  * histogram, src/stats/stats.h); NULL: none. */
 void fs_set_fsync_observer(void (*fn)(uint64_t ns));
+/* Counts an fsync made outside fs_fsync (by a thread that must not touch
+ * the counters: store_blob.c's syncer), as fs_fsync would: call it from
+ * the thread that owns the counters. */
+void fs_fsync_account(uint64_t ns);
 /* fsyncs the directory itself (after a rename or unlink in it). */
 int fs_fsync_dir(const char *dir, struct terr *err);
 /* fsyncs the directory that holds path. */

@@ -494,4 +494,19 @@
  * verifies the hash itself and stops asking (tandemd is stuck or gone). */
 #define AUTH_CACHE_WAIT_MS 2000
 
+/* Stack of a process's message-file syncer thread (store_blob.c): it
+ * runs fsync, rename and open on paths of at most 4 KB and formats an
+ * error; 128 KB leaves room for ASan's redzones, where glibc's default
+ * would reserve 8 MB of address space per process for it. */
+#define BLOB_SYNCER_STACK (128 * 1024)
+
+/* Free memory an LMTP session keeps at the top of its heap (mallopt
+ * M_TRIM_THRESHOLD; glibc's default is 128 KB): each delivery allocates
+ * and frees its message (up to ~100 KB here) and SQLite's pages, and with
+ * the default the heap shrank and grew again with every message: a brk
+ * pair, page faults, and a TLB flush (IPIs once the syncer thread of
+ * store_blob.c has run on the other CPU), ~3-4 % of the session's CPU in
+ * a profile. 8 MB per session process is little beside its databases. */
+#define LMTP_HEAP_KEEP (8 * 1024 * 1024)
+
 #endif

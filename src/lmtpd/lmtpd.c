@@ -7,7 +7,8 @@
  * pipelined commands are written in order and flushed when the input is
  * used up (PIPELINING). After DATA, each accepted recipient gets its own
  * reply, sent only after its copy is durable (store_deliver commits each
- * recipient: file fsync, directory fsync, change-log fsync, commit).
+ * recipient: file fsync and directory fsync beside the change-log fsync,
+ * then the commit).
  */
 #include "lmtpd/lmtpd.h"
 
@@ -23,6 +24,7 @@
 #include "store/store.h"
 #include "store/store_move.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -418,6 +420,7 @@ int lmtpd_session(const struct service_env *env, struct conn *c)
 		conn_flush(c, &err);
 		return 1;
 	}
+	mallopt(M_TRIM_THRESHOLD, LMTP_HEAP_KEEP);	/* no brk shrink and regrow per message */
 	s.maxsize = conf_int(env->conf, "maxmessagesize");
 	if (s.maxsize <= 0)
 		s.maxsize = MAX_MESSAGE_SIZE;

@@ -101,6 +101,12 @@ struct utx {
 	struct buf log;		/* change-log lines to append before COMMIT */
 	uint64_t modseq;	/* 0 until utx_modseq() was called */
 	int open;
+	/* Set after utx_begin, or NULL: called once the change-log lines are
+	 * durable and before COMMIT (store_message.c's delivery waits there
+	 * for its message file's fsyncs, which ran beside the log's); -1
+	 * fails the commit. */
+	int (*before_commit)(void *arg, struct terr *err);
+	void *before_commit_arg;
 };
 
 /* store.c */
@@ -207,6 +213,22 @@ int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, co
 int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, int move,
 		     int *moved_r, struct terr *err);
 int store_blob_gc(struct store *st, struct ustore *u, struct terr *err);
+/* A delivery's message file made durable beside the caller's other work
+ * (store_deliver overlaps it with the change-log append and its fsync). */
+struct blob_pending;
+/* As store_blob_write: the bytes are written here, the rest (the file's
+ * fsync, its rename to the GUID name, the fsync of its blobs/xx
+ * directory and, for a new blobs/xx, of blobs) runs in a thread started
+ * here, or here when no thread can be had. The file's name is there only
+ * once its bytes are durable, as with store_blob_write. *p_r is for
+ * store_blob_wait; -1 (nothing pending, *p_r NULL) on an error here. */
+int store_blob_write_start(struct store *st, struct ustore *u, const void *data, size_t len, const char *guid,
+			   struct blob_pending **p_r, struct terr *err);
+/* Waits for p's syncs: 0 when the file and its name are durable, -1 with
+ * err (the same answer again on each call). */
+int store_blob_wait(struct blob_pending *p, struct terr *err);
+/* Waits if nobody did, then frees *pp (NULL is fine). */
+void store_blob_pending_free(struct blob_pending **pp);
 
 /* store_cache.c */
 /* The CREATE TABLE of the cache (run on every open: old stores gain it). */

@@ -993,6 +993,11 @@ int utx_commit(struct utx *tx, struct terr *err)
 		utx_rollback(tx);
 		return -1;
 	}
+	if (tx->before_commit && tx->before_commit(tx->before_commit_arg, err) < 0) {
+		chlog_release(&hold);	/* a line for a change that did not commit: harmless */
+		utx_rollback(tx);
+		return -1;
+	}
 	int rc = store_sql_exec(tx->u->db, "COMMIT;", err);
 	size_t npos;
 	struct chlog_pos *pos = hold_take_positions(&hold, &npos);

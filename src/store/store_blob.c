@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -118,6 +119,230 @@ out:
 	buf_free(&path);
 	buf_free(&tmp);
 	return rc;
+}
+
+/* ---- a delivery's file, made durable beside the change log's line -----
+ *
+ * A delivery made four syncs one after the other: the message file, its
+ * blobs/xx directory, the change log, SQLite's COMMIT. Only the COMMIT
+ * (and the 250 after it) must follow the file and its name; the change
+ * log's line may be durable before the file (a line for a change that did
+ * not commit is harmless: the client syncs what is there). So the file's
+ * syncs run in a thread of their own while the caller runs its SQL and
+ * appends and fsyncs the log line, and the caller waits for them just
+ * before COMMIT (utx.before_commit): the serial chain is the longer of
+ * (file + directory) and (log line), then the COMMIT.
+ *
+ * One syncer thread per process, started at its first delivery and kept
+ * (a thread per delivery cost a clone, and at its exit glibc's madvise of
+ * its stack: page faults and TLB shootdowns for the next). It takes one
+ * job at a time (a delivery waits for its job before the next) and
+ * touches nothing but the job (fsync counters and logs are the caller's,
+ * after the wait). A forked child starts its own. */
+
+struct blob_pending {
+	int queued;		/* handed to the syncer thread */
+	int done;		/* rc and err are final (under syncer.mu when queued) */
+	int accounted;		/* its fsyncs were counted (fs_fsync_account) */
+	int fd;			/* the written temporary file, or -1: the file was there */
+	char *tmp, *path;
+	int newdir;		/* blobs/xx was made by this write: fsync blobs too */
+	int rc;
+	struct terr err;
+	uint64_t sync_ns[3];	/* for fs_fsync_account, after the join */
+	int nsync;
+};
+
+static int pending_fsync(struct blob_pending *p, int fd, const char *what)
+{
+	uint64_t t0 = fs_now_ns();
+	int rc = fsync(fd);
+	int e = errno;
+	if (p->nsync < 3)
+		p->sync_ns[p->nsync++] = fs_now_ns() - t0;
+	return rc < 0 ? terr_errno(&p->err, e, "fsync %s", what) : 0;
+}
+
+/* fsyncs the directory holding path, up levels up (1: its parent). */
+static int pending_fsync_dir(struct blob_pending *p, const char *path, int up)
+{
+	char dir[4096];
+	snprintf(dir, sizeof dir, "%s", path);
+	for (int i = 0; i < up; i++) {
+		char *slash = strrchr(dir, '/');
+		if (!slash || slash == dir)
+			return terr_set(&p->err, TE_INVALID, "no directory above %s", path);
+		*slash = '\0';
+	}
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return terr_errno(&p->err, errno, "open directory %s", dir);
+	int rc = pending_fsync(p, fd, dir);
+	close(fd);
+	return rc;
+}
+
+static int blob_finish(struct blob_pending *p)
+{
+	if (p->fd >= 0) {
+		int rc = pending_fsync(p, p->fd, p->tmp);
+		if (close(p->fd) < 0 && rc == 0)
+			rc = terr_errno(&p->err, errno, "close %s", p->tmp);
+		p->fd = -1;
+		if (rc == 0 && rename(p->tmp, p->path) < 0)
+			rc = terr_errno(&p->err, errno, "rename %s", p->path);
+		if (rc < 0) {
+			unlink(p->tmp);
+			return -1;
+		}
+	}
+	/* Also when the file was there already: a concurrent delivery of the
+	 * same bytes may have renamed it and not yet fsynced the directory. */
+	if (pending_fsync_dir(p, p->path, 1) < 0)
+		return -1;
+	if (p->newdir && pending_fsync_dir(p, p->path, 2) < 0)
+		return -1;
+	return 0;
+}
+
+static struct {
+	pid_t pid;		/* the process whose thread runs (0: none) */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;	/* a job handed over, or one done */
+	struct blob_pending *job;	/* handed over, not yet taken */
+} syncer;
+
+static void *syncer_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&syncer.mu);
+	for (;;) {
+		while (!syncer.job)
+			pthread_cond_wait(&syncer.cv, &syncer.mu);
+		struct blob_pending *p = syncer.job;
+		syncer.job = NULL;
+		pthread_mutex_unlock(&syncer.mu);
+		int rc = blob_finish(p);
+		pthread_mutex_lock(&syncer.mu);
+		p->rc = rc;
+		p->done = 1;	/* p is the caller's from here */
+		pthread_cond_broadcast(&syncer.cv);
+	}
+	return NULL;
+}
+
+/* Hands p to this process's syncer thread (started here the first time);
+ * 0, or -1 when no thread can be had. */
+static int syncer_queue(struct blob_pending *p)
+{
+	if (syncer.pid != getpid()) {
+		/* the first delivery of this process (a fork copies the
+		 * parent's state but not its thread, which was idle: no job
+		 * outlives its delivery) */
+		pthread_mutex_init(&syncer.mu, NULL);
+		pthread_cond_init(&syncer.cv, NULL);
+		syncer.job = NULL;
+		pthread_attr_t a;
+		pthread_t t;
+		sigset_t all, old;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&a, BLOB_SYNCER_STACK);
+		/* the thread takes no signal: they stay the caller's */
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		int rc = pthread_create(&t, &a, syncer_main, NULL);
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&a);
+		if (rc != 0)
+			return -1;
+		syncer.pid = getpid();
+	}
+	pthread_mutex_lock(&syncer.mu);
+	while (syncer.job)	/* one at a time (not expected: callers wait) */
+		pthread_cond_wait(&syncer.cv, &syncer.mu);
+	syncer.job = p;
+	p->queued = 1;
+	pthread_cond_broadcast(&syncer.cv);
+	pthread_mutex_unlock(&syncer.mu);
+	return 0;
+}
+
+int store_blob_write_start(struct store *st, struct ustore *u, const void *data, size_t len, const char *guid,
+			   struct blob_pending **p_r, struct terr *err)
+{
+	*p_r = NULL;
+	struct blob_pending *p = xcalloc(1, sizeof *p);
+	struct buf path = BUF_INIT, tmp = BUF_INIT;
+	p->fd = -1;
+	store_blob_path(u, guid, &path);
+	struct stat sb;
+	if (stat(path.ptr, &sb) < 0 || (size_t)sb.st_size != len) {
+		char *slash = strrchr(path.ptr, '/');
+		*slash = '\0';
+		int made = mkdir(path.ptr, 0750) == 0;
+		int rc = made || errno == EEXIST ? 0 : fs_mkdir_p(path.ptr, 0750, err);
+		*slash = '/';
+		p->newdir = made;
+		buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)getpid(), ++st->tmpcounter, guid);
+		if (rc == 0) {
+			p->fd = open(tmp.ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+			if (p->fd < 0)
+				rc = terr_errno(err, errno, "create %s", tmp.ptr);
+		}
+		if (rc == 0 && fs_write_all(p->fd, data, len, tmp.ptr, err) < 0) {
+			close(p->fd);
+			unlink(tmp.ptr);
+			rc = -1;
+		}
+		if (rc < 0) {
+			buf_free(&path);
+			buf_free(&tmp);
+			free(p);
+			return -1;
+		}
+	}
+	p->path = buf_release(&path);
+	p->tmp = tmp.ptr ? buf_release(&tmp) : NULL;
+	if (syncer_queue(p) < 0) {
+		p->rc = blob_finish(p);	/* no thread: here, as store_blob_write */
+		p->done = 1;
+	}
+	*p_r = p;
+	return 0;
+}
+
+int store_blob_wait(struct blob_pending *p, struct terr *err)
+{
+	if (p->queued && !p->accounted) {
+		pthread_mutex_lock(&syncer.mu);
+		while (!p->done)
+			pthread_cond_wait(&syncer.cv, &syncer.mu);
+		pthread_mutex_unlock(&syncer.mu);
+	}
+	if (!p->accounted) {
+		p->accounted = 1;
+		for (int i = 0; i < p->nsync; i++)
+			fs_fsync_account(p->sync_ns[i]);
+	}
+	if (p->rc < 0) {
+		if (err)
+			*err = p->err;
+		return -1;
+	}
+	return 0;
+}
+
+void store_blob_pending_free(struct blob_pending **pp)
+{
+	struct blob_pending *p = *pp;
+	if (!p)
+		return;
+	store_blob_wait(p, NULL);
+	free(p->tmp);
+	free(p->path);
+	free(p);
+	*pp = NULL;
 }
 
 int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, const char *guid,

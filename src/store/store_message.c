@@ -13,6 +13,8 @@
 
 #include <ctype.h>
 #include <stdio.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
@@ -254,15 +256,38 @@ static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, u
 /* The part of an append that runs under the user's lock: n messages in
  * one transaction (one modseq), all or none. The message files must
  * already be durable in u's blob directory. */
+/* A delivery's wait for its message file (store_blob_write_start), once
+ * the change-log line is durable and before COMMIT. The test hook
+ * TANDEM_TEST_KILL_BEFORE_COMMIT=1 (test_crash) kills the process right
+ * there: the log line durable, the file's fsyncs perhaps still running,
+ * nothing committed. */
+static int deliver_before_commit(void *arg, struct terr *err)
+{
+	static int hook = -1;
+	if (hook < 0) {
+		const char *h = getenv("TANDEM_TEST_KILL_BEFORE_COMMIT");
+		hook = h && *h == '1';
+	}
+	if (hook)
+		raise(SIGKILL);
+	return store_blob_wait(arg, err);
+}
+
+/* With pending (a delivery's one message, its file still being made
+ * durable): the commit waits for it, after the change-log line. */
 static int append_locked(struct store *st, struct ustore *u, const char *mboxname,
 			 const struct store_append_msg *msgs, size_t n, char (*guids)[41],
-			 uint32_t *uids_r, struct terr *err)
+			 uint32_t *uids_r, struct blob_pending *pending, struct terr *err)
 {
 	struct utx tx;
 	struct buf kw = BUF_INIT, path = BUF_INIT;
 	int rc = -1;
 	if (utx_begin(&tx, st, u, err) < 0)
 		return -1;
+	if (pending) {
+		tx.before_commit = deliver_before_commit;
+		tx.before_commit_arg = pending;
+	}
 	struct mbox_row row;
 	if (store_mbox_row(u, mboxname, &row, err) < 0)
 		goto out;
@@ -278,7 +303,8 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 		buf_reset(&path);
 		store_blob_path(u, guids[i], &path);
 		struct stat sb;
-		if (stat(path.ptr, &sb) < 0 && store_blob_write(st, u, msgs[i].data, msgs[i].len, guids[i], err) < 0)
+		if (!pending && stat(path.ptr, &sb) < 0 &&
+		    store_blob_write(st, u, msgs[i].data, msgs[i].len, guids[i], err) < 0)
 			goto out;
 		if (kw_canonical(u, row.id, opts->keywords, &kw, err) < 0)
 			goto out;
@@ -350,7 +376,7 @@ int store_append_multi(struct store *st, const char *mboxname, const struct stor
 		rc = store_blob_write(st, u, msgs[i].data, msgs[i].len, guids[i], err);
 	}
 	if (rc == 0)
-		rc = append_locked(st, u, mboxname, msgs, n, guids, uids_r, err);
+		rc = append_locked(st, u, mboxname, msgs, n, guids, uids_r, NULL, err);
 	free(guids);
 	return rc;
 }
@@ -387,23 +413,33 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 		if (store_ustore_for_mailbox(st, mboxnames[i], 0, &u, &errs[i]) < 0 ||
 		    store_mbox_row(u, mboxnames[i], &row, &errs[i]) < 0)
 			continue;
+		/* The first owner's file is made durable beside its change-log
+		 * line (store_blob_write_start); the others link to it once it
+		 * is there. */
+		struct blob_pending *pend = NULL;
 		int rc;
 		if (!written)
-			rc = store_blob_write(st, u, data, len, guid, &errs[i]);
+			rc = store_blob_write_start(st, u, data, len, guid, &pend, &errs[i]);
 		else
 			rc = store_blob_link(st, written, u, guid, &errs[i]);
 		if (rc < 0)
 			continue;
-		/* `written` may be evicted from the cache by later opens: keep
-		 * the latest owner that has the file. */
-		written = u;
 		struct store_append_msg m = { data, len, { 0, NULL, 0 } };
 		if (opts)
 			m.opts = *opts;
 		char g[1][41];
 		memcpy(g[0], guid, sizeof g[0]);
-		if (append_locked(st, u, mboxnames[i], &m, 1, g, &uids[i], &errs[i]) == 0)
+		rc = append_locked(st, u, mboxnames[i], &m, 1, g, &uids[i], pend, &errs[i]);
+		/* a commit (rc 0) waited for the file already; a failure
+		 * before the commit did not */
+		int durable = !pend || store_blob_wait(pend, NULL) == 0;
+		store_blob_pending_free(&pend);
+		if (rc == 0)
 			ok++;
+		/* `written` may be evicted from the cache by later opens: keep
+		 * the latest owner that has the file. */
+		if (durable)
+			written = u;
 	}
 	store_commit_flush(st);
 	if (!ok)

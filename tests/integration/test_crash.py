@@ -74,6 +74,37 @@ try:
                 t.eq(sha1(r.stdout), g, f"bytes of {box} {uid} hash to their GUID")
                 t.eq(size, len(m), f"size of {g}")
 
+    with t.case("killed after the change-log line, before COMMIT, the file's fsyncs still running"):
+        # store_deliver makes the message file durable in a thread beside
+        # the change-log append; TANDEM_TEST_KILL_BEFORE_COMMIT kills the
+        # process once the line is durable, before it waits for the file:
+        # nothing is acknowledged or committed, and the same bytes can be
+        # delivered again (the file may be there already, under its name
+        # or in tmp/).
+        logp = os.path.join(inst.dir, "conf", "sync", "repl1", "log")
+        for k in range(4):
+            m = make_message(t.rng, 90000 + k // 2, 20000)	# each message twice
+            before = len(inst.messages("user.alice"))
+            lines0 = open(logp).read().count("APPEND user.alice\n") if os.path.exists(logp) else 0
+            env = dict(os.environ, TANDEM_TEST_KILL_BEFORE_COMMIT="1")
+            p = subprocess.run([TANDEM, "-C", inst.conf, "deliver", "alice"], input=m, capture_output=True,
+                               env=env, timeout=60)
+            t.eq(p.returncode, -signal.SIGKILL, f"kill {k}: killed by the hook")
+            t.check(b"delivered" not in p.stdout, f"kill {k}: not acknowledged")
+            lines1 = open(logp).read().count("APPEND user.alice\n")
+            t.eq(lines1, lines0 + 1, f"kill {k}: the change-log line was durable before the kill")
+            t.eq(len(inst.messages("user.alice")), before, f"kill {k}: nothing committed")
+            if k % 2 == 1:
+                r = inst.run(["deliver", "alice"], m)
+                t.eq(r.returncode, 0, f"kill {k}: the same message delivered again: {r.stderr}")
+                rows = [row for row in inst.messages("user.alice") if row[5] == sha1(m)]
+                t.eq(len(rows), 1, f"kill {k}: present once")
+                if rows:
+                    f = subprocess.run([TANDEM, "-C", inst.conf, "message", "fetch", "user.alice", str(rows[0][0])],
+                                       capture_output=True)
+                    t.eq(sha1(f.stdout), sha1(m), f"kill {k}: its bytes hash to its GUID")
+                acked[sha1(m)] = m
+
     with t.case("store checks clean after the crashes (files, SHA-1, CRCs)"):
         r = inst.run(["check", "--bodies"])
         t.eq(r.returncode, 0, f"check: {r.stdout}{r.stderr}")

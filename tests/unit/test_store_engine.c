@@ -7,6 +7,9 @@
 #include "lib/log.h"
 #include "test.h"
 
+#include "lib/sha1.h"
+
+#include <dirent.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -598,6 +601,111 @@ TEST(recent_marks_commit_relaxed)
 	fx_close(&fx);
 }
 
+
+/* ---- a delivery's file beside its change-log line (store_blob_write_start) ---- */
+
+static int fail_before_commit(void *arg, struct terr *err)
+{
+	(*(int *)arg)++;
+	return terr_set(err, TE_IO, "injected");
+}
+
+/* A commit whose before_commit hook fails is rolled back: nothing of it is
+ * seen, and the next transaction works. */
+TEST(before_commit_failure_rolls_back)
+{
+	struct fixture fx;
+	struct terr err;
+	fx_open(&fx);
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	CHECK(append(&fx, "user.alice", msg) == 1);
+	struct ustore *u = ustore_of(&fx, "alice");
+	struct store_mailbox_info mi = { 0 };
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	uint64_t hms = mi.highestmodseq;
+	store_mailbox_info_free(&mi);
+	struct utx tx;
+	int calls = 0;
+	CHECK_INT(utx_begin(&tx, fx.st, u, &err), 0);
+	tx.before_commit = fail_before_commit;
+	tx.before_commit_arg = &calls;
+	uint64_t ms = 0;
+	CHECK_INT(utx_modseq(&tx, &ms, &err), 0);
+	CHECK(ms > hms);
+	CHECK_INT(utx_commit(&tx, &err), -1);
+	CHECK_INT(calls, 1);
+	CHECK_STR(err.msg, "injected");
+	utx_rollback(&tx);
+	/* the modseq bump was rolled back: the next append gets the same one */
+	CHECK(append(&fx, "user.alice", msg) == 2);
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_U64(mi.highestmodseq, ms);
+	CHECK_INT(mi.last_uid, 2);
+	store_mailbox_info_free(&mi);
+	fx_close(&fx);
+}
+
+static int tmp_entries(const char *dir)
+{
+	char p[4200];
+	snprintf(p, sizeof p, "%s/tmp", dir);
+	DIR *d = opendir(p);
+	int n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* store_blob_write_start: the file has its GUID name (and the right
+ * bytes) once store_blob_wait says so, and only then; the same bytes
+ * again find it there; tmp/ is left empty. store_deliver goes this way. */
+TEST(blob_write_start_then_wait)
+{
+	struct fixture fx;
+	struct terr err;
+	fx_open(&fx);
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	struct ustore *u = ustore_of(&fx, "alice");
+	static const char body[] = "Subject: beside the log\r\n\r\nbody\r\n";
+	char guid[41];
+	sha1_hex(body, strlen(body), guid);
+	struct buf path = BUF_INIT, got = BUF_INIT;
+	store_blob_path(u, guid, &path);
+	for (int round = 0; round < 2; round++) {
+		struct blob_pending *p = NULL;
+		CHECK_INT(store_blob_write_start(fx.st, u, body, strlen(body), guid, &p, &err), 0);
+		CHECK(p != NULL);
+		CHECK_INT(store_blob_wait(p, &err), 0);
+		CHECK_INT(store_blob_wait(p, &err), 0);	/* the same answer again */
+		store_blob_pending_free(&p);
+		CHECK(p == NULL);
+		buf_reset(&got);
+		CHECK_INT(fs_read_file(path.ptr, 1 << 20, &got, &err), 0);
+		CHECK_MEM(got.ptr, got.len, body, strlen(body));
+		CHECK_INT(tmp_entries(u->dir), 0);
+	}
+	/* a delivery to two owners: one file, linked */
+	CHECK_INT(store_user_create(fx.st, "bob", NULL, &err), 0);
+	const char *names[2] = { "user.alice", "user.bob" };
+	uint32_t uids[2] = { 0, 0 };
+	struct terr errs[2];
+	static const char body2[] = "Subject: two owners\r\n\r\nbody\r\n";
+	CHECK_INT(store_deliver(fx.st, names, 2, body2, strlen(body2), NULL, uids, errs, &err), 0);
+	CHECK_INT(uids[0], 1);
+	CHECK_INT(uids[1], 1);
+	struct buf out = BUF_INIT;
+	sha1_hex(body2, strlen(body2), guid);
+	CHECK_INT(store_message_read(fx.st, "user.bob", guid, &out, &err), 0);
+	CHECK_MEM(out.ptr, out.len, body2, strlen(body2));
+	buf_free(&out);
+	buf_free(&path);
+	buf_free(&got);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store_engine", 0, LOG_LVL_ERR);
@@ -611,5 +719,7 @@ int main(void)
 	RUN(failing_query_is_not_absent);
 	RUN(wal_dirsync_only_for_a_new_log);
 	RUN(recent_marks_commit_relaxed);
+	RUN(before_commit_failure_rolls_back);
+	RUN(blob_write_start_then_wait);
 	return test_done();
 }
