@@ -1051,9 +1051,9 @@ TEST(prefixes)
 }
 
 /* A body's line count (BODYSTRUCTURE's body-fld-lines) over every body
- * length across the 8-byte steps of the counter: each LF ends a line, a
- * last line without one counts too; CR, bytes that differ from LF in
- * one bit (0x0b, 0x8a, 0x0e) and NUL are not line ends. */
+ * length up to 79: each LF ends a line, a last line without one counts
+ * too; CR, bytes that differ from LF in one bit (0x0b, 0x8a, 0x0e) and
+ * NUL are not line ends. */
 TEST(line_counts)
 {
 	static const char alphabet[] = { '\n', '\r', 0x0b, (char)0x8a, 0x0e, 'a', 0, (char)0xff };
