@@ -210,7 +210,7 @@ def scale(base):
                 text = re.sub(r"repl1_sync_host: .*\n", "", text) + f"repl1_sync_host: 127.0.0.1:{sp}\n"
                 open(master.conf, "w").write(text)
                 start_replica(bindir, replica, sp)
-                w, cc, rc, ch, rh = timed_sync(tandem, master, replica)
+                w, cc, rc, ch, rh = timed_sync(tandem, master, replica)[:5]
                 replica.stop()
                 res[b].append((w, cc, rc, ch, rh))
                 print(json.dumps({"bench": "tp_scale_rep", "bin": b, "rep": rep, "wall_s": round(w, 2),
