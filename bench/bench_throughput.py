@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import workload  # noqa: E402
 from benchlib import free_port, run, wait_port  # noqa: E402
-from bench_sync import BIN, TANDEM, Inst, PeakSampler, deliver_lmtp, make_pair, run_peak, tree_cpu  # noqa: E402
+from bench_sync import BIN, TANDEM, Inst, PeakSampler, deliver_lmtp, make_pair, run_peak  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 N = int(os.environ.get("BENCH_SYNC_N", "2000"))
@@ -54,18 +54,42 @@ def replica_count(replica):
     return total
 
 
+def tree_cpu_split(pid):
+    """tree_cpu as (user, sys) seconds: the replica's user-space CPU is the
+    steadier figure on this machine, where its kernel time moves with other
+    sessions' file deletions (recently_deleted, see initial_sync)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    user = sys_ = 0.0
+    pids = [pid]
+    try:
+        pids += [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
+    except OSError:
+        pass
+    for p in pids:
+        try:
+            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            user += (int(f[11]) + int(f[13])) / tick
+            sys_ += (int(f[12]) + int(f[14])) / tick
+        except OSError:
+            pass
+    return user, sys_
+
+
 def timed_sync(tandem, master, replica):
     """`tandem sync -A` from master into the running replica: wall s, client
-    and replica CPU s, client and replica session peak RSS (VmHWM) kB."""
+    and replica CPU s, client and replica session peak RSS (VmHWM) kB, and
+    the replica's CPU as user and sys s."""
     sampler = PeakSampler(replica.proc.pid)
     sampler.start()
-    c0, r0, t0 = os.times(), tree_cpu(replica.proc.pid), time.monotonic()
+    c0, r0, t0 = os.times(), tree_cpu_split(replica.proc.pid), time.monotonic()
     cpeak = run_peak(tandem, "-C", master.conf, "sync", "-n", "repl1", "-o", "-A")
     wall = time.monotonic() - t0
     c1 = os.times()
-    rcpu = tree_cpu(replica.proc.pid) - r0
+    r1 = tree_cpu_split(replica.proc.pid)
+    ruser, rsys = r1[0] - r0[0], r1[1] - r0[1]
     rpeak = sampler.finish()
-    return wall, c1.children_user + c1.children_system - c0.children_user - c0.children_system, rcpu, cpeak, rpeak
+    return (wall, c1.children_user + c1.children_system - c0.children_user - c0.children_system, ruser + rsys,
+            cpeak, rpeak, ruser, rsys)
 
 
 # builds to compare, alternating in one run (comma-separated bin directories); default: this build
@@ -114,6 +138,9 @@ def initial_sync(base):
                           "replica_cpu_s": round(statistics.median(r[2] for r in rs), 3),
                           "client_cpu_s_all": [round(r[1], 2) for r in rs],
                           "replica_cpu_s_all": [round(r[2], 2) for r in rs],
+                          "replica_user_s": round(statistics.median(r[5] for r in rs), 3),
+                          "replica_user_s_all": [round(r[5], 2) for r in rs],
+                          "replica_sys_s_all": [round(r[6], 2) for r in rs],
                           "client_hwm_mb": round(max(r[3] for r in rs) / 1024, 1),
                           "replica_hwm_mb": round(max(r[4] for r in rs) / 1024, 1)}), flush=True)
 
@@ -183,7 +210,7 @@ def scale(base):
                 text = re.sub(r"repl1_sync_host: .*\n", "", text) + f"repl1_sync_host: 127.0.0.1:{sp}\n"
                 open(master.conf, "w").write(text)
                 start_replica(bindir, replica, sp)
-                w, cc, rc, ch, rh = timed_sync(tandem, master, replica)
+                w, cc, rc, ch, rh = timed_sync(tandem, master, replica)[:5]
                 replica.stop()
                 res[b].append((w, cc, rc, ch, rh))
                 print(json.dumps({"bench": "tp_scale_rep", "bin": b, "rep": rep, "wall_s": round(w, 2),

@@ -22,7 +22,8 @@ void buf_reserve(struct buf *b, size_t extra)
 
 void buf_append(struct buf *b, const void *data, size_t len)
 {
-	buf_reserve(b, len);
+	if (len >= b->cap - b->len)	/* also a buffer with no room yet (cap 0) */
+		buf_reserve(b, len);
 	if (len)
 		memcpy(b->ptr + b->len, data, len);
 	b->len += len;
@@ -36,7 +37,10 @@ void buf_appends(struct buf *b, const char *s)
 
 void buf_putc(struct buf *b, char c)
 {
-	buf_append(b, &c, 1);
+	if (b->len + 1 >= b->cap)	/* the byte and the terminating NUL */
+		buf_reserve(b, 1);
+	b->ptr[b->len++] = c;
+	b->ptr[b->len] = '\0';
 }
 
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap)

@@ -212,6 +212,13 @@ int store_blob_link(struct store *st, struct ustore *from, struct ustore *to, co
  * with durable 0). */
 int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, int move,
 		     int *moved_r, struct terr *err);
+/* The same, by name in u's blobs/ directory when *blobs_fd is open
+ * (store_blobs_open; -1: by path, and it is opened here once a missing
+ * blobs/ was made). The caller closes *blobs_fd. */
+int store_blob_adopt_at(struct store *st, struct ustore *u, int *blobs_fd, const char *path, const char *guid,
+			int move, int *moved_r, struct terr *err);
+/* u's blobs/ directory, open (O_DIRECTORY), or -1. */
+int store_blobs_open(struct ustore *u);
 int store_blob_gc(struct store *st, struct ustore *u, struct terr *err);
 /* A delivery's message file made durable beside the caller's other work
  * (store_deliver overlaps it with the change-log append and its fsync). */

@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 int store_user_ensure(struct store *st, const char *userid, struct terr *err)
 {
@@ -157,6 +158,7 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 {
 	struct buf path = BUF_INIT;
 	int rc = 0, written = 0;
+	int blobs_fd = -1, blobs_tried = 0;	/* blobs/, open: staged bodies placed by name in it */
 	for (size_t i = 0; i < a->nrecs && rc == 0; i++) {
 		const struct store_apply_record *r = &a->recs[i];
 		if (r->sysflags & SYSFLAG_EXPUNGED)
@@ -167,7 +169,10 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 			/* a staged file, checked against its GUID when it arrived:
 			 * moved (or linked) into place; one already there is kept */
 			int moved = 0;
-			rc = store_blob_adopt(st, u, staged, r->guid, bf == 0 && a->body_taken != NULL, &moved, err);
+			if (!blobs_tried++)
+				blobs_fd = store_blobs_open(u);
+			rc = store_blob_adopt_at(st, u, &blobs_fd, staged, r->guid, bf == 0 && a->body_taken != NULL,
+						 &moved, err);
 			if (rc == 0 && moved) {
 				store_blob_path(u, r->guid, &path);
 				a->body_taken(a->body_rock, r->guid, path.ptr);
@@ -200,6 +205,8 @@ static int write_bodies(struct store *st, struct ustore *u, const struct store_a
 		written++;
 	}
 	*written_r = written;
+	if (blobs_fd >= 0)
+		close(blobs_fd);
 	buf_free(&path);
 	return rc;
 }

@@ -443,21 +443,80 @@ static void stage_dir(struct store *st, struct buf *dir_r)
 	buf_printf(dir_r, "%s/tmp/sync", st->partition_path);
 }
 
+/* The staging directory, open, kept per process (a replica's sessions
+ * stage in one): files are created in it and moved out of it by name,
+ * without a walk of its whole path at every body. A directory removed
+ * behind it makes the create fail (ENOENT: nothing can be created in a
+ * removed directory), and it is opened again. The fd's number never
+ * changes once open (a new directory is put in its place with dup3) and
+ * the lock covers the rest: a replica session's flush thread moves files
+ * out while its reading thread creates them. */
+static struct {
+	pthread_mutex_t lock;
+	int fd;
+	char *path;
+} stage_cache = { PTHREAD_MUTEX_INITIALIZER, -1, NULL };
+
+/* The staging directory dir, open (again when fresh): its fd, or -1. */
+static int stage_cache_fd(const char *dir, int fresh)
+{
+	pthread_mutex_lock(&stage_cache.lock);
+	int fd = stage_cache.fd;
+	if (fd < 0 || fresh || strcmp(stage_cache.path, dir)) {
+		int nfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (nfd < 0) {
+			fd = -1;
+		} else if (stage_cache.fd < 0) {
+			fd = stage_cache.fd = nfd;
+		} else {
+			fd = dup3(nfd, stage_cache.fd, O_CLOEXEC) < 0 ? -1 : stage_cache.fd;
+			close(nfd);
+		}
+		if (fd >= 0 && (!stage_cache.path || strcmp(stage_cache.path, dir))) {
+			free(stage_cache.path);
+			stage_cache.path = xstrdup(dir);
+		}
+	}
+	pthread_mutex_unlock(&stage_cache.lock);
+	return fd;
+}
+
+/* A file of the cached staging directory: its fd and its name there;
+ * else AT_FDCWD and the path. */
+static int stage_at(const char *path, const char **name_r)
+{
+	int fd = AT_FDCWD;
+	*name_r = path;
+	pthread_mutex_lock(&stage_cache.lock);
+	size_t n = stage_cache.path ? strlen(stage_cache.path) : 0;
+	if (stage_cache.fd >= 0 && !strncmp(path, stage_cache.path, n) && path[n] == '/' &&
+	    !strchr(path + n + 1, '/')) {
+		*name_r = path + n + 1;
+		fd = stage_cache.fd;
+	}
+	pthread_mutex_unlock(&stage_cache.lock);
+	return fd;
+}
+
 int store_stage_create(struct store *st, struct buf *path_r, int *fd_r, struct terr *err)
 {
 	struct buf dir = BUF_INIT;
 	stage_dir(st, &dir);
 	buf_reset(path_r);
 	buf_printf(path_r, "%s/%ld.%lu", dir.ptr, (long)getpid(), ++st->tmpcounter);
+	const char *name = path_r->ptr + dir.len + 1;
 	int rc = 0;
 	/* the directory is there but for the first file of a partition: made
 	 * only when the create says it is missing (no mkdir per body) */
-	*fd_r = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	int dfd = stage_cache_fd(dir.ptr, 0);
+	*fd_r = dfd >= 0 ? openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640) : -1;
 	if (*fd_r < 0 && errno == ENOENT) {
-		if (fs_mkdir_p(dir.ptr, 0750, err) < 0)
+		if (fs_mkdir_p(dir.ptr, 0750, err) < 0) {
 			rc = -1;
-		else
-			*fd_r = open(path_r->ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+		} else {
+			dfd = stage_cache_fd(dir.ptr, 1);
+			*fd_r = dfd >= 0 ? openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640) : -1;
+		}
 	}
 	if (rc == 0 && *fd_r < 0)
 		rc = terr_errno(err, errno, "create %s", path_r->ptr);
@@ -565,41 +624,71 @@ void store_stage_sweep(struct store *st)
  * already there (RENAME_NOREPLACE; a file system without it gets the
  * link). 0 done (*moved_r set when moved), 1 dst was there already, -1
  * with errno. */
-static int place(const char *path, const char *dst, int move, int *moved_r)
+static int place(int sfd, const char *path, int dfd, const char *dst, int move, int *moved_r)
 {
 	if (move) {
-		if (renameat2(AT_FDCWD, path, AT_FDCWD, dst, RENAME_NOREPLACE) == 0) {
+		if (renameat2(sfd, path, dfd, dst, RENAME_NOREPLACE) == 0) {
 			*moved_r = 1;
 			return 0;
 		}
 		if (errno != EINVAL && errno != ENOSYS)
 			return errno == EEXIST ? 1 : -1;
 	}
-	if (link(path, dst) == 0)
+	if (linkat(sfd, path, dfd, dst, 0) == 0)
 		return 0;
 	return errno == EEXIST ? 1 : -1;
+}
+
+int store_blobs_open(struct ustore *u)
+{
+	struct buf p = BUF_INIT;
+	buf_printf(&p, "%s/blobs", u->dir);
+	int fd = open(p.ptr, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	buf_free(&p);
+	return fd;
 }
 
 int store_blob_adopt(struct store *st, struct ustore *u, const char *path, const char *guid, int move,
 		     int *moved_r, struct terr *err)
 {
+	int none = -1;
+	return store_blob_adopt_at(st, u, &none, path, guid, move, moved_r, err);
+}
+
+int store_blob_adopt_at(struct store *st, struct ustore *u, int *blobs_fd, const char *path, const char *guid,
+			int move, int *moved_r, struct terr *err)
+{
 	struct buf dst = BUF_INIT, tmp = BUF_INIT;
 	store_blob_path(u, guid, &dst);
 	*moved_r = 0;
 	int rc = 0, fd = -1;
+	/* by name in the staging directory and in blobs/ when they are open
+	 * (no walk of either whole path per file) */
+	const char *rel = dst.ptr + strlen(u->dir) + strlen("/blobs/");	/* "xx/<guid>" */
+	const char *sname, *dname = rel;
+	int sfd = stage_at(path, &sname);
+	int dfd = *blobs_fd >= 0 ? *blobs_fd : AT_FDCWD;
+	if (dfd == AT_FDCWD)
+		dname = dst.ptr;
 	/* the blobs/xx directory is made only when the link or rename says it
 	 * is missing: no mkdir nor stat per file, and a new directory is made
 	 * durable by the caller's syncfs with the file (store_blob_sync_all) */
-	int r = place(path, dst.ptr, move, moved_r);
+	int r = place(sfd, sname, dfd, dname, move, moved_r);
 	if (r < 0 && errno == ENOENT) {
 		char *slash = strrchr(dst.ptr, '/');
 		*slash = '\0';
-		if (blob_dir(dst.ptr, 0, err) < 0) {
+		/* "xx" in blobs/ when it is open, else the whole path */
+		int made = dfd != AT_FDCWD && mkdirat(dfd, rel, 0750) == 0;
+		if (!made && blob_dir(dst.ptr, 0, err) < 0) {
 			rc = -1;
 			goto out;
 		}
 		*slash = '/';
-		r = place(path, dst.ptr, move, moved_r);
+		if (dfd == AT_FDCWD && (*blobs_fd = store_blobs_open(u)) >= 0) {
+			dfd = *blobs_fd;
+			dname = rel;
+		}
+		r = place(sfd, sname, dfd, dname, move, moved_r);
 	}
 	if (r == 1) {
 		/* there already: kept, unless its size says it is not this body

@@ -110,7 +110,7 @@ struct sync_replica {
 	 * checked files waiting for the command (APPLY MESSAGE stages them),
 	 * the one arriving, and the first error (the command is refused). */
 	struct rstaged *pending;
-	size_t npending;
+	size_t npending, cappending;
 	uint64_t pending_bytes;
 	struct {
 		int fd;		/* -1: none open (or its bytes are skipped) */

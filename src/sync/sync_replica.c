@@ -14,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -274,7 +275,10 @@ void sync_replica_file_end(struct sync_replica *r)
 			/* a clear refusal: the body is dropped, the command does nothing */
 			terr_set(&e, TE_PROTOCOL, "message body %s hashes to %s", r->in.guid, got);
 		} else {
-			r->pending = xrealloc(r->pending, (r->npending + 1) * sizeof *r->pending);
+			if (r->npending == r->cappending) {
+				r->cappending = r->cappending ? 2 * r->cappending : 64;
+				r->pending = xrealloc(r->pending, r->cappending * sizeof *r->pending);
+			}
 			struct rstaged *g = &r->pending[r->npending++];
 			memset(g, 0, sizeof *g);
 			snprintf(g->guid, sizeof g->guid, "%s", r->in.guid);
@@ -311,7 +315,7 @@ void sync_replica_files_drop(struct sync_replica *r)
 	}
 	free(r->pending);
 	r->pending = NULL;
-	r->npending = 0;
+	r->npending = r->cappending = 0;
 	r->pending_bytes = 0;
 	memset(&r->file_err, 0, sizeof r->file_err);
 }
@@ -419,7 +423,7 @@ static int apply_message(struct sync_replica *r, const struct dlist *kv, struct 
 			   r->pending[i].memlen);
 	free(r->pending);
 	r->pending = NULL;
-	r->npending = 0;
+	r->npending = r->cappending = 0;
 	r->pending_bytes = 0;
 	return 0;
 }
@@ -708,6 +712,8 @@ struct sync_replica *sync_replica_new(const struct sync_replica_opts *o)
 	if (bm && *bm)
 		sync_replica_set_batch_max(r, (size_t)strtoul(bm, NULL, 10));
 	store_stage_sweep(r->st);	/* staging files of sessions that died */
+	mallopt(M_TRIM_THRESHOLD, SYNC_MALLOC_TRIM);	/* limits.h: no trim and fault-in per batch */
+	mallopt(M_MMAP_THRESHOLD, SYNC_MALLOC_MMAP_MIN);
 	return r;
 }
 

@@ -97,10 +97,49 @@ TEST(sha1_vectors_and_pieces)
 	sha1_free(&c);	/* a no-op after final */
 }
 
+/* Appends that end exactly at the buffer's room, one short of it and
+ * one past it: the bytes, the length and the NUL after them. */
+TEST(append_at_capacity)
+{
+	for (size_t first = 0; first < 140; first++) {
+		struct buf b = BUF_INIT;
+		char want[300];
+		size_t n = 0;
+		for (size_t i = 0; i < first; i++) {
+			buf_putc(&b, (char)('a' + i % 26));
+			want[n++] = (char)('a' + i % 26);
+			CHECK(b.len == n && b.cap > b.len && b.ptr[b.len] == '\0');
+		}
+		for (size_t k = 0; k < 3; k++) {
+			size_t room = b.cap - b.len;	/* one is the NUL's; 0 before any */
+			if (room + k < 2)
+				continue;
+			size_t len = room + k - 2;	/* one short, exact, one past */
+			char piece[300];
+			for (size_t i = 0; i < len; i++)
+				piece[i] = want[n + i] = (char)('0' + (n + i) % 10);
+			buf_append(&b, piece, len);
+			n += len;
+			CHECK(b.len == n && b.cap > b.len && b.ptr[b.len] == '\0');
+			if (n > 200)
+				break;
+		}
+		CHECK_MEM(b.ptr, b.len, want, n);
+		buf_append(&b, "", 0);
+		CHECK(b.len == n && b.ptr[n] == '\0');
+		buf_free(&b);
+	}
+	struct buf e = BUF_INIT;
+	buf_append(&e, "", 0);	/* an empty append still makes a C string */
+	CHECK(e.ptr && e.len == 0 && e.ptr[0] == '\0');
+	buf_free(&e);
+}
+
 int main(void)
 {
 	RUN(append_and_cstr);
 	RUN(binary_safe);
+	RUN(append_at_capacity);
 	RUN(long_printf_grows);
 	RUN(consume_truncate_release);
 	RUN(logq_quotes_when_needed);

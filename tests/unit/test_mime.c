@@ -1050,12 +1050,45 @@ TEST(prefixes)
 	mime_message_free(&whole);
 }
 
+/* A body's line count (BODYSTRUCTURE's body-fld-lines) over every body
+ * length up to 79: each LF ends a line, a last line without one counts
+ * too; CR, bytes that differ from LF in one bit (0x0b, 0x8a, 0x0e) and
+ * NUL are not line ends. */
+TEST(line_counts)
+{
+	static const char alphabet[] = { '\n', '\r', 0x0b, (char)0x8a, 0x0e, 'a', 0, (char)0xff };
+	unsigned seed = 7;
+	for (size_t len = 0; len < 80; len++) {
+		for (int round = 0; round < 20; round++) {
+			char msg[128];
+			size_t hl = (size_t)snprintf(msg, sizeof msg, "Subject: x\r\n\r\n");
+			size_t want = 0;
+			for (size_t i = 0; i < len; i++) {
+				seed = seed * 1103515245u + 12345u;
+				msg[hl + i] = alphabet[(seed >> 16) % sizeof alphabet];
+				want += msg[hl + i] == '\n';
+			}
+			if (len && msg[hl + len - 1] != '\n')
+				want++;
+			struct mime_message *m = mime_parse(msg, hl + len);
+			CHECK(m && m->root);
+			if (m && m->root && m->root->lines != want) {
+				CHECK_INT(m->root->lines, want);
+				round = 20;
+				len = 80;
+			}
+			mime_message_free(&m);
+		}
+	}
+}
+
 int main(void)
 {
 	RUN(header_fields_whole);
 	RUN(header_fields_bytewise);
 	RUN(header_limits);
 	RUN(plain_text);
+	RUN(line_counts);
 	RUN(multipart_mixed_alternative);
 	RUN(nested_rfc822);
 	RUN(digest_defaults);

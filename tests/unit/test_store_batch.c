@@ -12,7 +12,9 @@
 #include "test.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const bodies[] = { "Subject: one\r\n\r\nfirst\r\n", "Subject: two\r\n\r\nsecond\r\n",
 				      "Subject: three\r\n\r\nthird\r\n" };
@@ -256,11 +258,123 @@ TEST(a_failed_closing_sync_fails_the_applies_it_covered)
 	free(dir);
 }
 
+/* Staged files for the bodies: a path per GUID (body_file), moved into
+ * place (body_taken records where). */
+struct staged {
+	char guid[3][41];
+	char *path[3];
+	char *moved[3];
+};
+
+static int staged_file(void *rock, const char *guid, const char **path_r)
+{
+	struct staged *sg = rock;
+	for (int i = 0; i < 3; i++)
+		if (sg->path[i] && !strcmp(sg->guid[i], guid)) {
+			*path_r = sg->moved[i] ? sg->moved[i] : sg->path[i];
+			return sg->moved[i] ? 1 : 0;
+		}
+	return -1;
+}
+
+static void staged_taken(void *rock, const char *guid, const char *new_path)
+{
+	struct staged *sg = rock;
+	for (int i = 0; i < 3; i++)
+		if (sg->path[i] && !strcmp(sg->guid[i], guid))
+			sg->moved[i] = strdup(new_path);
+}
+
+static int file_is(const char *path, const char *want)
+{
+	char got[256];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return 0;
+	size_t n = fread(got, 1, sizeof got, f);
+	fclose(f);
+	return n == strlen(want) && !memcmp(got, want, n);
+}
+
+/* Staged bodies are created in the staging directory and moved into
+ * blobs/xx by name in directories the store keeps open
+ * (store_stage_create, store_blob_adopt_at): still right when the
+ * staging directory was removed and made again between two bodies (the
+ * one kept open is then gone), for a user with no blobs/ yet, and for
+ * one whose blobs/ is there but not the body's blobs/xx. */
+TEST(staged_bodies_move_into_place_by_name)
+{
+	char *dir = test_tmpdir();
+	char conf[4096], spool[4096], stage[4200];
+	snprintf(conf, sizeof conf, "%s/conf", dir);
+	snprintf(spool, sizeof spool, "%s/spool", dir);
+	snprintf(stage, sizeof stage, "%s/tmp/sync", spool);
+	struct store_opts so = { conf, "default", spool, NULL, 0, 0, NULL, NULL, NULL };
+	struct store *st = NULL;
+	struct terr err;
+	CHECK_INT(store_open(&so, &st, &err), 0);
+	struct staged sg;
+	memset(&sg, 0, sizeof sg);
+	for (int i = 0; i < 3; i++) {
+		if (i == 1) {
+			/* the staging directory kept open is removed (body 0's
+			 * file kept elsewhere: a path outside it is moved too) */
+			char keep[4300];
+			snprintf(keep, sizeof keep, "%s/tmp/keep0", spool);
+			CHECK_INT(rename(sg.path[0], keep), 0);
+			free(sg.path[0]);
+			sg.path[0] = strdup(keep);
+			CHECK_INT(fs_remove_tree(stage, &err), 0);
+		}
+		struct buf path = BUF_INIT;
+		int fd = -1;
+		CHECK_INT(store_stage_create(st, &path, &fd, &err), 0);
+		CHECK(fd >= 0 && !strncmp(path.ptr, stage, strlen(stage)));
+		CHECK_INT(fs_write_all(fd, bodies[i], strlen(bodies[i]), path.ptr, &err), 0);
+		close(fd);
+		CHECK(file_is(path.ptr, bodies[i]));
+		sha1_hex(bodies[i], strlen(bodies[i]), sg.guid[i]);
+		sg.path[i] = buf_release(&path);
+	}
+	struct one v[3];
+	make(&v[0], "user.dora", 0, 11);	/* no blobs/ yet */
+	make(&v[1], "user.dora.Sub", 1, 12);	/* blobs/ there, maybe not its blobs/xx */
+	make(&v[2], "user.dora.Sub2", 2, 13);
+	struct store_apply_batch *b = store_apply_batch_new(st);
+	for (int i = 0; i < 3; i++) {
+		v[i].a.body_file = staged_file;
+		v[i].a.body_taken = staged_taken;
+		v[i].a.body_rock = &sg;
+		CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+	}
+	int rcs[3];
+	struct terr errs[3];
+	store_apply_batch_run(b, rcs, errs);
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(rcs[i], 0);
+		CHECK(sg.moved[i] != NULL);
+		CHECK(access(sg.path[i], F_OK) < 0);	/* moved, not linked */
+		struct buf want = BUF_INIT;
+		CHECK_INT(store_message_path(st, "user.dora", sg.guid[i], &want, &err), 0);
+		CHECK(sg.moved[i] && !strcmp(sg.moved[i], want.ptr));
+		CHECK(file_is(want.ptr, bodies[i]));
+		buf_free(&want);
+		free(sg.path[i]);
+		free(sg.moved[i]);
+	}
+	CHECK_INT(exists(st, "user.dora.Sub2"), 1);
+	store_apply_batch_free(&b);
+	store_close(&st);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LVL_ERR);
 	RUN(a_batch_answers_each_and_rolls_back_a_refused_one_alone);
 	RUN(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full);
 	RUN(a_failed_closing_sync_fails_the_applies_it_covered);
+	RUN(staged_bodies_move_into_place_by_name);
 	return test_done();
 }
