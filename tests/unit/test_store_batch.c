@@ -87,18 +87,44 @@ static int log_lines(const char *conf, const char *mailbox)
 	return n;
 }
 
-TEST(a_batch_answers_each_and_rolls_back_a_refused_one_alone)
+/* A fresh temporary directory (returned, to drop_store) with the paths
+ * of its conf/ and spool/. */
+static char *tmp_paths(char conf[4096], char spool[4096])
 {
 	char *dir = test_tmpdir();
-	char conf[4096], spool[4096];
-	snprintf(conf, sizeof conf, "%s/conf", dir);
-	snprintf(spool, sizeof spool, "%s/spool", dir);
-	static const char *const chans[] = { "repl1" };
-	struct chlog *log = chlog_open(conf, chans, 1);
+	snprintf(conf, 4096, "%s/conf", dir);
+	snprintf(spool, 4096, "%s/spool", dir);
+	return dir;
+}
+
+/* The store of conf and spool, log its change log (NULL: none); NULL
+ * (a failed check) when it does not open. */
+static struct store *open_store(const char *conf, const char *spool, struct chlog *log)
+{
 	struct store_opts so = { conf, "default", spool, log, 0, 0, NULL, NULL, NULL };
 	struct store *st = NULL;
 	struct terr err;
 	CHECK_INT(store_open(&so, &st, &err), 0);
+	return st;
+}
+
+/* Closes *st and removes dir (from tmp_paths). */
+static void drop_store(struct store **st, char *dir)
+{
+	struct terr err;
+	store_close(st);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+TEST(a_batch_answers_each_and_rolls_back_a_refused_one_alone)
+{
+	char conf[4096], spool[4096];
+	char *dir = tmp_paths(conf, spool);
+	static const char *const chans[] = { "repl1" };
+	struct chlog *log = chlog_open(conf, chans, 1);
+	struct store *st = open_store(conf, spool, log);
+	struct terr err;
 	struct one v[5];
 	make(&v[0], "user.alice", 0, 1);
 	make(&v[1], "user.alice.Bad", -1, 2);	/* its body was never sent */
@@ -153,10 +179,8 @@ TEST(a_batch_answers_each_and_rolls_back_a_refused_one_alone)
 	/* one owner commits FULL, on its own */
 	CHECK_INT(store_apply_relaxed_batches(), relaxed0 + 2);
 	store_apply_batch_free(&b);
-	store_close(&st);
+	drop_store(&st, dir);
 	chlog_close(&log);
-	fs_remove_tree(dir, &err);
-	free(dir);
 }
 
 /* Every owner's connection is FULL again after a relaxed batch: the
@@ -178,14 +202,10 @@ static int sync_mode(struct store *st, const char *owner)
 
 TEST(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full)
 {
-	char *dir = test_tmpdir();
 	char conf[4096], spool[4096];
-	snprintf(conf, sizeof conf, "%s/conf", dir);
-	snprintf(spool, sizeof spool, "%s/spool", dir);
-	struct store_opts so = { conf, "default", spool, NULL, 0, 0, NULL, NULL, NULL };
-	struct store *st = NULL;
+	char *dir = tmp_paths(conf, spool);
+	struct store *st = open_store(conf, spool, NULL);
 	struct terr err;
-	CHECK_INT(store_open(&so, &st, &err), 0);
 	struct one v[3];
 	make(&v[0], "user.dave", 0, 11);
 	make(&v[1], "user.erin", 1, 12);
@@ -205,13 +225,11 @@ TEST(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full)
 	/* all there after the store is closed and opened again */
 	store_apply_batch_free(&b);
 	store_close(&st);
-	CHECK_INT(store_open(&so, &st, &err), 0);
+	st = open_store(conf, spool, NULL);
 	CHECK_INT(exists(st, "user.dave"), 1);
 	CHECK_INT(exists(st, "user.erin"), 1);
 	CHECK_INT(exists(st, "user.erin.Sub"), 1);
-	store_close(&st);
-	fs_remove_tree(dir, &err);
-	free(dir);
+	drop_store(&st, dir);
 }
 
 /* The closing syncfs fails (a failing disk): every apply it covered
@@ -220,14 +238,10 @@ TEST(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full)
  * (as the master does after an error) succeeds, idempotent. */
 TEST(a_failed_closing_sync_fails_the_applies_it_covered)
 {
-	char *dir = test_tmpdir();
 	char conf[4096], spool[4096];
-	snprintf(conf, sizeof conf, "%s/conf", dir);
-	snprintf(spool, sizeof spool, "%s/spool", dir);
-	struct store_opts so = { conf, "default", spool, NULL, 0, 0, NULL, NULL, NULL };
-	struct store *st = NULL;
+	char *dir = tmp_paths(conf, spool);
+	struct store *st = open_store(conf, spool, NULL);
 	struct terr err;
-	CHECK_INT(store_open(&so, &st, &err), 0);
 	struct one v[2];
 	make(&v[0], "user.fay", 0, 21);
 	make(&v[1], "user.gus", 1, 22);
@@ -253,9 +267,7 @@ TEST(a_failed_closing_sync_fails_the_applies_it_covered)
 	CHECK_INT(exists(st, "user.fay"), 1);
 	CHECK_INT(exists(st, "user.gus"), 1);
 	store_apply_batch_free(&b);
-	store_close(&st);
-	fs_remove_tree(dir, &err);
-	free(dir);
+	drop_store(&st, dir);
 }
 
 /* Staged files for the bodies: a path per GUID (body_file), moved into
@@ -304,15 +316,11 @@ static int file_is(const char *path, const char *want)
  * one whose blobs/ is there but not the body's blobs/xx. */
 TEST(staged_bodies_move_into_place_by_name)
 {
-	char *dir = test_tmpdir();
 	char conf[4096], spool[4096], stage[4200];
-	snprintf(conf, sizeof conf, "%s/conf", dir);
-	snprintf(spool, sizeof spool, "%s/spool", dir);
+	char *dir = tmp_paths(conf, spool);
 	snprintf(stage, sizeof stage, "%s/tmp/sync", spool);
-	struct store_opts so = { conf, "default", spool, NULL, 0, 0, NULL, NULL, NULL };
-	struct store *st = NULL;
+	struct store *st = open_store(conf, spool, NULL);
 	struct terr err;
-	CHECK_INT(store_open(&so, &st, &err), 0);
 	struct staged sg;
 	memset(&sg, 0, sizeof sg);
 	for (int i = 0; i < 3; i++) {
@@ -364,9 +372,7 @@ TEST(staged_bodies_move_into_place_by_name)
 	}
 	CHECK_INT(exists(st, "user.dora.Sub2"), 1);
 	store_apply_batch_free(&b);
-	store_close(&st);
-	fs_remove_tree(dir, &err);
-	free(dir);
+	drop_store(&st, dir);
 }
 
 int main(void)
