@@ -37,7 +37,6 @@ import os
 import random
 import smtplib
 import sqlite3
-import threading
 import shutil
 import statistics
 import subprocess
@@ -49,7 +48,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import workload  # noqa: E402
 import bench_sync  # noqa: E402
-from benchlib import free_port  # noqa: E402
+from benchlib import PacedLMTP, free_port  # noqa: E402
 from bench_throughput import replica_count  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -194,27 +193,13 @@ def latency_run(binpath, base, rep):
     bg_rate = float(os.environ.get("BENCH_BG_RATE", "200"))
     lat_n = int(os.environ.get("BENCH_LAT_N", "100"))
     root = tempfile.mkdtemp(prefix="bench-lr-", dir=base)
-    stop = threading.Event()
-    sent = [0]
-
     bg_conns = int(os.environ.get("BENCH_BG_CONNS", "4"))
-    t_bg = [0.0]
 
-    def background(k):
-        l = smtplib.LMTP("127.0.0.1", lp)
-        i = 0
-        while not stop.is_set():
-            user, folder, data = workload.message(900 + rep, k * 100000 + i)
-            if user == "user00":
-                user = "user01"
-            l.sendmail("bench@example.net", [user + ("+" + folder if folder else "")], data)
-            i += 1
-            ahead = t_bg[0] + i * bg_conns / bg_rate - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        sent[0] += i
-        l.quit()
+    def bg_message(k, i):
+        user, folder, data = workload.message(900 + rep, k * 100000 + i)
+        return ("user01" if user == "user00" else user), folder, data
 
+    bg = None
     try:
         lp, sp = free_port(), free_port()
         master, replica = bench_sync.make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n")
@@ -224,10 +209,8 @@ def latency_run(binpath, base, rep):
         dbpath = os.path.join(replica.dir, "spool", "user", "user00", "meta.db")
         chandir = os.path.join(master.dir, "conf", "sync", "repl1")
         rng = random.Random(11 + rep)
-        t_bg[0] = time.monotonic()
-        ths = [threading.Thread(target=background, args=(k,), daemon=True) for k in range(bg_conns)]
-        for th in ths:
-            th.start()
+        bg = PacedLMTP(lp, bg_conns, bg_rate, bg_message)
+        bg.start()
         time.sleep(1.0)
         lat, acked = [], []
         l = smtplib.LMTP("127.0.0.1", lp)
@@ -238,10 +221,7 @@ def latency_run(binpath, base, rep):
             lat.append(vis)
             acked.append(ack)
         l.quit()
-        stop.set()
-        for th in ths:
-            th.join(30)
-        sent.append(time.monotonic() - t_bg[0])
+        sent, wall = bg.stop()
         master.stop()
         replica.stop()
         lat.sort()
@@ -249,9 +229,10 @@ def latency_run(binpath, base, rep):
         q = lambda v, p: round(v[min(len(v) - 1, int(p * len(v)))] * 1000, 1)  # noqa: E731
         return {"p50_ms": q(lat, 0.5), "p95_ms": q(lat, 0.95), "max_ms": q(lat, 1),
                 "ack_p50_ms": q(acked, 0.5), "ack_p95_ms": q(acked, 0.95), "ack_max_ms": q(acked, 1),
-                "bg_msgs_per_s": round(sent[0] / sent[1], 1)}
+                "bg_msgs_per_s": round(sent / wall, 1)}
     finally:
-        stop.set()
+        if bg:
+            bg.halt.set()
         LEFT.append(root)
 
 

@@ -19,19 +19,17 @@ import os
 import re
 import shutil
 import signal
-import smtplib
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import workload  # noqa: E402
 import bench_sync  # noqa: E402
-from benchlib import free_port  # noqa: E402
+from benchlib import PacedLMTP, free_port  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BINS = os.environ.get("BENCH_BINS", "bin").split()
@@ -73,32 +71,15 @@ def one_run(binpath, base, rep):
     bench_sync.BIN = os.path.join(TOP, binpath)
     bench_sync.TANDEM = os.path.join(bench_sync.BIN, "tandem")
     root = tempfile.mkdtemp(prefix="bench-passes-", dir=base)
-    stop = threading.Event()
-    sent = [0]
-
-    def background(k, lp):
-        conn = smtplib.LMTP("127.0.0.1", lp)
-        i, t0 = 0, time.monotonic()
-        while not stop.is_set():
-            user, folder, data = workload.message(800 + rep, k * 100000 + i)
-            conn.sendmail("bench@example.net", [user + ("+" + folder if folder else "")], data)
-            i += 1
-            ahead = t0 + i * CONNS / RATE - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
-        sent[0] += i
-        conn.quit()
-
+    bg = None
     try:
         lp, sp = free_port(), free_port()
         master, replica = bench_sync.make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n")
         replica.start(sp)
         master.start(lp)
         time.sleep(1.0)
-        t_start = time.monotonic()
-        ths = [threading.Thread(target=background, args=(k, lp), daemon=True) for k in range(CONNS)]
-        for th in ths:
-            th.start()
+        bg = PacedLMTP(lp, CONNS, RATE, lambda k, i: workload.message(800 + rep, k * 100000 + i))
+        bg.start()
         time.sleep(2.0)
         args = []
         for p in descendants(replica.proc.pid):
@@ -108,10 +89,7 @@ def one_run(binpath, base, rep):
         time.sleep(TRACE_S)
         st.send_signal(signal.SIGINT)
         calls = strace_counts(st.communicate(timeout=60)[1])
-        stop.set()
-        for th in ths:
-            th.join(30)
-        wall = time.monotonic() - t_start
+        sent, wall = bg.stop()
         master.stop()
         replica.stop()
         ms = sorted(int(x) for x in re.findall(r"event=sync_pass channel=\S+ ms=(\d+)",
@@ -121,10 +99,17 @@ def one_run(binpath, base, rep):
                 "replica_syncfs": calls.get("syncfs", 0), "passes": len(ms),
                 "pass_ms_p50": q(0.5), "pass_ms_p90": q(0.9),
                 "pass_ms_mean": round(statistics.mean(ms), 1) if ms else None,
-                "msgs_per_s": round(sent[0] / wall, 1)}
+                "msgs_per_s": round(sent / wall, 1)}
     finally:
-        stop.set()
-        shutil.rmtree(root, ignore_errors=True)
+        if bg:
+            bg.halt.set()
+        LEFT.append(root)
+
+
+# Run trees are removed at the end of the bench, not between runs: on ext4
+# without a journal each new inode walks the inodes freed in the last
+# minutes (docs/benchmarks.md, "A trap for every figure").
+LEFT = []
 
 
 def main():
@@ -137,6 +122,8 @@ def main():
             r = one_run(b, base, rep)
             res[b].append(r)
             print(f"  rep {rep} {b}: {r}", file=sys.stderr, flush=True)
+    while LEFT:
+        shutil.rmtree(LEFT.pop(), ignore_errors=True)
     for b in BINS:
         out = {"bench": "rolling_passes_under_load", "who": b, "rate": RATE, "trace_s": TRACE_S, "runs": res[b]}
         for k in res[b][0]:

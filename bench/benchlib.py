@@ -26,3 +26,46 @@ def wait_port(p, proc):
         except OSError:
             time.sleep(0.025)
     raise RuntimeError("no listener")
+
+
+class PacedLMTP:
+    """A background load: conns threads, each on its own LMTP connection to
+    127.0.0.1:port, delivering rate messages per second in all, paced by
+    the clock (a late one is not made up for by a burst). message(k, i)
+    gives connection k's i-th message as (user, folder or "", bytes).
+    start(), then stop(): (messages sent, seconds since start)."""
+
+    def __init__(self, port, conns, rate, message):
+        import threading
+        self.port, self.conns, self.rate, self.message = port, conns, rate, message
+        self.halt = threading.Event()
+        self.sent = 0
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(k,), daemon=True) for k in range(conns)]
+        self.t0 = None
+
+    def _run(self, k):
+        import smtplib
+        conn = smtplib.LMTP("127.0.0.1", self.port)
+        i = 0
+        while not self.halt.is_set():
+            user, folder, data = self.message(k, i)
+            conn.sendmail("bench@example.net", [user + ("+" + folder if folder else "")], data)
+            i += 1
+            ahead = self.t0 + i * self.conns / self.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        with self.lock:
+            self.sent += i
+        conn.quit()
+
+    def start(self):
+        self.t0 = time.monotonic()
+        for th in self.threads:
+            th.start()
+
+    def stop(self):
+        self.halt.set()
+        for th in self.threads:
+            th.join(30)
+        return self.sent, time.monotonic() - self.t0
