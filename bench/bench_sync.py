@@ -100,10 +100,13 @@ def run_peak(*args):
     return peak
 
 
-def tree_cpu(pid):
-    """CPU seconds (user+sys, incl. reaped children) of a process and its live children."""
+def tree_cpu_split(pid):
+    """(user, sys) CPU seconds, reaped children included, of a process and
+    its live children. The user part is the steadier figure on this
+    machine, where kernel time moves with other sessions' file deletions
+    (bench_throughput.py's initial_sync: recently_deleted)."""
     tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    user = sys_ = 0.0
     pids = [pid]
     try:
         pids += [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
@@ -112,10 +115,16 @@ def tree_cpu(pid):
     for p in pids:
         try:
             f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            total += sum(int(x) for x in f[11:15]) / tick
+            user += (int(f[11]) + int(f[13])) / tick
+            sys_ += (int(f[12]) + int(f[14])) / tick
         except OSError:
             pass
-    return total
+    return user, sys_
+
+
+def tree_cpu(pid):
+    """CPU seconds (user+sys, incl. reaped children) of a process and its live children."""
+    return sum(tree_cpu_split(pid))
 
 
 class Inst:

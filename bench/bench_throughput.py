@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import workload  # noqa: E402
 from benchlib import free_port, run, wait_port  # noqa: E402
-from bench_sync import BIN, TANDEM, Inst, PeakSampler, deliver_lmtp, make_pair, run_peak  # noqa: E402
+from bench_sync import BIN, TANDEM, Inst, PeakSampler, deliver_lmtp, make_pair, run_peak, tree_cpu_split  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 N = int(os.environ.get("BENCH_SYNC_N", "2000"))
@@ -52,27 +52,6 @@ def replica_count(replica):
         except sqlite3.Error:
             pass
     return total
-
-
-def tree_cpu_split(pid):
-    """tree_cpu as (user, sys) seconds: the replica's user-space CPU is the
-    steadier figure on this machine, where its kernel time moves with other
-    sessions' file deletions (recently_deleted, see initial_sync)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    user = sys_ = 0.0
-    pids = [pid]
-    try:
-        pids += [int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()]
-    except OSError:
-        pass
-    for p in pids:
-        try:
-            f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
-            user += (int(f[11]) + int(f[13])) / tick
-            sys_ += (int(f[12]) + int(f[14])) / tick
-        except OSError:
-            pass
-    return user, sys_
 
 
 def timed_sync(tandem, master, replica):
