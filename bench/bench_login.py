@@ -192,34 +192,12 @@ def mix_client(port, user, own, ready, start, q):
         q.put((cmds, lat, repr(e)))
 
 
-def server_cpu(root):
-    """CPU seconds used so far by process root, its live descendants and its reaped children."""
+def server_usage(root):
+    """(CPU seconds, minor page faults) so far of process root, its live
+    descendants and its reaped children: the CPU of each live descendant
+    (utime + stime) and of root with its reaped children (cutime, cstime);
+    the faults of each with its reaped children (minflt + cminflt)."""
     tck = os.sysconf("SC_CLK_TCK")
-    kids, total = {}, 0.0
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            f = open(f"/proc/{d}/stat").read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        kids.setdefault(int(f[1]), []).append((int(d), f))
-    stack = [root]
-    seen = set()
-    while stack:
-        pid = stack.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        for child, f in kids.get(pid, []):
-            total += (int(f[11]) + int(f[12])) / tck
-            stack.append(child)
-    f = open(f"/proc/{root}/stat").read().rsplit(")", 1)[1].split()
-    return total + sum(int(x) for x in f[11:15]) / tck
-
-
-def server_faults(root):
-    """Minor page faults so far of process root, its live descendants and its reaped children."""
     kids = {}
     for d in os.listdir("/proc"):
         if d.isdigit():
@@ -228,17 +206,18 @@ def server_faults(root):
             except OSError:
                 continue
             kids.setdefault(int(f[1]), []).append((int(d), f))
-    total, stack, seen = 0, [root], set()
+    cpu, faults, stack, seen = 0.0, 0, [root], set()
     while stack:
         pid = stack.pop()
         if pid in seen:
             continue
         seen.add(pid)
         for child, f in kids.get(pid, []):
-            total += int(f[7]) + int(f[8])  # minflt, cminflt
+            cpu += (int(f[11]) + int(f[12])) / tck
+            faults += int(f[7]) + int(f[8])
             stack.append(child)
     f = open(f"/proc/{root}/stat").read().rsplit(")", 1)[1].split()
-    return total + int(f[7]) + int(f[8])
+    return cpu + sum(int(x) for x in f[11:15]) / tck, faults + int(f[7]) + int(f[8])
 
 
 def perf_start(root):
@@ -274,7 +253,7 @@ def mix(port, root, own, profile=False):
         ready.get(timeout=600)  # every warm-up done
     time.sleep(0.3)
     perf = perf_start(root) if perf_out and profile else None
-    cpu0, flt0 = server_cpu(root), server_faults(root)
+    cpu0, flt0 = server_usage(root)
     t0 = time.monotonic()
     start.set()
     res = [q.get(timeout=600) for _ in procs]
@@ -285,8 +264,8 @@ def mix(port, root, own, profile=False):
     for p in procs:
         p.join()
     time.sleep(0.3)  # the last sessions exit and are reaped
-    cpu = server_cpu(root) - cpu0
-    flt = server_faults(root) - flt0
+    cpu, flt = server_usage(root)
+    cpu, flt = cpu - cpu0, flt - flt0
     errors = [e for _, _, e in res if e]
     if errors:
         raise RuntimeError(f"{len(errors)} mix clients failed: {errors[0]}")

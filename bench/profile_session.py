@@ -86,7 +86,7 @@ def main():
                                     ["-o", os.path.join(out, "session.strace" if full else "session.strace-c"),
                                     ] + [a for p in pids.split(",") for a in ("-p", p)], stderr=subprocess.DEVNULL)
             time.sleep(1)
-        cpu0, flt0, t0 = bl.server_cpu(pid), bl.server_faults(pid), time.monotonic()
+        (cpu0, flt0), t0 = bl.server_usage(pid), time.monotonic()
         if mode == "inone":
             c = RawImap(ip, quickack=True)
             c.cmd("LOGIN u1 u1-Secret9")
@@ -107,8 +107,8 @@ def main():
                 c.sock.close()
         wall = time.monotonic() - t0
         time.sleep(0.3)  # the last session ends and is counted
-        cpu = bl.server_cpu(pid) - cpu0
-        flt = bl.server_faults(pid) - flt0
+        cpu, flt = bl.server_usage(pid)
+        cpu, flt = cpu - cpu0, flt - flt0
         print(f"mode={mode} users={nusers} sessions={n} wall_ms_per={1000 * wall / n:.2f} server_cpu_ms_per={1000 * cpu / n:.2f}"
               f" page_faults_per={flt / n:.1f}")
     finally:
