@@ -854,7 +854,7 @@ static void batch_sync_commits(struct store_apply_batch *b)
 		if (!e->relaxed)
 			continue;
 		struct terr err = { 0 };
-		struct stat sb;
+		struct stat sb = { 0 };
 		/* fault injection for the tests: the closing syncfs fails as
 		 * on a failing disk (TANDEM_TEST_FAIL_COMMIT_SYNC=1) */
 		const char *fail = getenv("TANDEM_TEST_FAIL_COMMIT_SYNC");
