@@ -1076,81 +1076,6 @@ TEST(message_cache_headers_and_migration)
 	fx_close(&fx);
 }
 
-/* The cache table of a new database is a rowid table (unique guid); one
- * made before as WITHOUT ROWID keyed by guid keeps working: its rows are
- * read, new ones are added, and the same GUID again adds no row. */
-static int cache_table_sql_has(const char *path, const char *what)
-{
-	sqlite3 *db;
-	sqlite3_stmt *s = NULL;
-	int has = -1;
-	if (sqlite3_open(path, &db) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE name = 'cache';", -1, &s, NULL) == SQLITE_OK &&
-	    sqlite3_step(s) == SQLITE_ROW)
-		has = strstr((const char *)sqlite3_column_text(s, 0), what) != NULL;
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return has;
-}
-
-static int cache_rows(const char *path)
-{
-	sqlite3 *db;
-	sqlite3_stmt *s = NULL;
-	int n = -1;
-	if (sqlite3_open(path, &db) == SQLITE_OK &&
-	    sqlite3_prepare_v2(db, "SELECT count(*) FROM cache;", -1, &s, NULL) == SQLITE_OK &&
-	    sqlite3_step(s) == SQLITE_ROW)
-		n = sqlite3_column_int(s, 0);
-	sqlite3_finalize(s);
-	sqlite3_close(db);
-	return n;
-}
-
-TEST(message_cache_table_new_and_old_layout)
-{
-	struct fixture fx;
-	fx_open_cache(&fx, 0, real_cache);
-	struct terr err;
-	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
-	CHECK_INT(append(&fx, "user.alice", msg2), 1);
-	store_close(&fx.st);
-	char path[4200];
-	snprintf(path, sizeof path, "%s/user/alice/meta.db", fx.spool);
-	CHECK_INT(cache_table_sql_has(path, "WITHOUT ROWID"), 0);
-	CHECK_INT(cache_table_sql_has(path, "UNIQUE"), 1);
-	/* make it the layout before: WITHOUT ROWID, keyed by guid, rows kept */
-	sqlite3 *db;
-	CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
-	CHECK_INT(sqlite3_exec(db,
-			       "BEGIN; ALTER TABLE cache RENAME TO cache_new;"
-			       " CREATE TABLE cache(guid TEXT PRIMARY KEY, envelope BLOB, bodystructure BLOB,"
-			       " body BLOB, headers BLOB) WITHOUT ROWID;"
-			       " INSERT INTO cache SELECT guid, envelope, bodystructure, body, headers FROM cache_new;"
-			       " DROP TABLE cache_new; COMMIT;",
-			       NULL, NULL, NULL),
-		  SQLITE_OK);
-	sqlite3_close(db);
-	CHECK_INT(cache_table_sql_has(path, "WITHOUT ROWID"), 1);
-	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, real_cache, NULL, NULL };
-	CHECK_INT(store_open(&o, &fx.st, &err), 0);
-	char g2[41];
-	sha1_hex(msg2, strlen(msg2), g2);
-	struct buf h = BUF_INIT;
-	CHECK_INT(store_cache_headers(fx.st, "user.alice", g2, &h, &err), 1);
-	CHECK_STR(buf_cstr(&h), "Subject: two\r\n\r\n");
-	CHECK_INT(append(&fx, "user.alice", msg3), 2);
-	CHECK_INT(append(&fx, "user.alice", msg2), 3);	/* the same bytes: no second row */
-	struct cache_seen cs = cache_range(&fx, "user.alice", 1, 10);
-	CHECK_INT(cs.n, 3);
-	store_close(&fx.st);
-	CHECK_INT(cache_rows(path), 2);
-	CHECK_INT(cache_table_sql_has(path, "WITHOUT ROWID"), 1);	/* left as it was */
-	CHECK_INT(store_open(&o, &fx.st, &err), 0);
-	buf_free(&h);
-	fx_close(&fx);
-}
-
 /* A user database whose schema was never committed (a kill between
  * creating the file and COMMIT) gets it at the next open. */
 TEST(empty_database_gets_schema)
@@ -1648,6 +1573,50 @@ TEST(schema_version_skips_the_schema)
 	store_close(&fx.st);
 	CHECK_INT(db_int(meta, "SELECT count(*) FROM sqlite_master WHERE name = 'recent';"), 0);
 	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	fx_close(&fx);
+}
+
+/* 1 when meta.db's cache table is the layout before 2026-12-06 */
+#define OLD_CACHE_LAYOUT "SELECT instr(sql, 'WITHOUT ROWID') > 0 FROM sqlite_master WHERE name = 'cache';"
+
+/* The cache table of a new database is a rowid table (unique guid); one
+ * made before as WITHOUT ROWID keyed by guid keeps working: its rows are
+ * read, new ones are added, and the same GUID again adds no row. */
+TEST(message_cache_table_new_and_old_layout)
+{
+	struct fixture fx;
+	fx_open_cache(&fx, 0, real_cache);
+	struct terr err;
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	CHECK_INT(append(&fx, "user.alice", msg2), 1);
+	store_close(&fx.st);
+	char path[4200];
+	snprintf(path, sizeof path, "%s/user/alice/meta.db", fx.spool);
+	CHECK_INT(db_int(path, OLD_CACHE_LAYOUT), 0);
+		/* make it the layout before: WITHOUT ROWID, keyed by guid, rows kept */
+	CHECK_INT(db_exec(path, "BEGIN; ALTER TABLE cache RENAME TO cache_new;"
+				" CREATE TABLE cache(guid TEXT PRIMARY KEY, envelope BLOB, bodystructure BLOB,"
+				" body BLOB, headers BLOB) WITHOUT ROWID;"
+				" INSERT INTO cache SELECT guid, envelope, bodystructure, body, headers FROM cache_new;"
+				" DROP TABLE cache_new; COMMIT;"),
+		  SQLITE_OK);
+	CHECK_INT(db_int(path, OLD_CACHE_LAYOUT), 1);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, real_cache, NULL, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	char g2[41];
+	sha1_hex(msg2, strlen(msg2), g2);
+	struct buf h = BUF_INIT;
+	CHECK_INT(store_cache_headers(fx.st, "user.alice", g2, &h, &err), 1);
+	CHECK_STR(buf_cstr(&h), "Subject: two\r\n\r\n");
+	CHECK_INT(append(&fx, "user.alice", msg3), 2);
+	CHECK_INT(append(&fx, "user.alice", msg2), 3);	/* the same bytes: no second row */
+	struct cache_seen cs = cache_range(&fx, "user.alice", 1, 10);
+	CHECK_INT(cs.n, 3);
+	store_close(&fx.st);
+	CHECK_INT(db_int(path, "SELECT count(*) FROM cache;"), 2);
+	CHECK_INT(db_int(path, OLD_CACHE_LAYOUT), 1);	/* left as it was */
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	buf_free(&h);
 	fx_close(&fx);
 }
 
