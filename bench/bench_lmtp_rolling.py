@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import workload  # noqa: E402
 import bench_sync  # noqa: E402
-from benchlib import PacedLMTP, free_port  # noqa: E402
+from benchlib import PacedLMTP  # noqa: E402
 from bench_throughput import replica_count  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -63,11 +63,7 @@ def tandem_run(binpath, conns, msgs, base):
     bench_sync.TANDEM = os.path.join(bench_sync.BIN, "tandem")
     root = tempfile.mkdtemp(prefix="bench-lr-", dir=base)
     try:
-        lp, sp = free_port(), free_port()
-        master, replica = bench_sync.make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n")
-        replica.start(sp)
-        master.start(lp)
-        time.sleep(1.0)
+        master, replica, lp = bench_sync.start_rolling_pair(root)
         cpu0 = bench_sync.tree_cpu(master.proc.pid)
         dt = bench_sync.deliver_lmtp(lp, msgs, conns)
         t0 = time.monotonic()
@@ -201,11 +197,7 @@ def latency_run(binpath, base, rep):
 
     bg = None
     try:
-        lp, sp = free_port(), free_port()
-        master, replica = bench_sync.make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n")
-        replica.start(sp)
-        master.start(lp)
-        time.sleep(1.0)
+        master, replica, lp = bench_sync.start_rolling_pair(root)
         dbpath = os.path.join(replica.dir, "spool", "user", "user00", "meta.db")
         chandir = os.path.join(master.dir, "conf", "sync", "repl1")
         rng = random.Random(11 + rep)

@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import workload  # noqa: E402
 import bench_sync  # noqa: E402
-from benchlib import PacedLMTP, free_port  # noqa: E402
+from benchlib import PacedLMTP  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BINS = os.environ.get("BENCH_BINS", "bin").split()
@@ -73,11 +73,7 @@ def one_run(binpath, base, rep):
     root = tempfile.mkdtemp(prefix="bench-passes-", dir=base)
     bg = None
     try:
-        lp, sp = free_port(), free_port()
-        master, replica = bench_sync.make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n")
-        replica.start(sp)
-        master.start(lp)
-        time.sleep(1.0)
+        master, replica, lp = bench_sync.start_rolling_pair(root)
         bg = PacedLMTP(lp, CONNS, RATE, lambda k, i: workload.message(800 + rep, k * 100000 + i))
         bg.start()
         time.sleep(2.0)

@@ -178,6 +178,18 @@ def make_pair(root, lmtp_port, sync_port, extra_master=""):
     return master, replica
 
 
+def start_rolling_pair(root, extra=""):
+    """make_pair with rolling replication at interval 0 (tandemd runs the
+    client; extra: more master configuration), both started and given a
+    second: (master, replica, the master's LMTP port)."""
+    lp, sp = free_port(), free_port()
+    master, replica = make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n" + extra)
+    replica.start(sp)
+    master.start(lp)
+    time.sleep(1.0)
+    return master, replica, lp
+
+
 def big_message(i):
     import base64
     rnd = random.Random(i)

@@ -31,7 +31,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import workload  # noqa: E402
 from benchlib import free_port, run, wait_port  # noqa: E402
-from bench_sync import BIN, TANDEM, Inst, PeakSampler, deliver_lmtp, make_pair, run_peak, tree_cpu_split  # noqa: E402
+from bench_sync import BIN, TANDEM, Inst, PeakSampler, deliver_lmtp, make_pair, run_peak, start_rolling_pair, tree_cpu_split  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 N = int(os.environ.get("BENCH_SYNC_N", "2000"))
@@ -219,11 +219,7 @@ def lmtp_rolling(base, conns):
         msgs = [workload.message(50 + rep, i) for i in range(LN)]
         root = tempfile.mkdtemp(prefix="bench-tp-", dir=base)
         try:
-            lp, sp = free_port(), free_port()
-            master, replica = make_pair(root, lp, sp, "sync_log: yes\nsync_repeat_interval: 0\n" + EXTRA)
-            replica.start(sp)
-            master.start(lp)
-            time.sleep(1.0)
+            master, replica, lp = start_rolling_pair(root, EXTRA)
             dt = deliver_lmtp(lp, msgs, conns)
             t0 = time.monotonic()
             while replica_count(replica) < LN and time.monotonic() - t0 < 120:
