@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import workload  # noqa: E402
 import bench_sync  # noqa: E402
-from benchlib import PacedLMTP  # noqa: E402
+from benchlib import PacedLMTP, alternating, remove_later, remove_left  # noqa: E402
 from bench_throughput import replica_count  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -77,23 +77,7 @@ def tandem_run(binpath, conns, msgs, base):
         replica.stop()
         return len(msgs) / dt, behind, cpu
     finally:
-        LEFT.append(root)
-
-
-# The run directories, removed at the end of the whole bench, not after each
-# run: on ext4 without a journal (this VM's disk) a new inode is placed past
-# every inode of its group freed in the last 60 s (360 s while the inode
-# table block is dirty; `recently_deleted` in ext4's ialloc.c), one buffer
-# lookup each, so the ~6,000 files of a run removed just before the next
-# run cost that run's every file and directory creation a scan: 30 % of the
-# master's CPU in a profile (docs/benchmarks.md, "The master's CPU per
-# delivery"). Cyrus's store is kept for the whole run anyway.
-LEFT = []
-
-
-def cleanup():
-    while LEFT:
-        shutil.rmtree(LEFT.pop(), ignore_errors=True)
+        remove_later(root)
 
 
 class CyrusPair:
@@ -225,17 +209,11 @@ def latency_run(binpath, base, rep):
     finally:
         if bg:
             bg.halt.set()
-        LEFT.append(root)
+        remove_later(root)
 
 
 def latency_main(base):
-    res = {b: [] for b in BINS}
-    for rep in range(REPS):
-        order = BINS[rep % len(BINS):] + BINS[:rep % len(BINS)]
-        for b in order:
-            r = latency_run(b, base, rep)
-            res[b].append(r)
-            print(f"  rep {rep} {b}: {r}", file=sys.stderr, flush=True)
+    res = alternating(BINS, REPS, lambda b, rep: latency_run(b, base, rep))
     for b in BINS:
         out = {"bench": "rolling_latency_under_load", "who": b, "runs": res[b]}
         for k in ("p50_ms", "p95_ms", "max_ms", "ack_p50_ms", "ack_p95_ms", "ack_max_ms", "bg_msgs_per_s"):
@@ -250,7 +228,7 @@ def main():
         try:
             latency_main(base)
         finally:
-            cleanup()
+            remove_left()
         return
     os.makedirs(base, exist_ok=True)
     cy = None
@@ -290,7 +268,7 @@ def main():
             cy.stop()
         if croot:
             shutil.rmtree(croot, ignore_errors=True)
-        cleanup()
+        remove_left()
     for conns in CONNS:
         cmed = statistics.median(rates[("cyrus", conns)]) if cy else None
         for name in names:

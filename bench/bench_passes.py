@@ -17,7 +17,6 @@ fails on a number. Needs strace.
 import json
 import os
 import re
-import shutil
 import signal
 import statistics
 import subprocess
@@ -29,7 +28,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "integration"))
 import workload  # noqa: E402
 import bench_sync  # noqa: E402
-from benchlib import PacedLMTP  # noqa: E402
+from benchlib import PacedLMTP, alternating, remove_later, remove_left  # noqa: E402
 
 TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 BINS = os.environ.get("BENCH_BINS", "bin").split()
@@ -99,27 +98,16 @@ def one_run(binpath, base, rep):
     finally:
         if bg:
             bg.halt.set()
-        LEFT.append(root)
-
-
-# Run trees are removed at the end of the bench, not between runs: on ext4
-# without a journal each new inode walks the inodes freed in the last
-# minutes (docs/benchmarks.md, "A trap for every figure").
-LEFT = []
+        remove_later(root)
 
 
 def main():
     base = os.environ.get("BENCH_TMP", os.path.join(TOP, "build"))
     os.makedirs(base, exist_ok=True)
-    res = {b: [] for b in BINS}
-    for rep in range(REPS):
-        order = BINS[rep % len(BINS):] + BINS[:rep % len(BINS)]
-        for b in order:
-            r = one_run(b, base, rep)
-            res[b].append(r)
-            print(f"  rep {rep} {b}: {r}", file=sys.stderr, flush=True)
-    while LEFT:
-        shutil.rmtree(LEFT.pop(), ignore_errors=True)
+    try:
+        res = alternating(BINS, REPS, lambda b, rep: one_run(b, base, rep))
+    finally:
+        remove_left()
     for b in BINS:
         out = {"bench": "rolling_passes_under_load", "who": b, "rate": RATE, "trace_s": TRACE_S, "runs": res[b]}
         for k in res[b][0]:

@@ -69,3 +69,37 @@ class PacedLMTP:
         for th in self.threads:
             th.join(30)
         return self.sent, time.monotonic() - self.t0
+
+
+# Run trees removed at the end of a bench, not between its runs: on ext4
+# without a journal (this VM's disk) a new inode is placed past every inode
+# of its group freed in the last 60 s (360 s while the inode table block is
+# dirty; `recently_deleted` in ext4's ialloc.c), one buffer lookup each, so
+# the files of a run removed just before the next cost that run's every file
+# and directory creation a scan: 30 % of the master's CPU in one profile
+# (docs/benchmarks.md, "The master's CPU per delivery").
+_left = []
+
+
+def remove_later(path):
+    """path (a run's tree) is removed by remove_left(), at the end of the bench."""
+    _left.append(path)
+
+
+def remove_left():
+    import shutil
+    while _left:
+        shutil.rmtree(_left.pop(), ignore_errors=True)
+
+
+def alternating(bins, reps, run):
+    """{build: [run(build, rep) for each rep]}, the builds taking turns in an
+    order that rotates between repetitions; each result printed to stderr."""
+    import sys
+    res = {b: [] for b in bins}
+    for rep in range(reps):
+        for b in bins[rep % len(bins):] + bins[:rep % len(bins)]:
+            r = run(b, rep)
+            res[b].append(r)
+            print(f"  rep {rep} {b}: {r}", file=sys.stderr, flush=True)
+    return res
