@@ -213,7 +213,7 @@ if mix:
                  "SELECT INBOX, FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE), STORE 1 +FLAGS (\\Deleted), EXPUNGE, "
                  f"LOGOUT ({mix['commands_per_session']} commands), timed after one untimed login per client "
                  "(a server that has run a while; tandem is reloaded only to switch its login cache). Both clients "
-                 "re-arm TCP_QUICKACK. Server CPU per session: the master process "
+                 "re-arm TCP_QUICKACK. Server CPU and minor page faults per session: the master process "
                  "and all its children (alive and reaped) over the run.")
     login.append("")
     for mix in mixes:
@@ -223,14 +223,16 @@ if mix:
                          f"**Clients from an address each (127.0.1.1-{n}; Cyrus's look-up of each client's host "
                          "name answered from its own /etc/hosts, bench_login.py explains).**")
             login.append("")
-        login.append("| server | commands/s (median) | runs | LOGIN p50 ms | LOGIN p95 ms | server CPU ms/session |")
-        login.append("|---|---|---|---|---|---|")
+        login.append("| server | commands/s (median) | runs | LOGIN p50 ms | LOGIN p95 ms | server CPU ms/session "
+                     "| page faults/session |")
+        login.append("|---|---|---|---|---|---|---|")
         for k, name in (("tandem", "tandem, login cache on"), ("tandem_nocache", "tandem, auth_cache_size 0"),
                         ("cyrus", "Cyrus 3.6")):
             if k + "_cmds_per_s" in mix:
                 login.append(f"| {name} | {mix[k + '_cmds_per_s']} | {', '.join(map(str, mix[k + '_runs']))} | "
                              f"{mix[k + '_login_p50_ms']} | {mix[k + '_login_p95_ms']} | "
-                             f"{mix.get(k + '_server_cpu_ms_per_session', '-')} |")
+                             f"{mix.get(k + '_server_cpu_ms_per_session', '-')} | "
+                             f"{mix.get(k + '_page_faults_per_session', '-')} |")
         login.append("")
         ratios = []
         if "ratio" in mix:
