@@ -870,6 +870,82 @@ TEST(empty_user_database_left_by_a_kill)
 	fx_close(&fx);
 }
 
+static int dir_has_prefix(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	int n = 0;
+	struct dirent *de;
+	while (d && (de = readdir(d)))
+		n += !strncmp(de->d_name, prefix, strlen(prefix));
+	if (d)
+		closedir(d);
+	return n;
+}
+
+static int is_dir(const char *dir, const char *sub)
+{
+	char p[4400];
+	struct stat sb;
+	snprintf(p, sizeof p, "%s/%s", dir, sub);
+	return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+/* A new owner's directory is built under <partition>/tmp and moved into
+ * place whole: its database in WAL mode with the whole schema, tmp/ and
+ * blobs/ there; the build of a process that is gone is removed; a
+ * directory that is there without its database gets one made in place. */
+TEST(new_owner_directory_built_apart)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	waitpid(pid, NULL, 0);	/* a pid that is gone */
+	char tmpdir[4200], stale[4400], userdir[4200];
+	snprintf(tmpdir, sizeof tmpdir, "%s/tmp", fx.spool);
+	CHECK_INT(fs_mkdir_p(tmpdir, 0750, &err), 0);
+	snprintf(stale, sizeof stale, "%s/newowner-%ld-1", tmpdir, (long)pid);
+	CHECK_INT(fs_mkdir_p(stale, 0750, &err), 0);
+	snprintf(stale, sizeof stale, "%s/newowner-%ld-1/meta.db", tmpdir, (long)pid);
+	FILE *f = fopen(stale, "w");
+	CHECK(f != NULL);
+	if (f)
+		fclose(f);
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	CHECK_INT(dir_has_prefix(tmpdir, "newowner-"), 0);
+	snprintf(userdir, sizeof userdir, "%s/user/alice", fx.spool);
+	CHECK(is_dir(userdir, "tmp"));
+	CHECK(is_dir(userdir, "blobs"));
+	char db[4300];
+	snprintf(db, sizeof db, "%s/meta.db", userdir);
+	sqlite3 *h = NULL;
+	CHECK_INT(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	sqlite3_stmt *q = NULL;
+	CHECK_INT(sqlite3_prepare_v2(h, "PRAGMA journal_mode;", -1, &q, NULL), SQLITE_OK);
+	CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+	CHECK_STR((const char *)sqlite3_column_text(q, 0), "wal");
+	sqlite3_finalize(q);
+	CHECK_INT(sqlite3_prepare_v2(h, "SELECT count(*) FROM sqlite_master WHERE name IN ('mailboxes', 'records', 'cache', 'recent');",
+				     -1, &q, NULL), SQLITE_OK);
+	CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+	CHECK_INT(sqlite3_column_int(q, 0), 4);
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+	CHECK_INT(append(&fx, "user.alice", msg1), 1);
+	CHECK(crc_ok(&fx, "user.alice"));
+	/* a directory without its database (made by hand, or by a build of
+	 * tandem before this): the database is made in it */
+	snprintf(userdir, sizeof userdir, "%s/user/bob", fx.spool);
+	CHECK_INT(fs_mkdir_p(userdir, 0750, &err), 0);
+	CHECK_INT(store_user_create(fx.st, "bob", NULL, &err), 0);
+	CHECK_INT(append(&fx, "user.bob", msg1), 1);
+	CHECK(is_dir(userdir, "tmp"));
+	CHECK_INT(dir_has_prefix(tmpdir, "newowner-"), 0);
+	fx_close(&fx);
+}
+
 TEST(user_delete_removes_everything)
 {
 	struct fixture fx;
@@ -1638,6 +1714,7 @@ int main(void)
 	RUN(annotations_seen_subs_sieve);
 	RUN(random_workload_keeps_crcs);
 	RUN(empty_user_database_left_by_a_kill);
+	RUN(new_owner_directory_built_apart);
 	RUN(user_delete_removes_everything);
 	RUN(message_cache);
 	RUN(message_cache_headers_and_migration);
