@@ -247,6 +247,12 @@
  * closed it cannot know that): measured 17 MB, 4,200 frames read by every
  * `tandem deliver` (27 ms), plus a full checkpoint by every one of them. */
 #define STORE_WAL_CLOSE_CKPT_BYTES (512 * 1024)
+
+/* The largest new-user database a process keeps as its template
+ * (store.c, owner_build_db): the schema alone is ~100 KB (25 pages); a
+ * bigger file is not what the schema makes, and is not kept (each new
+ * user's database is then made by SQLite, as the first one). */
+#define OWNER_TEMPLATE_MAX (1024 * 1024)
 /* User databases a reused session process keeps open between its sessions
  * (store_keep_enable, src/store/store.c), besides users.db. Each costs 3
  * descriptors (database, -wal, -shm), SQLite's own memory for the

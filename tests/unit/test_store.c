@@ -935,6 +935,22 @@ TEST(new_owner_directory_built_apart)
 	sqlite3_close(h);
 	CHECK_INT(append(&fx, "user.alice", msg1), 1);
 	CHECK(crc_ok(&fx, "user.alice"));
+	/* the next one is a copy of the first (the process's template) */
+	CHECK_INT(store_user_create(fx.st, "carol", NULL, &err), 0);
+	snprintf(db, sizeof db, "%s/user/carol/meta.db", fx.spool);
+	CHECK_INT(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+	CHECK_INT(sqlite3_prepare_v2(h, "PRAGMA journal_mode;", -1, &q, NULL), SQLITE_OK);
+	CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+	CHECK_STR((const char *)sqlite3_column_text(q, 0), "wal");
+	sqlite3_finalize(q);
+	CHECK_INT(sqlite3_prepare_v2(h, "PRAGMA user_version;", -1, &q, NULL), SQLITE_OK);
+	CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+	CHECK_INT(sqlite3_column_int(q, 0), 2);
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+	CHECK_INT(append(&fx, "user.carol", msg1), 1);
+	CHECK_INT(append(&fx, "user.carol", msg1), 2);
+	CHECK(crc_ok(&fx, "user.carol"));
 	/* a directory without its database (made by hand, or by a build of
 	 * tandem before this): the database is made in it */
 	snprintf(userdir, sizeof userdir, "%s/user/bob", fx.spool);
