@@ -440,6 +440,7 @@ static int join_batch(struct syncs *s, struct dlist *line)
 	} else {
 		flush_batch(s);
 		send_line(s, sync_replica_exec(s->replica, "GET", kv, send_data, s));
+		s->answered = 1;	/* out at the next batch check (do_command) */
 	}
 	dlist_free(&kv);
 	return 1;
@@ -506,6 +507,12 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 		end = sc->fn(s, line);
 	dlist_free(&line);
 	sync_replica_files_drop(s->replica);	/* files the command did not stage */
+	/* its answer goes out with the next batch's check (send_answers), not
+	 * only when the session next waits: a GET USER answered at once lets
+	 * the streaming client send that user's parts while this session
+	 * still reads the previous user's (before, it waited in the buffer
+	 * until the batch read meanwhile was flushed) */
+	s->answered = 1;
 	return end;
 }
 
