@@ -212,11 +212,18 @@
 #define SYNC_APPLY_FLUSH_THREAD 0
 /* APPLY MAILBOX parts a streaming sync client keeps in flight
  * (sync_client_bulk.c): enough that the replica finds several buffered
- * to share one flush (SYNC_APPLY_BATCH_BYTES of 1 MB parts, or a user's
- * ten small mailboxes); each waits in the client's pipeline
- * (SYNCC_MAX_PIPELINE) with its snapshot. A refused part only gets the
- * parts behind it refused too (their SINCE_MODSEQ no longer matches). */
-#define SYNC_CLIENT_MAILBOXES_INFLIGHT 16
+ * to share one flush (SYNC_APPLY_BATCH_BYTES of 1 MB parts, or two
+ * users' ten small mailboxes each: the replica's batch spans users,
+ * sync_replica_join); each waits in the client's pipeline
+ * (SYNCC_MAX_PIPELINE, 64 commands, which binds first: ~31 parts with
+ * their APPLY MESSAGE) with its snapshot. 16 cut a batch at 16 mailboxes
+ * (1.6 users at 1,000 x 10) and left the rest of a user to a second
+ * batch with its own commit: 48 makes it one batch per two users, one
+ * WAL fdatasync fewer per user (9,019 -> 8,019 for 1,000 users,
+ * docs/benchmarks.md, "A replica batch across users"). A refused part
+ * only gets the parts behind it refused too (their SINCE_MODSEQ no
+ * longer matches). */
+#define SYNC_CLIENT_MAILBOXES_INFLIGHT 48
 /* A full update of one mailbox the replica refuses because its state is
  * newer than what the client read (IMAP_SYNC_CHECKSUM) while the master
  * now holds everything the replica has: another client of the channel

@@ -599,6 +599,9 @@ int store_apply_batch_add(struct store_apply_batch *b, const struct store_apply 
 size_t store_apply_batch_count(const struct store_apply_batch *b);
 void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *errs);
 void store_apply_batch_free(struct store_apply_batch **b);
+/* The syncfs calls of every batch's run so far, in this process (the
+ * bodies' and the closing one of relaxed commits): for the tests. */
+unsigned long store_apply_batch_syncfs(void);
 /* Marks UIDs expunged without new modseqs (APPLY EXPUNGE, after a full
  * update); the mailbox's uniqueid must match (TE_MOVED). */
 int store_apply_expunge(struct store *st, const char *name, const char *uniqueid, const uint32_t *uids,

@@ -703,6 +703,13 @@ fail:
 	return -1;
 }
 
+static unsigned long batch_syncfs;	/* for the tests: the batches' syncfs calls */
+
+unsigned long store_apply_batch_syncfs(void)
+{
+	return batch_syncfs;
+}
+
 /* Makes every body the batch placed durable: one syncfs per file system
  * (all owners' directories are normally on one). A failure fails the
  * applies that placed bodies. */
@@ -724,6 +731,7 @@ static void batch_flush(struct store_apply_batch *b)
 			k++;
 		if (k < ndev)
 			continue;
+		batch_syncfs++;
 		if (store_blob_sync_dir(e->dir, &e->err) < 0) {
 			/* every apply whose bodies this file system holds fails */
 			for (size_t j = i; j < b->n; j++) {
@@ -858,6 +866,7 @@ static void batch_sync_commits(struct store_apply_batch *b)
 		/* fault injection for the tests: the closing syncfs fails as
 		 * on a failing disk (TANDEM_TEST_FAIL_COMMIT_SYNC=1) */
 		const char *fail = getenv("TANDEM_TEST_FAIL_COMMIT_SYNC");
+		batch_syncfs++;
 		int rc = stat(e->dir, &sb) < 0 ? terr_errno(&err, errno, "stat %s", e->dir)
 			 : fail && *fail	? terr_errno(&err, EIO, "syncfs %s", e->dir)
 						: store_blob_sync_dir(e->dir, &err);

@@ -108,7 +108,10 @@ static void p_send(struct sync_transport *t, const char *cmd, size_t len, const 
 		return;
 	}
 	if (!(vl == 4 && (!strncasecmp(cmd, "NOOP", 4) || !strncasecmp(cmd, "EXIT", 4))) &&
-	    sync_replica_defer_raw(p->r, cmd, len, streamed)) {
+	    (sync_replica_defer_raw(p->r, cmd, len, streamed) ||
+	     (!streamed && sync_replica_join_raw(p->r, cmd, len, pipe_data, p, pipe_reply, p)))) {
+		/* (GET USER, GET MAILBOXES and RESTART join a waiting batch as
+		 * on the csync port: sync_replica_join) */
 		/* a full batch is flushed on the engine's flush thread while
 		 * the next commands come, as on the csync port */
 		sync_replica_flush_poll(p->r, pipe_reply, p);

@@ -51,6 +51,19 @@ struct rdefer {
 	struct rbodies *bodies;
 	int queued;
 	char key[16];
+	/* A GET or RESTART joined to the batch (sync_replica_join): a GET's
+	 * data lines, run when it came (nothing before it in the batch
+	 * touches its user) and handed to data_fn just before its line; a
+	 * RESTART's unstaged bodies whose bytes the applies before it still
+	 * hold for their cache rows (mems, mem_bytes), freed once its answer
+	 * is handed out, after the batch's run. */
+	struct dlist **data;
+	size_t ndata;
+	sync_data_fn *data_fn;
+	void *data_rock;
+	char **mems;
+	size_t nmems;
+	uint64_t mem_bytes;
 };
 
 /* A batch whose flush (syncfs, commits) runs on the flush thread while

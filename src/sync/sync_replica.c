@@ -1029,6 +1029,185 @@ void sync_replica_defer(struct sync_replica *r, const char *verb, struct dlist *
 	sync_replica_files_drop(r);
 }
 
+/* ---- GET and RESTART inside a batch ----------------------------------------------------- */
+
+static void flight_finish(struct sync_replica *r, sync_reply_fn *fn, void *rock);
+
+/* A deep copy of a GET's data line (it is answered later). */
+static struct dlist *dl_copy(const struct dlist *d)
+{
+	struct dlist *c = dlist_new(d->type, d->key);
+	if (d->s.len)
+		buf_append(&c->s, d->s.ptr, d->s.len);
+	c->part = d->part ? xstrdup(d->part) : NULL;
+	memcpy(c->guid, d->guid, sizeof c->guid);
+	c->external = d->external;
+	c->size = d->size;
+	c->path = d->path ? xstrdup(d->path) : NULL;
+	for (size_t i = 0; i < d->n; i++)
+		dlist_add(c, dl_copy(d->items[i]));
+	return c;
+}
+
+/* sync_data_fn of a joined GET: its lines kept in its entry (rock). */
+static void joined_data(void *rock, const struct dlist *d)
+{
+	struct rdefer *e = rock;
+	e->data = xrealloc(e->data, (e->ndata + 1) * sizeof *e->data);
+	e->data[e->ndata++] = dl_copy(d);
+}
+
+/* What a joined GET or RESTART kept, once its answer is handed out. */
+static void joined_free(struct sync_replica *r, struct rdefer *d)
+{
+	for (size_t j = 0; j < d->ndata; j++)
+		dlist_free(&d->data[j]);
+	free(d->data);
+	d->data = NULL;
+	d->ndata = 0;
+	for (size_t j = 0; j < d->nmems; j++)
+		free(d->mems[j]);
+	free(d->mems);
+	d->mems = NULL;
+	d->nmems = 0;
+	r->mem_bytes -= d->mem_bytes;
+	d->mem_bytes = 0;
+}
+
+/* RESTART inside a batch: the staged bodies are dropped as by RESTART
+ * (files not moved into a mailbox removed now: every apply before it
+ * is placed, so none reads them again; the index emptied, so a body
+ * sent after it is staged afresh), but the bytes the batch's applies
+ * hold for their cache rows (rbodies point into them) stay with d until
+ * its answer is handed out, after the batch's run. */
+static void restart_in_batch(struct sync_replica *r, struct rdefer *d)
+{
+	for (size_t i = 0; i < r->nstaged; i++) {
+		struct rstaged *g = &r->staged[i];
+		if (!g->taken)
+			unlink(g->path);
+		free(g->path);
+		if (g->mem) {
+			d->mems = xrealloc(d->mems, (d->nmems + 1) * sizeof *d->mems);
+			d->mems[d->nmems++] = g->mem;
+			d->mem_bytes += g->memlen;	/* still counted in r->mem_bytes until then */
+		}
+	}
+	free(r->staged);
+	free(r->hidx);
+	r->staged = NULL;
+	r->hidx = NULL;
+	r->nstaged = r->capstaged = r->hcap = 0;
+	r->staged_bytes = 0;
+}
+
+/* 1 when an APPLY MAILBOX of the batch may change what a GET of owner's
+ * state answers (its mailbox belongs to owner, or its owner is unknown). */
+static int batch_touches(const struct sync_replica *r, const char *owner)
+{
+	for (size_t i = 0; i < r->ndefer; i++) {
+		const struct rdefer *d = &r->defer[i];
+		if (d->queued)
+			return 1;	/* not placed yet (not after flight_finish) */
+		if (!d->a)
+			continue;	/* APPLY MESSAGE, a refusal, a GET, a RESTART */
+		struct buf o = BUF_INIT;
+		struct terr e;
+		int same = mboxname_owner(d->a->name, &o, &e) < 0 || !strcasecmp(buf_cstr(&o), owner);
+		buf_free(&o);
+		if (same)
+			return 1;
+	}
+	return 0;
+}
+
+/* The owners a GET USER / GET MAILBOXES reads: 1 when the batch touches one. */
+static int get_touches_batch(const struct sync_replica *r, const struct dlist *kv)
+{
+	if (!strcasecmp(kv->key, "USER")) {
+		const char *user = dlist_cstr(kv);
+		return !user || batch_touches(r, user);
+	}
+	if (kv->type != DL_LIST)
+		return 1;
+	for (size_t i = 0; i < kv->n; i++) {
+		const char *name = dlist_cstr(kv->items[i]);
+		struct buf o = BUF_INIT;
+		struct terr e;
+		int t = !name || mboxname_owner(name, &o, &e) < 0 || batch_touches(r, buf_cstr(&o));
+		buf_free(&o);
+		if (t)
+			return 1;
+	}
+	return 0;
+}
+
+int sync_replica_join_key(const char *verb, const char *key)
+{
+	if (verb && !strcasecmp(verb, "RESTART"))
+		return 1;
+	return verb && key && !strcasecmp(verb, "GET") && (!strcasecmp(key, "USER") || !strcasecmp(key, "MAILBOXES"));
+}
+
+int sync_replica_join(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
+		      void *data_rock, sync_reply_fn *fn, void *rock)
+{
+	int restart = verb && !strcasecmp(verb, "RESTART");
+	if (!sync_replica_join_key(verb, kv ? kv->key : NULL) || (!restart && !kv))
+		return 0;
+	/* an empty batch: nothing to answer before it, run as before (a
+	 * flush in flight alone is waited for by the caller's flush) */
+	if (!r->ndefer || r->file_err.code || r->npending || r->in.active)
+		return 0;
+	/* the flush in flight done (its answers first; the applies queued
+	 * behind it placed): the store is this thread's and every apply of
+	 * the batch has taken its bodies */
+	flight_finish(r, fn, rock);
+	if (!restart && get_touches_batch(r, kv))
+		return 0;
+	struct rdefer *d = defer_push(r, restart ? "RESTART" : kv->key);
+	if (restart) {
+		r->commands++;
+		restart_in_batch(r, d);
+		d->line = xstrdup("OK Restarting");
+		return 1;
+	}
+	/* read-only and nothing before it in the batch changes its user's
+	 * state: its answer now is its answer in order; queued behind the
+	 * batch's answers */
+	d->data_fn = data;
+	d->data_rock = data_rock;
+	d->line = xstrdup(exec_cmd(r, "GET", kv, joined_data, d));
+	return 1;
+}
+
+int sync_replica_join_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data, void *data_rock,
+			  sync_reply_fn *fn, void *rock)
+{
+	size_t vl = strcspn(cmd, " \r\n");
+	if (!r->ndefer || vl > len || !((vl == 3 && !strncasecmp(cmd, "GET", 3)) || (vl == 7 && !strncasecmp(cmd, "RESTART", 7))))
+		return 0;
+	struct dlist *line = NULL;
+	struct terr err = { 0 };
+	if (dlist_parse_ext(cmd, len, 0, &line, &err) < 0)
+		return 0;
+	const char *verb = line->n ? dlist_cstr(line->items[0]) : NULL;
+	const char *key = line->n > 1 ? dlist_cstr(line->items[1]) : NULL;
+	int joined = 0;
+	if (verb && !strcasecmp(verb, "RESTART")) {
+		joined = sync_replica_join(r, "RESTART", NULL, data, data_rock, fn, rock);
+	} else if (sync_replica_join_key(verb, key)) {
+		/* only a GET that will join is taken apart (the caller runs the
+		 * others from cmd) */
+		struct dlist *kv = dlist_take_keyed(line, 1);
+		if (kv)
+			joined = sync_replica_join(r, "GET", kv, data, data_rock, fn, rock);
+		dlist_free(&kv);
+	}
+	dlist_free(&line);
+	return joined;
+}
+
 static void flush_run(struct sync_replica *r)
 {
 	store_apply_batch_run(r->fl.batch, r->fl.rcs, r->fl.errs);
@@ -1121,8 +1300,12 @@ static void flight_finish(struct sync_replica *r, sync_reply_fn *fn, void *rock)
 			rbodies_free(&d->bodies);
 			dlist_free(&d->kv);
 		}
-		if (fn)
+		if (fn) {
+			for (size_t j = 0; j < d->ndata && d->data_fn; j++)
+				d->data_fn(d->data_rock, d->data[j]);
 			fn(rock, line);
+		}
+		joined_free(r, d);
 		free(d->line);
 	}
 	free(f->rcs);

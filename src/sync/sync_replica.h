@@ -146,6 +146,35 @@ void sync_replica_set_batch_max(struct sync_replica *r, size_t n);
  * sync_replica_exec_streamed): 1 when it joined the batch, 0 when it
  * cannot (the caller flushes the batch and runs it). */
 int sync_replica_defer_raw(struct sync_replica *r, const char *cmd, size_t len, int streamed);
+/* GET USER, GET MAILBOXES and RESTART inside a batch (issue 12: a batch
+ * spans users; the streaming client sends "GET USER u(k+1)", u(k)'s
+ * parts, "RESTART" per user). sync_replica_join: 1 when the command
+ * joined the batch, its answer queued behind the answers of the
+ * commands before it (handed to fn in order; a GET's data lines to
+ * data just before its line); 0 when it cannot (the caller flushes the
+ * batch and runs it, as for any other command): the batch is empty,
+ * or a GET reads a user an APPLY MAILBOX of the batch writes. A flush in
+ * flight is waited for first (its answers to fn). How:
+ *   - GET USER / GET MAILBOXES runs when it comes, on the session's
+ *     thread, when no APPLY MAILBOX of the batch belongs to an owner it
+ *     reads: what the batch has not committed yet cannot change its
+ *     answer, so the answer now is the answer in order (the simplest
+ *     correct way: no GET inside the flush, no answer made on the
+ *     flush thread). A GET of a user the batch writes ends the batch.
+ *   - RESTART unstages at once (a body sent after it is staged afresh;
+ *     every apply before it has its bodies in place already); the bytes
+ *     those applies keep for their cache rows are freed only after the
+ *     batch's run; its "OK Restarting" keeps its place.
+ * No durability changes: a joined command writes nothing, and the OKs
+ * of the applies still wait for the batch's syncfs and commits.
+ * sync_replica_join_key: 1 for the commands that may join (the verb and
+ * the GET's key); sync_replica_join_raw: the same for a framed command
+ * (not streamed: none of these carries a file). */
+int sync_replica_join_key(const char *verb, const char *key);
+int sync_replica_join(struct sync_replica *r, const char *verb, const struct dlist *kv, sync_data_fn *data,
+		      void *data_rock, sync_reply_fn *fn, void *rock);
+int sync_replica_join_raw(struct sync_replica *r, const char *cmd, size_t len, sync_data_fn *data, void *data_rock,
+			  sync_reply_fn *fn, void *rock);
 /* Commands run so far (for the session's closing log line). */
 unsigned long sync_replica_commands(const struct sync_replica *r);
 

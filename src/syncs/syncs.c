@@ -414,6 +414,38 @@ static int cmd_engine(struct syncs *s, const struct dlist *line)
 	return 0;
 }
 
+/* GET USER, GET MAILBOXES and RESTART while a batch waits: joined to it
+ * (sync_replica_join: the batch spans users instead of ending at every
+ * user's GET USER and RESTART), or else run after the batch's answers as
+ * any other command. 1 when handled here. */
+static int join_batch(struct syncs *s, struct dlist *line)
+{
+	if (!s->authed || !s->replica || !sync_replica_deferred(s->replica) || !line->n)
+		return 0;
+	const char *verb = dlist_cstr(line->items[0]);
+	const char *key = line->n > 2 ? dlist_cstr(line->items[1]) : NULL;
+	if (!verb || !sync_replica_join_key(verb, key))
+		return 0;
+	if (!strcasecmp(verb, "RESTART")) {
+		if (!sync_replica_join(s->replica, "RESTART", NULL, send_data, s, send_reply, s))
+			return 0;
+		batch_check(s);
+		return 1;
+	}
+	struct dlist *kv = dlist_take_keyed(line, 1);
+	if (!kv)
+		return 0;	/* line untouched: its answer is the parse failure */
+	if (sync_replica_join(s->replica, "GET", kv, send_data, s, send_reply, s)) {
+		batch_check(s);
+	} else {
+		flush_batch(s);
+		send_line(s, sync_replica_exec(s->replica, "GET", kv, send_data, s));
+		s->answered = 1;	/* out at the next batch check (do_command) */
+	}
+	dlist_free(&kv);
+	return 1;
+}
+
 static int cmd_authenticate(struct syncs *s, const struct dlist *line)
 {
 	return do_authenticate(s, line);
@@ -444,6 +476,11 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 	struct dlist *line = NULL;
 	struct terr err = { 0 };
 	int rc = dlist_parse_ext(cmd, len, s->authed ? DLIST_FILES_OUTSIDE : 0, &line, &err);
+	if (rc == 0 && join_batch(s, line)) {
+		dlist_free(&line);
+		sync_replica_files_drop(s->replica);
+		return 0;
+	}
 	if (rc < 0 || !deferrable(s, line))
 		flush_batch(s);	/* its answer comes after the batch's */
 	if (rc < 0) {
@@ -470,6 +507,12 @@ static int do_command(struct syncs *s, const char *cmd, size_t len)
 		end = sc->fn(s, line);
 	dlist_free(&line);
 	sync_replica_files_drop(s->replica);	/* files the command did not stage */
+	/* its answer goes out with the next batch's check (send_answers), not
+	 * only when the session next waits: a GET USER answered at once lets
+	 * the streaming client send that user's parts while this session
+	 * still reads the previous user's (before, it waited in the buffer
+	 * until the batch read meanwhile was flushed) */
+	s->answered = 1;
 	return end;
 }
 

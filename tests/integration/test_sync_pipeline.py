@@ -125,6 +125,39 @@ try:
         chk = inst.run(["check"])
         t.eq(chk.returncode, 0, f"the replica checks clean: {chk.stdout}{chk.stderr}")
 
+    with t.case("GET USER and RESTART inside a batch: one batch for two users, every answer in order"):
+        c = Conn(d.port["sync"])
+        t.eq(c.auth("repl", "replpw"), b"OK Success (no protection)", "login")
+        b0, b1 = body(300), body(301)
+        # the streaming client's order: the next user's GET USER, this user's parts, RESTART
+        wire = (b"GET USER fay\r\n" +                       # nothing waits: answered at once
+                apply_message([b0]) + apply_mailbox(b"user.fay", uid(30), [b0]) + b"RESTART\r\n" +
+                b"GET USER gus\r\n" +                       # joins: nothing of the batch is gus's
+                b"GET USER ann\r\n" +                       # joins: ann's state as it is (data lines)
+                apply_message([b1]) + apply_mailbox(b"user.gus", uid(31), [b1]) + b"RESTART\r\n" +
+                b"GET MAILBOXES (user.fay)\r\n" +           # fay is written by the batch: ends it
+                b"NOOP\r\n")
+        c.s.sendall(wire)
+        lines = []
+        try:
+            while sum(1 for x in lines if not x.startswith(b"*")) < 11:
+                lines.append(c.line())
+        except (EOFError, ConnectionError, OSError):
+            pass
+        shown = [re.sub(rb"^\* (\w+) .*MBOXNAME (\S+).*", rb"* \1 \2", x) for x in lines]
+        t.eq(shown, [b"OK success",                                      # GET USER fay
+                     b"OK success", b"OK success", b"OK Restarting",     # fay's parts, RESTART
+                     b"OK success",                                      # GET USER gus
+                     b"* MAILBOX user.ann", b"* MAILBOX user.ann.Sub", b"OK success",  # GET USER ann
+                     b"OK success", b"OK success", b"OK Restarting",     # gus's parts, RESTART
+                     b"* MAILBOX user.fay", b"OK success",               # after the batch's commit
+                     b"OK Noop completed"], "answers in the order of the commands")
+        m = re.findall(r"event=apply_batch session=\S+ commands=(\d+) mailboxes=(\d+)", d.log())
+        t.check(("8", "2") in m, f"one batch of eight commands, fay's and gus's mailboxes: {m}")
+        t.eq(count(inst, "user.fay"), 1, "user.fay applied")
+        t.eq(count(inst, "user.gus"), 1, "user.gus applied")
+        t.eq(os.listdir(os.path.join(inst.dir, "spool", "tmp", "sync")), [], "nothing left staged")
+
     with t.case("a command waiting for its answer is never held back: one at a time, each answered"):
         b = body(200)
         t.eq(c.cmd(apply_message([b]))[-1], b"OK success", "APPLY MESSAGE alone")

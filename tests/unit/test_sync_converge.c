@@ -35,12 +35,14 @@
 #include "lib/log.h"
 #include "lib/sha1.h"
 #include "store/store.h"
+#include "store/store-private.h"
 #include "store/synccrc.h"
 #include "sync/sync.h"
 #include "sync/sync_replica.h"
 #include "sync/sync_transport.h"
 #include "sync/sync_client.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1051,6 +1053,149 @@ TEST(a_second_client_of_the_channel_races_the_first)
 	CHECK(fired <= 4 + SYNC_RACE_RESENDS);
 }
 
+/* ---- a batch across users (issue 12) ---- */
+
+/* One user's mailbox as the streaming client sends it: its body (APPLY
+ * MESSAGE, the bytes inline) and APPLY MAILBOX of nrec records. */
+static void user_parts(struct sync_transport *t, const char *user, unsigned nrec)
+{
+	struct buf cmd = BUF_INIT, msg = BUF_INIT, recs = BUF_INIT;
+	for (unsigned uid = 1; uid <= nrec; uid++) {
+		char guid[41];
+		buf_reset(&msg);
+		buf_printf(&msg, "From: a@example.com\r\nSubject: %s %u\r\n\r\nfor %s, number %u\r\n", user, uid, user, uid);
+		sha1_hex(msg.ptr, msg.len, guid);
+		buf_reset(&cmd);
+		buf_printf(&cmd, "APPLY MESSAGE (%%{default %s %zu}\r\n", guid, msg.len);
+		buf_append(&cmd, msg.ptr, msg.len);
+		buf_appends(&cmd, ")\r\n");
+		sync_transport_send(t, cmd.ptr, cmd.len);
+		buf_printf(&recs, "%s%%(UID %u MODSEQ %u LAST_UPDATED 1700000000 FLAGS () INTERNALDATE 1700000000 SIZE %zu GUID %s)",
+			   uid > 1 ? " " : "", uid, uid + 1, msg.len, guid);
+	}
+	buf_reset(&cmd);
+	buf_printf(&cmd, "APPLY MAILBOX %%(UNIQUEID uniq%s00000000000000 MBOXNAME user.%s SYNC_CRC 0 LAST_UID %u"
+			 " HIGHESTMODSEQ %u RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE 0 POP3_LAST_LOGIN 0"
+			 " POP3_SHOW_AFTER 0 UIDVALIDITY 1700000001 PARTITION default ACL \"\" OPTIONS P RECORD (%s))\r\n",
+		   user, user, nrec, nrec + 1, recs.ptr);
+	sync_transport_send(t, cmd.ptr, cmd.len);
+	buf_free(&cmd);
+	buf_free(&msg);
+	buf_free(&recs);
+}
+
+static void send_line(struct sync_transport *t, const char *line)
+{
+	struct buf cmd = BUF_INIT;
+	buf_printf(&cmd, "%s\r\n", line);
+	sync_transport_send(t, cmd.ptr, cmd.len);
+	buf_free(&cmd);
+}
+
+/* The answers of n commands, one line each in out: "OK ...", or a data
+ * line as "* MAILBOX <name> <LAST_UID>". */
+static int read_answers(struct sync_transport *t, size_t n, struct buf *out)
+{
+	struct terr err = { 0 };
+	for (size_t done = 0; done < n;) {
+		struct sync_reply rep = { NULL, BUF_INIT };
+		if (sync_transport_recv(t, &rep, &err) < 0)
+			return -1;
+		if (rep.data) {
+			const char *name = NULL;
+			uint64_t last = 0;
+			dlist_get_str(rep.data, "MBOXNAME", &name);
+			dlist_get_num64(rep.data, "LAST_UID", &last);
+			buf_printf(out, "* %s %s %llu\n", rep.data->key ? rep.data->key : "?", name ? name : "-",
+				   (unsigned long long)last);
+		} else {
+			buf_printf(out, "%s\n", buf_cstr(&rep.text));
+			done++;
+		}
+		sync_reply_free(&rep);
+	}
+	return 0;
+}
+
+/* The streaming client's order (GET USER of the next user, this user's
+ * parts, RESTART) makes one batch of four users: GET USER and RESTART
+ * join it, every answer in order, and one syncfs for the bodies plus one
+ * closing the relaxed commits where a batch per user took four. A GET of
+ * a user the batch writes ends it: its answer shows that write. */
+static void batch_across_users(int thread)
+{
+	struct world w;
+	struct terr err = { 0 };
+	if (open_world(&w, &err) < 0) {
+		CHECK_STR(err.msg, "");
+		return;
+	}
+	struct sync_replica_opts o = { w.r, "test", NULL, NULL };
+	w.rep = sync_replica_new(&o);
+	if (thread)
+		sync_replica_set_batch_max(w.rep, 0);	/* the flush thread on, batches of 64 */
+	struct sync_transport *t = sync_pipe_new(w.rep);
+	/* user b is on the replica already: its GET USER has a data line */
+	user_parts(t, "b", 1);
+	struct buf got = BUF_INIT;
+	CHECK_INT(read_answers(t, 2, &got), 0);
+	unsigned long fs0 = store_apply_batch_syncfs(), relaxed0 = store_apply_relaxed_batches();
+	send_line(t, "GET USER a");	/* the batch is empty: run at once */
+	send_line(t, "GET USER b");
+	user_parts(t, "a", 1);
+	send_line(t, "RESTART");
+	send_line(t, "GET USER c");
+	user_parts(t, "b", 2);
+	send_line(t, "RESTART");
+	send_line(t, "GET USER d");
+	user_parts(t, "c", 1);
+	send_line(t, "RESTART");
+	send_line(t, "GET MAILBOXES (user.a user.b)");	/* a and b written by the batch: it ends */
+	user_parts(t, "d", 3);
+	send_line(t, "RESTART");
+	send_line(t, "GET MAILBOXES (user.c)");	/* not written by this batch: joins */
+	send_line(t, "GET USER d");	/* written by this batch: ends it */
+	buf_reset(&got);
+	CHECK_INT(read_answers(t, 22, &got), 0);
+	CHECK_STR(got.ptr, "OK success\n"				/* GET USER a */
+			   "* MAILBOX user.b 1\nOK success\n"		/* GET USER b */
+			   "OK success\nOK success\nOK Restarting\n"	/* a */
+			   "OK success\n"				/* GET USER c */
+			   "OK success\nOK success\nOK success\nOK Restarting\n"	/* b */
+			   "OK success\n"				/* GET USER d */
+			   "OK success\nOK success\nOK Restarting\n"	/* c */
+			   "* MAILBOX user.a 1\n* MAILBOX user.b 2\nOK success\n"
+			   "OK success\nOK success\nOK success\nOK success\nOK Restarting\n"	/* d */
+			   "* MAILBOX user.c 1\nOK success\n"
+			   "* MAILBOX user.d 3\nOK success\n");
+	/* two batches: a b c (a GET MAILBOXES of a and b ends it), then d
+	 * (alone: committed FULL, its bodies' syncfs only); per user, four
+	 * plus one */
+	CHECK_INT(store_apply_batch_syncfs() - fs0, 3);
+	CHECK_INT(store_apply_relaxed_batches() - relaxed0, 1);
+	/* nothing left staged: RESTART inside the batch unstaged (the
+	 * bodies moved into place; none of tmp/sync stays) */
+	struct buf sync_dir = BUF_INIT;
+	buf_printf(&sync_dir, "%s/spool/tmp/sync", w.rdir.ptr);
+	size_t left = 0;
+	DIR *dh = opendir(sync_dir.ptr);
+	for (struct dirent *de; dh && (de = readdir(dh));)
+		left += de->d_name[0] != '.';
+	if (dh)
+		closedir(dh);
+	CHECK_INT(left, 0);
+	buf_free(&sync_dir);
+	sync_transport_close(&t);
+	buf_free(&got);
+	close_world(&w);
+}
+
+TEST(a_batch_spans_users_with_get_and_restart_inside)
+{
+	batch_across_users(0);
+	batch_across_users(1);
+}
+
 TEST(converges_whatever_the_sequence_and_cuts)
 {
 	run_seeds(0);
@@ -1066,6 +1211,7 @@ int main(void)
 	log_set_level(getenv("TANDEM_VERBOSE") ? LOG_LVL_DEBUG : LOG_LVL_ERR);
 	setvbuf(stdout, NULL, _IONBF, 0);
 	RUN(a_mailbox_is_read_in_one_snapshot);
+	RUN(a_batch_spans_users_with_get_and_restart_inside);
 	RUN(a_second_client_of_the_channel_races_the_first);
 	RUN(converges_whatever_the_sequence_and_cuts);
 	if (!getenv("TANDEM_NO_SPLIT"))
