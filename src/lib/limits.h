@@ -224,6 +224,17 @@
  * only gets the parts behind it refused too (their SINCE_MODSEQ no
  * longer matches). */
 #define SYNC_CLIENT_MAILBOXES_INFLIGHT 48
+
+/* Users whose GET USER a streaming client (sync_client_users.c) has asked
+ * ahead of the one it sends: the replica answers a GET USER inside its
+ * batch when the batch holds nothing of that user (sync_replica_join), so
+ * with the next users' answers already there the client sends their parts
+ * at once and one replica batch (one syncfs, relaxed commits) holds
+ * several users' mailboxes; asking only the next one made the client wait
+ * for that answer behind the batch, and a batch held two users at most.
+ * 4: SYNC_APPLY_BATCH_MAX (64 commands) is ~4-5 users of ten small
+ * mailboxes; each answer held is one user's mailbox states. */
+#define SYNC_CLIENT_USERS_AHEAD 4
 /* A full update of one mailbox the replica refuses because its state is
  * newer than what the client read (IMAP_SYNC_CHECKSUM) while the master
  * now holds everything the replica has: another client of the channel

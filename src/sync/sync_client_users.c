@@ -209,13 +209,29 @@ static int stream_subs(struct stream *s, const char *user, struct uview *uv, str
 	return rc;
 }
 
-/* One user of users_streamed, its GET USER answered: the mailboxes the
- * replica has (or has under another name, or only it has) go the general
- * way (syncc_sync_batch, after the stream is drained); those it lacks are
- * streamed. */
-static int user_streamed(struct stream *s, const char *user, struct uview *uv, struct uview *next,
-			 const char *next_user, struct terr *err)
+/* GET USER of the users after k, up to SYNC_CLIENT_USERS_AHEAD of them,
+ * that exist here and were not asked yet. */
+static int ask_ahead(struct stream *s, const char *const *users, struct uview *uvs, size_t k, size_t n,
+		     struct terr *err)
 {
+	int rc = 0;
+	for (size_t j = k + 1; rc == 0 && j < n && j <= k + SYNC_CLIENT_USERS_AHEAD; j++) {
+		struct terr e2 = { 0 };
+		if (!uvs[j].sent && store_user_exists(s->sc->st, users[j], &e2) > 0)
+			rc = send_get_user(s, users[j], &uvs[j], err);
+	}
+	return rc;
+}
+
+/* One user of users_streamed (users[k]), its GET USER answered: the
+ * mailboxes the replica has (or has under another name, or only it has)
+ * go the general way (syncc_sync_batch, after the stream is drained);
+ * those it lacks are streamed. */
+static int user_streamed(struct stream *s, const char *const *users, struct uview *uvs, size_t k, size_t n,
+			 struct terr *err)
+{
+	const char *user = users[k];
+	struct uview *uv = &uvs[k];
 	struct terr *uerr = &uv->uerr;
 	struct syncc *sc = s->sc;
 	struct names local = { NULL, 0 }, general = { NULL, 0 }, fresh = { NULL, 0 };
@@ -248,8 +264,8 @@ static int user_streamed(struct stream *s, const char *user, struct uview *uv, s
 			}
 		}
 	}
-	if (rc == 0 && next_user)
-		rc = send_get_user(s, next_user, next, err);
+	if (rc == 0)
+		rc = ask_ahead(s, users, uvs, k, n, err);
 	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
 		rc = syncc_stream_mailbox(s, syncc_stream_add(s, fresh.v[i]), NULL, err);
 	/* a user's parts in Cyrus's order: mailboxes, then subscriptions (a
@@ -266,10 +282,11 @@ static int user_streamed(struct stream *s, const char *user, struct uview *uv, s
 }
 
 /* Whole users in one stream. The replica applies user k's last part
- * while the client reads and sends user k+1's first bodies: GET USER
- * k+1 goes out before user k's mailboxes, and its answer (the replica's
- * mailbox states, so no GET MAILBOXES nor GET META) comes back ahead of
- * theirs. Streamed mailboxes the replica refused are retried the
+ * while the client reads and sends user k+1's first bodies: GET USER of
+ * the next SYNC_CLIENT_USERS_AHEAD users goes out before user k's
+ * mailboxes, and their answers (the replica's mailbox states, so no GET
+ * MAILBOXES nor GET META) come back ahead of theirs (the replica answers
+ * them inside its batch: one batch holds several users). Streamed mailboxes the replica refused are retried the
  * general way at the end. */
 static int users_streamed(struct syncc *sc, const char *const *users, size_t n, struct terr *err)
 {
@@ -293,8 +310,7 @@ static int users_streamed(struct syncc *sc, const char *const *users, size_t n, 
 				rc = -1;
 			}
 		} else if (ex > 0 && !uvs[k].err.code) {
-			rc = user_streamed(&s, users[k], &uvs[k], k + 1 < n ? &uvs[k + 1] : NULL,
-					   k + 1 < n ? users[k + 1] : NULL, err);
+			rc = user_streamed(&s, users, uvs, k, n, err);
 		} else if (ex > 0) {
 			*uerr = uvs[k].err;
 		}

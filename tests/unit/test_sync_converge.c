@@ -1196,6 +1196,73 @@ TEST(a_batch_spans_users_with_get_and_restart_inside)
 	batch_across_users(1);
 }
 
+/* The commands the replica was sent, one line each (their first line). */
+static struct buf ahead_wire;
+
+static void record_command(void *rock, const char *cmd, size_t len)
+{
+	(void)rock;
+	size_t n = strcspn(cmd, "\r\n");
+	buf_append(&ahead_wire, cmd, n < len ? n : len);
+	buf_putc(&ahead_wire, '\n');
+}
+
+/* Where line (a prefix) first starts a line of the recorded commands;
+ * -1 when it never does. */
+static long wire_pos(const char *line)
+{
+	const char *w = buf_cstr(&ahead_wire);
+	for (const char *p = w; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (!strncmp(p, line, strlen(line)))
+			return p - w;
+	return -1;
+}
+
+/* The streaming client asks GET USER of the next SYNC_CLIENT_USERS_AHEAD
+ * users before it sends a user's parts (the replica answers those inside
+ * its batch, so the next users' answers are there when their parts are
+ * due and one batch holds several users): users 1-4's GET USER go out
+ * before user 0's mailbox, user 5's before user 1's. Asking only the next
+ * user's, user 4's came after user 3's mailbox. */
+TEST(the_client_asks_users_ahead)
+{
+	struct world w;
+	struct terr err = { 0 };
+	if (open_world(&w, &err) < 0) {
+		CHECK_STR(err.msg, "");
+		return;
+	}
+	W = &w;
+	buf_reset(&ahead_wire);
+	w.before = record_command;
+	static const char *const u[] = { "u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7" };
+	static const char msg[] = "From: a@example.com\r\nSubject: ahead\r\n\r\nbody\r\n";
+	for (size_t i = 0; i < 8; i++) {
+		char box[32];
+		snprintf(box, sizeof box, "user.%s", u[i]);
+		uint32_t uid = 0;
+		CHECK_INT(store_user_create(w.m, u[i], NULL, &err), 0);
+		CHECK_INT(store_append(w.m, box, msg, strlen(msg), NULL, &uid, &err), 0);
+	}
+	int rc = syncc_connect(w.sc, &err);
+	if (rc == 0)
+		rc = syncc_users(w.sc, u, 8, &err);
+	CHECK_INT(rc, 0);
+	long mb0 = wire_pos("APPLY MAILBOX %(UNIQUEID"), get4 = wire_pos("GET USER u4"), get5 = wire_pos("GET USER u5");
+	const char *w1 = strstr(buf_cstr(&ahead_wire), "MBOXNAME user.u1 ");
+	long mb1 = w1 ? (long)(w1 - buf_cstr(&ahead_wire)) : -1;
+	CHECK(mb0 >= 0 && get4 >= 0 && get5 >= 0 && mb1 >= 0);
+	CHECK(get4 < mb0);
+	CHECK(get5 < mb1);
+	CHECK(get5 > mb0);	/* not all at once: SYNC_CLIENT_USERS_AHEAD */
+	if (get4 >= mb0 || get5 >= mb1)
+		printf("  the commands:\n%s", buf_cstr(&ahead_wire));
+	w.before = NULL;
+	buf_free(&ahead_wire);
+	close_world(&w);
+	W = NULL;
+}
+
 TEST(converges_whatever_the_sequence_and_cuts)
 {
 	run_seeds(0);
@@ -1213,6 +1280,7 @@ int main(void)
 	RUN(a_mailbox_is_read_in_one_snapshot);
 	RUN(a_batch_spans_users_with_get_and_restart_inside);
 	RUN(a_second_client_of_the_channel_races_the_first);
+	RUN(the_client_asks_users_ahead);
 	RUN(converges_whatever_the_sequence_and_cuts);
 	if (!getenv("TANDEM_NO_SPLIT"))
 		RUN(converges_when_the_replica_changes_too);
