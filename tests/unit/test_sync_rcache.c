@@ -41,8 +41,11 @@ static int same(struct syncc *sc, const int *have, const unsigned *uid)
 		int i = atoi(sc->rcache[k].name + strlen("user.u"));
 		if (i < 0 || i >= NAMES || !have[i] || seen[i]++)
 			return 2;
-		const char *v = dlist_cstr(dlist_get(sc->rcache[k].hdr, "LAST_UID"));
-		if (!v || strtoul(v, NULL, 10) != uid[i])
+		struct dlist *hdr = syncc_rstate_hdr(&sc->rcache[k]);
+		const char *v = dlist_cstr(dlist_get(hdr, "LAST_UID")), *o = dlist_cstr(dlist_get(hdr, "OPTIONS"));
+		int bad = !v || strtoul(v, NULL, 10) != uid[i] || !o || strcmp(o, "7") || hdr->n != 9;
+		dlist_free(&hdr);
+		if (bad)
 			return 3;
 	}
 	return 0;
