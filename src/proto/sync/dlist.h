@@ -41,12 +41,13 @@ struct dlist {
 	 * they are the file at path and the writer sends them itself
 	 * (dlist_print_refs). size is the literal's size either way. */
 	int external;
-	uint64_t size;
-	char *path;
 	/* DL_FILE by reference: the file already open (dlist_add_file_fd),
 	 * or -1. Printing with refs hands it to the ref (the dlist keeps the
-	 * path: a second print opens that). */
+	 * path: a second print opens that). Beside external: in its padding
+	 * (every dlist node of every command stays 152 bytes). */
 	int fd;
+	uint64_t size;
+	char *path;
 };
 
 /* ---- building ---------------------------------------------------------------- */
