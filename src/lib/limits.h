@@ -142,8 +142,12 @@
 #define DLIST_MAX_COMMAND_BYTES (256L * 1024 * 1024)
 /* GUIDs per APPLY RESERVE we send (Cyrus client splits at 8192+1). */
 #define SYNC_MAX_RESERVE_GUIDS 8192
-/* File literals per APPLY MESSAGE we send (Cyrus client splits at 1024). */
-#define SYNC_MAX_MESSAGE_FILES 1024
+/* File literals per APPLY MESSAGE we send (Cyrus client splits at 1024):
+ * 256, because the client holds each file open from when it sizes the
+ * literal until the command is sent (one open per body, no stat by path),
+ * and 256 descriptors stay far under the usual soft limit of 1024 beside
+ * the databases and sockets. */
+#define SYNC_MAX_MESSAGE_FILES 256
 /* Bodies travel by reference (docs/replication.md, "How bodies travel"):
  * a file literal is moved between a message file and the socket in pieces
  * of this many bytes: the replica writes each piece of a literal to its

@@ -330,6 +330,22 @@ int store_records(struct store *st, const char *mboxname, uint64_t since_modseq,
 /* Path of a message file of the mailbox's owner (it need not exist). */
 int store_message_path(struct store *st, const char *mboxname, const char *guid, struct buf *path_r,
 		       struct terr *err);
+/* A message file open for reading, for a reader that opens many (the
+ * sync client sending bodies): the file of guid of mailbox mboxname's
+ * owner, opened by name in the owner's blobs/ directory, which *bd keeps
+ * open for the next calls while they are of the same owner (one path
+ * walk per owner, not one per file). *fd_r (the caller closes it) and
+ * its size from fstat; *path_r its path (for messages and a fallback).
+ * TE_NOTFOUND when there is no such file. store_blobdir_close at the
+ * end. */
+struct store_blobdir {
+	int fd;		/* -1: none open */
+	char *dir;	/* the owner's directory it belongs to */
+};
+#define STORE_BLOBDIR_INIT { -1, NULL }
+int store_message_open(struct store *st, const char *mboxname, const char *guid, struct store_blobdir *bd,
+		       int *fd_r, uint64_t *size_r, struct buf *path_r, struct terr *err);
+void store_blobdir_close(struct store_blobdir *bd);
 /* Reads a message's bytes and checks their SHA-1 against the GUID
  * (TE_CORRUPT if they differ). */
 int store_message_read(struct store *st, const char *mboxname, const char *guid, struct buf *out,

@@ -12,6 +12,9 @@
 #include "lib/xalloc.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -898,6 +901,52 @@ int store_message_path(struct store *st, const char *mboxname, const char *guid,
 	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
 		return -1;
 	return store_blob_path(u, guid, path_r);
+}
+
+int store_message_open(struct store *st, const char *mboxname, const char *guid, struct store_blobdir *bd,
+		       int *fd_r, uint64_t *size_r, struct buf *path_r, struct terr *err)
+{
+	struct ustore *u;
+	*fd_r = -1;
+	if (store_ustore_for_mailbox(st, mboxname, 0, &u, err) < 0)
+		return -1;
+	store_blob_path(u, guid, path_r);
+	if (!bd->dir || strcmp(bd->dir, u->dir)) {
+		store_blobdir_close(bd);
+		bd->fd = store_blobs_open(u);	/* -1 (no blobs/ yet): by path */
+		bd->dir = xstrdup(u->dir);
+	}
+	/* "xx/<guid>" under blobs/, as store_blob_path names it */
+	char rel[64];
+	snprintf(rel, sizeof rel, "%.2s/%s", guid, guid);
+	int fd = bd->fd >= 0 ? openat(bd->fd, rel, O_RDONLY | O_CLOEXEC) : open(path_r->ptr, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && bd->fd >= 0) {
+		/* the kept directory may be an old one (the user removed and
+		 * made again since): once more by the whole path */
+		store_blobdir_close(bd);
+		fd = open(path_r->ptr, O_RDONLY | O_CLOEXEC);
+	}
+	struct stat sb;
+	if (fd < 0)
+		return errno == ENOENT ? terr_set(err, TE_NOTFOUND, "no message file %s", path_r->ptr)
+				       : terr_errno(err, errno, "message file %s", path_r->ptr);
+	if (fstat(fd, &sb) < 0) {
+		int e = errno;
+		close(fd);
+		return terr_errno(err, e, "message file %s", path_r->ptr);
+	}
+	*fd_r = fd;
+	*size_r = (uint64_t)sb.st_size;
+	return 0;
+}
+
+void store_blobdir_close(struct store_blobdir *bd)
+{
+	if (bd->fd >= 0)
+		close(bd->fd);
+	free(bd->dir);
+	bd->fd = -1;
+	bd->dir = NULL;
 }
 
 int store_blob_read(struct store *st, struct ustore *u, const char *guid, struct buf *out, struct terr *err)

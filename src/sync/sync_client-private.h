@@ -13,6 +13,7 @@
 #include "lib/buf.h"
 #include "lib/limits.h"
 #include "proto/sync/dlist.h"
+#include "store/store.h"
 #include "sync/sync_client.h"
 
 struct store_mailbox_info;
@@ -80,6 +81,10 @@ struct syncc {
 	SSL_CTX *tls;
 	struct buf out;
 	struct dlist_refs refs;	/* by-reference bodies of out (sent from their files) */
+	/* the blobs/ directory of the owner whose bodies were last sized
+	 * (syncc_add_body opens each message file in it: one path walk per
+	 * owner, not two per message) */
+	struct store_blobdir blobs;
 	struct syncc_stats stats;
 	int cap_starttls, cap_compress, cap_sieve;
 	int compare_bodies;
@@ -105,8 +110,11 @@ struct syncc {
 	 * after our last APPLY MAILBOX it accepted; lets a rolling pass skip
 	 * GET MAILBOXES and RESERVE and send one pipelined round trip */
 	struct syncc_rstate {
+		/* the name, then (after its NUL) the header's values in the
+		 * order of rcache_keys (sync_client_cache.c), each ending in a
+		 * NUL: one allocation, ~150 bytes a mailbox (a dlist of the
+		 * same was ~2.9 KB: 29 MB at 10,000 mailboxes) */
 		char *name;
-		struct dlist *hdr;
 		uint64_t hash;	/* of name, for rcache_slots */
 	} *rcache;
 	size_t nrcache, rcache_cap;
@@ -228,7 +236,8 @@ struct sitem {
 	char *name;
 	struct dlist *mb;	/* the snapshot; after the last part its header is the replica's */
 	int state;		/* 0 going, 1 done, -1 failed */
-	struct terr err;
+	struct terr *err;	/* why it failed (syncc_item_fail), else NULL:
+				 * an initial sync holds an item per mailbox */
 	unsigned parts;
 };
 
@@ -251,7 +260,7 @@ struct stream {
 	size_t qfirst, qn, mb_inflight;
 	struct gset sent;	/* bodies staged on the replica by this stream */
 	struct sitem *it;
-	size_t nit;
+	size_t nit, itcap;
 	unsigned long bodies, bodies_staged;	/* sent; sent since the last RESTART */
 };
 
@@ -304,6 +313,10 @@ void syncc_stream_init(struct stream *s, struct syncc *sc, char **names, size_t 
 int syncc_stream_restart(struct stream *s, struct terr *err);
 /* The end of a stream: RESTART when needed, every answer read. */
 int syncc_stream_finish(struct stream *s, struct terr *err);
+/* Marks an item failed with e (its first failure is kept). */
+void syncc_item_fail(struct sitem *it, const struct terr *e);
+/* Why an item did not finish, into *e. */
+void syncc_item_err(const struct sitem *it, struct terr *e);
 /* Frees a stream's items and state. */
 void syncc_stream_free(struct stream *s);
 /* One mailbox's update in parts, incremental from remote or whole when NULL. */
@@ -315,6 +328,8 @@ int syncc_stream_new_mailboxes(struct syncc *sc, char **names, size_t n, char **
 /* syncc_cache.c */
 /* The sync cache: after the replica accepted mb, its header is the replica's. */
 void syncc_rcache_put(struct syncc *sc, const char *name, const struct dlist *mb);
+/* A cached header as a MAILBOX kvlist of its keys (the caller frees it). */
+struct dlist *syncc_rstate_hdr(const struct syncc_rstate *r);
 /* 1 when a record's FLAGS hold \Expunged. */
 int syncc_rec_is_expunged(const struct dlist *r);
 /* The one-round-trip pass from the sync cache; the rest goes to slow[]. */

@@ -236,10 +236,8 @@ int syncc_stream_recv(struct stream *s, struct terr *err)
 	}
 	struct sitem *it = &s->it[pe->item];
 	if (r < 0) {
-		if (it->state == 0) {
-			it->state = -1;
-			it->err = e2;
-		}
+		if (it->state == 0)
+			syncc_item_fail(it, &e2);
 	} else if (pe->kind == SP_MAILBOX && pe->last && it->state == 0) {
 		it->state = 1;
 		syncc_rcache_put(sc, it->name, it->mb);
@@ -284,15 +282,17 @@ int syncc_add_body(struct syncc *sc, struct dlist **msg, const char *name, const
 		   struct terr *err)
 {
 	struct buf path = BUF_INIT;
-	struct stat sb;
-	int rc = store_message_path(sc->st, name, guid, &path, err);
-	if (rc == 0 && stat(path.ptr, &sb) < 0)
-		rc = terr_errno(err, errno, "message file %s", path.ptr);
+	uint64_t size = 0;
+	int fd = -1;
+	/* opened once, by name in its owner's blobs/ directory: the size from
+	 * the open file, and the transport sends from that descriptor (no
+	 * stat and later open by the whole path) */
+	int rc = store_message_open(sc->st, name, guid, &sc->blobs, &fd, &size, &path, err);
 	if (rc == 0) {
 		if (!*msg)
 			*msg = dlist_new(DL_LIST, "MESSAGE");
-		dlist_add_file_ref(*msg, NULL, "default", guid, path.ptr, (uint64_t)sb.st_size);
-		*bytes += (size_t)sb.st_size;
+		dlist_add_file_fd(*msg, NULL, "default", guid, path.ptr, fd, size);
+		*bytes += (size_t)size;
 	}
 	buf_free(&path);
 	return rc;
@@ -325,8 +325,9 @@ static int send_bodies(struct stream *s, size_t idx, const struct prec *v, size_
 		if (v[i].expunged || !v[i].guid[0] || gset_has(&s->sent, v[i].guid) ||
 		    (need && !gset_has(need, v[i].guid)))
 			continue;
-		if (syncc_add_body(sc, &msg, it->name, v[i].guid, &bytes, &it->err) < 0) {
-			it->state = -1;
+		struct terr e2 = { 0 };
+		if (syncc_add_body(sc, &msg, it->name, v[i].guid, &bytes, &e2) < 0) {
+			syncc_item_fail(it, &e2);
 			break;
 		}
 		gset_add(&s->sent, v[i].guid);
@@ -414,8 +415,9 @@ int syncc_stream_mailbox(struct stream *s, size_t idx, const struct dlist *remot
 	syncc_remote_nums(remote, &rn);
 	uint64_t rms = rn.modseq;
 	uint32_t rlast = rn.last_uid, rcrc = rn.crc, rannot = rn.crc_annot;
-	if (sync_mailbox_dlist(sc->st, it->name, 1, rms, &it->mb, &it->err) < 0) {
-		it->state = -1;
+	struct terr e2 = { 0 };
+	if (sync_mailbox_dlist(sc->st, it->name, 1, rms, &it->mb, &e2) < 0) {
+		syncc_item_fail(it, &e2);
 		return 0;
 	}
 	struct dlist *mb = it->mb;
@@ -429,9 +431,9 @@ int syncc_stream_mailbox(struct stream *s, size_t idx, const struct dlist *remot
 	struct gset need = { 0 };
 	int rc = 0;
 	syncc_rcache_drop(sc, it->name);
-	if (remote && stream_reserve(s, it->name, v, n, rlast, &need, &it->err) < 0) {
-		rc = it->err.code == TE_IO ? (*err = it->err, -1) : 0;
-		it->state = -1;
+	if (remote && stream_reserve(s, it->name, v, n, rlast, &need, &e2) < 0) {
+		rc = e2.code == TE_IO ? (*err = e2, -1) : 0;
+		syncc_item_fail(it, &e2);
 	}
 	/* the full header, restored for the last part */
 	char *orig[NPART_KEYS];
@@ -506,9 +508,30 @@ int syncc_stream_mailbox(struct stream *s, size_t idx, const struct dlist *remot
 	return rc;
 }
 
+void syncc_item_fail(struct sitem *it, const struct terr *e)
+{
+	it->state = -1;
+	if (!it->err) {
+		it->err = xmalloc(sizeof *it->err);
+		*it->err = *e;
+	}
+}
+
+void syncc_item_err(const struct sitem *it, struct terr *e)
+{
+	if (it->err)
+		*e = *it->err;
+	else
+		terr_set(e, TE_IO, "mailbox %s: not replicated", it->name);
+}
+
 size_t syncc_stream_add(struct stream *s, const char *name)
 {
-	s->it = xrealloc(s->it, (s->nit + 1) * sizeof *s->it);
+	if (s->nit == s->itcap) {
+		/* doubling: an initial sync adds an item per mailbox */
+		s->itcap = s->itcap ? 2 * s->itcap : 16;
+		s->it = xrealloc(s->it, s->itcap * sizeof *s->it);
+	}
 	memset(&s->it[s->nit], 0, sizeof *s->it);
 	s->it[s->nit].name = xstrdup(name);
 	return s->nit++;
@@ -550,6 +573,7 @@ void syncc_stream_free(struct stream *s)
 {
 	for (size_t i = 0; i < s->nit; i++) {
 		free(s->it[i].name);
+		free(s->it[i].err);
 		dlist_free(&s->it[i].mb);
 	}
 	free(s->it);
@@ -567,7 +591,7 @@ int syncc_stream_one(struct syncc *sc, const char *name, const struct dlist *rem
 	if (rc == 0)
 		rc = syncc_stream_finish(&s, err);
 	if (rc == 0 && s.it[0].state != 1) {
-		*err = s.it[0].err;
+		syncc_item_err(&s.it[0], err);
 		rc = -1;
 	}
 	syncc_stream_free(&s);
@@ -596,7 +620,7 @@ int syncc_stream_new_mailboxes(struct syncc *sc, char **names, size_t n, char **
 			continue;
 		}
 		log_notice("event=sync_stream_retry channel=%s mailbox=%s reason=\"%s\"", sc->channel,
-			   logq(q, names[i]), s.it[i].err.msg);
+			   logq(q, names[i]), s.it[i].err ? s.it[i].err->msg : "");
 		retry[(*nretry)++] = names[i];
 	}
 	syncc_stream_free(&s);

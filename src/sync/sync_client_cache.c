@@ -19,6 +19,7 @@
  * APPLY MAILBOX (SINCE_*) need. */
 static const char *const rcache_keys[] = { "UNIQUEID", "LAST_UID", "HIGHESTMODSEQ", "UIDVALIDITY", "SYNC_CRC",
 					   "SYNC_CRC_ANNOT", "ACL", "RECENTUID", "OPTIONS" };
+#define NRCACHE_KEYS (sizeof rcache_keys / sizeof rcache_keys[0])
 
 /* ---- the index by name ------------------------------------------------
  * A channel's cache holds up to SYNCC_RCACHE_MAX mailboxes and every
@@ -100,7 +101,6 @@ void syncc_rcache_drop(struct syncc *sc, const char *name)
 	size_t pos = (size_t)(r - sc->rcache), last = sc->nrcache - 1;
 	slot_remove(sc, slot_of(sc, pos));
 	free(r->name);
-	dlist_free(&r->hdr);
 	if (pos != last) {
 		/* the last entry fills the hole: its slot now names pos */
 		sc->rcache_slots[slot_of(sc, last)] = (uint32_t)(pos + 1);
@@ -111,10 +111,8 @@ void syncc_rcache_drop(struct syncc *sc, const char *name)
 
 void syncc_rcache_clear(struct syncc *sc)
 {
-	for (size_t i = 0; i < sc->nrcache; i++) {
+	for (size_t i = 0; i < sc->nrcache; i++)
 		free(sc->rcache[i].name);
-		dlist_free(&sc->rcache[i].hdr);
-	}
 	free(sc->rcache);
 	free(sc->rcache_slots);
 	sc->rcache = NULL;
@@ -128,16 +126,20 @@ void syncc_rcache_put(struct syncc *sc, const char *name, const struct dlist *mb
 {
 	if (sc->nrcache >= SYNCC_RCACHE_MAX)
 		syncc_rcache_clear(sc);	/* crude, but a cache miss only costs a GET */
-	struct dlist *hdr = dlist_new(DL_KVLIST, "MAILBOX");
-	for (size_t i = 0; i < sizeof rcache_keys / sizeof rcache_keys[0]; i++) {
-		const char *v = dlist_cstr(dlist_get(mb, rcache_keys[i]));
-		if (!v) {
-			dlist_free(&hdr);
+	const char *v[NRCACHE_KEYS];
+	size_t len = strlen(name) + 1;
+	for (size_t i = 0; i < NRCACHE_KEYS; i++) {
+		v[i] = dlist_cstr(dlist_get(mb, rcache_keys[i]));
+		if (!v[i]) {
 			syncc_rcache_drop(sc, name);
 			return;
 		}
-		dlist_add_str(hdr, rcache_keys[i], v);
+		len += strlen(v[i]) + 1;
 	}
+	char *block = xmalloc(len), *p = block;
+	p = stpcpy(p, name) + 1;
+	for (size_t i = 0; i < NRCACHE_KEYS; i++)
+		p = stpcpy(p, v[i]) + 1;
 	struct syncc_rstate *r = rcache_find(sc, name);
 	if (!r) {
 		if (sc->nrcache == sc->rcache_cap) {
@@ -147,14 +149,24 @@ void syncc_rcache_put(struct syncc *sc, const char *name, const struct dlist *mb
 		if ((sc->nrcache + 1) * 2 > sc->rcache_nslots)
 			slots_grow(sc);
 		r = &sc->rcache[sc->nrcache];
-		r->name = xstrdup(name);
+		r->name = block;
 		r->hash = name_hash(name);
-		r->hdr = NULL;
 		slot_put(sc, sc->nrcache++);
 	} else {
-		dlist_free(&r->hdr);
+		free(r->name);	/* the same name: the hash and slot stay */
+		r->name = block;
 	}
-	r->hdr = hdr;
+}
+
+struct dlist *syncc_rstate_hdr(const struct syncc_rstate *r)
+{
+	struct dlist *hdr = dlist_new(DL_KVLIST, "MAILBOX");
+	const char *p = r->name + strlen(r->name) + 1;
+	for (size_t i = 0; i < NRCACHE_KEYS; i++) {
+		dlist_add_str(hdr, rcache_keys[i], p);
+		p += strlen(p) + 1;
+	}
+	return hdr;
 }
 
 int syncc_rec_is_expunged(const struct dlist *r)
@@ -220,16 +232,19 @@ static int fast_prepare(struct syncc *sc, const char *name, struct fast_item *it
 		store_mailbox_close(&mbx);
 		return -1;
 	}
-	const char *lu = dlist_cstr(dlist_get(local, "UNIQUEID")), *ru = dlist_cstr(dlist_get(r->hdr, "UNIQUEID"));
+	struct dlist *hdr = syncc_rstate_hdr(r);
+	const char *lu = dlist_cstr(dlist_get(local, "UNIQUEID")), *ru = dlist_cstr(dlist_get(hdr, "UNIQUEID"));
 	int same = lu && ru && !strcmp(lu, ru);
-	int equal = same && syncc_header_equal(local, r->hdr);
+	int equal = same && syncc_header_equal(local, hdr);
 	dlist_free(&local);
 	if (!same || equal) {
+		dlist_free(&hdr);
 		store_mailbox_close(&mbx);
 		return same ? 0 : -1;
 	}
 	struct rstate_nums rn;
-	syncc_remote_nums(r->hdr, &rn);
+	syncc_remote_nums(hdr, &rn);
+	dlist_free(&hdr);
 	uint64_t rms = rn.modseq;
 	uint32_t rlast = rn.last_uid, rcrc = rn.crc, rannot = rn.crc_annot;
 	struct dlist *mb = NULL;

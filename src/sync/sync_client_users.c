@@ -7,6 +7,7 @@
 
 #include "lib/log.h"
 #include "lib/xalloc.h"
+#include "names/mboxname.h"
 #include "store/store.h"
 #include "sync/sync.h"
 
@@ -236,7 +237,20 @@ static int user_streamed(struct stream *s, const char *const *users, struct uvie
 	struct syncc *sc = s->sc;
 	struct names local = { NULL, 0 }, general = { NULL, 0 }, fresh = { NULL, 0 };
 	int rc = 0;
+	/* The user's database is read in one read transaction (a snapshot)
+	 * for the listing and again for the streamed mailboxes, not one per
+	 * call (~20 a user: SQLite's locks, 4 fcntl each, and its checks of
+	 * the log). Not around the general path, which may write (a split
+	 * brain copied back). */
+	struct buf inbox = BUF_INIT;
+	struct terr e0 = { 0 };
+	int reading = mboxname_user_inbox(user, &inbox, &e0) == 0 ? 0 : -1;
+	if (reading == 0 && store_cache_read_begin(sc->st, inbox.ptr, &reading, &e0) < 0)
+		reading = -1;
 	if (store_mailbox_list(sc->st, user, syncc_list_cb, &local, uerr) < 0) {
+		if (reading > 0)
+			store_cache_read_end(sc->st, inbox.ptr, reading);
+		buf_free(&inbox);
 		syncc_names_free(&local);
 		return 0;
 	}
@@ -252,6 +266,10 @@ static int user_streamed(struct stream *s, const char *const *users, struct uvie
 	}
 	for (size_t i = 0; i < uv->rs.n; i++)
 		syncc_names_add(&general, uv->rs.r[i].name);
+	if (general.n && reading > 0) {
+		store_cache_read_end(sc->st, inbox.ptr, reading);
+		reading = 0;
+	}
 	if (general.n) {
 		struct terr e2 = { 0 };
 		rc = syncc_stream_drain(s, err);
@@ -266,6 +284,8 @@ static int user_streamed(struct stream *s, const char *const *users, struct uvie
 	}
 	if (rc == 0)
 		rc = ask_ahead(s, users, uvs, k, n, err);
+	if (reading == 0 && fresh.n && store_cache_read_begin(sc->st, inbox.ptr, &reading, &e0) < 0)
+		reading = -1;
 	for (size_t i = 0; rc == 0 && i < fresh.n; i++)
 		rc = syncc_stream_mailbox(s, syncc_stream_add(s, fresh.v[i]), NULL, err);
 	/* a user's parts in Cyrus's order: mailboxes, then subscriptions (a
@@ -273,6 +293,9 @@ static int user_streamed(struct stream *s, const char *const *users, struct uvie
 	 * where its IMAP server never reads it) */
 	if (rc == 0)
 		rc = stream_subs(s, user, uv, uerr, err);
+	if (reading > 0)
+		store_cache_read_end(sc->st, inbox.ptr, reading);
+	buf_free(&inbox);
 	if (rc == 0)
 		rc = syncc_stream_restart(s, err);
 	syncc_names_free(&local);
@@ -333,7 +356,7 @@ static int users_streamed(struct syncc *sc, const char *const *users, size_t n, 
 			continue;
 		}
 		log_notice("event=sync_stream_retry channel=%s mailbox=%s reason=\"%s\"", sc->channel,
-			   logq(q, s.it[i].name), s.it[i].err.msg);
+			   logq(q, s.it[i].name), s.it[i].err ? s.it[i].err->msg : "");
 		syncc_names_add(&retry, s.it[i].name);
 	}
 	if (rc == 0 && retry.n) {

@@ -46,7 +46,7 @@ static int stream_files(struct pipe_transport *p, const struct dlist_refs *refs)
 	int rc = 0;
 	for (size_t i = 0; i < refs->n && rc == 0; i++) {
 		const struct dlist_ref *rf = &refs->v[i];
-		int fd = open(rf->path, O_RDONLY | O_CLOEXEC);
+		int fd = rf->fd >= 0 ? rf->fd : open(rf->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			rc = -1;
 			break;
@@ -63,7 +63,8 @@ static int stream_files(struct pipe_transport *p, const struct dlist_refs *refs)
 			left -= n > 0 ? (uint64_t)n : 0;
 		}
 		sync_replica_file_end(p->r);
-		close(fd);
+		if (fd != rf->fd)
+			close(fd);
 	}
 	free(chunk);
 	return rc;

@@ -87,13 +87,15 @@ static void write_with_files(struct conn_transport *ct, const char *cmd, size_t 
 		from = rf->at;
 		if (ct->broken.code)
 			continue;
-		int fd = open(rf->path, O_RDONLY | O_CLOEXEC);
+		/* the file the client opened when it sized the literal, else its path */
+		int fd = rf->fd >= 0 ? rf->fd : open(rf->path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0) {
 			terr_errno(&ct->broken, errno, "open %s", rf->path);
 			continue;
 		}
 		conn_write_file(ct->c, fd, rf->hdr.size, &ct->broken);
-		close(fd);
+		if (fd != rf->fd)
+			close(fd);
 	}
 	conn_write(ct->c, cmd + from, len - from);
 }

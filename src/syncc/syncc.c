@@ -17,6 +17,7 @@ struct syncc *syncc_new(const struct conf *conf, struct store *st, const struct 
 	sc->conf = conf;
 	sc->st = st;
 	sc->o = *o;
+	sc->blobs = (struct store_blobdir)STORE_BLOBDIR_INIT;
 	/* its own writes (split-brain copy-back) never wait for a replica:
 	 * for the rightnow channel's client they would wait for itself */
 	if (st)
@@ -43,6 +44,7 @@ void syncc_free(struct syncc **scp)
 		SSL_CTX_free(sc->tls);
 	buf_free(&sc->out);
 	dlist_refs_free(&sc->refs);
+	store_blobdir_close(&sc->blobs);
 	syncc_items_free(&sc->diffs);
 	syncc_items_free(&sc->copied);
 	syncc_items_free(&sc->renumbered);

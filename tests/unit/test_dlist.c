@@ -4,6 +4,9 @@
 #include "proto/sync/dlist.h"
 #include "test.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 static const char mailbox_line[] =
 	"APPLY MAILBOX %(UNIQUEID p603xvbfqrngduw72ylfjqki MBOXNAME user.fred SYNC_CRC 2978654139 "
 	"SYNC_CRC_ANNOT 1732683463 LAST_UID 1 HIGHESTMODSEQ 4 RECENTUID 0 RECENTTIME 0 LAST_APPENDDATE "
@@ -389,6 +392,55 @@ TEST(file_reference_printing)
 	dlist_free(&msg);
 }
 
+/* A file literal with its file already open: printing with refs hands
+ * the descriptor to the ref (the dlist keeps the path), resetting the refs
+ * closes it; a second print, or a print without refs, has the path only,
+ * and freeing the dlist closes a descriptor it still holds. */
+TEST(file_descriptor_handed_to_the_ref)
+{
+	int p1[2], p2[2];
+	CHECK_INT(pipe(p1), 0);
+	CHECK_INT(pipe(p2), 0);
+	struct dlist *msg = dlist_new(DL_LIST, "MESSAGE");
+	dlist_add_file_fd(msg, NULL, "default", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", "/x/y", p1[0], 141);
+	struct buf out = BUF_INIT;
+	struct dlist_refs refs = { 0 };
+	dlist_print_refs(&out, msg, DLIST_LIT_CLIENT, &refs);
+	CHECK_INT(refs.n, 1);
+	CHECK_INT(refs.v[0].fd, p1[0]);
+	CHECK_STR(refs.v[0].path, "/x/y");
+	CHECK_INT(msg->items[0]->fd, -1);
+	dlist_refs_reset(&refs);
+	CHECK(fcntl(p1[0], F_GETFD) < 0);	/* closed with the refs */
+	dlist_print_refs(&out, msg, DLIST_LIT_CLIENT, &refs);
+	CHECK_INT(refs.n, 1);
+	CHECK_INT(refs.v[0].fd, -1);	/* by its path from now on */
+	dlist_refs_free(&refs);
+	/* a ref made without a descriptor has none */
+	struct dlist *m2 = dlist_new(DL_LIST, "MESSAGE");
+	dlist_add_file_ref(m2, NULL, "default", "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae", "/z", 3);
+	dlist_add_file_fd(m2, NULL, "default", "dd990e17223c8af162b6ebf2dbb75cb7f711465b", "/w", p2[0], 2);
+	dlist_print_refs(&out, m2, DLIST_LIT_CLIENT, &refs);
+	CHECK_INT(refs.n, 2);
+	CHECK_INT(refs.v[0].fd, -1);
+	CHECK_INT(refs.v[1].fd, p2[0]);
+	dlist_refs_free(&refs);
+	CHECK(fcntl(p2[0], F_GETFD) < 0);
+	/* never printed: freeing the dlist closes it */
+	int p3[2];
+	CHECK_INT(pipe(p3), 0);
+	struct dlist *m3 = dlist_new(DL_LIST, "MESSAGE");
+	dlist_add_file_fd(m3, NULL, "default", "dd990e17223c8af162b6ebf2dbb75cb7f711465b", "/w", p3[0], 2);
+	dlist_free(&m3);
+	CHECK(fcntl(p3[0], F_GETFD) < 0);
+	close(p1[1]);
+	close(p2[1]);
+	close(p3[1]);
+	buf_free(&out);
+	dlist_free(&msg);
+	dlist_free(&m2);
+}
+
 int main(void)
 {
 	RUN(captured_mailbox_round_trip);
@@ -400,5 +452,6 @@ int main(void)
 	RUN(need_more_until_complete);
 	RUN(file_literals_streamed_byte_by_byte);
 	RUN(file_reference_printing);
+	RUN(file_descriptor_handed_to_the_ref);
 	return test_done();
 }

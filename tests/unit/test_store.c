@@ -981,6 +981,62 @@ TEST(user_delete_removes_everything)
 	fx_close(&fx);
 }
 
+/* The sync client's way to its message files: open by name in the
+ * owner's blobs/ directory (kept open across calls of the same owner),
+ * the size from the open file; a missing one is TE_NOTFOUND; a user
+ * removed and made again behind a kept directory is still found. */
+TEST(message_open_in_kept_blobs_directory)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	const char *g1 = "b622fc18dc1d1f34429ed3354ecb3f0a7cc1bfae";
+	store_user_create(fx.st, "alice", NULL, &err);
+	store_user_create(fx.st, "bob", NULL, &err);
+	CHECK_INT(append(&fx, "user.alice", msg1), 1);
+	CHECK_INT(append(&fx, "user.bob", msg1), 1);
+	struct store_blobdir bd = STORE_BLOBDIR_INIT;
+	struct buf path = BUF_INIT, want = BUF_INIT;
+	int fd = -1;
+	uint64_t size = 0;
+	CHECK_INT(store_message_open(fx.st, "user.alice", g1, &bd, &fd, &size, &path, &err), 0);
+	CHECK(fd >= 0);
+	CHECK_U64(size, strlen(msg1));
+	store_message_path(fx.st, "user.alice", g1, &want, &err);
+	CHECK_STR(buf_cstr(&path), buf_cstr(&want));
+	char b[16] = "";
+	CHECK_INT(read(fd, b, 10), 10);
+	CHECK_MEM(b, 10, msg1, 10);
+	close(fd);
+	int kept = bd.fd;
+	CHECK(kept >= 0);
+	/* another of the same owner: the same directory descriptor */
+	CHECK_INT(store_message_open(fx.st, "user.alice", "dd990e17223c8af162b6ebf2dbb75cb7f711465b", &bd, &fd, &size,
+				     &path, &err), -1);
+	CHECK_INT(err.code, TE_NOTFOUND);
+	CHECK_INT(fd, -1);
+	/* another owner: its own directory */
+	CHECK_INT(store_message_open(fx.st, "user.bob", g1, &bd, &fd, &size, &path, &err), 0);
+	close(fd);
+	CHECK(strstr(bd.dir, "bob") != NULL);
+	/* bob removed and made again: the kept descriptor is of the old
+	 * directory, the file is found in the new one */
+	CHECK_INT(store_user_delete(fx.st, "bob", &err), 0);
+	CHECK_INT(store_user_create(fx.st, "bob", NULL, &err), 0);
+	CHECK_INT(append(&fx, "user.bob", msg1), 1);
+	fd = -1;
+	CHECK_INT(store_message_open(fx.st, "user.bob", g1, &bd, &fd, &size, &path, &err), 0);
+	CHECK(fd >= 0);
+	CHECK_U64(size, strlen(msg1));
+	if (fd >= 0)
+		close(fd);
+	store_blobdir_close(&bd);
+	CHECK_INT(bd.fd, -1);
+	buf_free(&path);
+	buf_free(&want);
+	fx_close(&fx);
+}
+
 /* ---- the message cache ---- */
 
 static int cache_calls;
@@ -1743,5 +1799,6 @@ int main(void)
 	RUN(schema_version_skips_the_schema);
 	RUN(kept_handles_across_stores);
 	RUN(wal_bounded_with_kept_handles);
+	RUN(message_open_in_kept_blobs_directory);
 	return test_done();
 }

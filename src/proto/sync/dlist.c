@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 /* ---- values -------------------------------------------------------------------- */
 
@@ -17,6 +18,7 @@ struct dlist *dlist_new(enum dlist_type type, const char *key)
 	struct dlist *d = xcalloc(1, sizeof *d);
 	d->type = type;
 	d->key = key ? xstrdup(key) : NULL;
+	d->fd = -1;
 	return d;
 }
 
@@ -31,6 +33,8 @@ void dlist_free(struct dlist **dp)
 	free(d->key);
 	free(d->part);
 	free(d->path);
+	if (d->fd >= 0)
+		close(d->fd);
 	buf_free(&d->s);
 	free(d);
 	*dp = NULL;
@@ -116,6 +120,14 @@ struct dlist *dlist_add_file_ref(struct dlist *list, const char *key, const char
 	d->size = size;
 	d->external = 1;
 	return dlist_add(list, d);
+}
+
+struct dlist *dlist_add_file_fd(struct dlist *list, const char *key, const char *part, const char *guid,
+				const char *path, int fd, uint64_t size)
+{
+	struct dlist *d = dlist_add_file_ref(list, key, part, guid, path, size);
+	d->fd = fd;
+	return d;
 }
 
 const struct dlist *dlist_get(const struct dlist *kv, const char *key)
@@ -755,6 +767,10 @@ static void print_value(struct buf *out, const struct dlist *d, enum dlist_liter
 				memset(rf, 0, sizeof *rf);
 				rf->at = out->len;
 				rf->path = xstrdup(d->path ? d->path : "");
+				/* the open file goes with the ref (printed once to be
+				 * sent; a second print opens the path) */
+				rf->fd = d->fd;
+				((struct dlist *)d)->fd = -1;
 				snprintf(rf->hdr.part, sizeof rf->hdr.part, "%s", d->part ? d->part : "default");
 				memcpy(rf->hdr.guid, d->guid, sizeof rf->hdr.guid);
 				rf->hdr.size = d->size;
@@ -785,8 +801,11 @@ void dlist_print_refs(struct buf *out, const struct dlist *d, enum dlist_literal
 
 void dlist_refs_reset(struct dlist_refs *refs)
 {
-	for (size_t i = 0; i < refs->n; i++)
+	for (size_t i = 0; i < refs->n; i++) {
 		free(refs->v[i].path);
+		if (refs->v[i].fd >= 0)
+			close(refs->v[i].fd);
+	}
 	refs->n = 0;
 }
 

@@ -41,6 +41,11 @@ struct dlist {
 	 * they are the file at path and the writer sends them itself
 	 * (dlist_print_refs). size is the literal's size either way. */
 	int external;
+	/* DL_FILE by reference: the file already open (dlist_add_file_fd),
+	 * or -1. Printing with refs hands it to the ref (the dlist keeps the
+	 * path: a second print opens that). Beside external: in its padding
+	 * (every dlist node of every command stays 152 bytes). */
+	int fd;
 	uint64_t size;
 	char *path;
 };
@@ -66,6 +71,10 @@ struct dlist *dlist_add_file(struct dlist *list, const char *key, const char *pa
  * not read here): printed by reference (dlist_print_refs). */
 struct dlist *dlist_add_file_ref(struct dlist *list, const char *key, const char *part, const char *guid,
 				 const char *path, uint64_t size);
+/* The same with the file already open: fd (owned by the dlist from
+ * then on, closed when freed) is what the writer reads. */
+struct dlist *dlist_add_file_fd(struct dlist *list, const char *key, const char *part, const char *guid,
+				const char *path, int fd, uint64_t size);
 
 /* ---- reading --------------------------------------------------------------------- */
 
@@ -152,6 +161,7 @@ void dlist_print_value(struct buf *out, const struct dlist *d, enum dlist_litera
 struct dlist_ref {
 	size_t at;
 	char *path;		/* copies (the dlist may be freed before the send) */
+	int fd;			/* the file open (taken from the dlist), or -1: open path */
 	struct dlist_file_hdr hdr;	/* partition, GUID, size */
 };
 struct dlist_refs {
@@ -162,7 +172,7 @@ struct dlist_refs {
  * and lists where they go (appended to refs; offsets into out). Without
  * refs (plain dlist_print) such a literal's file is read into out. */
 void dlist_print_refs(struct buf *out, const struct dlist *d, enum dlist_literal lit, struct dlist_refs *refs);
-/* Empties refs (its memory is kept). */
+/* Empties refs (its memory is kept; the fds it holds are closed). */
 void dlist_refs_reset(struct dlist_refs *refs);
 void dlist_refs_free(struct dlist_refs *refs);
 
