@@ -1,0 +1,124 @@
+"""bench_scale.py: the initial sync at scale, a master filled once and kept.
+
+bench_throughput.py's `scale` (make bench) fills a fresh master for every
+run; this one keeps it, for A/B runs and profiles of builds against the
+same store:
+
+  python3 bench/bench_scale.py fill DIR        # BENCH_SCALE_N (20000) messages over
+                                               # BENCH_SCALE_USERS (1,000) x
+                                               # BENCH_SCALE_FOLDERS (10), into DIR/master
+  python3 bench/bench_scale.py sync DIR BIN... # BENCH_REPS (3) timed `tandem sync -A`
+                                               # of DIR/master into a fresh replica of
+                                               # each build, alternating
+
+One JSON line per sync: wall s, msg/s, client and replica CPU ms a message
+(the replica's also as user and sys), peak RSS of both. BENCH_SCALE_TRACE=strace
+runs the client and the replica under `strace -f -c -w` (syscall counts and
+waits, into DIR/<tag>.{client,replica}.strace); BENCH_SCALE_TRACE=perf runs the
+replica's tandemd under `perf record --call-graph dwarf` (DIR/<tag>.perf.data).
+The replicas' trees are kept until the end (benchlib.remove_later: removing
+inodes right before a run slows its file creates on ext4 without a
+journal). Not a test: nothing fails on a number.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+import bench_throughput as bt  # noqa: E402
+from benchlib import free_port, remove_later, remove_left, run, wait_port  # noqa: E402
+from bench_sync import TANDEM, Inst, deliver_lmtp  # noqa: E402
+
+N = int(os.environ.get("BENCH_SCALE_N", "20000"))
+TRACE = os.environ.get("BENCH_SCALE_TRACE", "")
+
+
+def fill(root):
+    """The master: users, their folders (over IMAP), then N messages over
+    LMTP (8 connections), spread as bench_throughput.scale_message does."""
+    import imaplib
+    os.makedirs(root, exist_ok=True)
+    lp, ip = free_port(), free_port()
+    master = Inst(root, "master", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\n"
+                                  "allowplaintext: yes\nsync_log: no\nsync_authname: repl\n"
+                                  "sync_password: replpw\nsync_log_channels: repl1\n")
+    t0 = time.monotonic()
+    run(TANDEM, "-C", master.conf, "user", "add", "admin", input=b"adminpw\n")
+    users = [f"s{u:04d}" for u in range(bt.SCALE_USERS)]
+    for u in users:
+        run(TANDEM, "-C", master.conf, "user", "add", "--no-password", u)
+    master.start(lp)
+    try:
+        im = imaplib.IMAP4("127.0.0.1", ip)
+        im.login("admin", "adminpw")
+        for u in users:
+            for f in range(1, bt.SCALE_FOLDERS):
+                if im.create(f"user.{u}.f{f}")[0] != "OK":
+                    raise RuntimeError(f"CREATE user.{u}.f{f}")
+        im.logout()
+        for lo in range(0, N, 10000):
+            deliver_lmtp(lp, [bt.scale_message(i) for i in range(lo, min(N, lo + 10000))], 8)
+    finally:
+        master.stop()
+    print(json.dumps({"bench": "scale_fill", "messages": N, "users": bt.SCALE_USERS,
+                      "folders": bt.SCALE_FOLDERS, "fill_s": round(time.monotonic() - t0, 1)}), flush=True)
+
+
+def start_replica(bindir, replica, port, tag):
+    argv = [os.path.join(bindir, "tandemd"), "-C", replica.conf, "-f"]
+    if TRACE == "perf":
+        argv = ["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "299",
+                "-o", os.path.join(os.path.dirname(replica.dir), tag + ".perf.data")] + argv
+    elif TRACE == "strace":
+        argv = ["strace", "-f", "-c", "-w", "-o", os.path.join(os.path.dirname(replica.dir), tag + ".replica.strace")] + argv
+    replica.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(replica.dir + ".log", "a"))
+    wait_port(port, replica.proc)
+
+
+def sync_once(root, bindir, tag):
+    class Master:
+        conf = os.path.join(root, "master", "tandem.conf")
+    tandem = os.path.join(bindir, "tandem")
+    sp = free_port()
+    replica = Inst(root, "replica-" + tag, f"sync_listen: 127.0.0.1:{sp}\nallowplaintext: yes\n")
+    remove_later(replica.dir)
+    run(tandem, "-C", replica.conf, "user", "add", "repl", input=b"replpw\n")
+    text = open(Master.conf).read()
+    open(Master.conf, "w").write(re.sub(r"repl1_sync_host: .*\n", "", text) + f"repl1_sync_host: 127.0.0.1:{sp}\n")
+    start_replica(bindir, replica, sp, tag)
+    client = tandem
+    if TRACE == "strace":
+        client = os.path.join(root, tag + ".client.sh")
+        with open(client, "w") as f:
+            f.write(f"#!/bin/sh\nexec strace -f -c -w -o {os.path.join(root, tag + '.client.strace')} {tandem} \"$@\"\n")
+        os.chmod(client, 0o755)
+    w, cc, rc, ch, rh, ru, rs = bt.timed_sync(client, Master, replica)
+    replica.stop()
+    print(json.dumps({"bench": "scale_sync", "bin": bindir, "tag": tag, "messages": N, "wall_s": round(w, 2),
+                      "msgs_per_s": round(N / w), "client_cpu_ms_per_msg": round(1000 * cc / N, 3),
+                      "replica_cpu_ms_per_msg": round(1000 * rc / N, 3),
+                      "replica_user_ms_per_msg": round(1000 * ru / N, 3),
+                      "replica_sys_ms_per_msg": round(1000 * rs / N, 3),
+                      "client_hwm_mb": round(ch / 1024, 1), "replica_hwm_mb": round(rh / 1024, 1)}), flush=True)
+
+
+def main():
+    if len(sys.argv) < 3 or sys.argv[1] not in ("fill", "sync") or (sys.argv[1] == "sync" and len(sys.argv) < 4):
+        sys.exit(__doc__)
+    root = os.path.abspath(sys.argv[2])
+    if sys.argv[1] == "fill":
+        fill(root)
+        return
+    try:
+        for rep in range(bt.REPS):
+            for i, b in enumerate(sys.argv[3:]):
+                sync_once(root, b, f"r{rep}-b{i}-{int(time.time())}")
+    finally:
+        remove_left()
+
+
+if __name__ == "__main__":
+    main()
