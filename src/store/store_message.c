@@ -384,20 +384,6 @@ int store_append_multi(struct store *st, const char *mboxname, const struct stor
 		return -1;
 	char (*guids)[41] = xmalloc(n * sizeof *guids);
 	int rc = 0;
-	if (n == 1) {
-		/* one message (APPEND, a one-message COPY): its file's syncs
-		 * beside the change log's, as a delivery's */
-		struct blob_pending *pend = NULL;
-		sha1_hex(msgs[0].data, msgs[0].len, guids[0]);
-		rc = store_blob_write_start(st, u, msgs[0].data, msgs[0].len, guids[0], &pend, err);
-		if (rc == 0)
-			rc = append_locked(st, u, mboxname, msgs, n, guids, uids_r, pend, err);
-		if (pend)
-			store_blob_wait(pend, NULL);	/* the syncer is done with it */
-		store_blob_pending_free(&pend);
-		free(guids);
-		return rc;
-	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		sha1_hex(msgs[i].data, msgs[i].len, guids[i]);
 		rc = store_blob_write(st, u, msgs[i].data, msgs[i].len, guids[i], err);
