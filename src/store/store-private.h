@@ -3,15 +3,9 @@
  *
  * Transaction states of a user database (struct utx):
  *   IDLE --utx_begin--> OPEN (BEGIN IMMEDIATE: the user's write lock)
- *   IDLE --utx_begin_logged--> OPEN (lines known before the transaction,
- *                             a delivery's: appended + fsynced to every
- *                             channel and held first, then BEGIN
- *                             IMMEDIATE: their fsync runs outside the
- *                             user's lock)
  *   OPEN --utx_log-->   OPEN (change-log lines collected in memory)
- *   OPEN --utx_commit-> IDLE: lines appended + fsynced to every channel
- *                             (unless they were at the begin), then
- *                             COMMIT; a failure of either rolls back;
+ *   OPEN --utx_commit-> IDLE: lines appended + fsynced to every channel,
+ *                             then COMMIT; a failure of either rolls back;
  *                             then (locks released) the after_commit hook
  *                             (synchronous replication waits there)
  *   OPEN --utx_rollback-> IDLE
@@ -25,7 +19,6 @@
 
 #include <sqlite3.h>
 
-#include "chlog/chlog.h"
 #include "lib/limits.h"
 #include "store/store.h"
 
@@ -108,10 +101,12 @@ struct utx {
 	struct buf log;		/* change-log lines to append before COMMIT */
 	uint64_t modseq;	/* 0 until utx_modseq() was called */
 	int open;
-	/* utx_begin_logged: the lines (in log) are durable, their locks held
-	 * until COMMIT (a sync client cannot take them before) */
-	int held;
-	struct chlog_hold hold;
+	/* Set after utx_begin, or NULL: called once the change-log lines are
+	 * durable and before COMMIT (store_message.c's delivery waits there
+	 * for its message file's fsyncs, which ran beside the log's); -1
+	 * fails the commit. */
+	int (*before_commit)(void *arg, struct terr *err);
+	void *before_commit_arg;
 };
 
 /* store.c */
@@ -165,13 +160,6 @@ int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err
 int store_ustore_for_mailbox(struct store *st, const char *mboxname, int create,
 			     struct ustore **u_r, struct terr *err);
 int utx_begin(struct utx *tx, struct store *st, struct ustore *u, struct terr *err);
-/* utx_begin after appending lines (chlog_format'ed) to the change log:
- * durable, held across the transaction, not appended again at COMMIT;
- * between (or NULL) runs after the append and before BEGIN (-1: no
- * transaction). A failure after the append leaves lines for a change that
- * did not commit: harmless (the client syncs what is there). */
-int utx_begin_logged(struct utx *tx, struct store *st, struct ustore *u, const char *lines, size_t len,
-		     int (*between)(void *arg, struct terr *err), void *arg, struct terr *err);
 int utx_log(struct utx *tx, const char *keyword, const char *arg1, const char *arg2,
 	    struct terr *err);
 /* The transaction's modseq (allocated on first call). */

@@ -1147,25 +1147,6 @@ int utx_begin(struct utx *tx, struct store *st, struct ustore *u, struct terr *e
 	return 0;
 }
 
-int utx_begin_logged(struct utx *tx, struct store *st, struct ustore *u, const char *lines, size_t len,
-		     int (*between)(void *arg, struct terr *err), void *arg, struct terr *err)
-{
-	struct chlog_hold hold = { .n = 0 };
-	if (st->chlog && len && chlog_append_hold(st->chlog, lines, len, &hold, err) < 0) {
-		log_err("event=chlog_fail owner=%s error=\"%s\"", u->owner, err ? err->msg : "");
-		return -1;
-	}
-	if ((between && between(arg, err) < 0) || utx_begin(tx, st, u, err) < 0) {
-		chlog_release(&hold);	/* a line for a change that did not commit: harmless */
-		return -1;
-	}
-	tx->hold = hold;
-	tx->held = 1;
-	if (st->chlog)
-		buf_append(&tx->log, lines, len);	/* for the after-commit hook */
-	return 0;
-}
-
 int utx_log(struct utx *tx, const char *keyword, const char *arg1, const char *arg2,
 	    struct terr *err)
 {
@@ -1212,11 +1193,13 @@ int utx_commit(struct utx *tx, struct terr *err)
 	 * is committed (it locks log-run exclusively after renaming it), while
 	 * other deliveries append and commit alongside (group commit). */
 	struct chlog_hold hold = { .n = 0 };
-	if (tx->held) {
-		hold = tx->hold;
-		tx->held = 0;
-	} else if (tx->log.len && chlog_append_hold(tx->st->chlog, tx->log.ptr, tx->log.len, &hold, err) < 0) {
+	if (tx->log.len && chlog_append_hold(tx->st->chlog, tx->log.ptr, tx->log.len, &hold, err) < 0) {
 		log_err("event=chlog_fail owner=%s error=\"%s\"", tx->u->owner, err ? err->msg : "");
+		utx_rollback(tx);
+		return -1;
+	}
+	if (tx->before_commit && tx->before_commit(tx->before_commit_arg, err) < 0) {
+		chlog_release(&hold);	/* a line for a change that did not commit: harmless */
 		utx_rollback(tx);
 		return -1;
 	}
@@ -1241,9 +1224,6 @@ void utx_rollback(struct utx *tx)
 	if (tx->open)
 		sqlite3_exec(tx->u->db, "ROLLBACK;", NULL, NULL, NULL);
 	tx->open = 0;
-	if (tx->held)
-		chlog_release(&tx->hold);	/* a line for a change that did not commit: harmless */
-	tx->held = 0;
 	buf_free(&tx->log);
 }
 

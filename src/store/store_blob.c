@@ -129,9 +129,9 @@ out:
  * log's line may be durable before the file (a line for a change that did
  * not commit is harmless: the client syncs what is there). So the file's
  * syncs run in a thread of their own while the caller runs its SQL and
- * appends and fsyncs the log line, and the caller waits for them before
- * it takes the user's lock (utx_begin_logged): the serial chain is the
- * longer of (file + directory) and (log line), then the transaction.
+ * appends and fsyncs the log line, and the caller waits for them just
+ * before COMMIT (utx.before_commit): the serial chain is the longer of
+ * (file + directory) and (log line), then the COMMIT.
  *
  * One syncer thread per process, started at its first delivery and kept
  * (a thread per delivery cost a clone, and at its exit glibc's madvise of

@@ -256,13 +256,15 @@ static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, u
 	return 0;
 }
 
-/* A delivery's lines are durable and held (utx_begin_logged) and its
- * message file's syncs run on the syncer thread (store_blob_write_start):
- * the wait for the file, before the user's lock is taken. The test hook
+/* The part of an append that runs under the user's lock: n messages in
+ * one transaction (one modseq), all or none. The message files must
+ * already be durable in u's blob directory. */
+/* A delivery's wait for its message file (store_blob_write_start), once
+ * the change-log line is durable and before COMMIT. The test hook
  * TANDEM_TEST_KILL_BEFORE_COMMIT=1 (test_crash) kills the process right
  * there: the log line durable, the file's fsyncs perhaps still running,
  * nothing committed. */
-static int deliver_wait_file(void *pending, struct terr *err)
+static int deliver_before_commit(void *arg, struct terr *err)
 {
 	static int hook = -1;
 	if (hook < 0) {
@@ -271,17 +273,11 @@ static int deliver_wait_file(void *pending, struct terr *err)
 	}
 	if (hook)
 		raise(SIGKILL);
-	return store_blob_wait(pending, err);
+	return store_blob_wait(arg, err);
 }
 
-/* The part of an append that runs under the user's lock: n messages in
- * one transaction (one modseq), all or none. The message files must
- * already be durable in u's blob directory, or with pending (a delivery's
- * one message, its file still being made durable): then the change-log
- * lines are appended and fsynced first, beside the file's syncs, and the
- * transaction begins once both are done, so the user's lock is held for
- * the SQL and the COMMIT only (eight sessions delivering to the same
- * users waited on each other's fsyncs). */
+/* With pending (a delivery's one message, its file still being made
+ * durable): the commit waits for it, after the change-log line. */
 static int append_locked(struct store *st, struct ustore *u, const char *mboxname,
 			 const struct store_append_msg *msgs, size_t n, char (*guids)[41],
 			 uint32_t *uids_r, struct blob_pending *pending, struct terr *err)
@@ -289,17 +285,11 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 	struct utx tx;
 	struct buf kw = BUF_INIT, path = BUF_INIT;
 	int rc = -1;
-	if (pending) {
-		struct buf lines = BUF_INIT;
-		int b = chlog_format(&lines, "APPEND", mboxname, NULL, err) < 0 ||
-			chlog_format(&lines, "MAILBOX", mboxname, NULL, err) < 0 ? -1 : 0;
-		if (b == 0)
-			b = utx_begin_logged(&tx, st, u, lines.ptr, lines.len, deliver_wait_file, pending, err);
-		buf_free(&lines);
-		if (b < 0)
-			return -1;
-	} else if (utx_begin(&tx, st, u, err) < 0) {
+	if (utx_begin(&tx, st, u, err) < 0)
 		return -1;
+	if (pending) {
+		tx.before_commit = deliver_before_commit;
+		tx.before_commit_arg = pending;
 	}
 	struct mbox_row row;
 	if (store_mbox_row(u, mboxname, &row, err) < 0)
@@ -348,8 +338,8 @@ static int append_locked(struct store *st, struct ustore *u, const char *mboxnam
 		store_sql_fail(u->db, "update mailbox", err);
 		goto out;
 	}
-	if ((!pending && (utx_log(&tx, "APPEND", mboxname, NULL, err) < 0 ||
-			  utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0)) || utx_commit(&tx, err) < 0)
+	if (utx_log(&tx, "APPEND", mboxname, NULL, err) < 0 ||
+	    utx_log(&tx, "MAILBOX", mboxname, NULL, err) < 0 || utx_commit(&tx, err) < 0)
 		goto out;
 	/* the UIDs only now: callers take a set UID for a stored message */
 	char q[LOGQ_MAX];
