@@ -270,15 +270,6 @@
  * `tandem deliver` (27 ms), plus a full checkpoint by every one of them. */
 #define STORE_WAL_CLOSE_CKPT_BYTES (512 * 1024)
 
-/* A store connection that finds a user's database locked tries again after
- * STORE_BUSY_FIRST_US, doubling to STORE_BUSY_MAX_US between tries, until
- * its busy timeout (store.c busy_wait). A write transaction holds the lock
- * for ~0.2-1 ms; SQLite's own handler first sleeps 1 ms, then 2, 5, 10 ...
- * (several commits' time per wait). Capped at 2 ms so a long wait polls
- * 500 times a second at most. */
-#define STORE_BUSY_FIRST_US 100
-#define STORE_BUSY_MAX_US 2000
-
 /* The largest new-user database a process keeps as its template
  * (store.c, owner_build_db): the schema alone is ~100 KB (25 pages); a
  * bigger file is not what the schema makes, and is not kept (each new

@@ -259,38 +259,6 @@ void store_sqlite_setup(void)
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 }
 
-/* SQLite's own busy handler (sqlite3_busy_timeout) sleeps 1, 2, 5, 10,
- * 15, 20, 25 ms ... between tries, while a write transaction here holds
- * the lock for ~0.2-1 ms: eight LMTP sessions delivering to ten users
- * found a lock taken ~once a message and each waited several commits'
- * time. This one tries again after STORE_BUSY_FIRST_US, doubling up to
- * STORE_BUSY_MAX_US, and gives up once the sleeps reach the connection's
- * timeout (the rock: milliseconds), as SQLite's does. */
-static int busy_wait(void *rock, int n)
-{
-	long long limit_us = 1000LL * (long long)(intptr_t)rock, slept = 0, d = STORE_BUSY_FIRST_US;
-	int i = 0;
-	for (; i < n && d < STORE_BUSY_MAX_US; i++) {	/* the sleeps before this one */
-		slept += d;
-		d = d * 2 > STORE_BUSY_MAX_US ? STORE_BUSY_MAX_US : d * 2;
-	}
-	slept += (long long)(n - i) * d;	/* and those at the cap */
-	if (slept >= limit_us)
-		return 0;
-	if (slept + d > limit_us)
-		d = limit_us - slept;
-	struct timespec ts = { (time_t)(d / 1000000), (long)(d % 1000000) * 1000 };
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-	return 1;
-}
-
-/* The busy timeout of a connection (ms; <= 0: the store's default). */
-static void set_busy(sqlite3 *db, int busy_ms)
-{
-	sqlite3_busy_handler(db, busy_wait, (void *)(intptr_t)(busy_ms > 0 ? busy_ms : SQL_BUSY_MS));
-}
-
 static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *err)
 {
 	store_sqlite_setup();
@@ -306,7 +274,7 @@ static int open_db(const char *path, int busy_ms, sqlite3 **db_r, struct terr *e
 		return -1;
 	}
 	durable_wal_note(db);	/* before SQLite opens the log (at the first read) */
-	set_busy(db, busy_ms);
+	sqlite3_busy_timeout(db, busy_ms > 0 ? busy_ms : SQL_BUSY_MS);
 	/* A short-lived process (tandem deliver) must not checkpoint the WAL
 	 * at every close: that is 2-3 extra fsyncs per delivery. close_db
 	 * checkpoints a log that got long; a long-lived connection also at
@@ -582,7 +550,7 @@ int store_users_open(struct store *st, struct terr *err)
 	struct ustore *u = kept.users ? keep_take(&kept.users, path.ptr, have ? &sb : NULL) : NULL;
 	if (u) {
 		buf_free(&path);
-		set_busy(u->db, st->busy_ms);
+		sqlite3_busy_timeout(u->db, st->busy_ms > 0 ? st->busy_ms : SQL_BUSY_MS);
 		st->usersdb = u->db;
 		st->usersql = u->sql;
 		u->db = NULL;
@@ -1007,7 +975,7 @@ int store_ustore(struct store *st, const char *owner, int create, struct ustore 
 		 * known, its statements prepared */
 		buf_free(&dir);
 		buf_free(&dbpath);
-		set_busy(u->db, st->busy_ms);
+		sqlite3_busy_timeout(u->db, st->busy_ms > 0 ? st->busy_ms : SQL_BUSY_MS);
 		goto cache;
 	}
 	if (!exists && !create) {
