@@ -30,41 +30,19 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 import bench_throughput as bt  # noqa: E402
 from benchlib import free_port, remove_later, remove_left, run, wait_port  # noqa: E402
-from bench_sync import TANDEM, Inst, deliver_lmtp  # noqa: E402
+from bench_sync import Inst  # noqa: E402
 
 N = int(os.environ.get("BENCH_SCALE_N", "20000"))
 TRACE = os.environ.get("BENCH_SCALE_TRACE", "")
 
 
 def fill(root):
-    """The master: users, their folders (over IMAP), then N messages over
-    LMTP (8 connections), spread as bench_throughput.scale_message does."""
-    import imaplib
+    """The master (bench_throughput.fill_scale_master): N messages over
+    1,000 users x 10 folders, as make bench's scale run has them."""
     os.makedirs(root, exist_ok=True)
-    lp, ip = free_port(), free_port()
-    master = Inst(root, "master", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\n"
-                                  "allowplaintext: yes\nsync_log: no\nsync_authname: repl\n"
-                                  "sync_password: replpw\nsync_log_channels: repl1\n")
-    t0 = time.monotonic()
-    run(TANDEM, "-C", master.conf, "user", "add", "admin", input=b"adminpw\n")
-    users = [f"s{u:04d}" for u in range(bt.SCALE_USERS)]
-    for u in users:
-        run(TANDEM, "-C", master.conf, "user", "add", "--no-password", u)
-    master.start(lp)
-    try:
-        im = imaplib.IMAP4("127.0.0.1", ip)
-        im.login("admin", "adminpw")
-        for u in users:
-            for f in range(1, bt.SCALE_FOLDERS):
-                if im.create(f"user.{u}.f{f}")[0] != "OK":
-                    raise RuntimeError(f"CREATE user.{u}.f{f}")
-        im.logout()
-        for lo in range(0, N, 10000):
-            deliver_lmtp(lp, [bt.scale_message(i) for i in range(lo, min(N, lo + 10000))], 8)
-    finally:
-        master.stop()
-    print(json.dumps({"bench": "scale_fill", "messages": N, "users": bt.SCALE_USERS,
-                      "folders": bt.SCALE_FOLDERS, "fill_s": round(time.monotonic() - t0, 1)}), flush=True)
+    _, total, fill_s = bt.fill_scale_master(root, N)
+    print(json.dumps({"bench": "scale_fill", "messages": N, "users": bt.SCALE_USERS, "folders": bt.SCALE_FOLDERS,
+                      "mb": round(total / 1e6), "fill_s": round(fill_s, 1)}), flush=True)
 
 
 def start_replica(bindir, replica, port, tag):

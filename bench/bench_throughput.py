@@ -139,26 +139,23 @@ def scale_message(i):
     return f"s{u:04d}", "" if f == 0 else f"f{f}", data
 
 
-def scale(base):
-    """Initial sync of SCALE_N messages over SCALE_USERS x SCALE_FOLDERS
-    (default 100,000 = 1.5 GB, 1,000 x 10): the master is filled once (LMTP,
-    8 connections; the folders are made over one IMAP connection), then each
-    build of BENCH_BINS syncs it into an empty replica of its own, BENCH_REPS
-    times, alternating (every tree is removed at the end: see initial_sync).
-    Not in make check: minutes, and 1.5 GB of disk per replica."""
+def fill_scale_master(root, n):
+    """A master in root/master holding n messages over SCALE_USERS x
+    SCALE_FOLDERS: the users, their folders (over one IMAP connection),
+    then the messages over LMTP (8 connections, in chunks: 1.5 GB of
+    messages never in memory at once). Left stopped. (master, bytes, s)."""
     import imaplib
-    root = tempfile.mkdtemp(prefix="bench-scale-", dir=base)
+    lp, ip = free_port(), free_port()
+    master = Inst(root, "master", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\n"
+                                  "allowplaintext: yes\nsync_log: no\nsync_authname: repl\n"
+                                  "sync_password: replpw\nsync_log_channels: repl1\n")
+    t0 = time.monotonic()
+    run(TANDEM, "-C", master.conf, "user", "add", "admin", input=b"adminpw\n")
+    users = [f"s{u:04d}" for u in range(SCALE_USERS)]
+    for u in users:
+        run(TANDEM, "-C", master.conf, "user", "add", "--no-password", u)
+    master.start(lp)
     try:
-        lp, ip = free_port(), free_port()
-        master = Inst(root, "master", f"lmtp_listen: 127.0.0.1:{lp}\nimap_listen: 127.0.0.1:{ip}\n"
-                                      "allowplaintext: yes\nsync_log: no\nsync_authname: repl\n"
-                                      "sync_password: replpw\nsync_log_channels: repl1\n")
-        t0 = time.monotonic()
-        run(TANDEM, "-C", master.conf, "user", "add", "admin", input=b"adminpw\n")
-        users = [f"s{u:04d}" for u in range(SCALE_USERS)]
-        for u in users:
-            run(TANDEM, "-C", master.conf, "user", "add", "--no-password", u)
-        master.start(lp)
         im = imaplib.IMAP4("127.0.0.1", ip)
         im.login("admin", "adminpw")
         for u in users:
@@ -167,13 +164,27 @@ def scale(base):
                 if typ != "OK":
                     raise RuntimeError(f"CREATE user.{u}.f{f}: {typ}")
         im.logout()
-        total, chunk = 0, 10000
-        for lo in range(0, SCALE_N, chunk):	# in chunks: 1.5 GB of messages never in memory at once
-            msgs = [scale_message(i) for i in range(lo, min(SCALE_N, lo + chunk))]
+        total = 0
+        for lo in range(0, n, 10000):
+            msgs = [scale_message(i) for i in range(lo, min(n, lo + 10000))]
             total += sum(len(m[2]) for m in msgs)
             deliver_lmtp(lp, msgs, 8)
+    finally:
         master.stop()
-        fill = time.monotonic() - t0
+    return master, total, time.monotonic() - t0
+
+
+def scale(base):
+    """Initial sync of SCALE_N messages over SCALE_USERS x SCALE_FOLDERS
+    (default 100,000 = 1.5 GB, 1,000 x 10): the master is filled once (LMTP,
+    8 connections; the folders are made over one IMAP connection), then each
+    build of BENCH_BINS syncs it into an empty replica of its own, BENCH_REPS
+    times, alternating (every tree is removed at the end: see initial_sync).
+    Not in make check: minutes, and 1.5 GB of disk per replica."""
+    root = tempfile.mkdtemp(prefix="bench-scale-", dir=base)
+    master = None
+    try:
+        master, total, fill = fill_scale_master(root, SCALE_N)
         print(json.dumps({"bench": "tp_scale_fill", "messages": SCALE_N, "users": SCALE_USERS,
                           "folders": SCALE_FOLDERS, "mb": round(total / 1e6), "fill_s": round(fill, 1)}), flush=True)
         res = {b: [] for b in SCALE_BINS}
@@ -206,10 +217,8 @@ def scale(base):
                               "client_hwm_mb": round(max(r[3] for r in rs) / 1024, 1),
                               "replica_hwm_mb": round(max(r[4] for r in rs) / 1024, 1)}), flush=True)
     finally:
-        try:
+        if master:
             master.stop()
-        except Exception:
-            pass
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -138,13 +138,23 @@ int replica_stage_bytes(struct sync_replica *r, const char *guid, const void *da
 	return rc;
 }
 
-static void unstage_all(struct sync_replica *r)
+/* Every staged body dropped: files not moved into a mailbox removed, the
+ * index emptied. The bytes kept in memory are freed, or with keep (a
+ * RESTART inside a batch: restart_in_batch) handed to it. */
+static void unstage_all_keep(struct sync_replica *r, struct rdefer *keep)
 {
 	for (size_t i = 0; i < r->nstaged; i++) {
-		if (!r->staged[i].taken)
-			unlink(r->staged[i].path);
-		free(r->staged[i].path);
-		staged_mem_free(r, &r->staged[i]);
+		struct rstaged *g = &r->staged[i];
+		if (!g->taken)
+			unlink(g->path);
+		free(g->path);
+		if (!keep) {
+			staged_mem_free(r, g);
+		} else if (g->mem) {
+			keep->mems = xrealloc(keep->mems, (keep->nmems + 1) * sizeof *keep->mems);
+			keep->mems[keep->nmems++] = g->mem;
+			keep->mem_bytes += g->memlen;	/* still counted in r->mem_bytes until then */
+		}
 	}
 	free(r->staged);
 	free(r->hidx);
@@ -152,6 +162,11 @@ static void unstage_all(struct sync_replica *r)
 	r->hidx = NULL;
 	r->nstaged = r->capstaged = r->hcap = 0;
 	r->staged_bytes = 0;
+}
+
+static void unstage_all(struct sync_replica *r)
+{
+	unstage_all_keep(r, NULL);
 }
 
 static int body_file_cb(void *rock, const char *guid, const char **path_r)
@@ -1082,23 +1097,7 @@ static void joined_free(struct sync_replica *r, struct rdefer *d)
  * its answer is handed out, after the batch's run. */
 static void restart_in_batch(struct sync_replica *r, struct rdefer *d)
 {
-	for (size_t i = 0; i < r->nstaged; i++) {
-		struct rstaged *g = &r->staged[i];
-		if (!g->taken)
-			unlink(g->path);
-		free(g->path);
-		if (g->mem) {
-			d->mems = xrealloc(d->mems, (d->nmems + 1) * sizeof *d->mems);
-			d->mems[d->nmems++] = g->mem;
-			d->mem_bytes += g->memlen;	/* still counted in r->mem_bytes until then */
-		}
-	}
-	free(r->staged);
-	free(r->hidx);
-	r->staged = NULL;
-	r->hidx = NULL;
-	r->nstaged = r->capstaged = r->hcap = 0;
-	r->staged_bytes = 0;
+	unstage_all_keep(r, d);
 }
 
 /* 1 when an APPLY MAILBOX of the batch may change what a GET of owner's
