@@ -256,9 +256,6 @@ static int record_insert(struct ustore *u, struct mbox_row *row, uint32_t uid, u
 	return 0;
 }
 
-/* The part of an append that runs under the user's lock: n messages in
- * one transaction (one modseq), all or none. The message files must
- * already be durable in u's blob directory. */
 /* A delivery's wait for its message file (store_blob_write_start), once
  * the change-log line is durable and before COMMIT. The test hook
  * TANDEM_TEST_KILL_BEFORE_COMMIT=1 (test_crash) kills the process right
@@ -276,8 +273,11 @@ static int deliver_before_commit(void *arg, struct terr *err)
 	return store_blob_wait(arg, err);
 }
 
-/* With pending (a delivery's one message, its file still being made
- * durable): the commit waits for it, after the change-log line. */
+/* The part of an append that runs under the user's lock: n messages in
+ * one transaction (one modseq), all or none. The message files must
+ * already be durable in u's blob directory, or with pending (a
+ * delivery's one message, its file still being made durable) the commit
+ * waits for it, after the change-log line. */
 static int append_locked(struct store *st, struct ustore *u, const char *mboxname,
 			 const struct store_append_msg *msgs, size_t n, char (*guids)[41],
 			 uint32_t *uids_r, struct blob_pending *pending, struct terr *err)

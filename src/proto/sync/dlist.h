@@ -44,7 +44,7 @@ struct dlist {
 	/* DL_FILE by reference: the file already open (dlist_add_file_fd),
 	 * or -1. Printing with refs hands it to the ref (the dlist keeps the
 	 * path: a second print opens that). Beside external: in its padding
-	 * (every dlist node of every command stays 152 bytes). */
+	 * (every dlist node of every command stays 144 bytes). */
 	int fd;
 	uint64_t size;
 	char *path;
