@@ -15,7 +15,8 @@ One JSON line per sync: wall s, msg/s, client and replica CPU ms a message
 (the replica's also as user and sys), peak RSS of both. BENCH_SCALE_TRACE=strace
 runs the client and the replica under `strace -f -c -w` (syscall counts and
 waits, into DIR/<tag>.{client,replica}.strace); BENCH_SCALE_TRACE=perf runs the
-replica's tandemd under `perf record --call-graph dwarf` (DIR/<tag>.perf.data).
+replica's tandemd under `perf record --call-graph dwarf` (DIR/<tag>.perf.data),
+BENCH_SCALE_TRACE=perf-client the client (DIR/<tag>.client.perf.data).
 The replicas' trees are kept until the end (benchlib.remove_later: removing
 inodes right before a run slows its file creates on ext4 without a
 journal). Not a test: nothing fails on a number.
@@ -72,6 +73,12 @@ def sync_once(root, bindir, tag):
         client = os.path.join(root, tag + ".client.sh")
         with open(client, "w") as f:
             f.write(f"#!/bin/sh\nexec strace -f -c -w -o {os.path.join(root, tag + '.client.strace')} {tandem} \"$@\"\n")
+        os.chmod(client, 0o755)
+    elif TRACE == "perf-client":
+        client = os.path.join(root, tag + ".client.sh")
+        with open(client, "w") as f:
+            f.write(f"#!/bin/sh\nexec perf record -q --call-graph dwarf,16384 -F 299 "
+                    f"-o {os.path.join(root, tag + '.client.perf.data')} {tandem} \"$@\"\n")
         os.chmod(client, 0o755)
     w, cc, rc, ch, rh, ru, rs = bt.timed_sync(client, Master, replica)
     replica.stop()
