@@ -619,6 +619,19 @@ TEST(deliver_to_many_writes_once)
 	struct stat sb;
 	CHECK_INT(stat(p.ptr, &sb), 0);
 	CHECK_INT(sb.st_nlink, 2);	/* one file, two names */
+	/* a missing folder of an existing user, first (its row is read only
+	 * in the write transaction, after the file): NOTFOUND for it, the
+	 * next recipient delivered, the message in no other mailbox */
+	const char *to2[] = { "user.alice.Gone", "user.bob" };
+	static const char m2[] = "Subject: two\r\n\r\nsecond\r\n";
+	CHECK_INT(store_deliver(fx.st, to2, 2, m2, strlen(m2), NULL, uids, errs, &err), 0);
+	CHECK_INT(uids[0], 0);
+	CHECK_INT(errs[0].code, TE_NOTFOUND);
+	CHECK_INT(uids[1], 2);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_INT(mi.last_uid, 1);
+	store_mailbox_info_free(&mi);
 	buf_free(&p);
 	fx_close(&fx);
 }
