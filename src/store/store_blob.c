@@ -30,26 +30,26 @@
 #include <unistd.h>
 
 /* This process's id without a getpid() system call per message file (two
- * a delivery: the temporary name and the syncer's check): kept once
- * asked, forgotten in a fork's child (pthread_atfork). */
+ * a delivery: the temporary name and the syncer's check): set once (any
+ * thread may ask: pthread_once), and again in a fork's child
+ * (pthread_atfork; the child has one thread then). */
 static pid_t blob_pid_kept;
 
-static void blob_pid_forget(void)
+static void blob_pid_set(void)
 {
-	blob_pid_kept = 0;
+	blob_pid_kept = getpid();
 }
 
 static void blob_pid_register(void)
 {
-	(void)pthread_atfork(NULL, NULL, blob_pid_forget);
+	blob_pid_set();
+	(void)pthread_atfork(NULL, NULL, blob_pid_set);
 }
 
 static pid_t blob_pid(void)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, blob_pid_register);
-	if (!blob_pid_kept)
-		blob_pid_kept = getpid();
 	return blob_pid_kept;
 }
 
