@@ -17,6 +17,8 @@ callers of libc's memchr/malloc, which frame pointers do not show).
 PROFILE_TOOL=strace: `strace -f -c` of the same processes (syscall counts and
 times), plus a per-message fsync/fdatasync/syncfs count; PROFILE_WALL=1 adds
 -w (wall time inside each call: how long syncfs and fdatasync wait).
+PROFILE_STRACE="-k -e trace=fcntl,newfstatat": instead of -c, every such call
+with its stack (strace -k) into *.strace-k.txt: where each comes from.
 """
 import os
 import shutil
@@ -38,6 +40,9 @@ TOOL = os.environ.get("PROFILE_TOOL", "perf")
 
 def wrap(name, argv):
     """argv run under the profiler, its output named after name."""
+    if TOOL == "strace" and os.environ.get("PROFILE_STRACE"):
+        # e.g. PROFILE_STRACE="-k -e trace=fcntl,stat,newfstatat": every call with its stack, for where
+        return ["strace", "-f"] + os.environ["PROFILE_STRACE"].split() + ["-o", os.path.join(OUT, name + ".strace-k.txt")] + argv
     if TOOL == "strace":
         return ["strace", "-f", "-c"] + (["-w"] if os.environ.get("PROFILE_WALL") else []) + ["-o", os.path.join(OUT, name + ".strace.txt")] + argv
     cg = ["--call-graph", "dwarf,16384", "-F", "1999"] if os.environ.get("PROFILE_DWARF") else ["-g"]
@@ -66,13 +71,19 @@ def stop(inst):
 
 
 def report(name, nmsgs):
+    if TOOL == "strace" and os.environ.get("PROFILE_STRACE"):
+        print(f"{name}: {os.path.join(OUT, name + '.strace-k.txt')}")
+        return
     if TOOL == "strace":
         path = os.path.join(OUT, name + ".strace.txt")
         calls = {}
         for line in open(path):
             f = line.split()
-            if len(f) >= 5 and f[-1] in ("fsync", "fdatasync", "syncfs", "write", "rename", "openat"):
+            if len(f) >= 5 and f[-1] in ("fsync", "fdatasync", "syncfs", "write", "rename", "openat", "fcntl",
+                                         "newfstatat", "pread64", "pwrite64", "close", "mkdir", "getpid"):
                 calls[f[-1]] = int(f[3])
+            elif len(f) >= 4 and f[-1] == "total":
+                calls["total"] = int(f[3])
         per = {k: round(v / nmsgs, 2) for k, v in calls.items()}
         print(f"{name}: per message {per}")
         return

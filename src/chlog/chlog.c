@@ -418,13 +418,15 @@ static int write_once(int fd, const char *lines, size_t len, off_t *end_r, ssize
 	return terr_errno(err, w < 0 || *end_r < 0 ? errno : ENOSPC, "write %s", path);
 }
 
-/* A log is created with the owner's execute bit set (CHLOG_MODE_UNSYNCED;
- * a umask practically never clears it) and loses it once its name is
+/* A log is created with the owner's execute bit set (CHLOG_MODE_UNSYNCED,
+ * set by fchmod: no umask clears it) and loses it once its name is
  * durable, before its mark is unlocked. A writer that gets the mark and
  * still sees the bit knows the creator died (or its fsync failed) between
  * the link and the directory fsync: it fsyncs the directory itself before
  * it reports its line durable (name_check), instead of trusting a name a
- * power cut could still take away. */
+ * power cut could still take away. A writer that saw the bit clear
+ * already (its fstat after locking the data) neither waits on the mark
+ * nor looks again: the bit is never set again on an inode. */
 #define CHLOG_MODE_UNSYNCED 0740
 
 static void name_synced(int fd)
@@ -471,6 +473,12 @@ static int create_log(const char *path, const char *lines, size_t len, int *fd_r
 	}
 	if (fd < 0) {
 		terr_errno(err, errno, "create change log %s", tmp.ptr);
+		goto out;
+	}
+	/* the bit whatever the umask: writers that see it clear trust the
+	 * name without waiting on the mark (append_one) */
+	if (fchmod(fd, CHLOG_MODE_UNSYNCED) < 0) {
+		terr_errno(err, errno, "chmod %s", tmp.ptr);
 		goto out;
 	}
 	ssize_t w;
@@ -581,7 +589,8 @@ static int make_next(const char *path, int *fd_r)
 	buf_printf(&tmp, "%s.new.%ld", path, (long)getpid());
 	int fd = open(tmp.ptr, O_RDWR | O_APPEND | O_CREAT | O_TRUNC | O_CLOEXEC, CHLOG_MODE_UNSYNCED);
 	int rc = -1;
-	if (fd >= 0 && lock_range(fd, F_WRLCK, CHLOG_MARK, 1) == 0 && link(tmp.ptr, path) == 0)
+	if (fd >= 0 && fchmod(fd, CHLOG_MODE_UNSYNCED) == 0 && lock_range(fd, F_WRLCK, CHLOG_MARK, 1) == 0 &&
+	    link(tmp.ptr, path) == 0)
 		rc = 0;	/* EEXIST: a writer made it first, with its lines */
 	if (fd >= 0)
 		unlink(tmp.ptr);
@@ -641,6 +650,14 @@ static int append_one(const char *configdir, const char *channel, int shard, con
 			close(fd);
 			goto out;
 		}
+		/* The execute bit was already clear when we looked (fstat
+		 * above, with the data locked): its creator had fsynced the
+		 * directory and cleared it (it is never set again on an
+		 * inode), so the name is durable: no wait on the mark and no
+		 * second look (two system calls of every append; the log the
+		 * reader made at its take is almost always in this state). */
+		if (!(a.st_mode & S_IXUSR))
+			goto done;
 		if (lock_range(fd, F_RDLCK, CHLOG_MARK, 1) < 0) {
 			terr_errno(err, errno, "lock change log %s", path.ptr);
 			close(fd);

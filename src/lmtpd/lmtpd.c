@@ -87,6 +87,15 @@ static void do_lhlo(struct lmtp_session *s)
 	conn_printf(s->c, "250 SIZE %lld\r\n", s->maxsize);
 }
 
+static void lmtpd_rcpt_refuse_moved(struct lmtp_session *s, const char *path, const struct store_move *m)
+{
+	stats_count_refused(SR_USER_MOVED, 1);
+	char q[LOGQ_MAX], text[300];
+	log_notice("event=rcpt_refused session=%s rcpt=%s code=451 status=4.2.1 reason=user_%s target=%s",
+		   s->env->session_id, logq(q, path), store_move_state_name(m->state), m->target);
+	reply(s, 451, "4.2.1", store_move_text(m, text, sizeof text));
+}
+
 /* A user locked for a move or moved away (store_move.h): 451 4.2.1, so
  * the MTA retries until its routing points at the user's new store. 1
  * with the reply sent, 0 to go on. */
@@ -102,11 +111,7 @@ static int lmtpd_rcpt_moving(struct lmtp_session *s, const char *path, const cha
 	}
 	if (m.state == STORE_MOVE_NONE)
 		return 0;
-	stats_count_refused(SR_USER_MOVED, 1);
-	char q[LOGQ_MAX], text[300];
-	log_notice("event=rcpt_refused session=%s rcpt=%s code=451 status=4.2.1 reason=user_%s target=%s",
-		   s->env->session_id, logq(q, path), store_move_state_name(m.state), m.target);
-	reply(s, 451, "4.2.1", store_move_text(&m, text, sizeof text));
+	lmtpd_rcpt_refuse_moved(s, path, &m);
 	return 1;
 }
 
@@ -126,10 +131,15 @@ static int resolve_rcpt(struct lmtp_session *s, const char *path, struct buf *ma
 	buf_appends(&user, local.ptr);
 	if (s->ns.virtdomains && domain.len)
 		buf_printf(&user, "@%s", domain.ptr);
-	if (lmtpd_rcpt_moving(s, path, user.ptr) != 0)
+	/* the move record and the user's row in one read of users.db */
+	struct store_move m;
+	int ex = store_move_rcpt(s->st, user.ptr, &m, &err);
+	if (ex >= 0 && m.state != STORE_MOVE_NONE) {
+		lmtpd_rcpt_refuse_moved(s, path, &m);
 		goto out;
-	int ex = userid_validate(user.ptr, s->ns.virtdomains, &err) < 0 ? 0 :
-		 store_user_exists(s->st, user.ptr, &err);
+	}
+	if (ex > 0 && userid_validate(user.ptr, s->ns.virtdomains, &err) < 0)
+		ex = 0;
 	if (ex < 0) {
 		log_err("event=rcpt_fail session=%s rcpt=%s error=\"%s\"", s->env->session_id, path, err.msg);
 		reply(s, 451, "4.3.0", "Temporary failure looking up the recipient");

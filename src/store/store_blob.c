@@ -29,6 +29,30 @@
 #include <time.h>
 #include <unistd.h>
 
+/* This process's id without a getpid() system call per message file (two
+ * a delivery: the temporary name and the syncer's check): set once (any
+ * thread may ask: pthread_once), and again in a fork's child
+ * (pthread_atfork; the child has one thread then). */
+static pid_t blob_pid_kept;
+
+static void blob_pid_set(void)
+{
+	blob_pid_kept = getpid();
+}
+
+static void blob_pid_register(void)
+{
+	blob_pid_set();
+	(void)pthread_atfork(NULL, NULL, blob_pid_set);
+}
+
+static pid_t blob_pid(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, blob_pid_register);
+	return blob_pid_kept;
+}
+
 /* Seconds a file must exist before gc may remove it (see store_blob_gc). */
 #define BLOB_GC_MIN_AGE 3600
 
@@ -90,7 +114,7 @@ int store_blob_write2(struct store *st, struct ustore *u, const void *data, size
 	if (blob_dir(path.ptr, durable, err) < 0)
 		goto out;
 	*slash = '/';
-	buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)getpid(), ++st->tmpcounter, guid);
+	buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)blob_pid(), ++st->tmpcounter, guid);
 	fd = open(tmp.ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		terr_errno(err, errno, "create %s", tmp.ptr);
@@ -235,7 +259,7 @@ static void *syncer_main(void *arg)
  * 0, or -1 when no thread can be had. */
 static int syncer_queue(struct blob_pending *p)
 {
-	if (syncer.pid != getpid()) {
+	if (syncer.pid != blob_pid()) {
 		/* the first delivery of this process (a fork copies the
 		 * parent's state but not its thread, which was idle: no job
 		 * outlives its delivery) */
@@ -256,7 +280,7 @@ static int syncer_queue(struct blob_pending *p)
 		pthread_attr_destroy(&a);
 		if (rc != 0)
 			return -1;
-		syncer.pid = getpid();
+		syncer.pid = blob_pid();
 	}
 	pthread_mutex_lock(&syncer.mu);
 	while (syncer.job)	/* one at a time (not expected: callers wait) */
@@ -284,7 +308,7 @@ int store_blob_write_start(struct store *st, struct ustore *u, const void *data,
 		int rc = made || errno == EEXIST ? 0 : fs_mkdir_p(path.ptr, 0750, err);
 		*slash = '/';
 		p->newdir = made;
-		buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)getpid(), ++st->tmpcounter, guid);
+		buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)blob_pid(), ++st->tmpcounter, guid);
 		if (rc == 0) {
 			p->fd = open(tmp.ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 			if (p->fd < 0)
@@ -503,7 +527,7 @@ int store_stage_create(struct store *st, struct buf *path_r, int *fd_r, struct t
 	struct buf dir = BUF_INIT;
 	stage_dir(st, &dir);
 	buf_reset(path_r);
-	buf_printf(path_r, "%s/%ld.%lu", dir.ptr, (long)getpid(), ++st->tmpcounter);
+	buf_printf(path_r, "%s/%ld.%lu", dir.ptr, (long)blob_pid(), ++st->tmpcounter);
 	const char *name = path_r->ptr + dir.len + 1;
 	int rc = 0;
 	/* the directory is there but for the first file of a partition: made
@@ -698,7 +722,7 @@ int store_blob_adopt_at(struct store *st, struct ustore *u, int *blobs_fd, const
 		struct stat have, want;
 		if (stat(dst.ptr, &have) < 0 || stat(path, &want) < 0 || have.st_size == want.st_size)
 			goto out;
-		buf_printf(&tmp, "%s.%ld.%lu", dst.ptr, (long)getpid(), ++st->tmpcounter);
+		buf_printf(&tmp, "%s.%ld.%lu", dst.ptr, (long)blob_pid(), ++st->tmpcounter);
 		if (link(path, tmp.ptr) < 0 || rename(tmp.ptr, dst.ptr) < 0) {
 			rc = terr_errno(err, errno, "replace %s", dst.ptr);
 			unlink(tmp.ptr);
@@ -712,7 +736,7 @@ int store_blob_adopt_at(struct store *st, struct ustore *u, int *blobs_fd, const
 		goto out;
 	}
 	/* another file system (or no hard links): a copy in pieces */
-	buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)getpid(), ++st->tmpcounter, guid);
+	buf_printf(&tmp, "%s/tmp/%ld.%lu.%s", u->dir, (long)blob_pid(), ++st->tmpcounter, guid);
 	fd = open(tmp.ptr, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		rc = terr_errno(err, errno, "create %s", tmp.ptr);

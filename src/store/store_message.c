@@ -410,11 +410,14 @@ int store_deliver(struct store *st, const char *const *mboxnames, size_t n, cons
 	store_commit_defer(st);
 	for (size_t i = 0; i < n; i++) {
 		struct ustore *u;
-		struct mbox_row row;
 		terr_clear(&errs[i]);
 		uids[i] = 0;
-		if (store_ustore_for_mailbox(st, mboxnames[i], 0, &u, &errs[i]) < 0 ||
-		    store_mbox_row(u, mboxnames[i], &row, &errs[i]) < 0)
+		/* No read of the mailbox's row before the file: append_locked
+		 * reads it in its write transaction (a transaction less per
+		 * recipient, its locks and its page reads). A mailbox missing
+		 * there (deleted since RCPT, or named by tandem deliver) leaves
+		 * its file young and unreferenced, for the blob gc. */
+		if (store_ustore_for_mailbox(st, mboxnames[i], 0, &u, &errs[i]) < 0)
 			continue;
 		/* The first owner's file is made durable beside its change-log
 		 * line (store_blob_write_start); the others link to it once it

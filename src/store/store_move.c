@@ -76,6 +76,28 @@ int store_move_get(struct store *st, const char *userid, struct store_move *m, s
 	return store_sql_done(st->usersdb, s, rc, "user_moves", err);
 }
 
+int store_move_rcpt(struct store *st, const char *userid, struct store_move *m, struct terr *err)
+{
+	memset(m, 0, sizeof *m);
+	if (store_users_open(st, err) < 0)
+		return -1;
+	sqlite3_stmt *s = store_stmt(&st->usersql,
+		"SELECT EXISTS(SELECT 1 FROM users WHERE userid = ?1), m.state, m.target, m.since"
+		" FROM (SELECT 1) LEFT JOIN user_moves m ON m.userid = ?1;", err);
+	if (!s)
+		return -1;
+	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+	int rc = sqlite3_step(s), ex = 0;
+	if (rc == SQLITE_ROW) {
+		ex = sqlite3_column_int(s, 0) != 0;
+		if (sqlite3_column_type(s, 1) != SQLITE_NULL)
+			fill(s, 1, m);
+	}
+	int ret = rc == SQLITE_ROW ? ex : store_sql_fail(st->usersdb, "user_moves", err);
+	store_stmt_put(&st->usersql, s);
+	return ret;
+}
+
 int store_move_fence(struct store *st, const char *owner, struct terr *err)
 {
 	if (!*owner)

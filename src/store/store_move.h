@@ -35,6 +35,13 @@ struct store_move {
 /* The user's record: 0 with state STORE_MOVE_NONE when there is none. */
 int store_move_get(struct store *st, const char *userid, struct store_move *m_r, struct terr *err);
 
+/* An LMTP recipient's look-up (lmtpd): whether userid has a record in
+ * users.db (1, 0) and its move record (*m_r, STORE_MOVE_NONE when none),
+ * -1 on error. One cached statement, so one read transaction of users.db,
+ * where store_move_get and store_user_exists take one each (and
+ * store_move_get prepares its statement every time). */
+int store_move_rcpt(struct store *st, const char *userid, struct store_move *m_r, struct terr *err);
+
 /* Locks an existing user for a move to target (TE_NOTFOUND: no such user;
  * TE_INVALID: a target over 255 bytes or with control characters). When
  * it returns, the lock is committed and every write transaction of the

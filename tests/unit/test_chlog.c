@@ -429,8 +429,9 @@ TEST(writer_waits_for_creators_directory_fsync)
 	struct buf d = BUF_INIT;
 	chlog_path(dir, "c", "", &d);
 	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
-	int fd = open(p.ptr, O_RDWR | O_CREAT | O_APPEND, 0640);
+	int fd = open(p.ptr, O_RDWR | O_CREAT | O_APPEND, 0740);	/* as a creator has it */
 	CHECK(fd >= 0);
+	CHECK_INT(fchmod(fd, 0740), 0);
 	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
 	CHECK_INT(fcntl(fd, F_SETLKW, &fl), 0);
 	int pfd[2];
@@ -456,6 +457,57 @@ TEST(writer_waits_for_creators_directory_fsync)
 	CHECK_INT(c, 'a');
 	int status;
 	waitpid(pid, &status, 0);
+	close(fd);
+	close(pfd[0]);
+	close(pfd[1]);
+	buf_free(&p);
+	buf_free(&d);
+	fs_remove_tree(dir, &err);
+	free(dir);
+}
+
+/* A log whose execute bit is clear has a durable name: a writer neither
+ * waits on its mark (held here exclusively, as no creator would any more)
+ * nor fsyncs the directory. */
+TEST(writer_trusts_a_durable_name_without_the_mark)
+{
+	char *dir = test_tmpdir();
+	static const char *const ch[] = { "c" };
+	struct terr err;
+	struct buf p = BUF_INIT, d = BUF_INIT;
+	chlog_path(dir, "c", "log", &p);
+	chlog_path(dir, "c", "", &d);
+	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
+	int fd = open(p.ptr, O_RDWR | O_CREAT | O_APPEND, 0640);
+	CHECK(fd >= 0);
+	CHECK_INT(fchmod(fd, 0640), 0);
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
+	CHECK_INT(fcntl(fd, F_SETLKW, &fl), 0);
+	int pfd[2];
+	CHECK_INT(pipe(pfd), 0);
+	pid_t pid = fork();
+	if (pid == 0) {
+		struct chlog *l = chlog_open(dir, ch, 1);
+		struct terr e2;
+		struct buf b = BUF_INIT;
+		chlog_format(&b, "APPEND", "user.b", NULL, &e2);
+		char c = chlog_append(l, b.ptr, b.len, &e2) == 0 ? 'a' : 'e';
+		if (write(pfd[1], &c, 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+	char c = 0;
+	CHECK_INT(poll(&pf, 1, 5000), 1);	/* done with the mark still held */
+	fl.l_type = F_UNLCK;	/* (a writer stuck on it ends) */
+	CHECK_INT(fcntl(fd, F_SETLK, &fl), 0);
+	CHECK_INT(read(pfd[0], &c, 1), 1);
+	CHECK_INT(c, 'a');
+	int status;
+	waitpid(pid, &status, 0);
+	struct stat sb;
+	CHECK_INT(fstat(fd, &sb), 0);
+	CHECK(sb.st_size > 0);
 	close(fd);
 	close(pfd[0]);
 	close(pfd[1]);
@@ -1011,6 +1063,7 @@ int main(void)
 	RUN(concurrent_writers_group_commit);
 	RUN(held_appends_share_the_log);
 	RUN(writer_waits_for_creators_directory_fsync);
+	RUN(writer_trusts_a_durable_name_without_the_mark);
 	RUN(short_write_among_concurrent_writers);
 	RUN(sweep_removes_dead_writers_new_logs);
 	RUN(writer_races_reader_making_next_logs);

@@ -135,6 +135,14 @@ TEST(data_decoder)
 	data_case(d, strlen(d), "", 0, 9, 1, strlen(d));		/* one byte over */
 	const char *e = "a\rb\r\n.x\r\n.\r\n";
 	data_case(e, strlen(e), "a\rb\r\nx\r\n", 8, 100, 0, strlen(e));
+	/* a line's run of plain bytes is appended at once: the limit still
+	 * counts every byte, crossed in the middle of a run or at its end */
+	const char *f = "0123456789abcdef\r\n.\r\n";
+	data_case(f, strlen(f), "0123456789abcdef\r\n", 18, 18, 0, strlen(f));
+	data_case(f, strlen(f), "", 0, 17, 1, strlen(f));
+	data_case(f, strlen(f), "", 0, 10, 1, strlen(f));
+	const char *g = "ab.c\r\n.de\nf..g\r\n..\r\n.\r\n";
+	data_case(g, strlen(g), "ab.c\r\nde\r\nf..g\r\n.\r\n", 19, 100, 0, strlen(g));
 }
 
 int main(void)

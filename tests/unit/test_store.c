@@ -619,6 +619,19 @@ TEST(deliver_to_many_writes_once)
 	struct stat sb;
 	CHECK_INT(stat(p.ptr, &sb), 0);
 	CHECK_INT(sb.st_nlink, 2);	/* one file, two names */
+	/* a missing folder of an existing user, first (its row is read only
+	 * in the write transaction, after the file): NOTFOUND for it, the
+	 * next recipient delivered, the message in no other mailbox */
+	const char *to2[] = { "user.alice.Gone", "user.bob" };
+	static const char m2[] = "Subject: two\r\n\r\nsecond\r\n";
+	CHECK_INT(store_deliver(fx.st, to2, 2, m2, strlen(m2), NULL, uids, errs, &err), 0);
+	CHECK_INT(uids[0], 0);
+	CHECK_INT(errs[0].code, TE_NOTFOUND);
+	CHECK_INT(uids[1], 2);
+	struct store_mailbox_info mi;
+	CHECK_INT(store_mailbox_get(fx.st, "user.alice", &mi, &err), 0);
+	CHECK_INT(mi.last_uid, 1);
+	store_mailbox_info_free(&mi);
 	buf_free(&p);
 	fx_close(&fx);
 }
@@ -676,6 +689,44 @@ TEST(busy_wait_and_timeout)
 		close(pfd[0]);
 		close(pfd[1]);
 	}
+	fx_close(&fx);
+}
+
+/* A delivery in a forked child, after the parent delivered (its syncer
+ * thread started, its pid kept by store_blob.c): the child starts its own
+ * syncer (a fork copies no thread) and names its temporary files with its
+ * own pid; without it, it would wait for ever on the parent's thread. */
+TEST(deliver_after_fork)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err, errs[1];
+	CHECK_INT(store_user_create(fx.st, "alice", NULL, &err), 0);
+	const char *to[] = { "user.alice" };
+	uint32_t uids[1];
+	CHECK_INT(store_deliver(fx.st, to, 1, msg1, strlen(msg1), NULL, uids, errs, &err), 0);
+	store_close(&fx.st);	/* no database open across the fork */
+	pid_t pid = fork();
+	if (pid == 0) {
+		alarm(20);
+		struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
+		struct store *st = NULL;
+		static const char m[] = "Subject: child\r\n\r\nfrom the child\r\n";
+		if (store_open(&o, &st, &err) < 0 ||
+		    store_deliver(st, to, 1, m, strlen(m), NULL, uids, errs, &err) < 0 || uids[0] != 2)
+			_exit(1);
+		store_close(&st);
+		_exit(0);
+	}
+	int status;
+	CHECK_INT(waitpid(pid, &status, 0), pid);
+	CHECK(WIFEXITED(status));
+	CHECK_INT(WEXITSTATUS(status), 0);
+	struct store_opts o = { fx.conf, "default", fx.spool, fx.log, 0, 0, NULL, NULL, NULL };
+	CHECK_INT(store_open(&o, &fx.st, &err), 0);
+	static const char m3[] = "Subject: parent\r\n\r\nagain\r\n";
+	CHECK_INT(store_deliver(fx.st, to, 1, m3, strlen(m3), NULL, uids, errs, &err), 0);
+	CHECK_INT(uids[0], 3);
 	fx_close(&fx);
 }
 
@@ -1782,6 +1833,7 @@ int main(void)
 	RUN(change_log_lines_and_failure);
 	RUN(deliver_to_many_writes_once);
 	RUN(busy_wait_and_timeout);
+	RUN(deliver_after_fork);
 	RUN(after_commit_hook);
 	RUN(annotations_seen_subs_sieve);
 	RUN(random_workload_keeps_crcs);

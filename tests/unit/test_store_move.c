@@ -205,6 +205,39 @@ TEST(user_without_password_never_logs_in_through_the_record)
 	fx_close(&fx);
 }
 
+TEST(rcpt_lookup_gives_the_row_and_the_record_in_one_read)
+{
+	/* store_move_rcpt (lmtpd's RCPT): the same answers as
+	 * store_user_exists and store_move_get, also from a handle opened
+	 * before the change (its cached statement reads the new state) */
+	struct fixture fx;
+	fx_open(&fx);
+	struct terr err;
+	struct store_move m;
+	struct store *other = open_store(&fx);
+	CHECK_INT(store_move_rcpt(other, "alice", &m, &err), 0);
+	CHECK_INT(m.state, STORE_MOVE_NONE);
+	CHECK_INT(store_user_create(fx.st, "alice", "secret", &err), 0);
+	CHECK_INT(store_move_rcpt(other, "alice", &m, &err), 1);
+	CHECK_INT(m.state, STORE_MOVE_NONE);
+	CHECK_INT(store_move_lock(fx.st, "alice", "h:1", &err), 0);
+	CHECK_INT(store_move_rcpt(other, "alice", &m, &err), 1);
+	CHECK_INT(m.state, STORE_MOVE_LOCKED);
+	CHECK_STR(m.target, "h:1");
+	CHECK(m.since > 0);
+	CHECK_INT(store_move_finish(fx.st, "alice", &err), 0);
+	CHECK_INT(store_move_rcpt(other, "alice", &m, &err), 0);	/* gone, */
+	CHECK_INT(m.state, STORE_MOVE_MOVED);			/* its record kept */
+	CHECK_STR(m.target, "h:1");
+	CHECK_INT(store_move_unlock(fx.st, "alice", &err), 0);
+	CHECK_INT(store_move_rcpt(other, "alice", &m, &err), 0);
+	CHECK_INT(m.state, STORE_MOVE_NONE);
+	CHECK_INT(store_move_rcpt(other, "bob", &m, &err), 0);
+	CHECK_INT(m.state, STORE_MOVE_NONE);
+	store_close(&other);
+	fx_close(&fx);
+}
+
 int main(void)
 {
 	log_open("test_store_move", 0, LOG_LVL_ERR);
@@ -212,5 +245,6 @@ int main(void)
 	RUN(lock_is_seen_by_another_handle);
 	RUN(finish_keeps_the_record_and_logs_unuser);
 	RUN(user_without_password_never_logs_in_through_the_record);
+	RUN(rcpt_lookup_gives_the_row_and_the_record_in_one_read);
 	return test_done();
 }
