@@ -176,8 +176,14 @@ void store_ustore_drop(struct store *st, struct ustore *u);
  * FULL again (full 1); -1 when SQLite refuses. restore_sync sets FULL
  * again and, if that fails, logs and closes u (the next store_ustore opens
  * the database afresh, FULL): a connection never stays relaxed, since
- * acknowledged changes commit on it next. */
+ * acknowledged changes commit on it next. full -1: synchronous=OFF and no
+ * automatic checkpoint, for a commit whose file system a syncfs makes
+ * durable before anything depends on it (a replica batch's closing
+ * syncfs): a log with no header yet (store_ustore_wal_fresh: a new
+ * owner's first commit) costs at NORMAL two syncs still (SQLite syncs a
+ * new log's header, then its directory), at OFF none. */
 int store_ustore_set_sync(struct ustore *u, int full);
+int store_ustore_wal_fresh(struct ustore *u);
 void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why);
 /* The owner of a mailbox name ("" for shared); TE_INVALID for a bad name. */
 int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err);

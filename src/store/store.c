@@ -785,8 +785,19 @@ void store_ustore_drop(struct store *st, struct ustore *u)
  * a cached statement. Outside any transaction (SQLite refuses it inside). */
 int store_ustore_set_sync(struct ustore *u, int full)
 {
-	return sqlite3_exec(u->db, full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;", NULL, NULL,
-			    NULL) == SQLITE_OK ? 0 : -1;
+	/* none: no automatic checkpoint either (a checkpoint at OFF would
+	 * not sync the database before it restarts the log) */
+	const char *sql = full > 0   ? "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=1000;"
+			  : full == 0 ? "PRAGMA synchronous=NORMAL;"
+				      : "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=OFF;";
+	return sqlite3_exec(u->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int store_ustore_wal_fresh(struct ustore *u)
+{
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(u->db, "main"));
+	struct stat sb;
+	return wal && (stat(wal, &sb) != 0 || sb.st_size < 32);
 }
 
 void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why)
