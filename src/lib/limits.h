@@ -275,6 +275,14 @@
  * bigger file is not what the schema makes, and is not kept (each new
  * user's database is then made by SQLite, as the first one). */
 #define OWNER_TEMPLATE_MAX (1024 * 1024)
+/* New owners' directories a process keeps made ahead once it has made two
+ * (src/store/store_spare.c): a replica's initial sync makes one per user,
+ * ~50-250 a second here, and making one costs two syncs (its meta.db and
+ * the directory, ~1-3 ms on this disk) that then run on a thread beside the
+ * session instead of in its path. Each spare is ~120 KB on disk; a spare
+ * left by a process that ended is removed by the next build. 4 covers a
+ * burst while the thread builds the next (one at a time). */
+#define OWNER_SPARE_MAX 4
 /* User databases a reused session process keeps open between its sessions
  * (store_keep_enable, src/store/store.c), besides users.db. Each costs 3
  * descriptors (database, -wal, -shm), SQLite's own memory for the

@@ -52,6 +52,29 @@ int store_stmt_done(struct store_stmts *c, sqlite3_stmt *s, int rc, const char *
 int store_stmt_exists(struct store_stmts *c, const char *sql, const char *param, const char *what,
 		      struct terr *err);
 
+/* A new owner's directory, built apart and moved into place (store.c,
+ * owner_make): its build directories are <partition>/tmp/newowner-<pid>-...
+ * (removed by a later build once that process is gone). */
+#define OWNER_BUILD_PREFIX "newowner-"
+/* Makes build (a new directory) a whole owner directory: tmp/, blobs/,
+ * meta.db (synced), the directory synced; not moved anywhere. */
+int store_owner_build(const char *build, struct terr *err);
+
+/* store_spare.c: new owners' directories made ahead on a thread, for a
+ * process that makes many (a replica's initial sync). tmpdir is the
+ * partition's tmp/, the spares' home (the pool serves one partition at a
+ * time: the last started). store_spare_take moves a ready spare to dir: 1 placed, 2 dir was there
+ * already (made by another; the spare stays), 0 no spare ready (the
+ * caller builds one itself), -1 on error (err; nothing placed). dir's
+ * parent is the caller's to sync. store_spare_start starts the thread
+ * (a forked child has none); store_spare_stop (also at exit) ends it and
+ * removes the spares not taken; a later store_spare_start starts it again. */
+int store_spare_take(const char *tmpdir, const char *dir, struct terr *err);
+void store_spare_start(const char *tmpdir);
+void store_spare_stop(void);
+/* For the tests: spares taken and built by this process. */
+void store_spare_counts(unsigned long *taken_r, unsigned long *built_r);
+
 struct ustore {
 	char *owner;		/* userid, "" for shared mailboxes */
 	char *dir;		/* <partition>/user/<enc> or <partition>/shared */
@@ -73,6 +96,7 @@ struct store {
 	struct chlog *chlog;
 	long long maxmessagesize;
 	int virtdomains;
+	int spares;			/* store_spares_enable */
 	store_cache_fn *cache_fn;
 	/* the cache strings of the last message computed: a delivery to
 	 * several owners parses its MIME once, not once per recipient */
@@ -152,8 +176,14 @@ void store_ustore_drop(struct store *st, struct ustore *u);
  * FULL again (full 1); -1 when SQLite refuses. restore_sync sets FULL
  * again and, if that fails, logs and closes u (the next store_ustore opens
  * the database afresh, FULL): a connection never stays relaxed, since
- * acknowledged changes commit on it next. */
+ * acknowledged changes commit on it next. full -1: synchronous=OFF and no
+ * automatic checkpoint, for a commit whose file system a syncfs makes
+ * durable before anything depends on it (a replica batch's closing
+ * syncfs): a log with no header yet (store_ustore_wal_fresh: a new
+ * owner's first commit) costs at NORMAL two syncs still (SQLite syncs a
+ * new log's header, then its directory), at OFF none. */
 int store_ustore_set_sync(struct ustore *u, int full);
+int store_ustore_wal_fresh(struct ustore *u);
 void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why);
 /* The owner of a mailbox name ("" for shared); TE_INVALID for a bad name. */
 int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err);

@@ -440,6 +440,11 @@ static void keep_forget(const char *path)
 		keep_discard(u);
 }
 
+void store_spares_enable(struct store *st)
+{
+	st->spares = 1;
+}
+
 void store_keep_enable(unsigned max)
 {
 	kept.max = max > STORE_KEEP_MAX ? STORE_KEEP_MAX : max;
@@ -780,8 +785,19 @@ void store_ustore_drop(struct store *st, struct ustore *u)
  * a cached statement. Outside any transaction (SQLite refuses it inside). */
 int store_ustore_set_sync(struct ustore *u, int full)
 {
-	return sqlite3_exec(u->db, full ? "PRAGMA synchronous=FULL;" : "PRAGMA synchronous=NORMAL;", NULL, NULL,
-			    NULL) == SQLITE_OK ? 0 : -1;
+	/* none: no automatic checkpoint either (a checkpoint at OFF would
+	 * not sync the database before it restarts the log) */
+	const char *sql = full > 0   ? "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=1000;"
+			  : full == 0 ? "PRAGMA synchronous=NORMAL;"
+				      : "PRAGMA wal_autocheckpoint=0; PRAGMA synchronous=OFF;";
+	return sqlite3_exec(u->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int store_ustore_wal_fresh(struct ustore *u)
+{
+	const char *wal = sqlite3_filename_wal(sqlite3_db_filename(u->db, "main"));
+	struct stat sb;
+	return wal && (stat(wal, &sb) != 0 || sb.st_size < 32);
 }
 
 void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why)
@@ -807,7 +823,6 @@ void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *w
  * the next build); after it, the directory is whole. Two processes making
  * the same owner at once: the second rename finds the directory there
  * (RENAME_NOREPLACE), its build is removed and the first one's is used. */
-#define OWNER_BUILD_PREFIX "newowner-"
 
 /* Removes build directories left by processes that are gone. */
 static void owner_builds_sweep(const char *tmpdir)
@@ -902,51 +917,69 @@ static int owner_build_db(const char *path, struct terr *err)
 	return rc;
 }
 
-/* Makes the owner directory dir whole (see above): 0 when it is there
- * after the call (made here or by another process meanwhile), -1 on
- * error (nothing left in place). */
-static int owner_make(struct store *st, const char *dir, struct terr *err)
+int store_owner_build(const char *build, struct terr *err)
 {
-	static unsigned long seq;
-	struct buf tmpdir = BUF_INIT, build = BUF_INIT, sub = BUF_INIT, parent = BUF_INIT;
-	buf_printf(&tmpdir, "%s/tmp", st->partition_path);
-	buf_printf(&build, "%s/" OWNER_BUILD_PREFIX "%ld-%lu", tmpdir.ptr, (long)getpid(),
-		   __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
-	buf_append(&parent, dir, (size_t)(strrchr(dir, '/') - dir));
-	int rc = ensure_dir(tmpdir.ptr, err) < 0 || ensure_dir(parent.ptr, err) < 0 ? -1 : 0;
-	if (rc == 0) {
-		owner_builds_sweep(tmpdir.ptr);
-		if (mkdir(build.ptr, 0750) < 0)
-			rc = terr_errno(err, errno, "mkdir %s", build.ptr);
-	}
+	struct buf sub = BUF_INIT;
+	int rc = 0;
+	if (mkdir(build, 0750) < 0)
+		rc = terr_errno(err, errno, "mkdir %s", build);
 	for (int i = 0; rc == 0 && i < 2; i++) {
 		buf_reset(&sub);
-		buf_printf(&sub, "%s/%s", build.ptr, i ? "blobs" : "tmp");
+		buf_printf(&sub, "%s/%s", build, i ? "blobs" : "tmp");
 		if (mkdir(sub.ptr, 0750) < 0)
 			rc = terr_errno(err, errno, "mkdir %s", sub.ptr);
 	}
 	if (rc == 0) {
 		buf_reset(&sub);
-		buf_printf(&sub, "%s/meta.db", build.ptr);
-		rc = owner_build_db(sub.ptr, err) < 0 || fs_fsync_dir(build.ptr, err) < 0 ? -1 : 0;
+		buf_printf(&sub, "%s/meta.db", build);
+		rc = owner_build_db(sub.ptr, err) < 0 || fs_fsync_dir(build, err) < 0 ? -1 : 0;
 	}
-	int placed = 0;
+	buf_free(&sub);
+	return rc;
+}
+
+/* Makes the owner directory dir whole (see above): 0 when it is there
+ * after the call (made here or by another process meanwhile), -1 on
+ * error (nothing left in place). A spare made ahead (store_spare.c) is
+ * taken when there is one; a store with spares enabled starts making
+ * them after its first. */
+static int owner_make(struct store *st, const char *dir, struct terr *err)
+{
+	static unsigned long seq;
+	struct buf tmpdir = BUF_INIT, build = BUF_INIT, parent = BUF_INIT;
+	buf_printf(&tmpdir, "%s/tmp", st->partition_path);
+	buf_printf(&build, "%s/" OWNER_BUILD_PREFIX "%ld-%lu", tmpdir.ptr, (long)getpid(),
+		   __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
+	buf_append(&parent, dir, (size_t)(strrchr(dir, '/') - dir));
+	int rc = ensure_dir(tmpdir.ptr, err) < 0 || ensure_dir(parent.ptr, err) < 0 ? -1 : 0;
+	int placed = 0, spare = 0;
 	if (rc == 0) {
-		if (renameat2(AT_FDCWD, build.ptr, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
-			placed = 1;
-		else if (errno != EEXIST && errno != ENOTEMPTY)
-			rc = terr_errno(err, errno, "rename %s to %s", build.ptr, dir);
+		spare = store_spare_take(tmpdir.ptr, dir, err);
+		if (spare < 0)
+			rc = -1;
+		placed = spare == 1;
+	}
+	if (rc == 0 && !spare) {
+		owner_builds_sweep(tmpdir.ptr);
+		rc = store_owner_build(build.ptr, err);
+		if (rc == 0) {
+			if (renameat2(AT_FDCWD, build.ptr, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
+				placed = 1;
+			else if (errno != EEXIST && errno != ENOTEMPTY)
+				rc = terr_errno(err, errno, "rename %s to %s", build.ptr, dir);
+		}
+		if (!placed) {
+			struct terr e = { 0 };
+			if (fs_remove_tree(build.ptr, &e) < 0 && e.code != TE_NOTFOUND)
+				log_warn("event=owner_build_remove_fail path=%s error=\"%s\"", build.ptr, e.msg);
+		}
 	}
 	if (placed)
 		rc = fs_fsync_dir(parent.ptr, err);
-	else {
-		struct terr e = { 0 };
-		if (fs_remove_tree(build.ptr, &e) < 0 && e.code != TE_NOTFOUND)
-			log_warn("event=owner_build_remove_fail path=%s error=\"%s\"", build.ptr, e.msg);
-	}
+	if (rc == 0 && st->spares)
+		store_spare_start(tmpdir.ptr);
 	buf_free(&tmpdir);
 	buf_free(&build);
-	buf_free(&sub);
 	buf_free(&parent);
 	return rc;
 }

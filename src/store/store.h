@@ -132,6 +132,15 @@ void store_close(struct store **st);
  * to a store: nothing else of a store (change log, memo, hooks, errors)
  * is kept. */
 void store_keep_enable(unsigned max);
+
+/* New owners' directories made ahead (src/store/store_spare.c): once st
+ * has made a new owner (user or shared store), a thread keeps
+ * OWNER_SPARE_MAX whole, synced directories in the partition's tmp/, and
+ * a new owner is then one rename into place instead of a build with two
+ * syncs on the caller's path. For a process that makes many: a replica's
+ * sync session (an initial sync makes one per user). The spares belong to
+ * the process: removed at its exit (or by a later build once it is gone). */
+void store_spares_enable(struct store *st);
 /* How many handles are kept now (users.db counted). */
 unsigned store_keep_count(void);
 /* 1 when path (a descriptor's /proc/self/fd target) is a file of a kept

@@ -765,7 +765,9 @@ static void batch_run_owner(struct store *st, struct bapply *v, size_t n, int re
 		return;
 	if (store_ustore(st, v[0].owner, 1, &u, &err) < 0)
 		goto fail_all;
-	if (relax && store_ustore_set_sync(u, 0) < 0)
+	/* a new owner's first commit: no sync at all (its log's header and
+	 * directory too are made durable by the closing syncfs) */
+	if (relax && store_ustore_set_sync(u, store_ustore_wal_fresh(u) ? -1 : 0) < 0)
 		relax = 0;	/* FULL, as a batch of one owner commits */
 	if (utx_begin(&tx, st, u, &err) < 0)
 		goto fail_all;

@@ -141,6 +141,8 @@ static int open_engine(struct syncs *s, struct terr *err)
 {
 	if (server_open_store(s->env->conf, &s->st, &s->log, &s->ns, err) < 0)
 		return -1;
+	/* an initial sync makes a new owner for every user it brings */
+	store_spares_enable(s->st);
 	/* A replica logs what it applies only to feed a further replica,
 	 * and to the channels of sync_log_unsuppressable_channels (consumer
 	 * channels such as squatter's: a replica's search index follows what

@@ -7,6 +7,7 @@
 #include "lib/log.h"
 #include "msgcache/msgcache.h"
 #include "store/store.h"
+#include "store/store-private.h"
 #include "test.h"
 
 #include <dirent.h>
@@ -1013,6 +1014,93 @@ TEST(new_owner_directory_built_apart)
 	fx_close(&fx);
 }
 
+/* Waits (up to 30 s) until the process has built at least n spares in
+ * all and tmpdir holds want of them. */
+static int spares_ready(const char *tmpdir, unsigned long n, int want)
+{
+	for (int i = 0; i < 3000; i++) {
+		unsigned long taken, built;
+		store_spare_counts(&taken, &built);
+		if (built >= n && dir_has_prefix(tmpdir, "newowner-") == want)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+static int owner_whole(const char *spool, const char *user)
+{
+	char dir[4200], db[4300];
+	snprintf(dir, sizeof dir, "%s/user/%s", spool, user);
+	snprintf(db, sizeof db, "%s/meta.db", dir);
+	sqlite3 *h = NULL;
+	sqlite3_stmt *q = NULL;
+	int ok = is_dir(dir, "tmp") && is_dir(dir, "blobs") &&
+		 sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK &&
+		 sqlite3_prepare_v2(h, "PRAGMA user_version;", -1, &q, NULL) == SQLITE_OK &&
+		 sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 2;
+	sqlite3_finalize(q);
+	sqlite3_close(h);
+	return ok;
+}
+
+/* A store with spares enabled: after its first new owner a thread keeps
+ * OWNER_SPARE_MAX whole directories ready; the next new owners are
+ * renamed into place from them; a spare finds its place taken and stays;
+ * a forked child has none; store_spare_stop removes those not taken. */
+TEST(new_owners_from_spares)
+{
+	struct fixture fx;
+	fx_open(&fx, 0);
+	struct terr err;
+	char tmpdir[4200], user[64], dir[4300];
+	snprintf(tmpdir, sizeof tmpdir, "%s/tmp", fx.spool);
+	unsigned long taken0, built0, taken, built;
+	store_spare_counts(&taken0, &built0);
+	store_spares_enable(fx.st);
+	CHECK_INT(store_user_create(fx.st, "u0", NULL, &err), 0);
+	CHECK(spares_ready(tmpdir, built0 + OWNER_SPARE_MAX, OWNER_SPARE_MAX));
+	/* the next one is a spare moved into place */
+	CHECK_INT(store_user_create(fx.st, "u1", NULL, &err), 0);
+	store_spare_counts(&taken, &built);
+	CHECK_INT((long)(taken - taken0), 1);
+	for (int i = 2; i < 9; i++) {
+		snprintf(user, sizeof user, "u%d", i);
+		CHECK_INT(store_user_create(fx.st, user, NULL, &err), 0);
+	}
+	for (int i = 0; i < 9; i++) {
+		snprintf(user, sizeof user, "u%d", i);
+		CHECK(owner_whole(fx.spool, user));
+		snprintf(user, sizeof user, "user.u%d", i);
+		CHECK_INT(append(&fx, user, msg1), 1);
+		CHECK(crc_ok(&fx, user));
+	}
+	CHECK(spares_ready(tmpdir, 0, OWNER_SPARE_MAX));
+	/* a place already taken (another process made that owner): the
+	 * spare stays for the next */
+	store_spare_counts(&taken0, &built0);
+	snprintf(dir, sizeof dir, "%s/user/u1", fx.spool);
+	CHECK_INT(store_spare_take(tmpdir, dir, &err), 2);
+	CHECK(spares_ready(tmpdir, 0, OWNER_SPARE_MAX));	/* the one made meanwhile went */
+	store_spare_counts(&taken, &built);
+	CHECK_INT((long)(taken - taken0), 0);
+	/* another partition's tmp/: none */
+	snprintf(dir, sizeof dir, "%s/user/elsewhere", fx.spool);
+	CHECK_INT(store_spare_take("/nonexistent/tmp", dir, &err), 0);
+	/* a child of the process: the spares are its parent's */
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(store_spare_take(tmpdir, dir, &err) == 0 ? 0 : 1);
+	int status = -1;
+	waitpid(pid, &status, 0);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_INT(dir_has_prefix(tmpdir, "newowner-"), OWNER_SPARE_MAX);
+	CHECK(!is_dir(fx.spool, "user/elsewhere"));
+	store_spare_stop();
+	CHECK_INT(dir_has_prefix(tmpdir, "newowner-"), 0);
+	fx_close(&fx);
+}
+
 TEST(user_delete_removes_everything)
 {
 	struct fixture fx;
@@ -1839,6 +1927,7 @@ int main(void)
 	RUN(random_workload_keeps_crcs);
 	RUN(empty_user_database_left_by_a_kill);
 	RUN(new_owner_directory_built_apart);
+	RUN(new_owners_from_spares);
 	RUN(user_delete_removes_everything);
 	RUN(message_cache);
 	RUN(message_cache_headers_and_migration);
