@@ -62,8 +62,11 @@ unsigned long store_apply_relaxed_user_rows(void)
  *    store (store_ustore), as for a user added by tandem user add;
  *  - both lost: nothing of the batch was answered OK, so the master sends
  *    its applies again, and an apply is idempotent.
- * Nothing else reads the row before the batch's answers: a GET USER that
- * joins the batch reads the owner's database, not users.db. */
+ * GET USER reads the row (store_user_exists): one that joins the batch is
+ * answered after the batch's run, so after that syncfs (and it joins only
+ * when no apply of the batch is its user's); a user without its row
+ * answers as unknown, and the master then sends it whole, which adds the
+ * row again. */
 static int user_ensure(struct store *st, const char *userid, int relax, int *relaxed_r, struct terr *err)
 {
 	if (store_users_open(st, err) < 0)
