@@ -832,7 +832,10 @@ void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *w
  * removed by the next build), or the directory without some of its
  * entries (its meta.db is then made in place by store_ustore, its tmp/
  * too, its blobs/ by the first body), or the whole directory; nothing was
- * answered, and the master sends the applies again. */
+ * answered, and the master sends the applies again. (Another process
+ * committing into the directory inside that window, a delivery to the
+ * new user on the replica itself, would not have the parent's fsync:
+ * docs/store.md.) */
 #define OWNER_BUILD_PREFIX "newowner-"
 
 static unsigned long owner_syncs_deferred;	/* for the tests */
