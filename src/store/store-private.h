@@ -57,8 +57,9 @@ int store_stmt_exists(struct store_stmts *c, const char *sql, const char *param,
  * (removed by a later build once that process is gone). */
 #define OWNER_BUILD_PREFIX "newowner-"
 /* Makes build (a new directory) a whole owner directory: tmp/, blobs/,
- * meta.db (synced), the directory synced; not moved anywhere. */
-int store_owner_build(const char *build, struct terr *err);
+ * meta.db (synced), the directory synced unless sync_dir is 0 (inside a
+ * replica batch: its syncfs does it); not moved anywhere. */
+int store_owner_build(const char *build, int sync_dir, struct terr *err);
 
 /* store_spare.c: new owners' directories made ahead on a thread, for a
  * process that makes many (a replica's initial sync). tmpdir is the
@@ -117,6 +118,14 @@ struct store {
 	unsigned ncached;
 	unsigned long tmpcounter;
 	int busy_ms;		/* SQLite busy timeout of every connection */
+	/* Set by a replica's batch (store_apply_batch_add) around its calls
+	 * that may make a new owner's directory: owner_make then leaves the
+	 * build directory's fsync and its new parent's fsync to the batch's
+	 * syncfs (store_apply.c, batch_flush), which runs before anything
+	 * is committed in it. owners_deferred counts the directories so
+	 * placed (the batch learns of one by the count's change). */
+	int owner_sync_defer;
+	unsigned long owners_deferred;
 };
 
 struct utx {
@@ -137,6 +146,16 @@ struct utx {
 /* Opens users.db (and makes its tables) unless it is open: every use of
  * st->usersdb or st->usersql comes after it. */
 int store_users_open(struct store *st, struct terr *err);
+/* Closes users.db's connection (the next use opens it again): for a
+ * connection left in a state no later write may inherit (its
+ * synchronous=FULL could not be restored). */
+void store_users_drop(struct store *st);
+/* For the tests: how many new owners' directories were placed with their
+ * directory fsyncs left to a batch's syncfs (owner_make), in this process. */
+unsigned long store_owner_syncs_deferred(void);
+/* For the tests: how many users.db rows a batch committed at
+ * synchronous=NORMAL (store_apply.c), in this process. */
+unsigned long store_apply_relaxed_user_rows(void);
 /* 1 when db's write-ahead log is one whose directory entry is known
  * durable (store.c, "the write-ahead logs whose directory entry is
  * durable"): only then may a commit on db skip its sync (store_recent.c),

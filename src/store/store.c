@@ -588,6 +588,19 @@ int store_users_open(struct store *st, struct terr *err)
 	return 0;
 }
 
+void store_users_drop(struct store *st)
+{
+	if (!st->usersdb)
+		return;
+	store_stmts_close(&st->usersql);
+	close_db(st->usersdb, 0);
+	st->usersdb = NULL;
+	if (st->usersu) {
+		ustore_free(st->usersu);
+		st->usersu = NULL;
+	}
+}
+
 static void ustore_free(struct ustore *u)
 {
 	store_stmts_close(&u->sql);
@@ -822,7 +835,32 @@ void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *w
  * the rename leaves a build directory whose process is gone (removed by
  * the next build); after it, the directory is whole. Two processes making
  * the same owner at once: the second rename finds the directory there
- * (RENAME_NOREPLACE), its build is removed and the first one's is used. */
+ * (RENAME_NOREPLACE), its build is removed and the first one's is used.
+ *
+ * Inside a replica's batch (st->owner_sync_defer) only the database
+ * file's fsync is kept: the build directory's fsync and the parent's are
+ * left to the batch's syncfs, which runs before any commit of the batch
+ * (store_apply.c, batch_flush), so the directory is durable before
+ * anything is written in it that an answer depends on. The file's fsync
+ * stays before the rename: a crash after the rename reaches the disk must
+ * never find a torn meta.db under the owner's name. A crash before the
+ * batch's syncfs may leave: no directory (the rename lost; the build is
+ * removed by the next build), or the directory without some of its
+ * entries (its meta.db is then made in place by store_ustore, its tmp/
+ * too, its blobs/ by the first body), or the whole directory; nothing was
+ * answered, and the master sends the applies again. (Another process
+ * committing into the directory inside that window, a delivery to the
+ * new user on the replica itself, would not have the parent's fsync:
+ * docs/store.md.) A spare taken from store_spare.c was synced whole by
+ * its thread; inside a batch its parent's fsync is left to the batch's
+ * syncfs the same way. */
+
+static unsigned long owner_syncs_deferred;	/* for the tests */
+
+unsigned long store_owner_syncs_deferred(void)
+{
+	return __atomic_load_n(&owner_syncs_deferred, __ATOMIC_RELAXED);
+}
 
 /* Removes build directories left by processes that are gone. */
 static void owner_builds_sweep(const char *tmpdir)
@@ -917,7 +955,7 @@ static int owner_build_db(const char *path, struct terr *err)
 	return rc;
 }
 
-int store_owner_build(const char *build, struct terr *err)
+int store_owner_build(const char *build, int sync_dir, struct terr *err)
 {
 	struct buf sub = BUF_INIT;
 	int rc = 0;
@@ -932,7 +970,7 @@ int store_owner_build(const char *build, struct terr *err)
 	if (rc == 0) {
 		buf_reset(&sub);
 		buf_printf(&sub, "%s/meta.db", build);
-		rc = owner_build_db(sub.ptr, err) < 0 || fs_fsync_dir(build, err) < 0 ? -1 : 0;
+		rc = owner_build_db(sub.ptr, err) < 0 || (sync_dir && fs_fsync_dir(build, err) < 0) ? -1 : 0;
 	}
 	buf_free(&sub);
 	return rc;
@@ -946,6 +984,7 @@ int store_owner_build(const char *build, struct terr *err)
 static int owner_make(struct store *st, const char *dir, struct terr *err)
 {
 	static unsigned long seq;
+	int defer = st->owner_sync_defer;
 	struct buf tmpdir = BUF_INIT, build = BUF_INIT, parent = BUF_INIT;
 	buf_printf(&tmpdir, "%s/tmp", st->partition_path);
 	buf_printf(&build, "%s/" OWNER_BUILD_PREFIX "%ld-%lu", tmpdir.ptr, (long)getpid(),
@@ -961,7 +1000,7 @@ static int owner_make(struct store *st, const char *dir, struct terr *err)
 	}
 	if (rc == 0 && !spare) {
 		owner_builds_sweep(tmpdir.ptr);
-		rc = store_owner_build(build.ptr, err);
+		rc = store_owner_build(build.ptr, !defer, err);
 		if (rc == 0) {
 			if (renameat2(AT_FDCWD, build.ptr, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
 				placed = 1;
@@ -974,8 +1013,12 @@ static int owner_make(struct store *st, const char *dir, struct terr *err)
 				log_warn("event=owner_build_remove_fail path=%s error=\"%s\"", build.ptr, e.msg);
 		}
 	}
-	if (placed)
+	if (placed && defer) {
+		st->owners_deferred++;
+		__atomic_add_fetch(&owner_syncs_deferred, 1, __ATOMIC_RELAXED);
+	} else if (placed) {
 		rc = fs_fsync_dir(parent.ptr, err);
+	}
 	if (rc == 0 && st->spares)
 		store_spare_start(tmpdir.ptr);
 	buf_free(&tmpdir);

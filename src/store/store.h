@@ -38,7 +38,9 @@
  * annotations, ACLs, quota, users: all FULL, all of steps 1-4. (A
  * replica's batch of applies for several owners commits each at NORMAL
  * and then syncs the file system before it answers any: step 4's sync
- * moved after the commits, not dropped; store_apply_batch_run.)
+ * moved after the commits, not dropped; store_apply_batch_run. A new
+ * user's users.db row in such a batch, too: at NORMAL, durable by the
+ * batch's first syncfs, before any commit of the batch.)
  * SQLite's directory fsync of a write-ahead log at a connection's first
  * sync is skipped for a log that already held a header when the database
  * was opened (its creator's first, FULL, sync made its directory entry
@@ -607,8 +609,10 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
 /* Several applies that share their flushes (a replica's pipelined APPLY
  * MAILBOX commands): store_apply_batch_add checks what it can and places
  * the new bodies (step 1 without its syncfs; -1 with err: that apply
- * failed and is not in the batch); store_apply_batch_run then makes every
- * placed body durable with one syncfs, and runs the applies in the order
+ * failed and is not in the batch), a new owner's users.db row (at
+ * synchronous=NORMAL) and directory (without its directory fsyncs)
+ * included; store_apply_batch_run then makes every placed body, new
+ * directory and row durable with one syncfs (per file system), and runs the applies in the order
  * they were added, consecutive ones of one owner in one transaction
  * (each inside its own savepoint: a refused one changes nothing; one
  * COMMIT, so one change-log append and one WAL flush, for them all;

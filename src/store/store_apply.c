@@ -37,24 +37,72 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-int store_user_ensure(struct store *st, const char *userid, struct terr *err)
+static unsigned long relaxed_user_rows;	/* for the tests */
+
+unsigned long store_apply_relaxed_user_rows(void)
+{
+	return __atomic_load_n(&relaxed_user_rows, __ATOMIC_RELAXED);
+}
+
+/* The users.db row of userid (INSERT OR IGNORE), then its database.
+ *
+ * relax (a replica's batch, store_apply_batch_add): the row is committed
+ * at synchronous=NORMAL, without the WAL fdatasync a FULL commit costs
+ * (one per new user, serial, before its bodies), and *relaxed_r is set
+ * when a row was added: the batch's syncfs of the config directory's
+ * file system (batch_flush: folded into the bodies' one when it is the
+ * same file system) makes it durable before any commit of the batch, so
+ * before any answer. Every other users.db write stays FULL: the
+ * connection is set back at once. The crash orders:
+ *  - the row lost, the owner's store there: impossible for a store with
+ *    anything committed in it (the row is durable before the batch's
+ *    first commit); an empty store without its row is what the master's
+ *    next apply of the user finds, and that apply adds the row again;
+ *  - the row there, the store not: the next apply of the user makes the
+ *    store (store_ustore), as for a user added by tandem user add;
+ *  - both lost: nothing of the batch was answered OK, so the master sends
+ *    its applies again, and an apply is idempotent.
+ * GET USER reads the row (store_user_exists): one that joins the batch is
+ * answered after the batch's run, so after that syncfs (and it joins only
+ * when no apply of the batch is its user's); a user without its row
+ * answers as unknown, and the master then sends it whole, which adds the
+ * row again. */
+static int user_ensure(struct store *st, const char *userid, int relax, int *relaxed_r, struct terr *err)
 {
 	if (store_users_open(st, err) < 0)
 		return -1;
+	if (relax && sqlite3_exec(st->usersdb, "PRAGMA synchronous=NORMAL;", NULL, NULL, NULL) != SQLITE_OK)
+		relax = 0;	/* FULL, as outside a batch */
 	sqlite3_stmt *s = store_stmt(&st->usersql,
 		"INSERT OR IGNORE INTO users(userid, pwhash, created) VALUES(?, NULL, ?);", err);
-	if (!s)
-		return -1;
-	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(s, 2, store_now());
-	int rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
-	store_stmt_put(&st->usersql, s);
+	int rc = -1;
+	if (s) {
+		sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(s, 2, store_now());
+		rc = sqlite3_step(s) == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "add user", err);
+		store_stmt_put(&st->usersql, s);
+	}
+	if (rc == 0 && relax && sqlite3_changes(st->usersdb) > 0) {
+		*relaxed_r = 1;
+		__atomic_add_fetch(&relaxed_user_rows, 1, __ATOMIC_RELAXED);
+	}
+	if (relax && sqlite3_exec(st->usersdb, "PRAGMA synchronous=FULL;", NULL, NULL, NULL) != SQLITE_OK) {
+		/* no later write may inherit NORMAL: the connection goes */
+		log_err("event=sync_restore_fail db=users.db for=apply error=\"%s\" action=closed",
+			sqlite3_errmsg(st->usersdb));
+		store_users_drop(st);
+	}
 	/* and its (maybe empty) database: seen state, subscriptions and
 	 * Sieve scripts can come before any mailbox, as on Cyrus */
 	struct ustore *u;
 	if (rc == 0)
 		rc = store_ustore(st, userid, 1, &u, err);
 	return rc;
+}
+
+int store_user_ensure(struct store *st, const char *userid, struct terr *err)
+{
+	return user_ensure(st, userid, 0, NULL, err);
 }
 
 int store_owner_ensure(struct store *st, const char *mboxname, struct terr *err)
@@ -618,6 +666,12 @@ struct store_apply_batch {
 				 * database): the next apply of the same owner in
 				 * this batch skips it (a users.db write transaction
 				 * each; nothing in a batch removes a user) */
+	int plain;		/* store_apply_mailbox: a batch of one, every sync
+				 * where it was (users.db FULL, owner_make's own) */
+	unsigned long owners_made;	/* new owners' directories whose
+					 * directory fsyncs batch_flush makes */
+	unsigned long users_relaxed;	/* users.db rows committed at NORMAL:
+					 * batch_flush syncs the config directory */
 };
 
 struct store_apply_batch *store_apply_batch_new(struct store *st)
@@ -631,6 +685,8 @@ static void batch_clear(struct store_apply_batch *b)
 {
 	free(b->ensured);
 	b->ensured = NULL;
+	b->owners_made = 0;
+	b->users_relaxed = 0;
 	for (size_t i = 0; i < b->n; i++) {
 		free(b->v[i].owner);
 		free(b->v[i].dir);
@@ -668,13 +724,26 @@ int store_apply_batch_add(struct store_apply_batch *b, const struct store_apply 
 	}
 	if (store_name_owner(a->name, &owner, err) < 0)
 		goto fail;
+	/* a new owner's users.db row and directory: their syncs are left to
+	 * batch_flush's syncfs (user_ensure, owner_make), counted here even
+	 * when this apply fails below (the directory stays: the flush must
+	 * cover it for a later apply of the batch) */
+	int relax = !b->plain, ur = 0, urc = 0;
+	unsigned long made0 = st->owners_deferred;
+	st->owner_sync_defer = relax;
 	if (*buf_cstr(&owner) && !(b->ensured && !strcmp(b->ensured, owner.ptr))) {
-		if (userid_validate(owner.ptr, 1, err) < 0 || store_user_ensure(st, owner.ptr, err) < 0)
-			goto fail;
-		free(b->ensured);
-		b->ensured = xstrdup(owner.ptr);
+		urc = userid_validate(owner.ptr, 1, err) < 0 || user_ensure(st, owner.ptr, relax, &ur, err) < 0 ? -1 : 0;
+		if (urc == 0) {
+			free(b->ensured);
+			b->ensured = xstrdup(owner.ptr);
+		}
 	}
-	if (store_ustore(st, buf_cstr(&owner), 1, &u, err) < 0)
+	if (urc == 0)
+		urc = store_ustore(st, buf_cstr(&owner), 1, &u, err);
+	st->owner_sync_defer = 0;
+	b->users_relaxed += ur;
+	b->owners_made += st->owners_deferred - made0;
+	if (urc < 0)
 		goto fail;
 	for (size_t i = 1; i < a->nrecs; i++)
 		if (a->recs[i].uid <= a->recs[i - 1].uid) {
@@ -710,41 +779,77 @@ unsigned long store_apply_batch_syncfs(void)
 	return batch_syncfs;
 }
 
-/* Makes every body the batch placed durable: one syncfs per file system
- * (all owners' directories are normally on one). A failure fails the
- * applies that placed bodies. */
+/* The syncfs of dir's file system unless devs already holds it (then 0);
+ * 1 when synced; -1 (err set) when dir is not there, -2 (err set, *dev_r
+ * its device) when the sync failed. */
+static int flush_fs(const char *dir, dev_t *devs, size_t *ndev, size_t maxdev, dev_t *dev_r, struct terr *err)
+{
+	struct stat sb;
+	if (stat(dir, &sb) < 0)
+		return terr_errno(err, errno, "stat %s", dir);
+	*dev_r = sb.st_dev;
+	for (size_t k = 0; k < *ndev; k++)
+		if (devs[k] == sb.st_dev)
+			return 0;
+	batch_syncfs++;
+	if (store_blob_sync_dir(dir, err) < 0)
+		return -2;
+	if (*ndev < maxdev)
+		devs[(*ndev)++] = sb.st_dev;
+	return 1;
+}
+
+/* Fails the applies still live whose directory is on dev (all: every one). */
+static void fail_on_dev(struct store_apply_batch *b, dev_t dev, int all, const struct terr *err)
+{
+	for (size_t j = 0; j < b->n; j++) {
+		struct stat sj;
+		struct bapply *f = &b->v[j];
+		if (!f->rc && (all || (stat(f->dir, &sj) == 0 && sj.st_dev == dev))) {
+			f->rc = -1;
+			f->err = *err;
+		}
+	}
+}
+
+/* Makes durable, before any commit of the batch, everything its adds
+ * left to it: the bodies placed, the new owners' directories (owner_make:
+ * made under <partition>/tmp and renamed into the partition, so on that
+ * file system) and the users.db rows committed at NORMAL (the config
+ * directory's file system): one syncfs per file system, normally one in
+ * all. A failure fails the applies on that file system (all of them: a
+ * new owner's directory may be among what is not known durable; for the
+ * config directory, every apply: a new user's row may be). */
 static void batch_flush(struct store_apply_batch *b)
 {
-	dev_t devs[8];
-	size_t ndev = 0;
+	dev_t devs[8], dev;
+	size_t ndev = 0, maxdev = sizeof devs / sizeof devs[0];
 	for (size_t i = 0; i < b->n; i++) {
 		struct bapply *e = &b->v[i];
-		if (!e->written)
+		if (!e->written || e->rc)
 			continue;
-		struct stat sb;
-		if (stat(e->dir, &sb) < 0) {
-			e->rc = terr_errno(&e->err, errno, "stat %s", e->dir);
-			continue;
+		struct terr err = { 0 };
+		int r = flush_fs(e->dir, devs, &ndev, maxdev, &dev, &err);
+		if (r == -1) {	/* its directory not there: this apply */
+			e->rc = -1;
+			e->err = err;
+		} else if (r == -2) {
+			fail_on_dev(b, dev, 0, &err);
 		}
-		size_t k = 0;
-		while (k < ndev && devs[k] != sb.st_dev)
-			k++;
-		if (k < ndev)
-			continue;
-		batch_syncfs++;
-		if (store_blob_sync_dir(e->dir, &e->err) < 0) {
-			/* every apply whose bodies this file system holds fails */
-			for (size_t j = i; j < b->n; j++) {
-				struct stat sj;
-				if (b->v[j].written && !b->v[j].rc && stat(b->v[j].dir, &sj) == 0 && sj.st_dev == sb.st_dev) {
-					b->v[j].rc = -1;
-					b->v[j].err = e->err;
-				}
-			}
-			continue;
-		}
-		if (ndev < sizeof devs / sizeof devs[0])
-			devs[ndev++] = sb.st_dev;
+	}
+	if (b->owners_made) {
+		struct buf tmp = BUF_INIT;
+		struct terr err = { 0 };
+		buf_printf(&tmp, "%s/tmp", b->st->partition_path);
+		int r = flush_fs(tmp.ptr, devs, &ndev, maxdev, &dev, &err);
+		if (r < 0)
+			fail_on_dev(b, dev, r == -1, &err);
+		buf_free(&tmp);
+	}
+	if (b->users_relaxed) {
+		struct terr err = { 0 };
+		if (flush_fs(b->st->configdir, devs, &ndev, maxdev, &dev, &err) < 0)
+			fail_on_dev(b, 0, 1, &err);
 	}
 }
 
@@ -893,6 +998,13 @@ static void batch_sync_commits(struct store_apply_batch *b)
 
 void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *errs)
 {
+	/* fault injection for the tests (docs/testing.md): the process dies
+	 * before the batch's first syncfs, its new owners' directories and
+	 * users.db rows placed but not yet known durable, as a crash would */
+	const char *crash_flush = getenv("TANDEM_TEST_CRASH_BATCH_FLUSH");
+	for (size_t k = 0; crash_flush && *crash_flush && k < b->n; k++)
+		if (!strcmp(crash_flush, b->v[k].a->name))
+			raise(SIGKILL);
 	batch_flush(b);
 	/* Two owners or more: each commits without its own WAL flush and one
 	 * syncfs covers them all afterwards (one sync where there were one
@@ -925,7 +1037,7 @@ void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *e
 
 int store_apply_mailbox(struct store *st, const struct store_apply *a, struct terr *err)
 {
-	struct store_apply_batch b = { st, NULL, 0, 0, NULL };
+	struct store_apply_batch b = { .st = st, .plain = 1 };
 	int rc = store_apply_batch_add(&b, a, err);
 	if (rc == 0) {
 		store_apply_batch_run(&b, &rc, err);

@@ -86,7 +86,7 @@ static void *spare_main(void *arg)
 		buf_printf(&path, "%s/" OWNER_BUILD_PREFIX "%ld-s%lu", pool.tmpdir, (long)getpid(), ++pool.seq);
 		pthread_mutex_unlock(&pool.lock);
 		struct terr err = { 0 };
-		int rc = store_owner_build(path.ptr, &err);
+		int rc = store_owner_build(path.ptr, 1, &err);
 		pthread_mutex_lock(&pool.lock);
 		if (rc < 0) {
 			log_warn("event=owner_spare_fail path=%s error=\"%s\"", path.ptr, err.msg);

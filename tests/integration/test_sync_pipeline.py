@@ -9,9 +9,15 @@ batch's syncfs and the first owner's commit, TANDEM_TEST_CRASH_BATCH):
 no answer of the batch went out before the kill, what was committed is
 whole (tandem check), the answers of an earlier batch are all true, and
 a master's `sync -A` against such a replica converges once it is
-restarted."""
+restarted. Then killed before a batch's first syncfs
+(TANDEM_TEST_CRASH_BATCH_FLUSH), its new owners' directories and users.db
+rows placed without their own syncs: with what a power cut could also
+have lost of them taken away (a directory without its meta.db, a rename
+lost with its build left behind, the users.db rows), the next `sync -A`
+converges."""
 import hashlib
 import os
+import shutil
 import re
 
 from tlib import CsyncConn as Conn, Daemon, Instance, Pair, Suite, allow_replication, make_message
@@ -255,6 +261,63 @@ try:
         t.eq(res.returncode, 0, f"the second sync: {res.stdout}{res.stderr}")
         rc, out = pair.compare()
         t.eq(rc, 0, f"master == replica: {out}")
+finally:
+    pair.cleanup()
+
+# ---- killed before a batch's syncfs: its new owners not yet durable -------------------------------
+pair = with_env({"TANDEM_TEST_CRASH_BATCH_FLUSH": "user.n3.F1"}, Pair)
+m, r = pair.master, pair.replica
+try:
+    with t.case("new owners placed, the replica killed before the batch's syncfs, their writes lost: sync -A converges"):
+        import sqlite3
+        import subprocess
+        n = 0
+        for u in range(6):
+            user = f"n{u}"
+            m.ok(["user", "add", "--no-password", user])
+            for f in range(2):
+                m.ok(["mailbox", "create", f"user.{user}.F{f}"])
+            for f in ["", "+F0", "+F1"]:
+                for _ in range(2):
+                    m.ok(["deliver", user + f], make_message(t.rng, n, 1500 + 89 * n))
+                    n += 1
+        res = pair.sync("-A")
+        t.check(res.returncode != 0, f"the first sync fails (the session died): {res.returncode}")
+        pair.stop_replica()
+        users_dir = os.path.join(r.dir, "spool", "user")
+        lost = []   # owners placed by the killed batch: nothing committed in them
+        for name in sorted(os.listdir(users_dir)):
+            db = sqlite3.connect(os.path.join(users_dir, name, "meta.db"))
+            if db.execute("SELECT count(*) FROM mailboxes").fetchone()[0] == 0:
+                lost.append(name)
+            db.close()
+        t.check("n3" in lost and len(lost) >= 2, f"the killed batch made new owners, n3 among them: {lost}")
+        # n3's directory lost its entries; the others' renames lost, their builds left by a dead process
+        for f in os.listdir(os.path.join(users_dir, "n3")):
+            p = os.path.join(users_dir, "n3", f)
+            shutil.rmtree(p) if os.path.isdir(p) else os.unlink(p)
+        child = subprocess.Popen(["true"])
+        child.wait()
+        for i, name in enumerate(x for x in lost if x != "n3"):
+            os.rename(os.path.join(users_dir, name),
+                      os.path.join(r.dir, "spool", "tmp", f"newowner-{child.pid}-{i + 1}"))
+        db = sqlite3.connect(os.path.join(r.dir, "conf", "users.db"))
+        db.executemany("DELETE FROM users WHERE userid = ?", [(x,) for x in lost])
+        db.commit()
+        db.close()
+        pair.start_replica()   # without the hook
+        res = pair.sync("-A")
+        t.eq(res.returncode, 0, f"the second sync: {res.stdout}{res.stderr}")
+        rc, out = pair.compare()
+        t.eq(rc, 0, f"master == replica: {out}")
+        db = sqlite3.connect(os.path.join(r.dir, "conf", "users.db"))
+        have = {row[0] for row in db.execute("SELECT userid FROM users")}
+        db.close()
+        t.check(all(f"n{u}" in have for u in range(6)), f"every user's users.db row is back: {sorted(have)}")
+        left = [x for x in os.listdir(os.path.join(r.dir, "spool", "tmp")) if x.startswith("newowner-")]
+        t.eq(left, [], "the dead process's builds removed")
+        chk = r.run(["check"])
+        t.eq(chk.returncode, 0, f"the replica checks clean: {chk.stdout}{chk.stderr}")
 finally:
     pair.cleanup()
 
