@@ -24,6 +24,7 @@ journal). Not a test: nothing fails on a number.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -81,6 +82,11 @@ def sync_once(root, bindir, tag):
                     f"-o {os.path.join(root, tag + '.client.perf.data')} {tandem} \"$@\"\n")
         os.chmod(client, 0o755)
     w, cc, rc, ch, rh, ru, rs = bt.timed_sync(client, Master, replica)
+    if TRACE == "strace":
+        # strace does not pass a SIGTERM on: the daemon under it gets it
+        pid = replica.proc.pid
+        for kid in open(f"/proc/{pid}/task/{pid}/children").read().split():
+            os.kill(int(kid), signal.SIGTERM)
     replica.stop()
     print(json.dumps({"bench": "scale_sync", "bin": bindir, "tag": tag, "messages": N, "wall_s": round(w, 2),
                       "msgs_per_s": round(N / w), "client_cpu_ms_per_msg": round(1000 * cc / N, 3),
