@@ -415,55 +415,81 @@ TEST(held_appends_share_the_log)
 	free(dir);
 }
 
-/* A log whose creator has not yet made its directory entry durable
- * (the mark byte locked): a writer that finds it waits before it
- * reports its line durable. The "creator" here is the test, holding
- * the mark of a log it made itself. */
-TEST(writer_waits_for_creators_directory_fsync)
+/* A log made by the test at mode, its mark byte locked as its creator
+ * would hold it, and a child writer appending to it (its result on the
+ * pipe: 'a' appended, 'e' failed). */
+struct marked_log {
+	char *dir;
+	struct buf p, d;
+	int fd, pfd[2];
+	struct flock fl;
+	pid_t pid;
+};
+
+static void marked_log_start(struct marked_log *m, mode_t mode)
 {
-	char *dir = test_tmpdir();
 	static const char *const ch[] = { "c" };
 	struct terr err;
-	struct buf p = BUF_INIT;
-	chlog_path(dir, "c", "log", &p);
-	struct buf d = BUF_INIT;
-	chlog_path(dir, "c", "", &d);
-	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
-	int fd = open(p.ptr, O_RDWR | O_CREAT | O_APPEND, 0740);	/* as a creator has it */
-	CHECK(fd >= 0);
-	CHECK_INT(fchmod(fd, 0740), 0);
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
-	CHECK_INT(fcntl(fd, F_SETLKW, &fl), 0);
-	int pfd[2];
-	CHECK_INT(pipe(pfd), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct chlog *l = chlog_open(dir, ch, 1);
+	memset(m, 0, sizeof *m);
+	m->dir = test_tmpdir();
+	chlog_path(m->dir, "c", "log", &m->p);
+	chlog_path(m->dir, "c", "", &m->d);
+	CHECK_INT(fs_mkdir_p(m->d.ptr, 0750, &err), 0);
+	m->fd = open(m->p.ptr, O_RDWR | O_CREAT | O_APPEND, mode);
+	CHECK(m->fd >= 0);
+	CHECK_INT(fchmod(m->fd, mode), 0);
+	m->fl = (struct flock){ .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
+	CHECK_INT(fcntl(m->fd, F_SETLKW, &m->fl), 0);
+	CHECK_INT(pipe(m->pfd), 0);
+	m->pid = fork();
+	if (m->pid == 0) {
+		struct chlog *l = chlog_open(m->dir, ch, 1);
 		struct terr e2;
 		struct buf b = BUF_INIT;
 		chlog_format(&b, "APPEND", "user.b", NULL, &e2);
 		char c = chlog_append(l, b.ptr, b.len, &e2) == 0 ? 'a' : 'e';
-		if (write(pfd[1], &c, 1) != 1)
+		if (write(m->pfd[1], &c, 1) != 1)
 			_exit(2);
 		_exit(0);
 	}
-	struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
-	CHECK_INT(poll(&pf, 1, 300), 0);	/* still waiting for the mark */
-	fl.l_type = F_UNLCK;
-	CHECK_INT(fcntl(fd, F_SETLK, &fl), 0);
+}
+
+/* Releases the mark, then checks the writer appended. */
+static void marked_log_end(struct marked_log *m)
+{
+	struct terr err;
+	m->fl.l_type = F_UNLCK;	/* (a writer stuck on it ends) */
+	CHECK_INT(fcntl(m->fd, F_SETLK, &m->fl), 0);
+	struct pollfd pf = { .fd = m->pfd[0], .events = POLLIN };
 	char c = 0;
 	CHECK_INT(poll(&pf, 1, 5000), 1);
-	CHECK_INT(read(pfd[0], &c, 1), 1);
+	CHECK_INT(read(m->pfd[0], &c, 1), 1);
 	CHECK_INT(c, 'a');
 	int status;
-	waitpid(pid, &status, 0);
-	close(fd);
-	close(pfd[0]);
-	close(pfd[1]);
-	buf_free(&p);
-	buf_free(&d);
-	fs_remove_tree(dir, &err);
-	free(dir);
+	waitpid(m->pid, &status, 0);
+	struct stat sb;
+	CHECK_INT(fstat(m->fd, &sb), 0);
+	CHECK(sb.st_size > 0);
+	close(m->fd);
+	close(m->pfd[0]);
+	close(m->pfd[1]);
+	buf_free(&m->p);
+	buf_free(&m->d);
+	fs_remove_tree(m->dir, &err);
+	free(m->dir);
+}
+
+/* A log whose creator has not yet made its directory entry durable
+ * (the mark byte locked, the execute bit set): a writer that finds it
+ * waits before it reports its line durable. The "creator" here is the
+ * test, holding the mark of a log it made itself. */
+TEST(writer_waits_for_creators_directory_fsync)
+{
+	struct marked_log m;
+	marked_log_start(&m, 0740);	/* as a creator has it */
+	struct pollfd pf = { .fd = m.pfd[0], .events = POLLIN };
+	CHECK_INT(poll(&pf, 1, 300), 0);	/* still waiting for the mark */
+	marked_log_end(&m);
 }
 
 /* A log whose execute bit is clear has a durable name: a writer neither
@@ -471,50 +497,11 @@ TEST(writer_waits_for_creators_directory_fsync)
  * nor fsyncs the directory. */
 TEST(writer_trusts_a_durable_name_without_the_mark)
 {
-	char *dir = test_tmpdir();
-	static const char *const ch[] = { "c" };
-	struct terr err;
-	struct buf p = BUF_INIT, d = BUF_INIT;
-	chlog_path(dir, "c", "log", &p);
-	chlog_path(dir, "c", "", &d);
-	CHECK_INT(fs_mkdir_p(d.ptr, 0750, &err), 0);
-	int fd = open(p.ptr, O_RDWR | O_CREAT | O_APPEND, 0640);
-	CHECK(fd >= 0);
-	CHECK_INT(fchmod(fd, 0640), 0);
-	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = (off_t)1 << 62, .l_len = 1 };
-	CHECK_INT(fcntl(fd, F_SETLKW, &fl), 0);
-	int pfd[2];
-	CHECK_INT(pipe(pfd), 0);
-	pid_t pid = fork();
-	if (pid == 0) {
-		struct chlog *l = chlog_open(dir, ch, 1);
-		struct terr e2;
-		struct buf b = BUF_INIT;
-		chlog_format(&b, "APPEND", "user.b", NULL, &e2);
-		char c = chlog_append(l, b.ptr, b.len, &e2) == 0 ? 'a' : 'e';
-		if (write(pfd[1], &c, 1) != 1)
-			_exit(2);
-		_exit(0);
-	}
-	struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
-	char c = 0;
+	struct marked_log m;
+	marked_log_start(&m, 0640);
+	struct pollfd pf = { .fd = m.pfd[0], .events = POLLIN };
 	CHECK_INT(poll(&pf, 1, 5000), 1);	/* done with the mark still held */
-	fl.l_type = F_UNLCK;	/* (a writer stuck on it ends) */
-	CHECK_INT(fcntl(fd, F_SETLK, &fl), 0);
-	CHECK_INT(read(pfd[0], &c, 1), 1);
-	CHECK_INT(c, 'a');
-	int status;
-	waitpid(pid, &status, 0);
-	struct stat sb;
-	CHECK_INT(fstat(fd, &sb), 0);
-	CHECK(sb.st_size > 0);
-	close(fd);
-	close(pfd[0]);
-	close(pfd[1]);
-	buf_free(&p);
-	buf_free(&d);
-	fs_remove_tree(dir, &err);
-	free(dir);
+	marked_log_end(&m);
 }
 
 /* What a writer killed between creating a new log and linking it left
