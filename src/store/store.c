@@ -656,6 +656,8 @@ void store_close(struct store **stp)
 	struct store *st = *stp;
 	if (!st)
 		return;
+	if (st->spares)
+		store_spare_stop();	/* the spares not taken go with it */
 	if (kept.max)
 		keep_park(st);
 	while (st->users) {

@@ -140,8 +140,8 @@ void store_keep_enable(unsigned max);
  * OWNER_SPARE_MAX whole, synced directories in the partition's tmp/, and
  * a new owner is then one rename into place instead of a build with two
  * syncs on the caller's path. For a process that makes many: a replica's
- * sync session (an initial sync makes one per user). The spares belong to
- * the process: removed at its exit (or by a later build once it is gone). */
+ * sync session (an initial sync makes one per user). Those not taken are
+ * removed when st closes (or at exit; after a kill, by a later build). */
 void store_spares_enable(struct store *st);
 /* How many handles are kept now (users.db counted). */
 unsigned store_keep_count(void);

@@ -1047,7 +1047,7 @@ static int owner_whole(const char *spool, const char *user)
 /* A store with spares enabled: after its first new owner a thread keeps
  * OWNER_SPARE_MAX whole directories ready; the next new owners are
  * renamed into place from them; a spare finds its place taken and stays;
- * a forked child has none; store_spare_stop removes those not taken. */
+ * a forked child has none; closing the store removes those not taken. */
 TEST(new_owners_from_spares)
 {
 	struct fixture fx;
@@ -1096,7 +1096,7 @@ TEST(new_owners_from_spares)
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	CHECK_INT(dir_has_prefix(tmpdir, "newowner-"), OWNER_SPARE_MAX);
 	CHECK(!is_dir(fx.spool, "user/elsewhere"));
-	store_spare_stop();
+	store_close(&fx.st);	/* the store that enabled them: the spares go */
 	CHECK_INT(dir_has_prefix(tmpdir, "newowner-"), 0);
 	fx_close(&fx);
 }
