@@ -40,7 +40,9 @@
  * and then syncs the file system before it answers any: step 4's sync
  * moved after the commits, not dropped; store_apply_batch_run. A new
  * user's users.db row in such a batch, too: at NORMAL, durable by the
- * batch's first syncfs, before any commit of the batch.)
+ * batch's first syncfs, before any commit of the batch; and a new owner's
+ * first commit there at OFF, its new log's header and directory made
+ * durable by the closing syncfs.)
  * SQLite's directory fsync of a write-ahead log at a connection's first
  * sync is skipped for a log that already held a header when the database
  * was opened (its creator's first, FULL, sync made its directory entry
@@ -135,6 +137,13 @@ void store_close(struct store **st);
  * is kept. */
 void store_keep_enable(unsigned max);
 
+/* How many handles are kept now (users.db counted). */
+unsigned store_keep_count(void);
+/* 1 when path (a descriptor's /proc/self/fd target) is a file of a kept
+ * handle: its database, -wal or -shm file; at most 3 per handle. For the
+ * descriptor check of a reused session process (server_reuse_check). */
+int store_keep_owns(const char *path);
+
 /* New owners' directories made ahead (src/store/store_spare.c): once st
  * has made a new owner (user or shared store), a thread keeps
  * OWNER_SPARE_MAX whole, synced directories in the partition's tmp/, and
@@ -143,12 +152,6 @@ void store_keep_enable(unsigned max);
  * sync session (an initial sync makes one per user). Those not taken are
  * removed when st closes (or at exit; after a kill, by a later build). */
 void store_spares_enable(struct store *st);
-/* How many handles are kept now (users.db counted). */
-unsigned store_keep_count(void);
-/* 1 when path (a descriptor's /proc/self/fd target) is a file of a kept
- * handle: its database, -wal or -shm file; at most 3 per handle. For the
- * descriptor check of a reused session process (server_reuse_check). */
-int store_keep_owns(const char *path);
 /* Replace the change log (NULL: suppress logging, as a replica without
  * sync_log_chain does). Returns the previous one. */
 struct chlog *store_set_chlog(struct store *st, struct chlog *log);
