@@ -203,6 +203,10 @@ void store_ustore_drop(struct store *st, struct ustore *u);
  * new log's header, then its directory), at OFF none. */
 int store_ustore_set_sync(struct ustore *u, int full);
 int store_ustore_wal_fresh(struct ustore *u);
+/* After a syncfs covered u's log (written at OFF, so never synced by
+ * SQLite): listed as durable, so the connection's next FULL commit skips
+ * the log's directory sync (the list of store.c's durable_wal). */
+void store_ustore_wal_durable(struct ustore *u);
 void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why);
 /* The owner of a mailbox name ("" for shared); TE_INVALID for a bad name. */
 int store_name_owner(const char *mboxname, struct buf *owner_r, struct terr *err);

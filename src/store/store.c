@@ -815,6 +815,11 @@ int store_ustore_wal_fresh(struct ustore *u)
 	return wal && (stat(wal, &sb) != 0 || sb.st_size < 32);
 }
 
+void store_ustore_wal_durable(struct ustore *u)
+{
+	durable_wal_note(u->db);
+}
+
 void store_ustore_restore_sync(struct store *st, struct ustore *u, const char *why)
 {
 	if (store_ustore_set_sync(u, 1) == 0)

@@ -654,6 +654,7 @@ struct bapply {
 	int rc;			/* of run: 0, -1 */
 	int keep;		/* run: applied, records kept (rc -1: a full update's CRC mismatch) */
 	int relaxed;		/* run: committed at synchronous=NORMAL, durable at the closing syncfs */
+	int fresh_log;		/* run: its owner's first commit, at OFF (the log new) */
 	uint32_t crc;
 	struct terr err;
 };
@@ -872,8 +873,9 @@ static void batch_run_owner(struct store *st, struct bapply *v, size_t n, int re
 		goto fail_all;
 	/* a new owner's first commit: no sync at all (its log's header and
 	 * directory too are made durable by the closing syncfs) */
-	if (relax && store_ustore_set_sync(u, store_ustore_wal_fresh(u) ? -1 : 0) < 0)
-		relax = 0;	/* FULL, as a batch of one owner commits */
+	int fresh = relax && store_ustore_wal_fresh(u);
+	if (relax && store_ustore_set_sync(u, fresh ? -1 : 0) < 0)
+		relax = fresh = 0;	/* FULL, as a batch of one owner commits */
 	if (utx_begin(&tx, st, u, &err) < 0)
 		goto fail_all;
 	for (size_t i = 0; i < n; i++) {
@@ -918,6 +920,7 @@ static void batch_run_owner(struct store *st, struct bapply *v, size_t n, int re
 	char q[LOGQ_MAX];
 	for (size_t i = 0; i < n; i++) {
 		v[i].relaxed = relax && v[i].keep;
+		v[i].fresh_log = fresh && v[i].keep;
 		if (v[i].keep)
 			log_info("event=apply_mailbox mailbox=%s records=%zu modseq=%llu crc=%u", logq(q, v[i].a->name),
 				 v[i].a->nrecs, (unsigned long long)v[i].a->highestmodseq, v[i].crc);
@@ -957,6 +960,19 @@ static size_t batch_live_owners(const struct store_apply_batch *b)
 	return groups;
 }
 
+/* Whether a live apply's owner has a log with no header yet (its first
+ * commit: store_ustore_wal_fresh). */
+static int batch_fresh_owner(struct store_apply_batch *b)
+{
+	for (size_t i = 0; i < b->n; i++) {
+		struct ustore *u;
+		struct terr err = { 0 };
+		if (!b->v[i].rc && store_ustore(b->st, b->v[i].owner, 0, &u, &err) == 0 && store_ustore_wal_fresh(u))
+			return 1;
+	}
+	return 0;
+}
+
 /* After relaxed commits: one syncfs per file system holding a relaxed
  * owner's database makes their WAL frames (and a new log's directory
  * entry) durable. A failure fails the applies whose commit it covered:
@@ -989,6 +1005,13 @@ static void batch_sync_commits(struct store_apply_batch *b)
 				f->rc = -1;
 				f->keep = 0;
 				f->err = err;
+			} else if (f->fresh_log) {
+				/* its new log's directory entry is durable now: the
+				 * connection's next FULL commit need not sync it */
+				struct ustore *u;
+				struct terr e2 = { 0 };
+				if (store_ustore(b->st, f->owner, 0, &u, &e2) == 0)
+					store_ustore_wal_durable(u);
 			}
 		}
 		if (rc < 0)
@@ -1008,8 +1031,11 @@ void store_apply_batch_run(struct store_apply_batch *b, int *rcs, struct terr *e
 	batch_flush(b);
 	/* Two owners or more: each commits without its own WAL flush and one
 	 * syncfs covers them all afterwards (one sync where there were one
-	 * fdatasync per owner, serial); one owner commits FULL. */
-	int relax = batch_live_owners(b) >= 2;
+	 * fdatasync per owner, serial); one owner commits FULL, unless its
+	 * log is fresh (a new user's first apply on a rolling replica: FULL
+	 * would sync the log's header, the commit and the log's directory,
+	 * three serial syncs where the closing syncfs is one). */
+	int relax = batch_live_owners(b) >= 2 || (!b->plain && batch_fresh_owner(b));
 	for (size_t i = 0; i < b->n;) {
 		size_t j = i + 1;
 		while (j < b->n && !strcmp(b->v[j].owner, b->v[i].owner))

@@ -564,11 +564,50 @@ TEST(a_new_owner_cut_before_the_batch_syncfs_is_made_whole_by_the_resend)
 	drop_store(&st, dir);
 }
 
+/* A batch of one owner commits FULL, unless that owner's log is fresh
+ * (its first commit): then unsynced, and the closing syncfs makes it
+ * durable (one sync where FULL made three: the log's header, the commit,
+ * the log's directory). */
+TEST(one_new_owner_commits_relaxed_one_known_owner_full)
+{
+	char conf[4096], spool[4096];
+	char *dir = tmp_paths(conf, spool);
+	struct store *st = open_store(conf, spool, NULL);
+	struct terr err;
+	struct one v[2];
+	make(&v[0], "user.hal", 0, 51);
+	make(&v[1], "user.hal.Sub", 1, 52);
+	for (int i = 0; i < 2; i++) {
+		struct store_apply_batch *b = store_apply_batch_new(st);
+		CHECK_INT(store_apply_batch_add(b, &v[i].a, &err), 0);
+		unsigned long relaxed0 = store_apply_relaxed_batches();
+		unsigned long skipped0, synced0, skipped1, synced1;
+		store_dirsync_counts(&skipped0, &synced0);
+		int rc;
+		struct terr e;
+		store_apply_batch_run(b, &rc, &e);
+		CHECK_INT(rc, 0);
+		store_dirsync_counts(&skipped1, &synced1);
+		/* first: hal's new log, relaxed, no directory sync by SQLite;
+		 * then: his log has frames, FULL as before */
+		CHECK_INT((long)(store_apply_relaxed_batches() - relaxed0), i == 0 ? 1 : 0);
+		CHECK_INT((long)(synced1 - synced0), 0);
+		CHECK_INT(sync_mode(st, "hal"), 2);
+		store_apply_batch_free(&b);
+	}
+	store_close(&st);
+	st = open_store(conf, spool, NULL);
+	CHECK_INT(exists(st, "user.hal"), 1);
+	CHECK_INT(exists(st, "user.hal.Sub"), 1);
+	drop_store(&st, dir);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LVL_ERR);
 	RUN(a_batch_answers_each_and_rolls_back_a_refused_one_alone);
 	RUN(a_batch_of_owners_commits_relaxed_and_leaves_every_connection_full);
+	RUN(one_new_owner_commits_relaxed_one_known_owner_full);
 	RUN(a_failed_closing_sync_fails_the_applies_it_covered);
 	RUN(staged_bodies_move_into_place_by_name);
 	RUN(new_users_in_a_batch_leave_their_syncs_to_its_syncfs);
