@@ -64,13 +64,14 @@ int store_owner_build(const char *build, int sync_dir, struct terr *err);
 /* store_spare.c: new owners' directories made ahead on a thread, for a
  * process that makes many (a replica's initial sync). tmpdir is the
  * partition's tmp/, the spares' home (the pool serves one partition at a
- * time: the last started). store_spare_take moves a ready spare to dir: 1 placed, 2 dir was there
- * already (made by another; the spare stays), 0 no spare ready (the
- * caller builds one itself), -1 on error (err; nothing placed). dir's
+ * time: the last started). store_spare_take moves a ready spare to dir:
+ * 1 placed, 2 dir was there already (made by another; the spare stays), 0 no spare ready (the
+ * caller builds one itself; also when the rename fails otherwise: that
+ * spare goes, and the build reports what is wrong with dir). dir's
  * parent is the caller's to sync. store_spare_start starts the thread
  * (a forked child has none); store_spare_stop (also at exit) ends it and
  * removes the spares not taken; a later store_spare_start starts it again. */
-int store_spare_take(const char *tmpdir, const char *dir, struct terr *err);
+int store_spare_take(const char *tmpdir, const char *dir);
 void store_spare_start(const char *tmpdir);
 void store_spare_stop(void);
 /* For the tests: spares taken and built by this process. */

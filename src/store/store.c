@@ -998,13 +998,7 @@ static int owner_make(struct store *st, const char *dir, struct terr *err)
 		   __atomic_add_fetch(&seq, 1, __ATOMIC_RELAXED));
 	buf_append(&parent, dir, (size_t)(strrchr(dir, '/') - dir));
 	int rc = ensure_dir(tmpdir.ptr, err) < 0 || ensure_dir(parent.ptr, err) < 0 ? -1 : 0;
-	int placed = 0, spare = 0;
-	if (rc == 0) {
-		spare = store_spare_take(tmpdir.ptr, dir, err);
-		if (spare < 0)
-			rc = -1;
-		placed = spare == 1;
-	}
+	int spare = rc == 0 ? store_spare_take(tmpdir.ptr, dir) : 0, placed = spare == 1;
 	if (rc == 0 && !spare) {
 		owner_builds_sweep(tmpdir.ptr);
 		rc = store_owner_build(build.ptr, !defer, err);

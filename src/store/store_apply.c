@@ -960,15 +960,16 @@ static size_t batch_live_owners(const struct store_apply_batch *b)
 	return groups;
 }
 
-/* Whether a live apply's owner has a log with no header yet (its first
- * commit: store_ustore_wal_fresh). */
+/* For a batch of one live owner: whether its log has no header yet (its
+ * first commit: store_ustore_wal_fresh). */
 static int batch_fresh_owner(struct store_apply_batch *b)
 {
 	for (size_t i = 0; i < b->n; i++) {
+		if (b->v[i].rc)
+			continue;
 		struct ustore *u;
 		struct terr err = { 0 };
-		if (!b->v[i].rc && store_ustore(b->st, b->v[i].owner, 0, &u, &err) == 0 && store_ustore_wal_fresh(u))
-			return 1;
+		return store_ustore(b->st, b->v[i].owner, 0, &u, &err) == 0 && store_ustore_wal_fresh(u);
 	}
 	return 0;
 }

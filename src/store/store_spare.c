@@ -139,14 +139,15 @@ void store_spare_start(const char *tmpdir)
 	pool.started = pthread_create(&pool.thread, NULL, spare_main, NULL) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	static int registered;
-	if (pool.started && !registered)
+	int started = pool.started;
+	if (started && !registered)
 		registered = atexit(store_spare_stop) == 0;
 	pthread_mutex_unlock(&pool.lock);
-	if (pool.started)
+	if (started)
 		log_debug("event=owner_spares_start dir=%s max=%d", tmpdir, OWNER_SPARE_MAX);
 }
 
-int store_spare_take(const char *tmpdir, const char *dir, struct terr *err)
+int store_spare_take(const char *tmpdir, const char *dir)
 {
 	pthread_mutex_lock(&pool.lock);
 	if (!pool.n || !pool.tmpdir || strcmp(pool.tmpdir, tmpdir)) {
@@ -168,7 +169,11 @@ int store_spare_take(const char *tmpdir, const char *dir, struct terr *err)
 			pthread_mutex_unlock(&pool.lock);
 			rc = 2;
 		} else {
-			rc = terr_errno(err, errno, "rename %s to %s", spare, dir);
+			/* the spare (or the way to dir) is not what it should be:
+			 * it goes, and the caller builds in place, which reports
+			 * a real error with dir itself */
+			log_warn("event=owner_spare_fail path=%s to=%s error=\"%s\"", spare, dir, strerror(errno));
+			rc = 0;
 		}
 		if (spare) {
 			struct terr e = { 0 };
