@@ -978,6 +978,13 @@ int chlog_take_shard_next(const char *configdir, const char *channel, int shard,
 	return take(configdir, channel, shard, 1, err);
 }
 
+/* No directory fsync after the unlink: a power cut that loses it brings
+ * log-run back, and the reader replays it, which is harmless (a line
+ * names a mailbox, the client sends the master's state of it now: a
+ * replay is idempotent, as after a reader killed before its done). The
+ * next take's fsync of this directory (its rename and the next log's
+ * link) covers the unlink anyway; without it a rolling pass ends one
+ * serial sync sooner. */
 int chlog_done_shard(const char *configdir, const char *channel, int shard, struct terr *err)
 {
 	struct buf run = BUF_INIT;
@@ -985,8 +992,6 @@ int chlog_done_shard(const char *configdir, const char *channel, int shard, stru
 	int rc = 0;
 	if (unlink(run.ptr) < 0 && errno != ENOENT)
 		rc = terr_errno(err, errno, "unlink %s", run.ptr);
-	else
-		rc = fs_fsync_parent(run.ptr, err);
 	buf_free(&run);
 	return rc;
 }

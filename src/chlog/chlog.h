@@ -138,7 +138,7 @@ unsigned chlog_line_shards(const char *line, size_t len, unsigned nshards);
 /* Reader: 1 when log-run is ready, 0 when there is nothing to do (no
  * log, or an empty one: see chlog_take_shard_next). */
 int chlog_take(const char *configdir, const char *channel, struct terr *err);
-/* Removes log-run (and fsyncs its directory). */
+/* Removes log-run. Not synced: a lost unlink is a replay (chlog.c). */
 int chlog_done(const char *configdir, const char *channel, struct terr *err);
 /* The same for one shard (shard < 0: the unsharded log). */
 int chlog_take_shard(const char *configdir, const char *channel, int shard, struct terr *err);

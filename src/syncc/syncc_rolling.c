@@ -15,9 +15,10 @@
 #include "sync/sync.h"
 #include "sync/sync_rightnow.h"
 
+#include <dirent.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
-#include <poll.h>
 #include <sys/inotify.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,17 +62,43 @@ static size_t pending_lines(const char *configdir, const char *channel, int shar
 }
 
 /* Log directories of the channel outside its current layout (left by a
- * change of its shard count): the unsharded one when sharded, shards
- * past the count. A directory that is another channel's (a channel
- * named "3" beside the default channel) is not one. */
+ * change of its shard count) that exist: the unsharded one (its log or
+ * log-run) when sharded, shards past the count. A directory that is
+ * another channel's (a channel named "3" beside the default channel) is
+ * not one. One read of the channel's directory tells which exist: the
+ * rolling client asks before every pass, and probing each of
+ * CHLOG_MAX_SHARDS directories for log-run and log was 32 system calls a
+ * pass on a channel that has none. */
 static int orphan_dirs(const struct conf *conf, const char *channel, int *dirs)
 {
 	int n = syncc_channel_shards(conf, channel), nd = 0;
+	unsigned long present = 0;	/* bit k: directory k; bit CHLOG_MAX_SHARDS: the unsharded log */
+	struct buf p = BUF_INIT;
+	chlog_path(conf_str(conf, "configdirectory"), channel, "", &p);
+	DIR *d = opendir(p.ptr);
+	buf_free(&p);
+	if (!d)
+		return 0;	/* no directory: no log of any layout */
+	for (struct dirent *de; (de = readdir(d)) != NULL;) {
+		const char *s = de->d_name;
+		if (!strcmp(s, "log") || !strcmp(s, "log-run")) {
+			present |= 1UL << CHLOG_MAX_SHARDS;
+			continue;
+		}
+		int k = 0, digits = 0;
+		for (; *s >= '0' && *s <= '9' && digits < 3; s++, digits++)
+			k = k * 10 + (*s - '0');
+		if (digits && !*s && k < CHLOG_MAX_SHARDS && (digits == 1 || de->d_name[0] != '0'))
+			present |= 1UL << k;
+	}
+	closedir(d);
 	const char *const *chans;
 	size_t nc = conf_channels(conf, &chans);
-	if (n > 1)
+	if (n > 1 && (present & (1UL << CHLOG_MAX_SHARDS)))
 		dirs[nd++] = -1;
 	for (int k = n > 1 ? n : 0; k < CHLOG_MAX_SHARDS; k++) {
+		if (!(present & (1UL << k)))
+			continue;
 		char name[16];
 		snprintf(name, sizeof name, "%d", k);
 		int taken = 0;
