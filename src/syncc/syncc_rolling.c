@@ -85,10 +85,10 @@ static int orphan_dirs(const struct conf *conf, const char *channel, int *dirs)
 			present |= 1UL << CHLOG_MAX_SHARDS;
 			continue;
 		}
-		int k = 0, digits = 0;
+		int k = 0, digits = 0;	/* "07" passes for 7: its probe then finds nothing */
 		for (; *s >= '0' && *s <= '9' && digits < 3; s++, digits++)
 			k = k * 10 + (*s - '0');
-		if (digits && !*s && k < CHLOG_MAX_SHARDS && (digits == 1 || de->d_name[0] != '0'))
+		if (digits && !*s && k < CHLOG_MAX_SHARDS)
 			present |= 1UL << k;
 	}
 	closedir(d);

@@ -60,50 +60,56 @@ static void check_status(struct conf *conf, const char *want_total, const char *
 	buf_free(&out);
 }
 
+struct logfile {
+	const char *sub;	/* "" for the channel's own directory */
+	const char *file;
+	int lines;
+};
+
+/* A channel of shards shards whose directory holds logs (none: the
+ * directory is not there): tandem status's first line has want_total
+ * and want_old (NULL: no old_layout_lines). */
+static void status_case(int shards, const struct logfile *logs, size_t n, const char *want_total,
+			const char *want_old)
+{
+	char *dir = test_tmpdir();
+	struct conf *conf = make_conf(dir, shards);
+	CHECK(conf != NULL);
+	for (size_t i = 0; i < n; i++)
+		put_log(dir, logs[i].sub, logs[i].file, logs[i].lines);
+	if (conf)
+		check_status(conf, want_total, want_old);
+	conf_free(&conf);
+	free(dir);
+}
+
 /* Four shards: the unsharded log and shard 6 are another layout's;
  * "07" and "x" are no shard's directory; shards 0-3 are the channel's. */
 TEST(sharded_channel_counts_the_unsharded_log_and_shards_past_its_count)
 {
-	char *dir = test_tmpdir();
-	struct conf *conf = make_conf(dir, 4);
-	CHECK(conf != NULL);
-	put_log(dir, "", "log", 2);
-	put_log(dir, "0", "log", 1);
-	put_log(dir, "6", "log-run", 3);
-	put_log(dir, "07", "log", 4);
-	put_log(dir, "x", "log", 4);
-	check_status(conf, "channel=repl1 pending_lines=6 shards=4", "old_layout_lines=5");
-	conf_free(&conf);
-	free(dir);
+	static const struct logfile logs[] = {
+		{ "", "log", 2 }, { "0", "log", 1 }, { "6", "log-run", 3 }, { "07", "log", 4 }, { "x", "log", 4 },
+	};
+	status_case(4, logs, sizeof logs / sizeof logs[0], "channel=repl1 pending_lines=6 shards=4",
+		    "old_layout_lines=5");
 }
 
 /* Unsharded: its own log counts as its own; every shard directory is
- * another layout's. */
+ * another layout's, up to MAX_SYNC_SHARDS. */
 TEST(unsharded_channel_counts_every_shard_directory)
 {
-	char *dir = test_tmpdir();
-	struct conf *conf = make_conf(dir, 1);
-	CHECK(conf != NULL);
-	put_log(dir, "", "log", 2);
-	put_log(dir, "0", "log", 1);
-	put_log(dir, "15", "log-run", 3);
-	put_log(dir, "16", "log", 4);	/* past MAX_SYNC_SHARDS: nobody's */
-	check_status(conf, "channel=repl1 pending_lines=6", "old_layout_lines=4");
-	conf_free(&conf);
-	free(dir);
+	static const struct logfile logs[] = {
+		{ "", "log", 2 }, { "0", "log", 1 }, { "15", "log-run", 3 }, { "16", "log", 4 },
+	};
+	status_case(1, logs, sizeof logs / sizeof logs[0], "channel=repl1 pending_lines=6", "old_layout_lines=4");
 }
 
-/* Nothing in another layout, or no directory at all: no old_layout_lines. */
+/* No directory at all, or nothing in another layout: no old_layout_lines. */
 TEST(no_other_layout)
 {
-	char *dir = test_tmpdir();
-	struct conf *conf = make_conf(dir, 4);
-	CHECK(conf != NULL);
-	check_status(conf, "channel=repl1 pending_lines=0 shards=4", NULL);
-	put_log(dir, "2", "log", 2);
-	check_status(conf, "channel=repl1 pending_lines=2 shards=4", NULL);
-	conf_free(&conf);
-	free(dir);
+	static const struct logfile logs[] = { { "2", "log", 2 } };
+	status_case(4, NULL, 0, "channel=repl1 pending_lines=0 shards=4", NULL);
+	status_case(4, logs, 1, "channel=repl1 pending_lines=2 shards=4", NULL);
 }
 
 int main(void)
