@@ -65,8 +65,8 @@ int store_owner_build(const char *build, int sync_dir, struct terr *err);
  * process that makes many (a replica's initial sync). tmpdir is the
  * partition's tmp/, the spares' home (the pool serves one partition at a
  * time: the last started). store_spare_take moves a ready spare to dir:
- * 1 placed, 2 dir was there already (made by another; the spare stays), 0 no spare ready (the
- * caller builds one itself; also when the rename fails otherwise: that
+ * 1 placed, 2 dir was there already (made by another; the spare stays),
+ * 0 no spare ready (the caller builds one itself; also when the rename fails otherwise: that
  * spare goes, and the build reports what is wrong with dir). dir's
  * parent is the caller's to sync. store_spare_start starts the thread
  * (a forked child has none); store_spare_stop (also at exit) ends it and

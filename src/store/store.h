@@ -615,9 +615,9 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
  * failed and is not in the batch), a new owner's users.db row (at
  * synchronous=NORMAL) and directory (without its directory fsyncs)
  * included; store_apply_batch_run then makes every placed body, new
- * directory and row durable with one syncfs (per file system), and runs the applies in the order
- * they were added, consecutive ones of one owner in one transaction
- * (each inside its own savepoint: a refused one changes nothing; one
+ * directory and row durable with one syncfs (per file system), and runs
+ * the applies in the order they were added, consecutive ones of one
+ * owner in one transaction (each inside its own savepoint: a refused one changes nothing; one
  * COMMIT, so one change-log append and one WAL flush, for them all;
  * with two owners or more, their COMMITs skip the WAL flush and one
  * syncfs after the last makes them durable). rcs[i] and errs[i] get what store_apply_mailbox would have returned for

@@ -65,15 +65,16 @@ int store_move_get(struct store *st, const char *userid, struct store_move *m, s
 	memset(m, 0, sizeof *m);
 	if (store_users_open(st, err) < 0)
 		return -1;
-	sqlite3_stmt *s = store_sql_prepare(st->usersdb,
-		"SELECT state, target, since FROM user_moves WHERE userid = ?;", err);
+	sqlite3_stmt *s = store_stmt(&st->usersql, "SELECT state, target, since FROM user_moves WHERE userid = ?;", err);
 	if (!s)
 		return -1;
 	sqlite3_bind_text(s, 1, userid, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
 	if (rc == SQLITE_ROW)
 		fill(s, 0, m);
-	return store_sql_done(st->usersdb, s, rc, "user_moves", err);
+	int ret = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : store_sql_fail(st->usersdb, "user_moves", err);
+	store_stmt_put(&st->usersql, s);
+	return ret;
 }
 
 int store_move_rcpt(struct store *st, const char *userid, struct store_move *m, struct terr *err)

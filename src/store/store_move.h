@@ -37,9 +37,8 @@ int store_move_get(struct store *st, const char *userid, struct store_move *m_r,
 
 /* An LMTP recipient's look-up (lmtpd): whether userid has a record in
  * users.db (1, 0) and its move record (*m_r, STORE_MOVE_NONE when none),
- * -1 on error. One cached statement, so one read transaction of users.db,
- * where store_move_get and store_user_exists take one each (and
- * store_move_get prepares its statement every time). */
+ * -1 on error. One statement, so one read transaction of users.db,
+ * where store_move_get and store_user_exists take one each. */
 int store_move_rcpt(struct store *st, const char *userid, struct store_move *m_r, struct terr *err);
 
 /* Locks an existing user for a move to target (TE_NOTFOUND: no such user;

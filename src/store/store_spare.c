@@ -14,8 +14,8 @@
  * only (no store, no SQLite connection: the template exists once a new
  * owner was made, and before it a build makes it under the template's
  * lock). It runs until store_spare_stop (when the store that enabled it
- * closes, and at exit: the spares not taken are removed); a build that fails (disk full) stops it, and owner_make
- * builds in place as before; a process killed leaves its spares to the
+ * closes, and at exit: the spares not taken are removed); a build that
+ * fails (disk full) stops it, and owner_make builds in place as before; a process killed leaves its spares to the
  * next build's sweep. A fork keeps the
  * parent's spares for the parent: the child starts with none and no
  * thread (pthread_atfork).
