@@ -616,14 +616,16 @@ int store_apply_mailbox(struct store *st, const struct store_apply *a, struct te
  * synchronous=NORMAL) and directory (without its directory fsyncs)
  * included; store_apply_batch_run then makes every placed body, new
  * directory and row durable with one syncfs (per file system), and runs
- * the applies in the order they were added, consecutive ones of one
- * owner in one transaction (each inside its own savepoint: a refused one changes nothing; one
- * COMMIT, so one change-log append and one WAL flush, for them all;
- * with two owners or more, their COMMITs skip the WAL flush and one
- * syncfs after the last makes them durable). rcs[i] and errs[i] get what store_apply_mailbox would have returned for
- * the i-th apply added; only after run returns are their changes on disk
- * (the durability rule above: an acknowledgement waits for run). Each
- * struct store_apply must stay valid until run, which empties the batch.
+ * the applies in the order they were added, consecutive ones of one owner
+ * in one transaction (each inside its own savepoint: a refused one
+ * changes nothing; one COMMIT, so one change-log append and one WAL
+ * flush, for them all; with two owners or more, or one new owner's first
+ * commit, the COMMITs skip the WAL flush and one syncfs after the last
+ * makes them durable). rcs[i] and
+ * errs[i] get what store_apply_mailbox would have returned for the i-th
+ * apply added; only after run returns are their changes on disk (the
+ * durability rule above: an acknowledgement waits for run). Each struct
+ * store_apply must stay valid until run, which empties the batch.
  * store_apply_mailbox is a batch of one. */
 struct store_apply_batch;
 struct store_apply_batch *store_apply_batch_new(struct store *st);
